@@ -1,0 +1,41 @@
+//! The `tidemark` command: clap definitions and subcommand drivers.
+//!
+//! This module owns argument parsing and error reporting at the edge: every failure becomes a
+//! one-line `error: ...` on stderr and a non-zero exit status, never a panic.
+
+pub mod window;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// tidemark: exact windowed stream processing on timely dataflow.
+#[derive(Debug, Parser)]
+#[command(name = "tidemark", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Windowed aggregation of a CSV file of events into a CSV changelog.
+    Window(window::WindowArgs),
+}
+
+/// Parses the process arguments, runs the subcommand and reports errors.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Window(args) => window::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Keyed rolling reduce: the running reduction of each key, one updated value per key per
+//! timestamp (epoch).
+//!
+//! Updates at time `T` are folded per key as they arrive and applied to the running values when
+//! the frontier passes `T`, in timestamp order, so each key's emitted value at `T` reflects
+//! exactly the records at times `<= T`. The reduce function must be associative and commutative
+//! (like a combinable Flink `ReduceFunction`): records of one time are folded in arrival order,
+//! and with random partitioning partial reductions from several workers are folded together.
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
+use timely::dataflow::operators::vec::{Broadcast, Filter};
+use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::StreamVec;
+
+use super::{owns, spread, Key, KeyedStream, Value};
+use crate::partition::{route_hash, Partitioner};
+
+impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
+    /// The running reduction of each key with `fold`, emitted as `(key, value)` at each time at
+    /// which the key received records.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    ///
+    /// let captured = timely::example(|scope| {
+    ///     vec![("x", 5u64), ("y", 1), ("x", 9)]
+    ///         .to_stream(scope)
+    ///         .key_by(Partitioner::Random)
+    ///         .reduce(|max, v| *max = (*max).max(v))
+    ///         .capture()
+    /// });
+    /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![("x", 9), ("y", 1)]);
+    /// ```
+    pub fn reduce<F>(self, fold: F) -> StreamVec<'scope, u64, (K, V)>
+    where
+        F: Fn(&mut V, V) + Clone + 'static,
+    {
+        let scope = self.stream.scope();
+        let (peers, index) = (scope.peers(), scope.index());
+        match self.partitioner {
+            _ if peers == 1 => rolling(self.stream, Pipeline, fold),
+            Partitioner::Hash | Partitioner::Range(_) => {
+                let partitioner = self.partitioner;
+                let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
+                rolling(self.stream, pact, fold)
+            }
+            Partitioner::Random => {
+                let partial = pre_reduce(spread(self.stream), fold.clone());
+                let pact = Exchange::new(|(key, _): &(K, V)| route_hash(key));
+                rolling(partial, pact, fold)
+            }
+            Partitioner::Broadcast => rolling(self.stream.broadcast(), Pipeline, fold)
+                .filter(move |(key, _)| owns(key, peers, index)),
+        }
+    }
+}
+
+/// Folds each batch per key and time (phase one of the two-phase reduce).
+fn pre_reduce<'scope, K: Key, V: Value, F: Fn(&mut V, V) + 'static>(
+    stream: StreamVec<'scope, u64, (K, V)>,
+    fold: F,
+) -> StreamVec<'scope, u64, (K, V)> {
+    stream
+        .unary(Pipeline, "PreReduce", move |_cap, _info| {
+            let mut folded: HashMap<K, V> = HashMap::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, batches| {
+                    for (key, value) in batches.flat_map(|batch| batch.drain(..)) {
+                        fold_into(&mut folded, key, value, &fold);
+                    }
+                    output.session(&cap).give_iterator(folded.drain());
+                });
+            }
+        })
+        .container::<Vec<_>>()
+}
+
+fn fold_into<K: Key, V>(map: &mut HashMap<K, V>, key: K, value: V, fold: &impl Fn(&mut V, V)) {
+    match map.get_mut(&key) {
+        Some(current) => fold(current, value),
+        None => {
+            map.insert(key, value);
+        }
+    }
+}
+
+fn rolling<'scope, K, V, F, P>(
+    stream: StreamVec<'scope, u64, (K, V)>,
+    pact: P,
+    fold: F,
+) -> StreamVec<'scope, u64, (K, V)>
+where
+    K: Key,
+    V: Value,
+    F: Fn(&mut V, V) + 'static,
+    P: ParallelizationContract<u64, Vec<(K, V)>>,
+{
+    stream
+        .unary_frontier(pact, "RollingReduce", move |_cap, _info| {
+            let mut pending: BTreeMap<u64, (Capability<u64>, HashMap<K, V>)> = BTreeMap::new();
+            let mut running: HashMap<K, V> = HashMap::new();
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, batches| {
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    let (_, updates) = pending
+                        .entry(time)
+                        .or_insert_with(|| (cap.delayed(&time, 0), HashMap::new()));
+                    for (key, value) in batches.flat_map(|batch| batch.drain(..)) {
+                        fold_into(updates, key, value, &fold);
+                    }
+                });
+                while let Some(entry) = pending.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, updates) = entry.remove();
+                    let mut session = output.session(&cap);
+                    for (key, value) in updates {
+                        fold_into(&mut running, key.clone(), value, &fold);
+                        let current = running.get(&key).expect("just folded").clone();
+                        session.give((key, current));
+                    }
+                }
+            }
+        })
+        .container::<Vec<_>>()
+}

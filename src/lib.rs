@@ -1,0 +1,33 @@
+//! # tidemark: exact windowed stream processing on timely dataflow
+//!
+//! A computation is a timely dataflow graph run by one or more workers (threads, and processes
+//! through timely's cluster mode). Every record travels at a logical timestamp, a `u64` that
+//! is the stream's *watermark*: once the frontier of an operator's input has passed time `t`,
+//! no record at a time `<= t` will arrive there again. tidemark's window operators use that
+//! guarantee to emit each window exactly once, when the frontier passes the window's last
+//! instant, and to free its state when no record can change it any more.
+//!
+//! * [`keyed`]: `key_by` with a [`partition::Partitioner`], keyed windows and rolling reduce.
+//! * [`window`]: window assigners (tumbling, sliding, session), aggregators, the operators and
+//!   the lateness rules (corrections within the allowed lateness, a late output beyond it).
+//! * [`time`]: the bounded-delay watermark that sources use to stamp records.
+//! * [`source`] and [`sink`]: CSV input with precise errors, CSV changelog output.
+//! * [`cluster`]: threads, processes and hostfiles to a timely configuration.
+//! * [`cli`]: the `tidemark` command.
+//!
+//! Results never depend on the number of workers or processes, on the partitioner, or on how
+//! input is batched: the tests compare every operator against a brute-force reference under all
+//! of them.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod cluster;
+pub mod keyed;
+pub mod number;
+pub mod partition;
+pub mod sink;
+pub mod source;
+pub mod time;
+pub mod window;
+
+pub use number::Fixed;

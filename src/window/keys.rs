@@ -1,0 +1,68 @@
+//! The per-window key table: one hash lookup per record, and a key clone only when a key is new.
+//!
+//! `hashbrown::HashMap::entry` takes the key by value, which would clone (and for text keys
+//! allocate) on every record that contributes to more than one window. This table looks keys
+//! up by reference and clones only on insertion. It uses hashbrown's default hasher, the same
+//! map a hand-written baseline would use.
+
+use std::hash::{BuildHasher, Hash};
+
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::fixed::StateGauge;
+
+/// A hash map from keys to slots, looked up by reference.
+pub(crate) struct KeyTable<K, V> {
+    table: HashTable<(K, V)>,
+    hasher: DefaultHashBuilder,
+}
+
+impl<K, V> Default for KeyTable<K, V> {
+    fn default() -> Self {
+        KeyTable {
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> KeyTable<K, V> {
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.table.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.len()
+    }
+}
+
+/// The slot of `key`, inserted (and counted on `gauge`) with `init` if absent.
+#[inline]
+pub(crate) fn slot_of<'a, K, V>(
+    keys: &'a mut KeyTable<K, V>,
+    key: &K,
+    gauge: &StateGauge,
+    init: impl FnOnce() -> V,
+) -> &'a mut V
+where
+    K: Hash + Eq + Clone,
+{
+    let hasher = &keys.hasher;
+    let hash = hasher.hash_one(key);
+    match keys
+        .table
+        .entry(hash, |(k, _)| k == key, |(k, _)| hasher.hash_one(k))
+    {
+        Entry::Occupied(entry) => &mut entry.into_mut().1,
+        Entry::Vacant(entry) => {
+            gauge.add(1);
+            &mut entry.insert((key.clone(), init())).into_mut().1
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Phase one of two-phase window aggregation: partial aggregates per worker, before the
+//! exchange by key.
+//!
+//! Used when records are spread without regard to their key (random partitioning). Records at
+//! the same timely time are folded per key and pane (tumbling, sliding) or per key and run of
+//! event times closer than the gap (sessions). Folding records that share a time and a set of
+//! windows is exact: the lateness rule depends only on the time and the window, so phase two
+//! treats a partial exactly as it would treat its records one by one. Late records are split off
+//! here, since only here are the records themselves still at hand.
+
+use std::hash::Hash;
+
+use hashbrown::HashMap;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::StreamVec;
+
+use super::fixed::Part;
+use super::{Aggregator, Late, Panes, Window, WindowAssigner};
+
+/// Folds each batch of `(key, record)` pairs into partial aggregates and late records.
+pub(crate) fn partial_aggregate<'scope, K, V, A, T>(
+    stream: StreamVec<'scope, u64, (K, V)>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    event_time: T,
+    agg: A,
+) -> StreamVec<'scope, u64, Part<K, V, A::Acc>>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: Clone + 'static,
+    A: Aggregator<V>,
+    T: Fn(&V) -> u64 + 'static,
+{
+    stream
+        .unary(Pipeline, "PartialAggregate", move |_cap, _info| {
+            let mut panes: HashMap<(K, u64), (u64, A::Acc)> = HashMap::new();
+            let mut runs: HashMap<K, Vec<(u64, V)>> = HashMap::new();
+            let mut out = Vec::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, batches| {
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    let is_late = |window: &Window| window.end.saturating_add(lateness) <= time;
+                    for batch in batches {
+                        for (key, record) in batch.drain(..) {
+                            let ts = event_time(&record);
+                            if ts < time {
+                                for window in assigner.windows_of(ts).filter(is_late) {
+                                    let late = Late {
+                                        window,
+                                        key: key.clone(),
+                                        record: record.clone(),
+                                    };
+                                    out.push(Part::Late(late));
+                                }
+                            }
+                            match assigner {
+                                WindowAssigner::Session(gap) => {
+                                    if ts.saturating_add(gap).saturating_add(lateness) > time {
+                                        runs.entry(key).or_default().push((ts, record));
+                                    }
+                                }
+                                WindowAssigner::Tumbling(size)
+                                | WindowAssigner::Sliding(size, _) => {
+                                    let slide = match assigner {
+                                        WindowAssigner::Sliding(_, slide) => slide,
+                                        _ => size,
+                                    };
+                                    let pane = Panes::new(size, slide).pane_start(ts);
+                                    let entry = panes
+                                        .entry((key, pane))
+                                        .or_insert_with(|| (ts, agg.init()));
+                                    entry.0 = entry.0.min(ts);
+                                    agg.add(&mut entry.1, &record);
+                                }
+                            }
+                        }
+                    }
+                    for ((key, _), (lo, acc)) in panes.drain() {
+                        out.push(Part::Partial {
+                            key,
+                            lo,
+                            hi: lo,
+                            acc,
+                        });
+                    }
+                    if let WindowAssigner::Session(gap) = assigner {
+                        for (key, mut records) in runs.drain() {
+                            records.sort_unstable_by_key(|(ts, _)| *ts);
+                            let mut records = records.into_iter();
+                            let Some((first, record)) = records.next() else {
+                                continue;
+                            };
+                            let (mut lo, mut hi, mut acc) = (first, first, agg.init());
+                            agg.add(&mut acc, &record);
+                            for (ts, record) in records {
+                                if ts >= hi.saturating_add(gap) {
+                                    let piece = std::mem::replace(&mut acc, agg.init());
+                                    out.push(Part::Partial {
+                                        key: key.clone(),
+                                        lo,
+                                        hi,
+                                        acc: piece,
+                                    });
+                                    lo = ts;
+                                }
+                                hi = ts;
+                                agg.add(&mut acc, &record);
+                            }
+                            out.push(Part::Partial { key, lo, hi, acc });
+                        }
+                    }
+                    output.session(&cap).give_iterator(out.drain(..));
+                });
+            }
+        })
+        .container::<Vec<_>>()
+}
