@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
-use timely::dataflow::operators::Inspect;
 use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
 use tidemark::Fixed;
+use timely::dataflow::operators::Inspect;
 
 use common::gen;
 use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCALE};
@@ -39,14 +39,49 @@ fn assigner(kind: &WindowKind) -> WindowAssigner {
     }
 }
 
-fn run_engine(events: &[Event], p: &Params, workers: usize, partitioner: &Partitioner<String>) -> Run {
+fn run_engine(
+    events: &[Event],
+    p: &Params,
+    workers: usize,
+    partitioner: &Partitioner<String>,
+) -> Run {
     let value = |r: &Rec| r.1;
     match p.agg {
-        Agg::Count => run_with(events, p, workers, partitioner, Count, |n: &u64| *n as i128 * SCALE),
-        Agg::Sum => run_with(events, p, workers, partitioner, on(Sum, value), |f: &Fixed| f.nanos()),
-        Agg::Min => run_with(events, p, workers, partitioner, on(Min, value), |f: &Fixed| f.nanos()),
-        Agg::Max => run_with(events, p, workers, partitioner, on(Max, value), |f: &Fixed| f.nanos()),
-        Agg::Mean => run_with(events, p, workers, partitioner, on(Mean, value), |f: &Fixed| f.nanos()),
+        Agg::Count => run_with(events, p, workers, partitioner, Count, |n: &u64| {
+            *n as i128 * SCALE
+        }),
+        Agg::Sum => run_with(
+            events,
+            p,
+            workers,
+            partitioner,
+            on(Sum, value),
+            |f: &Fixed| f.nanos(),
+        ),
+        Agg::Min => run_with(
+            events,
+            p,
+            workers,
+            partitioner,
+            on(Min, value),
+            |f: &Fixed| f.nanos(),
+        ),
+        Agg::Max => run_with(
+            events,
+            p,
+            workers,
+            partitioner,
+            on(Max, value),
+            |f: &Fixed| f.nanos(),
+        ),
+        Agg::Mean => run_with(
+            events,
+            p,
+            workers,
+            partitioner,
+            on(Mean, value),
+            |f: &Fixed| f.nanos(),
+        ),
     }
 }
 
@@ -70,12 +105,23 @@ where
     let changelog = Arc::new(Mutex::new(Vec::new()));
     let late = Arc::new(Mutex::new(Vec::new()));
     let (assigner, lateness, max_delay) = (assigner(&p.kind), p.lateness, p.max_delay);
-    let (out, late_out, partitioner) = (Arc::clone(&changelog), Arc::clone(&late), partitioner.clone());
+    let (out, late_out, partitioner) = (
+        Arc::clone(&changelog),
+        Arc::clone(&late),
+        partitioner.clone(),
+    );
     // Small batches exercise many activations and interleavings.
-    let options = SourceOptions { batch: 3, idle_timeout: None };
+    let options = SourceOptions {
+        batch: 3,
+        idle_timeout: None,
+    };
     timely::execute(timely::Config::process(workers), move |worker| {
         let feed = if worker.index() == 0 {
-            input.lock().unwrap().take().map(|records| VecFeed::new(records, max_delay))
+            input
+                .lock()
+                .unwrap()
+                .take()
+                .map(|records| VecFeed::new(records, max_delay))
         } else {
             None
         };
@@ -89,11 +135,20 @@ where
                 .allowed_lateness(lateness)
                 .aggregate(|r: &Rec| r.0, agg);
             windowed.results.inspect(move |r| {
-                let row = (r.window.start, r.window.end, r.key.clone(), mantissa(&r.value), r.diff);
+                let row = (
+                    r.window.start,
+                    r.window.end,
+                    r.key.clone(),
+                    mantissa(&r.value),
+                    r.diff,
+                );
                 out.lock().unwrap().push(row);
             });
             windowed.late.inspect(move |l| {
-                late_out.lock().unwrap().push((l.record.2, l.window.start, l.window.end));
+                late_out
+                    .lock()
+                    .unwrap()
+                    .push((l.record.2, l.window.start, l.window.end));
             });
         });
     })
@@ -109,14 +164,22 @@ where
 fn consolidate(changelog: &[Row]) -> BTreeMap<(i64, u64, String), i128> {
     let mut totals: BTreeMap<(i64, u64, String, i128), i64> = BTreeMap::new();
     for (start, end, key, value, diff) in changelog {
-        *totals.entry((*start, *end, key.clone(), *value)).or_default() += diff;
+        *totals
+            .entry((*start, *end, key.clone(), *value))
+            .or_default() += diff;
     }
     let mut answer = BTreeMap::new();
     for ((start, end, key, value), total) in totals {
-        assert!(total == 0 || total == 1, "row {start},{end},{key},{value} has total diff {total}");
+        assert!(
+            total == 0 || total == 1,
+            "row {start},{end},{key},{value} has total diff {total}"
+        );
         if total == 1 {
             let previous = answer.insert((start, end, key.clone()), value);
-            assert!(previous.is_none(), "two values for window {start},{end} key {key}");
+            assert!(
+                previous.is_none(),
+                "two values for window {start},{end} key {key}"
+            );
         }
     }
     answer
@@ -134,7 +197,11 @@ fn partitioners() -> Vec<Partitioner<String>> {
 fn check(events: &[Event], p: &Params) {
     let expected: Outcome = reference(events, p);
     let first = run_engine(events, p, 1, &Partitioner::Hash);
-    assert_eq!(consolidate(&first.changelog), expected.windows, "1 worker, hash, {p:?}");
+    assert_eq!(
+        consolidate(&first.changelog),
+        expected.windows,
+        "1 worker, hash, {p:?}"
+    );
     assert_eq!(first.late, expected.late, "late rows, {p:?}");
     for workers in [1, 2, 4] {
         for partitioner in partitioners() {
@@ -143,7 +210,10 @@ fn check(events: &[Event], p: &Params) {
                 run.changelog, first.changelog,
                 "changelog differs with {workers} workers, {partitioner:?}, {p:?}"
             );
-            assert_eq!(run.late, first.late, "late rows differ with {workers} workers, {partitioner:?}");
+            assert_eq!(
+                run.late, first.late,
+                "late rows differ with {workers} workers, {partitioner:?}"
+            );
         }
     }
 }
@@ -165,17 +235,34 @@ fn count_conserves_records_across_results_and_late_output() {
     // Out of order with a small delay and no lateness: plenty of late rows.
     let keys = ["a", "b"];
     let events: Vec<Event> = (0..200u64)
-        .map(|i| Event { ts: (i * 7919) % 97 + i / 2, key: keys[i as usize % 2].into(), value: SCALE })
+        .map(|i| Event {
+            ts: (i * 7919) % 97 + i / 2,
+            key: keys[i as usize % 2].into(),
+            value: SCALE,
+        })
         .collect();
-    for kind in [WindowKind::Tumbling { size: 10 }, WindowKind::Sliding { size: 12, slide: 5 }] {
-        let p = Params { kind, agg: Agg::Count, max_delay: 3, lateness: 2 };
+    for kind in [
+        WindowKind::Tumbling { size: 10 },
+        WindowKind::Sliding { size: 12, slide: 5 },
+    ] {
+        let p = Params {
+            kind,
+            agg: Agg::Count,
+            max_delay: 3,
+            lateness: 2,
+        };
         let run = run_engine(&events, &p, 2, &Partitioner::Random);
         let counted = consolidate(&run.changelog);
         let mut late_per_window: BTreeMap<(i64, u64, String), u64> = BTreeMap::new();
         for (index, start, end) in &run.late {
-            *late_per_window.entry((*start, *end, events[*index].key.clone())).or_default() += 1;
+            *late_per_window
+                .entry((*start, *end, events[*index].key.clone()))
+                .or_default() += 1;
         }
-        assert!(!run.late.is_empty(), "the input is meant to have late records");
+        assert!(
+            !run.late.is_empty(),
+            "the input is meant to have late records"
+        );
         for (window, falling) in common::reference::conservation_counts(&events, &p) {
             let counted = counted.get(&window).copied().unwrap_or(0) / SCALE;
             let late = late_per_window.get(&window).copied().unwrap_or(0);

@@ -150,10 +150,12 @@ impl CsvFeed {
         let value = columns.value.as_deref().map(find).transpose()?;
         let (sender, rows) = sync_channel::<Rows>(4);
         let thread_name = name.clone();
+        // A live input (standard input) hands over every row at once: the next read may block.
+        let rows_per_batch = if name == "-" { 1 } else { ROWS_PER_BATCH };
         std::thread::Builder::new()
             .name("tidemark-csv".into())
             .spawn(move || {
-                let mut batch = Vec::with_capacity(ROWS_PER_BATCH);
+                let mut batch = Vec::with_capacity(rows_per_batch);
                 for row in reader.into_records() {
                     let row = row
                         .map(|r| (r.position().map_or(0, |p| p.line()), r))
@@ -162,7 +164,7 @@ impl CsvFeed {
                         .as_ref()
                         .is_err_and(|e| matches!(e, ReadError::Io { .. }));
                     batch.push(row);
-                    if (batch.len() == ROWS_PER_BATCH || stop)
+                    if (batch.len() == rows_per_batch || stop)
                         && sender.send(std::mem::take(&mut batch)).is_err()
                     {
                         return;
