@@ -17,7 +17,7 @@ pub mod reduce;
 use std::hash::Hash;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
+use timely::dataflow::operators::vec::{Broadcast, Filter};
 use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
@@ -166,7 +166,7 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
             lateness,
             gauge,
         } = self;
-        let emitted = match assigner {
+        let (results, late) = match assigner {
             WindowAssigner::Tumbling(size) => {
                 let state = FixedWindows::new(size, size, lateness, agg.clone(), gauge);
                 route_window(keyed, assigner, lateness, event_time, agg, state)
@@ -180,16 +180,7 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
                 route_window(keyed, assigner, lateness, event_time, agg, state)
             }
         };
-        Windowed {
-            results: emitted.clone().flat_map(|e| match e {
-                Emit::Result(result) => Some(result),
-                Emit::Late(_) => None,
-            }),
-            late: emitted.flat_map(|e| match e {
-                Emit::Late(late) => Some(late),
-                Emit::Result(_) => None,
-            }),
-        }
+        Windowed { results, late }
     }
 }
 
@@ -209,6 +200,7 @@ pub(crate) fn owns<K: Hash>(key: &K, peers: usize, index: usize) -> bool {
     route_hash(key) % peers as u64 == index as u64
 }
 
+#[allow(clippy::type_complexity)]
 fn route_window<'scope, K, V, A, T, S>(
     keyed: KeyedStream<'scope, K, V>,
     assigner: WindowAssigner,
@@ -216,7 +208,7 @@ fn route_window<'scope, K, V, A, T, S>(
     event_time: T,
     agg: A,
     state: S,
-) -> StreamVec<'scope, u64, Emit<K, A::Output, V>>
+) -> (StreamVec<'scope, u64, WindowResult<K, A::Output>>, StreamVec<'scope, u64, Late<K, V>>)
 where
     K: Key,
     V: Value,
@@ -246,8 +238,11 @@ where
             drive(partials, pact, "Window", |part| part, state)
         }
         Partitioner::Broadcast => {
-            drive(keyed.stream.broadcast(), Pipeline, "Window", record, state)
-                .filter(move |emit| owns(emit.key(), peers, index))
+            let (results, late) = drive(keyed.stream.broadcast(), Pipeline, "Window", record, state);
+            (
+                results.filter(move |row| owns(&row.key, peers, index)),
+                late.filter(move |record| owns(&record.key, peers, index)),
+            )
         }
     }
 }

@@ -3,8 +3,8 @@
 //! This module owns *when* things happen; [`WindowState`] implementations own *what* happens.
 //! Invariants kept here:
 //!
-//! * A part at time `T` that cannot touch a closed window (`T < state.ready_before(part)`) is
-//!   applied as soon as it arrives: the hot path for in-order data.
+//! * A part at time `T` that cannot touch a closed window is applied as soon as it arrives
+//!   ([`WindowState::offer`]): the hot path for in-order data.
 //! * Every other part is deferred and applied when the frontier passes `T`, in timestamp order,
 //!   interleaved with window closes: closes at times `< T` happen first, closes at `>= T` after.
 //!   This makes corrections (and so the changelog) independent of arrival timing.
@@ -14,8 +14,12 @@
 use std::collections::BTreeMap;
 
 use timely::dataflow::channels::pact::ParallelizationContract;
-use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
+
+use super::{Emit, Late, WindowResult};
 
 /// A keyed window state machine driven by [`drive`].
 pub(crate) trait WindowState: 'static {
@@ -23,9 +27,21 @@ pub(crate) trait WindowState: 'static {
     type Part;
     /// What the operator emits.
     type Out;
-    /// Parts at a time below this may be applied on arrival.
-    fn ready_before(&self, part: &Self::Part) -> u64;
-    /// Applies `part` at time `time`; late records and immediate corrections go to `out`.
+    /// Applies `part`, arriving at `time`, at once if it cannot touch a closed window (the hot
+    /// path: nothing to emit); otherwise hands it back to be deferred.
+    fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part>;
+    /// Offers every part of a batch arriving at `time`, pushing those that must wait to `defer`.
+    /// Implementations may override it with a tighter loop for the common case.
+    #[inline]
+    fn offer_batch(&mut self, parts: impl Iterator<Item = Self::Part>, time: u64, defer: &mut Vec<Self::Part>) {
+        for part in parts {
+            if let Some(part) = self.offer(part, time) {
+                defer.push(part);
+            }
+        }
+    }
+    /// Applies a deferred `part` when the frontier has passed `time`; late records and
+    /// corrections go to `out`.
     fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>);
     /// Emits corrections for everything changed by the parts applied at `time`.
     fn flush_corrections(&mut self, time: u64, out: &mut Vec<Self::Out>);
@@ -38,96 +54,111 @@ pub(crate) trait WindowState: 'static {
     fn free(&mut self, frontier: Option<u64>);
 }
 
-/// Builds the operator around `state`: `split` turns each input item into a part.
-pub(crate) fn drive<'scope, I, S, P, F>(
+/// Builds the operator around `state`: `split` turns each input item into a part. Returns the
+/// results and the late records, the operator's two outputs.
+#[allow(clippy::type_complexity)]
+pub(crate) fn drive<'scope, I, S, P, F, K, O, V>(
     stream: StreamVec<'scope, u64, I>,
     pact: P,
     name: &str,
     mut split: F,
     mut state: S,
-) -> StreamVec<'scope, u64, S::Out>
+) -> (StreamVec<'scope, u64, WindowResult<K, O>>, StreamVec<'scope, u64, Late<K, V>>)
 where
-    I: Clone + 'static,
-    S: WindowState,
+    I: 'static,
+    S: WindowState<Out = Emit<K, O, V>>,
     S::Part: 'static,
-    S::Out: Clone + 'static,
+    K: 'static,
+    O: 'static,
+    V: 'static,
     P: ParallelizationContract<u64, Vec<I>>,
     F: FnMut(I) -> S::Part + 'static,
 {
-    stream
-        .unary_frontier(pact, name, move |_cap, _info| {
-            let mut held: Option<Capability<u64>> = None;
-            let mut deferred: BTreeMap<u64, (Capability<u64>, Vec<S::Part>)> = BTreeMap::new();
-            let mut out = Vec::new();
-            move |(input, frontier), output| {
-                input.for_each_stamp(|cap, batches| {
-                    let time = *cap.least().expect("u64 stamps are never empty");
-                    for batch in batches {
-                        for item in batch.drain(..) {
-                            let part = split(item);
-                            if time < state.ready_before(&part) {
-                                state.apply(part, time, &mut out);
-                            } else {
-                                deferred
-                                    .entry(time)
-                                    .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
-                                    .1
-                                    .push(part);
-                            }
-                        }
-                    }
-                    // Immediate parts only open windows closing at or after `time`.
-                    if let Some(close) = state.next_close() {
-                        if held.as_ref().is_none_or(|h| close < *h.time()) {
-                            held = Some(cap.delayed(&close, 0));
-                        }
-                    }
-                    debug_assert!(out.is_empty(), "on-time parts emit nothing");
-                });
-
-                let limit = frontier.frontier().first().copied();
-                let passed = |t: u64| limit.is_none_or(|f| t < f);
-                loop {
-                    let next_deferred = deferred
-                        .first_key_value()
-                        .map(|(t, _)| *t)
-                        .filter(|t| passed(*t));
-                    let next_close = state.next_close().filter(|t| passed(*t));
-                    match (next_deferred, next_close) {
-                        (Some(t), close) if close.is_none_or(|c| t <= c) => {
-                            let (cap, parts) = deferred.remove(&t).expect("key was just read");
-                            for part in parts {
-                                state.apply(part, t, &mut out);
-                            }
-                            state.flush_corrections(t, &mut out);
-                            if let Some(close) = state.next_close() {
-                                if held.as_ref().is_none_or(|h| close < *h.time()) {
-                                    held = Some(cap.delayed(&close));
-                                }
-                            }
-                            output.session(&cap).give_iterator(out.drain(..));
-                        }
-                        (_, Some(c)) => {
-                            state.close(c, &mut out);
-                            let held_cap =
-                                held.as_ref().expect("a pending close holds a capability");
-                            output
-                                .session(&held_cap.delayed(&c))
-                                .give_iterator(out.drain(..));
-                        }
-                        _ => break,
+    let mut builder = OperatorBuilder::new(name.to_owned(), stream.scope());
+    let mut input = builder.new_input(stream, pact);
+    let (results, results_stream) = builder.new_output::<Vec<WindowResult<K, O>>>();
+    let (late, late_stream) = builder.new_output::<Vec<Late<K, V>>>();
+    let (mut results, mut late) = (OutputBuilder::from(results), OutputBuilder::from(late));
+    builder.build(move |_capabilities| {
+        // The closing capability (results port) and per deferred time one per port.
+        let mut held: Option<Capability<u64>> = None;
+        let mut deferred: BTreeMap<u64, ([Capability<u64>; 2], Vec<S::Part>)> = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut waiting = Vec::new();
+        move |frontiers| {
+            let frontier = &frontiers[0];
+            let (mut results, mut late) = (results.activate(), late.activate());
+            input.for_each_stamp(|cap, batches| {
+                let time = *cap.least().expect("u64 stamps are never empty");
+                for batch in batches {
+                    state.offer_batch(batch.drain(..).map(&mut split), time, &mut waiting);
+                }
+                if !waiting.is_empty() {
+                    deferred
+                        .entry(time)
+                        .or_insert_with(|| ([cap.delayed(&time, 0), cap.delayed(&time, 1)], Vec::new()))
+                        .1
+                        .append(&mut waiting);
+                }
+                // Immediate parts only open windows closing at or after `time`.
+                if let Some(close) = state.next_close() {
+                    if held.as_ref().is_none_or(|h| close < *h.time()) {
+                        held = Some(cap.delayed(&close, 0));
                     }
                 }
-                state.free(limit);
-                match state.next_close() {
-                    Some(close) => {
-                        if let Some(h) = held.as_mut() {
-                            h.downgrade(&close);
+            });
+
+            let limit = frontier.frontier().first().copied();
+            let passed = |t: u64| limit.is_none_or(|f| t < f);
+            loop {
+                let next_deferred = deferred.first_key_value().map(|(t, _)| *t).filter(|t| passed(*t));
+                let next_close = state.next_close().filter(|t| passed(*t));
+                match (next_deferred, next_close) {
+                    (Some(t), close) if close.is_none_or(|c| t <= c) => {
+                        let ([result_cap, late_cap], parts) = deferred.remove(&t).expect("key was just read");
+                        for part in parts {
+                            state.apply(part, t, &mut out);
+                        }
+                        state.flush_corrections(t, &mut out);
+                        if let Some(close) = state.next_close() {
+                            if held.as_ref().is_none_or(|h| close < *h.time()) {
+                                held = Some(result_cap.delayed(&close));
+                            }
+                        }
+                        let mut result_session = results.session(&result_cap);
+                        let mut late_session = late.session(&late_cap);
+                        for emit in out.drain(..) {
+                            match emit {
+                                Emit::Result(row) => result_session.give(row),
+                                Emit::Late(record) => late_session.give(record),
+                            }
                         }
                     }
-                    None => held = None,
+                    (_, Some(c)) => {
+                        state.close(c, &mut out);
+                        let held_cap = held.as_ref().expect("a pending close holds a capability");
+                        let at = held_cap.delayed(&c);
+                        let mut result_session = results.session(&at);
+                        for emit in out.drain(..) {
+                            match emit {
+                                Emit::Result(row) => result_session.give(row),
+                                Emit::Late(_) => unreachable!("closing emits results only"),
+                            }
+                        }
+                    }
+                    _ => break,
                 }
             }
-        })
-        .container::<Vec<S::Out>>()
+            state.free(limit);
+            match state.next_close() {
+                Some(close) => {
+                    if let Some(h) = held.as_mut() {
+                        h.downgrade(&close);
+                    }
+                }
+                None => held = None,
+            }
+        }
+    });
+    (results_stream, late_stream)
 }

@@ -1,16 +1,18 @@
 //! Tumbling and sliding windows: keyed state per window end, emitted when the frontier passes
 //! the window's last instant.
 //!
-//! State layout: `windows` maps a window end to the per-key accumulators of that window. A
-//! window is *open* until emitted; emitted windows stay (with their emitted values, so a
-//! correction can retract them) until the frontier passes `end - 1 + lateness`, and are freed
-//! then. Invariant: every open window ends after `closed_upto` and after every freed one, so
-//! the open windows are found by a range scan and state is bounded by the windows that are
-//! open or within the allowed lateness.
+//! State layout: `windows` holds, sorted by window end, the per-key accumulators of every live
+//! window. A window is *open* until emitted; emitted windows stay (with their emitted values, so
+//! a correction can retract them) until the frontier passes `end - 1 + lateness`, and are freed
+//! then, from the front. State is therefore bounded by the windows that are open or within the
+//! allowed lateness, a handful, which is why a sorted deque beats a tree here.
+//!
+//! The hot path is an in-order record: it hits the pane and window it hit last time, so it
+//! costs two comparisons, an index check and one hash lookup, with no division. The caches
+//! (`pane`, `hot`) are hints: a miss recomputes, and `free` invalidates `hot`.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::hash::Hash;
-use std::ops::Bound;
 
 use super::keys::{slot_of, KeyTable};
 
@@ -55,25 +57,23 @@ impl<K, V, Acc> Part<K, V, Acc> {
     }
 }
 
-struct Slot<Acc, O> {
-    acc: Acc,
-    emitted: Option<O>,
-    dirty: bool,
-}
-
-impl<Acc, O> Slot<Acc, O> {
-    fn new(acc: Acc) -> Self {
-        Slot {
-            acc,
-            emitted: None,
-            dirty: false,
-        }
-    }
-}
-
+/// One live window. Accumulators and emitted values live apart so that the table the hot path
+/// probes is as small as a hand-written loop's (key and accumulator only).
 struct PerWindow<K, Acc, O> {
+    end: u64,
     open: bool,
-    keys: KeyTable<K, Slot<Acc, O>>,
+    keys: KeyTable<K, Acc>,
+    /// Values emitted so far; kept only while corrections are possible (lateness > 0).
+    emitted: KeyTable<K, O>,
+}
+
+/// The last pane looked up: `[lo, hi)` and the ends of its first and last window.
+#[derive(Clone, Copy)]
+struct PaneHint {
+    lo: u64,
+    hi: u64,
+    first: u64,
+    last: u64,
 }
 
 /// State of the tumbling / sliding window operator on one worker.
@@ -81,13 +81,17 @@ pub(crate) struct FixedWindows<K, V, A: Aggregator<V>> {
     panes: Panes,
     lateness: u64,
     agg: A,
-    windows: BTreeMap<u64, PerWindow<K, A::Acc, A::Output>>,
-    /// Every window ending at or before this has been emitted.
-    closed_upto: u64,
+    windows: VecDeque<PerWindow<K, A::Acc, A::Output>>,
+    pane: Option<PaneHint>,
+    hot: usize,
     dirty: Vec<(u64, K)>,
-    /// Shared gauge of live (window, key) entries, for tests and metrics.
+    /// Tables of freed windows, cleared, kept to spare the next windows their growth.
+    spare: Vec<KeyTable<K, A::Acc>>,
     gauge: StateGauge,
 }
+
+/// How many freed key tables are kept for reuse.
+const SPARE_TABLES: usize = 4;
 
 /// A shared, cheaply cloned count of the live (window, key) entries of a window operator.
 ///
@@ -115,23 +119,102 @@ impl StateGauge {
     }
 }
 
-impl<K, V, A: Aggregator<V>> FixedWindows<K, V, A> {
+impl<K, V, A> FixedWindows<K, V, A>
+where
+    K: Hash + Eq + Clone,
+    A: Aggregator<V>,
+{
     pub(crate) fn new(size: u64, slide: u64, lateness: u64, agg: A, gauge: StateGauge) -> Self {
         FixedWindows {
             panes: Panes::new(size, slide),
             lateness,
             agg,
-            windows: BTreeMap::new(),
-            closed_upto: 0,
+            windows: VecDeque::new(),
+            pane: None,
+            hot: 0,
             dirty: Vec::new(),
+            spare: Vec::new(),
             gauge,
         }
+    }
+
+    /// The pane containing `ts`, from the hint when it matches.
+    #[inline]
+    fn pane_of(&mut self, ts: u64) -> PaneHint {
+        if let Some(hint) = self.pane {
+            if hint.lo <= ts && ts < hint.hi {
+                return hint;
+            }
+        }
+        let lo = self.panes.pane_start(ts);
+        let (first, last) = self.panes.window_ends(lo);
+        let hint = PaneHint { lo, hi: lo + self.panes.width, first, last };
+        self.pane = Some(hint);
+        hint
+    }
+
+    /// The index of the window ending at `end`, inserted (open iff it ends after `time`) if absent.
+    #[inline]
+    fn window_index(&mut self, end: u64, time: u64) -> usize {
+        for guess in [self.hot, self.hot + 1] {
+            if self.windows.get(guess).is_some_and(|w| w.end == end) {
+                self.hot = guess;
+                return guess;
+            }
+        }
+        let index = self.windows.partition_point(|w| w.end < end);
+        if self.windows.get(index).is_none_or(|w| w.end != end) {
+            let open = end > time;
+            let keys = self.spare.pop().unwrap_or_default();
+            let emitted = KeyTable::default();
+            self.windows.insert(index, PerWindow { end, open, keys, emitted });
+        }
+        self.hot = index;
+        index
+    }
+
+    /// Folds `contribution` into every window of the pane of `ts` that it is not late for.
+    #[inline]
+    fn fold(&mut self, key: K, ts: u64, contribution: Result<V, A::Acc>, time: u64, out: &mut Vec<Emit<K, A::Output, V>>)
+    where
+        V: Clone,
+    {
+        let pane = self.pane_of(ts);
+        let mut end = pane.first;
+        loop {
+            if end.saturating_add(self.lateness) <= time {
+                if let Ok(record) = &contribution {
+                    let window = self.panes.window(end);
+                    out.push(Emit::Late(Late { window, key: key.clone(), record: record.clone() }));
+                }
+            } else {
+                let index = self.window_index(end, time);
+                let per_window = &mut self.windows[index];
+                let agg = &self.agg;
+                let slot = slot_of(&mut per_window.keys, &key, &self.gauge, || agg.init());
+                match &contribution {
+                    Ok(record) => agg.add(slot, record),
+                    Err(acc) => agg.merge(slot, acc),
+                }
+                if !per_window.open {
+                    self.dirty.push((end, key.clone()));
+                }
+            }
+            if end >= pane.last {
+                break;
+            }
+            end += self.panes.slide;
+        }
+    }
+
+    fn first_open(&self) -> Option<usize> {
+        self.windows.iter().position(|w| w.open)
     }
 }
 
 impl<K, V, A> WindowState for FixedWindows<K, V, A>
 where
-    K: Hash + Eq + Clone + 'static,
+    K: Hash + Eq + Ord + Clone + 'static,
     V: Clone + 'static,
     A: Aggregator<V>,
 {
@@ -139,129 +222,124 @@ where
     type Out = Emit<K, A::Output, V>;
 
     #[inline]
-    fn ready_before(&self, part: &Self::Part) -> u64 {
+    fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part> {
+        let ts = match &part {
+            Part::Record { ts, .. } => *ts,
+            Part::Partial { lo, .. } => *lo,
+            Part::Late(_) => return Some(part),
+        };
+        // Safe now iff every window of the pane ends after `time`: none can have closed.
+        if time >= self.pane_of(ts).hi {
+            return Some(part);
+        }
+        let mut none = Vec::new();
         match part {
-            Part::Record { ts, .. } => self.panes.pane_start(*ts) + self.panes.width,
-            Part::Partial { lo, .. } => self.panes.pane_start(*lo) + self.panes.width,
-            Part::Late(_) => 0,
+            Part::Record { key, ts, record } => self.fold(key, ts, Ok(record), time, &mut none),
+            Part::Partial { key, lo, acc, .. } => self.fold(key, lo, Err(acc), time, &mut none),
+            Part::Late(_) => unreachable!("returned above"),
+        }
+        debug_assert!(none.is_empty(), "on-time parts emit nothing");
+        None
+    }
+
+    /// The tight loop for in-order records of tumbling windows: while records stay in the pane
+    /// of the last one, fold them straight into its window's table.
+    fn offer_batch(&mut self, parts: impl Iterator<Item = Self::Part>, time: u64, defer: &mut Vec<Self::Part>) {
+        let mut parts = parts.peekable();
+        while let Some(part) = parts.next() {
+            let ts = match &part {
+                Part::Record { ts, .. } => Some(*ts),
+                _ => None,
+            };
+            if let Some(part) = self.offer(part, time) {
+                defer.push(part);
+                continue;
+            }
+            // A record of a pane with a single open window: fold the records that follow in
+            // the same pane straight into that window's table, with everything hoisted.
+            let Some(ts) = ts else { continue };
+            let pane = self.pane_of(ts);
+            if pane.first != pane.last || time >= pane.hi {
+                continue;
+            }
+            let index = self.window_index(pane.first, time);
+            let (agg, gauge) = (&self.agg, &self.gauge);
+            let keys = &mut self.windows[index].keys;
+            while let Some(Part::Record { key, record, .. }) =
+                parts.next_if(|p| matches!(p, Part::Record { ts, .. } if pane.lo <= *ts && *ts < pane.hi))
+            {
+                agg.add(slot_of(keys, &key, gauge, || agg.init()), &record);
+            }
         }
     }
 
-    #[inline]
     fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>) {
-        let (key, pane, contribution) = match part {
-            Part::Record { key, ts, record } => (key, self.panes.pane_start(ts), Ok(record)),
-            Part::Partial { key, lo, acc, .. } => (key, self.panes.pane_start(lo), Err(acc)),
-            Part::Late(late) => return out.push(Emit::Late(late)),
-        };
-        let (first, last) = self.panes.window_ends(pane);
-        let mut end = first;
-        loop {
-            if end.saturating_add(self.lateness) <= time {
-                if let Ok(record) = &contribution {
-                    let window = self.panes.window(end);
-                    out.push(Emit::Late(Late {
-                        window,
-                        key: key.clone(),
-                        record: record.clone(),
-                    }));
-                }
-            } else {
-                let open = end > time;
-                let per_window = self.windows.entry(end).or_insert_with(|| PerWindow {
-                    open,
-                    keys: KeyTable::default(),
-                });
-                let agg = &self.agg;
-                let slot = slot_of(&mut per_window.keys, &key, &self.gauge, || {
-                    Slot::new(agg.init())
-                });
-                match &contribution {
-                    Ok(record) => self.agg.add(&mut slot.acc, record),
-                    Err(acc) => self.agg.merge(&mut slot.acc, acc),
-                }
-                if !per_window.open && !slot.dirty {
-                    slot.dirty = true;
-                    self.dirty.push((end, key.clone()));
-                }
-            }
-            if end >= last {
-                break;
-            }
-            end += self.panes.slide;
+        match part {
+            Part::Record { key, ts, record } => self.fold(key, ts, Ok(record), time, out),
+            Part::Partial { key, lo, acc, .. } => self.fold(key, lo, Err(acc), time, out),
+            Part::Late(late) => out.push(Emit::Late(late)),
         }
     }
 
     fn flush_corrections(&mut self, _time: u64, out: &mut Vec<Self::Out>) {
+        self.dirty.sort_unstable();
+        self.dirty.dedup();
         for (end, key) in self.dirty.drain(..) {
             let window = self.panes.window(end);
-            let slot = self
-                .windows
-                .get_mut(&end)
-                .and_then(|w| w.keys.get_mut(&key))
-                .expect("dirty slots are live");
-            slot.dirty = false;
-            let value = self.agg.finish(&slot.acc);
-            match slot.emitted.replace(value.clone()) {
-                Some(old) if old == value => {}
+            let index = self.windows.partition_point(|w| w.end < end);
+            let per_window = &mut self.windows[index];
+            let value = self.agg.finish(per_window.keys.get_mut(&key).expect("dirty keys are live"));
+            match per_window.emitted.get_mut(&key) {
+                Some(old) if *old == value => {}
                 Some(old) => {
-                    out.push(Emit::Result(WindowResult {
-                        window,
-                        key: key.clone(),
-                        value: old,
-                        diff: -1,
-                    }));
-                    out.push(Emit::Result(WindowResult {
-                        window,
-                        key,
-                        value,
-                        diff: 1,
-                    }));
+                    let old = std::mem::replace(old, value.clone());
+                    out.push(Emit::Result(WindowResult { window, key: key.clone(), value: old, diff: -1 }));
+                    out.push(Emit::Result(WindowResult { window, key, value, diff: 1 }));
                 }
-                None => out.push(Emit::Result(WindowResult {
-                    window,
-                    key,
-                    value,
-                    diff: 1,
-                })),
+                None => {
+                    // A window first opened by a correction: emitted now for the first time.
+                    per_window.emitted.insert(key.clone(), value.clone());
+                    out.push(Emit::Result(WindowResult { window, key, value, diff: 1 }));
+                }
             }
         }
     }
 
     fn next_close(&self) -> Option<u64> {
-        self.windows
-            .range((Bound::Excluded(self.closed_upto), Bound::Unbounded))
-            .find(|(_, w)| w.open)
-            .map(|(end, _)| end - 1)
+        self.first_open().map(|i| self.windows[i].end - 1)
     }
 
     fn close(&mut self, time: u64, out: &mut Vec<Self::Out>) {
-        let end = time + 1;
-        let window = self.panes.window(end);
-        let per_window = self.windows.get_mut(&end).expect("closing a live window");
+        let index = self.first_open().expect("closing an open window");
+        let per_window = &mut self.windows[index];
+        debug_assert_eq!(per_window.end, time + 1);
         per_window.open = false;
-        self.closed_upto = end;
-        for (key, slot) in per_window.keys.iter_mut() {
-            let value = self.agg.finish(&slot.acc);
-            slot.emitted = Some(value.clone());
-            out.push(Emit::Result(WindowResult {
-                window,
-                key: key.clone(),
-                value,
-                diff: 1,
-            }));
+        let window = self.panes.window(per_window.end);
+        // Emitted values matter only for corrections, and without lateness there are none.
+        let keep = self.lateness > 0;
+        for (key, acc) in per_window.keys.iter_mut() {
+            let value = self.agg.finish(acc);
+            if keep {
+                per_window.emitted.insert(key.clone(), value.clone());
+            }
+            out.push(Emit::Result(WindowResult { window, key: key.clone(), value, diff: 1 }));
         }
     }
 
     fn free(&mut self, frontier: Option<u64>) {
         // A window is final once every future record for it is late: end + lateness <= frontier.
-        while let Some(entry) = self.windows.first_entry() {
-            let end = *entry.key();
-            let done = frontier.is_none_or(|f| end.saturating_add(self.lateness) <= f);
-            if !done || entry.get().open {
+        while let Some(front) = self.windows.front() {
+            let done = frontier.is_none_or(|f| front.end.saturating_add(self.lateness) <= f);
+            if !done || front.open {
                 break;
             }
-            self.gauge.sub(entry.remove().keys.len());
+            let mut freed = self.windows.pop_front().expect("front exists");
+            self.gauge.sub(freed.keys.len());
+            if self.spare.len() < SPARE_TABLES {
+                freed.keys.clear();
+                self.spare.push(freed.keys);
+            }
+            self.hot = self.hot.saturating_sub(1);
         }
     }
 }

@@ -33,6 +33,18 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// Inserts `key`, which must be absent.
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(&key);
+        self.table.insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+    }
+
+    /// Removes every entry, keeping the allocation.
+    pub(crate) fn clear(&mut self) {
+        self.table.clear();
+    }
+
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.table.iter_mut().map(|(k, v)| (&*k, v))
     }

@@ -71,12 +71,20 @@ where
     type Part = Part<K, V, A::Acc>;
     type Out = Emit<K, A::Output, V>;
 
-    fn ready_before(&self, part: &Self::Part) -> u64 {
-        match part {
-            Part::Record { ts, .. } => ts + 1,
-            Part::Partial { lo, .. } => lo + 1,
-            Part::Late(_) => 0,
+    fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part> {
+        // Every event time at or after `time`: no session it touches can have closed.
+        let lo = match &part {
+            Part::Record { ts, .. } => *ts,
+            Part::Partial { lo, .. } => *lo,
+            Part::Late(_) => return Some(part),
+        };
+        if time > lo {
+            return Some(part);
         }
+        let mut none = Vec::new();
+        self.apply(part, time, &mut none);
+        debug_assert!(none.is_empty(), "on-time parts emit nothing");
+        None
     }
 
     fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>) {
