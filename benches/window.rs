@@ -10,21 +10,26 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hashbrown::HashMap;
-use timely::dataflow::operators::Probe;
-use timely::dataflow::{InputHandleVec, ProbeHandle};
 use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
 use tidemark::window::{Count, WindowAssigner};
+use timely::dataflow::operators::Probe;
+use timely::dataflow::{InputHandleVec, ProbeHandle};
 
 const EVENTS: usize = 4_000_000;
 const KEYS: u64 = 10_000;
 const WINDOW_MS: u64 = 100;
-const BATCH: usize = 4_096;
+const BATCH: usize = 16_384;
 
 /// `(key, event time)` pairs: keys scattered by a multiplicative hash, times in order.
 fn events() -> Vec<(u64, u64)> {
     (0..EVENTS as u64)
-        .map(|i| ((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) % KEYS, i / 1000))
+        .map(|i| {
+            (
+                (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) % KEYS,
+                i / 1000,
+            )
+        })
         .collect()
 }
 
@@ -70,7 +75,9 @@ fn engine(batches: Vec<Vec<(u64, u64)>>) -> u64 {
             use timely::dataflow::operators::Inspect;
             windowed
                 .results
-                .inspect(move |row| sink.set(sink.get().wrapping_add(black_box(row.key ^ row.value))))
+                .inspect(move |row| {
+                    sink.set(sink.get().wrapping_add(black_box(row.key ^ row.value)))
+                })
                 .probe_with(&probe);
         });
         for mut batch in batches {
@@ -86,11 +93,17 @@ fn engine(batches: Vec<Vec<(u64, u64)>>) -> u64 {
 
 fn tumbling_count(c: &mut Criterion) {
     let events = events();
-    assert_eq!(baseline(&events), engine(batches(&events)), "engine and loop disagree");
+    assert_eq!(
+        baseline(&events),
+        engine(batches(&events)),
+        "engine and loop disagree"
+    );
     let mut group = c.benchmark_group("tumbling_count_1_worker");
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.sample_size(10);
-    group.bench_function("hand_written_loop", |b| b.iter(|| baseline(black_box(&events))));
+    group.bench_function("hand_written_loop", |b| {
+        b.iter(|| baseline(black_box(&events)))
+    });
     group.bench_function("engine", |b| {
         b.iter_batched(|| batches(&events), engine, BatchSize::LargeInput)
     });

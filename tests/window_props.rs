@@ -270,3 +270,54 @@ fn count_conserves_records_across_results_and_late_output() {
         }
     }
 }
+
+/// Peak and final live window state of one worker over `n` in-order events of three keys.
+fn state_after(n: u64, assigner: WindowAssigner, lateness: u64) -> (usize, usize) {
+    timely::execute_directly(move |worker| {
+        let gauge = tidemark::window::fixed::StateGauge::default();
+        let records: Vec<(u64, (u64, u64))> = (0..n).map(|ts| (ts, (ts % 3, ts))).collect();
+        let feed = Some(VecFeed::new(records, 2));
+        let g = gauge.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+            feed_source(
+                scope,
+                feed,
+                SourceOptions {
+                    batch: 64,
+                    idle_timeout: None,
+                },
+                error,
+            )
+            .key_by(Partitioner::Hash)
+            .window(assigner)
+            .allowed_lateness(lateness)
+            .gauge(&g)
+            .aggregate(|ts: &u64| *ts, Count);
+        });
+        while worker.step() {}
+        (gauge.peak(), gauge.live())
+    })
+}
+
+#[test]
+fn window_state_does_not_grow_with_the_number_of_closed_windows() {
+    for (assigner, lateness) in [
+        (WindowAssigner::Tumbling(10), 0),
+        (WindowAssigner::Sliding(30, 10), 25),
+        (WindowAssigner::Session(2), 15),
+    ] {
+        let (small_peak, small_live) = state_after(2_000, assigner, lateness);
+        let (large_peak, large_live) = state_after(50_000, assigner, lateness);
+        assert_eq!(
+            (small_live, large_live),
+            (0, 0),
+            "{assigner:?}: state freed at the end"
+        );
+        assert!(small_peak > 0, "{assigner:?}");
+        assert_eq!(
+            large_peak, small_peak,
+            "{assigner:?}: 25x more windows, same peak state"
+        );
+    }
+}

@@ -56,7 +56,7 @@ pub trait KeyBy<'scope, K, V> {
     /// use tidemark::partition::Partitioner;
     ///
     /// let captured = timely::example(|scope| {
-    ///     vec![("a", 1u64), ("b", 2), ("a", 3)]
+    ///     vec![('a', 1u64), ('b', 2), ('a', 3)]
     ///         .to_stream(scope)
     ///         .key_by(Partitioner::Hash)
     ///         .reduce(|total, v| *total += v)
@@ -64,7 +64,7 @@ pub trait KeyBy<'scope, K, V> {
     /// });
     /// let mut latest: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows).collect();
     /// latest.sort();
-    /// assert_eq!(latest, vec![("a", 4), ("b", 2)]);
+    /// assert_eq!(latest, vec![('a', 4), ('b', 2)]);
     /// ```
     fn key_by(self, partitioner: Partitioner<K>) -> KeyedStream<'scope, K, V>;
 }
@@ -110,7 +110,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     ///
     /// let captured = timely::example(|scope| {
     ///     // (key, event time) pairs, each sent at its own event time by `to_stream`'s time 0.
-    ///     let windows = vec![("a", 1u64), ("b", 4), ("a", 7), ("a", 12)]
+    ///     let windows = vec![('a', 1u64), ('b', 4), ('a', 7), ('a', 12)]
     ///         .to_stream(scope)
     ///         .key_by(Partitioner::Hash)
     ///         .window(WindowAssigner::Tumbling(10))
@@ -121,9 +121,9 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     ///     .map(|r| (r.window, r.key, r.value, r.diff)).collect();
     /// rows.sort();
     /// assert_eq!(rows, vec![
-    ///     (Window { start: 0, end: 10 }, "a", 2, 1),
-    ///     (Window { start: 0, end: 10 }, "b", 1, 1),
-    ///     (Window { start: 10, end: 20 }, "a", 1, 1),
+    ///     (Window { start: 0, end: 10 }, 'a', 2, 1),
+    ///     (Window { start: 0, end: 10 }, 'b', 1, 1),
+    ///     (Window { start: 10, end: 20 }, 'a', 1, 1),
     /// ]);
     /// ```
     pub fn window(self, assigner: WindowAssigner) -> WindowedStream<'scope, K, V> {
@@ -208,7 +208,10 @@ fn route_window<'scope, K, V, A, T, S>(
     event_time: T,
     agg: A,
     state: S,
-) -> (StreamVec<'scope, u64, WindowResult<K, A::Output>>, StreamVec<'scope, u64, Late<K, V>>)
+) -> (
+    StreamVec<'scope, u64, WindowResult<K, A::Output>>,
+    StreamVec<'scope, u64, Late<K, V>>,
+)
 where
     K: Key,
     V: Value,
@@ -238,7 +241,8 @@ where
             drive(partials, pact, "Window", |part| part, state)
         }
         Partitioner::Broadcast => {
-            let (results, late) = drive(keyed.stream.broadcast(), Pipeline, "Window", record, state);
+            let (results, late) =
+                drive(keyed.stream.broadcast(), Pipeline, "Window", record, state);
             (
                 results.filter(move |row| owns(&row.key, peers, index)),
                 late.filter(move |record| owns(&record.key, peers, index)),

@@ -31,7 +31,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// use tidemark::partition::Partitioner;
     ///
     /// let captured = timely::example(|scope| {
-    ///     vec![("x", 5u64), ("y", 1), ("x", 9)]
+    ///     vec![('x', 5u64), ('y', 1), ('x', 9)]
     ///         .to_stream(scope)
     ///         .key_by(Partitioner::Random)
     ///         .reduce(|max, v| *max = (*max).max(v))
@@ -39,7 +39,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// });
     /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows).collect();
     /// rows.sort();
-    /// assert_eq!(rows, vec![("x", 9), ("y", 1)]);
+    /// assert_eq!(rows, vec![('x', 9), ('y', 1)]);
     /// ```
     pub fn reduce<F>(self, fold: F) -> StreamVec<'scope, u64, (K, V)>
     where

@@ -127,7 +127,7 @@ impl CsvFeed {
         let input: Box<dyn Read + Send> = if name == "-" {
             Box::new(io::stdin())
         } else {
-            Box::new(File::open(path).map_err(|e| io_error(e))?)
+            Box::new(File::open(path).map_err(&io_error)?)
         };
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();

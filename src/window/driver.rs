@@ -33,7 +33,12 @@ pub(crate) trait WindowState: 'static {
     /// Offers every part of a batch arriving at `time`, pushing those that must wait to `defer`.
     /// Implementations may override it with a tighter loop for the common case.
     #[inline]
-    fn offer_batch(&mut self, parts: impl Iterator<Item = Self::Part>, time: u64, defer: &mut Vec<Self::Part>) {
+    fn offer_batch(
+        &mut self,
+        parts: impl Iterator<Item = Self::Part>,
+        time: u64,
+        defer: &mut Vec<Self::Part>,
+    ) {
         for part in parts {
             if let Some(part) = self.offer(part, time) {
                 defer.push(part);
@@ -63,7 +68,10 @@ pub(crate) fn drive<'scope, I, S, P, F, K, O, V>(
     name: &str,
     mut split: F,
     mut state: S,
-) -> (StreamVec<'scope, u64, WindowResult<K, O>>, StreamVec<'scope, u64, Late<K, V>>)
+) -> (
+    StreamVec<'scope, u64, WindowResult<K, O>>,
+    StreamVec<'scope, u64, Late<K, V>>,
+)
 where
     I: 'static,
     S: WindowState<Out = Emit<K, O, V>>,
@@ -96,7 +104,9 @@ where
                 if !waiting.is_empty() {
                     deferred
                         .entry(time)
-                        .or_insert_with(|| ([cap.delayed(&time, 0), cap.delayed(&time, 1)], Vec::new()))
+                        .or_insert_with(|| {
+                            ([cap.delayed(&time, 0), cap.delayed(&time, 1)], Vec::new())
+                        })
                         .1
                         .append(&mut waiting);
                 }
@@ -111,11 +121,15 @@ where
             let limit = frontier.frontier().first().copied();
             let passed = |t: u64| limit.is_none_or(|f| t < f);
             loop {
-                let next_deferred = deferred.first_key_value().map(|(t, _)| *t).filter(|t| passed(*t));
+                let next_deferred = deferred
+                    .first_key_value()
+                    .map(|(t, _)| *t)
+                    .filter(|t| passed(*t));
                 let next_close = state.next_close().filter(|t| passed(*t));
                 match (next_deferred, next_close) {
                     (Some(t), close) if close.is_none_or(|c| t <= c) => {
-                        let ([result_cap, late_cap], parts) = deferred.remove(&t).expect("key was just read");
+                        let ([result_cap, late_cap], parts) =
+                            deferred.remove(&t).expect("key was just read");
                         for part in parts {
                             state.apply(part, t, &mut out);
                         }

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::hash::Hash;
 
-use super::keys::{slot_of, KeyTable};
+use super::keys::{slot_of, slot_of_hashed, KeyTable};
 
 use super::driver::WindowState;
 use super::{Aggregator, Emit, Late, Panes, WindowResult};
@@ -85,10 +85,15 @@ pub(crate) struct FixedWindows<K, V, A: Aggregator<V>> {
     pane: Option<PaneHint>,
     hot: usize,
     dirty: Vec<(u64, K)>,
+    /// Hashed records of the hot path, between its two passes.
+    chunk: Vec<(u64, K, V)>,
     /// Tables of freed windows, cleared, kept to spare the next windows their growth.
     spare: Vec<KeyTable<K, A::Acc>>,
     gauge: StateGauge,
 }
+
+/// Records hashed ahead of probing on the hot path.
+const HOT_CHUNK: usize = 32;
 
 /// How many freed key tables are kept for reuse.
 const SPARE_TABLES: usize = 4;
@@ -133,6 +138,7 @@ where
             pane: None,
             hot: 0,
             dirty: Vec::new(),
+            chunk: Vec::with_capacity(HOT_CHUNK),
             spare: Vec::new(),
             gauge,
         }
@@ -148,7 +154,12 @@ where
         }
         let lo = self.panes.pane_start(ts);
         let (first, last) = self.panes.window_ends(lo);
-        let hint = PaneHint { lo, hi: lo + self.panes.width, first, last };
+        let hint = PaneHint {
+            lo,
+            hi: lo + self.panes.width,
+            first,
+            last,
+        };
         self.pane = Some(hint);
         hint
     }
@@ -167,7 +178,15 @@ where
             let open = end > time;
             let keys = self.spare.pop().unwrap_or_default();
             let emitted = KeyTable::default();
-            self.windows.insert(index, PerWindow { end, open, keys, emitted });
+            self.windows.insert(
+                index,
+                PerWindow {
+                    end,
+                    open,
+                    keys,
+                    emitted,
+                },
+            );
         }
         self.hot = index;
         index
@@ -175,8 +194,14 @@ where
 
     /// Folds `contribution` into every window of the pane of `ts` that it is not late for.
     #[inline]
-    fn fold(&mut self, key: K, ts: u64, contribution: Result<V, A::Acc>, time: u64, out: &mut Vec<Emit<K, A::Output, V>>)
-    where
+    fn fold(
+        &mut self,
+        key: K,
+        ts: u64,
+        contribution: Result<V, A::Acc>,
+        time: u64,
+        out: &mut Vec<Emit<K, A::Output, V>>,
+    ) where
         V: Clone,
     {
         let pane = self.pane_of(ts);
@@ -185,7 +210,11 @@ where
             if end.saturating_add(self.lateness) <= time {
                 if let Ok(record) = &contribution {
                     let window = self.panes.window(end);
-                    out.push(Emit::Late(Late { window, key: key.clone(), record: record.clone() }));
+                    out.push(Emit::Late(Late {
+                        window,
+                        key: key.clone(),
+                        record: record.clone(),
+                    }));
                 }
             } else {
                 let index = self.window_index(end, time);
@@ -244,7 +273,12 @@ where
 
     /// The tight loop for in-order records of tumbling windows: while records stay in the pane
     /// of the last one, fold them straight into its window's table.
-    fn offer_batch(&mut self, parts: impl Iterator<Item = Self::Part>, time: u64, defer: &mut Vec<Self::Part>) {
+    fn offer_batch(
+        &mut self,
+        parts: impl Iterator<Item = Self::Part>,
+        time: u64,
+        defer: &mut Vec<Self::Part>,
+    ) {
         let mut parts = parts.peekable();
         while let Some(part) = parts.next() {
             let ts = match &part {
@@ -265,10 +299,29 @@ where
             let index = self.window_index(pane.first, time);
             let (agg, gauge) = (&self.agg, &self.gauge);
             let keys = &mut self.windows[index].keys;
-            while let Some(Part::Record { key, record, .. }) =
-                parts.next_if(|p| matches!(p, Part::Record { ts, .. } if pane.lo <= *ts && *ts < pane.hi))
-            {
-                agg.add(slot_of(keys, &key, gauge, || agg.init()), &record);
+            // Two passes over short runs: hashing first keeps the probe loop small, so the
+            // processor overlaps more of the probes' cache misses.
+            let chunk = &mut self.chunk;
+            loop {
+                while chunk.len() < HOT_CHUNK {
+                    match parts.next_if(
+                        |p| matches!(p, Part::Record { ts, .. } if pane.lo <= *ts && *ts < pane.hi),
+                    ) {
+                        Some(Part::Record { key, record, .. }) => {
+                            chunk.push((keys.hash(&key), key, record))
+                        }
+                        _ => break,
+                    }
+                }
+                if chunk.is_empty() {
+                    break;
+                }
+                for (hash, key, record) in chunk.drain(..) {
+                    agg.add(
+                        slot_of_hashed(keys, hash, &key, gauge, || agg.init()),
+                        &record,
+                    );
+                }
             }
         }
     }
@@ -288,18 +341,35 @@ where
             let window = self.panes.window(end);
             let index = self.windows.partition_point(|w| w.end < end);
             let per_window = &mut self.windows[index];
-            let value = self.agg.finish(per_window.keys.get_mut(&key).expect("dirty keys are live"));
+            let value = self
+                .agg
+                .finish(per_window.keys.get_mut(&key).expect("dirty keys are live"));
             match per_window.emitted.get_mut(&key) {
                 Some(old) if *old == value => {}
                 Some(old) => {
                     let old = std::mem::replace(old, value.clone());
-                    out.push(Emit::Result(WindowResult { window, key: key.clone(), value: old, diff: -1 }));
-                    out.push(Emit::Result(WindowResult { window, key, value, diff: 1 }));
+                    out.push(Emit::Result(WindowResult {
+                        window,
+                        key: key.clone(),
+                        value: old,
+                        diff: -1,
+                    }));
+                    out.push(Emit::Result(WindowResult {
+                        window,
+                        key,
+                        value,
+                        diff: 1,
+                    }));
                 }
                 None => {
                     // A window first opened by a correction: emitted now for the first time.
                     per_window.emitted.insert(key.clone(), value.clone());
-                    out.push(Emit::Result(WindowResult { window, key, value, diff: 1 }));
+                    out.push(Emit::Result(WindowResult {
+                        window,
+                        key,
+                        value,
+                        diff: 1,
+                    }));
                 }
             }
         }
@@ -322,7 +392,12 @@ where
             if keep {
                 per_window.emitted.insert(key.clone(), value.clone());
             }
-            out.push(Emit::Result(WindowResult { window, key: key.clone(), value, diff: 1 }));
+            out.push(Emit::Result(WindowResult {
+                window,
+                key: key.clone(),
+                value,
+                diff: 1,
+            }));
         }
     }
 

@@ -28,6 +28,12 @@ impl<K, V> Default for KeyTable<K, V> {
 }
 
 impl<K: Hash + Eq, V> KeyTable<K, V> {
+    /// The hash this table files `key` under.
+    #[inline]
+    pub(crate) fn hash(&self, key: &K) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let hash = self.hasher.hash_one(key);
         self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
@@ -37,7 +43,8 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     pub(crate) fn insert(&mut self, key: K, value: V) {
         let hasher = &self.hasher;
         let hash = hasher.hash_one(&key);
-        self.table.insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+        self.table
+            .insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
     }
 
     /// Removes every entry, keeping the allocation.
@@ -65,8 +72,23 @@ pub(crate) fn slot_of<'a, K, V>(
 where
     K: Hash + Eq + Clone,
 {
+    let hash = keys.hash(key);
+    slot_of_hashed(keys, hash, key, gauge, init)
+}
+
+/// [`slot_of`] with the key's hash (from [`KeyTable::hash`]) already computed.
+#[inline]
+pub(crate) fn slot_of_hashed<'a, K, V>(
+    keys: &'a mut KeyTable<K, V>,
+    hash: u64,
+    key: &K,
+    gauge: &StateGauge,
+    init: impl FnOnce() -> V,
+) -> &'a mut V
+where
+    K: Hash + Eq + Clone,
+{
     let hasher = &keys.hasher;
-    let hash = hasher.hash_one(key);
     match keys
         .table
         .entry(hash, |(k, _)| k == key, |(k, _)| hasher.hash_one(k))

@@ -273,8 +273,7 @@ pub struct Late<K, V> {
     pub record: V,
 }
 
-/// What the window operators emit: results and late records, split apart by
-/// [`crate::keyed::Windowed`].
+/// What a window state emits; the operator routes results and late records to its two outputs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Emit<K, O, V> {
     /// A changelog row.
@@ -345,15 +344,5 @@ mod tests {
             "tumbling:5x".parse::<WindowAssigner>(),
             Err(WindowSpecError::Duration(_))
         ));
-    }
-}
-
-impl<K, O, V> Emit<K, O, V> {
-    /// The key of the result or late record.
-    pub fn key(&self) -> &K {
-        match self {
-            Emit::Result(result) => &result.key,
-            Emit::Late(late) => &late.key,
-        }
     }
 }

@@ -28,12 +28,15 @@ struct Session<Acc, O> {
     emitted: Option<O>,
 }
 
+/// The sessions of one key, sorted by start.
+type KeySessions<A, V> = Vec<Session<<A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Output>>;
+
 /// State of the session window operator on one worker.
 pub(crate) struct Sessions<K, V, A: Aggregator<V>> {
     gap: u64,
     lateness: u64,
     agg: A,
-    keys: HashMap<K, Vec<Session<A::Acc, A::Output>>>,
+    keys: HashMap<K, KeySessions<A, V>>,
     closes: BTreeSet<(u64, K)>,
     frees: BTreeSet<(u64, K)>,
     dirty: Vec<K>,

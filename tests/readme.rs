@@ -1,0 +1,52 @@
+//! Runs the `tidemark` examples of README.md verbatim, so the documentation cannot rot.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The `$ tidemark ...` lines of the README's console blocks, split into arguments.
+fn examples() -> Vec<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("$ tidemark "))
+        .map(|args| args.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn readme_examples_run_and_produce_output() {
+    let examples = examples();
+    assert!(examples.len() >= 5, "README examples went missing");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("tidemark-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("experiments/data")).unwrap();
+    std::fs::copy(
+        root.join("experiments/data/sample-events.csv"),
+        dir.join("experiments/data/sample-events.csv"),
+    )
+    .unwrap();
+    let mut saw_late = false;
+    for args in examples {
+        let _ = std::fs::remove_file(dir.join("out.csv"));
+        let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains("5000 records read"), "{args:?}: {stderr}");
+        let rows = std::fs::read_to_string(dir.join("out.csv"))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(rows > 1, "{args:?} wrote no results");
+        if args.iter().any(|a| a == "--late-output") {
+            let late = std::fs::read_to_string(dir.join("late.csv")).unwrap();
+            saw_late = late.lines().count() > 1;
+        }
+    }
+    assert!(saw_late, "the late-output example should show late records");
+}
