@@ -13,6 +13,7 @@
 //! * [`time`]: the bounded-delay watermark that sources use to stamp records.
 //! * [`source`] and [`sink`]: CSV input with precise errors, CSV changelog output.
 //! * [`cluster`]: threads, processes and hostfiles to a timely configuration.
+//! * [`workloads`] and [`harness`]: benchmark queries with baselines, and how they are measured.
 //! * [`cli`]: the `tidemark` command.
 //!
 //! Results never depend on the number of workers or processes, on the partitioner, or on how
@@ -22,6 +23,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod harness;
 pub mod keyed;
 pub mod number;
 pub mod partition;
@@ -29,5 +31,6 @@ pub mod sink;
 pub mod source;
 pub mod time;
 pub mod window;
+pub mod workloads;
 
 pub use number::Fixed;
