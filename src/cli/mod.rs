@@ -3,6 +3,7 @@
 //! This module owns argument parsing and error reporting at the edge: every failure becomes a
 //! one-line `error: ...` on stderr and a non-zero exit status, never a panic.
 
+pub mod bench;
 pub mod window;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Windowed aggregation of a CSV file of events into a CSV changelog.
     Window(window::WindowArgs),
+    /// Throughput and latency of a workload (ysb, wordcount, ...) through the harness.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the process arguments, runs the subcommand and reports errors.
@@ -46,6 +49,7 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Window(args) => window::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

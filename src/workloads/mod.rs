@@ -14,6 +14,10 @@ use std::fmt::Debug;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
+pub mod nexmark;
+pub mod wordcount;
+pub mod ysb;
+
 /// A benchmark workload.
 pub trait Workload: Clone + Send + Sync + 'static {
     /// One input event.

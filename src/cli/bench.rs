@@ -1,0 +1,359 @@
+//! `tidemark bench`: runs a workload through the harness and reports throughput and latency.
+//!
+//! `tidemark bench ysb` with no other flags is the project's main job: a 10 s open-loop run of
+//! the Yahoo Streaming Benchmark at 1 M events/s on one worker, printed as a table.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, ValueEnum};
+
+use crate::cluster::Cluster;
+use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome};
+use crate::harness::recorder::Recorder;
+use crate::harness::report::{config_hash, git_rev, host, Report};
+use crate::harness::{gather, sustainable};
+use crate::workloads::wordcount::WordCount;
+use crate::workloads::ysb::Ysb;
+use crate::workloads::Workload;
+
+/// The workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkloadName {
+    /// Yahoo Streaming Benchmark: 10 s tumbling view count per campaign.
+    Ysb,
+    /// Keyed running count of words.
+    Wordcount,
+}
+
+/// Which implementation runs the workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EngineName {
+    /// The tidemark dataflow on timely.
+    Timely,
+    /// The hand-written single-threaded baseline (COST).
+    Baseline,
+}
+
+/// An offered rate: events per second, or `max` for a closed-loop run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate(pub Option<u64>);
+
+fn rate(text: &str) -> Result<Rate, String> {
+    if text == "max" {
+        return Ok(Rate(None));
+    }
+    let (digits, scale) = match text.char_indices().last() {
+        Some((i, 'k')) => (&text[..i], 1_000),
+        Some((i, 'M')) => (&text[..i], 1_000_000),
+        Some((i, 'G')) => (&text[..i], 1_000_000_000),
+        _ => (text, 1),
+    };
+    let n: f64 = digits
+        .parse()
+        .map_err(|_| format!("expected events per second (e.g. 500k, 2M) or max, got {text:?}"))?;
+    let events = (n * scale as f64).round();
+    if !(events >= 1.0) {
+        return Err(format!("the rate must be positive, got {text:?}"));
+    }
+    Ok(Rate(Some(events as u64)))
+}
+
+/// Reads a duration in nanoseconds: a number with `ns`, `us`, `ms`, `s`, `m` or `h`
+/// (plain numbers are milliseconds, as elsewhere in tidemark).
+pub fn nanos(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "" | "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => {
+            return Err(format!(
+                "expected a duration such as 100us, 1ms or 10s, got {text:?}"
+            ))
+        }
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 100us, 1ms or 10s, got {text:?}"))?;
+    Ok((n * scale).round() as u64)
+}
+
+/// Arguments of `tidemark bench`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  tidemark bench ysb\n  tidemark bench ysb --rate max --engine baseline\n  \
+    tidemark bench wordcount --rate 2M --workers 2 --json run.json"
+)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(value_enum)]
+    pub workload: WorkloadName,
+    /// Offered events per second over all workers (k, M, G suffixes), or `max` (closed loop).
+    #[arg(long, default_value = "1M", value_parser = rate)]
+    pub rate: Rate,
+    /// Length of the run, warm-up included.
+    #[arg(long, default_value = "10s", value_parser = nanos)]
+    pub duration: u64,
+    /// Initial part of the run that is not measured.
+    #[arg(long, default_value = "2s", value_parser = nanos)]
+    pub warmup: u64,
+    /// Epoch length: timestamp granularity and latency resolution.
+    #[arg(long, default_value = "1ms", value_parser = nanos)]
+    pub epoch: u64,
+    /// Which implementation to run.
+    #[arg(long, value_enum, default_value = "timely")]
+    pub engine: EngineName,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the report as one JSON object to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write per-second latency histograms as an HdrHistogram interval log.
+    #[arg(long)]
+    pub hlog: Option<PathBuf>,
+    /// Search for the highest rate whose p99 stays below `--p99-bound`.
+    #[arg(long)]
+    pub find_sustainable: bool,
+    /// Latency bound for `--find-sustainable`.
+    #[arg(long, default_value = "10ms", value_parser = nanos)]
+    pub p99_bound: u64,
+    /// Events pre-generated per worker (and replayed).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub pool: usize,
+    /// YSB: tumbling window size.
+    #[arg(long, default_value = "10s", value_parser = nanos)]
+    pub window: u64,
+    /// YSB: number of campaigns (10 ads each).
+    #[arg(long, default_value_t = 100)]
+    pub campaigns: u32,
+    /// Word count: vocabulary size.
+    #[arg(long, default_value_t = 100_000)]
+    pub words: u64,
+    /// Worker threads per process.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Number of processes (timely cluster mode).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index, from 0.
+    #[arg(long, default_value_t = 0)]
+    pub process: usize,
+    /// One host:port per line, one line per process.
+    #[arg(long)]
+    pub hostfile: Option<PathBuf>,
+    /// Give up if the cluster's processes have not all connected within this time.
+    #[arg(long, default_value = "30s", value_parser = nanos)]
+    pub connect_timeout: u64,
+    /// Hold the output frontier back by this long (calibrates the latency measurement).
+    #[arg(long, default_value = "0", value_parser = nanos, hide = true)]
+    pub inject_delay: u64,
+}
+
+/// Checks that `path` can be written, before a long run.
+fn writable(path: &Path) -> anyhow::Result<()> {
+    File::create(path)
+        .map(drop)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Runs the command.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.warmup >= args.duration {
+        bail!(
+            "--duration ({} ms) must be longer than --warmup ({} ms)",
+            args.duration / 1_000_000,
+            args.warmup / 1_000_000
+        );
+    }
+    if args.epoch == 0 || args.epoch > args.duration {
+        bail!("--epoch must be positive and at most --duration");
+    }
+    if args.engine == EngineName::Baseline && (args.workers > 1 || args.processes > 1) {
+        bail!("the baseline is single-threaded: use --workers 1 without --processes");
+    }
+    for path in [&args.json, &args.hlog].into_iter().flatten() {
+        writable(path)?;
+    }
+    match args.workload {
+        WorkloadName::Ysb => bench(&args, Ysb::new(args.window, args.campaigns, 10)),
+        WorkloadName::Wordcount => bench(&args, WordCount { words: args.words }),
+    }
+}
+
+fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
+    let cluster = Cluster::new(
+        args.workers,
+        args.processes,
+        args.process,
+        args.hostfile.as_deref(),
+    )?;
+    if !args.find_sustainable {
+        let Some((report, recorder)) = run_once(args, &cluster, &workload, args.rate.0, true)?
+        else {
+            return Ok(());
+        };
+        return finish(args, &report, &recorder);
+    }
+    if args.processes > 1 {
+        bail!("--find-sustainable runs in one process; use --workers for parallelism");
+    }
+    eprintln!("finding the closed-loop maximum...");
+    let Some((max, _)) = run_once(args, &cluster, &workload, None, false)? else {
+        return Ok(());
+    };
+    let late_third = args.duration - (args.duration - args.warmup) / 3;
+    let (probes, best) =
+        sustainable::search(max.achieved_rate as u64, args.p99_bound, 7, |rate| {
+            let (report, recorder) = run_once(args, &cluster, &workload, Some(rate), false)?
+                .ok_or_else(|| anyhow!("no report"))?;
+            let late = recorder.p99_between(late_third, args.duration);
+            eprintln!(
+                "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
+                rate,
+                report.achieved_rate,
+                report.latency_ns.p99 as f64 / 1e6
+            );
+            Ok((report, late))
+        })?;
+    eprintln!(
+        "{} probes, closed-loop maximum {:.0} events/s",
+        probes.len(),
+        max.achieved_rate
+    );
+    match best {
+        Some(best) => {
+            println!(
+                "sustainable throughput (p99 <= {:.3} ms): {} events/s",
+                args.p99_bound as f64 / 1e6,
+                best.rate
+            );
+            let recorder = Recorder::new(args.warmup, false);
+            finish(args, &best.report, &recorder)
+        }
+        None => bail!(
+            "no offered rate kept p99 below {:.3} ms",
+            args.p99_bound as f64 / 1e6
+        ),
+    }
+}
+
+fn finish(args: &BenchArgs, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let mut file =
+            File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        serde_json::to_writer(&mut file, report)?;
+        writeln!(file)?;
+    }
+    if let Some(path) = &args.hlog {
+        let mut file =
+            File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let comment = format!(
+            "tidemark {} {} {}",
+            report.workload, report.query, report.config_hash
+        );
+        recorder.write_interval_log(&mut file, &comment)?;
+    }
+    Ok(())
+}
+
+/// One run; `None` on processes other than 0.
+fn run_once<W: Workload>(
+    args: &BenchArgs,
+    cluster: &Cluster,
+    workload: &W,
+    rate: Option<u64>,
+    progress: bool,
+) -> anyhow::Result<Option<(Report, Recorder)>> {
+    let config = RunConfig {
+        rate,
+        duration_ns: args.duration,
+        warmup_ns: args.warmup,
+        epoch_ns: args.epoch,
+        seed: args.seed,
+        pool: args.pool,
+        intervals: true,
+        inject_delay_ns: args.inject_delay,
+        progress: progress && std::io::stderr().is_terminal(),
+    };
+    let outcomes: Vec<WorkerOutcome> = match args.engine {
+        EngineName::Baseline => vec![run_baseline(workload, &config)],
+        EngineName::Timely => {
+            let started = cluster.watchdog(std::time::Duration::from_nanos(args.connect_timeout));
+            let (workload, config) = (workload.clone(), config.clone());
+            let guards = timely::execute(cluster.config(), move |worker| {
+                started.store(true, Ordering::SeqCst);
+                let outcome = run_engine(worker, &workload, &config);
+                gather(worker, outcome)
+            })
+            .map_err(|e| anyhow!("cannot start workers: {e}"))?;
+            let mut all = Vec::new();
+            for result in guards.join() {
+                all.extend(result.map_err(|e| anyhow!("a worker failed: {e}"))?);
+            }
+            all
+        }
+    };
+    if outcomes.is_empty() {
+        return Ok(None);
+    }
+    let mut recorder = Recorder::new(args.warmup, true);
+    for outcome in &outcomes {
+        recorder.merge(&Recorder::from_bytes(&outcome.recorder));
+    }
+    let events: u64 = outcomes.iter().map(|o| o.retired_events).sum();
+    let duration_s = (args.duration - args.warmup) as f64 / 1e9;
+    let engine = match args.engine {
+        EngineName::Timely => "timely",
+        EngineName::Baseline => "baseline",
+    };
+    let (workers, processes) = match args.engine {
+        EngineName::Timely => (args.workers, args.processes),
+        EngineName::Baseline => (1, 1),
+    };
+    let description = format!(
+        "{} {} {} {engine} w={workers} p={processes} rate={rate:?} d={} wu={} e={} seed={} pool={}",
+        workload.name(),
+        workload.query(),
+        workload.parameters(),
+        args.duration,
+        args.warmup,
+        args.epoch,
+        args.seed,
+        args.pool
+    );
+    let report = Report {
+        workload: workload.name().to_string(),
+        query: workload.query(),
+        parameters: workload.parameters(),
+        engine: engine.to_string(),
+        workers,
+        processes,
+        offered_rate: rate,
+        achieved_rate: events as f64 / duration_s,
+        events,
+        duration_s,
+        warmup_s: args.warmup as f64 / 1e9,
+        epoch_ns: args.epoch,
+        latency_ns: recorder.percentiles(),
+        samples: recorder.samples(),
+        generator_rate: outcomes.iter().map(|o| o.generator_rate).sum::<f64>()
+            / outcomes.len() as f64,
+        seed: args.seed,
+        git_rev: git_rev(),
+        config_hash: config_hash(&description),
+        host: host(),
+    };
+    Ok(Some((report, recorder)))
+}

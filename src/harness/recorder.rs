@@ -1,0 +1,222 @@
+//! The latency recorder: one per worker, merged across workers and processes.
+//!
+//! Invariants: latencies are nanoseconds in an HdrHistogram with three significant digits (so
+//! every reported percentile is within 0.1% of the recorded value) up to one hour; samples whose
+//! epoch was due during the warm-up are discarded; when interval logging is on, the samples of
+//! each one-second interval (by due time since the start) are also kept apart, for
+//! latency-over-time plots. A recorder travels between workers as bytes (HdrHistogram's V2
+//! format), so merging across processes uses timely's own channels.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// The largest latency recorded exactly (larger ones are clamped to it): one hour.
+const MAX_LATENCY_NS: u64 = 3_600_000_000_000;
+/// Interval length of the interval log.
+pub const INTERVAL_NS: u64 = 1_000_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
+}
+
+/// Latency percentiles of a run, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// Records epoch latencies of one worker.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    warmup_ns: u64,
+    total: Histogram<u64>,
+    intervals: Option<BTreeMap<u64, Histogram<u64>>>,
+}
+
+impl Recorder {
+    /// A recorder discarding samples due before `warmup_ns`; `intervals` keeps per-second ones.
+    pub fn new(warmup_ns: u64, intervals: bool) -> Self {
+        Recorder {
+            warmup_ns,
+            total: histogram(),
+            intervals: intervals.then(BTreeMap::new),
+        }
+    }
+
+    /// Records the latency of an epoch due at `due_ns` (since the start) and retired at `now_ns`.
+    #[inline]
+    pub fn record(&mut self, due_ns: u64, now_ns: u64) {
+        if due_ns < self.warmup_ns {
+            return;
+        }
+        let latency = now_ns.saturating_sub(due_ns).clamp(1, MAX_LATENCY_NS);
+        self.total.record(latency).expect("clamped into range");
+        if let Some(intervals) = self.intervals.as_mut() {
+            let interval = due_ns / INTERVAL_NS;
+            intervals
+                .entry(interval)
+                .or_insert_with(histogram)
+                .record(latency)
+                .expect("clamped into range");
+        }
+    }
+
+    /// Number of samples kept.
+    pub fn samples(&self) -> u64 {
+        self.total.len()
+    }
+
+    /// The percentiles of the samples kept.
+    pub fn percentiles(&self) -> Percentiles {
+        let h = &self.total;
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+
+    /// The 99th percentile of the samples due in `[from_ns, to_ns)`, from the interval
+    /// histograms (`None` without interval recording or samples).
+    pub fn p99_between(&self, from_ns: u64, to_ns: u64) -> Option<u64> {
+        let mut merged = histogram();
+        for (_, h) in self
+            .intervals
+            .as_ref()?
+            .range(from_ns / INTERVAL_NS..to_ns.div_ceil(INTERVAL_NS))
+        {
+            merged.add(h).expect("same bounds");
+        }
+        (!merged.is_empty()).then(|| merged.value_at_quantile(0.99))
+    }
+
+    /// Merges another recorder's samples into this one.
+    pub fn merge(&mut self, other: &Recorder) {
+        self.total.add(&other.total).expect("same bounds");
+        if let (Some(mine), Some(theirs)) = (self.intervals.as_mut(), other.intervals.as_ref()) {
+            for (interval, h) in theirs {
+                mine.entry(*interval)
+                    .or_insert_with(histogram)
+                    .add(h)
+                    .expect("same bounds");
+            }
+        }
+    }
+
+    /// The recorder as bytes, to send to another worker.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut encoded = Encoded {
+            warmup_ns: self.warmup_ns,
+            total: Vec::new(),
+            intervals: None,
+        };
+        let mut serializer = V2Serializer::new();
+        serializer
+            .serialize(&self.total, &mut encoded.total)
+            .expect("in-memory write");
+        encoded.intervals = self.intervals.as_ref().map(|intervals| {
+            intervals
+                .iter()
+                .map(|(i, h)| {
+                    let mut bytes = Vec::new();
+                    serializer
+                        .serialize(h, &mut bytes)
+                        .expect("in-memory write");
+                    (*i, bytes)
+                })
+                .collect()
+        });
+        serde_json::to_vec(&encoded).expect("plain data serializes")
+    }
+
+    /// A recorder from [`Recorder::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Recorder {
+        let encoded: Encoded = serde_json::from_slice(bytes).expect("written by to_bytes");
+        let mut deserializer = Deserializer::new();
+        let mut read = |bytes: &[u8]| -> Histogram<u64> {
+            deserializer
+                .deserialize(&mut &bytes[..])
+                .expect("written by to_bytes")
+        };
+        Recorder {
+            warmup_ns: encoded.warmup_ns,
+            total: read(&encoded.total),
+            intervals: encoded
+                .intervals
+                .map(|list| list.into_iter().map(|(i, b)| (i, read(&b))).collect()),
+        }
+    }
+
+    /// Writes the interval histograms as an HdrHistogram interval log (readable by the standard
+    /// HdrHistogram log tools), one interval per second of due time.
+    pub fn write_interval_log(&self, out: &mut impl Write, comment: &str) -> std::io::Result<()> {
+        let mut serializer = V2Serializer::new();
+        let mut builder = IntervalLogWriterBuilder::new();
+        builder
+            .add_comment(comment)
+            .with_max_value_divisor(1_000_000.0);
+        let mut log = builder.begin_log_with(out, &mut serializer)?;
+        for (interval, h) in self.intervals.iter().flatten() {
+            let start = Duration::from_nanos(interval * INTERVAL_NS);
+            log.write_histogram(h, start, Duration::from_nanos(INTERVAL_NS), None)
+                .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Encoded {
+    warmup_ns: u64,
+    total: Vec<u8>,
+    intervals: Option<Vec<(u64, Vec<u8>)>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discards_warmup_and_merges_through_bytes() {
+        let mut a = Recorder::new(1_000, true);
+        a.record(500, 10_500); // warm-up: dropped
+        a.record(2_000, 3_000); // 1 us
+        let mut b = Recorder::new(1_000, true);
+        b.record(INTERVAL_NS + 5, INTERVAL_NS + 5 + 2_000_000); // 2 ms, second interval
+        let mut merged = Recorder::from_bytes(&a.to_bytes());
+        merged.merge(&Recorder::from_bytes(&b.to_bytes()));
+        assert_eq!(merged.samples(), 2);
+        let p = merged.percentiles();
+        assert!((999..=1001).contains(&p.p50), "{p:?}");
+        assert!((1_999_000..=2_002_000).contains(&p.max), "{p:?}");
+        assert!(merged.p99_between(0, INTERVAL_NS).unwrap() < 2_000);
+        let mut log = Vec::new();
+        merged.write_interval_log(&mut log, "test").unwrap();
+        let text = String::from_utf8(log).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with('#')).count(),
+            2,
+            "{text}"
+        );
+    }
+}

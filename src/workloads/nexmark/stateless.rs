@@ -1,0 +1,85 @@
+//! NEXMark q0, q1 and q2: per-event maps and filters, with no state and no exchange.
+//!
+//! Each query is one function from an event to its output rows, shared by the engine (a timely
+//! `map` or `flat_map`) and the baseline (a loop), so both compute exactly the same rows.
+
+use nexmark::event::Event;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::StreamVec;
+
+use super::{Output, Query};
+
+/// q0: every event, as its identifying fields and time.
+fn pass_through_row(event: Event) -> Output {
+    match event {
+        Event::Person(person) => Output::Person {
+            id: person.id as u64,
+            time: person.date_time,
+        },
+        Event::Auction(auction) => Output::Auction {
+            id: auction.id as u64,
+            time: auction.date_time,
+        },
+        Event::Bid(bid) => Output::Bid {
+            auction: bid.auction as u64,
+            bidder: bid.bidder as u64,
+            price: bid.price as u64,
+            time: bid.date_time,
+        },
+    }
+}
+
+/// q1: bids, with the price converted from dollars to euros at the benchmark's fixed rate.
+fn currency_row(event: Event) -> Option<Output> {
+    match event {
+        Event::Bid(bid) => Some(Output::Bid {
+            auction: bid.auction as u64,
+            bidder: bid.bidder as u64,
+            price: bid.price as u64 * 908 / 1000,
+            time: bid.date_time,
+        }),
+        _ => None,
+    }
+}
+
+/// q2: bids on every 123rd auction.
+fn selection_row(event: Event) -> Option<Output> {
+    match event {
+        Event::Bid(bid) if bid.auction % 123 == 0 => Some(Output::AuctionPrice {
+            auction: bid.auction as u64,
+            price: bid.price as u64,
+        }),
+        _ => None,
+    }
+}
+
+/// q0 in the engine: `map`.
+pub(super) fn pass_through<'scope>(
+    events: StreamVec<'scope, u64, Event>,
+) -> StreamVec<'scope, u64, Output> {
+    events.map(pass_through_row)
+}
+
+/// q1 in the engine: `flat_map` (bids only).
+pub(super) fn currency_conversion<'scope>(
+    events: StreamVec<'scope, u64, Event>,
+) -> StreamVec<'scope, u64, Output> {
+    events.flat_map(currency_row)
+}
+
+/// q2 in the engine: `flat_map` (selected bids only).
+pub(super) fn selection<'scope>(
+    events: StreamVec<'scope, u64, Event>,
+) -> StreamVec<'scope, u64, Output> {
+    events.flat_map(selection_row)
+}
+
+/// The baseline of q0, q1 and q2: the same row function in a loop.
+pub(super) fn process(query: Query, events: &mut Vec<Event>, out: &mut Vec<Output>) {
+    match query {
+        Query::Q0 => out.extend(events.drain(..).map(pass_through_row)),
+        Query::Q1 => out.extend(events.drain(..).filter_map(currency_row)),
+        Query::Q2 => out.extend(events.drain(..).filter_map(selection_row)),
+        _ => unreachable!("{query} is not stateless"),
+    }
+}

@@ -1,0 +1,128 @@
+//! Word count: a keyed running count of words, one updated count per word per epoch.
+//!
+//! Words are ids drawn from a vocabulary with a skewed (approximately Zipfian, exponent 1)
+//! distribution, from a seeded splitmix64 stream: realistic skew without string handling,
+//! which would measure the allocator rather than the engine.
+
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::StreamVec;
+
+use super::ysb::splitmix;
+use super::{Baseline, Workload};
+use crate::keyed::KeyBy;
+use crate::partition::Partitioner;
+
+/// One word occurrence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Word {
+    /// The word's id.
+    pub word: u64,
+    /// Event time (ns).
+    pub time: u64,
+}
+
+/// The word count workload.
+#[derive(Clone, Debug)]
+pub struct WordCount {
+    /// Vocabulary size.
+    pub words: u64,
+}
+
+impl Default for WordCount {
+    fn default() -> Self {
+        WordCount { words: 100_000 }
+    }
+}
+
+/// A worker's words.
+pub struct Words {
+    state: u64,
+    words: u64,
+}
+
+impl Iterator for Words {
+    type Item = Word;
+    fn next(&mut self) -> Option<Word> {
+        // Inverse transform of a 1/x density over [1, words]: rank = words^u.
+        let u = (splitmix(&mut self.state) >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = (self.words as f64).powf(u) as u64;
+        Some(Word {
+            word: rank.clamp(1, self.words) - 1,
+            time: 0,
+        })
+    }
+}
+
+/// One output row: (word, running count).
+pub type Counted = (u64, u64);
+
+impl Workload for WordCount {
+    type Event = Word;
+    type Output = Counted;
+    type Generator = Words;
+    type Baseline = WordCountBaseline;
+
+    fn name(&self) -> &'static str {
+        "wordcount"
+    }
+    fn query(&self) -> String {
+        "wordcount".into()
+    }
+    fn parameters(&self) -> String {
+        format!("words={}", self.words)
+    }
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Words {
+        Words {
+            state: seed ^ ((worker as u64) << 32) ^ workers as u64,
+            words: self.words.max(1),
+        }
+    }
+    fn event_time(event: &Word) -> u64 {
+        event.time
+    }
+    fn set_event_time(event: &mut Word, time_ns: u64) {
+        event.time = time_ns;
+    }
+
+    /// `map(word, 1) . key_by(word) . reduce(+)`.
+    fn dataflow<'scope>(
+        &self,
+        events: StreamVec<'scope, u64, Word>,
+    ) -> StreamVec<'scope, u64, Counted> {
+        events
+            .map(|w: Word| (w.word, 1u64))
+            .key_by(Partitioner::Hash)
+            .reduce(|count, n| *count += n)
+    }
+
+    fn baseline(&self) -> WordCountBaseline {
+        WordCountBaseline::default()
+    }
+}
+
+/// The hand-written word count: running counts, and the words touched in the open epoch.
+#[derive(Default)]
+pub struct WordCountBaseline {
+    counts: HashMap<u64, u64>,
+    touched: HashMap<u64, ()>,
+}
+
+impl Baseline<Word, Counted> for WordCountBaseline {
+    fn process(&mut self, events: &mut Vec<Word>, _out: &mut Vec<Counted>) {
+        for w in events.drain(..) {
+            *self.counts.entry(w.word).or_insert(0) += 1;
+            self.touched.insert(w.word, ());
+        }
+    }
+
+    fn advance(&mut self, _frontier: u64, out: &mut Vec<Counted>) {
+        // The harness advances at epoch boundaries: the open epoch is complete.
+        out.extend(
+            self.touched
+                .drain()
+                .map(|(word, ())| (word, self.counts[&word])),
+        );
+    }
+}

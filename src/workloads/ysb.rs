@@ -1,0 +1,213 @@
+//! The Yahoo Streaming Benchmark: ad events, filtered to views, joined with their campaign
+//! through a static table, counted per campaign in 10 s tumbling windows.
+//!
+//! As in the original benchmark, 100 campaigns own 10 ads each; the ad-to-campaign table is
+//! static and identical on every worker (the original kept it in Redis). Events are generated
+//! from a seeded splitmix64 stream, so runs are reproducible.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::StreamVec;
+
+use super::{Baseline, Workload};
+use crate::keyed::KeyBy;
+use crate::partition::Partitioner;
+use crate::window::{Count, WindowAssigner};
+
+/// What a user did with an ad.
+pub const VIEW: u8 = 0;
+/// Event types cycle through view, click, purchase.
+const EVENT_TYPES: u64 = 3;
+
+/// One ad event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdEvent {
+    /// The user.
+    pub user_id: u64,
+    /// The page the ad was shown on.
+    pub page_id: u64,
+    /// The ad.
+    pub ad_id: u32,
+    /// `VIEW`, click (1) or purchase (2).
+    pub event_type: u8,
+    /// Event time (ns).
+    pub event_time: u64,
+    /// The user's address.
+    pub ip: u32,
+}
+
+/// The YSB workload.
+#[derive(Clone, Debug)]
+pub struct Ysb {
+    /// Tumbling window size (ns).
+    pub window_ns: u64,
+    /// Number of campaigns.
+    pub campaigns: u32,
+    /// Ads per campaign.
+    pub ads_per_campaign: u32,
+    table: Arc<Vec<u32>>,
+}
+
+impl Ysb {
+    /// YSB with the given window and campaign counts (the benchmark's are 10 s, 100, 10).
+    pub fn new(window_ns: u64, campaigns: u32, ads_per_campaign: u32) -> Ysb {
+        let table = (0..campaigns * ads_per_campaign)
+            .map(|ad| ad / ads_per_campaign)
+            .collect();
+        Ysb {
+            window_ns,
+            campaigns,
+            ads_per_campaign,
+            table: Arc::new(table),
+        }
+    }
+}
+
+impl Default for Ysb {
+    fn default() -> Ysb {
+        Ysb::new(10_000_000_000, 100, 10)
+    }
+}
+
+/// splitmix64: a fast, well-mixed, seedable stream of random numbers.
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A worker's ad events.
+pub struct AdEvents {
+    state: u64,
+    ads: u64,
+}
+
+impl Iterator for AdEvents {
+    type Item = AdEvent;
+    fn next(&mut self) -> Option<AdEvent> {
+        let r = splitmix(&mut self.state);
+        Some(AdEvent {
+            user_id: r >> 40,
+            page_id: (r >> 20) & 0xF_FFFF,
+            ad_id: ((r & 0xFFFF_FFFF) % self.ads) as u32,
+            event_type: ((r >> 32) % EVENT_TYPES) as u8,
+            event_time: 0,
+            ip: (r >> 8) as u32,
+        })
+    }
+}
+
+/// One result row: (window end, campaign, views).
+pub type YsbRow = (u64, u32, u64);
+
+impl Workload for Ysb {
+    type Event = AdEvent;
+    type Output = YsbRow;
+    type Generator = AdEvents;
+    type Baseline = YsbBaseline;
+
+    fn name(&self) -> &'static str {
+        "ysb"
+    }
+    fn query(&self) -> String {
+        "ysb".into()
+    }
+    fn parameters(&self) -> String {
+        format!(
+            "window_ns={} campaigns={} ads_per_campaign={}",
+            self.window_ns, self.campaigns, self.ads_per_campaign
+        )
+    }
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> AdEvents {
+        let state = seed ^ ((worker as u64) << 32) ^ workers as u64;
+        AdEvents {
+            state,
+            ads: self.table.len() as u64,
+        }
+    }
+    fn event_time(event: &AdEvent) -> u64 {
+        event.event_time
+    }
+    fn set_event_time(event: &mut AdEvent, time_ns: u64) {
+        event.event_time = time_ns;
+    }
+
+    /// `filter(view) . map(campaign of ad) . key_by(campaign) . window(tumbling) . count`.
+    fn dataflow<'scope>(
+        &self,
+        events: StreamVec<'scope, u64, AdEvent>,
+    ) -> StreamVec<'scope, u64, YsbRow> {
+        let table = Arc::clone(&self.table);
+        events
+            .flat_map(move |e: AdEvent| {
+                (e.event_type == VIEW).then(|| (table[e.ad_id as usize], e.event_time))
+            })
+            .key_by(Partitioner::Hash)
+            .window(WindowAssigner::Tumbling(self.window_ns))
+            .aggregate(|time: &u64| *time, Count)
+            .results
+            .map(|row| (row.window.end, row.key, row.value))
+    }
+
+    fn baseline(&self) -> YsbBaseline {
+        YsbBaseline {
+            table: Arc::clone(&self.table),
+            window_ns: self.window_ns,
+            counts: Vec::new(),
+            open: None,
+        }
+    }
+}
+
+/// The hand-written YSB: a dense count array per open window (campaign ids are small).
+pub struct YsbBaseline {
+    table: Arc<Vec<u32>>,
+    window_ns: u64,
+    counts: Vec<u64>,
+    /// End of the open window.
+    open: Option<u64>,
+}
+
+impl YsbBaseline {
+    fn emit(&mut self, out: &mut Vec<YsbRow>) {
+        if let Some(end) = self.open.take() {
+            for (campaign, count) in self.counts.iter_mut().enumerate() {
+                if *count > 0 {
+                    out.push((end, campaign as u32, *count));
+                    *count = 0;
+                }
+            }
+        }
+    }
+}
+
+impl Baseline<AdEvent, YsbRow> for YsbBaseline {
+    fn process(&mut self, events: &mut Vec<AdEvent>, out: &mut Vec<YsbRow>) {
+        for e in events.drain(..) {
+            if e.event_type != VIEW {
+                continue;
+            }
+            let end = e.event_time - e.event_time % self.window_ns + self.window_ns;
+            if self.open != Some(end) {
+                // Events arrive in time order: a new window means the old one is complete.
+                self.emit(out);
+                self.open = Some(end);
+            }
+            let campaign = self.table[e.ad_id as usize] as usize;
+            if campaign >= self.counts.len() {
+                self.counts.resize(campaign + 1, 0);
+            }
+            self.counts[campaign] += 1;
+        }
+    }
+
+    fn advance(&mut self, frontier: u64, out: &mut Vec<YsbRow>) {
+        if self.open.is_some_and(|end| end <= frontier) {
+            self.emit(out);
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! NEXMark: for every query, the engine under 1, 2 and 4 workers and the single-threaded
+//! baseline produce exactly the same rows on the same events, and the rows the query is about
+//! actually occur. Also: the symmetric join on a hand-computed case, the generator's worker
+//! split and time handling, and query parsing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nexmark::event::Event;
+use tidemark::harness::check;
+use tidemark::keyed::KeyBy;
+use tidemark::partition::Partitioner;
+use tidemark::workloads::nexmark::{Nexmark, Output, Query};
+use tidemark::workloads::Workload;
+use timely::dataflow::operators::capture::{Capture, Extract};
+use timely::dataflow::InputHandleVec;
+
+/// 4 000 events 5 ms apart: 20 s of event time, sent in 1 ms epochs.
+const EVENTS: usize = 4_000;
+const SPACING_NS: u64 = 5_000_000;
+const EPOCH_NS: u64 = 1_000_000;
+const SEED: u64 = 0;
+
+/// `query` with windows small enough for the test's 20 s: 1 s windows sliding by 200 ms, and
+/// 100 ms session gaps.
+fn small(query: Query) -> Nexmark {
+    Nexmark {
+        query,
+        window_ns: 1_000_000_000,
+        slide_ns: 200_000_000,
+        gap_ns: 100_000_000,
+    }
+}
+
+/// Checks that the engine on 1, 2 and 4 workers equals the baseline on `events`; returns the
+/// rows (possibly none).
+fn agree_on(workload: &Nexmark, events: Vec<Event>) -> Vec<Output> {
+    let expected = check::baseline(workload, events.clone(), EPOCH_NS);
+    for workers in [1, 2, 4] {
+        let got = check::engine(workload, events.clone(), workers, EPOCH_NS);
+        if got != expected {
+            let first = got.iter().zip(&expected).position(|(g, e)| g != e);
+            panic!(
+                "{} on {workers} workers: {} rows, baseline {}; first difference at {first:?}: \
+                 engine {:?}, baseline {:?}",
+                workload.query,
+                got.len(),
+                expected.len(),
+                first.map(|i| &got[i]),
+                first.map(|i| &expected[i]),
+            );
+        }
+    }
+    expected
+}
+
+/// As [`agree_on`] on the first events for `seed`; the query must produce rows.
+fn agree_with_seed(workload: &Nexmark, seed: u64) -> Vec<Output> {
+    let rows = agree_on(workload, check::events(workload, seed, EVENTS, SPACING_NS));
+    assert!(!rows.is_empty(), "{} produced no rows", workload.query);
+    rows
+}
+
+/// `count` events cycling through the first `pool` events, with fresh times, as the harness
+/// replays its pool.
+fn replayed(workload: &Nexmark, pool: usize, count: usize) -> Vec<Event> {
+    let pool: Vec<Event> = workload.generator(SEED, 0, 1).take(pool).collect();
+    (0..count)
+        .map(|index| {
+            let mut event = pool[index % pool.len()].clone();
+            Nexmark::set_event_time(&mut event, index as u64 * SPACING_NS);
+            event
+        })
+        .collect()
+}
+
+fn agree(workload: &Nexmark) -> Vec<Output> {
+    agree_with_seed(workload, SEED)
+}
+
+fn bids(events: &[Event]) -> impl Iterator<Item = &nexmark::event::Bid> {
+    events.iter().filter_map(|event| match event {
+        Event::Bid(bid) => Some(bid),
+        _ => None,
+    })
+}
+
+#[test]
+fn q0_passes_every_event_through() {
+    let rows = agree(&small(Query::Q0));
+    assert_eq!(rows.len(), EVENTS);
+    let people = rows
+        .iter()
+        .filter(|r| matches!(r, Output::Person { .. }))
+        .count();
+    let auctions = rows
+        .iter()
+        .filter(|r| matches!(r, Output::Auction { .. }))
+        .count();
+    // The generator's cycle: 1 person, 3 auctions, 46 bids in every 50 events.
+    assert_eq!((people, auctions), (EVENTS / 50, 3 * EVENTS / 50));
+}
+
+#[test]
+fn q1_converts_every_bid_price() {
+    let workload = small(Query::Q1);
+    let rows = agree(&workload);
+    let events = check::events(&workload, SEED, EVENTS, SPACING_NS);
+    let mut expected: Vec<Output> = bids(&events)
+        .map(|bid| Output::Bid {
+            auction: bid.auction as u64,
+            bidder: bid.bidder as u64,
+            price: bid.price as u64 * 908 / 1000,
+            time: bid.date_time,
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(rows, expected);
+}
+
+#[test]
+fn q2_selects_bids_on_every_123rd_auction() {
+    let rows = agree(&small(Query::Q2));
+    for row in &rows {
+        assert!(
+            matches!(row, Output::AuctionPrice { auction, .. } if auction % 123 == 0),
+            "{row:?}"
+        );
+    }
+}
+
+#[test]
+fn q3_joins_local_sellers_with_their_category_10_auctions() {
+    let rows = agree(&small(Query::Q3));
+    for row in &rows {
+        let Output::LocalItem { state, .. } = row else {
+            panic!("{row:?}")
+        };
+        assert!(["or", "id", "ca"].contains(&state.as_str()), "{row:?}");
+    }
+    // Every match once: auctions are unique.
+    let auctions: BTreeSet<_> = rows
+        .iter()
+        .map(|row| match row {
+            Output::LocalItem { auction, .. } => *auction,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(auctions.len(), rows.len());
+}
+
+#[test]
+fn q4_averages_winning_prices_per_category() {
+    let rows = agree(&small(Query::Q4));
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for row in &rows {
+        let Output::CategoryAverage {
+            category, winners, ..
+        } = row
+        else {
+            panic!("{row:?}")
+        };
+        let seen = last.entry(*category).or_default();
+        *seen = (*seen).max(*winners);
+    }
+    assert!(last.len() >= 3, "winners in few categories: {last:?}");
+    // Running counts: each category's rows count 1, 2, ... winners (ties at one instant skip).
+    let total_rows = rows.len() as u64;
+    assert!(total_rows <= last.values().sum::<u64>());
+}
+
+#[test]
+fn q5_reports_the_auctions_with_most_bids_per_window() {
+    let rows = agree(&small(Query::Q5));
+    let mut per_window: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    for row in &rows {
+        let Output::HotItem {
+            window_end, bids, ..
+        } = row
+        else {
+            panic!("{row:?}")
+        };
+        per_window.entry(*window_end).or_default().insert(*bids);
+    }
+    // 20 s of bids, windows ending every 200 ms: about 100 windows, one maximum each.
+    assert!(per_window.len() >= 95, "{} windows", per_window.len());
+    assert!(per_window.values().all(|counts| counts.len() == 1));
+}
+
+#[test]
+fn q7_reports_one_highest_bid_per_window() {
+    let workload = small(Query::Q7);
+    let rows = agree(&workload);
+    let events = check::events(&workload, SEED, EVENTS, SPACING_NS);
+    let mut max: BTreeMap<u64, u64> = BTreeMap::new();
+    for bid in bids(&events) {
+        let end = bid.date_time - bid.date_time % workload.window_ns + workload.window_ns;
+        let best = max.entry(end).or_default();
+        *best = (*best).max(bid.price as u64);
+    }
+    let got: BTreeMap<u64, u64> = rows
+        .iter()
+        .map(|row| match row {
+            Output::HighestBid {
+                window_end, price, ..
+            } => (*window_end, *price),
+            _ => panic!("{row:?}"),
+        })
+        .collect();
+    assert_eq!(got.len(), rows.len(), "one row per window");
+    assert_eq!(got, max);
+}
+
+#[test]
+fn q8_finds_people_who_sell_in_their_first_window() {
+    let rows = agree(&small(Query::Q8));
+    assert!(rows
+        .iter()
+        .all(|row| matches!(row, Output::NewUser { window_start, .. } if window_start % 1_000_000_000 == 0)));
+}
+
+#[test]
+fn q11_counts_every_bid_in_one_session() {
+    let workload = small(Query::Q11);
+    let rows = agree(&workload);
+    let events = check::events(&workload, SEED, EVENTS, SPACING_NS);
+    let counted: u64 = rows
+        .iter()
+        .map(|row| match row {
+            Output::Session { bids, .. } => *bids,
+            _ => panic!("{row:?}"),
+        })
+        .sum();
+    assert_eq!(counted, bids(&events).count() as u64);
+    // Hot bidders bid every few events: some sessions hold many bids.
+    assert!(rows
+        .iter()
+        .any(|row| matches!(row, Output::Session { bids, .. } if *bids > 10)));
+}
+
+#[test]
+fn default_windows_agree_too() {
+    // The spec's 10 s windows over 20 s of events: few windows, but the same rows.
+    for query in [Query::Q5, Query::Q7, Query::Q8, Query::Q11] {
+        agree(&Nexmark::new(query));
+    }
+}
+
+#[test]
+fn other_seeds_give_other_streams_with_the_same_agreement() {
+    let workload = small(Query::Q4);
+    let a = check::events(&workload, 0, 100, SPACING_NS);
+    let b = check::events(&workload, 7, 100, SPACING_NS);
+    assert_ne!(a, b);
+    for query in [Query::Q3, Query::Q4, Query::Q7] {
+        agree_with_seed(&small(query), 7);
+    }
+}
+
+#[test]
+fn replayed_pools_agree_and_stay_bounded() {
+    // A 20-event pool spans 100 ms, less than most auctions last: copies of an auction overlap.
+    for pool in [20, 500] {
+        for query in Query::ALL {
+            agree_on(&small(query), replayed(&small(query), pool, EVENTS / 2));
+        }
+    }
+    // q3 joins distinct records: replaying the pool adds no rows.
+    let q3 = small(Query::Q3);
+    let once = check::baseline(&q3, replayed(&q3, 2_000, 2_000), EPOCH_NS);
+    assert!(!once.is_empty());
+    assert_eq!(agree_on(&q3, replayed(&q3, 2_000, 3 * 2_000)), once);
+}
+
+#[test]
+fn worker_streams_interleave_into_the_single_stream() {
+    let workload = small(Query::Q0);
+    let whole: Vec<Event> = workload.generator(3, 0, 1).take(300).collect();
+    let parts: Vec<Vec<Event>> = (0..3)
+        .map(|w| workload.generator(3, w, 3).take(100).collect())
+        .collect();
+    for (index, event) in whole.iter().enumerate() {
+        assert_eq!(event, &parts[index % 3][index / 3]);
+    }
+}
+
+#[test]
+fn setting_event_time_keeps_auction_lifetimes() {
+    let workload = small(Query::Q4);
+    let mut auction = workload
+        .generator(0, 0, 1)
+        .find(|event| matches!(event, Event::Auction(_)))
+        .expect("auctions are generated");
+    let Event::Auction(original) = auction.clone() else {
+        unreachable!()
+    };
+    let lifetime = original.expires - original.date_time;
+    assert!(
+        lifetime >= 1_000_000,
+        "lifetimes are whole milliseconds, in ns"
+    );
+    Nexmark::set_event_time(&mut auction, 42_000_000_000);
+    assert_eq!(Nexmark::event_time(&auction), 42_000_000_000);
+    let Event::Auction(moved) = auction else {
+        unreachable!()
+    };
+    assert_eq!(moved.expires - moved.date_time, lifetime);
+}
+
+#[test]
+fn queries_parse_and_validate() {
+    for query in Query::ALL {
+        assert_eq!(query.name().parse(), Ok(query));
+        assert!(Nexmark::new(query).validate().is_ok());
+    }
+    assert!("q6".parse::<Query>().is_err());
+    let mut q5 = Nexmark::new(Query::Q5);
+    q5.slide_ns = q5.window_ns + 1;
+    assert!(q5.validate().is_err());
+}
+
+/// Runs the symmetric join on one worker: left and right records, each with the time it is
+/// sent at, fed in the order given; returns `(time, row)` for every output, sorted.
+fn join_on(feed: &[(bool, u64, u64, &'static str)]) -> Vec<(u64, (u64, String, String))> {
+    let feed: Vec<_> = feed.to_vec();
+    let captured = timely::execute_directly(move |worker| {
+        let mut left = InputHandleVec::<u64, (u64, String)>::new();
+        let mut right = InputHandleVec::<u64, (u64, String)>::new();
+        let captured = worker.dataflow::<u64, _, _>(|scope| {
+            left.to_stream(scope)
+                .key_by(Partitioner::Hash)
+                .join(
+                    right.to_stream(scope).key_by(Partitioner::Hash),
+                    |key, l, r| (*key, l.clone(), r.clone()),
+                )
+                .capture()
+        });
+        for (is_left, time, key, value) in feed {
+            let input = if is_left { &mut left } else { &mut right };
+            input.advance_to(time);
+            input.send((key, value.to_string()));
+            worker.step();
+        }
+        captured
+    });
+    let mut rows: Vec<_> = captured
+        .extract()
+        .into_iter()
+        .flat_map(|(time, rows)| rows.into_iter().map(move |row| (time, row)))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn symmetric_join_emits_each_pair_once_at_the_later_time() {
+    let rows = join_on(&[
+        (true, 0, 1, "ann"),
+        (false, 2, 1, "book"),   // ann was there: (1, ann, book) at 2
+        (false, 3, 2, "pen"),    // no left 2 yet
+        (true, 4, 2, "bob"),     // pen was there: (2, bob, pen) at 4
+        (true, 6, 3, "cat"),     // left at 6 ...
+        (false, 5, 3, "hat"),    // ... right at 5, after it: the pair is at 6
+        (false, 7, 1, "lamp"),   // (1, ann, lamp) at 7
+        (false, 8, 4, "nobody"), // no match
+    ]);
+    let row = |t: u64, k: u64, l: &str, r: &str| (t, (k, l.to_string(), r.to_string()));
+    assert_eq!(
+        rows,
+        vec![
+            row(2, 1, "ann", "book"),
+            row(4, 2, "bob", "pen"),
+            row(6, 3, "cat", "hat"),
+            row(7, 1, "ann", "lamp"),
+        ]
+    );
+}

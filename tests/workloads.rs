@@ -1,0 +1,39 @@
+//! Every workload's engine dataflow agrees with its single-threaded baseline on small inputs,
+//! under 1, 2 and 4 workers.
+
+use tidemark::harness::check;
+use tidemark::workloads::wordcount::WordCount;
+use tidemark::workloads::ysb::Ysb;
+use tidemark::workloads::Workload;
+
+fn agree<W: Workload>(workload: &W, count: usize, spacing_ns: u64, epoch_ns: u64) -> usize {
+    let events = check::events(workload, 42, count, spacing_ns);
+    let expected = check::baseline(workload, events.clone(), epoch_ns);
+    assert!(
+        !expected.is_empty(),
+        "{}: the baseline produced nothing",
+        workload.query()
+    );
+    for workers in [1, 2, 4] {
+        let got = check::engine(workload, events.clone(), workers, epoch_ns);
+        assert_eq!(got, expected, "{} with {workers} workers", workload.query());
+    }
+    expected.len()
+}
+
+#[test]
+fn ysb_engine_matches_baseline() {
+    // 20k events 100 us apart: 2 s of data, 1 ms epochs, 100 ms windows: 20 windows.
+    let ysb = Ysb::new(100_000_000, 20, 5);
+    let rows = agree(&ysb, 20_000, 100_000, 1_000_000);
+    assert!(
+        rows >= 20 * 19,
+        "every campaign in (almost) every window: {rows}"
+    );
+}
+
+#[test]
+fn wordcount_engine_matches_baseline() {
+    let wc = WordCount { words: 500 };
+    agree(&wc, 20_000, 50_000, 1_000_000);
+}
