@@ -99,7 +99,7 @@ pub struct BenchArgs {
     #[arg(value_enum)]
     pub workload: WorkloadName,
     /// Offered events per second over all workers (k, M, G suffixes), or `max` (closed loop).
-    #[arg(long, default_value = "1M", value_parser = rate)]
+    #[arg(long, default_value = "1M", value_parser = rate, allow_negative_numbers = true)]
     pub rate: Rate,
     /// Length of the run, warm-up included.
     #[arg(long, default_value = "10s", value_parser = nanos)]
