@@ -109,8 +109,7 @@ impl OpenAuctions {
 
     /// Removes the open auction `id` that expires at `expires`.
     fn close(&mut self, id: u64, expires: u64) -> Open {
-        let copies = self.more.get_mut(&id);
-        let Some(copies) = copies else {
+        let Some(copies) = self.more.get_mut(&id) else {
             return self.first.remove(&id).expect("a closing auction is open");
         };
         let first = self.first.get_mut(&id).expect("copies have an original");
@@ -196,8 +195,10 @@ where
     trades
         .unary_frontier(pact, "CloseAuctions", |_cap, _info| {
             let mut open = OpenAuctions::default();
-            // Close time (`expires - 1`) -> capability and the auctions closing then.
-            let mut closes: BTreeMap<u64, (Capability<u64>, Vec<u64>)> = BTreeMap::new();
+            // Close time (`expires - 1`) -> the auctions closing then, and one capability at
+            // the earliest close (a capability per close time would burden progress tracking).
+            let mut closes: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            let mut held: Option<Capability<u64>> = None;
             // Bids by the time they travel at: (auction, price, event time).
             let mut bids: BTreeMap<u64, Vec<(u64, u64, u64)>> = BTreeMap::new();
             move |(input, frontier), output| {
@@ -208,11 +209,10 @@ where
                         match trade {
                             Trade::Opened { id, terms } => {
                                 let close = terms.expires - 1;
-                                closes
-                                    .entry(close)
-                                    .or_insert_with(|| (cap.delayed(&close, 0), Vec::new()))
-                                    .1
-                                    .push(id);
+                                closes.entry(close).or_default().push(id);
+                                if held.as_ref().is_none_or(|held| close < *held.time()) {
+                                    held = Some(cap.delayed(&close, 0));
+                                }
                                 open.open(id, terms);
                             }
                             Trade::Bid {
@@ -237,15 +237,23 @@ where
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
-                    let expires = entry.key() + 1;
-                    let (cap, ids) = entry.remove();
-                    let mut session = output.session(&cap);
+                    let (close, ids) = entry.remove_entry();
+                    let held = held.as_ref().expect("a pending close holds a capability");
+                    let at = held.delayed(&close);
+                    let mut session = output.session(&at);
                     for id in ids {
-                        let terms = open.close(id, expires);
+                        let terms = open.close(id, close + 1);
                         if let Some(price) = terms.best {
                             session.give((terms.category, price));
                         }
                     }
+                }
+                match closes.first_key_value() {
+                    Some((next, _)) => held
+                        .as_mut()
+                        .expect("a pending close holds a capability")
+                        .downgrade(next),
+                    None => held = None,
                 }
             }
         })
