@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
 use super::{Baseline, Workload};
@@ -143,8 +145,18 @@ impl Workload for Ysb {
     ) -> StreamVec<'scope, u64, YsbRow> {
         let table = Arc::clone(&self.table);
         events
-            .flat_map(move |e: AdEvent| {
-                (e.event_type == VIEW).then(|| (table[e.ad_id as usize], e.event_time))
+            .unary(Pipeline, "ViewsToCampaigns", move |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, events| {
+                        // One pass over the batch into one container: no per-record push.
+                        let mut views: Vec<(u32, u64)> = events
+                            .drain(..)
+                            .filter(|e| e.event_type == VIEW)
+                            .map(|e| (table[e.ad_id as usize], e.event_time))
+                            .collect();
+                        output.session(&cap).give_container(&mut views);
+                    });
+                }
             })
             .key_by(Partitioner::Hash)
             .window(WindowAssigner::Tumbling(self.window_ns))
