@@ -17,7 +17,11 @@ fn examples() -> Vec<Vec<String>> {
 #[test]
 fn readme_examples_run_and_produce_output() {
     let examples = examples();
-    assert!(examples.len() >= 5, "README examples went missing");
+    assert!(examples.len() >= 8, "README examples went missing");
+    assert!(
+        examples.iter().any(|a| a[0] == "bench"),
+        "README bench examples went missing"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::temp_dir().join(format!("tidemark-readme-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -37,6 +41,14 @@ fn readme_examples_run_and_produce_output() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {stderr}");
+        if args[0] == "bench" {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains("achieved rate") && stdout.contains("latency p99"),
+                "{args:?}: {stdout}"
+            );
+            continue;
+        }
         assert!(stderr.contains("5000 records read"), "{args:?}: {stderr}");
         let rows = std::fs::read_to_string(dir.join("out.csv"))
             .unwrap()

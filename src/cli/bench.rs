@@ -16,6 +16,7 @@ use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome}
 use crate::harness::recorder::Recorder;
 use crate::harness::report::{config_hash, git_rev, host, Report};
 use crate::harness::{gather, sustainable};
+use crate::workloads::nexmark::{Nexmark, Query};
 use crate::workloads::wordcount::WordCount;
 use crate::workloads::ysb::Ysb;
 use crate::workloads::Workload;
@@ -27,6 +28,8 @@ pub enum WorkloadName {
     Ysb,
     /// Keyed running count of words.
     Wordcount,
+    /// NEXMark auctions, persons and bids; choose the query with `--query`.
+    Nexmark,
 }
 
 /// Which implementation runs the workload.
@@ -56,7 +59,7 @@ fn rate(text: &str) -> Result<Rate, String> {
         .parse()
         .map_err(|_| format!("expected events per second (e.g. 500k, 2M) or max, got {text:?}"))?;
     let events = (n * scale as f64).round();
-    if !(events >= 1.0) {
+    if events.is_nan() || events < 1.0 {
         return Err(format!("the rate must be positive, got {text:?}"));
     }
     Ok(Rate(Some(events as u64)))
@@ -131,12 +134,21 @@ pub struct BenchArgs {
     /// Events pre-generated per worker (and replayed).
     #[arg(long, default_value_t = 1 << 20)]
     pub pool: usize,
-    /// YSB: tumbling window size.
+    /// YSB and NEXMark: window size (YSB, NEXMark q5/q7/q8).
     #[arg(long, default_value = "10s", value_parser = nanos)]
     pub window: u64,
     /// YSB: number of campaigns (10 ads each).
     #[arg(long, default_value_t = 100)]
     pub campaigns: u32,
+    /// NEXMark: the query (q0, q1, q2, q3, q4, q5, q7, q8, q11).
+    #[arg(long, default_value = "q7")]
+    pub query: String,
+    /// NEXMark: sliding-window slide (q5).
+    #[arg(long, default_value = "2s", value_parser = nanos)]
+    pub slide: u64,
+    /// NEXMark: session gap (q11).
+    #[arg(long, default_value = "10s", value_parser = nanos)]
+    pub gap: u64,
     /// Word count: vocabulary size.
     #[arg(long, default_value_t = 100_000)]
     pub words: u64,
@@ -188,6 +200,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.workload {
         WorkloadName::Ysb => bench(&args, Ysb::new(args.window, args.campaigns, 10)),
         WorkloadName::Wordcount => bench(&args, WordCount { words: args.words }),
+        WorkloadName::Nexmark => {
+            let query: Query = args.query.parse().map_err(|e| anyhow!("--query: {e}"))?;
+            let nexmark = Nexmark {
+                query,
+                window_ns: args.window,
+                slide_ns: args.slide,
+                gap_ns: args.gap,
+            };
+            nexmark.validate().map_err(|e| anyhow!("{e}"))?;
+            bench(&args, nexmark)
+        }
     }
 }
 

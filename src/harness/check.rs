@@ -58,11 +58,7 @@ pub fn engine<W: Workload>(
         while worker.step() {}
     })
     .expect("timely runs");
-    let mut rows = Arc::try_unwrap(rows)
-        .ok()
-        .expect("workers joined")
-        .into_inner()
-        .expect("no poison");
+    let mut rows = std::mem::take(&mut *rows.lock().expect("no poison"));
     rows.sort();
     rows
 }

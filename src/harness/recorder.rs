@@ -123,47 +123,65 @@ impl Recorder {
         }
     }
 
-    /// The recorder as bytes, to send to another worker.
+    /// The recorder as bytes, to send to another worker: the warm-up, then length-prefixed
+    /// HdrHistogram V2 encodings of the total and of each interval (little-endian `u64`s).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut encoded = Encoded {
-            warmup_ns: self.warmup_ns,
-            total: Vec::new(),
-            intervals: None,
-        };
+        let mut out = Vec::new();
         let mut serializer = V2Serializer::new();
-        serializer
-            .serialize(&self.total, &mut encoded.total)
-            .expect("in-memory write");
-        encoded.intervals = self.intervals.as_ref().map(|intervals| {
-            intervals
-                .iter()
-                .map(|(i, h)| {
-                    let mut bytes = Vec::new();
-                    serializer
-                        .serialize(h, &mut bytes)
-                        .expect("in-memory write");
-                    (*i, bytes)
-                })
-                .collect()
-        });
-        serde_json::to_vec(&encoded).expect("plain data serializes")
+        let mut put = |out: &mut Vec<u8>, h: &Histogram<u64>| {
+            let mut bytes = Vec::new();
+            serializer
+                .serialize(h, &mut bytes)
+                .expect("in-memory write");
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        };
+        out.extend_from_slice(&self.warmup_ns.to_le_bytes());
+        put(&mut out, &self.total);
+        match &self.intervals {
+            None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
+            Some(intervals) => {
+                out.extend_from_slice(&(intervals.len() as u64).to_le_bytes());
+                for (interval, h) in intervals {
+                    out.extend_from_slice(&interval.to_le_bytes());
+                    put(&mut out, h);
+                }
+            }
+        }
+        out
     }
 
     /// A recorder from [`Recorder::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Recorder {
-        let encoded: Encoded = serde_json::from_slice(bytes).expect("written by to_bytes");
+    pub fn from_bytes(mut bytes: &[u8]) -> Recorder {
         let mut deserializer = Deserializer::new();
-        let mut read = |bytes: &[u8]| -> Histogram<u64> {
+        let word = |bytes: &mut &[u8]| -> u64 {
+            let (head, rest) = bytes.split_at(8);
+            *bytes = rest;
+            u64::from_le_bytes(head.try_into().expect("eight bytes"))
+        };
+        let warmup_ns = word(&mut bytes);
+        let mut histogram = |bytes: &mut &[u8]| -> Histogram<u64> {
+            let len = word(bytes) as usize;
+            let (head, rest) = bytes.split_at(len);
+            *bytes = rest;
             deserializer
-                .deserialize(&mut &bytes[..])
+                .deserialize(&mut &head[..])
                 .expect("written by to_bytes")
         };
+        let total = histogram(&mut bytes);
+        let count = word(&mut bytes);
+        let intervals = (count != u64::MAX).then(|| {
+            (0..count)
+                .map(|_| {
+                    let interval = word(&mut bytes);
+                    (interval, histogram(&mut bytes))
+                })
+                .collect()
+        });
         Recorder {
-            warmup_ns: encoded.warmup_ns,
-            total: read(&encoded.total),
-            intervals: encoded
-                .intervals
-                .map(|list| list.into_iter().map(|(i, b)| (i, read(&b))).collect()),
+            warmup_ns,
+            total,
+            intervals,
         }
     }
 
@@ -183,13 +201,6 @@ impl Recorder {
         }
         Ok(())
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Encoded {
-    warmup_ns: u64,
-    total: Vec<u8>,
-    intervals: Option<Vec<(u64, Vec<u8>)>>,
 }
 
 #[cfg(test)]

@@ -1,22 +1,28 @@
 //! NEXMark q4: the average closing price per category.
 //!
 //! An auction's winning bid is its highest bid with a time in `[date_time, expires)` and a
-//! price at or above the reserve. The engine decides it in one operator over auctions and
-//! bids, both routed by auction id: an auction is open from its arrival and is closed when the
-//! input frontier passes `expires - 1`, its last instant, at which point every bid that can
-//! win it has arrived. The winner, if any, is emitted at time `expires - 1`; a rolling reduce
-//! by category then keeps each category's running (sum, count), and emits the running average
-//! once per category and time at which auctions closed.
+//! price at or above the reserve. q4 reports, for every auction that closes with a winner, its
+//! category's running average winning price including it, in order of expiry (then auction
+//! id), so the rows are the same however the work is spread.
+//!
+//! The engine runs two operators. `CloseAuctions` takes auctions and bids, both routed by
+//! auction id: an auction is open from its arrival and closes when the input frontier passes
+//! `expires - 1`, its last instant, when every bid that can win it has arrived. `RunningAverage`
+//! takes the winners, routed by category, and folds them into each category's (sum, count) in
+//! order of (expiry, auction) once the frontier says no earlier winner can still come. Winners
+//! carry their expiry as data and travel at one timestamp per activation, and each operator
+//! holds a single capability at its earliest pending output: a timestamp (or capability) per
+//! closing instant would cost more in progress tracking than the query itself.
 //!
 //! Input is in order: a record's time is at or below its event time, and times do not
 //! decrease with event times. So a bid that may win an auction never travels at an earlier time
 //! than the auction, but it may arrive before it (same time, another worker). Bids are
 //! therefore applied when the frontier passes their time, when every auction they can win has
-//! arrived. State is the open auctions plus the bids of the times not yet complete.
+//! arrived. State is the open auctions, the bids of the times not yet complete, and the
+//! winners not yet folded.
 //!
-//! The baseline keeps the same open auctions and closes them in `advance`, in order of expiry,
-//! one row per category changed by the auctions expiring at one instant (as the rolling reduce
-//! emits once per category and time).
+//! The baseline keeps the same open auctions and closes them in `advance`, in order of
+//! (expiry, auction id).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -31,9 +37,8 @@ use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
 use super::Output;
-use crate::keyed::KeyBy;
 use crate::number::Fixed;
-use crate::partition::{route_hash, Partitioner};
+use crate::partition::route_hash;
 
 /// What q4 sees of auctions and bids.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -153,50 +158,44 @@ fn average(sum: u64, count: u64) -> Fixed {
         .expect("a category has a winner")
 }
 
-/// q4 in the engine: winning bids per closed auction, then a running average per category.
+/// An auction that closed with a winning bid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Winner {
+    expires: u64,
+    auction: u64,
+    category: u64,
+    price: u64,
+}
+
+/// q4 in the engine: the winning bid of every closed auction, then a running average per
+/// category.
 pub(super) fn average_closing_price<'scope>(
     events: StreamVec<'scope, u64, Event>,
 ) -> StreamVec<'scope, u64, Output> {
-    winning_bids(events.flat_map(trade))
-        .map(|(category, price)| (category, (price, 1)))
-        .key_by(Partitioner::Hash)
-        .reduce(|total: &mut (u64, u64), (price, count)| {
-            total.0 += price;
-            total.1 += count;
-        })
-        .map(|(category, (sum, winners))| Output::CategoryAverage {
-            category,
-            winners,
-            average: average(sum, winners),
-        })
-}
-
-/// `(category, winning price)` of every auction that closes with a winner, at `expires - 1`.
-fn winning_bids<'scope>(
-    trades: StreamVec<'scope, u64, Trade>,
-) -> StreamVec<'scope, u64, (u64, u64)> {
+    let trades = events.flat_map(trade);
     if trades.scope().peers() == 1 {
-        close_auctions(trades, Pipeline)
+        running_average(close_auctions(trades, Pipeline), Pipeline)
     } else {
-        close_auctions(
-            trades,
-            Exchange::new(|trade: &Trade| route_hash(&trade.auction())),
-        )
+        let by_auction = Exchange::new(|trade: &Trade| route_hash(&trade.auction()));
+        let by_category = Exchange::new(|winner: &Winner| route_hash(&winner.category));
+        running_average(close_auctions(trades, by_auction), by_category)
     }
 }
 
+/// The winner of every auction that closes with one, once the frontier passes its last
+/// instant. A winner travels at a time at or below its `expires - 1`.
 fn close_auctions<'scope, P>(
     trades: StreamVec<'scope, u64, Trade>,
     pact: P,
-) -> StreamVec<'scope, u64, (u64, u64)>
+) -> StreamVec<'scope, u64, Winner>
 where
     P: ParallelizationContract<u64, Vec<Trade>>,
 {
     trades
         .unary_frontier(pact, "CloseAuctions", |_cap, _info| {
             let mut open = OpenAuctions::default();
-            // Close time (`expires - 1`) -> the auctions closing then, and one capability at
-            // the earliest close (a capability per close time would burden progress tracking).
+            // Close time (`expires - 1`) -> the auctions closing then; one capability, at the
+            // earliest close.
             let mut closes: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
             let mut held: Option<Capability<u64>> = None;
             // Bids by the time they travel at: (auction, price, event time).
@@ -233,27 +232,87 @@ where
                         open.offer(auction, price, time);
                     }
                 }
+                let Some(cap) = held.as_mut() else {
+                    return;
+                };
+                let mut session = output.session(&*cap);
                 while let Some(entry) = closes.first_entry() {
                     if frontier.less_equal(entry.key()) {
                         break;
                     }
                     let (close, ids) = entry.remove_entry();
-                    let held = held.as_ref().expect("a pending close holds a capability");
-                    let at = held.delayed(&close);
-                    let mut session = output.session(&at);
-                    for id in ids {
-                        let terms = open.close(id, close + 1);
+                    for auction in ids {
+                        let terms = open.close(auction, close + 1);
                         if let Some(price) = terms.best {
-                            session.give((terms.category, price));
+                            session.give(Winner {
+                                expires: terms.expires,
+                                auction,
+                                category: terms.category,
+                                price,
+                            });
                         }
                     }
                 }
+                drop(session);
                 match closes.first_key_value() {
-                    Some((next, _)) => held
-                        .as_mut()
-                        .expect("a pending close holds a capability")
-                        .downgrade(next),
+                    Some((next, _)) => cap.downgrade(next),
                     None => held = None,
+                }
+            }
+        })
+        .container::<Vec<_>>()
+}
+
+/// Each winner's category average, folded in order of (expiry, auction) once the frontier has
+/// passed the expiry's last instant (no earlier winner can still arrive then).
+fn running_average<'scope, P>(
+    winners: StreamVec<'scope, u64, Winner>,
+    pact: P,
+) -> StreamVec<'scope, u64, Output>
+where
+    P: ParallelizationContract<u64, Vec<Winner>>,
+{
+    winners
+        .unary_frontier(pact, "RunningAverage", |_cap, _info| {
+            let mut totals: HashMap<u64, (u64, u64)> = HashMap::new();
+            let mut pending: Vec<Winner> = Vec::new();
+            // At or below the time of every pending winner.
+            let mut held: Option<Capability<u64>> = None;
+            move |(input, frontier), output| {
+                input.for_each_stamp(|cap, batches| {
+                    let now = *cap.least().expect("u64 stamps are never empty");
+                    if held.as_ref().is_none_or(|held| now < *held.time()) {
+                        held = Some(cap.delayed(&now, 0));
+                    }
+                    for batch in batches {
+                        pending.append(batch);
+                    }
+                });
+                let Some(cap) = held.as_mut() else {
+                    return;
+                };
+                pending.sort_unstable_by_key(|winner| (winner.expires, winner.auction));
+                let ready =
+                    pending.partition_point(|winner| !frontier.less_equal(&(winner.expires - 1)));
+                let mut session = output.session(&*cap);
+                for winner in pending.drain(..ready) {
+                    let total = totals.entry(winner.category).or_insert((0, 0));
+                    total.0 += winner.price;
+                    total.1 += 1;
+                    session.give(Output::CategoryAverage {
+                        category: winner.category,
+                        winners: total.1,
+                        average: average(total.0, total.1),
+                    });
+                }
+                drop(session);
+                if pending.is_empty() {
+                    held = None;
+                } else if let Some(least) = frontier.frontier().first() {
+                    // Later winners arrive at or after the frontier: hold no earlier than it.
+                    if least > cap.time() {
+                        cap.downgrade(least);
+                    }
                 }
             }
         })
@@ -266,8 +325,6 @@ pub(super) struct ClosingPrices {
     open: OpenAuctions,
     expiries: BinaryHeap<Reverse<(u64, u64)>>,
     totals: HashMap<u64, (u64, u64)>,
-    /// Categories changed by the auctions closing at one instant.
-    touched: Vec<u64>,
 }
 
 impl ClosingPrices {
@@ -296,32 +353,20 @@ impl ClosingPrices {
     }
 
     pub(super) fn advance(&mut self, frontier: u64, out: &mut Vec<Output>) {
-        while let Some(&Reverse((expires, _))) = self.expiries.peek() {
+        while let Some(&Reverse((expires, id))) = self.expiries.peek() {
             if expires > frontier {
                 break;
             }
-            // Every auction closing at this instant, then one row per category changed.
-            while let Some(&Reverse((at, id))) = self.expiries.peek() {
-                if at != expires {
-                    break;
-                }
-                self.expiries.pop();
-                let terms = self.open.close(id, expires);
-                if let Some(price) = terms.best {
-                    let total = self.totals.entry(terms.category).or_insert((0, 0));
-                    total.0 += price;
-                    total.1 += 1;
-                    if !self.touched.contains(&terms.category) {
-                        self.touched.push(terms.category);
-                    }
-                }
-            }
-            for category in self.touched.drain(..) {
-                let (sum, winners) = self.totals[&category];
+            self.expiries.pop();
+            let terms = self.open.close(id, expires);
+            if let Some(price) = terms.best {
+                let total = self.totals.entry(terms.category).or_insert((0, 0));
+                total.0 += price;
+                total.1 += 1;
                 out.push(Output::CategoryAverage {
-                    category,
-                    winners,
-                    average: average(sum, winners),
+                    category: terms.category,
+                    winners: total.1,
+                    average: average(total.0, total.1),
                 });
             }
         }
