@@ -66,20 +66,41 @@ pub struct WorkerOutcome {
     pub generator_rate: f64,
 }
 
+/// A worker's pre-generated events, replayed in a cycle with new event times.
+struct Replay<W: Workload> {
+    pool: Vec<W::Event>,
+    next: usize,
+}
+
+impl<W: Workload> Replay<W> {
+    /// The next event, stamped with `time_ns`. A cursor, not `k % len`: a division per event
+    /// would cost more than the copy.
+    #[inline]
+    fn next(&mut self, time_ns: u64) -> W::Event {
+        let mut event = self.pool[self.next].clone();
+        W::set_event_time(&mut event, time_ns);
+        self.next += 1;
+        if self.next == self.pool.len() {
+            self.next = 0;
+        }
+        event
+    }
+}
+
 /// The pool of one worker's events, and the generator's speed in events per second.
 fn pool<W: Workload>(
     workload: &W,
     config: &RunConfig,
     index: usize,
     peers: usize,
-) -> (Vec<W::Event>, f64) {
+) -> (Replay<W>, f64) {
     let start = Instant::now();
     let pool: Vec<W::Event> = workload
         .generator(config.seed, index, peers)
         .take(config.pool.max(1))
         .collect();
     let rate = pool.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    (pool, rate)
+    (Replay { pool, next: 0 }, rate)
 }
 
 fn due(j: u64, rate: u64) -> u64 {
@@ -148,7 +169,7 @@ pub fn run_engine<W: Workload>(
     config: &RunConfig,
 ) -> WorkerOutcome {
     let (index, peers) = (worker.index(), worker.peers());
-    let (pool, generator_rate) = pool(workload, config, index, peers);
+    let (mut replay, generator_rate) = pool(workload, config, index, peers);
     let mut input = InputHandleVec::<u64, W::Event>::new();
     let probe = ProbeHandle::new();
     let delay = config.inject_delay_ns;
@@ -192,9 +213,7 @@ pub fn run_engine<W: Workload>(
                     input.send_batch(&mut staged);
                     input.advance_to(epoch);
                 }
-                let mut event = pool[(k as usize) % pool.len()].clone();
-                W::set_event_time(&mut event, due);
-                staged.push(event);
+                staged.push(replay.next(due));
                 pending.count(epoch);
                 measured_events += u64::from(due >= config.warmup_ns);
                 k += 1;
@@ -207,9 +226,7 @@ pub fn run_engine<W: Workload>(
                         input.advance_to(epoch);
                     }
                     for _ in 0..MAX_RATE_BATCH {
-                        let mut event = pool[(k as usize) % pool.len()].clone();
-                        W::set_event_time(&mut event, now);
-                        staged.push(event);
+                        staged.push(replay.next(now));
                         k += 1;
                     }
                     pending.count_many(epoch, MAX_RATE_BATCH as u64);
@@ -258,7 +275,7 @@ pub fn run_engine<W: Workload>(
 
 /// Runs `workload`'s single-threaded baseline through the same loop (one worker, no timely).
 pub fn run_baseline<W: Workload>(workload: &W, config: &RunConfig) -> WorkerOutcome {
-    let (pool, generator_rate) = pool(workload, config, 0, 1);
+    let (mut replay, generator_rate) = pool(workload, config, 0, 1);
     let mut baseline = workload.baseline();
     let mut recorder = Recorder::new(config.warmup_ns, config.intervals);
     let mut pending = Pending {
@@ -287,10 +304,8 @@ pub fn run_baseline<W: Workload>(workload: &W, config: &RunConfig) -> WorkerOutc
         if now >= duration {
             break;
         }
-        let send = |due: u64, batch: &mut Vec<W::Event>, pending: &mut Pending, k: &mut u64| {
-            let mut event = pool[(*k as usize) % pool.len()].clone();
-            W::set_event_time(&mut event, due);
-            batch.push(event);
+        let mut send = |due: u64, batch: &mut Vec<W::Event>, pending: &mut Pending, k: &mut u64| {
+            batch.push(replay.next(due));
             pending.count(due - due % epoch_ns);
             *k += 1;
         };
