@@ -279,8 +279,10 @@ where
         time: u64,
         defer: &mut Vec<Self::Part>,
     ) {
-        let mut parts = parts.peekable();
-        while let Some(part) = parts.next() {
+        let mut parts = parts;
+        // The record that ended the last fast run, to be looked at again.
+        let mut carried: Option<Self::Part> = None;
+        while let Some(part) = carried.take().or_else(|| parts.next()) {
             let ts = match &part {
                 Part::Record { ts, .. } => Some(*ts),
                 _ => None,
@@ -302,27 +304,29 @@ where
             // Two passes over short runs: hashing first keeps the probe loop small, so the
             // processor overlaps more of the probes' cache misses.
             let chunk = &mut self.chunk;
-            loop {
-                while chunk.len() < HOT_CHUNK {
-                    match parts.next_if(
-                        |p| matches!(p, Part::Record { ts, .. } if pane.lo <= *ts && *ts < pane.hi),
-                    ) {
-                        Some(Part::Record { key, record, .. }) => {
-                            chunk.push((keys.hash(&key), key, record))
-                        }
-                        _ => break,
-                    }
-                }
-                if chunk.is_empty() {
-                    break;
-                }
+            let fold = |chunk: &mut Vec<(u64, K, V)>, keys: &mut KeyTable<K, A::Acc>| {
                 for (hash, key, record) in chunk.drain(..) {
                     agg.add(
                         slot_of_hashed(keys, hash, &key, gauge, || agg.init()),
                         &record,
                     );
                 }
+            };
+            for part in parts.by_ref() {
+                match part {
+                    Part::Record { key, ts, record } if pane.lo <= ts && ts < pane.hi => {
+                        chunk.push((keys.hash(&key), key, record));
+                        if chunk.len() == HOT_CHUNK {
+                            fold(chunk, keys);
+                        }
+                    }
+                    other => {
+                        carried = Some(other);
+                        break;
+                    }
+                }
             }
+            fold(chunk, keys);
         }
     }
 
