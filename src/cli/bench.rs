@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 
+use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
 use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome};
 use crate::harness::recorder::Recorder;
@@ -152,21 +153,9 @@ pub struct BenchArgs {
     /// Word count: vocabulary size.
     #[arg(long, default_value_t = 100_000)]
     pub words: u64,
-    /// Worker threads per process.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Number of processes (timely cluster mode).
-    #[arg(long, default_value_t = 1)]
-    pub processes: usize,
-    /// This process's index, from 0.
-    #[arg(long, default_value_t = 0)]
-    pub process: usize,
-    /// One host:port per line, one line per process.
-    #[arg(long)]
-    pub hostfile: Option<PathBuf>,
-    /// Give up if the cluster's processes have not all connected within this time.
-    #[arg(long, default_value = "30s", value_parser = nanos)]
-    pub connect_timeout: u64,
+    /// Threads, processes and hostfile.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Hold the output frontier back by this long (calibrates the latency measurement).
     #[arg(long, default_value = "0", value_parser = nanos, hide = true)]
     pub inject_delay: u64,
@@ -191,7 +180,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.epoch == 0 || args.epoch > args.duration {
         bail!("--epoch must be positive and at most --duration");
     }
-    if args.engine == EngineName::Baseline && (args.workers > 1 || args.processes > 1) {
+    if args.engine == EngineName::Baseline
+        && (args.cluster.workers > 1 || args.cluster.processes > 1)
+    {
         bail!("the baseline is single-threaded: use --workers 1 without --processes");
     }
     for path in [&args.json, &args.hlog].into_iter().flatten() {
@@ -216,10 +207,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
     let cluster = Cluster::new(
-        args.workers,
-        args.processes,
-        args.process,
-        args.hostfile.as_deref(),
+        args.cluster.workers,
+        args.cluster.processes,
+        args.cluster.process,
+        args.cluster.hostfile.as_deref(),
     )?;
     if !args.find_sustainable {
         let Some((report, recorder)) = run_once(args, &cluster, &workload, args.rate.0, true)?
@@ -228,7 +219,7 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
         };
         return finish(args, &report, &recorder);
     }
-    if args.processes > 1 {
+    if args.cluster.processes > 1 {
         bail!("--find-sustainable runs in one process; use --workers for parallelism");
     }
     eprintln!("finding the closed-loop maximum...");
@@ -313,7 +304,9 @@ fn run_once<W: Workload>(
     let outcomes: Vec<WorkerOutcome> = match args.engine {
         EngineName::Baseline => vec![run_baseline(workload, &config)],
         EngineName::Timely => {
-            let started = cluster.watchdog(std::time::Duration::from_nanos(args.connect_timeout));
+            let started = cluster.watchdog(std::time::Duration::from_millis(
+                args.cluster.connect_timeout,
+            ));
             let (workload, config) = (workload.clone(), config.clone());
             let guards = timely::execute(cluster.config(), move |worker| {
                 started.store(true, Ordering::SeqCst);
@@ -342,7 +335,7 @@ fn run_once<W: Workload>(
         EngineName::Baseline => "baseline",
     };
     let (workers, processes) = match args.engine {
-        EngineName::Timely => (args.workers, args.processes),
+        EngineName::Timely => (args.cluster.workers, args.cluster.processes),
         EngineName::Baseline => (1, 1),
     };
     let description = format!(

@@ -8,7 +8,9 @@ pub mod window;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
 
 /// tidemark: exact windowed stream processing on timely dataflow.
 #[derive(Debug, Parser)]
@@ -58,4 +60,24 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// How a run is spread over threads and processes; shared by every subcommand.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Worker threads per process.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Number of processes (timely cluster mode).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index, from 0.
+    #[arg(long, default_value_t = 0)]
+    pub process: usize,
+    /// One host:port per line, one line per process.
+    #[arg(long)]
+    pub hostfile: Option<PathBuf>,
+    /// Give up if the cluster's processes have not all connected within this time.
+    #[arg(long, default_value = "30s", value_parser = |t: &str| crate::window::parse_millis(t).map_err(|e| e.to_string()))]
+    pub connect_timeout: u64,
 }

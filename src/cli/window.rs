@@ -18,6 +18,7 @@ use clap::{Args, ValueEnum};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Probe;
 
+use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
 use crate::keyed::KeyBy;
 use crate::partition::Partitioner;
@@ -93,21 +94,9 @@ pub struct WindowArgs {
     /// Advance the watermark with processing time once the input was idle this long.
     #[arg(long, value_parser = millis)]
     pub idle_timeout: Option<u64>,
-    /// Worker threads per process.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Number of processes (timely cluster mode).
-    #[arg(long, default_value_t = 1)]
-    pub processes: usize,
-    /// This process's index, from 0.
-    #[arg(long, default_value_t = 0)]
-    pub process: usize,
-    /// One host:port per line, one line per process.
-    #[arg(long)]
-    pub hostfile: Option<PathBuf>,
-    /// Give up if the cluster's processes have not all connected within this time.
-    #[arg(long, default_value = "30s", value_parser = millis)]
-    pub connect_timeout: u64,
+    /// Threads, processes and hostfile.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Runs the command.
@@ -140,10 +129,10 @@ where
     A::Output: Display,
 {
     let cluster = Cluster::new(
-        args.workers,
-        args.processes,
-        args.process,
-        args.hostfile.as_deref(),
+        args.cluster.workers,
+        args.cluster.processes,
+        args.cluster.process,
+        args.cluster.hostfile.as_deref(),
     )?;
     let columns = Columns {
         time: args.time_col.clone(),
@@ -176,7 +165,7 @@ where
         idle_timeout: args.idle_timeout.map(Duration::from_millis),
         ..SourceOptions::default()
     };
-    let started = cluster.watchdog(Duration::from_millis(args.connect_timeout));
+    let started = cluster.watchdog(Duration::from_millis(args.cluster.connect_timeout));
     let guards = timely::execute(cluster.config(), move |worker| {
         started.store(true, Ordering::SeqCst);
         let mine = if worker.index() == 0 {
