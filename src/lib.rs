@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod harness;
+pub mod incremental;
 pub mod keyed;
 pub mod number;
 pub mod partition;

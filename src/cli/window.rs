@@ -4,7 +4,7 @@
 //! writes the outputs; every worker of every process aggregates its share of the keys.
 
 use std::cell::RefCell;
-use std::fmt::Display;
+use std::fmt::{Debug, Display};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -16,17 +16,20 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Operator, Probe};
+use timely::dataflow::{ProbeHandle, StreamVec};
 
 use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
+use crate::incremental::{to_updates, updates_at_own_time, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::Partitioner;
 use crate::sink::{changelog_sink, late_sink, ChangelogCounts, CHANGELOG_HEADER};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::{feed_source, SourceOptions};
 use crate::window::{
-    on, parse_millis, Aggregator, Count, Late, Max, Mean, Min, Sum, WindowAssigner,
+    on, parse_millis, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner,
+    WindowResult,
 };
 
 /// The aggregations the command offers.
@@ -46,6 +49,17 @@ pub enum AggName {
 
 fn millis(text: &str) -> Result<u64, String> {
     parse_millis(text).map_err(|e| e.to_string())
+}
+
+/// Which view of the windows to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmitMode {
+    /// Each window once, when the watermark passes its end (plus corrections for records
+    /// within the allowed lateness): the timely window operators.
+    Final,
+    /// Every change of the incremental view at every epoch, with retractions of superseded
+    /// values: differential dataflow. Accepts retractions in the input (`diff` column).
+    Updates,
 }
 
 /// Arguments of `tidemark window`.
@@ -76,6 +90,13 @@ pub struct WindowArgs {
     /// Value column (integers or decimals; not read for count).
     #[arg(long, default_value = "value")]
     pub value_col: String,
+    /// Change column, if the input has it: 1 inserts the row, -1 retracts an earlier identical
+    /// row (retractions need `--emit updates`).
+    #[arg(long, default_value = "diff")]
+    pub diff_col: String,
+    /// final: one result per window when it closes; updates: the incremental changelog.
+    #[arg(long, value_enum, default_value = "final")]
+    pub emit: EmitMode,
     /// Watermark delay: the watermark trails the largest event time by this much.
     #[arg(long, default_value = "0", value_parser = millis)]
     pub max_delay: u64,
@@ -126,7 +147,7 @@ fn create(path: &Path) -> anyhow::Result<csv::Writer<BufWriter<File>>> {
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
 where
     A: Aggregator<CsvRecord> + Send + Sync,
-    A::Output: Display,
+    A::Output: Display + Debug + Ord,
 {
     let cluster = Cluster::new(
         args.cluster.workers,
@@ -138,7 +159,12 @@ where
         time: args.time_col.clone(),
         key: args.key_col.clone(),
         value: (args.agg != AggName::Count).then(|| args.value_col.clone()),
+        diff: args.diff_col.clone(),
+        retractions: args.emit == EmitMode::Updates,
     };
+    if args.emit == EmitMode::Updates && args.partition != Partitioner::Hash {
+        bail!("--emit updates partitions by hash (differential arrangements); drop --partition");
+    }
 
     // The leader opens everything before the cluster starts, so bad input fails fast.
     let mut leader = None;
@@ -149,7 +175,12 @@ where
         let late = match &args.late_output {
             Some(path) => {
                 let mut late = create(path)?;
-                late.write_record(header.iter().chain(["window_start", "window_end"]))?;
+                let columns = header.iter().filter(|h| *h != args.diff_col);
+                let extra: &[&str] = match args.emit {
+                    EmitMode::Final => &["window_start", "window_end"],
+                    EmitMode::Updates => &["window_start", "window_end", "diff"],
+                };
+                late.write_record(columns.chain(extra.iter().copied()))?;
                 Some(late)
             }
             None => None,
@@ -159,8 +190,12 @@ where
     let stats = leader.as_ref().map(|(feed, _, _)| feed.stats());
     let leader = Arc::new(Mutex::new(leader));
 
-    let (assigner, lateness, partitioner) =
-        (args.window, args.allowed_lateness, args.partition.clone());
+    let (assigner, lateness, partitioner, emit) = (
+        args.window,
+        args.allowed_lateness,
+        args.partition.clone(),
+        args.emit,
+    );
     let source_options = SourceOptions {
         idle_timeout: args.idle_timeout.map(Duration::from_millis),
         ..SourceOptions::default()
@@ -182,30 +217,29 @@ where
         let counts = Rc::new(RefCell::new(ChangelogCounts::default()));
         let late_count = Rc::new(RefCell::new(0u64));
         let (agg, partitioner) = (agg.clone(), partitioner.clone());
+        let invalid = Rc::new(RefCell::new(Invalid::default()));
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             let records = feed_source(scope, feed, source_options, Rc::clone(&feed_error));
-            let windowed = records
-                .key_by(partitioner)
-                .window(assigner)
-                .allowed_lateness(lateness)
-                .aggregate(|r: &CsvRecord| r.ts, agg);
-            let (probe, results) = windowed.results.probe();
-            changelog_sink(results, output, Rc::clone(&counts), Rc::clone(&write_error));
-            let late_count = Rc::clone(&late_count);
-            let late = windowed.late.map(move |late: Late<String, CsvRecord>| {
-                *late_count.borrow_mut() += 1;
-                let row = late
-                    .record
-                    .row
-                    .expect("records stamped behind the watermark keep their row");
-                Late {
-                    window: late.window,
-                    key: late.key,
-                    record: row,
+            let sinks = Sinks {
+                output,
+                late_output,
+                counts: Rc::clone(&counts),
+                late_count: Rc::clone(&late_count),
+                write_error: Rc::clone(&write_error),
+            };
+            match emit {
+                EmitMode::Final => {
+                    final_windows(records, assigner, lateness, partitioner, agg, sinks)
                 }
-            });
-            late_sink(late, late_output, Rc::clone(&write_error));
-            probe
+                EmitMode::Updates => incremental_windows(
+                    records,
+                    assigner,
+                    lateness,
+                    agg,
+                    sinks,
+                    Rc::clone(&invalid),
+                ),
+            }
         });
         while worker.step_or_park(None) {}
         drop(probe);
@@ -218,7 +252,8 @@ where
                     .borrow_mut()
                     .take()
                     .map(|e| format!("writing output: {e}"))
-            });
+            })
+            .or_else(|| invalid.borrow().error());
         let counts = *counts.borrow();
         let late = *late_count.borrow();
         (
@@ -261,4 +296,140 @@ where
         );
     }
     Ok(())
+}
+
+/// Where a worker's dataflow writes (the writers only on the leader's worker 0).
+struct Sinks {
+    output: Option<csv::Writer<BufWriter<File>>>,
+    late_output: Option<csv::Writer<BufWriter<File>>>,
+    counts: Rc<RefCell<ChangelogCounts>>,
+    late_count: Rc<RefCell<u64>>,
+    write_error: Rc<RefCell<Option<csv::Error>>>,
+}
+
+type Records<'scope> = StreamVec<'scope, u64, (String, CsvRecord, isize)>;
+
+/// `--emit final`: the timely window operators; returns the probe of the results.
+fn final_windows<A>(
+    records: Records<'_>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    partitioner: Partitioner<String>,
+    agg: A,
+    sinks: Sinks,
+) -> ProbeHandle<u64>
+where
+    A: Aggregator<CsvRecord>,
+    A::Output: Display,
+{
+    // Without `--emit updates` the feed rejects retractions, so every diff is +1.
+    let windowed = records
+        .map(|(key, record, _)| (key, record))
+        .key_by(partitioner)
+        .window(assigner)
+        .allowed_lateness(lateness)
+        .aggregate(|r: &CsvRecord| r.ts, agg);
+    let (probe, results) = windowed.results.probe();
+    changelog_sink(
+        results,
+        sinks.output,
+        sinks.counts,
+        Rc::clone(&sinks.write_error),
+    );
+    let late_count = sinks.late_count;
+    let late = windowed.late.map(move |late: Late<String, CsvRecord>| {
+        *late_count.borrow_mut() += 1;
+        let row = late
+            .record
+            .row
+            .expect("records stamped behind the watermark keep their row");
+        Late {
+            window: late.window,
+            key: late.key,
+            record: row,
+        }
+    });
+    late_sink(late, sinks.late_output, sinks.write_error);
+    probe
+}
+
+/// Windows of keys whose input retracted more than it inserted, as seen by one worker.
+#[derive(Default)]
+struct Invalid {
+    windows: hashbrown::HashMap<(Window, String), isize>,
+}
+
+impl Invalid {
+    /// The error to report if some window is still invalid at the end of the input.
+    fn error(&self) -> Option<String> {
+        let mut bad: Vec<_> = self.windows.iter().filter(|(_, n)| **n != 0).collect();
+        bad.sort();
+        let ((window, key), _) = bad.first()?;
+        Some(format!(
+            "the input retracts rows it never inserted: key {key:?}, window [{}, {}) ({} windows in all)",
+            window.start,
+            window.end,
+            bad.len()
+        ))
+    }
+}
+
+/// `--emit updates`: the differential view; returns the probe of the changelog.
+fn incremental_windows<A>(
+    records: Records<'_>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    agg: A,
+    sinks: Sinks,
+    invalid: Rc<RefCell<Invalid>>,
+) -> ProbeHandle<u64>
+where
+    A: Aggregator<CsvRecord>,
+    A::Output: Display + Debug + Ord,
+{
+    let updates = to_updates(records.map(|(key, record, diff)| ((key, record), diff)));
+    let view = updates.window_view(assigner, lateness, |r: &CsvRecord| r.ts, agg);
+    let results = updates_at_own_time(view.results, |_, _| true).map(
+        |((window, key, value), _time, diff)| WindowResult {
+            window,
+            key,
+            value,
+            diff: diff as i64,
+        },
+    );
+    let (probe, results) = results.probe();
+    changelog_sink(
+        results,
+        sinks.output,
+        sinks.counts,
+        Rc::clone(&sinks.write_error),
+    );
+    let late_count = sinks.late_count;
+    let late = view.late.inner.map(move |(late, _time, diff)| {
+        *late_count.borrow_mut() += diff.unsigned_abs() as u64;
+        let mut record = late
+            .record
+            .row
+            .expect("with retractions every record keeps its row");
+        record.push(diff.to_string());
+        Late {
+            window: late.window,
+            key: late.key,
+            record,
+        }
+    });
+    late_sink(late, sinks.late_output, sinks.write_error);
+    view.invalid.inner.sink(
+        timely::dataflow::channels::pact::Pipeline,
+        "Invalid",
+        move |(input, _frontier)| {
+            let mut invalid = invalid.borrow_mut();
+            input.for_each(|_cap, data| {
+                for (window_key, _time, diff) in data.drain(..) {
+                    *invalid.windows.entry(window_key).or_insert(0) += diff;
+                }
+            });
+        },
+    );
+    probe
 }

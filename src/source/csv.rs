@@ -68,17 +68,27 @@ pub struct Columns {
     pub key: String,
     /// The value, if the aggregation needs one: an integer or decimal.
     pub value: Option<String>,
+    /// The change column, read when the header has it: `1` inserts the row, `-1` retracts an
+    /// earlier identical row. Without it every row is an insertion.
+    pub diff: String,
+    /// Whether rows may retract (`diff = -1`): only the incremental path can apply retractions,
+    /// so elsewhere a retraction is a bad row.
+    pub retractions: bool,
 }
 
 /// One input record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Records are equal when all their fields are: a retraction cancels the insertion of an
+/// identical row.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CsvRecord {
     /// Event time.
     pub ts: u64,
     /// Value (zero when no value column is read).
     pub value: Fixed,
-    /// The input row, kept only for records that arrived behind the watermark (only those can
-    /// be late, and the late output repeats the input columns).
+    /// The input row without its `diff` column, kept for records that arrived behind the
+    /// watermark (only those can be late, and the late output repeats the input columns) and,
+    /// when retractions are allowed, for every record (a row is what a retraction names).
     pub row: Option<Vec<String>>,
 }
 
@@ -93,13 +103,14 @@ pub struct FeedStats {
 
 type Rows = Vec<Result<(u64, csv::StringRecord), ReadError>>;
 
-/// A CSV file (or standard input) as a [`Feed`] of `(key, record)` pairs.
+/// A CSV file (or standard input) as a [`Feed`] of `(key, record, diff)` triples.
 pub struct CsvFeed {
     name: String,
     rows: Receiver<Rows>,
     time: usize,
     key: usize,
     value: Option<usize>,
+    diff: Option<usize>,
     width: usize,
     columns: Columns,
     bad_lines: BadLines,
@@ -148,6 +159,7 @@ impl CsvFeed {
         let time = find(&columns.time)?;
         let key = find(&columns.key)?;
         let value = columns.value.as_deref().map(find).transpose()?;
+        let diff = header.iter().position(|h| h == columns.diff);
         let (sender, rows) = sync_channel::<Rows>(4);
         let thread_name = name.clone();
         // A live input (standard input) hands over every row at once: the next read may block.
@@ -184,6 +196,7 @@ impl CsvFeed {
             time,
             key,
             value,
+            diff,
             width: header.len(),
             columns,
             bad_lines,
@@ -211,7 +224,7 @@ impl CsvFeed {
         &self,
         line: u64,
         row: &csv::StringRecord,
-    ) -> Result<(u64, String, Fixed), InputError> {
+    ) -> Result<(u64, String, Fixed, isize), InputError> {
         if row.len() != self.width {
             let message = format!("expected {} fields, found {}", self.width, row.len());
             return Err(self.error(line, None, message));
@@ -237,7 +250,23 @@ impl CsvFeed {
                 .map_err(|e| self.error(line, Some(column), e.to_string()))?,
             _ => Fixed::ZERO,
         };
-        Ok((ts, row[self.key].to_string(), value))
+        let diff = match self.diff {
+            None => 1,
+            Some(index) => match &row[index] {
+                "1" | "+1" => 1,
+                "-1" if self.columns.retractions => -1,
+                "-1" => {
+                    let message =
+                        "a retraction (-1) needs the incremental path (--emit updates)".to_string();
+                    return Err(self.error(line, Some(&self.columns.diff), message));
+                }
+                text => {
+                    let message = format!("expected 1 or -1, got {text:?}");
+                    return Err(self.error(line, Some(&self.columns.diff), message));
+                }
+            },
+        };
+        Ok((ts, row[self.key].to_string(), value, diff))
     }
 }
 
@@ -258,7 +287,7 @@ fn csv_error(name: &str, error: csv::Error) -> ReadError {
 }
 
 impl Feed for CsvFeed {
-    type Item = (String, CsvRecord);
+    type Item = (String, CsvRecord, isize);
     type Error = ReadError;
 
     fn poll(&mut self, _max: usize, out: &mut Vec<(u64, Self::Item)>) -> Result<Poll, ReadError> {
@@ -274,10 +303,18 @@ impl Feed for CsvFeed {
                 Err(io) => return Err(io),
             };
             match parsed {
-                Ok(((ts, key, value), row)) => {
+                Ok(((ts, key, value, diff), row)) => {
                     let time = self.watermark.stamp(ts);
-                    let row = (time > ts).then(|| row.iter().map(str::to_string).collect());
-                    out.push((time, (key, CsvRecord { ts, value, row })));
+                    let keep = time > ts || self.columns.retractions;
+                    let diff_column = self.diff;
+                    let row = keep.then(|| {
+                        row.iter()
+                            .enumerate()
+                            .filter(|(i, _)| Some(*i) != diff_column)
+                            .map(|(_, field)| field.to_string())
+                            .collect()
+                    });
+                    out.push((time, (key, CsvRecord { ts, value, row }, diff)));
                     self.stats.records.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if self.bad_lines == BadLines::Skip => {

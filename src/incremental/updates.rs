@@ -1,0 +1,124 @@
+//! Moving data between timely streams and differential collections, and moving updates in time.
+//!
+//! Invariant of every function here: an update is only ever moved to a time at or after the
+//! time it had, and it is sent under a capability for exactly its new time, so the frontier of
+//! the result says precisely which updates can still arrive.
+
+use differential_dataflow::{AsCollection, Data, VecCollection};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::vec::Filter;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::StreamVec;
+
+/// The updates of a stream of `(data, diff)` pairs: each pair becomes the update `(data, t,
+/// diff)` at the logical time `t` the pair travels at.
+///
+/// ```
+/// use differential_dataflow::operators::CountTotal;
+/// use timely::dataflow::operators::{Capture, ToStream};
+/// use timely::dataflow::operators::capture::Extract;
+/// use tidemark::incremental::to_updates;
+///
+/// let captured = timely::example(|scope| {
+///     let pairs = vec![("a", 1), ("b", 1), ("a", 1), ("b", -1)].to_stream(scope);
+///     to_updates(pairs).map(|word: &str| word.to_string()).count_total().inner.capture()
+/// });
+/// let mut updates: Vec<_> = captured.extract().into_iter().flat_map(|(_, u)| u).collect();
+/// updates.sort();
+/// assert_eq!(updates, vec![(("a".to_string(), 2), 0, 1)]);
+/// ```
+pub fn to_updates<'scope, D: Data>(
+    stream: StreamVec<'scope, u64, (D, isize)>,
+) -> VecCollection<'scope, u64, D> {
+    stream
+        .unary(Pipeline, "ToUpdates", |_cap, _info| {
+            move |input, output| {
+                input.for_each_stamp(|cap, batches| {
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    let mut session = output.session(&cap);
+                    for batch in batches {
+                        session.give_iterator(batch.drain(..).map(|(d, r)| (d, time, r)));
+                    }
+                });
+            }
+        })
+        .container::<Vec<_>>()
+        .as_collection()
+}
+
+/// Moves every update to time `max(t, when(&data))`: a data-dependent `delay`.
+///
+/// Differential's `delay` moves times by a function of the time alone; retiring a window's
+/// input when the window expires needs a time that depends on the window, that is, on the data.
+/// Within one batch the updates are grouped by their new time, one session per distinct time.
+pub fn delay_to<'scope, D, F>(
+    collection: VecCollection<'scope, u64, D>,
+    when: F,
+) -> VecCollection<'scope, u64, D>
+where
+    D: Data,
+    F: Fn(&D) -> u64 + 'static,
+{
+    collection
+        .inner
+        .unary(Pipeline, "DelayTo", move |_cap, _info| {
+            let mut stash: Vec<(D, u64, isize)> = Vec::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, batches| {
+                    for batch in batches {
+                        stash.extend(batch.drain(..).map(|(d, t, r)| {
+                            let at = t.max(when(&d));
+                            (d, at, r)
+                        }));
+                    }
+                    give_by_time(&mut stash, |time, run| {
+                        output.session(&cap.delayed(&time, 0)).give_iterator(run)
+                    });
+                });
+            }
+        })
+        .container::<Vec<_>>()
+        .as_collection()
+}
+
+/// The updates of `collection` sent at their own times (differential may send an update under
+/// a capability for an earlier time), and passed through `keep`: for sinks that write a
+/// changelog and need every update of time `t` to travel at `t`.
+pub fn updates_at_own_time<'scope, D, F>(
+    collection: VecCollection<'scope, u64, D>,
+    keep: F,
+) -> StreamVec<'scope, u64, (D, u64, isize)>
+where
+    D: Data,
+    F: Fn(&D, u64) -> bool + 'static,
+{
+    collection
+        .inner
+        .filter(move |(d, t, _)| keep(d, *t))
+        .unary(Pipeline, "AtOwnTime", move |_cap, _info| {
+            let mut stash: Vec<(D, u64, isize)> = Vec::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, batches| {
+                    for batch in batches {
+                        stash.append(batch);
+                    }
+                    give_by_time(&mut stash, |time, run| {
+                        output.session(&cap.delayed(&time, 0)).give_iterator(run)
+                    });
+                });
+            }
+        })
+        .container::<Vec<_>>()
+}
+
+/// Drains `stash`, handing each run of updates with the same time to `give`.
+fn give_by_time<D, G>(stash: &mut Vec<(D, u64, isize)>, mut give: G)
+where
+    G: FnMut(u64, std::vec::Drain<'_, (D, u64, isize)>),
+{
+    stash.sort_by_key(|update| update.1);
+    while let Some(time) = stash.first().map(|update| update.1) {
+        let run = stash.partition_point(|update| update.1 == time);
+        give(time, stash.drain(..run));
+    }
+}

@@ -1,0 +1,258 @@
+//! Windowed aggregations as differential collections: tumbling, sliding and session windows
+//! whose results are updated, with retractions, as records arrive or are retracted.
+//!
+//! # Semantics
+//!
+//! The input is a collection of `(key, record)` at logical times that are the stream's
+//! watermark, as for the final operators (see [`crate::window`]). An update of a record with
+//! event time `ts` at logical time `T` meets each window `w` containing `ts` (for sessions, the
+//! record's own `[ts, ts + gap)`) under the same rule as the final operators:
+//!
+//! * `T < end(w) + L` (`L` the allowed lateness): the update counts in `w`; the view changes at
+//!   `T`, whether `w` has ended or not (a late record within the lateness is an ordinary update,
+//!   a correction);
+//! * otherwise it is *late* for `w` and goes to [`View::late`], once per window missed.
+//!
+//! So, for the same input, the consolidated [`View::results`] equal the consolidated changelog
+//! of the final operators, for every number of workers and every batching.
+//!
+//! # Bounded state
+//!
+//! No update counts in a tumbling or sliding window `w` at or after `end(w) + L`. Each counted
+//! update is therefore matched by its negation delayed to `end(w) + L` ([`delay_to`]): at that
+//! time the window's input is empty again, the arrangements compact it away, and the state of
+//! the view holds only windows that can still change. The view's own retraction of the window's
+//! value at `end(w) + L` is an artefact of that retirement, not a change of the answer, and is
+//! filtered from `results`. Sessions keep their records (a session can grow for as long as its
+//! key stays active, and its records are what merges need); their state grows with the
+//! number of records.
+//!
+//! # Retractions in the input
+//!
+//! A record's diff may be negative (the input retracts an earlier record). A window whose
+//! records have a negative total multiplicity (more retractions than insertions of some record)
+//! has no meaningful aggregate: it appears in [`View::invalid`] instead of `results`.
+
+use std::hash::Hash;
+
+use differential_dataflow::{ExchangeData, VecCollection};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::operators::vec::{Filter, Map};
+
+use super::updates::delay_to;
+use crate::window::{Aggregator, Late, Window, WindowAssigner};
+use differential_dataflow::AsCollection;
+
+/// The incremental view of a windowed aggregation; see the module documentation.
+pub struct View<'scope, K: 'static, V: 'static, O: 'static> {
+    /// `(window, key, value)`: the current aggregate of each window and key.
+    pub results: VecCollection<'scope, u64, (Window, K, O)>,
+    /// Records late beyond the allowed lateness, once per window missed.
+    pub late: VecCollection<'scope, u64, Late<K, V>>,
+    /// Windows of keys whose input retracts more copies of a record than it inserted.
+    pub invalid: VecCollection<'scope, u64, (Window, K)>,
+}
+
+/// An aggregate, or the finding that the input retracted more than it inserted.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Outcome<O> {
+    Value(O),
+    Negative,
+}
+
+/// Windowed aggregation of a collection of `(key, record)` pairs.
+pub trait WindowedCollection<'scope, K, V> {
+    /// The incremental view of `agg` over the windows of `assigner`, with records placed in
+    /// time by `time` (event time, in the unit of the logical timestamps) and an allowed
+    /// lateness of `lateness`.
+    ///
+    /// ```
+    /// use differential_dataflow::input::Input;
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use tidemark::incremental::WindowedCollection;
+    /// use tidemark::window::{Count, Window, WindowAssigner};
+    ///
+    /// let captured = timely::example(|scope| {
+    ///     // (key, event time) at logical time 0.
+    ///     let (_input, events) = scope.new_collection_from(vec![('a', 1u64), ('a', 4), ('b', 12)]);
+    ///     let view = events.window_view(WindowAssigner::Tumbling(10), 0, |ts: &u64| *ts, Count);
+    ///     view.results.inner.capture()
+    /// });
+    /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, u)| u).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![
+    ///     ((Window { start: 0, end: 10 }, 'a', 2), 0, 1),
+    ///     ((Window { start: 10, end: 20 }, 'b', 1), 0, 1),
+    /// ]);
+    /// ```
+    fn window_view<A, F>(
+        self,
+        assigner: WindowAssigner,
+        lateness: u64,
+        time: F,
+        agg: A,
+    ) -> View<'scope, K, V, A::Output>
+    where
+        A: Aggregator<V>,
+        A::Output: ExchangeData + Ord,
+        F: Fn(&V) -> u64 + Clone + 'static;
+}
+
+impl<'scope, K, V> WindowedCollection<'scope, K, V> for VecCollection<'scope, u64, (K, V)>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData + Hash,
+{
+    fn window_view<A, F>(
+        self,
+        assigner: WindowAssigner,
+        lateness: u64,
+        time: F,
+        agg: A,
+    ) -> View<'scope, K, V, A::Output>
+    where
+        A: Aggregator<V>,
+        A::Output: ExchangeData + Ord,
+        F: Fn(&V) -> u64 + Clone + 'static,
+    {
+        let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
+        let late_time = time.clone();
+        let late = self
+            .inner
+            .clone()
+            .flat_map(move |((key, record), t, r)| {
+                assigner
+                    .windows_of(late_time(&record))
+                    .filter(move |w| !counts(w, t))
+                    .map(move |window| {
+                        let late = Late {
+                            window,
+                            key: key.clone(),
+                            record: record.clone(),
+                        };
+                        (late, t, r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .as_collection();
+
+        let (results, invalid) = match assigner {
+            WindowAssigner::Session(gap) => {
+                let keyed = self
+                    .inner
+                    .flat_map(move |((key, record), t, r)| {
+                        let ts = time(&record);
+                        let own = Window {
+                            start: ts as i64,
+                            end: ts.saturating_add(gap),
+                        };
+                        counts(&own, t).then(|| ((key, (ts, record)), t, r))
+                    })
+                    .as_collection();
+                let sessions = keyed.reduce_named(
+                    "Sessions",
+                    move |_key, records: &[(&(u64, V), isize)], output| {
+                        sessions(gap, &agg, records, output)
+                    },
+                );
+                let results = sessions
+                    .clone()
+                    .flat_map(|(key, (window, outcome))| match outcome {
+                        Outcome::Value(value) => Some((window, key, value)),
+                        Outcome::Negative => None,
+                    });
+                let invalid = sessions.flat_map(|(key, (window, outcome))| match outcome {
+                    Outcome::Value(_) => None,
+                    Outcome::Negative => Some((window, key)),
+                });
+                (results, invalid)
+            }
+            WindowAssigner::Tumbling(_) | WindowAssigner::Sliding(_, _) => {
+                let counted = self
+                    .inner
+                    .flat_map(move |((key, record), t, r)| {
+                        assigner
+                            .windows_of(time(&record))
+                            .filter(move |w| counts(w, t))
+                            .map(move |window| (((window, key.clone()), record.clone()), t, r))
+                            .collect::<Vec<_>>()
+                    })
+                    .as_collection();
+                let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
+                    w.end.saturating_add(lateness)
+                });
+                let aggregates = counted.concat(retired).reduce_named(
+                    "WindowAggregate",
+                    move |_key, records: &[(&V, isize)], output| {
+                        output.push((aggregate(&agg, records), 1))
+                    },
+                );
+                // The retirement's retraction of each window's value is not a change of the
+                // answer: keep only updates from before the window expired.
+                let live = aggregates
+                    .inner
+                    .filter(move |(((w, _), _), t, _)| counts(w, *t))
+                    .as_collection();
+                let results = live
+                    .clone()
+                    .flat_map(|((window, key), outcome)| match outcome {
+                        Outcome::Value(value) => Some((window, key, value)),
+                        Outcome::Negative => None,
+                    });
+                let invalid = live.flat_map(|((window, key), outcome)| match outcome {
+                    Outcome::Value(_) => None,
+                    Outcome::Negative => Some((window, key)),
+                });
+                (results, invalid)
+            }
+        };
+        View {
+            results,
+            late,
+            invalid,
+        }
+    }
+}
+
+/// The aggregate of a multiset of records, given as records with positive multiplicities.
+fn aggregate<V, A: Aggregator<V>>(agg: &A, records: &[(&V, isize)]) -> Outcome<A::Output> {
+    let mut acc = agg.init();
+    for (record, copies) in records {
+        if *copies < 0 {
+            return Outcome::Negative;
+        }
+        for _ in 0..*copies {
+            agg.add(&mut acc, record);
+        }
+    }
+    Outcome::Value(agg.finish(&acc))
+}
+
+/// Cuts one key's records, sorted by event time, into sessions and aggregates each.
+fn sessions<V, A: Aggregator<V>>(
+    gap: u64,
+    agg: &A,
+    records: &[(&(u64, V), isize)],
+    output: &mut Vec<((Window, Outcome<A::Output>), isize)>,
+) {
+    let mut start = 0;
+    while start < records.len() {
+        let first = records[start].0 .0;
+        let mut last = first;
+        let mut end = start;
+        while end < records.len() && records[end].0 .0 < last.saturating_add(gap) {
+            last = records[end].0 .0;
+            end += 1;
+        }
+        let window = Window {
+            start: first as i64,
+            end: last.saturating_add(gap),
+        };
+        let members: Vec<(&V, isize)> = records[start..end]
+            .iter()
+            .map(|((_, record), copies)| (record, *copies))
+            .collect();
+        output.push(((window, aggregate(agg, &members)), 1));
+        start = end;
+    }
+}

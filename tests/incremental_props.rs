@@ -1,0 +1,401 @@
+//! The incremental (differential) window views against a brute-force reference, on random
+//! out-of-order inputs with retractions, under 1, 2 and 4 workers; the CLI's `--emit updates`
+//! against `--emit final`; and the bound on the view's state.
+//!
+//! Protects: consolidated view == reference (with retractions applied), late rows (insertions
+//! and retractions) == reference, the same consolidated answer for every number of workers,
+//! the CLI contract (consolidating the updates changelog gives the final changelog's answer)
+//! and state that does not grow with the number of expired windows.
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
+use proptest::prelude::*;
+use proptest::sample::Index;
+use tidemark::incremental::{to_updates, WindowedCollection};
+use tidemark::source::{feed_source, SourceOptions, VecFeed};
+use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
+use tidemark::Fixed;
+use timely::dataflow::operators::vec::Map;
+use timely::dataflow::operators::Inspect;
+
+use common::gen;
+use common::reference::{
+    aggregate, fixed_windows_of, watermarks, Agg, Event, Params, WindowKind, SCALE,
+};
+
+/// A record as the view sees it: event time, value, and the id of the inserted row (a
+/// retraction carries the id of the row it retracts, so the two are equal records).
+type Rec = (u64, Fixed, usize);
+
+/// One input row: an event, the id of the row it inserts or retracts, and the change.
+#[derive(Clone, Debug)]
+struct Update {
+    event: Event,
+    id: usize,
+    diff: isize,
+}
+
+/// The final answer: `(start, end, key) -> value mantissa`, and late rows
+/// `(id, start, end, diff)`, sorted.
+type Answer = BTreeMap<(i64, u64, String), i128>;
+type LateRows = Vec<(usize, i64, u64, isize)>;
+
+/// Brute force from the rules: an update counts in window `w` iff `T < end(w) + lateness`
+/// (`T` its watermark time), sessions form over the records whose net count is non-zero.
+fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
+    let events: Vec<Event> = updates.iter().map(|u| u.event.clone()).collect();
+    let wm = watermarks(&events, p.max_delay);
+    let stamp = |i: usize| wm[i].max(events[i].ts) as u128;
+    let lateness = p.lateness as u128;
+    let mut late = Vec::new();
+    // (start, end, key) -> (ts, value, id) -> net count
+    let mut groups: BTreeMap<(i64, u64, String), BTreeMap<(u64, i128, usize), isize>> =
+        BTreeMap::new();
+    match p.kind {
+        WindowKind::Tumbling { .. } | WindowKind::Sliding { .. } => {
+            for (i, u) in updates.iter().enumerate() {
+                for (start, end) in fixed_windows_of(u.event.ts, &p.kind) {
+                    if stamp(i) >= end as u128 + lateness {
+                        late.push((u.id, start, end, u.diff));
+                    } else {
+                        *groups
+                            .entry((start, end, u.event.key.clone()))
+                            .or_default()
+                            .entry((u.event.ts, u.event.value, u.id))
+                            .or_default() += u.diff;
+                    }
+                }
+            }
+        }
+        WindowKind::Session { gap } => {
+            let mut counted: BTreeMap<String, BTreeMap<(u64, i128, usize), isize>> =
+                BTreeMap::new();
+            for (i, u) in updates.iter().enumerate() {
+                let own_end = u.event.ts as u128 + gap as u128;
+                if stamp(i) >= own_end + lateness {
+                    late.push((u.id, u.event.ts as i64, own_end as u64, u.diff));
+                } else {
+                    *counted
+                        .entry(u.event.key.clone())
+                        .or_default()
+                        .entry((u.event.ts, u.event.value, u.id))
+                        .or_default() += u.diff;
+                }
+            }
+            for (key, records) in counted {
+                let mut run: Option<(u64, u64, BTreeMap<(u64, i128, usize), isize>)> = None;
+                for (record, n) in records.into_iter().filter(|(_, n)| *n != 0) {
+                    let ts = record.0;
+                    match &mut run {
+                        Some((_, last, members)) if ts < *last + gap => {
+                            *last = ts;
+                            members.insert(record, n);
+                        }
+                        _ => {
+                            if let Some((first, last, members)) = run.take() {
+                                groups.insert((first as i64, last + gap, key.clone()), members);
+                            }
+                            run = Some((ts, ts, BTreeMap::from([(record, n)])));
+                        }
+                    }
+                }
+                if let Some((first, last, members)) = run {
+                    groups.insert((first as i64, last + gap, key.clone()), members);
+                }
+            }
+        }
+    }
+    let mut answer = BTreeMap::new();
+    for (window, members) in groups {
+        let mut values = Vec::new();
+        for ((_, value, _), n) in members {
+            assert!(n >= 0, "the generator never retracts more than it inserted");
+            values.extend(std::iter::repeat_n(value, n as usize));
+        }
+        if !values.is_empty() {
+            answer.insert(window, aggregate(p.agg, &values));
+        }
+    }
+    late.sort();
+    (answer, late)
+}
+
+fn assigner(kind: &WindowKind) -> WindowAssigner {
+    match *kind {
+        WindowKind::Tumbling { size } => WindowAssigner::Tumbling(size),
+        WindowKind::Sliding { size, slide } => WindowAssigner::Sliding(size, slide),
+        WindowKind::Session { gap } => WindowAssigner::Session(gap),
+    }
+}
+
+/// Consolidated results (each `(window, key)` must end with exactly one value) and late rows.
+fn run_view(updates: &[Update], p: &Params, workers: usize) -> (Answer, LateRows) {
+    let value = |r: &Rec| r.1;
+    match p.agg {
+        Agg::Count => run_with(updates, p, workers, Count, |n: &u64| *n as i128 * SCALE),
+        Agg::Sum => run_with(updates, p, workers, on(Sum, value), |f: &Fixed| f.nanos()),
+        Agg::Min => run_with(updates, p, workers, on(Min, value), |f: &Fixed| f.nanos()),
+        Agg::Max => run_with(updates, p, workers, on(Max, value), |f: &Fixed| f.nanos()),
+        Agg::Mean => run_with(updates, p, workers, on(Mean, value), |f: &Fixed| f.nanos()),
+    }
+}
+
+fn run_with<A>(
+    updates: &[Update],
+    p: &Params,
+    workers: usize,
+    agg: A,
+    mantissa: fn(&A::Output) -> i128,
+) -> (Answer, LateRows)
+where
+    A: Aggregator<Rec> + Send + Sync,
+    A::Output: differential_dataflow::ExchangeData + Ord,
+{
+    let input: Vec<(u64, ((String, Rec), isize))> = updates
+        .iter()
+        .map(|u| {
+            let rec = (u.event.ts, Fixed::from_nanos(u.event.value), u.id);
+            (u.event.ts, ((u.event.key.clone(), rec), u.diff))
+        })
+        .collect();
+    let input = Arc::new(Mutex::new(Some(input)));
+    let results = Arc::new(Mutex::new(BTreeMap::<_, isize>::new()));
+    let late = Arc::new(Mutex::new(Vec::new()));
+    let (assigner, lateness, max_delay) = (assigner(&p.kind), p.lateness, p.max_delay);
+    let (out, late_out) = (Arc::clone(&results), Arc::clone(&late));
+    let options = SourceOptions {
+        batch: 3,
+        idle_timeout: None,
+    };
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let feed = if worker.index() == 0 {
+            let records = input.lock().unwrap().take();
+            records.map(|records| VecFeed::new(records, max_delay))
+        } else {
+            None
+        };
+        let (out, late_out, agg) = (Arc::clone(&out), Arc::clone(&late_out), agg.clone());
+        worker.dataflow::<u64, _, _>(|scope| {
+            let error = Rc::new(RefCell::new(None));
+            let records = feed_source(scope, feed, options, error);
+            let view = to_updates(records).window_view(assigner, lateness, |r: &Rec| r.0, agg);
+            view.results.inner.inspect(move |((w, key, value), _t, r)| {
+                let row = (w.start, w.end, key.clone(), mantissa(value));
+                *out.lock().unwrap().entry(row).or_default() += r;
+            });
+            view.late.inner.inspect(move |(l, _t, r)| {
+                late_out
+                    .lock()
+                    .unwrap()
+                    .push((l.record.2, l.window.start, l.window.end, *r));
+            });
+            view.invalid
+                .inner
+                .inspect(|u| panic!("the generator never over-retracts: {u:?}"));
+        });
+    })
+    .expect("timely runs");
+    let mut answer = BTreeMap::new();
+    for ((start, end, key, value), total) in results.lock().unwrap().iter() {
+        assert!(
+            *total == 0 || *total == 1,
+            "row {start},{end},{key},{value} has total {total}"
+        );
+        if *total == 1 {
+            let previous = answer.insert((*start, *end, key.clone()), *value);
+            assert!(previous.is_none(), "two values for {start},{end},{key}");
+        }
+    }
+    let mut late = Arc::try_unwrap(late).unwrap().into_inner().unwrap();
+    late.sort();
+    (answer, late)
+}
+
+/// Events as insertions, and retractions of some of them placed later in the input.
+fn with_retractions(events: Vec<Event>, picks: Vec<(Index, Index)>) -> Vec<Update> {
+    let n = events.len();
+    // after[k]: rows retracted right after original row k.
+    let mut after: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut retracted = vec![false; n];
+    for (which, when) in picks {
+        if n == 0 {
+            break;
+        }
+        let i = which.index(n);
+        if std::mem::replace(&mut retracted[i], true) {
+            continue;
+        }
+        after[i + when.index(n - i)].push(i);
+    }
+    let mut updates = Vec::new();
+    for (k, event) in events.iter().enumerate() {
+        updates.push(Update {
+            event: event.clone(),
+            id: k,
+            diff: 1,
+        });
+        for &i in &after[k] {
+            updates.push(Update {
+                event: events[i].clone(),
+                id: i,
+                diff: -1,
+            });
+        }
+    }
+    updates
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn views_match_reference_with_retractions_under_1_2_4_workers(
+        events in gen::events(40),
+        picks in proptest::collection::vec((any::<Index>(), any::<Index>()), 0..12),
+        p in gen::params(),
+    ) {
+        let updates = with_retractions(events, picks);
+        let expected = reference(&updates, &p);
+        for workers in [1, 2, 4] {
+            let got = run_view(&updates, &p, workers);
+            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}", workers, p);
+            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}", workers, p);
+        }
+    }
+}
+
+fn consolidated_csv(path: &std::path::Path) -> BTreeMap<(String, String, String, String), i64> {
+    let mut reader = csv::Reader::from_path(path).expect("changelog exists");
+    let mut totals = BTreeMap::new();
+    for row in reader.records() {
+        let row = row.expect("valid csv");
+        let key = (
+            row[0].to_string(),
+            row[1].to_string(),
+            row[2].to_string(),
+            row[3].to_string(),
+        );
+        *totals.entry(key).or_default() += row[4].parse::<i64>().expect("diff");
+    }
+    totals.retain(|_, n| *n != 0);
+    totals
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// `tidemark window --emit updates`, consolidated, is `--emit final`, consolidated.
+    #[test]
+    fn emit_updates_consolidates_to_emit_final(
+        events in gen::events(30),
+        p in gen::params(),
+        workers in prop_oneof![Just(1usize), Just(2), Just(4)],
+    ) {
+        let dir = std::env::temp_dir().join(format!(
+            "tidemark-emit-{}-{}",
+            std::process::id(),
+            rand_suffix(&events)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("in.csv");
+        std::fs::write(&input, gen::to_csv(&events)).unwrap();
+        let mut outputs = Vec::new();
+        for emit in ["final", "updates"] {
+            let output = dir.join(format!("{emit}.csv"));
+            let late = dir.join(format!("late-{emit}.csv"));
+            let status = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+                .args(["window", "--input"]).arg(&input)
+                .arg("--output").arg(&output)
+                .arg("--late-output").arg(&late)
+                .args(["--window", &gen::window_spec(&p), "--agg", gen::agg_name(&p.agg)])
+                .args(["--max-delay", &p.max_delay.to_string()])
+                .args(["--allowed-lateness", &p.lateness.to_string()])
+                .args(["--workers", &workers.to_string(), "--emit", emit])
+                .output()
+                .unwrap();
+            prop_assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+            let late_rows = std::fs::read_to_string(&late).unwrap().lines().count();
+            outputs.push((consolidated_csv(&output), late_rows));
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        prop_assert_eq!(&outputs[0], &outputs[1], "{:?}, {} workers", p, workers);
+    }
+}
+
+fn rand_suffix(events: &[Event]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    events.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Peak number of updates held by the view's arrangements and batchers over `n` in-order
+/// events of three keys.
+fn peak_state(n: u64, assigner: WindowAssigner, lateness: u64) -> i64 {
+    timely::execute_directly(move |worker| {
+        let held = Rc::new(RefCell::new((0i64, 0i64)));
+        let log = Rc::clone(&held);
+        worker
+            .log_register()
+            .expect("logging is available")
+            .insert::<DifferentialEventBuilder, _>("differential/arrange", move |_time, data| {
+                let Some(batch) = data else { return };
+                let mut held = log.borrow_mut();
+                for (_, event) in batch.iter() {
+                    let change = match event {
+                        DifferentialEvent::Batch(b) => b.length as i64,
+                        DifferentialEvent::Merge(m) => match m.complete {
+                            Some(len) => len as i64 - (m.length1 + m.length2) as i64,
+                            None => 0,
+                        },
+                        DifferentialEvent::Drop(d) => -(d.length as i64),
+                        DifferentialEvent::Batcher(b) => b.records_diff as i64,
+                        _ => 0,
+                    };
+                    held.0 += change;
+                    held.1 = held.1.max(held.0);
+                }
+            });
+        let records: Vec<(u64, ((u64, u64), isize))> =
+            (0..n).map(|ts| (ts, ((ts % 3, ts), 1))).collect();
+        let feed = Some(VecFeed::new(records, 2));
+        worker.dataflow::<u64, _, _>(|scope| {
+            let error = Rc::new(RefCell::new(None));
+            let options = SourceOptions {
+                batch: 64,
+                idle_timeout: None,
+            };
+            let updates = to_updates(feed_source(scope, feed, options, error));
+            let view = updates.window_view(assigner, lateness, |ts: &u64| *ts, Count);
+            view.results.inner.map(|_| ()).inspect(|_| {});
+        });
+        while worker.step() {}
+        let peak = held.borrow().1;
+        peak
+    })
+}
+
+#[test]
+fn view_state_does_not_grow_with_the_number_of_expired_windows() {
+    for (assigner, lateness) in [
+        (WindowAssigner::Tumbling(10), 0),
+        (WindowAssigner::Sliding(30, 10), 25),
+    ] {
+        let small = peak_state(2_000, assigner, lateness);
+        let large = peak_state(50_000, assigner, lateness);
+        assert!(small > 0, "{assigner:?}: the log reports state");
+        // 25x more windows: a growing view would hold about 25x more; a bounded one holds the
+        // open windows plus what the arrangements have not merged away yet.
+        assert!(
+            large < 2 * small,
+            "{assigner:?}: peak state {small} for 2k events, {large} for 50k"
+        );
+    }
+}
