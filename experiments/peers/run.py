@@ -14,8 +14,9 @@ Start-up is subtracted by difference: each engine runs N and 2N events as whole 
 (JVM and mini-cluster, Python and Bytewax's cluster, or tidemark's pool generation and timely
 start); the throughput is N / (t(2N) - t(N)), so everything that does not grow with the input
 cancels. tidemark runs by duration, not by count, so its two durations are chosen (from a short
-calibration run) to give about N and 2N events, and the exact counts from its reports are used:
-(e2 - e1) / (t2 - t1). Its own harness rate (which excludes start-up by design) is kept beside
+calibration run) to give about N and 2N events, but at least 2 s and 4 s (at tens of M events/s
+N takes a fraction of a second, too short to time a process), and the exact counts from its
+reports are used: (e2 - e1) / (t2 - t1). Its own harness rate (which excludes start-up by design) is kept beside
 it as `harness_achieved_rate`.
 
 Not part of the test command: this downloads hundreds of MB and takes minutes.
@@ -78,27 +79,33 @@ def sh(cmd: list[str]) -> str:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    """The fields of tidemark's `Machine` (experiment.rs), plus `cores` and `memory`."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+        "unknown",
+    )
     mem_kb = next(
         int(line.split()[1])
         for line in Path("/proc/meminfo").read_text().splitlines()
         if line.startswith("MemTotal")
     )
+    cores = len(os.sched_getaffinity(0))
     return {
-        "cores": os.cpu_count(),
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "os_release": sh(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
         "cpu_model": cpu,
+        "cores": cores,
+        "cores_available": cores,
+        "cores_cpuinfo": sum(1 for line in cpuinfo if line.startswith("processor")),
         "memory": f"{mem_kb / 1024 / 1024:.1f} GiB",
         "memory_bytes": mem_kb * 1024,
-        "host": socket.gethostname(),
-        "os": f"{platform.system()} {platform.release()} ({sh(['sh', '-c', '. /etc/os-release && echo $PRETTY_NAME'])})",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": platform.python_version(),
         "java": sh(["sh", "-c", "java -version 2>&1 | head -1"]),
-        "note": "shared 2-core VM: other engineers' Rust builds ran at the same time, so absolute numbers are noisy",
+        "note": "shared 2-core VM: other engineers' Rust builds and tests ran at the same time, "
+        "so absolute numbers are noisy; compare ratios from one run",
     }
 
 
@@ -126,13 +133,16 @@ def run_flink(events: int, workers: int, mode: str = "query") -> tuple[int, floa
     return events, wall, {"log": job[-1] if job else ""}
 
 
-def run_bytewax(events: int, workers: int) -> tuple[int, float, dict]:
+def run_bytewax(events: int, workers: int, processes: bool) -> tuple[int, float, dict]:
     stats = Path(tempfile.mkdtemp(prefix="bytewax-stats-"))
     env = dict(os.environ, YSB_EVENTS=str(events), YSB_PARTITIONS=str(workers), YSB_STATS=str(stats))
     env["PYTHONPATH"] = str(HERE)
-    # One process per worker (-p N -w 1): Python threads would share one interpreter lock.
+    # Workers as threads of one process (-w N), or one process per worker (-p N -w 1). Threads
+    # share Python's interpreter lock, processes pickle every exchanged item; on the 2-core VM
+    # threads were faster (about 43 k/s against 28 k/s under load).
+    layout = ["-p", str(workers), "-w", "1"] if processes else ["-w", str(workers)]
     wall, _ = timed(
-        [sys.executable, "-m", "bytewax.testing", "-p", str(workers), "-w", "1", "bytewax_ysb:flow"],
+        [sys.executable, "-m", "bytewax.testing", *layout, "bytewax_ysb:flow"],
         env=env,
         cwd=HERE,
     )
@@ -177,13 +187,15 @@ def row(engine: str, workers: int, small: tuple, large: tuple, repetition: int, 
     events, seconds = e2 - e1, t2 - t1
     rate = events / seconds if seconds > 0 else float("nan")
     parameters = "window_ns=10000000000 campaigns=100 ads_per_campaign=10"
-    query = {
+    implementation = {
+        "timely": "tidemark bench ysb (timely dataflow, tidemark operators)",
+        "baseline": "tidemark bench ysb --engine baseline (hand-written, single-threaded)",
         "flink": "ysb (Flink SQL: datagen -> WHERE event_type = 0 -> ad_id / 10 -> TUMBLE 10 s COUNT(*) -> blackhole)",
         "bytewax": "ysb (Bytewax: pooled generator -> filter views -> count_window, EventClock, TumblingWindower 10 s)",
-    }.get(engine, "ysb")
+    }[engine]
     report = {
         "workload": "ysb",
-        "query": query,
+        "query": "ysb",
         "parameters": parameters,
         "engine": engine,
         "workers": workers,
@@ -199,13 +211,14 @@ def row(engine: str, workers: int, small: tuple, large: tuple, repetition: int, 
         "samples": 0,
         "generator_rate": extra.pop("generator_rate", 0.0),
         "seed": args.seed,
-        "git_rev": sh(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
+        "git_rev": args.git_rev or sh(["git", "-C", str(ROOT), "rev-parse", "HEAD"]),
         "config_hash": config_hash(f"ysb {parameters} {engine} workers={workers} n={e1},{e2}"),
         "host": socket.gethostname(),
         "spec": "peers",
         "point": {"engine": engine, "events": e1, "workers": workers},
         "repetition": repetition,
         "method": METHOD,
+        "implementation": implementation,
         "sizes": [{"events": e1, "wall_s": round(t1, 3)}, {"events": e2, "wall_s": round(t2, 3)}],
     }
     report.update(extra)
@@ -217,11 +230,17 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--events", type=int, default=20_000_000, help="N for tidemark, baseline and Flink")
     ap.add_argument("--bytewax-events", type=int, default=1_000_000, help="N for Bytewax (Python: slower)")
+    ap.add_argument("--bytewax-processes", action="store_true", help="Bytewax workers as processes, not threads")
     ap.add_argument("--repetitions", type=int, default=1)
     ap.add_argument("--engines", default="timely,baseline,flink,bytewax")
+    ap.add_argument(
+        "--timely-workers", default=None,
+        help="comma-separated worker counts for tidemark's timely rows (default: --workers)",
+    )
     ap.add_argument("--flink-generator", action="store_true", help="also time Flink's datagen alone (its generator_rate)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tidemark", default=str(ROOT / "target" / "release" / "tidemark"))
+    ap.add_argument("--git-rev", default=None, help="the revision the tidemark binary was built from (default: HEAD)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "peers"))
     args = ap.parse_args()
     ensure_venv()
@@ -242,15 +261,22 @@ def main() -> None:
     n, wn = args.events, args.workers
     for rep in range(args.repetitions):
         rows = []
+        todo = []
         for engine in engines:
-            print(f"[rep {rep}] {engine} ...", file=sys.stderr, flush=True)
+            if engine == "timely" and args.timely_workers:
+                todo += [(engine, int(w)) for w in args.timely_workers.split(",")]
+            else:
+                todo.append((engine, wn if engine != "baseline" else 1))
+        for engine, workers in todo:
+            print(f"[rep {rep}] {engine} workers={workers} ...", file=sys.stderr, flush=True)
             extra: dict = {}
             if engine in ("timely", "baseline"):
-                workers = wn if engine == "timely" else 1
                 # Calibrate: a short run gives the rate, from which the two durations follow.
                 e, _, x = run_tidemark(binary, engine, 0.5, workers, args.seed)
                 rate = x["report"]["achieved_rate"]
-                d1 = max(0.2, n / rate)
+                # At least 2 s (shorter runs are all start-up and noise), at most 10 s (a slow
+                # calibration must not make the run long).
+                d1 = min(10.0, max(2.0, n / rate))
                 small = run_tidemark(binary, engine, d1, workers, args.seed)
                 large = run_tidemark(binary, engine, 2 * d1, workers, args.seed)
                 extra = {
@@ -260,7 +286,6 @@ def main() -> None:
                     + (f" --workers {workers}" if engine == "timely" else ""),
                 }
             elif engine == "flink":
-                workers = wn
                 small, large = run_flink(n, wn), run_flink(2 * n, wn)
                 extra = {
                     "peer_version": f"apache-flink {versions['apache-flink']}",
@@ -272,13 +297,16 @@ def main() -> None:
                     extra["generator_rate"] = n / (g2[1] - g1[1]) / wn
                     extra["generator_note"] = "datagen -> blackhole alone, by the same difference, per worker"
             elif engine == "bytewax":
-                workers = wn
                 m = args.bytewax_events
-                small, large = run_bytewax(m, wn), run_bytewax(2 * m, wn)
+                bp = args.bytewax_processes
+                small, large = run_bytewax(m, wn, bp), run_bytewax(2 * m, wn, bp)
+                layout = f"-p {wn} -w 1" if bp else f"-w {wn}"
                 extra = {
                     "peer_version": f"bytewax {versions['bytewax']}",
-                    "command": f"YSB_EVENTS={m}|{2 * m} python -m bytewax.testing -p {wn} -w 1 bytewax_ysb:flow",
-                    "bytewax_processes": wn,
+                    "command": f"YSB_EVENTS={m}|{2 * m} python -m bytewax.testing {layout} bytewax_ysb:flow",
+                    "bytewax_layout": "processes" if bp else "threads",
+                    "processes": wn if bp else 1,
+                    "workers": 1 if bp else wn,
                     "checked": {"views_counted": large[2]["views_counted"], "late": large[2]["late"]},
                 }
             else:
@@ -293,11 +321,13 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        by = {r["engine"]: r["achieved_rate"] for r in rows}
-        if "timely" in by:
-            for peer in ("baseline", "flink", "bytewax"):
-                if peer in by:
-                    print(f"[rep {rep}] timely / {peer} = {by['timely'] / by[peer]:.1f}", file=sys.stderr)
+        for t in (r for r in rows if r["engine"] == "timely"):
+            for peer in (r for r in rows if r["engine"] != "timely"):
+                print(
+                    f"[rep {rep}] timely ({t['point']['workers']} workers) / {peer['engine']} "
+                    f"({peer['point']['workers']}) = {t['achieved_rate'] / peer['achieved_rate']:.2f}",
+                    file=sys.stderr,
+                )
 
 
 if __name__ == "__main__":
