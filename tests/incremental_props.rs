@@ -46,6 +46,10 @@ struct Update {
 /// `(id, start, end, diff)`, sorted.
 type Answer = BTreeMap<(i64, u64, String), i128>;
 type LateRows = Vec<(usize, i64, u64, isize)>;
+/// Net count of each record `(ts, value, id)`.
+type Members = BTreeMap<(u64, i128, usize), isize>;
+/// Input rows for the feed: `(time, ((key, record), diff))`.
+type Rows<K, R> = Vec<(u64, ((K, R), isize))>;
 
 /// Brute force from the rules: an update counts in window `w` iff `T < end(w) + lateness`
 /// (`T` its watermark time), sessions form over the records whose net count is non-zero.
@@ -56,8 +60,7 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
     let lateness = p.lateness as u128;
     let mut late = Vec::new();
     // (start, end, key) -> (ts, value, id) -> net count
-    let mut groups: BTreeMap<(i64, u64, String), BTreeMap<(u64, i128, usize), isize>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<(i64, u64, String), Members> = BTreeMap::new();
     match p.kind {
         WindowKind::Tumbling { .. } | WindowKind::Sliding { .. } => {
             for (i, u) in updates.iter().enumerate() {
@@ -75,8 +78,7 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
             }
         }
         WindowKind::Session { gap } => {
-            let mut counted: BTreeMap<String, BTreeMap<(u64, i128, usize), isize>> =
-                BTreeMap::new();
+            let mut counted: BTreeMap<String, Members> = BTreeMap::new();
             for (i, u) in updates.iter().enumerate() {
                 let own_end = u.event.ts as u128 + gap as u128;
                 if stamp(i) >= own_end + lateness {
@@ -90,7 +92,7 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
                 }
             }
             for (key, records) in counted {
-                let mut run: Option<(u64, u64, BTreeMap<(u64, i128, usize), isize>)> = None;
+                let mut run: Option<(u64, u64, Members)> = None;
                 for (record, n) in records.into_iter().filter(|(_, n)| *n != 0) {
                     let ts = record.0;
                     match &mut run {
@@ -158,7 +160,7 @@ where
     A: Aggregator<Rec> + Send + Sync,
     A::Output: differential_dataflow::ExchangeData + Ord,
 {
-    let input: Vec<(u64, ((String, Rec), isize))> = updates
+    let input: Rows<String, Rec> = updates
         .iter()
         .map(|u| {
             let rec = (u.event.ts, Fixed::from_nanos(u.event.value), u.id);
@@ -363,8 +365,7 @@ fn peak_state(n: u64, assigner: WindowAssigner, lateness: u64) -> i64 {
                     held.1 = held.1.max(held.0);
                 }
             });
-        let records: Vec<(u64, ((u64, u64), isize))> =
-            (0..n).map(|ts| (ts, ((ts % 3, ts), 1))).collect();
+        let records: Rows<u64, u64> = (0..n).map(|ts| (ts, ((ts % 3, ts), 1))).collect();
         let feed = Some(VecFeed::new(records, 2));
         worker.dataflow::<u64, _, _>(|scope| {
             let error = Rc::new(RefCell::new(None));

@@ -146,7 +146,7 @@ where
                             start: ts as i64,
                             end: ts.saturating_add(gap),
                         };
-                        counts(&own, t).then(|| ((key, (ts, record)), t, r))
+                        counts(&own, t).then_some(((key, (ts, record)), t, r))
                     })
                     .as_collection();
                 let sessions = keyed.reduce_named(
@@ -228,12 +228,15 @@ fn aggregate<V, A: Aggregator<V>>(agg: &A, records: &[(&V, isize)]) -> Outcome<A
     Outcome::Value(agg.finish(&acc))
 }
 
+/// A session window and its aggregate.
+type Session<O> = (Window, Outcome<O>);
+
 /// Cuts one key's records, sorted by event time, into sessions and aggregates each.
 fn sessions<V, A: Aggregator<V>>(
     gap: u64,
     agg: &A,
     records: &[(&(u64, V), isize)],
-    output: &mut Vec<((Window, Outcome<A::Output>), isize)>,
+    output: &mut Vec<(Session<A::Output>, isize)>,
 ) {
     let mut start = 0;
     while start < records.len() {
