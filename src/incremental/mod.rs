@@ -29,5 +29,5 @@
 pub mod updates;
 pub mod windows;
 
-pub use updates::{delay_to, to_updates, updates_at_own_time};
+pub use updates::{delay_to, to_consolidated_updates, to_updates, updates_at_own_time};
 pub use windows::{View, WindowedCollection};

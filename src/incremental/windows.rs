@@ -221,9 +221,7 @@ fn aggregate<V, A: Aggregator<V>>(agg: &A, records: &[(&V, isize)]) -> Outcome<A
         if *copies < 0 {
             return Outcome::Negative;
         }
-        for _ in 0..*copies {
-            agg.add(&mut acc, record);
-        }
+        agg.add_copies(&mut acc, record, *copies as u64);
     }
     Outcome::Value(agg.finish(&acc))
 }

@@ -56,6 +56,23 @@ pub trait Aggregator<V>: Clone + 'static {
     fn merge(&self, acc: &mut Self::Acc, other: &Self::Acc);
     /// The result of an accumulator that has seen at least one record.
     fn finish(&self, acc: &Self::Acc) -> Self::Output;
+    /// Folds `copies` copies of one record in (differential collections hold records with
+    /// multiplicities): `O(log copies)` merges by doubling unless an aggregator knows better.
+    fn add_copies(&self, acc: &mut Self::Acc, record: &V, copies: u64) {
+        let mut power = self.init();
+        self.add(&mut power, record);
+        let mut remaining = copies;
+        while remaining > 0 {
+            if remaining & 1 == 1 {
+                self.merge(acc, &power);
+            }
+            remaining >>= 1;
+            if remaining > 0 {
+                let twice = power.clone();
+                self.merge(&mut power, &twice);
+            }
+        }
+    }
 }
 
 /// Applies `agg` to a field of the record, picked by `field`.
@@ -113,6 +130,9 @@ impl<R, X: 'static, A: Aggregator<X>, F: Fn(&R) -> X + Clone + 'static> Aggregat
     fn merge(&self, acc: &mut A::Acc, other: &A::Acc) {
         self.inner.merge(acc, other)
     }
+    fn add_copies(&self, acc: &mut A::Acc, record: &R, copies: u64) {
+        self.inner.add_copies(acc, &(self.field)(record), copies)
+    }
     fn finish(&self, acc: &A::Acc) -> A::Output {
         self.inner.finish(acc)
     }
@@ -131,6 +151,9 @@ impl<V> Aggregator<V> for Count {
     #[inline]
     fn add(&self, acc: &mut u64, _: &V) {
         *acc += 1;
+    }
+    fn add_copies(&self, acc: &mut u64, _: &V, copies: u64) {
+        *acc += copies;
     }
     fn merge(&self, acc: &mut u64, other: &u64) {
         *acc += other;
@@ -277,5 +300,34 @@ mod tests {
         assert_eq!(run(Max, &values), Fixed::from_int(10));
         assert_eq!(run(Mean, &values).to_string(), "2.5");
         assert_eq!(run(Min, &[5]), Fixed::from_int(5));
+    }
+
+    /// `add_copies(v, n)` is `n` calls of `add(v)`, for the doubling default and the overrides.
+    fn copies_match_repeated_adds<A: Aggregator<i64>>(agg: A)
+    where
+        A::Output: std::fmt::Debug,
+    {
+        for copies in [0u64, 1, 2, 3, 7, 8, 13, 100] {
+            let (mut by_copies, mut by_adds) = (agg.init(), agg.init());
+            agg.add(&mut by_copies, &-3);
+            agg.add(&mut by_adds, &-3);
+            agg.add_copies(&mut by_copies, &5, copies);
+            (0..copies).for_each(|_| agg.add(&mut by_adds, &5));
+            assert_eq!(
+                agg.finish(&by_copies),
+                agg.finish(&by_adds),
+                "{copies} copies"
+            );
+        }
+    }
+
+    #[test]
+    fn adding_copies_equals_adding_one_at_a_time() {
+        copies_match_repeated_adds(Count);
+        copies_match_repeated_adds(Sum);
+        copies_match_repeated_adds(Min);
+        copies_match_repeated_adds(Max);
+        copies_match_repeated_adds(Mean);
+        copies_match_repeated_adds(on(Sum, |v: &i64| *v * 2));
     }
 }
