@@ -97,6 +97,71 @@ impl FromStr for Partitioner<String> {
     }
 }
 
+/// A partitioner chosen by name for benchmark workloads, whose keys are the integers of a known
+/// domain `0..domain` (YSB campaigns, word ids); `tidemark bench --partitioner`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scheme {
+    /// [`Partitioner::Hash`].
+    #[default]
+    Hash,
+    /// [`Partitioner::Range`] with split points evenly spaced over the key domain, one range
+    /// per worker.
+    Range,
+    /// [`Partitioner::Random`]: two-phase keyed aggregation.
+    Random,
+}
+
+impl Scheme {
+    /// The scheme's name, as the command line spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Hash => "hash",
+            Scheme::Range => "range",
+            Scheme::Random => "random",
+        }
+    }
+
+    /// The partitioner for keys in `0..domain` spread over `peers` workers.
+    ///
+    /// ```
+    /// use tidemark::partition::{Partitioner, Scheme};
+    /// assert_eq!(Scheme::Range.for_domain::<u32>(100, 4), Partitioner::Range(vec![25, 50, 75]));
+    /// assert_eq!(Scheme::Random.for_domain::<u64>(100, 4), Partitioner::Random);
+    /// ```
+    pub fn for_domain<K: Ord + TryFrom<u64>>(self, domain: u64, peers: usize) -> Partitioner<K> {
+        match self {
+            Scheme::Hash => Partitioner::Hash,
+            Scheme::Random => Partitioner::Random,
+            Scheme::Range => {
+                let peers = peers.max(1) as u64;
+                let mut points: Vec<u64> = (1..peers).map(|i| domain * i / peers).collect();
+                points.dedup();
+                points.retain(|&p| p > 0);
+                Partitioner::Range(
+                    points
+                        .into_iter()
+                        .filter_map(|p| K::try_from(p).ok())
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = String;
+
+    /// Reads `hash`, `range` or `random`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "hash" => Ok(Scheme::Hash),
+            "range" => Ok(Scheme::Range),
+            "random" => Ok(Scheme::Random),
+            _ => Err(format!("expected hash, range or random, got {text:?}")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +194,26 @@ mod tests {
             "modulo".parse::<Partitioner<String>>(),
             Err(PartitionSpecError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn schemes_split_the_domain_evenly() {
+        assert_eq!(
+            Scheme::Range.for_domain::<u32>(10, 1),
+            Partitioner::Range(vec![])
+        );
+        assert_eq!(
+            Scheme::Range.for_domain::<u64>(3, 8),
+            Partitioner::Range(vec![1, 2])
+        );
+        let p = Scheme::Range.for_domain::<u64>(1000, 4);
+        let mut per_range = [0; 4];
+        for k in 0..1000u64 {
+            per_range[p.route(&k) as usize] += 1;
+        }
+        assert_eq!(per_range, [250; 4]);
+        assert_eq!("range".parse::<Scheme>(), Ok(Scheme::Range));
+        assert!("modulo".parse::<Scheme>().is_err());
     }
 
     #[test]

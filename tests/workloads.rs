@@ -34,6 +34,24 @@ fn ysb_engine_matches_baseline() {
 
 #[test]
 fn wordcount_engine_matches_baseline() {
-    let wc = WordCount { words: 500 };
+    let wc = WordCount {
+        words: 500,
+        ..WordCount::default()
+    };
     agree(&wc, 20_000, 50_000, 1_000_000);
+}
+
+#[test]
+fn every_partitioner_matches_baseline() {
+    use tidemark::partition::Scheme;
+    for scheme in [Scheme::Range, Scheme::Random] {
+        let mut ysb = Ysb::new(100_000_000, 20, 5);
+        ysb.partitioner = scheme;
+        agree(&ysb, 10_000, 100_000, 1_000_000);
+        let wc = WordCount {
+            words: 500,
+            partitioner: scheme,
+        };
+        agree(&wc, 10_000, 50_000, 1_000_000);
+    }
 }

@@ -17,6 +17,7 @@ use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome}
 use crate::harness::recorder::Recorder;
 use crate::harness::report::{config_hash, git_rev, host, Report};
 use crate::harness::{gather, sustainable};
+use crate::partition::Scheme;
 use crate::workloads::nexmark::{Nexmark, Query};
 use crate::workloads::wordcount::WordCount;
 use crate::workloads::ysb::Ysb;
@@ -40,6 +41,8 @@ pub enum EngineName {
     Timely,
     /// The hand-written single-threaded baseline (COST).
     Baseline,
+    /// The incremental view on differential dataflow (ysb; nexmark q3, q4, q6, q9).
+    Differential,
 }
 
 /// An offered rate: events per second, or `max` for a closed-loop run.
@@ -153,6 +156,10 @@ pub struct BenchArgs {
     /// Word count: vocabulary size.
     #[arg(long, default_value_t = 100_000)]
     pub words: u64,
+    /// YSB and word count: how keys are spread over workers (`hash`, `range` evenly over the
+    /// key domain, or `random` with two-phase aggregation).
+    #[arg(long, default_value = "hash")]
+    pub partitioner: Scheme,
     /// Threads, processes and hostfile.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -189,9 +196,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         writable(path)?;
     }
     match args.workload {
-        WorkloadName::Ysb => bench(&args, Ysb::new(args.window, args.campaigns, 10)),
-        WorkloadName::Wordcount => bench(&args, WordCount { words: args.words }),
+        WorkloadName::Ysb => {
+            let mut ysb = Ysb::new(args.window, args.campaigns, 10);
+            ysb.partitioner = args.partitioner;
+            bench(&args, ysb)
+        }
+        WorkloadName::Wordcount => {
+            let wordcount = WordCount {
+                words: args.words,
+                partitioner: args.partitioner,
+            };
+            bench(&args, wordcount)
+        }
         WorkloadName::Nexmark => {
+            if args.partitioner != Scheme::Hash {
+                bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
+            }
             let query: Query = args.query.parse().map_err(|e| anyhow!("--query: {e}"))?;
             let nexmark = Nexmark {
                 query,
@@ -300,10 +320,18 @@ fn run_once<W: Workload>(
         intervals: true,
         inject_delay_ns: args.inject_delay,
         progress: progress && std::io::stderr().is_terminal(),
+        incremental: args.engine == EngineName::Differential,
     };
     let outcomes: Vec<WorkerOutcome> = match args.engine {
         EngineName::Baseline => vec![run_baseline(workload, &config)],
-        EngineName::Timely => {
+        EngineName::Timely | EngineName::Differential => {
+            if args.engine == EngineName::Differential && !workload.has_incremental() {
+                bail!(
+                    "{} {} has no incremental version (--engine differential runs ysb and nexmark q3, q4, q6, q9)",
+                    workload.name(),
+                    workload.query()
+                );
+            }
             let started = cluster.watchdog(std::time::Duration::from_millis(
                 args.cluster.connect_timeout,
             ));
@@ -333,9 +361,12 @@ fn run_once<W: Workload>(
     let engine = match args.engine {
         EngineName::Timely => "timely",
         EngineName::Baseline => "baseline",
+        EngineName::Differential => "differential",
     };
     let (workers, processes) = match args.engine {
-        EngineName::Timely => (args.cluster.workers, args.cluster.processes),
+        EngineName::Timely | EngineName::Differential => {
+            (args.cluster.workers, args.cluster.processes)
+        }
         EngineName::Baseline => (1, 1),
     };
     let description = format!(

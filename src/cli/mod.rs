@@ -4,6 +4,7 @@
 //! one-line `error: ...` on stderr and a non-zero exit status, never a panic.
 
 pub mod bench;
+pub mod sweep;
 pub mod window;
 
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ pub enum Command {
     Window(window::WindowArgs),
     /// Throughput and latency of a workload (ysb, wordcount, ...) through the harness.
     Bench(bench::BenchArgs),
+    /// Runs an experiment spec: a grid of bench runs, each in a fresh process, resumable.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Parses the process arguments, runs the subcommand and reports errors.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Window(args) => window::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sweep(args) => sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

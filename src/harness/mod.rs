@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod driver;
+pub mod experiment;
 pub mod recorder;
 pub mod report;
 pub mod sustainable;

@@ -12,7 +12,7 @@ use timely::dataflow::StreamVec;
 use super::ysb::splitmix;
 use super::{Baseline, Workload};
 use crate::keyed::KeyBy;
-use crate::partition::Partitioner;
+use crate::partition::Scheme;
 
 /// One word occurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,11 +28,17 @@ pub struct Word {
 pub struct WordCount {
     /// Vocabulary size.
     pub words: u64,
+    /// How words are spread over workers. Word ids are popularity ranks, so `Range` puts the
+    /// most frequent words on the first worker (skew); `Random` aggregates in two phases.
+    pub partitioner: Scheme,
 }
 
 impl Default for WordCount {
     fn default() -> Self {
-        WordCount { words: 100_000 }
+        WordCount {
+            words: 100_000,
+            partitioner: Scheme::Hash,
+        }
     }
 }
 
@@ -71,7 +77,11 @@ impl Workload for WordCount {
         "wordcount".into()
     }
     fn parameters(&self) -> String {
-        format!("words={}", self.words)
+        format!(
+            "words={} partitioner={}",
+            self.words,
+            self.partitioner.name()
+        )
     }
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> Words {
         Words {
@@ -91,9 +101,12 @@ impl Workload for WordCount {
         &self,
         events: StreamVec<'scope, u64, Word>,
     ) -> StreamVec<'scope, u64, Counted> {
+        let partitioner = self
+            .partitioner
+            .for_domain(self.words.max(1), events.scope().peers());
         events
             .map(|w: Word| (w.word, 1u64))
-            .key_by(Partitioner::Hash)
+            .key_by(partitioner)
             .reduce(|count, n| *count += n)
     }
 

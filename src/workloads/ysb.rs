@@ -15,7 +15,7 @@ use timely::dataflow::StreamVec;
 
 use super::{Baseline, Workload};
 use crate::keyed::KeyBy;
-use crate::partition::Partitioner;
+use crate::partition::Scheme;
 use crate::window::{Count, WindowAssigner};
 
 /// What a user did with an ad.
@@ -49,6 +49,8 @@ pub struct Ysb {
     pub campaigns: u32,
     /// Ads per campaign.
     pub ads_per_campaign: u32,
+    /// How campaigns are spread over workers (range: evenly over the campaign ids).
+    pub partitioner: Scheme,
     table: Arc<Vec<u32>>,
 }
 
@@ -62,6 +64,7 @@ impl Ysb {
             window_ns,
             campaigns,
             ads_per_campaign,
+            partitioner: Scheme::Hash,
             table: Arc::new(table),
         }
     }
@@ -120,8 +123,11 @@ impl Workload for Ysb {
     }
     fn parameters(&self) -> String {
         format!(
-            "window_ns={} campaigns={} ads_per_campaign={}",
-            self.window_ns, self.campaigns, self.ads_per_campaign
+            "window_ns={} campaigns={} ads_per_campaign={} partitioner={}",
+            self.window_ns,
+            self.campaigns,
+            self.ads_per_campaign,
+            self.partitioner.name()
         )
     }
     fn generator(&self, seed: u64, worker: usize, workers: usize) -> AdEvents {
@@ -144,6 +150,9 @@ impl Workload for Ysb {
         events: StreamVec<'scope, u64, AdEvent>,
     ) -> StreamVec<'scope, u64, YsbRow> {
         let table = Arc::clone(&self.table);
+        let partitioner = self
+            .partitioner
+            .for_domain(u64::from(self.campaigns), events.scope().peers());
         events
             .unary(Pipeline, "ViewsToCampaigns", move |_, _| {
                 move |input, output| {
@@ -158,7 +167,7 @@ impl Workload for Ysb {
                     });
                 }
             })
-            .key_by(Partitioner::Hash)
+            .key_by(partitioner)
             .window(WindowAssigner::Tumbling(self.window_ns))
             .aggregate(|time: &u64| *time, Count)
             .results
