@@ -9,6 +9,7 @@ results exist) was not written by this run, or when results.tex cannot be genera
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,16 +25,10 @@ sys.path.insert(0, str(HERE))
 import tidemark_results as tr  # noqa: E402
 
 EXECUTED = ROOT / "target" / "notebooks"
-# Which notebook draws which specs' figures.
-NOTEBOOK_SPECS = {
-    "latency": ["latency"],
-    "epochs": ["epochs"],
-    "scaling": ["scaling", "scaling16"],
-    "windows": ["windows"],
-    "partitioners": ["partitioners"],
-    "engines": ["engines"],
-    "peers": ["peers"],
-}
+# Which notebook draws which specs' figures: notebooks/<spec>.ipynb draws the core spec and,
+# when its results exist, the spec's 16-core variant.
+NOTEBOOK_SPECS = {s: [s, s + tr.SIXTEEN] for s in tr.CORE_SPECS}
+NOTEBOOK_SPECS[tr.PEERS] = [tr.PEERS]
 
 
 def run_notebook(name: str) -> str | None:
@@ -49,7 +44,8 @@ def run_notebook(name: str) -> str | None:
     try:
         client.execute()
     except CellExecutionError as e:
-        error = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+        error = text.splitlines()[-1] if text else repr(e)
     except Exception as e:  # kernel death, timeouts
         error = f"{type(e).__name__}: {e}"
     EXECUTED.mkdir(parents=True, exist_ok=True)
@@ -67,13 +63,14 @@ def check_figures(specs: list[str], started: float) -> list[str]:
     """Expected figures (PDF and PNG) not written since `started`."""
     missing = []
     for spec in specs:
-        if tr.is_optional(spec) and not (tr.spec_dir(spec) / "runs.jsonl").is_file():
+        if tr.is_optional(spec) and not tr.has_results(spec):
             continue
-        for fig in tr.FIGURES_BY_SPEC[spec]:
+        for fig in tr.expected_figures(spec):
             for ext in ("pdf", "png"):
                 f = tr.FIGURES / f"{fig}.{ext}"
                 if not f.is_file() or f.stat().st_mtime < started - 1:
-                    missing.append(f"{f.relative_to(ROOT)} (spec '{spec}')")
+                    shown = f.relative_to(ROOT) if f.is_relative_to(ROOT) else f
+                    missing.append(f"{shown} (spec '{spec}')")
     return missing
 
 

@@ -18,9 +18,12 @@ that produced it (`<spec>-<what>.pdf`), and its title names the spec as well.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,23 +33,34 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("TIDEMARK_RESULTS", ROOT / "experiments" / "results"))
 FIGURES = Path(os.environ.get("TIDEMARK_FIGURES", ROOT / "paper" / "figures"))
 
-# Specs the paper's evaluation rests on: without them the notebook run fails.
-CORE_SPECS = ["latency", "epochs", "scaling", "windows", "partitioners", "engines"]
-# Specs that may legitimately be absent (documented in the README): peer systems need their
-# own installs, and 16-core runs need a machine that is not always available.
-OPTIONAL_SPECS = ["peers", "scaling16"]
+# Specs the paper's evaluation rests on (experiments/<spec>.toml): without their results the
+# notebook run fails.
+CORE_SPECS = ["latency", "epoch", "scaling", "windows", "partitioners", "engines"]
+# Specs that may legitimately be absent (documented in the README): the peer systems need their
+# own installations, and `<core spec>-16core` needs a 16-core machine that is not always lent.
+PEERS = "peers"
+SIXTEEN = "-16core"
 
-# The figures each notebook must produce (base names in paper/figures, without extension).
-FIGURES_BY_SPEC = {
-    "latency": ["latency-ccdf", "latency-vs-rate"],
-    "epochs": ["epochs-tradeoff"],
-    "scaling": ["scaling-throughput"],
-    "windows": ["windows-kinds"],
-    "partitioners": ["partitioners"],
-    "engines": ["engines"],
-    "peers": ["peers"],
-    "scaling16": ["scaling16-throughput"],
+# The figures of each spec, as `<spec>-<kind>` (PDF and PNG in paper/figures/).
+FIGURE_KINDS = {
+    "latency": ["ccdf", "vs-rate"],
+    "epoch": ["tradeoff"],
+    "scaling": ["throughput"],
+    "windows": ["kinds"],
+    "partitioners": ["throughput"],
+    "engines": ["throughput"],
+    "peers": ["throughput"],
 }
+
+
+def base_spec(spec: str) -> str:
+    """`latency-16core` -> `latency`."""
+    return spec[: -len(SIXTEEN)] if spec.endswith(SIXTEEN) else spec
+
+
+def expected_figures(spec: str) -> list[str]:
+    """Base names of the figures a spec's notebook draws."""
+    return [f"{spec}-{k}" for k in FIGURE_KINDS[base_spec(spec)]]
 
 
 class MissingResults(FileNotFoundError):
@@ -90,7 +104,11 @@ def spec_dir(spec: str) -> Path:
 
 
 def is_optional(spec: str) -> bool:
-    return spec in OPTIONAL_SPECS
+    return spec == PEERS or spec.endswith(SIXTEEN)
+
+
+def has_results(spec: str) -> bool:
+    return (spec_dir(spec) / "runs.jsonl").is_file()
 
 
 def load_runs(spec: str) -> pd.DataFrame | None:
@@ -126,6 +144,7 @@ def load_runs(spec: str) -> pd.DataFrame | None:
         ]
     else:
         df["hlog_path"] = None
+    df["epoch_ms"] = df["epoch_ns"].astype(float) / 1e6
     if "repetition" not in df.columns:
         df["repetition"] = 0
     df["job"] = [
@@ -135,9 +154,16 @@ def load_runs(spec: str) -> pd.DataFrame | None:
 
 
 def load_machine(spec: str) -> dict:
-    """machine.json of a spec ({} when absent)."""
+    """machine.json of a spec ({} when absent), with `cores` (usable cores) and `memory_gib`
+    filled in from whichever fields the sweep wrote."""
     path = spec_dir(spec) / "machine.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    m = json.loads(path.read_text()) if path.is_file() else {}
+    if m:
+        m.setdefault("cores", m.get("cores_available") or m.get("cores_cpuinfo") or "?")
+        mem = m.get("memory_bytes", m.get("memory"))
+        if isinstance(mem, (int, float)) and mem > 0:
+            m.setdefault("memory_gib", mem / 2**30)
+    return m
 
 
 def point_columns(df: pd.DataFrame) -> list[str]:
@@ -175,11 +201,12 @@ def label(df: pd.DataFrame) -> pd.Series:
 def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Median over repetitions, with min and max of achieved rate and p99, per group."""
     g = df.groupby(by, dropna=False)
+    extra = {} if "offered" in by else {"offered": ("offered", "first")}
     out = g.agg(
         achieved=("achieved", "median"),
         achieved_min=("achieved", "min"),
         achieved_max=("achieved", "max"),
-        offered=("offered", "first"),
+        **extra,
         p50_ms=("p50_ms", "median"),
         p90_ms=("p90_ms", "median"),
         p99_ms=("p99_ms", "median"),
@@ -195,19 +222,42 @@ def summarize(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------- HdrHistogram interval logs
 
 
+_V2_ENCODING = 0x1C849303
+_V2_COMPRESSED = 0x1C849304
+
+
+def _compressed_b64(b64: str) -> bytes:
+    """A histogram of a log line as base64 of the compressed V2 encoding (what `hdrh` decodes);
+    an uncompressed V2 encoding (also valid in interval logs) is deflated here first."""
+    raw = base64.b64decode(b64)
+    (cookie,) = struct.unpack(">I", raw[:4])
+    if cookie & ~0xF0 == _V2_ENCODING:
+        z = zlib.compress(raw)
+        raw = struct.pack(">II", _V2_COMPRESSED | 0x10, len(z)) + z
+    elif cookie & ~0xF0 != _V2_COMPRESSED:
+        raise ValueError(f"not an HdrHistogram V2 encoding (cookie {cookie:#x})")
+    return base64.b64encode(raw)
+
+
 def read_hlog(path: str | Path):
-    """Merge every interval histogram of an HdrHistogram log into one histogram (ns)."""
+    """Merge every interval histogram of an HdrHistogram interval log into one histogram (ns).
+
+    Reads the standard log format: `#` comment and header lines, an optional CSV legend line,
+    then `[Tag=...,]start,length,max,histogram` lines with base64 V2 histograms.
+    """
     from hdrh.histogram import HdrHistogram
-    from hdrh.log import HistogramLogReader
 
     total = HdrHistogram(1, 3_600_000_000_000, 3)
-    reader = HistogramLogReader(str(path), total)
-    while True:
-        h = reader.get_next_interval_histogram()
-        if h is None:
-            break
-        total.add(h)
-    reader.close()
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or line.startswith('"StartTimestamp"'):
+            continue
+        fields = line.split(",")
+        if fields[0].startswith("Tag="):
+            fields = fields[1:]
+        if len(fields) != 4:
+            raise ValueError(f"{path}: not an interval log line: {line[:60]}")
+        total.add(HdrHistogram.decode(_compressed_b64(fields[3])))
     return total
 
 
@@ -254,6 +304,7 @@ def style():
             "grid.alpha": 0.3,
             "legend.fontsize": 7,
             "savefig.bbox": "tight",
+            "figure.constrained_layout.use": True,
         }
     )
     return plt
@@ -292,49 +343,92 @@ def throughput_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def latency_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs that measure latency: open-loop ones when the spec has them, else all."""
+    """Runs that measure latency: open-loop ones when the spec has them, else all; runs without
+    a latency sample (an epoch longer than the measured part) are left out, with a note."""
     opened = df[~df["closed_loop"]]
-    return opened if len(opened) else df
+    rows = opened if len(opened) else df
+    empty = rows[rows["samples"] == 0]
+    if len(empty):
+        print(f"NOTE: {len(empty)} run(s) without latency samples left out: "
+              + "; ".join(sorted(set(label(df).loc[empty.index]))))
+    return rows[rows["samples"] > 0]
 
 
-def bar_panels(df: pd.DataFrame, x: str, hue: str | None, spec: str, name: str, title: str):
-    """Two panels, throughput (median over repetitions, min-max whiskers) and p99 latency,
-    as grouped bars: one group per value of `x`, one bar per value of `hue`."""
+def config(df: pd.DataFrame) -> pd.Series:
+    """`engine` plus `, N workers` where the worker count varies: one line per configuration."""
+    engine = df["engine"].astype(str)
+    if df["workers"].nunique() > 1:
+        return engine + ", " + df["workers"].astype(str) + " workers"
+    return engine
+
+
+def load_label(df: pd.DataFrame) -> pd.Series:
+    """`closed loop` or the offered rate (`4M/s`)."""
+    return df["offered"].map(lambda r: "closed loop" if pd.isna(r) else f"{rate_fmt(r)}/s")
+
+
+def _bars(ax, s: pd.DataFrame, x: str, hue: str | None, col: str, lo: str, hi: str, scale: float):
+    xs = sorted(s[x].astype(str).unique(), key=_natural)
+    hs = sorted(s[hue].astype(str).unique(), key=_natural) if hue else [None]
+    width = 0.8 / len(hs)
+    for i, h in enumerate(hs):
+        part = s if h is None else s[s[hue].astype(str) == h]
+        vals, errs = [], [[], []]
+        for xv in xs:
+            r = part[part[x].astype(str) == xv]
+            v = r[col].iloc[0] * scale if len(r) else np.nan
+            vals.append(v)
+            errs[0].append(v - r[lo].iloc[0] * scale if len(r) else 0)
+            errs[1].append(r[hi].iloc[0] * scale - v if len(r) else 0)
+        pos = np.arange(len(xs)) + (i - (len(hs) - 1) / 2) * width
+        ax.bar(pos, vals, width, yerr=errs, capsize=2, label=h)
+    ax.set_xticks(np.arange(len(xs)))
+    ax.set_xticklabels(xs, rotation=20, ha="right")
+    ax.set_xlabel(x.replace("point_", ""))
+    if hue and len(hs) > 1:
+        ax.legend(title=hue.replace("point_", "").replace("_", " "))
+
+
+def bar_panels(df: pd.DataFrame, x: str, hue: str | None, spec: str, name: str, title: str,
+               log: bool = False):
+    """Grouped bars, one group per value of `x`, one bar per value of `hue`, medians over
+    repetitions with min-max whiskers. Left: throughput of the closed-loop runs. Right: p99
+    latency of the open-loop runs, one bar per `hue` and offered rate. A panel without runs
+    (no closed-loop runs, or no latency measured) is left out."""
     plt = style()
-    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.0))
-    panels = [
-        (axes[0], throughput_rows(df), "achieved", "achieved_min", "achieved_max", 1e-6,
-         "throughput (M events/s)"),
-        (axes[1], latency_rows(df), "p99_ms", "p99_min", "p99_max", 1.0, "p99 latency (ms)"),
-    ]
-    for ax, rows, col, lo, hi, scale, ylabel in panels:
-        by = [x] + ([hue] if hue else [])
-        s = summarize(rows, by)
-        xs = sorted(s[x].astype(str).unique(), key=_natural)
-        hs = sorted(s[hue].astype(str).unique(), key=_natural) if hue else [None]
-        width = 0.8 / len(hs)
-        for i, h in enumerate(hs):
-            part = s if h is None else s[s[hue].astype(str) == h]
-            vals, errs = [], [[], []]
-            for xv in xs:
-                r = part[part[x].astype(str) == xv]
-                if len(r):
-                    v = r[col].iloc[0] * scale
-                    vals.append(v)
-                    errs[0].append(v - r[lo].iloc[0] * scale)
-                    errs[1].append(r[hi].iloc[0] * scale - v)
-                else:
-                    vals.append(np.nan)
-                    errs[0].append(0)
-                    errs[1].append(0)
-            pos = np.arange(len(xs)) + (i - (len(hs) - 1) / 2) * width
-            ax.bar(pos, vals, width, yerr=errs, capsize=2, label=h)
-        ax.set_xticks(np.arange(len(xs)))
-        ax.set_xticklabels(xs, rotation=20, ha="right")
-        ax.set_ylabel(ylabel)
-        ax.set_xlabel(x.replace("point_", ""))
-        if hue and len(hs) > 1:
-            ax.legend(title=hue.replace("point_", ""))
+    df = df.copy()
+    closed = df[df["closed_loop"]]
+    opened = latency_rows(df[~df["closed_loop"]]) if (~df["closed_loop"]).any() else df.iloc[0:0]
+    if closed.empty and opened.empty:
+        closed = df
+    panels = []
+    if len(closed):
+        panels.append(("thr", closed))
+    if len(opened):
+        opened = opened.copy()
+        rates = load_label(opened)
+        if hue:
+            opened["_hue"] = opened[hue].astype(str) + (", " + rates if rates.nunique() > 1 else "")
+        else:
+            opened["_hue"] = rates
+        panels.append(("lat", opened))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (kind, rows) in zip(axes[0], panels):
+        if kind == "thr":
+            s = summarize(rows, [c for c in [x, hue] if c])
+            _bars(ax, s, x, hue, "achieved", "achieved_min", "achieved_max", 1e-6)
+            ax.set_ylabel("throughput, closed loop (M events/s)")
+            if log:
+                ax.set_yscale("log")
+        else:
+            h = "_hue" if rows["_hue"].nunique() > 1 else None
+            s = summarize(rows, [c for c in [x, h] if c])
+            _bars(ax, s, x, h, "p99_ms", "p99_min", "p99_max", 1.0)
+            ax.set_ylabel("p99 epoch latency, open loop (ms)")
+            if h:
+                ax.get_legend().set_title(
+                    (hue.replace("point_", "") + ", " if hue else "") + "offered rate"
+                )
     fig.suptitle(f"{title} (spec: {spec})")
     save(fig, name, spec)
     return fig
@@ -342,4 +436,68 @@ def bar_panels(df: pd.DataFrame, x: str, hue: str | None, spec: str, name: str, 
 
 def _natural(s: str):
     """Sort key that orders `q11` after `q7` and `16` after `2`."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(s))]
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(s)))
+
+
+# The grid parameter the partitioners spec compares (first present that varies).
+
+PARTITIONERS_X = ["partitioner", "partition"]
+
+# Grid parameters that are not configurations to compare (load, run length, seeds).
+_NOT_GROUPS = {"point_rate", "point_duration", "point_warmup", "point_seed", "point_pool"}
+
+
+def main_parameter(df: pd.DataFrame, names: list[str]) -> str:
+    """The parameter a spec compares: the first of `names` that varies, else the first varying
+    grid parameter that is not load or run length, else the job (workload and query)."""
+    for n in names:
+        c = f"point_{n}"
+        if c in df.columns and df[c].astype(str).nunique() > 1:
+            return c
+    rest = [c for c in varying(df) if c not in _NOT_GROUPS]
+    return rest[0] if rest else "job"
+
+
+def second_parameter(df: pd.DataFrame, x: str) -> str | None:
+    """Another compared parameter besides `x` (bars within a group), or None."""
+    same_job = {"job", "point_workload", "point_query"}
+    cand = [c for c in varying(df) if c not in _NOT_GROUPS and c != x and c not in same_job]
+    if x not in same_job and df["job"].nunique() > 1:
+        cand.insert(0, "job")
+    return cand[0] if cand else None
+
+
+def rate_label(df: pd.DataFrame) -> pd.Series:
+    """`4M events/s` or `closed loop`, plus the engine and worker count where they vary."""
+    out = df["offered"].map(lambda r: "closed loop" if pd.isna(r) else f"{rate_fmt(r)} events/s")
+    if df["engine"].nunique() > 1:
+        out = out + ", " + df["engine"].astype(str)
+    if df["workers"].nunique() > 1:
+        out = out + ", " + df["workers"].astype(str) + " workers"
+    return out
+
+
+# The window kind of each job of the windows spec, and the flag that sizes it.
+WINDOW_KIND = {
+    "ysb": ("tumbling", "window"),
+    "nexmark q7": ("tumbling", "window"),
+    "nexmark q5": ("sliding", "slide"),
+    "nexmark q11": ("session", "gap"),
+}
+
+
+def window_configs(df: pd.DataFrame) -> pd.DataFrame:
+    """Adds `kind` (tumbling, sliding, session), `size_flag` (window, slide or gap), `size`
+    (its value as written in the spec), `size_ms` and `series` (`ysb, tumbling`) per run."""
+    df = df.copy()
+    kinds, flags, sizes = [], [], []
+    for _, r in df.iterrows():
+        kind, flag = WINDOW_KIND.get(r["job"], ("?", "window"))
+        value = r.get(f"point_{flag}")
+        kinds.append(kind)
+        flags.append(flag)
+        sizes.append(value if isinstance(value, str) else None)
+    df["kind"], df["size_flag"], df["size"] = kinds, flags, sizes
+    df["size_ms"] = [parse_duration_ns(v) / 1e6 if v else np.nan for v in df["size"]]
+    df["series"] = df["job"] + " (" + df["kind"] + ", " + df["size_flag"] + ")"
+    return df

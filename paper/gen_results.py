@@ -2,7 +2,7 @@
 computed from experiments/results/ (never typed by hand).
 
 Run by notebooks/run.sh after the notebooks, and by `make -C paper`. Fails (exit 1) when a core
-spec has no results; optional specs (peers, scaling16) set \\ifpeers / \\ifsixteen to false.
+spec has no results; optional specs (peers, <spec>-16core) set \\ifpeers / \\ifsixteen to false.
 """
 
 from __future__ import annotations
@@ -73,18 +73,20 @@ def machine(m: Macros):
     info = tr.load_machine("latency")
     m.add("MachineCores", str(info.get("cores", "?")), "latency/machine.json")
     m.add("MachineCPU", tex_escape(info.get("cpu_model", "unknown CPU")), "latency/machine.json")
-    mem = info.get("memory", "?")
-    if isinstance(mem, (int, float)):
-        mem = f"{mem / 2**30:.0f}\\,GiB" if mem > 2**20 else f"{mem}"
-    m.add("MachineMemory", tex_escape(mem) if "\\" not in str(mem) else mem, "latency/machine.json")
+    gib = info.get("memory_gib")
+    m.add("MachineMemory", f"{gib:.0f}\\,GiB" if gib else "unknown memory", "latency/machine.json")
 
 
 def latency(m: Macros):
     df = tr.latency_rows(tr.load_runs("latency"))
-    s = tr.summarize(df, ["offered"]).sort_values("offered")
-    low, high = s.iloc[0], s.iloc[-1]
     src = "spec latency"
+    all_s = tr.summarize(df, ["engine", "workers", "offered"]).sort_values(["engine", "offered"])
+    engine = df[df.engine != "baseline"]
+    engine = engine[engine.workers == engine.workers.min()]
+    s = tr.summarize(engine, ["offered"]).sort_values("offered")
+    low, high = s.iloc[0], s.iloc[-1]
     m.add("LatRuns", str(len(df)), src)
+    m.add("LatWorkers", str(int(engine.workers.min())), src)
     m.add("LatRateLow", rate(low.offered), src)
     m.add("LatRateHigh", rate(high.offered), src)
     m.add("LatPFiftyLow", lat(low.p50_ms), src)
@@ -92,50 +94,61 @@ def latency(m: Macros):
     m.add("LatPNinetyNineNineLow", lat(low.p999_ms), src)
     m.add("LatPFiftyHigh", lat(high.p50_ms), src)
     m.add("LatPNinetyNineHigh", lat(high.p99_ms), src)
-    ok = s[(s.p99_ms <= SUSTAIN_P99_MS) & (s.achieved >= 0.99 * s.offered)]
     m.add("LatBound", lat(SUSTAIN_P99_MS), src)
-    if len(ok):
-        best = ok.iloc[-1]
-        m.add("LatSustained", rate(best.offered), src)
-        m.add("LatSustainedPNinetyNine", lat(best.p99_ms), src)
-    else:
-        m.add("LatSustained", "none of the offered rates", src)
-        m.add("LatSustainedPNinetyNine", "--", src)
+
+    def sustained(summary, prefix):
+        ok = summary[(summary.p99_ms <= SUSTAIN_P99_MS) & (summary.achieved >= 0.99 * summary.offered)]
+        if len(ok):
+            best = ok.sort_values("offered").iloc[-1]
+            m.add(f"{prefix}Sustained", rate(best.offered), src)
+            m.add(f"{prefix}SustainedPNinetyNine", lat(best.p99_ms), src)
+        else:
+            m.add(f"{prefix}Sustained", "none of the offered rates", src)
+            m.add(f"{prefix}SustainedPNinetyNine", "--", src)
+
+    sustained(s, "Lat")
+    base = df[df.engine == "baseline"]
+    sustained(tr.summarize(base, ["offered"]) if len(base) else s.iloc[0:0], "LatBase")
     m.table(
         "LatencyTable",
         [
-            [rate(r.offered), rate(r.achieved), lat(r.p50_ms), lat(r.p99_ms), lat(r.p999_ms),
-             lat(r.max_ms), str(r.runs)]
-            for r in s.itertuples()
+            [r.engine, str(r.workers), rate(r.offered), rate(r.achieved), lat(r.p50_ms),
+             lat(r.p99_ms), lat(r.p999_ms), lat(r.max_ms), str(r.runs)]
+            for r in all_s.itertuples()
         ],
         src,
     )
 
 
-def epochs(m: Macros):
-    df = tr.load_runs("epochs")
-    src = "spec epochs"
-    latr = tr.summarize(tr.latency_rows(df), ["epoch_ns"]).sort_values("epoch_ns")
-    thr = tr.summarize(tr.throughput_rows(df), ["epoch_ns"]).sort_values("epoch_ns")
-    m.add("EpochMin", dur_ns(latr.epoch_ns.iloc[0]), src)
-    m.add("EpochMax", dur_ns(latr.epoch_ns.iloc[-1]), src)
-    m.add("EpochPFiftyMin", lat(latr.p50_ms.iloc[0]), src)
-    m.add("EpochPFiftyMax", lat(latr.p50_ms.iloc[-1]), src)
-    m.add("EpochPNinetyNineMin", lat(latr.p99_ms.iloc[0]), src)
-    m.add("EpochPNinetyNineMax", lat(latr.p99_ms.iloc[-1]), src)
-    m.add("EpochThrMin", rate(thr.achieved.iloc[0]), src)
-    m.add("EpochThrMax", rate(thr.achieved.iloc[-1]), src)
-    m.add("EpochThrGain", ratio(thr.achieved.iloc[-1] / thr.achieved.iloc[0]), src)
-    both = latr.merge(thr[["epoch_ns", "achieved"]], on="epoch_ns", suffixes=("_open", "_thr"))
-    m.table(
-        "EpochTable",
-        [
-            [dur_ns(r.epoch_ns), rate(r.achieved_thr), lat(r.p50_ms), lat(r.p99_ms),
-             lat(r.p999_ms)]
-            for r in both.itertuples()
-        ],
-        src,
-    )
+def epoch(m: Macros):
+    df = tr.load_runs("epoch")
+    src = "spec epoch"
+    allruns = tr.summarize(df, ["offered", "epoch_ns"])
+    latr = tr.summarize(tr.latency_rows(df), ["offered", "epoch_ns"])
+    both = allruns.merge(latr[["offered", "epoch_ns", "runs"]], on=["offered", "epoch_ns"],
+                         how="left", suffixes=("", "_lat"))
+    m.add("EpochMin", dur_ns(df.epoch_ns.min()), src)
+    m.add("EpochMax", dur_ns(df.epoch_ns.max()), src)
+    low_rate = latr.offered.min()
+    low = latr[latr.offered == low_rate].sort_values("epoch_ns")
+    m.add("EpochRateLow", rate(low_rate), src)
+    m.add("EpochMaxMeasured", dur_ns(low.epoch_ns.iloc[-1]), src)
+    m.add("EpochPFiftyMin", lat(low.p50_ms.iloc[0]), src)
+    m.add("EpochPFiftyMax", lat(low.p50_ms.iloc[-1]), src)
+    m.add("EpochPNinetyNineMin", lat(low.p99_ms.iloc[0]), src)
+    m.add("EpochPNinetyNineMax", lat(low.p99_ms.iloc[-1]), src)
+    high_rate = allruns.offered.max()
+    high = allruns[allruns.offered == high_rate].sort_values("epoch_ns")
+    m.add("EpochRateHigh", rate(high_rate), src)
+    m.add("EpochAchievedMin", rate(high.achieved.iloc[0]), src)
+    m.add("EpochAchievedMax", rate(high.achieved.iloc[-1]), src)
+    rows = []
+    for r in both.sort_values(["offered", "epoch_ns"]).itertuples():
+        measured = r.epoch_ns in set(latr[latr.offered == r.offered].epoch_ns)
+        q = latr[(latr.offered == r.offered) & (latr.epoch_ns == r.epoch_ns)]
+        cells = [lat(q.p50_ms.iloc[0]), lat(q.p99_ms.iloc[0]), lat(q.p999_ms.iloc[0])] if measured else ["--"] * 3
+        rows.append([rate(r.offered), dur_ns(r.epoch_ns), rate(r.achieved)] + cells)
+    m.table("EpochTable", rows, src)
 
 
 def scaling(m: Macros, spec: str, prefix: str):
@@ -168,28 +181,70 @@ def scaling(m: Macros, spec: str, prefix: str):
     return True
 
 
-def bars(m: Macros, spec: str, name: str, x_names: list[str]):
-    """A table: one row per configuration of the spec's main parameter (and engine/job)."""
+def bars(m: Macros, spec: str, name: str, x_of, hue_of) -> bool:
+    """A table with one row per compared configuration and load (closed loop or offered rate),
+    as in the spec's notebook figure: `x_of(df)` and `hue_of(df, x)` pick the parameters."""
     df = tr.load_runs(spec)
     if df is None:
         return False
     src = f"spec {spec}"
-    x = tr.find_point(df, *x_names) or "job"
-    by = [c for c in dict.fromkeys(["job", "engine", x]) if df[c].astype(str).nunique() > 1 or c == x]
-    thr = tr.summarize(tr.throughput_rows(df), by)
-    latr = tr.summarize(tr.latency_rows(df), by)
-    both = thr.merge(latr, on=by, suffixes=("_thr", "_lat"))
+    x = x_of(df)
+    hue = hue_of(df, x)
+    df["load"] = df["offered"].map(lambda r: "closed loop" if r != r else rate(r))
+    by = [c for c in [x, hue] if c] + ["load"]
+    s = tr.summarize(df, by)
+    s = s.sort_values(by, key=lambda c: c.map(lambda v: tr._natural(str(v))))
     rows = []
-    for r in both.sort_values(by, key=lambda c: c.map(lambda v: tr._natural(str(v)))).itertuples():
-        d = r._asdict()
+    for _, r in s.iterrows():
+        measured = r["load"] != "closed loop" and r["p50_ms"] > 0
         rows.append(
-            [tex_escape(d[c]) for c in by]
-            + [rate(d["achieved_thr"]), lat(d["p50_ms_lat"]), lat(d["p99_ms_lat"])]
+            [tex_escape(r[c]) for c in by[:-1]]
+            + [r["load"], rate(r["achieved"])]
+            + ([lat(r["p50_ms"]), lat(r["p99_ms"])] if measured else ["--", "--"])
         )
-    m.add(f"{name}Columns", "l" * len(by) + "rrr", src)
-    m.add(f"{name}Header", " & ".join(tex_escape(c.replace("point_", "")) for c in by), src)
+    m.add(f"{name}Columns", "l" * (len(by) - 1) + "rrrr", src)
+    m.add(f"{name}Header", " & ".join(tex_escape(c.replace("point_", "")) for c in by[:-1]), src)
     m.table(f"{name}Table", rows, src)
     return True
+
+
+def windows(m: Macros):
+    df = tr.window_configs(tr.latency_rows(tr.load_runs("windows")))
+    src = "spec windows"
+    s = tr.summarize(df, ["job", "kind", "size_flag", "size_ms", "size"])
+    s = s.sort_values(["job", "size_ms"], key=lambda c: c.map(lambda v: tr._natural(str(v))))
+    m.table(
+        "WindowsTable",
+        [
+            [tex_escape(r.job), r.kind, f"{r.size_flag} {r.size}", rate(r.offered),
+             rate(r.achieved), lat(r.p50_ms), lat(r.p99_ms)]
+            for r in s.itertuples()
+        ],
+        src,
+    )
+
+
+def sixteen(m: Macros):
+    """\\SixteenFigures: a figure for each 16-core spec with results; \\ifsixteen."""
+    figs = []
+    for spec in tr.CORE_SPECS:
+        spec16 = spec + tr.SIXTEEN
+        if not tr.has_results(spec16):
+            continue
+        cores = tr.load_machine(spec16).get("cores", "?")
+        for fig in tr.expected_figures(spec16):
+            figs.append(
+                f"\\specfig{{{fig}}}{{0.9}}{{As Figure~\\ref{{fig:{fig.replace(tr.SIXTEEN, '')}}}, "
+                f"on a {cores}-core machine (spec \\texttt{{{spec16}}}).}}"
+            )
+    m.raw("\\newif\\ifsixteen")
+    m.lines.append("\\newcommand{\\SixteenFigures}{%\n" + "\n".join(figs) + "}")
+    if figs:
+        m.raw("\\sixteentrue")
+    if scaling(m, "scaling" + tr.SIXTEEN, "Sixteen"):
+        m.raw("\\newif\\ifsixteenscaling\\sixteenscalingtrue")
+    else:
+        m.raw("\\newif\\ifsixteenscaling")
 
 
 def main() -> int:
@@ -197,19 +252,20 @@ def main() -> int:
     try:
         machine(m)
         latency(m)
-        epochs(m)
+        epoch(m)
         scaling(m, "scaling", "Scaling")
-        bars(m, "windows", "Windows", ["window", "kind", "windows"])
-        bars(m, "partitioners", "Partitioners", ["partitioner", "partition"])
-        bars(m, "engines", "Engines", ["engine"])
+        windows(m)
+        bars(m, "partitioners", "Partitioners",
+             lambda df: tr.main_parameter(df, tr.PARTITIONERS_X), tr.second_parameter)
+        bars(m, "engines", "Engines",
+             lambda df: "point_engine" if "point_engine" in df.columns else "engine",
+             tr.second_parameter)
     except tr.MissingResults as e:
         print(f"gen_results: {e}", file=sys.stderr)
         return 1
-    m.raw("\\newif\\ifsixteen")
-    if scaling(m, "scaling16", "Sixteen"):
-        m.raw("\\sixteentrue")
+    sixteen(m)
     m.raw("\\newif\\ifpeers")
-    if bars(m, "peers", "Peers", ["engine"]):
+    if bars(m, "peers", "Peers", lambda df: "engine", lambda df, x: "workers"):
         m.raw("\\peerstrue")
     OUT.write_text("\n".join(m.lines) + "\n")
     print(f"wrote {OUT}")
