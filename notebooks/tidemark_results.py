@@ -343,15 +343,37 @@ def throughput_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def latency_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Runs that measure latency: open-loop ones when the spec has them, else all; runs without
-    a latency sample (an epoch longer than the measured part) are left out, with a note."""
+    """Runs that measure latency: open-loop ones when the spec has them, else all.
+
+    A run without a single latency sample has one of two reasons. If its epoch is at least as
+    long as the measured part, nothing could be measured: it is left out, with a note. Otherwise
+    no epoch completed while events kept arriving: the system fell behind, so its latency is
+    unbounded and is set to infinity (medians then show the overload instead of hiding it;
+    figures mark such points, tables print them as such)."""
     opened = df[~df["closed_loop"]]
-    rows = opened if len(opened) else df
-    empty = rows[rows["samples"] == 0]
-    if len(empty):
-        print(f"NOTE: {len(empty)} run(s) without latency samples left out: "
-              + "; ".join(sorted(set(label(df).loc[empty.index]))))
-    return rows[rows["samples"] > 0]
+    rows = (opened if len(opened) else df).copy()
+    empty = rows["samples"] == 0
+    unmeasurable = empty & (rows["epoch_ns"] >= rows["duration_s"] * 1e9)
+    if unmeasurable.any():
+        print(f"NOTE: {int(unmeasurable.sum())} run(s) with an epoch as long as the measured part "
+              "left out: " + "; ".join(sorted(set(label(df).loc[rows.index[unmeasurable]]))))
+    overloaded = empty & ~unmeasurable
+    if overloaded.any():
+        print(f"NOTE: {int(overloaded.sum())} run(s) completed no epoch (overloaded): latency "
+              "unbounded: " + "; ".join(sorted(set(label(df).loc[rows.index[overloaded]]))))
+        for q in ["p50", "p90", "p99", "p999", "max"]:
+            rows.loc[overloaded, f"{q}_ms"] = np.inf
+    return rows[~unmeasurable]
+
+
+def mark_unbounded(ax, x, y, **kw):
+    """Mark points whose latency is unbounded (inf) at the top of a log-scale latency axis."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    inf = np.isinf(y)
+    if inf.any():
+        ax.plot(x[inf], np.full(inf.sum(), 1.0), marker="x", ls="none", ms=6,
+                transform=ax.get_xaxis_transform(), clip_on=False, **kw)
+    return inf.any()
 
 
 def config(df: pd.DataFrame) -> pd.Series:
@@ -377,11 +399,17 @@ def _bars(ax, s: pd.DataFrame, x: str, hue: str | None, col: str, lo: str, hi: s
         for xv in xs:
             r = part[part[x].astype(str) == xv]
             v = r[col].iloc[0] * scale if len(r) else np.nan
-            vals.append(v)
-            errs[0].append(v - r[lo].iloc[0] * scale if len(r) else 0)
-            errs[1].append(r[hi].iloc[0] * scale - v if len(r) else 0)
+            ok = np.isfinite(v) and np.isfinite(r[hi].iloc[0]) if len(r) else False
+            vals.append(v if np.isfinite(v) else np.nan)
+            errs[0].append(v - r[lo].iloc[0] * scale if ok else 0)
+            errs[1].append(r[hi].iloc[0] * scale - v if ok else 0)
         pos = np.arange(len(xs)) + (i - (len(hs) - 1) / 2) * width
         ax.bar(pos, vals, width, yerr=errs, capsize=2, label=h)
+        for p, xv in zip(pos, xs):
+            r = part[part[x].astype(str) == xv]
+            if len(r) and np.isinf(r[col].iloc[0]):
+                ax.annotate("no epoch\ncompleted", (p, 0), ha="center", va="bottom", fontsize=6,
+                            rotation=90)
     ax.set_xticks(np.arange(len(xs)))
     ax.set_xticklabels(xs, rotation=20, ha="right")
     ax.set_xlabel(x.replace("point_", ""))

@@ -27,7 +27,9 @@ def rate(x: float) -> str:
 
 
 def lat(ms: float) -> str:
-    """A latency for text, in the unit that reads best."""
+    """A latency for text, in the unit that reads best (unbounded: no epoch completed)."""
+    if ms == float("inf"):
+        return "unbounded"
     if ms < 1:
         return f"{ms * 1e3:.3g}\\,\\textmu s"
     if ms < 1000:
