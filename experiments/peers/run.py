@@ -292,7 +292,7 @@ def main() -> None:
                     "command": f"python flink_ysb.py {n}|{2 * n} {wn} query",
                     "logs": [small[2]["log"], large[2]["log"]],
                 }
-                if args.flink_generator:
+                if args.flink_generator and rep == 0:
                     g1, g2 = run_flink(n, wn, "generator"), run_flink(2 * n, wn, "generator")
                     extra["generator_rate"] = n / (g2[1] - g1[1]) / wn
                     extra["generator_note"] = "datagen -> blackhole alone, by the same difference, per worker"
