@@ -330,7 +330,7 @@ def save(fig, name: str, spec: str):
 def rate_fmt(x: float) -> str:
     """Events/s as `4M`, `250k`."""
     for div, suffix in [(1e9, "G"), (1e6, "M"), (1e3, "k")]:
-        if abs(x) >= div:
+        if abs(x) >= div * 0.9995:
             v = x / div
             return f"{v:.3g}{suffix}"
     return f"{x:.3g}"
