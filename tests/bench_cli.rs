@@ -194,3 +194,57 @@ fn bad_arguments_get_one_line_errors() {
         "single-threaded",
     );
 }
+
+#[test]
+fn every_partitioner_gives_a_report_and_its_own_config_hash() {
+    let dir = scratch("partitioners");
+    let mut hashes = std::collections::BTreeSet::new();
+    for workload in ["ysb", "wordcount"] {
+        for partitioner in ["hash", "range", "random"] {
+            let json = dir.join(format!("{workload}-{partitioner}.json"));
+            let out = bench(
+                &[
+                    &[
+                        workload,
+                        "--rate",
+                        "50k",
+                        "--workers",
+                        "2",
+                        "--partitioner",
+                        partitioner,
+                        "--json",
+                        json.to_str().unwrap(),
+                    ][..],
+                    &SHORT,
+                ]
+                .concat(),
+            );
+            assert!(
+                out.status.success(),
+                "{workload} {partitioner}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let r = report(&json);
+            assert!(
+                r["parameters"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("partitioner={partitioner}")),
+                "{r}"
+            );
+            assert_eq!(r["workers"], 2);
+            assert!(r["latency_ns"]["p99"].as_u64().is_some(), "{r}");
+            hashes.insert(r["config_hash"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        hashes.len(),
+        6,
+        "the partitioner is part of the configuration"
+    );
+    let out = bench(&[&["nexmark", "--partitioner", "range"][..], &SHORT].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--partitioner"));
+    let out = bench(&["ysb", "--partitioner", "modulo"]);
+    assert!(!out.status.success());
+}

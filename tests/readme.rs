@@ -31,6 +31,16 @@ fn readme_examples_run_and_produce_output() {
         dir.join("experiments/data/sample-events.csv"),
     )
     .unwrap();
+    for spec in std::fs::read_dir(root.join("experiments")).unwrap() {
+        let spec = spec.unwrap().path();
+        if spec.extension().is_some_and(|e| e == "toml") {
+            std::fs::copy(
+                &spec,
+                dir.join("experiments").join(spec.file_name().unwrap()),
+            )
+            .unwrap();
+        }
+    }
     let mut saw_late = false;
     for args in examples {
         let _ = std::fs::remove_file(dir.join("out.csv"));
@@ -41,6 +51,11 @@ fn readme_examples_run_and_produce_output() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {stderr}");
+        if args[0] == "sweep" {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains(" to run"), "{args:?}: {stdout}");
+            continue;
+        }
         if args[0] == "bench" {
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(
