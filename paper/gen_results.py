@@ -14,7 +14,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "notebooks"))
 import tidemark_results as tr  # noqa: E402
 
-OUT = HERE / "results.tex"
+# Beside the figures (paper/ unless TIDEMARK_FIGURES points elsewhere).
+OUT = tr.FIGURES.parent / "results.tex"
 SUSTAIN_P99_MS = 10.0  # the p99 bound of "sustainable" (as in `bench --find-sustainable`)
 
 
