@@ -7,17 +7,19 @@
 
 Creates `experiments/peers/.venv` (git-ignored) with the pinned peers from
 `experiments/peers/requirements.txt` on first use, then runs every engine at two sizes, N and
-2N events, on the same cores, and appends one harness-schema JSON line per engine and
-repetition to `OUT/runs.jsonl` (default `experiments/results/peers/`), plus `OUT/machine.json`.
+kN events (k = --factor, default 4), on the same cores, and appends one harness-schema JSON
+line per engine and repetition to `OUT/runs.jsonl` (default `experiments/results/peers/`), plus `OUT/machine.json`.
 
-Start-up is subtracted by difference: each engine runs N and 2N events as whole processes
+Start-up is subtracted by difference: each engine runs N and kN events as whole processes
 (JVM and mini-cluster, Python and Bytewax's cluster, or tidemark's pool generation and timely
-start); the throughput is N / (t(2N) - t(N)), so everything that does not grow with the input
-cancels. tidemark runs by duration, not by count, so its two durations are chosen (from a short
-calibration run) to give about N and 2N events, but at least 2 s and 4 s (at tens of M events/s
+start); the throughput is (k - 1) N / (t(kN) - t(N)), so everything that does not grow with the
+input cancels. (With k = 2 the variation of Flink's start-up on the loaded VM, about 10 s, was as
+large as the difference itself; k = 4 makes the difference three times the small run's work.)
+tidemark runs by duration, not by count, so its two durations are chosen (from a short
+calibration run) to give about N and kN events, but at least 2 s and 2k s (at tens of M events/s
 N takes a fraction of a second, too short to time a process), and the exact counts from its
-reports are used: (e2 - e1) / (t2 - t1). Its own harness rate (which excludes start-up by design) is kept beside
-it as `harness_achieved_rate`.
+reports are used: (e2 - e1) / (t2 - t1). Its own harness rate (which excludes start-up by
+design) is kept beside it as `harness_achieved_rate`.
 
 Not part of the test command: this downloads hundreds of MB and takes minutes.
 """
@@ -42,10 +44,12 @@ VENV = HERE / ".venv"
 REQUIREMENTS = HERE / "requirements.txt"
 
 METHOD = (
-    "start-up subtracted by difference: the engine runs N and 2N events as whole processes and "
-    "achieved_rate = (events(2N) - events(N)) / (wall(2N) - wall(N)); events and duration_s are "
-    "the differences. Closed loop (as fast as it goes), no latency measured. Numbers from a "
-    "noisy shared 2-core VM (other builds ran at the same time): compare ratios from one run."
+    "start-up subtracted by difference: the engine runs N and {k}N events (tidemark: durations of "
+    "at least 2 s and {k2} s) as whole processes, timed from outside, and achieved_rate = "
+    "(events({k}N) - events(N)) / (wall({k}N) - wall(N)); events and duration_s are the "
+    "differences. Closed loop (as fast as it goes), no latency measured. Numbers from a noisy "
+    "shared 2-core VM (other engineers' builds and tests ran at the same time): compare ratios "
+    "from one run."
 )
 
 
@@ -217,12 +221,39 @@ def row(engine: str, workers: int, small: tuple, large: tuple, repetition: int, 
         "spec": "peers",
         "point": {"engine": engine, "events": e1, "workers": workers},
         "repetition": repetition,
-        "method": METHOD,
+        "method": METHOD.format(k=args.factor, k2=2 * args.factor),
         "implementation": implementation,
         "sizes": [{"events": e1, "wall_s": round(t1, 3)}, {"events": e2, "wall_s": round(t2, 3)}],
     }
     report.update(extra)
     return report
+
+
+def summary(path: Path) -> str:
+    """A markdown table of runs.jsonl: median rate per engine and workers, and ratios to it."""
+    import statistics
+
+    groups: dict = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            groups.setdefault((r["engine"], r["point"]["workers"]), []).append(r)
+    order = {"timely": 0, "baseline": 1, "flink": 2, "bytewax": 3}
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 9), k[1]))
+    med = {k: statistics.median(r["achieved_rate"] for r in groups[k]) for k in keys}
+    timely = [k for k in keys if k[0] == "timely"]
+    head = "| engine | workers | N events | runs | M events/s (median; min-max) |"
+    head += "".join(f" timely {w}w / this |" for _, w in timely)
+    lines = [head, "|" + " --- |" * (5 + len(timely))]
+    for k in keys:
+        rates = [r["achieved_rate"] / 1e6 for r in groups[k]]
+        line = (
+            f"| {k[0]} | {k[1]} | {groups[k][0]['point']['events']:,} | {len(rates)} | "
+            f"{med[k] / 1e6:.3g} ({min(rates):.3g}-{max(rates):.3g}) |"
+        )
+        line += "".join(f" {med[t] / med[k]:.3g} |" for t in timely)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -231,6 +262,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000_000, help="N for tidemark, baseline and Flink")
     ap.add_argument("--bytewax-events", type=int, default=1_000_000, help="N for Bytewax (Python: slower)")
     ap.add_argument("--bytewax-processes", action="store_true", help="Bytewax workers as processes, not threads")
+    ap.add_argument("--factor", type=int, default=4, help="the large size is FACTOR x N (default 4)")
     ap.add_argument("--repetitions", type=int, default=1)
     ap.add_argument("--engines", default="timely,baseline,flink,bytewax")
     ap.add_argument(
@@ -242,7 +274,11 @@ def main() -> None:
     ap.add_argument("--tidemark", default=str(ROOT / "target" / "release" / "tidemark"))
     ap.add_argument("--git-rev", default=None, help="the revision the tidemark binary was built from (default: HEAD)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "peers"))
+    ap.add_argument("--summary", action="store_true", help="only print the table of OUT/runs.jsonl")
     args = ap.parse_args()
+    if args.summary:
+        print(summary(Path(args.out) / "runs.jsonl"))
+        return
     ensure_venv()
 
     out = Path(args.out)
@@ -258,7 +294,7 @@ def main() -> None:
         "apache-flink": sh([sys.executable, "-c", "import importlib.metadata as m; print(m.version('apache-flink'))"]),
         "bytewax": sh([sys.executable, "-c", "import importlib.metadata as m; print(m.version('bytewax'))"]),
     }
-    n, wn = args.events, args.workers
+    n, wn, k = args.events, args.workers, args.factor
     for rep in range(args.repetitions):
         rows = []
         todo = []
@@ -274,36 +310,36 @@ def main() -> None:
                 # Calibrate: a short run gives the rate, from which the two durations follow.
                 e, _, x = run_tidemark(binary, engine, 0.5, workers, args.seed)
                 rate = x["report"]["achieved_rate"]
-                # At least 2 s (shorter runs are all start-up and noise), at most 10 s (a slow
+                # At least 2 s (shorter runs are all start-up and noise), at most 5 s (a slow
                 # calibration must not make the run long).
-                d1 = min(10.0, max(2.0, n / rate))
+                d1 = min(5.0, max(2.0, n / rate))
                 small = run_tidemark(binary, engine, d1, workers, args.seed)
-                large = run_tidemark(binary, engine, 2 * d1, workers, args.seed)
+                large = run_tidemark(binary, engine, k * d1, workers, args.seed)
                 extra = {
                     "harness_achieved_rate": [small[2]["report"]["achieved_rate"], large[2]["report"]["achieved_rate"]],
                     "generator_rate": large[2]["report"]["generator_rate"],
-                    "command": f"{binary} bench ysb --rate max --engine {engine} --warmup 0s --duration {int(d1 * 1000)}ms|{int(2 * d1 * 1000)}ms"
+                    "command": f"{binary} bench ysb --rate max --engine {engine} --warmup 0s --duration {int(d1 * 1000)}ms|{int(k * d1 * 1000)}ms"
                     + (f" --workers {workers}" if engine == "timely" else ""),
                 }
             elif engine == "flink":
-                small, large = run_flink(n, wn), run_flink(2 * n, wn)
+                small, large = run_flink(n, wn), run_flink(k * n, wn)
                 extra = {
                     "peer_version": f"apache-flink {versions['apache-flink']}",
-                    "command": f"python flink_ysb.py {n}|{2 * n} {wn} query",
+                    "command": f"python flink_ysb.py {n}|{k * n} {wn} query",
                     "logs": [small[2]["log"], large[2]["log"]],
                 }
                 if args.flink_generator and rep == 0:
-                    g1, g2 = run_flink(n, wn, "generator"), run_flink(2 * n, wn, "generator")
-                    extra["generator_rate"] = n / (g2[1] - g1[1]) / wn
+                    g1, g2 = run_flink(n, wn, "generator"), run_flink(k * n, wn, "generator")
+                    extra["generator_rate"] = (k - 1) * n / (g2[1] - g1[1]) / wn
                     extra["generator_note"] = "datagen -> blackhole alone, by the same difference, per worker"
             elif engine == "bytewax":
                 m = args.bytewax_events
                 bp = args.bytewax_processes
-                small, large = run_bytewax(m, wn, bp), run_bytewax(2 * m, wn, bp)
+                small, large = run_bytewax(m, wn, bp), run_bytewax(k * m, wn, bp)
                 layout = f"-p {wn} -w 1" if bp else f"-w {wn}"
                 extra = {
                     "peer_version": f"bytewax {versions['bytewax']}",
-                    "command": f"YSB_EVENTS={m}|{2 * m} python -m bytewax.testing {layout} bytewax_ysb:flow",
+                    "command": f"YSB_EVENTS={m}|{k * m} python -m bytewax.testing {layout} bytewax_ysb:flow",
                     "bytewax_layout": "processes" if bp else "threads",
                     "processes": wn if bp else 1,
                     "workers": 1 if bp else wn,
@@ -311,13 +347,18 @@ def main() -> None:
                 }
             else:
                 raise SystemExit(f"unknown engine {engine}")
+            if large[1] <= small[1] or large[0] <= small[0]:
+                # The noise of start-up swallowed the difference: not a measurement.
+                print(f"[rep {rep}] {engine} workers={workers}: t(large) {large[1]:.2f}s <= "
+                      f"t(small) {small[1]:.2f}s, not recorded", file=sys.stderr, flush=True)
+                continue
             r = row(engine, workers, small, large, rep, args, extra)
             rows.append(r)
             with open(out / "runs.jsonl", "a") as f:
                 f.write(json.dumps(r) + "\n")
             print(
                 f"[rep {rep}] {engine:8} workers={workers} N={small[0]:>11} "
-                f"t(N)={small[1]:7.2f}s t(2N)={large[1]:7.2f}s -> {r['achieved_rate'] / 1e6:9.3f} M events/s",
+                f"t(N)={small[1]:7.2f}s t({k}N)={large[1]:7.2f}s -> {r['achieved_rate'] / 1e6:9.3f} M events/s",
                 file=sys.stderr,
                 flush=True,
             )
@@ -328,6 +369,7 @@ def main() -> None:
                     f"({peer['point']['workers']}) = {t['achieved_rate'] / peer['achieved_rate']:.2f}",
                     file=sys.stderr,
                 )
+    print(summary(out / "runs.jsonl"))
 
 
 if __name__ == "__main__":
