@@ -1,5 +1,5 @@
-//! Every workload's engine dataflow agrees with its single-threaded baseline on small inputs,
-//! under 1, 2 and 4 workers.
+//! Every workload's engine dataflow (and incremental view, where it has one) agrees with its
+//! single-threaded baseline on small inputs, under 1, 2 and 4 workers.
 
 use tidemark::harness::check;
 use tidemark::workloads::wordcount::WordCount;
@@ -17,6 +17,15 @@ fn agree<W: Workload>(workload: &W, count: usize, spacing_ns: u64, epoch_ns: u64
     for workers in [1, 2, 4] {
         let got = check::engine(workload, events.clone(), workers, epoch_ns);
         assert_eq!(got, expected, "{} with {workers} workers", workload.query());
+        if workload.has_incremental() {
+            let view = check::incremental(workload, events.clone(), workers, epoch_ns);
+            assert_eq!(
+                view,
+                expected,
+                "{} view, {workers} workers",
+                workload.query()
+            );
+        }
     }
     expected.len()
 }

@@ -41,6 +41,8 @@ pub enum EngineName {
     Timely,
     /// The hand-written single-threaded baseline (COST).
     Baseline,
+    /// The incremental view on differential dataflow (ysb; nexmark q3, q4, q6, q9).
+    Differential,
 }
 
 /// An offered rate: events per second, or `max` for a closed-loop run.
@@ -318,10 +320,18 @@ fn run_once<W: Workload>(
         intervals: true,
         inject_delay_ns: args.inject_delay,
         progress: progress && std::io::stderr().is_terminal(),
+        incremental: args.engine == EngineName::Differential,
     };
     let outcomes: Vec<WorkerOutcome> = match args.engine {
         EngineName::Baseline => vec![run_baseline(workload, &config)],
-        EngineName::Timely => {
+        EngineName::Timely | EngineName::Differential => {
+            if args.engine == EngineName::Differential && !workload.has_incremental() {
+                bail!(
+                    "{} {} has no incremental version (--engine differential runs ysb and nexmark q3, q4, q6, q9)",
+                    workload.name(),
+                    workload.query()
+                );
+            }
             let started = cluster.watchdog(std::time::Duration::from_millis(
                 args.cluster.connect_timeout,
             ));
@@ -351,9 +361,12 @@ fn run_once<W: Workload>(
     let engine = match args.engine {
         EngineName::Timely => "timely",
         EngineName::Baseline => "baseline",
+        EngineName::Differential => "differential",
     };
     let (workers, processes) = match args.engine {
-        EngineName::Timely => (args.cluster.workers, args.cluster.processes),
+        EngineName::Timely | EngineName::Differential => {
+            (args.cluster.workers, args.cluster.processes)
+        }
         EngineName::Baseline => (1, 1),
     };
     let description = format!(

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
@@ -33,6 +34,29 @@ pub fn engine<W: Workload>(
     workers: usize,
     epoch_ns: u64,
 ) -> Vec<W::Output> {
+    run(workload, events, workers, epoch_ns, false)
+}
+
+/// Runs `events` through the workload's incremental view on `workers` threads; returns the
+/// view's consolidated contents at the end (each row repeated by its count), sorted.
+///
+/// Panics if some row ends with a negative count: a view never retracts what it did not hold.
+pub fn incremental<W: Workload>(
+    workload: &W,
+    events: Vec<W::Event>,
+    workers: usize,
+    epoch_ns: u64,
+) -> Vec<W::Output> {
+    run(workload, events, workers, epoch_ns, true)
+}
+
+fn run<W: Workload>(
+    workload: &W,
+    events: Vec<W::Event>,
+    workers: usize,
+    epoch_ns: u64,
+    incremental: bool,
+) -> Vec<W::Output> {
     let events = Arc::new(events);
     let rows = Arc::new(Mutex::new(Vec::new()));
     let (sink, workload) = (Arc::clone(&rows), workload.clone());
@@ -42,9 +66,21 @@ pub fn engine<W: Workload>(
         let probe = ProbeHandle::new();
         let sink = Arc::clone(&sink);
         worker.dataflow::<u64, _, _>(|scope| {
-            workload
-                .dataflow(input.to_stream(scope))
-                .inspect(move |row| sink.lock().expect("no panics while held").push(row.clone()))
+            let events = input.to_stream(scope);
+            let updates = if incremental {
+                let view = workload
+                    .incremental(events)
+                    .expect("the workload has a view");
+                view.inner.map(|(row, _time, diff)| (row, diff))
+            } else {
+                workload.dataflow(events).map(|row| (row, 1))
+            };
+            updates
+                .inspect(move |update| {
+                    sink.lock()
+                        .expect("no panics while held")
+                        .push(update.clone())
+                })
                 .probe_with(&probe);
         });
         // Worker `index` sends events `index, index + peers, ...`, epoch by epoch.
@@ -58,8 +94,14 @@ pub fn engine<W: Workload>(
         while worker.step() {}
     })
     .expect("timely runs");
-    let mut rows = std::mem::take(&mut *rows.lock().expect("no poison"));
-    rows.sort();
+    let mut updates = std::mem::take(&mut *rows.lock().expect("no poison"));
+    updates.sort();
+    let mut rows = Vec::new();
+    for run in updates.chunk_by(|a, b| a.0 == b.0) {
+        let count: isize = run.iter().map(|(_, diff)| diff).sum();
+        assert!(count >= 0, "row {:?} has count {count}", run[0].0);
+        rows.extend(std::iter::repeat_n(run[0].0.clone(), count as usize));
+    }
     rows
 }
 

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Operator, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 use timely::synchronization::Barrier;
@@ -46,6 +47,8 @@ pub struct RunConfig {
     pub inject_delay_ns: u64,
     /// Show a progress bar (on one worker).
     pub progress: bool,
+    /// Run the workload's incremental (differential) version instead of its timely dataflow.
+    pub incremental: bool,
 }
 
 /// Events per closed-loop batch per worker.
@@ -174,7 +177,15 @@ pub fn run_engine<W: Workload>(
     let probe = ProbeHandle::new();
     let delay = config.inject_delay_ns;
     worker.dataflow::<u64, _, _>(|scope| {
-        let output = workload.dataflow(input.to_stream(scope));
+        let events = input.to_stream(scope);
+        let output = if config.incremental {
+            // The view is up to date with an epoch once its update stream's frontier passed it.
+            let view = workload.incremental(events);
+            let view = view.expect("the caller checks has_incremental");
+            view.inner.map(|(row, _time, _diff)| row)
+        } else {
+            workload.dataflow(events)
+        };
         let output = if delay > 0 {
             hold_frontier(output, Duration::from_nanos(delay))
         } else {

@@ -11,6 +11,7 @@
 
 use std::fmt::Debug;
 
+use differential_dataflow::VecCollection;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
@@ -50,6 +51,22 @@ pub trait Workload: Clone + Send + Sync + 'static {
     ) -> StreamVec<'scope, u64, Self::Output>;
     /// A fresh baseline.
     fn baseline(&self) -> Self::Baseline;
+    /// Whether the workload has an incremental version ([`Workload::incremental`]).
+    fn has_incremental(&self) -> bool {
+        false
+    }
+    /// The query as an incremental differential-dataflow view (`--engine differential`): a
+    /// collection whose consolidation, once the input has ended, is the multiset of rows the
+    /// timely dataflow emits (for queries whose timely rows are a running answer, such as q4's
+    /// running averages, the view holds the latest row of each group). `None` where
+    /// [`Workload::has_incremental`] is false.
+    fn incremental<'scope>(
+        &self,
+        events: StreamVec<'scope, u64, Self::Event>,
+    ) -> Option<VecCollection<'scope, u64, Self::Output>> {
+        drop(events);
+        None
+    }
 }
 
 /// A hand-written single-threaded implementation of a workload's query.
