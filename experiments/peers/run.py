@@ -164,13 +164,15 @@ def run_bytewax(events: int, workers: int, processes: bool) -> tuple[int, float,
     return events, wall, {"views_counted": views, "rows": rows, "late": late}
 
 
-def run_tidemark(binary: Path, engine: str, duration_s: float, workers: int, seed: int) -> tuple[int, float, dict]:
+def run_tidemark(
+    binary: Path, engine: str, duration_s: float, workers: int, seed: int, epoch: str
+) -> tuple[int, float, dict]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "r.json"
         cmd = [
             str(binary), "bench", "ysb", "--rate", "max", "--engine", engine,
             "--duration", f"{int(duration_s * 1000)}ms", "--warmup", "0s",
-            "--seed", str(seed), "--json", str(report),
+            "--seed", str(seed), "--epoch", epoch, "--json", str(report),
         ]
         if engine == "timely":
             cmd += ["--workers", str(workers)]
@@ -209,7 +211,7 @@ def row(engine: str, workers: int, small: tuple, large: tuple, repetition: int, 
         "events": events,
         "duration_s": seconds,
         "warmup_s": 0.0,
-        "epoch_ns": 1_000_000 if engine in ("timely", "baseline") else 0,
+        "epoch_ns": extra.pop("epoch_ns", 0),
         "latency_ns": {"p50": 0, "p90": 0, "p99": 0, "p999": 0, "max": 0},
         "latency_measured": False,
         "samples": 0,
@@ -219,7 +221,7 @@ def row(engine: str, workers: int, small: tuple, large: tuple, repetition: int, 
         "config_hash": config_hash(f"ysb {parameters} {engine} workers={workers} n={e1},{e2}"),
         "host": socket.gethostname(),
         "spec": "peers",
-        "point": {"engine": engine, "events": e1, "workers": workers},
+        "point": {"engine": engine, "events": e1, "workers": workers, **extra.pop("point_extra", {})},
         "repetition": repetition,
         "method": METHOD.format(k=args.factor, k2=2 * args.factor),
         "implementation": implementation,
@@ -237,18 +239,19 @@ def summary(path: Path) -> str:
     for line in path.read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            groups.setdefault((r["engine"], r["point"]["workers"]), []).append(r)
+            key = (r["engine"], r["point"]["workers"], r["point"].get("epoch", ""))
+            groups.setdefault(key, []).append(r)
     order = {"timely": 0, "baseline": 1, "flink": 2, "bytewax": 3}
-    keys = sorted(groups, key=lambda k: (order.get(k[0], 9), k[1]))
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 9), k[1], k[2]))
     med = {k: statistics.median(r["achieved_rate"] for r in groups[k]) for k in keys}
     timely = [k for k in keys if k[0] == "timely"]
-    head = "| engine | workers | N events | runs | M events/s (median; min-max) |"
-    head += "".join(f" timely {w}w / this |" for _, w in timely)
-    lines = [head, "|" + " --- |" * (5 + len(timely))]
+    head = "| engine | workers | epoch | N events | runs | M events/s (median; min-max) |"
+    head += "".join(f" timely {w}w {e} / this |" for _, w, e in timely)
+    lines = [head, "|" + " --- |" * (6 + len(timely))]
     for k in keys:
         rates = [r["achieved_rate"] / 1e6 for r in groups[k]]
         line = (
-            f"| {k[0]} | {k[1]} | {groups[k][0]['point']['events']:,} | {len(rates)} | "
+            f"| {k[0]} | {k[1]} | {k[2] or '-'} | {groups[k][0]['point']['events']:,} | {len(rates)} | "
             f"{med[k] / 1e6:.3g} ({min(rates):.3g}-{max(rates):.3g}) |"
         )
         line += "".join(f" {med[t] / med[k]:.3g} |" for t in timely)
@@ -270,6 +273,11 @@ def main() -> None:
         help="comma-separated worker counts for tidemark's timely rows (default: --workers)",
     )
     ap.add_argument("--flink-generator", action="store_true", help="also time Flink's datagen alone (its generator_rate)")
+    ap.add_argument(
+        "--timely-epochs", default="1ms",
+        help="comma-separated epochs for tidemark's timely rows (1ms is the bench default; Flink's "
+        "watermark interval is 200 ms)",
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tidemark", default=str(ROOT / "target" / "release" / "tidemark"))
     ap.add_argument("--git-rev", default=None, help="the revision the tidemark binary was built from (default: HEAD)")
@@ -295,30 +303,39 @@ def main() -> None:
         "bytewax": sh([sys.executable, "-c", "import importlib.metadata as m; print(m.version('bytewax'))"]),
     }
     n, wn, k = args.events, args.workers, args.factor
-    for rep in range(args.repetitions):
+    first = 0
+    if (out / "runs.jsonl").exists():
+        old = [json.loads(x) for x in (out / "runs.jsonl").read_text().splitlines() if x.strip()]
+        first = 1 + max((r.get("repetition", 0) for r in old), default=-1)
+    session = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for rep in range(first, first + args.repetitions):
         rows = []
         todo = []
         for engine in engines:
-            if engine == "timely" and args.timely_workers:
-                todo += [(engine, int(w)) for w in args.timely_workers.split(",")]
+            if engine == "timely":
+                for w in (args.timely_workers or str(wn)).split(","):
+                    for epoch in args.timely_epochs.split(","):
+                        todo.append((engine, int(w), epoch))
             else:
-                todo.append((engine, wn if engine != "baseline" else 1))
-        for engine, workers in todo:
+                todo.append((engine, wn if engine != "baseline" else 1, "1ms"))
+        for engine, workers, epoch in todo:
             print(f"[rep {rep}] {engine} workers={workers} ...", file=sys.stderr, flush=True)
             extra: dict = {}
             if engine in ("timely", "baseline"):
                 # Calibrate: a short run gives the rate, from which the two durations follow.
-                e, _, x = run_tidemark(binary, engine, 0.5, workers, args.seed)
+                e, _, x = run_tidemark(binary, engine, 0.5, workers, args.seed, epoch)
                 rate = x["report"]["achieved_rate"]
                 # At least 2 s (shorter runs are all start-up and noise), at most 5 s (a slow
                 # calibration must not make the run long).
                 d1 = min(5.0, max(2.0, n / rate))
-                small = run_tidemark(binary, engine, d1, workers, args.seed)
-                large = run_tidemark(binary, engine, k * d1, workers, args.seed)
+                small = run_tidemark(binary, engine, d1, workers, args.seed, epoch)
+                large = run_tidemark(binary, engine, k * d1, workers, args.seed, epoch)
                 extra = {
                     "harness_achieved_rate": [small[2]["report"]["achieved_rate"], large[2]["report"]["achieved_rate"]],
                     "generator_rate": large[2]["report"]["generator_rate"],
-                    "command": f"{binary} bench ysb --rate max --engine {engine} --warmup 0s --duration {int(d1 * 1000)}ms|{int(k * d1 * 1000)}ms"
+                    "epoch_ns": large[2]["report"]["epoch_ns"],
+                    "point_extra": {"epoch": epoch},
+                    "command": f"{binary} bench ysb --rate max --engine {engine} --warmup 0s --epoch {epoch} --duration {int(d1 * 1000)}ms|{int(k * d1 * 1000)}ms"
                     + (f" --workers {workers}" if engine == "timely" else ""),
                 }
             elif engine == "flink":
@@ -328,7 +345,7 @@ def main() -> None:
                     "command": f"python flink_ysb.py {n}|{k * n} {wn} query",
                     "logs": [small[2]["log"], large[2]["log"]],
                 }
-                if args.flink_generator and rep == 0:
+                if args.flink_generator and rep == first:
                     g1, g2 = run_flink(n, wn, "generator"), run_flink(k * n, wn, "generator")
                     extra["generator_rate"] = (k - 1) * n / (g2[1] - g1[1]) / wn
                     extra["generator_note"] = "datagen -> blackhole alone, by the same difference, per worker"
@@ -352,6 +369,7 @@ def main() -> None:
                 print(f"[rep {rep}] {engine} workers={workers}: t(large) {large[1]:.2f}s <= "
                       f"t(small) {small[1]:.2f}s, not recorded", file=sys.stderr, flush=True)
                 continue
+            extra["session"] = session
             r = row(engine, workers, small, large, rep, args, extra)
             rows.append(r)
             with open(out / "runs.jsonl", "a") as f:
