@@ -193,8 +193,9 @@ def label(df: pd.DataFrame) -> pd.Series:
     cols = varying(df, exclude=["point_repetition"])
     if not cols:
         return pd.Series(["run"] * len(df), index=df.index)
-    return df[cols].astype(str).apply(
-        lambda r: ", ".join(f"{c[len('point_'):]}={v}" for c, v in r.items()), axis=1
+    return df[cols].apply(
+        lambda r: ", ".join(f"{c[len('point_'):]}={v}" for c, v in r.items() if not pd.isna(v)),
+        axis=1,
     )
 
 
@@ -408,8 +409,9 @@ def _bars(ax, s: pd.DataFrame, x: str, hue: str | None, col: str, lo: str, hi: s
         for p, xv in zip(pos, xs):
             r = part[part[x].astype(str) == xv]
             if len(r) and np.isinf(r[col].iloc[0]):
-                ax.annotate("no epoch\ncompleted", (p, 0), ha="center", va="bottom", fontsize=6,
-                            rotation=90)
+                ax.annotate("no epoch completed", (p, 0.02), xycoords=ax.get_xaxis_transform(),
+                            ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xlim(-0.5, len(xs) - 0.5)
     ax.set_xticks(np.arange(len(xs)))
     ax.set_xticklabels(xs, rotation=20, ha="right")
     ax.set_xlabel(x.replace("point_", ""))
@@ -435,10 +437,14 @@ def bar_panels(df: pd.DataFrame, x: str, hue: str | None, spec: str, name: str, 
     if len(opened):
         opened = opened.copy()
         rates = load_label(opened)
+        several = rates.nunique() > 1
         if hue:
-            opened["_hue"] = opened[hue].astype(str) + (", " + rates if rates.nunique() > 1 else "")
+            opened["_hue"] = opened[hue].astype(str) + (", " + rates if several else "")
         else:
             opened["_hue"] = rates
+        hue_title = ", ".join(
+            ([hue.replace("point_", "")] if hue else []) + (["offered rate"] if several or not hue else [])
+        )
         panels.append(("lat", opened))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     for ax, (kind, rows) in zip(axes[0], panels):
@@ -453,10 +459,9 @@ def bar_panels(df: pd.DataFrame, x: str, hue: str | None, spec: str, name: str, 
             s = summarize(rows, [c for c in [x, h] if c])
             _bars(ax, s, x, h, "p99_ms", "p99_min", "p99_max", 1.0)
             ax.set_ylabel("p99 epoch latency, open loop (ms)")
+            ax.set_yscale("log")
             if h:
-                ax.get_legend().set_title(
-                    (hue.replace("point_", "") + ", " if hue else "") + "offered rate"
-                )
+                ax.get_legend().set_title(hue_title)
     fig.suptitle(f"{title} (spec: {spec})")
     save(fig, name, spec)
     return fig
