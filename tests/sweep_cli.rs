@@ -131,7 +131,9 @@ fn sweep_writes_the_results_layout_and_resumes() {
     );
     assert_eq!(lines(&results.join("runs.jsonl")).len(), 12);
 
-    // A wider spec runs only the new points.
+    // A wider spec runs only the new points (and clears what an interrupted sweep left).
+    std::fs::write(results.join(".run-1.json"), "{").unwrap();
+    std::fs::write(results.join("hlog/.ysb-0-r0.hlog.tmp"), "").unwrap();
     std::fs::write(&spec, TINY.replace("\"20k\"]", "\"20k\", \"30k\"]")).unwrap();
     let more = sweep(&[spec.to_str().unwrap()]);
     assert!(
@@ -142,6 +144,8 @@ fn sweep_writes_the_results_layout_and_resumes() {
     let runs = lines(&results.join("runs.jsonl"));
     assert_eq!(runs.len(), 18);
     assert!(runs[12..].iter().all(|r| r["point"]["rate"] == "30k"));
+    assert!(!results.join(".run-1.json").exists());
+    assert_eq!(std::fs::read_dir(results.join("hlog")).unwrap().count(), 18);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

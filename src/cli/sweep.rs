@@ -164,6 +164,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     let hlog_dir = dir.join("hlog");
     fs::create_dir_all(&hlog_dir)
         .with_context(|| format!("cannot create {}", hlog_dir.display()))?;
+    remove_stale(&dir);
     let machine = serde_json::to_string_pretty(&Machine::detect())?;
     fs::write(dir.join("machine.json"), machine + "\n")
         .with_context(|| format!("cannot write {}", dir.join("machine.json").display()))?;
@@ -267,6 +268,25 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         runs_path.display()
     );
     Ok(())
+}
+
+/// Removes what an interrupted sweep left behind: temporary reports, hostfiles and logs, and
+/// unfinished interval logs (all dot files).
+fn remove_stale(dir: &Path) {
+    for (folder, prefixes) in [
+        (dir.to_path_buf(), &[".run-", ".hosts-"][..]),
+        (dir.join("hlog"), &["."][..]),
+    ] {
+        let Ok(entries) = fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| name.starts_with(p)) && entry.path().is_file() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Appends one line to `runs.jsonl` in one write.
