@@ -144,7 +144,7 @@ pub struct BenchArgs {
     /// YSB: number of campaigns (10 ads each).
     #[arg(long, default_value_t = 100)]
     pub campaigns: u32,
-    /// NEXMark: the query (q0, q1, q2, q3, q4, q5, q7, q8, q11).
+    /// NEXMark: the query (q0-q9, q11; --engine differential: q3, q4, q6, q9).
     #[arg(long, default_value = "q7")]
     pub query: String,
     /// NEXMark: sliding-window slide (q5).

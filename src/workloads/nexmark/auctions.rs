@@ -1,15 +1,18 @@
-//! NEXMark q4: the average closing price per category.
+//! NEXMark's closed-auction queries: q4 average closing price per category, q6 average
+//! selling price per seller over their last 10 auctions, q9 winning bids.
 //!
 //! An auction's winning bid is its highest bid with a time in `[date_time, expires)` and a
-//! price at or above the reserve. q4 reports, for every auction that closes with a winner, its
-//! category's running average winning price including it, in order of expiry (then auction
-//! id), so the rows are the same however the work is spread.
+//! price at or above the reserve. q9 reports every auction that closes with a winner; q4
+//! reports, for each, its category's running average winning price including it; q6 its
+//! seller's average over the seller's last 10 such auctions. Rows come in order of expiry (then
+//! auction id), so they are the same however the work is spread.
 //!
 //! The engine runs two operators. `CloseAuctions` takes auctions and bids, both routed by
 //! auction id: an auction is open from its arrival and closes when the input frontier passes
-//! `expires - 1`, its last instant, when every bid that can win it has arrived. `RunningAverage`
-//! takes the winners, routed by category, and folds them into each category's (sum, count) in
-//! order of (expiry, auction) once the frontier says no earlier winner can still come. Winners
+//! `expires - 1`, its last instant, when every bid that can win it has arrived. `FoldWinners`
+//! takes the winners, routed by the query's group (category, seller or auction), and folds them
+//! into each group's state in order of (expiry, auction) once the frontier says no earlier
+//! winner can still come. Winners
 //! carry their expiry as data and travel at one timestamp per activation, and each operator
 //! holds a single capability at its earliest pending output: a timestamp (or capability) per
 //! closing instant would cost more in progress tracking than the query itself.
@@ -25,7 +28,7 @@
 //! (expiry, auction id).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
@@ -36,7 +39,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
-use super::Output;
+use super::{Output, Query};
 use crate::number::Fixed;
 use crate::partition::route_hash;
 
@@ -62,6 +65,7 @@ impl Trade {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Open {
     category: u64,
+    seller: u64,
     reserve: u64,
     start: u64,
     expires: u64,
@@ -135,6 +139,7 @@ fn trade(event: Event) -> Option<Trade> {
             id: auction.id as u64,
             terms: Open {
                 category: auction.category as u64,
+                seller: auction.seller as u64,
                 reserve: auction.reserve as u64,
                 start: auction.date_time,
                 expires: auction.expires,
@@ -151,7 +156,7 @@ fn trade(event: Event) -> Option<Trade> {
 }
 
 /// The exact average of `count` prices summing to `sum`.
-fn average(sum: u64, count: u64) -> Fixed {
+pub(super) fn average(sum: u64, count: u64) -> Fixed {
     let sum = i64::try_from(sum).expect("price sums fit in i64");
     Fixed::from_int(sum)
         .div_round(count)
@@ -160,25 +165,96 @@ fn average(sum: u64, count: u64) -> Fixed {
 
 /// An auction that closed with a winning bid.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Winner {
+pub(super) struct Winner {
     expires: u64,
     auction: u64,
     category: u64,
+    seller: u64,
     price: u64,
 }
 
-/// q4 in the engine: the winning bid of every closed auction, then a running average per
-/// category.
-pub(super) fn average_closing_price<'scope>(
+/// Sellers' averages cover their last this many auctions won (q6).
+pub(super) const SELLER_AUCTIONS: usize = 10;
+
+/// What a closed-auction query keeps per group, and the row it emits per winner.
+pub(super) enum WinnerFold {
+    /// q4: per category, the sum and number of winning prices.
+    Categories(HashMap<u64, (u64, u64)>),
+    /// q6: per seller, the winning prices of their last [`SELLER_AUCTIONS`] auctions.
+    Sellers(HashMap<u64, VecDeque<u64>>),
+    /// q9: no state; every winner is a row.
+    Winners,
+}
+
+impl WinnerFold {
+    /// The fold of `query` (q4, q6 or q9).
+    pub(super) fn new(query: Query) -> WinnerFold {
+        match query {
+            Query::Q4 => WinnerFold::Categories(HashMap::new()),
+            Query::Q6 => WinnerFold::Sellers(HashMap::new()),
+            Query::Q9 => WinnerFold::Winners,
+            other => unreachable!("{other} is not a closed-auction query"),
+        }
+    }
+
+    /// The group a winner folds into: where it must be routed.
+    fn group(&self, winner: &Winner) -> u64 {
+        match self {
+            WinnerFold::Categories(_) => winner.category,
+            WinnerFold::Sellers(_) => winner.seller,
+            WinnerFold::Winners => winner.auction,
+        }
+    }
+
+    /// Folds in the next winner of its group (in order of expiry, then auction).
+    fn apply(&mut self, winner: &Winner) -> Output {
+        match self {
+            WinnerFold::Categories(totals) => {
+                let total = totals.entry(winner.category).or_insert((0, 0));
+                total.0 += winner.price;
+                total.1 += 1;
+                Output::CategoryAverage {
+                    category: winner.category,
+                    winners: total.1,
+                    average: average(total.0, total.1),
+                }
+            }
+            WinnerFold::Sellers(last) => {
+                let prices = last.entry(winner.seller).or_default();
+                if prices.len() == SELLER_AUCTIONS {
+                    prices.pop_front();
+                }
+                prices.push_back(winner.price);
+                let n = prices.len() as u64;
+                Output::SellerAverage {
+                    seller: winner.seller,
+                    auctions: n,
+                    average: average(prices.iter().sum(), n),
+                }
+            }
+            WinnerFold::Winners => Output::WinningBid {
+                auction: winner.auction,
+                expires: winner.expires,
+                price: winner.price,
+            },
+        }
+    }
+}
+
+/// q4, q6 and q9 in the engine: the winning bid of every closed auction, then `query`'s fold.
+pub(super) fn closed_auctions<'scope>(
     events: StreamVec<'scope, u64, Event>,
+    query: Query,
 ) -> StreamVec<'scope, u64, Output> {
     let trades = events.flat_map(trade);
+    let fold = WinnerFold::new(query);
     if trades.scope().peers() == 1 {
-        running_average(close_auctions(trades, Pipeline), Pipeline)
+        fold_winners(close_auctions(trades, Pipeline), Pipeline, fold)
     } else {
         let by_auction = Exchange::new(|trade: &Trade| route_hash(&trade.auction()));
-        let by_category = Exchange::new(|winner: &Winner| route_hash(&winner.category));
-        running_average(close_auctions(trades, by_auction), by_category)
+        let route = WinnerFold::new(query);
+        let by_group = Exchange::new(move |winner: &Winner| route_hash(&route.group(winner)));
+        fold_winners(close_auctions(trades, by_auction), by_group, fold)
     }
 }
 
@@ -248,6 +324,7 @@ where
                                 expires: terms.expires,
                                 auction,
                                 category: terms.category,
+                                seller: terms.seller,
                                 price,
                             });
                         }
@@ -263,18 +340,18 @@ where
         .container::<Vec<_>>()
 }
 
-/// Each winner's category average, folded in order of (expiry, auction) once the frontier has
-/// passed the expiry's last instant (no earlier winner can still arrive then).
-fn running_average<'scope, P>(
+/// Each winner folded by `fold`, in order of (expiry, auction) once the frontier has passed the
+/// expiry's last instant (no earlier winner can still arrive then).
+fn fold_winners<'scope, P>(
     winners: StreamVec<'scope, u64, Winner>,
     pact: P,
+    mut fold: WinnerFold,
 ) -> StreamVec<'scope, u64, Output>
 where
     P: ParallelizationContract<u64, Vec<Winner>>,
 {
     winners
-        .unary_frontier(pact, "RunningAverage", |_cap, _info| {
-            let mut totals: HashMap<u64, (u64, u64)> = HashMap::new();
+        .unary_frontier(pact, "FoldWinners", |_cap, _info| {
             let mut pending: Vec<Winner> = Vec::new();
             // At or below the time of every pending winner.
             let mut held: Option<Capability<u64>> = None;
@@ -296,14 +373,7 @@ where
                     pending.partition_point(|winner| !frontier.less_equal(&(winner.expires - 1)));
                 let mut session = output.session(&*cap);
                 for winner in pending.drain(..ready) {
-                    let total = totals.entry(winner.category).or_insert((0, 0));
-                    total.0 += winner.price;
-                    total.1 += 1;
-                    session.give(Output::CategoryAverage {
-                        category: winner.category,
-                        winners: total.1,
-                        average: average(total.0, total.1),
-                    });
+                    session.give(fold.apply(&winner));
                 }
                 drop(session);
                 if pending.is_empty() {
@@ -319,15 +389,23 @@ where
         .container::<Vec<_>>()
 }
 
-/// q4's baseline: open auctions, a queue of their expiries, and running totals per category.
-#[derive(Default)]
+/// The baseline of q4, q6 and q9: open auctions, a queue of their expiries, and the query's
+/// fold.
 pub(super) struct ClosingPrices {
     open: OpenAuctions,
     expiries: BinaryHeap<Reverse<(u64, u64)>>,
-    totals: HashMap<u64, (u64, u64)>,
+    fold: WinnerFold,
 }
 
 impl ClosingPrices {
+    pub(super) fn new(query: Query) -> Self {
+        ClosingPrices {
+            open: OpenAuctions::default(),
+            expiries: BinaryHeap::new(),
+            fold: WinnerFold::new(query),
+        }
+    }
+
     pub(super) fn process(&mut self, events: &mut Vec<Event>, _out: &mut Vec<Output>) {
         // Auctions first: a bid may precede its auction within a batch of equal times.
         for event in events.iter() {
@@ -336,6 +414,7 @@ impl ClosingPrices {
                 self.expiries.push(Reverse((auction.expires, id)));
                 let terms = Open {
                     category: auction.category as u64,
+                    seller: auction.seller as u64,
                     reserve: auction.reserve as u64,
                     start: auction.date_time,
                     expires: auction.expires,
@@ -360,14 +439,13 @@ impl ClosingPrices {
             self.expiries.pop();
             let terms = self.open.close(id, expires);
             if let Some(price) = terms.best {
-                let total = self.totals.entry(terms.category).or_insert((0, 0));
-                total.0 += price;
-                total.1 += 1;
-                out.push(Output::CategoryAverage {
+                out.push(self.fold.apply(&Winner {
+                    expires,
+                    auction: id,
                     category: terms.category,
-                    winners: total.1,
-                    average: average(total.0, total.1),
-                });
+                    seller: terms.seller,
+                    price,
+                }));
             }
         }
     }

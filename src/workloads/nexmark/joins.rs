@@ -37,15 +37,15 @@ fn is_local(state: &str) -> bool {
 }
 
 /// A seller's details, as q3 reports them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Seller {
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(super) struct Seller {
     name: String,
     city: String,
     state: String,
 }
 
 impl Seller {
-    fn row(&self, auction: u64) -> Output {
+    pub(super) fn row(&self, auction: u64) -> Output {
         Output::LocalItem {
             name: self.name.clone(),
             city: self.city.clone(),
@@ -56,15 +56,15 @@ impl Seller {
 }
 
 /// q3's inputs, projected from the events.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-enum Local {
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(super) enum Local {
     /// A local person: id and details.
     Seller(u64, Seller),
     /// An auction of the category: seller and auction id.
     Item(u64, u64),
 }
 
-fn local(event: Event) -> Option<Local> {
+pub(super) fn local(event: Event) -> Option<Local> {
     match event {
         Event::Person(person) if is_local(&person.state) => Some(Local::Seller(
             person.id as u64,

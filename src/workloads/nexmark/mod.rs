@@ -7,8 +7,10 @@
 //!
 //! * `stateless`: q0 pass-through, q1 currency conversion, q2 selection;
 //! * `joins`: q3 local item suggestion (an incremental join), q8 new users (a window join);
-//! * `auctions`: q4 average closing price per category;
-//! * `windows`: q5 hot items, q7 highest bid, q11 user sessions.
+//! * `auctions`: q4 average closing price per category, q6 average selling price per seller,
+//!   q9 winning bids;
+//! * `windows`: q5 hot items, q7 highest bid, q11 user sessions;
+//! * `incremental`: q3, q4, q6 and q9 as differential views (`--engine differential`).
 //!
 //! # Events and time
 //!
@@ -41,6 +43,7 @@
 //! so the rows are final (no retractions) and identical for every number of workers.
 
 mod auctions;
+mod incremental;
 mod joins;
 mod stateless;
 mod windows;
@@ -48,6 +51,7 @@ mod windows;
 use std::fmt;
 use std::str::FromStr;
 
+use differential_dataflow::VecCollection;
 use nexmark::config::NexmarkConfig;
 use nexmark::event::Event;
 use nexmark::EventGenerator;
@@ -83,27 +87,39 @@ pub enum Query {
     Q4,
     /// Hot items: the auctions with the most bids in each sliding window.
     Q5,
+    /// Average selling price per seller: the running average of the winning bids of each
+    /// seller's last 10 auctions.
+    Q6,
     /// Highest bid in each tumbling window.
     Q7,
     /// New users: people who opened an auction in the tumbling window they registered in.
     Q8,
+    /// Winning bids: every auction that closes with a winner, and its winning price.
+    Q9,
     /// User sessions: bids per bidder in session windows.
     Q11,
 }
 
 impl Query {
     /// Every supported query, in order.
-    pub const ALL: [Query; 9] = [
+    pub const ALL: [Query; 11] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
         Query::Q3,
         Query::Q4,
         Query::Q5,
+        Query::Q6,
         Query::Q7,
         Query::Q8,
+        Query::Q9,
         Query::Q11,
     ];
+
+    /// Whether the query has an incremental view (`--engine differential`).
+    pub fn has_incremental(self) -> bool {
+        matches!(self, Query::Q3 | Query::Q4 | Query::Q6 | Query::Q9)
+    }
 
     /// The query's name, such as `q5`.
     pub fn name(self) -> &'static str {
@@ -114,8 +130,10 @@ impl Query {
             Query::Q3 => "q3",
             Query::Q4 => "q4",
             Query::Q5 => "q5",
+            Query::Q6 => "q6",
             Query::Q7 => "q7",
             Query::Q8 => "q8",
+            Query::Q9 => "q9",
             Query::Q11 => "q11",
         }
     }
@@ -129,7 +147,7 @@ impl fmt::Display for Query {
 
 /// A query name that is not one of the supported NEXMark queries.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown NEXMark query {0:?}: expected one of q0, q1, q2, q3, q4, q5, q7, q8, q11")]
+#[error("unknown NEXMark query {0:?}: expected one of q0-q9 or q11 (there is no q10)")]
 pub struct UnknownQuery(pub String);
 
 impl FromStr for Query {
@@ -141,7 +159,7 @@ impl FromStr for Query {
     /// use tidemark::workloads::nexmark::Query;
     /// assert_eq!("q11".parse(), Ok(Query::Q11));
     /// assert_eq!("7".parse(), Ok(Query::Q7));
-    /// assert!("q6".parse::<Query>().is_err());
+    /// assert!("q10".parse::<Query>().is_err());
     /// ```
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let number = text
@@ -211,6 +229,25 @@ pub enum Output {
         winners: u64,
         /// Their average winning price (exact to nine decimals).
         average: Fixed,
+    },
+    /// q6: a seller's average winning price over their last 10 auctions won, after one more
+    /// of their auctions closed with a winner (one row per such auction, in order of expiry).
+    SellerAverage {
+        /// The seller.
+        seller: u64,
+        /// Auctions in the average (the last 10, fewer at first).
+        auctions: u64,
+        /// Their average winning price (exact to nine decimals).
+        average: Fixed,
+    },
+    /// q9: an auction that closed with a winning bid.
+    WinningBid {
+        /// The auction.
+        auction: u64,
+        /// When it closed (its `expires`).
+        expires: u64,
+        /// The winning price.
+        price: u64,
     },
     /// q5: an auction with the most bids in a sliding window (one row per tied auction).
     HotItem {
@@ -425,7 +462,7 @@ impl Workload for Nexmark {
             Query::Q1 => stateless::currency_conversion(events),
             Query::Q2 => stateless::selection(events),
             Query::Q3 => joins::local_items(events),
-            Query::Q4 => auctions::average_closing_price(events),
+            Query::Q4 | Query::Q6 | Query::Q9 => auctions::closed_auctions(events, self.query),
             Query::Q5 => windows::hot_items(events, self.window_ns, self.slide_ns),
             Query::Q7 => windows::highest_bid(events, self.window_ns),
             Query::Q8 => joins::new_users(events, self.window_ns),
@@ -433,11 +470,30 @@ impl Workload for Nexmark {
         }
     }
 
+    fn has_incremental(&self) -> bool {
+        self.query.has_incremental()
+    }
+
+    fn incremental<'scope>(
+        &self,
+        events: StreamVec<'scope, u64, Event>,
+    ) -> Option<VecCollection<'scope, u64, Output>> {
+        match self.query {
+            Query::Q3 => Some(incremental::local_items(events)),
+            Query::Q4 | Query::Q6 | Query::Q9 => {
+                Some(incremental::closed_auctions(events, self.query))
+            }
+            _ => None,
+        }
+    }
+
     fn baseline(&self) -> NexmarkBaseline {
         NexmarkBaseline(match self.query {
             Query::Q0 | Query::Q1 | Query::Q2 => Machine::Stateless(self.query),
             Query::Q3 => Machine::LocalItems(joins::LocalItems::default()),
-            Query::Q4 => Machine::ClosingPrices(auctions::ClosingPrices::default()),
+            Query::Q4 | Query::Q6 | Query::Q9 => {
+                Machine::ClosingPrices(auctions::ClosingPrices::new(self.query))
+            }
             Query::Q5 => Machine::HotItems(windows::HotItems::new(self.window_ns, self.slide_ns)),
             Query::Q7 => Machine::HighestBids(windows::HighestBids::new(self.window_ns)),
             Query::Q8 => Machine::NewUsers(joins::NewUsers::new(self.window_ns)),
