@@ -4,13 +4,14 @@
 //! time it had, and it is sent under a capability for exactly its new time, so the frontier of
 //! the result says precisely which updates can still arrive.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use differential_dataflow::{AsCollection, Data, VecCollection};
 use hashbrown::HashMap;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Filter;
-use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
 /// The updates of a stream of `(data, diff)` pairs: each pair becomes the update `(data, t,
@@ -84,31 +85,51 @@ pub fn to_consolidated_updates<'scope, D: Data + Hash>(
 ///
 /// Differential's `delay` moves times by a function of the time alone; retiring a window's
 /// input when the window expires needs a time that depends on the window, that is, on the data.
-/// Within one batch the updates are grouped by their new time, one session per distinct time.
+/// Updates moved to a later time wait here, consolidated (one entry per distinct datum and
+/// time), until the input frontier reaches that time: a window's retirement then enters the
+/// next operator as one update per distinct record, not one per epoch that touched it.
 pub fn delay_to<'scope, D, F>(
     collection: VecCollection<'scope, u64, D>,
     when: F,
 ) -> VecCollection<'scope, u64, D>
 where
-    D: Data,
+    D: Data + Hash,
     F: Fn(&D) -> u64 + 'static,
 {
     collection
         .inner
-        .unary(Pipeline, "DelayTo", move |_cap, _info| {
-            let mut stash: Vec<(D, u64, isize)> = Vec::new();
-            move |input, output| {
+        .unary_frontier(Pipeline, "DelayTo", move |_cap, _info| {
+            let mut now: Vec<(D, u64, isize)> = Vec::new();
+            let mut later: BTreeMap<u64, (Capability<u64>, HashMap<D, isize>)> = BTreeMap::new();
+            move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
-                    for batch in batches {
-                        stash.extend(batch.drain(..).map(|(d, t, r)| {
-                            let at = t.max(when(&d));
-                            (d, at, r)
-                        }));
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    for (d, t, r) in batches.flat_map(|batch| batch.drain(..)) {
+                        let at = t.max(when(&d));
+                        if at == time {
+                            now.push((d, at, r));
+                        } else {
+                            let (_, pending) = later
+                                .entry(at)
+                                .or_insert_with(|| (cap.delayed(&at, 0), HashMap::new()));
+                            *pending.entry(d).or_insert(0) += r;
+                        }
                     }
-                    give_by_time(&mut stash, |time, run| {
+                    give_by_time(&mut now, |time, run| {
                         output.session(&cap.delayed(&time, 0)).give_iterator(run)
                     });
                 });
+                // Nothing can add to a time the frontier has reached: release it.
+                while let Some(entry) = later.first_entry() {
+                    if frontier.less_than(entry.key()) {
+                        break;
+                    }
+                    let (at, (cap, pending)) = entry.remove_entry();
+                    let updates = pending.into_iter().filter(|(_, r)| *r != 0);
+                    output
+                        .session(&cap)
+                        .give_iterator(updates.map(|(d, r)| (d, at, r)));
+                }
             }
         })
         .container::<Vec<_>>()
