@@ -534,3 +534,11 @@ def window_configs(df: pd.DataFrame) -> pd.DataFrame:
     df["size_ms"] = [parse_duration_ns(v) / 1e6 if v else np.nan for v in df["size"]]
     df["series"] = df["job"] + " (" + df["kind"] + ", " + df["size_flag"] + ")"
     return df
+
+
+def peer_config(df: pd.DataFrame) -> pd.Series:
+    """`workers x processes`, plus the epoch where the run has one (tidemark runs)."""
+    out = df["workers"].astype(str) + " x " + df["processes"].astype(str)
+    if "point_epoch" in df.columns:
+        out = out + df["point_epoch"].map(lambda e: f", epoch {e}" if isinstance(e, str) else "")
+    return out

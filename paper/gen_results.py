@@ -268,7 +268,11 @@ def main() -> int:
         return 1
     sixteen(m)
     m.raw("\\newif\\ifpeers")
-    if bars(m, "peers", "Peers", lambda df: "engine", lambda df, x: "workers"):
+    def peer_config(df, x):
+        df["config"] = tr.peer_config(df)
+        return "config"
+
+    if bars(m, "peers", "Peers", lambda df: "engine", peer_config):
         m.raw("\\peerstrue")
     OUT.write_text("\n".join(m.lines) + "\n")
     print(f"wrote {OUT}")
