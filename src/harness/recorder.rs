@@ -12,7 +12,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -186,9 +186,10 @@ impl Recorder {
     }
 
     /// Writes the interval histograms as an HdrHistogram interval log (readable by the standard
-    /// HdrHistogram log tools), one interval per second of due time.
+    /// HdrHistogram log tools: compressed V2 histograms, as Java's `HistogramLogWriter` writes),
+    /// one interval per second of due time.
     pub fn write_interval_log(&self, out: &mut impl Write, comment: &str) -> std::io::Result<()> {
-        let mut serializer = V2Serializer::new();
+        let mut serializer = V2DeflateSerializer::new();
         let mut builder = IntervalLogWriterBuilder::new();
         builder
             .add_comment(comment)
@@ -224,10 +225,11 @@ mod tests {
         let mut log = Vec::new();
         merged.write_interval_log(&mut log, "test").unwrap();
         let text = String::from_utf8(log).unwrap();
-        assert_eq!(
-            text.lines().filter(|l| !l.starts_with('#')).count(),
-            2,
-            "{text}"
-        );
+        let intervals: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(intervals.len(), 2, "{text}");
+        for line in intervals {
+            // The compressed V2 cookie (0x1c849304) in base64, as the standard tools expect.
+            assert!(line.contains(",HISTFAA"), "{line}");
+        }
     }
 }

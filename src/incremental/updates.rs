@@ -88,6 +88,21 @@ pub fn to_consolidated_updates<'scope, D: Data + Hash>(
 /// Updates moved to a later time wait here, consolidated (one entry per distinct datum and
 /// time), until the input frontier reaches that time: a window's retirement then enters the
 /// next operator as one update per distinct record, not one per epoch that touched it.
+///
+/// ```
+/// use differential_dataflow::input::Input;
+/// use timely::dataflow::operators::capture::{Capture, Extract};
+/// use tidemark::incremental::delay_to;
+///
+/// let captured = timely::example(|scope| {
+///     // Two copies of 3 and one of 12, at time 0; each moves to the end of its 10-wide slot.
+///     let (_input, numbers) = scope.new_collection_from(vec![3u64, 3, 12]);
+///     delay_to(numbers, |n| n - n % 10 + 9).inner.capture()
+/// });
+/// let mut updates: Vec<_> = captured.extract().into_iter().flat_map(|(_, u)| u).collect();
+/// updates.sort();
+/// assert_eq!(updates, vec![(3, 9, 2), (12, 19, 1)]);
+/// ```
 pub fn delay_to<'scope, D, F>(
     collection: VecCollection<'scope, u64, D>,
     when: F,

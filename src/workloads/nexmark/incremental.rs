@@ -16,6 +16,7 @@
 //! closed auction's winner must stay in the category and seller folds forever, so its input
 //! cannot simply be retired. Memory grows with the run's events.
 
+use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{Data, VecCollection};
 use nexmark::event::Event;
 use timely::dataflow::operators::vec::Map;
@@ -107,21 +108,21 @@ pub(super) fn closed_auctions<'scope>(
             expires,
             price,
         }),
-        Query::Q4 => closed
-            .map(|((_, _, category, _), price)| (category, price))
-            .reduce_named("CategoryAverage", |_category, prices, out| {
-                let (mut sum, mut winners) = (0u64, 0u64);
-                for (price, copies) in prices {
-                    sum += **price * *copies as u64;
-                    winners += *copies as u64;
-                }
-                out.push(((winners, average(sum, winners)), 1))
+        Query::Q4 => {
+            // Count and sum are abelian: differential maintains them in O(1) per change (the
+            // sum as the multiplicity of the category, weighted by price), where a reduce would
+            // rescan every winner of the category.
+            let prices = closed.map(|((_, _, category, _), price)| (category, price));
+            let winners = prices.clone().map(|(category, _)| category).count_total();
+            let sums = prices
+                .explode(|(category, price)| Some((category, price as isize)))
+                .count_total();
+            winners.join_map(sums, |category, winners, sum| Output::CategoryAverage {
+                category: *category,
+                winners: *winners as u64,
+                average: average(*sum as u64, *winners as u64),
             })
-            .map(|(category, (winners, average))| Output::CategoryAverage {
-                category,
-                winners,
-                average,
-            }),
+        }
         Query::Q6 => closed
             .map(|((auction, expires, _, seller), price)| (seller, (expires, auction, price)))
             .reduce_named("SellerAverage", |_seller, sales, out| {
