@@ -400,3 +400,54 @@ fn view_state_does_not_grow_with_the_number_of_expired_windows() {
         );
     }
 }
+
+fn window_cli(dir: &std::path::Path, csv: &str, emit: &str) -> std::process::Output {
+    std::fs::create_dir_all(dir).unwrap();
+    let input = dir.join("in.csv");
+    std::fs::write(&input, csv).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["window", "--input"])
+        .arg(&input)
+        .arg("--output")
+        .arg(dir.join("out.csv"))
+        .args(["--window", "tumbling:10", "--agg", "sum", "--emit", emit])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn diff_column_retracts_earlier_rows_and_bad_retractions_are_named() {
+    let dir = std::env::temp_dir().join(format!("tidemark-diff-{}", std::process::id()));
+    // Row 3 retracts row 1 (same columns): window [0, 10) of a ends as 5, b's window as 7.
+    let csv = "ts,key,value,diff\n1,a,2,1\n3,a,5,1\n1,a,2,-1\n4,b,7,1\n12,a,1,1\n";
+    let out = window_cli(&dir, csv, "updates");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer = consolidated_csv(&dir.join("out.csv"));
+    let rows: Vec<_> = answer
+        .keys()
+        .map(|(s, e, k, v)| format!("{s},{e},{k},{v}"))
+        .collect();
+    assert_eq!(rows, vec!["0,10,a,5", "0,10,b,7", "10,20,a,1"]);
+
+    let out = window_cli(&dir, csv, "final");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("in.csv:4: field 'diff'") && stderr.contains("--emit updates"),
+        "{stderr}"
+    );
+
+    let never_inserted = "ts,key,value,diff\n1,a,2,1\n2,a,3,-1\n";
+    let out = window_cli(&dir, never_inserted, "updates");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("retracts rows it never inserted") && stderr.contains("\"a\""),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -285,12 +285,20 @@ where
     }
     if let Some(stats) = stats {
         let bad = stats.bad_lines.load(Ordering::Relaxed);
+        let (insertions, retractions) = (report.changelog.insertions, report.changelog.retractions);
+        // A retraction is a correction of an emitted window in the final changelog, and any
+        // superseded value in the incremental one.
+        let changes = match args.emit {
+            EmitMode::Final => format!("{retractions} corrections"),
+            EmitMode::Updates => {
+                format!("{insertions} insertions and {retractions} retractions in the view")
+            }
+        };
         eprintln!(
-            "tidemark window: {} records read, {} bad lines skipped, {} windows emitted, {} corrections, {} late records{}",
+            "tidemark window: {} records read, {} bad lines skipped, {} windows emitted, {changes}, {} late records{}",
             stats.records.load(Ordering::Relaxed),
             bad,
-            report.changelog.insertions - report.changelog.retractions,
-            report.changelog.retractions,
+            insertions - retractions,
             report.late,
             if report.late > 0 && args.late_output.is_none() { " (use --late-output FILE to keep them)" } else { "" },
         );
