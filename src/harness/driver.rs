@@ -53,6 +53,8 @@ pub struct RunConfig {
 
 /// Events per closed-loop batch per worker.
 const MAX_RATE_BATCH: usize = 16_384;
+/// Most events handed to the input at once in open loop.
+const MAX_SEND_BATCH: usize = 4_096;
 
 /// What one worker measured.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -225,6 +227,11 @@ pub fn run_engine<W: Workload>(
                     input.advance_to(epoch);
                 }
                 staged.push(replay.next(due));
+                if staged.len() == MAX_SEND_BATCH {
+                    // Bounded batches: an engine that fell behind would otherwise get one huge
+                    // fresh allocation per loop (page faults), and fall further behind.
+                    input.send_batch(&mut staged);
+                }
                 pending.count(epoch);
                 measured_events += u64::from(due >= config.warmup_ns);
                 k += 1;
