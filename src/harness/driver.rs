@@ -167,6 +167,15 @@ impl Pending {
     }
 }
 
+/// Hands `staged` to the input and leaves it with room for a full batch again: the input keeps
+/// the allocation, and regrowing from nothing by doubling costs copies and page faults.
+fn send<D: Clone + 'static>(input: &mut InputHandleVec<u64, D>, staged: &mut Vec<D>) {
+    if !staged.is_empty() {
+        input.send_batch(staged);
+        staged.reserve(MAX_SEND_BATCH);
+    }
+}
+
 /// Runs `workload` through the engine on this worker; every worker must call it.
 pub fn run_engine<W: Workload>(
     worker: &mut Worker,
@@ -223,14 +232,14 @@ pub fn run_engine<W: Workload>(
                 }
                 let epoch = due - due % epoch_ns;
                 if epoch > *input.time() {
-                    input.send_batch(&mut staged);
+                    send(&mut input, &mut staged);
                     input.advance_to(epoch);
                 }
                 staged.push(replay.next(due));
                 if staged.len() == MAX_SEND_BATCH {
                     // Bounded batches: an engine that fell behind would otherwise get one huge
                     // fresh allocation per loop (page faults), and fall further behind.
-                    input.send_batch(&mut staged);
+                    send(&mut input, &mut staged);
                 }
                 pending.count(epoch);
                 measured_events += u64::from(due >= config.warmup_ns);
@@ -257,7 +266,7 @@ pub fn run_engine<W: Workload>(
             }
         }
         // Whole batches, not records, go into the input: no per-record push cost.
-        input.send_batch(&mut staged);
+        send(&mut input, &mut staged);
         let epoch = now - now % epoch_ns;
         if epoch > *input.time() {
             input.advance_to(epoch);
