@@ -16,12 +16,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Operator, Probe};
+use timely::dataflow::operators::{Inspect, Operator, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
-use crate::incremental::{to_updates, updates_at_own_time, WindowedCollection};
+use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::Partitioner;
 use crate::sink::{changelog_sink, late_sink, ChangelogCounts, CHANGELOG_HEADER};
@@ -147,7 +147,7 @@ fn create(path: &Path) -> anyhow::Result<csv::Writer<BufWriter<File>>> {
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
 where
     A: Aggregator<CsvRecord> + Send + Sync,
-    A::Output: Display + Debug + Ord,
+    A::Output: Display + Debug + Ord + std::hash::Hash,
 {
     let cluster = Cluster::new(
         args.cluster.workers,
@@ -315,6 +315,30 @@ struct Sinks {
     write_error: Rc<RefCell<Option<csv::Error>>>,
 }
 
+impl Sinks {
+    /// Writes the changelog and the late rows (counting both); returns the changelog's probe.
+    fn write<O>(
+        self,
+        results: StreamVec<'_, u64, WindowResult<String, O>>,
+        late: StreamVec<'_, u64, Late<String, Vec<String>>>,
+    ) -> ProbeHandle<u64>
+    where
+        O: timely::ExchangeData + Display,
+    {
+        let (probe, results) = results.probe();
+        changelog_sink(
+            results,
+            self.output,
+            self.counts,
+            Rc::clone(&self.write_error),
+        );
+        let late_count = self.late_count;
+        let late = late.inspect(move |_| *late_count.borrow_mut() += 1);
+        late_sink(late, self.late_output, self.write_error);
+        probe
+    }
+}
+
 type Records<'scope> = StreamVec<'scope, u64, (String, CsvRecord, isize)>;
 
 /// `--emit final`: the timely window operators; returns the probe of the results.
@@ -337,16 +361,7 @@ where
         .window(assigner)
         .allowed_lateness(lateness)
         .aggregate(|r: &CsvRecord| r.ts, agg);
-    let (probe, results) = windowed.results.probe();
-    changelog_sink(
-        results,
-        sinks.output,
-        sinks.counts,
-        Rc::clone(&sinks.write_error),
-    );
-    let late_count = sinks.late_count;
     let late = windowed.late.map(move |late: Late<String, CsvRecord>| {
-        *late_count.borrow_mut() += 1;
         let row = late
             .record
             .row
@@ -357,8 +372,7 @@ where
             record: row,
         }
     });
-    late_sink(late, sinks.late_output, sinks.write_error);
-    probe
+    sinks.write(windowed.results, late)
 }
 
 /// Windows of keys whose input retracted more than it inserted, as seen by one worker.
@@ -393,28 +407,20 @@ fn incremental_windows<A>(
 ) -> ProbeHandle<u64>
 where
     A: Aggregator<CsvRecord>,
-    A::Output: Display + Debug + Ord,
+    A::Output: Display + Debug + Ord + std::hash::Hash,
 {
     let updates = to_updates(records.map(|(key, record, diff)| ((key, record), diff)));
     let view = updates.window_view(assigner, lateness, |r: &CsvRecord| r.ts, agg);
-    let results = updates_at_own_time(view.results, |_, _| true).map(
-        |((window, key, value), _time, diff)| WindowResult {
+    let results = delay_to(view.results, |_| 0)
+        .inner
+        .map(|((window, key, value), _time, diff)| WindowResult {
             window,
             key,
             value,
             diff: diff as i64,
-        },
-    );
-    let (probe, results) = results.probe();
-    changelog_sink(
-        results,
-        sinks.output,
-        sinks.counts,
-        Rc::clone(&sinks.write_error),
-    );
-    let late_count = sinks.late_count;
+        });
+    // Input diffs are +1 or -1, so each late update is one late row.
     let late = view.late.inner.map(move |(late, _time, diff)| {
-        *late_count.borrow_mut() += diff.unsigned_abs() as u64;
         let mut record = late
             .record
             .row
@@ -426,7 +432,7 @@ where
             record,
         }
     });
-    late_sink(late, sinks.late_output, sinks.write_error);
+    let probe = sinks.write(results, late);
     view.invalid.inner.sink(
         timely::dataflow::channels::pact::Pipeline,
         "Invalid",

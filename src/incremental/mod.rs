@@ -11,8 +11,8 @@
 //! * [`windows`]: tumbling, sliding and session aggregations as collections, with the same
 //!   lateness rule as the final operators and state bounded by delayed negation.
 //! * [`updates`]: the plumbing between timely streams and differential collections: stamping a
-//!   stream's records as updates at their logical time, moving updates to a data-dependent
-//!   later time, and re-timing updates for sinks that read a changelog in time order.
+//!   stream's records as updates at their logical time, and moving updates to a
+//!   data-dependent later time (or to their own time, for sinks that write a changelog).
 //!
 //! This module owns the incremental semantics; it does not parse input or write output (the CLI
 //! and the sinks do) and it does not change the window definitions (see [`crate::window`]).
@@ -29,5 +29,5 @@
 pub mod updates;
 pub mod windows;
 
-pub use updates::{delay_to, to_consolidated_updates, to_updates, updates_at_own_time};
+pub use updates::{delay_to, to_consolidated_updates, to_updates};
 pub use windows::{View, WindowedCollection};

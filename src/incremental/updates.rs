@@ -10,7 +10,6 @@ use std::hash::Hash;
 use differential_dataflow::{AsCollection, Data, VecCollection};
 use hashbrown::HashMap;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::vec::Filter;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
@@ -89,6 +88,9 @@ pub fn to_consolidated_updates<'scope, D: Data + Hash>(
 /// time), until the input frontier reaches that time: a window's retirement then enters the
 /// next operator as one update per distinct record, not one per epoch that touched it.
 ///
+/// With `when = |_| 0` it only re-times: differential may send an update under a capability for
+/// an earlier time, and a sink that writes a changelog wants each update to travel at its own.
+///
 /// ```
 /// use differential_dataflow::input::Input;
 /// use timely::dataflow::operators::capture::{Capture, Extract};
@@ -130,9 +132,7 @@ where
                             *pending.entry(d).or_insert(0) += r;
                         }
                     }
-                    give_by_time(&mut now, |time, run| {
-                        output.session(&cap.delayed(&time, 0)).give_iterator(run)
-                    });
+                    output.session(&cap).give_iterator(now.drain(..));
                 });
                 // Nothing can add to a time the frontier has reached: release it.
                 while let Some(entry) = later.first_entry() {
@@ -149,46 +149,4 @@ where
         })
         .container::<Vec<_>>()
         .as_collection()
-}
-
-/// The updates of `collection` sent at their own times (differential may send an update under
-/// a capability for an earlier time), and passed through `keep`: for sinks that write a
-/// changelog and need every update of time `t` to travel at `t`.
-pub fn updates_at_own_time<'scope, D, F>(
-    collection: VecCollection<'scope, u64, D>,
-    keep: F,
-) -> StreamVec<'scope, u64, (D, u64, isize)>
-where
-    D: Data,
-    F: Fn(&D, u64) -> bool + 'static,
-{
-    collection
-        .inner
-        .filter(move |(d, t, _)| keep(d, *t))
-        .unary(Pipeline, "AtOwnTime", move |_cap, _info| {
-            let mut stash: Vec<(D, u64, isize)> = Vec::new();
-            move |input, output| {
-                input.for_each_stamp(|cap, batches| {
-                    for batch in batches {
-                        stash.append(batch);
-                    }
-                    give_by_time(&mut stash, |time, run| {
-                        output.session(&cap.delayed(&time, 0)).give_iterator(run)
-                    });
-                });
-            }
-        })
-        .container::<Vec<_>>()
-}
-
-/// Drains `stash`, handing each run of updates with the same time to `give`.
-fn give_by_time<D, G>(stash: &mut Vec<(D, u64, isize)>, mut give: G)
-where
-    G: FnMut(u64, std::vec::Drain<'_, (D, u64, isize)>),
-{
-    stash.sort_by_key(|update| update.1);
-    while let Some(time) = stash.first().map(|update| update.1) {
-        let run = stash.partition_point(|update| update.1 == time);
-        give(time, stash.drain(..run));
-    }
 }
