@@ -1,6 +1,7 @@
 //! `tidemark sweep`: a tiny spec runs into its results directory (runs.jsonl, hlog/,
-//! machine.json), a second sweep re-runs nothing, and bad specs fail with one line naming the
-//! file and the key.
+//! machine.json), a second sweep re-runs nothing, bad specs fail with one line naming the
+//! file and the key, a spec with one invalid run runs nothing (and its dry run fails), and a
+//! run never outlives its sweep nor runs beside an earlier sweep's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -58,7 +59,10 @@ fn sweep_writes_the_results_layout_and_resumes() {
     );
     let listing = String::from_utf8_lossy(&dry.stdout);
     // 2 rates x (timely x 2 workers + baseline x 1 worker) x 2 repetitions.
-    assert!(listing.contains("12 to run"), "{listing}");
+    assert!(
+        listing.contains("12 to run, 0 already recorded"),
+        "{listing}"
+    );
     assert!(listing.contains("single-threaded"), "{listing}");
     assert!(!dir.join("results").exists(), "a dry run writes nothing");
 
@@ -120,6 +124,20 @@ fn sweep_writes_the_results_layout_and_resumes() {
         .collect();
     names.sort();
     assert_eq!(names, ["hlog", "machine.json", "runs.jsonl"]);
+
+    // The dry run now says every run is recorded.
+    let dry = sweep(&[spec.to_str().unwrap(), "--dry-run"]);
+    assert!(dry.status.success());
+    let listing = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        listing.contains("0 to run, 12 already recorded"),
+        "{listing}"
+    );
+    assert_eq!(
+        listing.matches("\n  recorded  tidemark bench ysb").count(),
+        12,
+        "{listing}"
+    );
 
     // Resuming: nothing is run again.
     let again = sweep(&[spec.to_str().unwrap()]);
@@ -226,11 +244,162 @@ fn failures_name_the_file_the_key_or_the_run() {
                    pool = 10000\n[grid]\nduration = [\"50ms\", \"300ms\"]\n";
     let e = run(failing, &["--keep-going"]);
     assert!(e.contains("1 of 2 runs failed"), "{e}");
+    assert!(e.contains("--warmup"), "{e}");
     assert!(e.contains("duration=50ms"), "{e}");
     assert_eq!(lines(&dir.join("out/runs.jsonl")).len(), 1);
     let e = run(failing, &[]);
     assert!(e.contains("duration=50ms") && e.contains("--warmup"), "{e}");
     let e = run("workload = \"ysb\"\n", &["--output", "/proc/no/such/dir"]);
     assert!(e.contains("/proc/no/such/dir"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pids of the run a sweep is running, from its lock file (waits for the run to start).
+fn run_pids(results: &Path) -> Vec<i32> {
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(results.join(".sweep.lock")).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("run ")) {
+            return line[4..]
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the sweep never started its run");
+}
+
+/// Whether a process is still running (a zombie nobody has reaped yet is not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+/// Waits (up to a minute, polling) for a process to end; whether it did.
+fn ends(pid: i32) -> bool {
+    for _ in 0..600 {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+const LONG: &str = r#"
+workload = "ysb"
+output = "out"
+[fixed]
+duration = "1h"
+warmup = "100ms"
+rate = "10k"
+pool = 10000
+[grid]
+processes = [1, 2]
+"#;
+
+#[test]
+fn a_spec_with_one_invalid_run_runs_nothing_and_its_dry_run_fails() {
+    let dir = scratch("invalid");
+    let spec = dir.join("bad.toml");
+    // Each key is a valid flag, but one value of each is not valid for the bench.
+    for (text, bad) in [
+        (
+            "workload = \"nexmark\"\noutput = \"out\"\n[fixed]\nduration = \"300ms\"\n\
+             warmup = \"100ms\"\npool = 10000\n[grid]\nquery = [\"q3\", \"q42\"]\n",
+            "q42",
+        ),
+        (
+            "workload = \"ysb\"\noutput = \"out\"\n[fixed]\nwarmup = \"1s\"\npool = 10000\n\
+             [grid]\nduration = [\"300ms\", \"2s\"]\nrate = [\"10k\"]\n",
+            "--warmup",
+        ),
+        (
+            "workload = \"ysb\"\noutput = \"out\"\n[fixed]\nduration = \"300ms\"\n\
+             warmup = \"100ms\"\n[grid]\nengine = [\"timely\", \"differential\"]\n\
+             partitioner = [\"hash\", \"diagonal\"]\n",
+            "diagonal",
+        ),
+    ] {
+        std::fs::write(&spec, text).unwrap();
+        let dry = sweep(&[spec.to_str().unwrap(), "--dry-run"]);
+        assert!(!dry.status.success(), "{text}");
+        let listing = String::from_utf8_lossy(&dry.stdout);
+        assert!(listing.contains("  invalid   tidemark bench"), "{listing}");
+        assert!(listing.contains(bad), "{listing}");
+        let stderr = String::from_utf8_lossy(&dry.stderr);
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains("invalid runs"),
+            "{stderr}"
+        );
+        let out = sweep(&[spec.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(bad) && stderr.contains("nothing was run"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!dir.join("out").exists(), "no run started: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killing_the_sweep_stops_its_run() {
+    for (signal, name) in [(libc::SIGKILL, "kill"), (libc::SIGTERM, "term")] {
+        let dir = scratch(name);
+        let spec = dir.join("long.toml");
+        std::fs::write(&spec, LONG).unwrap();
+        let mut sweep = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(["sweep", spec.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pids = run_pids(&dir.join("out"));
+        assert_eq!(pids.len(), 1);
+        assert!(alive(pids[0]));
+        // SAFETY: signals a child this test started.
+        assert_eq!(unsafe { libc::kill(sweep.id() as i32, signal) }, 0);
+        let _ = sweep.wait();
+        assert!(
+            ends(pids[0]),
+            "{name}: the run {} outlived its sweep",
+            pids[0]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_second_sweep_never_runs_beside_the_first() {
+    let dir = scratch("beside");
+    let spec = dir.join("long.toml");
+    std::fs::write(&spec, LONG).unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["sweep", spec.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids = run_pids(&dir.join("out"));
+    let second = sweep(&[spec.to_str().unwrap()]);
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another sweep"), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run: pid {}", pids[0])),
+        "{stderr}"
+    );
+    assert!(alive(pids[0]), "the first sweep's run goes on");
+    let _ = first.kill();
+    let _ = first.wait();
+    assert!(ends(pids[0]));
     let _ = std::fs::remove_dir_all(&dir);
 }

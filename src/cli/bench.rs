@@ -175,8 +175,11 @@ fn writable(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Runs the command.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// Checks everything about the arguments that can be known without running: warm-up against
+/// duration, epoch, engine against workers and workload, the query and its window parameters.
+/// `tidemark sweep` calls it on every run of a spec before the first one starts, so every check
+/// that does not need to run belongs here, not in [`run`].
+pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     if args.warmup >= args.duration {
         bail!(
             "--duration ({} ms) must be longer than --warmup ({} ms)",
@@ -192,36 +195,66 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     {
         bail!("the baseline is single-threaded: use --workers 1 without --processes");
     }
+    if args.find_sustainable && args.cluster.processes > 1 {
+        bail!("--find-sustainable runs in one process; use --workers for parallelism");
+    }
+    match args.workload {
+        WorkloadName::Ysb => has_engine(args, &ysb(args)),
+        WorkloadName::Wordcount => has_engine(args, &wordcount(args)),
+        WorkloadName::Nexmark => has_engine(args, &nexmark(args)?),
+    }
+}
+
+/// Whether the workload runs on the chosen engine.
+fn has_engine<W: Workload>(args: &BenchArgs, workload: &W) -> anyhow::Result<()> {
+    if args.engine == EngineName::Differential && !workload.has_incremental() {
+        bail!(
+            "{} {} has no incremental version (--engine differential runs ysb and nexmark q3, q4, q6, q9)",
+            workload.name(),
+            workload.query()
+        );
+    }
+    Ok(())
+}
+
+fn ysb(args: &BenchArgs) -> Ysb {
+    let mut ysb = Ysb::new(args.window, args.campaigns, 10);
+    ysb.partitioner = args.partitioner;
+    ysb
+}
+
+fn wordcount(args: &BenchArgs) -> WordCount {
+    WordCount {
+        words: args.words,
+        partitioner: args.partitioner,
+    }
+}
+
+fn nexmark(args: &BenchArgs) -> anyhow::Result<Nexmark> {
+    if args.partitioner != Scheme::Hash {
+        bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
+    }
+    let query: Query = args.query.parse().map_err(|e| anyhow!("--query: {e}"))?;
+    let nexmark = Nexmark {
+        query,
+        window_ns: args.window,
+        slide_ns: args.slide,
+        gap_ns: args.gap,
+    };
+    nexmark.validate().map_err(|e| anyhow!("{e}"))?;
+    Ok(nexmark)
+}
+
+/// Runs the command.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    validate(&args)?;
     for path in [&args.json, &args.hlog].into_iter().flatten() {
         writable(path)?;
     }
     match args.workload {
-        WorkloadName::Ysb => {
-            let mut ysb = Ysb::new(args.window, args.campaigns, 10);
-            ysb.partitioner = args.partitioner;
-            bench(&args, ysb)
-        }
-        WorkloadName::Wordcount => {
-            let wordcount = WordCount {
-                words: args.words,
-                partitioner: args.partitioner,
-            };
-            bench(&args, wordcount)
-        }
-        WorkloadName::Nexmark => {
-            if args.partitioner != Scheme::Hash {
-                bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
-            }
-            let query: Query = args.query.parse().map_err(|e| anyhow!("--query: {e}"))?;
-            let nexmark = Nexmark {
-                query,
-                window_ns: args.window,
-                slide_ns: args.slide,
-                gap_ns: args.gap,
-            };
-            nexmark.validate().map_err(|e| anyhow!("{e}"))?;
-            bench(&args, nexmark)
-        }
+        WorkloadName::Ysb => bench(&args, ysb(&args)),
+        WorkloadName::Wordcount => bench(&args, wordcount(&args)),
+        WorkloadName::Nexmark => bench(&args, nexmark(&args)?),
     }
 }
 
@@ -238,9 +271,6 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
             return Ok(());
         };
         return finish(args, &report, &recorder);
-    }
-    if args.cluster.processes > 1 {
-        bail!("--find-sustainable runs in one process; use --workers for parallelism");
     }
     eprintln!("finding the closed-loop maximum...");
     let Some((max, _)) = run_once(args, &cluster, &workload, None, false)? else {
@@ -325,13 +355,6 @@ fn run_once<W: Workload>(
     let outcomes: Vec<WorkerOutcome> = match args.engine {
         EngineName::Baseline => vec![run_baseline(workload, &config)],
         EngineName::Timely | EngineName::Differential => {
-            if args.engine == EngineName::Differential && !workload.has_incremental() {
-                bail!(
-                    "{} {} has no incremental version (--engine differential runs ysb and nexmark q3, q4, q6, q9)",
-                    workload.name(),
-                    workload.query()
-                );
-            }
             let started = cluster.watchdog(std::time::Duration::from_millis(
                 args.cluster.connect_timeout,
             ));

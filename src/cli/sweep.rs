@@ -2,22 +2,21 @@
 //! process, into a results directory that resumes where it stopped.
 //!
 //! The spec format and the results layout are described in [`crate::harness::experiment`].
+//! This module checks every run with the bench's own parser and checks, and drives the runs.
 
-use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{IsTerminal, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::{Args, CommandFactory, Parser as _};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::bench::nanos;
-use crate::cli::Cli;
-use crate::harness::experiment::{completed, record, Machine, Param, Run, Spec};
+use crate::cli::bench::{self, nanos, BenchArgs, EngineName};
+use crate::cli::{Cli, Command};
+use crate::harness::experiment::{
+    completed, execute, BenchFlags, Job, Record, ResultsDir, Run, Spec, SET_BY_SWEEP,
+};
 
 /// Arguments of `tidemark sweep`.
 #[derive(Debug, Args)]
@@ -28,11 +27,12 @@ use crate::harness::experiment::{completed, record, Machine, Param, Run, Spec};
 pub struct SweepArgs {
     /// The experiment spec (TOML): workload, grid, repetitions, fixed flags.
     pub spec: PathBuf,
-    /// Print the runs (and the points left out) without running anything.
+    /// List the runs (recorded, to run, left out, invalid) without running anything; exits
+    /// non-zero when a run is invalid.
     #[arg(long)]
     pub dry_run: bool,
-    /// Go on after a failed run; the failures are listed at the end (and the exit status is
-    /// non-zero). Failed runs are not recorded, so the next sweep tries them again.
+    /// Go on after a failed or invalid run; the failures are listed at the end (and the exit
+    /// status is non-zero). Failed runs are not recorded, so the next sweep tries them again.
     #[arg(long)]
     pub keep_going: bool,
     /// Results directory, instead of the spec's (default: results/NAME beside the spec).
@@ -40,71 +40,87 @@ pub struct SweepArgs {
     pub output: Option<PathBuf>,
 }
 
-/// The long flags `tidemark bench` accepts.
-pub fn bench_flags() -> Vec<String> {
+/// The arguments of `tidemark bench`, as a spec may set them.
+pub fn bench_flags() -> BenchFlags {
     let cli = Cli::command();
     let bench = cli
         .find_subcommand("bench")
         .expect("tidemark has a bench subcommand");
-    bench
-        .get_arguments()
-        .filter_map(|a| a.get_long())
-        .map(str::to_string)
-        .collect()
+    BenchFlags::from_command(bench, &SET_BY_SWEEP)
 }
 
-/// Whether `tidemark bench` accepts a run's arguments; the error's first line otherwise.
-fn check(run: &Run) -> Result<(), String> {
-    let args = std::iter::once("tidemark".to_string()).chain(run.bench_args());
-    match Cli::try_parse_from(args) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e
-            .render()
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or("invalid arguments")
-            .trim_start_matches("error: ")
-            .to_string()),
+/// A run's bench arguments, parsed by the bench's own parser and checked by its own checks;
+/// the first line of the error otherwise.
+fn check(run: &Run) -> Result<BenchArgs, String> {
+    let argv = std::iter::once("tidemark").chain(run.args.iter().map(String::as_str));
+    let args = match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Bench(args),
+        }) => args,
+        Ok(_) => return Err("not a bench run".into()),
+        Err(e) => {
+            return Err(e
+                .render()
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_string())
+        }
+    };
+    bench::validate(&args).map_err(|e| format!("{e:#}"))?;
+    Ok(args)
+}
+
+/// Why a point is left out: the single-threaded baseline with several workers or processes.
+fn skip(run: &Run) -> Option<String> {
+    let argv = std::iter::once("tidemark").chain(run.args.iter().map(String::as_str));
+    match Cli::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Bench(args),
+        }) if args.engine == EngineName::Baseline
+            && (args.cluster.workers > 1 || args.cluster.processes > 1) =>
+        {
+            Some("the baseline is single-threaded".into())
+        }
+        _ => None,
     }
 }
 
-/// The longest one run may take: the spec's `timeout`, or a minute plus five times the run.
-fn timeout(spec: &Spec, run: &Run) -> anyhow::Result<Duration> {
-    if let Some(text) = &spec.timeout {
-        let ns = nanos(text).map_err(|e| anyhow::anyhow!("spec key 'timeout': {e}"))?;
-        return Ok(Duration::from_nanos(ns));
-    }
-    let duration = match run.point.get("duration") {
-        Some(d) => nanos(&d.to_string()).unwrap_or(10_000_000_000),
-        None => 10_000_000_000,
-    };
-    let searches = if run.point.get("find-sustainable") == Some(&Param::Bool(true)) {
-        12
-    } else {
-        1
-    };
-    Ok(Duration::from_secs(60) + Duration::from_nanos(duration) * 5 * searches)
+/// The longest one run may take: the spec's `timeout`, or a minute plus five times the run
+/// (twelve runs for `--find-sustainable`).
+fn limit(timeout: Option<Duration>, args: &BenchArgs) -> Duration {
+    timeout.unwrap_or_else(|| {
+        let searches = if args.find_sustainable { 12 } else { 1 };
+        Duration::from_secs(60) + Duration::from_nanos(args.duration) * 5 * searches
+    })
 }
 
 /// Runs the command.
 pub fn run(args: SweepArgs) -> anyhow::Result<()> {
-    let spec = Spec::load(&args.spec, &bench_flags())?;
+    let spec = Spec::load(&args.spec, bench_flags())?;
+    let timeout = spec
+        .timeout
+        .as_deref()
+        .map(|t| nanos(t).map(Duration::from_nanos))
+        .transpose()
+        .map_err(|e| anyhow!("{}: key 'timeout': {e}", args.spec.display()))?;
     let dir = args.output.clone().unwrap_or_else(|| spec.output.clone());
-    let expansion = spec.expand();
+    let expansion = spec.expand(skip);
     let runs_path = dir.join("runs.jsonl");
     let done = completed(&runs_path)?;
-    let pending: Vec<&Run> = expansion
-        .runs
+    // Every run is checked before anything runs: a spec with one bad run runs nothing.
+    let checked: Vec<(&Run, Result<BenchArgs, String>)> =
+        expansion.runs.iter().map(|r| (r, check(r))).collect();
+    let invalid: Vec<(String, &String)> = checked
         .iter()
-        .filter(|r| !done.contains(&r.key()))
+        .filter_map(|(r, c)| c.as_ref().err().map(|e| (r.label(&expansion.varying), e)))
         .collect();
-    let mut invalid = Vec::new();
-    for run in &expansion.runs {
-        if let Err(e) = check(run) {
-            invalid.push((run.label(&expansion.varying), e));
-        }
-    }
+    let pending: Vec<&(&Run, Result<BenchArgs, String>)> = checked
+        .iter()
+        .filter(|(r, _)| !done.contains(&r.key()))
+        .collect();
 
     if args.dry_run {
         println!(
@@ -115,30 +131,31 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             spec.repetitions,
             dir.display()
         );
-        for run in &expansion.runs {
-            let state = if done.contains(&run.key()) {
-                "done"
-            } else {
-                "todo"
-            };
-            println!("  {state}  tidemark {}", run.bench_args().join(" "));
+        for (run, check) in &checked {
+            match check {
+                Err(e) => println!("  invalid   {}: {e}", run.command()),
+                Ok(_) if done.contains(&run.key()) => println!("  recorded  {}", run.command()),
+                Ok(_) => println!("  to run    {}", run.command()),
+            }
         }
-        for (point, why) in &expansion.skipped {
-            let run = Run {
-                point: point.clone(),
-                repetition: 0,
-            };
-            println!("  skip  tidemark {}  ({why})", run.bench_args().join(" "));
-        }
-        for (label, e) in &invalid {
-            println!("  invalid  {label}: {e}");
+        for (run, why) in &expansion.skipped {
+            println!("  left out  {}  ({why})", run.command());
         }
         println!(
-            "{} to run, {} already done, {} points left out",
-            pending.len(),
+            "{} to run, {} already recorded in {} (not run again), {} points left out, {} invalid",
+            pending.iter().filter(|(_, c)| c.is_ok()).count(),
             expansion.runs.len() - pending.len(),
-            expansion.skipped.len()
+            runs_path.display(),
+            expansion.skipped.len(),
+            invalid.len()
         );
+        if let Some((label, e)) = invalid.first() {
+            bail!(
+                "{}: {} invalid runs, the first: {label}: {e}",
+                args.spec.display(),
+                invalid.len()
+            );
+        }
         return Ok(());
     }
 
@@ -146,7 +163,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         if !args.keep_going {
             bail!(
                 "{}: run {label}: {e} ({} invalid runs; --dry-run lists them, --keep-going \
-                 runs the others)",
+                 runs the others); nothing was run",
                 args.spec.display(),
                 invalid.len()
             );
@@ -161,13 +178,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let hlog_dir = dir.join("hlog");
-    fs::create_dir_all(&hlog_dir)
-        .with_context(|| format!("cannot create {}", hlog_dir.display()))?;
-    remove_stale(&dir);
-    let machine = serde_json::to_string_pretty(&Machine::detect())?;
-    fs::write(dir.join("machine.json"), machine + "\n")
-        .with_context(|| format!("cannot write {}", dir.join("machine.json").display()))?;
+    let results = ResultsDir::open(&dir)?;
     let exe = std::env::current_exe().context("cannot find the tidemark executable")?;
 
     let bar = if std::io::stderr().is_terminal() {
@@ -195,57 +206,45 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         expansion.runs.len() - pending.len(),
         dir.display()
     ));
-    let invalid_labels: BTreeSet<&String> = invalid.iter().map(|(l, _)| l).collect();
     let mut failures = Vec::new();
-    for (i, run) in pending.iter().enumerate() {
+    for (i, (run, check)) in pending.iter().enumerate() {
         let label = run.label(&expansion.varying);
+        let step = format!("[{}/{}] {label}", i + 1, pending.len());
         bar.set_message(label.clone());
-        if invalid_labels.contains(&label) {
-            let e = invalid
-                .iter()
-                .find(|(l, _)| *l == label)
-                .map(|(_, e)| e.clone())
-                .unwrap_or_default();
-            say(format!(
-                "[{}/{}] {label}: invalid: {e}",
-                i + 1,
-                pending.len()
-            ));
-            failures.push(format!("{label}: {e}"));
-            bar.inc(1);
-            continue;
-        }
-        let limit = timeout(&spec, run)?;
-        let outcome = execute(&exe, run, &dir, limit).and_then(|report| {
+        let bench_args = match check {
+            Ok(bench_args) => bench_args,
+            Err(e) => {
+                say(format!("{step}: invalid: {e}"));
+                failures.push(format!("{label}: {e}"));
+                bar.inc(1);
+                continue;
+            }
+        };
+        let job = Job {
+            exe: &exe,
+            run,
+            processes: bench_args.cluster.processes,
+            limit: limit(timeout, bench_args),
+        };
+        let outcome = execute(&job, &results).and_then(|report| {
             let hlog = format!("hlog/{}", run.hlog_name());
-            let line =
-                record(report, &spec.name, run, &hlog).map_err(|e| format!("bad report: {e}"))?;
-            append(&runs_path, &line).map_err(|e| format!("{e:#}"))?;
-            Ok(line)
+            let record = Record::new(report, &spec.name, run, &hlog);
+            results.append(&record).map_err(|e| e.to_string())?;
+            Ok(record)
         });
         match outcome {
-            Ok(line) => {
-                let r: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                say(format!(
-                    "[{}/{}] {label}: {:.0} events/s, p50 {:.3} ms, p99 {:.3} ms",
-                    i + 1,
-                    pending.len(),
-                    r["achieved_rate"].as_f64().unwrap_or(0.0),
-                    r["latency_ns"]["p50"].as_f64().unwrap_or(0.0) / 1e6,
-                    r["latency_ns"]["p99"].as_f64().unwrap_or(0.0) / 1e6
-                ));
-            }
+            Ok(record) => say(format!("{step}: {}", summary(&record))),
             Err(e) => {
                 let message = format!("run {label} failed: {e}");
                 if !args.keep_going {
                     bar.finish_and_clear();
                     bail!(
-                        "{}: {message}\n  command: tidemark {}",
+                        "{}: {message}\n  command: {}",
                         args.spec.display(),
-                        run.bench_args().join(" ")
+                        run.command()
                     );
                 }
-                say(format!("[{}/{}] {message}", i + 1, pending.len()));
+                say(format!("{step}: failed: {e}"));
                 failures.push(format!("{label}: {e}"));
             }
         }
@@ -270,162 +269,15 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes what an interrupted sweep left behind: temporary reports, hostfiles and logs, and
-/// unfinished interval logs (all dot files).
-fn remove_stale(dir: &Path) {
-    for (folder, prefixes) in [
-        (dir.to_path_buf(), &[".run-", ".hosts-"][..]),
-        (dir.join("hlog"), &["."][..]),
-    ] {
-        let Ok(entries) = fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if prefixes.iter().any(|p| name.starts_with(p)) && entry.path().is_file() {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-}
-
-/// Appends one line to `runs.jsonl` in one write.
-fn append(path: &Path, line: &str) -> anyhow::Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(format!("{line}\n").as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// A hostfile of free local ports for a run of `processes` processes.
-fn hostfile(path: &Path, processes: usize) -> Result<(), String> {
-    let listeners: Vec<TcpListener> = (0..processes)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot find free ports: {e}"))?;
-    let mut text = String::new();
-    for l in &listeners {
-        let port = l.local_addr().map_err(|e| e.to_string())?.port();
-        text.push_str(&format!("127.0.0.1:{port}\n"));
-    }
-    drop(listeners);
-    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// The last lines of a child's log.
-fn tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(5)..].join(" | ")
-}
-
-/// Runs one point in fresh processes (one per `--processes`); the report as JSON.
-fn execute(
-    exe: &Path,
-    run: &Run,
-    dir: &Path,
-    limit: Duration,
-) -> Result<serde_json::Value, String> {
-    let id = std::process::id();
-    let json = dir.join(format!(".run-{id}.json"));
-    let hlog = dir.join("hlog").join(run.hlog_name());
-    let hlog_tmp = dir.join("hlog").join(format!(".{}.tmp", run.hlog_name()));
-    let processes = run
-        .point
-        .get("processes")
-        .and_then(|p| p.to_string().parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let hosts = dir.join(format!(".hosts-{id}.txt"));
-    if processes > 1 {
-        hostfile(&hosts, processes)?;
-    }
-    let logs: Vec<PathBuf> = (0..processes)
-        .map(|p| dir.join(format!(".run-{id}-{p}.log")))
-        .collect();
-    let mut children: Vec<Child> = Vec::new();
-    let mut spawn_error = None;
-    for (p, log) in logs.iter().enumerate() {
-        let mut command = Command::new(exe);
-        command.args(run.bench_args());
-        if p == 0 {
-            command
-                .arg("--json")
-                .arg(&json)
-                .arg("--hlog")
-                .arg(&hlog_tmp);
-        }
-        if processes > 1 {
-            command
-                .arg("--process")
-                .arg(p.to_string())
-                .arg("--hostfile")
-                .arg(&hosts);
-        }
-        let spawned = File::create(log)
-            .and_then(|out| Ok((out.try_clone()?, out)))
-            .and_then(|(out, err)| command.stdin(Stdio::null()).stdout(out).stderr(err).spawn());
-        match spawned {
-            Ok(child) => children.push(child),
-            Err(e) => {
-                spawn_error = Some(format!("cannot start {}: {e}", exe.display()));
-                break;
-            }
-        }
-    }
-    let started = Instant::now();
-    let mut statuses = vec![None; children.len()];
-    let mut failure = spawn_error;
-    while failure.is_none() && statuses.iter().any(Option::is_none) {
-        for (p, child) in children.iter_mut().enumerate() {
-            if statuses[p].is_none() {
-                match child.try_wait() {
-                    Ok(Some(status)) => statuses[p] = Some(status),
-                    Ok(None) => {}
-                    Err(e) => failure = Some(format!("cannot wait for the run: {e}")),
-                }
-            }
-        }
-        if let Some((p, status)) = statuses
-            .iter()
-            .enumerate()
-            .find_map(|(p, s)| s.filter(|s| !s.success()).map(|s| (p, s)))
-        {
-            failure = Some(format!(
-                "process {p} exited with {status}: {}",
-                tail(&logs[p])
-            ));
-        } else if started.elapsed() > limit {
-            failure = Some(format!("timed out after {:.0} s", limit.as_secs_f64()));
-        }
-        if failure.is_none() && statuses.iter().any(Option::is_none) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    for child in &mut children {
-        if failure.is_some() {
-            let _ = child.kill();
-        }
-        let _ = child.wait();
-    }
-    let result = match failure {
-        Some(e) => Err(e),
-        None => fs::read_to_string(&json)
-            .map_err(|e| format!("no report: {e}"))
-            .and_then(|text| {
-                serde_json::from_str(&text).map_err(|e| format!("unreadable report: {e}"))
-            })
-            .and_then(|report| {
-                fs::rename(&hlog_tmp, &hlog)
-                    .map_err(|e| format!("cannot move the interval log: {e}"))?;
-                Ok(report)
-            }),
+/// One line about a recorded run: rate and latency, or that no epoch completed (an overloaded
+/// run has no latency percentiles, whichever way the report writes their absence).
+fn summary(record: &Record) -> String {
+    let report = serde_json::to_value(&record.report).unwrap_or_default();
+    let ms = |q: &str| report["latency_ns"][q].as_f64().map(|ns| ns / 1e6);
+    let overloaded = report["overloaded"].as_bool().unwrap_or(false) || report["samples"] == 0;
+    let latency = match (ms("p50"), ms("p99")) {
+        (Some(p50), Some(p99)) if !overloaded => format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
+        _ => "no epoch completed (overloaded)".to_string(),
     };
-    for path in logs.iter().chain([&json, &hosts, &hlog_tmp]) {
-        let _ = fs::remove_file(path);
-    }
-    result
+    format!("{:.0} events/s, {latency}", record.report.achieved_rate)
 }
