@@ -59,8 +59,12 @@ def base_spec(spec: str) -> str:
 
 
 def expected_figures(spec: str) -> list[str]:
-    """Base names of the figures a spec's notebook draws."""
-    return [f"{spec}-{k}" for k in FIGURE_KINDS[base_spec(spec)]]
+    """Base names of the figures a spec's notebook draws (a scaling spec with a measured
+    parallel ceiling also draws `<spec>-fraction`)."""
+    figures = [f"{spec}-{k}" for k in FIGURE_KINDS[base_spec(spec)]]
+    if base_spec(spec) == "scaling" and (spec_dir(spec) / CEILING).is_file():
+        figures.append(f"{spec}-fraction")
+    return figures
 
 
 class MissingResults(FileNotFoundError):
@@ -116,8 +120,16 @@ def load_runs(spec: str) -> pd.DataFrame | None:
 
     Columns: the report fields, `point_<name>` for each grid parameter, `p50_ms` ... `max_ms`
     (latency in milliseconds), `offered` (events/s, NaN for closed loop), `achieved` (events/s),
-    `hlog_path` (absolute). For an optional spec without results: prints a note, returns None.
-    For a core spec without results: raises MissingResults.
+    `overloaded` (bool), `hlog_path` (absolute). For an optional spec without results: prints a
+    note, returns None. For a core spec without results: raises MissingResults.
+
+    Overload: a run that completed no epoch while events kept arriving has unbounded latency.
+    Reports say so with `"overloaded": true` and null percentiles; rows from before that field
+    (zero percentiles and `samples` 0, with an epoch shorter than the measured part) are read
+    the same way. Its percentiles are set to infinity, never 0, so that a median over
+    repetitions shows the overload instead of hiding it, figures mark it and tables print it as
+    unbounded. Rows whose latency was not measured at all (`"latency_measured": false`, the
+    peer systems) get NaN percentiles instead.
     """
     path = spec_dir(spec) / "runs.jsonl"
     if not path.is_file():
@@ -133,10 +145,28 @@ def load_runs(spec: str) -> pd.DataFrame | None:
         raise MissingResults(f"{path} has no runs")
     df = pd.json_normalize(rows, sep="_")
     df.columns = [c.replace("latency_ns_", "lat_") for c in df.columns]
+    not_measured = (
+        df["latency_measured"].eq(False) if "latency_measured" in df.columns
+        else pd.Series(False, index=df.index)
+    )
+    derived = (df["samples"] == 0) & (df["epoch_ns"] < df["duration_s"] * 1e9) & ~not_measured
+    if "overloaded" in df.columns:
+        df["overloaded"] = df["overloaded"].astype("boolean").fillna(derived).astype(bool)
+    else:
+        df["overloaded"] = derived
     for q in ["p50", "p90", "p99", "p999", "max"]:
-        df[f"{q}_ms"] = df[f"lat_{q}"].astype(float) / 1e6
+        col = f"lat_{q}"
+        # A report may write the percentiles as null one by one or `latency_ns` as null.
+        ns = pd.to_numeric(df[col], errors="coerce") if col in df.columns else np.nan
+        df[f"{q}_ms"] = pd.Series(ns, index=df.index, dtype=float) / 1e6
+        df.loc[df["overloaded"], f"{q}_ms"] = np.inf
+        df.loc[not_measured, f"{q}_ms"] = np.nan
     df["offered"] = pd.to_numeric(df["offered_rate"], errors="coerce")
     df["achieved"] = df["achieved_rate"].astype(float)
+    # Rounded inputs (far finer than any figure or table shows), so that figures and numbers
+    # depend on the measurements, not on the last bits of how a report printed them.
+    for col in ["achieved", "offered", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms"]:
+        df[col] = round_sig(df[col])
     df["closed_loop"] = df["offered"].isna()
     if "hlog" in df.columns:
         df["hlog_path"] = [
@@ -151,6 +181,38 @@ def load_runs(spec: str) -> pd.DataFrame | None:
         w if q in (None, "", w) else f"{w} {q}" for w, q in zip(df["workload"], df["query"])
     ]
     return df
+
+
+# The machine's parallel ceiling beside a scaling spec's runs: one bench report per process of
+# independent single-threaded baselines started at once (see experiments/results/*/README.md).
+CEILING = "ceiling.jsonl"
+
+
+def load_ceiling(spec: str) -> dict | None:
+    """The parallel ceiling measured beside a spec's runs, or None: `workload`, `processes`
+    (baselines run at once), `total` (their achieved rates summed, events/s) and `each` (the
+    per-process rates)."""
+    path = spec_dir(spec) / CEILING
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return None
+    workloads = {r["workload"] for r in rows}
+    assert len(workloads) == 1, f"{path}: one workload expected, got {sorted(workloads)}"
+    each = [float(r["achieved_rate"]) for r in rows]
+    return {"workload": workloads.pop(), "processes": len(rows), "total": sum(each), "each": each}
+
+
+def round_sig(values, digits: int = 9):
+    """Rounds to `digits` significant digits; infinities and NaN pass through."""
+    x = np.asarray(values, dtype=float)
+    finite = np.isfinite(x) & (x != 0)
+    out = x.copy()
+    scale = np.zeros_like(x)
+    scale[finite] = digits - 1 - np.floor(np.log10(np.abs(x[finite])))
+    out[finite] = [round(v, int(s)) for v, s in zip(x[finite], scale[finite])]
+    return pd.Series(out, index=values.index) if isinstance(values, pd.Series) else out
 
 
 def load_machine(spec: str) -> dict:
@@ -347,23 +409,20 @@ def latency_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Runs that measure latency: open-loop ones when the spec has them, else all.
 
     A run without a single latency sample has one of two reasons. If its epoch is at least as
-    long as the measured part, nothing could be measured: it is left out, with a note. Otherwise
-    no epoch completed while events kept arriving: the system fell behind, so its latency is
-    unbounded and is set to infinity (medians then show the overload instead of hiding it;
-    figures mark such points, tables print them as such)."""
+    long as the measured part, nothing could be measured: it is left out, with a note.
+    Otherwise it is overloaded (see `load_runs`: its latency is already infinite); a note
+    lists such runs."""
     opened = df[~df["closed_loop"]]
     rows = (opened if len(opened) else df).copy()
-    empty = rows["samples"] == 0
+    empty = (rows["samples"] == 0) & ~rows["overloaded"]
     unmeasurable = empty & (rows["epoch_ns"] >= rows["duration_s"] * 1e9)
     if unmeasurable.any():
         print(f"NOTE: {int(unmeasurable.sum())} run(s) with an epoch as long as the measured part "
               "left out: " + "; ".join(sorted(set(label(df).loc[rows.index[unmeasurable]]))))
-    overloaded = empty & ~unmeasurable
+    overloaded = rows["overloaded"]
     if overloaded.any():
         print(f"NOTE: {int(overloaded.sum())} run(s) completed no epoch (overloaded): latency "
               "unbounded: " + "; ".join(sorted(set(label(df).loc[rows.index[overloaded]]))))
-        for q in ["p50", "p90", "p99", "p999", "max"]:
-            rows.loc[overloaded, f"{q}_ms"] = np.inf
     return rows[~unmeasurable]
 
 

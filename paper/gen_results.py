@@ -230,12 +230,45 @@ def windows(m: Macros):
     )
 
 
+def ceiling(m: Macros, spec: str, prefix: str):
+    """Macros for the engine as a fraction of the machine's parallel ceiling (`ceiling.jsonl`
+    beside the scaling runs); `\\if<prefix>ceiling` says whether one was measured."""
+    c = tr.load_ceiling(spec)
+    flag = f"{prefix.lower()}ceiling"
+    m.raw(f"\\newif\\if{flag}")
+    df = tr.load_runs(spec)
+    if c is None or df is None:
+        return
+    src = f"spec {spec}, {tr.CEILING}"
+    thr = tr.summarize(tr.throughput_rows(df), ["job", "engine", "workers"])
+    job = thr[thr.job == c["workload"]]
+    eng = job[job.engine == "timely"].sort_values("workers")
+    base = job[job.engine == "baseline"]
+    first, last = eng.iloc[0], eng.iloc[-1]
+    m.add(f"{prefix}Ceiling", rate(c["total"]), src)
+    m.add(f"{prefix}CeilingProcesses", str(c["processes"]), src)
+    m.add(f"{prefix}CeilingEachMin", rate(min(c["each"])), src)
+    m.add(f"{prefix}CeilingEachMax", rate(max(c["each"])), src)
+    if len(base):
+        m.add(f"{prefix}BaselineAlone", rate(base.achieved.median()), src)
+    m.add(f"{prefix}EngineFirstWorkers", str(int(first.workers)), src)
+    m.add(f"{prefix}EngineFirst", rate(first.achieved), src)
+    m.add(f"{prefix}EngineFirstFraction", ratio(first.achieved / c["total"]), src)
+    m.add(f"{prefix}EngineLastWorkers", str(int(last.workers)), src)
+    m.add(f"{prefix}EngineLast", rate(last.achieved), src)
+    m.add(f"{prefix}EngineLastFraction", ratio(last.achieved / c["total"]), src)
+    m.add(f"{prefix}EngineSpeedup", f"{last.achieved / first.achieved:.1f}", src)
+    m.raw(f"\\{flag}true")
+
+
 def sixteen(m: Macros):
-    """\\SixteenFigures: a figure for each 16-core spec with results; \\ifsixteen."""
+    """\\SixteenFigures: a figure for each 16-core spec with results other than scaling (which
+    has its own place in the scaling section); \\ifsixteen, \\ifsixteenscaling and the
+    ceiling macros."""
     figs = []
     for spec in tr.CORE_SPECS:
         spec16 = spec + tr.SIXTEEN
-        if not tr.has_results(spec16):
+        if spec == "scaling" or not tr.has_results(spec16):
             continue
         cores = tr.load_machine(spec16).get("cores", "?")
         for fig in tr.expected_figures(spec16):
@@ -247,10 +280,20 @@ def sixteen(m: Macros):
     m.lines.append("\\newcommand{\\SixteenFigures}{%\n" + "\n".join(figs) + "}")
     if figs:
         m.raw("\\sixteentrue")
-    if scaling(m, "scaling" + tr.SIXTEEN, "Sixteen"):
+    spec16 = "scaling" + tr.SIXTEEN
+    if scaling(m, spec16, "Sixteen"):
+        info = tr.load_machine(spec16)
+        m.add("SixteenCPU", tex_escape(info.get("cpu_model", "unknown CPU")), f"{spec16}/machine.json")
+        gib = info.get("memory_gib")
+        m.add("SixteenMemory", f"{gib:.0f}\\,GiB" if gib else "unknown memory",
+              f"{spec16}/machine.json")
+        m.add("SixteenDate", tex_escape(str(info.get("date", "?"))[:10]), f"{spec16}/machine.json")
+        revs = sorted(set(tr.load_runs(spec16)["git_rev"].astype(str).str[:7]))
+        m.add("SixteenBuild", tex_escape(", ".join(revs)), f"spec {spec16}, git_rev")
         m.raw("\\newif\\ifsixteenscaling\\sixteenscalingtrue")
     else:
         m.raw("\\newif\\ifsixteenscaling")
+    ceiling(m, spec16, "Sixteen")
 
 
 def main() -> int:
@@ -259,7 +302,6 @@ def main() -> int:
         machine(m)
         latency(m)
         epoch(m)
-        scaling(m, "scaling", "Scaling")
         windows(m)
         bars(m, "partitioners", "Partitioners",
              lambda df: tr.main_parameter(df, tr.PARTITIONERS_X), tr.second_parameter)
