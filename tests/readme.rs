@@ -76,4 +76,33 @@ fn readme_examples_run_and_produce_output() {
         }
     }
     assert!(saw_late, "the late-output example should show late records");
+
+    // Run from the repository root, the examples must leave `git status` clean: every file they
+    // wrote is one the root .gitignore lists.
+    let ignored: Vec<String> = std::fs::read_to_string(root.join(".gitignore"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('/'))
+        .map(str::to_string)
+        .collect();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name != "experiments" {
+            assert!(
+                ignored.contains(&name),
+                "a README example wrote {name}, which .gitignore does not list"
+            );
+        }
+    }
+    let mut inputs: Vec<String> = std::fs::read_dir(dir.join("experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    inputs.sort();
+    assert_eq!(
+        inputs.iter().filter(|n| !n.ends_with(".toml")).collect::<Vec<_>>(),
+        ["data"],
+        "a README example wrote into experiments/"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
