@@ -88,12 +88,14 @@ fn skip(run: &Run) -> Option<String> {
     }
 }
 
-/// The longest one run may take: the spec's `timeout`, or a minute plus five times the run
-/// (twelve runs for `--find-sustainable`).
+/// The longest one run may take: the spec's `timeout`, or a minute plus five times the run,
+/// warm-up counted in whichever way `--duration` counts it (twelve runs for
+/// `--find-sustainable`).
 fn limit(timeout: Option<Duration>, args: &BenchArgs) -> Duration {
     timeout.unwrap_or_else(|| {
         let searches = if args.find_sustainable { 12 } else { 1 };
-        Duration::from_secs(60) + Duration::from_nanos(args.duration) * 5 * searches
+        let run = Duration::from_nanos(args.duration.saturating_add(args.warmup));
+        Duration::from_secs(60) + run * 5 * searches
     })
 }
 
