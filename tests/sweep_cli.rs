@@ -281,7 +281,8 @@ fn alive(pid: i32) -> bool {
     })
 }
 
-/// Waits (up to a minute, polling) for a process to end; whether it did.
+/// Waits (up to a minute, polling) for a process to end; whether it did. One that did not is
+/// killed, so that a failing test leaves no hour-long run behind.
 fn ends(pid: i32) -> bool {
     for _ in 0..600 {
         if !alive(pid) {
@@ -289,7 +290,29 @@ fn ends(pid: i32) -> bool {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // SAFETY: signals the run this test's sweep started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
     false
+}
+
+/// A sweep started by a test, killed when the test ends however it ends (its run follows it).
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(spec: &Path) -> Started {
+    Started(
+        Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(["sweep", spec.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 const LONG: &str = r#"
@@ -357,17 +380,13 @@ fn killing_the_sweep_stops_its_run() {
         let dir = scratch(name);
         let spec = dir.join("long.toml");
         std::fs::write(&spec, LONG).unwrap();
-        let mut sweep = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["sweep", spec.to_str().unwrap()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut sweep = start(&spec);
         let pids = run_pids(&dir.join("out"));
         assert_eq!(pids.len(), 1);
         assert!(alive(pids[0]));
         // SAFETY: signals a child this test started.
-        assert_eq!(unsafe { libc::kill(sweep.id() as i32, signal) }, 0);
-        let _ = sweep.wait();
+        assert_eq!(unsafe { libc::kill(sweep.0.id() as i32, signal) }, 0);
+        let _ = sweep.0.wait();
         assert!(
             ends(pids[0]),
             "{name}: the run {} outlived its sweep",
@@ -382,24 +401,22 @@ fn a_second_sweep_never_runs_beside_the_first() {
     let dir = scratch("beside");
     let spec = dir.join("long.toml");
     std::fs::write(&spec, LONG).unwrap();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["sweep", spec.to_str().unwrap()])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let first = start(&spec);
     let pids = run_pids(&dir.join("out"));
     let second = sweep(&[spec.to_str().unwrap()]);
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("in use by another sweep"), "{stderr}");
-    assert!(stderr.contains(&format!("pid {}", first.id())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.0.id())),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!("run: pid {}", pids[0])),
         "{stderr}"
     );
     assert!(alive(pids[0]), "the first sweep's run goes on");
-    let _ = first.kill();
-    let _ = first.wait();
+    drop(first);
     assert!(ends(pids[0]));
     let _ = std::fs::remove_dir_all(&dir);
 }
