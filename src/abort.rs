@@ -112,7 +112,10 @@ pub fn install_panic_hook() {
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
         fail(
-            &format!("internal error (a bug){}, thread '{name}'{location}: {payload}", here()),
+            &format!(
+                "internal error (a bug){}, thread '{name}'{location}: {payload}",
+                here()
+            ),
             101,
         );
     }));
@@ -145,7 +148,10 @@ pub fn install_signal_handlers() {
                         "SIGTERM"
                     };
                     fail(
-                        &format!("interrupted by {name}{}; unfinished outputs removed", here()),
+                        &format!(
+                            "interrupted by {name}{}; unfinished outputs removed",
+                            here()
+                        ),
                         128 + signal,
                     );
                 }

@@ -27,7 +27,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-
 use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
 use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
 use timely::communication::{Hooks, WorkerGuards};
@@ -267,14 +266,21 @@ impl Cluster {
             abort::set_process(self.process, self.addresses.clone());
             let (data, control) = self.connect()?;
             let hooks = Hooks::default();
-            let local =
-                ProcessBuilder::new_typed_vector(self.workers, hooks.refill.clone(), hooks.spill.clone());
+            let local = ProcessBuilder::new_typed_vector(
+                self.workers,
+                hooks.refill.clone(),
+                hooks.spill.clone(),
+            );
             let (builders, guard) =
                 initialize_networking_from_sockets(local, data, self.process, self.workers, hooks)
                     .map_err(|e| ClusterError::Start(e.to_string()))?;
             let builders = builders.into_iter().map(AllocatorBuilder::Tcp).collect();
             let control = Control::start(control, self.peer_timeout);
-            (builders, Box::new(guard) as Box<dyn std::any::Any + Send>, Some(control))
+            (
+                builders,
+                Box::new(guard) as Box<dyn std::any::Any + Send>,
+                Some(control),
+            )
         };
         let guards = timely::execute::execute_from(builders, others, WorkerConfig::default(), func)
             .map_err(ClusterError::Start)?;
@@ -289,11 +295,12 @@ impl Cluster {
         let deadline = Instant::now() + self.connect_timeout;
         let me = self.process;
         let n = self.addresses.len();
-        let listener = TcpListener::bind(&self.addresses[me]).map_err(|e| ClusterError::Listen {
-            address: self.addresses[me].clone(),
-            process: me,
-            message: e.to_string(),
-        })?;
+        let listener =
+            TcpListener::bind(&self.addresses[me]).map_err(|e| ClusterError::Listen {
+                address: self.addresses[me].clone(),
+                process: me,
+                message: e.to_string(),
+            })?;
         let job = job_text();
         let mut data: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
         let mut control = Vec::new();
@@ -318,7 +325,13 @@ impl Cluster {
     }
 
     /// Connects to `peer`, retrying until `deadline`, and shakes hands.
-    fn dial(&self, peer: usize, kind: Kind, job: &str, deadline: Instant) -> Result<TcpStream, ClusterError> {
+    fn dial(
+        &self,
+        peer: usize,
+        kind: Kind,
+        job: &str,
+        deadline: Instant,
+    ) -> Result<TcpStream, ClusterError> {
         let address = &self.addresses[peer];
         let who = format!("{address} (process {peer})");
         loop {
@@ -331,7 +344,9 @@ impl Cluster {
                 .map(|a| a.collect())
                 .unwrap_or_default();
             for target in targets {
-                let Ok(stream) = TcpStream::connect_timeout(&target, left.min(Duration::from_secs(1))) else {
+                let Ok(stream) =
+                    TcpStream::connect_timeout(&target, left.min(Duration::from_secs(1)))
+                else {
                     continue;
                 };
                 let hello = Hello {
@@ -340,7 +355,9 @@ impl Cluster {
                     to: peer,
                     job: job.to_string(),
                 };
-                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
                 let answer = handshake(&stream, &hello, left);
                 return match answer {
                     Ok(Some(reply)) => match first_difference(job, &reply.job) {
@@ -379,7 +396,9 @@ impl Cluster {
         let n = self.addresses.len();
         let mut seen_control = vec![false; n];
         let missing = |data: &[Option<TcpStream>], seen: &[bool]| -> Vec<usize> {
-            (me + 1..n).filter(|&p| data[p].is_none() || !seen[p]).collect()
+            (me + 1..n)
+                .filter(|&p| data[p].is_none() || !seen[p])
+                .collect()
         };
         listener
             .set_nonblocking(true)
@@ -401,14 +420,21 @@ impl Cluster {
                     let left = deadline.saturating_duration_since(Instant::now());
                     std::thread::spawn(move || {
                         let ok = stream.set_nonblocking(false).is_ok()
-                            && stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).is_ok();
+                            && stream
+                                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                                .is_ok();
                         if let (true, Ok(Some(hello))) = (ok, read_hello(&mut &stream)) {
                             let _ = sender.send((stream, hello));
                         }
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(ClusterError::Start(format!("accepting on {}: {e}", self.addresses[me]))),
+                Err(e) => {
+                    return Err(ClusterError::Start(format!(
+                        "accepting on {}: {e}",
+                        self.addresses[me]
+                    )))
+                }
             }
             while let Ok((stream, hello)) = hellos.try_recv() {
                 if hello.from <= me || hello.from >= n {
@@ -507,7 +533,8 @@ fn read_hello(stream: &mut impl Read) -> io::Result<Option<Hello>> {
         1 => Kind::Control,
         _ => return Ok(None),
     };
-    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as usize;
+    let word =
+        |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as usize;
     let (from, to, len) = (word(9), word(13), word(17));
     if len > JOB_MAX {
         return Ok(None);
@@ -517,7 +544,12 @@ fn read_hello(stream: &mut impl Read) -> io::Result<Option<Hello>> {
     let Ok(job) = String::from_utf8(job) else {
         return Ok(None);
     };
-    Ok(Some(Hello { kind, from, to, job }))
+    Ok(Some(Hello {
+        kind,
+        from,
+        to,
+        job,
+    }))
 }
 
 /// Sends `hello` and reads the answer within `timeout`.
@@ -551,7 +583,10 @@ impl Control {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = stream.set_read_timeout(Some(peer_timeout));
             let Ok(reader) = stream.try_clone() else {
-                abort::fail(&format!("lost the connection to {}", abort::describe_process(peer)), 1);
+                abort::fail(
+                    &format!("lost the connection to {}", abort::describe_process(peer)),
+                    1,
+                );
             };
             let writer = Arc::new(Mutex::new(stream));
             let heartbeat = Arc::clone(&writer);
@@ -600,7 +635,12 @@ impl Control {
 
 /// Reads `peer`'s control connection until it finished; ends the run if it fails, dies or
 /// stays silent for `timeout` first.
-fn watch(peer: usize, mut stream: TcpStream, timeout: Duration, finished: Arc<(Mutex<Vec<usize>>, Condvar)>) {
+fn watch(
+    peer: usize,
+    mut stream: TcpStream,
+    timeout: Duration,
+    finished: Arc<(Mutex<Vec<usize>>, Condvar)>,
+) {
     let who = abort::describe_process(peer);
     let mut done = false;
     loop {
@@ -625,6 +665,8 @@ fn watch(peer: usize, mut stream: TcpStream, timeout: Duration, finished: Arc<(M
                 }
                 _ => {}
             },
+            // SIGCONT after SIGSTOP interrupts the read: nothing happened to the peer.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             _ if done => return,
             Ok(_) => abort::fail(&format!("{who} closed its connection before finishing (did it die?)"), 1),
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => abort::fail(
@@ -754,7 +796,9 @@ mod tests {
         assert!(Cluster::new(1, 2, 2, None).is_err());
         assert!(Cluster::new(1, 2, 0, None).is_err());
         assert_eq!(Cluster::new(3, 1, 0, None).unwrap().workers, 3);
-        let err = Cluster::new(99_999_999_999, 1, 0, None).unwrap_err().to_string();
+        let err = Cluster::new(99_999_999_999, 1, 0, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("above the limit of 512"), "{err}");
         assert!(Cluster::new(MAX_WORKERS, 1, 0, None).is_ok());
     }
@@ -766,7 +810,11 @@ mod tests {
         let there = "version=1\n--window=tumbling:5s\n--agg=count\n";
         assert_eq!(
             first_difference(here, there),
-            Some(("--window".into(), "tumbling:10s".into(), "tumbling:5s".into()))
+            Some((
+                "--window".into(),
+                "tumbling:10s".into(),
+                "tumbling:5s".into()
+            ))
         );
         let fewer = "version=1\n--window=tumbling:10s\n";
         assert_eq!(
@@ -786,7 +834,10 @@ mod tests {
         let mut bytes = Vec::new();
         write_hello(&mut bytes, &hello).unwrap();
         let back = read_hello(&mut bytes.as_slice()).unwrap().unwrap();
-        assert_eq!((back.kind, back.from, back.to, back.job), (Kind::Control, 2, 1, hello.job));
+        assert_eq!(
+            (back.kind, back.from, back.to, back.job),
+            (Kind::Control, 2, 1, hello.job)
+        );
         let foreign = b"HTTP/1.1 200 OK\r\n\r\nhello".to_vec();
         assert!(read_hello(&mut foreign.as_slice()).unwrap().is_none());
     }

@@ -117,11 +117,16 @@ impl Identity {
         let (path, meta) = if is_stdout(path) || path == Path::new("/dev/stdin") {
             // What the descriptor is connected to: a pipe, a terminal or a redirected file.
             let fd = if is_stdout(path) { "1" } else { "0" };
-            (None, std::fs::metadata(Path::new("/proc/self/fd").join(fd)).ok())
+            (
+                None,
+                std::fs::metadata(Path::new("/proc/self/fd").join(fd)).ok(),
+            )
         } else {
             (resolve(path).ok(), std::fs::metadata(path).ok())
         };
-        let chardev = meta.as_ref().is_some_and(|m| m.file_type().is_char_device());
+        let chardev = meta
+            .as_ref()
+            .is_some_and(|m| m.file_type().is_char_device());
         Identity {
             path,
             inode: meta.map(|m| (m.dev(), m.ino())),
@@ -369,7 +374,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tidemark-output-{}-{name}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tidemark-output-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir

@@ -11,11 +11,11 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
-use crate::output::{check_distinct, Output};
 use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome};
 use crate::harness::recorder::Recorder;
 use crate::harness::report::{config_hash, git_rev, host, Report};
 use crate::harness::{gather, sustainable};
+use crate::output::{check_distinct, Output};
 use crate::partition::Scheme;
 use crate::workloads::nexmark::{Nexmark, Query};
 use crate::workloads::wordcount::WordCount;
@@ -166,7 +166,6 @@ pub struct BenchArgs {
     #[arg(long, default_value = "0", value_parser = nanos, hide = true)]
     pub inject_delay: u64,
 }
-
 
 /// Runs the command.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {

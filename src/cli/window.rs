@@ -25,9 +25,9 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 
 use crate::abort;
 use crate::cli::ClusterArgs;
-use crate::output::{check_distinct, Output, OutputWriter};
 use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
+use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
 use crate::sink::{changelog_sink, late_sink, ChangelogCounts, CHANGELOG_HEADER};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
@@ -193,7 +193,11 @@ where
     let mut results = Vec::new();
     if cluster.is_leader() {
         let mut outputs = vec![("--output", args.output.as_path())];
-        outputs.extend(args.late_output.iter().map(|p| ("--late-output", p.as_path())));
+        outputs.extend(
+            args.late_output
+                .iter()
+                .map(|p| ("--late-output", p.as_path())),
+        );
         check_distinct(Some(("--input", &args.input)), &outputs)?;
         let (feed, header) = CsvFeed::open(&args.input, columns, args.on_bad_line, args.max_delay)?;
         let (result, mut output) = create(&args.output)?;
@@ -295,7 +299,9 @@ where
                 abort::fail(&format!("writing {late_name}: {e}"), 1);
             }
             match fail_here {
-                Some((index, true)) => panic!("injected panic in worker {index} ({FAIL_WORKER_VAR})"),
+                Some((index, true)) => {
+                    panic!("injected panic in worker {index} ({FAIL_WORKER_VAR})")
+                }
                 Some((index, false)) => abort::fail(
                     &format!("worker {index}: injected failure ({FAIL_WORKER_VAR})"),
                     1,
