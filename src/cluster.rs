@@ -304,14 +304,9 @@ impl Cluster {
         let job = job_text();
         let mut data: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
         let mut control = Vec::new();
-        for peer in 0..me {
-            for kind in [Kind::Data, Kind::Control] {
-                let stream = self.dial(peer, kind, &job, deadline)?;
-                match kind {
-                    Kind::Data => data[peer] = Some(stream),
-                    Kind::Control => control.push((peer, stream)),
-                }
-            }
+        for (peer, slot) in data.iter_mut().enumerate().take(me) {
+            *slot = Some(self.dial(peer, Kind::Data, &job, deadline)?);
+            control.push((peer, self.dial(peer, Kind::Control, &job, deadline)?));
         }
         self.accept(&listener, &job, deadline, &mut data, &mut control)?;
         Ok((data, control))
