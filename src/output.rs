@@ -415,7 +415,18 @@ mod tests {
         output.commit().unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
 
+        // Bytes pass on only at flush: whole rows, when the caller flushes after whole rows.
         let (output, mut writer) = Output::create(&target).unwrap();
+        let temporary = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p != &target)
+            .unwrap();
+        writer.write_all(b"1,2,").unwrap();
+        assert_eq!(std::fs::metadata(&temporary).unwrap().len(), 0);
+        writer.write_all(b"3\n").unwrap();
+        writer.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&temporary).unwrap(), "1,2,3\n");
         writer.write_all(b"partial\n").unwrap();
         writer.flush().unwrap();
         drop(output);

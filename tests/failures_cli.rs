@@ -588,7 +588,15 @@ fn hostfile(dir: &Path) -> (PathBuf, [u16; 2]) {
     (path, ports)
 }
 
+/// Two processes of two workers; the peer timeout is long enough for a loaded machine except
+/// where a test stops a peer on purpose (`PEER_TIMEOUT_STOPPED`).
 fn cluster_args(hosts: &Path, process: usize) -> Vec<String> {
+    cluster_args_with(hosts, process, "20s")
+}
+
+const PEER_TIMEOUT_STOPPED: &str = "1s";
+
+fn cluster_args_with(hosts: &Path, process: usize, peer_timeout: &str) -> Vec<String> {
     [
         "--workers",
         "2",
@@ -599,7 +607,7 @@ fn cluster_args(hosts: &Path, process: usize) -> Vec<String> {
         "--hostfile",
         s(hosts),
         "--peer-timeout",
-        "1s",
+        peer_timeout,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -663,15 +671,18 @@ fn a_failure_in_one_process_ends_both_with_one_line_each() {
 
 /// A live two-process run whose process 0 writes to standard output: returns once a window
 /// was written, so both processes are running.
-fn running_pair(dir: &Path) -> (Child, std::process::ChildStdin, Child, [u16; 2]) {
+fn running_pair(
+    dir: &Path,
+    peer_timeout: &str,
+) -> (Child, std::process::ChildStdin, Child, [u16; 2]) {
     let (hosts, ports) = hostfile(dir);
-    let args0 = cluster_args(&hosts, 0);
+    let args0 = cluster_args_with(&hosts, 0, peer_timeout);
     let mut args: Vec<&str> = vec!["--output", "-", "--idle-timeout", "50ms"];
     args.extend(args0.iter().map(String::as_str));
     let (mut p0, stdin) = live(&args, &[]);
     // Every option but paths and the process index must match (the job is compared).
     let mut args1 = vec!["--idle-timeout".to_string(), "50ms".to_string()];
-    args1.extend(cluster_args(&hosts, 1));
+    args1.extend(cluster_args_with(&hosts, 1, peer_timeout));
     let p1 = peer(&args1, &[]);
     let stdout = p0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
@@ -687,7 +698,7 @@ fn running_pair(dir: &Path) -> (Child, std::process::ChildStdin, Child, [u16; 2]
 #[test]
 fn a_dead_peer_is_one_line_not_a_cascade_of_panics() {
     let dir = scratch("dead-peer");
-    let (p0, stdin, mut p1, ports) = running_pair(&dir);
+    let (p0, stdin, mut p1, ports) = running_pair(&dir, "20s");
     p1.kill().unwrap();
     let _ = p1.wait();
     let (status, err) = finish(p0);
@@ -703,7 +714,7 @@ fn a_dead_peer_is_one_line_not_a_cascade_of_panics() {
 #[test]
 fn a_stopped_peer_fails_the_run_after_the_peer_timeout() {
     let dir = scratch("stopped-peer");
-    let (p0, stdin, mut p1, ports) = running_pair(&dir);
+    let (p0, stdin, mut p1, ports) = running_pair(&dir, PEER_TIMEOUT_STOPPED);
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(p1.id() as i32, libc::SIGSTOP) };
     let (status, err) = finish(p0);
