@@ -278,6 +278,11 @@ impl Output {
             return Ok((output, writer));
         }
         let target = resolve(path).map_err(error)?;
+        if meta.is_some() && !writable(&target) {
+            // Renaming over it would succeed (only the directory's permission counts), but
+            // the user protected this file: refuse as writing it in place would.
+            return Err(error(io::Error::from(io::ErrorKind::PermissionDenied)));
+        }
         let dir = target.parent().unwrap_or(Path::new("/")).to_path_buf();
         let base = target
             .file_name()
@@ -344,6 +349,16 @@ impl Drop for Output {
             forget(temporary);
         }
     }
+}
+
+/// Whether this process may write the existing file `path` (access(2), so root may).
+fn writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(name) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    unsafe { libc::access(name.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// No longer removes `path` on failure.
