@@ -21,7 +21,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Why an output cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +211,9 @@ enum Target {
 pub struct Output {
     name: String,
     target: Target,
+    /// Set when the output is dropped uncommitted: its writer then passes nothing on, so a
+    /// run that failed before its workers wrote anything leaves even a FIFO without a header.
+    abandoned: Arc<AtomicBool>,
 }
 
 /// A writer for an [`Output`]: buffers everything and passes it on at `flush` only, so what
@@ -217,6 +221,7 @@ pub struct Output {
 pub struct OutputWriter {
     sink: Box<dyn Write + Send>,
     buffer: Vec<u8>,
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Write for OutputWriter {
@@ -226,6 +231,10 @@ impl Write for OutputWriter {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if self.abandoned.load(Ordering::SeqCst) {
+            self.buffer.clear();
+            return Ok(());
+        }
         if !self.buffer.is_empty() {
             self.sink.write_all(&self.buffer)?;
             self.buffer.clear();
@@ -241,6 +250,7 @@ impl Output {
     /// as output, no permission).
     pub fn create(path: &Path) -> Result<(Output, OutputWriter), OutputError> {
         let name = path.display().to_string();
+        let abandoned = Arc::new(AtomicBool::new(false));
         let error = |e: io::Error| OutputError::Create {
             path: name.clone(),
             message: e.to_string(),
@@ -249,10 +259,12 @@ impl Output {
             let writer = OutputWriter {
                 sink: Box::new(io::stdout()),
                 buffer: Vec::new(),
+                abandoned: Arc::clone(&abandoned),
             };
             let output = Output {
                 name,
                 target: Target::Stdout,
+                abandoned,
             };
             return Ok((output, writer));
         }
@@ -270,10 +282,12 @@ impl Output {
             let writer = OutputWriter {
                 sink: Box::new(file),
                 buffer: Vec::new(),
+                abandoned: Arc::clone(&abandoned),
             };
             let output = Output {
                 name,
                 target: Target::Direct,
+                abandoned,
             };
             return Ok((output, writer));
         }
@@ -296,6 +310,7 @@ impl Output {
         let writer = OutputWriter {
             sink: Box::new(file.try_clone().map_err(error)?),
             buffer: Vec::new(),
+            abandoned: Arc::clone(&abandoned),
         };
         let output = Output {
             name,
@@ -304,6 +319,7 @@ impl Output {
                 target,
                 file,
             },
+            abandoned,
         };
         Ok((output, writer))
     }
@@ -319,6 +335,8 @@ impl Output {
     /// Errors: [`OutputError::Create`] if syncing or renaming fails (the temporary file is
     /// removed).
     pub fn commit(mut self) -> Result<(), OutputError> {
+        // Committed: dropping `self` below must not mark the writer abandoned.
+        self.abandoned = Arc::new(AtomicBool::new(false));
         let target = std::mem::replace(&mut self.target, Target::Direct);
         let Target::Temporary {
             temporary,
@@ -344,6 +362,7 @@ impl Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::SeqCst);
         if let Target::Temporary { temporary, .. } = &self.target {
             let _ = std::fs::remove_file(temporary);
             forget(temporary);

@@ -224,14 +224,17 @@ where
             cluster.process
         );
     }
-    let output_name = args.output.display().to_string();
-    let late_name = args
-        .late_output
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let name = |path: &Path| match path.to_str() {
+        Some("-") => "standard output".to_string(),
+        _ => path.display().to_string(),
+    };
+    let output_name = name(&args.output);
+    let late_name = args.late_output.as_deref().map(name).unwrap_or_default();
     let stats = leader.as_ref().map(|(feed, _, _)| feed.stats());
     let leader = Arc::new(Mutex::new(leader));
+    // Held here too, so the writers outlive the outputs if the cluster fails to start: the
+    // outputs, dropped first, disown their writers, which then write nothing (no header).
+    let writers = Arc::clone(&leader);
 
     let (assigner, lateness, partitioner, emit) = (
         args.window,
@@ -319,7 +322,16 @@ where
             changelog: counts,
             late,
         }
-    })?;
+    });
+    let running = match running {
+        Ok(running) => running,
+        Err(e) => {
+            drop(results);
+            drop(writers);
+            return Err(e.into());
+        }
+    };
+    drop(writers);
 
     let mut report = Report::default();
     for worker_report in running.join().map_err(|e| anyhow!("{e}"))? {
