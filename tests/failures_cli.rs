@@ -1054,3 +1054,58 @@ fn bench_reports_are_refused_when_they_are_one_file() {
     );
     assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn two_names_for_standard_output_are_one_output() {
+    let dir = scratch("two-stdout");
+    let input = write(&dir, "events.csv", EVENTS);
+    for (output, late) in [("-", "-"), ("-", "/dev/stdout")] {
+        let out = window(&[
+            "--input",
+            s(&input),
+            "--output",
+            output,
+            "--late-output",
+            late,
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let line = one_error_line(&stderr(&out));
+        assert!(line.contains("are the same file"), "{line}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn an_interrupted_bench_leaves_its_old_report_and_no_temporary_file() {
+    let dir = scratch("bench-signal");
+    let json = write(&dir, "r.json", "old report\n");
+    let child = bin()
+        .args([
+            "bench",
+            "ysb",
+            "--rate",
+            "10k",
+            "--duration",
+            "60s",
+            "--warmup",
+            "1s",
+        ])
+        .args(["--json", s(&json)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it start running (a delay, not an assertion on time).
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let (status, err) = finish(child);
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(one_error_line(&err).contains("interrupted by SIGTERM"));
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), "old report\n");
+    assert_eq!(leftovers(&dir, &[&json]), Vec::<PathBuf>::new());
+}
