@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::machine::Machine;
-use super::spec::{point_json, run_key, Run};
+use super::spec::{run_key, Run};
 use crate::harness::report::Report;
 
 /// Why a results directory cannot be read or used; the message names the path.
@@ -58,13 +58,14 @@ pub struct Record {
 impl Record {
     /// The record of `run` of spec `spec`, whose interval log is `hlog`.
     pub fn new(report: Report, spec: &str, run: &Run, hlog: &str) -> Record {
-        let serde_json::Value::Object(point) = point_json(&run.point) else {
-            unreachable!("point_json builds an object");
-        };
         Record {
             report,
             spec: spec.to_string(),
-            point,
+            point: run
+                .point
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
             repetition: run.repetition,
             hlog: hlog.to_string(),
         }
