@@ -24,7 +24,9 @@ use crate::cluster::Cluster;
 use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::Partitioner;
-use crate::sink::{changelog_sink, late_sink, ChangelogCounts, CHANGELOG_HEADER};
+use crate::sink::{
+    changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
+};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::{feed_source, SourceOptions};
 use crate::window::{
@@ -174,13 +176,16 @@ where
         output.write_record(CHANGELOG_HEADER)?;
         let late = match &args.late_output {
             Some(path) => {
+                let late_columns =
+                    late_header(&header, &args.diff_col, args.emit == EmitMode::Updates)
+                        .map_err(|column| {
+                            anyhow!(
+                                "{}:1: field '{column}': the late output adds a column of that name; rename it in the input",
+                                args.input.display()
+                            )
+                        })?;
                 let mut late = create(path)?;
-                let columns = header.iter().filter(|h| *h != args.diff_col);
-                let extra: &[&str] = match args.emit {
-                    EmitMode::Final => &["window_start", "window_end"],
-                    EmitMode::Updates => &["window_start", "window_end", "diff"],
-                };
-                late.write_record(columns.chain(extra.iter().copied()))?;
+                late.write_record(&late_columns)?;
                 Some(late)
             }
             None => None,
@@ -320,7 +325,7 @@ impl Sinks {
     fn write<O>(
         self,
         results: StreamVec<'_, u64, WindowResult<String, O>>,
-        late: StreamVec<'_, u64, Late<String, Vec<String>>>,
+        late: StreamVec<'_, u64, Late<String, LateFields>>,
     ) -> ProbeHandle<u64>
     where
         O: timely::ExchangeData + Display,
@@ -369,7 +374,7 @@ where
         Late {
             window: late.window,
             key: late.key,
-            record: row,
+            record: LateFields { row, diff: None },
         }
     });
     sinks.write(windowed.results, late)
@@ -421,15 +426,17 @@ where
         });
     // Input diffs are +1 or -1, so each late update is one late row.
     let late = view.late.inner.map(move |(late, _time, diff)| {
-        let mut record = late
+        let row = late
             .record
             .row
             .expect("with retractions every record keeps its row");
-        record.push(diff.to_string());
         Late {
             window: late.window,
             key: late.key,
-            record,
+            record: LateFields {
+                row,
+                diff: Some(diff as i64),
+            },
         }
     });
     let probe = sinks.write(results, late);

@@ -142,6 +142,19 @@ impl CsvFeed {
         };
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
+        // A repeated name would make every lookup by name (ours, and a reader's of the late
+        // output, which repeats the input's columns) silently pick one of the columns.
+        for (i, column) in header.iter().enumerate() {
+            if header.iter().take(i).any(|earlier| earlier == column) {
+                return Err(InputError {
+                    file: name.clone(),
+                    line: 1,
+                    field: Some(column.to_string()),
+                    message: "the header names this column more than once".to_string(),
+                }
+                .into());
+            }
+        }
         let find = |column: &str| {
             header
                 .iter()
