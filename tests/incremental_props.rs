@@ -21,7 +21,7 @@ use proptest::sample::Index;
 use tidemark::incremental::{to_updates, WindowedCollection};
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
-use tidemark::Fixed;
+use tidemark::{Fixed, WideFixed};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
@@ -142,7 +142,9 @@ fn run_view(updates: &[Update], p: &Params, workers: usize) -> (Answer, LateRows
     let value = |r: &Rec| r.1;
     match p.agg {
         Agg::Count => run_with(updates, p, workers, Count, |n: &u64| *n as i128 * SCALE),
-        Agg::Sum => run_with(updates, p, workers, on(Sum, value), |f: &Fixed| f.nanos()),
+        Agg::Sum => run_with(updates, p, workers, on(Sum, value), |f: &WideFixed| {
+            f.to_fixed().expect("small sums").nanos()
+        }),
         Agg::Min => run_with(updates, p, workers, on(Min, value), |f: &Fixed| f.nanos()),
         Agg::Max => run_with(updates, p, workers, on(Max, value), |f: &Fixed| f.nanos()),
         Agg::Mean => run_with(updates, p, workers, on(Mean, value), |f: &Fixed| f.nanos()),

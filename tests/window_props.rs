@@ -15,7 +15,7 @@ use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
-use tidemark::Fixed;
+use tidemark::{Fixed, WideFixed};
 use timely::dataflow::operators::Inspect;
 
 use common::gen;
@@ -56,7 +56,7 @@ fn run_engine(
             workers,
             partitioner,
             on(Sum, value),
-            |f: &Fixed| f.nanos(),
+            |f: &WideFixed| f.to_fixed().expect("small sums").nanos(),
         ),
         Agg::Min => run_with(
             events,
