@@ -52,7 +52,9 @@ type Members = BTreeMap<(u64, i128, usize), isize>;
 type Rows<K, R> = Vec<(u64, ((K, R), isize))>;
 
 /// Brute force from the rules: an update counts in window `w` iff `T < end(w) + lateness`
-/// (`T` its watermark time), sessions form over the records whose net count is non-zero.
+/// (`T` its watermark time); for sessions `w` is the session it merges into, given the updates
+/// counted before it (Flink's rule); sessions form over the records whose net count is
+/// non-zero.
 fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
     let events: Vec<Event> = updates.iter().map(|u| u.event.clone()).collect();
     let wm = watermarks(&events, p.max_delay);
@@ -80,9 +82,34 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
         WindowKind::Session { gap } => {
             let mut counted: BTreeMap<String, Members> = BTreeMap::new();
             for (i, u) in updates.iter().enumerate() {
-                let own_end = u.event.ts as u128 + gap as u128;
-                if stamp(i) >= own_end + lateness {
-                    late.push((u.id, u.event.ts as i64, own_end as u64, u.diff));
+                // Flink's rule: the session it merges into, among the records counted before
+                // it (non-zero net count), decides.
+                let mut times: Vec<u64> = counted
+                    .get(&u.event.key)
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(_, n)| **n != 0)
+                            .map(|(r, _)| r.0)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                times.push(u.event.ts);
+                times.sort();
+                times.dedup();
+                let at = times.binary_search(&u.event.ts).unwrap();
+                let (mut first, mut last) = (at, at);
+                while first > 0 && (times[first - 1] as u128) + (gap as u128) > times[first] as u128
+                {
+                    first -= 1;
+                }
+                while last + 1 < times.len()
+                    && (times[last + 1] as u128) < times[last] as u128 + gap as u128
+                {
+                    last += 1;
+                }
+                let (start, end) = (times[first], times[last] as u128 + gap as u128);
+                if stamp(i) >= end + lateness {
+                    late.push((u.id, start as i64, end as u64, u.diff));
                 } else {
                     *counted
                         .entry(u.event.key.clone())

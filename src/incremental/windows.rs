@@ -6,7 +6,8 @@
 //! The input is a collection of `(key, record)` at logical times that are the stream's
 //! watermark, as for the final operators (see [`crate::window`]). An update of a record with
 //! event time `ts` at logical time `T` meets each window `w` containing `ts` (for sessions, the
-//! record's own `[ts, ts + gap)`) under the same rule as the final operators:
+//! session it merges into, given the updates counted before it: Flink's rule for merging
+//! windows, see [`crate::window::session`]) under the same rule as the final operators:
 //!
 //! * `T < end(w) + L` (`L` the allowed lateness): the update counts in `w`; the view changes at
 //!   `T`, whether `w` has ended or not (a late record within the lateness is an ordinary update,
@@ -14,7 +15,10 @@
 //! * otherwise it is *late* for `w` and goes to [`View::late`], once per window missed.
 //!
 //! So, for the same input, the consolidated [`View::results`] equal the consolidated changelog
-//! of the final operators, for every number of workers and every batching.
+//! of the final operators, for every number of workers and every batching. For sessions the
+//! order of updates matters: each carries its time and its number on the worker it entered on
+//! (the input order, where one worker reads the input), and the view replays a key's updates
+//! in that order.
 //!
 //! # Bounded state
 //!
@@ -33,6 +37,7 @@
 //! records have a negative total multiplicity (more retractions than insertions of some record)
 //! has no meaningful aggregate: it appears in [`View::invalid`] instead of `results`.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use differential_dataflow::{ExchangeData, VecCollection};
@@ -117,57 +122,68 @@ where
     {
         let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
         let late_time = time.clone();
-        let late = self
-            .inner
-            .clone()
-            .flat_map(move |((key, record), t, r)| {
-                assigner
-                    .windows_of(late_time(&record))
-                    .filter(move |w| !counts(w, t))
-                    .map(move |window| {
-                        let late = Late {
-                            window,
-                            key: key.clone(),
-                            record: record.clone(),
-                        };
-                        (late, t, r)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .as_collection();
+        let fixed_late = move |input: Self| {
+            input
+                .inner
+                .flat_map(move |((key, record), t, r)| {
+                    assigner
+                        .windows_of(late_time(&record))
+                        .filter(move |w| !counts(w, t))
+                        .map(move |window| {
+                            let late = Late {
+                                window,
+                                key: key.clone(),
+                                record: record.clone(),
+                            };
+                            (late, t, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .as_collection()
+        };
 
-        let (results, invalid) = match assigner {
+        let (results, invalid, late) = match assigner {
             WindowAssigner::Session(gap) => {
+                // Lateness depends on the order of records (Flink's rule for merging windows):
+                // each update carries its time and its number on the worker it entered on (the
+                // reading worker sees the input order), and the reduce replays them in order.
+                let mut counter = (self.inner.scope().index() as u64) << 40;
                 let keyed = self
                     .inner
-                    .flat_map(move |((key, record), t, r)| {
+                    .map(move |((key, record), t, r)| {
+                        counter += 1;
                         let ts = time(&record);
-                        let own = Window {
-                            start: ts as i64,
-                            end: ts.saturating_add(gap),
-                        };
-                        counts(&own, t).then_some(((key, (ts, record)), t, r))
+                        ((key, (t, counter, ts, record)), t, r)
                     })
                     .as_collection();
                 let sessions = keyed.reduce_named(
                     "Sessions",
-                    move |_key, records: &[(&(u64, V), isize)], output| {
-                        sessions(gap, &agg, records, output)
+                    move |_key, updates: &[(&Arrival<V>, isize)], output| {
+                        sessions(gap, lateness, &agg, updates, output)
                     },
                 );
-                let results = sessions
-                    .clone()
-                    .flat_map(|(key, (window, outcome))| match outcome {
-                        Outcome::Value(value) => Some((window, key, value)),
-                        Outcome::Negative => None,
-                    });
-                let invalid = sessions.flat_map(|(key, (window, outcome))| match outcome {
-                    Outcome::Value(_) => None,
-                    Outcome::Negative => Some((window, key)),
+                let results = sessions.clone().flat_map(|(key, out)| match out {
+                    SessionOut::Session(window, Outcome::Value(value)) => {
+                        Some((window, key, value))
+                    }
+                    _ => None,
                 });
-                (results, invalid)
+                let invalid = sessions.clone().flat_map(|(key, out)| match out {
+                    SessionOut::Session(window, Outcome::Negative) => Some((window, key)),
+                    _ => None,
+                });
+                let late = sessions.flat_map(|(key, out)| match out {
+                    SessionOut::Late(window, _, record) => Some(Late {
+                        window,
+                        key,
+                        record,
+                    }),
+                    _ => None,
+                });
+                (results, invalid, late)
             }
             WindowAssigner::Tumbling(_) | WindowAssigner::Sliding(_, _) => {
+                let late = fixed_late(self.clone());
                 let counted = self
                     .inner
                     .flat_map(move |((key, record), t, r)| {
@@ -203,7 +219,7 @@ where
                     Outcome::Value(_) => None,
                     Outcome::Negative => Some((window, key)),
                 });
-                (results, invalid)
+                (results, invalid, late)
             }
         };
         View {
@@ -226,34 +242,96 @@ fn aggregate<V, A: Aggregator<V>>(agg: &A, records: &[(&V, isize)]) -> Outcome<A
     Outcome::Value(agg.finish(&acc))
 }
 
-/// A session window and its aggregate.
-type Session<O> = (Window, Outcome<O>);
+/// An update of a session view's input: `(time, number, event time, record)`, ordered as the
+/// updates are applied (by time, then by the number the entering worker gave it).
+type Arrival<V> = (u64, u64, u64, V);
 
-/// Cuts one key's records, sorted by event time, into sessions and aggregates each.
-fn sessions<V, A: Aggregator<V>>(
+/// What the session reduce emits per key: a session and its aggregate, or a late update (the
+/// session it missed, its number, the record), whose multiplicity is the update's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum SessionOut<O, V> {
+    Session(Window, Outcome<O>),
+    Late(Window, u64, V),
+}
+
+/// Replays one key's updates in order under Flink's rule for merging windows (see
+/// [`crate::window::session`]): an update is late iff the session it merges into, given the
+/// updates counted before it, ends at or before its time minus the lateness. Then cuts the
+/// counted records into sessions and aggregates each.
+///
+/// Each update costs a walk over its session, so a key's replay is quadratic in the length of
+/// its sessions.
+fn sessions<V: Clone + Ord, A: Aggregator<V>>(
     gap: u64,
+    lateness: u64,
     agg: &A,
-    records: &[(&(u64, V), isize)],
-    output: &mut Vec<(Session<A::Output>, isize)>,
+    updates: &[(&Arrival<V>, isize)],
+    output: &mut Vec<(SessionOut<A::Output, V>, isize)>,
 ) {
-    let mut start = 0;
-    while start < records.len() {
-        let first = records[start].0 .0;
+    // Counted records by (event time, record), with their multiplicities (never zero), and how
+    // many of them each event time has.
+    let mut counted: BTreeMap<(u64, &V), isize> = BTreeMap::new();
+    let mut times: BTreeMap<u64, usize> = BTreeMap::new();
+    for ((time, seq, ts, record), copies) in updates {
+        let (start, end) = session_of(&times, *ts, gap);
+        if end.saturating_add(lateness) <= *time {
+            let window = Window {
+                start: start as i64,
+                end,
+            };
+            output.push((SessionOut::Late(window, *seq, record.clone()), *copies));
+            continue;
+        }
+        let entry = counted.entry((*ts, record)).or_insert(0);
+        if *entry == 0 {
+            *times.entry(*ts).or_insert(0) += 1;
+        }
+        *entry += copies;
+        if *entry == 0 {
+            counted.remove(&(*ts, record));
+            if let Some(n) = times.get_mut(ts) {
+                *n -= 1;
+                if *n == 0 {
+                    times.remove(ts);
+                }
+            }
+        }
+    }
+    let mut records = counted.into_iter().peekable();
+    while let Some(((first, record), copies)) = records.next() {
+        let mut members = vec![(record, copies)];
         let mut last = first;
-        let mut end = start;
-        while end < records.len() && records[end].0 .0 < last.saturating_add(gap) {
-            last = records[end].0 .0;
-            end += 1;
+        while let Some(((ts, record), copies)) =
+            records.next_if(|((ts, _), _)| *ts < last.saturating_add(gap))
+        {
+            members.push((record, copies));
+            last = ts;
         }
         let window = Window {
             start: first as i64,
             end: last.saturating_add(gap),
         };
-        let members: Vec<(&V, isize)> = records[start..end]
-            .iter()
-            .map(|((_, record), copies)| (record, *copies))
-            .collect();
-        output.push(((window, aggregate(agg, &members)), 1));
-        start = end;
+        output.push((SessionOut::Session(window, aggregate(agg, &members)), 1));
     }
+}
+
+/// The session `[start, end)` that a record at `ts` forms with the counted records, whose
+/// distinct event times are the keys of `times`: the run of times, each less than `gap` after
+/// the previous, that `ts` joins.
+fn session_of(times: &BTreeMap<u64, usize>, ts: u64, gap: u64) -> (u64, u64) {
+    let mut first = ts;
+    for (&t, _) in times.range(..ts).rev() {
+        if t.saturating_add(gap) <= first {
+            break;
+        }
+        first = t;
+    }
+    let mut last = ts;
+    for (&t, _) in times.range(ts.saturating_add(1)..) {
+        if t >= last.saturating_add(gap) {
+            break;
+        }
+        last = t;
+    }
+    (first, last.saturating_add(gap))
 }
