@@ -19,6 +19,7 @@ use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tidemark::incremental::{to_updates, WindowedCollection};
+use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
 use tidemark::{Fixed, WideFixed};
@@ -165,23 +166,52 @@ fn assigner(kind: &WindowKind) -> WindowAssigner {
 }
 
 /// Consolidated results (each `(window, key)` must end with exactly one value) and late rows.
-fn run_view(updates: &[Update], p: &Params, workers: usize) -> (Answer, LateRows) {
+fn run_view(
+    updates: &[Update],
+    p: &Params,
+    workers: usize,
+    partitioner: &Partitioner<String>,
+) -> (Answer, LateRows) {
     let value = |r: &Rec| r.1;
+    let part = partitioner.clone();
     match p.agg {
-        Agg::Count => run_with(updates, p, workers, Count, |n: &u64| *n as i128 * SCALE),
-        Agg::Sum => run_with(updates, p, workers, on(Sum, value), |f: &WideFixed| {
-            f.to_fixed().expect("small sums").nanos()
+        Agg::Count => run_with(updates, p, workers, part, Count, |n: &u64| {
+            *n as i128 * SCALE
         }),
-        Agg::Min => run_with(updates, p, workers, on(Min, value), |f: &Fixed| f.nanos()),
-        Agg::Max => run_with(updates, p, workers, on(Max, value), |f: &Fixed| f.nanos()),
-        Agg::Mean => run_with(updates, p, workers, on(Mean, value), |f: &Fixed| f.nanos()),
+        Agg::Sum => run_with(
+            updates,
+            p,
+            workers,
+            part,
+            on(Sum, value),
+            |f: &WideFixed| f.to_fixed().expect("small sums").nanos(),
+        ),
+        Agg::Min => run_with(updates, p, workers, part, on(Min, value), |f: &Fixed| {
+            f.nanos()
+        }),
+        Agg::Max => run_with(updates, p, workers, part, on(Max, value), |f: &Fixed| {
+            f.nanos()
+        }),
+        Agg::Mean => run_with(updates, p, workers, part, on(Mean, value), |f: &Fixed| {
+            f.nanos()
+        }),
     }
+}
+
+fn partitioners() -> Vec<Partitioner<String>> {
+    vec![
+        Partitioner::Hash,
+        Partitioner::Range(vec!["b".into(), "k3".into()]),
+        Partitioner::Random,
+        Partitioner::Broadcast,
+    ]
 }
 
 fn run_with<A>(
     updates: &[Update],
     p: &Params,
     workers: usize,
+    partitioner: Partitioner<String>,
     agg: A,
     mantissa: fn(&A::Output) -> i128,
 ) -> (Answer, LateRows)
@@ -213,10 +243,17 @@ where
             None
         };
         let (out, late_out, agg) = (Arc::clone(&out), Arc::clone(&late_out), agg.clone());
+        let partitioner = partitioner.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let error = Rc::new(RefCell::new(None));
             let records = feed_source(scope, feed, options, error);
-            let view = to_updates(records).window_view(assigner, lateness, |r: &Rec| r.0, agg);
+            let view = to_updates(records).window_view_partitioned(
+                partitioner,
+                assigner,
+                lateness,
+                |r: &Rec| r.0,
+                agg,
+            );
             view.results.inner.inspect(move |((w, key, value), _t, r)| {
                 let row = (w.start, w.end, key.clone(), mantissa(value));
                 *out.lock().unwrap().entry(row).or_default() += r;
@@ -295,9 +332,11 @@ proptest! {
         let updates = with_retractions(events, picks);
         let expected = reference(&updates, &p);
         for workers in [1, 2, 4] {
-            let got = run_view(&updates, &p, workers);
-            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}", workers, p);
-            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}", workers, p);
+            for partitioner in partitioners() {
+            let got = run_view(&updates, &p, workers, &partitioner);
+            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}, {:?}", workers, partitioner, p);
+            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}, {:?}", workers, partitioner, p);
+            }
         }
     }
 }

@@ -164,9 +164,6 @@ where
         diff: args.diff_col.clone(),
         retractions: args.emit == EmitMode::Updates,
     };
-    if args.emit == EmitMode::Updates && args.partition != Partitioner::Hash {
-        bail!("--emit updates partitions by hash (differential arrangements); drop --partition");
-    }
 
     // The leader opens everything before the cluster starts, so bad input fails fast.
     let mut leader = None;
@@ -240,6 +237,7 @@ where
                     records,
                     assigner,
                     lateness,
+                    partitioner,
                     agg,
                     sinks,
                     Rc::clone(&invalid),
@@ -406,6 +404,7 @@ fn incremental_windows<A>(
     records: Records<'_>,
     assigner: WindowAssigner,
     lateness: u64,
+    partitioner: Partitioner<String>,
     agg: A,
     sinks: Sinks,
     invalid: Rc<RefCell<Invalid>>,
@@ -415,7 +414,8 @@ where
     A::Output: Display + Debug + Ord + std::hash::Hash,
 {
     let updates = to_updates(records.map(|(key, record, diff)| ((key, record), diff)));
-    let view = updates.window_view(assigner, lateness, |r: &CsvRecord| r.ts, agg);
+    let view =
+        updates.window_view_partitioned(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
     let results = delay_to(view.results, |_| 0)
         .inner
         .map(|((window, key, value), _time, diff)| WindowResult {

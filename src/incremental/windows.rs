@@ -40,11 +40,18 @@
 use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use differential_dataflow::operators::arrange::arrangement::{arrange_core, Arranged};
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
 use differential_dataflow::{ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
+use timely::dataflow::operators::Exchange as _;
 
 use super::updates::delay_to;
+use crate::keyed::owns;
+use crate::partition::{route_hash, Partitioner};
 use crate::window::{Aggregator, Late, Window, WindowAssigner};
 use differential_dataflow::AsCollection;
 
@@ -101,6 +108,28 @@ pub trait WindowedCollection<'scope, K, V> {
         A: Aggregator<V>,
         A::Output: ExchangeData + Ord,
         F: Fn(&V) -> u64 + Clone + 'static;
+
+    /// As [`WindowedCollection::window_view`], with the keyed state spread over workers by
+    /// `partitioner` instead of by hash. Results are identical for every partitioner:
+    ///
+    /// * `Hash`, `Range`: each key's state lives on the worker the partitioner routes it to;
+    /// * `Random`: two phases, as in the final path: updates are first spread evenly over the
+    ///   workers (by a hash of the whole update, so that a retraction meets the insertion it
+    ///   cancels), then exchanged by the key's hash into the keyed state;
+    /// * `Broadcast`: every worker receives every update and keeps the keys it owns (those that
+    ///   hash to it), so each key's state and results appear once.
+    fn window_view_partitioned<A, F>(
+        self,
+        partitioner: Partitioner<K>,
+        assigner: WindowAssigner,
+        lateness: u64,
+        time: F,
+        agg: A,
+    ) -> View<'scope, K, V, A::Output>
+    where
+        A: Aggregator<V>,
+        A::Output: ExchangeData + Ord,
+        F: Fn(&V) -> u64 + Clone + 'static;
 }
 
 impl<'scope, K, V> WindowedCollection<'scope, K, V> for VecCollection<'scope, u64, (K, V)>
@@ -110,6 +139,22 @@ where
 {
     fn window_view<A, F>(
         self,
+        assigner: WindowAssigner,
+        lateness: u64,
+        time: F,
+        agg: A,
+    ) -> View<'scope, K, V, A::Output>
+    where
+        A: Aggregator<V>,
+        A::Output: ExchangeData + Ord,
+        F: Fn(&V) -> u64 + Clone + 'static,
+    {
+        self.window_view_partitioned(Partitioner::Hash, assigner, lateness, time, agg)
+    }
+
+    fn window_view_partitioned<A, F>(
+        self,
+        partitioner: Partitioner<K>,
         assigner: WindowAssigner,
         lateness: u64,
         time: F,
@@ -156,7 +201,10 @@ where
                         ((key, (t, counter, ts, record)), t, r)
                     })
                     .as_collection();
-                let sessions = keyed.reduce_named(
+                let sessions = reduce_placed(
+                    keyed,
+                    &partitioner,
+                    |key: &K| key,
                     "Sessions",
                     move |_key, updates: &[(&Arrival<V>, isize)], output| {
                         sessions(gap, lateness, &agg, updates, output)
@@ -197,7 +245,10 @@ where
                 let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
                     w.end.saturating_add(lateness)
                 });
-                let aggregates = counted.concat(retired).reduce_named(
+                let aggregates = reduce_placed(
+                    counted.concat(retired),
+                    &partitioner,
+                    |(_, key): &(Window, K)| key,
                     "WindowAggregate",
                     move |_key, records: &[(&V, isize)], output| {
                         output.push((aggregate(&agg, records), 1))
@@ -226,6 +277,82 @@ where
             results,
             late,
             invalid,
+        }
+    }
+}
+
+/// `reduce_named`, with the keyed state placed by `partitioner` on the key `key_of` reads from
+/// the reduce's key; see [`WindowedCollection::window_view_partitioned`].
+fn reduce_placed<'scope, KK, K, V, V2, L>(
+    input: VecCollection<'scope, u64, (KK, V)>,
+    partitioner: &Partitioner<K>,
+    key_of: fn(&KK) -> &K,
+    name: &str,
+    logic: L,
+) -> VecCollection<'scope, u64, (KK, V2)>
+where
+    KK: ExchangeData + Hash,
+    K: ExchangeData + Hash,
+    V: ExchangeData + Hash,
+    V2: differential_dataflow::Data,
+    L: FnMut(&KK, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
+{
+    let scope = input.inner.scope();
+    let (peers, index) = (scope.peers(), scope.index());
+    let arrange_name = format!("Arrange: {name}");
+    let name = name.to_owned();
+    let reduce = move |arranged: Arranged<'scope, TraceAgent<ValSpine<KK, V, u64, isize>>>| {
+        let mut logic = logic;
+        arranged
+            .reduce_abelian::<_, ValBuilder<KK, V2, u64, isize>, ValSpine<KK, V2, u64, isize>, _, _>(
+                &name,
+                move |key, input, output| logic(key, input, output),
+                |vec, key, updates| {
+                    vec.clear();
+                    vec.extend(updates.drain(..).map(|(v, t, r)| ((key.clone(), v), t, r)));
+                },
+            )
+            .as_collection(|k, v| (k.clone(), v.clone()))
+    };
+    if peers == 1 {
+        return reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
+            input.inner,
+            Pipeline,
+            &arrange_name,
+            ValBatcher::new,
+        ));
+    }
+    match partitioner {
+        Partitioner::Hash | Partitioner::Random | Partitioner::Range(_) => {
+            let stream = match partitioner {
+                // Phase one: spread by the whole update, so a retraction meets its insertion.
+                Partitioner::Random => input
+                    .inner
+                    .exchange(|((kk, v), _, _): &((KK, V), u64, isize)| route_hash(&(kk, v))),
+                _ => input.inner,
+            };
+            let partitioner = partitioner.clone();
+            let pact = Exchange::new(move |((kk, _), _, _): &((KK, V), u64, isize)| {
+                partitioner.route(key_of(kk))
+            });
+            reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
+                stream,
+                pact,
+                &arrange_name,
+                ValBatcher::new,
+            ))
+        }
+        Partitioner::Broadcast => {
+            let mine = input
+                .inner
+                .broadcast()
+                .filter(move |((kk, _), _, _)| owns(key_of(kk), peers, index));
+            reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
+                mine,
+                Pipeline,
+                &arrange_name,
+                ValBatcher::new,
+            ))
         }
     }
 }
