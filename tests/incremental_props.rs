@@ -341,6 +341,27 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn views_match_reference_at_the_end_of_the_time_domain(
+        events in gen::events_near_the_end(30),
+        picks in proptest::collection::vec((any::<Index>(), any::<Index>()), 0..12),
+        p in gen::params(),
+    ) {
+        let updates = with_retractions(events, picks);
+        let expected = reference(&updates, &p);
+        for workers in [1, 2, 4] {
+            for partitioner in partitioners() {
+            let got = run_view(&updates, &p, workers, &partitioner);
+            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}, {:?}", workers, partitioner, p);
+            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}, {:?}", workers, partitioner, p);
+            }
+        }
+    }
+}
+
 fn consolidated_csv(path: &std::path::Path) -> BTreeMap<(String, String, String, String), i64> {
     let mut reader = csv::Reader::from_path(path).expect("changelog exists");
     let mut totals = BTreeMap::new();
@@ -367,6 +388,7 @@ proptest! {
         events in gen::events(30),
         p in gen::params(),
         workers in prop_oneof![Just(1usize), Just(2), Just(4)],
+        partition in prop_oneof![Just("hash"), Just("range:b,k3"), Just("random"), Just("broadcast")],
     ) {
         let dir = std::env::temp_dir().join(format!(
             "tidemark-emit-{}-{}",
@@ -387,7 +409,7 @@ proptest! {
                 .args(["--window", &gen::window_spec(&p), "--agg", gen::agg_name(&p.agg)])
                 .args(["--max-delay", &p.max_delay.to_string()])
                 .args(["--allowed-lateness", &p.lateness.to_string()])
-                .args(["--workers", &workers.to_string(), "--emit", emit])
+                .args(["--workers", &workers.to_string(), "--emit", emit, "--partition", partition])
                 .output()
                 .unwrap();
             prop_assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -395,7 +417,7 @@ proptest! {
             outputs.push((consolidated_csv(&output), late_rows));
         }
         std::fs::remove_dir_all(&dir).ok();
-        prop_assert_eq!(&outputs[0], &outputs[1], "{:?}, {} workers", p, workers);
+        prop_assert_eq!(&outputs[0], &outputs[1], "{:?}, {} workers, {}", p, workers, partition);
     }
 }
 

@@ -228,6 +228,15 @@ proptest! {
     ) {
         check(&events, &p);
     }
+
+    #[test]
+    fn windows_match_reference_at_the_end_of_the_time_domain(
+        events in gen::events_near_the_end(30),
+        p in gen::params(),
+    ) {
+        prop_assert_eq!(gen::MAX_TIME, tidemark::time::MAX_TIME);
+        check(&events, &p);
+    }
 }
 
 #[test]
