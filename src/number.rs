@@ -4,7 +4,7 @@
 //!
 //! * A [`Fixed`] is an integer count of nano-units (`10^-9`) held in an `i128`, so every value
 //!   with at most nine fractional digits and a magnitude of at most [`Fixed::MAX`]
-//!   (`170141183460469231731.687303715884105727` ... in units, about `1.7e29`) is represented
+//!   (`170141183460469231731687303715.884105727`, about `1.7e29`) is represented
 //!   exactly. Input values are `Fixed`; a text outside that range is refused when it is read.
 //! * A [`WideFixed`] is the same nano-unit count in 256-bit two's complement. Sums accumulate in
 //!   it: `2^64` inputs of the largest magnitude add up to less than `2^191` nano-units, far
@@ -167,7 +167,7 @@ impl fmt::Display for Fixed {
 /// let big: Fixed = "100000000000000000000000000000".parse().unwrap(); // 1e29
 /// let mut sum = WideFixed::ZERO;
 /// for _ in 0..3 {
-///     sum = sum.add(WideFixed::from(big));
+///     sum = sum + WideFixed::from(big);
 /// }
 /// assert_eq!(sum.to_string(), "300000000000000000000000000000");
 /// assert_eq!(sum.to_fixed(), None); // beyond Fixed's range, but exact
@@ -191,22 +191,24 @@ impl From<Fixed> for WideFixed {
     }
 }
 
-impl WideFixed {
-    /// Zero.
-    pub const ZERO: WideFixed = WideFixed { hi: 0, lo: 0 };
+impl std::ops::Add for WideFixed {
+    type Output = WideFixed;
 
-    /// `self + other`.
-    ///
-    /// Exact: the high half cannot wrap for sums of fewer than `2^127` values of `Fixed`'s
-    /// range (each moves it by at most one), which no run can reach.
+    /// `self + other`, exact: the high half cannot wrap for sums of fewer than `2^127` values of
+    /// `Fixed`'s range (each moves it by at most one), which no run can reach.
     #[inline]
-    pub fn add(self, other: WideFixed) -> WideFixed {
+    fn add(self, other: WideFixed) -> WideFixed {
         let (lo, carry) = self.lo.overflowing_add(other.lo);
         WideFixed {
             hi: self.hi.wrapping_add(other.hi).wrapping_add(carry as i128),
             lo,
         }
     }
+}
+
+impl WideFixed {
+    /// Zero.
+    pub const ZERO: WideFixed = WideFixed { hi: 0, lo: 0 };
 
     /// The value as a [`Fixed`], if it is within `Fixed`'s range.
     pub fn to_fixed(self) -> Option<Fixed> {
@@ -370,19 +372,19 @@ mod tests {
         let values = [big, neg, big, big, neg];
         let mut a = WideFixed::ZERO;
         for v in values {
-            a = a.add(v.into());
+            a = a + v.into();
         }
         let mut b = WideFixed::ZERO;
         for v in values.iter().rev() {
-            b = b.add((*v).into());
+            b = b + (*v).into();
         }
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "100000000000000000000000000000");
         assert_eq!(a.to_fixed(), Some(big));
-        let two = WideFixed::from(big).add(big.into());
+        let two = WideFixed::from(big) + big.into();
         assert_eq!(two.to_string(), "200000000000000000000000000000");
         assert_eq!(two.to_fixed(), None);
-        let neg_two = WideFixed::from(neg).add(neg.into());
+        let neg_two = WideFixed::from(neg) + neg.into();
         assert_eq!(neg_two.to_string(), "-200000000000000000000000000000");
         assert!(neg_two < WideFixed::ZERO && WideFixed::ZERO < two);
         // 2^63 copies of the extremes, by doubling: still exact, mean back at the extreme.
@@ -391,10 +393,10 @@ mod tests {
             WideFixed::from(Fixed(-i128::MAX)),
         );
         for _ in 0..63 {
-            max = max.add(max);
-            min = min.add(min);
+            max = max + max;
+            min = min + min;
         }
-        assert_eq!(max.add(min), WideFixed::ZERO);
+        assert_eq!(max + min, WideFixed::ZERO);
         assert_eq!(max.div_round(1 << 63), Some(Fixed::MAX));
         assert_eq!(min.div_round(1 << 63), Some(Fixed(-i128::MAX)));
         // (2^127 - 1) * 2^63 nano-units, printed by Python's integers.
@@ -411,11 +413,7 @@ mod tests {
             "0.333333333"
         );
         assert_eq!(
-            WideFixed::from(fx("-5"))
-                .add(fx("0.000000000").into())
-                .div_round(2)
-                .unwrap()
-                .to_string(),
+            WideFixed::from(fx("-5")).div_round(2).unwrap().to_string(),
             "-2.5"
         );
         assert_eq!(WideFixed::from(Fixed(-5)).div_round(2), Some(Fixed(-3)));

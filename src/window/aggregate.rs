@@ -186,10 +186,10 @@ impl<V: Copy + Into<Fixed>> Aggregator<V> for Sum {
     }
     #[inline]
     fn add(&self, acc: &mut WideFixed, value: &V) {
-        *acc = acc.add(WideFixed::from((*value).into()));
+        *acc = *acc + WideFixed::from((*value).into());
     }
     fn merge(&self, acc: &mut WideFixed, other: &WideFixed) {
-        *acc = acc.add(*other);
+        *acc = *acc + *other;
     }
     fn finish(&self, acc: &WideFixed) -> WideFixed {
         *acc
@@ -245,11 +245,11 @@ impl<V: Copy + Into<Fixed>> Aggregator<V> for Mean {
     }
     #[inline]
     fn add(&self, acc: &mut (WideFixed, u64), value: &V) {
-        acc.0 = acc.0.add(WideFixed::from((*value).into()));
+        acc.0 = acc.0 + WideFixed::from((*value).into());
         acc.1 += 1;
     }
     fn merge(&self, acc: &mut (WideFixed, u64), other: &(WideFixed, u64)) {
-        acc.0 = acc.0.add(other.0);
+        acc.0 = acc.0 + other.0;
         acc.1 += other.1;
     }
     fn finish(&self, acc: &(WideFixed, u64)) -> Fixed {
