@@ -1,17 +1,39 @@
-//! Runs the `tidemark` examples of README.md verbatim, so the documentation cannot rot.
+//! Runs the `tidemark` examples of README.md verbatim, so the documentation cannot rot: every
+//! `$ tidemark ...` line of a console block runs, the output rows a ```csv block shows after a
+//! `window` example are rows that example writes, and what the examples write is git-ignored.
 
 use std::path::Path;
 use std::process::Command;
 
-/// The `$ tidemark ...` lines of the README's console blocks, split into arguments.
-fn examples() -> Vec<Vec<String>> {
+/// One `$ tidemark ...` line of the README's console blocks, split into arguments, with the
+/// rows of the ```csv blocks that follow it (before the next example).
+struct Example {
+    args: Vec<String>,
+    shown: Vec<String>,
+}
+
+fn examples() -> Vec<Example> {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    readme
-        .lines()
-        .filter_map(|line| line.strip_prefix("$ tidemark "))
-        .map(|args| args.split_whitespace().map(str::to_string).collect())
-        .collect()
+    let mut examples: Vec<Example> = Vec::new();
+    let mut in_csv = false;
+    for line in readme.lines() {
+        if in_csv {
+            if line.starts_with("```") {
+                in_csv = false;
+            } else if let Some(last) = examples.last_mut() {
+                last.shown.push(line.to_string());
+            }
+        } else if line == "```csv" {
+            in_csv = true;
+        } else if let Some(args) = line.strip_prefix("$ tidemark ") {
+            examples.push(Example {
+                args: args.split_whitespace().map(str::to_string).collect(),
+                shown: Vec::new(),
+            });
+        }
+    }
+    examples
 }
 
 #[test]
@@ -19,8 +41,12 @@ fn readme_examples_run_and_produce_output() {
     let examples = examples();
     assert!(examples.len() >= 8, "README examples went missing");
     assert!(
-        examples.iter().any(|a| a[0] == "bench"),
+        examples.iter().any(|e| e.args[0] == "bench"),
         "README bench examples went missing"
+    );
+    assert!(
+        examples.iter().any(|e| !e.shown.is_empty()),
+        "the README's window quick start shows no output rows"
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::temp_dir().join(format!("tidemark-readme-{}", std::process::id()));
@@ -42,7 +68,7 @@ fn readme_examples_run_and_produce_output() {
         }
     }
     let mut saw_late = false;
-    for args in examples {
+    for Example { args, shown } in examples {
         let _ = std::fs::remove_file(dir.join("out.csv"));
         let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
             .args(&args)
@@ -65,11 +91,18 @@ fn readme_examples_run_and_produce_output() {
             continue;
         }
         assert!(stderr.contains("5000 records read"), "{args:?}: {stderr}");
-        let rows = std::fs::read_to_string(dir.join("out.csv"))
-            .unwrap()
-            .lines()
-            .count();
-        assert!(rows > 1, "{args:?} wrote no results");
+        let written = std::fs::read_to_string(dir.join("out.csv")).unwrap();
+        let rows: Vec<&str> = written.lines().collect();
+        assert!(rows.len() > 1, "{args:?} wrote no results");
+        if let Some((header, shown)) = shown.split_first() {
+            assert_eq!(header, rows[0], "{args:?}: the README shows another header");
+            for row in shown {
+                assert!(
+                    rows.contains(&row.as_str()),
+                    "{args:?}: the README shows the row {row}, which the example does not write"
+                );
+            }
+        }
         if args.iter().any(|a| a == "--late-output") {
             let late = std::fs::read_to_string(dir.join("late.csv")).unwrap();
             saw_late = late.lines().count() > 1;
@@ -100,7 +133,10 @@ fn readme_examples_run_and_produce_output() {
         .collect();
     inputs.sort();
     assert_eq!(
-        inputs.iter().filter(|n| !n.ends_with(".toml")).collect::<Vec<_>>(),
+        inputs
+            .iter()
+            .filter(|n| !n.ends_with(".toml"))
+            .collect::<Vec<_>>(),
         ["data"],
         "a README example wrote into experiments/"
     );
