@@ -110,13 +110,23 @@ fn run(
                     (results, w.late)
                 }
             };
-            results.inspect_time(move |time, (window, key, value, diff)| {
-                let row = (*time, window.start, window.end, key.clone(), *value, *diff);
-                out.lock().unwrap().push(row);
+            results.inspect_core(move |event| {
+                if let Ok((stamp, rows)) = event {
+                    let time = *stamp.expect_singleton();
+                    for (window, key, value, diff) in rows {
+                        let row = (time, window.start, window.end, key.clone(), *value, *diff);
+                        out.lock().unwrap().push(row);
+                    }
+                }
             });
-            late.probe_with(&consumed).inspect_time(move |time, l| {
-                let row = (*time, l.record.2, l.window.start, l.window.end);
-                late_out.lock().unwrap().push(row);
+            late.probe_with(&consumed).inspect_core(move |event| {
+                if let Ok((stamp, rows)) = event {
+                    let time = *stamp.expect_singleton();
+                    for l in rows {
+                        let row = (time, l.record.2, l.window.start, l.window.end);
+                        late_out.lock().unwrap().push(row);
+                    }
+                }
             });
         });
     })
@@ -228,5 +238,34 @@ fn in_order_runs_with_shared_times_and_late_records() {
             };
             check(&events, &p);
         }
+    }
+}
+
+#[test]
+fn a_watermark_that_does_not_move_does_not_stall_the_bound() {
+    // One event time throughout, and a delay longer than the input spans: the watermark stays
+    // put for many batches, which a bound counting batches per time must not wait on.
+    let same: Vec<Event> = (0..50u64)
+        .map(|i| Event {
+            ts: 7,
+            key: ["a", "b"][i as usize % 2].into(),
+            value: SCALE,
+        })
+        .collect();
+    let rising: Vec<Event> = (0..50u64)
+        .map(|i| Event {
+            ts: i,
+            key: "a".into(),
+            value: SCALE,
+        })
+        .collect();
+    for (events, max_delay) in [(&same, 0), (&rising, 1000)] {
+        let p = Params {
+            kind: WindowKind::Tumbling { size: 10 },
+            agg: Agg::Count,
+            max_delay,
+            lateness: 0,
+        };
+        check(events, &p);
     }
 }

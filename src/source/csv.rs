@@ -395,13 +395,14 @@ impl CsvFeed {
 /// The fields of a byte record that is valid UTF-8, as text.
 struct Row<'r> {
     record: &'r csv::ByteRecord,
+    text: &'r str,
 }
 
 impl<'r> Row<'r> {
-    /// `None` if some field is not valid UTF-8.
+    /// `None` if some field is not valid UTF-8 (checked once, for the whole record).
     fn new(record: &'r csv::ByteRecord) -> Option<Self> {
-        std::str::from_utf8(record.as_slice()).ok()?;
-        Some(Row { record })
+        let text = std::str::from_utf8(record.as_slice()).ok()?;
+        Some(Row { record, text })
     }
 
     fn len(&self) -> usize {
@@ -410,10 +411,10 @@ impl<'r> Row<'r> {
 
     /// Field `index` (which must be below `len()`).
     fn get(&self, index: usize) -> &'r str {
-        // Fields are cut at ASCII delimiters of text checked as a whole, so each is valid.
+        // Fields are cut at ASCII delimiters, so each range is on character boundaries.
         self.record
-            .get(index)
-            .and_then(|field| std::str::from_utf8(field).ok())
+            .range(index)
+            .and_then(|range| self.text.get(range))
             .unwrap_or_default()
     }
 }

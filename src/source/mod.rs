@@ -42,12 +42,14 @@
 //!
 //! Timely's channels do not push back: a source that reads faster than the workers downstream
 //! consume fills the exchange queues without limit (with 2 workers, the reading worker ran far
-//! ahead of the other). With [`Pacing::ahead`], the source remembers the time of each batch it
-//! sent and reads the next one only when the probe (placed where records have been consumed)
-//! has passed the batch sent that many batches before. Memory in flight is then at most about
-//! that many batches, whatever the file size and worker count. A probe can only tell times
-//! apart, so records that share one time (one stamp, or in [`SendAt::Watermark`] one
-//! watermark) are not held back among themselves.
+//! ahead of the other). With [`Pacing::ahead`] `= (probe, n)`, the source remembers the latest
+//! time each batch was sent at and reads no further while `n` batches whose times its
+//! capability has already passed are not yet passed by the probe (placed where records have
+//! been consumed). Memory in flight is then about `n` batches, whatever the file size and
+//! worker count. A probe can only tell times apart, so batches sent at one time count once, and
+//! records that share one time (in [`SendAt::Watermark`], one watermark: a long stretch of
+//! input that does not advance it) are not held back among themselves; a batch counts only once
+//! the capability has passed its time, so the source never waits for a time it still holds.
 
 pub mod csv;
 
@@ -178,9 +180,9 @@ pub enum SendAt {
 pub struct Pacing {
     /// Which time records are sent at.
     pub send_at: SendAt,
-    /// `(probe, batches)`: read a new batch only when `probe` has passed the time of the batch
-    /// sent `batches` batches before (the probe sits where records are consumed, after the
-    /// exchange). `None`: read as fast as the feed allows.
+    /// `(probe, n)`: read no further while `n` batches that the capability has moved past are
+    /// not yet passed by `probe` (which sits where records are consumed, after the exchange);
+    /// see the module docs. `None`: read as fast as the feed allows.
     pub ahead: Option<(ProbeHandle<u64>, usize)>,
 }
 
@@ -245,7 +247,9 @@ pub fn feed_source_paced<'scope, F: Feed>(
         // Records behind the watermark, in input order (so in stamp order: the watermark never
         // decreases), for `SendAt::Watermark`.
         let mut behind: Vec<Stamped<F::Item>> = Vec::new();
-        // The times batches were sent at, the oldest first, while a bound applies.
+        // Per batch sent while a bound applies, the oldest first: the latest time it was sent
+        // at. A batch counts against the bound once the capability has moved past that time
+        // (before, no probe can pass it), until the probe passes it.
         let mut sent: VecDeque<u64> = VecDeque::new();
         let mut last_record = Instant::now();
         move |output| {
@@ -254,10 +258,9 @@ pub fn feed_source_paced<'scope, F: Feed>(
                 return;
             };
             if let Some((probe, batches)) = &pacing.ahead {
-                while sent.front().is_some_and(|t| !probe.less_than(t)) {
-                    sent.pop_front();
-                }
-                if sent.len() >= *batches {
+                sent.retain(|t| probe.less_than(t));
+                let now = *held.time();
+                if sent.iter().filter(|t| **t < now).count() >= *batches {
                     // The workers are behind: look again shortly (a source has no input whose
                     // progress would wake it).
                     activator.activate_after(Duration::from_micros(200));
@@ -265,8 +268,17 @@ pub fn feed_source_paced<'scope, F: Feed>(
                 }
             }
             let poll = reader.poll(options.batch, &mut buffer);
-            if !buffer.is_empty() && pacing.ahead.is_some() {
-                sent.push_back(*held.time());
+            if pacing.ahead.is_some() {
+                if let Some(upto) = buffer.iter().map(|s| s.time).max() {
+                    let upto = match pacing.send_at {
+                        SendAt::Stamp => upto,
+                        SendAt::Watermark => upto.max(*held.time()),
+                    };
+                    // Several batches at one time are one entry: a probe tells only times apart.
+                    if sent.back() != Some(&upto) {
+                        sent.push_back(upto);
+                    }
+                }
             }
             // What is left to send at its own stamp, sorted by stamp.
             let runs = match pacing.send_at {
