@@ -7,8 +7,8 @@ query is a keyed tumbling sum (`--window tumbling:SIZE --agg sum`); DuckDB compu
 aggregation from the same CSV into a CSV, on one thread, as the single-thread reference.
 
 Runs are interleaved (every configuration once, then again), because the machine is shared:
-compare the ratios taken in one run, not the seconds. Peak memory is the child's maximum RSS
-(from wait4). Each tidemark run's output is checked against DuckDB's (same rows, as sets).
+compare the ratios taken in one run, not the seconds. Peak memory is the child's VmHWM (peak
+resident set), sampled while it runs. Each tidemark run's output is checked against DuckDB's (same rows, as sets).
 
     python3 experiments/ingest/run.py --rows 10000000 --window 1h --workers 1 2 --repeat 3
 
@@ -86,17 +86,37 @@ COPY (
 """
 
 
-def timed(cmd):
-    """Runs `cmd`; returns (wall seconds, peak RSS in MiB)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    stderr = proc.stderr.read().decode()
-    proc.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{stderr}")
-    return wall, usage.ru_maxrss / 1024
+def vm_hwm_kib(pid):
+    """The peak resident set of a running process (VmHWM), or None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def timed(cmd, log):
+    """Runs `cmd` (stderr to `log`); returns (wall seconds, peak RSS in MiB).
+
+    The peak is the child's VmHWM, read every 10 ms while it runs (the kernel keeps a spawned
+    child's rusage high-water mark across exec, so wait4 would report this script's own).
+    """
+    with open(log, "wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while True:
+            peak = max(peak, vm_hwm_kib(proc.pid) or 0)
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{Path(log).read_text()}")
+    return wall, peak / 1024
 
 
 def rows_of(path):
@@ -135,7 +155,7 @@ def main():
             else:
                 cmd = [args.tidemark, "window", "--input", src, "--output", out,
                        "--window", f"tumbling:{size}", "--agg", "sum", "--workers", str(workers)]
-            wall, rss = timed(cmd)
+            wall, rss = timed(cmd, data / "stderr.log")
             run = {"engine": engine, "workers": workers, "repetition": rep, "rows": args.rows,
                    "window_ms": size, "wall_s": round(wall, 3), "peak_rss_mib": round(rss, 1),
                    "rows_per_s": round(args.rows / wall)}
