@@ -3,12 +3,10 @@
 //! `tidemark bench ysb` with no other flags is the project's main job: a 10 s open-loop run of
 //! the Yahoo Streaming Benchmark at 1 M events/s on one worker, printed as a table.
 
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::{Args, ValueEnum};
 
 use crate::cli::ClusterArgs;
@@ -17,6 +15,7 @@ use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome}
 use crate::harness::recorder::Recorder;
 use crate::harness::report::{config_hash, git_rev, host, Report};
 use crate::harness::{gather, sustainable};
+use crate::output::{check_distinct, Output};
 use crate::partition::Scheme;
 use crate::workloads::nexmark::{Nexmark, Query};
 use crate::workloads::wordcount::WordCount;
@@ -168,13 +167,6 @@ pub struct BenchArgs {
     pub inject_delay: u64,
 }
 
-/// Checks that `path` can be written, before a long run.
-fn writable(path: &Path) -> anyhow::Result<()> {
-    File::create(path)
-        .map(drop)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Runs the command.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.warmup >= args.duration {
@@ -192,8 +184,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     {
         bail!("the baseline is single-threaded: use --workers 1 without --processes");
     }
-    for path in [&args.json, &args.hlog].into_iter().flatten() {
-        writable(path)?;
+    // Fail before a long run if a report file cannot be written (trying leaves no trace).
+    let outputs: Vec<(&str, &Path)> = [("--json", &args.json), ("--hlog", &args.hlog)]
+        .into_iter()
+        .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
+        .collect();
+    check_distinct(None, &outputs)?;
+    for (_, path) in &outputs {
+        drop(Output::create(path)?);
     }
     match args.workload {
         WorkloadName::Ysb => {
@@ -226,12 +224,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
-    let cluster = Cluster::new(
-        args.cluster.workers,
-        args.cluster.processes,
-        args.cluster.process,
-        args.cluster.hostfile.as_deref(),
-    )?;
+    let cluster = args.cluster.cluster()?;
     if !args.find_sustainable {
         let Some((report, recorder)) = run_once(args, &cluster, &workload, args.rate.0, true)?
         else {
@@ -284,20 +277,27 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
 
 fn finish(args: &BenchArgs, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
     print!("{}", report.table());
+    // Written to temporary files, renamed only when both are complete (see `crate::output`).
+    let mut written = Vec::new();
     if let Some(path) = &args.json {
-        let mut file =
-            File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let (output, mut file) = Output::create(path)?;
         serde_json::to_writer(&mut file, report)?;
         writeln!(file)?;
+        file.flush()?;
+        written.push(output);
     }
     if let Some(path) = &args.hlog {
-        let mut file =
-            File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let (output, mut file) = Output::create(path)?;
         let comment = format!(
             "tidemark {} {} {}",
             report.workload, report.query, report.config_hash
         );
         recorder.write_interval_log(&mut file, &comment)?;
+        file.flush()?;
+        written.push(output);
+    }
+    for output in written {
+        output.commit()?;
     }
     Ok(())
 }
@@ -332,21 +332,17 @@ fn run_once<W: Workload>(
                     workload.query()
                 );
             }
-            let started = cluster.watchdog(std::time::Duration::from_millis(
-                args.cluster.connect_timeout,
-            ));
             let (workload, config) = (workload.clone(), config.clone());
-            let guards = timely::execute(cluster.config(), move |worker| {
-                started.store(true, Ordering::SeqCst);
+            let running = cluster.execute(move |worker| {
                 let outcome = run_engine(worker, &workload, &config);
                 gather(worker, outcome)
-            })
-            .map_err(|e| anyhow!("cannot start workers: {e}"))?;
-            let mut all = Vec::new();
-            for result in guards.join() {
-                all.extend(result.map_err(|e| anyhow!("a worker failed: {e}"))?);
-            }
-            all
+            })?;
+            running
+                .join()
+                .map_err(|e| anyhow!("{e}"))?
+                .into_iter()
+                .flatten()
+                .collect()
         }
     };
     if outcomes.is_empty() {
