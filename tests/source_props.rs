@@ -104,9 +104,10 @@ fn run(
                 }
                 _ => {
                     let w = keyed.aggregate(|r: &Rec| r.0, on(Sum, |r: &Rec| r.1));
-                    let results = w
-                        .results
-                        .map(|r| (r.window, r.key, r.value.nanos(), r.diff));
+                    let results = w.results.map(|r| {
+                        let value = r.value.to_fixed().expect("small sums").nanos();
+                        (r.window, r.key, value, r.diff)
+                    });
                     (results, w.late)
                 }
             };
