@@ -1,27 +1,40 @@
-//! `tidemark bench`: runs a workload through the harness and reports throughput and latency.
+//! `tidemark bench`: parses and checks the flags, then runs a workload through the harness
+//! ([`crate::harness::run`]) and prints its report.
 //!
 //! `tidemark bench ysb` with no other flags is the project's main job: a 10 s open-loop run of
-//! the Yahoo Streaming Benchmark at 1 M events/s on one worker, printed as a table.
+//! the Yahoo Streaming Benchmark at 1 M events/s on one worker (2 s warm-up, 8 s measured),
+//! printed as a table.
+//!
+//! Every flag is checked before anything runs: durations and rates through [`crate::units`],
+//! each workload's own flags (`--campaigns`, `--words`, `--query`, ...) rejected for the others,
+//! sizes within bounds that keep a run from exhausting memory. An overloaded run (see
+//! [`crate::harness::driver`]) still exits 0: its report says `overloaded`, its latency is
+//! unbounded, and a warning line on stderr says so.
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 
 use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
-use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome};
+use crate::harness::driver::RunConfig;
 use crate::harness::recorder::Recorder;
-use crate::harness::report::{config_hash, git_rev, host, Report};
-use crate::harness::{gather, sustainable};
+use crate::harness::report::Report;
+use crate::harness::run::{self, Engine, Settings};
+use crate::harness::sustainable;
 use crate::partition::Scheme;
+use crate::units::{parse_nanos, parse_rate};
 use crate::workloads::nexmark::{Nexmark, Query};
 use crate::workloads::wordcount::WordCount;
 use crate::workloads::ysb::Ysb;
 use crate::workloads::Workload;
+
+/// The duration parser every duration flag of the CLI shares (re-exported for the sweep).
+pub use crate::units::parse_nanos as nanos;
 
 /// The workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -34,16 +47,27 @@ pub enum WorkloadName {
     Nexmark,
 }
 
-/// Which implementation runs the workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum EngineName {
-    /// The tidemark dataflow on timely.
-    Timely,
-    /// The hand-written single-threaded baseline (COST).
-    Baseline,
-    /// The incremental view on differential dataflow (ysb; nexmark q3, q4, q6, q9).
-    Differential,
+impl WorkloadName {
+    fn name(self) -> &'static str {
+        match self {
+            WorkloadName::Ysb => "ysb",
+            WorkloadName::Wordcount => "wordcount",
+            WorkloadName::Nexmark => "nexmark",
+        }
+    }
+
+    /// The workload-specific flags this workload takes.
+    fn owns(self, flag: &str) -> bool {
+        match self {
+            WorkloadName::Ysb => matches!(flag, "window" | "campaigns"),
+            WorkloadName::Wordcount => matches!(flag, "words"),
+            WorkloadName::Nexmark => matches!(flag, "query" | "window" | "slide" | "gap"),
+        }
+    }
 }
+
+/// The engine flag's values (the library's [`Engine`]).
+pub type EngineName = Engine;
 
 /// An offered rate: events per second, or `max` for a closed-loop run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,69 +77,49 @@ fn rate(text: &str) -> Result<Rate, String> {
     if text == "max" {
         return Ok(Rate(None));
     }
-    let (digits, scale) = match text.char_indices().last() {
-        Some((i, 'k')) => (&text[..i], 1_000),
-        Some((i, 'M')) => (&text[..i], 1_000_000),
-        Some((i, 'G')) => (&text[..i], 1_000_000_000),
-        _ => (text, 1),
-    };
-    let n: f64 = digits
-        .parse()
-        .map_err(|_| format!("expected events per second (e.g. 500k, 2M) or max, got {text:?}"))?;
-    let events = (n * scale as f64).round();
-    if events.is_nan() || events < 1.0 {
-        return Err(format!("the rate must be positive, got {text:?}"));
-    }
-    Ok(Rate(Some(events as u64)))
+    parse_rate(text)
+        .map(|r| Rate(Some(r)))
+        .map_err(|e| e.to_string())
 }
 
-/// Reads a duration in nanoseconds: a number with `ns`, `us`, `ms`, `s`, `m` or `h`
-/// (plain numbers are milliseconds, as elsewhere in tidemark).
-pub fn nanos(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" => 1e3,
-        "" | "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => {
-            return Err(format!(
-                "expected a duration such as 100us, 1ms or 10s, got {text:?}"
-            ))
-        }
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 100us, 1ms or 10s, got {text:?}"))?;
-    Ok((n * scale).round() as u64)
+fn duration(text: &str) -> Result<u64, String> {
+    parse_nanos(text).map_err(|e| e.to_string())
 }
+
+/// The most events a worker may pre-generate (`--pool`): 2^26, a few GB of NEXMark events.
+pub const MAX_POOL: usize = 1 << 26;
+/// The most YSB campaigns (`--campaigns`): each worker keeps a table of 10 ads per campaign.
+pub const MAX_CAMPAIGNS: u32 = 1_000_000;
+/// The largest vocabulary (`--words`): word ranks are drawn through an `f64`, exact to 2^53.
+pub const MAX_WORDS: u64 = 1 << 53;
 
 /// Arguments of `tidemark bench`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  tidemark bench ysb\n  tidemark bench ysb --rate max --engine baseline\n  \
+    after_help = "Durations: a number and ns, us, ms, s, m or h (a plain number is milliseconds). \
+    --duration is the whole run, warm-up included: `--duration 10s --warmup 2s` measures 8 s.\n\
+    An overloaded run (one that falls more than a second behind the offered rate) is stopped \
+    early, reported with \"overloaded\": true and null latencies, and exits 0 with a warning.\n\n\
+    Examples:\n  tidemark bench ysb\n  tidemark bench ysb --rate max --engine baseline\n  \
     tidemark bench wordcount --rate 2M --workers 2 --json run.json"
 )]
 pub struct BenchArgs {
     /// The workload.
     #[arg(value_enum)]
     pub workload: WorkloadName,
-    /// Offered events per second over all workers (k, M, G suffixes), or `max` (closed loop).
-    #[arg(long, default_value = "1M", value_parser = rate, allow_negative_numbers = true)]
-    pub rate: Rate,
-    /// Length of the run, warm-up included.
-    #[arg(long, default_value = "10s", value_parser = nanos)]
+    /// Offered events per second over all workers (k, M, G suffixes, at most 1000G), or `max`
+    /// (closed loop) [default: 1M; not with --find-sustainable].
+    #[arg(long, value_parser = rate, allow_negative_numbers = true)]
+    pub rate: Option<Rate>,
+    /// Length of the whole run, warm-up included (the measured part is --duration minus
+    /// --warmup).
+    #[arg(long, default_value = "10s", value_parser = duration)]
     pub duration: u64,
     /// Initial part of the run that is not measured.
-    #[arg(long, default_value = "2s", value_parser = nanos)]
+    #[arg(long, default_value = "2s", value_parser = duration)]
     pub warmup: u64,
     /// Epoch length: timestamp granularity and latency resolution.
-    #[arg(long, default_value = "1ms", value_parser = nanos)]
+    #[arg(long, default_value = "1ms", value_parser = duration)]
     pub epoch: u64,
     /// Which implementation to run.
     #[arg(long, value_enum, default_value = "timely")]
@@ -126,36 +130,37 @@ pub struct BenchArgs {
     /// Write the report as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write per-second latency histograms as an HdrHistogram interval log.
+    /// Write per-second latency histograms as an HdrHistogram interval log (keeps one
+    /// histogram per second of the run in memory, about 0.25 MB each).
     #[arg(long)]
     pub hlog: Option<PathBuf>,
     /// Search for the highest rate whose p99 stays below `--p99-bound`.
     #[arg(long)]
     pub find_sustainable: bool,
     /// Latency bound for `--find-sustainable`.
-    #[arg(long, default_value = "10ms", value_parser = nanos)]
+    #[arg(long, default_value = "10ms", value_parser = duration)]
     pub p99_bound: u64,
-    /// Events pre-generated per worker (and replayed).
+    /// Events pre-generated per worker (and replayed), 1 to 2^26.
     #[arg(long, default_value_t = 1 << 20)]
     pub pool: usize,
-    /// YSB and NEXMark: window size (YSB, NEXMark q5/q7/q8).
-    #[arg(long, default_value = "10s", value_parser = nanos)]
-    pub window: u64,
-    /// YSB: number of campaigns (10 ads each).
-    #[arg(long, default_value_t = 100)]
-    pub campaigns: u32,
-    /// NEXMark: the query (q0-q9, q11; --engine differential: q3, q4, q6, q9).
-    #[arg(long, default_value = "q7")]
-    pub query: String,
-    /// NEXMark: sliding-window slide (q5).
-    #[arg(long, default_value = "2s", value_parser = nanos)]
-    pub slide: u64,
-    /// NEXMark: session gap (q11).
-    #[arg(long, default_value = "10s", value_parser = nanos)]
-    pub gap: u64,
-    /// Word count: vocabulary size.
-    #[arg(long, default_value_t = 100_000)]
-    pub words: u64,
+    /// YSB and NEXMark (q5, q7, q8): window size [default: 10s].
+    #[arg(long, value_parser = duration)]
+    pub window: Option<u64>,
+    /// YSB: number of campaigns (10 ads each), 1 to 1 000 000 [default: 100].
+    #[arg(long)]
+    pub campaigns: Option<u32>,
+    /// NEXMark: the query (q0-q9, q11; --engine differential: q3, q4, q6, q9) [default: q7].
+    #[arg(long)]
+    pub query: Option<String>,
+    /// NEXMark: sliding-window slide (q5) [default: 2s].
+    #[arg(long, value_parser = duration)]
+    pub slide: Option<u64>,
+    /// NEXMark: session gap (q11) [default: 10s].
+    #[arg(long, value_parser = duration)]
+    pub gap: Option<u64>,
+    /// Word count: vocabulary size, 1 to 2^53 [default: 100000].
+    #[arg(long)]
+    pub words: Option<u64>,
     /// YSB and word count: how keys are spread over workers (`hash`, `range` evenly over the
     /// key domain, or `random` with two-phase aggregation).
     #[arg(long, default_value = "hash")]
@@ -164,7 +169,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Hold the output frontier back by this long (calibrates the latency measurement).
-    #[arg(long, default_value = "0", value_parser = nanos, hide = true)]
+    #[arg(long, default_value = "0", value_parser = duration, hide = true)]
     pub inject_delay: u64,
 }
 
@@ -177,47 +182,33 @@ fn writable(path: &Path) -> anyhow::Result<()> {
 
 /// Runs the command.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if args.warmup >= args.duration {
-        bail!(
-            "--duration ({} ms) must be longer than --warmup ({} ms)",
-            args.duration / 1_000_000,
-            args.warmup / 1_000_000
-        );
-    }
-    if args.epoch == 0 || args.epoch > args.duration {
-        bail!("--epoch must be positive and at most --duration");
-    }
-    if args.engine == EngineName::Baseline
-        && (args.cluster.workers > 1 || args.cluster.processes > 1)
-    {
-        bail!("the baseline is single-threaded: use --workers 1 without --processes");
-    }
-    for path in [&args.json, &args.hlog].into_iter().flatten() {
-        writable(path)?;
-    }
+    check(&args)?;
+    let window = args.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS);
     match args.workload {
         WorkloadName::Ysb => {
-            let mut ysb = Ysb::new(args.window, args.campaigns, 10);
+            let mut ysb = Ysb::new(window, args.campaigns.unwrap_or(100), 10);
             ysb.partitioner = args.partitioner;
             bench(&args, ysb)
         }
         WorkloadName::Wordcount => {
             let wordcount = WordCount {
-                words: args.words,
+                words: args.words.unwrap_or(WordCount::default().words),
                 partitioner: args.partitioner,
             };
             bench(&args, wordcount)
         }
         WorkloadName::Nexmark => {
-            if args.partitioner != Scheme::Hash {
-                bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
-            }
-            let query: Query = args.query.parse().map_err(|e| anyhow!("--query: {e}"))?;
+            let query: Query = args
+                .query
+                .as_deref()
+                .unwrap_or("q7")
+                .parse()
+                .map_err(|e| anyhow!("--query: {e}"))?;
             let nexmark = Nexmark {
                 query,
-                window_ns: args.window,
-                slide_ns: args.slide,
-                gap_ns: args.gap,
+                window_ns: args.window.unwrap_or(Nexmark::DEFAULT_WINDOW_NS),
+                slide_ns: args.slide.unwrap_or(Nexmark::DEFAULT_SLIDE_NS),
+                gap_ns: args.gap.unwrap_or(Nexmark::DEFAULT_GAP_NS),
             };
             nexmark.validate().map_err(|e| anyhow!("{e}"))?;
             bench(&args, nexmark)
@@ -225,39 +216,128 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Checks every flag before anything runs or any file is touched.
+fn check(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.warmup >= args.duration {
+        bail!(
+            "--duration ({} ms) must be longer than --warmup ({} ms): --duration is the whole run, warm-up included",
+            args.duration / 1_000_000,
+            args.warmup / 1_000_000
+        );
+    }
+    if args.epoch == 0 || args.epoch > args.duration {
+        bail!("--epoch must be positive and at most --duration");
+    }
+    if args.find_sustainable {
+        if args.rate.is_some() {
+            bail!("--rate and --find-sustainable exclude each other: the search chooses the rates");
+        }
+        if args.p99_bound == 0 {
+            bail!("--p99-bound must be positive");
+        }
+        if args.cluster.processes > 1 {
+            bail!("--find-sustainable runs in one process; use --workers for parallelism");
+        }
+    }
+    if args.engine == EngineName::Baseline
+        && (args.cluster.workers > 1 || args.cluster.processes > 1)
+    {
+        bail!("the baseline is single-threaded: use --workers 1 without --processes");
+    }
+    if args.pool == 0 || args.pool > MAX_POOL {
+        bail!(
+            "--pool must be between 1 and {MAX_POOL} events per worker, got {}",
+            args.pool
+        );
+    }
+    // Each workload owns its flags: a flag meant for another one would be silently ignored.
+    let given = [
+        ("window", args.window.is_some()),
+        ("campaigns", args.campaigns.is_some()),
+        ("query", args.query.is_some()),
+        ("slide", args.slide.is_some()),
+        ("gap", args.gap.is_some()),
+        ("words", args.words.is_some()),
+    ];
+    for (flag, set) in given {
+        if set && !args.workload.owns(flag) {
+            bail!(
+                "--{flag} does not apply to {} (it would be ignored)",
+                args.workload.name()
+            );
+        }
+    }
+    if args.workload == WorkloadName::Nexmark && args.partitioner != Scheme::Hash {
+        bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
+    }
+    if args.window == Some(0) {
+        bail!("--window must be positive");
+    }
+    if let Some(campaigns) = args.campaigns {
+        if campaigns == 0 || campaigns > MAX_CAMPAIGNS {
+            bail!("--campaigns must be between 1 and {MAX_CAMPAIGNS}, got {campaigns}");
+        }
+    }
+    if let Some(words) = args.words {
+        if words == 0 || words > MAX_WORDS {
+            bail!("--words must be between 1 and {MAX_WORDS}, got {words}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a checked workload: the output files are touched only now, once every flag is valid.
 fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
+    if args.engine == EngineName::Differential && !workload.has_incremental() {
+        return Err(run::RunError::NoIncremental {
+            workload: workload.name(),
+            query: workload.query(),
+        }
+        .into());
+    }
     let cluster = Cluster::new(
         args.cluster.workers,
         args.cluster.processes,
         args.cluster.process,
         args.cluster.hostfile.as_deref(),
     )?;
+    for path in [&args.json, &args.hlog].into_iter().flatten() {
+        writable(path)?;
+    }
     if !args.find_sustainable {
-        let Some((report, recorder)) = run_once(args, &cluster, &workload, args.rate.0, true)?
-        else {
+        let rate = args.rate.unwrap_or(Rate(Some(1_000_000))).0;
+        let Some((report, recorder)) = run_once(args, &cluster, &workload, rate, true)? else {
             return Ok(());
         };
         return finish(args, &report, &recorder);
-    }
-    if args.cluster.processes > 1 {
-        bail!("--find-sustainable runs in one process; use --workers for parallelism");
     }
     eprintln!("finding the closed-loop maximum...");
     let Some((max, _)) = run_once(args, &cluster, &workload, None, false)? else {
         return Ok(());
     };
-    let late_third = args.duration - (args.duration - args.warmup) / 3;
+    let mut best_recorder: Option<(u64, Recorder)> = None;
     let (probes, best) =
         sustainable::search(max.achieved_rate as u64, args.p99_bound, 7, |rate| {
             let (report, recorder) = run_once(args, &cluster, &workload, Some(rate), false)?
                 .ok_or_else(|| anyhow!("no report"))?;
-            let late = recorder.p99_between(late_third, args.duration);
-            eprintln!(
-                "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
-                rate,
-                report.achieved_rate,
-                report.latency_ns.p99 as f64 / 1e6
-            );
+            let late = recorder.tail_p99();
+            match (report.overloaded, report.latency_ns.p99) {
+                (false, Some(p99)) => eprintln!(
+                    "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
+                    rate,
+                    report.achieved_rate,
+                    p99 as f64 / 1e6
+                ),
+                _ => eprintln!(
+                    "  offered {:>12} /s: achieved {:>12.0} /s, overloaded ({} epochs completed)",
+                    rate, report.achieved_rate, report.samples
+                ),
+            }
+            if sustainable::sustainable(&report, late, args.p99_bound)
+                && best_recorder.as_ref().is_none_or(|(r, _)| *r < rate)
+            {
+                best_recorder = Some((rate, recorder));
+            }
             Ok((report, late))
         })?;
     eprintln!(
@@ -272,7 +352,9 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
                 args.p99_bound as f64 / 1e6,
                 best.rate
             );
-            let recorder = Recorder::new(args.warmup, false);
+            let recorder = best_recorder
+                .filter(|(rate, _)| *rate == best.rate)
+                .map_or_else(|| Recorder::new(args.warmup, false), |(_, r)| r);
             finish(args, &best.report, &recorder)
         }
         None => bail!(
@@ -284,6 +366,9 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
 
 fn finish(args: &BenchArgs, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
     print!("{}", report.table());
+    if let Some(warning) = report.warning() {
+        eprintln!("{warning}");
+    }
     if let Some(path) = &args.json {
         let mut file =
             File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
@@ -317,90 +402,21 @@ fn run_once<W: Workload>(
         epoch_ns: args.epoch,
         seed: args.seed,
         pool: args.pool,
-        intervals: true,
+        intervals: args.hlog.is_some(),
+        // The sustainability check's late part: the last third of the measured time.
+        tail_from_ns: args
+            .find_sustainable
+            .then(|| args.duration - (args.duration - args.warmup) / 3),
         inject_delay_ns: args.inject_delay,
         progress: progress && std::io::stderr().is_terminal(),
         incremental: args.engine == EngineName::Differential,
     };
-    let outcomes: Vec<WorkerOutcome> = match args.engine {
-        EngineName::Baseline => vec![run_baseline(workload, &config)],
-        EngineName::Timely | EngineName::Differential => {
-            if args.engine == EngineName::Differential && !workload.has_incremental() {
-                bail!(
-                    "{} {} has no incremental version (--engine differential runs ysb and nexmark q3, q4, q6, q9)",
-                    workload.name(),
-                    workload.query()
-                );
-            }
-            let started = cluster.watchdog(std::time::Duration::from_millis(
-                args.cluster.connect_timeout,
-            ));
-            let (workload, config) = (workload.clone(), config.clone());
-            let guards = timely::execute(cluster.config(), move |worker| {
-                started.store(true, Ordering::SeqCst);
-                let outcome = run_engine(worker, &workload, &config);
-                gather(worker, outcome)
-            })
-            .map_err(|e| anyhow!("cannot start workers: {e}"))?;
-            let mut all = Vec::new();
-            for result in guards.join() {
-                all.extend(result.map_err(|e| anyhow!("a worker failed: {e}"))?);
-            }
-            all
-        }
+    let settings = Settings {
+        engine: args.engine,
+        config,
+        workers: args.cluster.workers,
+        processes: args.cluster.processes,
+        connect_timeout: Duration::from_millis(args.cluster.connect_timeout),
     };
-    if outcomes.is_empty() {
-        return Ok(None);
-    }
-    let mut recorder = Recorder::new(args.warmup, true);
-    for outcome in &outcomes {
-        recorder.merge(&Recorder::from_bytes(&outcome.recorder));
-    }
-    let events: u64 = outcomes.iter().map(|o| o.retired_events).sum();
-    let duration_s = (args.duration - args.warmup) as f64 / 1e9;
-    let engine = match args.engine {
-        EngineName::Timely => "timely",
-        EngineName::Baseline => "baseline",
-        EngineName::Differential => "differential",
-    };
-    let (workers, processes) = match args.engine {
-        EngineName::Timely | EngineName::Differential => {
-            (args.cluster.workers, args.cluster.processes)
-        }
-        EngineName::Baseline => (1, 1),
-    };
-    let description = format!(
-        "{} {} {} {engine} w={workers} p={processes} rate={rate:?} d={} wu={} e={} seed={} pool={}",
-        workload.name(),
-        workload.query(),
-        workload.parameters(),
-        args.duration,
-        args.warmup,
-        args.epoch,
-        args.seed,
-        args.pool
-    );
-    let report = Report {
-        workload: workload.name().to_string(),
-        query: workload.query(),
-        parameters: workload.parameters(),
-        engine: engine.to_string(),
-        workers,
-        processes,
-        offered_rate: rate,
-        achieved_rate: events as f64 / duration_s,
-        events,
-        duration_s,
-        warmup_s: args.warmup as f64 / 1e9,
-        epoch_ns: args.epoch,
-        latency_ns: recorder.percentiles(),
-        samples: recorder.samples(),
-        generator_rate: outcomes.iter().map(|o| o.generator_rate).sum::<f64>()
-            / outcomes.len() as f64,
-        seed: args.seed,
-        git_rev: git_rev(),
-        config_hash: config_hash(&description),
-        host: host(),
-    };
-    Ok(Some((report, recorder)))
+    Ok(run::run(workload, &settings, cluster)?)
 }

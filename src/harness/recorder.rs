@@ -4,7 +4,10 @@
 //! every reported percentile is within 0.1% of the recorded value) up to one hour; samples whose
 //! epoch was due during the warm-up are discarded; when interval logging is on, the samples of
 //! each one-second interval (by due time since the start) are also kept apart, for
-//! latency-over-time plots. A recorder travels between workers as bytes (HdrHistogram's V2
+//! latency-over-time plots (about 0.25 MB per interval: only with `--hlog`); with a tail, the
+//! samples due at or after a given time are also kept in one histogram of their own (the late
+//! part of a run that the sustainability check looks at). Without intervals a recorder's memory
+//! does not grow with the length of the run. A recorder travels between workers as bytes (HdrHistogram's V2
 //! format), so merging across processes uses timely's own channels.
 
 use std::collections::BTreeMap;
@@ -25,19 +28,20 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
 }
 
-/// Latency percentiles of a run, in nanoseconds.
+/// Latency percentiles of a run, in nanoseconds; all `None` (`null` in JSON) when no sample
+/// was recorded (no measured epoch completed: latency unbounded, not zero).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
-    pub p50: u64,
+    pub p50: Option<u64>,
     /// 90th percentile.
-    pub p90: u64,
+    pub p90: Option<u64>,
     /// 99th percentile.
-    pub p99: u64,
+    pub p99: Option<u64>,
     /// 99.9th percentile.
-    pub p999: u64,
+    pub p999: Option<u64>,
     /// Largest.
-    pub max: u64,
+    pub max: Option<u64>,
 }
 
 /// Records epoch latencies of one worker.
@@ -46,6 +50,8 @@ pub struct Recorder {
     warmup_ns: u64,
     total: Histogram<u64>,
     intervals: Option<BTreeMap<u64, Histogram<u64>>>,
+    /// Samples due at or after the first field, if a tail is kept.
+    tail: Option<(u64, Histogram<u64>)>,
 }
 
 impl Recorder {
@@ -55,7 +61,15 @@ impl Recorder {
             warmup_ns,
             total: histogram(),
             intervals: intervals.then(BTreeMap::new),
+            tail: None,
         }
+    }
+
+    /// The same recorder, also keeping the samples due at or after `from_ns` apart (see
+    /// [`Recorder::tail_p99`]).
+    pub fn with_tail(mut self, from_ns: u64) -> Self {
+        self.tail = Some((from_ns, histogram()));
+        self
     }
 
     /// Records the latency of an epoch due at `due_ns` (since the start) and retired at `now_ns`.
@@ -66,6 +80,11 @@ impl Recorder {
         }
         let latency = now_ns.saturating_sub(due_ns).clamp(1, MAX_LATENCY_NS);
         self.total.record(latency).expect("clamped into range");
+        if let Some((from, tail)) = self.tail.as_mut() {
+            if due_ns >= *from {
+                tail.record(latency).expect("clamped into range");
+            }
+        }
         if let Some(intervals) = self.intervals.as_mut() {
             let interval = due_ns / INTERVAL_NS;
             intervals
@@ -84,47 +103,49 @@ impl Recorder {
     /// The percentiles of the samples kept.
     pub fn percentiles(&self) -> Percentiles {
         let h = &self.total;
-        if h.is_empty() {
-            return Percentiles::default();
-        }
+        let at = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q));
         Percentiles {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: (!h.is_empty()).then(|| h.max()),
         }
     }
 
-    /// The 99th percentile of the samples due in `[from_ns, to_ns)`, from the interval
-    /// histograms (`None` without interval recording or samples).
-    pub fn p99_between(&self, from_ns: u64, to_ns: u64) -> Option<u64> {
-        let mut merged = histogram();
-        for (_, h) in self
-            .intervals
-            .as_ref()?
-            .range(from_ns / INTERVAL_NS..to_ns.div_ceil(INTERVAL_NS))
-        {
-            merged.add(h).expect("same bounds");
-        }
-        (!merged.is_empty()).then(|| merged.value_at_quantile(0.99))
+    /// The 99th percentile of the tail's samples (`None` without a tail or without samples in
+    /// it).
+    pub fn tail_p99(&self) -> Option<u64> {
+        let (_, tail) = self.tail.as_ref()?;
+        (!tail.is_empty()).then(|| tail.value_at_quantile(0.99))
     }
 
-    /// Merges another recorder's samples into this one.
+    /// Merges another recorder's samples into this one (its intervals and tail too, taken over
+    /// where this one keeps none).
     pub fn merge(&mut self, other: &Recorder) {
         self.total.add(&other.total).expect("same bounds");
-        if let (Some(mine), Some(theirs)) = (self.intervals.as_mut(), other.intervals.as_ref()) {
-            for (interval, h) in theirs {
-                mine.entry(*interval)
-                    .or_insert_with(histogram)
-                    .add(h)
-                    .expect("same bounds");
+        match (self.tail.as_mut(), other.tail.as_ref()) {
+            (Some((_, mine)), Some((_, theirs))) => mine.add(theirs).expect("same bounds"),
+            (None, Some(theirs)) => self.tail = Some(theirs.clone()),
+            _ => {}
+        }
+        match (self.intervals.as_mut(), other.intervals.as_ref()) {
+            (Some(mine), Some(theirs)) => {
+                for (interval, h) in theirs {
+                    mine.entry(*interval)
+                        .or_insert_with(histogram)
+                        .add(h)
+                        .expect("same bounds");
+                }
             }
+            (None, Some(theirs)) => self.intervals = Some(theirs.clone()),
+            _ => {}
         }
     }
 
     /// The recorder as bytes, to send to another worker: the warm-up, then length-prefixed
-    /// HdrHistogram V2 encodings of the total and of each interval (little-endian `u64`s).
+    /// HdrHistogram V2 encodings of the total and of each interval, then the tail's start and
+    /// histogram (`u64::MAX` for none; little-endian `u64`s).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut serializer = V2Serializer::new();
@@ -146,6 +167,13 @@ impl Recorder {
                     out.extend_from_slice(&interval.to_le_bytes());
                     put(&mut out, h);
                 }
+            }
+        }
+        match &self.tail {
+            None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
+            Some((from, h)) => {
+                out.extend_from_slice(&from.to_le_bytes());
+                put(&mut out, h);
             }
         }
         out
@@ -178,10 +206,13 @@ impl Recorder {
                 })
                 .collect()
         });
+        let from = word(&mut bytes);
+        let tail = (from != u64::MAX).then(|| (from, histogram(&mut bytes)));
         Recorder {
             warmup_ns,
             total,
             intervals,
+            tail,
         }
     }
 
@@ -209,19 +240,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_samples_means_no_percentiles() {
+        let mut r = Recorder::new(1_000, false).with_tail(0);
+        r.record(500, 10_000); // warm-up only
+        let r = Recorder::from_bytes(&r.to_bytes());
+        assert_eq!(r.samples(), 0);
+        assert_eq!(r.percentiles(), Percentiles::default());
+        assert_eq!(r.percentiles().p99, None);
+        assert_eq!(r.tail_p99(), None);
+    }
+
+    #[test]
     fn discards_warmup_and_merges_through_bytes() {
-        let mut a = Recorder::new(1_000, true);
+        let mut a = Recorder::new(1_000, true).with_tail(INTERVAL_NS);
         a.record(500, 10_500); // warm-up: dropped
         a.record(2_000, 3_000); // 1 us
-        let mut b = Recorder::new(1_000, true);
+        let mut b = Recorder::new(1_000, true).with_tail(INTERVAL_NS);
         b.record(INTERVAL_NS + 5, INTERVAL_NS + 5 + 2_000_000); // 2 ms, second interval
         let mut merged = Recorder::from_bytes(&a.to_bytes());
         merged.merge(&Recorder::from_bytes(&b.to_bytes()));
         assert_eq!(merged.samples(), 2);
         let p = merged.percentiles();
-        assert!((999..=1001).contains(&p.p50), "{p:?}");
-        assert!((1_999_000..=2_002_000).contains(&p.max), "{p:?}");
-        assert!(merged.p99_between(0, INTERVAL_NS).unwrap() < 2_000);
+        assert!((999..=1001).contains(&p.p50.unwrap()), "{p:?}");
+        assert!((1_999_000..=2_002_000).contains(&p.max.unwrap()), "{p:?}");
+        // Only the 2 ms sample is due in the tail.
+        assert!((1_999_000..=2_002_000).contains(&merged.tail_p99().unwrap()));
         let mut log = Vec::new();
         merged.write_interval_log(&mut log, "test").unwrap();
         let text = String::from_utf8(log).unwrap();
