@@ -4,10 +4,11 @@
 //! every reported percentile is within 0.1% of the recorded value) up to one hour; samples whose
 //! epoch was due during the warm-up are discarded; when interval logging is on, the samples of
 //! each one-second interval (by due time since the start) are also kept apart, for
-//! latency-over-time plots (about 0.25 MB per interval: only with `--hlog`); with a tail, the
-//! samples due at or after a given time are also kept in one histogram of their own (the late
-//! part of a run that the sustainability check looks at). Without intervals a recorder's memory
-//! does not grow with the length of the run. A recorder travels between workers as bytes (HdrHistogram's V2
+//! latency-over-time plots (only with `--hlog`: the current interval as a histogram, finished
+//! ones compressed, a few hundred bytes each); with a tail, the samples due at or after a given
+//! time are also kept in one histogram of their own (the late part of a run that the
+//! sustainability check looks at). Without intervals a recorder's memory does not grow with
+//! the length of the run. A recorder travels between workers as bytes (HdrHistogram's V2
 //! format), so merging across processes uses timely's own channels.
 
 use std::collections::BTreeMap;
@@ -44,12 +45,89 @@ pub struct Percentiles {
     pub max: Option<u64>,
 }
 
+/// Per-second histograms: the one being recorded into as a histogram, the others compressed
+/// (HdrHistogram's V2 deflate encoding), so that a long run's intervals take little memory.
+#[derive(Clone, Debug, Default)]
+struct Intervals {
+    open: Option<(u64, Histogram<u64>)>,
+    closed: BTreeMap<u64, Vec<u8>>,
+}
+
+impl Intervals {
+    /// Records into `interval`; samples arrive in due order, so this is nearly always the open
+    /// one.
+    #[inline]
+    fn record(&mut self, interval: u64, latency: u64) {
+        if let Some((open, h)) = self.open.as_mut() {
+            if *open == interval {
+                h.record(latency).expect("clamped into range");
+                return;
+            }
+        }
+        self.close();
+        let mut h = self.take(interval);
+        h.record(latency).expect("clamped into range");
+        self.open = Some((interval, h));
+    }
+
+    /// Adds a whole histogram to `interval`.
+    fn add(&mut self, interval: u64, other: &Histogram<u64>) {
+        self.close();
+        let mut h = self.take(interval);
+        h.add(other).expect("same bounds");
+        self.closed.insert(interval, compress(&h));
+    }
+
+    /// Compresses the open interval.
+    fn close(&mut self) {
+        if let Some((interval, h)) = self.open.take() {
+            self.closed.insert(interval, compress(&h));
+        }
+    }
+
+    /// The histogram of `interval`, out of the closed ones (empty if there is none).
+    fn take(&mut self, interval: u64) -> Histogram<u64> {
+        self.closed
+            .remove(&interval)
+            .map_or_else(histogram, |bytes| {
+                Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .expect("written by compress")
+            })
+    }
+
+    /// Every interval's histogram, in order.
+    fn histograms(&self) -> Vec<(u64, Histogram<u64>)> {
+        let mut all: Vec<(u64, Histogram<u64>)> = self
+            .closed
+            .iter()
+            .map(|(interval, bytes)| {
+                let h = Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .expect("written by compress");
+                (*interval, h)
+            })
+            .collect();
+        all.extend(self.open.clone());
+        all.sort_by_key(|(interval, _)| *interval);
+        all
+    }
+}
+
+fn compress(h: &Histogram<u64>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("in-memory write");
+    bytes
+}
+
 /// Records epoch latencies of one worker.
 #[derive(Clone, Debug)]
 pub struct Recorder {
     warmup_ns: u64,
     total: Histogram<u64>,
-    intervals: Option<BTreeMap<u64, Histogram<u64>>>,
+    intervals: Option<Intervals>,
     /// Samples due at or after the first field, if a tail is kept.
     tail: Option<(u64, Histogram<u64>)>,
 }
@@ -60,7 +138,7 @@ impl Recorder {
         Recorder {
             warmup_ns,
             total: histogram(),
-            intervals: intervals.then(BTreeMap::new),
+            intervals: intervals.then(Intervals::default),
             tail: None,
         }
     }
@@ -86,12 +164,7 @@ impl Recorder {
             }
         }
         if let Some(intervals) = self.intervals.as_mut() {
-            let interval = due_ns / INTERVAL_NS;
-            intervals
-                .entry(interval)
-                .or_insert_with(histogram)
-                .record(latency)
-                .expect("clamped into range");
+            intervals.record(due_ns / INTERVAL_NS, latency);
         }
     }
 
@@ -131,11 +204,8 @@ impl Recorder {
         }
         match (self.intervals.as_mut(), other.intervals.as_ref()) {
             (Some(mine), Some(theirs)) => {
-                for (interval, h) in theirs {
-                    mine.entry(*interval)
-                        .or_insert_with(histogram)
-                        .add(h)
-                        .expect("same bounds");
+                for (interval, h) in theirs.histograms() {
+                    mine.add(interval, &h);
                 }
             }
             (None, Some(theirs)) => self.intervals = Some(theirs.clone()),
@@ -162,8 +232,9 @@ impl Recorder {
         match &self.intervals {
             None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
             Some(intervals) => {
+                let intervals = intervals.histograms();
                 out.extend_from_slice(&(intervals.len() as u64).to_le_bytes());
-                for (interval, h) in intervals {
+                for (interval, h) in &intervals {
                     out.extend_from_slice(&interval.to_le_bytes());
                     put(&mut out, h);
                 }
@@ -199,12 +270,12 @@ impl Recorder {
         let total = histogram(&mut bytes);
         let count = word(&mut bytes);
         let intervals = (count != u64::MAX).then(|| {
-            (0..count)
-                .map(|_| {
-                    let interval = word(&mut bytes);
-                    (interval, histogram(&mut bytes))
-                })
-                .collect()
+            let mut intervals = Intervals::default();
+            for _ in 0..count {
+                let interval = word(&mut bytes);
+                intervals.add(interval, &histogram(&mut bytes));
+            }
+            intervals
         });
         let from = word(&mut bytes);
         let tail = (from != u64::MAX).then(|| (from, histogram(&mut bytes)));
@@ -226,9 +297,9 @@ impl Recorder {
             .add_comment(comment)
             .with_max_value_divisor(1_000_000.0);
         let mut log = builder.begin_log_with(out, &mut serializer)?;
-        for (interval, h) in self.intervals.iter().flatten() {
+        for (interval, h) in self.intervals.iter().flat_map(Intervals::histograms) {
             let start = Duration::from_nanos(interval * INTERVAL_NS);
-            log.write_histogram(h, start, Duration::from_nanos(INTERVAL_NS), None)
+            log.write_histogram(&h, start, Duration::from_nanos(INTERVAL_NS), None)
                 .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         }
         Ok(())
@@ -238,6 +309,26 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_intervals_are_kept_compressed() {
+        let mut r = Recorder::new(0, true);
+        // 100 s of 1 ms epochs, latencies 50 us to ~5 ms, and one sample back in interval 3.
+        for epoch in 0..100_000u64 {
+            let due = epoch * 1_000_000;
+            r.record(due, due + 50_000 + (epoch * 7919 % 5_000) * 1_000);
+        }
+        r.record(3 * INTERVAL_NS, 3 * INTERVAL_NS + 1_000);
+        let intervals = r.intervals.as_ref().unwrap();
+        let kept: usize = intervals.closed.values().map(Vec::len).sum();
+        // An uncompressed histogram of this range is about 0.25 MB; 100 of them would be 25 MB.
+        assert!(kept < 100 * 8_192, "{kept} bytes for 100 intervals");
+        let all = intervals.histograms();
+        assert_eq!(all.len(), 100);
+        assert_eq!(all.iter().map(|(_, h)| h.len()).sum::<u64>(), 100_001);
+        assert_eq!(all[3].1.len(), 1_001);
+        assert_eq!(Recorder::from_bytes(&r.to_bytes()).samples(), 100_001);
+    }
 
     #[test]
     fn no_samples_means_no_percentiles() {
