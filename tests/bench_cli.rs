@@ -491,3 +491,44 @@ fn every_partitioner_gives_a_report_and_its_own_config_hash() {
     let out = bench(&["ysb", "--partitioner", "modulo"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn find_sustainable_reports_a_sustainable_run_with_its_interval_log() {
+    let dir = scratch("sustainable");
+    let (json, hlog) = (dir.join("s.json"), dir.join("s.hlog"));
+    let out = bench(&[
+        "ysb",
+        "--find-sustainable",
+        "--p99-bound",
+        "500ms",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--pool",
+        "10000",
+        "--json",
+        json.to_str().unwrap(),
+        "--hlog",
+        hlog.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("p99 0.000 ms"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sustainable throughput"),
+        "{stderr}"
+    );
+    let r = report(&json);
+    assert_eq!(r["overloaded"], false, "{r}");
+    assert!(
+        r["latency_ns"]["p99"].as_u64().unwrap() <= 500_000_000,
+        "{r}"
+    );
+    // The interval log is the sustainable run's, not an empty one.
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(",HISTFAA")),
+        "empty interval log: {log}"
+    );
+}

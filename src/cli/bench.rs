@@ -86,6 +86,9 @@ fn duration(text: &str) -> Result<u64, String> {
     parse_nanos(text).map_err(|e| e.to_string())
 }
 
+/// `--find-sustainable`'s default latency bound: 10 ms.
+pub const DEFAULT_P99_BOUND_NS: u64 = 10_000_000;
+
 /// The most events a worker may pre-generate (`--pool`): 2^26, a few GB of NEXMark events.
 pub const MAX_POOL: usize = 1 << 26;
 /// The most YSB campaigns (`--campaigns`): each worker keeps a table of 10 ads per campaign.
@@ -137,9 +140,9 @@ pub struct BenchArgs {
     /// Search for the highest rate whose p99 stays below `--p99-bound`.
     #[arg(long)]
     pub find_sustainable: bool,
-    /// Latency bound for `--find-sustainable`.
-    #[arg(long, default_value = "10ms", value_parser = duration)]
-    pub p99_bound: u64,
+    /// Latency bound for `--find-sustainable` [default: 10ms].
+    #[arg(long, value_parser = duration)]
+    pub p99_bound: Option<u64>,
     /// Events pre-generated per worker (and replayed), 1 to 2^26.
     #[arg(long, default_value_t = 1 << 20)]
     pub pool: usize,
@@ -232,12 +235,15 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
         if args.rate.is_some() {
             bail!("--rate and --find-sustainable exclude each other: the search chooses the rates");
         }
-        if args.p99_bound == 0 {
+        if args.p99_bound == Some(0) {
             bail!("--p99-bound must be positive");
         }
         if args.cluster.processes > 1 {
             bail!("--find-sustainable runs in one process; use --workers for parallelism");
         }
+    }
+    if !args.find_sustainable && args.p99_bound.is_some() {
+        bail!("--p99-bound applies to --find-sustainable only (it would be ignored)");
     }
     if args.engine == EngineName::Baseline
         && (args.cluster.workers > 1 || args.cluster.processes > 1)
@@ -311,35 +317,35 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
         };
         return finish(args, &report, &recorder);
     }
+    let bound = args.p99_bound.unwrap_or(DEFAULT_P99_BOUND_NS);
     eprintln!("finding the closed-loop maximum...");
     let Some((max, _)) = run_once(args, &cluster, &workload, None, false)? else {
         return Ok(());
     };
     let mut best_recorder: Option<(u64, Recorder)> = None;
-    let (probes, best) =
-        sustainable::search(max.achieved_rate as u64, args.p99_bound, 7, |rate| {
-            let (report, recorder) = run_once(args, &cluster, &workload, Some(rate), false)?
-                .ok_or_else(|| anyhow!("no report"))?;
-            let late = recorder.tail_p99();
-            match (report.overloaded, report.latency_ns.p99) {
-                (false, Some(p99)) => eprintln!(
-                    "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
-                    rate,
-                    report.achieved_rate,
-                    p99 as f64 / 1e6
-                ),
-                _ => eprintln!(
-                    "  offered {:>12} /s: achieved {:>12.0} /s, overloaded ({} epochs completed)",
-                    rate, report.achieved_rate, report.samples
-                ),
-            }
-            if sustainable::sustainable(&report, late, args.p99_bound)
-                && best_recorder.as_ref().is_none_or(|(r, _)| *r < rate)
-            {
-                best_recorder = Some((rate, recorder));
-            }
-            Ok((report, late))
-        })?;
+    let (probes, best) = sustainable::search(max.achieved_rate as u64, bound, 7, |rate| {
+        let (report, recorder) = run_once(args, &cluster, &workload, Some(rate), false)?
+            .ok_or_else(|| anyhow!("no report"))?;
+        let late = recorder.tail_p99();
+        match (report.overloaded, report.latency_ns.p99) {
+            (false, Some(p99)) => eprintln!(
+                "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
+                rate,
+                report.achieved_rate,
+                p99 as f64 / 1e6
+            ),
+            _ => eprintln!(
+                "  offered {:>12} /s: achieved {:>12.0} /s, overloaded ({} epochs completed)",
+                rate, report.achieved_rate, report.samples
+            ),
+        }
+        if sustainable::sustainable(&report, late, bound)
+            && best_recorder.as_ref().is_none_or(|(r, _)| *r < rate)
+        {
+            best_recorder = Some((rate, recorder));
+        }
+        Ok((report, late))
+    })?;
     eprintln!(
         "{} probes, closed-loop maximum {:.0} events/s",
         probes.len(),
@@ -349,7 +355,7 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
         Some(best) => {
             println!(
                 "sustainable throughput (p99 <= {:.3} ms): {} events/s",
-                args.p99_bound as f64 / 1e6,
+                bound as f64 / 1e6,
                 best.rate
             );
             let recorder = best_recorder
@@ -359,7 +365,7 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
         }
         None => bail!(
             "no offered rate kept p99 below {:.3} ms",
-            args.p99_bound as f64 / 1e6
+            bound as f64 / 1e6
         ),
     }
 }

@@ -232,3 +232,39 @@ impl Report {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = r#"{"achieved_rate":90513408.0,"config_hash":"c400792b0f21eed4","duration_s":2.0,"engine":"timely","epoch_ns":1000000,"events":181026816,"generator_rate":35799397.9,"git_rev":"655e09b138ecbbf2d3bea599831d114d811c2d06","host":"vm","latency_ns":{"max":1721343,"p50":269567,"p90":345343,"p99":491263,"p999":1537023},"offered_rate":null,"parameters":"window_ns=10000000000","processes":1,"query":"ysb","samples":1998,"seed":1,"warmup_s":1.0,"workers":1,"workload":"ysb","spec":"engines"}"#;
+
+    #[test]
+    fn reports_written_before_the_overload_field_still_read() {
+        let report: Report = serde_json::from_str(OLD).unwrap();
+        assert!(!report.overloaded);
+        assert_eq!(report.latency_ns.p99, Some(491_263));
+        assert!(report.warning().is_none());
+    }
+
+    #[test]
+    fn an_overloaded_report_has_null_latency_a_warning_and_says_so_in_the_table() {
+        let mut report: Report = serde_json::from_str(OLD).unwrap();
+        report.overloaded = true;
+        report.samples = 0;
+        report.latency_ns = Percentiles::default();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["overloaded"], true);
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(json["latency_ns"][p].is_null(), "{json}");
+        }
+        let warning = report.warning().unwrap();
+        assert!(warning.contains("no measured epoch completed"), "{warning}");
+        assert!(warning.contains("181026816 events"), "{warning}");
+        let table = report.table();
+        assert!(table.contains("OVERLOADED"), "{table}");
+        assert!(table.contains("latency p99  unbounded"), "{table}");
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+    }
+}
