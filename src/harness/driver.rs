@@ -476,12 +476,15 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         }
         if now - last_bar > 100_000_000 {
             bar.set_position(now / 1_000_000);
-            bar.set_message(if backlog > epoch_ns.max(10_000_000) {
-                format!("measuring, {:.1} s behind", backlog as f64 / 1e9)
-            } else if now < warmup {
-                "warming up".to_string()
+            let phase = if now < warmup {
+                "warming up"
             } else {
-                "measuring".to_string()
+                "measuring"
+            };
+            bar.set_message(if backlog > epoch_ns.max(10_000_000) {
+                format!("{phase}, {:.1} s behind", backlog as f64 / 1e9)
+            } else {
+                phase.to_string()
             });
             last_bar = now;
         }
