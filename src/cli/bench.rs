@@ -186,37 +186,70 @@ fn writable(path: &Path) -> anyhow::Result<()> {
 /// Runs the command.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     check(&args)?;
-    let window = args.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS);
     match args.workload {
-        WorkloadName::Ysb => {
-            let mut ysb = Ysb::new(window, args.campaigns.unwrap_or(100), 10);
-            ysb.partitioner = args.partitioner;
-            bench(&args, ysb)
-        }
-        WorkloadName::Wordcount => {
-            let wordcount = WordCount {
-                words: args.words.unwrap_or(WordCount::default().words),
-                partitioner: args.partitioner,
-            };
-            bench(&args, wordcount)
-        }
-        WorkloadName::Nexmark => {
-            let query: Query = args
-                .query
-                .as_deref()
-                .unwrap_or("q7")
-                .parse()
-                .map_err(|e| anyhow!("--query: {e}"))?;
-            let nexmark = Nexmark {
-                query,
-                window_ns: args.window.unwrap_or(Nexmark::DEFAULT_WINDOW_NS),
-                slide_ns: args.slide.unwrap_or(Nexmark::DEFAULT_SLIDE_NS),
-                gap_ns: args.gap.unwrap_or(Nexmark::DEFAULT_GAP_NS),
-            };
-            nexmark.validate().map_err(|e| anyhow!("{e}"))?;
-            bench(&args, nexmark)
-        }
+        WorkloadName::Ysb => bench(&args, ysb(&args)),
+        WorkloadName::Wordcount => bench(&args, wordcount(&args)),
+        WorkloadName::Nexmark => bench(&args, nexmark(&args)?),
     }
+}
+
+/// Checks parsed arguments completely without running anything or touching a file: every flag
+/// and bound, the workload's own flags, NEXMark's query and windows, and whether the engine has
+/// the workload. What [`run`] would refuse, this refuses with the same one-line error; a sweep
+/// can check every run of a spec before the first one starts.
+pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
+    check(args)?;
+    match args.workload {
+        WorkloadName::Ysb => engine_has(args, &ysb(args)),
+        WorkloadName::Wordcount => engine_has(args, &wordcount(args)),
+        WorkloadName::Nexmark => engine_has(args, &nexmark(args)?),
+    }
+}
+
+fn ysb(args: &BenchArgs) -> Ysb {
+    let mut ysb = Ysb::new(
+        args.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS),
+        args.campaigns.unwrap_or(100),
+        10,
+    );
+    ysb.partitioner = args.partitioner;
+    ysb
+}
+
+fn wordcount(args: &BenchArgs) -> WordCount {
+    WordCount {
+        words: args.words.unwrap_or(WordCount::default().words),
+        partitioner: args.partitioner,
+    }
+}
+
+fn nexmark(args: &BenchArgs) -> anyhow::Result<Nexmark> {
+    let query: Query = args
+        .query
+        .as_deref()
+        .unwrap_or("q7")
+        .parse()
+        .map_err(|e| anyhow!("--query: {e}"))?;
+    let nexmark = Nexmark {
+        query,
+        window_ns: args.window.unwrap_or(Nexmark::DEFAULT_WINDOW_NS),
+        slide_ns: args.slide.unwrap_or(Nexmark::DEFAULT_SLIDE_NS),
+        gap_ns: args.gap.unwrap_or(Nexmark::DEFAULT_GAP_NS),
+    };
+    nexmark.validate().map_err(|e| anyhow!("{e}"))?;
+    Ok(nexmark)
+}
+
+/// `--engine differential` needs the workload's incremental view.
+fn engine_has<W: Workload>(args: &BenchArgs, workload: &W) -> anyhow::Result<()> {
+    if args.engine == EngineName::Differential && !workload.has_incremental() {
+        return Err(run::RunError::NoIncremental {
+            workload: workload.name(),
+            query: workload.query(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Checks every flag before anything runs or any file is touched.
@@ -294,13 +327,7 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// Runs a checked workload: the output files are touched only now, once every flag is valid.
 fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
-    if args.engine == EngineName::Differential && !workload.has_incremental() {
-        return Err(run::RunError::NoIncremental {
-            workload: workload.name(),
-            query: workload.query(),
-        }
-        .into());
-    }
+    engine_has(args, &workload)?;
     let cluster = Cluster::new(
         args.cluster.workers,
         args.cluster.processes,
@@ -425,4 +452,49 @@ fn run_once<W: Workload>(
         connect_timeout: Duration::from_millis(args.cluster.connect_timeout),
     };
     Ok(run::run(workload, &settings, cluster)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn validated(args: &str) -> anyhow::Result<()> {
+        let cli = Cli::try_parse_from(format!("tidemark bench {args}").split_whitespace())
+            .expect("parses");
+        match cli.command {
+            Command::Bench(args) => validate(&args),
+            _ => unreachable!("a bench command"),
+        }
+    }
+
+    #[test]
+    fn validate_refuses_what_run_would_refuse_without_running() {
+        assert!(validated("ysb").is_ok());
+        assert!(validated("nexmark --query q5 --slide 1s --window 5s").is_ok());
+        assert!(validated("nexmark --query q3 --engine differential").is_ok());
+        for (args, needle) in [
+            ("ysb --query q3", "--query does not apply to ysb"),
+            ("ysb --campaigns 0", "--campaigns must be between 1"),
+            ("nexmark --query q42", "unknown NEXMark query"),
+            (
+                "nexmark --query q5 --slide 20s",
+                "slide must not exceed size",
+            ),
+            (
+                "nexmark --query q7 --engine differential",
+                "no incremental version",
+            ),
+            ("wordcount --engine differential", "no incremental version"),
+            (
+                "ysb --duration 1s --warmup 1s",
+                "must be longer than --warmup",
+            ),
+        ] {
+            let error = validated(args).unwrap_err().to_string();
+            assert!(error.contains(needle), "{args}: {error}");
+        }
+    }
 }
