@@ -19,6 +19,14 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Held by the tests that load every core (an overloaded run, the sustainable search) and by
+/// the one that measures latency, so that the latter is not measuring the former.
+static CORES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cores() -> std::sync::MutexGuard<'static, ()> {
+    CORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn report(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -102,6 +110,7 @@ fn json_report_has_the_schema_and_hlog_has_intervals() {
 
 #[test]
 fn injected_output_delay_shows_in_reported_latency() {
+    let _cores = cores();
     let dir = scratch("delay");
     let run = |delay: &str, name: &str| {
         let json = dir.join(name);
@@ -331,6 +340,7 @@ fn watch(mut child: std::process::Child, limit: u64, deadline: std::time::Durati
 
 #[test]
 fn an_overloaded_run_is_bounded_and_reported_as_overloaded() {
+    let _cores = cores();
     let dir = scratch("overload");
     for (engine, workers) in [("timely", "2"), ("baseline", "1")] {
         let json = dir.join(format!("{engine}.json"));
@@ -494,6 +504,7 @@ fn every_partitioner_gives_a_report_and_its_own_config_hash() {
 
 #[test]
 fn find_sustainable_reports_a_sustainable_run_with_its_interval_log() {
+    let _cores = cores();
     let dir = scratch("sustainable");
     let (json, hlog) = (dir.join("s.json"), dir.join("s.hlog"));
     let out = bench(&[
