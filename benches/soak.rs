@@ -49,7 +49,6 @@ fn main() {
         },
         workers: 1,
         processes: 1,
-        connect_timeout: Duration::from_secs(30),
     };
     let cluster = Cluster::new(1, 1, 0, None).expect("one local worker");
     let samples = Arc::new(Mutex::new(Vec::new()));

@@ -21,12 +21,14 @@
 //! of them.
 #![deny(missing_docs)]
 
+pub mod abort;
 pub mod cli;
 pub mod cluster;
 pub mod harness;
 pub mod incremental;
 pub mod keyed;
 pub mod number;
+pub mod output;
 pub mod partition;
 pub mod sink;
 pub mod source;

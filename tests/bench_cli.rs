@@ -24,7 +24,9 @@ fn scratch(name: &str) -> PathBuf {
 static CORES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn cores() -> std::sync::MutexGuard<'static, ()> {
-    CORES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    CORES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn report(path: &std::path::Path) -> serde_json::Value {
@@ -192,6 +194,11 @@ fn expect_error(args: &[&str], needle: &str) {
     assert!(err.starts_with("error"), "{args:?}: {err:?}");
     assert!(!err.contains("panicked"), "{args:?}: {err:?}");
     assert!(out.stdout.is_empty(), "{args:?} printed a report");
+    // Usage errors are shown as clap writes them (usage, possible values, "try --help");
+    // every other error is one line.
+    if !err.contains("For more information, try '--help'") {
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    }
 }
 
 /// Like [`expect_error`], for errors of tidemark's own checks: exactly one line.
@@ -217,7 +224,7 @@ fn bad_arguments_get_one_line_errors() {
     );
     expect_one_line_error(
         &["ysb", "--json", "/nonexistent-dir/run.json"],
-        "cannot write /nonexistent-dir/run.json",
+        "/nonexistent-dir/run.json: No such file or directory",
     );
     expect_one_line_error(
         &["ysb", "--engine", "baseline", "--workers", "2"],

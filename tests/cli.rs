@@ -170,6 +170,23 @@ fn expect_error(args: &[&str], needle: &str) {
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
 }
 
+/// A usage error is shown as clap writes it: the message, then how to get help; exit status 2.
+fn expect_usage_error(args: &[&str], needle: &str) {
+    let result = run(args);
+    assert_eq!(
+        result.status.code(),
+        Some(2),
+        "expected a usage error for {args:?}"
+    );
+    let err = stderr(&result);
+    assert!(
+        err.starts_with("error: ") && err.contains(needle),
+        "stderr {err:?} lacks {needle:?}"
+    );
+    assert!(err.contains("For more information, try '--help'"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn bad_input_gets_one_line_naming_file_line_and_field() {
     let dir = scratch("errors");
@@ -232,7 +249,7 @@ fn bad_input_gets_one_line_naming_file_line_and_field() {
 
     let good = write(&dir, "good.csv", EVENTS);
     let g = good.to_str().unwrap();
-    expect_error(
+    expect_usage_error(
         &[
             "window",
             "--input",
@@ -246,7 +263,7 @@ fn bad_input_gets_one_line_naming_file_line_and_field() {
         ],
         "--window",
     );
-    expect_error(
+    expect_usage_error(
         &[
             "window",
             "--input",
@@ -260,7 +277,7 @@ fn bad_input_gets_one_line_naming_file_line_and_field() {
         ],
         "slide must not exceed size",
     );
-    expect_error(
+    expect_usage_error(
         &[
             "window",
             "--input",
@@ -274,7 +291,7 @@ fn bad_input_gets_one_line_naming_file_line_and_field() {
         ],
         "--agg",
     );
-    expect_error(
+    expect_usage_error(
         &[
             "window",
             "--input",
@@ -505,10 +522,10 @@ fn unreachable_peer_is_a_clear_error() {
 
 #[test]
 fn idle_timeout_closes_windows_while_the_input_stays_open() {
-    let dir = scratch("idle");
-    let out = dir.join("out.csv");
+    // A live run writes to a stream (standard output here): a regular output file appears only
+    // when the run succeeded.
     let mut child = bin()
-        .args(["window", "--input", "-", "--output", out.to_str().unwrap()])
+        .args(["window", "--input", "-", "--output", "-"])
         .args([
             "--window",
             "tumbling:10",
@@ -518,25 +535,34 @@ fn idle_timeout_closes_windows_while_the_input_stays_open() {
             "100ms",
         ])
         .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (rows, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if rows.send(line).is_err() {
+                return;
+            }
+        }
+    });
     stdin.write_all(b"ts,key,value\n1,a,1\n2,a,1\n").unwrap();
     stdin.flush().unwrap();
     // Without more input, the watermark advances with processing time past 10 and the window
     // [0, 10) is written while standard input is still open.
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&out).unwrap_or_default();
-        if text.contains("0,10,a,2,1") {
-            break;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l == "0,10,a,2,1") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("window not emitted while idle; output: {seen:?}"),
         }
-        assert!(
-            Instant::now() < deadline,
-            "window not emitted while idle; output: {text:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
     drop(stdin);
     let result = child.wait_with_output().unwrap();

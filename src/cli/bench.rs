@@ -11,12 +11,10 @@
 //! [`crate::harness::driver`]) still exits 0: its report says `overloaded`, its latency is
 //! unbounded, and a warning line on stderr says so.
 
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::{Args, ValueEnum};
 
 use crate::cli::ClusterArgs;
@@ -26,6 +24,7 @@ use crate::harness::recorder::Recorder;
 use crate::harness::report::Report;
 use crate::harness::run::{self, Engine, Settings};
 use crate::harness::sustainable;
+use crate::output::{check_distinct, Output};
 use crate::partition::Scheme;
 use crate::units::{parse_nanos, parse_rate};
 use crate::workloads::nexmark::{Nexmark, Query};
@@ -176,13 +175,6 @@ pub struct BenchArgs {
     pub inject_delay: u64,
 }
 
-/// Checks that `path` can be written, before a long run.
-fn writable(path: &Path) -> anyhow::Result<()> {
-    File::create(path)
-        .map(drop)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Runs the command.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     check(&args)?;
@@ -328,14 +320,15 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
 /// Runs a checked workload: the output files are touched only now, once every flag is valid.
 fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
     engine_has(args, &workload)?;
-    let cluster = Cluster::new(
-        args.cluster.workers,
-        args.cluster.processes,
-        args.cluster.process,
-        args.cluster.hostfile.as_deref(),
-    )?;
-    for path in [&args.json, &args.hlog].into_iter().flatten() {
-        writable(path)?;
+    let cluster = args.cluster.cluster()?;
+    // Fail before a long run if a report file cannot be written (trying leaves no trace).
+    let outputs: Vec<(&str, &Path)> = [("--json", &args.json), ("--hlog", &args.hlog)]
+        .into_iter()
+        .filter_map(|(flag, path)| path.as_deref().map(|p| (flag, p)))
+        .collect();
+    check_distinct(None, &outputs)?;
+    for (_, path) in &outputs {
+        drop(Output::create(path)?);
     }
     if !args.find_sustainable {
         let rate = args.rate.unwrap_or(Rate(Some(1_000_000))).0;
@@ -402,20 +395,27 @@ fn finish(args: &BenchArgs, report: &Report, recorder: &Recorder) -> anyhow::Res
     if let Some(warning) = report.warning() {
         eprintln!("{warning}");
     }
+    // Written to temporary files, renamed only when both are complete (see `crate::output`).
+    let mut written = Vec::new();
     if let Some(path) = &args.json {
-        let mut file =
-            File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let (output, mut file) = Output::create(path)?;
         serde_json::to_writer(&mut file, report)?;
         writeln!(file)?;
+        file.flush()?;
+        written.push(output);
     }
     if let Some(path) = &args.hlog {
-        let mut file =
-            File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+        let (output, mut file) = Output::create(path)?;
         let comment = format!(
             "tidemark {} {} {}",
             report.workload, report.query, report.config_hash
         );
         recorder.write_interval_log(&mut file, &comment)?;
+        file.flush()?;
+        written.push(output);
+    }
+    for output in written {
+        output.commit()?;
     }
     Ok(())
 }
@@ -449,7 +449,6 @@ fn run_once<W: Workload>(
         config,
         workers: args.cluster.workers,
         processes: args.cluster.processes,
-        connect_timeout: Duration::from_millis(args.cluster.connect_timeout),
     };
     Ok(run::run(workload, &settings, cluster)?)
 }

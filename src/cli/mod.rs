@@ -1,17 +1,22 @@
 //! The `tidemark` command: clap definitions and subcommand drivers.
 //!
-//! This module owns argument parsing and error reporting at the edge: every failure becomes a
-//! one-line `error: ...` on stderr and a non-zero exit status, never a panic.
+//! This module owns argument parsing and error reporting at the edge: a usage error is shown
+//! as clap writes it (usage, suggestions, possible values, exit status 2); every other failure
+//! becomes a one-line `error: ...` on stderr and a non-zero exit status, never a panic.
 
 pub mod bench;
 pub mod sweep;
 pub mod window;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::cluster::{Cluster, ClusterError};
 
 /// tidemark: exact windowed stream processing on timely dataflow.
 #[derive(Debug, Parser)]
@@ -33,43 +38,99 @@ pub enum Command {
     Sweep(sweep::SweepArgs),
 }
 
+/// Options that may differ between the processes of one run: paths each process opens (or
+/// ignores), its index, and its own patience. Every other option is part of the job the
+/// processes compare before any data moves ([`crate::cluster::set_job`]).
+const PER_PROCESS: &[&str] = &[
+    "input",
+    "output",
+    "late_output",
+    "process",
+    "hostfile",
+    "connect_timeout",
+    "peer_timeout",
+    "json",
+    "hlog",
+];
+
+/// The job of a subcommand's arguments: `(--option, value as given or defaulted)`, in the
+/// order clap declares them, without [`PER_PROCESS`] options.
+fn job(name: &str, matches: &ArgMatches) -> Vec<(String, String)> {
+    let mut job = vec![("command".to_string(), name.to_string())];
+    for id in matches.ids() {
+        let id = id.as_str();
+        if PER_PROCESS.contains(&id) {
+            continue;
+        }
+        // Groups have no raw values; skip them.
+        let Ok(Some(values)) = matches.try_get_raw(id) else {
+            continue;
+        };
+        let values: Vec<String> = values.map(|v| v.to_string_lossy().into_owned()).collect();
+        job.push((format!("--{}", id.replace('_', "-")), values.join(",")));
+    }
+    job
+}
+
 /// Parses the process arguments, runs the subcommand and reports errors.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help and --version.
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+    main_from(std::env::args_os())
+}
+
+fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let parsed = Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
-            // One line, like every other error; `--help` has the details.
-            let text = e.render().to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: invalid arguments")
-            );
-            return ExitCode::from(2);
+            // Usage errors as clap writes them: the usage, "a similar argument exists", the
+            // possible values, and how to get help; --help and --version go to stdout.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Some((name, sub)) = matches.subcommand() {
+        crate::cluster::set_job(job(name, sub));
+    }
     let result = match cli.command {
-        Command::Window(args) => window::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Window(args) => {
+            guard_run();
+            window::run(args)
+        }
+        Command::Bench(args) => {
+            guard_run();
+            bench::run(args)
+        }
         Command::Sweep(args) => sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::output::remove_unfinished();
+            // Data errors stay one line, however long the value they echo.
+            eprintln!("error: {}", crate::abort::one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
+/// Before a run starts any thread: SIGINT/SIGTERM and panics end it cleanly, in one line
+/// (see [`crate::abort`]).
+fn guard_run() {
+    crate::abort::install_signal_handlers();
+    crate::abort::install_panic_hook();
+}
+
+fn millis(text: &str) -> Result<u64, String> {
+    crate::window::parse_millis(text).map_err(|e| e.to_string())
+}
+
 /// How a run is spread over threads and processes; shared by every subcommand.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// Worker threads per process.
+    /// Worker threads per process (at most 512; more than the machine's cores only adds
+    /// contention).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Number of processes (timely cluster mode).
@@ -81,7 +142,45 @@ pub struct ClusterArgs {
     /// One host:port per line, one line per process.
     #[arg(long)]
     pub hostfile: Option<PathBuf>,
-    /// Give up if the cluster's processes have not all connected within this time.
-    #[arg(long, default_value = "30s", value_parser = |t: &str| crate::window::parse_millis(t).map_err(|e| e.to_string()))]
+    /// Give up if the cluster's processes have not all connected (and answered as tidemark)
+    /// within this time.
+    #[arg(long, default_value = "30s", value_parser = millis)]
     pub connect_timeout: u64,
+    /// Fail the run when a connected peer process sends nothing (not even its heartbeat, sent
+    /// every quarter of this, at most every second) for this long: it was stopped or hangs.
+    #[arg(long, default_value = "10s", value_parser = millis)]
+    pub peer_timeout: u64,
+}
+
+impl ClusterArgs {
+    /// The cluster these arguments describe; warns on stderr when the workers outnumber the
+    /// machine's cores.
+    ///
+    /// Errors: see [`Cluster::new`]; a zero timeout.
+    pub fn cluster(&self) -> Result<Cluster, ClusterError> {
+        if self.connect_timeout == 0 || self.peer_timeout == 0 {
+            return Err(ClusterError::Counts(
+                "--connect-timeout and --peer-timeout must be positive".into(),
+            ));
+        }
+        let cluster = Cluster::new(
+            self.workers,
+            self.processes,
+            self.process,
+            self.hostfile.as_deref(),
+        )?
+        .with_timeouts(
+            Duration::from_millis(self.connect_timeout),
+            Duration::from_millis(self.peer_timeout),
+        );
+        if let Ok(cores) = std::thread::available_parallelism() {
+            if self.workers > cores.get() {
+                eprintln!(
+                    "warning: --workers {} exceeds the {} cores available here; workers will compete for them",
+                    self.workers, cores
+                );
+            }
+        }
+        Ok(cluster)
+    }
 }

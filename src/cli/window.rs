@@ -2,27 +2,32 @@
 //!
 //! Process 0 reads the input (on its worker 0, which defines the watermark by input order) and
 //! writes the outputs; every worker of every process aggregates its share of the keys.
+//!
+//! Outputs are created through [`crate::output`] (refused if they are the input or each other;
+//! regular files appear under their names only when the run succeeded). Any failure while the
+//! workers run (a bad line with `--on-bad-line fail`, a write error, a retraction of a row never
+//! inserted, a panic, a signal, a peer process failing) ends the run at once through
+//! [`crate::abort::fail`]: the windows still open are *not* closed and emitted as final.
 
 use std::cell::RefCell;
 use std::fmt::{Debug, Display};
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::{Args, ValueEnum};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Inspect, Operator, Probe};
+use timely::dataflow::operators::{Exchange, Inspect, Operator, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
+use crate::abort;
 use crate::cli::ClusterArgs;
-use crate::cluster::Cluster;
 use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
+use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
 use crate::sink::{changelog_sink, late_sink, ChangelogCounts, CHANGELOG_HEADER};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
@@ -72,7 +77,8 @@ pub struct WindowArgs {
     /// Input CSV with a header (`-` for standard input).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output CSV: window_start,window_end,key,value,diff.
+    /// Output CSV: window_start,window_end,key,value,diff (`-` for standard output). A regular
+    /// file is replaced only when the run succeeds; a FIFO or device is written as it goes.
     #[arg(long)]
     pub output: PathBuf,
     /// tumbling:SIZE | sliding:SIZE/SLIDE | session:GAP (plain milliseconds or ms/s/m/h).
@@ -139,9 +145,29 @@ struct Report {
     late: u64,
 }
 
-fn create(path: &Path) -> anyhow::Result<csv::Writer<BufWriter<File>>> {
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(csv::Writer::from_writer(BufWriter::new(file)))
+/// The environment variable that makes one worker fail, for testing how a run ends:
+/// `INDEX` (the worker's global index) returns an error there, `INDEX:panic` panics.
+pub const FAIL_WORKER_VAR: &str = "TIDEMARK_FAIL_WORKER";
+
+/// A failure to inject: `(worker index, panic?)`.
+fn injected_failure() -> anyhow::Result<Option<(usize, bool)>> {
+    let Ok(text) = std::env::var(FAIL_WORKER_VAR) else {
+        return Ok(None);
+    };
+    let (index, panic) = match text.split_once(':') {
+        Some((index, "panic")) => (index, true),
+        None => (text.as_str(), false),
+        Some(_) => bail!("{FAIL_WORKER_VAR}: expected INDEX or INDEX:panic, got {text:?}"),
+    };
+    let index = index
+        .parse()
+        .map_err(|_| anyhow!("{FAIL_WORKER_VAR}: expected INDEX or INDEX:panic, got {text:?}"))?;
+    Ok(Some((index, panic)))
+}
+
+fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
+    let (output, writer) = Output::create(path)?;
+    Ok((output, csv::Writer::from_writer(writer)))
 }
 
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
@@ -149,12 +175,8 @@ where
     A: Aggregator<CsvRecord> + Send + Sync,
     A::Output: Display + Debug + Ord + std::hash::Hash,
 {
-    let cluster = Cluster::new(
-        args.cluster.workers,
-        args.cluster.processes,
-        args.cluster.process,
-        args.cluster.hostfile.as_deref(),
-    )?;
+    let cluster = args.cluster.cluster()?;
+    let inject = injected_failure()?;
     let columns = Columns {
         time: args.time_col.clone(),
         key: args.key_col.clone(),
@@ -168,13 +190,23 @@ where
 
     // The leader opens everything before the cluster starts, so bad input fails fast.
     let mut leader = None;
+    let mut results = Vec::new();
     if cluster.is_leader() {
+        let mut outputs = vec![("--output", args.output.as_path())];
+        outputs.extend(
+            args.late_output
+                .iter()
+                .map(|p| ("--late-output", p.as_path())),
+        );
+        check_distinct(Some(("--input", &args.input)), &outputs)?;
         let (feed, header) = CsvFeed::open(&args.input, columns, args.on_bad_line, args.max_delay)?;
-        let mut output = create(&args.output)?;
+        let (result, mut output) = create(&args.output)?;
+        results.push(result);
         output.write_record(CHANGELOG_HEADER)?;
         let late = match &args.late_output {
             Some(path) => {
-                let mut late = create(path)?;
+                let (result, mut late) = create(path)?;
+                results.push(result);
                 let columns = header.iter().filter(|h| *h != args.diff_col);
                 let extra: &[&str] = match args.emit {
                     EmitMode::Final => &["window_start", "window_end"],
@@ -186,9 +218,23 @@ where
             None => None,
         };
         leader = Some((feed, output, late));
+    } else {
+        eprintln!(
+            "note: process {} leaves --input, --output and --late-output to process 0; they are not used here",
+            cluster.process
+        );
     }
+    let name = |path: &Path| match path.to_str() {
+        Some("-") => "standard output".to_string(),
+        _ => path.display().to_string(),
+    };
+    let output_name = name(&args.output);
+    let late_name = args.late_output.as_deref().map(name).unwrap_or_default();
     let stats = leader.as_ref().map(|(feed, _, _)| feed.stats());
     let leader = Arc::new(Mutex::new(leader));
+    // Held here too, so the writers outlive the outputs if the cluster fails to start: the
+    // outputs, dropped first, disown their writers, which then write nothing (no header).
+    let writers = Arc::clone(&leader);
 
     let (assigner, lateness, partitioner, emit) = (
         args.window,
@@ -200,9 +246,7 @@ where
         idle_timeout: args.idle_timeout.map(Duration::from_millis),
         ..SourceOptions::default()
     };
-    let started = cluster.watchdog(Duration::from_millis(args.cluster.connect_timeout));
-    let guards = timely::execute(cluster.config(), move |worker| {
-        started.store(true, Ordering::SeqCst);
+    let running = cluster.execute(move |worker| {
         let mine = if worker.index() == 0 {
             leader.lock().ok().and_then(|mut l| l.take())
         } else {
@@ -214,6 +258,7 @@ where
         };
         let feed_error = Rc::new(RefCell::new(None));
         let write_error = Rc::new(RefCell::new(None));
+        let late_write_error = Rc::new(RefCell::new(None));
         let counts = Rc::new(RefCell::new(ChangelogCounts::default()));
         let late_count = Rc::new(RefCell::new(0u64));
         let (agg, partitioner) = (agg.clone(), partitioner.clone());
@@ -226,6 +271,7 @@ where
                 counts: Rc::clone(&counts),
                 late_count: Rc::clone(&late_count),
                 write_error: Rc::clone(&write_error),
+                late_write_error: Rc::clone(&late_write_error),
             };
             match emit {
                 EmitMode::Final => {
@@ -241,47 +287,61 @@ where
                 ),
             }
         });
-        while worker.step_or_park(None) {}
+        let fail_here = inject.filter(|(index, _)| *index == worker.index());
+        // Every failure ends the whole run at once, leaving open windows open: a worker that
+        // merely stopped would leave the others waiting, and closing the windows would emit
+        // them as final.
+        while worker.step_or_park(None) {
+            if let Some(e) = feed_error.borrow_mut().take() {
+                abort::fail(&e.to_string(), 1);
+            }
+            if let Some(e) = write_error.borrow_mut().take() {
+                abort::fail(&format!("writing {output_name}: {e}"), 1);
+            }
+            if let Some(e) = late_write_error.borrow_mut().take() {
+                abort::fail(&format!("writing {late_name}: {e}"), 1);
+            }
+            match fail_here {
+                Some((index, true)) => {
+                    panic!("injected panic in worker {index} ({FAIL_WORKER_VAR})")
+                }
+                Some((index, false)) => abort::fail(
+                    &format!("worker {index}: injected failure ({FAIL_WORKER_VAR})"),
+                    1,
+                ),
+                None => {}
+            }
+        }
         drop(probe);
-        let failure = feed_error
-            .borrow_mut()
-            .take()
-            .map(|e| e.to_string())
-            .or_else(|| {
-                write_error
-                    .borrow_mut()
-                    .take()
-                    .map(|e| format!("writing output: {e}"))
-            })
-            .or_else(|| invalid.borrow().error());
+        if let Some(e) = invalid.borrow().error() {
+            abort::fail(&e, 1);
+        }
         let counts = *counts.borrow();
         let late = *late_count.borrow();
-        (
-            failure,
-            Report {
-                changelog: counts,
-                late,
-            },
-        )
-    })
-    .map_err(|e| anyhow!("cannot start workers: {e}"))?;
+        Report {
+            changelog: counts,
+            late,
+        }
+    });
+    let running = match running {
+        Ok(running) => running,
+        Err(e) => {
+            drop(results);
+            drop(writers);
+            return Err(e.into());
+        }
+    };
+    drop(writers);
 
     let mut report = Report::default();
-    let mut failure = None;
-    for result in guards.join() {
-        let (worker_failure, worker_report) =
-            result.map_err(|e| anyhow!("a worker failed: {e}"))?;
-        failure = failure.or(worker_failure);
+    for worker_report in running.join().map_err(|e| anyhow!("{e}"))? {
         report.changelog.insertions += worker_report.changelog.insertions;
         report.changelog.retractions += worker_report.changelog.retractions;
         report.late += worker_report.late;
     }
-    if let Some(failure) = failure {
-        let _ = std::fs::remove_file(&args.output);
-        if let Some(late) = &args.late_output {
-            let _ = std::fs::remove_file(late);
-        }
-        bail!("{failure}");
+    // Every process finished: the results are complete and may appear under their names.
+    for result in results {
+        result.commit()?;
     }
     if let Some(stats) = stats {
         let bad = stats.bad_lines.load(Ordering::Relaxed);
@@ -308,11 +368,12 @@ where
 
 /// Where a worker's dataflow writes (the writers only on the leader's worker 0).
 struct Sinks {
-    output: Option<csv::Writer<BufWriter<File>>>,
-    late_output: Option<csv::Writer<BufWriter<File>>>,
+    output: Option<csv::Writer<OutputWriter>>,
+    late_output: Option<csv::Writer<OutputWriter>>,
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
     write_error: Rc<RefCell<Option<csv::Error>>>,
+    late_write_error: Rc<RefCell<Option<csv::Error>>>,
 }
 
 impl Sinks {
@@ -326,15 +387,14 @@ impl Sinks {
         O: timely::ExchangeData + Display,
     {
         let (probe, results) = results.probe();
-        changelog_sink(
-            results,
-            self.output,
-            self.counts,
-            Rc::clone(&self.write_error),
-        );
+        changelog_sink(results, self.output, self.counts, self.write_error);
+        // Counted where the rows are written (worker 0 of process 0), so the summary counts
+        // every process's late records, as the file holds them.
         let late_count = self.late_count;
-        let late = late.inspect(move |_| *late_count.borrow_mut() += 1);
-        late_sink(late, self.late_output, self.write_error);
+        let late = late
+            .exchange(|_| 0)
+            .inspect(move |_| *late_count.borrow_mut() += 1);
+        late_sink(late, self.late_output, self.late_write_error);
         probe
     }
 }

@@ -5,16 +5,13 @@
 //! The CLI (`tidemark bench`) only parses and checks flags and calls [`run`]; benchmarks and
 //! tests can call it directly.
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
-
 use clap::ValueEnum;
 
 use super::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome};
 use super::gather;
 use super::recorder::Recorder;
 use super::report::{config_hash, git_rev, host, Report};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterError};
 use crate::workloads::Workload;
 
 /// Which implementation runs the workload.
@@ -50,8 +47,6 @@ pub struct Settings {
     pub workers: usize,
     /// Processes (reported; the baseline reports 1).
     pub processes: usize,
-    /// How long to wait for every process to connect.
-    pub connect_timeout: Duration,
 }
 
 /// Why a run did not produce a report.
@@ -68,11 +63,11 @@ pub enum RunError {
     /// The baseline runs on one thread of one process.
     #[error("the baseline is single-threaded: use --workers 1 without --processes")]
     BaselineParallel,
-    /// timely could not start the workers.
-    #[error("cannot start workers: {0}")]
-    Start(String),
-    /// A worker failed.
-    #[error("a worker failed: {0}")]
+    /// The cluster could not start (see [`Cluster::execute`]).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// A worker failed (the message says which and why).
+    #[error("{0}")]
     Worker(String),
 }
 
@@ -100,19 +95,17 @@ pub fn run<W: Workload>(
                     query: workload.query(),
                 });
             }
-            let started = cluster.watchdog(settings.connect_timeout);
             let (workload, config) = (workload.clone(), config.clone());
-            let guards = timely::execute(cluster.config(), move |worker| {
-                started.store(true, Ordering::SeqCst);
+            let running = cluster.execute(move |worker| {
                 let outcome = run_engine(worker, &workload, &config);
                 gather(worker, outcome)
-            })
-            .map_err(|e| RunError::Start(e.to_string()))?;
-            let mut all = Vec::new();
-            for result in guards.join() {
-                all.extend(result.map_err(|e| RunError::Worker(e.to_string()))?);
-            }
-            all
+            })?;
+            running
+                .join()
+                .map_err(RunError::Worker)?
+                .into_iter()
+                .flatten()
+                .collect()
         }
     };
     if outcomes.is_empty() {

@@ -2,7 +2,10 @@
 //!
 //! This module owns the source operator: it pulls batches from a [`Feed`], sends each record at
 //! the time the feed stamped it with, holds its capability at the feed's watermark, and drops it
-//! when the feed is exhausted, so the frontier empties and every window closes. A feed that has
+//! when the feed is exhausted, so the frontier empties and every window closes. A feed *error*
+//! is not an end of input: the source stops reading but keeps its capability, so no window
+//! closes because of it (nothing is emitted as final that is not); the caller sees the error
+//! and stops the run. A feed that has
 //! nothing to offer (a live source) is polled again shortly, and after the idle timeout its
 //! watermark advances with processing time. Sources run on one worker: the watermark is defined
 //! by the order of the input, which only a single reader sees.
@@ -96,7 +99,10 @@ impl Default for SourceOptions {
 
 /// A source operator reading `feed` on this worker (pass `None` on the workers that read nothing).
 ///
-/// A feed error stops the source (its frontier empties) and is stored in `error`.
+/// A feed error stops reading and is stored in `error`; the source keeps its capability at the
+/// last watermark, so downstream windows stay open and the dataflow never completes: the
+/// caller must check `error` while stepping the worker and end the run (the CLI does so with
+/// [`crate::abort::fail`]).
 ///
 /// ```
 /// use std::cell::RefCell;
@@ -125,8 +131,13 @@ pub fn feed_source<'scope, F: Feed>(
         let mut buffer = Vec::with_capacity(options.batch);
         let mut last_record = Instant::now();
         move |output| {
-            let (Some(held), Some(reader)) = (cap.as_mut(), feed.as_mut()) else {
-                cap = None;
+            let Some(held) = cap.as_mut() else { return };
+            let Some(reader) = feed.as_mut() else {
+                // No feed on this worker, or it failed: with an error the capability stays,
+                // otherwise it goes and the frontier empties.
+                if error.borrow().is_none() {
+                    cap = None;
+                }
                 return;
             };
             let poll = reader.poll(options.batch, &mut buffer);
@@ -162,8 +173,8 @@ pub fn feed_source<'scope, F: Feed>(
                     feed = None;
                 }
                 Err(e) => {
+                    // Keep `cap`: the input did not end, it broke.
                     *error.borrow_mut() = Some(e);
-                    cap = None;
                     feed = None;
                 }
             }

@@ -1,0 +1,1111 @@
+//! When things go wrong (issue 11): outputs never destroy a user's data, a run that does not
+//! finish leaves nothing that looks finished, and a failure anywhere ends the whole run (every
+//! worker, every process) with one line and a non-zero exit. Plus the summary of a
+//! two-process run counting what the files hold, and usage errors as clap writes them
+//! (issue 16).
+//!
+//! Everything runs under a private scratch directory: FIFOs, symlinks and (as root) device
+//! nodes made with mknod there, never the system's.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidemark-fail-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The error line of a failed run: exactly one `error:` line, no panic text; warnings (more
+/// workers than cores) and a non-leader's note may precede it.
+fn one_error_line(err: &str) -> String {
+    for banned in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!err.contains(banned), "panic text reached the user: {err}");
+    }
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("warning: ") && !l.starts_with("note: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line: {err:?}");
+    assert!(lines[0].starts_with("error: "), "{err:?}");
+    lines[0].to_string()
+}
+
+/// Files in `dir` other than `keep`: leftovers (temporary files) of a run.
+fn leftovers(dir: &Path, keep: &[&Path]) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !keep.contains(&p.as_path()))
+        .collect()
+}
+
+/// Waits for `child`; kills it and fails the test if it hangs (a hang detector, far above the
+/// seconds a run takes to end, not a timing assertion).
+fn wait(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn finish(mut child: Child) -> (ExitStatus, String) {
+    let status = wait(&mut child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, err)
+}
+
+fn window(args: &[&str]) -> Output {
+    bin().arg("window").args(args).output().unwrap()
+}
+
+const EVENTS: &str = "ts,key,value\n1,a,5\n4,b,2\n12,a,3\n3,b,1\n25,b,4\n";
+
+#[test]
+fn an_output_that_is_the_input_or_another_output_is_refused() {
+    let dir = scratch("same");
+    let input = write(&dir, "events.csv", EVENTS);
+    let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,5\nx,a,1\n");
+    std::os::unix::fs::symlink(&input, dir.join("link.csv")).unwrap();
+    std::fs::hard_link(&input, dir.join("hard.csv")).unwrap();
+    let dotted = format!("{}/./events.csv", s(&dir));
+    let other = dir.join("out.csv");
+    let cases: Vec<(&Path, Vec<String>, &str)> = vec![
+        (
+            &input,
+            vec!["--output".into(), s(&input).into()],
+            "--output",
+        ),
+        (&input, vec!["--output".into(), dotted.clone()], "--output"),
+        (
+            &input,
+            vec!["--output".into(), s(&dir.join("link.csv")).into()],
+            "--output",
+        ),
+        (
+            &input,
+            vec!["--output".into(), s(&dir.join("hard.csv")).into()],
+            "--output",
+        ),
+        (&bad, vec!["--output".into(), s(&bad).into()], "--output"),
+        (
+            &input,
+            vec![
+                "--output".into(),
+                s(&other).into(),
+                "--late-output".into(),
+                dotted,
+            ],
+            "--late-output",
+        ),
+        (
+            &input,
+            vec![
+                "--output".into(),
+                s(&other).into(),
+                "--late-output".into(),
+                format!(
+                    "{}/../{}/out.csv",
+                    s(&dir),
+                    dir.file_name().unwrap().to_str().unwrap()
+                ),
+            ],
+            "--late-output",
+        ),
+    ];
+    for (input, outputs, flag) in cases {
+        let before = std::fs::read(input).unwrap();
+        let mut args = vec![
+            "--input",
+            s(input),
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+        ];
+        args.extend(outputs.iter().map(String::as_str));
+        let out = window(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let line = one_error_line(&stderr(&out));
+        assert!(
+            line.contains("are the same file") && line.contains(flag),
+            "{line}"
+        );
+        assert_eq!(
+            std::fs::read(input).unwrap(),
+            before,
+            "{args:?} changed the input"
+        );
+        assert!(!other.exists(), "{args:?} created an output");
+    }
+    let keep = [
+        input.as_path(),
+        bad.as_path(),
+        &dir.join("link.csv"),
+        &dir.join("hard.csv"),
+    ];
+    assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_failed_run_leaves_the_old_output_and_no_partial_file() {
+    let dir = scratch("partial");
+    // Enough rows for many flushes before the bad line at the end.
+    let mut text = String::from("ts,key,value\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("{i},k{},1\n", i % 50));
+    }
+    text.push_str("oops,a,1\n");
+    let input = write(&dir, "events.csv", &text);
+    let out = write(&dir, "out.csv", "precious\n");
+    let late = write(&dir, "late.csv", "also precious\n");
+    let result = window(&[
+        "--input",
+        s(&input),
+        "--output",
+        s(&out),
+        "--late-output",
+        s(&late),
+        "--window",
+        "tumbling:10",
+        "--agg",
+        "sum",
+        "--workers",
+        "2",
+    ]);
+    assert_eq!(result.status.code(), Some(1));
+    let line = one_error_line(&stderr(&result));
+    assert!(line.contains("events.csv:20002: field 'ts'"), "{line}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(std::fs::read_to_string(&late).unwrap(), "also precious\n");
+    assert_eq!(
+        leftovers(&dir, &[&input, &out, &late]),
+        Vec::<PathBuf>::new()
+    );
+}
+
+#[test]
+fn a_symlinked_output_keeps_the_link_and_replaces_its_target() {
+    let dir = scratch("symlink");
+    let input = write(&dir, "events.csv", EVENTS);
+    let target = write(&dir, "target.csv", "old\n");
+    let link = dir.join("link.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    // A failed run touches neither.
+    let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,1\n-4,a,1\n");
+    let out = window(&[
+        "--input",
+        s(&bad),
+        "--output",
+        s(&link),
+        "--window",
+        "tumbling:10",
+        "--agg",
+        "count",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    one_error_line(&stderr(&out));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
+    // A successful one replaces the target and keeps the link.
+    let out = window(&[
+        "--input",
+        s(&input),
+        "--output",
+        s(&link),
+        "--window",
+        "tumbling:10",
+        "--agg",
+        "count",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_to_string(&target)
+        .unwrap()
+        .starts_with("window_start,"));
+    assert_eq!(
+        leftovers(&dir, &[&input, &target, &link, &bad]),
+        Vec::<PathBuf>::new()
+    );
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
+}
+
+/// Reads a FIFO to its end in a thread.
+fn drain(path: &Path) -> mpsc::Receiver<String> {
+    let (send, receive) = mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Ok(mut file) = std::fs::File::open(path) {
+            let _ = file.read_to_string(&mut text);
+        }
+        let _ = send.send(text);
+    });
+    receive
+}
+
+#[test]
+fn a_fatal_bad_line_on_a_stream_emits_no_window_as_final() {
+    let dir = scratch("stream");
+    // The true value of [0, 10) for `a` is 13 (5 + 7 + 1); the bad line comes before the 1.
+    let input = write(
+        &dir,
+        "events.csv",
+        "ts,key,value\n1,a,5\n2,a,7\n3,a,zz\n4,a,1\n",
+    );
+    let fifo = dir.join("out.fifo");
+    mkfifo(&fifo);
+    let rows = drain(&fifo);
+    let out = window(&[
+        "--input",
+        s(&input),
+        "--output",
+        s(&fifo),
+        "--window",
+        "tumbling:10",
+        "--agg",
+        "sum",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_error_line(&stderr(&out));
+    assert!(line.contains("events.csv:4: field 'value'"), "{line}");
+    let text = rows.recv().unwrap();
+    assert!(
+        text.lines().all(|l| l.starts_with("window_start")),
+        "emitted as final: {text:?}"
+    );
+    // The FIFO is still there: never unlinked.
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
+use std::os::unix::fs::FileTypeExt;
+
+#[test]
+fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
+    let dir = scratch("direct");
+    let input = write(&dir, "events.csv", EVENTS);
+    let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,5\nx,a,1\n");
+    // A FIFO as output of a successful run gets the rows; the FIFO stays.
+    let fifo = dir.join("out.fifo");
+    mkfifo(&fifo);
+    let rows = drain(&fifo);
+    let out = window(&[
+        "--input",
+        s(&input),
+        "--output",
+        s(&fifo),
+        "--window",
+        "tumbling:10",
+        "--agg",
+        "sum",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rows.recv().unwrap().contains("0,10,a,5,1"));
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // A symlink to the FIFO, in a failed run: neither is removed.
+    let link = dir.join("fifo-link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let rows = drain(&fifo);
+    let out = window(&[
+        "--input",
+        s(&bad),
+        "--output",
+        s(&link),
+        "--window",
+        "tumbling:10",
+        "--agg",
+        "sum",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    one_error_line(&stderr(&out));
+    let _ = rows.recv();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // `-` and /dev/stdout are standard output, in failed runs too; no file named `-` appears.
+    for name in ["-", "/dev/stdout"] {
+        let out = bin()
+            .current_dir(&dir)
+            .args([
+                "window",
+                "--input",
+                s(&input),
+                "--output",
+                name,
+                "--window",
+                "tumbling:10",
+                "--agg",
+                "sum",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.starts_with("window_start,window_end,key,value,diff\n"),
+            "{text}"
+        );
+        assert!(text.contains("0,10,a,5,1"), "{text}");
+        let out = bin()
+            .current_dir(&dir)
+            .args([
+                "window",
+                "--input",
+                s(&bad),
+                "--output",
+                name,
+                "--window",
+                "tumbling:10",
+                "--agg",
+                "sum",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        one_error_line(&stderr(&out));
+    }
+    assert!(!dir.join("-").exists());
+    // Private device nodes (as root): a full device fails the write with one line and stays;
+    // a null device takes both outputs.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let full = dir.join("full");
+        let null = dir.join("null");
+        for (path, minor) in [(&full, 7), (&null, 3)] {
+            let name = std::ffi::CString::new(s(path)).unwrap();
+            // SAFETY: a valid NUL-terminated path; makedev(1, 7) and (1, 3) are full and null.
+            let made = unsafe {
+                libc::mknod(
+                    name.as_ptr(),
+                    libc::S_IFCHR | 0o666,
+                    libc::makedev(1, minor),
+                )
+            };
+            assert_eq!(made, 0, "mknod {path:?}");
+        }
+        let out = window(&[
+            "--input",
+            s(&input),
+            "--output",
+            s(&full),
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let line = one_error_line(&stderr(&out));
+        assert!(line.contains("No space left on device"), "{line}");
+        assert!(std::fs::metadata(&full)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let out = window(&[
+            "--input",
+            s(&input),
+            "--output",
+            s(&null),
+            "--late-output",
+            s(&null),
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(std::fs::metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+}
+
+/// Starts `tidemark window` reading a live standard input (header and one row written, the
+/// pipe kept open), so the run cannot end by itself.
+fn live(args: &[&str], env: &[(&str, &str)]) -> (Child, std::process::ChildStdin) {
+    let mut child = bin()
+        .arg("window")
+        .args(["--input", "-", "--window", "tumbling:10", "--agg", "sum"])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"ts,key,value\n1,a,1\n2,b,2\n").unwrap();
+    stdin.flush().unwrap();
+    (child, stdin)
+}
+
+/// Waits until `dir` holds a temporary output of a running process.
+fn wait_for_temporary(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(dir).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tidemark-")
+    }) {
+        assert!(Instant::now() < deadline, "no temporary output appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_stop_the_run_and_remove_only_what_it_created() {
+    for (signal, name, code) in [
+        (libc::SIGINT, "SIGINT", 130),
+        (libc::SIGTERM, "SIGTERM", 143),
+    ] {
+        let dir = scratch(&format!("signal-{name}"));
+        let out = write(&dir, "out.csv", "precious\n");
+        let late = dir.join("late.csv");
+        let (child, stdin) = live(
+            &[
+                "--output",
+                s(&out),
+                "--late-output",
+                s(&late),
+                "--idle-timeout",
+                "10ms",
+            ],
+            &[],
+        );
+        wait_for_temporary(&dir);
+        // SAFETY: kill on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let (status, err) = finish(child);
+        drop(stdin);
+        assert_eq!(status.code(), Some(code), "{err}");
+        let line = one_error_line(&err);
+        assert!(line.contains(&format!("interrupted by {name}")), "{line}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+        assert!(!late.exists());
+        assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+    }
+}
+
+#[test]
+fn an_injected_failure_ends_every_worker_with_one_line() {
+    for workers in [1usize, 2, 4] {
+        for (mode, code) in [("", 1), (":panic", 101)] {
+            let dir = scratch(&format!("inject-{workers}{mode}"));
+            let out = dir.join("out.csv");
+            let failing = format!("{}{mode}", workers - 1);
+            let (child, stdin) = live(
+                &["--output", s(&out), "--workers", &workers.to_string()],
+                &[("TIDEMARK_FAIL_WORKER", &failing)],
+            );
+            let (status, err) = finish(child);
+            drop(stdin);
+            assert_eq!(status.code(), Some(code), "{workers} workers{mode}: {err}");
+            let line = one_error_line(&err);
+            assert!(line.contains(&format!("worker {}", workers - 1)), "{line}");
+            if mode == ":panic" {
+                assert!(
+                    line.contains("internal error") && line.contains("src/cli/window.rs"),
+                    "{line}"
+                );
+            }
+            assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn hostfile(dir: &Path) -> (PathBuf, [u16; 2]) {
+    let ports = [free_port(), free_port()];
+    let path = write(
+        dir,
+        "hosts.txt",
+        &format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    );
+    (path, ports)
+}
+
+/// Two processes of two workers; the peer timeout is long enough for a loaded machine except
+/// where a test stops a peer on purpose (`PEER_TIMEOUT_STOPPED`).
+fn cluster_args(hosts: &Path, process: usize) -> Vec<String> {
+    cluster_args_with(hosts, process, "20s")
+}
+
+const PEER_TIMEOUT_STOPPED: &str = "1s";
+
+fn cluster_args_with(hosts: &Path, process: usize, peer_timeout: &str) -> Vec<String> {
+    [
+        "--workers",
+        "2",
+        "--processes",
+        "2",
+        "--process",
+        &process.to_string(),
+        "--hostfile",
+        s(hosts),
+        "--peer-timeout",
+        peer_timeout,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Process 1 of a live two-process run (no input of its own).
+fn peer(extra: &[String], env: &[(&str, &str)]) -> Child {
+    bin()
+        .args([
+            "window",
+            "--input",
+            "-",
+            "--output",
+            "ignored.csv",
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+        ])
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_failure_in_one_process_ends_both_with_one_line_each() {
+    let dir = scratch("two-inject");
+    let (hosts, ports) = hostfile(&dir);
+    let out = dir.join("out.csv");
+    // Worker 2 is process 1's first worker.
+    let env = [("TIDEMARK_FAIL_WORKER", "2")];
+    let args0 = cluster_args(&hosts, 0);
+    let mut args: Vec<&str> = vec!["--output", s(&out)];
+    args.extend(args0.iter().map(String::as_str));
+    let (p0, stdin) = live(&args, &env);
+    let p1 = peer(&cluster_args(&hosts, 1), &env);
+    let (s1, e1) = finish(p1);
+    let (s0, e0) = finish(p0);
+    drop(stdin);
+    assert_eq!(s1.code(), Some(1), "{e1}");
+    assert!(
+        one_error_line(&e1).contains("worker 2: injected failure"),
+        "{e1}"
+    );
+    assert_eq!(s0.code(), Some(1), "{e0}");
+    let line = one_error_line(&e0);
+    assert!(
+        line.contains(&format!(
+            "process 1 (127.0.0.1:{}) failed: worker 2",
+            ports[1]
+        )),
+        "{line}"
+    );
+    assert_eq!(leftovers(&dir, &[&hosts]), Vec::<PathBuf>::new());
+}
+
+/// A live two-process run whose process 0 writes to standard output: returns once a window
+/// was written, so both processes are running.
+fn running_pair(
+    dir: &Path,
+    peer_timeout: &str,
+) -> (Child, std::process::ChildStdin, Child, [u16; 2]) {
+    let (hosts, ports) = hostfile(dir);
+    let args0 = cluster_args_with(&hosts, 0, peer_timeout);
+    let mut args: Vec<&str> = vec!["--output", "-", "--idle-timeout", "50ms"];
+    args.extend(args0.iter().map(String::as_str));
+    let (mut p0, stdin) = live(&args, &[]);
+    // Every option but paths and the process index must match (the job is compared).
+    let mut args1 = vec!["--idle-timeout".to_string(), "50ms".to_string()];
+    args1.extend(cluster_args_with(&hosts, 1, peer_timeout));
+    let p1 = peer(&args1, &[]);
+    let stdout = p0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    // The header, then the window [0, 10) once the idle timeout advanced the watermark.
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("window_start"), "{first}");
+    let row = lines.next().unwrap().unwrap();
+    assert!(row.starts_with("0,10,"), "{row}");
+    std::thread::spawn(move || for _ in lines {});
+    (p0, stdin, p1, ports)
+}
+
+#[test]
+fn a_dead_peer_is_one_line_not_a_cascade_of_panics() {
+    let dir = scratch("dead-peer");
+    let (p0, stdin, mut p1, ports) = running_pair(&dir, "20s");
+    p1.kill().unwrap();
+    let _ = p1.wait();
+    let (status, err) = finish(p0);
+    drop(stdin);
+    assert_eq!(status.code(), Some(1), "{err}");
+    let line = one_error_line(&err);
+    assert!(
+        line.contains(&format!("process 1 (127.0.0.1:{})", ports[1])),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_stopped_peer_fails_the_run_after_the_peer_timeout() {
+    let dir = scratch("stopped-peer");
+    let (p0, stdin, mut p1, ports) = running_pair(&dir, PEER_TIMEOUT_STOPPED);
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(p1.id() as i32, libc::SIGSTOP) };
+    let (status, err) = finish(p0);
+    drop(stdin);
+    // SAFETY: as above.
+    unsafe { libc::kill(p1.id() as i32, libc::SIGCONT) };
+    let _ = p1.kill();
+    let _ = p1.wait();
+    assert_eq!(status.code(), Some(1), "{err}");
+    let line = one_error_line(&err);
+    assert!(
+        line.contains(&format!(
+            "process 1 (127.0.0.1:{}) sent nothing for 1s",
+            ports[1]
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn processes_started_with_different_jobs_refuse_to_run() {
+    for (option, zero, one) in [
+        ("--window", "tumbling:10", "tumbling:5"),
+        ("--agg", "sum", "count"),
+    ] {
+        let dir = scratch(&format!("mismatch{option}"));
+        let (hosts, _) = hostfile(&dir);
+        let input = write(&dir, "events.csv", EVENTS);
+        let out = dir.join("out.csv");
+        let spawn = |process: usize, value: &str| {
+            let mut args = vec![
+                "window".to_string(),
+                "--input".into(),
+                s(&input).into(),
+                "--output".into(),
+                s(&out).into(),
+                "--window".into(),
+                "tumbling:10".into(),
+                "--agg".into(),
+                "sum".into(),
+            ];
+            let at = args.iter().position(|a| a == option).unwrap();
+            args[at + 1] = value.to_string();
+            args.extend(cluster_args(&hosts, process));
+            bin()
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (p0, p1) = (spawn(0, zero), spawn(1, one));
+        let (s0, e0) = finish(p0);
+        let (s1, e1) = finish(p1);
+        assert_eq!((s0.code(), s1.code()), (Some(1), Some(1)), "{e0}{e1}");
+        let line = one_error_line(&e0);
+        assert!(
+            line.contains(&format!(
+                "was started with {option} {one}, this process with {option} {zero}"
+            )),
+            "{line}"
+        );
+        let line = one_error_line(&e1);
+        assert!(line.contains(&format!("{option} {zero}")), "{line}");
+        assert!(!out.exists());
+        assert_eq!(leftovers(&dir, &[&hosts, &input]), Vec::<PathBuf>::new());
+    }
+}
+
+#[test]
+fn a_foreign_listener_or_a_taken_port_is_one_line_naming_host_and_port() {
+    let dir = scratch("foreign");
+    let input = write(&dir, "events.csv", EVENTS);
+    // Something else listens on process 0's port: it accepts (the kernel does) but never
+    // answers as tidemark.
+    let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = foreign.local_addr().unwrap().port();
+    let hosts = write(
+        &dir,
+        "hosts.txt",
+        &format!("127.0.0.1:{port}\n127.0.0.1:{}\n", free_port()),
+    );
+    let run = |process: &str| {
+        bin()
+            .args([
+                "window",
+                "--input",
+                s(&input),
+                "--output",
+                s(&dir.join("out.csv")),
+            ])
+            .args([
+                "--window",
+                "tumbling:10",
+                "--agg",
+                "count",
+                "--processes",
+                "2",
+                "--process",
+                process,
+            ])
+            .args(["--hostfile", s(&hosts), "--connect-timeout", "1s"])
+            .output()
+            .unwrap()
+    };
+    let out = run("1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "chatter on stdout: {:?}", out.stdout);
+    let line = one_error_line(&stderr(&out));
+    assert!(
+        line.contains(&format!("127.0.0.1:{port} (process 0)")) && line.contains("did not answer"),
+        "{line}"
+    );
+    // Process 0 itself cannot listen there.
+    let out = run("0");
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_error_line(&stderr(&out));
+    assert!(
+        line.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{line}"
+    );
+    drop(foreign);
+}
+
+/// `(windows emitted, late records)` from a summary line.
+fn summary_counts(err: &str) -> (usize, usize) {
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("tidemark window:"))
+        .expect("a summary");
+    let number_before = |what: &str| -> usize {
+        let end = line.find(what).unwrap_or_else(|| panic!("{line}"));
+        line[..end]
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        number_before(" windows emitted"),
+        number_before(" late records"),
+    )
+}
+
+fn data_rows(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count() - 1
+}
+
+#[test]
+fn a_two_process_summary_counts_what_the_files_hold() {
+    let dir = scratch("summary");
+    let (hosts, _) = hostfile(&dir);
+    let mut text = String::from("ts,key,value\n");
+    for i in 0..3000u64 {
+        text.push_str(&format!("{},k{},{}\n", (i * 37) % 500 + i, i % 13, i % 7));
+    }
+    let input = write(&dir, "events.csv", &text);
+    let run = |out: &Path, late: &Path, extra: &[String]| {
+        bin()
+            .args([
+                "window",
+                "--input",
+                s(&input),
+                "--output",
+                s(out),
+                "--late-output",
+                s(late),
+            ])
+            .args([
+                "--window",
+                "tumbling:100",
+                "--agg",
+                "sum",
+                "--max-delay",
+                "10",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (out, late) = (dir.join("out.csv"), dir.join("late.csv"));
+    let p0 = run(&out, &late, &cluster_args(&hosts, 0));
+    let p1 = run(
+        &dir.join("o1.csv"),
+        &dir.join("l1.csv"),
+        &cluster_args(&hosts, 1),
+    );
+    let (s0, e0) = finish(p0);
+    let (s1, e1) = finish(p1);
+    assert!(s0.success() && s1.success(), "{e0}{e1}");
+    assert!(
+        e1.contains("note: process 1 leaves --input, --output and --late-output to process 0"),
+        "{e1}"
+    );
+    let (windows, late_records) = summary_counts(&e0);
+    assert!(late_records > 0);
+    assert_eq!(windows, data_rows(&out));
+    assert_eq!(late_records, data_rows(&late));
+    // The same as one process.
+    let (single, single_late) = (dir.join("single.csv"), dir.join("single-late.csv"));
+    let (status, err) = finish(run(&single, &single_late, &[]));
+    assert!(status.success(), "{err}");
+    assert_eq!(summary_counts(&err), (windows, late_records));
+    assert!(!dir.join("o1.csv").exists() && !dir.join("l1.csv").exists());
+}
+
+#[test]
+fn resource_bounds_and_long_values_give_short_lines() {
+    let dir = scratch("bounds");
+    let input = write(&dir, "events.csv", EVENTS);
+    for workers in ["99999999999", "3000"] {
+        let out = window(&[
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join("o.csv")),
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+            "--workers",
+            workers,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let line = one_error_line(&stderr(&out));
+        assert!(line.contains("above the limit of 512"), "{line}");
+    }
+    // A 10 MB field is echoed shortened.
+    let huge = "9".repeat(10_000_000);
+    let bad = write(
+        &dir,
+        "huge.csv",
+        &format!("ts,key,value\n1,a,1\n{huge}x,a,1\n"),
+    );
+    let out = window(&[
+        "--input",
+        s(&bad),
+        "--output",
+        s(&dir.join("o.csv")),
+        "--window",
+        "tumbling:10",
+        "--agg",
+        "sum",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_error_line(&stderr(&out));
+    assert!(line.len() < 1100, "{} bytes", line.len());
+    assert!(
+        line.contains("huge.csv:3: field 'ts'") && line.contains("(10000001 bytes)"),
+        "{line}"
+    );
+    assert!(!dir.join("o.csv").exists());
+}
+
+#[test]
+fn usage_errors_keep_clap_help_and_suggestions() {
+    let usage = |args: &[&str], needles: &[&str]| {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        for needle in needles {
+            assert!(err.contains(needle), "{args:?}: {err} lacks {needle:?}");
+        }
+    };
+    usage(
+        &[],
+        &["Usage: tidemark <COMMAND>", "window", "bench", "sweep"],
+    );
+    usage(
+        &["window"],
+        &[
+            "required arguments were not provided",
+            "--input <INPUT>",
+            "--agg <AGG>",
+            "--help",
+        ],
+    );
+    usage(
+        &[
+            "window",
+            "--input",
+            "a",
+            "--output",
+            "b",
+            "--window",
+            "tumbling:1",
+            "--agg",
+            "sum",
+            "--wokers",
+            "2",
+        ],
+        &["a similar argument exists: '--workers'"],
+    );
+    usage(
+        &[
+            "window",
+            "--input",
+            "a",
+            "--output",
+            "b",
+            "--window",
+            "tumbling:1",
+            "--agg",
+            "summ",
+        ],
+        &[
+            "possible values: count, sum, min, max, mean",
+            "For more information, try '--help'",
+        ],
+    );
+}
+
+#[test]
+fn bench_reports_are_refused_when_they_are_one_file() {
+    let dir = scratch("bench");
+    let json = dir.join("r.json");
+    let out = bin()
+        .args([
+            "bench",
+            "ysb",
+            "--json",
+            s(&json),
+            "--hlog",
+            &format!("{}/./r.json", s(&dir)),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_error_line(&stderr(&out));
+    assert!(
+        line.contains("--json") && line.contains("--hlog") && line.contains("same file"),
+        "{line}"
+    );
+    assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn two_names_for_standard_output_are_one_output() {
+    let dir = scratch("two-stdout");
+    let input = write(&dir, "events.csv", EVENTS);
+    for (output, late) in [("-", "-"), ("-", "/dev/stdout")] {
+        let out = window(&[
+            "--input",
+            s(&input),
+            "--output",
+            output,
+            "--late-output",
+            late,
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let line = one_error_line(&stderr(&out));
+        assert!(line.contains("are the same file"), "{line}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn an_interrupted_bench_leaves_its_old_report_and_no_temporary_file() {
+    let dir = scratch("bench-signal");
+    let json = write(&dir, "r.json", "old report\n");
+    let child = bin()
+        .args([
+            "bench",
+            "ysb",
+            "--rate",
+            "10k",
+            "--duration",
+            "60s",
+            "--warmup",
+            "1s",
+        ])
+        .args(["--json", s(&json)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it start running (a delay, not an assertion on time).
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let (status, err) = finish(child);
+    assert_eq!(status.code(), Some(143), "{err}");
+    assert!(one_error_line(&err).contains("interrupted by SIGTERM"));
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), "old report\n");
+    assert_eq!(leftovers(&dir, &[&json]), Vec::<PathBuf>::new());
+}
