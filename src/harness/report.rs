@@ -21,7 +21,7 @@ pub struct Report {
     pub query: String,
     /// Workload parameters.
     pub parameters: String,
-    /// `timely` or `baseline`.
+    /// `timely`, `differential` or `baseline` (see [`super::run::Engine`]).
     pub engine: String,
     /// Worker threads per process.
     pub workers: usize,
