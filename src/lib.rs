@@ -37,4 +37,4 @@ pub mod units;
 pub mod window;
 pub mod workloads;
 
-pub use number::Fixed;
+pub use number::{Fixed, WideFixed};
