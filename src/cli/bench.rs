@@ -27,6 +27,7 @@ use crate::harness::sustainable;
 use crate::output::{check_distinct, Output};
 use crate::partition::Scheme;
 use crate::units::{parse_nanos, parse_rate};
+use crate::window::WindowAssigner;
 use crate::workloads::nexmark::{Nexmark, Query};
 use crate::workloads::wordcount::WordCount;
 use crate::workloads::ysb::Ysb;
@@ -304,6 +305,12 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if args.window == Some(0) {
         bail!("--window must be positive");
     }
+    if let (WorkloadName::Ysb, Some(window)) = (args.workload, args.window) {
+        // The same bounds as every window (NEXMark's are checked with its query).
+        WindowAssigner::Tumbling(window)
+            .validate()
+            .map_err(|e| anyhow!("--window: {e}"))?;
+    }
     if let Some(campaigns) = args.campaigns {
         if campaigns == 0 || campaigns > MAX_CAMPAIGNS {
             bail!("--campaigns must be between 1 and {MAX_CAMPAIGNS}, got {campaigns}");
@@ -477,6 +484,7 @@ mod tests {
         for (args, needle) in [
             ("ysb --query q3", "--query does not apply to ysb"),
             ("ysb --campaigns 0", "--campaigns must be between 1"),
+            ("ysb --window 5000000h", "--window: window sizes"),
             ("nexmark --query q42", "unknown NEXMark query"),
             (
                 "nexmark --query q5 --slide 20s",
