@@ -19,8 +19,9 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Held by the tests that load every core (an overloaded run, the sustainable search) and by
-/// the one that measures latency, so that the latter is not measuring the former.
+/// Held by every test that runs a measured bench: the overloaded run and the sustainable search
+/// load every core, and the others assert that their runs keep up (or measure latency), which
+/// an honest report refuses to claim on starved cores.
 static CORES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn cores() -> std::sync::MutexGuard<'static, ()> {
@@ -44,6 +45,7 @@ const SHORT: [&str; 6] = [
 
 #[test]
 fn json_report_has_the_schema_and_hlog_has_intervals() {
+    let _cores = cores();
     let dir = scratch("schema");
     let (json, hlog) = (dir.join("run.json"), dir.join("run.hlog"));
     let out = bench(
@@ -156,6 +158,7 @@ fn injected_output_delay_shows_in_reported_latency() {
 
 #[test]
 fn baseline_engine_runs_through_the_same_harness() {
+    let _cores = cores();
     let dir = scratch("baseline");
     let json = dir.join("b.json");
     let out = bench(
@@ -392,6 +395,7 @@ fn an_overloaded_run_is_bounded_and_reported_as_overloaded() {
 
 #[test]
 fn a_run_that_keeps_up_is_not_overloaded_and_says_what_duration_means() {
+    let _cores = cores();
     let dir = scratch("keeps-up");
     let json = dir.join("run.json");
     let out = bench(
@@ -423,6 +427,7 @@ fn a_run_that_keeps_up_is_not_overloaded_and_says_what_duration_means() {
 
 #[test]
 fn the_git_revision_is_the_build_s_not_the_working_directory_s() {
+    let _cores = cores();
     let dir = scratch("git-rev");
     let json = dir.join("run.json");
     // Run from a directory outside any repository: the revision must still be the build's.
@@ -457,6 +462,7 @@ fn the_git_revision_is_the_build_s_not_the_working_directory_s() {
 
 #[test]
 fn every_partitioner_gives_a_report_and_its_own_config_hash() {
+    let _cores = cores();
     let dir = scratch("partitioners");
     let mut hashes = std::collections::BTreeSet::new();
     for workload in ["ysb", "wordcount"] {
