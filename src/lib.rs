@@ -33,6 +33,7 @@ pub mod partition;
 pub mod sink;
 pub mod source;
 pub mod time;
+pub mod units;
 pub mod window;
 pub mod workloads;
 

@@ -19,6 +19,17 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Held by every test that runs a measured bench: the overloaded run and the sustainable search
+/// load every core, and the others assert that their runs keep up (or measure latency), which
+/// an honest report refuses to claim on starved cores.
+static CORES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn cores() -> std::sync::MutexGuard<'static, ()> {
+    CORES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn report(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -34,6 +45,7 @@ const SHORT: [&str; 6] = [
 
 #[test]
 fn json_report_has_the_schema_and_hlog_has_intervals() {
+    let _cores = cores();
     let dir = scratch("schema");
     let (json, hlog) = (dir.join("run.json"), dir.join("run.hlog"));
     let out = bench(
@@ -67,6 +79,8 @@ fn json_report_has_the_schema_and_hlog_has_intervals() {
         "offered_rate",
         "achieved_rate",
         "events",
+        "overloaded",
+        "samples",
         "duration_s",
         "epoch_ns",
         "latency_ns",
@@ -80,6 +94,8 @@ fn json_report_has_the_schema_and_hlog_has_intervals() {
     for p in ["p50", "p90", "p99", "p999", "max"] {
         assert!(r["latency_ns"][p].as_u64().is_some(), "latency {p}: {r}");
     }
+    assert_eq!(r["overloaded"], false, "{r}");
+    assert!(r["samples"].as_u64().unwrap() > 0, "{r}");
     assert_eq!(r["workload"], "ysb");
     assert_eq!(r["offered_rate"], 200_000);
     // Open loop at a low rate: everything offered is processed.
@@ -98,6 +114,7 @@ fn json_report_has_the_schema_and_hlog_has_intervals() {
 
 #[test]
 fn injected_output_delay_shows_in_reported_latency() {
+    let _cores = cores();
     let dir = scratch("delay");
     let run = |delay: &str, name: &str| {
         let json = dir.join(name);
@@ -141,6 +158,7 @@ fn injected_output_delay_shows_in_reported_latency() {
 
 #[test]
 fn baseline_engine_runs_through_the_same_harness() {
+    let _cores = cores();
     let dir = scratch("baseline");
     let json = dir.join("b.json");
     let out = bench(
@@ -169,17 +187,28 @@ fn baseline_engine_runs_through_the_same_harness() {
     assert!(r["achieved_rate"].as_f64().unwrap() > 0.0);
 }
 
+/// Runs `tidemark bench args` expecting a usage or validation error: a non-zero exit, an error
+/// line naming the problem (`needle`), no panic and no report.
 fn expect_error(args: &[&str], needle: &str) {
     let out = bench(args);
     assert!(!out.status.success(), "{args:?} should fail");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
-    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.starts_with("error"), "{args:?}: {err:?}");
+    assert!(!err.contains("panicked"), "{args:?}: {err:?}");
+    assert!(out.stdout.is_empty(), "{args:?} printed a report");
     // Usage errors are shown as clap writes them (usage, possible values, "try --help");
     // every other error is one line.
     if !err.contains("For more information, try '--help'") {
         assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
     }
+}
+
+/// Like [`expect_error`], for errors of tidemark's own checks: exactly one line.
+fn expect_one_line_error(args: &[&str], needle: &str) {
+    expect_error(args, needle);
+    let err = String::from_utf8_lossy(&bench(args).stderr).to_string();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
 }
 
 #[test]
@@ -188,26 +217,252 @@ fn bad_arguments_get_one_line_errors() {
     expect_error(&["ysb", "--rate", "0"], "the rate must be positive");
     expect_error(&["ysb", "--rate", "-5"], "the rate must be positive");
     expect_error(&["ysb", "--rate", "fast"], "expected events per second");
-    expect_error(
+    expect_one_line_error(
         &["ysb", "--duration", "1s", "--warmup", "2s"],
         "must be longer than --warmup",
     );
-    expect_error(
+    expect_one_line_error(
         &["ysb", "--duration", "1s", "--warmup", "0s", "--epoch", "2s"],
         "--epoch must be positive and at most --duration",
     );
-    expect_error(
+    expect_one_line_error(
         &["ysb", "--json", "/nonexistent-dir/run.json"],
         "/nonexistent-dir/run.json: No such file or directory",
     );
-    expect_error(
+    expect_one_line_error(
         &["ysb", "--engine", "baseline", "--workers", "2"],
         "single-threaded",
     );
 }
 
 #[test]
+fn every_bench_parameter_is_checked_before_running() {
+    let dir = scratch("checked");
+    let json = dir.join("never.json");
+    let json = json.to_str().unwrap();
+    // Sizes that divided by zero, or were accepted and then useless or unbounded.
+    for (args, needle) in [
+        (
+            &["ysb", "--campaigns", "0"][..],
+            "--campaigns must be between 1",
+        ),
+        (
+            &["ysb", "--campaigns", "4294967295"],
+            "--campaigns must be between 1",
+        ),
+        (&["ysb", "--window", "0"], "--window must be positive"),
+        (&["ysb", "--pool", "0"], "--pool must be between 1"),
+        (
+            &["ysb", "--pool", "1000000000000"],
+            "--pool must be between 1",
+        ),
+        (&["wordcount", "--words", "0"], "--words must be between 1"),
+        (
+            &["wordcount", "--words", "18446744073709551615"],
+            "--words must be between 1",
+        ),
+        (&["nexmark", "--query", "q5", "--window", "0"], "positive"),
+        // Flags of another workload would be silently ignored.
+        (&["ysb", "--query", "q3"], "--query does not apply to ysb"),
+        (&["ysb", "--words", "10"], "--words does not apply to ysb"),
+        (&["ysb", "--slide", "1s"], "--slide does not apply to ysb"),
+        (
+            &["wordcount", "--window", "1s"],
+            "--window does not apply to wordcount",
+        ),
+        (
+            &["wordcount", "--campaigns", "5"],
+            "--campaigns does not apply to wordcount",
+        ),
+        (
+            &["nexmark", "--campaigns", "5"],
+            "--campaigns does not apply to nexmark",
+        ),
+        (
+            &["nexmark", "--words", "5"],
+            "--words does not apply to nexmark",
+        ),
+        (&["nexmark", "--query", "q42"], "unknown NEXMark query"),
+        // --find-sustainable chooses the rates itself.
+        (
+            &["ysb", "--find-sustainable", "--rate", "1M"],
+            "exclude each other",
+        ),
+        (
+            &["ysb", "--find-sustainable", "--p99-bound", "0"],
+            "--p99-bound must be positive",
+        ),
+    ] {
+        expect_one_line_error(&[args, &["--json", json]].concat(), needle);
+    }
+    // Values that do not fit: rejected by the one duration and rate parser, not wrapped.
+    for (args, needle) in [
+        (
+            &["ysb", "--rate", "1e400"][..],
+            "expected events per second",
+        ),
+        (&["ysb", "--rate", "99999999999999999999"], "too large"),
+        (&["ysb", "--rate", "2000G"], "more than 1000G"),
+        (&["ysb", "--rate", "0.5"], "whole number of events"),
+        (&["ysb", "--duration", "99999999999999999h"], "too large"),
+        (&["ysb", "--warmup=-1s"], "expected a duration"),
+        (&["ysb", "--epoch", "0.5ns"], "finer than the unit allows"),
+        (&["ysb", "--window", "10parsecs"], "unknown unit"),
+        (&["nexmark", "--gap", "1e3s"], "expected a duration"),
+    ] {
+        expect_error(&[args, &["--json", json]].concat(), needle);
+    }
+    // Nothing ran: no report was written.
+    assert!(!std::path::Path::new(json).exists());
+}
+
+/// Peak resident memory of a running child, sampled from `/proc` until it exits; kills it and
+/// fails once it passes `limit` bytes or runs past `deadline` (a guard against the unbounded
+/// buffering this test exists for, not a timing measurement).
+fn watch(mut child: std::process::Child, limit: u64, deadline: std::time::Duration) -> Output {
+    let pid = child.id();
+    let start = std::time::Instant::now();
+    let mut peak = 0;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024);
+        peak = peak.max(rss);
+        if peak > limit || start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "unbounded: {} MB resident after {:?}",
+                peak / 1_000_000,
+                start.elapsed()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn an_overloaded_run_is_bounded_and_reported_as_overloaded() {
+    let _cores = cores();
+    let dir = scratch("overload");
+    for (engine, workers) in [("timely", "2"), ("baseline", "1")] {
+        let json = dir.join(format!("{engine}.json"));
+        let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(["bench", "ysb", "--rate", "20G", "--duration", "3s"])
+            .args(["--warmup", "500ms", "--pool", "10000", "--engine", engine])
+            .args(["--workers", workers, "--json", json.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Unbounded, this run buffered 20 G events/s (tens of GB within seconds).
+        let out = watch(child, 3 << 30, std::time::Duration::from_secs(120));
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        // Documented: an overloaded run is a result, not a failure (exit 0, with a warning).
+        assert!(out.status.success(), "{engine}: {stderr}");
+        assert!(stderr.contains("warning: overloaded"), "{engine}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{engine}: {stderr}");
+        assert!(stdout.contains("OVERLOADED"), "{engine}: {stdout}");
+        let r = report(&json);
+        assert_eq!(r["overloaded"], true, "{engine}: {r}");
+        // Far behind: stopped early, well within the asked 2.5 s of measurement.
+        assert!(r["duration_s"].as_f64().unwrap() < 2.5, "{engine}: {r}");
+        assert!(r["achieved_rate"].as_f64().unwrap() < 20e9, "{engine}: {r}");
+        let samples = r["samples"].as_u64().unwrap();
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            // Latency is null, not 0, when no measured epoch completed.
+            assert_eq!(
+                r["latency_ns"][p].is_null(),
+                samples == 0,
+                "{engine} {p}: {r}"
+            );
+        }
+        if samples == 0 {
+            assert!(stdout.contains("unbounded"), "{engine}: {stdout}");
+        }
+    }
+}
+
+#[test]
+fn a_run_that_keeps_up_is_not_overloaded_and_says_what_duration_means() {
+    let _cores = cores();
+    let dir = scratch("keeps-up");
+    let json = dir.join("run.json");
+    let out = bench(
+        &[
+            &["ysb", "--rate", "50k", "--json", json.to_str().unwrap()][..],
+            &SHORT,
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // --duration is the whole run: 1.5 s = 0.5 s warm-up + 1.0 s measured.
+    assert!(
+        stdout.contains("1.5 s = 0.5 s warm-up + 1.0 s measured"),
+        "{stdout}"
+    );
+    for row in ["generator ceiling:", "config:", "events:", "latency:"] {
+        assert!(stdout.contains(row), "the table explains {row}: {stdout}");
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let r = report(&json);
+    assert_eq!(r["overloaded"], false, "{r}");
+    assert_eq!(r["duration_s"], 1.0, "{r}");
+}
+
+#[test]
+fn the_git_revision_is_the_build_s_not_the_working_directory_s() {
+    let _cores = cores();
+    let dir = scratch("git-rev");
+    let json = dir.join("run.json");
+    // Run from a directory outside any repository: the revision must still be the build's.
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .current_dir(&dir)
+        .args(["bench", "ysb", "--rate", "10k", "--json", "run.json"])
+        .args(SHORT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rev = report(&json)["git_rev"].as_str().unwrap().to_string();
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        // Built in a checkout: its HEAD (when the build is current), dirty or not.
+        Some(head) => assert!(
+            rev == head || rev == format!("{head}-dirty"),
+            "git_rev {rev} vs HEAD {head}"
+        ),
+        None => assert_eq!(rev, "unknown"),
+    }
+}
+
+#[test]
 fn every_partitioner_gives_a_report_and_its_own_config_hash() {
+    let _cores = cores();
     let dir = scratch("partitioners");
     let mut hashes = std::collections::BTreeSet::new();
     for workload in ["ysb", "wordcount"] {
@@ -258,4 +513,46 @@ fn every_partitioner_gives_a_report_and_its_own_config_hash() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--partitioner"));
     let out = bench(&["ysb", "--partitioner", "modulo"]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn find_sustainable_reports_a_sustainable_run_with_its_interval_log() {
+    let _cores = cores();
+    let dir = scratch("sustainable");
+    let (json, hlog) = (dir.join("s.json"), dir.join("s.hlog"));
+    let out = bench(&[
+        "ysb",
+        "--find-sustainable",
+        "--p99-bound",
+        "500ms",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--pool",
+        "10000",
+        "--json",
+        json.to_str().unwrap(),
+        "--hlog",
+        hlog.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("p99 0.000 ms"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("sustainable throughput"),
+        "{stderr}"
+    );
+    let r = report(&json);
+    assert_eq!(r["overloaded"], false, "{r}");
+    assert!(
+        r["latency_ns"]["p99"].as_u64().unwrap() <= 500_000_000,
+        "{r}"
+    );
+    // The interval log is the sustainable run's, not an empty one.
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(",HISTFAA")),
+        "empty interval log: {log}"
+    );
 }

@@ -1,7 +1,15 @@
-//! `tidemark bench`: runs a workload through the harness and reports throughput and latency.
+//! `tidemark bench`: parses and checks the flags, then runs a workload through the harness
+//! ([`crate::harness::run`]) and prints its report.
 //!
 //! `tidemark bench ysb` with no other flags is the project's main job: a 10 s open-loop run of
-//! the Yahoo Streaming Benchmark at 1 M events/s on one worker, printed as a table.
+//! the Yahoo Streaming Benchmark at 1 M events/s on one worker (2 s warm-up, 8 s measured),
+//! printed as a table.
+//!
+//! Every flag is checked before anything runs: durations and rates through [`crate::units`],
+//! each workload's own flags (`--campaigns`, `--words`, `--query`, ...) rejected for the others,
+//! sizes within bounds that keep a run from exhausting memory. An overloaded run (see
+//! [`crate::harness::driver`]) still exits 0: its report says `overloaded`, its latency is
+//! unbounded, and a warning line on stderr says so.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,16 +19,22 @@ use clap::{Args, ValueEnum};
 
 use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
-use crate::harness::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome};
+use crate::harness::driver::RunConfig;
 use crate::harness::recorder::Recorder;
-use crate::harness::report::{config_hash, git_rev, host, Report};
-use crate::harness::{gather, sustainable};
+use crate::harness::report::Report;
+use crate::harness::run::{self, Engine, Settings};
+use crate::harness::sustainable;
 use crate::output::{check_distinct, Output};
 use crate::partition::Scheme;
+use crate::units::{parse_nanos, parse_rate};
+use crate::window::WindowAssigner;
 use crate::workloads::nexmark::{Nexmark, Query};
 use crate::workloads::wordcount::WordCount;
 use crate::workloads::ysb::Ysb;
 use crate::workloads::Workload;
+
+/// The duration parser every duration flag of the CLI shares (re-exported for the sweep).
+pub use crate::units::parse_nanos as nanos;
 
 /// The workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,16 +47,27 @@ pub enum WorkloadName {
     Nexmark,
 }
 
-/// Which implementation runs the workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum EngineName {
-    /// The tidemark dataflow on timely.
-    Timely,
-    /// The hand-written single-threaded baseline (COST).
-    Baseline,
-    /// The incremental view on differential dataflow (ysb; nexmark q3, q4, q6, q9).
-    Differential,
+impl WorkloadName {
+    fn name(self) -> &'static str {
+        match self {
+            WorkloadName::Ysb => "ysb",
+            WorkloadName::Wordcount => "wordcount",
+            WorkloadName::Nexmark => "nexmark",
+        }
+    }
+
+    /// The workload-specific flags this workload takes.
+    fn owns(self, flag: &str) -> bool {
+        match self {
+            WorkloadName::Ysb => matches!(flag, "window" | "campaigns"),
+            WorkloadName::Wordcount => matches!(flag, "words"),
+            WorkloadName::Nexmark => matches!(flag, "query" | "window" | "slide" | "gap"),
+        }
+    }
 }
+
+/// The engine flag's values (the library's [`Engine`]).
+pub type EngineName = Engine;
 
 /// An offered rate: events per second, or `max` for a closed-loop run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,69 +77,52 @@ fn rate(text: &str) -> Result<Rate, String> {
     if text == "max" {
         return Ok(Rate(None));
     }
-    let (digits, scale) = match text.char_indices().last() {
-        Some((i, 'k')) => (&text[..i], 1_000),
-        Some((i, 'M')) => (&text[..i], 1_000_000),
-        Some((i, 'G')) => (&text[..i], 1_000_000_000),
-        _ => (text, 1),
-    };
-    let n: f64 = digits
-        .parse()
-        .map_err(|_| format!("expected events per second (e.g. 500k, 2M) or max, got {text:?}"))?;
-    let events = (n * scale as f64).round();
-    if events.is_nan() || events < 1.0 {
-        return Err(format!("the rate must be positive, got {text:?}"));
-    }
-    Ok(Rate(Some(events as u64)))
+    parse_rate(text)
+        .map(|r| Rate(Some(r)))
+        .map_err(|e| e.to_string())
 }
 
-/// Reads a duration in nanoseconds: a number with `ns`, `us`, `ms`, `s`, `m` or `h`
-/// (plain numbers are milliseconds, as elsewhere in tidemark).
-pub fn nanos(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" => 1e3,
-        "" | "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => {
-            return Err(format!(
-                "expected a duration such as 100us, 1ms or 10s, got {text:?}"
-            ))
-        }
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 100us, 1ms or 10s, got {text:?}"))?;
-    Ok((n * scale).round() as u64)
+fn duration(text: &str) -> Result<u64, String> {
+    parse_nanos(text).map_err(|e| e.to_string())
 }
+
+/// `--find-sustainable`'s default latency bound: 10 ms.
+pub const DEFAULT_P99_BOUND_NS: u64 = 10_000_000;
+
+/// The most events a worker may pre-generate (`--pool`): 2^26, a few GB of NEXMark events.
+pub const MAX_POOL: usize = 1 << 26;
+/// The most YSB campaigns (`--campaigns`): each worker keeps a table of 10 ads per campaign.
+pub const MAX_CAMPAIGNS: u32 = 1_000_000;
+/// The largest vocabulary (`--words`): word ranks are drawn through an `f64`, exact to 2^53.
+pub const MAX_WORDS: u64 = 1 << 53;
 
 /// Arguments of `tidemark bench`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  tidemark bench ysb\n  tidemark bench ysb --rate max --engine baseline\n  \
+    after_help = "Durations: a number and ns, us, ms, s, m or h (a plain number is milliseconds). \
+    --duration is the whole run, warm-up included: `--duration 10s --warmup 2s` measures 8 s.\n\
+    An overloaded run (one that falls more than a second behind the offered rate) is stopped \
+    early, reported with \"overloaded\": true and null latencies, and exits 0 with a warning.\n\n\
+    Examples:\n  tidemark bench ysb\n  tidemark bench ysb --rate max --engine baseline\n  \
     tidemark bench wordcount --rate 2M --workers 2 --json run.json"
 )]
 pub struct BenchArgs {
     /// The workload.
     #[arg(value_enum)]
     pub workload: WorkloadName,
-    /// Offered events per second over all workers (k, M, G suffixes), or `max` (closed loop).
-    #[arg(long, default_value = "1M", value_parser = rate, allow_negative_numbers = true)]
-    pub rate: Rate,
-    /// Length of the run, warm-up included.
-    #[arg(long, default_value = "10s", value_parser = nanos)]
+    /// Offered events per second over all workers (k, M, G suffixes, at most 1000G), or `max`
+    /// (closed loop) [default: 1M; not with --find-sustainable].
+    #[arg(long, value_parser = rate, allow_negative_numbers = true)]
+    pub rate: Option<Rate>,
+    /// Length of the whole run, warm-up included (the measured part is --duration minus
+    /// --warmup).
+    #[arg(long, default_value = "10s", value_parser = duration)]
     pub duration: u64,
     /// Initial part of the run that is not measured.
-    #[arg(long, default_value = "2s", value_parser = nanos)]
+    #[arg(long, default_value = "2s", value_parser = duration)]
     pub warmup: u64,
     /// Epoch length: timestamp granularity and latency resolution.
-    #[arg(long, default_value = "1ms", value_parser = nanos)]
+    #[arg(long, default_value = "1ms", value_parser = duration)]
     pub epoch: u64,
     /// Which implementation to run.
     #[arg(long, value_enum, default_value = "timely")]
@@ -125,36 +133,37 @@ pub struct BenchArgs {
     /// Write the report as one JSON object to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Write per-second latency histograms as an HdrHistogram interval log.
+    /// Write per-second latency histograms as an HdrHistogram interval log (keeps one
+    /// histogram per second of the run in memory, about 0.25 MB each).
     #[arg(long)]
     pub hlog: Option<PathBuf>,
     /// Search for the highest rate whose p99 stays below `--p99-bound`.
     #[arg(long)]
     pub find_sustainable: bool,
-    /// Latency bound for `--find-sustainable`.
-    #[arg(long, default_value = "10ms", value_parser = nanos)]
-    pub p99_bound: u64,
-    /// Events pre-generated per worker (and replayed).
+    /// Latency bound for `--find-sustainable` [default: 10ms].
+    #[arg(long, value_parser = duration)]
+    pub p99_bound: Option<u64>,
+    /// Events pre-generated per worker (and replayed), 1 to 2^26.
     #[arg(long, default_value_t = 1 << 20)]
     pub pool: usize,
-    /// YSB and NEXMark: window size (YSB, NEXMark q5/q7/q8).
-    #[arg(long, default_value = "10s", value_parser = nanos)]
-    pub window: u64,
-    /// YSB: number of campaigns (10 ads each).
-    #[arg(long, default_value_t = 100)]
-    pub campaigns: u32,
-    /// NEXMark: the query (q0-q9, q11; --engine differential: q3, q4, q6, q9).
-    #[arg(long, default_value = "q7")]
-    pub query: String,
-    /// NEXMark: sliding-window slide (q5).
-    #[arg(long, default_value = "2s", value_parser = nanos)]
-    pub slide: u64,
-    /// NEXMark: session gap (q11).
-    #[arg(long, default_value = "10s", value_parser = nanos)]
-    pub gap: u64,
-    /// Word count: vocabulary size.
-    #[arg(long, default_value_t = 100_000)]
-    pub words: u64,
+    /// YSB and NEXMark (q5, q7, q8): window size [default: 10s].
+    #[arg(long, value_parser = duration)]
+    pub window: Option<u64>,
+    /// YSB: number of campaigns (10 ads each), 1 to 1 000 000 [default: 100].
+    #[arg(long)]
+    pub campaigns: Option<u32>,
+    /// NEXMark: the query (q0-q9, q11; --engine differential: q3, q4, q6, q9) [default: q7].
+    #[arg(long)]
+    pub query: Option<String>,
+    /// NEXMark: sliding-window slide (q5) [default: 2s].
+    #[arg(long, value_parser = duration)]
+    pub slide: Option<u64>,
+    /// NEXMark: session gap (q11) [default: 10s].
+    #[arg(long, value_parser = duration)]
+    pub gap: Option<u64>,
+    /// Word count: vocabulary size, 1 to 2^53 [default: 100000].
+    #[arg(long)]
+    pub words: Option<u64>,
     /// YSB and word count: how keys are spread over workers (`hash`, `range` evenly over the
     /// key domain, or `random` with two-phase aggregation).
     #[arg(long, default_value = "hash")]
@@ -163,18 +172,84 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Hold the output frontier back by this long (calibrates the latency measurement).
-    #[arg(long, default_value = "0", value_parser = nanos, hide = true)]
+    #[arg(long, default_value = "0", value_parser = duration, hide = true)]
     pub inject_delay: u64,
 }
 
-/// Checks everything about the arguments that can be known without running: warm-up against
-/// duration, epoch, engine against workers and workload, the query and its window parameters.
-/// `tidemark sweep` calls it on every run of a spec before the first one starts, so every check
-/// that does not need to run belongs here, not in [`run`].
+/// Runs the command.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    check(&args)?;
+    match args.workload {
+        WorkloadName::Ysb => bench(&args, ysb(&args)),
+        WorkloadName::Wordcount => bench(&args, wordcount(&args)),
+        WorkloadName::Nexmark => bench(&args, nexmark(&args)?),
+    }
+}
+
+/// Checks parsed arguments completely without running anything or touching a file: every flag
+/// and bound, the workload's own flags, NEXMark's query and windows, and whether the engine has
+/// the workload. What [`run`] would refuse, this refuses with the same one-line error; a sweep
+/// can check every run of a spec before the first one starts.
 pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
+    check(args)?;
+    match args.workload {
+        WorkloadName::Ysb => engine_has(args, &ysb(args)),
+        WorkloadName::Wordcount => engine_has(args, &wordcount(args)),
+        WorkloadName::Nexmark => engine_has(args, &nexmark(args)?),
+    }
+}
+
+fn ysb(args: &BenchArgs) -> Ysb {
+    let mut ysb = Ysb::new(
+        args.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS),
+        args.campaigns.unwrap_or(100),
+        10,
+    );
+    ysb.partitioner = args.partitioner;
+    ysb
+}
+
+fn wordcount(args: &BenchArgs) -> WordCount {
+    WordCount {
+        words: args.words.unwrap_or(WordCount::default().words),
+        partitioner: args.partitioner,
+    }
+}
+
+fn nexmark(args: &BenchArgs) -> anyhow::Result<Nexmark> {
+    let query: Query = args
+        .query
+        .as_deref()
+        .unwrap_or("q7")
+        .parse()
+        .map_err(|e| anyhow!("--query: {e}"))?;
+    let nexmark = Nexmark {
+        query,
+        window_ns: args.window.unwrap_or(Nexmark::DEFAULT_WINDOW_NS),
+        slide_ns: args.slide.unwrap_or(Nexmark::DEFAULT_SLIDE_NS),
+        gap_ns: args.gap.unwrap_or(Nexmark::DEFAULT_GAP_NS),
+    };
+    nexmark.validate().map_err(|e| anyhow!("{e}"))?;
+    Ok(nexmark)
+}
+
+/// `--engine differential` needs the workload's incremental view.
+fn engine_has<W: Workload>(args: &BenchArgs, workload: &W) -> anyhow::Result<()> {
+    if args.engine == EngineName::Differential && !workload.has_incremental() {
+        return Err(run::RunError::NoIncremental {
+            workload: workload.name(),
+            query: workload.query(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks every flag before anything runs or any file is touched.
+fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if args.warmup >= args.duration {
         bail!(
-            "--duration ({} ms) must be longer than --warmup ({} ms)",
+            "--duration ({} ms) must be longer than --warmup ({} ms): --duration is the whole run, warm-up included",
             args.duration / 1_000_000,
             args.warmup / 1_000_000
         );
@@ -182,64 +257,77 @@ pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     if args.epoch == 0 || args.epoch > args.duration {
         bail!("--epoch must be positive and at most --duration");
     }
+    if args.find_sustainable {
+        if args.rate.is_some() {
+            bail!("--rate and --find-sustainable exclude each other: the search chooses the rates");
+        }
+        if args.p99_bound == Some(0) {
+            bail!("--p99-bound must be positive");
+        }
+        if args.cluster.processes > 1 {
+            bail!("--find-sustainable runs in one process; use --workers for parallelism");
+        }
+    }
+    if !args.find_sustainable && args.p99_bound.is_some() {
+        bail!("--p99-bound applies to --find-sustainable only (it would be ignored)");
+    }
     if args.engine == EngineName::Baseline
         && (args.cluster.workers > 1 || args.cluster.processes > 1)
     {
         bail!("the baseline is single-threaded: use --workers 1 without --processes");
     }
-    if args.find_sustainable && args.cluster.processes > 1 {
-        bail!("--find-sustainable runs in one process; use --workers for parallelism");
-    }
-    match args.workload {
-        WorkloadName::Ysb => has_engine(args, &ysb(args)),
-        WorkloadName::Wordcount => has_engine(args, &wordcount(args)),
-        WorkloadName::Nexmark => has_engine(args, &nexmark(args)?),
-    }
-}
-
-/// Whether the workload runs on the chosen engine.
-fn has_engine<W: Workload>(args: &BenchArgs, workload: &W) -> anyhow::Result<()> {
-    if args.engine == EngineName::Differential && !workload.has_incremental() {
+    if args.pool == 0 || args.pool > MAX_POOL {
         bail!(
-            "{} {} has no incremental version (--engine differential runs ysb and nexmark q3, q4, q6, q9)",
-            workload.name(),
-            workload.query()
+            "--pool must be between 1 and {MAX_POOL} events per worker, got {}",
+            args.pool
         );
+    }
+    // Each workload owns its flags: a flag meant for another one would be silently ignored.
+    let given = [
+        ("window", args.window.is_some()),
+        ("campaigns", args.campaigns.is_some()),
+        ("query", args.query.is_some()),
+        ("slide", args.slide.is_some()),
+        ("gap", args.gap.is_some()),
+        ("words", args.words.is_some()),
+    ];
+    for (flag, set) in given {
+        if set && !args.workload.owns(flag) {
+            bail!(
+                "--{flag} does not apply to {} (it would be ignored)",
+                args.workload.name()
+            );
+        }
+    }
+    if args.workload == WorkloadName::Nexmark && args.partitioner != Scheme::Hash {
+        bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
+    }
+    if args.window == Some(0) {
+        bail!("--window must be positive");
+    }
+    if let (WorkloadName::Ysb, Some(window)) = (args.workload, args.window) {
+        // The same bounds as every window (NEXMark's are checked with its query).
+        WindowAssigner::Tumbling(window)
+            .validate()
+            .map_err(|e| anyhow!("--window: {e}"))?;
+    }
+    if let Some(campaigns) = args.campaigns {
+        if campaigns == 0 || campaigns > MAX_CAMPAIGNS {
+            bail!("--campaigns must be between 1 and {MAX_CAMPAIGNS}, got {campaigns}");
+        }
+    }
+    if let Some(words) = args.words {
+        if words == 0 || words > MAX_WORDS {
+            bail!("--words must be between 1 and {MAX_WORDS}, got {words}");
+        }
     }
     Ok(())
 }
 
-fn ysb(args: &BenchArgs) -> Ysb {
-    let mut ysb = Ysb::new(args.window, args.campaigns, 10);
-    ysb.partitioner = args.partitioner;
-    ysb
-}
-
-fn wordcount(args: &BenchArgs) -> WordCount {
-    WordCount {
-        words: args.words,
-        partitioner: args.partitioner,
-    }
-}
-
-fn nexmark(args: &BenchArgs) -> anyhow::Result<Nexmark> {
-    if args.partitioner != Scheme::Hash {
-        bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
-    }
-    let query: Query = args.query.parse().map_err(|e| anyhow!("--query: {e}"))?;
-    let nexmark = Nexmark {
-        query,
-        window_ns: args.window,
-        slide_ns: args.slide,
-        gap_ns: args.gap,
-    };
-    nexmark.validate().map_err(|e| anyhow!("{e}"))?;
-    Ok(nexmark)
-}
-
-/// Runs the command.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    validate(&args)?;
+/// Runs a checked workload: the output files are touched only now, once every flag is valid.
+fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
+    engine_has(args, &workload)?;
+    let cluster = args.cluster.cluster()?;
     // Fail before a long run if a report file cannot be written (trying leaves no trace).
     let outputs: Vec<(&str, &Path)> = [("--json", &args.json), ("--hlog", &args.hlog)]
         .into_iter()
@@ -249,40 +337,42 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     for (_, path) in &outputs {
         drop(Output::create(path)?);
     }
-    match args.workload {
-        WorkloadName::Ysb => bench(&args, ysb(&args)),
-        WorkloadName::Wordcount => bench(&args, wordcount(&args)),
-        WorkloadName::Nexmark => bench(&args, nexmark(&args)?),
-    }
-}
-
-fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
-    let cluster = args.cluster.cluster()?;
     if !args.find_sustainable {
-        let Some((report, recorder)) = run_once(args, &cluster, &workload, args.rate.0, true)?
-        else {
+        let rate = args.rate.unwrap_or(Rate(Some(1_000_000))).0;
+        let Some((report, recorder)) = run_once(args, &cluster, &workload, rate, true)? else {
             return Ok(());
         };
         return finish(args, &report, &recorder);
     }
+    let bound = args.p99_bound.unwrap_or(DEFAULT_P99_BOUND_NS);
     eprintln!("finding the closed-loop maximum...");
     let Some((max, _)) = run_once(args, &cluster, &workload, None, false)? else {
         return Ok(());
     };
-    let late_third = args.duration - (args.duration - args.warmup) / 3;
-    let (probes, best) =
-        sustainable::search(max.achieved_rate as u64, args.p99_bound, 7, |rate| {
-            let (report, recorder) = run_once(args, &cluster, &workload, Some(rate), false)?
-                .ok_or_else(|| anyhow!("no report"))?;
-            let late = recorder.p99_between(late_third, args.duration);
-            eprintln!(
+    let mut best_recorder: Option<(u64, Recorder)> = None;
+    let (probes, best) = sustainable::search(max.achieved_rate as u64, bound, 7, |rate| {
+        let (report, recorder) = run_once(args, &cluster, &workload, Some(rate), false)?
+            .ok_or_else(|| anyhow!("no report"))?;
+        let late = recorder.tail_p99();
+        match (report.overloaded, report.latency_ns.p99) {
+            (false, Some(p99)) => eprintln!(
                 "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
                 rate,
                 report.achieved_rate,
-                report.latency_ns.p99 as f64 / 1e6
-            );
-            Ok((report, late))
-        })?;
+                p99 as f64 / 1e6
+            ),
+            _ => eprintln!(
+                "  offered {:>12} /s: achieved {:>12.0} /s, overloaded ({} epochs completed)",
+                rate, report.achieved_rate, report.samples
+            ),
+        }
+        if sustainable::sustainable(&report, late, bound)
+            && best_recorder.as_ref().is_none_or(|(r, _)| *r < rate)
+        {
+            best_recorder = Some((rate, recorder));
+        }
+        Ok((report, late))
+    })?;
     eprintln!(
         "{} probes, closed-loop maximum {:.0} events/s",
         probes.len(),
@@ -292,21 +382,26 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
         Some(best) => {
             println!(
                 "sustainable throughput (p99 <= {:.3} ms): {} events/s",
-                args.p99_bound as f64 / 1e6,
+                bound as f64 / 1e6,
                 best.rate
             );
-            let recorder = Recorder::new(args.warmup, false);
+            let recorder = best_recorder
+                .filter(|(rate, _)| *rate == best.rate)
+                .map_or_else(|| Recorder::new(args.warmup, false), |(_, r)| r);
             finish(args, &best.report, &recorder)
         }
         None => bail!(
             "no offered rate kept p99 below {:.3} ms",
-            args.p99_bound as f64 / 1e6
+            bound as f64 / 1e6
         ),
     }
 }
 
 fn finish(args: &BenchArgs, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
     print!("{}", report.table());
+    if let Some(warning) = report.warning() {
+        eprintln!("{warning}");
+    }
     // Written to temporary files, renamed only when both are complete (see `crate::output`).
     let mut written = Vec::new();
     if let Some(path) = &args.json {
@@ -347,79 +442,66 @@ fn run_once<W: Workload>(
         epoch_ns: args.epoch,
         seed: args.seed,
         pool: args.pool,
-        intervals: true,
+        intervals: args.hlog.is_some(),
+        // The sustainability check's late part: the last third of the measured time.
+        tail_from_ns: args
+            .find_sustainable
+            .then(|| args.duration - (args.duration - args.warmup) / 3),
         inject_delay_ns: args.inject_delay,
         progress: progress && std::io::stderr().is_terminal(),
         incremental: args.engine == EngineName::Differential,
     };
-    let outcomes: Vec<WorkerOutcome> = match args.engine {
-        EngineName::Baseline => vec![run_baseline(workload, &config)],
-        EngineName::Timely | EngineName::Differential => {
-            let (workload, config) = (workload.clone(), config.clone());
-            let running = cluster.execute(move |worker| {
-                let outcome = run_engine(worker, &workload, &config);
-                gather(worker, outcome)
-            })?;
-            running
-                .join()
-                .map_err(|e| anyhow!("{e}"))?
-                .into_iter()
-                .flatten()
-                .collect()
+    let settings = Settings {
+        engine: args.engine,
+        config,
+        workers: args.cluster.workers,
+        processes: args.cluster.processes,
+    };
+    Ok(run::run(workload, &settings, cluster)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn validated(args: &str) -> anyhow::Result<()> {
+        let cli = Cli::try_parse_from(format!("tidemark bench {args}").split_whitespace())
+            .expect("parses");
+        match cli.command {
+            Command::Bench(args) => validate(&args),
+            _ => unreachable!("a bench command"),
         }
-    };
-    if outcomes.is_empty() {
-        return Ok(None);
     }
-    let mut recorder = Recorder::new(args.warmup, true);
-    for outcome in &outcomes {
-        recorder.merge(&Recorder::from_bytes(&outcome.recorder));
-    }
-    let events: u64 = outcomes.iter().map(|o| o.retired_events).sum();
-    let duration_s = (args.duration - args.warmup) as f64 / 1e9;
-    let engine = match args.engine {
-        EngineName::Timely => "timely",
-        EngineName::Baseline => "baseline",
-        EngineName::Differential => "differential",
-    };
-    let (workers, processes) = match args.engine {
-        EngineName::Timely | EngineName::Differential => {
-            (args.cluster.workers, args.cluster.processes)
+
+    #[test]
+    fn validate_refuses_what_run_would_refuse_without_running() {
+        assert!(validated("ysb").is_ok());
+        assert!(validated("nexmark --query q5 --slide 1s --window 5s").is_ok());
+        assert!(validated("nexmark --query q3 --engine differential").is_ok());
+        for (args, needle) in [
+            ("ysb --query q3", "--query does not apply to ysb"),
+            ("ysb --campaigns 0", "--campaigns must be between 1"),
+            ("ysb --window 5000000h", "--window: window sizes"),
+            ("nexmark --query q42", "unknown NEXMark query"),
+            (
+                "nexmark --query q5 --slide 20s",
+                "slide must not exceed size",
+            ),
+            (
+                "nexmark --query q7 --engine differential",
+                "no incremental version",
+            ),
+            ("wordcount --engine differential", "no incremental version"),
+            (
+                "ysb --duration 1s --warmup 1s",
+                "must be longer than --warmup",
+            ),
+        ] {
+            let error = validated(args).unwrap_err().to_string();
+            assert!(error.contains(needle), "{args}: {error}");
         }
-        EngineName::Baseline => (1, 1),
-    };
-    let description = format!(
-        "{} {} {} {engine} w={workers} p={processes} rate={rate:?} d={} wu={} e={} seed={} pool={}",
-        workload.name(),
-        workload.query(),
-        workload.parameters(),
-        args.duration,
-        args.warmup,
-        args.epoch,
-        args.seed,
-        args.pool
-    );
-    let report = Report {
-        workload: workload.name().to_string(),
-        query: workload.query(),
-        parameters: workload.parameters(),
-        engine: engine.to_string(),
-        workers,
-        processes,
-        offered_rate: rate,
-        achieved_rate: events as f64 / duration_s,
-        events,
-        duration_s,
-        warmup_s: args.warmup as f64 / 1e9,
-        epoch_ns: args.epoch,
-        latency_ns: recorder.percentiles(),
-        samples: recorder.samples(),
-        generator_rate: outcomes.iter().map(|o| o.generator_rate).sum::<f64>()
-            / outcomes.len() as f64,
-        seed: args.seed,
-        git_rev: git_rev(),
-        config_hash: config_hash(&description),
-        host: host(),
-    };
-    Ok(Some((report, recorder)))
+    }
 }

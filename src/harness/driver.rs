@@ -3,11 +3,30 @@
 //! Method (DESIGN.md, "The harness"): event `j` of the workload's single logical stream is due
 //! at `j * 1e9 / rate` nanoseconds after the common start (workers start together behind a
 //! barrier; worker `w` of `P` sends events `w, w + P, ...`). Each event is stamped with its due
-//! time as event time and sent at its epoch (`due - due % epoch`). Every loop sends everything
+//! time as event time and sent at its epoch (`due - due % epoch`). Every loop sends what is
 //! due, advances the input to the current epoch and steps the worker. An epoch `[e, e + epoch)`
-//! is due at `e + epoch`; its latency is the wall time at which the output probe has passed `e`
+//! is due at `e + epoch`; its latency is the wall time at which the output probe has passed it
 //! minus that due time. Queueing therefore counts (no coordinated omission): an engine that falls
 //! behind sends late and retires late, and the latency shows it.
+//!
+//! One loop, [`open_loop`], drives every system under test through the small
+//! [`SystemUnderTest`] interface: the timely dataflow on one worker ([`run_engine`]) and the
+//! single-threaded baseline ([`run_baseline`]).
+//!
+//! # Overload
+//!
+//! An engine slower than the offered rate must neither exhaust memory nor overrun the run:
+//!
+//! * at most [`in_flight_bound`] events per worker are sent and not yet processed; events that
+//!   fall due beyond it wait unsent (and count their waiting in their epoch's latency);
+//! * each loop sends at most [`MAX_PER_LOOP`] events before it steps the system and looks at the
+//!   clock again;
+//! * when one epoch alone holds the whole bound, the input advances within the epoch (to the due
+//!   time of the next unsent event, never above an event's time), so that the probe can show the
+//!   engine working through it;
+//! * a run whose unsent events are more than [`HOPELESS_NS`] overdue is stopped as soon as it has
+//!   measured `min(1 s, measured duration)`, and reported as overloaded, as is a run that ends
+//!   that far behind.
 //!
 //! Events are pre-generated into a pool per worker before the timed part (generation is not the
 //! system under test) and replayed with shifted event times. With `rate = None` the driver runs
@@ -31,19 +50,22 @@ use crate::workloads::{Baseline, Workload};
 pub struct RunConfig {
     /// Offered events per second over all workers; `None` runs closed loop at maximum speed.
     pub rate: Option<u64>,
-    /// Length of the run, warm-up included.
+    /// Length of the run, warm-up included (ns).
     pub duration_ns: u64,
-    /// Epochs due before this are not measured.
+    /// Epochs due before this are not measured (ns).
     pub warmup_ns: u64,
-    /// Epoch length: the granularity of timestamps and of latency measurement.
+    /// Epoch length: the granularity of timestamps and of latency measurement (ns).
     pub epoch_ns: u64,
     /// Seed of the generators.
     pub seed: u64,
     /// Events pre-generated per worker and replayed.
     pub pool: usize,
-    /// Keep per-second histograms (for interval logs and the sustainability check).
+    /// Keep per-second histograms (for interval logs).
     pub intervals: bool,
-    /// Holds the output frontier back by this long (a calibration hook for tests).
+    /// Also keep the latencies of epochs due at or after this (ns) apart: the late part of the
+    /// run that the sustainability check looks at.
+    pub tail_from_ns: Option<u64>,
+    /// Holds the output frontier back by this long (ns; a calibration hook for tests).
     pub inject_delay_ns: u64,
     /// Show a progress bar (on one worker).
     pub progress: bool,
@@ -55,6 +77,41 @@ pub struct RunConfig {
 const MAX_RATE_BATCH: usize = 16_384;
 /// Most events handed to the input at once in open loop.
 const MAX_SEND_BATCH: usize = 4_096;
+/// Most events one loop sends before it steps the system and reads the clock again: far more
+/// than falls due in one loop of an engine that keeps up (48 M/s for 1 ms is 48 000), so it
+/// only bounds the catching up of one that does not.
+pub const MAX_PER_LOOP: u64 = 1 << 18;
+/// How far overdue the oldest unsent event may be before the run is hopelessly behind.
+pub const HOPELESS_NS: u64 = 1_000_000_000;
+/// The least a run measures before it may be stopped as hopelessly behind (or the whole
+/// measured part, if shorter).
+const MIN_MEASURED_NS: u64 = 1_000_000_000;
+/// The in-flight bound without large epochs: 2^20 events per worker (tens of MB of YSB
+/// events), about 20 ms at the engine's best one-worker rate.
+const MIN_IN_FLIGHT: u64 = 1 << 20;
+/// The in-flight bound's ceiling, whatever the epochs: 2^22 events per worker (about 170 MB of
+/// YSB events; a fraction of a second of work for an engine that keeps up). An epoch holding
+/// more than half of it per worker (16 M/s with 1 s epochs) is split when the bound fills.
+const MAX_IN_FLIGHT: u64 = 1 << 22;
+
+/// The most events one worker may have sent and not yet seen processed: two epochs' worth at
+/// the offered rate (an epoch retires only once it is over, so its events are all in flight
+/// at its end), at least `2^20` and at most `2^22`.
+///
+/// ```
+/// use tidemark::harness::driver::in_flight_bound;
+/// assert_eq!(in_flight_bound(Some(1_000_000), 1_000_000, 1), 1 << 20);
+/// assert_eq!(in_flight_bound(Some(4_000_000), 1_000_000_000, 1), 1 << 22);
+/// assert_eq!(in_flight_bound(None, 1_000_000, 1), 1 << 20);
+/// ```
+pub fn in_flight_bound(rate: Option<u64>, epoch_ns: u64, peers: usize) -> u64 {
+    let per_epoch = rate.map_or(0, |rate| {
+        (rate as u128 * epoch_ns as u128 / 1_000_000_000 / peers.max(1) as u128) as u64
+    });
+    per_epoch
+        .saturating_mul(2)
+        .clamp(MIN_IN_FLIGHT, MAX_IN_FLIGHT)
+}
 
 /// What one worker measured.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -63,12 +120,107 @@ pub struct WorkerOutcome {
     pub recorder: Vec<u8>,
     /// Events due after the warm-up and sent by this worker.
     pub measured_events: u64,
-    /// Events of measured epochs that the probe had passed by the end of the run.
+    /// Events whose processing the probe showed during the measured time (from the end of the
+    /// warm-up to the end of the run, in wall time).
     pub retired_events: u64,
-    /// Measured time: from the end of the warm-up to the end of the run (ns).
+    /// Measured time: from the end of the warm-up to the end of the run, or to where it was
+    /// stopped (ns).
     pub measured_ns: u64,
     /// Events per second this worker's generator produced while filling its pool.
     pub generator_rate: f64,
+    /// How far overdue this worker's oldest unsent event was when the run ended (ns).
+    pub backlog_ns: u64,
+    /// Whether this worker fell hopelessly behind (stopped early, or ended more than
+    /// [`HOPELESS_NS`] behind).
+    pub overloaded: bool,
+}
+
+/// What the open loop drives: a system that takes batches of events at a (non-decreasing) input
+/// time and says how far it has processed them.
+pub trait SystemUnderTest<E> {
+    /// Hands `batch` to the system at the current input time, leaving `batch` empty.
+    fn send(&mut self, batch: &mut Vec<E>);
+    /// Advances the input time to `time`, above the current one: nothing sent later is below it.
+    fn advance_to(&mut self, time: u64);
+    /// Lets the system work for one scheduling step.
+    fn step(&mut self);
+    /// Whether everything sent at input times up to `time` has been processed (asked only for
+    /// times below the current input time).
+    fn passed(&self, time: u64) -> bool;
+    /// Whether everything sent so far has been processed (the closed loop's cue).
+    fn caught_up(&self) -> bool;
+    /// Ends the input and lets the system process everything sent.
+    fn finish(&mut self);
+}
+
+/// The timely dataflow on one worker, probed at its output.
+pub struct EngineSystem<'w, E: Clone + 'static> {
+    worker: &'w mut Worker,
+    input: InputHandleVec<u64, E>,
+    probe: ProbeHandle<u64>,
+}
+
+impl<E: Clone + 'static> SystemUnderTest<E> for EngineSystem<'_, E> {
+    #[inline]
+    fn send(&mut self, batch: &mut Vec<E>) {
+        if !batch.is_empty() {
+            self.input.send_batch(batch);
+            // The input keeps the allocation; regrowing from nothing by doubling costs copies
+            // and page faults.
+            batch.reserve(MAX_SEND_BATCH);
+        }
+    }
+    fn advance_to(&mut self, time: u64) {
+        self.input.advance_to(time);
+    }
+    fn step(&mut self) {
+        self.worker.step();
+    }
+    fn passed(&self, time: u64) -> bool {
+        !self.probe.less_equal(&time)
+    }
+    fn caught_up(&self) -> bool {
+        !self.probe.less_than(self.input.time())
+    }
+    fn finish(&mut self) {
+        // Closing takes the handle: leave an unconnected one in its place.
+        std::mem::replace(&mut self.input, InputHandleVec::new()).close();
+        // The barrier's dataflow stays installed: wait for ours to drain, not for all of them.
+        while !self.probe.done() {
+            self.worker.step();
+        }
+    }
+}
+
+/// A workload's single-threaded baseline: processes synchronously as events arrive.
+pub struct BaselineSystem<B, O> {
+    baseline: B,
+    out: Vec<O>,
+}
+
+impl<E, O, B: Baseline<E, O>> SystemUnderTest<E> for BaselineSystem<B, O> {
+    #[inline]
+    fn send(&mut self, batch: &mut Vec<E>) {
+        self.baseline.process(batch, &mut self.out);
+        // Outputs are produced, then dropped: the engine's outputs also end at its probe.
+        self.out.clear();
+    }
+    fn advance_to(&mut self, time: u64) {
+        self.baseline.advance(time, &mut self.out);
+        self.out.clear();
+    }
+    fn step(&mut self) {}
+    fn passed(&self, _time: u64) -> bool {
+        // Synchronous: whatever was sent and advanced past is done.
+        true
+    }
+    fn caught_up(&self) -> bool {
+        true
+    }
+    fn finish(&mut self) {
+        self.baseline.advance(u64::MAX, &mut self.out);
+        self.out.clear();
+    }
 }
 
 /// A worker's pre-generated events, replayed in a cycle with new event times.
@@ -108,8 +260,10 @@ fn pool<W: Workload>(
     (Replay { pool, next: 0 }, rate)
 }
 
+#[inline]
 fn due(j: u64, rate: u64) -> u64 {
-    (j as u128 * 1_000_000_000 / rate as u128) as u64
+    // Saturates rather than wraps: an index this far out is past any run's end.
+    u64::try_from(j as u128 * 1_000_000_000 / rate as u128).unwrap_or(u64::MAX)
 }
 
 fn bar(config: &RunConfig, show: bool) -> ProgressBar {
@@ -122,57 +276,230 @@ fn bar(config: &RunConfig, show: bool) -> ProgressBar {
             .expect("valid template")
             .progress_chars("=> "),
     );
+    bar.set_message("warming up");
     bar
 }
 
-/// Epochs sent but not yet retired, with their event counts.
+/// Events sent and not yet processed, by the input time they were sent at, in time order.
 struct Pending {
-    epochs: VecDeque<(u64, u64)>,
+    entries: VecDeque<(u64, u64)>,
+    /// Their total.
+    events: u64,
     epoch_ns: u64,
+    /// The epoch whose sent events are all processed, waiting for the input to leave it.
+    open: Option<u64>,
 }
 
 impl Pending {
-    fn count(&mut self, epoch: u64) {
-        self.count_many(epoch, 1);
-    }
-
-    fn count_many(&mut self, epoch: u64, events: u64) {
-        match self.epochs.back_mut() {
-            Some((e, n)) if *e == epoch => *n += events,
-            _ => self.epochs.push_back((epoch, events)),
+    fn new(epoch_ns: u64) -> Pending {
+        Pending {
+            entries: VecDeque::new(),
+            events: 0,
+            epoch_ns,
+            open: None,
         }
     }
 
-    /// Retires every epoch that is complete by `now` and passed by `passed`, recording latency.
+    #[inline]
+    fn count(&mut self, time: u64, events: u64) {
+        self.events += events;
+        match self.entries.back_mut() {
+            Some((t, n)) if *t == time => *n += events,
+            _ => self.entries.push_back((time, events)),
+        }
+    }
+
+    /// Retires what `passed` says is processed (of what was sent below `sent_upto`); records
+    /// the latency of every epoch that is then complete. Returns the events retired, if `now`
+    /// is past the warm-up.
     fn retire(
         &mut self,
         now: u64,
+        sent_upto: u64,
         passed: impl Fn(u64) -> bool,
         recorder: &mut Recorder,
         warmup: u64,
     ) -> u64 {
+        let epoch_ns = self.epoch_ns;
         let mut events = 0;
-        while let Some(&(epoch, n)) = self.epochs.front() {
-            let epoch_due = epoch + self.epoch_ns;
-            if epoch_due > now || !passed(epoch) {
+        while let Some(&(time, n)) = self.entries.front() {
+            if time >= sent_upto || !passed(time) {
                 break;
             }
-            recorder.record(epoch_due, now);
-            if epoch_due > warmup {
+            self.entries.pop_front();
+            self.events -= n;
+            let epoch = time - time % epoch_ns;
+            match self.open {
+                // Something of a later epoch is done: the open one is complete.
+                Some(open) if open != epoch => recorder.record(open + epoch_ns, now),
+                _ => {}
+            }
+            self.open = Some(epoch);
+            // Counted by when they were processed, not by when they were due: an overloaded
+            // run in its measured part may still be working through events due in the warm-up.
+            if now >= warmup {
                 events += n;
             }
-            self.epochs.pop_front();
+        }
+        if let Some(open) = self.open {
+            let more = self
+                .entries
+                .front()
+                .is_some_and(|&(t, _)| t - t % epoch_ns == open);
+            if !more && sent_upto >= open + epoch_ns {
+                recorder.record(open + epoch_ns, now);
+                self.open = None;
+            }
         }
         events
     }
 }
 
-/// Hands `staged` to the input and leaves it with room for a full batch again: the input keeps
-/// the allocation, and regrowing from nothing by doubling costs copies and page faults.
-fn send<D: Clone + 'static>(input: &mut InputHandleVec<u64, D>, staged: &mut Vec<D>) {
-    if !staged.is_empty() {
-        input.send_batch(staged);
-        staged.reserve(MAX_SEND_BATCH);
+/// The open loop over `system` for worker `index` of `peers`; `next(due)` is the worker's next
+/// event, stamped with `due`. Starts its clock when called.
+pub fn open_loop<E, S: SystemUnderTest<E>>(
+    system: &mut S,
+    mut next: impl FnMut(u64) -> E,
+    config: &RunConfig,
+    index: usize,
+    peers: usize,
+    bar: &ProgressBar,
+) -> WorkerOutcome {
+    let mut recorder = Recorder::new(config.warmup_ns, config.intervals);
+    if let Some(from) = config.tail_from_ns {
+        recorder = recorder.with_tail(from);
+    }
+    let mut pending = Pending::new(config.epoch_ns);
+    let (epoch_ns, duration, warmup) = (config.epoch_ns, config.duration_ns, config.warmup_ns);
+    let bound = in_flight_bound(config.rate, epoch_ns, peers);
+    let may_stop_at = warmup + MIN_MEASURED_NS.min(duration - warmup);
+    let start = Instant::now();
+    let elapsed = |start: &Instant| start.elapsed().as_nanos() as u64;
+    let (mut k, mut measured_events, mut retired_events) = (0u64, 0u64, 0u64);
+    // The system's input time: every event is sent at it, and it never exceeds an event's time.
+    let mut sent_time = 0u64;
+    let (mut last_bar, mut backlog, mut stopped) = (0u64, 0u64, None);
+    let mut staged: Vec<E> = Vec::with_capacity(MAX_SEND_BATCH);
+    loop {
+        let now = elapsed(&start);
+        if now >= duration {
+            break;
+        }
+        match config.rate {
+            Some(rate) => {
+                // Sends what is due, within the in-flight bound and the per-loop budget.
+                let mut allowed = bound.saturating_sub(pending.events).min(MAX_PER_LOOP);
+                while allowed > 0 {
+                    let due = due(index as u64 + k * peers as u64, rate);
+                    if due > now || due >= duration {
+                        break;
+                    }
+                    let epoch = due - due % epoch_ns;
+                    if epoch > sent_time {
+                        system.send(&mut staged);
+                        system.advance_to(epoch);
+                        sent_time = epoch;
+                    }
+                    staged.push(next(due));
+                    if staged.len() == MAX_SEND_BATCH {
+                        // Bounded batches: an engine that fell behind would otherwise get one
+                        // huge fresh allocation per loop (page faults), and fall further behind.
+                        system.send(&mut staged);
+                    }
+                    pending.count(sent_time, 1);
+                    measured_events += u64::from(due >= warmup);
+                    k += 1;
+                    allowed -= 1;
+                }
+            }
+            None => {
+                // Closed loop: a new batch once everything sent so far has been processed.
+                if system.caught_up() {
+                    let epoch = now - now % epoch_ns;
+                    if epoch > sent_time {
+                        system.advance_to(epoch);
+                        sent_time = epoch;
+                    }
+                    for _ in 0..MAX_RATE_BATCH {
+                        staged.push(next(now));
+                        k += 1;
+                    }
+                    pending.count(sent_time, MAX_RATE_BATCH as u64);
+                    if now >= warmup {
+                        measured_events += MAX_RATE_BATCH as u64;
+                    }
+                }
+            }
+        }
+        // Whole batches, not records, go into the input: no per-record push cost.
+        system.send(&mut staged);
+        // Advance the input as far as what is unsent allows: to the current epoch when all that
+        // is due was sent; else to the epoch of the next unsent event, or within that epoch
+        // when the in-flight bound is full of it (so that the probe can show progress in it).
+        let now_epoch = now - now % epoch_ns;
+        let target = match config.rate {
+            None => now_epoch,
+            Some(rate) => {
+                let next_due = due(index as u64 + k * peers as u64, rate);
+                if next_due > now || next_due >= duration {
+                    backlog = 0;
+                    now_epoch
+                } else {
+                    backlog = now - next_due;
+                    let epoch = next_due - next_due % epoch_ns;
+                    if epoch > sent_time {
+                        epoch
+                    } else if pending.events >= bound {
+                        next_due
+                    } else {
+                        sent_time
+                    }
+                }
+            }
+        };
+        if target > sent_time {
+            system.advance_to(target);
+            sent_time = target;
+        }
+        system.step();
+        let now = elapsed(&start);
+        retired_events += pending.retire(
+            now.min(duration),
+            sent_time,
+            |t| system.passed(t),
+            &mut recorder,
+            warmup,
+        );
+        if backlog > HOPELESS_NS && now >= may_stop_at {
+            stopped = Some(now.min(duration));
+            break;
+        }
+        if now - last_bar > 100_000_000 {
+            bar.set_position(now / 1_000_000);
+            let phase = if now < warmup {
+                "warming up"
+            } else {
+                "measuring"
+            };
+            bar.set_message(if backlog > epoch_ns.max(10_000_000) {
+                format!("{phase}, {:.1} s behind", backlog as f64 / 1e9)
+            } else {
+                phase.to_string()
+            });
+            last_bar = now;
+        }
+    }
+    bar.finish_and_clear();
+    system.finish();
+    let end = stopped.unwrap_or(duration);
+    WorkerOutcome {
+        recorder: recorder.to_bytes(),
+        measured_events,
+        retired_events,
+        measured_ns: end.saturating_sub(warmup),
+        generator_rate: 0.0,
+        backlog_ns: backlog,
+        overloaded: stopped.is_some() || backlog > HOPELESS_NS,
     }
 }
 
@@ -204,188 +531,40 @@ pub fn run_engine<W: Workload>(
         };
         output.probe_with(&probe);
     });
-    let mut recorder = Recorder::new(config.warmup_ns, config.intervals);
-    let mut pending = Pending {
-        epochs: VecDeque::new(),
-        epoch_ns: config.epoch_ns,
-    };
-    let (epoch_ns, duration) = (config.epoch_ns, config.duration_ns);
     let bar = bar(config, config.progress && index == 0);
     let mut barrier = Barrier::new(worker);
     barrier.wait();
-
-    let start = Instant::now();
-    let elapsed = |start: &Instant| start.elapsed().as_nanos() as u64;
-    let (mut k, mut measured_events, mut retired_events) = (0u64, 0u64, 0u64);
-    let mut last_bar = 0;
-    let mut staged: Vec<W::Event> = Vec::new();
-    loop {
-        let now = elapsed(&start);
-        if now >= duration {
-            break;
-        }
-        match config.rate {
-            Some(rate) => loop {
-                let due = due(index as u64 + k * peers as u64, rate);
-                if due > now || due >= duration {
-                    break;
-                }
-                let epoch = due - due % epoch_ns;
-                if epoch > *input.time() {
-                    send(&mut input, &mut staged);
-                    input.advance_to(epoch);
-                }
-                staged.push(replay.next(due));
-                if staged.len() == MAX_SEND_BATCH {
-                    // Bounded batches: an engine that fell behind would otherwise get one huge
-                    // fresh allocation per loop (page faults), and fall further behind.
-                    send(&mut input, &mut staged);
-                }
-                pending.count(epoch);
-                measured_events += u64::from(due >= config.warmup_ns);
-                k += 1;
-            },
-            None => {
-                // Closed loop: a new batch once everything sent so far has been processed.
-                if !probe.less_than(input.time()) {
-                    let epoch = now - now % epoch_ns;
-                    if epoch > *input.time() {
-                        input.advance_to(epoch);
-                    }
-                    for _ in 0..MAX_RATE_BATCH {
-                        staged.push(replay.next(now));
-                        k += 1;
-                    }
-                    pending.count_many(epoch, MAX_RATE_BATCH as u64);
-                    measured_events += if now >= config.warmup_ns {
-                        MAX_RATE_BATCH as u64
-                    } else {
-                        0
-                    };
-                }
-            }
-        }
-        // Whole batches, not records, go into the input: no per-record push cost.
-        send(&mut input, &mut staged);
-        let epoch = now - now % epoch_ns;
-        if epoch > *input.time() {
-            input.advance_to(epoch);
-        }
-        worker.step();
-        let now = elapsed(&start);
-        let sent_upto = *input.time();
-        retired_events += pending.retire(
-            now.min(duration),
-            |e| e < sent_upto && !probe.less_equal(&e),
-            &mut recorder,
-            config.warmup_ns,
-        );
-        if now - last_bar > 100_000_000 {
-            bar.set_position(now / 1_000_000);
-            last_bar = now;
-        }
-    }
-    bar.finish_and_clear();
-    input.close();
-    // The barrier's dataflow stays installed: wait for ours to drain, not for all of them.
-    while !probe.done() {
-        worker.step();
-    }
+    let mut system = EngineSystem {
+        worker,
+        input,
+        probe,
+    };
+    let outcome = open_loop(
+        &mut system,
+        |due| replay.next(due),
+        config,
+        index,
+        peers,
+        &bar,
+    );
     WorkerOutcome {
-        recorder: recorder.to_bytes(),
-        measured_events,
-        retired_events,
-        measured_ns: duration - config.warmup_ns,
         generator_rate,
+        ..outcome
     }
 }
 
 /// Runs `workload`'s single-threaded baseline through the same loop (one worker, no timely).
 pub fn run_baseline<W: Workload>(workload: &W, config: &RunConfig) -> WorkerOutcome {
     let (mut replay, generator_rate) = pool(workload, config, 0, 1);
-    let mut baseline = workload.baseline();
-    let mut recorder = Recorder::new(config.warmup_ns, config.intervals);
-    let mut pending = Pending {
-        epochs: VecDeque::new(),
-        epoch_ns: config.epoch_ns,
+    let mut system = BaselineSystem {
+        baseline: workload.baseline(),
+        out: Vec::new(),
     };
-    let (epoch_ns, duration) = (config.epoch_ns, config.duration_ns);
     let bar = bar(config, config.progress);
-    let (mut batch, mut out) = (Vec::new(), Vec::new());
-    let mut frontier = 0;
-    let start = Instant::now();
-    let elapsed = |start: &Instant| start.elapsed().as_nanos() as u64;
-    let (mut k, mut measured_events, mut retired_events) = (0u64, 0u64, 0u64);
-    let mut last_bar = 0;
-    let advance = |baseline: &mut W::Baseline,
-                   batch: &mut Vec<W::Event>,
-                   out: &mut Vec<W::Output>,
-                   to: u64| {
-        baseline.process(batch, out);
-        baseline.advance(to, out);
-        // Outputs are produced, then dropped: the engine's outputs also end at its probe.
-        out.clear();
-    };
-    loop {
-        let now = elapsed(&start);
-        if now >= duration {
-            break;
-        }
-        let mut send = |due: u64, batch: &mut Vec<W::Event>, pending: &mut Pending, k: &mut u64| {
-            batch.push(replay.next(due));
-            pending.count(due - due % epoch_ns);
-            *k += 1;
-        };
-        match config.rate {
-            Some(rate) => loop {
-                let due = due(k, rate);
-                if due > now || due >= duration {
-                    break;
-                }
-                let epoch = due - due % epoch_ns;
-                if epoch > frontier {
-                    advance(&mut baseline, &mut batch, &mut out, epoch);
-                    frontier = epoch;
-                }
-                send(due, &mut batch, &mut pending, &mut k);
-                measured_events += u64::from(due >= config.warmup_ns);
-            },
-            None => {
-                for _ in 0..MAX_RATE_BATCH {
-                    send(now, &mut batch, &mut pending, &mut k);
-                }
-                measured_events += if now >= config.warmup_ns {
-                    MAX_RATE_BATCH as u64
-                } else {
-                    0
-                };
-            }
-        }
-        let epoch = now - now % epoch_ns;
-        if epoch > frontier {
-            advance(&mut baseline, &mut batch, &mut out, epoch);
-            frontier = epoch;
-        }
-        let now = elapsed(&start);
-        retired_events += pending.retire(
-            now.min(duration),
-            |e| e < frontier,
-            &mut recorder,
-            config.warmup_ns,
-        );
-        if now - last_bar > 100_000_000 {
-            bar.set_position(now / 1_000_000);
-            last_bar = now;
-        }
-    }
-    bar.finish_and_clear();
-    advance(&mut baseline, &mut batch, &mut out, u64::MAX);
+    let outcome = open_loop(&mut system, |due| replay.next(due), config, 0, 1, &bar);
     WorkerOutcome {
-        recorder: recorder.to_bytes(),
-        measured_events,
-        retired_events,
-        measured_ns: duration - config.warmup_ns,
         generator_rate,
+        ..outcome
     }
 }
 
@@ -435,4 +614,118 @@ pub fn hold_frontier<'scope, D: Clone + 'static>(
             },
         )
         .container::<Vec<D>>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A system that counts what it is sent and processes all of it (`done`) or none of it.
+    struct Mock {
+        sent: u64,
+        done: bool,
+    }
+
+    impl SystemUnderTest<u64> for Mock {
+        fn send(&mut self, batch: &mut Vec<u64>) {
+            self.sent += batch.len() as u64;
+            batch.clear();
+        }
+        fn advance_to(&mut self, _time: u64) {}
+        fn step(&mut self) {}
+        fn passed(&self, _time: u64) -> bool {
+            self.done
+        }
+        fn caught_up(&self) -> bool {
+            self.done
+        }
+        fn finish(&mut self) {}
+    }
+
+    fn config(rate: u64, duration_ns: u64, warmup_ns: u64) -> RunConfig {
+        RunConfig {
+            rate: Some(rate),
+            duration_ns,
+            warmup_ns,
+            epoch_ns: 1_000_000,
+            seed: 1,
+            pool: 1,
+            intervals: false,
+            tail_from_ns: None,
+            inject_delay_ns: 0,
+            progress: false,
+            incremental: false,
+        }
+    }
+
+    #[test]
+    fn a_system_that_keeps_up_gets_exactly_what_is_due() {
+        let mut system = Mock {
+            sent: 0,
+            done: true,
+        };
+        let config = config(100_000, 300_000_000, 100_000_000);
+        let outcome = open_loop(
+            &mut system,
+            |due| due,
+            &config,
+            0,
+            1,
+            &ProgressBar::hidden(),
+        );
+        // Events 0..30 000 are due before the end (event j at j * 10 us); those due after the
+        // last loop's clock reading are not sent.
+        assert!((20_000..=30_000).contains(&system.sent), "{}", system.sent);
+        assert!(outcome.measured_events <= 20_000);
+        assert!(!outcome.overloaded);
+        assert_eq!(outcome.measured_ns, 200_000_000);
+        let recorder = Recorder::from_bytes(&outcome.recorder);
+        assert!(recorder.samples() > 0);
+    }
+
+    #[test]
+    fn a_stuck_system_gets_at_most_the_bound_and_the_run_stops_early() {
+        let mut system = Mock {
+            sent: 0,
+            done: false,
+        };
+        let (duration, warmup) = (30_000_000_000, 200_000_000);
+        let config = config(1_000_000_000, duration, warmup);
+        let outcome = open_loop(
+            &mut system,
+            |due| due,
+            &config,
+            0,
+            1,
+            &ProgressBar::hidden(),
+        );
+        assert_eq!(
+            system.sent,
+            in_flight_bound(Some(1_000_000_000), 1_000_000, 1)
+        );
+        assert!(outcome.overloaded);
+        // Stopped once more than a second behind and a second measured, not after 30 s.
+        assert!(outcome.measured_ns < duration - warmup, "{outcome:?}");
+        assert!(outcome.backlog_ns > HOPELESS_NS);
+        assert_eq!(outcome.retired_events, 0);
+        assert_eq!(Recorder::from_bytes(&outcome.recorder).samples(), 0);
+    }
+
+    #[test]
+    fn pending_records_an_epoch_once_all_of_it_is_processed() {
+        let mut pending = Pending::new(10);
+        let mut recorder = Recorder::new(0, false);
+        // Epoch [0, 10) sent in two parts (at 0, then within the epoch at 4), epoch 10 at 10.
+        pending.count(0, 3);
+        pending.count(4, 2);
+        pending.count(10, 1);
+        // The input is at 4: what was sent at 0 is processed, the epoch is not complete.
+        assert_eq!(pending.retire(20, 4, |_| true, &mut recorder, 0), 3);
+        assert_eq!(recorder.samples(), 0);
+        // The input left the epoch: the rest of it is processed, and it is complete.
+        assert_eq!(pending.retire(25, 10, |t| t < 10, &mut recorder, 0), 2);
+        assert_eq!(recorder.samples(), 1);
+        assert_eq!(recorder.percentiles().max, Some(15));
+        assert_eq!(pending.events, 1);
+    }
 }

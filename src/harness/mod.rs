@@ -1,11 +1,13 @@
-//! The measuring harness: open-loop driver, latency recorder, reports, and finite runs for
-//! checking engines against baselines.
+//! The measuring harness: open-loop driver, latency recorder, one measured run from settings
+//! to report, the sustainable-throughput search, and finite runs for checking engines against
+//! baselines.
 
 pub mod check;
 pub mod driver;
 pub mod experiment;
 pub mod recorder;
 pub mod report;
+pub mod run;
 pub mod sustainable;
 
 use timely::dataflow::operators::{Exchange, Inspect, Probe};

@@ -4,7 +4,11 @@
 //! every reported percentile is within 0.1% of the recorded value) up to one hour; samples whose
 //! epoch was due during the warm-up are discarded; when interval logging is on, the samples of
 //! each one-second interval (by due time since the start) are also kept apart, for
-//! latency-over-time plots. A recorder travels between workers as bytes (HdrHistogram's V2
+//! latency-over-time plots (only with `--hlog`: the current interval as a histogram, finished
+//! ones compressed, a few hundred bytes each); with a tail, the samples due at or after a given
+//! time are also kept in one histogram of their own (the late part of a run that the
+//! sustainability check looks at). Without intervals a recorder's memory does not grow with
+//! the length of the run. A recorder travels between workers as bytes (HdrHistogram's V2
 //! format), so merging across processes uses timely's own channels.
 
 use std::collections::BTreeMap;
@@ -25,19 +29,97 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid histogram bounds")
 }
 
-/// Latency percentiles of a run, in nanoseconds.
+/// Latency percentiles of a run, in nanoseconds; all `None` (`null` in JSON) when no sample
+/// was recorded (no measured epoch completed: latency unbounded, not zero).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
-    pub p50: u64,
+    pub p50: Option<u64>,
     /// 90th percentile.
-    pub p90: u64,
+    pub p90: Option<u64>,
     /// 99th percentile.
-    pub p99: u64,
+    pub p99: Option<u64>,
     /// 99.9th percentile.
-    pub p999: u64,
+    pub p999: Option<u64>,
     /// Largest.
-    pub max: u64,
+    pub max: Option<u64>,
+}
+
+/// Per-second histograms: the one being recorded into as a histogram, the others compressed
+/// (HdrHistogram's V2 deflate encoding), so that a long run's intervals take little memory.
+#[derive(Clone, Debug, Default)]
+struct Intervals {
+    open: Option<(u64, Histogram<u64>)>,
+    closed: BTreeMap<u64, Vec<u8>>,
+}
+
+impl Intervals {
+    /// Records into `interval`; samples arrive in due order, so this is nearly always the open
+    /// one.
+    #[inline]
+    fn record(&mut self, interval: u64, latency: u64) {
+        if let Some((open, h)) = self.open.as_mut() {
+            if *open == interval {
+                h.record(latency).expect("clamped into range");
+                return;
+            }
+        }
+        self.close();
+        let mut h = self.take(interval);
+        h.record(latency).expect("clamped into range");
+        self.open = Some((interval, h));
+    }
+
+    /// Adds a whole histogram to `interval`.
+    fn add(&mut self, interval: u64, other: &Histogram<u64>) {
+        self.close();
+        let mut h = self.take(interval);
+        h.add(other).expect("same bounds");
+        self.closed.insert(interval, compress(&h));
+    }
+
+    /// Compresses the open interval.
+    fn close(&mut self) {
+        if let Some((interval, h)) = self.open.take() {
+            self.closed.insert(interval, compress(&h));
+        }
+    }
+
+    /// The histogram of `interval`, out of the closed ones (empty if there is none).
+    fn take(&mut self, interval: u64) -> Histogram<u64> {
+        self.closed
+            .remove(&interval)
+            .map_or_else(histogram, |bytes| {
+                Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .expect("written by compress")
+            })
+    }
+
+    /// Every interval's histogram, in order.
+    fn histograms(&self) -> Vec<(u64, Histogram<u64>)> {
+        let mut all: Vec<(u64, Histogram<u64>)> = self
+            .closed
+            .iter()
+            .map(|(interval, bytes)| {
+                let h = Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .expect("written by compress");
+                (*interval, h)
+            })
+            .collect();
+        all.extend(self.open.clone());
+        all.sort_by_key(|(interval, _)| *interval);
+        all
+    }
+}
+
+fn compress(h: &Histogram<u64>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("in-memory write");
+    bytes
 }
 
 /// Records epoch latencies of one worker.
@@ -45,7 +127,9 @@ pub struct Percentiles {
 pub struct Recorder {
     warmup_ns: u64,
     total: Histogram<u64>,
-    intervals: Option<BTreeMap<u64, Histogram<u64>>>,
+    intervals: Option<Intervals>,
+    /// Samples due at or after the first field, if a tail is kept.
+    tail: Option<(u64, Histogram<u64>)>,
 }
 
 impl Recorder {
@@ -54,8 +138,16 @@ impl Recorder {
         Recorder {
             warmup_ns,
             total: histogram(),
-            intervals: intervals.then(BTreeMap::new),
+            intervals: intervals.then(Intervals::default),
+            tail: None,
         }
+    }
+
+    /// The same recorder, also keeping the samples due at or after `from_ns` apart (see
+    /// [`Recorder::tail_p99`]).
+    pub fn with_tail(mut self, from_ns: u64) -> Self {
+        self.tail = Some((from_ns, histogram()));
+        self
     }
 
     /// Records the latency of an epoch due at `due_ns` (since the start) and retired at `now_ns`.
@@ -66,13 +158,13 @@ impl Recorder {
         }
         let latency = now_ns.saturating_sub(due_ns).clamp(1, MAX_LATENCY_NS);
         self.total.record(latency).expect("clamped into range");
+        if let Some((from, tail)) = self.tail.as_mut() {
+            if due_ns >= *from {
+                tail.record(latency).expect("clamped into range");
+            }
+        }
         if let Some(intervals) = self.intervals.as_mut() {
-            let interval = due_ns / INTERVAL_NS;
-            intervals
-                .entry(interval)
-                .or_insert_with(histogram)
-                .record(latency)
-                .expect("clamped into range");
+            intervals.record(due_ns / INTERVAL_NS, latency);
         }
     }
 
@@ -84,47 +176,46 @@ impl Recorder {
     /// The percentiles of the samples kept.
     pub fn percentiles(&self) -> Percentiles {
         let h = &self.total;
-        if h.is_empty() {
-            return Percentiles::default();
-        }
+        let at = |q: f64| (!h.is_empty()).then(|| h.value_at_quantile(q));
         Percentiles {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: (!h.is_empty()).then(|| h.max()),
         }
     }
 
-    /// The 99th percentile of the samples due in `[from_ns, to_ns)`, from the interval
-    /// histograms (`None` without interval recording or samples).
-    pub fn p99_between(&self, from_ns: u64, to_ns: u64) -> Option<u64> {
-        let mut merged = histogram();
-        for (_, h) in self
-            .intervals
-            .as_ref()?
-            .range(from_ns / INTERVAL_NS..to_ns.div_ceil(INTERVAL_NS))
-        {
-            merged.add(h).expect("same bounds");
-        }
-        (!merged.is_empty()).then(|| merged.value_at_quantile(0.99))
+    /// The 99th percentile of the tail's samples (`None` without a tail or without samples in
+    /// it).
+    pub fn tail_p99(&self) -> Option<u64> {
+        let (_, tail) = self.tail.as_ref()?;
+        (!tail.is_empty()).then(|| tail.value_at_quantile(0.99))
     }
 
-    /// Merges another recorder's samples into this one.
+    /// Merges another recorder's samples into this one (its intervals and tail too, taken over
+    /// where this one keeps none).
     pub fn merge(&mut self, other: &Recorder) {
         self.total.add(&other.total).expect("same bounds");
-        if let (Some(mine), Some(theirs)) = (self.intervals.as_mut(), other.intervals.as_ref()) {
-            for (interval, h) in theirs {
-                mine.entry(*interval)
-                    .or_insert_with(histogram)
-                    .add(h)
-                    .expect("same bounds");
+        match (self.tail.as_mut(), other.tail.as_ref()) {
+            (Some((_, mine)), Some((_, theirs))) => mine.add(theirs).expect("same bounds"),
+            (None, Some(theirs)) => self.tail = Some(theirs.clone()),
+            _ => {}
+        }
+        match (self.intervals.as_mut(), other.intervals.as_ref()) {
+            (Some(mine), Some(theirs)) => {
+                for (interval, h) in theirs.histograms() {
+                    mine.add(interval, &h);
+                }
             }
+            (None, Some(theirs)) => self.intervals = Some(theirs.clone()),
+            _ => {}
         }
     }
 
     /// The recorder as bytes, to send to another worker: the warm-up, then length-prefixed
-    /// HdrHistogram V2 encodings of the total and of each interval (little-endian `u64`s).
+    /// HdrHistogram V2 encodings of the total and of each interval, then the tail's start and
+    /// histogram (`u64::MAX` for none; little-endian `u64`s).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut serializer = V2Serializer::new();
@@ -141,11 +232,19 @@ impl Recorder {
         match &self.intervals {
             None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
             Some(intervals) => {
+                let intervals = intervals.histograms();
                 out.extend_from_slice(&(intervals.len() as u64).to_le_bytes());
-                for (interval, h) in intervals {
+                for (interval, h) in &intervals {
                     out.extend_from_slice(&interval.to_le_bytes());
                     put(&mut out, h);
                 }
+            }
+        }
+        match &self.tail {
+            None => out.extend_from_slice(&u64::MAX.to_le_bytes()),
+            Some((from, h)) => {
+                out.extend_from_slice(&from.to_le_bytes());
+                put(&mut out, h);
             }
         }
         out
@@ -171,17 +270,20 @@ impl Recorder {
         let total = histogram(&mut bytes);
         let count = word(&mut bytes);
         let intervals = (count != u64::MAX).then(|| {
-            (0..count)
-                .map(|_| {
-                    let interval = word(&mut bytes);
-                    (interval, histogram(&mut bytes))
-                })
-                .collect()
+            let mut intervals = Intervals::default();
+            for _ in 0..count {
+                let interval = word(&mut bytes);
+                intervals.add(interval, &histogram(&mut bytes));
+            }
+            intervals
         });
+        let from = word(&mut bytes);
+        let tail = (from != u64::MAX).then(|| (from, histogram(&mut bytes)));
         Recorder {
             warmup_ns,
             total,
             intervals,
+            tail,
         }
     }
 
@@ -195,9 +297,9 @@ impl Recorder {
             .add_comment(comment)
             .with_max_value_divisor(1_000_000.0);
         let mut log = builder.begin_log_with(out, &mut serializer)?;
-        for (interval, h) in self.intervals.iter().flatten() {
+        for (interval, h) in self.intervals.iter().flat_map(Intervals::histograms) {
             let start = Duration::from_nanos(interval * INTERVAL_NS);
-            log.write_histogram(h, start, Duration::from_nanos(INTERVAL_NS), None)
+            log.write_histogram(&h, start, Duration::from_nanos(INTERVAL_NS), None)
                 .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         }
         Ok(())
@@ -209,19 +311,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn finished_intervals_are_kept_compressed() {
+        let mut r = Recorder::new(0, true);
+        // 100 s of 1 ms epochs, latencies 50 us to ~5 ms, and one sample back in interval 3.
+        for epoch in 0..100_000u64 {
+            let due = epoch * 1_000_000;
+            r.record(due, due + 50_000 + (epoch * 7919 % 5_000) * 1_000);
+        }
+        r.record(3 * INTERVAL_NS, 3 * INTERVAL_NS + 1_000);
+        let intervals = r.intervals.as_ref().unwrap();
+        let kept: usize = intervals.closed.values().map(Vec::len).sum();
+        // An uncompressed histogram of this range is about 0.25 MB; 100 of them would be 25 MB.
+        assert!(kept < 100 * 8_192, "{kept} bytes for 100 intervals");
+        let all = intervals.histograms();
+        assert_eq!(all.len(), 100);
+        assert_eq!(all.iter().map(|(_, h)| h.len()).sum::<u64>(), 100_001);
+        assert_eq!(all[3].1.len(), 1_001);
+        assert_eq!(Recorder::from_bytes(&r.to_bytes()).samples(), 100_001);
+    }
+
+    #[test]
+    fn no_samples_means_no_percentiles() {
+        let mut r = Recorder::new(1_000, false).with_tail(0);
+        r.record(500, 10_000); // warm-up only
+        let r = Recorder::from_bytes(&r.to_bytes());
+        assert_eq!(r.samples(), 0);
+        assert_eq!(r.percentiles(), Percentiles::default());
+        assert_eq!(r.percentiles().p99, None);
+        assert_eq!(r.tail_p99(), None);
+    }
+
+    #[test]
     fn discards_warmup_and_merges_through_bytes() {
-        let mut a = Recorder::new(1_000, true);
+        let mut a = Recorder::new(1_000, true).with_tail(INTERVAL_NS);
         a.record(500, 10_500); // warm-up: dropped
         a.record(2_000, 3_000); // 1 us
-        let mut b = Recorder::new(1_000, true);
+        let mut b = Recorder::new(1_000, true).with_tail(INTERVAL_NS);
         b.record(INTERVAL_NS + 5, INTERVAL_NS + 5 + 2_000_000); // 2 ms, second interval
         let mut merged = Recorder::from_bytes(&a.to_bytes());
         merged.merge(&Recorder::from_bytes(&b.to_bytes()));
         assert_eq!(merged.samples(), 2);
         let p = merged.percentiles();
-        assert!((999..=1001).contains(&p.p50), "{p:?}");
-        assert!((1_999_000..=2_002_000).contains(&p.max), "{p:?}");
-        assert!(merged.p99_between(0, INTERVAL_NS).unwrap() < 2_000);
+        assert!((999..=1001).contains(&p.p50.unwrap()), "{p:?}");
+        assert!((1_999_000..=2_002_000).contains(&p.max.unwrap()), "{p:?}");
+        // Only the 2 ms sample is due in the tail.
+        assert!((1_999_000..=2_002_000).contains(&merged.tail_p99().unwrap()));
         let mut log = Vec::new();
         merged.write_interval_log(&mut log, "test").unwrap();
         let text = String::from_utf8(log).unwrap();

@@ -21,7 +21,7 @@ pub struct Report {
     pub query: String,
     /// Workload parameters.
     pub parameters: String,
-    /// `timely` or `baseline`.
+    /// `timely`, `differential` or `baseline` (see [`super::run::Engine`]).
     pub engine: String,
     /// Worker threads per process.
     pub workers: usize,
@@ -31,23 +31,31 @@ pub struct Report {
     pub offered_rate: Option<u64>,
     /// Events per second processed during the measured part of the run.
     pub achieved_rate: f64,
-    /// Events processed during the measured part.
+    /// Events processed during the measured part (events whose processing the output probe
+    /// showed between the end of the warm-up and the end of the run, in wall time).
     pub events: u64,
-    /// Length of the measured part (seconds, warm-up excluded).
+    /// Whether the run could not keep up with the offered rate: it fell more than a second
+    /// behind in sending (and was stopped early, see [`super::driver`]), or no measured epoch
+    /// completed. An overloaded run is never sustainable; its latency is unbounded.
+    #[serde(default)]
+    pub overloaded: bool,
+    /// Length of the measured part (seconds, warm-up excluded; shorter than asked when an
+    /// overloaded run was stopped early).
     pub duration_s: f64,
     /// Warm-up, not measured (seconds).
     pub warmup_s: f64,
     /// Epoch length (ns).
     pub epoch_ns: u64,
-    /// Epoch latency percentiles (ns).
+    /// Epoch latency percentiles (ns); each `null` when `samples` is 0.
     pub latency_ns: Percentiles,
-    /// Latency samples (epochs times workers).
+    /// Latency samples (measured epochs that completed, times workers).
     pub samples: u64,
     /// Events per second one worker's generator produced (the input's own ceiling).
     pub generator_rate: f64,
     /// Generator seed.
     pub seed: u64,
-    /// `git rev-parse HEAD` of the working directory, or `unknown`.
+    /// The git revision the binary was built from, with `-dirty` when tracked files differed
+    /// from it, or `unknown` (built outside a git checkout); see [`git_rev`].
     pub git_rev: String,
     /// Hash of the configuration (everything above that defines the run).
     pub config_hash: String,
@@ -55,15 +63,12 @@ pub struct Report {
     pub host: String,
 }
 
-/// The git revision of the current directory, or `unknown`.
+/// The git revision this binary was built from, embedded at build time by `build.rs`: the
+/// commit's full hash, with `-dirty` appended when tracked files differed from it (as
+/// `git describe --dirty` marks it), or `unknown` when it was built outside a git checkout or
+/// without git. It does not depend on the directory the binary runs in.
 pub fn git_rev() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
+    env!("TIDEMARK_GIT_REV").to_string()
 }
 
 /// This machine's host name, or `unknown`.
@@ -83,6 +88,10 @@ fn ms(ns: u64) -> String {
     format!("{:.3} ms", ns as f64 / 1e6)
 }
 
+fn latency(ns: Option<u64>) -> String {
+    ns.map_or_else(|| "unbounded (no measured epoch completed)".to_string(), ms)
+}
+
 fn rate(r: f64) -> String {
     if r >= 1e6 {
         format!("{:.2} M/s", r / 1e6)
@@ -92,6 +101,34 @@ fn rate(r: f64) -> String {
         format!("{r:.0} /s")
     }
 }
+
+/// What the table's less obvious rows mean, one line each (printed under the table).
+const LEGEND: [(&str, &str); 6] = [
+    (
+        "achieved rate",
+        "events processed per measured second (all workers); below the offered rate when the system fell behind",
+    ),
+    (
+        "events",
+        "events the output showed processed during the measured part (warm-up excluded)",
+    ),
+    (
+        "latency",
+        "per epoch: wall time from the epoch's end (when its last event was due) to when its results were complete; queueing included",
+    ),
+    (
+        "samples",
+        "measured epochs that completed, times workers (0: latency unbounded)",
+    ),
+    (
+        "generator ceiling",
+        "how fast one worker's generator made its event pool (untimed); a rate near it measures the generator, not the system",
+    ),
+    (
+        "config",
+        "hash of everything that defines the run (workload parameters in brackets); same hash, same run",
+    ),
+];
 
 impl Report {
     /// The report as an aligned two-column table.
@@ -120,21 +157,34 @@ impl Report {
                 ),
             ),
             ("offered rate", offered),
-            ("achieved rate", rate(self.achieved_rate)),
+            (
+                "achieved rate",
+                if self.overloaded {
+                    format!(
+                        "{} (OVERLOADED: could not keep up)",
+                        rate(self.achieved_rate)
+                    )
+                } else {
+                    rate(self.achieved_rate)
+                },
+            ),
             ("events", self.events.to_string()),
             (
-                "measured",
+                "duration",
                 format!(
-                    "{:.1} s after {:.1} s warm-up",
-                    self.duration_s, self.warmup_s
+                    "{:.1} s = {:.1} s warm-up + {:.1} s measured",
+                    self.warmup_s + self.duration_s,
+                    self.warmup_s,
+                    self.duration_s
                 ),
             ),
             ("epoch", ms(self.epoch_ns)),
-            ("latency p50", ms(self.latency_ns.p50)),
-            ("latency p90", ms(self.latency_ns.p90)),
-            ("latency p99", ms(self.latency_ns.p99)),
-            ("latency p99.9", ms(self.latency_ns.p999)),
-            ("latency max", ms(self.latency_ns.max)),
+            ("latency p50", latency(self.latency_ns.p50)),
+            ("latency p90", latency(self.latency_ns.p90)),
+            ("latency p99", latency(self.latency_ns.p99)),
+            ("latency p99.9", latency(self.latency_ns.p999)),
+            ("latency max", latency(self.latency_ns.max)),
+            ("samples", self.samples.to_string()),
             (
                 "generator ceiling",
                 format!("{} per worker", rate(self.generator_rate)),
@@ -151,6 +201,70 @@ impl Report {
         for (name, value) in rows {
             let _ = writeln!(out, "{name:>18}  {}", value.trim_end());
         }
+        out.push('\n');
+        for (name, meaning) in LEGEND {
+            let _ = writeln!(out, "{name:>18}: {meaning}");
+        }
         out
+    }
+
+    /// The warning line for an overloaded run (`None` for a run that kept up).
+    pub fn warning(&self) -> Option<String> {
+        if !self.overloaded {
+            return None;
+        }
+        let completed = if self.samples == 0 {
+            "no measured epoch completed, latency unbounded".to_string()
+        } else {
+            format!(
+                "{} measured epochs completed, latency unbounded",
+                self.samples
+            )
+        };
+        let offered = self
+            .offered_rate
+            .map_or(String::new(), |r| format!(" of {} offered", rate(r as f64)));
+        Some(format!(
+            "warning: overloaded: processed {} events ({}{offered}) in {:.1} s measured; {completed}",
+            self.events,
+            rate(self.achieved_rate),
+            self.duration_s,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = r#"{"achieved_rate":90513408.0,"config_hash":"c400792b0f21eed4","duration_s":2.0,"engine":"timely","epoch_ns":1000000,"events":181026816,"generator_rate":35799397.9,"git_rev":"655e09b138ecbbf2d3bea599831d114d811c2d06","host":"vm","latency_ns":{"max":1721343,"p50":269567,"p90":345343,"p99":491263,"p999":1537023},"offered_rate":null,"parameters":"window_ns=10000000000","processes":1,"query":"ysb","samples":1998,"seed":1,"warmup_s":1.0,"workers":1,"workload":"ysb","spec":"engines"}"#;
+
+    #[test]
+    fn reports_written_before_the_overload_field_still_read() {
+        let report: Report = serde_json::from_str(OLD).unwrap();
+        assert!(!report.overloaded);
+        assert_eq!(report.latency_ns.p99, Some(491_263));
+        assert!(report.warning().is_none());
+    }
+
+    #[test]
+    fn an_overloaded_report_has_null_latency_a_warning_and_says_so_in_the_table() {
+        let mut report: Report = serde_json::from_str(OLD).unwrap();
+        report.overloaded = true;
+        report.samples = 0;
+        report.latency_ns = Percentiles::default();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["overloaded"], true);
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(json["latency_ns"][p].is_null(), "{json}");
+        }
+        let warning = report.warning().unwrap();
+        assert!(warning.contains("no measured epoch completed"), "{warning}");
+        assert!(warning.contains("181026816 events"), "{warning}");
+        let table = report.table();
+        assert!(table.contains("OVERLOADED"), "{table}");
+        assert!(table.contains("latency p99  unbounded"), "{table}");
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
     }
 }

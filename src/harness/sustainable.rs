@@ -1,7 +1,8 @@
 //! Sustainable throughput (Karimov et al., ICDE 2018): the highest offered rate whose latency
 //! stays bounded over the run.
 //!
-//! A rate is sustainable when the run's p99 is within the bound, the p99 of the run's last
+//! A rate is sustainable when the run was not overloaded (see [`super::driver`]), its p99 is
+//! within the bound, the p99 of the run's last
 //! third is within it too (latency not growing), and the engine processed at least 99% of
 //! what was offered. The search brackets the rate between zero and the closed-loop maximum and
 //! bisects; each probe is a full run of the configured duration.
@@ -20,9 +21,11 @@ pub struct Probe {
 }
 
 /// Whether a run at `rate` was sustainable under `bound_ns`, given the p99 of its last third.
+/// An overloaded run, or one without latency samples, never is.
 pub fn sustainable(report: &Report, late_p99_ns: Option<u64>, bound_ns: u64) -> bool {
     let offered = report.offered_rate.unwrap_or(0) as f64;
-    report.latency_ns.p99 <= bound_ns
+    !report.overloaded
+        && report.latency_ns.p99.is_some_and(|p99| p99 <= bound_ns)
         && late_p99_ns.is_some_and(|p99| p99 <= bound_ns)
         && report.achieved_rate >= 0.99 * offered
 }

@@ -57,6 +57,9 @@ pub struct Ysb {
 }
 
 impl Ysb {
+    /// The benchmark's window: 10 s.
+    pub const DEFAULT_WINDOW_NS: u64 = 10_000_000_000;
+
     /// YSB with the given window and campaign counts (the benchmark's are 10 s, 100, 10).
     pub fn new(window_ns: u64, campaigns: u32, ads_per_campaign: u32) -> Ysb {
         let table = (0..campaigns * ads_per_campaign)
@@ -74,7 +77,7 @@ impl Ysb {
 
 impl Default for Ysb {
     fn default() -> Ysb {
-        Ysb::new(10_000_000_000, 100, 10)
+        Ysb::new(Ysb::DEFAULT_WINDOW_NS, 100, 10)
     }
 }
 
