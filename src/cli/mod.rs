@@ -55,14 +55,19 @@ const PER_PROCESS: &[&str] = &[
 
 /// The job of a subcommand's arguments: `(--option, value as given or defaulted)`, in the
 /// order clap declares them, without [`PER_PROCESS`] options.
-fn job(name: &str, matches: &ArgMatches) -> Vec<(String, String)> {
+///
+/// Walks the subcommand's declared arguments, not the matches' ids: those also hold argument
+/// groups (one per flattened struct, such as `ClusterArgs`) whose "values" are the ids of the
+/// options given explicitly, so `--workers 1` against a defaulted `--workers` (or two
+/// different `--peer-timeout`s) would read as different jobs.
+fn job(name: &str, command: &clap::Command, matches: &ArgMatches) -> Vec<(String, String)> {
     let mut job = vec![("command".to_string(), name.to_string())];
-    for id in matches.ids() {
-        let id = id.as_str();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
         if PER_PROCESS.contains(&id) {
             continue;
         }
-        // Groups have no raw values; skip them.
+        // --help and --version take no values.
         let Ok(Some(values)) = matches.try_get_raw(id) else {
             continue;
         };
@@ -78,7 +83,9 @@ pub fn main() -> ExitCode {
 }
 
 fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let parsed = Cli::command()
+    let command = Cli::command();
+    let parsed = command
+        .clone()
         .try_get_matches_from(args)
         .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
     let (cli, matches) = match parsed {
@@ -91,7 +98,9 @@ fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     if let Some((name, sub)) = matches.subcommand() {
-        crate::cluster::set_job(job(name, sub));
+        if let Some(declared) = command.find_subcommand(name) {
+            crate::cluster::set_job(job(name, declared, sub));
+        }
     }
     let result = match cli.command {
         Command::Window(args) => {
@@ -182,5 +191,67 @@ impl ClusterArgs {
             }
         }
         Ok(cluster)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The job of a command line, as [`main_from`] computes it.
+    fn job_of(args: &[&str]) -> Vec<(String, String)> {
+        let command = Cli::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(std::iter::once("tidemark").chain(args.iter().copied()))
+            .unwrap();
+        let (name, sub) = matches.subcommand().unwrap();
+        job(name, command.find_subcommand(name).unwrap(), sub)
+    }
+
+    #[test]
+    fn a_job_holds_options_not_which_ones_were_typed() {
+        let base = [
+            "window",
+            "--input",
+            "a.csv",
+            "--output",
+            "b.csv",
+            "--window",
+            "tumbling:10s",
+            "--agg",
+            "sum",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            job_of(&args)
+        };
+        let plain = with(&[]);
+        // A default given explicitly, and per-process options, are the same job.
+        assert_eq!(with(&["--workers", "1"]), plain);
+        assert_eq!(
+            with(&[
+                "--peer-timeout",
+                "1s",
+                "--connect-timeout",
+                "5s",
+                "--process",
+                "1"
+            ]),
+            plain
+        );
+        let mut paths = base.to_vec();
+        paths[2] = "c.csv";
+        paths.extend_from_slice(&["--late-output", "l.csv", "--hostfile", "h.txt"]);
+        assert_eq!(job_of(&paths), plain);
+        // What must agree is named by its own flag.
+        let two = with(&["--workers", "2"]);
+        let differing: Vec<_> = two.iter().filter(|o| !plain.contains(o)).collect();
+        assert_eq!(differing, [&("--workers".to_string(), "2".to_string())]);
+        assert!(plain
+            .iter()
+            .all(|(k, _)| k.starts_with("--") || k == "command"));
+        assert!(!plain.iter().any(|(k, _)| k.contains("Args")), "{plain:?}");
     }
 }
