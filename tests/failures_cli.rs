@@ -510,10 +510,11 @@ fn wait_for_temporary(dir: &Path) {
 }
 
 #[test]
-fn sigint_and_sigterm_stop_the_run_and_remove_only_what_it_created() {
+fn sigint_sigterm_and_sighup_stop_the_run_and_remove_only_what_it_created() {
     for (signal, name, code) in [
         (libc::SIGINT, "SIGINT", 130),
         (libc::SIGTERM, "SIGTERM", 143),
+        (libc::SIGHUP, "SIGHUP", 129),
     ] {
         let dir = scratch(&format!("signal-{name}"));
         let out = write(&dir, "out.csv", "precious\n");
@@ -540,6 +541,72 @@ fn sigint_and_sigterm_stop_the_run_and_remove_only_what_it_created() {
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
         assert!(!late.exists());
         assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+    }
+}
+
+/// Standard error closed (`2>&1 | head -1` after the reader left): reports cannot be written,
+/// yet every run ends with its own exit status, neither hanging (a panic while failing used to
+/// wait for itself) nor aborting, and leaves nothing half-written.
+#[test]
+fn a_closed_standard_error_changes_no_outcome() {
+    let closed = |mut command: Command| {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stderr.take());
+        child
+    };
+    // A fatal bad line while the workers run, and a signal.
+    for (signal, code) in [(None, 1), (Some(libc::SIGTERM), 143)] {
+        let dir = scratch(&format!("closed-stderr-{code}"));
+        let out = write(&dir, "out.csv", "precious\n");
+        let mut command = bin();
+        command
+            .args([
+                "window",
+                "--input",
+                "-",
+                "--window",
+                "tumbling:10",
+                "--agg",
+                "sum",
+            ])
+            .args([
+                "--output",
+                s(&out),
+                "--workers",
+                "2",
+                "--idle-timeout",
+                "10ms",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        let mut child = closed(command);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"ts,key,value\n1,a,1\n").unwrap();
+        stdin.flush().unwrap();
+        wait_for_temporary(&dir);
+        match signal {
+            // SAFETY: kill on our own child's pid.
+            Some(signal) => assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0),
+            None => stdin.write_all(b"x,a,1\n").unwrap(),
+        }
+        assert_eq!(wait(&mut child).code(), Some(code));
+        drop(stdin);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+        assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+    }
+    // A run that succeeds (its summary lost) and one that fails before starting.
+    let dir = scratch("closed-stderr-summary");
+    let input = write(&dir, "events.csv", EVENTS);
+    let out = dir.join("out.csv");
+    for (input, code) in [(input.clone(), 0), (dir.join("missing.csv"), 1)] {
+        let mut command = bin();
+        command
+            .args(["window", "--input", s(&input), "--output", s(&out)])
+            .args(["--window", "tumbling:10", "--agg", "sum"])
+            .stdout(Stdio::null());
+        let mut child = closed(command);
+        assert_eq!(wait(&mut child).code(), Some(code), "{input:?}");
+        assert!(out.exists());
     }
 }
 

@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 
 use crate::cli::ClusterArgs;
@@ -235,7 +235,7 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
     if args.cluster.processes > 1 {
         bail!("--find-sustainable runs in one process; use --workers for parallelism");
     }
-    eprintln!("finding the closed-loop maximum...");
+    crate::abort::say(format_args!("finding the closed-loop maximum..."));
     let Some((max, _)) = run_once(args, &cluster, &workload, None, false)? else {
         return Ok(());
     };
@@ -245,26 +245,26 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
             let (report, recorder) = run_once(args, &cluster, &workload, Some(rate), false)?
                 .ok_or_else(|| anyhow!("no report"))?;
             let late = recorder.p99_between(late_third, args.duration);
-            eprintln!(
+            crate::abort::say(format_args!(
                 "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
                 rate,
                 report.achieved_rate,
                 report.latency_ns.p99 as f64 / 1e6
-            );
+            ));
             Ok((report, late))
         })?;
-    eprintln!(
+    crate::abort::say(format_args!(
         "{} probes, closed-loop maximum {:.0} events/s",
         probes.len(),
         max.achieved_rate
-    );
+    ));
     match best {
         Some(best) => {
-            println!(
-                "sustainable throughput (p99 <= {:.3} ms): {} events/s",
+            stdout(&format!(
+                "sustainable throughput (p99 <= {:.3} ms): {} events/s\n",
                 args.p99_bound as f64 / 1e6,
                 best.rate
-            );
+            ))?;
             let recorder = Recorder::new(args.warmup, false);
             finish(args, &best.report, &recorder)
         }
@@ -275,8 +275,17 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `text` to standard output; an error (a closed pipe) is one line, not a panic as
+/// with `print!`.
+fn stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing standard output")
+}
+
 fn finish(args: &BenchArgs, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
-    print!("{}", report.table());
+    stdout(&report.table())?;
     // Written to temporary files, renamed only when both are complete (see `crate::output`).
     let mut written = Vec::new();
     if let Some(path) = &args.json {

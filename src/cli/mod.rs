@@ -118,13 +118,16 @@ fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Err(e) => {
             crate::output::remove_unfinished();
             // Data errors stay one line, however long the value they echo.
-            eprintln!("error: {}", crate::abort::one_line(&format!("{e:#}")));
+            crate::abort::say(format_args!(
+                "error: {}",
+                crate::abort::one_line(&format!("{e:#}"))
+            ));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Before a run starts any thread: SIGINT/SIGTERM and panics end it cleanly, in one line
+/// Before a run starts any thread: SIGINT/SIGTERM/SIGHUP and panics end it cleanly, in one line
 /// (see [`crate::abort`]).
 fn guard_run() {
     crate::abort::install_signal_handlers();
@@ -184,10 +187,10 @@ impl ClusterArgs {
         );
         if let Ok(cores) = std::thread::available_parallelism() {
             if self.workers > cores.get() {
-                eprintln!(
+                crate::abort::say(format_args!(
                     "warning: --workers {} exceeds the {} cores available here; workers will compete for them",
                     self.workers, cores
-                );
+                ));
             }
         }
         Ok(cluster)

@@ -219,10 +219,10 @@ where
         };
         leader = Some((feed, output, late));
     } else {
-        eprintln!(
+        crate::abort::say(format_args!(
             "note: process {} leaves --input, --output and --late-output to process 0; they are not used here",
             cluster.process
-        );
+        ));
     }
     let name = |path: &Path| match path.to_str() {
         Some("-") => "standard output".to_string(),
@@ -354,14 +354,14 @@ where
                 format!("{insertions} insertions and {retractions} retractions in the view")
             }
         };
-        eprintln!(
+        crate::abort::say(format_args!(
             "tidemark window: {} records read, {} bad lines skipped, {} windows emitted, {changes}, {} late records{}",
             stats.records.load(Ordering::Relaxed),
             bad,
             insertions - retractions,
             report.late,
             if report.late > 0 && args.late_output.is_none() { " (use --late-output FILE to keep them)" } else { "" },
-        );
+        ));
     }
     Ok(())
 }
