@@ -182,6 +182,45 @@ fn an_output_that_is_the_input_or_another_output_is_refused() {
     assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
 }
 
+/// The input under names a string comparison misses: standard input redirected from it, a
+/// chain of symlinks, a `/proc/self/fd` descriptor. Named in the error as the user typed them.
+#[test]
+fn the_input_behind_stdin_a_symlink_chain_or_a_descriptor_is_refused() {
+    let dir = scratch("same-other-names");
+    let input = write(&dir, "events.csv", EVENTS);
+    std::os::unix::fs::symlink(&input, dir.join("l1")).unwrap();
+    std::os::unix::fs::symlink("l1", dir.join("l2")).unwrap();
+    std::os::unix::fs::symlink(dir.join("l2"), dir.join("l3")).unwrap();
+    let chain = dir.join("l3");
+    let cases: [(&str, &str, &str); 3] = [
+        ("-", s(&input), "--input - and --output"),
+        (s(&input), s(&chain), "--output"),
+        (s(&input), "/proc/self/fd/0", "--output /proc/self/fd/0"),
+    ];
+    for (from, to, named) in cases {
+        let out = bin()
+            .args(["window", "--input", from, "--output", to])
+            .args(["--window", "tumbling:10", "--agg", "sum"])
+            .stdin(std::fs::File::open(&input).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{from} {to}");
+        let line = one_error_line(&stderr(&out));
+        assert!(
+            line.contains("are the same file") && line.contains(named),
+            "{line}"
+        );
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), EVENTS);
+    }
+    let keep = [
+        input.as_path(),
+        &dir.join("l1"),
+        &dir.join("l2"),
+        &dir.join("l3"),
+    ];
+    assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn a_failed_run_leaves_the_old_output_and_no_partial_file() {
     let dir = scratch("partial");
@@ -635,6 +674,25 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
             assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
         }
     }
+    // A hook naming no worker is refused, not silently ignored.
+    let dir = scratch("inject-none");
+    let input = write(&dir, "events.csv", EVENTS);
+    let out = bin()
+        .args([
+            "window",
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join("o.csv")),
+        ])
+        .args(["--window", "tumbling:10", "--agg", "sum", "--workers", "2"])
+        .env("TIDEMARK_FAIL_WORKER", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_error_line(&stderr(&out));
+    assert!(line.contains("no worker 2 (2 workers in all)"), "{line}");
+    assert_eq!(leftovers(&dir, &[&input]), Vec::<PathBuf>::new());
 }
 
 fn free_port() -> u16 {

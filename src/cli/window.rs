@@ -177,6 +177,11 @@ where
 {
     let cluster = args.cluster.cluster()?;
     let inject = injected_failure()?;
+    let all_workers = cluster.workers * cluster.addresses.len().max(1);
+    if let Some((index, _)) = inject.filter(|(index, _)| *index >= all_workers) {
+        // A test hook that names no worker would inject nothing: a test that cannot fail.
+        bail!("{FAIL_WORKER_VAR}: there is no worker {index} ({all_workers} workers in all)");
+    }
     let columns = Columns {
         time: args.time_col.clone(),
         key: args.key_col.clone(),
