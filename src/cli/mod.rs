@@ -39,8 +39,10 @@ pub enum Command {
 }
 
 /// Options that may differ between the processes of one run: paths each process opens (or
-/// ignores), its index, and its own patience. Every other option is part of the job the
-/// processes compare before any data moves ([`crate::cluster::set_job`]).
+/// ignores), its index, and how long it waits for the others to connect. `--peer-timeout` is
+/// not one of them: a process heartbeats at a quarter of its own timeout, so a peer expecting
+/// beats more often would take a healthy process for a stopped one. Every other option is part
+/// of the job the processes compare before any data moves ([`crate::cluster::set_job`]).
 const PER_PROCESS: &[&str] = &[
     "input",
     "output",
@@ -48,7 +50,6 @@ const PER_PROCESS: &[&str] = &[
     "process",
     "hostfile",
     "connect_timeout",
-    "peer_timeout",
     "json",
     "hlog",
 ];
@@ -58,8 +59,8 @@ const PER_PROCESS: &[&str] = &[
 ///
 /// Walks the subcommand's declared arguments, not the matches' ids: those also hold argument
 /// groups (one per flattened struct, such as `ClusterArgs`) whose "values" are the ids of the
-/// options given explicitly, so `--workers 1` against a defaulted `--workers` (or two
-/// different `--peer-timeout`s) would read as different jobs.
+/// options given explicitly, so `--workers 1` against a defaulted `--workers` (or a
+/// `--connect-timeout` given to one process only) would read as different jobs.
 fn job(name: &str, command: &clap::Command, matches: &ArgMatches) -> Vec<(String, String)> {
     let mut job = vec![("command".to_string(), name.to_string())];
     for arg in command.get_arguments() {
@@ -160,6 +161,7 @@ pub struct ClusterArgs {
     pub connect_timeout: u64,
     /// Fail the run when a connected peer process sends nothing (not even its heartbeat, sent
     /// every quarter of this, at most every second) for this long: it was stopped or hangs.
+    /// Every process of a run must be given the same value.
     #[arg(long, default_value = "10s", value_parser = millis)]
     pub peer_timeout: u64,
 }
@@ -233,17 +235,7 @@ mod tests {
         let plain = with(&[]);
         // A default given explicitly, and per-process options, are the same job.
         assert_eq!(with(&["--workers", "1"]), plain);
-        assert_eq!(
-            with(&[
-                "--peer-timeout",
-                "1s",
-                "--connect-timeout",
-                "5s",
-                "--process",
-                "1"
-            ]),
-            plain
-        );
+        assert_eq!(with(&["--connect-timeout", "5s", "--process", "1"]), plain);
         let mut paths = base.to_vec();
         paths[2] = "c.csv";
         paths.extend_from_slice(&["--late-output", "l.csv", "--hostfile", "h.txt"]);
@@ -252,6 +244,12 @@ mod tests {
         let two = with(&["--workers", "2"]);
         let differing: Vec<_> = two.iter().filter(|o| !plain.contains(o)).collect();
         assert_eq!(differing, [&("--workers".to_string(), "2".to_string())]);
+        let patience = with(&["--peer-timeout", "1s"]);
+        let differing: Vec<_> = patience.iter().filter(|o| !plain.contains(o)).collect();
+        assert_eq!(
+            differing,
+            [&("--peer-timeout".to_string(), "1s".to_string())]
+        );
         assert!(plain
             .iter()
             .all(|(k, _)| k.starts_with("--") || k == "command"));
