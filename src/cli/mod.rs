@@ -114,6 +114,14 @@ fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Command::Sweep(args) => sweep::run(args),
     };
+    if crate::abort::aborting() {
+        // Another thread (a signal, a peer's failure) is ending the run: it removes the
+        // outputs, prints the one line and exits with its status. Returning here would race
+        // it with a second line (a commit that found its temporary file gone) or exit status 0.
+        loop {
+            std::thread::park();
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
