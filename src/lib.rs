@@ -36,4 +36,4 @@ pub mod time;
 pub mod window;
 pub mod workloads;
 
-pub use number::Fixed;
+pub use number::{Fixed, WideFixed};

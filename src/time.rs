@@ -15,8 +15,29 @@
 //! Because the stamp depends only on the order of the input (and idleness), results do not
 //! depend on workers, processes, partitioners or batching, and agree with Flink's
 //! bounded-out-of-orderness watermarks updated on every record.
+//!
+//! # The time domain
+//!
+//! Event times are integers in `0 ..= MAX_TIME` ([`MAX_TIME`] `= 2^62 - 1`: in milliseconds,
+//! 146 million years; in nanoseconds since 1970, the year 2116). Durations (window sizes,
+//! slides, gaps, the watermark delay, the allowed lateness, the idle timeout) are integers in
+//! `0 ..= MAX_DURATION` ([`MAX_DURATION`] `= 2^62`; sizes, slides and gaps at least 1). Every
+//! quantity the engine derives from them then fits its type exactly, with no wrapping and no
+//! saturation: window starts lie in `-(2^62) ..= 2^62 - 1` (an `i64`; sliding windows may start
+//! before zero), window ends in `1 ..= 2^63 - 1`, and the times at which a window is emitted
+//! (`end - 1`), stops accepting records (`end + lateness`) and is freed
+//! (`end + gap + lateness - 2` for sessions) below `2^64`. The CLI refuses an event time beyond
+//! the domain with `file:line: field 'ts'`, and a duration beyond it as a usage error; the
+//! watermark never leaves it (idle advances stop at [`MAX_TIME`]).
 
 use std::time::Duration;
+
+/// The largest event time, `2^62 - 1`; see the module documentation.
+pub const MAX_TIME: u64 = (1 << 62) - 1;
+
+/// The largest duration (size, slide, gap, delay, lateness), `2^62`; see the module
+/// documentation.
+pub const MAX_DURATION: u64 = 1 << 62;
 
 /// A bounded-delay watermark.
 ///
@@ -47,6 +68,8 @@ impl Watermark {
     }
 
     /// The time to send a record with event time `ts` at; then accounts for the record.
+    ///
+    /// With `ts` in the time domain (at most [`MAX_TIME`]) the result is in it too.
     #[inline]
     pub fn stamp(&mut self, ts: u64) -> u64 {
         let time = ts.max(self.current);
@@ -63,9 +86,8 @@ impl Watermark {
     /// Advances the watermark with processing time after the source was idle for `idle`.
     pub fn idle(&mut self, idle: Duration) {
         let elapsed = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-        self.current = self
-            .current
-            .max(self.at_last_record.saturating_add(elapsed));
+        let advanced = self.at_last_record.saturating_add(elapsed).min(MAX_TIME);
+        self.current = self.current.max(advanced);
     }
 }
 

@@ -19,9 +19,10 @@ use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tidemark::incremental::{to_updates, WindowedCollection};
+use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
-use tidemark::Fixed;
+use tidemark::{Fixed, WideFixed};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
@@ -52,7 +53,9 @@ type Members = BTreeMap<(u64, i128, usize), isize>;
 type Rows<K, R> = Vec<(u64, ((K, R), isize))>;
 
 /// Brute force from the rules: an update counts in window `w` iff `T < end(w) + lateness`
-/// (`T` its watermark time), sessions form over the records whose net count is non-zero.
+/// (`T` its watermark time); for sessions `w` is the session it merges into, given the updates
+/// counted before it (Flink's rule); sessions form over the records whose net count is
+/// non-zero.
 fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
     let events: Vec<Event> = updates.iter().map(|u| u.event.clone()).collect();
     let wm = watermarks(&events, p.max_delay);
@@ -80,9 +83,34 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
         WindowKind::Session { gap } => {
             let mut counted: BTreeMap<String, Members> = BTreeMap::new();
             for (i, u) in updates.iter().enumerate() {
-                let own_end = u.event.ts as u128 + gap as u128;
-                if stamp(i) >= own_end + lateness {
-                    late.push((u.id, u.event.ts as i64, own_end as u64, u.diff));
+                // Flink's rule: the session it merges into, among the records counted before
+                // it (non-zero net count), decides.
+                let mut times: Vec<u64> = counted
+                    .get(&u.event.key)
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(_, n)| **n != 0)
+                            .map(|(r, _)| r.0)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                times.push(u.event.ts);
+                times.sort();
+                times.dedup();
+                let at = times.binary_search(&u.event.ts).unwrap();
+                let (mut first, mut last) = (at, at);
+                while first > 0 && (times[first - 1] as u128) + (gap as u128) > times[first] as u128
+                {
+                    first -= 1;
+                }
+                while last + 1 < times.len()
+                    && (times[last + 1] as u128) < times[last] as u128 + gap as u128
+                {
+                    last += 1;
+                }
+                let (start, end) = (times[first], times[last] as u128 + gap as u128);
+                if stamp(i) >= end + lateness {
+                    late.push((u.id, start as i64, end as u64, u.diff));
                 } else {
                     *counted
                         .entry(u.event.key.clone())
@@ -138,21 +166,52 @@ fn assigner(kind: &WindowKind) -> WindowAssigner {
 }
 
 /// Consolidated results (each `(window, key)` must end with exactly one value) and late rows.
-fn run_view(updates: &[Update], p: &Params, workers: usize) -> (Answer, LateRows) {
+fn run_view(
+    updates: &[Update],
+    p: &Params,
+    workers: usize,
+    partitioner: &Partitioner<String>,
+) -> (Answer, LateRows) {
     let value = |r: &Rec| r.1;
+    let part = partitioner.clone();
     match p.agg {
-        Agg::Count => run_with(updates, p, workers, Count, |n: &u64| *n as i128 * SCALE),
-        Agg::Sum => run_with(updates, p, workers, on(Sum, value), |f: &Fixed| f.nanos()),
-        Agg::Min => run_with(updates, p, workers, on(Min, value), |f: &Fixed| f.nanos()),
-        Agg::Max => run_with(updates, p, workers, on(Max, value), |f: &Fixed| f.nanos()),
-        Agg::Mean => run_with(updates, p, workers, on(Mean, value), |f: &Fixed| f.nanos()),
+        Agg::Count => run_with(updates, p, workers, part, Count, |n: &u64| {
+            *n as i128 * SCALE
+        }),
+        Agg::Sum => run_with(
+            updates,
+            p,
+            workers,
+            part,
+            on(Sum, value),
+            |f: &WideFixed| f.to_fixed().expect("small sums").nanos(),
+        ),
+        Agg::Min => run_with(updates, p, workers, part, on(Min, value), |f: &Fixed| {
+            f.nanos()
+        }),
+        Agg::Max => run_with(updates, p, workers, part, on(Max, value), |f: &Fixed| {
+            f.nanos()
+        }),
+        Agg::Mean => run_with(updates, p, workers, part, on(Mean, value), |f: &Fixed| {
+            f.nanos()
+        }),
     }
+}
+
+fn partitioners() -> Vec<Partitioner<String>> {
+    vec![
+        Partitioner::Hash,
+        Partitioner::Range(vec!["b".into(), "k3".into()]),
+        Partitioner::Random,
+        Partitioner::Broadcast,
+    ]
 }
 
 fn run_with<A>(
     updates: &[Update],
     p: &Params,
     workers: usize,
+    partitioner: Partitioner<String>,
     agg: A,
     mantissa: fn(&A::Output) -> i128,
 ) -> (Answer, LateRows)
@@ -184,10 +243,17 @@ where
             None
         };
         let (out, late_out, agg) = (Arc::clone(&out), Arc::clone(&late_out), agg.clone());
+        let partitioner = partitioner.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let error = Rc::new(RefCell::new(None));
             let records = feed_source(scope, feed, options, error);
-            let view = to_updates(records).window_view(assigner, lateness, |r: &Rec| r.0, agg);
+            let view = to_updates(records).window_view_partitioned(
+                partitioner,
+                assigner,
+                lateness,
+                |r: &Rec| r.0,
+                agg,
+            );
             view.results.inner.inspect(move |((w, key, value), _t, r)| {
                 let row = (w.start, w.end, key.clone(), mantissa(value));
                 *out.lock().unwrap().entry(row).or_default() += r;
@@ -266,9 +332,32 @@ proptest! {
         let updates = with_retractions(events, picks);
         let expected = reference(&updates, &p);
         for workers in [1, 2, 4] {
-            let got = run_view(&updates, &p, workers);
-            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}", workers, p);
-            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}", workers, p);
+            for partitioner in partitioners() {
+            let got = run_view(&updates, &p, workers, &partitioner);
+            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}, {:?}", workers, partitioner, p);
+            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}, {:?}", workers, partitioner, p);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn views_match_reference_at_the_end_of_the_time_domain(
+        events in gen::events_near_the_end(30),
+        picks in proptest::collection::vec((any::<Index>(), any::<Index>()), 0..12),
+        p in gen::params(),
+    ) {
+        let updates = with_retractions(events, picks);
+        let expected = reference(&updates, &p);
+        for workers in [1, 2, 4] {
+            for partitioner in partitioners() {
+            let got = run_view(&updates, &p, workers, &partitioner);
+            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}, {:?}", workers, partitioner, p);
+            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}, {:?}", workers, partitioner, p);
+            }
         }
     }
 }
@@ -299,6 +388,7 @@ proptest! {
         events in gen::events(30),
         p in gen::params(),
         workers in prop_oneof![Just(1usize), Just(2), Just(4)],
+        partition in prop_oneof![Just("hash"), Just("range:b,k3"), Just("random"), Just("broadcast")],
     ) {
         let dir = std::env::temp_dir().join(format!(
             "tidemark-emit-{}-{}",
@@ -319,7 +409,7 @@ proptest! {
                 .args(["--window", &gen::window_spec(&p), "--agg", gen::agg_name(&p.agg)])
                 .args(["--max-delay", &p.max_delay.to_string()])
                 .args(["--allowed-lateness", &p.lateness.to_string()])
-                .args(["--workers", &workers.to_string(), "--emit", emit])
+                .args(["--workers", &workers.to_string(), "--emit", emit, "--partition", partition])
                 .output()
                 .unwrap();
             prop_assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -327,7 +417,7 @@ proptest! {
             outputs.push((consolidated_csv(&output), late_rows));
         }
         std::fs::remove_dir_all(&dir).ok();
-        prop_assert_eq!(&outputs[0], &outputs[1], "{:?}, {} workers", p, workers);
+        prop_assert_eq!(&outputs[0], &outputs[1], "{:?}, {} workers, {}", p, workers, partition);
     }
 }
 

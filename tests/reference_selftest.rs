@@ -218,9 +218,8 @@ fn session_touching_intervals_do_not_merge() {
 #[test]
 fn session_late_event() {
     // Gap 5, max_delay 0. Events: 10 a, 18 a, 30 b, 14 a. W3 = 30.
-    // Lateness 0: event 3: 14 + 5 + 0 = 19 <= 30 -> late (3, 14, 19), counts nowhere.
-    //   a's counted times 10, 18: 18 < 15? no -> [10,15), [18,23). b: [30,35).
-    //   (Had 14 counted, it would bridge: 14 < 15 and 18 < 19.)
+    // Flink's rule: event 3's own window [14,19) overlaps [10,15) and [18,23), so it would
+    // merge into [10,23). Lateness 0: 23 + 0 <= 30 -> late, naming (3, 10, 23).
     let kind = WindowKind::Session { gap: 5 };
     let evs = vec![
         ev(10, "a", "1"),
@@ -233,17 +232,42 @@ fn session_late_event() {
         out.windows,
         windows(&[(10, 15, "a", S), (18, 23, "a", S), (30, 35, "b", S)])
     );
-    assert_eq!(out.late, vec![(3, 14, 19)]);
-    // Lateness 12: 14 + 5 + 12 = 31 <= 30? no -> counts, bridging a into [10,23) with 3 events.
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 12));
+    assert_eq!(out.late, vec![(3, 10, 23)]);
+    // Lateness 8: 23 + 8 = 31 <= 30? no -> counts, bridging a into [10,23) with 3 events,
+    // although its own window's 14 + 5 + 8 = 27 is behind the watermark.
+    let out = reference(&evs, &params(kind, Agg::Count, 0, 8));
     assert_eq!(
         out.windows,
         windows(&[(10, 23, "a", 3 * S), (30, 35, "b", S)])
     );
     assert!(out.late.is_empty());
-    // Lateness 11: 14 + 5 + 11 = 30 <= 30 -> late (boundary).
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 11));
-    assert_eq!(out.late, vec![(3, 14, 19)]);
+    // Lateness 7: 23 + 7 = 30 <= 30 -> late (boundary).
+    let out = reference(&evs, &params(kind, Agg::Count, 0, 7));
+    assert_eq!(out.late, vec![(3, 10, 23)]);
+}
+
+#[test]
+fn session_record_joining_an_open_session_is_not_late() {
+    // Issue 10's example: 0, 8, 16, 24 a form [0,34); 30 b moves the watermark to 30;
+    // 5 a falls in [0,34), whose end 34 is past 30, so it counts: [0,34) a 5, [30,40) b 1.
+    let kind = WindowKind::Session { gap: 10 };
+    let evs: Vec<Event> = [
+        (0, "a"),
+        (8, "a"),
+        (16, "a"),
+        (24, "a"),
+        (30, "b"),
+        (5, "a"),
+    ]
+    .iter()
+    .map(|(t, k)| ev(*t, k, "1"))
+    .collect();
+    let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
+    assert_eq!(
+        out.windows,
+        windows(&[(0, 34, "a", 5 * S), (30, 40, "b", S)])
+    );
+    assert!(out.late.is_empty());
 }
 
 #[test]

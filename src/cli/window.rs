@@ -29,7 +29,9 @@ use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
-use crate::sink::{changelog_sink, late_sink, ChangelogCounts, CHANGELOG_HEADER};
+use crate::sink::{
+    changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
+};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::{feed_source, SourceOptions};
 use crate::window::{
@@ -189,9 +191,6 @@ where
         diff: args.diff_col.clone(),
         retractions: args.emit == EmitMode::Updates,
     };
-    if args.emit == EmitMode::Updates && args.partition != Partitioner::Hash {
-        bail!("--emit updates partitions by hash (differential arrangements); drop --partition");
-    }
 
     // The leader opens everything before the cluster starts, so bad input fails fast.
     let mut leader = None;
@@ -205,6 +204,13 @@ where
         );
         check_distinct(Some(("--input", &args.input)), &outputs)?;
         let (feed, header) = CsvFeed::open(&args.input, columns, args.on_bad_line, args.max_delay)?;
+        let late_columns = late_header(&header, &args.diff_col, args.emit == EmitMode::Updates)
+            .map_err(|column| {
+                anyhow!(
+                    "{}:1: field '{column}': the late output adds a column of that name; rename it in the input",
+                    args.input.display()
+                )
+            })?;
         let (result, mut output) = create(&args.output)?;
         results.push(result);
         output.write_record(CHANGELOG_HEADER)?;
@@ -212,12 +218,7 @@ where
             Some(path) => {
                 let (result, mut late) = create(path)?;
                 results.push(result);
-                let columns = header.iter().filter(|h| *h != args.diff_col);
-                let extra: &[&str] = match args.emit {
-                    EmitMode::Final => &["window_start", "window_end"],
-                    EmitMode::Updates => &["window_start", "window_end", "diff"],
-                };
-                late.write_record(columns.chain(extra.iter().copied()))?;
+                late.write_record(&late_columns)?;
                 Some(late)
             }
             None => None,
@@ -286,6 +287,7 @@ where
                     records,
                     assigner,
                     lateness,
+                    partitioner,
                     agg,
                     sinks,
                     Rc::clone(&invalid),
@@ -386,7 +388,7 @@ impl Sinks {
     fn write<O>(
         self,
         results: StreamVec<'_, u64, WindowResult<String, O>>,
-        late: StreamVec<'_, u64, Late<String, Vec<String>>>,
+        late: StreamVec<'_, u64, Late<String, LateFields>>,
     ) -> ProbeHandle<u64>
     where
         O: timely::ExchangeData + Display,
@@ -434,7 +436,7 @@ where
         Late {
             window: late.window,
             key: late.key,
-            record: row,
+            record: LateFields { row, diff: None },
         }
     });
     sinks.write(windowed.results, late)
@@ -466,6 +468,7 @@ fn incremental_windows<A>(
     records: Records<'_>,
     assigner: WindowAssigner,
     lateness: u64,
+    partitioner: Partitioner<String>,
     agg: A,
     sinks: Sinks,
     invalid: Rc<RefCell<Invalid>>,
@@ -475,7 +478,8 @@ where
     A::Output: Display + Debug + Ord + std::hash::Hash,
 {
     let updates = to_updates(records.map(|(key, record, diff)| ((key, record), diff)));
-    let view = updates.window_view(assigner, lateness, |r: &CsvRecord| r.ts, agg);
+    let view =
+        updates.window_view_partitioned(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
     let results = delay_to(view.results, |_| 0)
         .inner
         .map(|((window, key, value), _time, diff)| WindowResult {
@@ -486,15 +490,17 @@ where
         });
     // Input diffs are +1 or -1, so each late update is one late row.
     let late = view.late.inner.map(move |(late, _time, diff)| {
-        let mut record = late
+        let row = late
             .record
             .row
             .expect("with retractions every record keeps its row");
-        record.push(diff.to_string());
         Late {
             window: late.window,
             key: late.key,
-            record,
+            record: LateFields {
+                row,
+                diff: Some(diff as i64),
+            },
         }
     });
     let probe = sinks.write(results, late);

@@ -6,7 +6,8 @@
 //! The input is a collection of `(key, record)` at logical times that are the stream's
 //! watermark, as for the final operators (see [`crate::window`]). An update of a record with
 //! event time `ts` at logical time `T` meets each window `w` containing `ts` (for sessions, the
-//! record's own `[ts, ts + gap)`) under the same rule as the final operators:
+//! session it merges into, given the updates counted before it: Flink's rule for merging
+//! windows, see [`crate::window::session`]) under the same rule as the final operators:
 //!
 //! * `T < end(w) + L` (`L` the allowed lateness): the update counts in `w`; the view changes at
 //!   `T`, whether `w` has ended or not (a late record within the lateness is an ordinary update,
@@ -14,7 +15,10 @@
 //! * otherwise it is *late* for `w` and goes to [`View::late`], once per window missed.
 //!
 //! So, for the same input, the consolidated [`View::results`] equal the consolidated changelog
-//! of the final operators, for every number of workers and every batching.
+//! of the final operators, for every number of workers and every batching. For sessions the
+//! order of updates matters: each carries its time and its number on the worker it entered on
+//! (the input order, where one worker reads the input), and the view replays a key's updates
+//! in that order.
 //!
 //! # Bounded state
 //!
@@ -33,13 +37,21 @@
 //! records have a negative total multiplicity (more retractions than insertions of some record)
 //! has no meaningful aggregate: it appears in [`View::invalid`] instead of `results`.
 
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use differential_dataflow::operators::arrange::arrangement::{arrange_core, Arranged};
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValSpine};
 use differential_dataflow::{ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
-use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
+use timely::dataflow::operators::Exchange as _;
 
 use super::updates::delay_to;
+use crate::keyed::owns;
+use crate::partition::{route_hash, Partitioner};
 use crate::window::{Aggregator, Late, Window, WindowAssigner};
 use differential_dataflow::AsCollection;
 
@@ -96,6 +108,28 @@ pub trait WindowedCollection<'scope, K, V> {
         A: Aggregator<V>,
         A::Output: ExchangeData + Ord,
         F: Fn(&V) -> u64 + Clone + 'static;
+
+    /// As [`WindowedCollection::window_view`], with the keyed state spread over workers by
+    /// `partitioner` instead of by hash. Results are identical for every partitioner:
+    ///
+    /// * `Hash`, `Range`: each key's state lives on the worker the partitioner routes it to;
+    /// * `Random`: two phases, as in the final path: updates are first spread evenly over the
+    ///   workers (by a hash of the whole update, so that a retraction meets the insertion it
+    ///   cancels), then exchanged by the key's hash into the keyed state;
+    /// * `Broadcast`: every worker receives every update and keeps the keys it owns (those that
+    ///   hash to it), so each key's state and results appear once.
+    fn window_view_partitioned<A, F>(
+        self,
+        partitioner: Partitioner<K>,
+        assigner: WindowAssigner,
+        lateness: u64,
+        time: F,
+        agg: A,
+    ) -> View<'scope, K, V, A::Output>
+    where
+        A: Aggregator<V>,
+        A::Output: ExchangeData + Ord,
+        F: Fn(&V) -> u64 + Clone + 'static;
 }
 
 impl<'scope, K, V> WindowedCollection<'scope, K, V> for VecCollection<'scope, u64, (K, V)>
@@ -115,59 +149,89 @@ where
         A::Output: ExchangeData + Ord,
         F: Fn(&V) -> u64 + Clone + 'static,
     {
+        self.window_view_partitioned(Partitioner::Hash, assigner, lateness, time, agg)
+    }
+
+    fn window_view_partitioned<A, F>(
+        self,
+        partitioner: Partitioner<K>,
+        assigner: WindowAssigner,
+        lateness: u64,
+        time: F,
+        agg: A,
+    ) -> View<'scope, K, V, A::Output>
+    where
+        A: Aggregator<V>,
+        A::Output: ExchangeData + Ord,
+        F: Fn(&V) -> u64 + Clone + 'static,
+    {
         let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
         let late_time = time.clone();
-        let late = self
-            .inner
-            .clone()
-            .flat_map(move |((key, record), t, r)| {
-                assigner
-                    .windows_of(late_time(&record))
-                    .filter(move |w| !counts(w, t))
-                    .map(move |window| {
-                        let late = Late {
-                            window,
-                            key: key.clone(),
-                            record: record.clone(),
-                        };
-                        (late, t, r)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .as_collection();
+        let fixed_late = move |input: Self| {
+            input
+                .inner
+                .flat_map(move |((key, record), t, r)| {
+                    assigner
+                        .windows_of(late_time(&record))
+                        .filter(move |w| !counts(w, t))
+                        .map(move |window| {
+                            let late = Late {
+                                window,
+                                key: key.clone(),
+                                record: record.clone(),
+                            };
+                            (late, t, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .as_collection()
+        };
 
-        let (results, invalid) = match assigner {
+        let (results, invalid, late) = match assigner {
             WindowAssigner::Session(gap) => {
+                // Lateness depends on the order of records (Flink's rule for merging windows):
+                // each update carries its time and its number on the worker it entered on (the
+                // reading worker sees the input order), and the reduce replays them in order.
+                let mut counter = (self.inner.scope().index() as u64) << 40;
                 let keyed = self
                     .inner
-                    .flat_map(move |((key, record), t, r)| {
+                    .map(move |((key, record), t, r)| {
+                        counter += 1;
                         let ts = time(&record);
-                        let own = Window {
-                            start: ts as i64,
-                            end: ts.saturating_add(gap),
-                        };
-                        counts(&own, t).then_some(((key, (ts, record)), t, r))
+                        ((key, (t, counter, ts, record)), t, r)
                     })
                     .as_collection();
-                let sessions = keyed.reduce_named(
+                let sessions = reduce_placed(
+                    keyed,
+                    &partitioner,
+                    |key: &K| key,
                     "Sessions",
-                    move |_key, records: &[(&(u64, V), isize)], output| {
-                        sessions(gap, &agg, records, output)
+                    move |_key, updates: &[(&Arrival<V>, isize)], output| {
+                        sessions(gap, lateness, &agg, updates, output)
                     },
                 );
-                let results = sessions
-                    .clone()
-                    .flat_map(|(key, (window, outcome))| match outcome {
-                        Outcome::Value(value) => Some((window, key, value)),
-                        Outcome::Negative => None,
-                    });
-                let invalid = sessions.flat_map(|(key, (window, outcome))| match outcome {
-                    Outcome::Value(_) => None,
-                    Outcome::Negative => Some((window, key)),
+                let results = sessions.clone().flat_map(|(key, out)| match out {
+                    SessionOut::Session(window, Outcome::Value(value)) => {
+                        Some((window, key, value))
+                    }
+                    _ => None,
                 });
-                (results, invalid)
+                let invalid = sessions.clone().flat_map(|(key, out)| match out {
+                    SessionOut::Session(window, Outcome::Negative) => Some((window, key)),
+                    _ => None,
+                });
+                let late = sessions.flat_map(|(key, out)| match out {
+                    SessionOut::Late(window, _, record) => Some(Late {
+                        window,
+                        key,
+                        record,
+                    }),
+                    _ => None,
+                });
+                (results, invalid, late)
             }
             WindowAssigner::Tumbling(_) | WindowAssigner::Sliding(_, _) => {
+                let late = fixed_late(self.clone());
                 let counted = self
                     .inner
                     .flat_map(move |((key, record), t, r)| {
@@ -181,7 +245,10 @@ where
                 let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
                     w.end.saturating_add(lateness)
                 });
-                let aggregates = counted.concat(retired).reduce_named(
+                let aggregates = reduce_placed(
+                    counted.concat(retired),
+                    &partitioner,
+                    |(_, key): &(Window, K)| key,
                     "WindowAggregate",
                     move |_key, records: &[(&V, isize)], output| {
                         output.push((aggregate(&agg, records), 1))
@@ -203,13 +270,89 @@ where
                     Outcome::Value(_) => None,
                     Outcome::Negative => Some((window, key)),
                 });
-                (results, invalid)
+                (results, invalid, late)
             }
         };
         View {
             results,
             late,
             invalid,
+        }
+    }
+}
+
+/// `reduce_named`, with the keyed state placed by `partitioner` on the key `key_of` reads from
+/// the reduce's key; see [`WindowedCollection::window_view_partitioned`].
+fn reduce_placed<'scope, KK, K, V, V2, L>(
+    input: VecCollection<'scope, u64, (KK, V)>,
+    partitioner: &Partitioner<K>,
+    key_of: fn(&KK) -> &K,
+    name: &str,
+    logic: L,
+) -> VecCollection<'scope, u64, (KK, V2)>
+where
+    KK: ExchangeData + Hash,
+    K: ExchangeData + Hash,
+    V: ExchangeData + Hash,
+    V2: differential_dataflow::Data,
+    L: FnMut(&KK, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
+{
+    let scope = input.inner.scope();
+    let (peers, index) = (scope.peers(), scope.index());
+    let arrange_name = format!("Arrange: {name}");
+    let name = name.to_owned();
+    let reduce = move |arranged: Arranged<'scope, TraceAgent<ValSpine<KK, V, u64, isize>>>| {
+        let mut logic = logic;
+        arranged
+            .reduce_abelian::<_, ValBuilder<KK, V2, u64, isize>, ValSpine<KK, V2, u64, isize>, _, _>(
+                &name,
+                move |key, input, output| logic(key, input, output),
+                |vec, key, updates| {
+                    vec.clear();
+                    vec.extend(updates.drain(..).map(|(v, t, r)| ((key.clone(), v), t, r)));
+                },
+            )
+            .as_collection(|k, v| (k.clone(), v.clone()))
+    };
+    if peers == 1 {
+        return reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
+            input.inner,
+            Pipeline,
+            &arrange_name,
+            ValBatcher::new,
+        ));
+    }
+    match partitioner {
+        Partitioner::Hash | Partitioner::Random | Partitioner::Range(_) => {
+            let stream = match partitioner {
+                // Phase one: spread by the whole update, so a retraction meets its insertion.
+                Partitioner::Random => input
+                    .inner
+                    .exchange(|((kk, v), _, _): &((KK, V), u64, isize)| route_hash(&(kk, v))),
+                _ => input.inner,
+            };
+            let partitioner = partitioner.clone();
+            let pact = Exchange::new(move |((kk, _), _, _): &((KK, V), u64, isize)| {
+                partitioner.route(key_of(kk))
+            });
+            reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
+                stream,
+                pact,
+                &arrange_name,
+                ValBatcher::new,
+            ))
+        }
+        Partitioner::Broadcast => {
+            let mine = input
+                .inner
+                .broadcast()
+                .filter(move |((kk, _), _, _)| owns(key_of(kk), peers, index));
+            reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
+                mine,
+                Pipeline,
+                &arrange_name,
+                ValBatcher::new,
+            ))
         }
     }
 }
@@ -226,34 +369,96 @@ fn aggregate<V, A: Aggregator<V>>(agg: &A, records: &[(&V, isize)]) -> Outcome<A
     Outcome::Value(agg.finish(&acc))
 }
 
-/// A session window and its aggregate.
-type Session<O> = (Window, Outcome<O>);
+/// An update of a session view's input: `(time, number, event time, record)`, ordered as the
+/// updates are applied (by time, then by the number the entering worker gave it).
+type Arrival<V> = (u64, u64, u64, V);
 
-/// Cuts one key's records, sorted by event time, into sessions and aggregates each.
-fn sessions<V, A: Aggregator<V>>(
+/// What the session reduce emits per key: a session and its aggregate, or a late update (the
+/// session it missed, its number, the record), whose multiplicity is the update's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum SessionOut<O, V> {
+    Session(Window, Outcome<O>),
+    Late(Window, u64, V),
+}
+
+/// Replays one key's updates in order under Flink's rule for merging windows (see
+/// [`crate::window::session`]): an update is late iff the session it merges into, given the
+/// updates counted before it, ends at or before its time minus the lateness. Then cuts the
+/// counted records into sessions and aggregates each.
+///
+/// Each update costs a walk over its session, so a key's replay is quadratic in the length of
+/// its sessions.
+fn sessions<V: Clone + Ord, A: Aggregator<V>>(
     gap: u64,
+    lateness: u64,
     agg: &A,
-    records: &[(&(u64, V), isize)],
-    output: &mut Vec<(Session<A::Output>, isize)>,
+    updates: &[(&Arrival<V>, isize)],
+    output: &mut Vec<(SessionOut<A::Output, V>, isize)>,
 ) {
-    let mut start = 0;
-    while start < records.len() {
-        let first = records[start].0 .0;
+    // Counted records by (event time, record), with their multiplicities (never zero), and how
+    // many of them each event time has.
+    let mut counted: BTreeMap<(u64, &V), isize> = BTreeMap::new();
+    let mut times: BTreeMap<u64, usize> = BTreeMap::new();
+    for ((time, seq, ts, record), copies) in updates {
+        let (start, end) = session_of(&times, *ts, gap);
+        if end.saturating_add(lateness) <= *time {
+            let window = Window {
+                start: start as i64,
+                end,
+            };
+            output.push((SessionOut::Late(window, *seq, record.clone()), *copies));
+            continue;
+        }
+        let entry = counted.entry((*ts, record)).or_insert(0);
+        if *entry == 0 {
+            *times.entry(*ts).or_insert(0) += 1;
+        }
+        *entry += copies;
+        if *entry == 0 {
+            counted.remove(&(*ts, record));
+            if let Some(n) = times.get_mut(ts) {
+                *n -= 1;
+                if *n == 0 {
+                    times.remove(ts);
+                }
+            }
+        }
+    }
+    let mut records = counted.into_iter().peekable();
+    while let Some(((first, record), copies)) = records.next() {
+        let mut members = vec![(record, copies)];
         let mut last = first;
-        let mut end = start;
-        while end < records.len() && records[end].0 .0 < last.saturating_add(gap) {
-            last = records[end].0 .0;
-            end += 1;
+        while let Some(((ts, record), copies)) =
+            records.next_if(|((ts, _), _)| *ts < last.saturating_add(gap))
+        {
+            members.push((record, copies));
+            last = ts;
         }
         let window = Window {
             start: first as i64,
             end: last.saturating_add(gap),
         };
-        let members: Vec<(&V, isize)> = records[start..end]
-            .iter()
-            .map(|((_, record), copies)| (record, *copies))
-            .collect();
-        output.push(((window, aggregate(agg, &members)), 1));
-        start = end;
+        output.push((SessionOut::Session(window, aggregate(agg, &members)), 1));
     }
+}
+
+/// The session `[start, end)` that a record at `ts` forms with the counted records, whose
+/// distinct event times are the keys of `times`: the run of times, each less than `gap` after
+/// the previous, that `ts` joins.
+fn session_of(times: &BTreeMap<u64, usize>, ts: u64, gap: u64) -> (u64, u64) {
+    let mut first = ts;
+    for (&t, _) in times.range(..ts).rev() {
+        if t.saturating_add(gap) <= first {
+            break;
+        }
+        first = t;
+    }
+    let mut last = ts;
+    for (&t, _) in times.range(ts.saturating_add(1)..) {
+        if t >= last.saturating_add(gap) {
+            break;
+        }
+        last = t;
+    }
+    (first, last.saturating_add(gap))
 }

@@ -18,7 +18,7 @@ pub mod reduce;
 use std::hash::Hash;
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::{Broadcast, Filter};
+use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
 use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
@@ -196,6 +196,21 @@ pub(crate) fn spread<'scope, D: ExchangeData>(
     })
 }
 
+/// As [`spread`], with each record's number (its position in its sender's output, the
+/// sender's index in the high bits): the input order, for operators that apply records of one
+/// time in that order.
+pub(crate) fn spread_numbered<'scope, K: ExchangeData, V: ExchangeData>(
+    stream: StreamVec<'scope, u64, (K, V)>,
+) -> StreamVec<'scope, u64, (K, V, u64)> {
+    let mut counter = (stream.scope().index() as u64) << 40;
+    stream
+        .map(move |(key, value)| {
+            counter += 1;
+            (key, value, counter)
+        })
+        .exchange(|(_, _, seq)| route_hash(seq))
+}
+
 /// Whether a broadcast worker reports `key`: each key is reported by the worker it hashes to.
 pub(crate) fn owns<K: Hash>(key: &K, peers: usize, index: usize) -> bool {
     route_hash(key) % peers as u64 == index as u64
@@ -236,8 +251,13 @@ where
             drive(keyed.stream, pact, "Window", record, state)
         }
         Partitioner::Random => {
-            let partials =
-                partial_aggregate(spread(keyed.stream), assigner, lateness, event_time, agg);
+            let partials = partial_aggregate(
+                spread_numbered(keyed.stream),
+                assigner,
+                lateness,
+                event_time,
+                agg,
+            );
             let pact = Exchange::new(|part: &Part<K, V, A::Acc>| route_hash(part.key()));
             drive(partials, pact, "Window", |part| part, state)
         }

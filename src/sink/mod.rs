@@ -105,21 +105,73 @@ pub fn changelog_sink<'scope, K, O, W>(
     csv_sink(stream, writer, encode, error);
 }
 
-/// Writes late records: the input row, then the missed window's `window_start,window_end`.
+/// The fields of a late row: the input row's columns (without its change column) and, in a
+/// changelog of the incremental view, the update's diff.
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct LateFields {
+    /// The input row, in the input's column order, without its change column.
+    pub row: Vec<String>,
+    /// `Some(+1 | -1)` for a late update of the incremental view, `None` for the final path.
+    pub diff: Option<i64>,
+}
+
+/// The header of a late output, the one place that decides its column order (which
+/// [`late_sink`] follows row by row): the input's columns except `diff_col`, then
+/// `window_start,window_end`, then `diff` when `with_diff` (`--emit updates`).
+///
+/// Errors with the name of an input column that is also one of the late output's own columns,
+/// since a reader could not tell the two apart.
+///
+/// ```
+/// use tidemark::sink::late_header;
+/// assert_eq!(
+///     late_header(["ts", "key", "value", "diff"], "diff", true).unwrap(),
+///     ["ts", "key", "value", "window_start", "window_end", "diff"],
+/// );
+/// assert_eq!(late_header(["window_end", "key"], "diff", false).unwrap_err(), "window_end");
+/// ```
+pub fn late_header<'a>(
+    input: impl IntoIterator<Item = &'a str>,
+    diff_col: &str,
+    with_diff: bool,
+) -> Result<Vec<String>, String> {
+    let own: &[&str] = if with_diff {
+        &["window_start", "window_end", "diff"]
+    } else {
+        &["window_start", "window_end"]
+    };
+    let mut header = Vec::new();
+    for column in input.into_iter().filter(|c| *c != diff_col) {
+        if own.contains(&column) {
+            return Err(column.to_string());
+        }
+        header.push(column.to_string());
+    }
+    header.extend(own.iter().map(|c| c.to_string()));
+    Ok(header)
+}
+
+/// Writes late records in the column order of [`late_header`]: the input row, the missed
+/// window's `window_start,window_end`, then the diff if the row has one.
 pub fn late_sink<'scope, K, W>(
-    stream: StreamVec<'scope, u64, Late<K, Vec<String>>>,
+    stream: StreamVec<'scope, u64, Late<K, LateFields>>,
     writer: Option<csv::Writer<W>>,
     error: Rc<RefCell<Option<csv::Error>>>,
 ) where
     K: ExchangeData,
     W: Write + 'static,
 {
-    let encode = |out: &mut csv::Writer<W>, late: &Late<K, Vec<String>>| {
-        for field in &late.record {
+    let encode = |out: &mut csv::Writer<W>, late: &Late<K, LateFields>| {
+        for field in &late.record.row {
             out.write_field(field)?;
         }
         out.write_field(late.window.start.to_string())?;
         out.write_field(late.window.end.to_string())?;
+        if let Some(diff) = late.record.diff {
+            out.write_field(diff.to_string())?;
+        }
         out.write_record(None::<&[u8]>)
     };
     csv_sink(stream, writer, encode, error);

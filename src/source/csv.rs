@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Feed, Poll};
 use crate::number::Fixed;
-use crate::time::Watermark;
+use crate::time::{Watermark, MAX_TIME};
 
 /// An input error, located in the input.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -62,7 +62,7 @@ pub enum BadLines {
 /// Which columns to read.
 #[derive(Clone, Debug)]
 pub struct Columns {
-    /// Event time: a non-negative integer (milliseconds).
+    /// Event time: an integer in `0 ..= MAX_TIME` (milliseconds; see [`crate::time`]).
     pub time: String,
     /// The key: text.
     pub key: String,
@@ -142,6 +142,19 @@ impl CsvFeed {
         };
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
         let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
+        // A repeated name would make every lookup by name (ours, and a reader's of the late
+        // output, which repeats the input's columns) silently pick one of the columns.
+        for (i, column) in header.iter().enumerate() {
+            if header.iter().take(i).any(|earlier| earlier == column) {
+                return Err(InputError {
+                    file: name.clone(),
+                    line: 1,
+                    field: Some(column.to_string()),
+                    message: "the header names this column more than once".to_string(),
+                }
+                .into());
+            }
+        }
         let find = |column: &str| {
             header
                 .iter()
@@ -232,7 +245,11 @@ impl CsvFeed {
         let time_field = Some(self.columns.time.as_str());
         let text = &row[self.time];
         let ts = match text.parse::<u64>() {
-            Ok(ts) => ts,
+            Ok(ts) if ts <= MAX_TIME => ts,
+            Ok(_) => return Err(self.error(line, time_field, beyond_domain(text))),
+            Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(self.error(line, time_field, beyond_domain(text)));
+            }
             Err(_) if text.starts_with('-') && text[1..].bytes().all(|b| b.is_ascii_digit()) => {
                 let message = format!("event time must not be negative, got {text:?}");
                 return Err(self.error(line, time_field, message));
@@ -268,6 +285,10 @@ impl CsvFeed {
         };
         Ok((ts, row[self.key].to_string(), value, diff))
     }
+}
+
+fn beyond_domain(text: &str) -> String {
+    format!("event time {text} is beyond the largest supported, {MAX_TIME} (2^62 - 1)")
 }
 
 fn csv_error(name: &str, error: csv::Error) -> ReadError {

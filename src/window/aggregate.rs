@@ -6,12 +6,22 @@
 //! commutative: records are folded per worker in whatever order they arrive, and partial
 //! aggregates from different workers are merged (two-phase aggregation). The built-in
 //! aggregators are exact, so results are identical under every partitioning.
+//!
+//! # Ranges (see [`crate::number`])
+//!
+//! * [`Count`]: `0 ..= 2^64 - 1` records (a run cannot read more).
+//! * [`Sum`]: a [`WideFixed`], exact for any number of inputs in [`Fixed`]'s range (`|v|` up to
+//!   about `1.7e29`, nine fractional digits); it accumulates in 256 bits and cannot overflow, so
+//!   no order, partitioning or batching of the additions can make it fail.
+//! * [`Min`], [`Max`]: the inputs' range.
+//! * [`Mean`]: the exact wide sum divided by the count and rounded once (ties away from zero);
+//!   it lies between the smallest and largest input, so within the inputs' range.
 
 use std::marker::PhantomData;
 
 use timely::ExchangeData;
 
-use crate::number::Fixed;
+use crate::number::{Fixed, WideFixed};
 
 /// Folds records of type `V` into a result.
 ///
@@ -84,7 +94,7 @@ pub trait Aggregator<V>: Clone + 'static {
 /// let mut acc = agg.init();
 /// agg.add(&mut acc, &(7, 5));
 /// agg.add(&mut acc, &(8, -2));
-/// assert_eq!(agg.finish(&acc), Fixed::from_int(3));
+/// assert_eq!(agg.finish(&acc).to_string(), "3");
 /// ```
 pub fn on<R, X, A, F>(agg: A, field: F) -> On<A, F, X>
 where
@@ -163,30 +173,25 @@ impl<V> Aggregator<V> for Count {
     }
 }
 
-fn add_exact(a: Fixed, b: Fixed) -> Fixed {
-    // Reaching 1.7e29 needs more records than any run can produce; fail loudly, never wrap.
-    a.checked_add(b)
-        .expect("tidemark: exact sum overflowed (|sum| > 1.7e29)")
-}
-
-/// Exact sum of numbers (integers, or decimals with up to nine fractional digits).
+/// Exact sum of numbers (integers, or decimals with up to nine fractional digits), in 256 bits:
+/// it never overflows, whatever the number and order of its inputs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sum;
 
 impl<V: Copy + Into<Fixed>> Aggregator<V> for Sum {
-    type Acc = Fixed;
-    type Output = Fixed;
-    fn init(&self) -> Fixed {
-        Fixed::ZERO
+    type Acc = WideFixed;
+    type Output = WideFixed;
+    fn init(&self) -> WideFixed {
+        WideFixed::ZERO
     }
     #[inline]
-    fn add(&self, acc: &mut Fixed, value: &V) {
-        *acc = add_exact(*acc, (*value).into());
+    fn add(&self, acc: &mut WideFixed, value: &V) {
+        *acc = *acc + WideFixed::from((*value).into());
     }
-    fn merge(&self, acc: &mut Fixed, other: &Fixed) {
-        *acc = add_exact(*acc, *other);
+    fn merge(&self, acc: &mut WideFixed, other: &WideFixed) {
+        *acc = *acc + *other;
     }
-    fn finish(&self, acc: &Fixed) -> Fixed {
+    fn finish(&self, acc: &WideFixed) -> WideFixed {
         *acc
     }
 }
@@ -233,21 +238,23 @@ extremum!(Max, max);
 pub struct Mean;
 
 impl<V: Copy + Into<Fixed>> Aggregator<V> for Mean {
-    type Acc = (Fixed, u64);
+    type Acc = (WideFixed, u64);
     type Output = Fixed;
-    fn init(&self) -> (Fixed, u64) {
-        (Fixed::ZERO, 0)
+    fn init(&self) -> (WideFixed, u64) {
+        (WideFixed::ZERO, 0)
     }
     #[inline]
-    fn add(&self, acc: &mut (Fixed, u64), value: &V) {
-        acc.0 = add_exact(acc.0, (*value).into());
+    fn add(&self, acc: &mut (WideFixed, u64), value: &V) {
+        acc.0 = acc.0 + WideFixed::from((*value).into());
         acc.1 += 1;
     }
-    fn merge(&self, acc: &mut (Fixed, u64), other: &(Fixed, u64)) {
-        acc.0 = add_exact(acc.0, other.0);
+    fn merge(&self, acc: &mut (WideFixed, u64), other: &(WideFixed, u64)) {
+        acc.0 = acc.0 + other.0;
         acc.1 += other.1;
     }
-    fn finish(&self, acc: &(Fixed, u64)) -> Fixed {
+    fn finish(&self, acc: &(WideFixed, u64)) -> Fixed {
+        // The count is positive (a window holds a record) and the mean lies between the
+        // smallest and largest input, so the division always has a `Fixed` result.
         acc.0.div_round(acc.1).unwrap_or_default()
     }
 }
@@ -295,7 +302,7 @@ mod tests {
     fn built_ins_are_exact() {
         let values = [4, -7, 10, 3];
         assert_eq!(run(Count, &values), 4);
-        assert_eq!(run(Sum, &values), Fixed::from_int(10));
+        assert_eq!(run(Sum, &values).to_fixed(), Some(Fixed::from_int(10)));
         assert_eq!(run(Min, &values), Fixed::from_int(-7));
         assert_eq!(run(Max, &values), Fixed::from_int(10));
         assert_eq!(run(Mean, &values).to_string(), "2.5");

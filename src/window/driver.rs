@@ -45,6 +45,9 @@ pub(crate) trait WindowState: 'static {
             }
         }
     }
+    /// Puts the deferred parts of one time in the order they must be applied in; they come in
+    /// arrival order, which is right unless parts carry their own sequence numbers.
+    fn order(&self, _parts: &mut [Self::Part]) {}
     /// Applies a deferred `part` when the frontier has passed `time`; late records and
     /// corrections go to `out`.
     fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>);
@@ -128,8 +131,9 @@ where
                 let next_close = state.next_close().filter(|t| passed(*t));
                 match (next_deferred, next_close) {
                     (Some(t), close) if close.is_none_or(|c| t <= c) => {
-                        let ([result_cap, late_cap], parts) =
+                        let ([result_cap, late_cap], mut parts) =
                             deferred.remove(&t).expect("key was just read");
+                        state.order(&mut parts);
                         for part in parts {
                             state.apply(part, t, &mut out);
                         }

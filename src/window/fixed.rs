@@ -31,6 +31,19 @@ pub enum Part<K, V, Acc> {
         /// The record.
         record: V,
     },
+    /// A raw record with the number its sender gave it: records of one time are applied in
+    /// the order of these numbers (random partitioning, where records of one key reach the
+    /// operator from several workers; see [`super::session`]).
+    Sequenced {
+        /// The key.
+        key: K,
+        /// The record's event time.
+        ts: u64,
+        /// The record.
+        record: V,
+        /// Position in the sender's output (the input order).
+        seq: u64,
+    },
     /// A partial aggregate of records of one key whose event times lie in `[lo, hi]` and that
     /// all belong to the same windows (one pane, or one piece of a session).
     Partial {
@@ -51,7 +64,9 @@ impl<K, V, Acc> Part<K, V, Acc> {
     /// The key this part belongs to.
     pub fn key(&self) -> &K {
         match self {
-            Part::Record { key, .. } | Part::Partial { key, .. } => key,
+            Part::Record { key, .. } | Part::Sequenced { key, .. } | Part::Partial { key, .. } => {
+                key
+            }
             Part::Late(late) => &late.key,
         }
     }
@@ -253,7 +268,7 @@ where
     #[inline]
     fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part> {
         let ts = match &part {
-            Part::Record { ts, .. } => *ts,
+            Part::Record { ts, .. } | Part::Sequenced { ts, .. } => *ts,
             Part::Partial { lo, .. } => *lo,
             Part::Late(_) => return Some(part),
         };
@@ -263,7 +278,10 @@ where
         }
         let mut none = Vec::new();
         match part {
-            Part::Record { key, ts, record } => self.fold(key, ts, Ok(record), time, &mut none),
+            Part::Record { key, ts, record }
+            | Part::Sequenced {
+                key, ts, record, ..
+            } => self.fold(key, ts, Ok(record), time, &mut none),
             Part::Partial { key, lo, acc, .. } => self.fold(key, lo, Err(acc), time, &mut none),
             Part::Late(_) => unreachable!("returned above"),
         }
@@ -332,7 +350,10 @@ where
 
     fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>) {
         match part {
-            Part::Record { key, ts, record } => self.fold(key, ts, Ok(record), time, out),
+            Part::Record { key, ts, record }
+            | Part::Sequenced {
+                key, ts, record, ..
+            } => self.fold(key, ts, Ok(record), time, out),
             Part::Partial { key, lo, acc, .. } => self.fold(key, lo, Err(acc), time, out),
             Part::Late(late) => out.push(Emit::Late(late)),
         }

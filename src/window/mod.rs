@@ -21,9 +21,14 @@
 //!
 //! Records that arrive behind the watermark are applied in timestamp order, after every window
 //! that closes before them, so the changelog (not only its consolidation) is the same for every
-//! number of workers, every partitioner and every batching. Window state is freed once the
-//! frontier passes `end(w) - 1 + L`, after which every record for `w` is late: state never grows
-//! with the number of windows already closed.
+//! number of workers, every partitioner and every batching. Tumbling and sliding window state is
+//! freed once the frontier passes `end(w) - 1 + L`, after which every record for `w` is late:
+//! state never grows with the number of windows already closed. For sessions `w` is the session
+//! the record merges into (Flink's rule for merging windows, see [`session`]), which a late
+//! record can still bridge to an open one, so sessions are kept.
+//!
+//! Event times, sizes, slides, gaps and lateness are in the time domain of [`crate::time`]
+//! (times up to `2^62 - 1`, durations up to `2^62`), where every bound above is exact.
 
 pub mod aggregate;
 pub(crate) mod driver;
@@ -36,6 +41,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::time::MAX_DURATION;
 
 pub use aggregate::{on, Aggregator, Count, Max, Mean, Min, On, Sum};
 
@@ -78,24 +85,45 @@ pub enum WindowSpecError {
     /// A slide longer than the size would leave gaps between windows.
     #[error("slide must not exceed size, got {0:?}")]
     SlideTooLong(String),
+    /// A size, slide or gap beyond [`crate::time::MAX_DURATION`].
+    #[error("window sizes, slides and gaps must be at most {max} (2^62), got {0:?}", max = MAX_DURATION)]
+    TooLong(String),
+    /// A sliding window whose record would belong to more than [`MAX_WINDOWS_PER_RECORD`]
+    /// windows (`size / slide`, rounded up).
+    #[error("a record would belong to more than {max} sliding windows (size / slide), got {0:?}", max = MAX_WINDOWS_PER_RECORD)]
+    TooManyWindows(String),
 }
+
+/// The most sliding windows one record may belong to (`size / slide`, rounded up): each costs
+/// an update per record, so a larger ratio is refused rather than left to run for ever.
+pub const MAX_WINDOWS_PER_RECORD: u64 = 1 << 20;
 
 /// Why a duration was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("expected a duration such as 500, 250ms, 10s, 5m or 1h, got {0:?}")]
-pub struct DurationError(pub String);
+pub enum DurationError {
+    /// Not a duration.
+    #[error("expected a duration such as 500, 250ms, 10s, 5m or 1h, got {0:?}")]
+    Syntax(String),
+    /// Longer than the time domain allows ([`crate::time::MAX_DURATION`]).
+    #[error("{0:?} is longer than the largest duration, {max} ms (2^62)", max = MAX_DURATION)]
+    TooLong(String),
+}
 
-/// Reads a duration in milliseconds: a plain integer, or one with an `ms`, `s`, `m` or `h` suffix.
+/// Reads a duration in milliseconds: a plain integer, or one with an `ms`, `s`, `m` or `h`
+/// suffix, of at most [`crate::time::MAX_DURATION`] milliseconds.
 ///
 /// ```
 /// use tidemark::window::parse_millis;
 /// assert_eq!(parse_millis("250").unwrap(), 250);
 /// assert_eq!(parse_millis("10s").unwrap(), 10_000);
 /// assert_eq!(parse_millis("2m").unwrap(), 120_000);
+/// assert_eq!(parse_millis("4611686018427387904").unwrap(), 1 << 62);
+/// assert!(parse_millis("4611686018427387905").is_err());
 /// assert!(parse_millis("ten").is_err());
 /// ```
 pub fn parse_millis(text: &str) -> Result<u64, DurationError> {
-    let err = || DurationError(text.to_string());
+    let too_long = || DurationError::TooLong(text.to_string());
+    let err = || DurationError::Syntax(text.to_string());
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -103,7 +131,6 @@ pub fn parse_millis(text: &str) -> Result<u64, DurationError> {
     if digits.is_empty() {
         return Err(err());
     }
-    let n: u64 = digits.parse().map_err(|_| err())?;
     let scale = match unit {
         "" | "ms" => 1,
         "s" => 1_000,
@@ -111,7 +138,11 @@ pub fn parse_millis(text: &str) -> Result<u64, DurationError> {
         "h" => 3_600_000,
         _ => return Err(err()),
     };
-    n.checked_mul(scale).ok_or_else(err)
+    // All digits, so a parse failure is a number beyond u64.
+    let n: u64 = digits.parse().map_err(|_| too_long())?;
+    n.checked_mul(scale)
+        .filter(|ms| *ms <= MAX_DURATION)
+        .ok_or_else(too_long)
 }
 
 impl FromStr for WindowAssigner {
@@ -133,6 +164,8 @@ impl FromStr for WindowAssigner {
         assigner.validate().map_err(|e| match e {
             WindowSpecError::Zero(_) => WindowSpecError::Zero(text.to_string()),
             WindowSpecError::SlideTooLong(_) => WindowSpecError::SlideTooLong(text.to_string()),
+            WindowSpecError::TooLong(_) => WindowSpecError::TooLong(text.to_string()),
+            WindowSpecError::TooManyWindows(_) => WindowSpecError::TooManyWindows(text.to_string()),
             other => other,
         })?;
         Ok(assigner)
@@ -150,10 +183,19 @@ impl fmt::Display for WindowAssigner {
 }
 
 impl WindowAssigner {
-    /// Checks that sizes, slides and gaps are positive and slides do not exceed sizes.
+    /// Checks that sizes, slides and gaps are positive and at most
+    /// [`crate::time::MAX_DURATION`], that slides do not exceed sizes, and that a record belongs
+    /// to at most [`MAX_WINDOWS_PER_RECORD`] sliding windows. The window operators assume a
+    /// valid assigner and event times of at most [`crate::time::MAX_TIME`].
     pub fn validate(&self) -> Result<(), WindowSpecError> {
         let text = self.to_string();
         match *self {
+            WindowAssigner::Tumbling(d) | WindowAssigner::Session(d) if d > MAX_DURATION => {
+                Err(WindowSpecError::TooLong(text))
+            }
+            WindowAssigner::Sliding(size, slide) if size.max(slide) > MAX_DURATION => {
+                Err(WindowSpecError::TooLong(text))
+            }
             WindowAssigner::Tumbling(0) | WindowAssigner::Session(0) => {
                 Err(WindowSpecError::Zero(text))
             }
@@ -162,6 +204,11 @@ impl WindowAssigner {
             }
             WindowAssigner::Sliding(size, slide) if slide > size => {
                 Err(WindowSpecError::SlideTooLong(text))
+            }
+            WindowAssigner::Sliding(size, slide)
+                if size.div_ceil(slide) > MAX_WINDOWS_PER_RECORD =>
+            {
+                Err(WindowSpecError::TooManyWindows(text))
             }
             _ => Ok(()),
         }

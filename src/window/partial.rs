@@ -4,9 +4,14 @@
 //! Used when records are spread without regard to their key (random partitioning). Records at
 //! the same timely time are folded per key and pane (tumbling, sliding) or per key and run of
 //! event times closer than the gap (sessions). Folding records that share a time and a set of
-//! windows is exact: the lateness rule depends only on the time and the window, so phase two
-//! treats a partial exactly as it would treat its records one by one. Late records are split off
-//! here, since only here are the records themselves still at hand.
+//! windows is exact for tumbling and sliding windows: their lateness rule depends only on the
+//! time and the window, so phase two treats a partial exactly as it would treat its records one
+//! by one, and late records are split off here, since only here are the records themselves
+//! still at hand. For sessions only on-time records (event time at or after their time) are
+//! folded: they are never late. Whether a record behind the watermark is late depends on the
+//! sessions phase two holds and on the records of its time before it, so it is passed on whole,
+//! with its number from [`crate::keyed::spread_numbered`], and phase two applies such records in
+//! that order.
 
 use std::hash::Hash;
 
@@ -20,7 +25,7 @@ use super::{Aggregator, Late, Panes, Window, WindowAssigner};
 
 /// Folds each batch of `(key, record)` pairs into partial aggregates and late records.
 pub(crate) fn partial_aggregate<'scope, K, V, A, T>(
-    stream: StreamVec<'scope, u64, (K, V)>,
+    stream: StreamVec<'scope, u64, (K, V, u64)>,
     assigner: WindowAssigner,
     lateness: u64,
     event_time: T,
@@ -42,8 +47,17 @@ where
                     let time = *cap.least().expect("u64 stamps are never empty");
                     let is_late = |window: &Window| window.end.saturating_add(lateness) <= time;
                     for batch in batches {
-                        for (key, record) in batch.drain(..) {
+                        for (key, record, seq) in batch.drain(..) {
                             let ts = event_time(&record);
+                            if let (WindowAssigner::Session(_), true) = (assigner, ts < time) {
+                                out.push(Part::Sequenced {
+                                    key,
+                                    ts,
+                                    record,
+                                    seq,
+                                });
+                                continue;
+                            }
                             if ts < time {
                                 for window in assigner.windows_of(ts).filter(is_late) {
                                     let late = Late {
@@ -55,10 +69,8 @@ where
                                 }
                             }
                             match assigner {
-                                WindowAssigner::Session(gap) => {
-                                    if ts.saturating_add(gap).saturating_add(lateness) > time {
-                                        runs.entry(key).or_default().push((ts, record));
-                                    }
+                                WindowAssigner::Session(_) => {
+                                    runs.entry(key).or_default().push((ts, record));
                                 }
                                 WindowAssigner::Tumbling(size)
                                 | WindowAssigner::Sliding(size, _) => {

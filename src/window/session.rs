@@ -1,16 +1,37 @@
 //! Session windows: per key, the union of overlapping `[t, t + gap)` over its records.
 //!
-//! State layout: each key has its sessions sorted by start and pairwise disjoint (as intervals
-//! `[start, last + gap)`). A session closes when the frontier passes `last + gap - 1`. After it
-//! is emitted it is kept, with its emitted value, for as long as a record that still counts can
-//! merge into it: a record at time `T` counts only if `t + gap + lateness > T`, and it overlaps
-//! the session only if `t < last + gap`, so once the frontier passes
-//! `last + 2 * gap + lateness - 2` no record can change the session and it is freed. A record
-//! that merges emitted sessions retracts each of them; the merged session is emitted when it
-//! closes (at once, if its end has already passed).
+//! # Lateness: Flink's rule for merging windows
 //!
-//! `closes` and `frees` are queues keyed by time; merging leaves stale entries behind, which are
-//! recognised (no session of that key matches) and skipped when they come up.
+//! A record with event time `t` arriving at time `T` (the watermark, or `t` if it is ahead of
+//! it) merges its own window `[t, t + gap)` with every session of its key that it overlaps,
+//! given the records counted before it. It is *late* only if that merged session is beyond the
+//! allowed lateness, `end + lateness <= T`; the late output then names that session. Otherwise
+//! it counts: the sessions it merged are retracted if they were emitted, and the merged session
+//! is emitted when it closes (at once, as a correction, if its end has already passed). This is
+//! the rule of Flink's `WindowOperator` for merging windows (`isWindowLate` of the merged
+//! window), with one difference: Flink forgets a session once it is beyond the lateness, so a
+//! record bridging it to an open session merges with the open one only; here the session is
+//! still joined, so the result is the sessions of all counted records.
+//!
+//! Records that share a time are applied in the order they were sent (the input order: one
+//! worker reads the input, and a channel between two workers keeps order; with random
+//! partitioning, where records reach the operator by several paths, phase one numbers them and
+//! the operator sorts by that number). A record ahead of the watermark never changes whether an
+//! earlier record is late (it only touches sessions ending after its own time), so applying it
+//! on arrival gives the outcome of input order, for every number of workers and processes,
+//! every partitioner and every batching.
+//!
+//! # State
+//!
+//! Each key has its sessions sorted by start and pairwise disjoint (as intervals
+//! `[start, last + gap)`). A session closes when the frontier passes `last + gap - 1`. It is kept
+//! after it is emitted, with its emitted value: a record arriving at any later time may bridge
+//! it to a session that is still open (a chain of records walking back from an open session
+//! can reach any earlier one), and then counts and merges it. So, unlike tumbling and sliding
+//! windows, session state grows with the number of sessions of each key.
+//!
+//! `closes` is a queue keyed by time; merging leaves stale entries behind, which are recognised
+//! (no session of that key matches) and skipped when they come up.
 
 use std::collections::BTreeSet;
 use std::hash::Hash;
@@ -38,7 +59,6 @@ pub(crate) struct Sessions<K, V, A: Aggregator<V>> {
     agg: A,
     keys: HashMap<K, KeySessions<A, V>>,
     closes: BTreeSet<(u64, K)>,
-    frees: BTreeSet<(u64, K)>,
     dirty: Vec<K>,
     gauge: StateGauge,
 }
@@ -51,16 +71,8 @@ impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
             agg,
             keys: HashMap::new(),
             closes: BTreeSet::new(),
-            frees: BTreeSet::new(),
             dirty: Vec::new(),
             gauge,
-        }
-    }
-
-    fn window(&self, start: u64, last: u64) -> Window {
-        Window {
-            start: start as i64,
-            end: last.saturating_add(self.gap),
         }
     }
 }
@@ -77,7 +89,7 @@ where
     fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part> {
         // Every event time at or after `time`: no session it touches can have closed.
         let lo = match &part {
-            Part::Record { ts, .. } => *ts,
+            Part::Record { ts, .. } | Part::Sequenced { ts, .. } => *ts,
             Part::Partial { lo, .. } => *lo,
             Part::Late(_) => return Some(part),
         };
@@ -90,30 +102,27 @@ where
         None
     }
 
+    fn order(&self, parts: &mut [Self::Part]) {
+        // Sequenced parts all come from random partitioning's phase one, and are the only
+        // deferred parts there (its pieces are on time); a stable sort keeps any others' order.
+        parts.sort_by_key(|part| match part {
+            Part::Sequenced { seq, .. } => *seq,
+            _ => 0,
+        });
+    }
+
     fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>) {
-        let late_at = |hi: u64| hi.saturating_add(self.gap).saturating_add(self.lateness) <= time;
-        let (key, lo, hi, mut acc) = match part {
-            Part::Record { key, ts, record } => {
-                if late_at(ts) {
-                    let window = self.window(ts, ts);
-                    return out.push(Emit::Late(Late {
-                        window,
-                        key,
-                        record,
-                    }));
-                }
-                let mut acc = self.agg.init();
-                self.agg.add(&mut acc, &record);
-                (key, ts, ts, acc)
-            }
-            Part::Partial { key, lo, hi, acc } => {
-                // Phase one drops late records before building pieces.
-                debug_assert!(!late_at(hi));
-                (key, lo, hi, acc)
-            }
+        let (key, lo, hi, mut acc, record) = match part {
+            Part::Record { key, ts, record }
+            | Part::Sequenced {
+                key, ts, record, ..
+            } => (key, ts, ts, self.agg.init(), Some(record)),
+            // Phase one builds pieces of on-time records only (`lo >= time`): never late.
+            Part::Partial { key, lo, hi, acc } => (key, lo, hi, acc, None),
             Part::Late(late) => return out.push(Emit::Late(late)),
         };
         let gap = self.gap;
+        let own_end = hi.saturating_add(gap);
         let sessions = match self.keys.get_mut(&key) {
             Some(sessions) => sessions,
             None => self.keys.entry(key.clone()).or_default(),
@@ -121,14 +130,40 @@ where
         // Sessions overlapping [lo, hi + gap) form one contiguous run.
         let first = sessions.partition_point(|s| s.last.saturating_add(gap) <= lo);
         let mut past = first;
-        while past < sessions.len() && sessions[past].start < hi.saturating_add(gap) {
+        while past < sessions.len() && sessions[past].start < own_end {
             past += 1;
         }
-        let (mut start, mut last) = (lo, hi);
+        let start = sessions
+            .get(first)
+            .filter(|_| past > first)
+            .map_or(lo, |s| s.start.min(lo));
+        let end = match past.checked_sub(1).filter(|last| *last >= first) {
+            Some(last) => sessions[last].last.saturating_add(gap).max(own_end),
+            None => own_end,
+        };
+        if let Some(record) = record {
+            if end.saturating_add(self.lateness) <= time {
+                // Late: the session it would merge into is beyond the allowed lateness.
+                if sessions.is_empty() {
+                    self.keys.remove(&key);
+                }
+                let window = Window {
+                    start: start as i64,
+                    end,
+                };
+                return out.push(Emit::Late(Late {
+                    window,
+                    key,
+                    record,
+                }));
+            }
+            self.agg.add(&mut acc, &record);
+        }
+        let last = sessions[first..past]
+            .iter()
+            .fold(hi, |last, s| last.max(s.last));
         let mut retracted = false;
         for old in sessions.drain(first..past) {
-            start = start.min(old.start);
-            last = last.max(old.last);
             self.agg.merge(&mut acc, &old.acc);
             self.gauge.sub(1);
             if let Some(value) = old.emitted {
@@ -155,7 +190,7 @@ where
             },
         );
         self.gauge.add(1);
-        let close = last.saturating_add(gap) - 1;
+        let close = end - 1;
         if close < time {
             // Already past its end: emitted as a correction at `time`.
             debug_assert!(retracted || time > hi);
@@ -186,30 +221,9 @@ where
         }
     }
 
-    fn free(&mut self, frontier: Option<u64>) {
-        while let Some((t, _)) = self.frees.first() {
-            if frontier.is_some_and(|f| *t >= f) {
-                break;
-            }
-            let (_, key) = self.frees.pop_first().expect("first exists");
-            let Some(sessions) = self.keys.get_mut(&key) else {
-                continue;
-            };
-            let before = sessions.len();
-            let (gap, lateness) = (self.gap, self.lateness);
-            sessions.retain(|s| {
-                let free_at = s
-                    .last
-                    .saturating_add(2 * gap)
-                    .saturating_add(lateness)
-                    .saturating_sub(2);
-                s.emitted.is_none() || frontier.is_some_and(|f| free_at >= f)
-            });
-            self.gauge.sub(before - sessions.len());
-            if sessions.is_empty() {
-                self.keys.remove(&key);
-            }
-        }
+    fn free(&mut self, _frontier: Option<u64>) {
+        // Nothing: under Flink's rule a later record can still bridge any emitted session to an
+        // open one (see the module documentation), so sessions are kept.
     }
 }
 
@@ -225,7 +239,7 @@ where
         due: impl Fn(u64) -> bool,
         out: &mut Vec<Emit<K, A::Output, V>>,
     ) {
-        let (gap, lateness) = (self.gap, self.lateness);
+        let gap = self.gap;
         let Some(sessions) = self.keys.get_mut(key) else {
             return;
         };
@@ -246,11 +260,6 @@ where
                 value,
                 diff: 1,
             }));
-            let free_at = end
-                .saturating_add(gap)
-                .saturating_add(lateness)
-                .saturating_sub(2);
-            self.frees.insert((free_at, key.clone()));
         }
     }
 }

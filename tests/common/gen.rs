@@ -159,3 +159,20 @@ pub fn agg_name(a: &Agg) -> &'static str {
         Agg::Mean => "mean",
     }
 }
+
+/// The largest event time (`tidemark::time::MAX_TIME`, `2^62 - 1`).
+pub const MAX_TIME: u64 = (1 << 62) - 1;
+
+/// As [`events`], moved to the end of the time domain: the latest possible times are at most
+/// [`MAX_TIME`] and within about a thousand of it.
+pub fn events_near_the_end(max_len: usize) -> impl Strategy<Value = Vec<Event>> {
+    events(max_len).prop_map(|events| {
+        events
+            .into_iter()
+            .map(|e| Event {
+                ts: e.ts + (MAX_TIME - 1_000),
+                ..e
+            })
+            .collect()
+    })
+}

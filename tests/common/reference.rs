@@ -11,8 +11,12 @@
 //!    `[k*slide, k*slide+size)` containing `ts` (any integer `k`, so starts may
 //!    be negative); session `[ts, ts+gap)` for the event's own interval.
 //! 3. Fixed windows: event `i` is late for window `w` iff `end(w) + lateness <= W_i`.
-//! 4. Sessions: event `i` is late iff `ts + gap + lateness <= W_i`; sessions are
-//!    formed per key from all counted events, merging only overlapping intervals.
+//! 4. Sessions (Flink's rule for merging windows), applied in input order: event `i`
+//!    arrives at `T_i = max(ts, W_i)`; its own window `[ts, ts+gap)` joined with the
+//!    sessions (of its key, formed from the events counted before it) that it overlaps
+//!    is the session it merges into. It is late iff that session's
+//!    `end + lateness <= T_i` (late row naming that session); otherwise it counts.
+//!    Sessions are formed per key from all counted events.
 //! 5. Aggregates: Count (n * 1e9), Sum, Min, Max, Mean (round half away from zero).
 //! 6. `late` is sorted ascending.
 
@@ -160,11 +164,13 @@ pub fn aggregate(agg: Agg, values: &[i128]) -> i128 {
 ///   time, if `end(w) + lateness <= W_i` the event is late for `w` (a late row
 ///   `(i, start, end)`), otherwise it counts in `w`. An event can thus be late
 ///   for some of its sliding windows and counted in others.
-/// * Sessions: event `i` is late iff `ts + gap + lateness <= W_i` (late row
-///   `(i, ts, ts+gap)`), and then contributes nowhere. Sessions are formed per
-///   key from all counted events regardless of arrival order: sorted times
-///   are split into maximal runs where each next time `t < prev + gap`; a
-///   session's window is `[first, last + gap)`.
+/// * Sessions: events are applied in input order under Flink's rule for merging
+///   windows (rule 4 of the module documentation): event `i` is late iff the
+///   session it merges into (its own window joined with the sessions of the
+///   events counted before it that it overlaps) has `end + lateness <= T_i`,
+///   with `T_i = max(ts, W_i)`; the late row names that session. Sessions are
+///   the maximal runs of counted times in which each next time `t < prev + gap`;
+///   a session's window is `[first, last + gap)`.
 pub fn reference(events: &[Event], p: &Params) -> Outcome {
     let wm = watermarks(events, p.max_delay);
     let lateness = p.lateness as u128;
@@ -189,12 +195,21 @@ pub fn reference(events: &[Event], p: &Params) -> Outcome {
         }
         WindowKind::Session { gap } => {
             assert!(gap > 0, "session gap must be positive");
+            let gap = gap as u128;
             // key -> counted (ts, value) pairs
             let mut counted: BTreeMap<String, Vec<(u64, i128)>> = BTreeMap::new();
             for (i, e) in events.iter().enumerate() {
-                let own_end = e.ts as u128 + gap as u128;
-                if own_end + lateness <= wm[i] as u128 {
-                    late.push((i, to_i64(e.ts as i128), to_u64(own_end as i128)));
+                let time = e.ts.max(wm[i]) as u128;
+                let mut mine = counted.get(&e.key).cloned().unwrap_or_default();
+                mine.push((e.ts, e.value));
+                let (start, end) = runs(mine, gap)
+                    .into_iter()
+                    .map(|run| (run.first().unwrap().0, run.last().unwrap().0))
+                    .find(|(first, last)| *first <= e.ts && e.ts <= *last)
+                    .map(|(first, last)| (first as u128, last as u128 + gap))
+                    .expect("the event is in one run");
+                if end + lateness <= time {
+                    late.push((i, to_i64(start as i128), to_u64(end as i128)));
                 } else {
                     counted
                         .entry(e.key.clone())
@@ -202,25 +217,8 @@ pub fn reference(events: &[Event], p: &Params) -> Outcome {
                         .push((e.ts, e.value));
                 }
             }
-            for (key, mut evs) in counted {
-                evs.sort();
-                // Split the sorted times into maximal overlapping runs.
-                let mut runs: Vec<Vec<(u64, i128)>> = Vec::new();
-                for (t, v) in evs {
-                    let extend = match runs.last() {
-                        Some(run) => {
-                            let prev = run.last().unwrap().0;
-                            (t as u128) < prev as u128 + gap as u128
-                        }
-                        None => false,
-                    };
-                    if extend {
-                        runs.last_mut().unwrap().push((t, v));
-                    } else {
-                        runs.push(vec![(t, v)]);
-                    }
-                }
-                for run in runs {
+            for (key, evs) in counted {
+                for run in runs(evs, gap) {
                     let first = run.first().unwrap().0;
                     let last = run.last().unwrap().0;
                     let start = to_i64(first as i128);
@@ -241,6 +239,25 @@ pub fn reference(events: &[Event], p: &Params) -> Outcome {
         })
         .collect();
     Outcome { windows, late }
+}
+
+/// Splits `(ts, value)` pairs, sorted by time, into maximal runs in which each next
+/// time is less than the previous plus `gap`: the sessions of those events.
+fn runs(mut evs: Vec<(u64, i128)>, gap: u128) -> Vec<Vec<(u64, i128)>> {
+    evs.sort();
+    let mut runs: Vec<Vec<(u64, i128)>> = Vec::new();
+    for (t, v) in evs {
+        let extend = match runs.last() {
+            Some(run) => (t as u128) < run.last().unwrap().0 as u128 + gap,
+            None => false,
+        };
+        if extend {
+            runs.last_mut().unwrap().push((t, v));
+        } else {
+            runs.push(vec![(t, v)]);
+        }
+    }
+    runs
 }
 
 /// For fixed (tumbling/sliding) windows only: for every `(window, key)`, the

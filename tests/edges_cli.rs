@@ -1,0 +1,617 @@
+//! `tidemark window` at its edges (issue 10): every file the CLI writes read back by header name,
+//! exact sums beyond 128 bits, event times at the ends of the time domain, Flink's lateness rule
+//! for sessions, every partitioner under both emit modes, and what the CLI refuses.
+//!
+//! Protects: that each output row agrees with its header (both emit modes, late output,
+//! standard input, input columns in any order), that results do not depend on workers,
+//! partitioner or input order, and that nothing wraps, panics or is dropped silently.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The largest event time.
+const MAX_TIME: u64 = tidemark::time::MAX_TIME;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidemark-edges-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `tidemark window`, feeding `stdin` to it when given.
+fn window(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+    command.arg("window").args(args);
+    match stdin {
+        None => command.output().expect("binary runs"),
+        Some(text) => {
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("binary runs");
+            let mut input = child.stdin.take().unwrap();
+            input.write_all(text.as_bytes()).unwrap();
+            drop(input);
+            child.wait_with_output().unwrap()
+        }
+    }
+}
+
+type Row = BTreeMap<String, String>;
+
+/// Every row of a CSV file as a map from header name to field; checks that the header names
+/// are distinct and that every row has one field per name.
+fn rows_by_name(path: &Path) -> Vec<Row> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
+    let mut names = header.clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), header.len(), "repeated names in {header:?}");
+    reader
+        .records()
+        .map(|record| {
+            let record = record.unwrap();
+            assert_eq!(record.len(), header.len(), "{record:?} against {header:?}");
+            header
+                .iter()
+                .cloned()
+                .zip(record.iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}
+
+fn row(fields: &[(&str, &str)]) -> Row {
+    fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+type Answer = BTreeMap<(String, String, String), String>;
+
+/// The changelog consolidated: `(start, end, key) -> value`, each with net diff 1.
+fn consolidated(path: &Path) -> Answer {
+    let mut totals: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
+    for r in rows_by_name(path) {
+        let key = (
+            r["window_start"].clone(),
+            r["window_end"].clone(),
+            r["key"].clone(),
+            r["value"].clone(),
+        );
+        *totals.entry(key).or_default() += r["diff"].parse::<i64>().unwrap();
+    }
+    let mut answer = BTreeMap::new();
+    for ((start, end, key, value), total) in totals {
+        assert!(total == 0 || total == 1, "net diff {total}");
+        if total == 1 {
+            assert!(answer.insert((start, end, key), value).is_none());
+        }
+    }
+    answer
+}
+
+fn answer(rows: &[(&str, &str, &str, &str)]) -> Answer {
+    rows.iter()
+        .map(|(s, e, k, v)| ((s.to_string(), e.to_string(), k.to_string()), v.to_string()))
+        .collect()
+}
+
+const PARTITIONERS: [&str; 4] = ["hash", "range:m", "random", "broadcast"];
+const EMITS: [&str; 2] = ["final", "updates"];
+
+/// Runs `csv` under both emit modes, every partitioner and 1, 2, 4 workers, checks that all runs
+/// agree, and returns the consolidated changelog and the late rows (by name, without the
+/// updates mode's `diff`, which must be `1` here).
+fn run_everywhere(name: &str, csv: &str, args: &[&str]) -> (Answer, Vec<Row>) {
+    let dir = scratch(name);
+    let input = dir.join("in.csv");
+    std::fs::write(&input, csv).unwrap();
+    let (output, late) = (dir.join("out.csv"), dir.join("late.csv"));
+    let mut first = None;
+    for emit in EMITS {
+        for partition in PARTITIONERS {
+            for workers in ["1", "2", "4"] {
+                let mut all = vec![
+                    "--input",
+                    input.to_str().unwrap(),
+                    "--output",
+                    output.to_str().unwrap(),
+                    "--late-output",
+                    late.to_str().unwrap(),
+                    "--emit",
+                    emit,
+                    "--partition",
+                    partition,
+                    "--workers",
+                    workers,
+                ];
+                all.extend(args);
+                let out = window(&all, None);
+                let what = format!("{emit}, --partition {partition}, {workers} workers");
+                assert!(out.status.success(), "{what}: {}", stderr(&out));
+                let mut late_rows = rows_by_name(&late);
+                for r in &mut late_rows {
+                    let diff = r.remove("diff");
+                    let expected = (emit == "updates").then(|| "1".to_string());
+                    assert_eq!(diff, expected, "{what}: {r:?}");
+                }
+                late_rows.sort();
+                let got = (consolidated(&output), late_rows);
+                match &first {
+                    None => first = Some(got),
+                    Some(first) => assert_eq!(&got, first, "{what}"),
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    first.expect("at least one run")
+}
+
+#[test]
+fn late_rows_agree_with_their_header_in_both_emit_modes_and_any_column_order() {
+    // Issue 10, part 1: the late row of `3,s,9` under `--emit updates` is `3,s,9,0,10,1`.
+    let dir = scratch("late-header");
+    let inputs = [
+        "ts,key,value\n5,s,7\n20,s,1\n3,s,9\n",
+        "value,key,ts\n7,s,5\n1,s,20\n9,s,3\n",
+        "note,key,diff,value,ts\nx,s,1,7,5\ny,s,1,1,20\nz,s,1,9,3\n",
+    ];
+    for (i, csv) in inputs.iter().enumerate() {
+        for emit in EMITS {
+            for stdin in [false, true] {
+                let input = dir.join("in.csv");
+                std::fs::write(&input, csv).unwrap();
+                let (output, late) = (dir.join("out.csv"), dir.join("late.csv"));
+                let input_arg = if stdin { "-" } else { input.to_str().unwrap() };
+                let out = window(
+                    &[
+                        "--input",
+                        input_arg,
+                        "--output",
+                        output.to_str().unwrap(),
+                        "--late-output",
+                        late.to_str().unwrap(),
+                        "--window",
+                        "tumbling:10",
+                        "--agg",
+                        "sum",
+                        "--emit",
+                        emit,
+                    ],
+                    stdin.then_some(*csv),
+                );
+                let what = format!("input {i}, {emit}, stdin {stdin}");
+                assert!(out.status.success(), "{what}: {}", stderr(&out));
+                let mut expected = vec![
+                    ("ts", "3"),
+                    ("key", "s"),
+                    ("value", "9"),
+                    ("window_start", "0"),
+                    ("window_end", "10"),
+                ];
+                if csv.starts_with("note") {
+                    expected.push(("note", "z"));
+                }
+                if emit == "updates" {
+                    expected.push(("diff", "1"));
+                }
+                assert_eq!(rows_by_name(&late), vec![row(&expected)], "{what}");
+                let mut changelog: Vec<_> = rows_by_name(&output)
+                    .into_iter()
+                    .map(|r| {
+                        let field = |name: &str| r[name].clone();
+                        [
+                            field("window_start"),
+                            field("window_end"),
+                            field("key"),
+                            field("value"),
+                            field("diff"),
+                        ]
+                    })
+                    .collect();
+                changelog.sort();
+                let expected: Vec<[String; 5]> =
+                    [["0", "10", "s", "7", "1"], ["20", "30", "s", "1", "1"]]
+                        .iter()
+                        .map(|r| r.map(str::to_string))
+                        .collect();
+                assert_eq!(changelog, expected, "{what}");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn corrections_and_retractions_are_read_back_by_name() {
+    let dir = scratch("corrections");
+    let input = dir.join("in.csv");
+    let output = dir.join("out.csv");
+    // A correction within the allowed lateness, with the input's columns in another order.
+    std::fs::write(&input, "key,ts,value\na,1,2\na,12,1\na,3,5\n").unwrap();
+    let out = window(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+            "--allowed-lateness",
+            "5",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = ["window_start", "window_end", "key", "value", "diff"];
+    let expected: Vec<Row> = [
+        ["0", "10", "a", "2", "1"],
+        ["0", "10", "a", "2", "-1"],
+        ["0", "10", "a", "7", "1"],
+        ["10", "20", "a", "1", "1"],
+    ]
+    .iter()
+    .map(|fields| {
+        row(&names
+            .iter()
+            .copied()
+            .zip(fields.iter().copied())
+            .collect::<Vec<_>>())
+    })
+    .collect();
+    let (mut got, mut expected) = (rows_by_name(&output), expected);
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+
+    // A retraction in the input (--emit updates), the diff column first.
+    std::fs::write(&input, "diff,value,ts,key\n1,2,1,a\n1,4,2,a\n-1,2,1,a\n").unwrap();
+    let out = window(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+            "--emit",
+            "updates",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(consolidated(&output), answer(&[("0", "10", "a", "4")]));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sums_beyond_128_bits_are_exact_everywhere() {
+    // Issue 10, part 2: exact, whatever the workers, partitioner and emit mode.
+    let csv = "ts,key,value\n1,acct,100000000000000000000000000000\n\
+               2,acct,100000000000000000000000000000\n3,other,5\n";
+    let args = ["--window", "tumbling:10", "--agg", "sum"];
+    let (got, late) = run_everywhere("big-sum", csv, &args);
+    assert_eq!(
+        got,
+        answer(&[
+            ("0", "10", "acct", "200000000000000000000000000000"),
+            ("0", "10", "other", "5"),
+        ])
+    );
+    assert!(late.is_empty());
+    let args = ["--window", "tumbling:10", "--agg", "mean"];
+    let (got, _) = run_everywhere("big-mean", csv, &args);
+    assert_eq!(
+        got,
+        answer(&[
+            ("0", "10", "acct", "100000000000000000000000000000"),
+            ("0", "10", "other", "5"),
+        ])
+    );
+}
+
+#[test]
+fn sums_do_not_depend_on_the_order_of_huge_values() {
+    // 1e29, -1e29, 1e29, 1e29, -1e29 in every distinct order: always exactly 1e29. And the
+    // ends of the input range add up exactly too: 3 * max - max = 2 * (2^127 - 1) nano-units.
+    let big = "100000000000000000000000000000";
+    let max = "170141183460469231731687303715.884105727";
+    let dir = scratch("orders");
+    let input = dir.join("in.csv");
+    let output = dir.join("out.csv");
+    for mask in (0u32..32).filter(|m| m.count_ones() == 3) {
+        let mut csv = String::from("ts,key,value\n");
+        for i in 0..5 {
+            let sign = if mask & (1 << i) != 0 { "" } else { "-" };
+            csv.push_str(&format!("{i},k,{sign}{big}\n"));
+        }
+        for i in 0..4 {
+            let sign = if i == mask % 4 { "-" } else { "" };
+            csv.push_str(&format!("{i},m,{sign}{max}\n"));
+        }
+        std::fs::write(&input, &csv).unwrap();
+        for workers in ["1", "2"] {
+            let out = window(
+                &[
+                    "--input",
+                    input.to_str().unwrap(),
+                    "--output",
+                    output.to_str().unwrap(),
+                    "--window",
+                    "tumbling:10",
+                    "--agg",
+                    "sum",
+                    "--partition",
+                    "random",
+                    "--workers",
+                    workers,
+                ],
+                None,
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(
+                consolidated(&output),
+                answer(&[
+                    ("0", "10", "k", big),
+                    ("0", "10", "m", "340282366920938463463374607431.768211454"),
+                ]),
+                "{csv}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn times_beyond_the_domain_are_refused_with_file_line_and_field() {
+    // Issue 10, part 3: no wrapped window, no panic, no silent drop.
+    let dir = scratch("domain");
+    let input = dir.join("in.csv");
+    let output = dir.join("out.csv");
+    let just_beyond = (MAX_TIME + 1).to_string();
+    for bad in [
+        "9223372036854775810",
+        "18446744073709551610",
+        "18446744073709551616",
+        just_beyond.as_str(),
+    ] {
+        std::fs::write(&input, format!("ts,key,value\n1,a,1\n{bad},a,2\n")).unwrap();
+        for (emit, partition, workers) in [
+            ("final", "hash", "1"),
+            ("final", "random", "2"),
+            ("updates", "hash", "2"),
+            ("updates", "random", "2"),
+        ] {
+            let out = window(
+                &[
+                    "--input",
+                    input.to_str().unwrap(),
+                    "--output",
+                    output.to_str().unwrap(),
+                    "--window",
+                    "tumbling:10",
+                    "--agg",
+                    "sum",
+                    "--emit",
+                    emit,
+                    "--partition",
+                    partition,
+                    "--workers",
+                    workers,
+                ],
+                None,
+            );
+            assert!(!out.status.success(), "{bad} accepted");
+            let err = stderr(&out);
+            assert!(err.contains("in.csv:3: field 'ts'"), "{err}");
+            assert!(err.contains(&MAX_TIME.to_string()), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    // Durations beyond the domain, and sliding windows with too many windows per record.
+    std::fs::write(&input, "ts,key,value\n1,a,1\n").unwrap();
+    for args in [
+        ["--window", "sliding:18446744073709551615/1"],
+        ["--window", "tumbling:4611686018427387905"],
+        ["--window", "session:4611686018427387905"],
+        ["--window", "sliding:10000000/1"],
+        ["--max-delay", "18446744073709551615"],
+        ["--allowed-lateness", "4611686018427387905"],
+    ] {
+        let mut all = vec![
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--agg",
+            "count",
+        ];
+        if args[0] != "--window" {
+            all.extend(["--window", "tumbling:10"]);
+        }
+        all.extend(args);
+        let out = window(&all, None);
+        assert!(!out.status.success(), "{args:?} accepted");
+        let err = stderr(&out);
+        assert!(err.contains(args[1]), "{args:?}: {err}");
+        assert!(err.contains("2^62") || err.contains("windows"), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn windows_at_the_end_of_the_domain_are_exact() {
+    let top = MAX_TIME.to_string();
+    let below = (MAX_TIME - 2).to_string();
+    let text = |t: u64| t.to_string();
+    // Tumbling: the last window reaches past the domain's end, exactly.
+    let csv = format!("ts,key,value\n1,a,1\n{below},a,2\n{top},a,4\n{below},b,8\n");
+    let args = ["--window", "tumbling:10", "--agg", "sum"];
+    let (got, late) = run_everywhere("top-tumbling", &csv, &args);
+    let last = MAX_TIME - MAX_TIME % 10;
+    let (start, end) = (text(last), text(last + 10));
+    assert_eq!(
+        got,
+        answer(&[
+            ("0", "10", "a", "1"),
+            (&start, &end, "a", "6"),
+            (&start, &end, "b", "8"),
+        ])
+    );
+    assert!(late.is_empty(), "{late:?}");
+    // The largest gap: a session from 0 to the domain's end ends at 2^63 - 1.
+    let csv = format!("ts,key,value\n0,a,1\n{top},a,2\n");
+    let args = ["--window", "session:4611686018427387904", "--agg", "count"];
+    let (got, _) = run_everywhere("top-session", &csv, &args);
+    assert_eq!(got, answer(&[("0", &text(u64::MAX / 2), "a", "2")]));
+    // The largest size, sliding by half of it: windows start before zero and end past 2^62
+    // (the domain's last time, 2^62 - 1, is in [0, 2^62) and [2^61, 3 * 2^61)).
+    let half = 1u64 << 61;
+    let args = [
+        "--window",
+        "sliding:4611686018427387904/2305843009213693952",
+        "--agg",
+        "count",
+    ];
+    let (got, _) = run_everywhere("top-sliding", &csv, &args);
+    assert_eq!(
+        got,
+        answer(&[
+            (&format!("-{half}"), &text(half), "a", "1"),
+            ("0", &text(2 * half), "a", "2"),
+            (&text(half), &text(3 * half), "a", "1"),
+        ])
+    );
+}
+
+#[test]
+fn a_session_record_joining_an_open_session_counts() {
+    // Issue 10, part 4: `5,a` falls in the session [0,34), whose end is past the watermark 30.
+    let args = ["--window", "session:10", "--agg", "count"];
+    let csv = "ts,key,value\n0,a,1\n8,a,1\n16,a,1\n24,a,1\n30,b,1\n5,a,1\n";
+    let (got, late) = run_everywhere("session-open", csv, &args);
+    assert_eq!(
+        got,
+        answer(&[("0", "34", "a", "5"), ("30", "40", "b", "1")])
+    );
+    assert!(late.is_empty(), "{late:?}");
+    // Once the session is beyond the watermark the record is late, and its row names it.
+    let csv = "ts,key,value\n0,a,1\n8,a,1\n16,a,1\n24,a,1\n50,b,1\n5,a,1\n";
+    let (got, late) = run_everywhere("session-late", csv, &args);
+    assert_eq!(
+        got,
+        answer(&[("0", "34", "a", "4"), ("50", "60", "b", "1")])
+    );
+    let expected = row(&[
+        ("ts", "5"),
+        ("key", "a"),
+        ("value", "1"),
+        ("window_start", "0"),
+        ("window_end", "34"),
+    ]);
+    assert_eq!(late, vec![expected]);
+    // A record that would bridge two closed sessions: late, naming the merged session; with
+    // enough lateness it counts and merges them (a correction).
+    let csv = "ts,key,value\n10,a,1\n18,a,1\n30,b,1\n14,a,1\n";
+    let args = ["--window", "session:5", "--agg", "count"];
+    let (_, late) = run_everywhere("session-bridge", csv, &args);
+    let named: Vec<_> = late
+        .iter()
+        .map(|r| (r["window_start"].as_str(), r["window_end"].as_str()))
+        .collect();
+    assert_eq!(named, [("10", "23")]);
+    let args = [
+        "--window",
+        "session:5",
+        "--agg",
+        "count",
+        "--allowed-lateness",
+        "8",
+    ];
+    let (got, late) = run_everywhere("session-bridge-counted", csv, &args);
+    assert_eq!(
+        got,
+        answer(&[("10", "23", "a", "3"), ("30", "35", "b", "1")])
+    );
+    assert!(late.is_empty());
+}
+
+#[test]
+fn a_duplicated_header_column_is_refused_by_name() {
+    let dir = scratch("duplicate");
+    let input = dir.join("in.csv");
+    let output = dir.join("out.csv");
+    let late = dir.join("late.csv");
+    for (header, column) in [
+        ("ts,key,value,key", "key"),
+        ("ts,ts,key,value", "ts"),
+        ("note,ts,key,value,note", "note"),
+    ] {
+        std::fs::write(&input, format!("{header}\n1,a,1,1\n")).unwrap();
+        let out = window(
+            &[
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+                "--window",
+                "tumbling:10",
+                "--agg",
+                "sum",
+            ],
+            None,
+        );
+        assert!(!out.status.success(), "{header} accepted");
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("in.csv:1: field '{column}'")) && err.contains("more than once"),
+            "{err}"
+        );
+    }
+    // An input column named like one the late output adds would make that output ambiguous.
+    std::fs::write(&input, "ts,key,value,window_end\n1,a,1,x\n").unwrap();
+    let out = window(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--late-output",
+            late.to_str().unwrap(),
+            "--window",
+            "tumbling:10",
+            "--agg",
+            "sum",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("in.csv:1: field 'window_end'"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
