@@ -1,19 +1,37 @@
 //! Ending a run that cannot finish: one line, no result that looks complete, every process told.
 //!
 //! This module owns the CLI's last word on a failed run. [`fail`] is the single exit for every
-//! fault found while workers run (a worker's error, a panic, SIGINT/SIGTERM, a peer process
+//! fault found while workers run (a worker's error, a panic, SIGINT/SIGTERM/SIGHUP, a peer process
 //! that died, failed or went silent): the first caller removes the temporary outputs of this
 //! run ([`crate::output::remove_unfinished`]), tells the peer processes (hooks registered with
 //! [`on_abort`] by [`crate::cluster`]), prints `error: ...` as one line and exits; every later
 //! caller waits for that exit. Exiting at once is what ends every worker: timely has no way to
 //! cancel a dataflow, and a worker that stopped would leave the others waiting forever.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 static ABORTING: AtomicBool = AtomicBool::new(false);
+/// The exit status of the failure under way.
+static CODE: AtomicI32 = AtomicI32::new(1);
+
+thread_local! {
+    /// Whether this thread is the one running [`fail`].
+    static FAILING_HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Writes `line` and a line break to standard error, ignoring errors. Every report of the CLI
+/// goes through here: `eprintln!` panics when standard error is a closed pipe (`2>&1 | head`),
+/// and a panic while reporting a failure would turn a clean exit into an abort or a hang.
+pub fn say(line: impl std::fmt::Display) {
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr().lock(),
+        format!("{line}\n").as_bytes(),
+    );
+}
 
 type Hook = Box<dyn Fn(&str) + Send>;
 
@@ -57,10 +75,16 @@ pub fn on_abort(hook: impl Fn(&str) + Send + 'static) {
 /// Only the first call does this; later ones (another worker failing too) wait for the exit.
 pub fn fail(message: &str, code: i32) -> ! {
     if ABORTING.swap(true, Ordering::SeqCst) {
+        if FAILING_HERE.with(Cell::get) {
+            // This thread panicked while failing: waiting would wait for itself forever.
+            std::process::exit(CODE.load(Ordering::SeqCst));
+        }
         loop {
             std::thread::park();
         }
     }
+    FAILING_HERE.with(|f| f.set(true));
+    CODE.store(code, Ordering::SeqCst);
     crate::output::remove_unfinished();
     let message = one_line(message);
     // Never blocks for long: each hook's writes have a timeout.
@@ -69,7 +93,7 @@ pub fn fail(message: &str, code: i32) -> ! {
             hook(&message);
         }
     }
-    eprintln!("error: {message}");
+    say(format_args!("error: {message}"));
     std::process::exit(code)
 }
 
@@ -121,8 +145,8 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Handles SIGINT and SIGTERM: the run stops, removes what it created, prints one line and
-/// exits with 130 or 143 (128 + the signal, as a shell reports it).
+/// Handles SIGINT, SIGTERM and SIGHUP: the run stops, removes what it created, prints one line
+/// and exits with 130, 143 or 129 (128 + the signal, as a shell reports it).
 ///
 /// Call before any other thread is started: the signals are blocked in the calling thread, and
 /// threads inherit that mask, so only the waiting thread started here ever receives them.
@@ -134,6 +158,8 @@ pub fn install_signal_handlers() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        // The terminal closing (or `kill -HUP`) ends a run as SIGTERM does.
+        libc::sigaddset(&mut set, libc::SIGHUP);
         if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
             return;
         }
@@ -142,10 +168,10 @@ pub fn install_signal_handlers() {
             .spawn(move || loop {
                 let mut signal = 0;
                 if libc::sigwait(&set, &mut signal) == 0 {
-                    let name = if signal == libc::SIGINT {
-                        "SIGINT"
-                    } else {
-                        "SIGTERM"
+                    let name = match signal {
+                        libc::SIGINT => "SIGINT",
+                        libc::SIGHUP => "SIGHUP",
+                        _ => "SIGTERM",
                     };
                     fail(
                         &format!(

@@ -154,12 +154,13 @@ pub fn check_distinct(
     outputs: &[(&str, &Path)],
 ) -> Result<(), OutputError> {
     let input = input.map(|(flag, path)| {
-        let path = if path == Path::new("-") {
+        // Named as given (`-`), compared as what standard input is connected to.
+        let denoted = if path == Path::new("-") {
             Path::new("/dev/stdin")
         } else {
             path
         };
-        (flag, path, Identity::of(path))
+        (flag, path, Identity::of(denoted))
     });
     let outputs: Vec<_> = outputs
         .iter()

@@ -182,6 +182,45 @@ fn an_output_that_is_the_input_or_another_output_is_refused() {
     assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
 }
 
+/// The input under names a string comparison misses: standard input redirected from it, a
+/// chain of symlinks, a `/proc/self/fd` descriptor. Named in the error as the user typed them.
+#[test]
+fn the_input_behind_stdin_a_symlink_chain_or_a_descriptor_is_refused() {
+    let dir = scratch("same-other-names");
+    let input = write(&dir, "events.csv", EVENTS);
+    std::os::unix::fs::symlink(&input, dir.join("l1")).unwrap();
+    std::os::unix::fs::symlink("l1", dir.join("l2")).unwrap();
+    std::os::unix::fs::symlink(dir.join("l2"), dir.join("l3")).unwrap();
+    let chain = dir.join("l3");
+    let cases: [(&str, &str, &str); 3] = [
+        ("-", s(&input), "--input - and --output"),
+        (s(&input), s(&chain), "--output"),
+        (s(&input), "/proc/self/fd/0", "--output /proc/self/fd/0"),
+    ];
+    for (from, to, named) in cases {
+        let out = bin()
+            .args(["window", "--input", from, "--output", to])
+            .args(["--window", "tumbling:10", "--agg", "sum"])
+            .stdin(std::fs::File::open(&input).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{from} {to}");
+        let line = one_error_line(&stderr(&out));
+        assert!(
+            line.contains("are the same file") && line.contains(named),
+            "{line}"
+        );
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), EVENTS);
+    }
+    let keep = [
+        input.as_path(),
+        &dir.join("l1"),
+        &dir.join("l2"),
+        &dir.join("l3"),
+    ];
+    assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
+}
+
 #[test]
 fn a_failed_run_leaves_the_old_output_and_no_partial_file() {
     let dir = scratch("partial");
@@ -510,10 +549,11 @@ fn wait_for_temporary(dir: &Path) {
 }
 
 #[test]
-fn sigint_and_sigterm_stop_the_run_and_remove_only_what_it_created() {
+fn sigint_sigterm_and_sighup_stop_the_run_and_remove_only_what_it_created() {
     for (signal, name, code) in [
         (libc::SIGINT, "SIGINT", 130),
         (libc::SIGTERM, "SIGTERM", 143),
+        (libc::SIGHUP, "SIGHUP", 129),
     ] {
         let dir = scratch(&format!("signal-{name}"));
         let out = write(&dir, "out.csv", "precious\n");
@@ -543,6 +583,72 @@ fn sigint_and_sigterm_stop_the_run_and_remove_only_what_it_created() {
     }
 }
 
+/// Standard error closed (`2>&1 | head -1` after the reader left): reports cannot be written,
+/// yet every run ends with its own exit status, neither hanging (a panic while failing used to
+/// wait for itself) nor aborting, and leaves nothing half-written.
+#[test]
+fn a_closed_standard_error_changes_no_outcome() {
+    let closed = |mut command: Command| {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        drop(child.stderr.take());
+        child
+    };
+    // A fatal bad line while the workers run, and a signal.
+    for (signal, code) in [(None, 1), (Some(libc::SIGTERM), 143)] {
+        let dir = scratch(&format!("closed-stderr-{code}"));
+        let out = write(&dir, "out.csv", "precious\n");
+        let mut command = bin();
+        command
+            .args([
+                "window",
+                "--input",
+                "-",
+                "--window",
+                "tumbling:10",
+                "--agg",
+                "sum",
+            ])
+            .args([
+                "--output",
+                s(&out),
+                "--workers",
+                "2",
+                "--idle-timeout",
+                "10ms",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null());
+        let mut child = closed(command);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"ts,key,value\n1,a,1\n").unwrap();
+        stdin.flush().unwrap();
+        wait_for_temporary(&dir);
+        match signal {
+            // SAFETY: kill on our own child's pid.
+            Some(signal) => assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0),
+            None => stdin.write_all(b"x,a,1\n").unwrap(),
+        }
+        assert_eq!(wait(&mut child).code(), Some(code));
+        drop(stdin);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+        assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+    }
+    // A run that succeeds (its summary lost) and one that fails before starting.
+    let dir = scratch("closed-stderr-summary");
+    let input = write(&dir, "events.csv", EVENTS);
+    let out = dir.join("out.csv");
+    for (input, code) in [(input.clone(), 0), (dir.join("missing.csv"), 1)] {
+        let mut command = bin();
+        command
+            .args(["window", "--input", s(&input), "--output", s(&out)])
+            .args(["--window", "tumbling:10", "--agg", "sum"])
+            .stdout(Stdio::null());
+        let mut child = closed(command);
+        assert_eq!(wait(&mut child).code(), Some(code), "{input:?}");
+        assert!(out.exists());
+    }
+}
+
 #[test]
 fn an_injected_failure_ends_every_worker_with_one_line() {
     for workers in [1usize, 2, 4] {
@@ -568,6 +674,25 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
             assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
         }
     }
+    // A hook naming no worker is refused, not silently ignored.
+    let dir = scratch("inject-none");
+    let input = write(&dir, "events.csv", EVENTS);
+    let out = bin()
+        .args([
+            "window",
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join("o.csv")),
+        ])
+        .args(["--window", "tumbling:10", "--agg", "sum", "--workers", "2"])
+        .env("TIDEMARK_FAIL_WORKER", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_error_line(&stderr(&out));
+    assert!(line.contains("no worker 2 (2 workers in all)"), "{line}");
+    assert_eq!(leftovers(&dir, &[&input]), Vec::<PathBuf>::new());
 }
 
 fn free_port() -> u16 {

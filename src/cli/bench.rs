@@ -14,7 +14,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 
 use crate::cli::ClusterArgs;
@@ -345,7 +345,7 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
         return finish(args, &report, &recorder);
     }
     let bound = args.p99_bound.unwrap_or(DEFAULT_P99_BOUND_NS);
-    eprintln!("finding the closed-loop maximum...");
+    crate::abort::say(format_args!("finding the closed-loop maximum..."));
     let Some((max, _)) = run_once(args, &cluster, &workload, None, false)? else {
         return Ok(());
     };
@@ -355,16 +355,16 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("no report"))?;
         let late = recorder.tail_p99();
         match (report.overloaded, report.latency_ns.p99) {
-            (false, Some(p99)) => eprintln!(
+            (false, Some(p99)) => crate::abort::say(format_args!(
                 "  offered {:>12} /s: achieved {:>12.0} /s, p99 {:.3} ms",
                 rate,
                 report.achieved_rate,
                 p99 as f64 / 1e6
-            ),
-            _ => eprintln!(
+            )),
+            _ => crate::abort::say(format_args!(
                 "  offered {:>12} /s: achieved {:>12.0} /s, overloaded ({} epochs completed)",
                 rate, report.achieved_rate, report.samples
-            ),
+            )),
         }
         if sustainable::sustainable(&report, late, bound)
             && best_recorder.as_ref().is_none_or(|(r, _)| *r < rate)
@@ -373,18 +373,18 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
         }
         Ok((report, late))
     })?;
-    eprintln!(
+    crate::abort::say(format_args!(
         "{} probes, closed-loop maximum {:.0} events/s",
         probes.len(),
         max.achieved_rate
-    );
+    ));
     match best {
         Some(best) => {
-            println!(
-                "sustainable throughput (p99 <= {:.3} ms): {} events/s",
+            stdout(&format!(
+                "sustainable throughput (p99 <= {:.3} ms): {} events/s\n",
                 bound as f64 / 1e6,
                 best.rate
-            );
+            ))?;
             let recorder = best_recorder
                 .filter(|(rate, _)| *rate == best.rate)
                 .map_or_else(|| Recorder::new(args.warmup, false), |(_, r)| r);
@@ -397,10 +397,19 @@ fn bench<W: Workload>(args: &BenchArgs, workload: W) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `text` to standard output; an error (a closed pipe) is one line, not a panic as
+/// with `print!`.
+fn stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing standard output")
+}
+
 fn finish(args: &BenchArgs, report: &Report, recorder: &Recorder) -> anyhow::Result<()> {
-    print!("{}", report.table());
+    stdout(&report.table())?;
     if let Some(warning) = report.warning() {
-        eprintln!("{warning}");
+        crate::abort::say(format_args!("{warning}"));
     }
     // Written to temporary files, renamed only when both are complete (see `crate::output`).
     let mut written = Vec::new();

@@ -39,8 +39,10 @@ pub enum Command {
 }
 
 /// Options that may differ between the processes of one run: paths each process opens (or
-/// ignores), its index, and its own patience. Every other option is part of the job the
-/// processes compare before any data moves ([`crate::cluster::set_job`]).
+/// ignores), its index, and how long it waits for the others to connect. `--peer-timeout` is
+/// not one of them: a process heartbeats at a quarter of its own timeout, so a peer expecting
+/// beats more often would take a healthy process for a stopped one. Every other option is part
+/// of the job the processes compare before any data moves ([`crate::cluster::set_job`]).
 const PER_PROCESS: &[&str] = &[
     "input",
     "output",
@@ -48,21 +50,25 @@ const PER_PROCESS: &[&str] = &[
     "process",
     "hostfile",
     "connect_timeout",
-    "peer_timeout",
     "json",
     "hlog",
 ];
 
 /// The job of a subcommand's arguments: `(--option, value as given or defaulted)`, in the
 /// order clap declares them, without [`PER_PROCESS`] options.
-fn job(name: &str, matches: &ArgMatches) -> Vec<(String, String)> {
+///
+/// Walks the subcommand's declared arguments, not the matches' ids: those also hold argument
+/// groups (one per flattened struct, such as `ClusterArgs`) whose "values" are the ids of the
+/// options given explicitly, so `--workers 1` against a defaulted `--workers` (or a
+/// `--connect-timeout` given to one process only) would read as different jobs.
+fn job(name: &str, command: &clap::Command, matches: &ArgMatches) -> Vec<(String, String)> {
     let mut job = vec![("command".to_string(), name.to_string())];
-    for id in matches.ids() {
-        let id = id.as_str();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
         if PER_PROCESS.contains(&id) {
             continue;
         }
-        // Groups have no raw values; skip them.
+        // --help and --version take no values.
         let Ok(Some(values)) = matches.try_get_raw(id) else {
             continue;
         };
@@ -78,7 +84,9 @@ pub fn main() -> ExitCode {
 }
 
 fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let parsed = Cli::command()
+    let command = Cli::command();
+    let parsed = command
+        .clone()
         .try_get_matches_from(args)
         .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
     let (cli, matches) = match parsed {
@@ -91,7 +99,9 @@ fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     if let Some((name, sub)) = matches.subcommand() {
-        crate::cluster::set_job(job(name, sub));
+        if let Some(declared) = command.find_subcommand(name) {
+            crate::cluster::set_job(job(name, declared, sub));
+        }
     }
     let result = match cli.command {
         Command::Window(args) => {
@@ -104,18 +114,29 @@ fn main_from(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         Command::Sweep(args) => sweep::run(args),
     };
+    if crate::abort::aborting() {
+        // Another thread (a signal, a peer's failure) is ending the run: it removes the
+        // outputs, prints the one line and exits with its status. Returning here would race
+        // it with a second line (a commit that found its temporary file gone) or exit status 0.
+        loop {
+            std::thread::park();
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             crate::output::remove_unfinished();
             // Data errors stay one line, however long the value they echo.
-            eprintln!("error: {}", crate::abort::one_line(&format!("{e:#}")));
+            crate::abort::say(format_args!(
+                "error: {}",
+                crate::abort::one_line(&format!("{e:#}"))
+            ));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Before a run starts any thread: SIGINT/SIGTERM and panics end it cleanly, in one line
+/// Before a run starts any thread: SIGINT/SIGTERM/SIGHUP and panics end it cleanly, in one line
 /// (see [`crate::abort`]).
 fn guard_run() {
     crate::abort::install_signal_handlers();
@@ -148,6 +169,7 @@ pub struct ClusterArgs {
     pub connect_timeout: u64,
     /// Fail the run when a connected peer process sends nothing (not even its heartbeat, sent
     /// every quarter of this, at most every second) for this long: it was stopped or hangs.
+    /// Every process of a run must be given the same value.
     #[arg(long, default_value = "10s", value_parser = millis)]
     pub peer_timeout: u64,
 }
@@ -175,12 +197,70 @@ impl ClusterArgs {
         );
         if let Ok(cores) = std::thread::available_parallelism() {
             if self.workers > cores.get() {
-                eprintln!(
+                crate::abort::say(format_args!(
                     "warning: --workers {} exceeds the {} cores available here; workers will compete for them",
                     self.workers, cores
-                );
+                ));
             }
         }
         Ok(cluster)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The job of a command line, as [`main_from`] computes it.
+    fn job_of(args: &[&str]) -> Vec<(String, String)> {
+        let command = Cli::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(std::iter::once("tidemark").chain(args.iter().copied()))
+            .unwrap();
+        let (name, sub) = matches.subcommand().unwrap();
+        job(name, command.find_subcommand(name).unwrap(), sub)
+    }
+
+    #[test]
+    fn a_job_holds_options_not_which_ones_were_typed() {
+        let base = [
+            "window",
+            "--input",
+            "a.csv",
+            "--output",
+            "b.csv",
+            "--window",
+            "tumbling:10s",
+            "--agg",
+            "sum",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            job_of(&args)
+        };
+        let plain = with(&[]);
+        // A default given explicitly, and per-process options, are the same job.
+        assert_eq!(with(&["--workers", "1"]), plain);
+        assert_eq!(with(&["--connect-timeout", "5s", "--process", "1"]), plain);
+        let mut paths = base.to_vec();
+        paths[2] = "c.csv";
+        paths.extend_from_slice(&["--late-output", "l.csv", "--hostfile", "h.txt"]);
+        assert_eq!(job_of(&paths), plain);
+        // What must agree is named by its own flag.
+        let two = with(&["--workers", "2"]);
+        let differing: Vec<_> = two.iter().filter(|o| !plain.contains(o)).collect();
+        assert_eq!(differing, [&("--workers".to_string(), "2".to_string())]);
+        let patience = with(&["--peer-timeout", "1s"]);
+        let differing: Vec<_> = patience.iter().filter(|o| !plain.contains(o)).collect();
+        assert_eq!(
+            differing,
+            [&("--peer-timeout".to_string(), "1s".to_string())]
+        );
+        assert!(plain
+            .iter()
+            .all(|(k, _)| k.starts_with("--") || k == "command"));
+        assert!(!plain.iter().any(|(k, _)| k.contains("Args")), "{plain:?}");
     }
 }

@@ -182,6 +182,11 @@ where
 {
     let cluster = args.cluster.cluster()?;
     let inject = injected_failure()?;
+    let all_workers = cluster.workers * cluster.addresses.len().max(1);
+    if let Some((index, _)) = inject.filter(|(index, _)| *index >= all_workers) {
+        // A test hook that names no worker would inject nothing: a test that cannot fail.
+        bail!("{FAIL_WORKER_VAR}: there is no worker {index} ({all_workers} workers in all)");
+    }
     let columns = Columns {
         time: args.time_col.clone(),
         key: args.key_col.clone(),
@@ -223,10 +228,10 @@ where
         };
         leader = Some((feed, output, late));
     } else {
-        eprintln!(
+        crate::abort::say(format_args!(
             "note: process {} leaves --input, --output and --late-output to process 0; they are not used here",
             cluster.process
-        );
+        ));
     }
     let name = |path: &Path| match path.to_str() {
         Some("-") => "standard output".to_string(),
@@ -377,14 +382,14 @@ where
                 format!("{insertions} insertions and {retractions} retractions in the view")
             }
         };
-        eprintln!(
+        crate::abort::say(format_args!(
             "tidemark window: {} records read, {} bad lines skipped, {} windows emitted, {changes}, {} late records{}",
             stats.records.load(Ordering::Relaxed),
             bad,
             insertions - retractions,
             report.late,
             if report.late > 0 && args.late_output.is_none() { " (use --late-output FILE to keep them)" } else { "" },
-        );
+        ));
     }
     Ok(())
 }

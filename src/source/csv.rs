@@ -392,12 +392,14 @@ impl CsvFeed {
                 Err(e) if self.bad_lines == BadLines::Skip => {
                     let skipped = self.stats.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
                     if skipped <= REPORTED_BAD_LINES {
-                        eprintln!(
+                        crate::abort::say(format_args!(
                             "warning: skipped {}",
                             crate::abort::one_line(&e.to_string())
-                        );
+                        ));
                     } else if skipped == REPORTED_BAD_LINES + 1 {
-                        eprintln!("warning: more bad lines skipped; the summary counts them all");
+                        crate::abort::say(format_args!(
+                            "warning: more bad lines skipped; the summary counts them all"
+                        ));
                     }
                 }
                 Err(e) => {
