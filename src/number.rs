@@ -37,8 +37,8 @@ pub enum ParseFixedError {
     /// The text is not an optionally signed decimal such as `-12` or `3.25`.
     #[error("expected a number such as 12 or -3.25, got {0:?}")]
     Syntax(String),
-    /// More than nine digits after the decimal point.
-    #[error("{0:?} has more than 9 digits after the decimal point")]
+    /// A non-zero digit beyond the ninth after the decimal point (trailing zeros are read).
+    #[error("{0:?} has a non-zero digit beyond the 9th after the decimal point")]
     TooPrecise(String),
     /// The magnitude does not fit.
     #[error("{0:?} is out of range")]
@@ -116,7 +116,10 @@ impl FromStr for Fixed {
         {
             return Err(syntax());
         }
-        if frac_part.len() > FRACTION_DIGITS {
+        // Zeros beyond the ninth fractional digit do not change the value, so `1.5000000000` is
+        // read exactly; only a digit that cannot be held is refused.
+        let (frac_part, beyond) = frac_part.split_at(frac_part.len().min(FRACTION_DIGITS));
+        if beyond.bytes().any(|b| b != b'0') {
             return Err(ParseFixedError::TooPrecise(text.to_string()));
         }
         let out_of_range = || ParseFixedError::OutOfRange(text.to_string());
@@ -319,6 +322,9 @@ mod tests {
             (".5", "0.5"),
             ("5.", "5"),
             ("-0", "0"),
+            ("1.5000000000", "1.5"),
+            ("-0.0000000010000", "-0.000000001"),
+            ("3.000000000000000000000000000000000000000000", "3"),
         ] {
             assert_eq!(fx(input).to_string(), printed, "input {input}");
         }
@@ -332,10 +338,12 @@ mod tests {
                 "{bad:?}"
             );
         }
-        assert!(matches!(
-            "0.0000000001".parse::<Fixed>(),
-            Err(ParseFixedError::TooPrecise(_))
-        ));
+        for bad in ["0.0000000001", "1.5000000001", "-2.0000000000007"] {
+            assert!(
+                matches!(bad.parse::<Fixed>(), Err(ParseFixedError::TooPrecise(_))),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             "1".repeat(40).parse::<Fixed>(),
             Err(ParseFixedError::OutOfRange(_))

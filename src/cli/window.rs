@@ -207,7 +207,13 @@ where
         );
         check_distinct(Some(("--input", &args.input)), &outputs)?;
         let (feed, header) = CsvFeed::open(&args.input, columns, args.on_bad_line, args.max_delay)?;
-        let late_columns = late_header(&header, &args.diff_col, args.emit == EmitMode::Updates)
+        // Only a late output adds columns that an input column could clash with: without one,
+        // an input column named `window_start` is an ordinary column (as the README says).
+        let late_columns = args
+            .late_output
+            .as_ref()
+            .map(|_| late_header(&header, &args.diff_col, args.emit == EmitMode::Updates))
+            .transpose()
             .map_err(|column| {
                 anyhow!(
                     "{}:1: field '{column}': the late output adds a column of that name; rename it in the input",
@@ -217,14 +223,14 @@ where
         let (result, mut output) = create(&args.output)?;
         results.push(result);
         output.write_record(CHANGELOG_HEADER)?;
-        let late = match &args.late_output {
-            Some(path) => {
+        let late = match (&args.late_output, late_columns) {
+            (Some(path), Some(late_columns)) => {
                 let (result, mut late) = create(path)?;
                 results.push(result);
                 late.write_record(&late_columns)?;
                 Some(late)
             }
-            None => None,
+            _ => None,
         };
         leader = Some((feed, output, late));
     } else {

@@ -162,7 +162,12 @@ impl CsvFeed {
                     file: name.clone(),
                     line: 1,
                     field: Some(column.to_string()),
-                    message: "the header names this column more than once".to_string(),
+                    // An empty name (`a,,b,`) is easy to miss in the message: say so.
+                    message: if column.is_empty() {
+                        "the header has more than one column without a name".to_string()
+                    } else {
+                        "the header names this column more than once".to_string()
+                    },
                 }
                 .into());
             }
