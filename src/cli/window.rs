@@ -33,7 +33,7 @@ use crate::sink::{
     changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
 };
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
-use crate::source::{feed_source, SourceOptions};
+use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions};
 use crate::window::{
     on, parse_millis, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner,
     WindowResult,
@@ -139,6 +139,9 @@ pub fn run(args: WindowArgs) -> anyhow::Result<()> {
         AggName::Mean => run_with(args, on(Mean, value)),
     }
 }
+
+/// How many batches the reader may run ahead of the window operators (`--emit final`).
+const AHEAD: usize = 16;
 
 /// What the leader's worker reports at the end.
 #[derive(Default)]
@@ -265,7 +268,19 @@ where
         let (agg, partitioner) = (agg.clone(), partitioner.clone());
         let invalid = Rc::new(RefCell::new(Invalid::default()));
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            let records = feed_source(scope, feed, source_options, Rc::clone(&feed_error));
+            // `--emit final`: on-time records at the watermark (exact for the window operators,
+            // see `source`), and the reader held back while the window operators (whose late
+            // output's frontier is their input's) are more than `AHEAD` batches behind.
+            let consumed = ProbeHandle::new();
+            let pacing = match emit {
+                EmitMode::Final => Pacing {
+                    send_at: SendAt::Watermark,
+                    ahead: Some((consumed.clone(), AHEAD)),
+                },
+                EmitMode::Updates => Pacing::default(),
+            };
+            let error = Rc::clone(&feed_error);
+            let records = feed_source_paced(scope, feed, source_options, pacing, error);
             let sinks = Sinks {
                 output,
                 late_output,
@@ -275,9 +290,15 @@ where
                 late_write_error: Rc::clone(&late_write_error),
             };
             match emit {
-                EmitMode::Final => {
-                    final_windows(records, assigner, lateness, partitioner, agg, sinks)
-                }
+                EmitMode::Final => final_windows(
+                    records,
+                    assigner,
+                    lateness,
+                    partitioner,
+                    agg,
+                    sinks,
+                    consumed,
+                ),
                 EmitMode::Updates => incremental_windows(
                     records,
                     assigner,
@@ -411,6 +432,7 @@ fn final_windows<A>(
     partitioner: Partitioner<String>,
     agg: A,
     sinks: Sinks,
+    consumed: ProbeHandle<u64>,
 ) -> ProbeHandle<u64>
 where
     A: Aggregator<CsvRecord>,
@@ -423,7 +445,8 @@ where
         .window(assigner)
         .allowed_lateness(lateness)
         .aggregate(|r: &CsvRecord| r.ts, agg);
-    let late = windowed.late.map(move |late: Late<String, CsvRecord>| {
+    let late = windowed.late.probe_with(&consumed);
+    let late = late.map(move |late: Late<String, CsvRecord>| {
         let row = late
             .record
             .row

@@ -1,21 +1,23 @@
 //! CSV event input: header lookup, field parsing with precise errors, and a [`Feed`] that
 //! stamps each record with its watermark time.
 //!
-//! A reader thread parses the CSV framing (so a live input never blocks a worker); the feed
-//! turns rows into records on the worker that runs the source. Every error names the file, the
-//! line and the field. With [`BadLines::Skip`], bad rows are counted and the rest is processed;
+//! A reader thread parses the CSV framing (so a live input never blocks a worker) into byte
+//! records, reused: batches of them go to the feed and come back empty, so reading allocates
+//! nothing per row. The feed turns rows into records on the worker that runs the source,
+//! reading fields in place (a field is copied only into the record's key, and into its row when
+//! the record is behind the watermark). Every error names the file, the line and the field. With [`BadLines::Skip`], bad rows are counted and the rest is processed;
 //! failures to read the file at all always stop the run.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Feed, Poll};
+use super::{Feed, Poll, Stamped};
 use crate::number::Fixed;
 use crate::time::{Watermark, MAX_TIME};
 
@@ -101,12 +103,22 @@ pub struct FeedStats {
     pub bad_lines: AtomicU64,
 }
 
-type Rows = Vec<Result<(u64, csv::StringRecord), ReadError>>;
+/// Rows read by the reader thread, in byte records that travel back to it to be reused.
+#[derive(Default)]
+struct Rows {
+    /// The rows: the first `len` records (the rest are spare allocations).
+    records: Vec<csv::ByteRecord>,
+    len: usize,
+    /// The error that stopped reading after these rows, if one did.
+    error: Option<ReadError>,
+}
 
 /// A CSV file (or standard input) as a [`Feed`] of `(key, record, diff)` triples.
 pub struct CsvFeed {
     name: String,
     rows: Receiver<Rows>,
+    /// Where parsed batches go back to the reader thread to be refilled.
+    spent: SyncSender<Rows>,
     time: usize,
     key: usize,
     value: Option<usize>,
@@ -174,38 +186,47 @@ impl CsvFeed {
         let value = columns.value.as_deref().map(find).transpose()?;
         let diff = header.iter().position(|h| h == columns.diff);
         let (sender, rows) = sync_channel::<Rows>(4);
+        // Room for every batch in flight, so that handing one back never blocks.
+        let (spent, refill) = sync_channel::<Rows>(8);
         let thread_name = name.clone();
         // A live input (standard input) hands over every row at once: the next read may block.
         let rows_per_batch = if name == "-" { 1 } else { ROWS_PER_BATCH };
         std::thread::Builder::new()
             .name("tidemark-csv".into())
-            .spawn(move || {
-                let mut batch = Vec::with_capacity(rows_per_batch);
-                for row in reader.into_records() {
-                    let row = row
-                        .map(|r| (r.position().map_or(0, |p| p.line()), r))
-                        .map_err(|e| csv_error(&thread_name, e));
-                    let stop = row
-                        .as_ref()
-                        .is_err_and(|e| matches!(e, ReadError::Io { .. }));
-                    batch.push(row);
-                    if (batch.len() == rows_per_batch || stop)
-                        && sender.send(std::mem::take(&mut batch)).is_err()
-                    {
-                        return;
+            .spawn(move || loop {
+                let mut batch = refill.try_recv().unwrap_or_default();
+                batch.len = 0;
+                let mut done = false;
+                while batch.len < rows_per_batch {
+                    if batch.records.len() == batch.len {
+                        batch.records.push(csv::ByteRecord::new());
                     }
-                    if stop {
-                        return;
+                    match reader.read_byte_record(&mut batch.records[batch.len]) {
+                        Ok(true) => batch.len += 1,
+                        Ok(false) => done = true,
+                        // Byte records are not checked for UTF-8 (the feed does that), so an
+                        // error here is a failure to read: it stops the input.
+                        Err(e) => {
+                            batch.error = Some(csv_error(&thread_name, e));
+                            done = true;
+                        }
+                    }
+                    if done {
+                        break;
                     }
                 }
-                if !batch.is_empty() {
-                    let _ = sender.send(batch);
+                if (batch.len > 0 || batch.error.is_some()) && sender.send(batch).is_err() {
+                    return;
+                }
+                if done {
+                    return;
                 }
             })
             .map_err(io_error)?;
         let feed = CsvFeed {
             name,
             rows,
+            spent,
             time,
             key,
             value,
@@ -233,17 +254,19 @@ impl CsvFeed {
         }
     }
 
-    fn parse(
+    fn parse<'r>(
         &self,
         line: u64,
-        row: &csv::StringRecord,
-    ) -> Result<(u64, String, Fixed, isize), InputError> {
+        record: &'r csv::ByteRecord,
+    ) -> Result<(u64, &'r str, Fixed, isize), InputError> {
+        let row =
+            Row::new(record).ok_or_else(|| self.error(line, None, "not valid UTF-8".into()))?;
         if row.len() != self.width {
             let message = format!("expected {} fields, found {}", self.width, row.len());
             return Err(self.error(line, None, message));
         }
         let time_field = Some(self.columns.time.as_str());
-        let text = &row[self.time];
+        let text = row.get(self.time);
         let ts = match text.parse::<u64>() {
             Ok(ts) if ts <= MAX_TIME => ts,
             Ok(_) => return Err(self.error(line, time_field, beyond_domain(text))),
@@ -262,14 +285,15 @@ impl CsvFeed {
             }
         };
         let value = match (self.value, &self.columns.value) {
-            (Some(index), Some(column)) => row[index]
+            (Some(index), Some(column)) => row
+                .get(index)
                 .parse::<Fixed>()
                 .map_err(|e| self.error(line, Some(column), e.to_string()))?,
             _ => Fixed::ZERO,
         };
         let diff = match self.diff {
             None => 1,
-            Some(index) => match &row[index] {
+            Some(index) => match row.get(index) {
                 "1" | "+1" => 1,
                 "-1" if self.columns.retractions => -1,
                 "-1" => {
@@ -283,7 +307,7 @@ impl CsvFeed {
                 }
             },
         };
-        Ok((ts, row[self.key].to_string(), value, diff))
+        Ok((ts, row.get(self.key), value, diff))
     }
 }
 
@@ -311,32 +335,59 @@ impl Feed for CsvFeed {
     type Item = (String, CsvRecord, isize);
     type Error = ReadError;
 
-    fn poll(&mut self, _max: usize, out: &mut Vec<(u64, Self::Item)>) -> Result<Poll, ReadError> {
-        let batch = match self.rows.try_recv() {
-            Ok(batch) => batch,
-            Err(TryRecvError::Empty) => return Ok(Poll::Pending),
-            Err(TryRecvError::Disconnected) => return Ok(Poll::Done),
-        };
-        for row in batch {
-            let parsed = match row {
-                Ok((line, row)) => self.parse(line, &row).map(|p| (p, row)),
-                Err(ReadError::Input(e)) => Err(e),
-                Err(io) => return Err(io),
+    /// Takes the batches the reader has ready, until `max` rows (at least one batch).
+    fn poll(&mut self, max: usize, out: &mut Vec<Stamped<Self::Item>>) -> Result<Poll, ReadError> {
+        let mut taken = 0;
+        while taken < max.max(1) {
+            let batch = match self.rows.try_recv() {
+                Ok(batch) => batch,
+                Err(TryRecvError::Empty) if taken == 0 => return Ok(Poll::Pending),
+                Err(TryRecvError::Disconnected) if taken == 0 => return Ok(Poll::Done),
+                Err(_) => break,
             };
-            match parsed {
-                Ok(((ts, key, value, diff), row)) => {
+            taken += batch.len;
+            self.take(batch, out)?;
+        }
+        Ok(Poll::Ready)
+    }
+
+    fn watermark(&mut self) -> &mut Watermark {
+        &mut self.watermark
+    }
+}
+
+impl CsvFeed {
+    /// Turns the rows of `batch` into records, then hands it back to the reader.
+    fn take(
+        &mut self,
+        mut batch: Rows,
+        out: &mut Vec<Stamped<<Self as Feed>::Item>>,
+    ) -> Result<(), ReadError> {
+        let mut records = 0;
+        for record in &batch.records[..batch.len] {
+            let line = record.position().map_or(0, |p| p.line());
+            match self.parse(line, record) {
+                Ok((ts, key, value, diff)) => {
                     let time = self.watermark.stamp(ts);
-                    let keep = time > ts || self.columns.retractions;
-                    let diff_column = self.diff;
+                    let behind = time > ts;
+                    // Only a record behind the watermark can be late, and the late output
+                    // repeats its input columns; a retraction names its row.
+                    let keep = behind || self.columns.retractions;
                     let row = keep.then(|| {
-                        row.iter()
+                        record
+                            .iter()
                             .enumerate()
-                            .filter(|(i, _)| Some(*i) != diff_column)
-                            .map(|(_, field)| field.to_string())
+                            .filter(|(i, _)| Some(*i) != self.diff)
+                            .map(|(_, field)| String::from_utf8_lossy(field).into_owned())
                             .collect()
                     });
-                    out.push((time, (key, CsvRecord { ts, value, row }, diff)));
-                    self.stats.records.fetch_add(1, Ordering::Relaxed);
+                    let item = (key.to_string(), CsvRecord { ts, value, row }, diff);
+                    out.push(Stamped {
+                        time,
+                        behind,
+                        record: item,
+                    });
+                    records += 1;
                 }
                 Err(e) if self.bad_lines == BadLines::Skip => {
                     let skipped = self.stats.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
@@ -349,13 +400,45 @@ impl Feed for CsvFeed {
                         eprintln!("warning: more bad lines skipped; the summary counts them all");
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.stats.records.fetch_add(records, Ordering::Relaxed);
+                    return Err(e.into());
+                }
             }
         }
-        Ok(Poll::Ready)
+        self.stats.records.fetch_add(records, Ordering::Relaxed);
+        if let Some(error) = batch.error.take() {
+            return Err(error);
+        }
+        // The reader may have stopped (a full channel of spares is fine too): drop it then.
+        let _ = self.spent.try_send(batch);
+        Ok(())
+    }
+}
+
+/// The fields of a byte record that is valid UTF-8, as text.
+struct Row<'r> {
+    record: &'r csv::ByteRecord,
+    text: &'r str,
+}
+
+impl<'r> Row<'r> {
+    /// `None` if some field is not valid UTF-8 (checked once, for the whole record).
+    fn new(record: &'r csv::ByteRecord) -> Option<Self> {
+        let text = std::str::from_utf8(record.as_slice()).ok()?;
+        Some(Row { record, text })
     }
 
-    fn watermark(&mut self) -> &mut Watermark {
-        &mut self.watermark
+    fn len(&self) -> usize {
+        self.record.len()
+    }
+
+    /// Field `index` (which must be below `len()`).
+    fn get(&self, index: usize) -> &'r str {
+        // Fields are cut at ASCII delimiters, so each range is on character boundaries.
+        self.record
+            .range(index)
+            .and_then(|range| self.text.get(range))
+            .unwrap_or_default()
     }
 }

@@ -1,23 +1,68 @@
 //! Sources: where records enter a dataflow, stamped with their watermark times.
 //!
 //! This module owns the source operator: it pulls batches from a [`Feed`], sends each record at
-//! the time the feed stamped it with, holds its capability at the feed's watermark, and drops it
-//! when the feed is exhausted, so the frontier empties and every window closes. A feed *error*
-//! is not an end of input: the source stops reading but keeps its capability, so no window
-//! closes because of it (nothing is emitted as final that is not); the caller sees the error
-//! and stops the run. A feed that has
-//! nothing to offer (a live source) is polled again shortly, and after the idle timeout its
-//! watermark advances with processing time. Sources run on one worker: the watermark is defined
-//! by the order of the input, which only a single reader sees.
+//! a time given by the stamp the feed gave it, holds its capability at the feed's watermark, and
+//! drops it when the feed is exhausted, so the frontier empties and every window closes. A feed
+//! *error* is not an end of input: the source stops reading but keeps its capability, so no
+//! window closes because of it (nothing is emitted as final that is not); the caller sees the
+//! error and stops the run. A feed that has nothing to offer (a live source) is polled again
+//! shortly, and after the idle timeout its watermark advances with processing time. Sources run
+//! on one worker: the watermark is defined by the order of the input, which only a single
+//! reader sees.
+//!
+//! # Which time a record is sent at
+//!
+//! A feed stamps each record (see [`crate::time`]): a record *on time* (event time `ts` at or
+//! above the watermark `W` of the records before it) is stamped `ts`; a record *behind* the
+//! watermark is stamped `W`. [`SendAt::Stamp`] sends every record at its stamp. That is what
+//! differential views need (their changelog has one epoch per distinct time), but it costs a
+//! message, and a progress update on every worker, per distinct event time: with event times
+//! rising a millisecond a row, about one per record.
+//!
+//! [`SendAt::Watermark`] sends every on-time record of a batch at the source's capability, the
+//! watermark `W0` before the batch, and only records behind the watermark at their stamp. For
+//! the keyed window operators of [`crate::window`] (the `--emit final` path) this is exact, not
+//! an approximation:
+//!
+//! * the frontier they see is the same: the source holds its capability at `W0` either way, and
+//!   every record is sent at or above it, so no frontier passes anything earlier or later;
+//! * an on-time record goes to windows by its own event time `ts >= W0`, and such a window ends
+//!   after `ts`, so at `W0` as at `ts` it cannot have closed: the operator applies the record at
+//!   once in both cases, and order among on-time records does not matter (aggregates and session
+//!   merges are commutative; only records behind the watermark, which keep their stamp, are
+//!   applied in time order, see `window/driver.rs`);
+//! * whether a record behind the watermark counts, is a correction or is late depends on its
+//!   stamp `W`, which is kept, and so do the times of every output (window closes at `end - 1`,
+//!   corrections at `W`).
+//!
+//! So results, and the changelog's rows and times, are identical to [`SendAt::Stamp`], while
+//! each batch is one message per worker. The frontier advances once per batch (the capability
+//! is downgraded to the watermark after each), whatever the number of distinct event times in
+//! it. Where the data is in order already (no record behind the watermark), a batch needs no
+//! sorting; [`SendAt::Stamp`] sorts a batch only when its stamps are out of order.
+//!
+//! # Bounded memory
+//!
+//! Timely's channels do not push back: a source that reads faster than the workers downstream
+//! consume fills the exchange queues without limit (with 2 workers, the reading worker ran far
+//! ahead of the other). With [`Pacing::ahead`] `= (probe, n)`, the source remembers the latest
+//! time each batch was sent at and reads no further while `n` batches whose times its
+//! capability has already passed are not yet passed by the probe (placed where records have
+//! been consumed). Memory in flight is then about `n` batches, whatever the file size and
+//! worker count. A probe can only tell times apart, so batches sent at one time count once, and
+//! records that share one time (in [`SendAt::Watermark`], one watermark: a long stretch of
+//! input that does not advance it) are not held back among themselves; a batch counts only once
+//! the capability has passed its time, so the source never waits for a time it still holds.
 
 pub mod csv;
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::time::Watermark;
 
@@ -32,14 +77,39 @@ pub enum Poll {
     Done,
 }
 
+/// A record with the time its feed's [`Watermark`] stamped it with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stamped<D> {
+    /// The stamp: the record's event time when it is on time, the watermark when it is behind.
+    pub time: u64,
+    /// Whether the record arrived behind the watermark (its stamp is above its event time).
+    pub behind: bool,
+    /// The record.
+    pub record: D,
+}
+
+impl<D> Stamped<D> {
+    /// Stamps `record`, with event time `ts`, by `watermark`.
+    #[inline]
+    pub fn new(watermark: &mut Watermark, ts: u64, record: D) -> Self {
+        let time = watermark.stamp(ts);
+        Stamped {
+            time,
+            behind: time > ts,
+            record,
+        }
+    }
+}
+
 /// A stream of records for [`feed_source`], stamped by a [`Watermark`] it owns.
 pub trait Feed: 'static {
     /// The records produced.
     type Item;
     /// The error that stops the feed.
     type Error;
-    /// Appends up to `max` records with the times to send them at.
-    fn poll(&mut self, max: usize, out: &mut Vec<(u64, Self::Item)>) -> Result<Poll, Self::Error>;
+    /// Appends up to `max` records, each with its stamp (see [`Stamped`]).
+    fn poll(&mut self, max: usize, out: &mut Vec<Stamped<Self::Item>>)
+        -> Result<Poll, Self::Error>;
     /// The watermark after the records polled so far.
     fn watermark(&mut self) -> &mut Watermark;
 }
@@ -63,10 +133,10 @@ impl<D> VecFeed<D> {
 impl<D: 'static> Feed for VecFeed<D> {
     type Item = D;
     type Error = std::convert::Infallible;
-    fn poll(&mut self, max: usize, out: &mut Vec<(u64, D)>) -> Result<Poll, Self::Error> {
+    fn poll(&mut self, max: usize, out: &mut Vec<Stamped<D>>) -> Result<Poll, Self::Error> {
         let before = out.len();
         for (ts, record) in self.records.by_ref().take(max) {
-            out.push((self.watermark.stamp(ts), record));
+            out.push(Stamped::new(&mut self.watermark, ts, record));
         }
         Ok(if out.len() == before {
             Poll::Done
@@ -97,12 +167,35 @@ impl Default for SourceOptions {
     }
 }
 
+/// Which time a source sends a record at; see the module docs for when each is exact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SendAt {
+    /// Every record at its stamp: one timely time per distinct stamp.
+    #[default]
+    Stamp,
+    /// On-time records at the watermark before their batch, records behind the watermark at
+    /// their stamp: exact for the keyed window operators, one time per batch.
+    Watermark,
+}
+
+/// How a source paces itself: the times it sends at, and how far it may run ahead.
+#[derive(Clone, Default)]
+pub struct Pacing {
+    /// Which time records are sent at.
+    pub send_at: SendAt,
+    /// `(probe, n)`: read no further while `n` batches that the capability has moved past are
+    /// not yet passed by `probe` (which sits where records are consumed, after the exchange);
+    /// see the module docs. `None`: read as fast as the feed allows.
+    pub ahead: Option<(ProbeHandle<u64>, usize)>,
+}
+
 /// A source operator reading `feed` on this worker (pass `None` on the workers that read nothing).
 ///
-/// A feed error stops reading and is stored in `error`; the source keeps its capability at the
-/// last watermark, so downstream windows stay open and the dataflow never completes: the
-/// caller must check `error` while stepping the worker and end the run (the CLI does so with
-/// [`crate::abort::fail`]).
+/// Sends every record at its stamp ([`SendAt::Stamp`]) and reads as fast as it can; see
+/// [`feed_source_paced`] for the other choices. A feed error stops reading and is stored in
+/// `error`; the source keeps its capability at the last watermark, so downstream windows stay
+/// open and the dataflow never completes: the caller must check `error` while stepping the
+/// worker and end the run (the CLI does so with [`crate::abort::fail`]).
 ///
 /// ```
 /// use std::cell::RefCell;
@@ -124,11 +217,45 @@ pub fn feed_source<'scope, F: Feed>(
     options: SourceOptions,
     error: Rc<RefCell<Option<F::Error>>>,
 ) -> StreamVec<'scope, u64, F::Item> {
+    feed_source_paced(scope, feed, options, Pacing::default(), error)
+}
+
+/// [`feed_source`] with a choice of send times and a bound on how far it reads ahead.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use timely::dataflow::operators::capture::{Capture, Extract};
+/// use tidemark::source::{feed_source_paced, Pacing, SendAt, SourceOptions, VecFeed};
+///
+/// let captured = timely::example(|scope| {
+///     let feed = VecFeed::new(vec![(5, 'a'), (2, 'b'), (9, 'c')], 1);
+///     let error = Rc::new(RefCell::new(None));
+///     let pacing = Pacing { send_at: SendAt::Watermark, ahead: None };
+///     feed_source_paced(scope, Some(feed), SourceOptions::default(), pacing, error).capture()
+/// });
+/// // 'a' and 'c' are on time and go at the watermark before the batch (0); 'b' keeps its stamp.
+/// assert_eq!(captured.extract(), vec![(0, vec!['a', 'c']), (4, vec!['b'])]);
+/// ```
+pub fn feed_source_paced<'scope, F: Feed>(
+    scope: Scope<'scope, u64>,
+    feed: Option<F>,
+    options: SourceOptions,
+    pacing: Pacing,
+    error: Rc<RefCell<Option<F::Error>>>,
+) -> StreamVec<'scope, u64, F::Item> {
     source(scope, "FeedSource", move |cap, info| {
         let activator = scope.activator_for(info.address);
         let mut cap = Some(cap);
         let mut feed = feed;
-        let mut buffer = Vec::with_capacity(options.batch);
+        let mut buffer: Vec<Stamped<F::Item>> = Vec::with_capacity(options.batch);
+        // Records behind the watermark, in input order (so in stamp order: the watermark never
+        // decreases), for `SendAt::Watermark`.
+        let mut behind: Vec<Stamped<F::Item>> = Vec::new();
+        // Per batch sent while a bound applies, the oldest first: the latest time it was sent
+        // at. A batch counts against the bound once the capability has moved past that time
+        // (before, no probe can pass it), until the probe passes it.
+        let mut sent: VecDeque<u64> = VecDeque::new();
         let mut last_record = Instant::now();
         move |output| {
             let Some(held) = cap.as_mut() else { return };
@@ -140,15 +267,57 @@ pub fn feed_source<'scope, F: Feed>(
                 }
                 return;
             };
+            if let Some((probe, batches)) = &pacing.ahead {
+                sent.retain(|t| probe.less_than(t));
+                let now = *held.time();
+                if sent.iter().filter(|t| **t < now).count() >= *batches {
+                    // The workers are behind: look again shortly (a source has no input whose
+                    // progress would wake it).
+                    activator.activate_after(Duration::from_micros(200));
+                    return;
+                }
+            }
             let poll = reader.poll(options.batch, &mut buffer);
-            buffer.sort_by_key(|(time, _)| *time);
-            let mut records = buffer.drain(..).peekable();
-            while let Some((time, first)) = records.next() {
-                let at = held.delayed(&time);
+            if pacing.ahead.is_some() {
+                if let Some(upto) = buffer.iter().map(|s| s.time).max() {
+                    let upto = match pacing.send_at {
+                        SendAt::Stamp => upto,
+                        SendAt::Watermark => upto.max(*held.time()),
+                    };
+                    // Several batches at one time are one entry: a probe tells only times apart.
+                    if sent.back() != Some(&upto) {
+                        sent.push_back(upto);
+                    }
+                }
+            }
+            // What is left to send at its own stamp, sorted by stamp.
+            let runs = match pacing.send_at {
+                SendAt::Watermark => {
+                    let mut session = output.session(&*held);
+                    for stamped in buffer.drain(..) {
+                        if stamped.behind {
+                            behind.push(stamped);
+                        } else {
+                            session.give(stamped.record);
+                        }
+                    }
+                    &mut behind
+                }
+                SendAt::Stamp => {
+                    // In-order input (the common case) needs no sort.
+                    if !buffer.is_sorted_by_key(|s| s.time) {
+                        buffer.sort_by_key(|s| s.time);
+                    }
+                    &mut buffer
+                }
+            };
+            let mut records = runs.drain(..).peekable();
+            while let Some(first) = records.next() {
+                let at = held.delayed(&first.time);
                 let mut session = output.session(&at);
-                session.give(first);
-                while let Some((_, record)) = records.next_if(|(t, _)| *t == time) {
-                    session.give(record);
+                session.give(first.record);
+                while let Some(next) = records.next_if(|s| s.time == first.time) {
+                    session.give(next.record);
                 }
             }
             drop(records);

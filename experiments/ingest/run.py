@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Times `tidemark window` on a large CSV file against DuckDB on the same file and query.
+
+The file has the shape of issue 14: `ts,key,value`, event times rising 0-2 ms a row, 10 k keys,
+integer values; it is generated (seeded, deterministic) under target/ and never committed. The
+query is a keyed tumbling sum (`--window tumbling:SIZE --agg sum`); DuckDB computes the same
+aggregation from the same CSV into a CSV, on one thread, as the single-thread reference.
+
+Runs are interleaved (every configuration once, then again), because the machine is shared:
+compare the ratios taken in one run, not the seconds. Peak memory is the child's VmHWM (peak
+resident set), sampled while it runs. Each tidemark run's output is checked against DuckDB's (same rows, as sets).
+
+    python3 experiments/ingest/run.py --rows 10000000 --window 1h --workers 1 2 --repeat 3
+
+Prints one JSON line per run and a summary of median ratios; `--json FILE` appends the runs.
+"""
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = ROOT / "target"
+VENV = TARGET / "ingest-venv"
+DUCKDB_VERSION = "1.4.2"
+
+UNITS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
+
+
+def millis(text):
+    for unit in ("ms", "s", "m", "h"):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * UNITS[unit]
+    return int(text)
+
+
+def generate(path, rows, keys, seed):
+    """Writes the input: ts rising by 0, 1 or 2 ms a row, uniform keys, values in [0, 1000)."""
+    rng = random.Random(seed)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        f.write("ts,key,value\n")
+        ts = 0
+        chunk = []
+        for _ in range(rows):
+            ts += rng.randrange(3)
+            chunk.append(f"{ts},k{rng.randrange(keys)},{rng.randrange(1000)}\n")
+            if len(chunk) == 65536:
+                f.write("".join(chunk))
+                chunk.clear()
+        f.write("".join(chunk))
+    tmp.rename(path)
+
+
+def python_with_duckdb():
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        venv.create(VENV, with_pip=True)
+    probe = subprocess.run([python, "-c", "import duckdb"], capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", f"duckdb=={DUCKDB_VERSION}"], check=True
+        )
+    return python
+
+
+DUCKDB_QUERY = """
+import duckdb, sys
+size, src, dst = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+con = duckdb.connect()
+con.execute("SET threads TO 1")
+con.execute(f'''
+COPY (
+  SELECT (ts // {size}) * {size} AS window_start, (ts // {size} + 1) * {size} AS window_end,
+         key, sum(value) AS value, 1 AS diff
+  FROM read_csv('{src}', header = true, columns = {{'ts': 'BIGINT', 'key': 'VARCHAR', 'value': 'BIGINT'}})
+  GROUP BY ALL
+) TO '{dst}' (HEADER)''')
+"""
+
+
+def vm_hwm_kib(pid):
+    """The peak resident set of a running process (VmHWM), or None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def timed(cmd, log):
+    """Runs `cmd` (stderr to `log`); returns (wall seconds, peak RSS in MiB).
+
+    The peak is the child's VmHWM, read every 10 ms while it runs (the kernel keeps a spawned
+    child's rusage high-water mark across exec, so wait4 would report this script's own).
+    """
+    with open(log, "wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=err)
+        peak = 0
+        while True:
+            peak = max(peak, vm_hwm_kib(proc.pid) or 0)
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{Path(log).read_text()}")
+    return wall, peak / 1024
+
+
+def rows_of(path):
+    with open(path) as f:
+        next(f)
+        return {tuple(line.rstrip("\n").split(",")) for line in f}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--rows", type=int, default=10_000_000)
+    p.add_argument("--keys", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=14)
+    p.add_argument("--window", default="1h", help="tumbling window size (ms/s/m/h)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--tidemark", default=str(TARGET / "release" / "tidemark"))
+    p.add_argument("--json", help="append the runs to this JSON lines file")
+    args = p.parse_args()
+
+    data = TARGET / "ingest-data"
+    data.mkdir(parents=True, exist_ok=True)
+    src = data / f"events-{args.rows}-{args.keys}-{args.seed}.csv"
+    if not src.exists():
+        generate(src, args.rows, args.keys, args.seed)
+    python = python_with_duckdb()
+    size = millis(args.window)
+
+    configs = [("duckdb", 1)] + [("tidemark", w) for w in args.workers]
+    runs = []
+    for rep in range(args.repeat):
+        for engine, workers in configs:
+            out = data / f"out-{engine}-{workers}.csv"
+            if engine == "duckdb":
+                cmd = [python, "-c", DUCKDB_QUERY, str(size), str(src), str(out)]
+            else:
+                cmd = [args.tidemark, "window", "--input", src, "--output", out,
+                       "--window", f"tumbling:{size}", "--agg", "sum", "--workers", str(workers)]
+            wall, rss = timed(cmd, data / "stderr.log")
+            run = {"engine": engine, "workers": workers, "repetition": rep, "rows": args.rows,
+                   "window_ms": size, "wall_s": round(wall, 3), "peak_rss_mib": round(rss, 1),
+                   "rows_per_s": round(args.rows / wall)}
+            print(json.dumps(run), flush=True)
+            runs.append(run)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(run) + "\n")
+        if rep == 0:
+            reference = rows_of(data / "out-duckdb-1.csv")
+            for workers in args.workers:
+                if rows_of(data / f"out-tidemark-{workers}.csv") != reference:
+                    sys.exit(f"tidemark with {workers} workers disagrees with DuckDB")
+
+    def median(engine, workers, field="wall_s"):
+        return statistics.median(
+            r[field] for r in runs if r["engine"] == engine and r["workers"] == workers)
+
+    duck = median("duckdb", 1)
+    one = median("tidemark", args.workers[0])
+    print(f"median wall: duckdb {duck:.2f} s; " + ", ".join(
+        f"tidemark {w} worker(s) {median('tidemark', w):.2f} s, "
+        f"{median('tidemark', w, 'peak_rss_mib'):.0f} MiB" for w in args.workers))
+    print(f"tidemark {args.workers[0]} worker(s) / duckdb 1 thread (rate ratio): {duck / one:.2f}")
+    for w in args.workers[1:]:
+        print(f"speed-up {w} vs {args.workers[0]} worker(s): {one / median('tidemark', w):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+//! `tidemark window` on a file reads in bounded memory: the reader does not run ahead of the
+//! workers without limit.
+//!
+//! Protects: peak memory (the child's peak resident set, VmHWM) on a file 10x larger stays
+//! within a small factor of the smaller file's, with 2 and 4 workers (1 worker has no exchange
+//! to run ahead of). The windows are short and the keys few, so window state and output are the
+//! same for both files; what could grow with the file is what the reader buffers ahead of the
+//! workers. Before the bound, 10x the rows took 3.2x (2 workers) and 2.2x (4 workers) the
+//! memory; with it, 1.0x. A ratio of two runs, not a number of bytes or seconds, so the test
+//! does not depend on the machine.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A fresh scratch directory per test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidemark-mem-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `ts,key,value` rows, event time rising 0-2 ms a row, 100 keys.
+fn write_input(path: &Path, rows: u64) {
+    let mut out = BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(out, "ts,key,value").unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut ts = 0;
+    for _ in 0..rows {
+        // xorshift: deterministic, no dependency.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ts += state % 3;
+        writeln!(out, "{ts},k{},{}", (state >> 8) % 100, (state >> 20) % 1000).unwrap();
+    }
+}
+
+/// The peak resident set (VmHWM, KiB) of a running process, or `None` once it has exited.
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Peak resident memory in KiB of `tidemark window` on `input` with `workers` workers.
+///
+/// Sampled from the running child's VmHWM: `wait4`'s maximum RSS would not do, as the kernel
+/// keeps a spawned child's high-water mark across exec, so it reports at least the test's own.
+fn peak_kib(input: &Path, output: &Path, workers: usize) -> u64 {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["window", "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args(["--window", "tumbling:10s", "--agg", "sum", "--workers"])
+        .arg(workers.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary runs");
+    let mut peak = 0;
+    loop {
+        peak = peak.max(vm_hwm_kib(child.id()).unwrap_or(0));
+        if let Some(status) = child.try_wait().expect("wait for tidemark") {
+            assert!(
+                status.success(),
+                "tidemark window failed on {}",
+                input.display()
+            );
+            return peak;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn peak_memory_does_not_grow_with_the_file() {
+    let dir = scratch("peak");
+    let (small, large) = (dir.join("small.csv"), dir.join("large.csv"));
+    write_input(&small, 100_000);
+    write_input(&large, 1_000_000);
+    for workers in [2, 4] {
+        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers);
+        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers);
+        let ratio = large_peak as f64 / small_peak as f64;
+        assert!(
+            small_peak > 0 && ratio < 1.5,
+            "{workers} workers: peak {large_peak} KiB on 10x the rows, {small_peak} KiB on the \
+             small file (ratio {ratio:.2})"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
