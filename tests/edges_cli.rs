@@ -517,7 +517,8 @@ fn a_session_record_joining_an_open_session_counts() {
         answer(&[("0", "34", "a", "5"), ("30", "40", "b", "1")])
     );
     assert!(late.is_empty(), "{late:?}");
-    // Once the session is beyond the watermark the record is late, and its row names it.
+    // Once the session is beyond the watermark it is forgotten (Flink purges it at
+    // end + lateness = 34 <= 50): the record does not join it, and is late for its own window.
     let csv = "ts,key,value\n0,a,1\n8,a,1\n16,a,1\n24,a,1\n50,b,1\n5,a,1\n";
     let (got, late) = run_everywhere("session-late", csv, &args);
     assert_eq!(
@@ -528,12 +529,14 @@ fn a_session_record_joining_an_open_session_counts() {
         ("ts", "5"),
         ("key", "a"),
         ("value", "1"),
-        ("window_start", "0"),
-        ("window_end", "34"),
+        ("window_start", "5"),
+        ("window_end", "15"),
     ]);
     assert_eq!(late, vec![expected]);
-    // A record that would bridge two closed sessions: late, naming the merged session; with
-    // enough lateness it counts and merges them (a correction).
+    // A record that would bridge two closed sessions at watermark 30: with no lateness both
+    // are forgotten and it is late for [14,19); with lateness 8 only [18,23) is kept
+    // (23 + 8 > 30), so it merges with that one only (a correction), and the forgotten [10,15)
+    // stays; with lateness 16 both are kept and it merges them.
     let csv = "ts,key,value\n10,a,1\n18,a,1\n30,b,1\n14,a,1\n";
     let args = ["--window", "session:5", "--agg", "count"];
     let (_, late) = run_everywhere("session-bridge", csv, &args);
@@ -541,21 +544,68 @@ fn a_session_record_joining_an_open_session_counts() {
         .iter()
         .map(|r| (r["window_start"].as_str(), r["window_end"].as_str()))
         .collect();
-    assert_eq!(named, [("10", "23")]);
+    assert_eq!(named, [("14", "19")]);
+    for (lateness, right) in [
+        (
+            "8",
+            answer(&[
+                ("10", "15", "a", "1"),
+                ("14", "23", "a", "2"),
+                ("30", "35", "b", "1"),
+            ]),
+        ),
+        (
+            "16",
+            answer(&[("10", "23", "a", "3"), ("30", "35", "b", "1")]),
+        ),
+    ] {
+        let args = [
+            "--window",
+            "session:5",
+            "--agg",
+            "count",
+            "--allowed-lateness",
+            lateness,
+        ];
+        let name = format!("session-bridge-{lateness}");
+        let (got, late) = run_everywhere(&name, csv, &args);
+        assert_eq!(got, right, "lateness {lateness}");
+        assert!(late.is_empty(), "lateness {lateness}: {late:?}");
+    }
+}
+
+#[test]
+fn a_late_record_does_not_bridge_a_purged_session_to_an_open_one() {
+    // Gap 10, no lateness. a: [0,10), then 12 and 13 form [12,23) while b at 20 moves the
+    // watermark to 20, which purges [0,10). The 5's window [5,15) overlaps both; it merges
+    // with the open [12,23) only: [5,23) with 3 records, and [0,10) stays as it was emitted.
+    let csv = "ts,key,value\n0,a,1\n12,a,1\n20,b,1\n13,a,1\n5,a,1\n";
+    let args = ["--window", "session:10", "--agg", "count"];
+    let (got, late) = run_everywhere("session-purged", csv, &args);
+    assert_eq!(
+        got,
+        answer(&[
+            ("0", "10", "a", "1"),
+            ("5", "23", "a", "3"),
+            ("20", "30", "b", "1"),
+        ])
+    );
+    assert!(late.is_empty(), "{late:?}");
+    // With lateness 11, [0,10) is kept at 20 (10 + 11 > 20): the 5 bridges it into [0,23).
     let args = [
         "--window",
-        "session:5",
+        "session:10",
         "--agg",
         "count",
         "--allowed-lateness",
-        "8",
+        "11",
     ];
-    let (got, late) = run_everywhere("session-bridge-counted", csv, &args);
+    let (got, late) = run_everywhere("session-kept", csv, &args);
     assert_eq!(
         got,
-        answer(&[("10", "23", "a", "3"), ("30", "35", "b", "1")])
+        answer(&[("0", "23", "a", "4"), ("20", "30", "b", "1")])
     );
-    assert!(late.is_empty());
+    assert!(late.is_empty(), "{late:?}");
 }
 
 #[test]

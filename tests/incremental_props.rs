@@ -54,8 +54,9 @@ type Rows<K, R> = Vec<(u64, ((K, R), isize))>;
 
 /// Brute force from the rules: an update counts in window `w` iff `T < end(w) + lateness`
 /// (`T` its watermark time); for sessions `w` is the session it merges into, given the updates
-/// counted before it (Flink's rule); sessions form over the records whose net count is
-/// non-zero.
+/// counted before it, among the sessions kept at `T` (`end + lateness > T`; Flink's rule, the
+/// others are forgotten); sessions are runs of records whose net count is non-zero, and a
+/// retraction of a record counted only in a forgotten session is late for that session.
 fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
     let events: Vec<Event> = updates.iter().map(|u| u.event.clone()).collect();
     let wm = watermarks(&events, p.max_delay);
@@ -81,63 +82,71 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
             }
         }
         WindowKind::Session { gap } => {
-            let mut counted: BTreeMap<String, Members> = BTreeMap::new();
+            let gap = gap as u128;
+            let window_of = |m: &Members| {
+                let first = m.keys().next().unwrap().0 as u128;
+                let last = m.keys().next_back().unwrap().0 as u128;
+                (first, last + gap)
+            };
+            // key -> sessions formed (their net counts, never zero), in creation order
+            let mut sessions: BTreeMap<String, Vec<Members>> = BTreeMap::new();
             for (i, u) in updates.iter().enumerate() {
-                // Flink's rule: the session it merges into, among the records counted before
-                // it (non-zero net count), decides.
-                let mut times: Vec<u64> = counted
-                    .get(&u.event.key)
-                    .map(|m| {
-                        m.iter()
-                            .filter(|(_, n)| **n != 0)
-                            .map(|(r, _)| r.0)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                times.push(u.event.ts);
-                times.sort();
-                times.dedup();
-                let at = times.binary_search(&u.event.ts).unwrap();
-                let (mut first, mut last) = (at, at);
-                while first > 0 && (times[first - 1] as u128) + (gap as u128) > times[first] as u128
-                {
-                    first -= 1;
-                }
-                while last + 1 < times.len()
-                    && (times[last + 1] as u128) < times[last] as u128 + gap as u128
-                {
-                    last += 1;
-                }
-                let (start, end) = (times[first], times[last] as u128 + gap as u128);
-                if stamp(i) >= end + lateness {
-                    late.push((u.id, start as i64, end as u64, u.diff));
-                } else {
-                    *counted
-                        .entry(u.event.key.clone())
-                        .or_default()
-                        .entry((u.event.ts, u.event.value, u.id))
-                        .or_default() += u.diff;
-                }
-            }
-            for (key, records) in counted {
-                let mut run: Option<(u64, u64, Members)> = None;
-                for (record, n) in records.into_iter().filter(|(_, n)| *n != 0) {
-                    let ts = record.0;
-                    match &mut run {
-                        Some((_, last, members)) if ts < *last + gap => {
-                            *last = ts;
-                            members.insert(record, n);
-                        }
-                        _ => {
-                            if let Some((first, last, members)) = run.take() {
-                                groups.insert((first as i64, last + gap, key.clone()), members);
-                            }
-                            run = Some((ts, ts, BTreeMap::from([(record, n)])));
-                        }
+                let time = stamp(i);
+                let record = (u.event.ts, u.event.value, u.id);
+                let mine = sessions.entry(u.event.key.clone()).or_default();
+                // Flink's rule: only sessions with end + lateness > T are kept; the others
+                // are forgotten and never merged again.
+                let kept = |m: &Members| window_of(m).1 + lateness > time;
+                if u.diff < 0 && !mine.iter().any(|m| kept(m) && m.contains_key(&record)) {
+                    // Retracting a record counted only in a forgotten session: late for it.
+                    if let Some(m) = mine.iter().find(|m| m.contains_key(&record)) {
+                        let (start, end) = window_of(m);
+                        late.push((u.id, start as i64, end as u64, u.diff));
+                        continue;
                     }
                 }
-                if let Some((first, last, members)) = run {
-                    groups.insert((first as i64, last + gap, key.clone()), members);
+                let (ts, own_end) = (u.event.ts as u128, u.event.ts as u128 + gap);
+                let joins = |m: &Members| {
+                    let (start, end) = window_of(m);
+                    kept(m) && start < own_end && ts < end
+                };
+                let start = mine.iter().filter(|m| joins(m)).map(|m| window_of(m).0);
+                let start = start.fold(ts, u128::min);
+                let end = mine.iter().filter(|m| joins(m)).map(|m| window_of(m).1);
+                let end = end.fold(own_end, u128::max);
+                if end + lateness <= time {
+                    late.push((u.id, start as i64, end as u64, u.diff));
+                    continue;
+                }
+                let mut merged = Members::new();
+                for m in mine.iter().filter(|m| joins(m)) {
+                    merged.extend(m.iter().map(|(r, n)| (*r, *n)));
+                }
+                mine.retain(|m| !joins(m));
+                *merged.entry(record).or_default() += u.diff;
+                merged.retain(|_, n| *n != 0);
+                // The runs of the merged records' times (a retraction may cut one in two).
+                let mut run = Members::new();
+                for (r, n) in merged {
+                    let cut = run
+                        .keys()
+                        .next_back()
+                        .is_some_and(|last| r.0 as u128 >= last.0 as u128 + gap);
+                    if cut {
+                        mine.push(std::mem::take(&mut run));
+                    }
+                    run.insert(r, n);
+                }
+                if !run.is_empty() {
+                    mine.push(run);
+                }
+            }
+            for (key, mine) in sessions {
+                for members in mine {
+                    let (start, end) = window_of(&members);
+                    let window = (start as i64, end as u64, key.clone());
+                    let clash = groups.insert(window, members);
+                    assert!(clash.is_none(), "two sessions with one window");
                 }
             }
         }

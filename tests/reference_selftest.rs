@@ -217,9 +217,9 @@ fn session_touching_intervals_do_not_merge() {
 
 #[test]
 fn session_late_event() {
-    // Gap 5, max_delay 0. Events: 10 a, 18 a, 30 b, 14 a. W3 = 30.
-    // Flink's rule: event 3's own window [14,19) overlaps [10,15) and [18,23), so it would
-    // merge into [10,23). Lateness 0: 23 + 0 <= 30 -> late, naming (3, 10, 23).
+    // Gap 5, max_delay 0. Events: 10 a, 18 a, 30 b, 14 a. W3 = 30, so T3 = 30.
+    // Event 3's own window [14,19) overlaps [10,15) and [18,23); Flink's rule joins only the
+    // sessions kept at 30 (end + lateness > 30), the others being purged.
     let kind = WindowKind::Session { gap: 5 };
     let evs = vec![
         ev(10, "a", "1"),
@@ -227,23 +227,62 @@ fn session_late_event() {
         ev(30, "b", "1"),
         ev(14, "a", "1"),
     ];
+    // Lateness 0: both forgotten (15, 23 <= 30); [14,19) alone: 19 <= 30 -> late (3, 14, 19).
     let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
     assert_eq!(
         out.windows,
         windows(&[(10, 15, "a", S), (18, 23, "a", S), (30, 35, "b", S)])
     );
-    assert_eq!(out.late, vec![(3, 10, 23)]);
-    // Lateness 8: 23 + 8 = 31 <= 30? no -> counts, bridging a into [10,23) with 3 events,
-    // although its own window's 14 + 5 + 8 = 27 is behind the watermark.
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 8));
+    assert_eq!(out.late, vec![(3, 14, 19)]);
+    // Lateness 16: both kept (15 + 16 = 31 > 30): bridges a into [10,23) with 3 events.
+    let out = reference(&evs, &params(kind, Agg::Count, 0, 16));
     assert_eq!(
         out.windows,
         windows(&[(10, 23, "a", 3 * S), (30, 35, "b", S)])
     );
     assert!(out.late.is_empty());
-    // Lateness 7: 23 + 7 = 30 <= 30 -> late (boundary).
+    // Lateness 8: [10,15) forgotten (15 + 8 = 23 <= 30), [18,23) kept (31 > 30): merges into
+    // [14,23), 23 + 8 > 30 -> counts, although its own window's 14 + 5 + 8 = 27 is behind the
+    // watermark. The forgotten [10,15) stays as it was, overlapping [14,23).
+    let out = reference(&evs, &params(kind, Agg::Count, 0, 8));
+    assert_eq!(
+        out.windows,
+        windows(&[(10, 15, "a", S), (14, 23, "a", 2 * S), (30, 35, "b", S)])
+    );
+    assert!(out.late.is_empty());
+    // Lateness 7: [18,23) forgotten too (23 + 7 = 30 <= 30, boundary); [14,19): 26 <= 30 -> late.
     let out = reference(&evs, &params(kind, Agg::Count, 0, 7));
-    assert_eq!(out.late, vec![(3, 10, 23)]);
+    assert_eq!(out.late, vec![(3, 14, 19)]);
+}
+
+#[test]
+fn session_late_record_does_not_bridge_a_purged_session() {
+    // Gap 10, max_delay 0, lateness 0. a: 0 -> [0,10); 12 -> [12,22); b: 20 moves W to 20.
+    // a at 13 (T = 20): [0,10) is purged (10 <= 20), [12,22) is kept (22 > 20): 13 joins
+    // [12,22). a at 5 (T = 20): own window [5,15) overlaps purged [0,10) and kept [12,23)
+    // (after the 13), so it merges with the kept one only: [5,23), 23 > 20 -> counts.
+    // Without the purge it would have bridged all into [0,23) with 4 events.
+    let kind = WindowKind::Session { gap: 10 };
+    let evs = vec![
+        ev(0, "a", "1"),
+        ev(12, "a", "1"),
+        ev(20, "b", "1"),
+        ev(13, "a", "1"),
+        ev(5, "a", "1"),
+    ];
+    let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
+    assert_eq!(
+        out.windows,
+        windows(&[(0, 10, "a", S), (5, 23, "a", 3 * S), (20, 30, "b", S)])
+    );
+    assert!(out.late.is_empty());
+    // Lateness 11: [0,10) kept at 20 (21 > 20): the 5 bridges everything into [0,23).
+    let out = reference(&evs, &params(kind, Agg::Count, 0, 11));
+    assert_eq!(
+        out.windows,
+        windows(&[(0, 23, "a", 4 * S), (20, 30, "b", S)])
+    );
+    assert!(out.late.is_empty());
 }
 
 #[test]

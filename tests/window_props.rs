@@ -309,13 +309,14 @@ fn state_after(n: u64, assigner: WindowAssigner, lateness: u64) -> (usize, usize
     })
 }
 
-/// Sessions are not here: under Flink's rule a late record can bridge any earlier session to an
-/// open one, so the session operator keeps every session (see `tidemark::window::session`).
+/// Sessions too: a session beyond the allowed lateness is forgotten (Flink's purge), so it is
+/// freed (see `tidemark::window::session`).
 #[test]
 fn window_state_does_not_grow_with_the_number_of_closed_windows() {
     for (assigner, lateness) in [
         (WindowAssigner::Tumbling(10), 0),
         (WindowAssigner::Sliding(30, 10), 25),
+        (WindowAssigner::Session(2), 15),
     ] {
         let (small_peak, small_live) = state_after(2_000, assigner, lateness);
         let (large_peak, large_live) = state_after(50_000, assigner, lateness);

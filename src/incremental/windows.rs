@@ -6,8 +6,9 @@
 //! The input is a collection of `(key, record)` at logical times that are the stream's
 //! watermark, as for the final operators (see [`crate::window`]). An update of a record with
 //! event time `ts` at logical time `T` meets each window `w` containing `ts` (for sessions, the
-//! session it merges into, given the updates counted before it: Flink's rule for merging
-//! windows, see [`crate::window::session`]) under the same rule as the final operators:
+//! session it merges into, given the updates counted before it, joining only sessions still
+//! kept at `T`, `end + L > T`: Flink's rule for merging windows, see
+//! [`crate::window::session`]) under the same rule as the final operators:
 //!
 //! * `T < end(w) + L` (`L` the allowed lateness): the update counts in `w`; the view changes at
 //!   `T`, whether `w` has ended or not (a late record within the lateness is an ordinary update,
@@ -27,9 +28,9 @@
 //! time the window's input is empty again, the arrangements compact it away, and the state of
 //! the view holds only windows that can still change. The view's own retraction of the window's
 //! value at `end(w) + L` is an artefact of that retirement, not a change of the answer, and is
-//! filtered from `results`. Sessions keep their records (a session can grow for as long as its
-//! key stays active, and its records are what merges need); their state grows with the
-//! number of records.
+//! filtered from `results`. Sessions keep their records: the reduce recomputes a key's
+//! sessions, forgotten ones included, by replaying all its updates in order. Their state grows with the number of records; the final
+//! operator's session state does not (it frees forgotten sessions).
 //!
 //! # Retractions in the input
 //!
@@ -382,12 +383,15 @@ enum SessionOut<O, V> {
 }
 
 /// Replays one key's updates in order under Flink's rule for merging windows (see
-/// [`crate::window::session`]): an update is late iff the session it merges into, given the
-/// updates counted before it, ends at or before its time minus the lateness. Then cuts the
-/// counted records into sessions and aggregates each.
+/// [`crate::window::session`]): an update at time `T` meets the sessions kept at `T`
+/// (`end + lateness > T`; the others are forgotten, never merged again), and is late iff the
+/// session it merges into ends at or before `T` minus the lateness. Every session formed,
+/// forgotten or kept, is aggregated.
 ///
-/// Each update costs a walk over its session, so a key's replay is quadratic in the length of
-/// its sessions.
+/// A session is the run of its counted records' times, each less than `gap` after the
+/// previous: a merge joins one run, and a retraction that removes a record's last copy may cut
+/// its session in two. A retraction of a record counted only in a forgotten session is late
+/// for that session. Each update costs a walk over the kept sessions and its session.
 fn sessions<V: Clone + Ord, A: Aggregator<V>>(
     gap: u64,
     lateness: u64,
@@ -395,70 +399,80 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
     updates: &[(&Arrival<V>, isize)],
     output: &mut Vec<(SessionOut<A::Output, V>, isize)>,
 ) {
-    // Counted records by (event time, record), with their multiplicities (never zero), and how
-    // many of them each event time has.
-    let mut counted: BTreeMap<(u64, &V), isize> = BTreeMap::new();
-    let mut times: BTreeMap<u64, usize> = BTreeMap::new();
+    // A session's records by (event time, record), with their multiplicities (never zero).
+    type Members<'a, V> = BTreeMap<(u64, &'a V), isize>;
+    let end_of = |members: &Members<V>| {
+        let last = members.keys().next_back().map_or(0, |(ts, _)| *ts);
+        last.saturating_add(gap)
+    };
+    let start_of = |members: &Members<V>| members.keys().next().map_or(0, |(ts, _)| *ts);
+    // Kept sessions, pairwise disjoint, and forgotten ones.
+    let mut kept: Vec<Members<V>> = Vec::new();
+    let mut forgotten: Vec<Members<V>> = Vec::new();
     for ((time, seq, ts, record), copies) in updates {
-        let (start, end) = session_of(&times, *ts, gap);
+        // Updates come in time order, so a session forgotten at `time` stays forgotten.
+        let (gone, still): (Vec<_>, Vec<_>) = std::mem::take(&mut kept)
+            .into_iter()
+            .partition(|members| end_of(members).saturating_add(lateness) <= *time);
+        forgotten.extend(gone);
+        kept = still;
+        let member = (*ts, record);
+        if *copies < 0 && !kept.iter().any(|m| m.contains_key(&member)) {
+            // A retraction of a record counted only in a forgotten session: late for that
+            // session, which can no longer change (its state is gone, as in Flink).
+            if let Some(members) = forgotten.iter().find(|m| m.contains_key(&member)) {
+                let window = Window {
+                    start: start_of(members) as i64,
+                    end: end_of(members),
+                };
+                output.push((SessionOut::Late(window, *seq, record.clone()), *copies));
+                continue;
+            }
+        }
+        let own_end = ts.saturating_add(gap);
+        let joins = |members: &Members<V>| start_of(members) < own_end && *ts < end_of(members);
+        let (joined, others): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut kept).into_iter().partition(joins);
+        kept = others;
+        let start = joined.iter().map(start_of).fold(*ts, u64::min);
+        let end = joined.iter().map(end_of).fold(own_end, u64::max);
         if end.saturating_add(lateness) <= *time {
             let window = Window {
                 start: start as i64,
                 end,
             };
             output.push((SessionOut::Late(window, *seq, record.clone()), *copies));
+            kept.extend(joined);
             continue;
         }
-        let entry = counted.entry((*ts, record)).or_insert(0);
-        if *entry == 0 {
-            *times.entry(*ts).or_insert(0) += 1;
-        }
+        let mut merged: Members<V> = joined.into_iter().flatten().collect();
+        let entry = merged.entry(member).or_insert(0);
         *entry += copies;
         if *entry == 0 {
-            counted.remove(&(*ts, record));
-            if let Some(n) = times.get_mut(ts) {
-                *n -= 1;
-                if *n == 0 {
-                    times.remove(ts);
-                }
+            merged.remove(&member);
+        }
+        // Cut into runs: one, unless a retraction removed a record that held it together.
+        let mut run: Members<V> = BTreeMap::new();
+        for (member, copies) in merged {
+            if run
+                .keys()
+                .next_back()
+                .is_some_and(|(last, _)| member.0 >= last.saturating_add(gap))
+            {
+                kept.push(std::mem::take(&mut run));
             }
+            run.insert(member, copies);
+        }
+        if !run.is_empty() {
+            kept.push(run);
         }
     }
-    let mut records = counted.into_iter().peekable();
-    while let Some(((first, record), copies)) = records.next() {
-        let mut members = vec![(record, copies)];
-        let mut last = first;
-        while let Some(((ts, record), copies)) =
-            records.next_if(|((ts, _), _)| *ts < last.saturating_add(gap))
-        {
-            members.push((record, copies));
-            last = ts;
-        }
+    for members in forgotten.iter().chain(&kept) {
         let window = Window {
-            start: first as i64,
-            end: last.saturating_add(gap),
+            start: start_of(members) as i64,
+            end: end_of(members),
         };
+        let members: Vec<(&V, isize)> = members.iter().map(|((_, v), c)| (*v, *c)).collect();
         output.push((SessionOut::Session(window, aggregate(agg, &members)), 1));
     }
-}
-
-/// The session `[start, end)` that a record at `ts` forms with the counted records, whose
-/// distinct event times are the keys of `times`: the run of times, each less than `gap` after
-/// the previous, that `ts` joins.
-fn session_of(times: &BTreeMap<u64, usize>, ts: u64, gap: u64) -> (u64, u64) {
-    let mut first = ts;
-    for (&t, _) in times.range(..ts).rev() {
-        if t.saturating_add(gap) <= first {
-            break;
-        }
-        first = t;
-    }
-    let mut last = ts;
-    for (&t, _) in times.range(ts.saturating_add(1)..) {
-        if t >= last.saturating_add(gap) {
-            break;
-        }
-        last = t;
-    }
-    (first, last.saturating_add(gap))
 }

@@ -24,8 +24,8 @@
 //! number of workers, every partitioner and every batching. Tumbling and sliding window state is
 //! freed once the frontier passes `end(w) - 1 + L`, after which every record for `w` is late:
 //! state never grows with the number of windows already closed. For sessions `w` is the session
-//! the record merges into (Flink's rule for merging windows, see [`session`]), which a late
-//! record can still bridge to an open one, so sessions are kept.
+//! the record merges into (Flink's rule for merging windows, see [`session`]); as in Flink, a
+//! session is forgotten, and its state freed, once it is beyond the lateness (`end + L <= T`).
 //!
 //! Event times, sizes, slides, gaps and lateness are in the time domain of [`crate::time`]
 //! (times up to `2^62 - 1`, durations up to `2^62`), where every bound above is exact.

@@ -3,35 +3,40 @@
 //! # Lateness: Flink's rule for merging windows
 //!
 //! A record with event time `t` arriving at time `T` (the watermark, or `t` if it is ahead of
-//! it) merges its own window `[t, t + gap)` with every session of its key that it overlaps,
-//! given the records counted before it. It is *late* only if that merged session is beyond the
-//! allowed lateness, `end + lateness <= T`; the late output then names that session. Otherwise
-//! it counts: the sessions it merged are retracted if they were emitted, and the merged session
-//! is emitted when it closes (at once, as a correction, if its end has already passed). This is
-//! the rule of Flink's `WindowOperator` for merging windows (`isWindowLate` of the merged
-//! window), with one difference: Flink forgets a session once it is beyond the lateness, so a
-//! record bridging it to an open session merges with the open one only; here the session is
-//! still joined, so the result is the sessions of all counted records.
+//! it) meets the sessions of its key that are still *kept* at `T`: those with
+//! `end + lateness > T`, given the records counted before it. A session beyond the allowed
+//! lateness is forgotten: Flink's `WindowOperator` purges a merging window's state at its
+//! cleanup time `end + allowed lateness`, and a later record cannot merge with it. The record
+//! merges its own window `[t, t + gap)` with every kept session it overlaps. It is *late* only
+//! if that merged session is beyond the allowed lateness, `end + lateness <= T` (Flink's
+//! `isWindowLate` of the merged window); the late output then names that session. Otherwise it
+//! counts: the sessions it merged are retracted if they were emitted, and the merged session is
+//! emitted when it closes (at once, as a correction, if its end has already passed). A
+//! forgotten session stays as it was emitted, even where a later session overlaps it (a record
+//! that would have bridged it to an open session merges with the open one only).
 //!
 //! Records that share a time are applied in the order they were sent (the input order: one
 //! worker reads the input, and a channel between two workers keeps order; with random
 //! partitioning, where records reach the operator by several paths, phase one numbers them and
 //! the operator sorts by that number). A record ahead of the watermark never changes whether an
-//! earlier record is late (it only touches sessions ending after its own time), so applying it
-//! on arrival gives the outcome of input order, for every number of workers and processes,
-//! every partitioner and every batching.
+//! earlier record is late, and never meets a forgotten session (it only touches sessions ending
+//! after its own time), so applying it on arrival gives the outcome of input order, for every
+//! number of workers and processes, every partitioner and every batching.
 //!
 //! # State
 //!
-//! Each key has its sessions sorted by start and pairwise disjoint (as intervals
-//! `[start, last + gap)`). A session closes when the frontier passes `last + gap - 1`. It is kept
-//! after it is emitted, with its emitted value: a record arriving at any later time may bridge
-//! it to a session that is still open (a chain of records walking back from an open session
-//! can reach any earlier one), and then counts and merges it. So, unlike tumbling and sliding
-//! windows, session state grows with the number of sessions of each key.
+//! Each key has its kept sessions sorted by start and pairwise disjoint (as intervals
+//! `[start, last + gap)`), so their ends are sorted too. A session closes when the frontier
+//! passes `last + gap - 1`. It is kept after it is emitted, with its emitted value, until the
+//! frontier reaches `end + lateness`: every later record arrives at `T >= end + lateness`, for
+//! which the session is forgotten, so it is freed then (`frees`). A record behind the watermark,
+//! applied at `T` once the frontier has passed `T`, first drops its key's sessions forgotten at
+//! `T` (a prefix of them), which the frontier may not have freed yet. Whether a session is
+//! forgotten depends only on `T`, a function of the input order, so freeing it changes no
+//! result. State is bounded by the sessions within the lateness, not by all closed sessions.
 //!
-//! `closes` is a queue keyed by time; merging leaves stale entries behind, which are recognised
-//! (no session of that key matches) and skipped when they come up.
+//! `closes` and `frees` are queues keyed by time; merging leaves stale entries behind, which are
+//! recognised (no session of that key matches) and skipped when they come up.
 
 use std::collections::BTreeSet;
 use std::hash::Hash;
@@ -59,6 +64,8 @@ pub(crate) struct Sessions<K, V, A: Aggregator<V>> {
     agg: A,
     keys: HashMap<K, KeySessions<A, V>>,
     closes: BTreeSet<(u64, K)>,
+    /// `(end + lateness, key)` of emitted sessions: from that frontier on they are forgotten.
+    frees: BTreeSet<(u64, K)>,
     dirty: Vec<K>,
     gauge: StateGauge,
 }
@@ -71,6 +78,7 @@ impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
             agg,
             keys: HashMap::new(),
             closes: BTreeSet::new(),
+            frees: BTreeSet::new(),
             dirty: Vec::new(),
             gauge,
         }
@@ -127,7 +135,20 @@ where
             Some(sessions) => sessions,
             None => self.keys.entry(key.clone()).or_default(),
         };
-        // Sessions overlapping [lo, hi + gap) form one contiguous run.
+        if lo < time {
+            // Behind the watermark: the sessions beyond the lateness at `time` are forgotten
+            // (Flink's purge). Every later part arrives at `time` or after (the frontier has
+            // passed `time`), so they are dropped now. Ends are sorted: they are a prefix.
+            let lateness = self.lateness;
+            let forgotten = sessions
+                .partition_point(|s| s.last.saturating_add(gap).saturating_add(lateness) <= time);
+            for old in sessions.drain(..forgotten) {
+                // It closed at `end - 1 < time`, before this time's parts were applied.
+                debug_assert!(old.emitted.is_some(), "a forgotten session was emitted");
+            }
+            self.gauge.sub(forgotten);
+        }
+        // Kept sessions overlapping [lo, hi + gap) form one contiguous run.
         let first = sessions.partition_point(|s| s.last.saturating_add(gap) <= lo);
         let mut past = first;
         while past < sessions.len() && sessions[past].start < own_end {
@@ -221,9 +242,29 @@ where
         }
     }
 
-    fn free(&mut self, _frontier: Option<u64>) {
-        // Nothing: under Flink's rule a later record can still bridge any emitted session to an
-        // open one (see the module documentation), so sessions are kept.
+    fn free(&mut self, frontier: Option<u64>) {
+        // A session with `end + lateness <= frontier` is forgotten for every record still to
+        // come (see the module documentation).
+        let (gap, lateness) = (self.gap, self.lateness);
+        let forgotten = |s: &Session<A::Acc, A::Output>| {
+            s.emitted.is_some()
+                && frontier.is_none_or(|f| s.last.saturating_add(gap).saturating_add(lateness) <= f)
+        };
+        while let Some((t, _)) = self.frees.first() {
+            if frontier.is_some_and(|f| *t > f) {
+                break;
+            }
+            let (_, key) = self.frees.pop_first().expect("first exists");
+            let Some(sessions) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            let before = sessions.len();
+            sessions.retain(|s| !forgotten(s));
+            self.gauge.sub(before - sessions.len());
+            if sessions.is_empty() {
+                self.keys.remove(&key);
+            }
+        }
     }
 }
 
@@ -239,7 +280,7 @@ where
         due: impl Fn(u64) -> bool,
         out: &mut Vec<Emit<K, A::Output, V>>,
     ) {
-        let gap = self.gap;
+        let (gap, lateness) = (self.gap, self.lateness);
         let Some(sessions) = self.keys.get_mut(key) else {
             return;
         };
@@ -260,6 +301,8 @@ where
                 value,
                 diff: 1,
             }));
+            self.frees
+                .insert((end.saturating_add(lateness), key.clone()));
         }
     }
 }

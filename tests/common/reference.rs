@@ -12,11 +12,13 @@
 //!    be negative); session `[ts, ts+gap)` for the event's own interval.
 //! 3. Fixed windows: event `i` is late for window `w` iff `end(w) + lateness <= W_i`.
 //! 4. Sessions (Flink's rule for merging windows), applied in input order: event `i`
-//!    arrives at `T_i = max(ts, W_i)`; its own window `[ts, ts+gap)` joined with the
-//!    sessions (of its key, formed from the events counted before it) that it overlaps
-//!    is the session it merges into. It is late iff that session's
-//!    `end + lateness <= T_i` (late row naming that session); otherwise it counts.
-//!    Sessions are formed per key from all counted events.
+//!    arrives at `T_i = max(ts, W_i)`. The sessions of its key (formed by the events
+//!    counted before it) with `end + lateness > T_i` are kept; the others are forgotten
+//!    (Flink purges a merging window at `end + lateness`). Its own window `[ts, ts+gap)`
+//!    joined with the kept sessions that it overlaps is the session it merges into. It is
+//!    late iff that session's `end + lateness <= T_i` (late row naming that session);
+//!    otherwise it counts and that session replaces the ones it joined. Every session
+//!    formed, forgotten or not, is a result.
 //! 5. Aggregates: Count (n * 1e9), Sum, Min, Max, Mean (round half away from zero).
 //! 6. `late` is sorted ascending.
 
@@ -168,9 +170,10 @@ pub fn aggregate(agg: Agg, values: &[i128]) -> i128 {
 ///   windows (rule 4 of the module documentation): event `i` is late iff the
 ///   session it merges into (its own window joined with the sessions of the
 ///   events counted before it that it overlaps) has `end + lateness <= T_i`,
-///   with `T_i = max(ts, W_i)`; the late row names that session. Sessions are
-///   the maximal runs of counted times in which each next time `t < prev + gap`;
-///   a session's window is `[first, last + gap)`.
+///   with `T_i = max(ts, W_i)`; the late row names that session. Only sessions
+///   kept at `T_i` (`end + lateness > T_i`) are joined; a forgotten session is
+///   never merged again, so a later session may overlap it. A session's window is
+///   `[first, last + gap)` of its events.
 pub fn reference(events: &[Event], p: &Params) -> Outcome {
     let wm = watermarks(events, p.max_delay);
     let lateness = p.lateness as u128;
@@ -196,35 +199,41 @@ pub fn reference(events: &[Event], p: &Params) -> Outcome {
         WindowKind::Session { gap } => {
             assert!(gap > 0, "session gap must be positive");
             let gap = gap as u128;
-            // key -> counted (ts, value) pairs
-            let mut counted: BTreeMap<String, Vec<(u64, i128)>> = BTreeMap::new();
+            // key -> sessions (start, end, counted values), in creation order
+            let mut sessions: BTreeMap<String, Vec<(u128, u128, Vec<i128>)>> = BTreeMap::new();
             for (i, e) in events.iter().enumerate() {
                 let time = e.ts.max(wm[i]) as u128;
-                let mut mine = counted.get(&e.key).cloned().unwrap_or_default();
-                mine.push((e.ts, e.value));
-                let (start, end) = runs(mine, gap)
-                    .into_iter()
-                    .map(|run| (run.first().unwrap().0, run.last().unwrap().0))
-                    .find(|(first, last)| *first <= e.ts && e.ts <= *last)
-                    .map(|(first, last)| (first as u128, last as u128 + gap))
-                    .expect("the event is in one run");
+                let (ts, own_end) = (e.ts as u128, e.ts as u128 + gap);
+                let mine = sessions.entry(e.key.clone()).or_default();
+                let joins = |s: &(u128, u128, Vec<i128>)| {
+                    s.1 + lateness > time && s.0 < own_end && ts < s.1
+                };
+                let start = mine
+                    .iter()
+                    .filter(|s| joins(s))
+                    .map(|s| s.0)
+                    .fold(ts, u128::min);
+                let end = mine
+                    .iter()
+                    .filter(|s| joins(s))
+                    .map(|s| s.1)
+                    .fold(own_end, u128::max);
                 if end + lateness <= time {
                     late.push((i, to_i64(start as i128), to_u64(end as i128)));
-                } else {
-                    counted
-                        .entry(e.key.clone())
-                        .or_default()
-                        .push((e.ts, e.value));
+                    continue;
                 }
+                let mut values = vec![e.value];
+                for s in mine.iter().filter(|s| joins(s)) {
+                    values.extend(&s.2);
+                }
+                mine.retain(|s| !joins(s));
+                mine.push((start, end, values));
             }
-            for (key, evs) in counted {
-                for run in runs(evs, gap) {
-                    let first = run.first().unwrap().0;
-                    let last = run.last().unwrap().0;
-                    let start = to_i64(first as i128);
-                    let end = to_u64(last as i128 + gap as i128);
-                    let values: Vec<i128> = run.iter().map(|&(_, v)| v).collect();
-                    groups.insert((start, end, key.clone()), values);
+            for (key, mine) in sessions {
+                for (start, end, values) in mine {
+                    let window = (to_i64(start as i128), to_u64(end as i128), key.clone());
+                    let clash = groups.insert(window, values);
+                    assert!(clash.is_none(), "two sessions with one window");
                 }
             }
         }
@@ -239,25 +248,6 @@ pub fn reference(events: &[Event], p: &Params) -> Outcome {
         })
         .collect();
     Outcome { windows, late }
-}
-
-/// Splits `(ts, value)` pairs, sorted by time, into maximal runs in which each next
-/// time is less than the previous plus `gap`: the sessions of those events.
-fn runs(mut evs: Vec<(u64, i128)>, gap: u128) -> Vec<Vec<(u64, i128)>> {
-    evs.sort();
-    let mut runs: Vec<Vec<(u64, i128)>> = Vec::new();
-    for (t, v) in evs {
-        let extend = match runs.last() {
-            Some(run) => (t as u128) < run.last().unwrap().0 as u128 + gap,
-            None => false,
-        };
-        if extend {
-            runs.last_mut().unwrap().push((t, v));
-        } else {
-            runs.push(vec![(t, v)]);
-        }
-    }
-    runs
 }
 
 /// For fixed (tumbling/sliding) windows only: for every `(window, key)`, the
