@@ -8,8 +8,8 @@
 //!   a plain number is milliseconds (as `tidemark window` has always read it);
 //! * the number is read exactly (no floating point): `1.5s` is 1 500 000 000 ns, and a fraction
 //!   finer than a nanosecond is rejected rather than rounded;
-//! * anything that does not fit in a `u64` of nanoseconds (about 584 years) is rejected, never
-//!   wrapped or saturated.
+//! * anything beyond the range is rejected, never wrapped or saturated: a `u64` of nanoseconds
+//!   (about 584 years) for [`parse_nanos`], the time domain's 2^62 ms for [`parse_millis`].
 //!
 //! A rate is a positive number of events per second with an optional `k`, `M` or `G` suffix,
 //! at most [`MAX_RATE`]; fractions of an event per second are rejected.
@@ -50,9 +50,9 @@ fn echo(text: &str) -> String {
     shown
 }
 
-/// A non-negative decimal number times `scale / divisor`, exactly; `None` when the text is not
-/// a number, is not a whole multiple of `1 / divisor` after scaling, or does not fit a `u64`.
-fn scaled(number: &str, scale: u128) -> Result<u64, &'static str> {
+/// A non-negative decimal number times `scale`, exactly; an error when the text is not a
+/// number, its product with `scale` is not whole, or it does not fit a `u128`.
+fn scaled(number: &str, scale: u128) -> Result<u128, &'static str> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if whole.is_empty() && fraction.is_empty() {
         return Err("no number");
@@ -90,7 +90,26 @@ fn scaled(number: &str, scale: u128) -> Result<u64, &'static str> {
             .checked_add(product / denominator)
             .ok_or("too large")?;
     }
-    u64::try_from(total).map_err(|_| "too large")
+    Ok(total)
+}
+
+/// A duration's number and its unit's length in nanoseconds.
+fn split_unit(text: &str) -> Result<(&str, u128), &'static str> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u128 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "" | "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ if number.is_empty() => return Err("no number"),
+        _ => return Err("unknown unit (ns, us, ms, s, m, h)"),
+    };
+    Ok((number, scale))
 }
 
 /// Reads a duration in nanoseconds.
@@ -114,42 +133,45 @@ pub fn parse_nanos(text: &str) -> Result<u64, DurationError> {
         text: echo(text),
         reason,
     };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale: u128 = match unit {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "" | "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ if number.is_empty() => return Err(fail("no number")),
-        _ => return Err(fail("unknown unit (ns, us, ms, s, m, h)")),
-    };
-    scaled(number, scale).map_err(fail)
+    let (number, scale) = split_unit(text).map_err(fail)?;
+    let ns = scaled(number, scale).map_err(fail)?;
+    u64::try_from(ns).map_err(|_| fail("too large"))
 }
 
-/// Reads a duration in whole milliseconds (the unit of `tidemark window`'s times).
+/// Reads a duration in whole milliseconds, the unit of `tidemark window`'s event times: window
+/// sizes, slides, gaps, watermark delay, allowed lateness and timeouts.
 ///
-/// Errors: as [`parse_nanos`], and a duration that is not a whole number of milliseconds.
+/// The same spellings as [`parse_nanos`]; the range is the time domain's,
+/// [`crate::time::MAX_DURATION`] (2^62 ms), not `u64` nanoseconds.
+///
+/// Errors: as [`parse_nanos`], a duration that is not a whole number of milliseconds, and one
+/// longer than [`crate::time::MAX_DURATION`].
 ///
 /// ```
 /// use tidemark::units::parse_millis;
+/// assert_eq!(parse_millis("250").unwrap(), 250);
 /// assert_eq!(parse_millis("10s").unwrap(), 10_000);
 /// assert_eq!(parse_millis("1.5m").unwrap(), 90_000);
+/// assert_eq!(parse_millis("4611686018427387904").unwrap(), 1 << 62);
+/// assert!(parse_millis("4611686018427387905").is_err());
+/// assert!(parse_millis("99999999999999999h").is_err());
 /// assert!(parse_millis("1500us").is_err());
+/// assert!(parse_millis("ten").is_err());
 /// ```
 pub fn parse_millis(text: &str) -> Result<u64, DurationError> {
-    let ns = parse_nanos(text)?;
+    let fail = |reason| DurationError {
+        text: echo(text),
+        reason,
+    };
+    let (number, scale) = split_unit(text).map_err(fail)?;
+    let ns = scaled(number, scale).map_err(fail)?;
     if ns % 1_000_000 != 0 {
-        return Err(DurationError {
-            text: echo(text),
-            reason: "not a whole number of milliseconds",
-        });
+        return Err(fail("not a whole number of milliseconds"));
     }
-    Ok(ns / 1_000_000)
+    u64::try_from(ns / 1_000_000)
+        .ok()
+        .filter(|ms| *ms <= crate::time::MAX_DURATION)
+        .ok_or(fail("longer than the largest duration, 2^62 ms"))
 }
 
 /// Reads a rate in events per second: a positive decimal number with an optional `k`, `M` or
@@ -184,6 +206,7 @@ pub fn parse_rate(text: &str) -> Result<u64, RateError> {
     if events == 0 {
         return Err(fail("the rate must be positive"));
     }
+    let events = u64::try_from(events).map_err(|_| fail("too large"))?;
     if events > MAX_RATE {
         return Err(fail("more than 1000G events per second"));
     }

@@ -608,3 +608,66 @@ proptest! {
         prop_assert_eq!(late_rows, expected_late);
     }
 }
+
+/// Every duration flag of the CLI goes through one parser (`tidemark::units`): `window` reads
+/// the spellings `bench` reads (decimals, `us`), and refuses what it refuses with the same words.
+#[test]
+fn window_and_bench_read_durations_with_one_parser() {
+    let dir = scratch("one-duration-parser");
+    let input = write(&dir, "in.csv", "ts,key,value\n0,a,1\n1400,a,2\n1600,a,4\n");
+    let out = dir.join("out.csv");
+    let (input, out_path) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let result = run(&[
+        "window",
+        "--input",
+        input,
+        "--output",
+        out_path,
+        "--window",
+        "tumbling:1.5s",
+        "--agg",
+        "sum",
+        "--max-delay",
+        "0.5s",
+        "--allowed-lateness",
+        "250000us",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let rows: Vec<_> = consolidated(&out).into_iter().collect();
+    let a = |start, end, value: &str| ((start, end, "a".to_string()), value.to_string());
+    assert_eq!(rows, vec![a(0, 1500, "3"), a(1500, 3000, "4")]);
+    for bad in ["99999999999999999h", "-1s", "ten"] {
+        let (delay, warmup) = (format!("--max-delay={bad}"), format!("--warmup={bad}"));
+        let window_err = stderr(&run(&[
+            "window",
+            "--input",
+            input,
+            "--output",
+            out_path,
+            "--window",
+            "tumbling:10s",
+            "--agg",
+            "sum",
+            &delay,
+        ]));
+        let bench_err = stderr(&run(&["bench", "ysb", &warmup]));
+        assert!(window_err.contains("expected a duration"), "{window_err}");
+        assert!(bench_err.contains("expected a duration"), "{bench_err}");
+    }
+    // A whole number of milliseconds only: event times are milliseconds.
+    expect_usage_error(
+        &[
+            "window",
+            "--input",
+            input,
+            "--output",
+            out_path,
+            "--window",
+            "tumbling:1500us",
+            "--agg",
+            "sum",
+        ],
+        "whole number of milliseconds",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

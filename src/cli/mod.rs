@@ -144,7 +144,7 @@ fn guard_run() {
 }
 
 fn millis(text: &str) -> Result<u64, String> {
-    crate::window::parse_millis(text).map_err(|e| e.to_string())
+    crate::units::parse_millis(text).map_err(|e| e.to_string())
 }
 
 /// How a run is spread over threads and processes; shared by every subcommand.

@@ -35,8 +35,7 @@ use crate::sink::{
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions};
 use crate::window::{
-    on, parse_millis, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner,
-    WindowResult,
+    on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
 };
 
 /// The aggregations the command offers.
@@ -55,7 +54,7 @@ pub enum AggName {
 }
 
 fn millis(text: &str) -> Result<u64, String> {
-    parse_millis(text).map_err(|e| e.to_string())
+    crate::units::parse_millis(text).map_err(|e| e.to_string())
 }
 
 /// Which view of the windows to write.

@@ -43,6 +43,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::time::MAX_DURATION;
+use crate::units::parse_millis;
 
 pub use aggregate::{on, Aggregator, Count, Max, Mean, Min, On, Sum};
 
@@ -78,7 +79,7 @@ pub enum WindowSpecError {
     Syntax(String),
     /// A duration could not be read.
     #[error("{0}")]
-    Duration(#[from] DurationError),
+    Duration(#[from] crate::units::DurationError),
     /// Sizes, slides and gaps must be positive.
     #[error("window sizes, slides and gaps must be positive, got {0:?}")]
     Zero(String),
@@ -97,53 +98,6 @@ pub enum WindowSpecError {
 /// The most sliding windows one record may belong to (`size / slide`, rounded up): each costs
 /// an update per record, so a larger ratio is refused rather than left to run for ever.
 pub const MAX_WINDOWS_PER_RECORD: u64 = 1 << 20;
-
-/// Why a duration was rejected.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
-    /// Not a duration.
-    #[error("expected a duration such as 500, 250ms, 10s, 5m or 1h, got {0:?}")]
-    Syntax(String),
-    /// Longer than the time domain allows ([`crate::time::MAX_DURATION`]).
-    #[error("{0:?} is longer than the largest duration, {max} ms (2^62)", max = MAX_DURATION)]
-    TooLong(String),
-}
-
-/// Reads a duration in milliseconds: a plain integer, or one with an `ms`, `s`, `m` or `h`
-/// suffix, of at most [`crate::time::MAX_DURATION`] milliseconds.
-///
-/// ```
-/// use tidemark::window::parse_millis;
-/// assert_eq!(parse_millis("250").unwrap(), 250);
-/// assert_eq!(parse_millis("10s").unwrap(), 10_000);
-/// assert_eq!(parse_millis("2m").unwrap(), 120_000);
-/// assert_eq!(parse_millis("4611686018427387904").unwrap(), 1 << 62);
-/// assert!(parse_millis("4611686018427387905").is_err());
-/// assert!(parse_millis("ten").is_err());
-/// ```
-pub fn parse_millis(text: &str) -> Result<u64, DurationError> {
-    let too_long = || DurationError::TooLong(text.to_string());
-    let err = || DurationError::Syntax(text.to_string());
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() {
-        return Err(err());
-    }
-    let scale = match unit {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(err()),
-    };
-    // All digits, so a parse failure is a number beyond u64.
-    let n: u64 = digits.parse().map_err(|_| too_long())?;
-    n.checked_mul(scale)
-        .filter(|ms| *ms <= MAX_DURATION)
-        .ok_or_else(too_long)
-}
 
 impl FromStr for WindowAssigner {
     type Err = WindowSpecError;
