@@ -35,6 +35,11 @@ pub mod source;
 pub mod time;
 pub mod units;
 pub mod window;
+
+/// The README's Rust examples, compiled and run by `cargo test --doc` so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub mod workloads;
 
 pub use number::{Fixed, WideFixed};
