@@ -6,11 +6,18 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The package directory, as cargo gives it to this run (not `env!`, which would bake in the
+/// directory the script was first compiled in: a moved checkout or a copied target directory
+/// would then ask git about a directory that may no longer exist).
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| ".".into()))
+}
+
 /// Runs git in the package directory; `None` when git is missing or fails.
 fn git(args: &[&str]) -> Option<String> {
     let output = Command::new("git")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .output()
         .ok()?;
     output
@@ -40,7 +47,7 @@ fn main() {
                 ("--git-common-dir", &["packed-refs", "refs/heads"][..]),
             ] {
                 if let Some(dir) = git(&["rev-parse", dir]) {
-                    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
+                    let dir = manifest_dir().join(dir);
                     for file in files {
                         println!("cargo:rerun-if-changed={}", dir.join(file).display());
                     }
