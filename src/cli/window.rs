@@ -296,15 +296,6 @@ fn open_committed(
                     )
                 })?;
             let lengths: Vec<u64> = snapshot.sinks.iter().map(|(_, n)| *n).collect();
-            crate::abort::say(format_args!(
-                "tidemark window: resuming from the checkpoint at time {} in {}",
-                if time == u64::MAX {
-                    "end".to_string()
-                } else {
-                    time.to_string()
-                },
-                dir.path().display()
-            ));
             let last = (time == u64::MAX).then_some(snapshot);
             (Some(time), lengths, last)
         }
@@ -340,6 +331,18 @@ fn open_committed(
         (Some(path), Some(columns)) => Some(open(path, &columns, 1)?),
         _ => None,
     };
+    if let Some(time) = resumed {
+        // Said once the outputs are open: a run that cannot resume says only why not.
+        crate::abort::say(format_args!(
+            "tidemark window: resuming from the checkpoint at time {} in {}",
+            if time == u64::MAX {
+                "end".to_string()
+            } else {
+                time.to_string()
+            },
+            dir.path().display()
+        ));
+    }
     let dir = Arc::new(dir);
     let last = Arc::new(Mutex::new(None));
     let files = CommitFiles {
@@ -773,21 +776,27 @@ where
             value,
             diff: diff as i64,
         });
-    // Input diffs are +1 or -1, so each late update is one late row.
-    let late = view.late.inner.map(move |(late, _time, diff)| {
-        let row = late
-            .record
-            .row
-            .expect("with retractions every record keeps its row");
-        Late {
-            window: late.window,
-            key: late.key,
-            record: LateFields {
-                row,
-                diff: Some(diff as i64),
-            },
-        }
-    });
+    // One late row per late input row, with its diff (+1 or -1): an update of multiplicity
+    // `n` (identical late rows, consolidated) is `n` rows. Re-timed like the results:
+    // differential may send an update under an earlier time's capability, which depends on
+    // scheduling, and the committing sink cuts by the time a row travels at.
+    let late = delay_to(view.late, |_| 0)
+        .inner
+        .flat_map(move |(late, _time, diff)| {
+            let row = late
+                .record
+                .row
+                .expect("with retractions every record keeps its row");
+            let late = Late {
+                window: late.window,
+                key: late.key,
+                record: LateFields {
+                    row,
+                    diff: Some(diff.signum() as i64),
+                },
+            };
+            std::iter::repeat_n(late, diff.unsigned_abs())
+        });
     let probe = sinks.write(results, late);
     view.invalid.inner.sink(
         timely::dataflow::channels::pact::Pipeline,

@@ -79,7 +79,10 @@ pub fn commit_sink<'scope, K, O>(
     let resumed = last_cut;
     let mut done = false;
     let encoded = Rc::new(RefCell::new(Vec::new()));
-    let mut encoder = csv::Writer::from_writer(Shared(Rc::clone(&encoded)));
+    // Flexible: changelog and late rows, of different widths, share the encoder.
+    let mut encoder = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Shared(Rc::clone(&encoded)));
     results.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
         late,
         Exchange::new(|_: &WindowResult<K, O>| 0),
