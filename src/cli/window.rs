@@ -187,9 +187,10 @@ fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
 
 /// The files a run writes: plain outputs, or committed ones with `--checkpoint-dir`.
 enum Writers {
+    // Boxed: csv writers are large, and the enum moves into the worker closure.
     Plain {
-        output: csv::Writer<OutputWriter>,
-        late: Option<csv::Writer<OutputWriter>>,
+        output: Box<csv::Writer<OutputWriter>>,
+        late: Option<Box<csv::Writer<OutputWriter>>>,
     },
     Commit(CommitFiles),
 }
@@ -439,11 +440,14 @@ where
                         let (result, mut late) = create(path)?;
                         results.push(result);
                         late.write_record(&late_columns)?;
-                        Some(late)
+                        Some(Box::new(late))
                     }
                     _ => None,
                 };
-                Writers::Plain { output, late }
+                Writers::Plain {
+                    output: Box::new(output),
+                    late,
+                }
             }
         };
         leader = Some((feed, writers));
@@ -665,7 +669,7 @@ impl Sinks {
                 );
                 return probe;
             }
-            Some(Writers::Plain { output, late }) => (Some(output), late),
+            Some(Writers::Plain { output, late }) => (Some(*output), late.map(|l| *l)),
             None => (None, None),
         };
         if self.checkpointed {
