@@ -1,8 +1,9 @@
 //! `tidemark window`: a keyed windowed aggregation of a CSV file into a CSV changelog.
 //!
 //! Every worker of every process reads a share of an input file (see [`crate::source::blocks`]:
-//! the same stamps as one reader in file order); standard input, `--readers one` and
-//! `--idle-timeout` read on worker 0 of process 0, which defines the watermark by input order.
+//! the same stamps as one reader in file order); standard input, `--readers one`,
+//! `--idle-timeout` and a run of one worker read on worker 0 of process 0, which defines the
+//! watermark by input order.
 //! Process 0 writes the outputs; every worker of every process aggregates its share of the keys.
 //!
 //! Outputs are created through [`crate::output`] (refused if they are the input or each other;
@@ -127,7 +128,7 @@ pub struct WindowArgs {
     pub idle_timeout: Option<u64>,
     /// all: every worker of every process reads a share of the input file (which must be at
     /// the same path on every host); one: worker 0 of process 0 reads it all. Results are the
-    /// same. Standard input, and a run with --idle-timeout, always use one reader.
+    /// same. Standard input, a run with --idle-timeout and a single worker use one reader.
     #[arg(long, value_enum, default_value = "all")]
     pub readers: Readers,
     /// Bytes per block of a file read in parallel (tests use small blocks).
@@ -237,10 +238,12 @@ where
     };
 
     // A file is read by every worker unless the user or a live input says otherwise; an idle
-    // timeout is about a live input, whose watermark then follows processing time.
+    // timeout is about a live input, whose watermark then follows processing time. A single
+    // worker reads faster with the one reader, whose thread parses beside the worker.
     let parallel = args.readers == Readers::All
         && args.input.as_os_str() != "-"
-        && args.idle_timeout.is_none();
+        && args.idle_timeout.is_none()
+        && all_workers > 1;
     // The leader opens everything before the cluster starts, so bad input fails fast; with
     // parallel readers every process opens (and cuts) the input.
     let mut plan = None;
