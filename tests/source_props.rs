@@ -403,7 +403,7 @@ fn columns(retractions: bool) -> Columns {
 
 /// The source of a run: the single reader's feed (taken by worker 0), or the plan.
 enum Source {
-    One(Mutex<Option<CsvFeed>>),
+    One(Box<Mutex<Option<CsvFeed>>>),
     All(Arc<BlockPlan>),
 }
 
@@ -419,7 +419,7 @@ fn open(
         Readers::One => {
             let (feed, _) = CsvFeed::open(path, columns(retractions), bad, delay).unwrap();
             let stats = feed.stats();
-            (Source::One(Mutex::new(Some(feed))), stats)
+            (Source::One(Box::new(Mutex::new(Some(feed)))), stats)
         }
         Readers::All(block) => {
             let (plan, _) = BlockPlan::open(path, columns(retractions), bad, delay, block).unwrap();
@@ -536,6 +536,14 @@ fn read(
     }
 }
 
+/// A run's error, changelog `(time, start, end, key, count, diff)` and late rows
+/// `(time, record, window start, window end)`.
+type Windows = (
+    Option<String>,
+    Vec<(u64, i64, u64, String, u64, i64)>,
+    Vec<(u64, CsvRecord, i64, u64)>,
+);
+
 /// The final windows (count) of `path` as `tidemark window --emit final` computes them: on-time
 /// records at the watermark, the reader paced; the changelog and late rows with their times.
 fn windows(
@@ -546,11 +554,7 @@ fn windows(
     kind: &WindowKind,
     delay: u64,
     lateness: u64,
-) -> (
-    Option<String>,
-    Vec<(u64, i64, u64, String, u64, i64)>,
-    Vec<(u64, CsvRecord, i64, u64)>,
-) {
+) -> Windows {
     let changelog = Arc::new(Mutex::new(Vec::new()));
     let late = Arc::new(Mutex::new(Vec::new()));
     let (out, late_out, partitioner, assigner) = (
