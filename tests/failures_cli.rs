@@ -7,91 +7,25 @@
 //! Everything runs under a private scratch directory: FIFOs, symlinks and (as root) device
 //! nodes made with mknod there, never the system's.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-}
+use common::cli::{
+    bin, finish, free_port, hostfile, leftovers, one_error_line, s, scratch, stderr, wait, write,
+};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-fail-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The error line of a failed run: exactly one `error:` line, no panic text; warnings (more
-/// workers than cores) and a non-leader's note may precede it.
-fn one_error_line(err: &str) -> String {
-    for banned in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
-        assert!(!err.contains(banned), "panic text reached the user: {err}");
-    }
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("warning: ") && !l.starts_with("note: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "one line: {err:?}");
-    assert!(lines[0].starts_with("error: "), "{err:?}");
-    lines[0].to_string()
-}
-
-/// Files in `dir` other than `keep`: leftovers (temporary files) of a run.
-fn leftovers(dir: &Path, keep: &[&Path]) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
+/// Runs `tidemark window --input INPUT --output OUTPUT --window tumbling:10 --agg AGG` and
+/// `extra`.
+fn window(input: &str, output: &str, agg: &str, extra: &[&str]) -> Output {
+    common::cli::window(input, output, "tumbling:10", agg)
+        .args(extra)
+        .output()
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !keep.contains(&p.as_path()))
-        .collect()
-}
-
-/// Waits for `child`; kills it and fails the test if it hangs (a hang detector, far above the
-/// seconds a run takes to end, not a timing assertion).
-fn wait(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the run hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn finish(mut child: Child) -> (ExitStatus, String) {
-    let status = wait(&mut child);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status, err)
-}
-
-fn window(args: &[&str]) -> Output {
-    bin().arg("window").args(args).output().unwrap()
 }
 
 const EVENTS: &str = "ts,key,value\n1,a,5\n4,b,2\n12,a,3\n3,b,1\n25,b,4\n";
@@ -159,7 +93,7 @@ fn an_output_that_is_the_input_or_another_output_is_refused() {
             "sum",
         ];
         args.extend(outputs.iter().map(String::as_str));
-        let out = window(&args);
+        let out = bin().arg("window").args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let line = one_error_line(&stderr(&out));
         assert!(
@@ -233,20 +167,12 @@ fn a_failed_run_leaves_the_old_output_and_no_partial_file() {
     let input = write(&dir, "events.csv", &text);
     let out = write(&dir, "out.csv", "precious\n");
     let late = write(&dir, "late.csv", "also precious\n");
-    let result = window(&[
-        "--input",
+    let result = window(
         s(&input),
-        "--output",
         s(&out),
-        "--late-output",
-        s(&late),
-        "--window",
-        "tumbling:10",
-        "--agg",
         "sum",
-        "--workers",
-        "2",
-    ]);
+        &["--late-output", s(&late), "--workers", "2"],
+    );
     assert_eq!(result.status.code(), Some(1));
     let line = one_error_line(&stderr(&result));
     assert!(line.contains("events.csv:20002: field 'ts'"), "{line}");
@@ -267,16 +193,7 @@ fn a_symlinked_output_keeps_the_link_and_replaces_its_target() {
     std::os::unix::fs::symlink(&target, &link).unwrap();
     // A failed run touches neither.
     let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,1\n-4,a,1\n");
-    let out = window(&[
-        "--input",
-        s(&bad),
-        "--output",
-        s(&link),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "count",
-    ]);
+    let out = window(s(&bad), s(&link), "count", &[]);
     assert_eq!(out.status.code(), Some(1));
     one_error_line(&stderr(&out));
     assert!(std::fs::symlink_metadata(&link)
@@ -285,16 +202,7 @@ fn a_symlinked_output_keeps_the_link_and_replaces_its_target() {
         .is_symlink());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
     // A successful one replaces the target and keeps the link.
-    let out = window(&[
-        "--input",
-        s(&input),
-        "--output",
-        s(&link),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "count",
-    ]);
+    let out = window(s(&input), s(&link), "count", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
@@ -340,16 +248,7 @@ fn a_fatal_bad_line_on_a_stream_emits_no_window_as_final() {
     let fifo = dir.join("out.fifo");
     mkfifo(&fifo);
     let rows = drain(&fifo);
-    let out = window(&[
-        "--input",
-        s(&input),
-        "--output",
-        s(&fifo),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&input), s(&fifo), "sum", &[]);
     assert_eq!(out.status.code(), Some(1));
     let line = one_error_line(&stderr(&out));
     assert!(line.contains("events.csv:4: field 'value'"), "{line}");
@@ -376,16 +275,7 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
     let fifo = dir.join("out.fifo");
     mkfifo(&fifo);
     let rows = drain(&fifo);
-    let out = window(&[
-        "--input",
-        s(&input),
-        "--output",
-        s(&fifo),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&input), s(&fifo), "sum", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(rows.recv().unwrap().contains("0,10,a,5,1"));
     assert!(std::fs::symlink_metadata(&fifo)
@@ -396,16 +286,7 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
     let link = dir.join("fifo-link");
     std::os::unix::fs::symlink(&fifo, &link).unwrap();
     let rows = drain(&fifo);
-    let out = window(&[
-        "--input",
-        s(&bad),
-        "--output",
-        s(&link),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&bad), s(&link), "sum", &[]);
     assert_eq!(out.status.code(), Some(1));
     one_error_line(&stderr(&out));
     let _ = rows.recv();
@@ -419,19 +300,8 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
         .is_fifo());
     // `-` and /dev/stdout are standard output, in failed runs too; no file named `-` appears.
     for name in ["-", "/dev/stdout"] {
-        let out = bin()
+        let out = common::cli::window(&input, name, "tumbling:10", "sum")
             .current_dir(&dir)
-            .args([
-                "window",
-                "--input",
-                s(&input),
-                "--output",
-                name,
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "sum",
-            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
@@ -441,19 +311,8 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
             "{text}"
         );
         assert!(text.contains("0,10,a,5,1"), "{text}");
-        let out = bin()
+        let out = common::cli::window(&bad, name, "tumbling:10", "sum")
             .current_dir(&dir)
-            .args([
-                "window",
-                "--input",
-                s(&bad),
-                "--output",
-                name,
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "sum",
-            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
@@ -478,16 +337,7 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
             };
             assert_eq!(made, 0, "mknod {path:?}");
         }
-        let out = window(&[
-            "--input",
-            s(&input),
-            "--output",
-            s(&full),
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ]);
+        let out = window(s(&input), s(&full), "sum", &[]);
         assert_eq!(out.status.code(), Some(1));
         let line = one_error_line(&stderr(&out));
         assert!(line.contains("No space left on device"), "{line}");
@@ -495,18 +345,7 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
             .unwrap()
             .file_type()
             .is_char_device());
-        let out = window(&[
-            "--input",
-            s(&input),
-            "--output",
-            s(&null),
-            "--late-output",
-            s(&null),
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ]);
+        let out = window(s(&input), s(&null), "sum", &["--late-output", s(&null)]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(std::fs::metadata(&null)
             .unwrap()
@@ -693,24 +532,6 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
     let line = one_error_line(&stderr(&out));
     assert!(line.contains("no worker 2 (2 workers in all)"), "{line}");
     assert_eq!(leftovers(&dir, &[&input]), Vec::<PathBuf>::new());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn hostfile(dir: &Path) -> (PathBuf, [u16; 2]) {
-    let ports = [free_port(), free_port()];
-    let path = write(
-        dir,
-        "hosts.txt",
-        &format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    );
-    (path, ports)
 }
 
 /// Two processes of two workers; the peer timeout is long enough for a loaded machine except
@@ -1055,18 +876,12 @@ fn resource_bounds_and_long_values_give_short_lines() {
     let dir = scratch("bounds");
     let input = write(&dir, "events.csv", EVENTS);
     for workers in ["99999999999", "3000"] {
-        let out = window(&[
-            "--input",
+        let out = window(
             s(&input),
-            "--output",
             s(&dir.join("o.csv")),
-            "--window",
-            "tumbling:10",
-            "--agg",
             "sum",
-            "--workers",
-            workers,
-        ]);
+            &["--workers", workers],
+        );
         assert_eq!(out.status.code(), Some(1));
         let line = one_error_line(&stderr(&out));
         assert!(line.contains("above the limit of 512"), "{line}");
@@ -1078,16 +893,7 @@ fn resource_bounds_and_long_values_give_short_lines() {
         "huge.csv",
         &format!("ts,key,value\n1,a,1\n{huge}x,a,1\n"),
     );
-    let out = window(&[
-        "--input",
-        s(&bad),
-        "--output",
-        s(&dir.join("o.csv")),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&bad), s(&dir.join("o.csv")), "sum", &[]);
     assert_eq!(out.status.code(), Some(1));
     let line = one_error_line(&stderr(&out));
     assert!(line.len() < 1100, "{} bytes", line.len());
@@ -1185,18 +991,7 @@ fn two_names_for_standard_output_are_one_output() {
     let dir = scratch("two-stdout");
     let input = write(&dir, "events.csv", EVENTS);
     for (output, late) in [("-", "-"), ("-", "/dev/stdout")] {
-        let out = window(&[
-            "--input",
-            s(&input),
-            "--output",
-            output,
-            "--late-output",
-            late,
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ]);
+        let out = window(s(&input), output, "sum", &["--late-output", late]);
         assert_eq!(out.status.code(), Some(1));
         let line = one_error_line(&stderr(&out));
         assert!(line.contains("are the same file"), "{line}");
