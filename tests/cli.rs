@@ -279,12 +279,7 @@ fn two_processes_on_localhost_match_one_process() {
                 "--process",
                 &process.to_string(),
             ])
-            .args([
-                "--hostfile",
-                hosts.to_str().unwrap(),
-                "--connect-timeout",
-                "60s",
-            ])
+            .args(["--hostfile", s(&hosts), "--connect-timeout", "60s"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -309,12 +304,7 @@ fn unreachable_peer_is_a_clear_error() {
     // Process 1 connects to process 0, which never starts.
     let result = window(&input, dir.join("o.csv"), "tumbling:5", "count")
         .args(["--processes", "2", "--process", "1"])
-        .args([
-            "--hostfile",
-            hosts.to_str().unwrap(),
-            "--connect-timeout",
-            "2s",
-        ])
+        .args(["--hostfile", s(&hosts), "--connect-timeout", "2s"])
         .stdout(Stdio::null())
         .output()
         .unwrap();

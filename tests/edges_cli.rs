@@ -8,11 +8,12 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::cli::{
-    answer, consolidated, row, rows_by_name, s, scratch, stderr, with_stdin, Answer, Row,
+    answer, consolidated, row, rows_by_name, run_window, s, scratch, stderr, with_stdin, Answer,
+    Row,
 };
 
 /// The largest event time.
@@ -20,10 +21,14 @@ const MAX_TIME: u64 = tidemark::time::MAX_TIME;
 
 /// Runs `tidemark window` on `input` into `output` with `--window WINDOW --agg AGG` and `extra`.
 fn window(input: &str, output: &Path, spec: [&str; 2], extra: &[&str]) -> Output {
-    common::cli::window(input, output, spec[0], spec[1])
-        .args(extra)
-        .output()
-        .unwrap()
+    run_window(input, output, spec[0], spec[1], extra)
+}
+
+/// A scratch directory for `name`, and its `in.csv` and `out.csv`.
+fn files(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let (input, output) = (dir.join("in.csv"), dir.join("out.csv"));
+    (dir, input, output)
 }
 
 /// `tumbling:10` and `sum`, the window most of these tests use.
@@ -138,9 +143,7 @@ fn late_rows_agree_with_their_header_in_both_emit_modes_and_any_column_order() {
 
 #[test]
 fn corrections_and_retractions_are_read_back_by_name() {
-    let dir = scratch("corrections");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("corrections");
     // A correction within the allowed lateness, with the input's columns in another order.
     std::fs::write(&input, "key,ts,value\na,1,2\na,12,1\na,3,5\n").unwrap();
     let out = window(s(&input), &output, T10_SUM, &["--allowed-lateness", "5"]);
@@ -206,9 +209,7 @@ fn sums_do_not_depend_on_the_order_of_huge_values() {
     // ends of the input range add up exactly too: 3 * max - max = 2 * (2^127 - 1) nano-units.
     let big = "100000000000000000000000000000";
     let max = "170141183460469231731687303715.884105727";
-    let dir = scratch("orders");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("orders");
     for mask in (0u32..32).filter(|m| m.count_ones() == 3) {
         let mut csv = String::from("ts,key,value\n");
         for i in 0..5 {
@@ -240,9 +241,7 @@ fn sums_do_not_depend_on_the_order_of_huge_values() {
 #[test]
 fn times_beyond_the_domain_are_refused_with_file_line_and_field() {
     // Issue 10, part 3: no wrapped window, no panic, no silent drop.
-    let dir = scratch("domain");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("domain");
     let just_beyond = (MAX_TIME + 1).to_string();
     for bad in [
         "9223372036854775810",
@@ -445,9 +444,7 @@ fn a_late_record_does_not_bridge_a_purged_session_to_an_open_one() {
 
 #[test]
 fn a_duplicated_header_column_is_refused_by_name() {
-    let dir = scratch("duplicate");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("duplicate");
     let late = dir.join("late.csv");
     for (header, column, words) in [
         ("ts,key,value,key", "key", "more than once"),

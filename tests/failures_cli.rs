@@ -10,22 +10,20 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::cli::{
-    bin, finish, free_port, hostfile, leftovers, one_error_line, s, scratch, stderr, wait, write,
+    assert_no_leftovers, bin, finish, free_port, hostfile, one_error_line, run_window, s, scratch,
+    stderr, wait, write,
 };
 
 /// Runs `tidemark window --input INPUT --output OUTPUT --window tumbling:10 --agg AGG` and
 /// `extra`.
 fn window(input: &str, output: &str, agg: &str, extra: &[&str]) -> Output {
-    common::cli::window(input, output, "tumbling:10", agg)
-        .args(extra)
-        .output()
-        .unwrap()
+    run_window(input, Path::new(output), "tumbling:10", agg, extra)
 }
 
 const EVENTS: &str = "ts,key,value\n1,a,5\n4,b,2\n12,a,3\n3,b,1\n25,b,4\n";
@@ -107,13 +105,15 @@ fn an_output_that_is_the_input_or_another_output_is_refused() {
         );
         assert!(!other.exists(), "{args:?} created an output");
     }
-    let keep = [
-        input.as_path(),
-        bad.as_path(),
-        &dir.join("link.csv"),
-        &dir.join("hard.csv"),
-    ];
-    assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
+    assert_no_leftovers(
+        &dir,
+        &[
+            input.as_path(),
+            bad.as_path(),
+            &dir.join("link.csv"),
+            &dir.join("hard.csv"),
+        ],
+    );
 }
 
 /// The input under names a string comparison misses: standard input redirected from it, a
@@ -146,13 +146,15 @@ fn the_input_behind_stdin_a_symlink_chain_or_a_descriptor_is_refused() {
         );
         assert_eq!(std::fs::read_to_string(&input).unwrap(), EVENTS);
     }
-    let keep = [
-        input.as_path(),
-        &dir.join("l1"),
-        &dir.join("l2"),
-        &dir.join("l3"),
-    ];
-    assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
+    assert_no_leftovers(
+        &dir,
+        &[
+            input.as_path(),
+            &dir.join("l1"),
+            &dir.join("l2"),
+            &dir.join("l3"),
+        ],
+    );
 }
 
 #[test]
@@ -178,10 +180,7 @@ fn a_failed_run_leaves_the_old_output_and_no_partial_file() {
     assert!(line.contains("events.csv:20002: field 'ts'"), "{line}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
     assert_eq!(std::fs::read_to_string(&late).unwrap(), "also precious\n");
-    assert_eq!(
-        leftovers(&dir, &[&input, &out, &late]),
-        Vec::<PathBuf>::new()
-    );
+    assert_no_leftovers(&dir, &[&input, &out, &late]);
 }
 
 #[test]
@@ -211,10 +210,7 @@ fn a_symlinked_output_keeps_the_link_and_replaces_its_target() {
     assert!(std::fs::read_to_string(&target)
         .unwrap()
         .starts_with("window_start,"));
-    assert_eq!(
-        leftovers(&dir, &[&input, &target, &link, &bad]),
-        Vec::<PathBuf>::new()
-    );
+    assert_no_leftovers(&dir, &[&input, &target, &link, &bad]);
 }
 
 fn mkfifo(path: &Path) {
@@ -418,7 +414,7 @@ fn sigint_sigterm_and_sighup_stop_the_run_and_remove_only_what_it_created() {
         assert!(line.contains(&format!("interrupted by {name}")), "{line}");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
         assert!(!late.exists());
-        assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+        assert_no_leftovers(&dir, &[&out]);
     }
 }
 
@@ -470,7 +466,7 @@ fn a_closed_standard_error_changes_no_outcome() {
         assert_eq!(wait(&mut child).code(), Some(code));
         drop(stdin);
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
-        assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+        assert_no_leftovers(&dir, &[&out]);
     }
     // A run that succeeds (its summary lost) and one that fails before starting.
     let dir = scratch("closed-stderr-summary");
@@ -510,7 +506,7 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
                     "{line}"
                 );
             }
-            assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
+            assert_no_leftovers(&dir, &[]);
         }
     }
     // A hook naming no worker is refused, not silently ignored.
@@ -531,7 +527,7 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     let line = one_error_line(&stderr(&out));
     assert!(line.contains("no worker 2 (2 workers in all)"), "{line}");
-    assert_eq!(leftovers(&dir, &[&input]), Vec::<PathBuf>::new());
+    assert_no_leftovers(&dir, &[&input]);
 }
 
 /// Two processes of two workers; the peer timeout is long enough for a loaded machine except
@@ -612,7 +608,7 @@ fn a_failure_in_one_process_ends_both_with_one_line_each() {
         )),
         "{line}"
     );
-    assert_eq!(leftovers(&dir, &[&hosts]), Vec::<PathBuf>::new());
+    assert_no_leftovers(&dir, &[&hosts]);
 }
 
 /// A live two-process run whose process 0 writes to standard output: returns once a window
@@ -726,7 +722,7 @@ fn processes_started_with_different_jobs_refuse_to_run() {
         let line = one_error_line(&e1);
         assert!(line.contains(&format!("{option} {zero}")), "{line}");
         assert!(!out.exists());
-        assert_eq!(leftovers(&dir, &[&hosts, &input]), Vec::<PathBuf>::new());
+        assert_no_leftovers(&dir, &[&hosts, &input]);
     }
 }
 
@@ -983,7 +979,7 @@ fn bench_reports_are_refused_when_they_are_one_file() {
         line.contains("--json") && line.contains("--hlog") && line.contains("same file"),
         "{line}"
     );
-    assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
+    assert_no_leftovers(&dir, &[]);
 }
 
 #[test]
@@ -1027,5 +1023,5 @@ fn an_interrupted_bench_leaves_its_old_report_and_no_temporary_file() {
     assert_eq!(status.code(), Some(143), "{err}");
     assert!(one_error_line(&err).contains("interrupted by SIGTERM"));
     assert_eq!(std::fs::read_to_string(&json).unwrap(), "old report\n");
-    assert_eq!(leftovers(&dir, &[&json]), Vec::<PathBuf>::new());
+    assert_no_leftovers(&dir, &[&json]);
 }

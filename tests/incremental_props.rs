@@ -25,7 +25,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
 use common::cli;
-use common::dataflow::{assigner, partitioners, run_fed, source, with_agg, Collect, Rec, WithAgg};
+use common::dataflow::{assigner, partitioners, run_fed, source, Case, Collect, Rec, WithAgg};
 use common::gen;
 use common::reference::{aggregate, fixed_windows_of, watermarks, Event, Params, WindowKind};
 
@@ -163,16 +163,9 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
     (answer, late)
 }
 
-/// The view on `updates` under `p`, on `workers` workers, keyed by `partitioner`: consolidated
-/// results (each `(window, key)` must end with exactly one value) and late rows.
-struct View<'a> {
-    updates: &'a [Update],
-    p: &'a Params,
-    workers: usize,
-    partitioner: &'a Partitioner<String>,
-}
-
-impl WithAgg for View<'_> {
+/// The view on the case's updates: consolidated results (each `(window, key)` must end with
+/// exactly one value) and late rows.
+impl WithAgg for Case<'_, Update> {
     type Out = (Answer, LateRows);
     fn run<A>(self, agg: A, mantissa: fn(&A::Output) -> i128) -> (Answer, LateRows)
     where
@@ -180,7 +173,7 @@ impl WithAgg for View<'_> {
         A::Output: differential_dataflow::ExchangeData + Ord,
     {
         let input: Rows<String, Rec> = self
-            .updates
+            .input
             .iter()
             .map(|u| {
                 let rec = (u.event.ts, Fixed::from_nanos(u.event.value), u.id);
@@ -221,13 +214,13 @@ fn run_view(
     workers: usize,
     partitioner: &Partitioner<String>,
 ) -> (Answer, LateRows) {
-    let view = View {
-        updates,
+    Case {
+        input: updates,
         p,
         workers,
         partitioner,
-    };
-    with_agg(p.agg, view)
+    }
+    .run()
 }
 
 /// Events as insertions, and retractions of some of them placed later in the input.

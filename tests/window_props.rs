@@ -17,7 +17,7 @@ use tidemark::window::{Aggregator, Count, WindowAssigner};
 use timely::dataflow::operators::Inspect;
 
 use common::dataflow::{
-    assigner, keyed_records, partitioners, run_fed, source, with_agg, Collect, Rec, WithAgg,
+    assigner, keyed_records, partitioners, run_fed, source, Case, Collect, Rec, WithAgg,
 };
 use common::gen;
 use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCALE};
@@ -25,26 +25,20 @@ use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCAL
 /// A changelog row: (start, end, key, value mantissa, diff).
 type Row = (i64, u64, String, i128, i64);
 
-struct Run {
+/// A run's sorted changelog and late rows `(input index, start, end)`.
+pub struct Run {
     changelog: Vec<Row>,
     late: Vec<(usize, i64, u64)>,
 }
 
-/// The window operator on `events` under `p`, on `workers` workers, keyed by `partitioner`.
-struct Engine<'a> {
-    events: &'a [Event],
-    p: &'a Params,
-    workers: usize,
-    partitioner: &'a Partitioner<String>,
-}
-
-impl WithAgg for Engine<'_> {
+/// The window operator on the case's events.
+impl WithAgg for Case<'_, Event> {
     type Out = Run;
     fn run<A>(self, agg: A, mantissa: fn(&A::Output) -> i128) -> Run
     where
         A: Aggregator<Rec> + Send + Sync,
     {
-        let input = keyed_records(self.events);
+        let input = keyed_records(self.input);
         let (changelog, late) = (Collect::new(), Collect::new());
         let (out, late_out) = (changelog.clone(), late.clone());
         let (assigner, lateness) = (assigner(&self.p.kind), self.p.lateness);
@@ -77,13 +71,13 @@ fn run_engine(
     workers: usize,
     partitioner: &Partitioner<String>,
 ) -> Run {
-    let engine = Engine {
-        events,
+    Case {
+        input: events,
         p,
         workers,
         partitioner,
-    };
-    with_agg(p.agg, engine)
+    }
+    .run()
 }
 
 /// The consolidated changelog: `(start, end, key) -> value`.

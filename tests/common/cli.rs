@@ -132,6 +132,20 @@ pub fn leftovers(dir: &Path, keep: &[&Path]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Checks that `dir` holds nothing but `keep` (no temporary file of a run is left).
+pub fn assert_no_leftovers(dir: &Path, keep: &[&Path]) {
+    assert_eq!(leftovers(dir, keep), Vec::<PathBuf>::new());
+}
+
+/// Runs `tidemark window` on `input` into `output` with `--window WINDOW --agg AGG` and
+/// `extra` flags, to its end.
+pub fn run_window(input: &str, output: &Path, window: &str, agg: &str, extra: &[&str]) -> Output {
+    self::window(input, output, window, agg)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// Waits for `child`; kills it and fails the test if it hangs (a hang detector, far above the
 /// seconds a run takes to end, not a timing assertion).
 pub fn wait(child: &mut Child) -> ExitStatus {

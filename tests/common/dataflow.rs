@@ -15,7 +15,7 @@ use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigne
 use tidemark::{Fixed, WideFixed};
 use timely::dataflow::{Scope, StreamVec};
 
-use super::reference::{Agg, Event, WindowKind, SCALE};
+use super::reference::{Agg, Event, Params, WindowKind, SCALE};
 
 /// A record as the window operators see it: event time, value, index in the input (for late
 /// rows).
@@ -131,6 +131,30 @@ pub trait WithAgg {
     where
         A: Aggregator<Rec> + Send + Sync,
         A::Output: ExchangeData + Ord;
+}
+
+/// One run of a property test: its input, the reference's parameters, the number of workers
+/// and the partitioner. A test implements [`WithAgg`] for it and calls [`Case::run`].
+pub struct Case<'a, I> {
+    /// The input rows.
+    pub input: &'a [I],
+    /// Window kind, aggregation, delay and lateness.
+    pub p: &'a Params,
+    /// Workers of the one process.
+    pub workers: usize,
+    /// How keys are routed.
+    pub partitioner: &'a Partitioner<String>,
+}
+
+impl<I> Case<'_, I> {
+    /// Runs with the engine's aggregator for the case's aggregation.
+    pub fn run(self) -> <Self as WithAgg>::Out
+    where
+        Self: WithAgg,
+    {
+        let agg = self.p.agg;
+        with_agg(agg, self)
+    }
 }
 
 /// Calls `run` with the engine's aggregator for `agg`.
