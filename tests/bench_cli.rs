@@ -205,7 +205,7 @@ fn bad_arguments_get_one_line_errors() {
 fn every_bench_parameter_is_checked_before_running() {
     let dir = scratch("checked");
     let json = dir.join("never.json");
-    let json = json.to_str().unwrap();
+    let json = s(&json);
     // Sizes that divided by zero, or were accepted and then useless or unbounded.
     for (args, needle) in [
         (
@@ -323,7 +323,7 @@ fn an_overloaded_run_is_bounded_and_reported_as_overloaded() {
         let child = bin()
             .args(["bench", "ysb", "--rate", "20G", "--duration", "3s"])
             .args(["--warmup", "500ms", "--pool", "10000", "--engine", engine])
-            .args(["--workers", workers, "--json", json.to_str().unwrap()])
+            .args(["--workers", workers, "--json", s(&json)])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -457,22 +457,10 @@ fn find_sustainable_reports_a_sustainable_run_with_its_interval_log() {
     let _cores = cores();
     let dir = scratch("sustainable");
     let (json, hlog) = (dir.join("s.json"), dir.join("s.hlog"));
-    let out = bench(&[
-        "ysb",
-        "--find-sustainable",
-        "--p99-bound",
-        "500ms",
-        "--duration",
-        "1s",
-        "--warmup",
-        "300ms",
-        "--pool",
-        "10000",
-        "--json",
-        json.to_str().unwrap(),
-        "--hlog",
-        hlog.to_str().unwrap(),
-    ]);
+    let search = "ysb --find-sustainable --p99-bound 500ms --duration 1s --warmup 300ms";
+    let mut args: Vec<&str> = search.split(' ').collect();
+    args.extend(["--pool", "10000", "--json", s(&json), "--hlog", s(&hlog)]);
+    let out = bench(&args);
     let stderr = stderr(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("p99 0.000 ms"), "{stderr}");

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 
 use common::cli::{
-    bin, expect_error, expect_usage_error, hostfile, run, s, scratch, stderr, window, write,
+    bin, expect_error, expect_usage_error, hostfile, run, s, scratch, scratch_input, spawn_piped,
+    stderr, two_processes, window, write,
 };
 use common::gen;
 use common::reference::{parse_fixed, reference, Params};
@@ -37,8 +38,7 @@ const EVENTS: &str = "ts,key,value\n1,a,5\n4,b,2.5\n7,a,-1\n12,a,3\n3,b,1\n25,b,
 
 #[test]
 fn readme_example_tumbling_sum_with_corrections_and_late_output() {
-    let dir = scratch("readme");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("readme", EVENTS);
     let (out, late) = (dir.join("out.csv"), dir.join("late.csv"));
     // The README's example, verbatim apart from paths.
     let result = window(&input, &out, "tumbling:10", "sum")
@@ -87,8 +87,7 @@ fn readme_example_tumbling_sum_with_corrections_and_late_output() {
 
 #[test]
 fn readme_example_sessions_on_two_workers_with_random_partitioning() {
-    let dir = scratch("sessions");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("sessions", EVENTS);
     let out = dir.join("out.csv");
     let result = window(&input, &out, "session:5", "count")
         .args([
@@ -223,12 +222,7 @@ fn bad_input_gets_one_line_naming_file_line_and_field() {
 
 #[test]
 fn skipped_bad_lines_are_counted_and_the_rest_processed() {
-    let dir = scratch("skip");
-    let input = write(
-        &dir,
-        "events.csv",
-        "ts,key,value\n1,a,1\nnope,a,1\n2,a,x\n3,a,2\n",
-    );
+    let (dir, input) = scratch_input("skip", "ts,key,value\n1,a,1\nnope,a,1\n2,a,x\n3,a,2\n");
     let out = dir.join("out.csv");
     let result = window(&input, &out, "tumbling:10", "sum")
         .args(["--on-bad-line", "skip"])
@@ -271,15 +265,8 @@ fn two_processes_on_localhost_match_one_process() {
     let multi = dir.join("multi.csv");
     let spawn = |process: usize| {
         command(&multi)
-            .args([
-                "--workers",
-                "2",
-                "--processes",
-                "2",
-                "--process",
-                &process.to_string(),
-            ])
-            .args(["--hostfile", s(&hosts), "--connect-timeout", "60s"])
+            .args(two_processes(&hosts, process))
+            .args(["--connect-timeout", "60s"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -298,8 +285,7 @@ fn two_processes_on_localhost_match_one_process() {
 
 #[test]
 fn unreachable_peer_is_a_clear_error() {
-    let dir = scratch("unreachable");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("unreachable", EVENTS);
     let (hosts, _) = hostfile(&dir);
     // Process 1 connects to process 0, which never starts.
     let result = window(&input, dir.join("o.csv"), "tumbling:5", "count")
@@ -320,7 +306,8 @@ fn unreachable_peer_is_a_clear_error() {
 fn idle_timeout_closes_windows_while_the_input_stays_open() {
     // A live run writes to a stream (standard output here): a regular output file appears only
     // when the run succeeded.
-    let mut child = bin()
+    let mut command = bin();
+    command
         .args(["window", "--input", "-", "--output", "-"])
         .args([
             "--window",
@@ -329,12 +316,8 @@ fn idle_timeout_closes_windows_while_the_input_stays_open() {
             "count",
             "--idle-timeout",
             "100ms",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ]);
+    let mut child = spawn_piped(&mut command);
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (rows, received) = std::sync::mpsc::channel();
@@ -371,8 +354,7 @@ proptest! {
     /// The command (CSV in, CSV out, text keys with quoting) agrees with the reference.
     #[test]
     fn command_matches_reference(events in gen::events(30), p in gen::params(), workers in 1usize..=4) {
-        let dir = scratch("prop");
-        let input = write(&dir, "events.csv", &gen::to_csv(&events));
+        let (dir, input) = scratch_input("prop", &gen::to_csv(&events));
         let (out, late) = (dir.join("out.csv"), dir.join("late.csv"));
         let result = window(&input, &out, &gen::window_spec(&p), gen::agg_name(&p.agg))
             .args(["--max-delay", &p.max_delay.to_string(), "--allowed-lateness", &p.lateness.to_string()])

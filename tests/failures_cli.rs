@@ -11,13 +11,13 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::cli::{
     assert_no_leftovers, bin, finish, free_port, hostfile, one_error_line, run_window, s, scratch,
-    stderr, wait, write,
+    scratch_input, spawn_piped, stderr, two_processes, wait, write,
 };
 
 /// Runs `tidemark window --input INPUT --output OUTPUT --window tumbling:10 --agg AGG` and
@@ -30,8 +30,7 @@ const EVENTS: &str = "ts,key,value\n1,a,5\n4,b,2\n12,a,3\n3,b,1\n25,b,4\n";
 
 #[test]
 fn an_output_that_is_the_input_or_another_output_is_refused() {
-    let dir = scratch("same");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("same", EVENTS);
     let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,5\nx,a,1\n");
     std::os::unix::fs::symlink(&input, dir.join("link.csv")).unwrap();
     std::fs::hard_link(&input, dir.join("hard.csv")).unwrap();
@@ -120,8 +119,7 @@ fn an_output_that_is_the_input_or_another_output_is_refused() {
 /// chain of symlinks, a `/proc/self/fd` descriptor. Named in the error as the user typed them.
 #[test]
 fn the_input_behind_stdin_a_symlink_chain_or_a_descriptor_is_refused() {
-    let dir = scratch("same-other-names");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("same-other-names", EVENTS);
     std::os::unix::fs::symlink(&input, dir.join("l1")).unwrap();
     std::os::unix::fs::symlink("l1", dir.join("l2")).unwrap();
     std::os::unix::fs::symlink(dir.join("l2"), dir.join("l3")).unwrap();
@@ -185,8 +183,7 @@ fn a_failed_run_leaves_the_old_output_and_no_partial_file() {
 
 #[test]
 fn a_symlinked_output_keeps_the_link_and_replaces_its_target() {
-    let dir = scratch("symlink");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("symlink", EVENTS);
     let target = write(&dir, "target.csv", "old\n");
     let link = dir.join("link.csv");
     std::os::unix::fs::symlink(&target, &link).unwrap();
@@ -195,18 +192,12 @@ fn a_symlinked_output_keeps_the_link_and_replaces_its_target() {
     let out = window(s(&bad), s(&link), "count", &[]);
     assert_eq!(out.status.code(), Some(1));
     one_error_line(&stderr(&out));
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(file_type(&link).is_symlink());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
     // A successful one replaces the target and keeps the link.
     let out = window(s(&input), s(&link), "count", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(file_type(&link).is_symlink());
     assert!(std::fs::read_to_string(&target)
         .unwrap()
         .starts_with("window_start,"));
@@ -234,13 +225,8 @@ fn drain(path: &Path) -> mpsc::Receiver<String> {
 
 #[test]
 fn a_fatal_bad_line_on_a_stream_emits_no_window_as_final() {
-    let dir = scratch("stream");
     // The true value of [0, 10) for `a` is 13 (5 + 7 + 1); the bad line comes before the 1.
-    let input = write(
-        &dir,
-        "events.csv",
-        "ts,key,value\n1,a,5\n2,a,7\n3,a,zz\n4,a,1\n",
-    );
+    let (dir, input) = scratch_input("stream", "ts,key,value\n1,a,5\n2,a,7\n3,a,zz\n4,a,1\n");
     let fifo = dir.join("out.fifo");
     mkfifo(&fifo);
     let rows = drain(&fifo);
@@ -254,18 +240,14 @@ fn a_fatal_bad_line_on_a_stream_emits_no_window_as_final() {
         "emitted as final: {text:?}"
     );
     // The FIFO is still there: never unlinked.
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(file_type(&fifo).is_fifo());
 }
 
 use std::os::unix::fs::FileTypeExt;
 
 #[test]
 fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
-    let dir = scratch("direct");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("direct", EVENTS);
     let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,5\nx,a,1\n");
     // A FIFO as output of a successful run gets the rows; the FIFO stays.
     let fifo = dir.join("out.fifo");
@@ -274,10 +256,7 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
     let out = window(s(&input), s(&fifo), "sum", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(rows.recv().unwrap().contains("0,10,a,5,1"));
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(file_type(&fifo).is_fifo());
     // A symlink to the FIFO, in a failed run: neither is removed.
     let link = dir.join("fifo-link");
     std::os::unix::fs::symlink(&fifo, &link).unwrap();
@@ -286,14 +265,8 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
     assert_eq!(out.status.code(), Some(1));
     one_error_line(&stderr(&out));
     let _ = rows.recv();
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(file_type(&link).is_symlink());
+    assert!(file_type(&fifo).is_fifo());
     // `-` and /dev/stdout are standard output, in failed runs too; no file named `-` appears.
     for name in ["-", "/dev/stdout"] {
         let out = common::cli::window(&input, name, "tumbling:10", "sum")
@@ -353,16 +326,13 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
 /// Starts `tidemark window` reading a live standard input (header and one row written, the
 /// pipe kept open), so the run cannot end by itself.
 fn live(args: &[&str], env: &[(&str, &str)]) -> (Child, std::process::ChildStdin) {
-    let mut child = bin()
+    let mut command = bin();
+    command
         .arg("window")
         .args(["--input", "-", "--window", "tumbling:10", "--agg", "sum"])
         .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .envs(env.iter().copied());
+    let mut child = spawn_piped(&mut command);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"ts,key,value\n1,a,1\n2,b,2\n").unwrap();
     stdin.flush().unwrap();
@@ -469,8 +439,7 @@ fn a_closed_standard_error_changes_no_outcome() {
         assert_no_leftovers(&dir, &[&out]);
     }
     // A run that succeeds (its summary lost) and one that fails before starting.
-    let dir = scratch("closed-stderr-summary");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("closed-stderr-summary", EVENTS);
     let out = dir.join("out.csv");
     for (input, code) in [(input.clone(), 0), (dir.join("missing.csv"), 1)] {
         let mut command = bin();
@@ -510,8 +479,7 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
         }
     }
     // A hook naming no worker is refused, not silently ignored.
-    let dir = scratch("inject-none");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("inject-none", EVENTS);
     let out = bin()
         .args([
             "window",
@@ -539,21 +507,21 @@ fn cluster_args(hosts: &Path, process: usize) -> Vec<String> {
 const PEER_TIMEOUT_STOPPED: &str = "1s";
 
 fn cluster_args_with(hosts: &Path, process: usize, peer_timeout: &str) -> Vec<String> {
-    [
-        "--workers",
-        "2",
-        "--processes",
-        "2",
-        "--process",
-        &process.to_string(),
-        "--hostfile",
-        s(hosts),
-        "--peer-timeout",
-        peer_timeout,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = two_processes(hosts, process);
+    args.extend(["--peer-timeout".to_string(), peer_timeout.to_string()]);
+    args
+}
+
+/// The type of `path` itself (a link is not followed).
+fn file_type(path: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
+/// A run that ended with exit status 1 and one error line, holding `needle`.
+fn fails_with(status: ExitStatus, err: &str, needle: impl AsRef<str>) {
+    assert_eq!(status.code(), Some(1), "{err}");
+    let line = one_error_line(err);
+    assert!(line.contains(needle.as_ref()), "{line}");
 }
 
 /// Process 1 of a live two-process run (no input of its own).
@@ -599,14 +567,10 @@ fn a_failure_in_one_process_ends_both_with_one_line_each() {
         one_error_line(&e1).contains("worker 2: injected failure"),
         "{e1}"
     );
-    assert_eq!(s0.code(), Some(1), "{e0}");
-    let line = one_error_line(&e0);
-    assert!(
-        line.contains(&format!(
-            "process 1 (127.0.0.1:{}) failed: worker 2",
-            ports[1]
-        )),
-        "{line}"
+    fails_with(
+        s0,
+        &e0,
+        format!("process 1 (127.0.0.1:{}) failed: worker 2", ports[1]),
     );
     assert_no_leftovers(&dir, &[&hosts]);
 }
@@ -645,12 +609,7 @@ fn a_dead_peer_is_one_line_not_a_cascade_of_panics() {
     let _ = p1.wait();
     let (status, err) = finish(p0);
     drop(stdin);
-    assert_eq!(status.code(), Some(1), "{err}");
-    let line = one_error_line(&err);
-    assert!(
-        line.contains(&format!("process 1 (127.0.0.1:{})", ports[1])),
-        "{line}"
-    );
+    fails_with(status, &err, format!("process 1 (127.0.0.1:{})", ports[1]));
 }
 
 #[test]
@@ -665,14 +624,10 @@ fn a_stopped_peer_fails_the_run_after_the_peer_timeout() {
     unsafe { libc::kill(p1.id() as i32, libc::SIGCONT) };
     let _ = p1.kill();
     let _ = p1.wait();
-    assert_eq!(status.code(), Some(1), "{err}");
-    let line = one_error_line(&err);
-    assert!(
-        line.contains(&format!(
-            "process 1 (127.0.0.1:{}) sent nothing for 1s",
-            ports[1]
-        )),
-        "{line}"
+    fails_with(
+        status,
+        &err,
+        format!("process 1 (127.0.0.1:{}) sent nothing for 1s", ports[1]),
     );
 }
 
@@ -728,8 +683,7 @@ fn processes_started_with_different_jobs_refuse_to_run() {
 
 #[test]
 fn a_foreign_listener_or_a_taken_port_is_one_line_naming_host_and_port() {
-    let dir = scratch("foreign");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("foreign", EVENTS);
     // Something else listens on process 0's port: it accepts (the kernel does) but never
     // answers as tidemark.
     let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -740,24 +694,8 @@ fn a_foreign_listener_or_a_taken_port_is_one_line_naming_host_and_port() {
         &format!("127.0.0.1:{port}\n127.0.0.1:{}\n", free_port()),
     );
     let run = |process: &str| {
-        bin()
-            .args([
-                "window",
-                "--input",
-                s(&input),
-                "--output",
-                s(&dir.join("out.csv")),
-            ])
-            .args([
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "count",
-                "--processes",
-                "2",
-                "--process",
-                process,
-            ])
+        common::cli::window(&input, dir.join("out.csv"), "tumbling:10", "count")
+            .args(["--processes", "2", "--process", process])
             .args(["--hostfile", s(&hosts), "--connect-timeout", "1s"])
             .output()
             .unwrap()
@@ -817,24 +755,8 @@ fn a_two_process_summary_counts_what_the_files_hold() {
     }
     let input = write(&dir, "events.csv", &text);
     let run = |out: &Path, late: &Path, extra: &[String]| {
-        bin()
-            .args([
-                "window",
-                "--input",
-                s(&input),
-                "--output",
-                s(out),
-                "--late-output",
-                s(late),
-            ])
-            .args([
-                "--window",
-                "tumbling:100",
-                "--agg",
-                "sum",
-                "--max-delay",
-                "10",
-            ])
+        common::cli::window(&input, out, "tumbling:100", "sum")
+            .args(["--late-output", s(late), "--max-delay", "10"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -869,8 +791,7 @@ fn a_two_process_summary_counts_what_the_files_hold() {
 
 #[test]
 fn resource_bounds_and_long_values_give_short_lines() {
-    let dir = scratch("bounds");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("bounds", EVENTS);
     for workers in ["99999999999", "3000"] {
         let out = window(
             s(&input),
@@ -910,52 +831,36 @@ fn usage_errors_keep_clap_help_and_suggestions() {
             assert!(err.contains(needle), "{args:?}: {err} lacks {needle:?}");
         }
     };
-    usage(
-        &[],
-        &["Usage: tidemark <COMMAND>", "window", "bench", "sweep"],
-    );
-    usage(
-        &["window"],
-        &[
-            "required arguments were not provided",
-            "--input <INPUT>",
-            "--agg <AGG>",
-            "--help",
-        ],
-    );
-    usage(
-        &[
-            "window",
-            "--input",
-            "a",
-            "--output",
-            "b",
-            "--window",
-            "tumbling:1",
-            "--agg",
-            "sum",
-            "--wokers",
-            "2",
-        ],
-        &["a similar argument exists: '--workers'"],
-    );
-    usage(
-        &[
-            "window",
-            "--input",
-            "a",
-            "--output",
-            "b",
-            "--window",
-            "tumbling:1",
-            "--agg",
-            "summ",
-        ],
-        &[
-            "possible values: count, sum, min, max, mean",
-            "For more information, try '--help'",
-        ],
-    );
+    // (arguments, what the message holds)
+    let window = "window --input a --output b --window tumbling:1";
+    for (args, needles) in [
+        (
+            String::new(),
+            &["Usage: tidemark <COMMAND>", "window", "bench", "sweep"][..],
+        ),
+        (
+            "window".into(),
+            &[
+                "required arguments were not provided",
+                "--input <INPUT>",
+                "--agg <AGG>",
+                "--help",
+            ],
+        ),
+        (
+            format!("{window} --agg sum --wokers 2"),
+            &["a similar argument exists: '--workers'"],
+        ),
+        (
+            format!("{window} --agg summ"),
+            &[
+                "possible values: count, sum, min, max, mean",
+                "For more information, try '--help'",
+            ],
+        ),
+    ] {
+        usage(&args.split_whitespace().collect::<Vec<_>>(), needles);
+    }
 }
 
 #[test]
@@ -984,8 +889,7 @@ fn bench_reports_are_refused_when_they_are_one_file() {
 
 #[test]
 fn two_names_for_standard_output_are_one_output() {
-    let dir = scratch("two-stdout");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (_dir, input) = scratch_input("two-stdout", EVENTS);
     for (output, late) in [("-", "-"), ("-", "/dev/stdout")] {
         let out = window(s(&input), output, "sum", &["--late-output", late]);
         assert_eq!(out.status.code(), Some(1));

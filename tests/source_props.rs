@@ -142,10 +142,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn watermark_pacing_changes_no_output_row_or_time(
-        events in gen::events(40),
-        p in gen::params(),
-    ) {
+    fn watermark_pacing_changes_no_output_row_or_time(events in gen::events(40), p in gen::params()) {
         check(&events, &p);
     }
 }

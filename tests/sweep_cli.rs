@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::cli::{bin, json_lines as lines, s, scratch, stderr};
+use common::cli::{bin, json_lines as lines, s, scratch, stderr, write};
 
 fn sweep(args: &[&str]) -> Output {
     bin().arg("sweep").args(args).output().expect("binary runs")
@@ -40,8 +40,7 @@ workers = [1, 2]
 #[test]
 fn sweep_writes_the_results_layout_and_resumes() {
     let dir = scratch("tiny");
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, TINY).unwrap();
+    let spec = write(&dir, "tiny.toml", TINY);
 
     let dry = sweep_ok(&[s(&spec), "--dry-run"]);
     let listing = String::from_utf8_lossy(&dry.stdout);
@@ -346,8 +345,7 @@ fn a_spec_with_one_invalid_run_runs_nothing_and_its_dry_run_fails() {
 fn killing_the_sweep_stops_its_run() {
     for (signal, name) in [(libc::SIGKILL, "kill"), (libc::SIGTERM, "term")] {
         let dir = scratch(name);
-        let spec = dir.join("long.toml");
-        std::fs::write(&spec, LONG).unwrap();
+        let spec = write(&dir, "long.toml", LONG);
         let mut sweep = start(&spec);
         let pids = run_pids(&dir.join("out"));
         assert_eq!(pids.len(), 1);
@@ -367,8 +365,7 @@ fn killing_the_sweep_stops_its_run() {
 #[test]
 fn a_second_sweep_never_runs_beside_the_first() {
     let dir = scratch("beside");
-    let spec = dir.join("long.toml");
-    std::fs::write(&spec, LONG).unwrap();
+    let spec = write(&dir, "long.toml", LONG);
     let first = start(&spec);
     let pids = run_pids(&dir.join("out"));
     let second = sweep(&[s(&spec)]);

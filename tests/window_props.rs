@@ -16,9 +16,7 @@ use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{Aggregator, Count, WindowAssigner};
 use timely::dataflow::operators::Inspect;
 
-use common::dataflow::{
-    assigner, keyed_records, partitioners, run_fed, source, Case, Collect, Rec, WithAgg,
-};
+use common::dataflow::{keyed_records, partitioners, run_fed, source, Case, Collect, Rec, WithAgg};
 use common::gen;
 use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCALE};
 
@@ -41,8 +39,7 @@ impl WithAgg for Case<'_, Event> {
         let input = keyed_records(self.input);
         let (changelog, late) = (Collect::new(), Collect::new());
         let (out, late_out) = (changelog.clone(), late.clone());
-        let (assigner, lateness) = (assigner(&self.p.kind), self.p.lateness);
-        let partitioner = self.partitioner.clone();
+        let (assigner, lateness, partitioner) = self.windows();
         run_fed(self.workers, input, self.p.max_delay, move |scope, feed| {
             let (out, late_out) = (out.clone(), late_out.clone());
             let windowed = source(scope, feed)
@@ -117,18 +114,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn windows_match_reference_under_all_workers_and_partitioners(
-        events in gen::events(40),
-        p in gen::params(),
-    ) {
+    fn windows_match_reference_under_all_workers_and_partitioners(events in gen::events(40), p in gen::params()) {
         check(&events, &p);
     }
 
     #[test]
-    fn windows_match_reference_at_the_end_of_the_time_domain(
-        events in gen::events_near_the_end(30),
-        p in gen::params(),
-    ) {
+    fn windows_match_reference_at_the_end_of_the_time_domain(events in gen::events_near_the_end(30), p in gen::params()) {
         prop_assert_eq!(gen::MAX_TIME, tidemark::time::MAX_TIME);
         check(&events, &p);
     }

@@ -38,14 +38,19 @@ pub fn window(
     command
 }
 
-/// Runs `command` to its end, writing `text` to its standard input and closing it.
-pub fn with_stdin(command: &mut Command, text: &str) -> Output {
-    let mut child = command
+/// Starts `command` with its standard input, output and error piped to the test.
+pub fn spawn_piped(command: &mut Command) -> Child {
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("binary runs");
+        .expect("binary runs")
+}
+
+/// Runs `command` to its end, writing `text` to its standard input and closing it.
+pub fn with_stdin(command: &mut Command, text: &str) -> Output {
+    let mut child = spawn_piped(command);
     let mut input = child.stdin.take().unwrap();
     input.write_all(text.as_bytes()).unwrap();
     drop(input);
@@ -62,6 +67,14 @@ pub fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A fresh scratch directory (as [`scratch`]) holding `events.csv` with `text`: the directory
+/// and the file.
+pub fn scratch_input(name: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let input = write(&dir, "events.csv", text);
+    (dir, input)
 }
 
 /// Writes `text` to `dir/name` and returns its path.
@@ -193,6 +206,17 @@ pub fn hostfile(dir: &Path) -> (PathBuf, [u16; 2]) {
         &format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
     );
     (path, ports)
+}
+
+/// The flags of process `process` of a run of two processes of two workers each, on the hosts
+/// of `hosts`.
+pub fn two_processes(hosts: &Path, process: usize) -> Vec<String> {
+    let process = process.to_string();
+    ["--workers", "2", "--processes", "2", "--process", &process]
+        .into_iter()
+        .chain(["--hostfile", s(hosts)])
+        .map(str::to_string)
+        .collect()
 }
 
 /// One CSV row: header name to field.

@@ -147,6 +147,12 @@ pub struct Case<'a, I> {
 }
 
 impl<I> Case<'_, I> {
+    /// The engine's assigner, the allowed lateness and the partitioner of the case.
+    pub fn windows(&self) -> (WindowAssigner, u64, Partitioner<String>) {
+        let kind = &self.p.kind;
+        (assigner(kind), self.p.lateness, self.partitioner.clone())
+    }
+
     /// Runs with the engine's aggregator for the case's aggregation.
     pub fn run(self) -> <Self as WithAgg>::Out
     where
