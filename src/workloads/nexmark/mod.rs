@@ -107,23 +107,11 @@ macro_rules! queries {
 
 queries! {
     /// Pass-through: every event.
-    Q0 = "q0" => Definition {
-        dataflow: |_, events| stateless::pass_through(events),
-        baseline: |_| Box::new(stateless::Stateless::pass_through()),
-        ..stateless()
-    },
+    Q0 = "q0" => stateless::definition::<0>(),
     /// Currency conversion: every bid, its price converted (`price * 908 / 1000`).
-    Q1 = "q1" => Definition {
-        dataflow: |_, events| stateless::currency_conversion(events),
-        baseline: |_| Box::new(stateless::Stateless::currency_conversion()),
-        ..stateless()
-    },
+    Q1 = "q1" => stateless::definition::<1>(),
     /// Selection: bids on auctions whose id is a multiple of 123.
-    Q2 = "q2" => Definition {
-        dataflow: |_, events| stateless::selection(events),
-        baseline: |_| Box::new(stateless::Stateless::selection()),
-        ..stateless()
-    },
+    Q2 = "q2" => stateless::definition::<2>(),
     /// Local item suggestion: auctions of category 10 by sellers in Oregon, Idaho or
     /// California, joined with their seller as both arrive.
     Q3 = "q3" => Definition {
@@ -185,16 +173,6 @@ struct Definition {
     incremental: Option<View>,
     /// Checks the windows the query uses.
     windows: fn(&Nexmark) -> Result<(), WindowSpecError>,
-}
-
-/// q0-q2: no windows, no incremental view (the dataflow and baseline are the query's own).
-fn stateless() -> Definition {
-    Definition {
-        dataflow: |_, events| stateless::pass_through(events),
-        baseline: |_| Box::new(stateless::Stateless::pass_through()),
-        incremental: None,
-        windows: |_| Ok(()),
-    }
 }
 
 /// The families' baselines as [`Baseline`]s: their `process` and `advance` are their own

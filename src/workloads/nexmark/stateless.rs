@@ -7,7 +7,7 @@ use nexmark::event::Event;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::Output;
+use super::{Definition, Output};
 use crate::workloads::Baseline;
 
 /// q0: every event, as its identifying fields and time.
@@ -75,25 +75,30 @@ pub(super) fn selection<'scope>(
     events.flat_map(selection_row)
 }
 
-/// The baseline of q0, q1 and q2: the query's row function in a loop.
-pub(super) struct Stateless(fn(Event) -> Option<Output>);
+/// The row functions of q0, q1 and q2, by query number.
+const ROWS: [fn(Event) -> Option<Output>; 3] = [
+    |event| Some(pass_through_row(event)),
+    currency_row,
+    selection_row,
+];
 
-impl Stateless {
-    /// q0's baseline.
-    pub(super) fn pass_through() -> Self {
-        Stateless(|event| Some(pass_through_row(event)))
-    }
-
-    /// q1's baseline.
-    pub(super) fn currency_conversion() -> Self {
-        Stateless(currency_row)
-    }
-
-    /// q2's baseline.
-    pub(super) fn selection() -> Self {
-        Stateless(selection_row)
+/// Query `Q` (0, 1 or 2) as registered in the query registry: its engine dataflow, and its
+/// baseline, the same row function in a loop.
+pub(super) fn definition<const Q: usize>() -> Definition {
+    Definition {
+        dataflow: |_, events| match Q {
+            0 => pass_through(events),
+            1 => currency_conversion(events),
+            _ => selection(events),
+        },
+        baseline: |_| Box::new(Stateless(ROWS[Q])),
+        incremental: None,
+        windows: |_| Ok(()),
     }
 }
+
+/// The baseline of q0, q1 and q2: the query's row function in a loop.
+struct Stateless(fn(Event) -> Option<Output>);
 
 impl Baseline<Event, Output> for Stateless {
     fn process(&mut self, events: &mut Vec<Event>, out: &mut Vec<Output>) {
