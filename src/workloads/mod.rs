@@ -171,8 +171,10 @@ pub trait Workload: Clone + Send + Sync + 'static {
 
     /// The workload's name, as reported (`ysb`, `wordcount`, `nexmark`).
     fn name(&self) -> &'static str;
-    /// The query within the workload (`q7` for NEXMark; otherwise the name).
-    fn query(&self) -> String;
+    /// The query within the workload (`q7` for NEXMark); by default the workload's name.
+    fn query(&self) -> String {
+        self.name().to_string()
+    }
     /// The workload's parameters, for the report and the configuration hash.
     fn parameters(&self) -> String;
     /// The deterministic event stream of `worker` among `workers`, for `seed`. Together the

@@ -107,9 +107,6 @@ impl Workload for WordCount {
     fn name(&self) -> &'static str {
         "wordcount"
     }
-    fn query(&self) -> String {
-        "wordcount".into()
-    }
     fn parameters(&self) -> String {
         format!(
             "words={} partitioner={}",

@@ -167,9 +167,6 @@ impl Workload for Ysb {
     fn name(&self) -> &'static str {
         "ysb"
     }
-    fn query(&self) -> String {
-        "ysb".into()
-    }
     fn parameters(&self) -> String {
         format!(
             "window_ns={} campaigns={} ads_per_campaign={} partitioner={}",
