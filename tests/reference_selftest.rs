@@ -25,6 +25,11 @@ fn ev(ts: u64, key: &str, value: &str) -> Event {
     }
 }
 
+/// Events of value 1 at the given times and keys.
+fn ones(events: &[(u64, &str)]) -> Vec<Event> {
+    events.iter().map(|(ts, key)| ev(*ts, key, "1")).collect()
+}
+
 /// Event with a raw mantissa.
 fn evm(ts: u64, key: &str, mantissa: i128) -> Event {
     Event {
@@ -221,12 +226,7 @@ fn session_late_event() {
     // Event 3's own window [14,19) overlaps [10,15) and [18,23); Flink's rule joins only the
     // sessions kept at 30 (end + lateness > 30), the others being purged.
     let kind = WindowKind::Session { gap: 5 };
-    let evs = vec![
-        ev(10, "a", "1"),
-        ev(18, "a", "1"),
-        ev(30, "b", "1"),
-        ev(14, "a", "1"),
-    ];
+    let evs = ones(&[(10, "a"), (18, "a"), (30, "b"), (14, "a")]);
     // Lateness 0: both forgotten (15, 23 <= 30); [14,19) alone: 19 <= 30 -> late (3, 14, 19).
     let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
     assert_eq!(
@@ -263,13 +263,7 @@ fn session_late_record_does_not_bridge_a_purged_session() {
     // (after the 13), so it merges with the kept one only: [5,23), 23 > 20 -> counts.
     // Without the purge it would have bridged all into [0,23) with 4 events.
     let kind = WindowKind::Session { gap: 10 };
-    let evs = vec![
-        ev(0, "a", "1"),
-        ev(12, "a", "1"),
-        ev(20, "b", "1"),
-        ev(13, "a", "1"),
-        ev(5, "a", "1"),
-    ];
+    let evs = ones(&[(0, "a"), (12, "a"), (20, "b"), (13, "a"), (5, "a")]);
     let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
     assert_eq!(
         out.windows,
@@ -290,17 +284,14 @@ fn session_record_joining_an_open_session_is_not_late() {
     // Issue 10's example: 0, 8, 16, 24 a form [0,34); 30 b moves the watermark to 30;
     // 5 a falls in [0,34), whose end 34 is past 30, so it counts: [0,34) a 5, [30,40) b 1.
     let kind = WindowKind::Session { gap: 10 };
-    let evs: Vec<Event> = [
+    let evs = ones(&[
         (0, "a"),
         (8, "a"),
         (16, "a"),
         (24, "a"),
         (30, "b"),
         (5, "a"),
-    ]
-    .iter()
-    .map(|(t, k)| ev(*t, k, "1"))
-    .collect();
+    ]);
     let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
     assert_eq!(
         out.windows,

@@ -275,7 +275,7 @@ impl Drop for Started {
 fn start(spec: &Path) -> Started {
     Started(
         bin()
-            .args(["sweep", s(&spec)])
+            .args(["sweep", s(spec)])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
