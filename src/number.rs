@@ -145,21 +145,27 @@ impl fmt::Display for Fixed {
     /// Canonical form: the integer part, then the fraction without trailing zeros if non-zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let magnitude = self.0.unsigned_abs();
-        let (int, mut frac) = (magnitude / SCALE as u128, magnitude % SCALE as u128);
+        let (int, frac) = (magnitude / SCALE as u128, magnitude % SCALE as u128);
         if self.0 < 0 {
             f.write_str("-")?;
         }
         write!(f, "{int}")?;
-        if frac != 0 {
-            let mut width = FRACTION_DIGITS;
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            write!(f, ".{frac:0width$}")?;
-        }
-        Ok(())
+        write_fraction(f, frac as u64)
     }
+}
+
+/// Writes the fraction `frac` (nano-units, below [`SCALE`]) as `.digits` without trailing
+/// zeros; nothing when it is zero.
+fn write_fraction(f: &mut fmt::Formatter<'_>, mut frac: u64) -> fmt::Result {
+    if frac != 0 {
+        let mut width = FRACTION_DIGITS;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        write!(f, ".{frac:0width$}")?;
+    }
+    Ok(())
 }
 
 /// An exact decimal with nine fractional digits and a 256-bit range: the accumulator and
@@ -289,16 +295,7 @@ impl fmt::Display for WideFixed {
         for chunk in chunks {
             write!(f, "{chunk:019}")?;
         }
-        let mut frac = frac;
-        if frac != 0 {
-            let mut width = FRACTION_DIGITS;
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            write!(f, ".{frac:0width$}")?;
-        }
-        Ok(())
+        write_fraction(f, frac)
     }
 }
 
