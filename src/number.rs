@@ -349,22 +349,15 @@ mod tests {
 
     #[test]
     fn mean_rounds_half_away_from_zero() {
-        assert_eq!(
-            Fixed::from_nanos(5).div_round(2),
-            Some(Fixed::from_nanos(3))
-        );
-        assert_eq!(
-            Fixed::from_nanos(-5).div_round(2),
-            Some(Fixed::from_nanos(-3))
-        );
-        assert_eq!(
-            Fixed::from_nanos(7).div_round(3),
-            Some(Fixed::from_nanos(2))
-        );
-        assert_eq!(
-            Fixed::from_nanos(-7).div_round(3),
-            Some(Fixed::from_nanos(-2))
-        );
+        // (nanos, divisor, quotient)
+        for (nanos, divisor, quotient) in [(5, 2, 3), (-5, 2, -3), (7, 3, 2), (-7, 3, -2)] {
+            let got = Fixed::from_nanos(nanos).div_round(divisor);
+            assert_eq!(
+                got,
+                Some(Fixed::from_nanos(quotient)),
+                "{nanos} / {divisor}"
+            );
+        }
         assert_eq!(fx("1").div_round(3).unwrap().to_string(), "0.333333333");
         assert_eq!(fx("2").div_round(3).unwrap().to_string(), "0.666666667");
         assert_eq!(Fixed::ZERO.div_round(0), None);
