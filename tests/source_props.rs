@@ -15,22 +15,18 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use proptest::prelude::*;
 use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
-use tidemark::source::{feed_source_paced, Pacing, SendAt, SourceOptions, VecFeed};
-use tidemark::window::{on, Count, Sum, WindowAssigner};
-use tidemark::Fixed;
+use tidemark::source::{feed_source_paced, Pacing, SendAt};
+use tidemark::window::{on, Count, Sum};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
+use common::dataflow::{assigner, keyed_records, partitioners, run_fed, Collect, Rec, OPTIONS};
 use common::gen;
 use common::reference::{reference, Agg, Event, Params, WindowKind, SCALE};
 
-/// A record as the engine sees it: event time, value, index in the input (for late rows).
-type Rec = (u64, Fixed, usize);
 /// A changelog row with its timely time: (time, start, end, key, value mantissa, diff).
 type Row = (u64, i64, u64, String, i128, i64);
 
@@ -39,14 +35,6 @@ struct Run {
     changelog: Vec<Row>,
     /// (timely time, index of the input record, window start, window end).
     late: Vec<(u64, usize, i64, u64)>,
-}
-
-fn assigner(kind: &WindowKind) -> WindowAssigner {
-    match *kind {
-        WindowKind::Tumbling { size } => WindowAssigner::Tumbling(size),
-        WindowKind::Sliding { size, slide } => WindowAssigner::Sliding(size, slide),
-        WindowKind::Session { gap } => WindowAssigner::Session(gap),
-    }
 }
 
 /// Runs a keyed count (or sum) with the given pacing; `ahead` bounds the reader by a probe on
@@ -59,117 +47,74 @@ fn run(
     send_at: SendAt,
     ahead: Option<usize>,
 ) -> Run {
-    let input: Vec<(u64, (String, Rec))> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.ts, (e.key.clone(), (e.ts, Fixed::from_nanos(e.value), i))))
-        .collect();
-    let input = Arc::new(Mutex::new(Some(input)));
-    let changelog = Arc::new(Mutex::new(Vec::new()));
-    let late = Arc::new(Mutex::new(Vec::new()));
-    let (assigner, lateness, max_delay, agg) = (assigner(&p.kind), p.lateness, p.max_delay, p.agg);
-    let (out, late_out, partitioner) = (
-        Arc::clone(&changelog),
-        Arc::clone(&late),
-        partitioner.clone(),
-    );
-    // Small batches exercise many activations, and many batches behind the bound.
-    let options = SourceOptions {
-        batch: 3,
-        idle_timeout: None,
-    };
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let feed = if worker.index() == 0 {
-            input
-                .lock()
-                .unwrap()
-                .take()
-                .map(|records| VecFeed::new(records, max_delay))
-        } else {
-            None
+    let input = keyed_records(events);
+    let (changelog, late) = (Collect::new(), Collect::new());
+    let (out, late_out) = (changelog.clone(), late.clone());
+    let (assigner, lateness, agg) = (assigner(&p.kind), p.lateness, p.agg);
+    let partitioner = partitioner.clone();
+    run_fed(workers, input, p.max_delay, move |scope, feed| {
+        let (out, late_out, partitioner) = (out.clone(), late_out.clone(), partitioner.clone());
+        let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let consumed = ProbeHandle::new();
+        let pacing = Pacing {
+            send_at,
+            ahead: ahead.map(|batches| (consumed.clone(), batches)),
         };
-        let (out, late_out, partitioner) =
-            (Arc::clone(&out), Arc::clone(&late_out), partitioner.clone());
-        worker.dataflow::<u64, _, _>(|scope| {
-            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-            let consumed = ProbeHandle::new();
-            let pacing = Pacing {
-                send_at,
-                ahead: ahead.map(|batches| (consumed.clone(), batches)),
-            };
-            let keyed = feed_source_paced(scope, feed, options, pacing, error)
-                .key_by(partitioner)
-                .window(assigner)
-                .allowed_lateness(lateness);
-            let (results, late) = match agg {
-                Agg::Count => {
-                    let w = keyed.aggregate(|r: &Rec| r.0, Count);
-                    let results = w
-                        .results
-                        .map(|r| (r.window, r.key, r.value as i128 * SCALE, r.diff));
-                    (results, w.late)
+        let keyed = feed_source_paced(scope, feed, OPTIONS, pacing, error)
+            .key_by(partitioner)
+            .window(assigner)
+            .allowed_lateness(lateness);
+        let (results, late) = match agg {
+            Agg::Count => {
+                let w = keyed.aggregate(|r: &Rec| r.0, Count);
+                let results = w
+                    .results
+                    .map(|r| (r.window, r.key, r.value as i128 * SCALE, r.diff));
+                (results, w.late)
+            }
+            _ => {
+                let w = keyed.aggregate(|r: &Rec| r.0, on(Sum, |r: &Rec| r.1));
+                let results = w.results.map(|r| {
+                    let value = r.value.to_fixed().expect("small sums").nanos();
+                    (r.window, r.key, value, r.diff)
+                });
+                (results, w.late)
+            }
+        };
+        results.inspect_core(move |event| {
+            if let Ok((stamp, rows)) = event {
+                let time = *stamp.expect_singleton();
+                for (window, key, value, diff) in rows {
+                    let row = (time, window.start, window.end, key.clone(), *value, *diff);
+                    out.push(row);
                 }
-                _ => {
-                    let w = keyed.aggregate(|r: &Rec| r.0, on(Sum, |r: &Rec| r.1));
-                    let results = w.results.map(|r| {
-                        let value = r.value.to_fixed().expect("small sums").nanos();
-                        (r.window, r.key, value, r.diff)
-                    });
-                    (results, w.late)
-                }
-            };
-            results.inspect_core(move |event| {
-                if let Ok((stamp, rows)) = event {
-                    let time = *stamp.expect_singleton();
-                    for (window, key, value, diff) in rows {
-                        let row = (time, window.start, window.end, key.clone(), *value, *diff);
-                        out.lock().unwrap().push(row);
-                    }
-                }
-            });
-            late.probe_with(&consumed).inspect_core(move |event| {
-                if let Ok((stamp, rows)) = event {
-                    let time = *stamp.expect_singleton();
-                    for l in rows {
-                        let row = (time, l.record.2, l.window.start, l.window.end);
-                        late_out.lock().unwrap().push(row);
-                    }
-                }
-            });
+            }
         });
-    })
-    .expect("timely runs");
-    let mut changelog = Arc::try_unwrap(changelog).unwrap().into_inner().unwrap();
-    changelog.sort();
-    let mut late = Arc::try_unwrap(late).unwrap().into_inner().unwrap();
-    late.sort();
-    Run { changelog, late }
+        late.probe_with(&consumed).inspect_core(move |event| {
+            if let Ok((stamp, rows)) = event {
+                let time = *stamp.expect_singleton();
+                for l in rows {
+                    let row = (time, l.record.2, l.window.start, l.window.end);
+                    late_out.push(row);
+                }
+            }
+        });
+    });
+    Run {
+        changelog: changelog.sorted(),
+        late: late.sorted(),
+    }
 }
 
 use timely::dataflow::operators::vec::Map;
 
 /// The consolidated changelog: `(start, end, key) -> value`.
 fn consolidate(changelog: &[Row]) -> std::collections::BTreeMap<(i64, u64, String), i128> {
-    let mut totals = std::collections::BTreeMap::<(i64, u64, String, i128), i64>::new();
-    for (_, start, end, key, value, diff) in changelog {
-        *totals
-            .entry((*start, *end, key.clone(), *value))
-            .or_default() += diff;
-    }
-    totals
-        .into_iter()
-        .filter(|(_, total)| *total != 0)
-        .map(|((start, end, key, value), _)| ((start, end, key), value))
-        .collect()
-}
-
-fn partitioners() -> Vec<Partitioner<String>> {
-    vec![
-        Partitioner::Hash,
-        Partitioner::Range(vec!["b".into(), "k3".into()]),
-        Partitioner::Random,
-        Partitioner::Broadcast,
-    ]
+    common::consolidate(
+        changelog
+            .iter()
+            .map(|(_, start, end, key, value, diff)| ((*start, *end, key.clone()), *value, *diff)),
+    )
 }
 
 fn check(events: &[Event], p: &Params) {
@@ -204,10 +149,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn watermark_pacing_changes_no_output_row_or_time(
-        events in gen::events(40),
-        p in gen::params(),
-    ) {
+    fn watermark_pacing_changes_no_output_row_or_time(events in gen::events(40), p in gen::params()) {
         check(&events, &p);
     }
 }

@@ -163,9 +163,10 @@ pub fn run(args: WindowArgs) -> anyhow::Result<()> {
 /// How many batches the reader may run ahead of the window operators (`--emit final`).
 const AHEAD: usize = 16;
 
-/// What the leader's worker reports at the end.
+/// What a worker counted, summed into the run's summary line at the end (not a bench
+/// [`Report`](crate::harness::report::Report)).
 #[derive(Default)]
-struct Report {
+struct WorkerCounts {
     changelog: ChangelogCounts,
     late: u64,
 }
@@ -426,7 +427,7 @@ where
         }
         let counts = *counts.borrow();
         let late = *late_count.borrow();
-        Report {
+        WorkerCounts {
             changelog: counts,
             late,
         }
@@ -441,7 +442,7 @@ where
     };
     drop(writers);
 
-    let mut report = Report::default();
+    let mut report = WorkerCounts::default();
     for worker_report in running.join().map_err(|e| anyhow!("{e}"))? {
         report.changelog.insertions += worker_report.changelog.insertions;
         report.changelog.retractions += worker_report.changelog.retractions;
