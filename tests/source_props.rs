@@ -227,11 +227,12 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidemark::source::blocks::{block_source, BlockPlan};
 use tidemark::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvRecord};
-use tidemark::source::feed_source;
+use tidemark::source::{feed_source, SourceOptions};
 
 /// One line of a generated file.
 #[derive(Clone, Debug)]
