@@ -11,7 +11,7 @@
 //! lines at random places, cut into blocks of random (often tiny) sizes, give every record
 //! the same stamp, the same error (file, line, field) or the same skipped-line warnings and
 //! counts, and the same window changelog with its times and late rows, on 1, 2 and 4 workers
-//! and every partitioner. (Two processes: tests/cli.rs.)
+//! and every partitioner. (Two processes, through the CLI: tests/ingest_cli.rs.)
 
 mod common;
 
