@@ -49,7 +49,14 @@ fn state() -> State {
         }
     }
     let deferred = (0..DEFERRED)
-        .map(|i| (30_000 + i / 100, format!("user-{:06}", i % KEYS), 29_000 + i % 1000, i))
+        .map(|i| {
+            (
+                30_000 + i / 100,
+                format!("user-{:06}", i % KEYS),
+                29_000 + i % 1000,
+                i,
+            )
+        })
         .collect();
     let closes = (0..OPEN_PER_KEY).map(|w| w * 10_000 + 9_999).collect();
     (open, deferred, closes, 30_000, 31_999)
@@ -97,8 +104,8 @@ fn bench(c: &mut Criterion) {
             |mut bytes| {
                 // SAFETY: the bytes were just produced by `encode` of a `State` in this process,
                 // the only case in which abomonation's decoding is sound.
-                let (state, _) = unsafe { abomonation::decode::<State>(&mut bytes) }
-                    .expect("decodes");
+                let (state, _) =
+                    unsafe { abomonation::decode::<State>(&mut bytes) }.expect("decodes");
                 state.clone()
             },
             BatchSize::LargeInput,
