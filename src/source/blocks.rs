@@ -82,6 +82,11 @@ pub const BLOCK_BYTES: u64 = 1 << 18;
 /// What the plan scan reads at a time.
 const SCAN_CHUNK: usize = 1 << 20;
 
+/// An empty line (a lone `\r`, which counts no line) that a fresh CSV parser reads before a
+/// block: a parser drops a UTF-8 byte order mark only at the start of its input, and a block
+/// starts mid-file, where the single reader keeps it as part of the record.
+const SKIPPED_LINE: &[u8] = b"\r";
+
 /// A file cut into blocks at record boundaries, with what every worker needs to read it.
 #[derive(Debug)]
 pub struct BlockPlan {
@@ -255,12 +260,15 @@ fn split_quoted(
     use csv_core::ReadRecordResult;
     // The `csv` crate's reader with its default dialect, as the single reader builds it.
     let mut parser = csv_core::Reader::new();
+    let (mut fields, mut ends) = (vec![0; 1 << 16], vec![0; 1 << 10]);
+    // A fresh parser drops a UTF-8 byte order mark at the start of its input, but `start` is
+    // mid-file, where the single reader keeps one (and a quote after it is no field start):
+    // an empty line first makes the parser read past its start without changing its state.
+    parser.read_record(SKIPPED_LINE, &mut fields, &mut ends);
     parser.set_line(line);
     let (mut starts, mut lines) = (vec![start], vec![line]);
     let mut target = start.saturating_add(block);
     let mut chunk = vec![0; SCAN_CHUNK];
-    // Fields are not needed: scratch space that is overwritten.
-    let (mut fields, mut ends) = (vec![0; 1 << 16], vec![0; 1 << 10]);
     let mut at = start;
     loop {
         let n = fill(file, &mut chunk)?;
@@ -440,8 +448,11 @@ impl BlockFeed {
         let (byte, line) = match self.parsed.get(current.sent) {
             Some((record, _)) => {
                 let at = self.records[*record].position();
+                // Positions count the empty line before the block (see `parse`); the first
+                // record's is the block's start.
+                let skipped = SKIPPED_LINE.len() as u64;
                 (
-                    start + at.map_or(0, |p| p.byte()),
+                    start + at.map_or(0, |p| p.byte().saturating_sub(skipped)),
                     self.plan.lines[current.block] + at.map_or(1, |p| p.line()) - 1,
                 )
             }
@@ -471,11 +482,14 @@ impl BlockFeed {
         };
         self.parsed.clear();
         let length = usize::try_from(end - start).unwrap_or(usize::MAX);
-        self.buffer.resize(length, 0);
+        // The block's bytes after an empty line that keeps a byte order mark at its start.
+        self.buffer.clear();
+        self.buffer.extend_from_slice(SKIPPED_LINE);
+        self.buffer.resize(SKIPPED_LINE.len().saturating_add(length), 0);
         let read = self
             .file
             .seek(SeekFrom::Start(start))
-            .and_then(|_| self.file.read_exact(&mut self.buffer));
+            .and_then(|_| self.file.read_exact(&mut self.buffer[SKIPPED_LINE.len()..]));
         if let Err(e) = read {
             info.error = Some(ReadError::Io {
                 file: layout.name.clone(),
