@@ -431,10 +431,25 @@ where
     // A file is read by every worker unless the user or a live input says otherwise; an idle
     // timeout is about a live input, whose watermark then follows processing time. A single
     // worker reads faster with the one reader, whose thread parses beside the worker.
-    let parallel = args.readers == Readers::All
+    let mut parallel = args.readers == Readers::All
         && args.input.as_os_str() != "-"
         && args.idle_timeout.is_none()
         && all_workers > 1;
+    // Blocks are read by seeking, after a scan of the whole input: a pipe (`<(zcat f.gz)`, a
+    // FIFO) or a device can be read once, front to back, by one reader. A missing file fails
+    // when it is opened, with the reader's message.
+    let regular = std::fs::metadata(&args.input).map_or(true, |m| m.is_file());
+    if parallel && !regular {
+        // Every process must build the same dataflow: one process alone cannot fall back.
+        if cluster.addresses.len() > 1 {
+            bail!(
+                "{}: not a regular file, which every worker of every process reads a share of \
+                 (--readers all); use --readers one, where process 0 reads it",
+                args.input.display()
+            );
+        }
+        parallel = false;
+    }
     // The leader opens everything before the cluster starts, so bad input fails fast; with
     // parallel readers every process opens (and cuts) the input.
     let mut plan = None;

@@ -100,6 +100,8 @@ pub struct BlockPlan {
     /// `lines[i]`: the line the parser is on at `starts[i]` (1 + the newlines before it).
     lines: Vec<u64>,
     quoted: bool,
+    /// A digest of the blocks (see [`BlockPlan::shape`]).
+    digest: u64,
     stats: Arc<FeedStats>,
 }
 
@@ -138,6 +140,15 @@ impl BlockPlan {
                     (starts, lines, true)
                 }
             };
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            // SipHash with fixed keys: the same digest in every process of the same build
+            // (processes of a cluster run the same version, which the cluster checks).
+            #[allow(deprecated)]
+            let mut hasher = std::hash::SipHasher::new();
+            (&starts, &lines, quoted).hash(&mut hasher);
+            hasher.finish()
+        };
         let plan = BlockPlan {
             layout,
             path: path.to_path_buf(),
@@ -146,6 +157,7 @@ impl BlockPlan {
             starts,
             lines,
             quoted,
+            digest,
             stats: Arc::default(),
         };
         Ok((plan, header))
@@ -165,6 +177,33 @@ impl BlockPlan {
     pub fn stats(&self) -> Arc<FeedStats> {
         Arc::clone(&self.stats)
     }
+
+    /// What every process's plan must agree on: the number of blocks, the bytes they span,
+    /// and a digest of their starts and lines. Each process cuts its own copy of the file (on
+    /// its own host, perhaps), and a block no process reads would be waited for forever.
+    fn shape(&self) -> Shape {
+        Shape {
+            blocks: self.blocks() as u64,
+            bytes: self.starts[self.blocks()],
+            digest: self.digest,
+        }
+    }
+}
+
+/// The shape of a worker's plan (see [`BlockPlan::shape`]), sent before its blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Shape {
+    blocks: u64,
+    /// The end of the data (the last block's end), in bytes from the start of the file.
+    bytes: u64,
+    digest: u64,
+}
+
+/// What workers tell each other: the shape of their plan (first), then their blocks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Summary {
+    Plan { worker: u64, shape: Shape },
+    Block(BlockInfo),
 }
 
 fn is_terminator(byte: u8) -> bool {
@@ -320,8 +359,8 @@ struct BlockInfo {
 /// A worker's view of every block, shared by its feed and the operators that exchange
 /// summaries.
 struct Shared {
-    /// Summaries of this worker's blocks, to broadcast.
-    outbox: Vec<BlockInfo>,
+    /// This worker's plan shape and block summaries, to broadcast.
+    outbox: Vec<Summary>,
     /// This worker publishes no more summaries.
     published: bool,
     /// Wakes the operator that broadcasts the outbox.
@@ -336,6 +375,8 @@ struct Shared {
     maxima: Vec<Option<u64>>,
     /// The first block with an error, among blocks `0 .. known`.
     first_error: Option<usize>,
+    /// A worker whose plan differs from this one's, and its plan's shape.
+    other_plan: Option<(u64, Shape)>,
 }
 
 impl Shared {
@@ -349,6 +390,7 @@ impl Shared {
             known: 0,
             maxima: vec![None],
             first_error: None,
+            other_plan: None,
         }
     }
 
@@ -485,16 +527,35 @@ impl BlockFeed {
         // The block's bytes after an empty line that keeps a byte order mark at its start.
         self.buffer.clear();
         self.buffer.extend_from_slice(SKIPPED_LINE);
-        self.buffer.resize(SKIPPED_LINE.len().saturating_add(length), 0);
+        self.buffer
+            .resize(SKIPPED_LINE.len().saturating_add(length), 0);
         let read = self
             .file
             .seek(SeekFrom::Start(start))
             .and_then(|_| self.file.read_exact(&mut self.buffer[SKIPPED_LINE.len()..]));
+        let changed = |what: &str| ReadError::Io {
+            file: layout.name.clone(),
+            message: format!(
+                "{what} bytes {start}..{end} (block {block}) when read than when the file was \
+                 cut into blocks: it changed while read"
+            ),
+        };
         if let Err(e) = read {
-            info.error = Some(ReadError::Io {
-                file: layout.name.clone(),
-                message: e.to_string(),
+            info.error = Some(if e.kind() == io::ErrorKind::UnexpectedEof {
+                changed("no longer has")
+            } else {
+                ReadError::Io {
+                    file: layout.name.clone(),
+                    message: e.to_string(),
+                }
             });
+            return info;
+        }
+        // Every block but the last ends with a record's terminator; one that does not was cut
+        // in another file (rows read across it would be split silently).
+        if block + 1 < self.plan.blocks() && self.buffer.last().is_some_and(|b| !is_terminator(*b))
+        {
+            info.error = Some(changed("holds other"));
             return info;
         }
         let mut reader = csv::ReaderBuilder::new()
@@ -578,7 +639,7 @@ impl BlockFeed {
     fn publish(&mut self, info: Option<BlockInfo>) {
         let mut shared = self.shared.borrow_mut();
         match info {
-            Some(info) => shared.outbox.push(info),
+            Some(info) => shared.outbox.push(Summary::Block(info)),
             None => shared.published = true,
         }
         if let Some(activator) = &shared.out_activator {
@@ -592,6 +653,26 @@ impl Feed for BlockFeed {
     type Error = ReadError;
 
     fn poll(&mut self, max: usize, out: &mut Vec<Stamped<CsvItem>>) -> Result<Poll, ReadError> {
+        if let Some((worker, shape)) = self.shared.borrow().other_plan {
+            let here = self.plan.shape();
+            return Err(ReadError::Io {
+                file: self.plan.layout.name.clone(),
+                message: format!(
+                    "worker {worker} cut its copy into {} blocks over {} bytes, this process \
+                     into {} blocks over {} bytes{}: every process must read the same file, \
+                     unchanged while it is read",
+                    shape.blocks,
+                    shape.bytes,
+                    here.blocks,
+                    here.bytes,
+                    if (shape.blocks, shape.bytes) == (here.blocks, here.bytes) {
+                        " (at other record ends)"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
         if self.leader {
             self.report()?;
         }
@@ -680,6 +761,13 @@ pub fn block_source<'scope>(
 ) -> StreamVec<'scope, u64, CsvItem> {
     let shared = Rc::new(RefCell::new(Shared::new(plan.blocks())));
     let leader = scope.index() == 0;
+    // Every worker first tells the others the shape of its plan: processes that cut different
+    // files fail at once, instead of waiting for blocks that no worker reads.
+    let own_shape = plan.shape();
+    shared.borrow_mut().outbox.push(Summary::Plan {
+        worker: scope.index() as u64,
+        shape: own_shape,
+    });
     let outgoing = Rc::clone(&shared);
     source(scope, "BlockSummaries", move |cap, info| {
         outgoing.borrow_mut().out_activator = Some(scope.activator_for(info.address));
@@ -696,19 +784,28 @@ pub fn block_source<'scope>(
             }
         }
     })
-    .container::<Vec<BlockInfo>>()
+    .container::<Vec<Summary>>()
     .broadcast()
     .sink(Pipeline, "BlockSummariesIn", {
         let shared = Rc::clone(&shared);
         move |(input, _frontier)| {
             let mut shared = shared.borrow_mut();
             input.for_each(|_cap, data| {
-                for mut info in data.drain(..) {
-                    if !leader {
-                        // Only the leader reports them.
-                        info.warnings = Vec::new();
+                for summary in data.drain(..) {
+                    match summary {
+                        Summary::Plan { worker, shape } => {
+                            if shape != own_shape && shared.other_plan.is_none() {
+                                shared.other_plan = Some((worker, shape));
+                            }
+                        }
+                        Summary::Block(mut info) => {
+                            if !leader {
+                                // Only the leader reports them.
+                                info.warnings = Vec::new();
+                            }
+                            shared.insert(info);
+                        }
                     }
-                    shared.insert(info);
                 }
             });
             if let Some(activator) = &shared.feed_activator {
