@@ -8,8 +8,12 @@
 //! `--on-bad-line fail` the error names the same file, line and field (reported by process 0
 //! whichever process read the line).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::cli::{finish, hostfile, two_processes};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tidemark"))
@@ -61,6 +65,9 @@ fn random_file(seed: u64, rows: usize, bad: bool) -> String {
         let line = match (r >> 32) % 60 {
             0 if bad => "x,k1,1".to_string(),
             1 if bad => "3,k1".to_string(),
+            // A byte order mark mid-file is part of its line (a bad time), also where a block
+            // starts (a fresh CSV parser drops one at its start).
+            3 if bad => format!("\u{feff}{ts},k1,1"),
             2 => String::new(),
             _ => format!("{ts},{key},{}", (r >> 40) % 100),
         };
@@ -239,5 +246,132 @@ fn the_first_bad_line_in_the_file_is_the_error_whichever_worker_reads_it() {
         !one.status.success() && err.contains("events.csv:"),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A byte order mark at the start of a line after the header, alone or before a quote (which
+/// then does not open a quoted field), is part of the line for every reader, on every block
+/// size: a fresh CSV parser for a block, or for the plan scan, dropped it.
+#[test]
+fn a_byte_order_mark_inside_the_file_is_part_of_its_line() {
+    let dir = scratch("bom");
+    let files = [
+        "ts,key,value\n1,a,1\n\u{feff}5,b,2\n3,a,3\n12,a,4\n",
+        "ts,key,value\n\u{feff}\"5\n6\",a,1\n7,b,2\n3,\"a\nq\",3\n12,a,4\n\u{feff}\n9,a,1\n",
+    ];
+    for (i, text) in files.iter().enumerate() {
+        let input = dir.join(format!("bom-{i}.csv"));
+        std::fs::write(&input, text).unwrap();
+        for bad in ["fail", "skip"] {
+            let args = [
+                "--window",
+                "tumbling:10",
+                "--agg",
+                "sum",
+                "--on-bad-line",
+                bad,
+            ];
+            check(&input, &dir, &args);
+            let one = window(&input, &dir, &args, &["--readers".into(), "one".into()])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&one.stderr);
+            assert!(err.contains(":2: ") || err.contains(":3: "), "{err}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two processes that find different files at the input's path (each host has its own copy)
+/// fail at once, both, naming the difference: they used to wait forever for blocks that only
+/// the other process's plan has.
+#[test]
+fn processes_with_different_copies_of_the_input_fail_at_once() {
+    let dir = scratch("copies");
+    let text = random_file(4, 400, false);
+    let cut = text[..text.len() / 3].rfind('\n').unwrap() + 1;
+    for (process, copy) in [(0, &text[..]), (1, &text[..cut])] {
+        std::fs::create_dir_all(dir.join(format!("p{process}"))).unwrap();
+        std::fs::write(dir.join(format!("p{process}/events.csv")), copy).unwrap();
+    }
+    let (hosts, _) = hostfile(&dir);
+    let spawn = |process: usize| {
+        let here = dir.join(format!("p{process}"));
+        let mut command = window(
+            Path::new("events.csv"),
+            &here,
+            &[
+                "--window",
+                "tumbling:20",
+                "--agg",
+                "count",
+                "--read-block",
+                "97",
+            ],
+            &two_processes(&hosts, process),
+        );
+        command.current_dir(&here).spawn().unwrap()
+    };
+    let (p1, p0) = (spawn(1), spawn(0));
+    for (status, err) in [finish(p0), finish(p1)] {
+        assert!(!status.success(), "{err}");
+        assert!(
+            err.contains("every process must read the same file"),
+            "{err}"
+        );
+    }
+    assert!(!dir.join("p0/out.csv").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A named pipe cannot be cut into blocks (it is read once, front to back): one process reads
+/// it with the single reader, as it reads standard input, and gives what a file gives; a
+/// cluster, whose processes must all read alike, refuses it with one line instead of failing
+/// on the first seek.
+#[cfg(unix)]
+#[test]
+fn a_pipe_is_read_by_one_reader() {
+    let dir = scratch("pipe");
+    let text = random_file(5, 300, false);
+    let file = dir.join("events.csv");
+    std::fs::write(&file, &text).unwrap();
+    let args = [
+        "--window",
+        "sliding:40/10",
+        "--agg",
+        "sum",
+        "--max-delay",
+        "15",
+    ];
+    let want = outcome(
+        &window(&file, &dir, &args, &["--readers".into(), "one".into()])
+            .output()
+            .unwrap(),
+        &dir,
+    );
+    let fifo = dir.join("events.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let writer = {
+        let (fifo, text) = (fifo.clone(), text.clone());
+        std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+    };
+    let extra = ["--workers", "2", "--read-block", "7"].map(String::from);
+    let got = outcome(&window(&fifo, &dir, &args, &extra).output().unwrap(), &dir);
+    writer.join().unwrap();
+    assert_eq!(got, want);
+    // Two processes: both refuse before they connect (nothing is written to the pipe).
+    let (hosts, _) = hostfile(&dir);
+    for process in [0, 1] {
+        let run = window(&fifo, &dir, &args, &two_processes(&hosts, process))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{err}");
+        assert!(
+            err.contains("not a regular file") && err.contains("--readers one"),
+            "{err}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

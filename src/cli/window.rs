@@ -131,7 +131,8 @@ pub struct WindowArgs {
     pub idle_timeout: Option<u64>,
     /// all: every worker of every process reads a share of the input file (which must be at
     /// the same path on every host); one: worker 0 of process 0 reads it all. Results are the
-    /// same. Standard input, a run with --idle-timeout and a single worker use one reader.
+    /// same. Standard input, a pipe, a run with --idle-timeout and a single worker use one
+    /// reader (a cluster refuses a pipe with --readers all).
     #[arg(long, value_enum, default_value = "all")]
     pub readers: Readers,
     /// Bytes per block of a file read in parallel (tests use small blocks).

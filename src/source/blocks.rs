@@ -48,7 +48,13 @@
 //! worker met it and whichever met one first. A worker whose earlier block failed stops and
 //! keeps its capability (no window closes for input that was not read).
 //!
-//! Standard input is not a file: it is read by the single reader.
+//! Every worker first broadcasts the shape of its plan (blocks, bytes, a digest of the block
+//! starts): each process cuts its own copy of the file, and processes whose copies differ
+//! would otherwise wait forever for blocks that only one of them has. A block that, when read,
+//! is shorter than planned or no longer ends at a record end says the file changed while read.
+//!
+//! Standard input is not a file: it is read by the single reader, as is any input that is not
+//! a regular file (a pipe cannot be scanned and then read again by block).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -751,7 +757,8 @@ impl Feed for BlockFeed {
 /// (with the same plan), and together they send the records of the single reader over `plan`'s
 /// file, each at the same stamp (see the module docs). Options, pacing and `error` as for
 /// [`feed_source_paced`]; an error is set only on worker 0 of process 0 (the first in the
-/// file), or on a worker that cannot open the file.
+/// file), on a worker that cannot open the file, or on a worker that learns that another
+/// worker's plan differs from its own (another copy of the file, or one that changed).
 pub fn block_source<'scope>(
     scope: Scope<'scope, u64>,
     plan: &Arc<BlockPlan>,
