@@ -542,13 +542,13 @@ impl BlockFeed {
         let changed = |what: &str| ReadError::Io {
             file: layout.name.clone(),
             message: format!(
-                "{what} bytes {start}..{end} (block {block}) when read than when the file was \
-                 cut into blocks: it changed while read"
+                "bytes {start}..{end} (block {block}) {what} since the file was cut into \
+                 blocks: it changed while read"
             ),
         };
         if let Err(e) = read {
             info.error = Some(if e.kind() == io::ErrorKind::UnexpectedEof {
-                changed("no longer has")
+                changed("are gone")
             } else {
                 ReadError::Io {
                     file: layout.name.clone(),
@@ -561,7 +561,7 @@ impl BlockFeed {
         // in another file (rows read across it would be split silently).
         if block + 1 < self.plan.blocks() && self.buffer.last().is_some_and(|b| !is_terminator(*b))
         {
-            info.error = Some(changed("holds other"));
+            info.error = Some(changed("no longer end at a record end"));
             return info;
         }
         let mut reader = csv::ReaderBuilder::new()
