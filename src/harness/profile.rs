@@ -205,9 +205,8 @@ impl Profiler {
             registry.flush();
             registry.remove("timely");
         }
-        let index = worker.index();
-        let profile = self.state.borrow().profile(index);
-        profile
+        let state = self.state.borrow();
+        state.profile(worker.index())
     }
 }
 
