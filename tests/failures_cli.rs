@@ -774,7 +774,9 @@ fn a_two_process_summary_counts_what_the_files_hold() {
     let (s1, e1) = finish(p1);
     assert!(s0.success() && s1.success(), "{e0}{e1}");
     assert!(
-        e1.contains("note: process 1 leaves --input, --output and --late-output to process 0"),
+        e1.contains(
+            "note: process 1 reads its share of --input and leaves --output and --late-output to process 0"
+        ),
         "{e1}"
     );
     let (windows, late_records) = summary_counts(&e0);
