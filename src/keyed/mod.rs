@@ -24,6 +24,7 @@ use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
 use crate::partition::{route_hash, Partitioner};
+use crate::stash::Checkpoints;
 use crate::window::driver::{drive, WindowState};
 use crate::window::fixed::{FixedWindows, Part, StateGauge};
 use crate::window::partial::partial_aggregate;
@@ -42,6 +43,7 @@ impl<V: ExchangeData + Clone> Value for V {}
 pub struct KeyedStream<'scope, K, V> {
     stream: StreamVec<'scope, u64, (K, V)>,
     partitioner: Partitioner<K>,
+    checkpoints: Checkpoints,
 }
 
 /// Turns a stream of `(key, value)` pairs into a [`KeyedStream`].
@@ -75,6 +77,7 @@ impl<'scope, K: Key, V: Value> KeyBy<'scope, K, V> for StreamVec<'scope, u64, (K
         KeyedStream {
             stream: self,
             partitioner,
+            checkpoints: Checkpoints::default(),
         }
     }
 }
@@ -136,9 +139,11 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
         }
     }
 
-    /// The partitioner keyed operators will use.
-    pub fn partitioner(&self) -> &Partitioner<K> {
-        &self.partitioner
+    /// Hands the state of this stream's keyed operator, on each worker, to `checkpoints` at each
+    /// of its cuts, exactly as of the records at times up to the cut (see [`crate::stash`]).
+    pub fn checkpoints(mut self, checkpoints: &Checkpoints) -> Self {
+        self.checkpoints = checkpoints.clone();
+        self
     }
 }
 
@@ -167,18 +172,43 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
             lateness,
             gauge,
         } = self;
+        let checkpoints = keyed.checkpoints.clone();
         let (results, late) = match assigner {
             WindowAssigner::Tumbling(size) => {
                 let state = FixedWindows::new(size, size, lateness, agg.clone(), gauge);
-                route_window(keyed, assigner, lateness, event_time, agg, state)
+                route_window(
+                    keyed,
+                    assigner,
+                    lateness,
+                    event_time,
+                    agg,
+                    state,
+                    &checkpoints,
+                )
             }
             WindowAssigner::Sliding(size, slide) => {
                 let state = FixedWindows::new(size, slide, lateness, agg.clone(), gauge);
-                route_window(keyed, assigner, lateness, event_time, agg, state)
+                route_window(
+                    keyed,
+                    assigner,
+                    lateness,
+                    event_time,
+                    agg,
+                    state,
+                    &checkpoints,
+                )
             }
             WindowAssigner::Session(gap) => {
                 let state = Sessions::new(gap, lateness, agg.clone(), gauge);
-                route_window(keyed, assigner, lateness, event_time, agg, state)
+                route_window(
+                    keyed,
+                    assigner,
+                    lateness,
+                    event_time,
+                    agg,
+                    state,
+                    &checkpoints,
+                )
             }
         };
         Windowed { results, late }
@@ -224,6 +254,7 @@ fn route_window<'scope, K, V, A, T, S>(
     event_time: T,
     agg: A,
     state: S,
+    checkpoints: &Checkpoints,
 ) -> (
     StreamVec<'scope, u64, WindowResult<K, A::Output>>,
     StreamVec<'scope, u64, Late<K, V>>,
@@ -237,6 +268,8 @@ where
 {
     let scope = keyed.stream.scope();
     let (peers, index) = (scope.peers(), scope.index());
+    let name = format!("Window[{assigner}]");
+    let cut = checkpoints.cut(&name);
     let time = event_time.clone();
     let record = move |(key, record): (K, V)| Part::Record {
         ts: time(&record),
@@ -244,11 +277,11 @@ where
         record,
     };
     match keyed.partitioner {
-        _ if peers == 1 => drive(keyed.stream, Pipeline, "Window", record, state),
+        _ if peers == 1 => drive(keyed.stream, Pipeline, &name, record, state, cut),
         Partitioner::Hash | Partitioner::Range(_) => {
             let partitioner = keyed.partitioner;
             let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
-            drive(keyed.stream, pact, "Window", record, state)
+            drive(keyed.stream, pact, &name, record, state, cut)
         }
         Partitioner::Random => {
             let partials = partial_aggregate(
@@ -259,11 +292,17 @@ where
                 agg,
             );
             let pact = Exchange::new(|part: &Part<K, V, A::Acc>| route_hash(part.key()));
-            drive(partials, pact, "Window", |part| part, state)
+            drive(partials, pact, &name, |part| part, state, cut)
         }
         Partitioner::Broadcast => {
-            let (results, late) =
-                drive(keyed.stream.broadcast(), Pipeline, "Window", record, state);
+            let (results, late) = drive(
+                keyed.stream.broadcast(),
+                Pipeline,
+                &name,
+                record,
+                state,
+                cut,
+            );
             (
                 results.filter(move |row| owns(&row.key, peers, index)),
                 late.filter(move |record| owns(&record.key, peers, index)),

@@ -11,8 +11,6 @@
 //! * The operator holds one capability at the earliest pending close (plus one per deferred
 //!   time), so the output frontier tracks exactly what may still be emitted.
 
-use std::collections::BTreeMap;
-
 use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -20,6 +18,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
 use super::{Emit, Late, WindowResult};
+use crate::stash::{limit, Cut, Stash};
 
 /// A keyed window state machine driven by [`drive`].
 pub(crate) trait WindowState: 'static {
@@ -27,6 +26,10 @@ pub(crate) trait WindowState: 'static {
     type Part;
     /// What the operator emits.
     type Out;
+    /// The state as one serializable value: what a checkpoint stores for this worker.
+    type State: serde::Serialize + 'static;
+    /// The state value now (see [`crate::stash`] for when the driver takes it).
+    fn state(&self) -> Self::State;
     /// Applies `part`, arriving at `time`, at once if it cannot touch a closed window (the hot
     /// path: nothing to emit); otherwise hands it back to be deferred.
     fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part>;
@@ -63,7 +66,9 @@ pub(crate) trait WindowState: 'static {
 }
 
 /// Builds the operator around `state`: `split` turns each input item into a part. Returns the
-/// results and the late records, the operator's two outputs.
+/// results and the late records, the operator's two outputs. At each of `cut`'s times the
+/// driver hands the state value to the cut's hook, exactly as of the parts at times `<=` the cut
+/// (see [`crate::stash`]): while a cut is pending, parts beyond it are deferred, not offered.
 #[allow(clippy::type_complexity)]
 pub(crate) fn drive<'scope, I, S, P, F, K, O, V>(
     stream: StreamVec<'scope, u64, I>,
@@ -71,6 +76,7 @@ pub(crate) fn drive<'scope, I, S, P, F, K, O, V>(
     name: &str,
     mut split: F,
     mut state: S,
+    mut cut: Cut<S::State>,
 ) -> (
     StreamVec<'scope, u64, WindowResult<K, O>>,
     StreamVec<'scope, u64, Late<K, V>>,
@@ -93,7 +99,7 @@ where
     builder.build(move |_capabilities| {
         // The closing capability (results port) and per deferred time one per port.
         let mut held: Option<Capability<u64>> = None;
-        let mut deferred: BTreeMap<u64, ([Capability<u64>; 2], Vec<S::Part>)> = BTreeMap::new();
+        let mut deferred: Stash<Vec<S::Part>, 2> = Stash::new();
         let mut out = Vec::new();
         let mut waiting = Vec::new();
         move |frontiers| {
@@ -101,17 +107,18 @@ where
             let (mut results, mut late) = (results.activate(), late.activate());
             input.for_each_stamp(|cap, batches| {
                 let time = *cap.least().expect("u64 stamps are never empty");
-                for batch in batches {
-                    state.offer_batch(batch.drain(..).map(&mut split), time, &mut waiting);
+                if cut.beyond(time) {
+                    // Beyond a pending cut: applied only after the snapshot.
+                    for batch in batches {
+                        waiting.extend(batch.drain(..).map(&mut split));
+                    }
+                } else {
+                    for batch in batches {
+                        state.offer_batch(batch.drain(..).map(&mut split), time, &mut waiting);
+                    }
                 }
                 if !waiting.is_empty() {
-                    deferred
-                        .entry(time)
-                        .or_insert_with(|| {
-                            ([cap.delayed(&time, 0), cap.delayed(&time, 1)], Vec::new())
-                        })
-                        .1
-                        .append(&mut waiting);
+                    deferred.at(&cap).append(&mut waiting);
                 }
                 // Immediate parts only open windows closing at or after `time`.
                 if let Some(close) = state.next_close() {
@@ -121,18 +128,25 @@ where
                 }
             });
 
-            let limit = frontier.frontier().first().copied();
+            let limit = limit(frontier.frontier());
             let passed = |t: u64| limit.is_none_or(|f| t < f);
             loop {
-                let next_deferred = deferred
-                    .first_key_value()
-                    .map(|(t, _)| *t)
-                    .filter(|t| passed(*t));
+                let next_deferred = deferred.first_time().filter(|t| passed(*t));
                 let next_close = state.next_close().filter(|t| passed(*t));
+                let next_work = match (next_deferred, next_close) {
+                    (Some(d), Some(c)) => Some(d.min(c)),
+                    (d, c) => d.or(c),
+                };
+                // The state as of the cut is canonical: freed as the frontier `cut + 1` allows,
+                // whatever frontiers the worker happened to see before.
+                cut.take_passed(limit, next_work, |cut| {
+                    state.free(Some(cut + 1));
+                    state.state()
+                });
                 match (next_deferred, next_close) {
                     (Some(t), close) if close.is_none_or(|c| t <= c) => {
-                        let ([result_cap, late_cap], mut parts) =
-                            deferred.remove(&t).expect("key was just read");
+                        let (_, [result_cap, late_cap], mut parts) =
+                            deferred.pop_passed(limit).expect("time was just read");
                         state.order(&mut parts);
                         for part in parts {
                             state.apply(part, t, &mut out);

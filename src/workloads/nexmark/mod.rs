@@ -60,6 +60,7 @@ use timely::dataflow::StreamVec;
 
 use super::{Baseline, Workload};
 use crate::number::Fixed;
+use crate::stash::Checkpoints;
 use crate::window::{WindowAssigner, WindowSpecError};
 
 /// Nanoseconds per millisecond: the crate's time unit to ours.
@@ -462,7 +463,9 @@ impl Workload for Nexmark {
             Query::Q1 => stateless::currency_conversion(events),
             Query::Q2 => stateless::selection(events),
             Query::Q3 => joins::local_items(events),
-            Query::Q4 | Query::Q6 | Query::Q9 => auctions::closed_auctions(events, self.query),
+            Query::Q4 | Query::Q6 | Query::Q9 => {
+                auctions::closed_auctions(events, self.query, &Checkpoints::default())
+            }
             Query::Q5 => windows::hot_items(events, self.window_ns, self.slide_ns),
             Query::Q7 => windows::highest_bid(events, self.window_ns),
             Query::Q8 => joins::new_users(events, self.window_ns),
