@@ -72,7 +72,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
         O: 'static,
         F: FnMut(&K, &V, &V2) -> O + 'static,
     {
-        let name = "Join";
+        let name = &self.name("Join", || "equi-join".to_owned());
         let cut = self.checkpoints.cut(name);
         if self.stream.scope().peers() == 1 {
             let (left, right) = (self.stream, other.stream);

@@ -44,6 +44,8 @@ pub struct KeyedStream<'scope, K, V> {
     stream: StreamVec<'scope, u64, (K, V)>,
     partitioner: Partitioner<K>,
     checkpoints: Checkpoints,
+    /// What the keyed operator computes, for its name in timely's logs.
+    what: Option<String>,
 }
 
 /// Turns a stream of `(key, value)` pairs into a [`KeyedStream`].
@@ -78,6 +80,7 @@ impl<'scope, K: Key, V: Value> KeyBy<'scope, K, V> for StreamVec<'scope, u64, (K
             stream: self,
             partitioner,
             checkpoints: Checkpoints::default(),
+            what: None,
         }
     }
 }
@@ -137,6 +140,20 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
             lateness: 0,
             gauge: StateGauge::default(),
         }
+    }
+
+    /// Names the keyed operator after what it computes, in timely's logs: `Join[what]`,
+    /// `Reduce[what]`, `Window[what]` (windows are named by their assigner, in milliseconds,
+    /// when not named).
+    pub fn named(mut self, what: &str) -> Self {
+        self.what = Some(what.to_owned());
+        self
+    }
+
+    /// The operator's name: `kind[what]`, or `kind[fallback]`.
+    fn name(&self, kind: &str, fallback: impl FnOnce() -> String) -> String {
+        let what = self.what.clone().unwrap_or_else(fallback);
+        format!("{kind}[{what}]")
     }
 
     /// Hands the state of this stream's keyed operator, on each worker, to `checkpoints` at each
@@ -268,7 +285,7 @@ where
 {
     let scope = keyed.stream.scope();
     let (peers, index) = (scope.peers(), scope.index());
-    let name = format!("Window[{assigner}]");
+    let name = keyed.name("Window", || assigner.describe(1_000_000));
     let cut = checkpoints.cut(&name);
     let time = event_time.clone();
     let record = move |(key, record): (K, V)| Part::Record {

@@ -46,20 +46,21 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     {
         let scope = self.stream.scope();
         let (peers, index) = (scope.peers(), scope.index());
-        let cut = self.checkpoints.cut("Reduce");
+        let name = self.name("Reduce", || "fold".to_owned());
+        let cut = self.checkpoints.cut(&name);
         match self.partitioner {
-            _ if peers == 1 => rolling(self.stream, Pipeline, fold, cut),
+            _ if peers == 1 => rolling(self.stream, Pipeline, &name, fold, cut),
             Partitioner::Hash | Partitioner::Range(_) => {
                 let partitioner = self.partitioner;
                 let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
-                rolling(self.stream, pact, fold, cut)
+                rolling(self.stream, pact, &name, fold, cut)
             }
             Partitioner::Random => {
                 let partial = pre_reduce(spread(self.stream), fold.clone());
                 let pact = Exchange::new(|(key, _): &(K, V)| route_hash(key));
-                rolling(partial, pact, fold, cut)
+                rolling(partial, pact, &name, fold, cut)
             }
-            Partitioner::Broadcast => rolling(self.stream.broadcast(), Pipeline, fold, cut)
+            Partitioner::Broadcast => rolling(self.stream.broadcast(), Pipeline, &name, fold, cut)
                 .filter(move |(key, _)| owns(key, peers, index)),
         }
     }
@@ -104,6 +105,7 @@ pub(crate) struct ReduceState<K, V> {
 fn rolling<'scope, K, V, F, P>(
     stream: StreamVec<'scope, u64, (K, V)>,
     pact: P,
+    name: &str,
     fold: F,
     mut cut: Cut<ReduceState<K, V>>,
 ) -> StreamVec<'scope, u64, (K, V)>
@@ -114,7 +116,7 @@ where
     P: ParallelizationContract<u64, Vec<(K, V)>>,
 {
     stream
-        .unary_frontier(pact, "RollingReduce", move |_cap, _info| {
+        .unary_frontier(pact, name, move |_cap, _info| {
             let mut pending: Stash<HashMap<K, V>> = Stash::new();
             let mut running: HashMap<K, V> = HashMap::new();
             move |(input, frontier), output| {

@@ -168,6 +168,23 @@ impl WindowAssigner {
         }
     }
 
+    /// A short description for operator names, with durations in units of `unit_ns`
+    /// nanoseconds (the time domain's: 1 ms for the `window` command, 1 ns for the workloads).
+    ///
+    /// ```
+    /// use tidemark::window::WindowAssigner;
+    /// assert_eq!(WindowAssigner::Sliding(10_000, 2_000).describe(1_000_000), "sliding 10s/2s");
+    /// assert_eq!(WindowAssigner::Session(5).describe(1), "session 5ns");
+    /// ```
+    pub fn describe(&self, unit_ns: u64) -> String {
+        let d = |t: u64| crate::units::format_nanos(t.saturating_mul(unit_ns));
+        match *self {
+            WindowAssigner::Tumbling(size) => format!("tumbling {}", d(size)),
+            WindowAssigner::Sliding(size, slide) => format!("sliding {}/{}", d(size), d(slide)),
+            WindowAssigner::Session(gap) => format!("session {}", d(gap)),
+        }
+    }
+
     /// Every window containing event time `ts`, in order of their ends.
     ///
     /// For sessions this is the record's own window `[ts, ts + gap)`.
