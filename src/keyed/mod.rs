@@ -12,6 +12,7 @@
 //!
 //! With one worker, no exchange happens at all.
 
+pub mod distinct;
 pub mod join;
 pub mod reduce;
 
