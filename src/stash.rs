@@ -26,8 +26,7 @@
 //!
 //! The snapshot is then the operator's state value alone: its stash holds only times `> c`,
 //! which the replay delivers again, and its capabilities follow from the state (pending closes)
-//! and are re-created from the operator's initial capability on restore. [`Stash::state`] gives
-//! the stash's data without capabilities, for operators that choose to include it.
+//! and are re-created from the operator's initial capability on restore.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

@@ -130,7 +130,10 @@ pub fn format_nanos(ns: u64) -> String {
         (1_000_000, "ms"),
         (1_000, "us"),
     ];
-    match units.iter().find(|(len, _)| ns != 0 && ns % len == 0) {
+    match units
+        .iter()
+        .find(|(len, _)| ns != 0 && ns.is_multiple_of(*len))
+    {
         Some((len, unit)) => format!("{}{unit}", ns / len),
         None => format!("{ns}ns"),
     }

@@ -24,7 +24,7 @@ use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeli
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{Key, KeyedStream, Value};
+use super::{Key, KeyedStream, Routing, Value};
 use crate::stash::{limit, Cut, Stash};
 
 impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
@@ -74,7 +74,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     {
         let name = &self.name("Join", || "equi-join".to_owned());
         let cut = self.checkpoints.cut(name);
-        if self.stream.scope().peers() == 1 {
+        if let Routing::Local = self.routing() {
             let (left, right) = (self.stream, other.stream);
             return symmetric(left, right, Pipeline, Pipeline, name, cut, result);
         }

@@ -13,8 +13,8 @@ use timely::dataflow::operators::vec::{Broadcast, Filter};
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{owns, spread, Key, KeyedStream, Value};
-use crate::partition::{route_hash, Partitioner};
+use super::{owns, spread, Key, KeyedStream, Routing, Value};
+use crate::partition::route_hash;
 use crate::stash::{limit, Cut, Stash};
 
 impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
@@ -44,24 +44,24 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     where
         F: Fn(&mut V, V) + Clone + 'static,
     {
-        let scope = self.stream.scope();
-        let (peers, index) = (scope.peers(), scope.index());
+        let routing = self.routing();
         let name = self.name("Reduce", || "fold".to_owned());
         let cut = self.checkpoints.cut(&name);
-        match self.partitioner {
-            _ if peers == 1 => rolling(self.stream, Pipeline, &name, fold, cut),
-            Partitioner::Hash | Partitioner::Range(_) => {
-                let partitioner = self.partitioner;
+        match routing {
+            Routing::Local => rolling(self.stream, Pipeline, &name, fold, cut),
+            Routing::ByKey(partitioner) => {
                 let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
                 rolling(self.stream, pact, &name, fold, cut)
             }
-            Partitioner::Random => {
+            Routing::TwoPhase => {
                 let partial = pre_reduce(spread(self.stream), fold.clone());
                 let pact = Exchange::new(|(key, _): &(K, V)| route_hash(key));
                 rolling(partial, pact, &name, fold, cut)
             }
-            Partitioner::Broadcast => rolling(self.stream.broadcast(), Pipeline, &name, fold, cut)
-                .filter(move |(key, _)| owns(key, peers, index)),
+            Routing::Everywhere { peers, index } => {
+                rolling(self.stream.broadcast(), Pipeline, &name, fold, cut)
+                    .filter(move |(key, _)| owns(key, peers, index))
+            }
         }
     }
 }
