@@ -1,6 +1,7 @@
 //! The operator shell shared by the keyed window operators: frontier-driven, time-ordered.
 //!
-//! This module owns *when* things happen; [`WindowState`] implementations own *what* happens.
+//! This module owns *when* things happen; [`WindowState`] implementations own *what* happens
+//! (their contract is in `super::state`, and the driver checks it in debug builds).
 //! Invariants kept here:
 //!
 //! * A part at time `T` that cannot touch a closed window is applied as soon as it arrives
@@ -17,53 +18,9 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+pub(crate) use super::state::WindowState;
 use super::{Emit, Late, WindowResult};
 use crate::stash::{limit, Cut, Stash};
-
-/// A keyed window state machine driven by [`drive`].
-pub(crate) trait WindowState: 'static {
-    /// What arrives at the operator.
-    type Part;
-    /// What the operator emits.
-    type Out;
-    /// The state as one serializable value: what a checkpoint stores for this worker.
-    type State: serde::Serialize + 'static;
-    /// The state value now (see [`crate::stash`] for when the driver takes it).
-    fn state(&self) -> Self::State;
-    /// Applies `part`, arriving at `time`, at once if it cannot touch a closed window (the hot
-    /// path: nothing to emit); otherwise hands it back to be deferred.
-    fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part>;
-    /// Offers every part of a batch arriving at `time`, pushing those that must wait to `defer`.
-    /// Implementations may override it with a tighter loop for the common case.
-    #[inline]
-    fn offer_batch(
-        &mut self,
-        parts: impl Iterator<Item = Self::Part>,
-        time: u64,
-        defer: &mut Vec<Self::Part>,
-    ) {
-        for part in parts {
-            if let Some(part) = self.offer(part, time) {
-                defer.push(part);
-            }
-        }
-    }
-    /// Puts the deferred parts of one time in the order they must be applied in; they come in
-    /// arrival order, which is right unless parts carry their own sequence numbers.
-    fn order(&self, _parts: &mut [Self::Part]) {}
-    /// Applies a deferred `part` when the frontier has passed `time`; late records and
-    /// corrections go to `out`.
-    fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>);
-    /// Emits corrections for everything changed by the parts applied at `time`.
-    fn flush_corrections(&mut self, time: u64, out: &mut Vec<Self::Out>);
-    /// The earliest time at which a pending window closes (emits), if any.
-    fn next_close(&self) -> Option<u64>;
-    /// Emits every window whose close time is `time`.
-    fn close(&mut self, time: u64, out: &mut Vec<Self::Out>);
-    /// Frees the state that no future record can change, given the input frontier
-    /// (`None` when it is empty).
-    fn free(&mut self, frontier: Option<u64>);
-}
 
 /// Builds the operator around `state`: `split` turns each input item into a part. Returns the
 /// results and the late records, the operator's two outputs. At each of `cut`'s times the
@@ -113,9 +70,16 @@ where
                         waiting.extend(batch.drain(..).map(&mut split));
                     }
                 } else {
+                    let before = state.next_close();
                     for batch in batches {
                         state.offer_batch(batch.drain(..).map(&mut split), time, &mut waiting);
                     }
+                    debug_assert!(
+                        state
+                            .next_close()
+                            .is_none_or(|c| c >= time || Some(c) == before),
+                        "an offered part opened a window closing before its time {time}"
+                    );
                 }
                 if !waiting.is_empty() {
                     deferred.at(&cap).append(&mut waiting);
@@ -148,10 +112,18 @@ where
                         let (_, [result_cap, late_cap], mut parts) =
                             deferred.pop_passed(limit).expect("time was just read");
                         state.order(&mut parts);
+                        debug_assert!(
+                            state.next_close().is_none_or(|c| c >= t),
+                            "a close before {t} is still pending when its parts apply"
+                        );
                         for part in parts {
                             state.apply(part, t, &mut out);
                         }
                         state.flush_corrections(t, &mut out);
+                        debug_assert!(
+                            state.next_close().is_none_or(|c| c >= t),
+                            "a part applied at {t} opened a window closing before it"
+                        );
                         if let Some(close) = state.next_close() {
                             if held.as_ref().is_none_or(|h| close < *h.time()) {
                                 held = Some(result_cap.delayed(&close));
@@ -168,6 +140,10 @@ where
                     }
                     (_, Some(c)) => {
                         state.close(c, &mut out);
+                        debug_assert!(
+                            state.next_close().is_none_or(|n| n > c),
+                            "close({c}) left a window closing at or before {c}"
+                        );
                         let held_cap = held.as_ref().expect("a pending close holds a capability");
                         let at = held_cap.delayed(&c);
                         let mut result_session = results.session(&at);

@@ -36,6 +36,7 @@ pub mod fixed;
 mod keys;
 pub(crate) mod partial;
 pub mod session;
+pub(crate) mod state;
 
 use std::fmt;
 use std::str::FromStr;
