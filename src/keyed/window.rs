@@ -77,6 +77,45 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
 
 impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
     /// Keeps windows open for corrections until the frontier is `lateness` past their end.
+    ///
+    /// # Examples
+    ///
+    /// A record behind the watermark within the lateness corrects its emitted window (the old
+    /// value retracted, the new one added); one beyond it goes to the late output.
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::InputHandleVec;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::{Count, Window, WindowAssigner};
+    ///
+    /// let (results, late) = timely::execute_directly(|worker| {
+    ///     let mut input = InputHandleVec::<u64, (char, u64)>::new();
+    ///     let captured = worker.dataflow::<u64, _, _>(|scope| {
+    ///         let windowed = input
+    ///             .to_stream(scope)
+    ///             .key_by(Partitioner::Hash)
+    ///             .window(WindowAssigner::Tumbling(10))
+    ///             .allowed_lateness(5)
+    ///             .aggregate(|ts: &u64| *ts, Count);
+    ///         (windowed.results.capture(), windowed.late.capture())
+    ///     });
+    ///     input.send(('a', 3));
+    ///     input.advance_to(12); // the watermark passes 9: [0, 10) is emitted
+    ///     input.send(('a', 4)); // 12 < 10 + 5: a correction
+    ///     input.advance_to(16);
+    ///     input.send(('a', 5)); // 16 >= 10 + 5: late
+    ///     captured
+    /// });
+    /// let mut rows: Vec<_> = results.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|r| (r.value, r.diff)).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![(1, -1), (1, 1), (2, 1)]);
+    /// let late: Vec<_> = late.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|l| (l.window, l.record)).collect();
+    /// assert_eq!(late, vec![(Window { start: 0, end: 10 }, 5)]);
+    /// ```
     pub fn allowed_lateness(mut self, lateness: u64) -> Self {
         self.lateness = lateness;
         self
@@ -89,6 +128,34 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
     }
 
     /// Aggregates each window and key with `agg`; `event_time` reads a record's event time.
+    ///
+    /// # Examples
+    ///
+    /// The mean amount per key in sliding windows of 10 every 5:
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::{on, Mean, WindowAssigner};
+    ///
+    /// /// An event time and an amount.
+    /// type Payment = (u64, i64);
+    /// let captured = timely::example(|scope| {
+    ///     vec![('a', (1u64, 4i64)), ('a', (7, 8))]
+    ///         .to_stream(scope)
+    ///         .key_by(Partitioner::Random)
+    ///         .window(WindowAssigner::Sliding(10, 5))
+    ///         .aggregate(|p: &Payment| p.0, on(Mean, |p: &Payment| p.1))
+    ///         .results
+    ///         .capture()
+    /// });
+    /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|r| (r.window.start, r.value.to_string())).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![(-5, "4".into()), (0, "6".into()), (5, "8".into())]);
+    /// ```
     pub fn aggregate<A, T>(self, event_time: T, agg: A) -> Windowed<'scope, K, A::Output, V>
     where
         A: Aggregator<V>,
