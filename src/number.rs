@@ -140,21 +140,27 @@ impl fmt::Display for Fixed {
     /// Canonical form: the integer part, then the fraction without trailing zeros if non-zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let magnitude = self.0.unsigned_abs();
-        let (int, mut frac) = (magnitude / SCALE as u128, magnitude % SCALE as u128);
+        let (int, frac) = (magnitude / SCALE as u128, magnitude % SCALE as u128);
         if self.0 < 0 {
             f.write_str("-")?;
         }
         write!(f, "{int}")?;
-        if frac != 0 {
-            let mut width = FRACTION_DIGITS;
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            write!(f, ".{frac:0width$}")?;
-        }
-        Ok(())
+        write_fraction(f, frac as u64)
     }
+}
+
+/// Writes the fraction `frac` (nano-units, below [`SCALE`]) as `.digits` without trailing
+/// zeros; nothing when it is zero.
+fn write_fraction(f: &mut fmt::Formatter<'_>, mut frac: u64) -> fmt::Result {
+    if frac != 0 {
+        let mut width = FRACTION_DIGITS;
+        while frac.is_multiple_of(10) {
+            frac /= 10;
+            width -= 1;
+        }
+        write!(f, ".{frac:0width$}")?;
+    }
+    Ok(())
 }
 
 /// An exact decimal with nine fractional digits and a 256-bit range: the accumulator and
@@ -284,16 +290,7 @@ impl fmt::Display for WideFixed {
         for chunk in chunks {
             write!(f, "{chunk:019}")?;
         }
-        let mut frac = frac;
-        if frac != 0 {
-            let mut width = FRACTION_DIGITS;
-            while frac % 10 == 0 {
-                frac /= 10;
-                width -= 1;
-            }
-            write!(f, ".{frac:0width$}")?;
-        }
-        Ok(())
+        write_fraction(f, frac)
     }
 }
 
@@ -347,22 +344,15 @@ mod tests {
 
     #[test]
     fn mean_rounds_half_away_from_zero() {
-        assert_eq!(
-            Fixed::from_nanos(5).div_round(2),
-            Some(Fixed::from_nanos(3))
-        );
-        assert_eq!(
-            Fixed::from_nanos(-5).div_round(2),
-            Some(Fixed::from_nanos(-3))
-        );
-        assert_eq!(
-            Fixed::from_nanos(7).div_round(3),
-            Some(Fixed::from_nanos(2))
-        );
-        assert_eq!(
-            Fixed::from_nanos(-7).div_round(3),
-            Some(Fixed::from_nanos(-2))
-        );
+        // (nanos, divisor, quotient)
+        for (nanos, divisor, quotient) in [(5, 2, 3), (-5, 2, -3), (7, 3, 2), (-7, 3, -2)] {
+            let got = Fixed::from_nanos(nanos).div_round(divisor);
+            assert_eq!(
+                got,
+                Some(Fixed::from_nanos(quotient)),
+                "{nanos} / {divisor}"
+            );
+        }
         assert_eq!(fx("1").div_round(3).unwrap().to_string(), "0.333333333");
         assert_eq!(fx("2").div_round(3).unwrap().to_string(), "0.666666667");
         assert_eq!(Fixed::ZERO.div_round(0), None);

@@ -251,23 +251,12 @@ impl Output {
     /// as output, no permission).
     pub fn create(path: &Path) -> Result<(Output, OutputWriter), OutputError> {
         let name = path.display().to_string();
-        let abandoned = Arc::new(AtomicBool::new(false));
         let error = |e: io::Error| OutputError::Create {
             path: name.clone(),
             message: e.to_string(),
         };
         if is_stdout(path) {
-            let writer = OutputWriter {
-                sink: Box::new(io::stdout()),
-                buffer: Vec::new(),
-                abandoned: Arc::clone(&abandoned),
-            };
-            let output = Output {
-                name,
-                target: Target::Stdout,
-                abandoned,
-            };
-            return Ok((output, writer));
+            return Ok(Output::open(name, Target::Stdout, Box::new(io::stdout())));
         }
         let meta = match std::fs::metadata(path) {
             Ok(meta) => Some(meta),
@@ -280,17 +269,7 @@ impl Output {
             }
             // A FIFO or device: open it as it is, without creating or truncating anything.
             let file = OpenOptions::new().write(true).open(path).map_err(error)?;
-            let writer = OutputWriter {
-                sink: Box::new(file),
-                buffer: Vec::new(),
-                abandoned: Arc::clone(&abandoned),
-            };
-            let output = Output {
-                name,
-                target: Target::Direct,
-                abandoned,
-            };
-            return Ok((output, writer));
+            return Ok(Output::open(name, Target::Direct, Box::new(file)));
         }
         let target = resolve(path).map_err(error)?;
         if meta.is_some() && !writable(&target) {
@@ -308,21 +287,30 @@ impl Output {
             // The result replaces the file: keep its permissions.
             let _ = file.set_permissions(meta.permissions());
         }
+        let sink = Box::new(file.try_clone().map_err(error)?);
+        let target = Target::Temporary {
+            temporary,
+            target,
+            file,
+        };
+        Ok(Output::open(name, target, sink))
+    }
+
+    /// The output `name` writing to `target`, and its writer through `sink`: the two share the
+    /// flag that a dropped, uncommitted output sets so that its writer writes nothing more.
+    fn open(name: String, target: Target, sink: Box<dyn Write + Send>) -> (Output, OutputWriter) {
+        let abandoned = Arc::new(AtomicBool::new(false));
         let writer = OutputWriter {
-            sink: Box::new(file.try_clone().map_err(error)?),
+            sink,
             buffer: Vec::new(),
             abandoned: Arc::clone(&abandoned),
         };
         let output = Output {
             name,
-            target: Target::Temporary {
-                temporary,
-                target,
-                file,
-            },
+            target,
             abandoned,
         };
-        Ok((output, writer))
+        (output, writer)
     }
 
     /// The name as given.

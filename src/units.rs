@@ -156,13 +156,23 @@ pub fn format_nanos(ns: u64) -> String {
 /// assert!(parse_nanos("ten").is_err());
 /// ```
 pub fn parse_nanos(text: &str) -> Result<u64, DurationError> {
-    let fail = |reason| DurationError {
+    let ns = spelled_nanos(text)?;
+    u64::try_from(ns).map_err(|_| duration_error(text, "too large"))
+}
+
+/// The nanoseconds a duration spells, of any size ([`parse_nanos`] and [`parse_millis`] bound
+/// them).
+fn spelled_nanos(text: &str) -> Result<u128, DurationError> {
+    let fail = |reason| duration_error(text, reason);
+    let (number, scale) = split_unit(text).map_err(fail)?;
+    scaled(number, scale).map_err(fail)
+}
+
+fn duration_error(text: &str, reason: &'static str) -> DurationError {
+    DurationError {
         text: echo(text),
         reason,
-    };
-    let (number, scale) = split_unit(text).map_err(fail)?;
-    let ns = scaled(number, scale).map_err(fail)?;
-    u64::try_from(ns).map_err(|_| fail("too large"))
+    }
 }
 
 /// Reads a duration in whole milliseconds, the unit of `tidemark window`'s event times: window
@@ -186,12 +196,8 @@ pub fn parse_nanos(text: &str) -> Result<u64, DurationError> {
 /// assert!(parse_millis("ten").is_err());
 /// ```
 pub fn parse_millis(text: &str) -> Result<u64, DurationError> {
-    let fail = |reason| DurationError {
-        text: echo(text),
-        reason,
-    };
-    let (number, scale) = split_unit(text).map_err(fail)?;
-    let ns = scaled(number, scale).map_err(fail)?;
+    let fail = |reason| duration_error(text, reason);
+    let ns = spelled_nanos(text)?;
     if ns % 1_000_000 != 0 {
         return Err(fail("not a whole number of milliseconds"));
     }

@@ -1,22 +1,14 @@
 //! `tidemark bench`: the JSON report's schema, interval logs, an injected output delay showing
 //! up in the measured latency, and one-line errors for bad arguments.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
-fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .arg("bench")
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
+use common::cli::{bin, s, scratch, stderr};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-bench-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn bench(args: &[&str]) -> Output {
+    bin().arg("bench").args(args).output().expect("binary runs")
 }
 
 /// Held by every test that runs a measured bench: the overloaded run and the sustainable search
@@ -43,31 +35,27 @@ const SHORT: [&str; 6] = [
     "10000",
 ];
 
+/// Runs a short bench (`args` and [`SHORT`]), expecting success.
+fn short_bench(args: &[&str]) -> Output {
+    let out = bench(&[args, &SHORT].concat());
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    out
+}
+
 #[test]
 fn json_report_has_the_schema_and_hlog_has_intervals() {
     let _cores = cores();
     let dir = scratch("schema");
     let (json, hlog) = (dir.join("run.json"), dir.join("run.hlog"));
-    let out = bench(
-        &[
-            &[
-                "ysb",
-                "--rate",
-                "200k",
-                "--json",
-                json.to_str().unwrap(),
-                "--hlog",
-                hlog.to_str().unwrap(),
-            ][..],
-            &SHORT,
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = short_bench(&[
+        "ysb",
+        "--rate",
+        "200k",
+        "--json",
+        s(&json),
+        "--hlog",
+        s(&hlog),
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("latency p99"));
     let r = report(&json);
     for field in [
@@ -118,26 +106,15 @@ fn injected_output_delay_shows_in_reported_latency() {
     let dir = scratch("delay");
     let run = |delay: &str, name: &str| {
         let json = dir.join(name);
-        let out = bench(
-            &[
-                &[
-                    "wordcount",
-                    "--rate",
-                    "100k",
-                    "--inject-delay",
-                    delay,
-                    "--json",
-                    json.to_str().unwrap(),
-                ][..],
-                &SHORT,
-            ]
-            .concat(),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        short_bench(&[
+            "wordcount",
+            "--rate",
+            "100k",
+            "--inject-delay",
+            delay,
+            "--json",
+            s(&json),
+        ]);
         let latency = &report(&json)["latency_ns"];
         (
             latency["p50"].as_u64().unwrap(),
@@ -161,26 +138,15 @@ fn baseline_engine_runs_through_the_same_harness() {
     let _cores = cores();
     let dir = scratch("baseline");
     let json = dir.join("b.json");
-    let out = bench(
-        &[
-            &[
-                "ysb",
-                "--engine",
-                "baseline",
-                "--rate",
-                "max",
-                "--json",
-                json.to_str().unwrap(),
-            ][..],
-            &SHORT,
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    short_bench(&[
+        "ysb",
+        "--engine",
+        "baseline",
+        "--rate",
+        "max",
+        "--json",
+        s(&json),
+    ]);
     let r = report(&json);
     assert_eq!(r["engine"], "baseline");
     assert!(r["offered_rate"].is_null());
@@ -192,7 +158,7 @@ fn baseline_engine_runs_through_the_same_harness() {
 fn expect_error(args: &[&str], needle: &str) {
     let out = bench(args);
     assert!(!out.status.success(), "{args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
     assert!(err.starts_with("error"), "{args:?}: {err:?}");
     assert!(!err.contains("panicked"), "{args:?}: {err:?}");
@@ -239,7 +205,7 @@ fn bad_arguments_get_one_line_errors() {
 fn every_bench_parameter_is_checked_before_running() {
     let dir = scratch("checked");
     let json = dir.join("never.json");
-    let json = json.to_str().unwrap();
+    let json = s(&json);
     // Sizes that divided by zero, or were accepted and then useless or unbounded.
     for (args, needle) in [
         (
@@ -354,20 +320,17 @@ fn an_overloaded_run_is_bounded_and_reported_as_overloaded() {
     let dir = scratch("overload");
     for (engine, workers) in [("timely", "2"), ("baseline", "1")] {
         let json = dir.join(format!("{engine}.json"));
-        let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        let child = bin()
             .args(["bench", "ysb", "--rate", "20G", "--duration", "3s"])
             .args(["--warmup", "500ms", "--pool", "10000", "--engine", engine])
-            .args(["--workers", workers, "--json", json.to_str().unwrap()])
+            .args(["--workers", workers, "--json", s(&json)])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // Unbounded, this run buffered 20 G events/s (tens of GB within seconds).
         let out = watch(child, 3 << 30, std::time::Duration::from_secs(120));
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr(&out));
         // Documented: an overloaded run is a result, not a failure (exit 0, with a warning).
         assert!(out.status.success(), "{engine}: {stderr}");
         assert!(stderr.contains("warning: overloaded"), "{engine}: {stderr}");
@@ -398,18 +361,7 @@ fn a_run_that_keeps_up_is_not_overloaded_and_says_what_duration_means() {
     let _cores = cores();
     let dir = scratch("keeps-up");
     let json = dir.join("run.json");
-    let out = bench(
-        &[
-            &["ysb", "--rate", "50k", "--json", json.to_str().unwrap()][..],
-            &SHORT,
-        ]
-        .concat(),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = short_bench(&["ysb", "--rate", "50k", "--json", s(&json)]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // --duration is the whole run: 1.5 s = 0.5 s warm-up + 1.0 s measured.
     assert!(
@@ -419,7 +371,7 @@ fn a_run_that_keeps_up_is_not_overloaded_and_says_what_duration_means() {
     for row in ["generator ceiling:", "config:", "events:", "latency:"] {
         assert!(stdout.contains(row), "the table explains {row}: {stdout}");
     }
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    assert!(!stderr(&out).contains("warning"));
     let r = report(&json);
     assert_eq!(r["overloaded"], false, "{r}");
     assert_eq!(r["duration_s"], 1.0, "{r}");
@@ -431,17 +383,13 @@ fn the_git_revision_is_the_build_s_not_the_working_directory_s() {
     let dir = scratch("git-rev");
     let json = dir.join("run.json");
     // Run from a directory outside any repository: the revision must still be the build's.
-    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+    let out = bin()
         .current_dir(&dir)
         .args(["bench", "ysb", "--rate", "10k", "--json", "run.json"])
         .args(SHORT)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let rev = report(&json)["git_rev"].as_str().unwrap().to_string();
     let head = Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -468,28 +416,17 @@ fn every_partitioner_gives_a_report_and_its_own_config_hash() {
     for workload in ["ysb", "wordcount"] {
         for partitioner in ["hash", "range", "random"] {
             let json = dir.join(format!("{workload}-{partitioner}.json"));
-            let out = bench(
-                &[
-                    &[
-                        workload,
-                        "--rate",
-                        "50k",
-                        "--workers",
-                        "2",
-                        "--partitioner",
-                        partitioner,
-                        "--json",
-                        json.to_str().unwrap(),
-                    ][..],
-                    &SHORT,
-                ]
-                .concat(),
-            );
-            assert!(
-                out.status.success(),
-                "{workload} {partitioner}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            short_bench(&[
+                workload,
+                "--rate",
+                "50k",
+                "--workers",
+                "2",
+                "--partitioner",
+                partitioner,
+                "--json",
+                s(&json),
+            ]);
             let r = report(&json);
             assert!(
                 r["parameters"]
@@ -510,7 +447,7 @@ fn every_partitioner_gives_a_report_and_its_own_config_hash() {
     );
     let out = bench(&[&["nexmark", "--partitioner", "range"][..], &SHORT].concat());
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--partitioner"));
+    assert!(stderr(&out).contains("--partitioner"));
     let out = bench(&["ysb", "--partitioner", "modulo"]);
     assert!(!out.status.success());
 }
@@ -520,23 +457,11 @@ fn find_sustainable_reports_a_sustainable_run_with_its_interval_log() {
     let _cores = cores();
     let dir = scratch("sustainable");
     let (json, hlog) = (dir.join("s.json"), dir.join("s.hlog"));
-    let out = bench(&[
-        "ysb",
-        "--find-sustainable",
-        "--p99-bound",
-        "500ms",
-        "--duration",
-        "1s",
-        "--warmup",
-        "300ms",
-        "--pool",
-        "10000",
-        "--json",
-        json.to_str().unwrap(),
-        "--hlog",
-        hlog.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let search = "ysb --find-sustainable --p99-bound 500ms --duration 1s --warmup 300ms";
+    let mut args: Vec<&str> = search.split(' ').collect();
+    args.extend(["--pool", "10000", "--json", s(&json), "--hlog", s(&hlog)]);
+    let out = bench(&args);
+    let stderr = stderr(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("p99 0.000 ms"), "{stderr}");
     assert!(

@@ -5,94 +5,53 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use common::cli::{
+    bin, expect_error, expect_usage_error, hostfile, run, s, scratch, scratch_input, spawn_piped,
+    stderr, two_processes, window, write,
+};
 use common::gen;
 use common::reference::{parse_fixed, reference, Params};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-}
-
-/// A fresh scratch directory per test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Consolidated output: (start, end, key) -> value text; panics on a malformed changelog.
+/// Consolidated output, typed: (start, end, key) -> value text; panics on a malformed
+/// changelog.
 fn consolidated(path: &Path) -> BTreeMap<(i64, u64, String), String> {
     let mut reader = csv::Reader::from_path(path).unwrap();
     assert_eq!(
         reader.headers().unwrap(),
         vec!["window_start", "window_end", "key", "value", "diff"]
     );
-    let mut totals: BTreeMap<(i64, u64, String, String), i64> = BTreeMap::new();
-    for row in reader.records() {
-        let row = row.unwrap();
-        let key = (
-            row[0].parse().unwrap(),
-            row[1].parse().unwrap(),
-            row[2].to_string(),
-            row[3].to_string(),
-        );
-        *totals.entry(key).or_default() += row[4].parse::<i64>().unwrap();
-    }
-    let mut answer = BTreeMap::new();
-    for ((start, end, key, value), total) in totals {
-        assert!(total == 0 || total == 1, "total diff {total}");
-        if total == 1 {
-            assert!(answer.insert((start, end, key), value).is_none());
-        }
-    }
-    answer
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    common::cli::consolidated(path)
+        .into_iter()
+        .map(|((start, end, key), value)| {
+            ((start.parse().unwrap(), end.parse().unwrap(), key), value)
+        })
+        .collect()
 }
 
 const EVENTS: &str = "ts,key,value\n1,a,5\n4,b,2.5\n7,a,-1\n12,a,3\n3,b,1\n25,b,4\n11,a,2\n2,a,9\n";
 
 #[test]
 fn readme_example_tumbling_sum_with_corrections_and_late_output() {
-    let dir = scratch("readme");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("readme", EVENTS);
     let (out, late) = (dir.join("out.csv"), dir.join("late.csv"));
     // The README's example, verbatim apart from paths.
-    let result = run(&[
-        "window",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-        "--max-delay",
-        "2",
-        "--allowed-lateness",
-        "5",
-        "--late-output",
-        late.to_str().unwrap(),
-    ]);
+    let result = window(&input, &out, "tumbling:10", "sum")
+        .args([
+            "--max-delay",
+            "2",
+            "--allowed-lateness",
+            "5",
+            "--late-output",
+            s(&late),
+        ])
+        .output()
+        .unwrap();
     assert!(result.status.success(), "{}", stderr(&result));
     let text = std::fs::read_to_string(&out).unwrap();
     let mut rows: Vec<&str> = text.lines().skip(1).collect();
@@ -128,26 +87,19 @@ fn readme_example_tumbling_sum_with_corrections_and_late_output() {
 
 #[test]
 fn readme_example_sessions_on_two_workers_with_random_partitioning() {
-    let dir = scratch("sessions");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("sessions", EVENTS);
     let out = dir.join("out.csv");
-    let result = run(&[
-        "window",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--window",
-        "session:5",
-        "--agg",
-        "count",
-        "--max-delay",
-        "20",
-        "--workers",
-        "2",
-        "--partition",
-        "random",
-    ]);
+    let result = window(&input, &out, "session:5", "count")
+        .args([
+            "--max-delay",
+            "20",
+            "--workers",
+            "2",
+            "--partition",
+            "random",
+        ])
+        .output()
+        .unwrap();
     assert!(result.status.success(), "{}", stderr(&result));
     let got = consolidated(&out);
     let expected: BTreeMap<_, _> = [
@@ -161,225 +113,121 @@ fn readme_example_sessions_on_two_workers_with_random_partitioning() {
     assert_eq!(got, expected);
 }
 
-fn expect_error(args: &[&str], needle: &str) {
-    let result = run(args);
-    assert!(!result.status.success(), "expected failure for {args:?}");
-    let err = stderr(&result);
-    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
-}
-
-/// A usage error is shown as clap writes it: the message, then how to get help; exit status 2.
-fn expect_usage_error(args: &[&str], needle: &str) {
-    let result = run(args);
-    assert_eq!(
-        result.status.code(),
-        Some(2),
-        "expected a usage error for {args:?}"
-    );
-    let err = stderr(&result);
-    assert!(
-        err.starts_with("error: ") && err.contains(needle),
-        "stderr {err:?} lacks {needle:?}"
-    );
-    assert!(err.contains("For more information, try '--help'"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
 #[test]
 fn bad_input_gets_one_line_naming_file_line_and_field() {
     let dir = scratch("errors");
     let out = dir.join("out.csv");
     let out = out.to_str().unwrap();
     let args = |input: &Path, extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "window",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out,
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
+        ["window", "--input", s(input), "--output", out]
+            .into_iter()
+            .chain(["--window", "tumbling:10", "--agg", "sum"])
+            .chain(extra.iter().copied())
+            .map(str::to_string)
+            .collect()
     };
-    let check = |input: &Path, extra: &[&str], needle: &str| {
-        let a = args(input, extra);
-        expect_error(&a.iter().map(String::as_str).collect::<Vec<_>>(), needle);
-    };
-    check(&dir.join("missing.csv"), &[], "missing.csv: No such file");
-    let no_value = write(&dir, "novalue.csv", "ts,key\n1,a\n");
-    check(
-        &no_value,
-        &[],
-        "novalue.csv:1: field 'value': no such column in the header (columns: ts, key)",
-    );
-    let bad_time = write(&dir, "badtime.csv", "ts,key,value\n1,a,1\nsoon,b,2\n");
-    check(&bad_time, &[], "badtime.csv:3: field 'ts': expected a non-negative integer event time (milliseconds), got \"soon\"");
-    let negative = write(&dir, "negative.csv", "ts,key,value\n-5,a,1\n");
-    check(
-        &negative,
-        &[],
-        "negative.csv:2: field 'ts': event time must not be negative, got \"-5\"",
-    );
-    let bad_value = write(&dir, "badvalue.csv", "ts,key,value\n1,a,1\n2,a,1\n3,a,x1\n");
-    check(
-        &bad_value,
-        &[],
-        "badvalue.csv:4: field 'value': expected a number",
-    );
-    let short = write(&dir, "short.csv", "ts,key,value\n1,a\n");
-    check(&short, &[], "short.csv:2: expected 3 fields, found 2");
-    check(
-        &bad_value,
-        &["--time-col", "time"],
-        "field 'time': no such column",
-    );
+    // (file, its text or none for a missing file, extra flags, what the one line says)
+    let bad_value = "ts,key,value\n1,a,1\n2,a,1\n3,a,x1\n";
+    for (name, text, extra, needle) in [
+        ("missing.csv", None, &[][..], "missing.csv: No such file"),
+        (
+            "novalue.csv",
+            Some("ts,key\n1,a\n"),
+            &[],
+            "novalue.csv:1: field 'value': no such column in the header (columns: ts, key)",
+        ),
+        (
+            "badtime.csv",
+            Some("ts,key,value\n1,a,1\nsoon,b,2\n"),
+            &[],
+            "badtime.csv:3: field 'ts': expected a non-negative integer event time (milliseconds), got \"soon\"",
+        ),
+        (
+            "negative.csv",
+            Some("ts,key,value\n-5,a,1\n"),
+            &[],
+            "negative.csv:2: field 'ts': event time must not be negative, got \"-5\"",
+        ),
+        (
+            "badvalue.csv",
+            Some(bad_value),
+            &[],
+            "badvalue.csv:4: field 'value': expected a number",
+        ),
+        (
+            "short.csv",
+            Some("ts,key,value\n1,a\n"),
+            &[],
+            "short.csv:2: expected 3 fields, found 2",
+        ),
+        (
+            "badvalue.csv",
+            Some(bad_value),
+            &["--time-col", "time"],
+            "field 'time': no such column",
+        ),
+    ] {
+        let input = match text {
+            Some(text) => write(&dir, name, text),
+            None => dir.join(name),
+        };
+        expect_error(&args(&input, extra), needle);
+    }
     assert!(
         !Path::new(out).exists(),
         "a failed run leaves no output behind"
     );
 
     let good = write(&dir, "good.csv", EVENTS);
-    let g = good.to_str().unwrap();
-    expect_usage_error(
-        &[
-            "window",
-            "--input",
-            g,
-            "--output",
-            out,
-            "--window",
-            "tumbling:x",
-            "--agg",
-            "count",
-        ],
-        "--window",
-    );
-    expect_usage_error(
-        &[
-            "window",
-            "--input",
-            g,
-            "--output",
-            out,
-            "--window",
-            "sliding:5/10",
-            "--agg",
-            "count",
-        ],
-        "slide must not exceed size",
-    );
-    expect_usage_error(
-        &[
-            "window",
-            "--input",
-            g,
-            "--output",
-            out,
-            "--window",
-            "tumbling:5",
-            "--agg",
-            "median",
-        ],
-        "--agg",
-    );
-    expect_usage_error(
-        &[
-            "window",
-            "--input",
-            g,
-            "--output",
-            out,
-            "--window",
-            "tumbling:5",
-            "--agg",
-            "count",
-            "--partition",
-            "range:z,a",
-        ],
-        "strictly increasing",
-    );
-    expect_error(
-        &[
-            "window",
-            "--input",
-            g,
-            "--output",
-            "/nonexistent-dir/out.csv",
-            "--window",
-            "tumbling:5",
-            "--agg",
-            "count",
-        ],
-        "cannot create /nonexistent-dir/out.csv",
-    );
     let hosts = write(&dir, "hosts.txt", "127.0.0.1:1\nlocalhost\n");
-    expect_error(
-        &[
-            "window",
-            "--input",
-            g,
-            "--output",
-            out,
-            "--window",
+    let base = |window: &str, agg: &str, output: &str, extra: &[&str]| -> Vec<String> {
+        ["window", "--input", s(&good), "--output", output]
+            .into_iter()
+            .chain(["--window", window, "--agg", agg])
+            .chain(extra.iter().copied())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // (window, agg, extra flags, what the usage error names)
+    for (window, agg, extra, needle) in [
+        ("tumbling:x", "count", &[][..], "--window"),
+        ("sliding:5/10", "count", &[], "slide must not exceed size"),
+        ("tumbling:5", "median", &[], "--agg"),
+        (
             "tumbling:5",
-            "--agg",
             "count",
-            "--processes",
-            "2",
-            "--hostfile",
-            hosts.to_str().unwrap(),
-        ],
-        "hosts.txt:2: expected host:port, got \"localhost\"",
-    );
-    expect_error(
-        &[
-            "window",
-            "--input",
-            g,
-            "--output",
+            &["--partition", "range:z,a"],
+            "strictly increasing",
+        ),
+    ] {
+        expect_usage_error(&base(window, agg, out, extra), needle);
+    }
+    // (output, extra flags, what the one-line error says)
+    for (output, extra, needle) in [
+        (
+            "/nonexistent-dir/out.csv",
+            &[][..],
+            "cannot create /nonexistent-dir/out.csv",
+        ),
+        (
             out,
-            "--window",
-            "tumbling:5",
-            "--agg",
-            "count",
-            "--processes",
-            "2",
-        ],
-        "--hostfile",
-    );
+            &["--processes", "2", "--hostfile", s(&hosts)],
+            "hosts.txt:2: expected host:port, got \"localhost\"",
+        ),
+        (out, &["--processes", "2"], "--hostfile"),
+    ] {
+        expect_error(&base("tumbling:5", "count", output, extra), needle);
+    }
 }
 
 #[test]
 fn skipped_bad_lines_are_counted_and_the_rest_processed() {
-    let dir = scratch("skip");
-    let input = write(
-        &dir,
-        "events.csv",
-        "ts,key,value\n1,a,1\nnope,a,1\n2,a,x\n3,a,2\n",
-    );
+    let (dir, input) = scratch_input("skip", "ts,key,value\n1,a,1\nnope,a,1\n2,a,x\n3,a,2\n");
     let out = dir.join("out.csv");
-    let result = run(&[
-        "window",
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-        "--on-bad-line",
-        "skip",
-    ]);
+    let result = window(&input, &out, "tumbling:10", "sum")
+        .args(["--on-bad-line", "skip"])
+        .output()
+        .unwrap();
     assert!(result.status.success(), "{}", stderr(&result));
     let err = stderr(&result);
     assert!(
@@ -396,14 +244,6 @@ fn skipped_bad_lines_are_counted_and_the_rest_processed() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn two_processes_on_localhost_match_one_process() {
     let dir = scratch("cluster");
@@ -412,53 +252,21 @@ fn two_processes_on_localhost_match_one_process() {
         text.push_str(&format!("{},k{},{}\n", (i * 37) % 500 + i, i % 13, i % 7));
     }
     let input = write(&dir, "events.csv", &text);
-    let hosts = write(
-        &dir,
-        "hosts.txt",
-        &format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    );
-    let common = |out: &Path| -> Vec<String> {
-        [
-            "window",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--window",
-            "sliding:100/30",
-            "--agg",
-            "mean",
-            "--max-delay",
-            "40",
-            "--allowed-lateness",
-            "30",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    let (hosts, _) = hostfile(&dir);
+    let command = |out: &Path| {
+        let mut command = window(&input, out, "sliding:100/30", "mean");
+        command.args(["--max-delay", "40", "--allowed-lateness", "30"]);
+        command
     };
     let single = dir.join("single.csv");
-    let result = bin().args(common(&single)).output().unwrap();
+    let result = command(&single).output().unwrap();
     assert!(result.status.success(), "{}", stderr(&result));
 
     let multi = dir.join("multi.csv");
     let spawn = |process: usize| {
-        bin()
-            .args(common(&multi))
-            .args([
-                "--workers",
-                "2",
-                "--processes",
-                "2",
-                "--process",
-                &process.to_string(),
-            ])
-            .args([
-                "--hostfile",
-                hosts.to_str().unwrap(),
-                "--connect-timeout",
-                "60s",
-            ])
+        command(&multi)
+            .args(two_processes(&hosts, process))
+            .args(["--connect-timeout", "60s"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -477,38 +285,12 @@ fn two_processes_on_localhost_match_one_process() {
 
 #[test]
 fn unreachable_peer_is_a_clear_error() {
-    let dir = scratch("unreachable");
-    let input = write(&dir, "events.csv", EVENTS);
-    let hosts = write(
-        &dir,
-        "hosts.txt",
-        &format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-    );
+    let (dir, input) = scratch_input("unreachable", EVENTS);
+    let (hosts, _) = hostfile(&dir);
     // Process 1 connects to process 0, which never starts.
-    let result = bin()
-        .args([
-            "window",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            dir.join("o.csv").to_str().unwrap(),
-        ])
-        .args([
-            "--window",
-            "tumbling:5",
-            "--agg",
-            "count",
-            "--processes",
-            "2",
-            "--process",
-            "1",
-        ])
-        .args([
-            "--hostfile",
-            hosts.to_str().unwrap(),
-            "--connect-timeout",
-            "2s",
-        ])
+    let result = window(&input, dir.join("o.csv"), "tumbling:5", "count")
+        .args(["--processes", "2", "--process", "1"])
+        .args(["--hostfile", s(&hosts), "--connect-timeout", "2s"])
         .stdout(Stdio::null())
         .output()
         .unwrap();
@@ -524,7 +306,8 @@ fn unreachable_peer_is_a_clear_error() {
 fn idle_timeout_closes_windows_while_the_input_stays_open() {
     // A live run writes to a stream (standard output here): a regular output file appears only
     // when the run succeeded.
-    let mut child = bin()
+    let mut command = bin();
+    command
         .args(["window", "--input", "-", "--output", "-"])
         .args([
             "--window",
@@ -533,12 +316,8 @@ fn idle_timeout_closes_windows_while_the_input_stays_open() {
             "count",
             "--idle-timeout",
             "100ms",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ]);
+    let mut child = spawn_piped(&mut command);
     let mut stdin = child.stdin.take().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (rows, received) = std::sync::mpsc::channel();
@@ -575,12 +354,9 @@ proptest! {
     /// The command (CSV in, CSV out, text keys with quoting) agrees with the reference.
     #[test]
     fn command_matches_reference(events in gen::events(30), p in gen::params(), workers in 1usize..=4) {
-        let dir = scratch("prop");
-        let input = write(&dir, "events.csv", &gen::to_csv(&events));
+        let (dir, input) = scratch_input("prop", &gen::to_csv(&events));
         let (out, late) = (dir.join("out.csv"), dir.join("late.csv"));
-        let result = bin()
-            .args(["window", "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()])
-            .args(["--window", &gen::window_spec(&p), "--agg", gen::agg_name(&p.agg)])
+        let result = window(&input, &out, &gen::window_spec(&p), gen::agg_name(&p.agg))
             .args(["--max-delay", &p.max_delay.to_string(), "--allowed-lateness", &p.lateness.to_string()])
             .args(["--late-output", late.to_str().unwrap(), "--workers", &workers.to_string()])
             .output()
@@ -617,57 +393,29 @@ fn window_and_bench_read_durations_with_one_parser() {
     let input = write(&dir, "in.csv", "ts,key,value\n0,a,1\n1400,a,2\n1600,a,4\n");
     let out = dir.join("out.csv");
     let (input, out_path) = (input.to_str().unwrap(), out.to_str().unwrap());
-    let result = run(&[
-        "window",
-        "--input",
-        input,
-        "--output",
-        out_path,
-        "--window",
-        "tumbling:1.5s",
-        "--agg",
-        "sum",
-        "--max-delay",
-        "0.5s",
-        "--allowed-lateness",
-        "250000us",
-    ]);
+    let result = window(input, out_path, "tumbling:1.5s", "sum")
+        .args(["--max-delay", "0.5s", "--allowed-lateness", "250000us"])
+        .output()
+        .unwrap();
     assert!(result.status.success(), "{}", stderr(&result));
     let rows: Vec<_> = consolidated(&out).into_iter().collect();
     let a = |start, end, value: &str| ((start, end, "a".to_string()), value.to_string());
     assert_eq!(rows, vec![a(0, 1500, "3"), a(1500, 3000, "4")]);
     for bad in ["99999999999999999h", "-1s", "ten"] {
         let (delay, warmup) = (format!("--max-delay={bad}"), format!("--warmup={bad}"));
-        let window_err = stderr(&run(&[
-            "window",
-            "--input",
-            input,
-            "--output",
-            out_path,
-            "--window",
-            "tumbling:10s",
-            "--agg",
-            "sum",
-            &delay,
-        ]));
+        let window_err = stderr(
+            &window(input, out_path, "tumbling:10s", "sum")
+                .arg(&delay)
+                .output()
+                .unwrap(),
+        );
         let bench_err = stderr(&run(&["bench", "ysb", &warmup]));
         assert!(window_err.contains("expected a duration"), "{window_err}");
         assert!(bench_err.contains("expected a duration"), "{bench_err}");
     }
     // A whole number of milliseconds only: event times are milliseconds.
-    expect_usage_error(
-        &[
-            "window",
-            "--input",
-            input,
-            "--output",
-            out_path,
-            "--window",
-            "tumbling:1500us",
-            "--agg",
-            "sum",
-        ],
-        "whole number of milliseconds",
-    );
+    let args = ["window", "--input", input, "--output", out_path];
+    let args = [&args[..], &["--window", "tumbling:1500us", "--agg", "sum"]].concat();
+    expect_usage_error(&args, "whole number of milliseconds");
     std::fs::remove_dir_all(&dir).ok();
 }

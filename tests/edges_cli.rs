@@ -6,112 +6,33 @@
 //! standard input, input columns in any order), that results do not depend on workers,
 //! partitioner or input order, and that nothing wraps, panics or is dropped silently.
 
-use std::collections::BTreeMap;
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use common::cli::{
+    answer, consolidated, row, rows_by_name, run_window, s, scratch, stderr, with_stdin, Answer,
+    Row,
+};
 
 /// The largest event time.
 const MAX_TIME: u64 = tidemark::time::MAX_TIME;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-edges-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Runs `tidemark window` on `input` into `output` with `--window WINDOW --agg AGG` and `extra`.
+fn window(input: &str, output: &Path, spec: [&str; 2], extra: &[&str]) -> Output {
+    run_window(input, output, spec[0], spec[1], extra)
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// A scratch directory for `name`, and its `in.csv` and `out.csv`.
+fn files(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let (input, output) = (dir.join("in.csv"), dir.join("out.csv"));
+    (dir, input, output)
 }
 
-/// Runs `tidemark window`, feeding `stdin` to it when given.
-fn window(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
-    command.arg("window").args(args);
-    match stdin {
-        None => command.output().expect("binary runs"),
-        Some(text) => {
-            let mut child = command
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("binary runs");
-            let mut input = child.stdin.take().unwrap();
-            input.write_all(text.as_bytes()).unwrap();
-            drop(input);
-            child.wait_with_output().unwrap()
-        }
-    }
-}
-
-type Row = BTreeMap<String, String>;
-
-/// Every row of a CSV file as a map from header name to field; checks that the header names
-/// are distinct and that every row has one field per name.
-fn rows_by_name(path: &Path) -> Vec<Row> {
-    let mut reader = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_string)
-        .collect();
-    let mut names = header.clone();
-    names.sort();
-    names.dedup();
-    assert_eq!(names.len(), header.len(), "repeated names in {header:?}");
-    reader
-        .records()
-        .map(|record| {
-            let record = record.unwrap();
-            assert_eq!(record.len(), header.len(), "{record:?} against {header:?}");
-            header
-                .iter()
-                .cloned()
-                .zip(record.iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
-
-fn row(fields: &[(&str, &str)]) -> Row {
-    fields
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-type Answer = BTreeMap<(String, String, String), String>;
-
-/// The changelog consolidated: `(start, end, key) -> value`, each with net diff 1.
-fn consolidated(path: &Path) -> Answer {
-    let mut totals: BTreeMap<(String, String, String, String), i64> = BTreeMap::new();
-    for r in rows_by_name(path) {
-        let key = (
-            r["window_start"].clone(),
-            r["window_end"].clone(),
-            r["key"].clone(),
-            r["value"].clone(),
-        );
-        *totals.entry(key).or_default() += r["diff"].parse::<i64>().unwrap();
-    }
-    let mut answer = BTreeMap::new();
-    for ((start, end, key, value), total) in totals {
-        assert!(total == 0 || total == 1, "net diff {total}");
-        if total == 1 {
-            assert!(answer.insert((start, end, key), value).is_none());
-        }
-    }
-    answer
-}
-
-fn answer(rows: &[(&str, &str, &str, &str)]) -> Answer {
-    rows.iter()
-        .map(|(s, e, k, v)| ((s.to_string(), e.to_string(), k.to_string()), v.to_string()))
-        .collect()
-}
+/// `tumbling:10` and `sum`, the window most of these tests use.
+const T10_SUM: [&str; 2] = ["tumbling:10", "sum"];
 
 const PARTITIONERS: [&str; 4] = ["hash", "range:m", "random", "broadcast"];
 const EMITS: [&str; 2] = ["final", "updates"];
@@ -128,22 +49,13 @@ fn run_everywhere(name: &str, csv: &str, args: &[&str]) -> (Answer, Vec<Row>) {
     for emit in EMITS {
         for partition in PARTITIONERS {
             for workers in ["1", "2", "4"] {
-                let mut all = vec![
-                    "--input",
-                    input.to_str().unwrap(),
-                    "--output",
-                    output.to_str().unwrap(),
-                    "--late-output",
-                    late.to_str().unwrap(),
-                    "--emit",
-                    emit,
-                    "--partition",
-                    partition,
-                    "--workers",
-                    workers,
-                ];
-                all.extend(args);
-                let out = window(&all, None);
+                let out = common::cli::bin()
+                    .args(["window", "--input", s(&input), "--output", s(&output)])
+                    .args(["--late-output", s(&late), "--emit", emit])
+                    .args(["--partition", partition, "--workers", workers])
+                    .args(args)
+                    .output()
+                    .unwrap();
                 let what = format!("{emit}, --partition {partition}, {workers} workers");
                 assert!(out.status.success(), "{what}: {}", stderr(&out));
                 let mut late_rows = rows_by_name(&late);
@@ -181,23 +93,12 @@ fn late_rows_agree_with_their_header_in_both_emit_modes_and_any_column_order() {
                 std::fs::write(&input, csv).unwrap();
                 let (output, late) = (dir.join("out.csv"), dir.join("late.csv"));
                 let input_arg = if stdin { "-" } else { input.to_str().unwrap() };
-                let out = window(
-                    &[
-                        "--input",
-                        input_arg,
-                        "--output",
-                        output.to_str().unwrap(),
-                        "--late-output",
-                        late.to_str().unwrap(),
-                        "--window",
-                        "tumbling:10",
-                        "--agg",
-                        "sum",
-                        "--emit",
-                        emit,
-                    ],
-                    stdin.then_some(*csv),
-                );
+                let mut command = common::cli::window(input_arg, &output, "tumbling:10", "sum");
+                command.args(["--late-output", s(&late), "--emit", emit]);
+                let out = match stdin {
+                    true => with_stdin(&mut command, csv),
+                    false => command.output().unwrap(),
+                };
                 let what = format!("input {i}, {emit}, stdin {stdin}");
                 assert!(out.status.success(), "{what}: {}", stderr(&out));
                 let mut expected = vec![
@@ -242,26 +143,10 @@ fn late_rows_agree_with_their_header_in_both_emit_modes_and_any_column_order() {
 
 #[test]
 fn corrections_and_retractions_are_read_back_by_name() {
-    let dir = scratch("corrections");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("corrections");
     // A correction within the allowed lateness, with the input's columns in another order.
     std::fs::write(&input, "key,ts,value\na,1,2\na,12,1\na,3,5\n").unwrap();
-    let out = window(
-        &[
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-            "--allowed-lateness",
-            "5",
-        ],
-        None,
-    );
+    let out = window(s(&input), &output, T10_SUM, &["--allowed-lateness", "5"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let names = ["window_start", "window_end", "key", "value", "diff"];
     let expected: Vec<Row> = [
@@ -286,21 +171,7 @@ fn corrections_and_retractions_are_read_back_by_name() {
 
     // A retraction in the input (--emit updates), the diff column first.
     std::fs::write(&input, "diff,value,ts,key\n1,2,1,a\n1,4,2,a\n-1,2,1,a\n").unwrap();
-    let out = window(
-        &[
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-            "--emit",
-            "updates",
-        ],
-        None,
-    );
+    let out = window(s(&input), &output, T10_SUM, &["--emit", "updates"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(consolidated(&output), answer(&[("0", "10", "a", "4")]));
     std::fs::remove_dir_all(&dir).ok();
@@ -311,25 +182,17 @@ fn sums_beyond_128_bits_are_exact_everywhere() {
     // Issue 10, part 2: exact, whatever the workers, partitioner and emit mode.
     let csv = "ts,key,value\n1,acct,100000000000000000000000000000\n\
                2,acct,100000000000000000000000000000\n3,other,5\n";
-    let args = ["--window", "tumbling:10", "--agg", "sum"];
-    let (got, late) = run_everywhere("big-sum", csv, &args);
-    assert_eq!(
-        got,
-        answer(&[
-            ("0", "10", "acct", "200000000000000000000000000000"),
-            ("0", "10", "other", "5"),
-        ])
+    let (sum, mean) = (
+        "200000000000000000000000000000",
+        "100000000000000000000000000000",
     );
-    assert!(late.is_empty());
-    let args = ["--window", "tumbling:10", "--agg", "mean"];
-    let (got, _) = run_everywhere("big-mean", csv, &args);
-    assert_eq!(
-        got,
-        answer(&[
-            ("0", "10", "acct", "100000000000000000000000000000"),
-            ("0", "10", "other", "5"),
-        ])
-    );
+    for (agg, value) in [("sum", sum), ("mean", mean)] {
+        let args = ["--window", "tumbling:10", "--agg", agg];
+        let (got, late) = run_everywhere(&format!("big-{agg}"), csv, &args);
+        let expected = [("0", "10", "acct", value), ("0", "10", "other", "5")];
+        assert_eq!(got, answer(&expected), "{agg}");
+        assert!(late.is_empty());
+    }
 }
 
 #[test]
@@ -338,9 +201,7 @@ fn sums_do_not_depend_on_the_order_of_huge_values() {
     // ends of the input range add up exactly too: 3 * max - max = 2 * (2^127 - 1) nano-units.
     let big = "100000000000000000000000000000";
     let max = "170141183460469231731687303715.884105727";
-    let dir = scratch("orders");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("orders");
     for mask in (0u32..32).filter(|m| m.count_ones() == 3) {
         let mut csv = String::from("ts,key,value\n");
         for i in 0..5 {
@@ -353,23 +214,8 @@ fn sums_do_not_depend_on_the_order_of_huge_values() {
         }
         std::fs::write(&input, &csv).unwrap();
         for workers in ["1", "2"] {
-            let out = window(
-                &[
-                    "--input",
-                    input.to_str().unwrap(),
-                    "--output",
-                    output.to_str().unwrap(),
-                    "--window",
-                    "tumbling:10",
-                    "--agg",
-                    "sum",
-                    "--partition",
-                    "random",
-                    "--workers",
-                    workers,
-                ],
-                None,
-            );
+            let extra = ["--partition", "random", "--workers", workers];
+            let out = window(s(&input), &output, T10_SUM, &extra);
             assert!(out.status.success(), "{}", stderr(&out));
             assert_eq!(
                 consolidated(&output),
@@ -387,9 +233,7 @@ fn sums_do_not_depend_on_the_order_of_huge_values() {
 #[test]
 fn times_beyond_the_domain_are_refused_with_file_line_and_field() {
     // Issue 10, part 3: no wrapped window, no panic, no silent drop.
-    let dir = scratch("domain");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("domain");
     let just_beyond = (MAX_TIME + 1).to_string();
     for bad in [
         "9223372036854775810",
@@ -404,25 +248,15 @@ fn times_beyond_the_domain_are_refused_with_file_line_and_field() {
             ("updates", "hash", "2"),
             ("updates", "random", "2"),
         ] {
-            let out = window(
-                &[
-                    "--input",
-                    input.to_str().unwrap(),
-                    "--output",
-                    output.to_str().unwrap(),
-                    "--window",
-                    "tumbling:10",
-                    "--agg",
-                    "sum",
-                    "--emit",
-                    emit,
-                    "--partition",
-                    partition,
-                    "--workers",
-                    workers,
-                ],
-                None,
-            );
+            let extra = [
+                "--emit",
+                emit,
+                "--partition",
+                partition,
+                "--workers",
+                workers,
+            ];
+            let out = window(s(&input), &output, T10_SUM, &extra);
             assert!(!out.status.success(), "{bad} accepted");
             let err = stderr(&out);
             assert!(err.contains("in.csv:3: field 'ts'"), "{err}");
@@ -440,19 +274,11 @@ fn times_beyond_the_domain_are_refused_with_file_line_and_field() {
         ["--max-delay", "18446744073709551615"],
         ["--allowed-lateness", "4611686018427387905"],
     ] {
-        let mut all = vec![
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--agg",
-            "count",
-        ];
-        if args[0] != "--window" {
-            all.extend(["--window", "tumbling:10"]);
-        }
-        all.extend(args);
-        let out = window(&all, None);
+        let (spec, extra) = match args {
+            ["--window", spec] => (spec, &[][..]),
+            _ => ("tumbling:10", &args[..]),
+        };
+        let out = window(s(&input), &output, [spec, "count"], extra);
         assert!(!out.status.success(), "{args:?} accepted");
         let err = stderr(&out);
         assert!(err.contains(args[1]), "{args:?}: {err}");
@@ -610,9 +436,7 @@ fn a_late_record_does_not_bridge_a_purged_session_to_an_open_one() {
 
 #[test]
 fn a_duplicated_header_column_is_refused_by_name() {
-    let dir = scratch("duplicate");
-    let input = dir.join("in.csv");
-    let output = dir.join("out.csv");
+    let (dir, input, output) = files("duplicate");
     let late = dir.join("late.csv");
     for (header, column, words) in [
         ("ts,key,value,key", "key", "more than once"),
@@ -621,19 +445,7 @@ fn a_duplicated_header_column_is_refused_by_name() {
         ("ts,,key,value,", "", "more than one column without a name"),
     ] {
         std::fs::write(&input, format!("{header}\n1,a,1,1\n")).unwrap();
-        let out = window(
-            &[
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                output.to_str().unwrap(),
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "sum",
-            ],
-            None,
-        );
+        let out = window(s(&input), &output, T10_SUM, &[]);
         assert!(!out.status.success(), "{header} accepted");
         let err = stderr(&out);
         assert!(
@@ -643,21 +455,7 @@ fn a_duplicated_header_column_is_refused_by_name() {
     }
     // An input column named like one the late output adds would make that output ambiguous.
     std::fs::write(&input, "ts,key,value,window_end\n1,a,1,x\n").unwrap();
-    let out = window(
-        &[
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--late-output",
-            late.to_str().unwrap(),
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ],
-        None,
-    );
+    let out = window(s(&input), &output, T10_SUM, &["--late-output", s(&late)]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("in.csv:1: field 'window_end'"),
@@ -667,21 +465,7 @@ fn a_duplicated_header_column_is_refused_by_name() {
     // Without a late output there is nothing to clash with: the column is an ordinary one, in
     // both emit modes.
     for emit in ["final", "updates"] {
-        let out = window(
-            &[
-                "--input",
-                input.to_str().unwrap(),
-                "--output",
-                output.to_str().unwrap(),
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "sum",
-                "--emit",
-                emit,
-            ],
-            None,
-        );
+        let out = window(s(&input), &output, T10_SUM, &["--emit", emit]);
         assert!(out.status.success(), "{emit}: {}", stderr(&out));
         assert_eq!(
             consolidated(&output),

@@ -7,99 +7,30 @@
 //! Everything runs under a private scratch directory: FIFOs, symlinks and (as root) device
 //! nodes made with mknod there, never the system's.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-}
+use common::cli::{
+    assert_no_leftovers, bin, finish, free_port, hostfile, one_error_line, run_window, s, scratch,
+    scratch_input, spawn_piped, stderr, two_processes, wait, write,
+};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-fail-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The error line of a failed run: exactly one `error:` line, no panic text; warnings (more
-/// workers than cores) and a non-leader's note may precede it.
-fn one_error_line(err: &str) -> String {
-    for banned in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
-        assert!(!err.contains(banned), "panic text reached the user: {err}");
-    }
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("warning: ") && !l.starts_with("note: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "one line: {err:?}");
-    assert!(lines[0].starts_with("error: "), "{err:?}");
-    lines[0].to_string()
-}
-
-/// Files in `dir` other than `keep`: leftovers (temporary files) of a run.
-fn leftovers(dir: &Path, keep: &[&Path]) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !keep.contains(&p.as_path()))
-        .collect()
-}
-
-/// Waits for `child`; kills it and fails the test if it hangs (a hang detector, far above the
-/// seconds a run takes to end, not a timing assertion).
-fn wait(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the run hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn finish(mut child: Child) -> (ExitStatus, String) {
-    let status = wait(&mut child);
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status, err)
-}
-
-fn window(args: &[&str]) -> Output {
-    bin().arg("window").args(args).output().unwrap()
+/// Runs `tidemark window --input INPUT --output OUTPUT --window tumbling:10 --agg AGG` and
+/// `extra`.
+fn window(input: &str, output: &str, agg: &str, extra: &[&str]) -> Output {
+    run_window(input, Path::new(output), "tumbling:10", agg, extra)
 }
 
 const EVENTS: &str = "ts,key,value\n1,a,5\n4,b,2\n12,a,3\n3,b,1\n25,b,4\n";
 
 #[test]
 fn an_output_that_is_the_input_or_another_output_is_refused() {
-    let dir = scratch("same");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("same", EVENTS);
     let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,5\nx,a,1\n");
     std::os::unix::fs::symlink(&input, dir.join("link.csv")).unwrap();
     std::fs::hard_link(&input, dir.join("hard.csv")).unwrap();
@@ -159,7 +90,7 @@ fn an_output_that_is_the_input_or_another_output_is_refused() {
             "sum",
         ];
         args.extend(outputs.iter().map(String::as_str));
-        let out = window(&args);
+        let out = bin().arg("window").args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let line = one_error_line(&stderr(&out));
         assert!(
@@ -173,21 +104,22 @@ fn an_output_that_is_the_input_or_another_output_is_refused() {
         );
         assert!(!other.exists(), "{args:?} created an output");
     }
-    let keep = [
-        input.as_path(),
-        bad.as_path(),
-        &dir.join("link.csv"),
-        &dir.join("hard.csv"),
-    ];
-    assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
+    assert_no_leftovers(
+        &dir,
+        &[
+            input.as_path(),
+            bad.as_path(),
+            &dir.join("link.csv"),
+            &dir.join("hard.csv"),
+        ],
+    );
 }
 
 /// The input under names a string comparison misses: standard input redirected from it, a
 /// chain of symlinks, a `/proc/self/fd` descriptor. Named in the error as the user typed them.
 #[test]
 fn the_input_behind_stdin_a_symlink_chain_or_a_descriptor_is_refused() {
-    let dir = scratch("same-other-names");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("same-other-names", EVENTS);
     std::os::unix::fs::symlink(&input, dir.join("l1")).unwrap();
     std::os::unix::fs::symlink("l1", dir.join("l2")).unwrap();
     std::os::unix::fs::symlink(dir.join("l2"), dir.join("l3")).unwrap();
@@ -212,13 +144,15 @@ fn the_input_behind_stdin_a_symlink_chain_or_a_descriptor_is_refused() {
         );
         assert_eq!(std::fs::read_to_string(&input).unwrap(), EVENTS);
     }
-    let keep = [
-        input.as_path(),
-        &dir.join("l1"),
-        &dir.join("l2"),
-        &dir.join("l3"),
-    ];
-    assert_eq!(leftovers(&dir, &keep), Vec::<PathBuf>::new());
+    assert_no_leftovers(
+        &dir,
+        &[
+            input.as_path(),
+            &dir.join("l1"),
+            &dir.join("l2"),
+            &dir.join("l3"),
+        ],
+    );
 }
 
 #[test]
@@ -233,80 +167,41 @@ fn a_failed_run_leaves_the_old_output_and_no_partial_file() {
     let input = write(&dir, "events.csv", &text);
     let out = write(&dir, "out.csv", "precious\n");
     let late = write(&dir, "late.csv", "also precious\n");
-    let result = window(&[
-        "--input",
+    let result = window(
         s(&input),
-        "--output",
         s(&out),
-        "--late-output",
-        s(&late),
-        "--window",
-        "tumbling:10",
-        "--agg",
         "sum",
-        "--workers",
-        "2",
-    ]);
+        &["--late-output", s(&late), "--workers", "2"],
+    );
     assert_eq!(result.status.code(), Some(1));
     let line = one_error_line(&stderr(&result));
     assert!(line.contains("events.csv:20002: field 'ts'"), "{line}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
     assert_eq!(std::fs::read_to_string(&late).unwrap(), "also precious\n");
-    assert_eq!(
-        leftovers(&dir, &[&input, &out, &late]),
-        Vec::<PathBuf>::new()
-    );
+    assert_no_leftovers(&dir, &[&input, &out, &late]);
 }
 
 #[test]
 fn a_symlinked_output_keeps_the_link_and_replaces_its_target() {
-    let dir = scratch("symlink");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("symlink", EVENTS);
     let target = write(&dir, "target.csv", "old\n");
     let link = dir.join("link.csv");
     std::os::unix::fs::symlink(&target, &link).unwrap();
     // A failed run touches neither.
     let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,1\n-4,a,1\n");
-    let out = window(&[
-        "--input",
-        s(&bad),
-        "--output",
-        s(&link),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "count",
-    ]);
+    let out = window(s(&bad), s(&link), "count", &[]);
     assert_eq!(out.status.code(), Some(1));
     one_error_line(&stderr(&out));
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(file_type(&link).is_symlink());
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
     // A successful one replaces the target and keeps the link.
-    let out = window(&[
-        "--input",
-        s(&input),
-        "--output",
-        s(&link),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "count",
-    ]);
+    let out = window(s(&input), s(&link), "count", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(file_type(&link).is_symlink());
     assert!(std::fs::read_to_string(&target)
         .unwrap()
         .starts_with("window_start,"));
-    assert_eq!(
-        leftovers(&dir, &[&input, &target, &link, &bad]),
-        Vec::<PathBuf>::new()
-    );
+    assert_no_leftovers(&dir, &[&input, &target, &link, &bad]);
 }
 
 fn mkfifo(path: &Path) {
@@ -330,26 +225,12 @@ fn drain(path: &Path) -> mpsc::Receiver<String> {
 
 #[test]
 fn a_fatal_bad_line_on_a_stream_emits_no_window_as_final() {
-    let dir = scratch("stream");
     // The true value of [0, 10) for `a` is 13 (5 + 7 + 1); the bad line comes before the 1.
-    let input = write(
-        &dir,
-        "events.csv",
-        "ts,key,value\n1,a,5\n2,a,7\n3,a,zz\n4,a,1\n",
-    );
+    let (dir, input) = scratch_input("stream", "ts,key,value\n1,a,5\n2,a,7\n3,a,zz\n4,a,1\n");
     let fifo = dir.join("out.fifo");
     mkfifo(&fifo);
     let rows = drain(&fifo);
-    let out = window(&[
-        "--input",
-        s(&input),
-        "--output",
-        s(&fifo),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&input), s(&fifo), "sum", &[]);
     assert_eq!(out.status.code(), Some(1));
     let line = one_error_line(&stderr(&out));
     assert!(line.contains("events.csv:4: field 'value'"), "{line}");
@@ -359,79 +240,37 @@ fn a_fatal_bad_line_on_a_stream_emits_no_window_as_final() {
         "emitted as final: {text:?}"
     );
     // The FIFO is still there: never unlinked.
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(file_type(&fifo).is_fifo());
 }
 
 use std::os::unix::fs::FileTypeExt;
 
 #[test]
 fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
-    let dir = scratch("direct");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("direct", EVENTS);
     let bad = write(&dir, "bad.csv", "ts,key,value\n1,a,5\nx,a,1\n");
     // A FIFO as output of a successful run gets the rows; the FIFO stays.
     let fifo = dir.join("out.fifo");
     mkfifo(&fifo);
     let rows = drain(&fifo);
-    let out = window(&[
-        "--input",
-        s(&input),
-        "--output",
-        s(&fifo),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&input), s(&fifo), "sum", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(rows.recv().unwrap().contains("0,10,a,5,1"));
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(file_type(&fifo).is_fifo());
     // A symlink to the FIFO, in a failed run: neither is removed.
     let link = dir.join("fifo-link");
     std::os::unix::fs::symlink(&fifo, &link).unwrap();
     let rows = drain(&fifo);
-    let out = window(&[
-        "--input",
-        s(&bad),
-        "--output",
-        s(&link),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&bad), s(&link), "sum", &[]);
     assert_eq!(out.status.code(), Some(1));
     one_error_line(&stderr(&out));
     let _ = rows.recv();
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(file_type(&link).is_symlink());
+    assert!(file_type(&fifo).is_fifo());
     // `-` and /dev/stdout are standard output, in failed runs too; no file named `-` appears.
     for name in ["-", "/dev/stdout"] {
-        let out = bin()
+        let out = common::cli::window(&input, name, "tumbling:10", "sum")
             .current_dir(&dir)
-            .args([
-                "window",
-                "--input",
-                s(&input),
-                "--output",
-                name,
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "sum",
-            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
@@ -441,19 +280,8 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
             "{text}"
         );
         assert!(text.contains("0,10,a,5,1"), "{text}");
-        let out = bin()
+        let out = common::cli::window(&bad, name, "tumbling:10", "sum")
             .current_dir(&dir)
-            .args([
-                "window",
-                "--input",
-                s(&bad),
-                "--output",
-                name,
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "sum",
-            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1));
@@ -478,16 +306,7 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
             };
             assert_eq!(made, 0, "mknod {path:?}");
         }
-        let out = window(&[
-            "--input",
-            s(&input),
-            "--output",
-            s(&full),
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ]);
+        let out = window(s(&input), s(&full), "sum", &[]);
         assert_eq!(out.status.code(), Some(1));
         let line = one_error_line(&stderr(&out));
         assert!(line.contains("No space left on device"), "{line}");
@@ -495,18 +314,7 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
             .unwrap()
             .file_type()
             .is_char_device());
-        let out = window(&[
-            "--input",
-            s(&input),
-            "--output",
-            s(&null),
-            "--late-output",
-            s(&null),
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ]);
+        let out = window(s(&input), s(&null), "sum", &["--late-output", s(&null)]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(std::fs::metadata(&null)
             .unwrap()
@@ -518,16 +326,13 @@ fn fifos_devices_and_standard_output_are_written_directly_and_never_removed() {
 /// Starts `tidemark window` reading a live standard input (header and one row written, the
 /// pipe kept open), so the run cannot end by itself.
 fn live(args: &[&str], env: &[(&str, &str)]) -> (Child, std::process::ChildStdin) {
-    let mut child = bin()
+    let mut command = bin();
+    command
         .arg("window")
         .args(["--input", "-", "--window", "tumbling:10", "--agg", "sum"])
         .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .envs(env.iter().copied());
+    let mut child = spawn_piped(&mut command);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"ts,key,value\n1,a,1\n2,b,2\n").unwrap();
     stdin.flush().unwrap();
@@ -579,7 +384,7 @@ fn sigint_sigterm_and_sighup_stop_the_run_and_remove_only_what_it_created() {
         assert!(line.contains(&format!("interrupted by {name}")), "{line}");
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
         assert!(!late.exists());
-        assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+        assert_no_leftovers(&dir, &[&out]);
     }
 }
 
@@ -631,11 +436,10 @@ fn a_closed_standard_error_changes_no_outcome() {
         assert_eq!(wait(&mut child).code(), Some(code));
         drop(stdin);
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
-        assert_eq!(leftovers(&dir, &[&out]), Vec::<PathBuf>::new());
+        assert_no_leftovers(&dir, &[&out]);
     }
     // A run that succeeds (its summary lost) and one that fails before starting.
-    let dir = scratch("closed-stderr-summary");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("closed-stderr-summary", EVENTS);
     let out = dir.join("out.csv");
     for (input, code) in [(input.clone(), 0), (dir.join("missing.csv"), 1)] {
         let mut command = bin();
@@ -671,12 +475,11 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
                     "{line}"
                 );
             }
-            assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
+            assert_no_leftovers(&dir, &[]);
         }
     }
     // A hook naming no worker is refused, not silently ignored.
-    let dir = scratch("inject-none");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("inject-none", EVENTS);
     let out = bin()
         .args([
             "window",
@@ -692,25 +495,7 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
     assert_eq!(out.status.code(), Some(1));
     let line = one_error_line(&stderr(&out));
     assert!(line.contains("no worker 2 (2 workers in all)"), "{line}");
-    assert_eq!(leftovers(&dir, &[&input]), Vec::<PathBuf>::new());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn hostfile(dir: &Path) -> (PathBuf, [u16; 2]) {
-    let ports = [free_port(), free_port()];
-    let path = write(
-        dir,
-        "hosts.txt",
-        &format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    );
-    (path, ports)
+    assert_no_leftovers(&dir, &[&input]);
 }
 
 /// Two processes of two workers; the peer timeout is long enough for a loaded machine except
@@ -722,21 +507,21 @@ fn cluster_args(hosts: &Path, process: usize) -> Vec<String> {
 const PEER_TIMEOUT_STOPPED: &str = "1s";
 
 fn cluster_args_with(hosts: &Path, process: usize, peer_timeout: &str) -> Vec<String> {
-    [
-        "--workers",
-        "2",
-        "--processes",
-        "2",
-        "--process",
-        &process.to_string(),
-        "--hostfile",
-        s(hosts),
-        "--peer-timeout",
-        peer_timeout,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let mut args = two_processes(hosts, process);
+    args.extend(["--peer-timeout".to_string(), peer_timeout.to_string()]);
+    args
+}
+
+/// The type of `path` itself (a link is not followed).
+fn file_type(path: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
+/// A run that ended with exit status 1 and one error line, holding `needle`.
+fn fails_with(status: ExitStatus, err: &str, needle: impl AsRef<str>) {
+    assert_eq!(status.code(), Some(1), "{err}");
+    let line = one_error_line(err);
+    assert!(line.contains(needle.as_ref()), "{line}");
 }
 
 /// Process 1 of a live two-process run (no input of its own).
@@ -782,16 +567,12 @@ fn a_failure_in_one_process_ends_both_with_one_line_each() {
         one_error_line(&e1).contains("worker 2: injected failure"),
         "{e1}"
     );
-    assert_eq!(s0.code(), Some(1), "{e0}");
-    let line = one_error_line(&e0);
-    assert!(
-        line.contains(&format!(
-            "process 1 (127.0.0.1:{}) failed: worker 2",
-            ports[1]
-        )),
-        "{line}"
+    fails_with(
+        s0,
+        &e0,
+        format!("process 1 (127.0.0.1:{}) failed: worker 2", ports[1]),
     );
-    assert_eq!(leftovers(&dir, &[&hosts]), Vec::<PathBuf>::new());
+    assert_no_leftovers(&dir, &[&hosts]);
 }
 
 /// A live two-process run whose process 0 writes to standard output: returns once a window
@@ -828,12 +609,7 @@ fn a_dead_peer_is_one_line_not_a_cascade_of_panics() {
     let _ = p1.wait();
     let (status, err) = finish(p0);
     drop(stdin);
-    assert_eq!(status.code(), Some(1), "{err}");
-    let line = one_error_line(&err);
-    assert!(
-        line.contains(&format!("process 1 (127.0.0.1:{})", ports[1])),
-        "{line}"
-    );
+    fails_with(status, &err, format!("process 1 (127.0.0.1:{})", ports[1]));
 }
 
 #[test]
@@ -848,14 +624,10 @@ fn a_stopped_peer_fails_the_run_after_the_peer_timeout() {
     unsafe { libc::kill(p1.id() as i32, libc::SIGCONT) };
     let _ = p1.kill();
     let _ = p1.wait();
-    assert_eq!(status.code(), Some(1), "{err}");
-    let line = one_error_line(&err);
-    assert!(
-        line.contains(&format!(
-            "process 1 (127.0.0.1:{}) sent nothing for 1s",
-            ports[1]
-        )),
-        "{line}"
+    fails_with(
+        status,
+        &err,
+        format!("process 1 (127.0.0.1:{}) sent nothing for 1s", ports[1]),
     );
 }
 
@@ -905,14 +677,13 @@ fn processes_started_with_different_jobs_refuse_to_run() {
         let line = one_error_line(&e1);
         assert!(line.contains(&format!("{option} {zero}")), "{line}");
         assert!(!out.exists());
-        assert_eq!(leftovers(&dir, &[&hosts, &input]), Vec::<PathBuf>::new());
+        assert_no_leftovers(&dir, &[&hosts, &input]);
     }
 }
 
 #[test]
 fn a_foreign_listener_or_a_taken_port_is_one_line_naming_host_and_port() {
-    let dir = scratch("foreign");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("foreign", EVENTS);
     // Something else listens on process 0's port: it accepts (the kernel does) but never
     // answers as tidemark.
     let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -923,24 +694,8 @@ fn a_foreign_listener_or_a_taken_port_is_one_line_naming_host_and_port() {
         &format!("127.0.0.1:{port}\n127.0.0.1:{}\n", free_port()),
     );
     let run = |process: &str| {
-        bin()
-            .args([
-                "window",
-                "--input",
-                s(&input),
-                "--output",
-                s(&dir.join("out.csv")),
-            ])
-            .args([
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "count",
-                "--processes",
-                "2",
-                "--process",
-                process,
-            ])
+        common::cli::window(&input, dir.join("out.csv"), "tumbling:10", "count")
+            .args(["--processes", "2", "--process", process])
             .args(["--hostfile", s(&hosts), "--connect-timeout", "1s"])
             .output()
             .unwrap()
@@ -1000,24 +755,8 @@ fn a_two_process_summary_counts_what_the_files_hold() {
     }
     let input = write(&dir, "events.csv", &text);
     let run = |out: &Path, late: &Path, extra: &[String]| {
-        bin()
-            .args([
-                "window",
-                "--input",
-                s(&input),
-                "--output",
-                s(out),
-                "--late-output",
-                s(late),
-            ])
-            .args([
-                "--window",
-                "tumbling:100",
-                "--agg",
-                "sum",
-                "--max-delay",
-                "10",
-            ])
+        common::cli::window(&input, out, "tumbling:100", "sum")
+            .args(["--late-output", s(late), "--max-delay", "10"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1035,7 +774,9 @@ fn a_two_process_summary_counts_what_the_files_hold() {
     let (s1, e1) = finish(p1);
     assert!(s0.success() && s1.success(), "{e0}{e1}");
     assert!(
-        e1.contains("note: process 1 leaves --input, --output and --late-output to process 0"),
+        e1.contains(
+            "note: process 1 reads its share of --input and leaves --output and --late-output to process 0"
+        ),
         "{e1}"
     );
     let (windows, late_records) = summary_counts(&e0);
@@ -1052,21 +793,14 @@ fn a_two_process_summary_counts_what_the_files_hold() {
 
 #[test]
 fn resource_bounds_and_long_values_give_short_lines() {
-    let dir = scratch("bounds");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (dir, input) = scratch_input("bounds", EVENTS);
     for workers in ["99999999999", "3000"] {
-        let out = window(&[
-            "--input",
+        let out = window(
             s(&input),
-            "--output",
             s(&dir.join("o.csv")),
-            "--window",
-            "tumbling:10",
-            "--agg",
             "sum",
-            "--workers",
-            workers,
-        ]);
+            &["--workers", workers],
+        );
         assert_eq!(out.status.code(), Some(1));
         let line = one_error_line(&stderr(&out));
         assert!(line.contains("above the limit of 512"), "{line}");
@@ -1078,16 +812,7 @@ fn resource_bounds_and_long_values_give_short_lines() {
         "huge.csv",
         &format!("ts,key,value\n1,a,1\n{huge}x,a,1\n"),
     );
-    let out = window(&[
-        "--input",
-        s(&bad),
-        "--output",
-        s(&dir.join("o.csv")),
-        "--window",
-        "tumbling:10",
-        "--agg",
-        "sum",
-    ]);
+    let out = window(s(&bad), s(&dir.join("o.csv")), "sum", &[]);
     assert_eq!(out.status.code(), Some(1));
     let line = one_error_line(&stderr(&out));
     assert!(line.len() < 1100, "{} bytes", line.len());
@@ -1108,52 +833,36 @@ fn usage_errors_keep_clap_help_and_suggestions() {
             assert!(err.contains(needle), "{args:?}: {err} lacks {needle:?}");
         }
     };
-    usage(
-        &[],
-        &["Usage: tidemark <COMMAND>", "window", "bench", "sweep"],
-    );
-    usage(
-        &["window"],
-        &[
-            "required arguments were not provided",
-            "--input <INPUT>",
-            "--agg <AGG>",
-            "--help",
-        ],
-    );
-    usage(
-        &[
-            "window",
-            "--input",
-            "a",
-            "--output",
-            "b",
-            "--window",
-            "tumbling:1",
-            "--agg",
-            "sum",
-            "--wokers",
-            "2",
-        ],
-        &["a similar argument exists: '--workers'"],
-    );
-    usage(
-        &[
-            "window",
-            "--input",
-            "a",
-            "--output",
-            "b",
-            "--window",
-            "tumbling:1",
-            "--agg",
-            "summ",
-        ],
-        &[
-            "possible values: count, sum, min, max, mean",
-            "For more information, try '--help'",
-        ],
-    );
+    // (arguments, what the message holds)
+    let window = "window --input a --output b --window tumbling:1";
+    for (args, needles) in [
+        (
+            String::new(),
+            &["Usage: tidemark <COMMAND>", "window", "bench", "sweep"][..],
+        ),
+        (
+            "window".into(),
+            &[
+                "required arguments were not provided",
+                "--input <INPUT>",
+                "--agg <AGG>",
+                "--help",
+            ],
+        ),
+        (
+            format!("{window} --agg sum --wokers 2"),
+            &["a similar argument exists: '--workers'"],
+        ),
+        (
+            format!("{window} --agg summ"),
+            &[
+                "possible values: count, sum, min, max, mean",
+                "For more information, try '--help'",
+            ],
+        ),
+    ] {
+        usage(&args.split_whitespace().collect::<Vec<_>>(), needles);
+    }
 }
 
 #[test]
@@ -1177,26 +886,14 @@ fn bench_reports_are_refused_when_they_are_one_file() {
         line.contains("--json") && line.contains("--hlog") && line.contains("same file"),
         "{line}"
     );
-    assert_eq!(leftovers(&dir, &[]), Vec::<PathBuf>::new());
+    assert_no_leftovers(&dir, &[]);
 }
 
 #[test]
 fn two_names_for_standard_output_are_one_output() {
-    let dir = scratch("two-stdout");
-    let input = write(&dir, "events.csv", EVENTS);
+    let (_dir, input) = scratch_input("two-stdout", EVENTS);
     for (output, late) in [("-", "-"), ("-", "/dev/stdout")] {
-        let out = window(&[
-            "--input",
-            s(&input),
-            "--output",
-            output,
-            "--late-output",
-            late,
-            "--window",
-            "tumbling:10",
-            "--agg",
-            "sum",
-        ]);
+        let out = window(s(&input), output, "sum", &["--late-output", late]);
         assert_eq!(out.status.code(), Some(1));
         let line = one_error_line(&stderr(&out));
         assert!(line.contains("are the same file"), "{line}");
@@ -1232,5 +929,5 @@ fn an_interrupted_bench_leaves_its_old_report_and_no_temporary_file() {
     assert_eq!(status.code(), Some(143), "{err}");
     assert!(one_error_line(&err).contains("interrupted by SIGTERM"));
     assert_eq!(std::fs::read_to_string(&json).unwrap(), "old report\n");
-    assert_eq!(leftovers(&dir, &[&json]), Vec::<PathBuf>::new());
+    assert_no_leftovers(&dir, &[&json]);
 }

@@ -11,9 +11,7 @@ mod common;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 
 use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
 use proptest::prelude::*;
@@ -21,19 +19,18 @@ use proptest::sample::Index;
 use tidemark::incremental::{to_updates, WindowedCollection};
 use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
-use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
-use tidemark::{Fixed, WideFixed};
+use tidemark::window::{Aggregator, Count, WindowAssigner};
+use tidemark::Fixed;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
+use common::cli;
+use common::dataflow::{partitioners, run_fed, source, Case, Collect, Rec, WithAgg};
 use common::gen;
-use common::reference::{
-    aggregate, fixed_windows_of, watermarks, Agg, Event, Params, WindowKind, SCALE,
-};
+use common::reference::{aggregate, fixed_windows_of, watermarks, Event, Params, WindowKind};
 
-/// A record as the view sees it: event time, value, and the id of the inserted row (a
-/// retraction carries the id of the row it retracts, so the two are equal records).
-type Rec = (u64, Fixed, usize);
+// A record as the view sees it (`Rec`): event time, value, and the id of the inserted row (a
+// retraction carries the id of the row it retracts, so the two are equal records).
 
 /// One input row: an event, the id of the row it inserts or retracts, and the change.
 #[derive(Clone, Debug)]
@@ -166,133 +163,63 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
     (answer, late)
 }
 
-fn assigner(kind: &WindowKind) -> WindowAssigner {
-    match *kind {
-        WindowKind::Tumbling { size } => WindowAssigner::Tumbling(size),
-        WindowKind::Sliding { size, slide } => WindowAssigner::Sliding(size, slide),
-        WindowKind::Session { gap } => WindowAssigner::Session(gap),
+/// The view on the case's updates: consolidated results (each `(window, key)` must end with
+/// exactly one value) and late rows.
+impl WithAgg for Case<'_, Update> {
+    type Out = (Answer, LateRows);
+    fn run<A>(self, agg: A, mantissa: fn(&A::Output) -> i128) -> (Answer, LateRows)
+    where
+        A: Aggregator<Rec> + Send + Sync,
+        A::Output: differential_dataflow::ExchangeData + Ord,
+    {
+        let input: Rows<String, Rec> = self
+            .input
+            .iter()
+            .map(|u| {
+                let rec = (u.event.ts, Fixed::from_nanos(u.event.value), u.id);
+                (u.event.ts, ((u.event.key.clone(), rec), u.diff))
+            })
+            .collect();
+        let (results, late) = (Collect::new(), Collect::new());
+        let (out, late_out) = (results.clone(), late.clone());
+        let (assigner, lateness, partitioner) = self.windows();
+        run_fed(self.workers, input, self.p.max_delay, move |scope, feed| {
+            let (out, late_out) = (out.clone(), late_out.clone());
+            let view = to_updates(source(scope, feed)).window_view_partitioned(
+                partitioner.clone(),
+                assigner,
+                lateness,
+                |r: &Rec| r.0,
+                agg.clone(),
+            );
+            view.results.inner.inspect(move |((w, key, value), _t, r)| {
+                let window = (w.start, w.end, key.clone());
+                out.push((window, mantissa(value), *r as i64));
+            });
+            view.late.inner.inspect(move |(l, _t, r)| {
+                late_out.push((l.record.2, l.window.start, l.window.end, *r));
+            });
+            view.invalid
+                .inner
+                .inspect(|u| panic!("the generator never over-retracts: {u:?}"));
+        });
+        (common::consolidate(results.sorted()), late.sorted())
     }
 }
 
-/// Consolidated results (each `(window, key)` must end with exactly one value) and late rows.
 fn run_view(
     updates: &[Update],
     p: &Params,
     workers: usize,
     partitioner: &Partitioner<String>,
 ) -> (Answer, LateRows) {
-    let value = |r: &Rec| r.1;
-    let part = partitioner.clone();
-    match p.agg {
-        Agg::Count => run_with(updates, p, workers, part, Count, |n: &u64| {
-            *n as i128 * SCALE
-        }),
-        Agg::Sum => run_with(
-            updates,
-            p,
-            workers,
-            part,
-            on(Sum, value),
-            |f: &WideFixed| f.to_fixed().expect("small sums").nanos(),
-        ),
-        Agg::Min => run_with(updates, p, workers, part, on(Min, value), |f: &Fixed| {
-            f.nanos()
-        }),
-        Agg::Max => run_with(updates, p, workers, part, on(Max, value), |f: &Fixed| {
-            f.nanos()
-        }),
-        Agg::Mean => run_with(updates, p, workers, part, on(Mean, value), |f: &Fixed| {
-            f.nanos()
-        }),
+    Case {
+        input: updates,
+        p,
+        workers,
+        partitioner,
     }
-}
-
-fn partitioners() -> Vec<Partitioner<String>> {
-    vec![
-        Partitioner::Hash,
-        Partitioner::Range(vec!["b".into(), "k3".into()]),
-        Partitioner::Random,
-        Partitioner::Broadcast,
-    ]
-}
-
-fn run_with<A>(
-    updates: &[Update],
-    p: &Params,
-    workers: usize,
-    partitioner: Partitioner<String>,
-    agg: A,
-    mantissa: fn(&A::Output) -> i128,
-) -> (Answer, LateRows)
-where
-    A: Aggregator<Rec> + Send + Sync,
-    A::Output: differential_dataflow::ExchangeData + Ord,
-{
-    let input: Rows<String, Rec> = updates
-        .iter()
-        .map(|u| {
-            let rec = (u.event.ts, Fixed::from_nanos(u.event.value), u.id);
-            (u.event.ts, ((u.event.key.clone(), rec), u.diff))
-        })
-        .collect();
-    let input = Arc::new(Mutex::new(Some(input)));
-    let results = Arc::new(Mutex::new(BTreeMap::<_, isize>::new()));
-    let late = Arc::new(Mutex::new(Vec::new()));
-    let (assigner, lateness, max_delay) = (assigner(&p.kind), p.lateness, p.max_delay);
-    let (out, late_out) = (Arc::clone(&results), Arc::clone(&late));
-    let options = SourceOptions {
-        batch: 3,
-        idle_timeout: None,
-    };
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let feed = if worker.index() == 0 {
-            let records = input.lock().unwrap().take();
-            records.map(|records| VecFeed::new(records, max_delay))
-        } else {
-            None
-        };
-        let (out, late_out, agg) = (Arc::clone(&out), Arc::clone(&late_out), agg.clone());
-        let partitioner = partitioner.clone();
-        worker.dataflow::<u64, _, _>(|scope| {
-            let error = Rc::new(RefCell::new(None));
-            let records = feed_source(scope, feed, options, error);
-            let view = to_updates(records).window_view_partitioned(
-                partitioner,
-                assigner,
-                lateness,
-                |r: &Rec| r.0,
-                agg,
-            );
-            view.results.inner.inspect(move |((w, key, value), _t, r)| {
-                let row = (w.start, w.end, key.clone(), mantissa(value));
-                *out.lock().unwrap().entry(row).or_default() += r;
-            });
-            view.late.inner.inspect(move |(l, _t, r)| {
-                late_out
-                    .lock()
-                    .unwrap()
-                    .push((l.record.2, l.window.start, l.window.end, *r));
-            });
-            view.invalid
-                .inner
-                .inspect(|u| panic!("the generator never over-retracts: {u:?}"));
-        });
-    })
-    .expect("timely runs");
-    let mut answer = BTreeMap::new();
-    for ((start, end, key, value), total) in results.lock().unwrap().iter() {
-        assert!(
-            *total == 0 || *total == 1,
-            "row {start},{end},{key},{value} has total {total}"
-        );
-        if *total == 1 {
-            let previous = answer.insert((*start, *end, key.clone()), *value);
-            assert!(previous.is_none(), "two values for {start},{end},{key}");
-        }
-    }
-    let mut late = Arc::try_unwrap(late).unwrap().into_inner().unwrap();
-    late.sort();
-    (answer, late)
+    .run()
 }
 
 /// Events as insertions, and retractions of some of them placed later in the input.
@@ -329,24 +256,44 @@ fn with_retractions(events: Vec<Event>, picks: Vec<(Index, Index)>) -> Vec<Updat
     updates
 }
 
+/// Up to 12 (row, later position) picks of rows to retract ([`with_retractions`]).
+fn picks() -> impl Strategy<Value = Vec<(Index, Index)>> {
+    proptest::collection::vec((any::<Index>(), any::<Index>()), 0..12)
+}
+
+/// The view on 1, 2 and 4 workers and every partitioner holds the reference's answer.
+fn check(updates: Vec<Update>, p: &Params) -> Result<(), TestCaseError> {
+    let expected = reference(&updates, p);
+    for workers in [1, 2, 4] {
+        for partitioner in partitioners() {
+            let got = run_view(&updates, p, workers, &partitioner);
+            prop_assert_eq!(
+                &got.0,
+                &expected.0,
+                "results, {} workers, {:?}, {:?}",
+                workers,
+                partitioner,
+                p
+            );
+            prop_assert_eq!(
+                &got.1,
+                &expected.1,
+                "late rows, {} workers, {:?}, {:?}",
+                workers,
+                partitioner,
+                p
+            );
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
     #[test]
-    fn views_match_reference_with_retractions_under_1_2_4_workers(
-        events in gen::events(40),
-        picks in proptest::collection::vec((any::<Index>(), any::<Index>()), 0..12),
-        p in gen::params(),
-    ) {
-        let updates = with_retractions(events, picks);
-        let expected = reference(&updates, &p);
-        for workers in [1, 2, 4] {
-            for partitioner in partitioners() {
-            let got = run_view(&updates, &p, workers, &partitioner);
-            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}, {:?}", workers, partitioner, p);
-            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}, {:?}", workers, partitioner, p);
-            }
-        }
+    fn views_match_reference_with_retractions_under_1_2_4_workers(events in gen::events(40), picks in picks(), p in gen::params()) {
+        check(with_retractions(events, picks), &p)?;
     }
 }
 
@@ -354,38 +301,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn views_match_reference_at_the_end_of_the_time_domain(
-        events in gen::events_near_the_end(30),
-        picks in proptest::collection::vec((any::<Index>(), any::<Index>()), 0..12),
-        p in gen::params(),
-    ) {
-        let updates = with_retractions(events, picks);
-        let expected = reference(&updates, &p);
-        for workers in [1, 2, 4] {
-            for partitioner in partitioners() {
-            let got = run_view(&updates, &p, workers, &partitioner);
-            prop_assert_eq!(&got.0, &expected.0, "results, {} workers, {:?}, {:?}", workers, partitioner, p);
-            prop_assert_eq!(&got.1, &expected.1, "late rows, {} workers, {:?}, {:?}", workers, partitioner, p);
-            }
-        }
+    fn views_match_reference_at_the_end_of_the_time_domain(events in gen::events_near_the_end(30), picks in picks(), p in gen::params()) {
+        check(with_retractions(events, picks), &p)?;
     }
-}
-
-fn consolidated_csv(path: &std::path::Path) -> BTreeMap<(String, String, String, String), i64> {
-    let mut reader = csv::Reader::from_path(path).expect("changelog exists");
-    let mut totals = BTreeMap::new();
-    for row in reader.records() {
-        let row = row.expect("valid csv");
-        let key = (
-            row[0].to_string(),
-            row[1].to_string(),
-            row[2].to_string(),
-            row[3].to_string(),
-        );
-        *totals.entry(key).or_default() += row[4].parse::<i64>().expect("diff");
-    }
-    totals.retain(|_, n| *n != 0);
-    totals
 }
 
 proptest! {
@@ -393,37 +311,23 @@ proptest! {
 
     /// `tidemark window --emit updates`, consolidated, is `--emit final`, consolidated.
     #[test]
-    fn emit_updates_consolidates_to_emit_final(
-        events in gen::events(30),
-        p in gen::params(),
-        workers in prop_oneof![Just(1usize), Just(2), Just(4)],
-        partition in prop_oneof![Just("hash"), Just("range:b,k3"), Just("random"), Just("broadcast")],
-    ) {
-        let dir = std::env::temp_dir().join(format!(
-            "tidemark-emit-{}-{}",
-            std::process::id(),
-            rand_suffix(&events)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let input = dir.join("in.csv");
-        std::fs::write(&input, gen::to_csv(&events)).unwrap();
+    fn emit_updates_consolidates_to_emit_final(events in gen::events(30), p in gen::params(), workers in prop_oneof![Just(1usize), Just(2), Just(4)], partition in prop_oneof![Just("hash"), Just("range:b,k3"), Just("random"), Just("broadcast")]) {
+        let dir = cli::scratch(&format!("emit-{}", rand_suffix(&events)));
+        let input = cli::write(&dir, "in.csv", &gen::to_csv(&events));
         let mut outputs = Vec::new();
         for emit in ["final", "updates"] {
             let output = dir.join(format!("{emit}.csv"));
             let late = dir.join(format!("late-{emit}.csv"));
-            let status = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-                .args(["window", "--input"]).arg(&input)
-                .arg("--output").arg(&output)
+            let status = cli::window(&input, &output, &gen::window_spec(&p), gen::agg_name(&p.agg))
                 .arg("--late-output").arg(&late)
-                .args(["--window", &gen::window_spec(&p), "--agg", gen::agg_name(&p.agg)])
                 .args(["--max-delay", &p.max_delay.to_string()])
                 .args(["--allowed-lateness", &p.lateness.to_string()])
                 .args(["--workers", &workers.to_string(), "--emit", emit, "--partition", partition])
                 .output()
                 .unwrap();
-            prop_assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+            prop_assert!(status.status.success(), "{}", cli::stderr(&status));
             let late_rows = std::fs::read_to_string(&late).unwrap().lines().count();
-            outputs.push((consolidated_csv(&output), late_rows));
+            outputs.push((cli::consolidated(&output), late_rows));
         }
         std::fs::remove_dir_all(&dir).ok();
         prop_assert_eq!(&outputs[0], &outputs[1], "{:?}, {} workers, {}", p, workers, partition);
@@ -501,22 +405,16 @@ fn view_state_does_not_grow_with_the_number_of_expired_windows() {
 }
 
 fn window_cli(dir: &std::path::Path, csv: &str, emit: &str) -> std::process::Output {
-    std::fs::create_dir_all(dir).unwrap();
-    let input = dir.join("in.csv");
-    std::fs::write(&input, csv).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["window", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(dir.join("out.csv"))
-        .args(["--window", "tumbling:10", "--agg", "sum", "--emit", emit])
+    let input = cli::write(dir, "in.csv", csv);
+    cli::window(&input, dir.join("out.csv"), "tumbling:10", "sum")
+        .args(["--emit", emit])
         .output()
         .unwrap()
 }
 
 #[test]
 fn diff_column_retracts_earlier_rows_and_bad_retractions_are_named() {
-    let dir = std::env::temp_dir().join(format!("tidemark-diff-{}", std::process::id()));
+    let dir = cli::scratch("diff");
     // Row 3 retracts row 1 (same columns): window [0, 10) of a ends as 5, b's window as 7.
     let csv = "ts,key,value,diff\n1,a,2,1\n3,a,5,1\n1,a,2,-1\n4,b,7,1\n12,a,1,1\n";
     let out = window_cli(&dir, csv, "updates");
@@ -525,28 +423,27 @@ fn diff_column_retracts_earlier_rows_and_bad_retractions_are_named() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let answer = consolidated_csv(&dir.join("out.csv"));
+    let answer = cli::consolidated(&dir.join("out.csv"));
     let rows: Vec<_> = answer
-        .keys()
-        .map(|(s, e, k, v)| format!("{s},{e},{k},{v}"))
+        .iter()
+        .map(|((s, e, k), v)| format!("{s},{e},{k},{v}"))
         .collect();
     assert_eq!(rows, vec!["0,10,a,5", "0,10,b,7", "10,20,a,1"]);
 
-    let out = window_cli(&dir, csv, "final");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("in.csv:4: field 'diff'") && stderr.contains("--emit updates"),
-        "{stderr}"
-    );
-
+    // (input, emit mode, what the error names)
     let never_inserted = "ts,key,value,diff\n1,a,2,1\n2,a,3,-1\n";
-    let out = window_cli(&dir, never_inserted, "updates");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("retracts rows it never inserted") && stderr.contains("\"a\""),
-        "{stderr}"
-    );
+    for (input, emit, needles) in [
+        (csv, "final", ["in.csv:4: field 'diff'", "--emit updates"]),
+        (
+            never_inserted,
+            "updates",
+            ["retracts rows it never inserted", "\"a\""],
+        ),
+    ] {
+        let out = window_cli(&dir, input, emit);
+        let stderr = cli::stderr(&out);
+        assert!(!out.status.success());
+        assert!(needles.iter().all(|n| stderr.contains(n)), "{stderr}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,17 +9,13 @@
 //! memory; with it, 1.0x. A ratio of two runs, not a number of bytes or seconds, so the test
 //! does not depend on the machine.
 
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
-/// A fresh scratch directory per test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-mem-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::Stdio;
+
+use common::cli::scratch;
 
 /// `ts,key,value` rows, event time rising 0-2 ms a row, 100 keys.
 fn write_input(path: &Path, rows: u64) {
@@ -49,13 +45,8 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 /// Sampled from the running child's VmHWM: `wait4`'s maximum RSS would not do, as the kernel
 /// keeps a spawned child's high-water mark across exec, so it reports at least the test's own.
 fn peak_kib(input: &Path, output: &Path, workers: usize) -> u64 {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["window", "--input"])
-        .arg(input)
-        .arg("--output")
-        .arg(output)
-        .args(["--window", "tumbling:10s", "--agg", "sum", "--workers"])
-        .arg(workers.to_string())
+    let mut child = common::cli::window(input, output, "tumbling:10s", "sum")
+        .args(["--workers", &workers.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

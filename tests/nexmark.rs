@@ -5,6 +5,8 @@
 //! the end, the baseline's rows (q3, q9), its latest row per category (q4), or a brute-force
 //! seller average (q6).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use nexmark::event::Event;
@@ -15,6 +17,8 @@ use tidemark::workloads::nexmark::{Nexmark, Output, Query};
 use tidemark::workloads::Workload;
 use timely::dataflow::operators::capture::{Capture, Extract};
 use timely::dataflow::InputHandleVec;
+
+use common::agree;
 
 /// 4 000 events 5 ms apart: 20 s of event time, sent in 1 ms epochs.
 const EVENTS: usize = 4_000;
@@ -36,23 +40,7 @@ fn small(query: Query) -> Nexmark {
 /// Checks that the engine on 1, 2 and 4 workers equals the baseline on `events`; returns the
 /// rows (possibly none).
 fn agree_on(workload: &Nexmark, events: Vec<Event>) -> Vec<Output> {
-    let expected = check::baseline(workload, events.clone(), EPOCH_NS);
-    for workers in [1, 2, 4] {
-        let got = check::engine(workload, events.clone(), workers, EPOCH_NS);
-        if got != expected {
-            let first = got.iter().zip(&expected).position(|(g, e)| g != e);
-            panic!(
-                "{} on {workers} workers: {} rows, baseline {}; first difference at {first:?}: \
-                 engine {:?}, baseline {:?}",
-                workload.query,
-                got.len(),
-                expected.len(),
-                first.map(|i| &got[i]),
-                first.map(|i| &expected[i]),
-            );
-        }
-    }
-    expected
+    agree::engine_matches_baseline(workload, events, EPOCH_NS)
 }
 
 /// As [`agree_on`] on the first events for `seed`; the query must produce rows.
@@ -362,14 +350,7 @@ fn view_agrees_on(workload: &Nexmark, events: Vec<Event>) -> usize {
         Query::Q6 => seller_averages(&events),
         _ => rows,
     };
-    for workers in [1, 2, 4] {
-        let view = check::incremental(workload, events.clone(), workers, EPOCH_NS);
-        assert_eq!(
-            view, expected,
-            "{} view on {workers} workers",
-            workload.query
-        );
-    }
+    agree::view_matches(workload, events, EPOCH_NS, &expected);
     expected.len()
 }
 

@@ -4,14 +4,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
-use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use timely::dataflow::operators::Inspect;
 
+use common::dataflow::{partitioners, run_fed, source, Collect};
 use common::gen;
 use common::reference::{watermarks, Event};
 
@@ -52,45 +51,23 @@ fn engine(
         .iter()
         .map(|e| (e.ts, (e.key.clone(), e.value)))
         .collect();
-    let input = Arc::new(Mutex::new(Some(input)));
-    let rows = Arc::new(Mutex::new(Vec::new()));
-    let out = Arc::clone(&rows);
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let feed = if worker.index() == 0 {
-            input
-                .lock()
-                .unwrap()
-                .take()
-                .map(|records| VecFeed::new(records, max_delay))
-        } else {
-            None
-        };
-        let (out, partitioner) = (Arc::clone(&out), partitioner.clone());
-        worker.dataflow::<u64, _, _>(|scope| {
-            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-            let options = SourceOptions {
-                batch: 3,
-                idle_timeout: None,
-            };
-            feed_source(scope, feed, options, error)
-                .key_by(partitioner)
-                .reduce(|total, value| *total += value)
-                .inspect_core(move |event| {
-                    if let Ok((stamp, rows)) = event {
-                        let time = *stamp.iter().next().unwrap();
-                        let mut out = out.lock().unwrap();
-                        out.extend(
-                            rows.iter()
-                                .map(|(k, v): &(String, i128)| (time, k.clone(), *v)),
-                        );
+    let rows = Collect::new();
+    let out = rows.clone();
+    run_fed(workers, input, max_delay, move |scope, feed| {
+        let out = out.clone();
+        source(scope, feed)
+            .key_by(partitioner.clone())
+            .reduce(|total, value| *total += value)
+            .inspect_core(move |event| {
+                if let Ok((stamp, rows)) = event {
+                    let time = *stamp.iter().next().unwrap();
+                    for (k, v) in rows.iter().map(|kv: &(String, i128)| kv) {
+                        out.push((time, k.clone(), *v));
                     }
-                });
-        });
-    })
-    .expect("timely runs");
-    let mut rows = Arc::try_unwrap(rows).unwrap().into_inner().unwrap();
-    rows.sort();
-    rows
+                }
+            });
+    });
+    rows.sorted()
 }
 
 proptest! {
@@ -100,12 +77,7 @@ proptest! {
     fn rolling_reduce_matches_reference(events in gen::events(40), (max_delay, _) in gen::delays()) {
         let expected = reference(&events, max_delay);
         for workers in [1, 2, 4] {
-            for partitioner in [
-                Partitioner::Hash,
-                Partitioner::Range(vec!["b".into(), "k3".into()]),
-                Partitioner::Random,
-                Partitioner::Broadcast,
-            ] {
+            for partitioner in partitioners() {
                 let got = engine(&events, max_delay, workers, partitioner.clone());
                 prop_assert_eq!(&got, &expected, "{} workers, {:?}", workers, partitioner);
             }

@@ -25,6 +25,25 @@ fn ev(ts: u64, key: &str, value: &str) -> Event {
     }
 }
 
+/// Checks that the reference counts `evs` under `kind` and `(max_delay, lateness)` into
+/// exactly the `expected` windows, with exactly the `late` rows.
+fn counts(
+    evs: &[Event],
+    kind: WindowKind,
+    (max_delay, lateness): (u64, u64),
+    expected: &[(i64, u64, &str, i128)],
+    late: &[(usize, i64, u64)],
+) {
+    let out = reference(evs, &params(kind, Agg::Count, max_delay, lateness));
+    assert_eq!(out.windows, windows(expected));
+    assert_eq!(out.late, late);
+}
+
+/// Events of value 1 at the given times and keys.
+fn ones(events: &[(u64, &str)]) -> Vec<Event> {
+    events.iter().map(|(ts, key)| ev(*ts, key, "1")).collect()
+}
+
 /// Event with a raw mantissa.
 fn evm(ts: u64, key: &str, mantissa: i128) -> Event {
     Event {
@@ -89,18 +108,23 @@ fn out_of_order_within_max_delay_counts() {
     // ts 8, 12, 9 with max_delay 5: W2 = 12 - 5 = 7. Event 2 (ts 9) is in [0,10):
     // 10 + 0 <= 7? no -> counts. [0,10) a = 2 (ts 8, 9); [10,20) a = 1.
     let evs = vec![ev(8, "a", "1"), ev(12, "a", "1"), ev(9, "a", "1")];
-    let out = reference(&evs, &params(T10, Agg::Count, 5, 0));
-    assert_eq!(
-        out.windows,
-        windows(&[(0, 10, "a", 2 * S), (10, 20, "a", S)])
+    counts(
+        &evs,
+        T10,
+        (5, 0),
+        &[(0, 10, "a", 2 * S), (10, 20, "a", S)],
+        &[],
     );
-    assert!(out.late.is_empty());
 
     // Same input, max_delay 2: W2 = 12 - 2 = 10; 10 + 0 <= 10 -> late for [0,10).
     // [0,10) a = 1 (only ts 8); [10,20) a = 1; late = [(2, 0, 10)].
-    let out = reference(&evs, &params(T10, Agg::Count, 2, 0));
-    assert_eq!(out.windows, windows(&[(0, 10, "a", S), (10, 20, "a", S)]));
-    assert_eq!(out.late, vec![(2, 0, 10)]);
+    counts(
+        &evs,
+        T10,
+        (2, 0),
+        &[(0, 10, "a", S), (10, 20, "a", S)],
+        &[(2, 0, 10)],
+    );
 }
 
 #[test]
@@ -113,12 +137,13 @@ fn late_beyond_lateness_once_per_sliding_window() {
     //   25+3 = 28 <= 30 late -> (2,15,25); 30+3 = 33 <= 30? no -> counts in [20,30).
     let kind = WindowKind::Sliding { size: 10, slide: 5 };
     let evs = vec![ev(30, "a", "1"), ev(12, "a", "7"), ev(22, "b", "2")];
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 3));
-    assert_eq!(
-        out.windows,
-        windows(&[(20, 30, "b", S), (25, 35, "a", S), (30, 40, "a", S)])
+    counts(
+        &evs,
+        kind,
+        (0, 3),
+        &[(20, 30, "b", S), (25, 35, "a", S), (30, 40, "a", S)],
+        &[(1, 5, 15), (1, 10, 20), (2, 15, 25)],
     );
-    assert_eq!(out.late, vec![(1, 5, 15), (1, 10, 20), (2, 15, 25)]);
     // Sum: [20,30) b = 2; [25,35) a = 1; [30,40) a = 1 (value 7 is late everywhere).
     let out = reference(&evs, &params(kind, Agg::Sum, 0, 3));
     assert_eq!(
@@ -132,22 +157,16 @@ fn within_lateness_behind_watermark_counts() {
     // ts 13 then ts 7, max_delay 0: W1 = 13, so window [0,10) has end 10 <= 13 (closed by
     // the watermark). With lateness 5: 10 + 5 = 15 <= 13? no -> still counts.
     let evs = vec![ev(13, "a", "1"), ev(7, "a", "1")];
-    let out = reference(&evs, &params(T10, Agg::Count, 0, 5));
-    assert_eq!(out.windows, windows(&[(0, 10, "a", S), (10, 20, "a", S)]));
-    assert!(out.late.is_empty());
+    counts(&evs, T10, (0, 5), &[(0, 10, "a", S), (10, 20, "a", S)], &[]);
     // Boundary: lateness 3: 10 + 3 = 13 <= 13 -> late.
-    let out = reference(&evs, &params(T10, Agg::Count, 0, 3));
-    assert_eq!(out.windows, windows(&[(10, 20, "a", S)]));
-    assert_eq!(out.late, vec![(1, 0, 10)]);
+    counts(&evs, T10, (0, 3), &[(10, 20, "a", S)], &[(1, 0, 10)]);
 }
 
 #[test]
 fn first_event_is_never_late() {
     // W0 = 0 regardless of max_delay, and end + lateness >= 1 > 0, so event 0 always counts.
     let evs = vec![ev(100, "a", "1")];
-    let out = reference(&evs, &params(T10, Agg::Count, 0, 0));
-    assert_eq!(out.windows, windows(&[(100, 110, "a", S)]));
-    assert!(out.late.is_empty());
+    counts(&evs, T10, (0, 0), &[(100, 110, "a", S)], &[]);
 }
 
 #[test]
@@ -221,35 +240,33 @@ fn session_late_event() {
     // Event 3's own window [14,19) overlaps [10,15) and [18,23); Flink's rule joins only the
     // sessions kept at 30 (end + lateness > 30), the others being purged.
     let kind = WindowKind::Session { gap: 5 };
-    let evs = vec![
-        ev(10, "a", "1"),
-        ev(18, "a", "1"),
-        ev(30, "b", "1"),
-        ev(14, "a", "1"),
-    ];
+    let evs = ones(&[(10, "a"), (18, "a"), (30, "b"), (14, "a")]);
     // Lateness 0: both forgotten (15, 23 <= 30); [14,19) alone: 19 <= 30 -> late (3, 14, 19).
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
-    assert_eq!(
-        out.windows,
-        windows(&[(10, 15, "a", S), (18, 23, "a", S), (30, 35, "b", S)])
+    counts(
+        &evs,
+        kind,
+        (0, 0),
+        &[(10, 15, "a", S), (18, 23, "a", S), (30, 35, "b", S)],
+        &[(3, 14, 19)],
     );
-    assert_eq!(out.late, vec![(3, 14, 19)]);
     // Lateness 16: both kept (15 + 16 = 31 > 30): bridges a into [10,23) with 3 events.
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 16));
-    assert_eq!(
-        out.windows,
-        windows(&[(10, 23, "a", 3 * S), (30, 35, "b", S)])
+    counts(
+        &evs,
+        kind,
+        (0, 16),
+        &[(10, 23, "a", 3 * S), (30, 35, "b", S)],
+        &[],
     );
-    assert!(out.late.is_empty());
     // Lateness 8: [10,15) forgotten (15 + 8 = 23 <= 30), [18,23) kept (31 > 30): merges into
     // [14,23), 23 + 8 > 30 -> counts, although its own window's 14 + 5 + 8 = 27 is behind the
     // watermark. The forgotten [10,15) stays as it was, overlapping [14,23).
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 8));
-    assert_eq!(
-        out.windows,
-        windows(&[(10, 15, "a", S), (14, 23, "a", 2 * S), (30, 35, "b", S)])
+    counts(
+        &evs,
+        kind,
+        (0, 8),
+        &[(10, 15, "a", S), (14, 23, "a", 2 * S), (30, 35, "b", S)],
+        &[],
     );
-    assert!(out.late.is_empty());
     // Lateness 7: [18,23) forgotten too (23 + 7 = 30 <= 30, boundary); [14,19): 26 <= 30 -> late.
     let out = reference(&evs, &params(kind, Agg::Count, 0, 7));
     assert_eq!(out.late, vec![(3, 14, 19)]);
@@ -263,26 +280,22 @@ fn session_late_record_does_not_bridge_a_purged_session() {
     // (after the 13), so it merges with the kept one only: [5,23), 23 > 20 -> counts.
     // Without the purge it would have bridged all into [0,23) with 4 events.
     let kind = WindowKind::Session { gap: 10 };
-    let evs = vec![
-        ev(0, "a", "1"),
-        ev(12, "a", "1"),
-        ev(20, "b", "1"),
-        ev(13, "a", "1"),
-        ev(5, "a", "1"),
-    ];
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
-    assert_eq!(
-        out.windows,
-        windows(&[(0, 10, "a", S), (5, 23, "a", 3 * S), (20, 30, "b", S)])
+    let evs = ones(&[(0, "a"), (12, "a"), (20, "b"), (13, "a"), (5, "a")]);
+    counts(
+        &evs,
+        kind,
+        (0, 0),
+        &[(0, 10, "a", S), (5, 23, "a", 3 * S), (20, 30, "b", S)],
+        &[],
     );
-    assert!(out.late.is_empty());
     // Lateness 11: [0,10) kept at 20 (21 > 20): the 5 bridges everything into [0,23).
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 11));
-    assert_eq!(
-        out.windows,
-        windows(&[(0, 23, "a", 4 * S), (20, 30, "b", S)])
+    counts(
+        &evs,
+        kind,
+        (0, 11),
+        &[(0, 23, "a", 4 * S), (20, 30, "b", S)],
+        &[],
     );
-    assert!(out.late.is_empty());
 }
 
 #[test]
@@ -290,23 +303,21 @@ fn session_record_joining_an_open_session_is_not_late() {
     // Issue 10's example: 0, 8, 16, 24 a form [0,34); 30 b moves the watermark to 30;
     // 5 a falls in [0,34), whose end 34 is past 30, so it counts: [0,34) a 5, [30,40) b 1.
     let kind = WindowKind::Session { gap: 10 };
-    let evs: Vec<Event> = [
+    let evs = ones(&[
         (0, "a"),
         (8, "a"),
         (16, "a"),
         (24, "a"),
         (30, "b"),
         (5, "a"),
-    ]
-    .iter()
-    .map(|(t, k)| ev(*t, k, "1"))
-    .collect();
-    let out = reference(&evs, &params(kind, Agg::Count, 0, 0));
-    assert_eq!(
-        out.windows,
-        windows(&[(0, 34, "a", 5 * S), (30, 40, "b", S)])
+    ]);
+    counts(
+        &evs,
+        kind,
+        (0, 0),
+        &[(0, 34, "a", 5 * S), (30, 40, "b", S)],
+        &[],
     );
-    assert!(out.late.is_empty());
 }
 
 #[test]

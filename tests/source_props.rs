@@ -5,25 +5,28 @@
 //! Protects: the changelog *with its timestamps* and the late rows are identical to those of
 //! `SendAt::Stamp` (each record at its own stamp), and consolidate to the reference, on 1, 2
 //! and 4 workers, every partitioner, every window kind, small batches and tight bounds.
+//!
+//! And parallel reading of a file (`source::blocks`) against the single reader (`CsvFeed`):
+//! random files with late lines, quoted fields, quoted newlines, `\r\n`, empty lines and bad
+//! lines at random places, cut into blocks of random (often tiny) sizes, give every record
+//! the same stamp, the same error (file, line, field) or the same skipped-line warnings and
+//! counts, and the same window changelog with its times and late rows, on 1, 2 and 4 workers
+//! and every partitioner. (Two processes, through the CLI: tests/ingest_cli.rs.)
 
 mod common;
-
-use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
-use tidemark::source::{feed_source_paced, Pacing, SendAt, SourceOptions, VecFeed};
-use tidemark::window::{on, Count, Sum, WindowAssigner};
-use tidemark::Fixed;
+use tidemark::source::{feed_source_paced, Pacing, SendAt};
+use tidemark::window::{on, Count, Sum};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
+use common::dataflow::{assigner, keyed_records, partitioners, run_fed, Collect, Rec, OPTIONS};
 use common::gen;
 use common::reference::{reference, Agg, Event, Params, WindowKind, SCALE};
 
-/// A record as the engine sees it: event time, value, index in the input (for late rows).
-type Rec = (u64, Fixed, usize);
 /// A changelog row with its timely time: (time, start, end, key, value mantissa, diff).
 type Row = (u64, i64, u64, String, i128, i64);
 
@@ -32,14 +35,6 @@ struct Run {
     changelog: Vec<Row>,
     /// (timely time, index of the input record, window start, window end).
     late: Vec<(u64, usize, i64, u64)>,
-}
-
-fn assigner(kind: &WindowKind) -> WindowAssigner {
-    match *kind {
-        WindowKind::Tumbling { size } => WindowAssigner::Tumbling(size),
-        WindowKind::Sliding { size, slide } => WindowAssigner::Sliding(size, slide),
-        WindowKind::Session { gap } => WindowAssigner::Session(gap),
-    }
 }
 
 /// Runs a keyed count (or sum) with the given pacing; `ahead` bounds the reader by a probe on
@@ -52,117 +47,74 @@ fn run(
     send_at: SendAt,
     ahead: Option<usize>,
 ) -> Run {
-    let input: Vec<(u64, (String, Rec))> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.ts, (e.key.clone(), (e.ts, Fixed::from_nanos(e.value), i))))
-        .collect();
-    let input = Arc::new(Mutex::new(Some(input)));
-    let changelog = Arc::new(Mutex::new(Vec::new()));
-    let late = Arc::new(Mutex::new(Vec::new()));
-    let (assigner, lateness, max_delay, agg) = (assigner(&p.kind), p.lateness, p.max_delay, p.agg);
-    let (out, late_out, partitioner) = (
-        Arc::clone(&changelog),
-        Arc::clone(&late),
-        partitioner.clone(),
-    );
-    // Small batches exercise many activations, and many batches behind the bound.
-    let options = SourceOptions {
-        batch: 3,
-        idle_timeout: None,
-    };
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let feed = if worker.index() == 0 {
-            input
-                .lock()
-                .unwrap()
-                .take()
-                .map(|records| VecFeed::new(records, max_delay))
-        } else {
-            None
+    let input = keyed_records(events);
+    let (changelog, late) = (Collect::new(), Collect::new());
+    let (out, late_out) = (changelog.clone(), late.clone());
+    let (assigner, lateness, agg) = (assigner(&p.kind), p.lateness, p.agg);
+    let partitioner = partitioner.clone();
+    run_fed(workers, input, p.max_delay, move |scope, feed| {
+        let (out, late_out, partitioner) = (out.clone(), late_out.clone(), partitioner.clone());
+        let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let consumed = ProbeHandle::new();
+        let pacing = Pacing {
+            send_at,
+            ahead: ahead.map(|batches| (consumed.clone(), batches)),
         };
-        let (out, late_out, partitioner) =
-            (Arc::clone(&out), Arc::clone(&late_out), partitioner.clone());
-        worker.dataflow::<u64, _, _>(|scope| {
-            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-            let consumed = ProbeHandle::new();
-            let pacing = Pacing {
-                send_at,
-                ahead: ahead.map(|batches| (consumed.clone(), batches)),
-            };
-            let keyed = feed_source_paced(scope, feed, options, pacing, error)
-                .key_by(partitioner)
-                .window(assigner)
-                .allowed_lateness(lateness);
-            let (results, late) = match agg {
-                Agg::Count => {
-                    let w = keyed.aggregate(|r: &Rec| r.0, Count);
-                    let results = w
-                        .results
-                        .map(|r| (r.window, r.key, r.value as i128 * SCALE, r.diff));
-                    (results, w.late)
+        let keyed = feed_source_paced(scope, feed, OPTIONS, pacing, error)
+            .key_by(partitioner)
+            .window(assigner)
+            .allowed_lateness(lateness);
+        let (results, late) = match agg {
+            Agg::Count => {
+                let w = keyed.aggregate(|r: &Rec| r.0, Count);
+                let results = w
+                    .results
+                    .map(|r| (r.window, r.key, r.value as i128 * SCALE, r.diff));
+                (results, w.late)
+            }
+            _ => {
+                let w = keyed.aggregate(|r: &Rec| r.0, on(Sum, |r: &Rec| r.1));
+                let results = w.results.map(|r| {
+                    let value = r.value.to_fixed().expect("small sums").nanos();
+                    (r.window, r.key, value, r.diff)
+                });
+                (results, w.late)
+            }
+        };
+        results.inspect_core(move |event| {
+            if let Ok((stamp, rows)) = event {
+                let time = *stamp.expect_singleton();
+                for (window, key, value, diff) in rows {
+                    let row = (time, window.start, window.end, key.clone(), *value, *diff);
+                    out.push(row);
                 }
-                _ => {
-                    let w = keyed.aggregate(|r: &Rec| r.0, on(Sum, |r: &Rec| r.1));
-                    let results = w.results.map(|r| {
-                        let value = r.value.to_fixed().expect("small sums").nanos();
-                        (r.window, r.key, value, r.diff)
-                    });
-                    (results, w.late)
-                }
-            };
-            results.inspect_core(move |event| {
-                if let Ok((stamp, rows)) = event {
-                    let time = *stamp.expect_singleton();
-                    for (window, key, value, diff) in rows {
-                        let row = (time, window.start, window.end, key.clone(), *value, *diff);
-                        out.lock().unwrap().push(row);
-                    }
-                }
-            });
-            late.probe_with(&consumed).inspect_core(move |event| {
-                if let Ok((stamp, rows)) = event {
-                    let time = *stamp.expect_singleton();
-                    for l in rows {
-                        let row = (time, l.record.2, l.window.start, l.window.end);
-                        late_out.lock().unwrap().push(row);
-                    }
-                }
-            });
+            }
         });
-    })
-    .expect("timely runs");
-    let mut changelog = Arc::try_unwrap(changelog).unwrap().into_inner().unwrap();
-    changelog.sort();
-    let mut late = Arc::try_unwrap(late).unwrap().into_inner().unwrap();
-    late.sort();
-    Run { changelog, late }
+        late.probe_with(&consumed).inspect_core(move |event| {
+            if let Ok((stamp, rows)) = event {
+                let time = *stamp.expect_singleton();
+                for l in rows {
+                    let row = (time, l.record.2, l.window.start, l.window.end);
+                    late_out.push(row);
+                }
+            }
+        });
+    });
+    Run {
+        changelog: changelog.sorted(),
+        late: late.sorted(),
+    }
 }
 
 use timely::dataflow::operators::vec::Map;
 
 /// The consolidated changelog: `(start, end, key) -> value`.
 fn consolidate(changelog: &[Row]) -> std::collections::BTreeMap<(i64, u64, String), i128> {
-    let mut totals = std::collections::BTreeMap::<(i64, u64, String, i128), i64>::new();
-    for (_, start, end, key, value, diff) in changelog {
-        *totals
-            .entry((*start, *end, key.clone(), *value))
-            .or_default() += diff;
-    }
-    totals
-        .into_iter()
-        .filter(|(_, total)| *total != 0)
-        .map(|((start, end, key, value), _)| ((start, end, key), value))
-        .collect()
-}
-
-fn partitioners() -> Vec<Partitioner<String>> {
-    vec![
-        Partitioner::Hash,
-        Partitioner::Range(vec!["b".into(), "k3".into()]),
-        Partitioner::Random,
-        Partitioner::Broadcast,
-    ]
+    common::consolidate(
+        changelog
+            .iter()
+            .map(|(_, start, end, key, value, diff)| ((*start, *end, key.clone()), *value, *diff)),
+    )
 }
 
 fn check(events: &[Event], p: &Params) {
@@ -197,10 +149,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn watermark_pacing_changes_no_output_row_or_time(
-        events in gen::events(40),
-        p in gen::params(),
-    ) {
+    fn watermark_pacing_changes_no_output_row_or_time(events in gen::events(40), p in gen::params()) {
         check(&events, &p);
     }
 }
@@ -268,5 +217,505 @@ fn a_watermark_that_does_not_move_does_not_stall_the_bound() {
             lateness: 0,
         };
         check(events, &p);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parallel reading of files against the single reader.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidemark::source::blocks::{block_source, BlockPlan};
+use tidemark::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvRecord};
+use tidemark::source::{feed_source, SourceOptions};
+
+/// One line of a generated file.
+#[derive(Clone, Debug)]
+enum Line {
+    /// A row: event time, key number, key spelling, value.
+    Row(u64, u8, u8, i64),
+    /// A row that is bad in one of several ways.
+    Bad(u8),
+    /// An empty line.
+    Empty,
+}
+
+/// A generated file: its lines, each line's terminator (`\r\n` when true), and whether the
+/// last line has one.
+#[derive(Clone, Debug)]
+struct File {
+    lines: Vec<(Line, bool)>,
+    trailing: bool,
+}
+
+fn lines(max: usize) -> impl Strategy<Value = File> {
+    let row = (
+        0u64..4,
+        prop::option::weighted(0.2, 1u64..40),
+        0u8..5,
+        0u8..6,
+        -50i64..50,
+    );
+    let line = prop_oneof![
+        12 => row.prop_map(|(step, back, key, spelling, value)| (step, back, Line::Row(0, key, spelling, value))),
+        1 => (0u8..5).prop_map(|kind| (0, None, Line::Bad(kind))),
+        1 => Just((0, None, Line::Empty)),
+    ];
+    (
+        prop::collection::vec((line, any::<bool>()), 0..max),
+        any::<bool>(),
+    )
+        .prop_map(|(raw, trailing)| {
+            // Event times walk up; some rows jump back (late when beyond the delay).
+            let mut walk = 0;
+            let lines = raw
+                .into_iter()
+                .map(|((step, back, line), crlf)| {
+                    walk += step;
+                    let line = match line {
+                        Line::Row(_, key, spelling, value) => {
+                            Line::Row(walk.saturating_sub(back.unwrap_or(0)), key, spelling, value)
+                        }
+                        other => other,
+                    };
+                    (line, crlf)
+                })
+                .collect();
+            File { lines, trailing }
+        })
+}
+
+fn render(file: &File) -> String {
+    let mut text = String::from("ts,key,value\n");
+    for (i, (line, crlf)) in file.lines.iter().enumerate() {
+        match line {
+            Line::Row(ts, key, spelling, value) => {
+                let key = match spelling {
+                    0 | 1 => format!("k{key}"),
+                    2 => format!("\"k{key},c\""),
+                    3 => format!("\"k{key}\nn\""),
+                    4 => format!("\"k{key}\r\n\"\"q\"\"\""),
+                    _ => format!("\"k{key}\""),
+                };
+                text.push_str(&format!("{ts},{key},{value}"));
+            }
+            Line::Bad(0) => text.push_str("x1,k0,1"),
+            Line::Bad(1) => text.push_str("5,k0"),
+            Line::Bad(2) => text.push_str("5,k0,1.2.3"),
+            Line::Bad(3) => text.push_str("-4,\"k\n0\",1"),
+            Line::Bad(_) => text.push_str("5,k0,1,extra"),
+            Line::Empty => {}
+        }
+        if i + 1 < file.lines.len() || file.trailing {
+            text.push_str(if *crlf { "\r\n" } else { "\n" });
+        }
+    }
+    text
+}
+
+/// Who reads: the single reader, or every worker with blocks of this many bytes.
+#[derive(Clone, Copy, Debug)]
+enum Readers {
+    One,
+    All(u64),
+}
+
+/// What reading a file gave: records with their stamps (sorted), the error, and the counts.
+#[derive(Debug, PartialEq, Eq)]
+struct Read {
+    stamped: Vec<(u64, CsvItem)>,
+    error: Option<String>,
+    records: u64,
+    bad_lines: u64,
+}
+
+fn columns(retractions: bool) -> Columns {
+    Columns {
+        time: "ts".into(),
+        key: "key".into(),
+        value: Some("value".into()),
+        diff: "diff".into(),
+        retractions,
+    }
+}
+
+/// The source of a run: the single reader's feed (taken by worker 0), or the plan.
+enum Source {
+    One(Box<Mutex<Option<CsvFeed>>>),
+    All(Arc<BlockPlan>),
+}
+
+/// Opens `path` for `readers`; returns the source and its counters.
+fn open(
+    path: &Path,
+    readers: Readers,
+    bad: BadLines,
+    delay: u64,
+    retractions: bool,
+) -> (Source, Arc<tidemark::source::csv::FeedStats>) {
+    match readers {
+        Readers::One => {
+            let (feed, _) = CsvFeed::open(path, columns(retractions), bad, delay).unwrap();
+            let stats = feed.stats();
+            (Source::One(Box::new(Mutex::new(Some(feed)))), stats)
+        }
+        Readers::All(block) => {
+            let (plan, _) = BlockPlan::open(path, columns(retractions), bad, delay, block).unwrap();
+            let stats = plan.stats();
+            (Source::All(Arc::new(plan)), stats)
+        }
+    }
+}
+
+/// Runs `build` on `workers` workers over `path`'s source until the input ends or fails (then
+/// every worker stops); returns the error.
+fn drive<B>(
+    path: &Path,
+    readers: Readers,
+    workers: usize,
+    bad: BadLines,
+    delay: u64,
+    retractions: bool,
+    build: B,
+) -> (Option<String>, u64, u64)
+where
+    B: Fn(
+            timely::dataflow::Scope<'_, u64>,
+            &Source,
+            Rc<RefCell<Option<tidemark::source::csv::ReadError>>>,
+            usize,
+        ) + Send
+        + Sync
+        + 'static,
+{
+    let (source, stats) = open(path, readers, bad, delay, retractions);
+    let error = Arc::new(Mutex::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (found, stop_all) = (Arc::clone(&error), Arc::clone(&stop));
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let failed = Rc::new(RefCell::new(None));
+        let index = worker.index();
+        worker.dataflow::<u64, _, _>(|scope| build(scope, &source, Rc::clone(&failed), index));
+        while !stop_all.load(Ordering::SeqCst)
+            && worker.step_or_park(Some(Duration::from_millis(1)))
+        {
+            if let Some(e) = failed.borrow_mut().take() {
+                *found.lock().unwrap() = Some(e.to_string());
+                stop_all.store(true, Ordering::SeqCst);
+            }
+        }
+        // A failed input holds its capability (no window closes on input never read), so
+        // the dataflow cannot complete: drop it, as the CLI ends the process.
+        for dataflow in worker.installed_dataflows() {
+            worker.drop_dataflow(dataflow);
+        }
+    })
+    .expect("timely runs");
+    let error = error.lock().unwrap().take();
+    (
+        error,
+        stats.records.load(Ordering::Relaxed),
+        stats.bad_lines.load(Ordering::Relaxed),
+    )
+}
+
+/// The records of `path` at their stamps (`SendAt::Stamp`), read by `readers`.
+fn read(
+    path: &Path,
+    readers: Readers,
+    workers: usize,
+    bad: BadLines,
+    delay: u64,
+    retractions: bool,
+) -> Read {
+    let stamped = Arc::new(Mutex::new(Vec::new()));
+    let out = Arc::clone(&stamped);
+    let options = SourceOptions {
+        batch: 3,
+        idle_timeout: None,
+    };
+    let (error, records, bad_lines) = drive(
+        path,
+        readers,
+        workers,
+        bad,
+        delay,
+        retractions,
+        move |scope, source, failed, index| {
+            let stream = match source {
+                Source::One(feed) => {
+                    let feed = if index == 0 {
+                        feed.lock().unwrap().take()
+                    } else {
+                        None
+                    };
+                    feed_source(scope, feed, options, failed)
+                }
+                Source::All(plan) => block_source(scope, plan, options, Pacing::default(), failed),
+            };
+            let out = Arc::clone(&out);
+            stream.inspect_core(move |event| {
+                if let Ok((stamp, items)) = event {
+                    let time = *stamp.expect_singleton();
+                    out.lock()
+                        .unwrap()
+                        .extend(items.iter().map(|item| (time, item.clone())));
+                }
+            });
+        },
+    );
+    let mut stamped = std::mem::take(&mut *stamped.lock().unwrap());
+    stamped.sort();
+    Read {
+        stamped,
+        error,
+        records,
+        bad_lines,
+    }
+}
+
+/// A run's error, changelog `(time, start, end, key, count, diff)` and late rows
+/// `(time, record, window start, window end)`.
+type Windows = (
+    Option<String>,
+    Vec<(u64, i64, u64, String, u64, i64)>,
+    Vec<(u64, CsvRecord, i64, u64)>,
+);
+
+/// The final windows (count) of `path` as `tidemark window --emit final` computes them: on-time
+/// records at the watermark, the reader paced; the changelog and late rows with their times.
+fn windows(
+    path: &Path,
+    readers: Readers,
+    workers: usize,
+    partitioner: &Partitioner<String>,
+    kind: &WindowKind,
+    delay: u64,
+    lateness: u64,
+) -> Windows {
+    let changelog = Arc::new(Mutex::new(Vec::new()));
+    let late = Arc::new(Mutex::new(Vec::new()));
+    let (out, late_out, partitioner, assigner) = (
+        Arc::clone(&changelog),
+        Arc::clone(&late),
+        partitioner.clone(),
+        assigner(kind),
+    );
+    let options = SourceOptions {
+        batch: 2,
+        idle_timeout: None,
+    };
+    let (error, _, _) = drive(
+        path,
+        readers,
+        workers,
+        BadLines::Skip,
+        delay,
+        false,
+        move |scope, source, failed, index| {
+            let consumed = ProbeHandle::new();
+            let pacing = Pacing {
+                send_at: SendAt::Watermark,
+                ahead: Some((consumed.clone(), 1)),
+            };
+            let stream = match source {
+                Source::One(feed) => {
+                    let feed = if index == 0 {
+                        feed.lock().unwrap().take()
+                    } else {
+                        None
+                    };
+                    feed_source_paced(scope, feed, options, pacing, failed)
+                }
+                Source::All(plan) => block_source(scope, plan, options, pacing, failed),
+            };
+            let w = stream
+                .map(|(key, record, _)| (key, record))
+                .key_by(partitioner.clone())
+                .window(assigner)
+                .allowed_lateness(lateness)
+                .aggregate(|r: &CsvRecord| r.ts, Count);
+            let out = Arc::clone(&out);
+            w.results.inspect_core(move |event| {
+                if let Ok((stamp, rows)) = event {
+                    let time = *stamp.expect_singleton();
+                    for r in rows {
+                        let row = (
+                            time,
+                            r.window.start,
+                            r.window.end,
+                            r.key.clone(),
+                            r.value,
+                            r.diff,
+                        );
+                        out.lock().unwrap().push(row);
+                    }
+                }
+            });
+            let late_out = Arc::clone(&late_out);
+            w.late.probe_with(&consumed).inspect_core(move |event| {
+                if let Ok((stamp, rows)) = event {
+                    let time = *stamp.expect_singleton();
+                    for l in rows {
+                        late_out.lock().unwrap().push((
+                            time,
+                            l.record.clone(),
+                            l.window.start,
+                            l.window.end,
+                        ));
+                    }
+                }
+            });
+        },
+    );
+    let mut changelog = std::mem::take(&mut *changelog.lock().unwrap());
+    changelog.sort();
+    let mut late = std::mem::take(&mut *late.lock().unwrap());
+    late.sort();
+    (error, changelog, late)
+}
+
+/// A scratch file holding `text`, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(text: &str) -> Scratch {
+        use std::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("tidemark-blocks-{}-{n}.csv", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        Scratch(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retractions: bool) {
+    let file = Scratch::new(text);
+    for bad in [BadLines::Fail, BadLines::Skip] {
+        let one = read(&file.0, Readers::One, 1, bad, delay, retractions);
+        for block in [1, 9, 40, 1 << 20] {
+            for workers in [1, 2, 4] {
+                let all = read(
+                    &file.0,
+                    Readers::All(block),
+                    workers,
+                    bad,
+                    delay,
+                    retractions,
+                );
+                if one.error.is_some() {
+                    // Records sent before the error differ (other workers read ahead); the
+                    // error is the first in the file, as the single reader's.
+                    assert_eq!(
+                        all.error, one.error,
+                        "{bad:?}, block {block}, {workers} workers\n{text:?}"
+                    );
+                } else {
+                    assert_eq!(
+                        all, one,
+                        "{bad:?}, block {block}, {workers} workers\n{text:?}"
+                    );
+                }
+            }
+        }
+    }
+    let one = windows(
+        &file.0,
+        Readers::One,
+        1,
+        &Partitioner::Hash,
+        kind,
+        delay,
+        lateness,
+    );
+    assert!(one.0.is_none());
+    for workers in [1, 2, 4] {
+        for partitioner in partitioners() {
+            for block in [1, 30] {
+                let all = windows(
+                    &file.0,
+                    Readers::All(block),
+                    workers,
+                    &partitioner,
+                    kind,
+                    delay,
+                    lateness,
+                );
+                assert_eq!(
+                    all, one,
+                    "block {block}, {workers} workers, {partitioner:?}\n{text:?}"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parallel_readers_stamp_fail_and_count_as_one_reader(
+        file in lines(40),
+        delay in 0u64..12,
+        kind in gen::window_kind(),
+        lateness in 0u64..10,
+        retractions in any::<bool>(),
+    ) {
+        check_readers(&render(&file), delay, &kind, lateness, retractions);
+    }
+}
+
+#[test]
+fn parallel_readers_on_files_without_quotes_and_with_many_blocks() {
+    // The plain scan (no quote in the file): many blocks, late rows, bad rows, `\r\n`, empty
+    // lines, a last line without terminator.
+    let mut text = String::from("ts,key,value\r\n");
+    let mut walk = 0u64;
+    for i in 0..400u64 {
+        walk += i % 3;
+        let ts = if i % 11 == 0 {
+            walk.saturating_sub(25)
+        } else {
+            walk
+        };
+        match i % 53 {
+            7 => text.push_str("oops,k1,1\n"),
+            9 => text.push('\n'),
+            _ => text.push_str(&format!(
+                "{ts},k{},{}{}",
+                i % 7,
+                i % 5,
+                if i % 2 == 0 { "\n" } else { "\r\n" }
+            )),
+        }
+    }
+    text.push_str("999,k2,3");
+    check_readers(&text, 5, &WindowKind::Tumbling { size: 10 }, 4, false);
+}
+
+#[test]
+fn a_quote_in_an_unquoted_field_and_quoted_newlines_are_cut_as_the_parser_reads_them() {
+    // A quote inside an unquoted field is a plain character to the CSV parser, so a newline
+    // after it ends the record; inside a quoted field it does not.
+    let text = "ts,key,value\n1,a\"b,1\n2,\"c\nd\",2\n3,\"e\"\"\n,f\",3\n4,g\"\n5,h,5\n";
+    check_readers(text, 0, &WindowKind::Tumbling { size: 2 }, 0, false);
+}
+
+#[test]
+fn a_file_with_a_header_only_reads_nothing_alike() {
+    for text in ["ts,key,value\n", "ts,key,value", "ts,key,value\n\n\r\n"] {
+        check_readers(text, 0, &WindowKind::Tumbling { size: 2 }, 0, false);
     }
 }

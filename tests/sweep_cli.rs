@@ -3,30 +3,22 @@
 //! file and the key, a spec with one invalid run runs nothing (and its dry run fails), and a
 //! run never outlives its sweep nor runs beside an earlier sweep's.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::cli::{bin, json_lines as lines, s, scratch, stderr, write};
 
 fn sweep(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .arg("sweep")
-        .args(args)
-        .output()
-        .expect("binary runs")
+    bin().arg("sweep").args(args).output().expect("binary runs")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// Runs `tidemark sweep args`, expecting success.
+fn sweep_ok(args: &[&str]) -> Output {
+    let out = sweep(args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    out
 }
 
 const TINY: &str = r#"
@@ -48,15 +40,9 @@ workers = [1, 2]
 #[test]
 fn sweep_writes_the_results_layout_and_resumes() {
     let dir = scratch("tiny");
-    let spec = dir.join("tiny.toml");
-    std::fs::write(&spec, TINY).unwrap();
+    let spec = write(&dir, "tiny.toml", TINY);
 
-    let dry = sweep(&[spec.to_str().unwrap(), "--dry-run"]);
-    assert!(
-        dry.status.success(),
-        "{}",
-        String::from_utf8_lossy(&dry.stderr)
-    );
+    let dry = sweep_ok(&[s(&spec), "--dry-run"]);
     let listing = String::from_utf8_lossy(&dry.stdout);
     // 2 rates x (timely x 2 workers + baseline x 1 worker) x 2 repetitions.
     assert!(
@@ -66,12 +52,7 @@ fn sweep_writes_the_results_layout_and_resumes() {
     assert!(listing.contains("single-threaded"), "{listing}");
     assert!(!dir.join("results").exists(), "a dry run writes nothing");
 
-    let out = sweep(&[spec.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sweep_ok(&[s(&spec)]);
     let results = dir.join("results/tiny");
     let runs = lines(&results.join("runs.jsonl"));
     assert_eq!(runs.len(), 12);
@@ -126,7 +107,7 @@ fn sweep_writes_the_results_layout_and_resumes() {
     assert_eq!(names, ["hlog", "machine.json", "runs.jsonl"]);
 
     // The dry run now says every run is recorded.
-    let dry = sweep(&[spec.to_str().unwrap(), "--dry-run"]);
+    let dry = sweep(&[s(&spec), "--dry-run"]);
     assert!(dry.status.success());
     let listing = String::from_utf8_lossy(&dry.stdout);
     assert!(
@@ -140,25 +121,16 @@ fn sweep_writes_the_results_layout_and_resumes() {
     );
 
     // Resuming: nothing is run again.
-    let again = sweep(&[spec.to_str().unwrap()]);
+    let again = sweep(&[s(&spec)]);
     assert!(again.status.success());
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("already"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    assert!(stderr(&again).contains("already"), "{}", stderr(&again));
     assert_eq!(lines(&results.join("runs.jsonl")).len(), 12);
 
     // A wider spec runs only the new points (and clears what an interrupted sweep left).
     std::fs::write(results.join(".run-1.json"), "{").unwrap();
     std::fs::write(results.join("hlog/.ysb-0-r0.hlog.tmp"), "").unwrap();
     std::fs::write(&spec, TINY.replace("\"20k\"]", "\"20k\", \"30k\"]")).unwrap();
-    let more = sweep(&[spec.to_str().unwrap()]);
-    assert!(
-        more.status.success(),
-        "{}",
-        String::from_utf8_lossy(&more.stderr)
-    );
+    sweep_ok(&[s(&spec)]);
     let runs = lines(&results.join("runs.jsonl"));
     assert_eq!(runs.len(), 18);
     assert!(runs[12..].iter().all(|r| r["point"]["rate"] == "30k"));
@@ -190,12 +162,7 @@ fn partitioners_and_processes_run_through_the_sweep() {
         "#,
     )
     .unwrap();
-    let out = sweep(&[spec.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sweep_ok(&[s(&spec)]);
     let runs = lines(&dir.join("out/runs.jsonl"));
     assert_eq!(runs.len(), 4);
     let params: Vec<&str> = runs
@@ -220,7 +187,7 @@ fn failures_name_the_file_the_key_or_the_run() {
     let spec = dir.join("bad.toml");
     let run = |text: &str, extra: &[&str]| {
         std::fs::write(&spec, text).unwrap();
-        let out = sweep(&[&[spec.to_str().unwrap()][..], extra].concat());
+        let out = sweep(&[&[s(&spec)][..], extra].concat());
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         // Progress lines (once runs started), then the error.
@@ -307,8 +274,8 @@ impl Drop for Started {
 
 fn start(spec: &Path) -> Started {
     Started(
-        Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["sweep", spec.to_str().unwrap()])
+        bin()
+            .args(["sweep", s(spec)])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),
@@ -351,7 +318,7 @@ fn a_spec_with_one_invalid_run_runs_nothing_and_its_dry_run_fails() {
         ),
     ] {
         std::fs::write(&spec, text).unwrap();
-        let dry = sweep(&[spec.to_str().unwrap(), "--dry-run"]);
+        let dry = sweep(&[s(&spec), "--dry-run"]);
         assert!(!dry.status.success(), "{text}");
         let listing = String::from_utf8_lossy(&dry.stdout);
         assert!(listing.contains("  invalid   tidemark bench"), "{listing}");
@@ -361,7 +328,7 @@ fn a_spec_with_one_invalid_run_runs_nothing_and_its_dry_run_fails() {
             stderr.starts_with("error: ") && stderr.contains("invalid runs"),
             "{stderr}"
         );
-        let out = sweep(&[spec.to_str().unwrap()]);
+        let out = sweep(&[s(&spec)]);
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -378,8 +345,7 @@ fn a_spec_with_one_invalid_run_runs_nothing_and_its_dry_run_fails() {
 fn killing_the_sweep_stops_its_run() {
     for (signal, name) in [(libc::SIGKILL, "kill"), (libc::SIGTERM, "term")] {
         let dir = scratch(name);
-        let spec = dir.join("long.toml");
-        std::fs::write(&spec, LONG).unwrap();
+        let spec = write(&dir, "long.toml", LONG);
         let mut sweep = start(&spec);
         let pids = run_pids(&dir.join("out"));
         assert_eq!(pids.len(), 1);
@@ -399,11 +365,10 @@ fn killing_the_sweep_stops_its_run() {
 #[test]
 fn a_second_sweep_never_runs_beside_the_first() {
     let dir = scratch("beside");
-    let spec = dir.join("long.toml");
-    std::fs::write(&spec, LONG).unwrap();
+    let spec = write(&dir, "long.toml", LONG);
     let first = start(&spec);
     let pids = run_pids(&dir.join("out"));
-    let second = sweep(&[spec.to_str().unwrap()]);
+    let second = sweep(&[s(&spec)]);
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("in use by another sweep"), "{stderr}");

@@ -8,34 +8,57 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
-use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
-use tidemark::{Fixed, WideFixed};
+use tidemark::window::{Aggregator, Count, WindowAssigner};
 use timely::dataflow::operators::Inspect;
 
+use common::dataflow::{keyed_records, partitioners, run_fed, source, Case, Collect, Rec, WithAgg};
 use common::gen;
 use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCALE};
 
-/// A record as the engine sees it: event time, value, index in the input (for late rows).
-type Rec = (u64, Fixed, usize);
 /// A changelog row: (start, end, key, value mantissa, diff).
 type Row = (i64, u64, String, i128, i64);
 
-struct Run {
+/// A run's sorted changelog and late rows `(input index, start, end)`.
+pub struct Run {
     changelog: Vec<Row>,
     late: Vec<(usize, i64, u64)>,
 }
 
-fn assigner(kind: &WindowKind) -> WindowAssigner {
-    match *kind {
-        WindowKind::Tumbling { size } => WindowAssigner::Tumbling(size),
-        WindowKind::Sliding { size, slide } => WindowAssigner::Sliding(size, slide),
-        WindowKind::Session { gap } => WindowAssigner::Session(gap),
+/// The window operator on the case's events.
+impl WithAgg for Case<'_, Event> {
+    type Out = Run;
+    fn run<A>(self, agg: A, mantissa: fn(&A::Output) -> i128) -> Run
+    where
+        A: Aggregator<Rec> + Send + Sync,
+    {
+        let input = keyed_records(self.input);
+        let (changelog, late) = (Collect::new(), Collect::new());
+        let (out, late_out) = (changelog.clone(), late.clone());
+        let (assigner, lateness, partitioner) = self.windows();
+        run_fed(self.workers, input, self.p.max_delay, move |scope, feed| {
+            let (out, late_out) = (out.clone(), late_out.clone());
+            let windowed = source(scope, feed)
+                .key_by(partitioner.clone())
+                .window(assigner)
+                .allowed_lateness(lateness)
+                .aggregate(|r: &Rec| r.0, agg.clone());
+            windowed.results.inspect(move |r| {
+                let value = mantissa(&r.value);
+                out.push((r.window.start, r.window.end, r.key.clone(), value, r.diff));
+            });
+            windowed.late.inspect(move |l| {
+                late_out.push((l.record.2, l.window.start, l.window.end));
+            });
+        });
+        Run {
+            changelog: changelog.sorted(),
+            late: late.sorted(),
+        }
     }
 }
 
@@ -45,153 +68,22 @@ fn run_engine(
     workers: usize,
     partitioner: &Partitioner<String>,
 ) -> Run {
-    let value = |r: &Rec| r.1;
-    match p.agg {
-        Agg::Count => run_with(events, p, workers, partitioner, Count, |n: &u64| {
-            *n as i128 * SCALE
-        }),
-        Agg::Sum => run_with(
-            events,
-            p,
-            workers,
-            partitioner,
-            on(Sum, value),
-            |f: &WideFixed| f.to_fixed().expect("small sums").nanos(),
-        ),
-        Agg::Min => run_with(
-            events,
-            p,
-            workers,
-            partitioner,
-            on(Min, value),
-            |f: &Fixed| f.nanos(),
-        ),
-        Agg::Max => run_with(
-            events,
-            p,
-            workers,
-            partitioner,
-            on(Max, value),
-            |f: &Fixed| f.nanos(),
-        ),
-        Agg::Mean => run_with(
-            events,
-            p,
-            workers,
-            partitioner,
-            on(Mean, value),
-            |f: &Fixed| f.nanos(),
-        ),
+    Case {
+        input: events,
+        p,
+        workers,
+        partitioner,
     }
+    .run()
 }
 
-fn run_with<A>(
-    events: &[Event],
-    p: &Params,
-    workers: usize,
-    partitioner: &Partitioner<String>,
-    agg: A,
-    mantissa: fn(&A::Output) -> i128,
-) -> Run
-where
-    A: Aggregator<Rec> + Send + Sync,
-{
-    let input: Vec<(u64, (String, Rec))> = events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.ts, (e.key.clone(), (e.ts, Fixed::from_nanos(e.value), i))))
-        .collect();
-    let input = Arc::new(Mutex::new(Some(input)));
-    let changelog = Arc::new(Mutex::new(Vec::new()));
-    let late = Arc::new(Mutex::new(Vec::new()));
-    let (assigner, lateness, max_delay) = (assigner(&p.kind), p.lateness, p.max_delay);
-    let (out, late_out, partitioner) = (
-        Arc::clone(&changelog),
-        Arc::clone(&late),
-        partitioner.clone(),
-    );
-    // Small batches exercise many activations and interleavings.
-    let options = SourceOptions {
-        batch: 3,
-        idle_timeout: None,
-    };
-    timely::execute(timely::Config::process(workers), move |worker| {
-        let feed = if worker.index() == 0 {
-            input
-                .lock()
-                .unwrap()
-                .take()
-                .map(|records| VecFeed::new(records, max_delay))
-        } else {
-            None
-        };
-        let (out, late_out, agg) = (Arc::clone(&out), Arc::clone(&late_out), agg.clone());
-        let partitioner = partitioner.clone();
-        worker.dataflow::<u64, _, _>(|scope| {
-            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-            let windowed = feed_source(scope, feed, options, error)
-                .key_by(partitioner)
-                .window(assigner)
-                .allowed_lateness(lateness)
-                .aggregate(|r: &Rec| r.0, agg);
-            windowed.results.inspect(move |r| {
-                let row = (
-                    r.window.start,
-                    r.window.end,
-                    r.key.clone(),
-                    mantissa(&r.value),
-                    r.diff,
-                );
-                out.lock().unwrap().push(row);
-            });
-            windowed.late.inspect(move |l| {
-                late_out
-                    .lock()
-                    .unwrap()
-                    .push((l.record.2, l.window.start, l.window.end));
-            });
-        });
-    })
-    .expect("timely runs");
-    let mut changelog = Arc::try_unwrap(changelog).unwrap().into_inner().unwrap();
-    changelog.sort();
-    let mut late = Arc::try_unwrap(late).unwrap().into_inner().unwrap();
-    late.sort();
-    Run { changelog, late }
-}
-
-/// Sums diffs per row and keeps rows whose total is non-zero; each must be exactly +1.
+/// The consolidated changelog: `(start, end, key) -> value`.
 fn consolidate(changelog: &[Row]) -> BTreeMap<(i64, u64, String), i128> {
-    let mut totals: BTreeMap<(i64, u64, String, i128), i64> = BTreeMap::new();
-    for (start, end, key, value, diff) in changelog {
-        *totals
-            .entry((*start, *end, key.clone(), *value))
-            .or_default() += diff;
-    }
-    let mut answer = BTreeMap::new();
-    for ((start, end, key, value), total) in totals {
-        assert!(
-            total == 0 || total == 1,
-            "row {start},{end},{key},{value} has total diff {total}"
-        );
-        if total == 1 {
-            let previous = answer.insert((start, end, key.clone()), value);
-            assert!(
-                previous.is_none(),
-                "two values for window {start},{end} key {key}"
-            );
-        }
-    }
-    answer
-}
-
-fn partitioners() -> Vec<Partitioner<String>> {
-    vec![
-        Partitioner::Hash,
-        Partitioner::Range(vec!["b".into(), "k3".into()]),
-        Partitioner::Random,
-        Partitioner::Broadcast,
-    ]
+    common::consolidate(
+        changelog
+            .iter()
+            .map(|(start, end, key, value, diff)| ((*start, *end, key.clone()), *value, *diff)),
+    )
 }
 
 fn check(events: &[Event], p: &Params) {
@@ -222,18 +114,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn windows_match_reference_under_all_workers_and_partitioners(
-        events in gen::events(40),
-        p in gen::params(),
-    ) {
+    fn windows_match_reference_under_all_workers_and_partitioners(events in gen::events(40), p in gen::params()) {
         check(&events, &p);
     }
 
     #[test]
-    fn windows_match_reference_at_the_end_of_the_time_domain(
-        events in gen::events_near_the_end(30),
-        p in gen::params(),
-    ) {
+    fn windows_match_reference_at_the_end_of_the_time_domain(events in gen::events_near_the_end(30), p in gen::params()) {
         prop_assert_eq!(gen::MAX_TIME, tidemark::time::MAX_TIME);
         check(&events, &p);
     }

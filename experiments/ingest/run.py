@@ -12,6 +12,9 @@ resident set), sampled while it runs. Each tidemark run's output is checked agai
 
     python3 experiments/ingest/run.py --rows 10000000 --window 1h --workers 1 2 --repeat 3
 
+`--readers all one` also times the single reader (`tidemark window --readers one`) beside the
+parallel one (the default, `all`); the first value is the one the ratios are taken for.
+
 Prints one JSON line per run and a summary of median ratios; `--json FILE` appends the runs.
 """
 
@@ -133,6 +136,8 @@ def main():
     p.add_argument("--window", default="1h", help="tumbling window size (ms/s/m/h)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--readers", nargs="+", default=["all"], choices=["all", "one"],
+                   help="tidemark window --readers values to time (ratios use the first)")
     p.add_argument("--tidemark", default=str(TARGET / "release" / "tidemark"))
     p.add_argument("--json", help="append the runs to this JSON lines file")
     args = p.parse_args()
@@ -145,18 +150,21 @@ def main():
     python = python_with_duckdb()
     size = millis(args.window)
 
-    configs = [("duckdb", 1)] + [("tidemark", w) for w in args.workers]
+    configs = [("duckdb", 1, "one")] + [
+        ("tidemark", w, r) for r in args.readers for w in args.workers]
     runs = []
     for rep in range(args.repeat):
-        for engine, workers in configs:
-            out = data / f"out-{engine}-{workers}.csv"
+        for engine, workers, readers in configs:
+            out = data / f"out-{engine}-{workers}-{readers}.csv"
             if engine == "duckdb":
                 cmd = [python, "-c", DUCKDB_QUERY, str(size), str(src), str(out)]
             else:
                 cmd = [args.tidemark, "window", "--input", src, "--output", out,
-                       "--window", f"tumbling:{size}", "--agg", "sum", "--workers", str(workers)]
+                       "--window", f"tumbling:{size}", "--agg", "sum", "--workers", str(workers),
+                       "--readers", readers]
             wall, rss = timed(cmd, data / "stderr.log")
-            run = {"engine": engine, "workers": workers, "repetition": rep, "rows": args.rows,
+            run = {"engine": engine, "workers": workers, "readers": readers,
+                   "repetition": rep, "rows": args.rows,
                    "window_ms": size, "wall_s": round(wall, 3), "peak_rss_mib": round(rss, 1),
                    "rows_per_s": round(args.rows / wall)}
             print(json.dumps(run), flush=True)
@@ -165,23 +173,27 @@ def main():
                 with open(args.json, "a") as f:
                     f.write(json.dumps(run) + "\n")
         if rep == 0:
-            reference = rows_of(data / "out-duckdb-1.csv")
-            for workers in args.workers:
-                if rows_of(data / f"out-tidemark-{workers}.csv") != reference:
-                    sys.exit(f"tidemark with {workers} workers disagrees with DuckDB")
+            reference = rows_of(data / "out-duckdb-1-one.csv")
+            for _, workers, readers in configs[1:]:
+                if rows_of(data / f"out-tidemark-{workers}-{readers}.csv") != reference:
+                    sys.exit(f"tidemark with {workers} workers ({readers}) disagrees with DuckDB")
 
-    def median(engine, workers, field="wall_s"):
+    def median(engine, workers, readers, field="wall_s"):
         return statistics.median(
-            r[field] for r in runs if r["engine"] == engine and r["workers"] == workers)
+            r[field] for r in runs
+            if r["engine"] == engine and r["workers"] == workers and r["readers"] == readers)
 
-    duck = median("duckdb", 1)
-    one = median("tidemark", args.workers[0])
+    duck = median("duckdb", 1, "one")
     print(f"median wall: duckdb {duck:.2f} s; " + ", ".join(
-        f"tidemark {w} worker(s) {median('tidemark', w):.2f} s, "
-        f"{median('tidemark', w, 'peak_rss_mib'):.0f} MiB" for w in args.workers))
+        f"tidemark {w} worker(s) --readers {r} {median('tidemark', w, r):.2f} s, "
+        f"{median('tidemark', w, r, 'peak_rss_mib'):.0f} MiB"
+        for r in args.readers for w in args.workers))
+    readers = args.readers[0]
+    one = median("tidemark", args.workers[0], readers)
     print(f"tidemark {args.workers[0]} worker(s) / duckdb 1 thread (rate ratio): {duck / one:.2f}")
     for w in args.workers[1:]:
-        print(f"speed-up {w} vs {args.workers[0]} worker(s): {one / median('tidemark', w):.2f}")
+        speedup = one / median("tidemark", w, readers)
+        print(f"speed-up {w} vs {args.workers[0]} worker(s), --readers {readers}: {speedup:.2f}")
 
 
 if __name__ == "__main__":

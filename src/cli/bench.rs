@@ -15,7 +15,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::cli::ClusterArgs;
 use crate::cluster::Cluster;
@@ -27,44 +27,12 @@ use crate::harness::sustainable;
 use crate::output::{check_distinct, Output};
 use crate::partition::Scheme;
 use crate::units::{parse_nanos, parse_rate};
-use crate::window::WindowAssigner;
-use crate::workloads::nexmark::{Nexmark, Query};
-use crate::workloads::wordcount::WordCount;
-use crate::workloads::ysb::Ysb;
-use crate::workloads::Workload;
+use crate::workloads::{
+    Registered, SharedFlags, WithWorkload, Workload, WorkloadFlags, WorkloadName,
+};
 
 /// The duration parser every duration flag of the CLI shares (re-exported for the sweep).
 pub use crate::units::parse_nanos as nanos;
-
-/// The workloads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WorkloadName {
-    /// Yahoo Streaming Benchmark: 10 s tumbling view count per campaign.
-    Ysb,
-    /// Keyed running count of words.
-    Wordcount,
-    /// NEXMark auctions, persons and bids; choose the query with `--query`.
-    Nexmark,
-}
-
-impl WorkloadName {
-    fn name(self) -> &'static str {
-        match self {
-            WorkloadName::Ysb => "ysb",
-            WorkloadName::Wordcount => "wordcount",
-            WorkloadName::Nexmark => "nexmark",
-        }
-    }
-
-    /// The workload-specific flags this workload takes.
-    fn owns(self, flag: &str) -> bool {
-        match self {
-            WorkloadName::Ysb => matches!(flag, "window" | "campaigns"),
-            WorkloadName::Wordcount => matches!(flag, "words"),
-            WorkloadName::Nexmark => matches!(flag, "query" | "window" | "slide" | "gap"),
-        }
-    }
-}
 
 /// The engine flag's values (the library's [`Engine`]).
 pub type EngineName = Engine;
@@ -91,10 +59,6 @@ pub const DEFAULT_P99_BOUND_NS: u64 = 10_000_000;
 
 /// The most events a worker may pre-generate (`--pool`): 2^26, a few GB of NEXMark events.
 pub const MAX_POOL: usize = 1 << 26;
-/// The most YSB campaigns (`--campaigns`): each worker keeps a table of 10 ads per campaign.
-pub const MAX_CAMPAIGNS: u32 = 1_000_000;
-/// The largest vocabulary (`--words`): word ranks are drawn through an `f64`, exact to 2^53.
-pub const MAX_WORDS: u64 = 1 << 53;
 
 /// Arguments of `tidemark bench`.
 #[derive(Debug, Args)]
@@ -149,21 +113,10 @@ pub struct BenchArgs {
     /// YSB and NEXMark (q5, q7, q8): window size [default: 10s].
     #[arg(long, value_parser = duration)]
     pub window: Option<u64>,
-    /// YSB: number of campaigns (10 ads each), 1 to 1 000 000 [default: 100].
-    #[arg(long)]
-    pub campaigns: Option<u32>,
-    /// NEXMark: the query (q0-q9, q11; --engine differential: q3, q4, q6, q9) [default: q7].
-    #[arg(long)]
-    pub query: Option<String>,
-    /// NEXMark: sliding-window slide (q5) [default: 2s].
-    #[arg(long, value_parser = duration)]
-    pub slide: Option<u64>,
-    /// NEXMark: session gap (q11) [default: 10s].
-    #[arg(long, value_parser = duration)]
-    pub gap: Option<u64>,
-    /// Word count: vocabulary size, 1 to 2^53 [default: 100000].
-    #[arg(long)]
-    pub words: Option<u64>,
+    /// Each workload's own flags (`--campaigns`, `--words`, `--query`, ...): see the registry
+    /// in [`crate::workloads`].
+    #[command(flatten)]
+    pub flags: WorkloadFlags,
     /// YSB and word count: how keys are spread over workers (`hash`, `range` evenly over the
     /// key domain, or `random` with two-phase aggregation).
     #[arg(long, default_value = "hash")]
@@ -179,10 +132,37 @@ pub struct BenchArgs {
 /// Runs the command.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     check(&args)?;
-    match args.workload {
-        WorkloadName::Ysb => bench(&args, ysb(&args)),
-        WorkloadName::Wordcount => bench(&args, wordcount(&args)),
-        WorkloadName::Nexmark => bench(&args, nexmark(&args)?),
+    args.workload
+        .build(&args.flags, &args.shared(), Bench(&args))?
+}
+
+/// Runs the chosen workload ([`bench`]).
+struct Bench<'a>(&'a BenchArgs);
+
+impl WithWorkload for Bench<'_> {
+    type Out = anyhow::Result<()>;
+    fn run<W: Registered>(self, workload: W) -> anyhow::Result<()> {
+        bench(self.0, workload)
+    }
+}
+
+/// Checks that the engine has the chosen workload ([`engine_has`]).
+struct EngineHas<'a>(&'a BenchArgs);
+
+impl WithWorkload for EngineHas<'_> {
+    type Out = anyhow::Result<()>;
+    fn run<W: Registered>(self, workload: W) -> anyhow::Result<()> {
+        engine_has(self.0, &workload)
+    }
+}
+
+impl BenchArgs {
+    /// The flags several workloads share.
+    fn shared(&self) -> SharedFlags {
+        SharedFlags {
+            window: self.window,
+            partitioner: self.partitioner,
+        }
     }
 }
 
@@ -192,45 +172,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// can check every run of a spec before the first one starts.
 pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     check(args)?;
-    match args.workload {
-        WorkloadName::Ysb => engine_has(args, &ysb(args)),
-        WorkloadName::Wordcount => engine_has(args, &wordcount(args)),
-        WorkloadName::Nexmark => engine_has(args, &nexmark(args)?),
-    }
-}
-
-fn ysb(args: &BenchArgs) -> Ysb {
-    let mut ysb = Ysb::new(
-        args.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS),
-        args.campaigns.unwrap_or(100),
-        10,
-    );
-    ysb.partitioner = args.partitioner;
-    ysb
-}
-
-fn wordcount(args: &BenchArgs) -> WordCount {
-    WordCount {
-        words: args.words.unwrap_or(WordCount::default().words),
-        partitioner: args.partitioner,
-    }
-}
-
-fn nexmark(args: &BenchArgs) -> anyhow::Result<Nexmark> {
-    let query: Query = args
-        .query
-        .as_deref()
-        .unwrap_or("q7")
-        .parse()
-        .map_err(|e| anyhow!("--query: {e}"))?;
-    let nexmark = Nexmark {
-        query,
-        window_ns: args.window.unwrap_or(Nexmark::DEFAULT_WINDOW_NS),
-        slide_ns: args.slide.unwrap_or(Nexmark::DEFAULT_SLIDE_NS),
-        gap_ns: args.gap.unwrap_or(Nexmark::DEFAULT_GAP_NS),
-    };
-    nexmark.validate().map_err(|e| anyhow!("{e}"))?;
-    Ok(nexmark)
+    args.workload
+        .build(&args.flags, &args.shared(), EngineHas(args))?
 }
 
 /// `--engine differential` needs the workload's incremental view.
@@ -245,7 +188,8 @@ fn engine_has<W: Workload>(args: &BenchArgs, workload: &W) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Checks every flag before anything runs or any file is touched.
+/// Checks every flag but the workloads' own (see [`WorkloadName::build`]) before anything runs
+/// or any file is touched.
 fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if args.warmup >= args.duration {
         bail!(
@@ -281,45 +225,6 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
             "--pool must be between 1 and {MAX_POOL} events per worker, got {}",
             args.pool
         );
-    }
-    // Each workload owns its flags: a flag meant for another one would be silently ignored.
-    let given = [
-        ("window", args.window.is_some()),
-        ("campaigns", args.campaigns.is_some()),
-        ("query", args.query.is_some()),
-        ("slide", args.slide.is_some()),
-        ("gap", args.gap.is_some()),
-        ("words", args.words.is_some()),
-    ];
-    for (flag, set) in given {
-        if set && !args.workload.owns(flag) {
-            bail!(
-                "--{flag} does not apply to {} (it would be ignored)",
-                args.workload.name()
-            );
-        }
-    }
-    if args.workload == WorkloadName::Nexmark && args.partitioner != Scheme::Hash {
-        bail!("--partitioner applies to ysb and wordcount; nexmark queries use hash");
-    }
-    if args.window == Some(0) {
-        bail!("--window must be positive");
-    }
-    if let (WorkloadName::Ysb, Some(window)) = (args.workload, args.window) {
-        // The same bounds as every window (NEXMark's are checked with its query).
-        WindowAssigner::Tumbling(window)
-            .validate()
-            .map_err(|e| anyhow!("--window: {e}"))?;
-    }
-    if let Some(campaigns) = args.campaigns {
-        if campaigns == 0 || campaigns > MAX_CAMPAIGNS {
-            bail!("--campaigns must be between 1 and {MAX_CAMPAIGNS}, got {campaigns}");
-        }
-    }
-    if let Some(words) = args.words {
-        if words == 0 || words > MAX_WORDS {
-            bail!("--words must be between 1 and {MAX_WORDS}, got {words}");
-        }
     }
     Ok(())
 }

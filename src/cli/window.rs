@@ -1,7 +1,10 @@
 //! `tidemark window`: a keyed windowed aggregation of a CSV file into a CSV changelog.
 //!
-//! Process 0 reads the input (on its worker 0, which defines the watermark by input order) and
-//! writes the outputs; every worker of every process aggregates its share of the keys.
+//! Every worker of every process reads a share of an input file (see [`crate::source::blocks`]:
+//! the same stamps as one reader in file order); standard input, `--readers one`,
+//! `--idle-timeout` and a run of one worker read on worker 0 of process 0, which defines the
+//! watermark by input order.
+//! Process 0 writes the outputs; every worker of every process aggregates its share of the keys.
 //!
 //! Outputs are created through [`crate::output`] (refused if they are the input or each other;
 //! regular files appear under their names only when the run succeeded). Any failure while the
@@ -32,6 +35,7 @@ use crate::partition::Partitioner;
 use crate::sink::{
     changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
 };
+use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions};
 use crate::window::{
@@ -122,9 +126,26 @@ pub struct WindowArgs {
     /// Advance the watermark with processing time once the input was idle this long.
     #[arg(long, value_parser = millis)]
     pub idle_timeout: Option<u64>,
+    /// all: every worker of every process reads a share of the input file (which must be at
+    /// the same path on every host); one: worker 0 of process 0 reads it all. Results are the
+    /// same. Standard input, a run with --idle-timeout and a single worker use one reader.
+    #[arg(long, value_enum, default_value = "all")]
+    pub readers: Readers,
+    /// Bytes per block of a file read in parallel (tests use small blocks).
+    #[arg(long, default_value_t = BLOCK_BYTES, hide = true)]
+    pub read_block: u64,
     /// Threads, processes and hostfile.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// Who reads the input file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Readers {
+    /// Every worker of every process reads a share.
+    All,
+    /// Worker 0 of process 0 reads it all.
+    One,
 }
 
 /// Runs the command.
@@ -142,9 +163,10 @@ pub fn run(args: WindowArgs) -> anyhow::Result<()> {
 /// How many batches the reader may run ahead of the window operators (`--emit final`).
 const AHEAD: usize = 16;
 
-/// What the leader's worker reports at the end.
+/// What a worker counted, summed into the run's summary line at the end (not a bench
+/// [`Report`](crate::harness::report::Report)).
 #[derive(Default)]
-struct Report {
+struct WorkerCounts {
     changelog: ChangelogCounts,
     late: u64,
 }
@@ -167,6 +189,28 @@ fn injected_failure() -> anyhow::Result<Option<(usize, bool)>> {
         .parse()
         .map_err(|_| anyhow!("{FAIL_WORKER_VAR}: expected INDEX or INDEX:panic, got {text:?}"))?;
     Ok(Some((index, panic)))
+}
+
+/// An opened input: one reader's feed, or the plan every worker reads a share of.
+enum Input {
+    One(CsvFeed),
+    All(BlockPlan),
+}
+
+/// Opens the input for one reader or for all; returns it with its header.
+fn open_input(
+    args: &WindowArgs,
+    parallel: bool,
+    columns: Columns,
+) -> anyhow::Result<(Input, csv::StringRecord)> {
+    let (bad, delay) = (args.on_bad_line, args.max_delay);
+    Ok(if parallel {
+        let (plan, header) = BlockPlan::open(&args.input, columns, bad, delay, args.read_block)?;
+        (Input::All(plan), header)
+    } else {
+        let (feed, header) = CsvFeed::open(&args.input, columns, bad, delay)?;
+        (Input::One(feed), header)
+    })
 }
 
 fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
@@ -194,7 +238,16 @@ where
         retractions: args.emit == EmitMode::Updates,
     };
 
-    // The leader opens everything before the cluster starts, so bad input fails fast.
+    // A file is read by every worker unless the user or a live input says otherwise; an idle
+    // timeout is about a live input, whose watermark then follows processing time. A single
+    // worker reads faster with the one reader, whose thread parses beside the worker.
+    let parallel = args.readers == Readers::All
+        && args.input.as_os_str() != "-"
+        && args.idle_timeout.is_none()
+        && all_workers > 1;
+    // The leader opens everything before the cluster starts, so bad input fails fast; with
+    // parallel readers every process opens (and cuts) the input.
+    let mut plan = None;
     let mut leader = None;
     let mut results = Vec::new();
     if cluster.is_leader() {
@@ -205,7 +258,7 @@ where
                 .map(|p| ("--late-output", p.as_path())),
         );
         check_distinct(Some(("--input", &args.input)), &outputs)?;
-        let (feed, header) = CsvFeed::open(&args.input, columns, args.on_bad_line, args.max_delay)?;
+        let (feed, header) = open_input(&args, parallel, columns.clone())?;
         // Only a late output adds columns that an input column could clash with: without one,
         // an input column named `window_start` is an ordinary column (as the README says).
         let late_columns = args
@@ -231,7 +284,22 @@ where
             }
             _ => None,
         };
+        let feed = match feed {
+            Input::One(feed) => Some(feed),
+            Input::All(blocks) => {
+                plan = Some(blocks);
+                None
+            }
+        };
         leader = Some((feed, output, late));
+    } else if parallel {
+        if let Input::All(blocks) = open_input(&args, parallel, columns)?.0 {
+            plan = Some(blocks);
+        }
+        crate::abort::say(format_args!(
+            "note: process {} reads its share of --input and leaves --output and --late-output to process 0; they are not used here",
+            cluster.process
+        ));
     } else {
         crate::abort::say(format_args!(
             "note: process {} leaves --input, --output and --late-output to process 0; they are not used here",
@@ -244,7 +312,11 @@ where
     };
     let output_name = name(&args.output);
     let late_name = args.late_output.as_deref().map(name).unwrap_or_default();
-    let stats = leader.as_ref().map(|(feed, _, _)| feed.stats());
+    let stats = match (&plan, &leader) {
+        (Some(plan), Some(_)) => Some(plan.stats()),
+        (None, Some((Some(feed), _, _))) => Some(feed.stats()),
+        _ => None,
+    };
     let leader = Arc::new(Mutex::new(leader));
     // Held here too, so the writers outlive the outputs if the cluster fails to start: the
     // outputs, dropped first, disown their writers, which then write nothing (no header).
@@ -260,6 +332,7 @@ where
         idle_timeout: args.idle_timeout.map(Duration::from_millis),
         ..SourceOptions::default()
     };
+    let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
         let mine = if worker.index() == 0 {
             leader.lock().ok().and_then(|mut l| l.take())
@@ -267,7 +340,7 @@ where
             None
         };
         let (feed, output, late_output) = match mine {
-            Some((feed, output, late)) => (Some(feed), Some(output), late),
+            Some((feed, output, late)) => (feed, Some(output), late),
             None => (None, None, None),
         };
         let feed_error = Rc::new(RefCell::new(None));
@@ -290,7 +363,10 @@ where
                 EmitMode::Updates => Pacing::default(),
             };
             let error = Rc::clone(&feed_error);
-            let records = feed_source_paced(scope, feed, source_options, pacing, error);
+            let records = match &plan {
+                Some(plan) => block_source(scope, plan, source_options, pacing, error),
+                None => feed_source_paced(scope, feed, source_options, pacing, error),
+            };
             let sinks = Sinks {
                 output,
                 late_output,
@@ -351,7 +427,7 @@ where
         }
         let counts = *counts.borrow();
         let late = *late_count.borrow();
-        Report {
+        WorkerCounts {
             changelog: counts,
             late,
         }
@@ -366,7 +442,7 @@ where
     };
     drop(writers);
 
-    let mut report = Report::default();
+    let mut report = WorkerCounts::default();
     for worker_report in running.join().map_err(|e| anyhow!("{e}"))? {
         report.changelog.insertions += worker_report.changelog.insertions;
         report.changelog.retractions += worker_report.changelog.retractions;

@@ -22,7 +22,7 @@ use crate::number::Fixed;
 use crate::time::{Watermark, MAX_TIME};
 
 /// An input error, located in the input.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{file}:{line}: {}{message}", field.as_ref().map(|f| format!("field '{f}': ")).unwrap_or_default())]
 pub struct InputError {
     /// The input's name (its path, or `-` for standard input).
@@ -36,8 +36,9 @@ pub struct InputError {
 }
 
 /// An error that stops reading: the file cannot be opened or read, or a row is bad and bad rows
-/// are not skipped.
-#[derive(Debug, thiserror::Error)]
+/// are not skipped. Serializable: a parallel reader's error travels to process 0, which reports
+/// it (see [`super::blocks`]).
+#[derive(Clone, Debug, thiserror::Error, Serialize, Deserialize)]
 pub enum ReadError {
     /// The input could not be opened or read.
     #[error("{file}: {message}")]
@@ -113,26 +114,46 @@ struct Rows {
     error: Option<ReadError>,
 }
 
-/// A CSV file (or standard input) as a [`Feed`] of `(key, record, diff)` triples.
+/// A CSV file (or standard input) as a [`Feed`] of `(key, record, diff)` triples, read by one
+/// reader thread in input order.
 pub struct CsvFeed {
-    name: String,
+    layout: Layout,
     rows: Receiver<Rows>,
     /// Where parsed batches go back to the reader thread to be refilled.
     spent: SyncSender<Rows>,
-    time: usize,
-    key: usize,
-    value: Option<usize>,
-    diff: Option<usize>,
-    width: usize,
-    columns: Columns,
     bad_lines: BadLines,
     watermark: Watermark,
     stats: Arc<FeedStats>,
 }
 
+/// Where the columns are in a row, and how a row becomes a record: shared by the single reader
+/// ([`CsvFeed`]) and the parallel one ([`super::blocks`]), so both read every row alike.
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    /// The input's name, for errors.
+    pub(crate) name: String,
+    time: usize,
+    key: usize,
+    value: Option<usize>,
+    diff: Option<usize>,
+    width: usize,
+    pub(crate) columns: Columns,
+}
+
+/// The item a CSV feed produces: key, record, diff (`1` or `-1`).
+pub type CsvItem = (String, CsvRecord, isize);
+
+/// A row read by [`Layout::parse`]: event time, value, diff, and the key's byte range.
+pub(crate) struct Parsed {
+    pub(crate) ts: u64,
+    pub(crate) value: Fixed,
+    pub(crate) diff: isize,
+    pub(crate) key: std::ops::Range<usize>,
+}
+
 const ROWS_PER_BATCH: usize = 1024;
 /// How many skipped rows are reported one by one before only counting.
-const REPORTED_BAD_LINES: u64 = 10;
+pub(crate) const REPORTED_BAD_LINES: u64 = 10;
 
 impl CsvFeed {
     /// Opens `path` (`-` for standard input), reads its header and checks that the columns exist.
@@ -153,43 +174,7 @@ impl CsvFeed {
             Box::new(File::open(path).map_err(&io_error)?)
         };
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-        let header = reader.headers().map_err(|e| csv_error(&name, e))?.clone();
-        // A repeated name would make every lookup by name (ours, and a reader's of the late
-        // output, which repeats the input's columns) silently pick one of the columns.
-        for (i, column) in header.iter().enumerate() {
-            if header.iter().take(i).any(|earlier| earlier == column) {
-                return Err(InputError {
-                    file: name.clone(),
-                    line: 1,
-                    field: Some(column.to_string()),
-                    // An empty name (`a,,b,`) is easy to miss in the message: say so.
-                    message: if column.is_empty() {
-                        "the header has more than one column without a name".to_string()
-                    } else {
-                        "the header names this column more than once".to_string()
-                    },
-                }
-                .into());
-            }
-        }
-        let find = |column: &str| {
-            header
-                .iter()
-                .position(|h| h == column)
-                .ok_or_else(|| InputError {
-                    file: name.clone(),
-                    line: 1,
-                    field: Some(column.to_string()),
-                    message: format!(
-                        "no such column in the header (columns: {})",
-                        header.iter().collect::<Vec<_>>().join(", ")
-                    ),
-                })
-        };
-        let time = find(&columns.time)?;
-        let key = find(&columns.key)?;
-        let value = columns.value.as_deref().map(find).transpose()?;
-        let diff = header.iter().position(|h| h == columns.diff);
+        let (layout, header) = Layout::read_header(&name, &mut reader, columns)?;
         let (sender, rows) = sync_channel::<Rows>(4);
         // Room for every batch in flight, so that handing one back never blocks.
         let (spent, refill) = sync_channel::<Rows>(8);
@@ -229,15 +214,9 @@ impl CsvFeed {
             })
             .map_err(io_error)?;
         let feed = CsvFeed {
-            name,
+            layout,
             rows,
             spent,
-            time,
-            key,
-            value,
-            diff,
-            width: header.len(),
-            columns,
             bad_lines,
             watermark: Watermark::new(max_delay),
             stats: Arc::default(),
@@ -249,6 +228,60 @@ impl CsvFeed {
     pub fn stats(&self) -> Arc<FeedStats> {
         Arc::clone(&self.stats)
     }
+}
+
+impl Layout {
+    /// Reads the header of `reader` (the input `name`) and finds `columns` in it: a missing or
+    /// repeated column is an error on line 1.
+    pub(crate) fn read_header<R: Read>(
+        name: &str,
+        reader: &mut csv::Reader<R>,
+        columns: Columns,
+    ) -> Result<(Layout, csv::StringRecord), ReadError> {
+        let header = reader.headers().map_err(|e| csv_error(name, e))?.clone();
+        // A repeated name would make every lookup by name (ours, and a reader's of the late
+        // output, which repeats the input's columns) silently pick one of the columns.
+        for (i, column) in header.iter().enumerate() {
+            if header.iter().take(i).any(|earlier| earlier == column) {
+                return Err(InputError {
+                    file: name.to_string(),
+                    line: 1,
+                    field: Some(column.to_string()),
+                    // An empty name (`a,,b,`) is easy to miss in the message: say so.
+                    message: if column.is_empty() {
+                        "the header has more than one column without a name".to_string()
+                    } else {
+                        "the header names this column more than once".to_string()
+                    },
+                }
+                .into());
+            }
+        }
+        let find = |column: &str| {
+            header
+                .iter()
+                .position(|h| h == column)
+                .ok_or_else(|| InputError {
+                    file: name.to_string(),
+                    line: 1,
+                    field: Some(column.to_string()),
+                    message: format!(
+                        "no such column in the header (columns: {})",
+                        header.iter().collect::<Vec<_>>().join(", ")
+                    ),
+                })
+        };
+        let layout = Layout {
+            name: name.to_string(),
+            time: find(&columns.time)?,
+            key: find(&columns.key)?,
+            value: columns.value.as_deref().map(find).transpose()?,
+            diff: header.iter().position(|h| h == columns.diff),
+            width: header.len(),
+            columns,
+        };
+        Ok((layout, header))
+    }
 
     fn error(&self, line: u64, field: Option<&str>, message: String) -> InputError {
         InputError {
@@ -259,11 +292,9 @@ impl CsvFeed {
         }
     }
 
-    fn parse<'r>(
-        &self,
-        line: u64,
-        record: &'r csv::ByteRecord,
-    ) -> Result<(u64, &'r str, Fixed, isize), InputError> {
+    /// Reads the row `record`, at `line`: checks UTF-8 (once, for the whole row) and the number
+    /// of fields, parses the event time, value and diff. Errors name the line and the field.
+    pub(crate) fn parse(&self, line: u64, record: &csv::ByteRecord) -> Result<Parsed, InputError> {
         let row =
             Row::new(record).ok_or_else(|| self.error(line, None, "not valid UTF-8".into()))?;
         if row.len() != self.width {
@@ -312,7 +343,63 @@ impl CsvFeed {
                 }
             },
         };
-        Ok((ts, row.get(self.key), value, diff))
+        let key = record.range(self.key).unwrap_or_default();
+        Ok(Parsed {
+            ts,
+            value,
+            diff,
+            key,
+        })
+    }
+
+    /// The record of a parsed row, stamped `time` (see [`Stamped`]). The key is copied out of
+    /// the row; the whole row only when the record may be late or retracted.
+    pub(crate) fn item(
+        &self,
+        record: &csv::ByteRecord,
+        parsed: &Parsed,
+        time: u64,
+    ) -> Stamped<CsvItem> {
+        let behind = time > parsed.ts;
+        // Only a record behind the watermark can be late, and the late output repeats its
+        // input columns; a retraction names its row.
+        let keep = behind || self.columns.retractions;
+        let row = keep.then(|| {
+            record
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != self.diff)
+                .map(|(_, field)| String::from_utf8_lossy(field).into_owned())
+                .collect()
+        });
+        // The row was checked to be UTF-8 as a whole, and the key's range is cut at ASCII
+        // delimiters, so this never replaces anything.
+        let key = String::from_utf8_lossy(&record.as_slice()[parsed.key.clone()]).into_owned();
+        let record = CsvRecord {
+            ts: parsed.ts,
+            value: parsed.value,
+            row,
+        };
+        Stamped {
+            time,
+            behind,
+            record: (key, record, parsed.diff),
+        }
+    }
+}
+
+/// Reports a skipped bad line on standard error: the first [`REPORTED_BAD_LINES`] one by one,
+/// then once that more were skipped. `skipped` counts the bad lines so far, this one included.
+pub(crate) fn warn_skipped(skipped: u64, message: &str) {
+    if skipped <= REPORTED_BAD_LINES {
+        crate::abort::say(format_args!(
+            "warning: skipped {}",
+            crate::abort::one_line(message)
+        ));
+    } else if skipped == REPORTED_BAD_LINES + 1 {
+        crate::abort::say(format_args!(
+            "warning: more bad lines skipped; the summary counts them all"
+        ));
     }
 }
 
@@ -320,7 +407,7 @@ fn beyond_domain(text: &str) -> String {
     format!("event time {text} is beyond the largest supported, {MAX_TIME} (2^62 - 1)")
 }
 
-fn csv_error(name: &str, error: csv::Error) -> ReadError {
+pub(crate) fn csv_error(name: &str, error: csv::Error) -> ReadError {
     let line = error.position().map_or(0, |p| p.line());
     match error.kind() {
         csv::ErrorKind::Utf8 { .. } => ReadError::Input(InputError {
@@ -337,7 +424,7 @@ fn csv_error(name: &str, error: csv::Error) -> ReadError {
 }
 
 impl Feed for CsvFeed {
-    type Item = (String, CsvRecord, isize);
+    type Item = CsvItem;
     type Error = ReadError;
 
     /// Takes the batches the reader has ready, until `max` rows (at least one batch).
@@ -371,41 +458,15 @@ impl CsvFeed {
         let mut records = 0;
         for record in &batch.records[..batch.len] {
             let line = record.position().map_or(0, |p| p.line());
-            match self.parse(line, record) {
-                Ok((ts, key, value, diff)) => {
-                    let time = self.watermark.stamp(ts);
-                    let behind = time > ts;
-                    // Only a record behind the watermark can be late, and the late output
-                    // repeats its input columns; a retraction names its row.
-                    let keep = behind || self.columns.retractions;
-                    let row = keep.then(|| {
-                        record
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| Some(*i) != self.diff)
-                            .map(|(_, field)| String::from_utf8_lossy(field).into_owned())
-                            .collect()
-                    });
-                    let item = (key.to_string(), CsvRecord { ts, value, row }, diff);
-                    out.push(Stamped {
-                        time,
-                        behind,
-                        record: item,
-                    });
+            match self.layout.parse(line, record) {
+                Ok(parsed) => {
+                    let time = self.watermark.stamp(parsed.ts);
+                    out.push(self.layout.item(record, &parsed, time));
                     records += 1;
                 }
                 Err(e) if self.bad_lines == BadLines::Skip => {
                     let skipped = self.stats.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
-                    if skipped <= REPORTED_BAD_LINES {
-                        crate::abort::say(format_args!(
-                            "warning: skipped {}",
-                            crate::abort::one_line(&e.to_string())
-                        ));
-                    } else if skipped == REPORTED_BAD_LINES + 1 {
-                        crate::abort::say(format_args!(
-                            "warning: more bad lines skipped; the summary counts them all"
-                        ));
-                    }
+                    warn_skipped(skipped, &e.to_string());
                 }
                 Err(e) => {
                     self.stats.records.fetch_add(records, Ordering::Relaxed);

@@ -6,9 +6,10 @@
 //! *error* is not an end of input: the source stops reading but keeps its capability, so no
 //! window closes because of it (nothing is emitted as final that is not); the caller sees the
 //! error and stops the run. A feed that has nothing to offer (a live source) is polled again
-//! shortly, and after the idle timeout its watermark advances with processing time. Sources run
-//! on one worker: the watermark is defined by the order of the input, which only a single
-//! reader sees.
+//! shortly, and after the idle timeout its watermark advances with processing time. A feed read
+//! by one reader runs on one worker: the watermark is defined by the order of the input. A file
+//! can also be read by every worker at once, each stamping its records exactly as the single
+//! reader would: see [`blocks`].
 //!
 //! # Which time a record is sent at
 //!
@@ -54,6 +55,7 @@
 //! input that does not advance it) are not held back among themselves; a batch counts only once
 //! the capability has passed its time, so the source never waits for a time it still holds.
 
+pub mod blocks;
 pub mod csv;
 
 use std::cell::RefCell;
@@ -61,8 +63,10 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+use timely::scheduling::Activator;
 
 use crate::time::Watermark;
 
@@ -75,6 +79,22 @@ pub enum Poll {
     Pending,
     /// The input is exhausted.
     Done,
+}
+
+/// Where a reader stands in its input: the one value a checkpoint stores to resume it.
+///
+/// A file read in parallel is cut into blocks (see [`blocks`]); a reader resumes at record
+/// `byte` of block `block`, which is on line `line` of the file. A single reader reads one
+/// block, `0`, the whole input after the header. `byte` is an offset from the start of the
+/// file; `line` is 1-based, the header being line 1 (what errors name).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// The index of the block being read (the reader's next block when between blocks).
+    pub block: u64,
+    /// The byte offset, in the file, of the next record to read.
+    pub byte: u64,
+    /// The line of that record (as errors name it).
+    pub line: u64,
 }
 
 /// A record with the time its feed's [`Watermark`] stamped it with.
@@ -112,6 +132,12 @@ pub trait Feed: 'static {
         -> Result<Poll, Self::Error>;
     /// The watermark after the records polled so far.
     fn watermark(&mut self) -> &mut Watermark;
+    /// Receives, once, the activator of the source reading the feed: a feed whose records
+    /// become ready through something other than its own polls (another worker's progress)
+    /// uses it to have the source poll again at once. The default ignores it.
+    fn set_activator(&mut self, activator: Activator) {
+        let _ = activator;
+    }
 }
 
 /// A feed over records in memory, in order: `(event time, record)`.
@@ -248,6 +274,9 @@ pub fn feed_source_paced<'scope, F: Feed>(
         let activator = scope.activator_for(info.address);
         let mut cap = Some(cap);
         let mut feed = feed;
+        if let Some(feed) = feed.as_mut() {
+            feed.set_activator(activator.clone());
+        }
         let mut buffer: Vec<Stamped<F::Item>> = Vec::with_capacity(options.batch);
         // Records behind the watermark, in input order (so in stamp order: the watermark never
         // decreases), for `SendAt::Watermark`.

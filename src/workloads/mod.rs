@@ -19,6 +19,144 @@ pub mod nexmark;
 pub mod wordcount;
 pub mod ysb;
 
+use crate::partition::Scheme;
+
+/// The workload registry: `tidemark bench`'s workloads, each its doc line (the `--help` text),
+/// its variant of [`WorkloadName`], its field in [`WorkloadFlags`] (also its name on the
+/// command line) and its type, which implements [`Registered`]. Adding a workload is its file
+/// and one entry here.
+macro_rules! workloads {
+    ($( $(#[$doc:meta])* $variant:ident $field:ident => $workload:ty, )*) => {
+        /// The workloads of `tidemark bench`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+        pub enum WorkloadName {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        /// Every workload's own flags, flattened into `tidemark bench`'s arguments.
+        #[derive(Clone, Debug, clap::Args)]
+        pub struct WorkloadFlags {
+            $(
+                #[allow(missing_docs)]
+                #[command(flatten)]
+                pub $field: <$workload as Registered>::Flags,
+            )*
+        }
+
+        impl WorkloadName {
+            /// The workload's name, as typed and reported (`ysb`, `wordcount`, `nexmark`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( WorkloadName::$variant => stringify!($field), )*
+                }
+            }
+
+            /// Builds the workload from the flags (checking them all: another workload's own
+            /// flags are refused, as they would be ignored) and hands it to `run`.
+            pub fn build<R: WithWorkload>(
+                self,
+                flags: &WorkloadFlags,
+                shared: &SharedFlags,
+                run: R,
+            ) -> Result<R::Out, FlagError> {
+                let mut others: Vec<&'static str> = Vec::new();
+                $(
+                    if self != WorkloadName::$variant {
+                        others.extend(<$workload as Registered>::given(&flags.$field));
+                    }
+                )*
+                if let Some(flag) = others.first() {
+                    return Err(self.not_applying(flag));
+                }
+                match self {
+                    $(
+                        WorkloadName::$variant => {
+                            let shared = shared.for_workload::<$workload>(self)?;
+                            let workload = <$workload as Registered>::from_flags(&flags.$field, &shared)?;
+                            Ok(run.run(workload))
+                        }
+                    )*
+                }
+            }
+        }
+    };
+}
+
+workloads! {
+    /// Yahoo Streaming Benchmark: 10 s tumbling view count per campaign.
+    Ysb ysb => ysb::Ysb,
+    /// Keyed running count of words.
+    Wordcount wordcount => wordcount::WordCount,
+    /// NEXMark auctions, persons and bids; choose the query with `--query`.
+    Nexmark nexmark => nexmark::Nexmark,
+}
+
+/// A workload `tidemark bench` runs: its own command-line flags and how it is built from them.
+/// Registered in the registry of `src/workloads/mod.rs`, which makes it a [`WorkloadName`].
+pub trait Registered: Workload + Sized {
+    /// The workload's own flags (a clap argument group; every field optional, so that a flag
+    /// given for another workload can be refused by name).
+    type Flags: clap::Args + Clone + Debug;
+    /// The flags shared by several workloads that this one reads, by name (`window`,
+    /// `partitioner`); the others are refused for it.
+    const SHARED: &'static [&'static str];
+    /// The names (without `--`) of the workload's own flags that were given.
+    fn given(flags: &Self::Flags) -> Vec<&'static str>;
+    /// The workload the flags describe; an error names the flag and its bounds.
+    fn from_flags(flags: &Self::Flags, shared: &SharedFlags) -> Result<Self, FlagError>;
+}
+
+/// A run over whichever workload was chosen (the registry calls [`WithWorkload::run`] with it).
+pub trait WithWorkload {
+    /// What the run returns.
+    type Out;
+    /// Runs with `workload`.
+    fn run<W: Registered>(self, workload: W) -> Self::Out;
+}
+
+/// The flags several workloads share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedFlags {
+    /// `--window` (ns), where given.
+    pub window: Option<u64>,
+    /// `--partitioner`.
+    pub partitioner: Scheme,
+}
+
+impl SharedFlags {
+    /// The shared flags, refusing those `W` does not read (`--window` given, or a
+    /// `--partitioner` other than the default `hash`) and a zero `--window`.
+    fn for_workload<W: Registered>(self, name: WorkloadName) -> Result<SharedFlags, FlagError> {
+        if self.window.is_some() && !W::SHARED.contains(&"window") {
+            return Err(name.not_applying("window"));
+        }
+        if self.window == Some(0) {
+            return Err(FlagError("--window must be positive".into()));
+        }
+        if self.partitioner != Scheme::Hash && !W::SHARED.contains(&"partitioner") {
+            return Err(FlagError(format!(
+                "--partitioner applies to ysb and wordcount; {} queries use hash",
+                name.name()
+            )));
+        }
+        Ok(self)
+    }
+}
+
+impl WorkloadName {
+    fn not_applying(self, flag: &str) -> FlagError {
+        FlagError(format!(
+            "--{flag} does not apply to {} (it would be ignored)",
+            self.name()
+        ))
+    }
+}
+
+/// A workload's flags out of bounds or not its own: the one-line message, naming the flag.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FlagError(pub String);
+
 /// A benchmark workload.
 pub trait Workload: Clone + Send + Sync + 'static {
     /// One input event.
@@ -33,8 +171,10 @@ pub trait Workload: Clone + Send + Sync + 'static {
 
     /// The workload's name, as reported (`ysb`, `wordcount`, `nexmark`).
     fn name(&self) -> &'static str;
-    /// The query within the workload (`q7` for NEXMark; otherwise the name).
-    fn query(&self) -> String;
+    /// The query within the workload (`q7` for NEXMark); by default the workload's name.
+    fn query(&self) -> String {
+        self.name().to_string()
+    }
     /// The workload's parameters, for the report and the configuration hash.
     fn parameters(&self) -> String;
     /// The deterministic event stream of `worker` among `workers`, for `seed`. Together the

@@ -10,7 +10,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::ysb::splitmix;
-use super::{Baseline, Workload};
+use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::keyed::KeyBy;
 use crate::partition::Scheme;
 
@@ -21,6 +21,40 @@ pub struct Word {
     pub word: u64,
     /// Event time (ns).
     pub time: u64,
+}
+
+/// The largest vocabulary (`--words`): word ranks are drawn through an `f64`, exact to 2^53.
+pub const MAX_WORDS: u64 = 1 << 53;
+
+/// `tidemark bench wordcount`'s own flags (with the shared `--partitioner`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct WordCountFlags {
+    /// Word count: vocabulary size, 1 to 2^53 [default: 100000].
+    #[arg(long)]
+    pub words: Option<u64>,
+}
+
+impl Registered for WordCount {
+    type Flags = WordCountFlags;
+    const SHARED: &'static [&'static str] = &["partitioner"];
+
+    fn given(flags: &WordCountFlags) -> Vec<&'static str> {
+        flags.words.map(|_| "words").into_iter().collect()
+    }
+
+    fn from_flags(flags: &WordCountFlags, shared: &SharedFlags) -> Result<WordCount, FlagError> {
+        if let Some(words) = flags.words {
+            if words == 0 || words > MAX_WORDS {
+                return Err(FlagError(format!(
+                    "--words must be between 1 and {MAX_WORDS}, got {words}"
+                )));
+            }
+        }
+        Ok(WordCount {
+            words: flags.words.unwrap_or(WordCount::default().words),
+            partitioner: shared.partitioner,
+        })
+    }
 }
 
 /// The word count workload.
@@ -72,9 +106,6 @@ impl Workload for WordCount {
 
     fn name(&self) -> &'static str {
         "wordcount"
-    }
-    fn query(&self) -> String {
-        "wordcount".into()
     }
     fn parameters(&self) -> String {
         format!(

@@ -13,7 +13,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{Baseline, Workload};
+use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::Scheme;
@@ -40,6 +40,50 @@ pub struct AdEvent {
     pub event_time: u64,
     /// The user's address.
     pub ip: u32,
+}
+
+/// The most YSB campaigns (`--campaigns`): each worker keeps a table of 10 ads per campaign.
+pub const MAX_CAMPAIGNS: u32 = 1_000_000;
+
+/// `tidemark bench ysb`'s own flags (with the shared `--window` and `--partitioner`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct YsbFlags {
+    /// YSB: number of campaigns (10 ads each), 1 to 1 000 000 [default: 100].
+    #[arg(long)]
+    pub campaigns: Option<u32>,
+}
+
+impl Registered for Ysb {
+    type Flags = YsbFlags;
+    const SHARED: &'static [&'static str] = &["window", "partitioner"];
+
+    fn given(flags: &YsbFlags) -> Vec<&'static str> {
+        flags.campaigns.map(|_| "campaigns").into_iter().collect()
+    }
+
+    /// The benchmark's 10 s windows and 100 campaigns of 10 ads unless given.
+    fn from_flags(flags: &YsbFlags, shared: &SharedFlags) -> Result<Ysb, FlagError> {
+        if let Some(window) = shared.window {
+            // The same bounds as every window.
+            WindowAssigner::Tumbling(window)
+                .validate()
+                .map_err(|e| FlagError(format!("--window: {e}")))?;
+        }
+        if let Some(campaigns) = flags.campaigns {
+            if campaigns == 0 || campaigns > MAX_CAMPAIGNS {
+                return Err(FlagError(format!(
+                    "--campaigns must be between 1 and {MAX_CAMPAIGNS}, got {campaigns}"
+                )));
+            }
+        }
+        let mut ysb = Ysb::new(
+            shared.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS),
+            flags.campaigns.unwrap_or(100),
+            10,
+        );
+        ysb.partitioner = shared.partitioner;
+        Ok(ysb)
+    }
 }
 
 /// The YSB workload.
@@ -122,9 +166,6 @@ impl Workload for Ysb {
 
     fn name(&self) -> &'static str {
         "ysb"
-    }
-    fn query(&self) -> String {
-        "ysb".into()
     }
     fn parameters(&self) -> String {
         format!(

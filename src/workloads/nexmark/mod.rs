@@ -58,7 +58,7 @@ use nexmark::EventGenerator;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::StreamVec;
 
-use super::{Baseline, Workload};
+use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::number::Fixed;
 use crate::stash::Checkpoints;
 use crate::window::{WindowAssigner, WindowSpecError};
@@ -72,71 +72,164 @@ const EVENTS_PER_SEED: usize = EVENTS_PER_CYCLE << 32;
 /// Seeds are taken modulo this, so that event ids stay far below `2^64`.
 const SEEDS: u64 = 1 << 20;
 
-/// A NEXMark query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Query {
+/// The query registry: for each query, its doc line, its name and its [`Definition`] (engine
+/// dataflow, baseline, incremental view and windows), built from the query's own file. Adding a
+/// query is its file (or a function in its family's file) and one entry here.
+macro_rules! queries {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal => $definition:expr, )*) => {
+        /// A NEXMark query.
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        pub enum Query {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Query {
+            /// Every supported query, in order.
+            pub const ALL: [Query; [$($name),*].len()] = [$(Query::$variant),*];
+
+            /// The query's name, such as `q5`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( Query::$variant => $name, )*
+                }
+            }
+
+            /// How the query is computed.
+            fn definition(self) -> Definition {
+                match self {
+                    $( Query::$variant => $definition, )*
+                }
+            }
+        }
+    };
+}
+
+queries! {
     /// Pass-through: every event.
-    Q0,
+    Q0 = "q0" => stateless::definition::<0>(),
     /// Currency conversion: every bid, its price converted (`price * 908 / 1000`).
-    Q1,
+    Q1 = "q1" => stateless::definition::<1>(),
     /// Selection: bids on auctions whose id is a multiple of 123.
-    Q2,
+    Q2 = "q2" => stateless::definition::<2>(),
     /// Local item suggestion: auctions of category 10 by sellers in Oregon, Idaho or
     /// California, joined with their seller as both arrive.
-    Q3,
+    Q3 = "q3" => Definition {
+        dataflow: |_, events| joins::local_items(events),
+        baseline: |_| Box::new(joins::LocalItems::default()),
+        incremental: Some(|_, events| incremental::local_items(events)),
+        windows: |_| Ok(()),
+    },
     /// Average closing price per category: the running average of winning bids.
-    Q4,
+    Q4 = "q4" => closed_auctions(),
     /// Hot items: the auctions with the most bids in each sliding window.
-    Q5,
+    Q5 = "q5" => Definition {
+        dataflow: |n, events| windows::hot_items(events, n.window_ns, n.slide_ns),
+        baseline: |n| Box::new(windows::HotItems::new(n.window_ns, n.slide_ns)),
+        incremental: None,
+        windows: |n| WindowAssigner::Sliding(n.window_ns, n.slide_ns).validate(),
+    },
     /// Average selling price per seller: the running average of the winning bids of each
     /// seller's last 10 auctions.
-    Q6,
+    Q6 = "q6" => closed_auctions(),
     /// Highest bid in each tumbling window.
-    Q7,
+    Q7 = "q7" => Definition {
+        dataflow: |n, events| windows::highest_bid(events, n.window_ns),
+        baseline: |n| Box::new(windows::HighestBids::new(n.window_ns)),
+        incremental: None,
+        windows: tumbling,
+    },
     /// New users: people who opened an auction in the tumbling window they registered in.
-    Q8,
+    Q8 = "q8" => Definition {
+        dataflow: |n, events| joins::new_users(events, n.window_ns),
+        baseline: |n| Box::new(joins::NewUsers::new(n.window_ns)),
+        incremental: None,
+        windows: tumbling,
+    },
     /// Winning bids: every auction that closes with a winner, and its winning price.
-    Q9,
+    Q9 = "q9" => closed_auctions(),
     /// User sessions: bids per bidder in session windows.
-    Q11,
+    Q11 = "q11" => Definition {
+        dataflow: |n, events| windows::user_sessions(events, n.gap_ns),
+        baseline: |n| Box::new(windows::UserSessions::new(n.gap_ns)),
+        incremental: None,
+        windows: |n| WindowAssigner::Session(n.gap_ns).validate(),
+    },
+}
+
+/// An engine dataflow of a query, given the workload's parameters.
+type Dataflow = for<'s> fn(&Nexmark, StreamVec<'s, u64, Event>) -> StreamVec<'s, u64, Output>;
+/// An incremental view of a query, given the workload's parameters.
+type View = for<'s> fn(&Nexmark, StreamVec<'s, u64, Event>) -> VecCollection<'s, u64, Output>;
+
+/// How a query is computed: everything [`Nexmark`] needs to run it, so that no other code
+/// matches on the query.
+struct Definition {
+    /// The engine dataflow.
+    dataflow: Dataflow,
+    /// A fresh single-threaded baseline.
+    baseline: fn(&Nexmark) -> Box<dyn Baseline<Event, Output>>,
+    /// The incremental view (`--engine differential`), where the query has one.
+    incremental: Option<View>,
+    /// Checks the windows the query uses.
+    windows: fn(&Nexmark) -> Result<(), WindowSpecError>,
+}
+
+/// The families' baselines as [`Baseline`]s: their `process` and `advance` are their own
+/// (inherent) methods, which these forward to.
+macro_rules! baselines {
+    ($($family:ident::$state:ident),* $(,)?) => {
+        $(
+            impl Baseline<Event, Output> for $family::$state {
+                fn process(&mut self, events: &mut Vec<Event>, out: &mut Vec<Output>) {
+                    $family::$state::process(self, events, out);
+                }
+
+                fn advance(&mut self, frontier: u64, out: &mut Vec<Output>) {
+                    $family::$state::advance(self, frontier, out);
+                }
+            }
+        )*
+    };
+}
+
+baselines!(
+    joins::NewUsers,
+    auctions::ClosingPrices,
+    windows::HotItems,
+    windows::HighestBids,
+    windows::UserSessions,
+);
+
+/// q3's baseline joins as events arrive: a frontier completes nothing.
+impl Baseline<Event, Output> for joins::LocalItems {
+    fn process(&mut self, events: &mut Vec<Event>, out: &mut Vec<Output>) {
+        joins::LocalItems::process(self, events, out);
+    }
+
+    fn advance(&mut self, _frontier: u64, _out: &mut Vec<Output>) {}
+}
+
+/// q4, q6 and q9: one family over closed auctions (see `auctions`).
+fn closed_auctions() -> Definition {
+    Definition {
+        dataflow: |n, events| auctions::closed_auctions(events, n.query, &Checkpoints::default()),
+        baseline: |n| Box::new(auctions::ClosingPrices::new(n.query)),
+        incremental: Some(|n, events| incremental::closed_auctions(events, n.query)),
+        windows: |_| Ok(()),
+    }
+}
+
+/// q7 and q8: tumbling windows of `window_ns`.
+fn tumbling(n: &Nexmark) -> Result<(), WindowSpecError> {
+    WindowAssigner::Tumbling(n.window_ns).validate()
 }
 
 impl Query {
-    /// Every supported query, in order.
-    pub const ALL: [Query; 11] = [
-        Query::Q0,
-        Query::Q1,
-        Query::Q2,
-        Query::Q3,
-        Query::Q4,
-        Query::Q5,
-        Query::Q6,
-        Query::Q7,
-        Query::Q8,
-        Query::Q9,
-        Query::Q11,
-    ];
-
     /// Whether the query has an incremental view (`--engine differential`).
     pub fn has_incremental(self) -> bool {
-        matches!(self, Query::Q3 | Query::Q4 | Query::Q6 | Query::Q9)
-    }
-
-    /// The query's name, such as `q5`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Query::Q0 => "q0",
-            Query::Q1 => "q1",
-            Query::Q2 => "q2",
-            Query::Q3 => "q3",
-            Query::Q4 => "q4",
-            Query::Q5 => "q5",
-            Query::Q6 => "q6",
-            Query::Q7 => "q7",
-            Query::Q8 => "q8",
-            Query::Q9 => "q9",
-            Query::Q11 => "q11",
-        }
+        self.definition().incremental.is_some()
     }
 }
 
@@ -333,12 +426,56 @@ impl Nexmark {
     /// Checks the windows the query uses: positive sizes, and a slide no longer than q5's
     /// window.
     pub fn validate(&self) -> Result<(), WindowSpecError> {
-        match self.query {
-            Query::Q5 => WindowAssigner::Sliding(self.window_ns, self.slide_ns).validate(),
-            Query::Q7 | Query::Q8 => WindowAssigner::Tumbling(self.window_ns).validate(),
-            Query::Q11 => WindowAssigner::Session(self.gap_ns).validate(),
-            _ => Ok(()),
-        }
+        (self.query.definition().windows)(self)
+    }
+}
+
+/// `tidemark bench nexmark`'s own flags (with the shared `--window`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct NexmarkFlags {
+    /// NEXMark: the query (q0-q9, q11; --engine differential: q3, q4, q6, q9) [default: q7].
+    #[arg(long)]
+    pub query: Option<String>,
+    /// NEXMark: sliding-window slide (q5) [default: 2s].
+    #[arg(long, value_parser = crate::units::parse_nanos)]
+    pub slide: Option<u64>,
+    /// NEXMark: session gap (q11) [default: 10s].
+    #[arg(long, value_parser = crate::units::parse_nanos)]
+    pub gap: Option<u64>,
+}
+
+impl Registered for Nexmark {
+    type Flags = NexmarkFlags;
+    const SHARED: &'static [&'static str] = &["window"];
+
+    fn given(flags: &NexmarkFlags) -> Vec<&'static str> {
+        [
+            ("query", flags.query.is_some()),
+            ("slide", flags.slide.is_some()),
+            ("gap", flags.gap.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+
+    /// q7 with 10 s windows, 2 s slides and 10 s gaps unless given; the windows the query uses
+    /// are checked ([`Nexmark::validate`]).
+    fn from_flags(flags: &NexmarkFlags, shared: &SharedFlags) -> Result<Nexmark, FlagError> {
+        let query: Query = flags
+            .query
+            .as_deref()
+            .unwrap_or("q7")
+            .parse()
+            .map_err(|e| FlagError(format!("--query: {e}")))?;
+        let nexmark = Nexmark {
+            query,
+            window_ns: shared.window.unwrap_or(Nexmark::DEFAULT_WINDOW_NS),
+            slide_ns: flags.slide.unwrap_or(Nexmark::DEFAULT_SLIDE_NS),
+            gap_ns: flags.gap.unwrap_or(Nexmark::DEFAULT_GAP_NS),
+        };
+        nexmark.validate().map_err(|e| FlagError(e.to_string()))?;
+        Ok(nexmark)
     }
 }
 
@@ -373,41 +510,16 @@ fn config(seed: u64) -> NexmarkConfig {
     }
 }
 
-/// The single-threaded NEXMark baseline: one hand-written state machine per query.
-pub struct NexmarkBaseline(Machine);
-
-enum Machine {
-    Stateless(Query),
-    LocalItems(joins::LocalItems),
-    NewUsers(joins::NewUsers),
-    ClosingPrices(auctions::ClosingPrices),
-    HotItems(windows::HotItems),
-    HighestBids(windows::HighestBids),
-    Sessions(windows::Sessions),
-}
+/// The single-threaded NEXMark baseline: the query's hand-written state machine.
+pub struct NexmarkBaseline(Box<dyn Baseline<Event, Output>>);
 
 impl Baseline<Event, Output> for NexmarkBaseline {
     fn process(&mut self, events: &mut Vec<Event>, out: &mut Vec<Output>) {
-        match &mut self.0 {
-            Machine::Stateless(query) => stateless::process(*query, events, out),
-            Machine::LocalItems(state) => state.process(events, out),
-            Machine::NewUsers(state) => state.process(events, out),
-            Machine::ClosingPrices(state) => state.process(events, out),
-            Machine::HotItems(state) => state.process(events, out),
-            Machine::HighestBids(state) => state.process(events, out),
-            Machine::Sessions(state) => state.process(events, out),
-        }
+        self.0.process(events, out);
     }
 
     fn advance(&mut self, frontier: u64, out: &mut Vec<Output>) {
-        match &mut self.0 {
-            Machine::Stateless(_) | Machine::LocalItems(_) => {}
-            Machine::NewUsers(state) => state.advance(frontier, out),
-            Machine::ClosingPrices(state) => state.advance(frontier, out),
-            Machine::HotItems(state) => state.advance(frontier, out),
-            Machine::HighestBids(state) => state.advance(frontier, out),
-            Machine::Sessions(state) => state.advance(frontier, out),
-        }
+        self.0.advance(frontier, out);
     }
 }
 
@@ -458,19 +570,7 @@ impl Workload for Nexmark {
         &self,
         events: StreamVec<'scope, u64, Event>,
     ) -> StreamVec<'scope, u64, Output> {
-        match self.query {
-            Query::Q0 => stateless::pass_through(events),
-            Query::Q1 => stateless::currency_conversion(events),
-            Query::Q2 => stateless::selection(events),
-            Query::Q3 => joins::local_items(events),
-            Query::Q4 | Query::Q6 | Query::Q9 => {
-                auctions::closed_auctions(events, self.query, &Checkpoints::default())
-            }
-            Query::Q5 => windows::hot_items(events, self.window_ns, self.slide_ns),
-            Query::Q7 => windows::highest_bid(events, self.window_ns),
-            Query::Q8 => joins::new_users(events, self.window_ns),
-            Query::Q11 => windows::user_sessions(events, self.gap_ns),
-        }
+        (self.query.definition().dataflow)(self, events)
     }
 
     fn has_incremental(&self) -> bool {
@@ -481,26 +581,11 @@ impl Workload for Nexmark {
         &self,
         events: StreamVec<'scope, u64, Event>,
     ) -> Option<VecCollection<'scope, u64, Output>> {
-        match self.query {
-            Query::Q3 => Some(incremental::local_items(events)),
-            Query::Q4 | Query::Q6 | Query::Q9 => {
-                Some(incremental::closed_auctions(events, self.query))
-            }
-            _ => None,
-        }
+        let view = self.query.definition().incremental?;
+        Some(view(self, events))
     }
 
     fn baseline(&self) -> NexmarkBaseline {
-        NexmarkBaseline(match self.query {
-            Query::Q0 | Query::Q1 | Query::Q2 => Machine::Stateless(self.query),
-            Query::Q3 => Machine::LocalItems(joins::LocalItems::default()),
-            Query::Q4 | Query::Q6 | Query::Q9 => {
-                Machine::ClosingPrices(auctions::ClosingPrices::new(self.query))
-            }
-            Query::Q5 => Machine::HotItems(windows::HotItems::new(self.window_ns, self.slide_ns)),
-            Query::Q7 => Machine::HighestBids(windows::HighestBids::new(self.window_ns)),
-            Query::Q8 => Machine::NewUsers(joins::NewUsers::new(self.window_ns)),
-            Query::Q11 => Machine::Sessions(windows::Sessions::new(self.gap_ns)),
-        })
+        NexmarkBaseline((self.query.definition().baseline)(self))
     }
 }

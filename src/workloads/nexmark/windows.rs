@@ -447,15 +447,15 @@ struct Session {
 /// q11's baseline: each bidder's open session, and a queue of close times. A session that
 /// grew since it was queued is queued again at its new close time when the old one comes up.
 /// Bids arrive in time order (as generated), so a bidder has at most one open session.
-pub(super) struct Sessions {
+pub(super) struct UserSessions {
     gap: u64,
     open: HashMap<u64, Session>,
     closes: BinaryHeap<Reverse<(u64, u64)>>,
 }
 
-impl Sessions {
+impl UserSessions {
     pub(super) fn new(gap: u64) -> Self {
-        Sessions {
+        UserSessions {
             gap,
             open: HashMap::new(),
             closes: BinaryHeap::new(),

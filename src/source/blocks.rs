@@ -1,0 +1,713 @@
+//! Parallel reading of a CSV file: every worker of every process reads and parses a share of
+//! the file, and stamps each record exactly as the single reader ([`super::csv::CsvFeed`])
+//! does, so every result is the same.
+//!
+//! # Blocks
+//!
+//! Each process cuts the file after its header into blocks of about [`BLOCK_BYTES`] (256 KiB), at record
+//! boundaries, in one scan before the run ([`BlockPlan::open`]): the same blocks in every
+//! process. Block `i` is read by worker `i mod W` (global index, `W` workers in all), so the
+//! workers read the file front to back together, never more than about a block apiece apart.
+//! (Shares of a whole worker's fraction of the file would each run far ahead in event time,
+//! and window state would grow with the file.)
+//!
+//! A block starts exactly where the single reader's CSV parser stands after the record before
+//! it: after the terminator byte (`\n`, or `\r` of `\r\n`) of a non-empty record, so empty
+//! lines and the `\n` of a `\r\n` belong to the next block, as they belong to the next read.
+//! Without a quote character in the file, a terminator is always a record end, and the scan
+//! only looks for quotes and counts newlines (memory speed). A file with quotes is scanned by
+//! the CSV parser itself (`csv-core`, the parser the `csv` crate runs), so a quoted field with
+//! newlines or a stray quote is split exactly as the single reader reads it; that scan is
+//! slower (the parsing itself still runs in parallel). The scan also counts the newlines
+//! before each block, so a record's line number (in errors) is the block's first line plus
+//! its line within the block, the single reader's number.
+//!
+//! # Watermarks across blocks
+//!
+//! The single reader stamps record `r` against the watermark of every record before it (see
+//! [`crate::time::Watermark`]): the largest event time before `r`, less the delay. Here a
+//! worker parses its block (in parallel with the others), publishes the block's largest event
+//! time, and waits for the largest event time of all earlier blocks (a prefix maximum over
+//! the blocks' maxima: a small sequential step); it then accounts for that maximum in its own
+//! watermark and stamps its block's records in file order. Every record so gets the stamp, and
+//! lateness, of the single reader. Maxima travel to every worker of every process on a
+//! broadcast timely stream, disconnected from the records' dataflow.
+//!
+//! Each worker's source holds its capability at its own watermark, which is at most the stamp
+//! of any record it sends later (later blocks only raise it), so no frontier passes a record
+//! before it is sent. Where records are sent at the watermark ([`super::SendAt::Watermark`])
+//! the time is the sending worker's capability, at most the record's event time: the module
+//! docs of [`super`] show why any such time gives the window operators the same results.
+//!
+//! # Errors, skipped lines and counts
+//!
+//! A block's summary carries its row counts, its first skipped lines' messages, and the error
+//! that stopped it. Worker 0 of process 0 goes through the summaries in block order: it counts
+//! the rows, reports skipped lines in file order, and reports the first error in the file once
+//! every block before it is known to be clean: the error of the single reader, whichever
+//! worker met it and whichever met one first. A worker whose earlier block failed stops and
+//! keeps its capability (no window closes for input that was not read).
+//!
+//! Standard input is not a file: it is read by the single reader.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::{Scope, StreamVec};
+use timely::scheduling::Activator;
+
+use super::csv::{
+    csv_error, warn_skipped, BadLines, Columns, CsvItem, FeedStats, Layout, Parsed, ReadError,
+    REPORTED_BAD_LINES,
+};
+use super::{feed_source_paced, Feed, Pacing, Poll, Position, SourceOptions, Stamped};
+use crate::time::Watermark;
+
+/// The size a block aims at, in bytes: a block ends at the first record end at or after it.
+/// Large enough that the per-block exchange is negligible (a summary per some 15 000 rows of
+/// the issue-14 file), small enough that the workers stay close in event time and each holds
+/// little: a worker holds its block's bytes and parsed rows, a few MB.
+pub const BLOCK_BYTES: u64 = 1 << 18;
+
+/// What the plan scan reads at a time.
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// A file cut into blocks at record boundaries, with what every worker needs to read it.
+#[derive(Debug)]
+pub struct BlockPlan {
+    layout: Layout,
+    path: PathBuf,
+    bad_lines: BadLines,
+    max_delay: u64,
+    /// Block `i` is the bytes `starts[i] .. starts[i + 1]` of the file; the last entry is the
+    /// end of the data.
+    starts: Vec<u64>,
+    /// `lines[i]`: the line the parser is on at `starts[i]` (1 + the newlines before it).
+    lines: Vec<u64>,
+    quoted: bool,
+    stats: Arc<FeedStats>,
+}
+
+impl BlockPlan {
+    /// Opens the file `path`, reads its header (errors as [`super::csv::CsvFeed::open`]'s),
+    /// and cuts the rest into blocks of about `block_bytes` (at least 1) at record boundaries.
+    ///
+    /// Errors: the file cannot be opened or read, or its header lacks a column.
+    pub fn open(
+        path: &Path,
+        columns: Columns,
+        bad_lines: BadLines,
+        max_delay: u64,
+        block_bytes: u64,
+    ) -> Result<(BlockPlan, csv::StringRecord), ReadError> {
+        let name = path.display().to_string();
+        let io_error = |e: io::Error| ReadError::Io {
+            file: name.clone(),
+            message: e.to_string(),
+        };
+        let file = File::open(path).map_err(&io_error)?;
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+        let (layout, header) = Layout::read_header(&name, &mut reader, columns)?;
+        // Where the parser stands after the header: the first block starts there.
+        let (start, line) = (reader.position().byte(), reader.position().line());
+        let mut file = reader.into_inner();
+        let block_bytes = block_bytes.max(1);
+        file.seek(SeekFrom::Start(start)).map_err(&io_error)?;
+        let (starts, lines, quoted) =
+            match split_plain(&mut file, start, line, block_bytes).map_err(&io_error)? {
+                Some((starts, lines)) => (starts, lines, false),
+                None => {
+                    file.seek(SeekFrom::Start(start)).map_err(&io_error)?;
+                    let (starts, lines) =
+                        split_quoted(&mut file, start, line, block_bytes).map_err(&io_error)?;
+                    (starts, lines, true)
+                }
+            };
+        let plan = BlockPlan {
+            layout,
+            path: path.to_path_buf(),
+            bad_lines,
+            max_delay,
+            starts,
+            lines,
+            quoted,
+            stats: Arc::default(),
+        };
+        Ok((plan, header))
+    }
+
+    /// The number of blocks (0 for a file with a header only).
+    pub fn blocks(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Whether the file has a quote character, so that it was cut by the CSV parser.
+    pub fn quoted(&self) -> bool {
+        self.quoted
+    }
+
+    /// The counters of the whole file: kept by worker 0 of process 0 (zero in other processes).
+    pub fn stats(&self) -> Arc<FeedStats> {
+        Arc::clone(&self.stats)
+    }
+}
+
+fn is_terminator(byte: u8) -> bool {
+    byte == b'\n' || byte == b'\r'
+}
+
+fn newlines(bytes: &[u8]) -> u64 {
+    // A plain count, which the compiler vectorizes.
+    bytes.iter().filter(|b| **b == b'\n').count() as u64
+}
+
+/// Reads into `buffer` until it is full or the input ends; returns the bytes read.
+fn fill(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Block starts and their lines for a file without quotes, from `start` (on line `line`);
+/// `None` as soon as a quote shows up.
+///
+/// Without quotes every `\r` and `\n` is a record terminator; a record ends at one that follows
+/// a byte of the record (the others are empty lines, or the `\n` of `\r\n`, which the parser
+/// skips at the start of the next read).
+fn split_plain(
+    file: &mut File,
+    start: u64,
+    line: u64,
+    block: u64,
+) -> io::Result<Option<(Vec<u64>, Vec<u64>)>> {
+    let (mut starts, mut lines) = (vec![start], vec![line]);
+    let mut line = line;
+    let mut target = start.saturating_add(block);
+    // The header ended with a terminator (or the file did).
+    let mut after_terminator = true;
+    let mut chunk = vec![0; SCAN_CHUNK];
+    let mut at = start;
+    loop {
+        let n = fill(file, &mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        let bytes = &chunk[..n];
+        if bytes.contains(&b'"') {
+            return Ok(None);
+        }
+        let mut i = 0;
+        while i < n {
+            let offset = at + i as u64;
+            if offset < target {
+                // Up to the target, only newlines matter.
+                let upto = (target - at).min(n as u64) as usize;
+                line += newlines(&bytes[i..upto]);
+                after_terminator = is_terminator(bytes[upto - 1]);
+                i = upto;
+                continue;
+            }
+            let byte = bytes[i];
+            line += u64::from(byte == b'\n');
+            let terminator = is_terminator(byte);
+            if terminator && !after_terminator {
+                starts.push(offset + 1);
+                lines.push(line);
+                target = (offset + 1).saturating_add(block);
+            }
+            after_terminator = terminator;
+            i += 1;
+        }
+        at += n as u64;
+    }
+    if starts.last() < Some(&at) {
+        starts.push(at);
+        lines.push(line);
+    }
+    Ok(Some((starts, lines)))
+}
+
+/// Block starts and their lines for any file, from `start` (on line `line`): the CSV parser
+/// the single reader runs finds the record ends.
+fn split_quoted(
+    file: &mut File,
+    start: u64,
+    line: u64,
+    block: u64,
+) -> io::Result<(Vec<u64>, Vec<u64>)> {
+    use csv_core::ReadRecordResult;
+    // The `csv` crate's reader with its default dialect, as the single reader builds it.
+    let mut parser = csv_core::Reader::new();
+    parser.set_line(line);
+    let (mut starts, mut lines) = (vec![start], vec![line]);
+    let mut target = start.saturating_add(block);
+    let mut chunk = vec![0; SCAN_CHUNK];
+    // Fields are not needed: scratch space that is overwritten.
+    let (mut fields, mut ends) = (vec![0; 1 << 16], vec![0; 1 << 10]);
+    let mut at = start;
+    loop {
+        let n = fill(file, &mut chunk)?;
+        let mut i = 0;
+        loop {
+            let (result, read, _, _) = parser.read_record(&chunk[i..n], &mut fields, &mut ends);
+            i += read;
+            match result {
+                ReadRecordResult::InputEmpty => break,
+                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
+                ReadRecordResult::Record => {
+                    let offset = at + i as u64;
+                    if offset >= target {
+                        starts.push(offset);
+                        lines.push(parser.line());
+                        target = offset.saturating_add(block);
+                    }
+                }
+                ReadRecordResult::End => {
+                    let end = at + n as u64;
+                    if starts.last() < Some(&end) {
+                        starts.push(end);
+                        lines.push(parser.line());
+                    }
+                    return Ok((starts, lines));
+                }
+            }
+        }
+        at += n as u64;
+    }
+}
+
+/// What a worker learnt from parsing one block, for every worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct BlockInfo {
+    block: u64,
+    /// The largest event time among its rows (before its error, if it has one).
+    max: Option<u64>,
+    /// Rows read into records.
+    records: u64,
+    /// Rows skipped as bad.
+    bad: u64,
+    /// The messages of the first skipped rows (at most [`REPORTED_BAD_LINES`]).
+    warnings: Vec<String>,
+    /// The error that stopped the block.
+    error: Option<ReadError>,
+}
+
+/// A worker's view of every block, shared by its feed and the operators that exchange
+/// summaries.
+struct Shared {
+    /// Summaries of this worker's blocks, to broadcast.
+    outbox: Vec<BlockInfo>,
+    /// This worker publishes no more summaries.
+    published: bool,
+    /// Wakes the operator that broadcasts the outbox.
+    out_activator: Option<Activator>,
+    /// Wakes the feed's source when summaries arrive.
+    feed_activator: Option<Activator>,
+    /// Summaries received, by block.
+    infos: Vec<Option<BlockInfo>>,
+    /// Blocks `0 .. known` are all received.
+    known: usize,
+    /// `maxima[i]`, for `i <= known`: the largest event time in blocks `0 .. i`.
+    maxima: Vec<Option<u64>>,
+    /// The first block with an error, among blocks `0 .. known`.
+    first_error: Option<usize>,
+}
+
+impl Shared {
+    fn new(blocks: usize) -> Self {
+        Shared {
+            outbox: Vec::new(),
+            published: false,
+            out_activator: None,
+            feed_activator: None,
+            infos: vec![None; blocks],
+            known: 0,
+            maxima: vec![None],
+            first_error: None,
+        }
+    }
+
+    fn insert(&mut self, info: BlockInfo) {
+        let Some(slot) = usize::try_from(info.block)
+            .ok()
+            .and_then(|b| self.infos.get_mut(b))
+        else {
+            return;
+        };
+        *slot = Some(info);
+        while let Some(Some(info)) = self.infos.get(self.known) {
+            if info.error.is_some() && self.first_error.is_none() {
+                self.first_error = Some(self.known);
+            }
+            let max = self.maxima[self.known].max(info.max);
+            self.maxima.push(max);
+            self.known += 1;
+        }
+    }
+}
+
+/// The block a worker is sending.
+struct Current {
+    block: usize,
+    /// Rows of `parsed` sent so far.
+    sent: usize,
+    /// Whether the watermark has taken the earlier blocks' maximum into account.
+    caught_up: bool,
+    /// The error that stopped the block after its rows.
+    error: Option<ReadError>,
+}
+
+/// One worker's share of a [`BlockPlan`] as a [`Feed`]: blocks `index, index + peers, ...`.
+pub struct BlockFeed {
+    plan: Arc<BlockPlan>,
+    file: File,
+    /// Worker 0 of process 0: counts rows, reports skipped rows and the first error.
+    leader: bool,
+    peers: usize,
+    /// The next block to parse.
+    next: usize,
+    buffer: Vec<u8>,
+    /// The block's records (reused from block to block) and its good rows: record index, row.
+    records: Vec<csv::ByteRecord>,
+    parsed: Vec<(usize, Parsed)>,
+    current: Option<Current>,
+    watermark: Watermark,
+    shared: Rc<RefCell<Shared>>,
+    /// Stopped for good: an earlier block failed, or this one did.
+    stopped: bool,
+    /// Leader: blocks counted and reported so far, and bad lines among them.
+    reported: usize,
+    skipped: u64,
+}
+
+impl BlockFeed {
+    fn new(
+        plan: Arc<BlockPlan>,
+        index: usize,
+        peers: usize,
+        shared: Rc<RefCell<Shared>>,
+    ) -> Result<Self, ReadError> {
+        let file = File::open(&plan.path).map_err(|e| ReadError::Io {
+            file: plan.layout.name.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(BlockFeed {
+            file,
+            leader: index == 0,
+            peers: peers.max(1),
+            next: index,
+            buffer: Vec::new(),
+            records: Vec::new(),
+            parsed: Vec::new(),
+            current: None,
+            watermark: Watermark::new(plan.max_delay),
+            shared,
+            stopped: false,
+            reported: 0,
+            skipped: 0,
+            plan,
+        })
+    }
+
+    /// Where this reader stands: the next record it sends (see [`Position`]).
+    pub fn position(&self) -> Position {
+        let Some(current) = &self.current else {
+            let block = self.next.min(self.plan.blocks());
+            return Position {
+                block: block as u64,
+                byte: self.plan.starts[block],
+                line: self.plan.lines[block],
+            };
+        };
+        let start = self.plan.starts[current.block];
+        let (byte, line) = match self.parsed.get(current.sent) {
+            Some((record, _)) => {
+                let at = self.records[*record].position();
+                (
+                    start + at.map_or(0, |p| p.byte()),
+                    self.plan.lines[current.block] + at.map_or(1, |p| p.line()) - 1,
+                )
+            }
+            None => (
+                self.plan.starts[current.block + 1],
+                self.plan.lines[current.block + 1],
+            ),
+        };
+        Position {
+            block: current.block as u64,
+            byte,
+            line,
+        }
+    }
+
+    /// Reads and parses block `block` into `records` and `parsed`; returns its summary.
+    fn parse(&mut self, block: usize) -> BlockInfo {
+        let layout = &self.plan.layout;
+        let (start, end) = (self.plan.starts[block], self.plan.starts[block + 1]);
+        let mut info = BlockInfo {
+            block: block as u64,
+            max: None,
+            records: 0,
+            bad: 0,
+            warnings: Vec::new(),
+            error: None,
+        };
+        self.parsed.clear();
+        let length = usize::try_from(end - start).unwrap_or(usize::MAX);
+        self.buffer.resize(length, 0);
+        let read = self
+            .file
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| self.file.read_exact(&mut self.buffer));
+        if let Err(e) = read {
+            info.error = Some(ReadError::Io {
+                file: layout.name.clone(),
+                message: e.to_string(),
+            });
+            return info;
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&self.buffer[..]);
+        let first_line = self.plan.lines[block];
+        let mut n = 0;
+        loop {
+            if self.records.len() == n {
+                self.records.push(csv::ByteRecord::new());
+            }
+            let record = &mut self.records[n];
+            match reader.read_byte_record(record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    // Reading bytes from memory fails only on what the single reader fails
+                    // on too; its line is within the block.
+                    let mut error = csv_error(&layout.name, e);
+                    if let ReadError::Input(input) = &mut error {
+                        input.line += first_line - 1;
+                    }
+                    info.error = Some(error);
+                    break;
+                }
+            }
+            let line = first_line + record.position().map_or(1, |p| p.line()) - 1;
+            match layout.parse(line, record) {
+                Ok(parsed) => {
+                    info.max = info.max.max(Some(parsed.ts));
+                    info.records += 1;
+                    self.parsed.push((n, parsed));
+                    n += 1;
+                }
+                Err(e) if self.plan.bad_lines == BadLines::Skip => {
+                    info.bad += 1;
+                    if info.warnings.len() < REPORTED_BAD_LINES as usize {
+                        info.warnings.push(e.to_string());
+                    }
+                }
+                Err(e) => {
+                    info.error = Some(e.into());
+                    break;
+                }
+            }
+        }
+        info
+    }
+
+    /// Leader: counts, warns about and fails on the blocks known so far, in block order.
+    fn report(&mut self) -> Result<(), ReadError> {
+        let mut shared = self.shared.borrow_mut();
+        while self.reported < shared.known {
+            let Some(info) = shared.infos[self.reported].as_mut() else {
+                break;
+            };
+            let stats = &self.plan.stats;
+            stats.records.fetch_add(info.records, Ordering::Relaxed);
+            stats.bad_lines.fetch_add(info.bad, Ordering::Relaxed);
+            let before = self.skipped;
+            // The first bad lines of the file one by one, then once that there are more.
+            for (i, message) in info.warnings.drain(..).enumerate() {
+                let skipped = before + i as u64 + 1;
+                if skipped <= REPORTED_BAD_LINES {
+                    warn_skipped(skipped, &message);
+                }
+            }
+            self.skipped += info.bad;
+            if before <= REPORTED_BAD_LINES && self.skipped > REPORTED_BAD_LINES {
+                warn_skipped(REPORTED_BAD_LINES + 1, "");
+            }
+            if let Some(error) = info.error.take() {
+                return Err(error);
+            }
+            self.reported += 1;
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, info: Option<BlockInfo>) {
+        let mut shared = self.shared.borrow_mut();
+        match info {
+            Some(info) => shared.outbox.push(info),
+            None => shared.published = true,
+        }
+        if let Some(activator) = &shared.out_activator {
+            activator.activate();
+        }
+    }
+}
+
+impl Feed for BlockFeed {
+    type Item = CsvItem;
+    type Error = ReadError;
+
+    fn poll(&mut self, max: usize, out: &mut Vec<Stamped<CsvItem>>) -> Result<Poll, ReadError> {
+        if self.leader {
+            self.report()?;
+        }
+        if self.stopped {
+            // Held for good: the leader reports the error that stopped the input.
+            return Ok(Poll::Pending);
+        }
+        if self.current.is_none() {
+            if self.next >= self.plan.blocks() {
+                if !self.shared.borrow().published {
+                    self.publish(None);
+                }
+                // The leader ends when it has counted every block (and met no error).
+                let counted = !self.leader || self.reported == self.plan.blocks();
+                return Ok(if counted { Poll::Done } else { Poll::Pending });
+            }
+            let block = self.next;
+            let info = self.parse(block);
+            let error = info.error.clone();
+            self.publish(Some(info));
+            self.current = Some(Current {
+                block,
+                sent: 0,
+                caught_up: false,
+                error,
+            });
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Ok(Poll::Pending);
+        };
+        {
+            let shared = self.shared.borrow();
+            if shared.known < current.block {
+                // Waiting for an earlier block's maximum.
+                return Ok(Poll::Pending);
+            }
+            if shared.first_error.is_some_and(|e| e < current.block) {
+                self.stopped = true;
+                return Ok(Poll::Pending);
+            }
+            if !current.caught_up {
+                // The watermark of the single reader at this block's first record.
+                if let Some(max) = shared.maxima[current.block] {
+                    self.watermark.stamp(max);
+                }
+                current.caught_up = true;
+            }
+        }
+        let upto = (current.sent + max.max(1)).min(self.parsed.len());
+        for (record, parsed) in &self.parsed[current.sent..upto] {
+            let time = self.watermark.stamp(parsed.ts);
+            out.push(self.plan.layout.item(&self.records[*record], parsed, time));
+        }
+        current.sent = upto;
+        if current.sent == self.parsed.len() {
+            if current.error.is_some() {
+                self.stopped = true;
+            } else {
+                self.current = None;
+                self.next += self.peers;
+            }
+        }
+        Ok(Poll::Ready)
+    }
+
+    fn watermark(&mut self) -> &mut Watermark {
+        &mut self.watermark
+    }
+
+    fn set_activator(&mut self, activator: Activator) {
+        self.shared.borrow_mut().feed_activator = Some(activator);
+    }
+}
+
+/// A source reading this worker's share of `plan`: every worker of every process calls it
+/// (with the same plan), and together they send the records of the single reader over `plan`'s
+/// file, each at the same stamp (see the module docs). Options, pacing and `error` as for
+/// [`feed_source_paced`]; an error is set only on worker 0 of process 0 (the first in the
+/// file), or on a worker that cannot open the file.
+pub fn block_source<'scope>(
+    scope: Scope<'scope, u64>,
+    plan: &Arc<BlockPlan>,
+    options: SourceOptions,
+    pacing: Pacing,
+    error: Rc<RefCell<Option<ReadError>>>,
+) -> StreamVec<'scope, u64, CsvItem> {
+    let shared = Rc::new(RefCell::new(Shared::new(plan.blocks())));
+    let leader = scope.index() == 0;
+    let outgoing = Rc::clone(&shared);
+    source(scope, "BlockSummaries", move |cap, info| {
+        outgoing.borrow_mut().out_activator = Some(scope.activator_for(info.address));
+        let mut cap = Some(cap);
+        move |output| {
+            let mut shared = outgoing.borrow_mut();
+            if let Some(held) = &cap {
+                if !shared.outbox.is_empty() {
+                    output.session(held).give_iterator(shared.outbox.drain(..));
+                }
+                if shared.published {
+                    cap = None;
+                }
+            }
+        }
+    })
+    .container::<Vec<BlockInfo>>()
+    .broadcast()
+    .sink(Pipeline, "BlockSummariesIn", {
+        let shared = Rc::clone(&shared);
+        move |(input, _frontier)| {
+            let mut shared = shared.borrow_mut();
+            input.for_each(|_cap, data| {
+                for mut info in data.drain(..) {
+                    if !leader {
+                        // Only the leader reports them.
+                        info.warnings = Vec::new();
+                    }
+                    shared.insert(info);
+                }
+            });
+            if let Some(activator) = &shared.feed_activator {
+                activator.activate();
+            }
+        }
+    });
+    let feed = match BlockFeed::new(Arc::clone(plan), scope.index(), scope.peers(), shared) {
+        Ok(feed) => Some(feed),
+        Err(e) => {
+            *error.borrow_mut() = Some(e);
+            None
+        }
+    };
+    feed_source_paced(scope, feed, options, pacing, error)
+}
