@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod abort;
+pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
 pub mod harness;

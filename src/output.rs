@@ -203,6 +203,9 @@ enum Target {
         temporary: PathBuf,
         target: PathBuf,
         file: File,
+        /// Kept when dropped uncommitted: a checkpointed run resumes it (see
+        /// [`Output::create_resumable`]).
+        keep: bool,
     },
 }
 
@@ -292,6 +295,7 @@ impl Output {
             temporary,
             target,
             file,
+            keep: false,
         };
         Ok(Output::open(name, target, sink))
     }
@@ -313,6 +317,98 @@ impl Output {
         (output, writer)
     }
 
+    /// Opens `path` for a checkpointed run ([`crate::checkpoint`]): like [`Output::create`],
+    /// but the temporary file has a fixed name, `.NAME.tidemark-checkpoint.tmp` beside the
+    /// target, and survives a failed run, so that the same command run again finds it. With
+    /// `committed = Some(n)` it is the file of an interrupted run: it is truncated to its
+    /// committed `n` bytes and written on from there; with `None` it is created empty. Returns
+    /// also a handle to fsync the file with.
+    ///
+    /// Errors: [`OutputError::Create`] naming `path`: standard output, a FIFO or a device
+    /// (their bytes cannot be taken back), a missing directory, a temporary file shorter than
+    /// its committed length or missing.
+    pub fn create_resumable(
+        path: &Path,
+        committed: Option<u64>,
+    ) -> Result<(Output, OutputWriter, File), OutputError> {
+        let name = path.display().to_string();
+        let error = |message: String| OutputError::Create {
+            path: name.clone(),
+            message,
+        };
+        let (target, temporary) = resumable_names(path).map_err(|e| error(e.to_string()))?;
+        let file = match committed {
+            None => OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&temporary)
+                .map_err(|e| error(format!("{}: {e}", temporary.display())))?,
+            Some(length) => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&temporary)
+                    .map_err(|e| {
+                        error(format!(
+                            "the checkpoint's partial output {}: {e}",
+                            temporary.display()
+                        ))
+                    })?;
+                let have = file.metadata().map(|m| m.len()).unwrap_or(0);
+                if have < length {
+                    return Err(error(format!(
+                        "the partial output {} has {have} bytes, the checkpoint committed {length}",
+                        temporary.display()
+                    )));
+                }
+                // Bytes after the committed prefix were written after the last checkpoint and
+                // are written again by the resumed run.
+                file.set_len(length)
+                    .map_err(|e| error(format!("{}: {e}", temporary.display())))?;
+                file
+            }
+        };
+        let mut append = file.try_clone().map_err(|e| error(e.to_string()))?;
+        use std::io::Seek;
+        append
+            .seek(io::SeekFrom::End(0))
+            .map_err(|e| error(e.to_string()))?;
+        let sync = file.try_clone().map_err(|e| error(e.to_string()))?;
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let writer = OutputWriter {
+            sink: Box::new(append),
+            buffer: Vec::new(),
+            abandoned: Arc::clone(&abandoned),
+        };
+        let output = Output {
+            name,
+            target: Target::Temporary {
+                temporary,
+                target,
+                file,
+                keep: true,
+            },
+            abandoned,
+        };
+        Ok((output, writer, sync))
+    }
+
+    /// Renames the temporary file a checkpointed run left for `path` onto it, if there is
+    /// one (a run that committed its final checkpoint and was killed before renaming).
+    ///
+    /// Errors: [`OutputError::Create`] if the rename fails.
+    pub fn finish_resumed(path: &Path) -> Result<(), OutputError> {
+        let error = |e: io::Error| OutputError::Create {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let (target, temporary) = resumable_names(path).map_err(error)?;
+        if temporary.exists() {
+            std::fs::rename(&temporary, &target).map_err(error)?;
+        }
+        Ok(())
+    }
+
     /// The name as given.
     pub fn name(&self) -> &str {
         &self.name
@@ -331,6 +427,7 @@ impl Output {
             temporary,
             target,
             file,
+            ..
         } = target
         else {
             return Ok(());
@@ -352,11 +449,50 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         self.abandoned.store(true, Ordering::SeqCst);
-        if let Target::Temporary { temporary, .. } = &self.target {
+        if let Target::Temporary {
+            temporary,
+            keep: false,
+            ..
+        } = &self.target
+        {
             let _ = std::fs::remove_file(temporary);
             forget(temporary);
         }
     }
+}
+
+/// The target (symlinks resolved) and the fixed temporary name of a checkpointed output;
+/// refuses anything but a regular file or a new name.
+fn resumable_names(path: &Path) -> io::Result<(PathBuf, PathBuf)> {
+    if is_stdout(path) {
+        return Err(io::Error::other(
+            "a checkpointed run needs a regular file: standard output cannot take back what a crashed run wrote after its last checkpoint",
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => return Err(io::Error::other("is a directory")),
+        Ok(meta) if !meta.is_file() => {
+            return Err(io::Error::other(
+                "a checkpointed run needs a regular file: a FIFO or device cannot take back what a crashed run wrote after its last checkpoint",
+            ))
+        }
+        Ok(_) => {
+            let target = resolve(path)?;
+            if !writable(&target) {
+                return Err(io::Error::from(io::ErrorKind::PermissionDenied));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let target = resolve(path)?;
+    let dir = target.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let base = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{base}.tidemark-checkpoint.tmp"));
+    Ok((target, temporary))
 }
 
 /// Whether this process may write the existing file `path` (access(2), so root may).

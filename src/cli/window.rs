@@ -14,6 +14,7 @@
 
 use std::cell::RefCell;
 use std::fmt::{Debug, Display};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -27,11 +28,13 @@ use timely::dataflow::operators::{Exchange, Inspect, Operator, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use crate::abort;
+use crate::checkpoint::{config_hash, CheckpointDir, Resume, Snapshot};
 use crate::cli::ClusterArgs;
 use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
+use crate::sink::commit::{commit_sink, CommitFile, CommitFiles};
 use crate::sink::{
     changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
 };
@@ -134,6 +137,14 @@ pub struct WindowArgs {
     /// Bytes per block of a file read in parallel (tests use small blocks).
     #[arg(long, default_value_t = BLOCK_BYTES, hide = true)]
     pub read_block: u64,
+    /// Checkpoint into this directory, and resume from it: running the same command again
+    /// after a crash continues from the last checkpoint, and the output holds every row exactly
+    /// once (see README, "Checkpoints and recovery"). Needs a regular input and output file.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Event time between checkpoints (with --checkpoint-dir).
+    #[arg(long, default_value = "10s", value_parser = millis)]
+    pub checkpoint_interval: u64,
     /// Threads, processes and hostfile.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -218,6 +229,185 @@ fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
     Ok((output, csv::Writer::from_writer(writer)))
 }
 
+/// The files a run writes: plain outputs, or committed ones with `--checkpoint-dir`.
+enum Writers {
+    // Boxed: csv writers are large, and the enum moves into the worker closure.
+    Plain {
+        output: Box<csv::Writer<OutputWriter>>,
+        late: Option<Box<csv::Writer<OutputWriter>>>,
+    },
+    Commit(CommitFiles),
+}
+
+/// A checkpointed run's state at the edge: the directory and what the sink leaves for the end.
+struct Checkpointing {
+    dir: Arc<CheckpointDir>,
+    /// The last commit's snapshot, set by the sink at the end of the input.
+    last: Arc<Mutex<Option<Snapshot>>>,
+    /// The snapshot resumed from, if the run resumed after its final commit.
+    resumed_final: Option<Snapshot>,
+}
+
+/// Everything that decides a checkpointed run's output, as text for [`config_hash`]: the
+/// options that change rows or bytes, and the input's identity (resolved name, length,
+/// modification time), so that a checkpoint is never applied to a changed input. Worker count
+/// and partitioner are left out: the committed rows do not depend on them.
+fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
+    let meta = std::fs::metadata(&args.input)
+        .map_err(|e| anyhow!("cannot open {}: {e}", args.input.display()))?;
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let input = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
+    let late = args.late_output.as_ref().map(|p| p.display().to_string());
+    Ok(format!(
+        "input={} {} {modified}\noutput={}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
+         columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n",
+        input.display(),
+        meta.len(),
+        args.output.display(),
+        args.window,
+        args.agg,
+        args.time_col,
+        args.key_col,
+        args.value_col,
+        args.diff_col,
+        args.emit,
+        args.max_delay,
+        args.allowed_lateness,
+        args.on_bad_line,
+        args.checkpoint_interval,
+    ))
+}
+
+/// Refuses what a checkpointed run cannot replay or take back.
+fn check_checkpointable(args: &WindowArgs) -> anyhow::Result<()> {
+    if args.checkpoint_interval == 0 {
+        bail!("--checkpoint-interval must be positive");
+    }
+    let stdin = args.input == Path::new("-") || args.input == Path::new("/dev/stdin");
+    if stdin {
+        bail!(
+            "--checkpoint-dir needs a file as --input: standard input cannot be read again to resume after a crash"
+        );
+    }
+    let meta = std::fs::metadata(&args.input)
+        .map_err(|e| anyhow!("cannot open {}: {e}", args.input.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "--checkpoint-dir needs a regular file as --input: {} (a FIFO or device) cannot be read again to resume after a crash",
+            args.input.display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens the committed outputs of a checkpointed run, fresh or resumed after `resume`; writes
+/// the headers of fresh ones. Returns `Ok(None)` when the checkpoint says the run finished.
+fn open_committed(
+    args: &WindowArgs,
+    late_columns: Option<Vec<String>>,
+    dir: &Path,
+    results: &mut Vec<Output>,
+) -> anyhow::Result<Option<(CommitFiles, Checkpointing)>> {
+    let workers = (args.cluster.workers * args.cluster.processes.max(1)) as u32;
+    let hash = config_hash(&job_text(args)?);
+    let (dir, resume) = CheckpointDir::open(dir, hash, workers)?;
+    let (resumed, lengths, resumed_final) = match resume {
+        Resume::Complete { .. } => {
+            Output::finish_resumed(&args.output)?;
+            if let Some(late) = &args.late_output {
+                Output::finish_resumed(late)?;
+            }
+            crate::abort::say(format_args!(
+                "tidemark window: the result in {} is complete (checkpoint {}); nothing to do",
+                args.output.display(),
+                dir.path().display()
+            ));
+            return Ok(None);
+        }
+        Resume::Fresh => (None, Vec::new(), None),
+        Resume::From { time, snapshots } => {
+            let snapshot = snapshots
+                .into_iter()
+                .find(|s| s.worker == 0)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "checkpoint {}: no snapshot of worker 0, which writes the outputs",
+                        dir.path().display()
+                    )
+                })?;
+            let lengths: Vec<u64> = snapshot.sinks.iter().map(|(_, n)| *n).collect();
+            let last = (time == u64::MAX).then_some(snapshot);
+            (Some(time), lengths, last)
+        }
+    };
+    let expected = 1 + usize::from(args.late_output.is_some());
+    if resumed.is_some() && lengths.len() != expected {
+        bail!(
+            "checkpoint {}: it commits {} files, this run writes {expected}",
+            dir.path().display(),
+            lengths.len()
+        );
+    }
+    let mut open = |path: &Path, header: &[String], index: usize| -> anyhow::Result<CommitFile> {
+        let (output, mut writer, sync) =
+            Output::create_resumable(path, lengths.get(index).copied())?;
+        results.push(output);
+        if resumed.is_none() {
+            let mut csv = csv::Writer::from_writer(Vec::new());
+            csv.write_record(header)?;
+            csv.flush()?;
+            writer.write_all(csv.get_ref())?;
+            writer.flush()?;
+        }
+        Ok(CommitFile {
+            name: path.display().to_string(),
+            writer,
+            sync,
+        })
+    };
+    let header: Vec<String> = CHANGELOG_HEADER.iter().map(|s| s.to_string()).collect();
+    let output = open(&args.output, &header, 0)?;
+    let late = match (&args.late_output, late_columns) {
+        (Some(path), Some(columns)) => Some(open(path, &columns, 1)?),
+        _ => None,
+    };
+    if let Some(time) = resumed {
+        // Said once the outputs are open: a run that cannot resume says only why not.
+        crate::abort::say(format_args!(
+            "tidemark window: resuming from the checkpoint at time {} in {}",
+            if time == u64::MAX {
+                "end".to_string()
+            } else {
+                time.to_string()
+            },
+            dir.path().display()
+        ));
+    }
+    let dir = Arc::new(dir);
+    let last = Arc::new(Mutex::new(None));
+    let files = CommitFiles {
+        output,
+        late,
+        dir: Arc::clone(&dir),
+        interval: args.checkpoint_interval,
+        resumed,
+        last: Arc::clone(&last),
+    };
+    Ok(Some((
+        files,
+        Checkpointing {
+            dir,
+            last,
+            resumed_final,
+        },
+    )))
+}
+
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
 where
     A: Aggregator<CsvRecord> + Send + Sync,
@@ -250,6 +440,20 @@ where
     let mut plan = None;
     let mut leader = None;
     let mut results = Vec::new();
+    let mut checkpointing = None;
+    if let Some(dir) = &args.checkpoint_dir {
+        crate::checkpoint::check_crash_var().map_err(|e| anyhow!(e))?;
+        if cluster.is_leader() {
+            check_checkpointable(&args)?;
+        } else if CheckpointDir::is_complete(dir) {
+            // Process 0 finds the same and ends at once: waiting for it would wait forever.
+            crate::abort::say(format_args!(
+                "tidemark window: the result is complete (checkpoint {}); nothing to do",
+                dir.display()
+            ));
+            return Ok(());
+        }
+    }
     if cluster.is_leader() {
         let mut outputs = vec![("--output", args.output.as_path())];
         outputs.extend(
@@ -272,17 +476,32 @@ where
                     args.input.display()
                 )
             })?;
-        let (result, mut output) = create(&args.output)?;
-        results.push(result);
-        output.write_record(CHANGELOG_HEADER)?;
-        let late = match (&args.late_output, late_columns) {
-            (Some(path), Some(late_columns)) => {
-                let (result, mut late) = create(path)?;
+        let writers = match &args.checkpoint_dir {
+            Some(dir) => match open_committed(&args, late_columns, dir, &mut results)? {
+                Some((files, state)) => {
+                    checkpointing = Some(state);
+                    Writers::Commit(files)
+                }
+                None => return Ok(()),
+            },
+            None => {
+                let (result, mut output) = create(&args.output)?;
                 results.push(result);
-                late.write_record(&late_columns)?;
-                Some(late)
+                output.write_record(CHANGELOG_HEADER)?;
+                let late = match (&args.late_output, late_columns) {
+                    (Some(path), Some(late_columns)) => {
+                        let (result, mut late) = create(path)?;
+                        results.push(result);
+                        late.write_record(&late_columns)?;
+                        Some(Box::new(late))
+                    }
+                    _ => None,
+                };
+                Writers::Plain {
+                    output: Box::new(output),
+                    late,
+                }
             }
-            _ => None,
         };
         let feed = match feed {
             Input::One(feed) => Some(feed),
@@ -291,7 +510,7 @@ where
                 None
             }
         };
-        leader = Some((feed, output, late));
+        leader = Some((feed, writers));
     } else if parallel {
         if let Input::All(blocks) = open_input(&args, parallel, columns)?.0 {
             plan = Some(blocks);
@@ -314,7 +533,7 @@ where
     let late_name = args.late_output.as_deref().map(name).unwrap_or_default();
     let stats = match (&plan, &leader) {
         (Some(plan), Some(_)) => Some(plan.stats()),
-        (None, Some((Some(feed), _, _))) => Some(feed.stats()),
+        (None, Some((Some(feed), _))) => Some(feed.stats()),
         _ => None,
     };
     let leader = Arc::new(Mutex::new(leader));
@@ -332,6 +551,7 @@ where
         idle_timeout: args.idle_timeout.map(Duration::from_millis),
         ..SourceOptions::default()
     };
+    let checkpointed = args.checkpoint_dir.is_some();
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
         let mine = if worker.index() == 0 {
@@ -339,13 +559,14 @@ where
         } else {
             None
         };
-        let (feed, output, late_output) = match mine {
-            Some((feed, output, late)) => (feed, Some(output), late),
-            None => (None, None, None),
+        let (feed, writers) = match mine {
+            Some((feed, writers)) => (feed, Some(writers)),
+            None => (None, None),
         };
         let feed_error = Rc::new(RefCell::new(None));
         let write_error = Rc::new(RefCell::new(None));
         let late_write_error = Rc::new(RefCell::new(None));
+        let commit_error = Rc::new(RefCell::new(None::<String>));
         let counts = Rc::new(RefCell::new(ChangelogCounts::default()));
         let late_count = Rc::new(RefCell::new(0u64));
         let (agg, partitioner) = (agg.clone(), partitioner.clone());
@@ -368,12 +589,13 @@ where
                 None => feed_source_paced(scope, feed, source_options, pacing, error),
             };
             let sinks = Sinks {
-                output,
-                late_output,
+                writers,
                 counts: Rc::clone(&counts),
                 late_count: Rc::clone(&late_count),
                 write_error: Rc::clone(&write_error),
                 late_write_error: Rc::clone(&late_write_error),
+                commit_error: Rc::clone(&commit_error),
+                checkpointed,
             };
             match emit {
                 EmitMode::Final => final_windows(
@@ -409,6 +631,9 @@ where
             }
             if let Some(e) = late_write_error.borrow_mut().take() {
                 abort::fail(&format!("writing {late_name}: {e}"), 1);
+            }
+            if let Some(e) = commit_error.borrow_mut().take() {
+                abort::fail(&e, 1);
             }
             match fail_here {
                 Some((index, true)) => {
@@ -448,6 +673,15 @@ where
         report.changelog.retractions += worker_report.changelog.retractions;
         report.late += worker_report.late;
     }
+    if let Some(state) = checkpointing {
+        // Every row is committed and no worker failed: mark the checkpoint complete before
+        // the renames, so a crash between them leaves a run that the next one finishes.
+        let last = state.last.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let snapshot = last
+            .or(state.resumed_final)
+            .ok_or_else(|| anyhow!("the committing sink ended without its final commit"))?;
+        state.dir.commit(u64::MAX, &[snapshot], true)?;
+    }
     // Every process finished: the results are complete and may appear under their names.
     for result in results {
         result.commit()?;
@@ -477,12 +711,15 @@ where
 
 /// Where a worker's dataflow writes (the writers only on the leader's worker 0).
 struct Sinks {
-    output: Option<csv::Writer<OutputWriter>>,
-    late_output: Option<csv::Writer<OutputWriter>>,
+    writers: Option<Writers>,
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
     write_error: Rc<RefCell<Option<csv::Error>>>,
     late_write_error: Rc<RefCell<Option<csv::Error>>>,
+    commit_error: Rc<RefCell<Option<String>>>,
+    /// Whether the run checkpoints: every worker builds the committing sink then (the
+    /// dataflow's shape must be the same on all).
+    checkpointed: bool,
 }
 
 impl Sinks {
@@ -496,14 +733,41 @@ impl Sinks {
         O: timely::ExchangeData + Display,
     {
         let (probe, results) = results.probe();
-        changelog_sink(results, self.output, self.counts, self.write_error);
+        let (output, late_output) = match self.writers {
+            Some(Writers::Commit(files)) => {
+                commit_sink(
+                    results,
+                    late,
+                    Some(files),
+                    self.counts,
+                    self.late_count,
+                    self.commit_error,
+                );
+                return probe;
+            }
+            Some(Writers::Plain { output, late }) => (Some(*output), late.map(|l| *l)),
+            None => (None, None),
+        };
+        if self.checkpointed {
+            // Not the writing worker of a checkpointed run: its rows go to worker 0's sink.
+            commit_sink(
+                results,
+                late,
+                None,
+                self.counts,
+                self.late_count,
+                self.commit_error,
+            );
+            return probe;
+        }
+        changelog_sink(results, output, self.counts, self.write_error);
         // Counted where the rows are written (worker 0 of process 0), so the summary counts
         // every process's late records, as the file holds them.
         let late_count = self.late_count;
         let late = late
             .exchange(|_| 0)
             .inspect(move |_| *late_count.borrow_mut() += 1);
-        late_sink(late, self.late_output, self.late_write_error);
+        late_sink(late, late_output, self.late_write_error);
         probe
     }
 }
@@ -592,21 +856,27 @@ where
             value,
             diff: diff as i64,
         });
-    // Input diffs are +1 or -1, so each late update is one late row.
-    let late = view.late.inner.map(move |(late, _time, diff)| {
-        let row = late
-            .record
-            .row
-            .expect("with retractions every record keeps its row");
-        Late {
-            window: late.window,
-            key: late.key,
-            record: LateFields {
-                row,
-                diff: Some(diff as i64),
-            },
-        }
-    });
+    // One late row per late input row, with its diff (+1 or -1): an update of multiplicity
+    // `n` (identical late rows, consolidated) is `n` rows. Re-timed like the results:
+    // differential may send an update under an earlier time's capability, which depends on
+    // scheduling, and the committing sink cuts by the time a row travels at.
+    let late = delay_to(view.late, |_| 0)
+        .inner
+        .flat_map(move |(late, _time, diff)| {
+            let row = late
+                .record
+                .row
+                .expect("with retractions every record keeps its row");
+            let late = Late {
+                window: late.window,
+                key: late.key,
+                record: LateFields {
+                    row,
+                    diff: Some(diff.signum() as i64),
+                },
+            };
+            std::iter::repeat_n(late, diff.unsigned_abs())
+        });
     let probe = sinks.write(results, late);
     view.invalid.inner.sink(
         timely::dataflow::channels::pact::Pipeline,

@@ -16,6 +16,8 @@ use timely::ExchangeData;
 
 use crate::window::{Late, WindowResult};
 
+pub mod commit;
+
 /// The header of a window changelog.
 pub const CHANGELOG_HEADER: [&str; 5] = ["window_start", "window_end", "key", "value", "diff"];
 
@@ -78,7 +80,6 @@ pub fn changelog_sink<'scope, K, O, W>(
     O: ExchangeData + Display,
     W: Write + 'static,
 {
-    let mut text = String::new();
     let encode = move |out: &mut csv::Writer<W>, row: &WindowResult<K, O>| {
         {
             let mut counts = counts.borrow_mut();
@@ -88,21 +89,27 @@ pub fn changelog_sink<'scope, K, O, W>(
                 counts.retractions += 1;
             }
         }
-        use std::fmt::Write as _;
-        text.clear();
-        let _ = write!(text, "{}", row.window.start);
-        out.write_field(&text)?;
-        text.clear();
-        let _ = write!(text, "{}", row.window.end);
-        out.write_field(&text)?;
-        out.write_field(row.key.as_ref())?;
-        text.clear();
-        let _ = write!(text, "{}", row.value);
-        out.write_field(&text)?;
-        out.write_field(if row.diff > 0 { "1" } else { "-1" })?;
-        out.write_record(None::<&[u8]>)
+        write_changelog_row(out, row)
     };
     csv_sink(stream, writer, encode, error);
+}
+
+/// Writes one changelog row (`window_start,window_end,key,value,diff` and its terminator).
+pub fn write_changelog_row<K, O, W>(
+    out: &mut csv::Writer<W>,
+    row: &WindowResult<K, O>,
+) -> csv::Result<()>
+where
+    K: AsRef<str>,
+    O: Display,
+    W: Write,
+{
+    out.write_field(row.window.start.to_string())?;
+    out.write_field(row.window.end.to_string())?;
+    out.write_field(row.key.as_ref())?;
+    out.write_field(row.value.to_string())?;
+    out.write_field(if row.diff > 0 { "1" } else { "-1" })?;
+    out.write_record(None::<&[u8]>)
 }
 
 /// The fields of a late row: the input row's columns (without its change column) and, in a
@@ -163,16 +170,21 @@ pub fn late_sink<'scope, K, W>(
     K: ExchangeData,
     W: Write + 'static,
 {
-    let encode = |out: &mut csv::Writer<W>, late: &Late<K, LateFields>| {
-        for field in &late.record.row {
-            out.write_field(field)?;
-        }
-        out.write_field(late.window.start.to_string())?;
-        out.write_field(late.window.end.to_string())?;
-        if let Some(diff) = late.record.diff {
-            out.write_field(diff.to_string())?;
-        }
-        out.write_record(None::<&[u8]>)
-    };
-    csv_sink(stream, writer, encode, error);
+    csv_sink(stream, writer, |out, late| write_late_row(out, late), error);
+}
+
+/// Writes one late row in the column order of [`late_header`].
+pub fn write_late_row<K, W: Write>(
+    out: &mut csv::Writer<W>,
+    late: &Late<K, LateFields>,
+) -> csv::Result<()> {
+    for field in &late.record.row {
+        out.write_field(field)?;
+    }
+    out.write_field(late.window.start.to_string())?;
+    out.write_field(late.window.end.to_string())?;
+    if let Some(diff) = late.record.diff {
+        out.write_field(diff.to_string())?;
+    }
+    out.write_record(None::<&[u8]>)
 }

@@ -1,0 +1,403 @@
+//! Checkpoints of `tidemark window`: exactly-once output that survives `kill -9`.
+//!
+//! This module owns the checkpoint directory: its layout, the file format ([`file`]), the
+//! commit protocol, recovery, and the crash points that tests inject. It does not touch the
+//! dataflow; the committing sink ([`crate::sink::commit`]) decides *when* a cut is taken and
+//! calls [`CheckpointDir::commit`].
+//!
+//! # The cut, and why it is exact
+//!
+//! Checkpoint times are `c = k * interval` in timely time (event-time milliseconds: the
+//! watermark, see [`crate::source`]). The committing sink receives every changelog and late row
+//! at the timely time the engine gives it (a window's close at `end - 1`, a correction or a
+//! late record at the watermark it was judged against). Once the sink's input frontier has
+//! passed `c`, no row at a time `<= c` can still arrive, so the rows at times `<= c` are a
+//! *complete* set. Which rows those are depends only on the input, never on the worker count,
+//! partitioner, batch sizes or timing: that is the engine's determinism contract (DESIGN.md,
+//! "Results must not depend on ..."), which the property tests check, and it holds per time
+//! because every output time is itself a function of the input (window bounds, watermarks
+//! computed in file order). The sink writes those rows, ordered by (time, row bytes) so that
+//! the bytes do not depend on arrival order either, fsyncs the output (and late output), and
+//! commits the checkpoint: the committed byte lengths at `c`.
+//!
+//! Recovery replays the input from its first line (the input must be a regular file, which
+//! never idles, so the replay sees the same watermarks and no idle advances: standard input, a
+//! FIFO or a device is refused) and drops every row at a time `<= c`, which the committed
+//! prefix already holds, after truncating each output's temporary file to its committed
+//! length. Rows at times `> c` are written as in the first run. So after any number of crashes
+//! and restarts the output holds exactly the rows of an uninterrupted run, and because the
+//! order within each checkpoint interval is canonical, the same bytes, with any worker count.
+//!
+//! What a checkpoint does *not* hold yet is the operators' state and the source's read
+//! position: recovery recomputes them by replay, which is exact but costs a re-read of the input
+//! prefix. Snapshotting state per operator and worker (to skip the replay) needs every
+//! stateful operator to expose one serializable state value; the format is versioned
+//! ([`file::FORMAT_VERSION`]) so that those sections can be added.
+//!
+//! # The directory
+//!
+//! ```text
+//! DIR/LOCK                    flock(2)ed by the run using DIR (a second run is refused)
+//! DIR/MANIFEST                the commit point: time, snapshot files and their checksums
+//! DIR/ckpt-<time>/worker-<i>  the snapshot of worker i (one per worker that holds state)
+//! ```
+//!
+//! A checkpoint commits in this order: each snapshot file is written atomically (temporary
+//! file, fsync, rename, fsync of the directory, see [`file::write_atomic`]); then the manifest
+//! naming them is written atomically; then older `ckpt-*` directories are removed. A crash
+//! before the manifest's rename leaves the previous manifest in force; one after it leaves the
+//! new one, whose files are all durable. When the run ends, the sink writes a final manifest
+//! marked complete before the outputs are renamed into place, so running the same command
+//! again finishes an interrupted rename and then reports that the result is complete.
+
+pub mod file;
+
+use std::fs::{File, OpenOptions};
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+pub use file::Header;
+
+/// What went wrong with a checkpoint directory or file; every message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Reading, writing or locking failed.
+    #[error("checkpoint {path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The system's message.
+        message: String,
+    },
+    /// The file is not a tidemark checkpoint, or belongs to another job.
+    #[error("checkpoint {path} is foreign: {why}")]
+    Foreign {
+        /// The file.
+        path: String,
+        /// What differs.
+        why: String,
+    },
+    /// The file ends before its stated length.
+    #[error("checkpoint {path} is truncated: {have} bytes, its header needs {need}")]
+    Truncated {
+        /// The file.
+        path: String,
+        /// Its length.
+        have: u64,
+        /// The length its prefix announces.
+        need: u64,
+    },
+    /// The checksum does not match, or bytes follow the body.
+    #[error("checkpoint {path} is corrupt: {why}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What does not match.
+        why: String,
+    },
+    /// Written by a build with another format.
+    #[error("checkpoint {path} is incompatible: {why}")]
+    Incompatible {
+        /// The file.
+        path: String,
+        /// Which format or layout.
+        why: String,
+    },
+    /// The files the checkpoint describes do not agree with it (an output shorter than its
+    /// committed length, a snapshot the manifest does not list).
+    #[error("checkpoint {path} does not match the files it committed: {why}")]
+    Mismatch {
+        /// The manifest.
+        path: String,
+        /// What differs.
+        why: String,
+    },
+}
+
+impl CheckpointError {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, e: std::io::Error) -> Self {
+        CheckpointError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A hash of a job's configuration: FNV-1a (64 bit) over `text`, the canonical description of
+/// everything that decides the output (the CLI builds it: options, input identity).
+pub fn config_hash(text: &str) -> u64 {
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(text.as_bytes());
+    hasher.finish()
+}
+
+/// What one worker's snapshot holds: the committed length of each sink it writes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The worker's global index.
+    pub worker: u32,
+    /// Per file sink, in the order the sink lists them (changelog, then late output): the
+    /// name as given and the byte length of the committed prefix (header included).
+    pub sinks: Vec<(String, u64)>,
+}
+
+/// The commit point: which checkpoint is in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The snapshot files (relative to the directory) and the CRC-32 of each file's bytes.
+    pub snapshots: Vec<(String, u32)>,
+    /// Whether the run finished: every row is committed and the outputs may be renamed.
+    pub complete: bool,
+}
+
+/// The checkpoint in force when a run starts.
+#[derive(Debug)]
+pub enum Resume {
+    /// No checkpoint: start from the beginning.
+    Fresh,
+    /// Resume after the cut at `time`: each snapshot's sinks hold everything up to it.
+    From {
+        /// The cut.
+        time: u64,
+        /// The snapshots, by worker.
+        snapshots: Vec<Snapshot>,
+    },
+    /// The run finished; `snapshots` give the final lengths.
+    Complete {
+        /// The snapshots of the final commit.
+        snapshots: Vec<Snapshot>,
+    },
+}
+
+/// A checkpoint directory opened (and locked) by one run.
+#[derive(Debug)]
+pub struct CheckpointDir {
+    path: PathBuf,
+    config_hash: u64,
+    workers: u32,
+    revision: String,
+    /// Holds the flock for the run's lifetime.
+    _lock: File,
+}
+
+const MANIFEST: &str = "MANIFEST";
+
+impl CheckpointDir {
+    /// Opens (creating it if needed) and locks `path` for a job whose configuration hashes to
+    /// `config_hash`, run by `workers` workers; reads the checkpoint in force.
+    ///
+    /// Errors: [`CheckpointError::Io`] (cannot create or lock: another run uses it), and every
+    /// error of reading a damaged, foreign or incompatible manifest or snapshot.
+    pub fn open(
+        path: &Path,
+        config_hash: u64,
+        workers: u32,
+    ) -> Result<(CheckpointDir, Resume), CheckpointError> {
+        std::fs::create_dir_all(path).map_err(|e| CheckpointError::io(path, e))?;
+        let lock_path = path.join("LOCK");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| CheckpointError::io(&lock_path, e))?;
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(CheckpointError::Io {
+                path: path.display().to_string(),
+                message: "in use by another tidemark run".into(),
+            });
+        }
+        let dir = CheckpointDir {
+            path: path.to_path_buf(),
+            config_hash,
+            workers,
+            revision: crate::harness::report::git_rev(),
+            _lock: lock,
+        };
+        let resume = dir.read()?;
+        Ok((dir, resume))
+    }
+
+    /// Whether `path` holds a manifest marked complete, read without locking or checking the
+    /// job (for processes other than 0, which do not open the input); any error reads as no.
+    pub fn is_complete(path: &Path) -> bool {
+        let manifest = path.join(MANIFEST);
+        matches!(file::read::<Manifest>(&manifest), Ok((_, m)) if m.complete)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn check(&self, path: &Path, header: &Header) -> Result<(), CheckpointError> {
+        if header.config_hash != self.config_hash {
+            return Err(CheckpointError::Foreign {
+                path: path.display().to_string(),
+                why: format!(
+                    "written for another job or input (configuration hash {:016x}, this run's is {:016x}, revision {}); \
+                     remove the directory to start over",
+                    header.config_hash, self.config_hash, header.revision
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> Result<Resume, CheckpointError> {
+        let manifest_path = self.path.join(MANIFEST);
+        if !manifest_path.exists() {
+            return Ok(Resume::Fresh);
+        }
+        let (header, manifest): (Header, Manifest) = file::read(&manifest_path)?;
+        self.check(&manifest_path, &header)?;
+        let mut snapshots = Vec::new();
+        for (name, crc) in &manifest.snapshots {
+            let path = self.path.join(name);
+            let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+            let (snap_header, snapshot): (Header, Snapshot) = file::decode(&path, &bytes)?;
+            self.check(&path, &snap_header)?;
+            if crc32fast::hash(&bytes) != *crc || snap_header.time != header.time {
+                return Err(CheckpointError::Mismatch {
+                    path: manifest_path.display().to_string(),
+                    why: format!("{} is not the snapshot it lists", path.display()),
+                });
+            }
+            snapshots.push(snapshot);
+        }
+        Ok(if manifest.complete {
+            Resume::Complete { snapshots }
+        } else {
+            Resume::From {
+                time: header.time,
+                snapshots,
+            }
+        })
+    }
+
+    fn header(&self, time: u64) -> Header {
+        Header {
+            revision: self.revision.clone(),
+            config_hash: self.config_hash,
+            workers: self.workers,
+            time,
+        }
+    }
+
+    /// Commits the checkpoint at `time` holding `snapshots` (each worker's, all durable when
+    /// this returns), marked `complete` at the end of the run; see the module docs for the
+    /// order of writes. Crash points [`CrashPoint::Snapshot`] and [`CrashPoint::Manifest`] are
+    /// inside.
+    ///
+    /// Errors: [`CheckpointError::Io`] naming the file that could not be written.
+    pub fn commit(
+        &self,
+        time: u64,
+        snapshots: &[Snapshot],
+        complete: bool,
+    ) -> Result<(), CheckpointError> {
+        let name = format!("ckpt-{time:020}");
+        let dir = self.path.join(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| CheckpointError::io(&dir, e))?;
+        let mut listed = Vec::new();
+        for snapshot in snapshots {
+            let file_name = format!("worker-{}", snapshot.worker);
+            let bytes = file::encode(&self.header(time), snapshot);
+            file::write_atomic(&dir.join(&file_name), &bytes, CrashPoint::Snapshot)?;
+            listed.push((format!("{name}/{file_name}"), crc32fast::hash(&bytes)));
+        }
+        file::sync_dir(&self.path).map_err(|e| CheckpointError::io(&self.path, e))?;
+        let manifest = Manifest {
+            snapshots: listed,
+            complete,
+        };
+        let bytes = file::encode(&self.header(time), &manifest);
+        file::write_atomic(&self.path.join(MANIFEST), &bytes, CrashPoint::Manifest)?;
+        // The new manifest is in force: older checkpoints are garbage. Failing to remove one
+        // costs disk space, not correctness.
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for entry in entries.flatten() {
+                let entry_name = entry.file_name().to_string_lossy().into_owned();
+                if entry_name.starts_with("ckpt-") && entry_name != name {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a test may crash a run (`TIDEMARK_CRASH_AT=POINT:N`, see [`CRASH_VAR`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Halfway through writing a snapshot file.
+    Snapshot,
+    /// After every snapshot file is durable, with the manifest written but not renamed.
+    Manifest,
+    /// Halfway through writing the rows of a checkpoint interval to the output.
+    Output,
+}
+
+/// The environment variable that crashes a run, for kill tests: `snapshot:N`, `manifest:N` or
+/// `output:N` kill the process with SIGKILL at that point of its N-th checkpoint (from 1).
+pub const CRASH_VAR: &str = "TIDEMARK_CRASH_AT";
+
+/// The crash point to inject, parsed once: `(point, N)`.
+fn injected() -> Option<(CrashPoint, u64)> {
+    static POINT: OnceLock<Option<(CrashPoint, u64)>> = OnceLock::new();
+    *POINT.get_or_init(|| {
+        let text = std::env::var(CRASH_VAR).ok()?;
+        parse_crash(&text)
+    })
+}
+
+fn parse_crash(text: &str) -> Option<(CrashPoint, u64)> {
+    let (point, n) = text.split_once(':')?;
+    let point = match point {
+        "snapshot" => CrashPoint::Snapshot,
+        "manifest" => CrashPoint::Manifest,
+        "output" => CrashPoint::Output,
+        _ => return None,
+    };
+    Some((point, n.parse().ok()?))
+}
+
+/// Checks that `TIDEMARK_CRASH_AT`, if set, names a point, so a misspelt test hook fails
+/// loudly instead of injecting nothing.
+///
+/// Errors: a line saying what the variable must look like.
+pub fn check_crash_var() -> Result<(), String> {
+    match std::env::var(CRASH_VAR) {
+        Ok(text) if parse_crash(&text).is_none() => Err(format!(
+            "{CRASH_VAR}: expected snapshot:N, manifest:N or output:N, got {text:?}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Counts checkpoints begun in this process, for `TIDEMARK_CRASH_AT=POINT:N`.
+static BEGUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Marks the start of a checkpoint (the sink calls it once per cut, before writing rows).
+pub fn begin_checkpoint() {
+    BEGUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Kills this process with SIGKILL, as `kill -9` would, if the test hook names `point` of the
+/// current checkpoint. Nothing runs after it: no destructor, no cleanup, no flush.
+pub fn crash(point: CrashPoint) {
+    if let Some((at, n)) = injected() {
+        if at == point && BEGUN.load(std::sync::atomic::Ordering::SeqCst) == n {
+            // SAFETY: sending a signal to this process touches no memory.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The committing sink: changelog and late rows written exactly once across crashes.
+//!
+//! One operator on worker 0 (of process 0) takes both the changelog and the late rows. It holds
+//! every row back, by its timely time, until the frontier of both inputs has passed the next
+//! checkpoint time `c = k * interval`; then it writes the rows at times `<= c`, ordered by
+//! (time, row bytes), flushes and fsyncs both files, and commits the checkpoint through
+//! [`CheckpointDir::commit`]. Why this cut is exact, and how recovery uses it, is in
+//! [`crate::checkpoint`]. Rows at times `<=` the checkpoint a run resumed from are counted but
+//! not written: the committed prefix of the files already holds them.
+//!
+//! Memory: the rows of one checkpoint interval (at most), plus those ahead of it.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::fs::File;
+use std::io::Write;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Operator;
+use timely::dataflow::StreamVec;
+use timely::ExchangeData;
+
+use super::{write_changelog_row, write_late_row, ChangelogCounts, LateFields};
+use crate::checkpoint::{begin_checkpoint, crash, CheckpointDir, CrashPoint, Snapshot};
+use crate::output::OutputWriter;
+use crate::window::{Late, WindowResult};
+
+/// One file a committing sink writes: its name (as given), its writer, and a handle to fsync.
+pub struct CommitFile {
+    /// The name as given, for the snapshot and messages.
+    pub name: String,
+    /// Where the rows go (appended after the committed prefix).
+    pub writer: OutputWriter,
+    /// The same file, for `sync_all` and its length.
+    pub sync: File,
+}
+
+/// What worker 0's committing sink needs.
+pub struct CommitFiles {
+    /// The changelog.
+    pub output: CommitFile,
+    /// The late output, if any (late rows are dropped, but counted, without one).
+    pub late: Option<CommitFile>,
+    /// The checkpoint directory.
+    pub dir: Arc<CheckpointDir>,
+    /// Checkpoint every this many milliseconds of event time (positive).
+    pub interval: u64,
+    /// The checkpoint the run resumed from: rows at times up to it are already committed.
+    pub resumed: Option<u64>,
+    /// After the end of the input: the snapshot of the last commit, which holds every row;
+    /// the caller marks it complete once the run succeeded.
+    pub last: Arc<Mutex<Option<Snapshot>>>,
+}
+
+/// Rows waiting for their checkpoint, per time: encoded changelog rows and late rows.
+type Pending = BTreeMap<u64, (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
+
+/// Writes `results` and `late` exactly once through `files` (on worker 0 of process 0; every
+/// other worker passes `None`), counting changelog rows in `counts` and late rows in
+/// `late_count`. A write or commit error stops writing and is stored in `error`.
+pub fn commit_sink<'scope, K, O>(
+    results: StreamVec<'scope, u64, WindowResult<K, O>>,
+    late: StreamVec<'scope, u64, Late<K, LateFields>>,
+    files: Option<CommitFiles>,
+    counts: Rc<RefCell<ChangelogCounts>>,
+    late_count: Rc<RefCell<u64>>,
+    error: Rc<RefCell<Option<String>>>,
+) where
+    K: ExchangeData + AsRef<str>,
+    O: ExchangeData + Display,
+{
+    let mut files = files;
+    let mut pending: Pending = BTreeMap::new();
+    let mut last_cut = files.as_ref().and_then(|f| f.resumed);
+    let resumed = last_cut;
+    let mut done = false;
+    let encoded = Rc::new(RefCell::new(Vec::new()));
+    // Flexible: changelog and late rows, of different widths, share the encoder.
+    let mut encoder = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(Shared(Rc::clone(&encoded)));
+    results.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+        late,
+        Exchange::new(|_: &WindowResult<K, O>| 0),
+        Exchange::new(|_: &Late<K, LateFields>| 0),
+        "CommitSink",
+        |_cap, _info| {
+            move |(results, results_frontier), (late, late_frontier), _output| {
+                let keep = |time: u64| resumed.is_none_or(|c| time > c);
+                results.for_each(|cap, data| {
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    for row in data.drain(..) {
+                        let mut counts = counts.borrow_mut();
+                        if row.diff > 0 {
+                            counts.insertions += 1;
+                        } else {
+                            counts.retractions += 1;
+                        }
+                        if files.is_some() && keep(time) {
+                            let bytes =
+                                encode(&mut encoder, &encoded, |w| write_changelog_row(w, &row));
+                            pending.entry(time).or_default().0.push(bytes);
+                        }
+                    }
+                });
+                late.for_each(|cap, data| {
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    for row in data.drain(..) {
+                        *late_count.borrow_mut() += 1;
+                        let wanted = files.as_ref().is_some_and(|f| f.late.is_some());
+                        if wanted && keep(time) {
+                            let bytes = encode(&mut encoder, &encoded, |w| write_late_row(w, &row));
+                            pending.entry(time).or_default().1.push(bytes);
+                        }
+                    }
+                });
+                let Some(sink) = files.as_mut() else { return };
+                if done {
+                    return;
+                }
+                let frontier = [results_frontier, late_frontier]
+                    .iter()
+                    .filter_map(|f| f.frontier().first().copied())
+                    .min();
+                let cut = match frontier {
+                    // Every row is here: the last commit holds all of them.
+                    None => u64::MAX,
+                    Some(0) => return,
+                    Some(f) => (f - 1) / sink.interval * sink.interval,
+                };
+                if last_cut.is_some_and(|c| c >= cut) {
+                    return;
+                }
+                let result = commit(sink, &mut pending, cut);
+                match result {
+                    Ok(snapshot) => {
+                        last_cut = Some(cut);
+                        if frontier.is_none() {
+                            done = true;
+                            *sink.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
+                        }
+                    }
+                    Err(e) => {
+                        *error.borrow_mut() = Some(e);
+                        files = None;
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// A byte buffer the CSV encoder writes into and the sink takes rows out of.
+struct Shared(Rc<RefCell<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The bytes of one CSV row, as `write` puts them.
+fn encode(
+    encoder: &mut csv::Writer<Shared>,
+    encoded: &RefCell<Vec<u8>>,
+    write: impl FnOnce(&mut csv::Writer<Shared>) -> csv::Result<()>,
+) -> Vec<u8> {
+    // Writing into memory cannot fail: `Shared` never returns an error.
+    write(encoder).expect("csv into memory");
+    encoder.flush().expect("csv into memory");
+    std::mem::take(&mut *encoded.borrow_mut())
+}
+
+/// Writes the rows at times `<= cut` (in (time, bytes) order), makes both files durable and
+/// commits the checkpoint at `cut`; returns the snapshot committed.
+fn commit(sink: &mut CommitFiles, pending: &mut Pending, cut: u64) -> Result<Snapshot, String> {
+    begin_checkpoint();
+    let later = match cut.checked_add(1) {
+        Some(next) => pending.split_off(&next),
+        None => BTreeMap::new(),
+    };
+    let ready = std::mem::replace(pending, later);
+    let (mut rows, mut lates) = (Vec::new(), Vec::new());
+    for (_, (mut r, mut l)) in ready {
+        r.sort_unstable();
+        l.sort_unstable();
+        rows.extend(r);
+        lates.extend(l);
+    }
+    let half = rows.len() / 2;
+    write_rows(&mut sink.output, &rows[..half])?;
+    // A crash in the middle of an interval's rows: the committed length must cut them off.
+    crash(CrashPoint::Output);
+    write_rows(&mut sink.output, &rows[half..])?;
+    let mut sinks = vec![(sink.output.name.clone(), durable(&sink.output)?)];
+    if let Some(late) = sink.late.as_mut() {
+        write_rows(late, &lates)?;
+        sinks.push((late.name.clone(), durable(late)?));
+    }
+    let snapshot = Snapshot { worker: 0, sinks };
+    sink.dir
+        .commit(cut, std::slice::from_ref(&snapshot), false)
+        .map_err(|e| e.to_string())?;
+    Ok(snapshot)
+}
+
+fn write_rows(file: &mut CommitFile, rows: &[Vec<u8>]) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("writing {}: {e}", file.name);
+    for row in rows {
+        file.writer.write_all(row).map_err(fail)?;
+    }
+    file.writer.flush().map_err(fail)
+}
+
+/// Fsyncs `file` and returns its length: the committed prefix.
+fn durable(file: &CommitFile) -> Result<u64, String> {
+    let fail = |e: std::io::Error| format!("writing {}: {e}", file.name);
+    file.sync.sync_all().map_err(fail)?;
+    Ok(file.sync.metadata().map_err(fail)?.len())
+}

@@ -1,0 +1,550 @@
+//! `tidemark window --checkpoint-dir` (issue 12): kill -9 trials and damaged checkpoints.
+//!
+//! Protects: that after any number of crashes (SIGKILL at random moments, and at the injected
+//! points `TIDEMARK_CRASH_AT=snapshot|manifest|output:N`) and restarts of the same command, the
+//! committed changelog and late output are byte for byte those of an uninterrupted checkpointed
+//! run, and as multisets those of a run without checkpoints, on 1 worker, 2 workers and 2
+//! processes, in both emit modes; that a finished run is a no-op when run again; and that a
+//! corrupt, truncated, foreign or incompatible checkpoint, standard input and a stream output
+//! are each refused with one line naming what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidemark-ckpt-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// splitmix64: a seeded generator, so a failing trial can be re-run by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A CSV of `rows` events with rising event times, some of them late by a little (corrections)
+/// or a lot (late rows), over a few dozen keys.
+fn events(rng: &mut Rng, rows: usize) -> String {
+    let mut text = String::from("ts,key,value\n");
+    let mut t = 0u64;
+    for _ in 0..rows {
+        t += rng.below(25);
+        let back = match rng.below(12) {
+            0 => 300,
+            1 => 4000,
+            _ => 0,
+        };
+        let key = rng.below(40);
+        let value = rng.below(1000);
+        text.push_str(&format!("{},k{key},{value}\n", t.saturating_sub(back)));
+    }
+    text
+}
+
+/// How a trial runs: one process of `workers`, or two processes of two workers.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Workers(usize),
+    TwoProcesses,
+}
+
+struct Job {
+    dir: PathBuf,
+    args: Vec<String>,
+    layout: Layout,
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tidemark"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Job {
+    /// Starts the job (process 0, and process 1 when there are two), with `crash` set as
+    /// `TIDEMARK_CRASH_AT` on process 0, the one that writes.
+    fn start(&self, crash: Option<&str>) -> Vec<Child> {
+        let spawn = |extra: Vec<String>, crash: Option<&str>| {
+            let mut command = bin();
+            command.arg("window").args(&self.args).args(extra);
+            if let Some(point) = crash {
+                command.env("TIDEMARK_CRASH_AT", point);
+            }
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("binary runs")
+        };
+        match self.layout {
+            Layout::Workers(n) => vec![spawn(vec!["--workers".into(), n.to_string()], crash)],
+            Layout::TwoProcesses => {
+                // Fresh ports for each start: the killed run's may still be taken.
+                let hosts = self.dir.join("hosts.txt");
+                std::fs::write(
+                    &hosts,
+                    format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+                )
+                .unwrap();
+                let cluster = |process: usize| -> Vec<String> {
+                    [
+                        "--workers",
+                        "2",
+                        "--processes",
+                        "2",
+                        "--process",
+                        &process.to_string(),
+                        "--hostfile",
+                        s(&hosts),
+                        "--peer-timeout",
+                        "10s",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect()
+                };
+                vec![spawn(cluster(0), crash), spawn(cluster(1), None)]
+            }
+        }
+    }
+
+    /// Runs to the end: the exit status of process 0 and everyone's standard error.
+    fn finish(children: Vec<Child>) -> (Option<i32>, String) {
+        let mut code = None;
+        let mut errors = String::new();
+        for (i, child) in children.into_iter().enumerate() {
+            let out = child.wait_with_output().unwrap();
+            if i == 0 {
+                code = out.status.code();
+            }
+            errors.push_str(&stderr(&out));
+        }
+        (code, errors)
+    }
+
+    fn run(&self, crash: Option<&str>) -> (Option<i32>, String) {
+        Job::finish(self.start(crash))
+    }
+
+    /// Starts the job and kills process 0 with SIGKILL after `delay` (if it still runs).
+    fn kill_after(&self, delay: Duration) -> (Option<i32>, String) {
+        let mut children = self.start(None);
+        std::thread::sleep(delay);
+        let _ = children[0].kill();
+        Job::finish(children)
+    }
+}
+
+fn sorted_lines(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
+/// One seeded trial: an uninterrupted checkpointed run and a run without checkpoints as the
+/// references, then one to three crashes (injected or at a random moment) of the same command,
+/// restarts until it succeeds, and the comparison.
+fn trial(seed: u64, layout: Layout) {
+    let what = format!("seed {seed}, {layout:?}");
+    let mut rng = Rng(seed);
+    let dir = scratch(&format!("trial-{seed}"));
+    let input = dir.join("in.csv");
+    let rows = 3000 + rng.below(4000) as usize;
+    std::fs::write(&input, events(&mut rng, rows)).unwrap();
+    let emit = ["final", "updates"][rng.below(2) as usize];
+    let window = ["tumbling:1s", "sliding:2s/500ms", "session:300"][rng.below(3) as usize];
+    let agg = ["count", "sum", "max"][rng.below(3) as usize];
+    let interval = ["700ms", "2s", "5s"][rng.below(3) as usize];
+    let common = |out: &str, late: &str| -> Vec<String> {
+        [
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join(out)),
+            "--late-output",
+            s(&dir.join(late)),
+            "--window",
+            window,
+            "--agg",
+            agg,
+            "--emit",
+            emit,
+            "--max-delay",
+            "200",
+            "--allowed-lateness",
+            "1s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let with_checkpoints = |out: &str, late: &str, ckpt: &str| {
+        let mut args = common(out, late);
+        args.extend(
+            [
+                "--checkpoint-dir",
+                s(&dir.join(ckpt)),
+                "--checkpoint-interval",
+                interval,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        args
+    };
+    let plain = Job {
+        dir: dir.clone(),
+        args: common("plain.csv", "plain-late.csv"),
+        layout: Layout::Workers(1),
+    };
+    let (code, errors) = plain.run(None);
+    assert_eq!(code, Some(0), "{what}: {errors}");
+    let reference = Job {
+        dir: dir.clone(),
+        args: with_checkpoints("ref.csv", "ref-late.csv", "ref-ckpt"),
+        layout: Layout::Workers(1),
+    };
+    let (code, errors) = reference.run(None);
+    assert_eq!(code, Some(0), "{what}: {errors}");
+    // Checkpoints change the order of rows, never which rows.
+    assert_eq!(
+        sorted_lines(&dir.join("ref.csv")),
+        sorted_lines(&dir.join("plain.csv")),
+        "{what}"
+    );
+    assert_eq!(
+        sorted_lines(&dir.join("ref-late.csv")),
+        sorted_lines(&dir.join("plain-late.csv")),
+        "{what}"
+    );
+
+    let job = Job {
+        dir: dir.clone(),
+        args: with_checkpoints("out.csv", "late.csv", "ckpt"),
+        layout,
+    };
+    let crashes = 1 + rng.below(3);
+    let mut killed = 0;
+    for _ in 0..crashes {
+        let (code, errors) = match rng.below(4) {
+            0 => job.kill_after(Duration::from_millis(50 + rng.below(400))),
+            point => {
+                let name = ["snapshot", "manifest", "output"][point as usize - 1];
+                job.run(Some(&format!("{name}:{}", 1 + rng.below(3))))
+            }
+        };
+        match code {
+            None => killed += 1,
+            // The crash point was not reached (or the kill came late): the run finished.
+            Some(0) => {}
+            other => panic!("{what}: exit {other:?}: {errors}"),
+        }
+    }
+    let mut restarts = 0;
+    loop {
+        let (code, errors) = job.run(None);
+        if code == Some(0) {
+            break;
+        }
+        restarts += 1;
+        assert!(
+            restarts < 3,
+            "{what}: restart failed with {code:?}: {errors}"
+        );
+    }
+    // Run again: a finished run is a no-op that says so, and leaves the files as they are.
+    let before = std::fs::read(dir.join("out.csv")).unwrap();
+    let (code, errors) = job.run(None);
+    assert_eq!(code, Some(0), "{what}: {errors}");
+    assert!(errors.contains("is complete"), "{what}: {errors}");
+    assert_eq!(
+        std::fs::read(dir.join("out.csv")).unwrap(),
+        before,
+        "{what}"
+    );
+
+    // The rows of each interval are written in a canonical order, so the files are
+    // byte-identical to the uninterrupted run's with any worker count, not only with one.
+    for (got, expected) in [("out.csv", "ref.csv"), ("late.csv", "ref-late.csv")] {
+        let (got, expected) = (dir.join(got), dir.join(expected));
+        if std::fs::read(&got).unwrap() != std::fs::read(&expected).unwrap() {
+            let (a, b) = (sorted_lines(&got), sorted_lines(&expected));
+            let missing: Vec<_> = b.iter().filter(|l| !a.contains(l)).take(5).collect();
+            let extra: Vec<_> = a.iter().filter(|l| !b.contains(l)).take(5).collect();
+            panic!(
+                "{what} ({killed} crashes): {} differs from {}: {} rows, expected {}; missing {missing:?}, extra {extra:?}",
+                got.display(),
+                expected.display(),
+                a.len(),
+                b.len()
+            );
+        }
+    }
+    // No partial output is left beside the result.
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new(), "{what}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn crashes_and_restarts_commit_every_row_exactly_once_on_one_worker() {
+    for seed in 1..=8 {
+        trial(seed, Layout::Workers(1));
+    }
+}
+
+#[test]
+fn crashes_and_restarts_commit_every_row_exactly_once_on_two_workers() {
+    for seed in 101..=108 {
+        trial(seed, Layout::Workers(2));
+    }
+}
+
+#[test]
+fn crashes_and_restarts_commit_every_row_exactly_once_on_two_processes() {
+    for seed in 201..=206 {
+        trial(seed, Layout::TwoProcesses);
+    }
+}
+
+/// A job interrupted after its second checkpoint: `(dir, args)`.
+fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
+    let dir = scratch(name);
+    let input = dir.join("in.csv");
+    std::fs::write(&input, events(&mut Rng(7), 3000)).unwrap();
+    let args: Vec<String> = [
+        "window",
+        "--input",
+        s(&input),
+        "--output",
+        s(&dir.join("out.csv")),
+        "--window",
+        "tumbling:1s",
+        "--agg",
+        "count",
+        "--checkpoint-dir",
+        s(&dir.join("ckpt")),
+        "--checkpoint-interval",
+        "2s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = bin()
+        .args(&args)
+        .env("TIDEMARK_CRASH_AT", "output:3")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
+    assert!(dir.join("ckpt/MANIFEST").exists());
+    (dir, args)
+}
+
+/// Runs `args` and returns its one line of standard error (asserting there is one, and a
+/// failure).
+fn one_error_line(args: &[String]) -> String {
+    let out = bin().args(args).output().unwrap();
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].starts_with("error: "), "{text}");
+    lines[0].to_string()
+}
+
+fn snapshot_file(dir: &Path) -> PathBuf {
+    let ckpt = std::fs::read_dir(dir.join("ckpt"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ckpt-")
+        })
+        .unwrap();
+    ckpt.join("worker-0")
+}
+
+#[test]
+fn a_corrupt_manifest_is_one_line_naming_it() {
+    let (dir, args) = interrupted("corrupt");
+    let manifest = dir.join("ckpt/MANIFEST");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&manifest, bytes).unwrap();
+    let line = one_error_line(&args);
+    assert!(
+        line.contains(&format!("checkpoint {} is corrupt", manifest.display())),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_truncated_snapshot_is_one_line_naming_it() {
+    let (dir, args) = interrupted("truncated");
+    let snapshot = snapshot_file(&dir);
+    let bytes = std::fs::read(&snapshot).unwrap();
+    std::fs::write(&snapshot, &bytes[..bytes.len() - 3]).unwrap();
+    let line = one_error_line(&args);
+    assert!(
+        line.contains(&format!("checkpoint {} is truncated", snapshot.display())),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_foreign_file_or_another_jobs_checkpoint_is_one_line_naming_it() {
+    let (dir, args) = interrupted("foreign");
+    // Another job: a different window over the same input.
+    let mut other = args.clone();
+    let at = other.iter().position(|a| a == "tumbling:1s").unwrap();
+    other[at] = "tumbling:2s".into();
+    let line = one_error_line(&other);
+    assert!(
+        line.contains("is foreign: written for another job or input"),
+        "{line}"
+    );
+    // The same job after its input changed.
+    let input = dir.join("in.csv");
+    let mut text = std::fs::read_to_string(&input).unwrap();
+    text.push_str("999999,k1,1\n");
+    std::fs::write(&input, text).unwrap();
+    let line = one_error_line(&args);
+    assert!(
+        line.contains("is foreign: written for another job or input"),
+        "{line}"
+    );
+    // Not a checkpoint at all.
+    let manifest = dir.join("ckpt/MANIFEST");
+    std::fs::write(&manifest, "window_start,window_end,key,value,diff\n").unwrap();
+    let line = one_error_line(&args);
+    assert!(
+        line.contains(&format!(
+            "checkpoint {} is foreign: not a tidemark checkpoint",
+            manifest.display()
+        )),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_checkpoint_of_another_format_is_one_line_naming_it() {
+    let (dir, args) = interrupted("incompatible");
+    let manifest = dir.join("ckpt/MANIFEST");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    // The format version follows the 8-byte magic.
+    bytes[8] = bytes[8].wrapping_add(1);
+    std::fs::write(&manifest, bytes).unwrap();
+    let line = one_error_line(&args);
+    assert!(
+        line.contains(&format!(
+            "checkpoint {} is incompatible: format version",
+            manifest.display()
+        )),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_lost_partial_output_is_one_line_naming_it() {
+    let (dir, args) = interrupted("lost-output");
+    let partial = dir.join(".out.csv.tidemark-checkpoint.tmp");
+    std::fs::remove_file(&partial).unwrap();
+    let line = one_error_line(&args);
+    assert!(
+        line.contains(&format!("partial output {}", partial.display())),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn standard_input_and_stream_outputs_cannot_be_checkpointed() {
+    let dir = scratch("stdin");
+    let ckpt = dir.join("ckpt");
+    let mut child = bin()
+        .args([
+            "window",
+            "--input",
+            "-",
+            "--output",
+            s(&dir.join("out.csv")),
+        ])
+        .args(["--window", "tumbling:1s", "--agg", "count"])
+        .args(["--checkpoint-dir", s(&ckpt)])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(
+            "--checkpoint-dir needs a file as --input: standard input cannot be read again"
+        ),
+        "{text}"
+    );
+    let input = dir.join("in.csv");
+    std::fs::write(&input, "ts,key\n1,a\n").unwrap();
+    let args: Vec<String> = ["window", "--input", s(&input), "--output", "-"]
+        .iter()
+        .chain(&[
+            "--window",
+            "tumbling:1s",
+            "--agg",
+            "count",
+            "--checkpoint-dir",
+            s(&ckpt),
+        ])
+        .map(|s| s.to_string())
+        .collect();
+    let line = one_error_line(&args);
+    assert!(
+        line.contains("needs a regular file: standard output cannot take back"),
+        "{line}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
