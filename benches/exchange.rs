@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hashbrown::HashMap;
-use tidemark::keyed::KeyBy;
+use tidemark::keyed::{KeyBy, Reduce};
 use tidemark::partition::{route_hash, Partitioner};
 use timely::dataflow::operators::{Exchange, Inspect, Probe};
 use timely::dataflow::{InputHandleVec, ProbeHandle};

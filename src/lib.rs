@@ -38,6 +38,15 @@ pub mod time;
 pub mod units;
 pub mod window;
 
+/// The extension traits that add tidemark's operators to timely streams and differential
+/// collections: `use tidemark::prelude::*;` brings `key_by`, `reduce`, `join` and `window_view`
+/// into scope. Operators added as their own files (README "Adding an operator") are imported
+/// from their modules, e.g. `tidemark::keyed::distinct::DistinctCount`.
+pub mod prelude {
+    pub use crate::incremental::WindowedCollection;
+    pub use crate::keyed::{Join, KeyBy, Reduce};
+}
+
 /// The README's Rust examples, compiled and run by `cargo test --doc` so they cannot rot.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
-use tidemark::keyed::KeyBy;
+use tidemark::keyed::{Join, KeyBy, Reduce};
 use tidemark::partition::Partitioner;
 use tidemark::stash::{Checkpoints, SnapshotSink};
 use tidemark::window::{Count, WindowAssigner};

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nexmark::event::Event;
 use tidemark::harness::check;
-use tidemark::keyed::KeyBy;
+use tidemark::keyed::{Join, KeyBy};
 use tidemark::partition::Partitioner;
 use tidemark::workloads::nexmark::{Nexmark, Output, Query};
 use tidemark::workloads::Workload;

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tidemark::keyed::KeyBy;
+use tidemark::keyed::{KeyBy, Reduce};
 use tidemark::partition::Partitioner;
 use timely::dataflow::operators::Inspect;
 

@@ -53,6 +53,7 @@ use timely::dataflow::operators::Exchange as _;
 use super::updates::delay_to;
 use crate::keyed::{owns, Routing};
 use crate::partition::{route_hash, Partitioner};
+use crate::window::kind::{WindowKind, WithKind};
 use crate::window::{Aggregator, Late, Window, WindowAssigner};
 use differential_dataflow::AsCollection;
 
@@ -166,119 +167,188 @@ where
         A::Output: ExchangeData + Ord,
         F: Fn(&V) -> u64 + Clone + 'static,
     {
-        let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
-        let late_time = time.clone();
-        let fixed_late = move |input: Self| {
-            input
-                .inner
-                .flat_map(move |((key, record), t, r)| {
-                    assigner
-                        .windows_of(late_time(&record))
-                        .filter(move |w| !counts(w, t))
-                        .map(move |window| {
-                            let late = Late {
-                                window,
-                                key: key.clone(),
-                                record: record.clone(),
-                            };
-                            (late, t, r)
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .as_collection()
-        };
+        assigner.with_kind(BuildView {
+            input: self,
+            partitioner,
+            assigner,
+            lateness,
+            time,
+            agg,
+        })
+    }
+}
 
-        let (results, invalid, late) = match assigner {
-            WindowAssigner::Session(gap) => {
-                // Lateness depends on the order of records (Flink's rule for merging windows):
-                // each update carries its time and its number on the worker it entered on (the
-                // reading worker sees the input order), and the reduce replays them in order.
-                let mut counter = (self.inner.scope().index() as u64) << 40;
-                let keyed = self
-                    .inner
-                    .map(move |((key, record), t, r)| {
-                        counter += 1;
-                        let ts = time(&record);
-                        ((key, (t, counter, ts, record)), t, r)
-                    })
-                    .as_collection();
-                let sessions = reduce_placed(
-                    keyed,
-                    &partitioner,
-                    |key: &K| key,
-                    "Sessions",
-                    move |_key, updates: &[(&Arrival<V>, isize)], output| {
-                        sessions(gap, lateness, &agg, updates, output)
-                    },
-                );
-                let results = sessions.clone().flat_map(|(key, out)| match out {
-                    SessionOut::Session(window, Outcome::Value(value)) => {
-                        Some((window, key, value))
-                    }
-                    _ => None,
-                });
-                let invalid = sessions.clone().flat_map(|(key, out)| match out {
-                    SessionOut::Session(window, Outcome::Negative) => Some((window, key)),
-                    _ => None,
-                });
-                let late = sessions.flat_map(|(key, out)| match out {
-                    SessionOut::Late(window, _, record) => Some(Late {
+/// A view's arguments, waiting for the window kind ([`crate::window::kind`]).
+struct BuildView<'scope, K: 'static, V: 'static, A, F> {
+    input: VecCollection<'scope, u64, (K, V)>,
+    partitioner: Partitioner<K>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    time: F,
+    agg: A,
+}
+
+impl<'scope, K, V, A, F> WithKind for BuildView<'scope, K, V, A, F>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData + Hash,
+    A: Aggregator<V>,
+    A::Output: ExchangeData + Ord,
+    F: Fn(&V) -> u64 + Clone + 'static,
+{
+    type Out = View<'scope, K, V, A::Output>;
+
+    fn with<W: WindowKind>(self, kind: W) -> Self::Out {
+        let BuildView {
+            input,
+            partitioner,
+            assigner,
+            lateness,
+            time,
+            agg,
+        } = self;
+        kind.view(input, partitioner, assigner, lateness, time, agg)
+    }
+}
+
+/// The view of tumbling and sliding windows: each counted update is matched by its negation
+/// at the end of the window's lateness; see the module documentation.
+pub(crate) fn fixed_view<'scope, K, V, A, F>(
+    input: VecCollection<'scope, u64, (K, V)>,
+    partitioner: Partitioner<K>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    time: F,
+    agg: A,
+) -> View<'scope, K, V, A::Output>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData + Hash,
+    A: Aggregator<V>,
+    A::Output: ExchangeData + Ord,
+    F: Fn(&V) -> u64 + Clone + 'static,
+{
+    let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
+    let late_time = time.clone();
+    let late = input
+        .clone()
+        .inner
+        .flat_map(move |((key, record), t, r)| {
+            assigner
+                .windows_of(late_time(&record))
+                .filter(move |w| !counts(w, t))
+                .map(move |window| {
+                    let late = Late {
                         window,
-                        key,
-                        record,
-                    }),
-                    _ => None,
-                });
-                (results, invalid, late)
-            }
-            WindowAssigner::Tumbling(_) | WindowAssigner::Sliding(_, _) => {
-                let late = fixed_late(self.clone());
-                let counted = self
-                    .inner
-                    .flat_map(move |((key, record), t, r)| {
-                        assigner
-                            .windows_of(time(&record))
-                            .filter(move |w| counts(w, t))
-                            .map(move |window| (((window, key.clone()), record.clone()), t, r))
-                            .collect::<Vec<_>>()
-                    })
-                    .as_collection();
-                let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
-                    w.end.saturating_add(lateness)
-                });
-                let aggregates = reduce_placed(
-                    counted.concat(retired),
-                    &partitioner,
-                    |(_, key): &(Window, K)| key,
-                    "WindowAggregate",
-                    move |_key, records: &[(&V, isize)], output| {
-                        output.push((aggregate(&agg, records), 1))
-                    },
-                );
-                // The retirement's retraction of each window's value is not a change of the
-                // answer: keep only updates from before the window expired.
-                let live = aggregates
-                    .inner
-                    .filter(move |(((w, _), _), t, _)| counts(w, *t))
-                    .as_collection();
-                let results = live
-                    .clone()
-                    .flat_map(|((window, key), outcome)| match outcome {
-                        Outcome::Value(value) => Some((window, key, value)),
-                        Outcome::Negative => None,
-                    });
-                let invalid = live.flat_map(|((window, key), outcome)| match outcome {
-                    Outcome::Value(_) => None,
-                    Outcome::Negative => Some((window, key)),
-                });
-                (results, invalid, late)
-            }
-        };
-        View {
-            results,
-            late,
-            invalid,
-        }
+                        key: key.clone(),
+                        record: record.clone(),
+                    };
+                    (late, t, r)
+                })
+                .collect::<Vec<_>>()
+        })
+        .as_collection();
+    let counted = input
+        .inner
+        .flat_map(move |((key, record), t, r)| {
+            assigner
+                .windows_of(time(&record))
+                .filter(move |w| counts(w, t))
+                .map(move |window| (((window, key.clone()), record.clone()), t, r))
+                .collect::<Vec<_>>()
+        })
+        .as_collection();
+    let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
+        w.end.saturating_add(lateness)
+    });
+    let aggregates = reduce_placed(
+        counted.concat(retired),
+        &partitioner,
+        |(_, key): &(Window, K)| key,
+        "WindowAggregate",
+        move |_key, records: &[(&V, isize)], output| output.push((aggregate(&agg, records), 1)),
+    );
+    // The retirement's retraction of each window's value is not a change of the
+    // answer: keep only updates from before the window expired.
+    let live = aggregates
+        .inner
+        .filter(move |(((w, _), _), t, _)| counts(w, *t))
+        .as_collection();
+    let results = live
+        .clone()
+        .flat_map(|((window, key), outcome)| match outcome {
+            Outcome::Value(value) => Some((window, key, value)),
+            Outcome::Negative => None,
+        });
+    let invalid = live.flat_map(|((window, key), outcome)| match outcome {
+        Outcome::Value(_) => None,
+        Outcome::Negative => Some((window, key)),
+    });
+    View {
+        results,
+        late,
+        invalid,
+    }
+}
+
+/// The view of sessions of `gap`: each key's updates replayed in order; see the module
+/// documentation.
+pub(crate) fn session_view<'scope, K, V, A, F>(
+    input: VecCollection<'scope, u64, (K, V)>,
+    partitioner: Partitioner<K>,
+    gap: u64,
+    lateness: u64,
+    time: F,
+    agg: A,
+) -> View<'scope, K, V, A::Output>
+where
+    K: ExchangeData + Hash,
+    V: ExchangeData + Hash,
+    A: Aggregator<V>,
+    A::Output: ExchangeData + Ord,
+    F: Fn(&V) -> u64 + Clone + 'static,
+{
+    // Lateness depends on the order of records (Flink's rule for merging windows):
+    // each update carries its time and its number on the worker it entered on (the
+    // reading worker sees the input order), and the reduce replays them in order.
+    let mut counter = (input.inner.scope().index() as u64) << 40;
+    let keyed = input
+        .inner
+        .map(move |((key, record), t, r)| {
+            counter += 1;
+            let ts = time(&record);
+            ((key, (t, counter, ts, record)), t, r)
+        })
+        .as_collection();
+    let sessions = reduce_placed(
+        keyed,
+        &partitioner,
+        |key: &K| key,
+        "Sessions",
+        move |_key, updates: &[(&Arrival<V>, isize)], output| {
+            sessions(gap, lateness, &agg, updates, output)
+        },
+    );
+    let results = sessions.clone().flat_map(|(key, out)| match out {
+        SessionOut::Session(window, Outcome::Value(value)) => Some((window, key, value)),
+        _ => None,
+    });
+    let invalid = sessions.clone().flat_map(|(key, out)| match out {
+        SessionOut::Session(window, Outcome::Negative) => Some((window, key)),
+        _ => None,
+    });
+    let late = sessions.flat_map(|(key, out)| match out {
+        SessionOut::Late(window, _, record) => Some(Late {
+            window,
+            key,
+            record,
+        }),
+        _ => None,
+    });
+    View {
+        results,
+        late,
+        invalid,
     }
 }
 

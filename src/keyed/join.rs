@@ -27,7 +27,8 @@ use timely::dataflow::StreamVec;
 use super::{Key, KeyedStream, Routing, Value};
 use crate::stash::{limit, Cut, Stash};
 
-impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
+/// Adds [`join`](Join::join) to keyed streams; in [`crate::prelude`].
+pub trait Join<'scope, K, V> {
     /// Joins this stream with `other` on equal keys: emits `result(key, left, right)` once for
     /// every pair of distinct records with the same key, as soon as both have arrived, at the
     /// later of their two times. Records equal to one already seen on their side are dropped
@@ -42,7 +43,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// ```
     /// use timely::dataflow::operators::capture::{Capture, Extract};
     /// use timely::dataflow::operators::vec::ToStream;
-    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::keyed::{Join, KeyBy};
     /// use tidemark::partition::Partitioner;
     ///
     /// let captured = timely::example(|scope| {
@@ -61,7 +62,20 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// rows.sort();
     /// assert_eq!(rows, vec![(1, "ann".to_string(), 10), (1, "ann".to_string(), 11)]);
     /// ```
-    pub fn join<V2, O, F>(
+    fn join<V2, O, F>(
+        self,
+        other: KeyedStream<'scope, K, V2>,
+        result: F,
+    ) -> StreamVec<'scope, u64, O>
+    where
+        V: PartialEq,
+        V2: Value + PartialEq,
+        O: 'static,
+        F: FnMut(&K, &V, &V2) -> O + 'static;
+}
+
+impl<'scope, K: Key, V: Value> Join<'scope, K, V> for KeyedStream<'scope, K, V> {
+    fn join<V2, O, F>(
         self,
         other: KeyedStream<'scope, K, V2>,
         result: F,

@@ -1,6 +1,7 @@
-//! Keyed streams: `key_by` with a partitioner, then one keyed operator per file: `window`
-//! (keyed windows), `reduce` (rolling reduce), `join` (symmetric join), `distinct`
-//! (per-window distinct count).
+//! Keyed streams: `key_by` with a partitioner, then one keyed operator per file, each an
+//! extension trait: `window` (keyed windows), [`Reduce`] (rolling reduce), [`Join`] (symmetric
+//! join), `distinct` (per-window distinct count). [`crate::prelude`] imports `key_by`, `reduce`
+//! and `join` at once.
 //!
 //! This module owns the *plumbing* between a stream of `(key, value)` pairs and the keyed
 //! operators: the `Routing` plan, decided once from the partitioner and the number of workers
@@ -21,6 +22,8 @@ pub mod join;
 pub mod reduce;
 pub mod window;
 
+pub use join::Join;
+pub use reduce::Reduce;
 pub use window::{Windowed, WindowedStream};
 
 use std::hash::Hash;
@@ -59,7 +62,7 @@ pub trait KeyBy<'scope, K, V> {
     /// ```
     /// use timely::dataflow::operators::capture::{Capture, Extract};
     /// use timely::dataflow::operators::vec::ToStream;
-    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::keyed::{KeyBy, Reduce};
     /// use tidemark::partition::Partitioner;
     ///
     /// let captured = timely::example(|scope| {
@@ -91,6 +94,28 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// Names the keyed operator after what it computes, in timely's logs: `Join[what]`,
     /// `Reduce[what]`, `Window[what]` (windows are named by their assigner, in milliseconds,
     /// when not named).
+    ///
+    /// # Examples
+    ///
+    /// The reduce below appears as `Reduce[total per key]`; the name changes nothing else.
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::{KeyBy, Reduce};
+    /// use tidemark::partition::Partitioner;
+    ///
+    /// let captured = timely::example(|scope| {
+    ///     vec![('a', 1u64), ('a', 2)]
+    ///         .to_stream(scope)
+    ///         .key_by(Partitioner::Hash)
+    ///         .named("total per key")
+    ///         .reduce(|total, v| *total += v)
+    ///         .capture()
+    /// });
+    /// let rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows).collect();
+    /// assert_eq!(rows, vec![('a', 3)]);
+    /// ```
     pub fn named(mut self, what: &str) -> Self {
         self.what = Some(what.to_owned());
         self

@@ -17,7 +17,8 @@ use super::{owns, spread, Key, KeyedStream, Routing, Value};
 use crate::partition::route_hash;
 use crate::stash::{limit, Cut, Stash};
 
-impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
+/// Adds [`reduce`](Reduce::reduce) to keyed streams; in [`crate::prelude`].
+pub trait Reduce<'scope, K, V> {
     /// The running reduction of each key with `fold`, emitted as `(key, value)` at each time at
     /// which the key received records.
     ///
@@ -26,7 +27,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// ```
     /// use timely::dataflow::operators::capture::{Capture, Extract};
     /// use timely::dataflow::operators::vec::ToStream;
-    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::keyed::{KeyBy, Reduce};
     /// use tidemark::partition::Partitioner;
     ///
     /// let captured = timely::example(|scope| {
@@ -40,7 +41,13 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// rows.sort();
     /// assert_eq!(rows, vec![('x', 9), ('y', 1)]);
     /// ```
-    pub fn reduce<F>(self, fold: F) -> StreamVec<'scope, u64, (K, V)>
+    fn reduce<F>(self, fold: F) -> StreamVec<'scope, u64, (K, V)>
+    where
+        F: Fn(&mut V, V) + Clone + 'static;
+}
+
+impl<'scope, K: Key, V: Value> Reduce<'scope, K, V> for KeyedStream<'scope, K, V> {
+    fn reduce<F>(self, fold: F) -> StreamVec<'scope, u64, (K, V)>
     where
         F: Fn(&mut V, V) + Clone + 'static,
     {

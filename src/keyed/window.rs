@@ -12,9 +12,8 @@ use super::{owns, spread_numbered, Key, KeyedStream, Routing, Value};
 use crate::partition::route_hash;
 use crate::stash::Checkpoints;
 use crate::window::driver::{drive, WindowState};
-use crate::window::fixed::{FixedWindows, Part, StateGauge};
-use crate::window::partial::partial_aggregate;
-use crate::window::session::Sessions;
+use crate::window::fixed::{Part, StateGauge};
+use crate::window::kind::{WindowKind, WithKind};
 use crate::window::{Aggregator, Emit, Late, WindowAssigner, WindowResult};
 
 /// A keyed window, configured but not yet aggregated; see [`KeyedStream::window`].
@@ -168,51 +167,71 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
             gauge,
         } = self;
         let checkpoints = keyed.checkpoints.clone();
-        let (results, late) = match assigner {
-            WindowAssigner::Tumbling(size) => {
-                let state = FixedWindows::new(size, size, lateness, agg.clone(), gauge);
-                route_window(
-                    keyed,
-                    assigner,
-                    lateness,
-                    event_time,
-                    agg,
-                    state,
-                    &checkpoints,
-                )
-            }
-            WindowAssigner::Sliding(size, slide) => {
-                let state = FixedWindows::new(size, slide, lateness, agg.clone(), gauge);
-                route_window(
-                    keyed,
-                    assigner,
-                    lateness,
-                    event_time,
-                    agg,
-                    state,
-                    &checkpoints,
-                )
-            }
-            WindowAssigner::Session(gap) => {
-                let state = Sessions::new(gap, lateness, agg.clone(), gauge);
-                route_window(
-                    keyed,
-                    assigner,
-                    lateness,
-                    event_time,
-                    agg,
-                    state,
-                    &checkpoints,
-                )
-            }
-        };
+        let (results, late) = assigner.with_kind(RouteWindow {
+            keyed,
+            assigner,
+            lateness,
+            event_time,
+            agg,
+            gauge,
+            checkpoints: &checkpoints,
+        });
         Windowed { results, late }
     }
 }
 
-#[allow(clippy::type_complexity)]
-fn route_window<'scope, K, V, A, T, S>(
+/// The window operator's arguments, waiting for the window kind: builds the kind's state
+/// machine and routes records to it by the keyed stream's routing plan.
+struct RouteWindow<'scope, 'c, K, V, A, T> {
     keyed: KeyedStream<'scope, K, V>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    event_time: T,
+    agg: A,
+    gauge: StateGauge,
+    checkpoints: &'c Checkpoints,
+}
+
+impl<'scope, K, V, A, T> WithKind for RouteWindow<'scope, '_, K, V, A, T>
+where
+    K: Key,
+    V: Value,
+    A: Aggregator<V>,
+    T: Fn(&V) -> u64 + Clone + 'static,
+{
+    type Out = (
+        StreamVec<'scope, u64, WindowResult<K, A::Output>>,
+        StreamVec<'scope, u64, Late<K, V>>,
+    );
+
+    fn with<W: WindowKind>(self, kind: W) -> Self::Out {
+        let RouteWindow {
+            keyed,
+            assigner,
+            lateness,
+            event_time,
+            agg,
+            gauge,
+            checkpoints,
+        } = self;
+        let state = kind.state(lateness, agg.clone(), gauge);
+        route_window(
+            keyed,
+            kind,
+            assigner,
+            lateness,
+            event_time,
+            agg,
+            state,
+            checkpoints,
+        )
+    }
+}
+
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn route_window<'scope, K, V, A, T, S, W>(
+    keyed: KeyedStream<'scope, K, V>,
+    kind: W,
     assigner: WindowAssigner,
     lateness: u64,
     event_time: T,
@@ -229,6 +248,7 @@ where
     A: Aggregator<V>,
     T: Fn(&V) -> u64 + Clone + 'static,
     S: WindowState<Part = Part<K, V, A::Acc>, Out = Emit<K, A::Output, V>>,
+    W: WindowKind,
 {
     let routing = keyed.routing();
     let name = keyed.name("Window", || assigner.describe(1_000_000));
@@ -246,7 +266,7 @@ where
             drive(keyed.stream, pact, &name, record, state, cut)
         }
         Routing::TwoPhase => {
-            let partials = partial_aggregate(
+            let partials = kind.phase_one(
                 spread_numbered(keyed.stream),
                 assigner,
                 lateness,

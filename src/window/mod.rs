@@ -1,9 +1,11 @@
 //! Windows: assigners, aggregators, and the keyed window operators.
 //!
 //! This module owns the meaning of a window. A window is a half-open interval of event time
-//! `[start, end)`; [`WindowAssigner`] says which windows a record belongs to; the operators in
-//! [`fixed`] (tumbling and sliding) and [`session`] maintain per-key aggregates and emit each
-//! window once, when the input frontier passes `end - 1`.
+//! `[start, end)`; [`WindowAssigner`] says which windows a record belongs to; the state machines
+//! in [`fixed`] (tumbling and sliding) and [`session`], which the keyed window operator
+//! ([`crate::keyed::window`]) runs, maintain per-key aggregates and emit each window once, when
+//! the input frontier passes `end - 1`. `kind` is the one place an assigner picks its kind's
+//! state machine, phase one and differential view.
 //!
 //! # Time and lateness
 //!
@@ -34,6 +36,7 @@ pub mod aggregate;
 pub(crate) mod driver;
 pub mod fixed;
 mod keys;
+pub(crate) mod kind;
 pub(crate) mod partial;
 pub mod session;
 pub(crate) mod state;

@@ -23,9 +23,12 @@ use timely::dataflow::StreamVec;
 use super::fixed::Part;
 use super::{Aggregator, Late, Panes, Window, WindowAssigner};
 
-/// Folds each batch of `(key, record)` pairs into partial aggregates and late records.
-pub(crate) fn partial_aggregate<'scope, K, V, A, T>(
+/// Phase one for tumbling and sliding windows (`panes`, the geometry of `assigner`): folds each
+/// batch of `(key, record, number)` into partial aggregates per key and pane, and late records
+/// (beyond `lateness`) once per window missed.
+pub(crate) fn partial_fixed<'scope, K, V, A, T>(
     stream: StreamVec<'scope, u64, (K, V, u64)>,
+    panes_of: Panes,
     assigner: WindowAssigner,
     lateness: u64,
     event_time: T,
@@ -40,24 +43,14 @@ where
     stream
         .unary(Pipeline, "PartialAggregate", move |_cap, _info| {
             let mut panes: HashMap<(K, u64), (u64, A::Acc)> = HashMap::new();
-            let mut runs: HashMap<K, Vec<(u64, V)>> = HashMap::new();
             let mut out = Vec::new();
             move |input, output| {
                 input.for_each_stamp(|cap, batches| {
                     let time = *cap.least().expect("u64 stamps are never empty");
                     let is_late = |window: &Window| window.end.saturating_add(lateness) <= time;
                     for batch in batches {
-                        for (key, record, seq) in batch.drain(..) {
+                        for (key, record, _seq) in batch.drain(..) {
                             let ts = event_time(&record);
-                            if let (WindowAssigner::Session(_), true) = (assigner, ts < time) {
-                                out.push(Part::Sequenced {
-                                    key,
-                                    ts,
-                                    record,
-                                    seq,
-                                });
-                                continue;
-                            }
                             if ts < time {
                                 for window in assigner.windows_of(ts).filter(is_late) {
                                     let late = Late {
@@ -68,24 +61,11 @@ where
                                     out.push(Part::Late(late));
                                 }
                             }
-                            match assigner {
-                                WindowAssigner::Session(_) => {
-                                    runs.entry(key).or_default().push((ts, record));
-                                }
-                                WindowAssigner::Tumbling(size)
-                                | WindowAssigner::Sliding(size, _) => {
-                                    let slide = match assigner {
-                                        WindowAssigner::Sliding(_, slide) => slide,
-                                        _ => size,
-                                    };
-                                    let pane = Panes::new(size, slide).pane_start(ts);
-                                    let entry = panes
-                                        .entry((key, pane))
-                                        .or_insert_with(|| (ts, agg.init()));
-                                    entry.0 = entry.0.min(ts);
-                                    agg.add(&mut entry.1, &record);
-                                }
-                            }
+                            let pane = panes_of.pane_start(ts);
+                            let entry =
+                                panes.entry((key, pane)).or_insert_with(|| (ts, agg.init()));
+                            entry.0 = entry.0.min(ts);
+                            agg.add(&mut entry.1, &record);
                         }
                     }
                     for ((key, _), (lo, acc)) in panes.drain() {
@@ -96,31 +76,73 @@ where
                             acc,
                         });
                     }
-                    if let WindowAssigner::Session(gap) = assigner {
-                        for (key, mut records) in runs.drain() {
-                            records.sort_unstable_by_key(|(ts, _)| *ts);
-                            let mut records = records.into_iter();
-                            let Some((first, record)) = records.next() else {
+                    output.session(&cap).give_iterator(out.drain(..));
+                });
+            }
+        })
+        .container::<Vec<_>>()
+}
+
+/// Phase one for sessions of `gap`: folds the on-time records of each batch into partial
+/// aggregates per key and run of event times closer than `gap`, and passes records behind
+/// their time on whole, with their number, to be applied in order by phase two.
+pub(crate) fn partial_sessions<'scope, K, V, A, T>(
+    stream: StreamVec<'scope, u64, (K, V, u64)>,
+    gap: u64,
+    event_time: T,
+    agg: A,
+) -> StreamVec<'scope, u64, Part<K, V, A::Acc>>
+where
+    K: Hash + Eq + Clone + 'static,
+    V: Clone + 'static,
+    A: Aggregator<V>,
+    T: Fn(&V) -> u64 + 'static,
+{
+    stream
+        .unary(Pipeline, "PartialAggregate", move |_cap, _info| {
+            let mut runs: HashMap<K, Vec<(u64, V)>> = HashMap::new();
+            let mut out = Vec::new();
+            move |input, output| {
+                input.for_each_stamp(|cap, batches| {
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    for batch in batches {
+                        for (key, record, seq) in batch.drain(..) {
+                            let ts = event_time(&record);
+                            if ts < time {
+                                out.push(Part::Sequenced {
+                                    key,
+                                    ts,
+                                    record,
+                                    seq,
+                                });
                                 continue;
-                            };
-                            let (mut lo, mut hi, mut acc) = (first, first, agg.init());
-                            agg.add(&mut acc, &record);
-                            for (ts, record) in records {
-                                if ts >= hi.saturating_add(gap) {
-                                    let piece = std::mem::replace(&mut acc, agg.init());
-                                    out.push(Part::Partial {
-                                        key: key.clone(),
-                                        lo,
-                                        hi,
-                                        acc: piece,
-                                    });
-                                    lo = ts;
-                                }
-                                hi = ts;
-                                agg.add(&mut acc, &record);
                             }
-                            out.push(Part::Partial { key, lo, hi, acc });
+                            runs.entry(key).or_default().push((ts, record));
                         }
+                    }
+                    for (key, mut records) in runs.drain() {
+                        records.sort_unstable_by_key(|(ts, _)| *ts);
+                        let mut records = records.into_iter();
+                        let Some((first, record)) = records.next() else {
+                            continue;
+                        };
+                        let (mut lo, mut hi, mut acc) = (first, first, agg.init());
+                        agg.add(&mut acc, &record);
+                        for (ts, record) in records {
+                            if ts >= hi.saturating_add(gap) {
+                                let piece = std::mem::replace(&mut acc, agg.init());
+                                out.push(Part::Partial {
+                                    key: key.clone(),
+                                    lo,
+                                    hi,
+                                    acc: piece,
+                                });
+                                lo = ts;
+                            }
+                            hi = ts;
+                            agg.add(&mut acc, &record);
+                        }
+                        out.push(Part::Partial { key, lo, hi, acc });
                     }
                     output.session(&cap).give_iterator(out.drain(..));
                 });

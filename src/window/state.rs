@@ -9,7 +9,8 @@
 //! window "closes" (is emitted) at a time `c` once the input frontier has passed `c`.
 //!
 //! Users extend windows through [`super::Aggregator`] (what is computed per window and key;
-//! README "Adding an operator"); a new window *kind* implements this trait inside the crate.
+//! README "Adding an operator"); a new window *kind* implements this trait inside the crate and
+//! is registered as a `WindowKind` in `super::kind`, the one place that matches an assigner.
 
 /// A keyed window state machine driven by `super::driver::drive`. See the module docs.
 pub(crate) trait WindowState: 'static {

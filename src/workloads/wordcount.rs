@@ -11,7 +11,7 @@ use timely::dataflow::StreamVec;
 
 use super::ysb::splitmix;
 use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
-use crate::keyed::KeyBy;
+use crate::keyed::{KeyBy, Reduce};
 use crate::partition::Scheme;
 
 /// One word occurrence.

@@ -2,7 +2,7 @@
 //!
 //! q3 is an incremental equi-join (seller = person id) of the people of Oregon, Idaho and
 //! California with the auctions of category 10, built on the keyed symmetric hash join
-//! ([`crate::keyed::KeyedStream::join`]): every match is emitted once, as soon as both sides
+//! ([`crate::keyed::Join::join`]): every match is emitted once, as soon as both sides
 //! have arrived. Nothing in the query ever expires, so its state grows with the stream.
 //!
 //! q8 joins people and auctions within a tumbling window (Flink's formulation: the people who
@@ -22,7 +22,7 @@ use timely::dataflow::StreamVec;
 
 use super::windows::{Slot, TumblingSlots};
 use super::Output;
-use crate::keyed::KeyBy;
+use crate::keyed::{Join, KeyBy};
 use crate::partition::Partitioner;
 use crate::window::{Aggregator, WindowAssigner};
 
