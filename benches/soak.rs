@@ -46,6 +46,7 @@ fn main() {
             inject_delay_ns: 0,
             progress: false,
             incremental: false,
+            profile: false,
         },
         workers: 1,
         processes: 1,

@@ -120,7 +120,8 @@ def load_runs(spec: str) -> pd.DataFrame | None:
 
     Columns: the report fields, `point_<name>` for each grid parameter, `p50_ms` ... `max_ms`
     (latency in milliseconds), `offered` (events/s, NaN for closed loop), `achieved` (events/s),
-    `overloaded` (bool), `hlog_path` (absolute). For an optional spec without results: prints a
+    `overloaded` (bool), `hlog_path` (absolute); `engine` is `ceiling` for parallel-ceiling
+    runs (`"ceiling": true`: the baseline on several workers at once). For an optional spec without results: prints a
     note, returns None. For a core spec without results: raises MissingResults.
 
     Overload: a run that completed no epoch while events kept arriving has unbounded latency.
@@ -180,6 +181,11 @@ def load_runs(spec: str) -> pd.DataFrame | None:
     df["job"] = [
         w if q in (None, "", w) else f"{w} {q}" for w, q in zip(df["workload"], df["query"])
     ]
+    # The parallel ceiling (`--engine baseline --workers N`, N > 1: N independent baselines at
+    # once) is its own series, `ceiling`, so that `baseline` stays the one-thread COST baseline.
+    if "ceiling" in df.columns:
+        ceiling = df["ceiling"].astype("boolean").fillna(False).astype(bool)
+        df.loc[ceiling, "engine"] = "ceiling"
     return df
 
 

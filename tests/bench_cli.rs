@@ -153,6 +153,121 @@ fn baseline_engine_runs_through_the_same_harness() {
     assert!(r["achieved_rate"].as_f64().unwrap() > 0.0);
 }
 
+/// `--engine baseline --workers 2`, for every workload: two independent baselines at once, each
+/// on its worker's share of the stream and the offered rate, reported as the parallel ceiling
+/// (`ceiling`, the worker count); at a rate both keep up with, each copy completes every
+/// measured epoch, so the samples (epochs times copies) are about twice one baseline's.
+#[test]
+fn baseline_on_several_workers_is_the_parallel_ceiling_for_every_workload() {
+    let _cores = cores();
+    let dir = scratch("ceiling");
+    for workload in [
+        &["ysb"][..],
+        &["wordcount"],
+        &["nexmark", "--query", "q5"],
+        &["nexmark", "--query", "q7"],
+    ] {
+        let mut samples = Vec::new();
+        for workers in ["1", "2"] {
+            let json = dir.join(format!("{}-{workers}.json", workload.join("-")));
+            let out = short_bench(
+                &[
+                    workload,
+                    &[
+                        "--engine",
+                        "baseline",
+                        "--workers",
+                        workers,
+                        "--rate",
+                        "20k",
+                        "--json",
+                        s(&json),
+                    ],
+                ]
+                .concat(),
+            );
+            let r = report(&json);
+            assert_eq!(r["engine"], "baseline", "{workload:?}");
+            assert_eq!(r["workers"].to_string(), workers, "{workload:?}");
+            assert_eq!(r["processes"], 1, "{workload:?}");
+            assert_eq!(r["ceiling"], workers == "2", "{workload:?}: {r}");
+            assert!(!r["overloaded"].as_bool().unwrap(), "{workload:?}: {r}");
+            let table = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                table.contains("parallel ceiling"),
+                workers == "2",
+                "{workload:?}: {table}"
+            );
+            samples.push(r["samples"].as_u64().unwrap());
+        }
+        // One measured second of 1 ms epochs: about 1000 samples alone, 2000 for two copies.
+        assert!(samples[0] > 0, "{workload:?}: {samples:?}");
+        assert!(
+            samples[1] * 2 > samples[0] * 3,
+            "{workload:?}: two copies each complete every epoch: {samples:?}"
+        );
+    }
+}
+
+/// `--profile` on 2 workers: per worker, the query's operators by name from timely's log (YSB's
+/// window among them) with their shares of the worker's time summing to at most 1, and the
+/// records the window received from both workers adding up to what its upstream sent.
+#[test]
+fn profile_lists_the_query_s_operators_with_shares_per_worker() {
+    let _cores = cores();
+    let dir = scratch("profile");
+    let json = dir.join("p.json");
+    let out = short_bench(&[
+        "ysb",
+        "--workers",
+        "2",
+        "--rate",
+        "20k",
+        "--profile",
+        "--json",
+        s(&json),
+    ]);
+    let r = report(&json);
+    let profiles = r["profile"].as_array().expect("a profile per worker");
+    assert_eq!(profiles.len(), 2, "{r}");
+    let (mut window_in, mut upstream_out) = (0, 0);
+    for (index, p) in profiles.iter().enumerate() {
+        assert_eq!(p["worker"], index);
+        let operators = p["operators"].as_array().unwrap();
+        let share: f64 = operators.iter().map(|o| o["share"].as_f64().unwrap()).sum();
+        assert!(
+            share > 0.0 && share <= 1.0 + 1e-9,
+            "worker {index}: {share}"
+        );
+        let window = operators
+            .iter()
+            .find(|o| o["name"].as_str().unwrap().starts_with("Window"))
+            .unwrap_or_else(|| panic!("worker {index} lists the window: {p}"));
+        window_in += window["records_in"].as_u64().unwrap();
+        // The window's input comes from the operator just before it in the dataflow.
+        let address = window["address"].as_array().unwrap().clone();
+        let mut before = address.clone();
+        let last = before.len() - 1;
+        before[last] = (address[last].as_u64().unwrap() - 1).into();
+        let upstream = operators
+            .iter()
+            .find(|o| o["address"].as_array() == Some(&before))
+            .unwrap_or_else(|| panic!("worker {index}: the window's upstream: {p}"));
+        upstream_out += upstream["records_out"].as_u64().unwrap();
+    }
+    assert!(window_in > 0, "{r}");
+    assert_eq!(
+        window_in, upstream_out,
+        "every record sent is received: {r}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("profile, worker 1"), "{table}");
+    expect_one_line_error(
+        &["ysb", "--engine", "baseline", "--profile"],
+        "--profile reads timely's event log",
+    );
+}
+
 /// Runs `tidemark bench args` expecting a usage or validation error: a non-zero exit, an error
 /// line naming the problem (`needle`), no panic and no report.
 fn expect_error(args: &[&str], needle: &str) {
@@ -196,8 +311,8 @@ fn bad_arguments_get_one_line_errors() {
         "/nonexistent-dir/run.json: No such file or directory",
     );
     expect_one_line_error(
-        &["ysb", "--engine", "baseline", "--workers", "2"],
-        "single-threaded",
+        &["ysb", "--engine", "baseline", "--processes", "2"],
+        "the baseline runs in one process",
     );
 }
 

@@ -22,7 +22,7 @@ fn sweep_ok(args: &[&str]) -> Output {
 }
 
 const TINY: &str = r#"
-description = "two rates and the baseline, twice"
+description = "two rates, the engine and the baseline (on 2 workers: the parallel ceiling), twice"
 workload = "ysb"
 repetitions = 2
 
@@ -44,18 +44,18 @@ fn sweep_writes_the_results_layout_and_resumes() {
 
     let dry = sweep_ok(&[s(&spec), "--dry-run"]);
     let listing = String::from_utf8_lossy(&dry.stdout);
-    // 2 rates x (timely x 2 workers + baseline x 1 worker) x 2 repetitions.
+    // 2 rates x (timely + baseline) x 2 workers x 2 repetitions: the baseline on 2 workers
+    // is the parallel ceiling, not left out.
     assert!(
-        listing.contains("12 to run, 0 already recorded"),
+        listing.contains("16 to run, 0 already recorded"),
         "{listing}"
     );
-    assert!(listing.contains("single-threaded"), "{listing}");
     assert!(!dir.join("results").exists(), "a dry run writes nothing");
 
     sweep_ok(&[s(&spec)]);
     let results = dir.join("results/tiny");
     let runs = lines(&results.join("runs.jsonl"));
-    assert_eq!(runs.len(), 12);
+    assert_eq!(runs.len(), 16);
     for run in &runs {
         assert_eq!(run["spec"], "tiny");
         assert_eq!(run["workload"], "ysb");
@@ -69,6 +69,8 @@ fn sweep_writes_the_results_layout_and_resumes() {
         let engine = run["point"]["engine"].as_str().unwrap();
         assert_eq!(run["engine"], engine);
         assert_eq!(run["workers"], run["point"]["workers"]);
+        let ceiling = engine == "baseline" && run["workers"] == 2;
+        assert_eq!(run["ceiling"], ceiling, "{run}");
         let hlog = run["hlog"].as_str().unwrap();
         assert!(
             hlog.starts_with("hlog/") && hlog.ends_with(".hlog"),
@@ -79,11 +81,11 @@ fn sweep_writes_the_results_layout_and_resumes() {
     }
     let hlogs: std::collections::BTreeSet<&str> =
         runs.iter().map(|r| r["hlog"].as_str().unwrap()).collect();
-    assert_eq!(hlogs.len(), 12, "one interval log per run");
+    assert_eq!(hlogs.len(), 16, "one interval log per run");
     assert!(runs
         .iter()
         .any(|r| r["achieved_rate"].as_f64().unwrap() > 0.0));
-    assert_eq!(std::fs::read_dir(results.join("hlog")).unwrap().count(), 12);
+    assert_eq!(std::fs::read_dir(results.join("hlog")).unwrap().count(), 16);
     let machine: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(results.join("machine.json")).unwrap())
             .unwrap();
@@ -111,12 +113,12 @@ fn sweep_writes_the_results_layout_and_resumes() {
     assert!(dry.status.success());
     let listing = String::from_utf8_lossy(&dry.stdout);
     assert!(
-        listing.contains("0 to run, 12 already recorded"),
+        listing.contains("0 to run, 16 already recorded"),
         "{listing}"
     );
     assert_eq!(
         listing.matches("\n  recorded  tidemark bench ysb").count(),
-        12,
+        16,
         "{listing}"
     );
 
@@ -124,7 +126,7 @@ fn sweep_writes_the_results_layout_and_resumes() {
     let again = sweep(&[s(&spec)]);
     assert!(again.status.success());
     assert!(stderr(&again).contains("already"), "{}", stderr(&again));
-    assert_eq!(lines(&results.join("runs.jsonl")).len(), 12);
+    assert_eq!(lines(&results.join("runs.jsonl")).len(), 16);
 
     // A wider spec runs only the new points (and clears what an interrupted sweep left).
     std::fs::write(results.join(".run-1.json"), "{").unwrap();
@@ -132,10 +134,10 @@ fn sweep_writes_the_results_layout_and_resumes() {
     std::fs::write(&spec, TINY.replace("\"20k\"]", "\"20k\", \"30k\"]")).unwrap();
     sweep_ok(&[s(&spec)]);
     let runs = lines(&results.join("runs.jsonl"));
-    assert_eq!(runs.len(), 18);
-    assert!(runs[12..].iter().all(|r| r["point"]["rate"] == "30k"));
+    assert_eq!(runs.len(), 24);
+    assert!(runs[16..].iter().all(|r| r["point"]["rate"] == "30k"));
     assert!(!results.join(".run-1.json").exists());
-    assert_eq!(std::fs::read_dir(results.join("hlog")).unwrap().count(), 18);
+    assert_eq!(std::fs::read_dir(results.join("hlog")).unwrap().count(), 24);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

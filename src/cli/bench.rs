@@ -67,7 +67,10 @@ pub const MAX_POOL: usize = 1 << 26;
     --duration is the whole run, warm-up included: `--duration 10s --warmup 2s` measures 8 s.\n\
     An overloaded run (one that falls more than a second behind the offered rate) is stopped \
     early, reported with \"overloaded\": true and null latencies, and exits 0 with a warning.\n\n\
+    --engine baseline --workers N runs N independent baselines at once, each on one worker's \
+    share of the stream, and reports their summed rate: the machine's parallel ceiling.\n\n\
     Examples:\n  tidemark bench ysb\n  tidemark bench ysb --rate max --engine baseline\n  \
+    tidemark bench ysb --rate max --engine baseline --workers 2\n  \
     tidemark bench wordcount --rate 2M --workers 2 --json run.json"
 )]
 pub struct BenchArgs {
@@ -124,6 +127,10 @@ pub struct BenchArgs {
     /// Threads, processes and hostfile.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// Report where each engine worker's time goes, per operator (share of its time, records in
+    /// and out), from timely's own event log; not for the baseline. Logging costs throughput.
+    #[arg(long)]
+    pub profile: bool,
     /// Hold the output frontier back by this long (calibrates the latency measurement).
     #[arg(long, default_value = "0", value_parser = duration, hide = true)]
     pub inject_delay: u64,
@@ -215,10 +222,11 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
     if !args.find_sustainable && args.p99_bound.is_some() {
         bail!("--p99-bound applies to --find-sustainable only (it would be ignored)");
     }
-    if args.engine == EngineName::Baseline
-        && (args.cluster.workers > 1 || args.cluster.processes > 1)
-    {
-        bail!("the baseline is single-threaded: use --workers 1 without --processes");
+    if args.engine == EngineName::Baseline && args.profile {
+        bail!("--profile reads timely's event log: it applies to --engine timely and differential, not the baseline");
+    }
+    if args.engine == EngineName::Baseline && args.cluster.processes > 1 {
+        return Err(run::RunError::BaselineParallel.into());
     }
     if args.pool == 0 || args.pool > MAX_POOL {
         bail!(
@@ -364,6 +372,7 @@ fn run_once<W: Workload>(
         inject_delay_ns: args.inject_delay,
         progress: progress && std::io::stderr().is_terminal(),
         incremental: args.engine == EngineName::Differential,
+        profile: args.profile,
     };
     let settings = Settings {
         engine: args.engine,

@@ -1,6 +1,6 @@
 //! The open-loop driver: feeds a workload at an offered rate and measures epoch latency.
 //!
-//! Method (DESIGN.md, "The harness"): event `j` of the workload's single logical stream is due
+//! Method (README, "`tidemark bench`"): event `j` of the workload's single logical stream is due
 //! at `j * 1e9 / rate` nanoseconds after the common start (workers start together behind a
 //! barrier; worker `w` of `P` sends events `w, w + P, ...`). Each event is stamped with its due
 //! time as event time and sent at its epoch (`due - due % epoch`). Every loop sends what is
@@ -11,7 +11,7 @@
 //!
 //! One loop, [`open_loop`], drives every system under test through the small
 //! [`SystemUnderTest`] interface: the timely dataflow on one worker ([`run_engine`]) and the
-//! single-threaded baseline ([`run_baseline`]).
+//! single-threaded baseline, one or several independent copies at once ([`run_baselines`]).
 //!
 //! # Overload
 //!
@@ -42,6 +42,7 @@ use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 use timely::synchronization::Barrier;
 use timely::worker::Worker;
 
+use super::profile::{Profiler, WorkerProfile};
 use super::recorder::Recorder;
 use crate::workloads::{Baseline, Workload};
 
@@ -71,6 +72,8 @@ pub struct RunConfig {
     pub progress: bool,
     /// Run the workload's incremental (differential) version instead of its timely dataflow.
     pub incremental: bool,
+    /// Profile each engine worker from timely's event log ([`super::profile`]).
+    pub profile: bool,
 }
 
 /// Events per closed-loop batch per worker.
@@ -133,6 +136,8 @@ pub struct WorkerOutcome {
     /// Whether this worker fell hopelessly behind (stopped early, or ended more than
     /// [`HOPELESS_NS`] behind).
     pub overloaded: bool,
+    /// Where this worker's time went, per operator (`--profile` runs of the engine).
+    pub profile: Option<WorkerProfile>,
 }
 
 /// What the open loop drives: a system that takes batches of events at a (non-decreasing) input
@@ -500,6 +505,7 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         generator_rate: 0.0,
         backlog_ns: backlog,
         overloaded: stopped.is_some() || backlog > HOPELESS_NS,
+        profile: None,
     }
 }
 
@@ -514,6 +520,12 @@ pub fn run_engine<W: Workload>(
     let mut input = InputHandleVec::<u64, W::Event>::new();
     let probe = ProbeHandle::new();
     let delay = config.inject_delay_ns;
+    // Registered before the dataflow is built: its operators and channels take the logger then.
+    let profiler = if config.profile {
+        Profiler::start(worker)
+    } else {
+        None
+    };
     worker.dataflow::<u64, _, _>(|scope| {
         let events = input.to_stream(scope);
         let output = if config.incremental {
@@ -547,25 +559,70 @@ pub fn run_engine<W: Workload>(
         peers,
         &bar,
     );
+    let profile = profiler.map(|p| p.finish(system.worker));
     WorkerOutcome {
         generator_rate,
+        profile,
         ..outcome
     }
 }
 
-/// Runs `workload`'s single-threaded baseline through the same loop (one worker, no timely).
-pub fn run_baseline<W: Workload>(workload: &W, config: &RunConfig) -> WorkerOutcome {
-    let (mut replay, generator_rate) = pool(workload, config, 0, 1);
-    let mut system = BaselineSystem {
-        baseline: workload.baseline(),
-        out: Vec::new(),
-    };
-    let bar = bar(config, config.progress);
-    let outcome = open_loop(&mut system, |due| replay.next(due), config, 0, 1, &bar);
-    WorkerOutcome {
-        generator_rate,
-        ..outcome
-    }
+/// Runs `workers` independent copies of `workload`'s single-threaded baseline at once, one
+/// thread each, through the same loop: copy `i` gets the share of the stream and of the offered
+/// rate that engine worker `i` of `workers` gets (its generator and events `i, i + workers,
+/// ...`), so that their summed throughput is the machine's parallel ceiling for the workload
+/// (they share nothing: no exchange, no coordination). Threads start together behind a barrier
+/// once every pool is generated, as the engine's workers do. One outcome per copy, in order.
+///
+/// Errors: the message of a copy that panicked.
+pub fn run_baselines<W: Workload>(
+    workload: &W,
+    config: &RunConfig,
+    workers: usize,
+) -> Result<Vec<WorkerOutcome>, String> {
+    let workers = workers.max(1);
+    let start = std::sync::Barrier::new(workers);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..workers)
+            .map(|index| {
+                let start = &start;
+                scope.spawn(move || {
+                    let (mut replay, generator_rate) = pool(workload, config, index, workers);
+                    let mut system = BaselineSystem {
+                        baseline: workload.baseline(),
+                        out: Vec::new(),
+                    };
+                    let bar = bar(config, config.progress && index == 0);
+                    start.wait();
+                    let outcome = open_loop(
+                        &mut system,
+                        |due| replay.next(due),
+                        config,
+                        index,
+                        workers,
+                        &bar,
+                    );
+                    WorkerOutcome {
+                        generator_rate,
+                        ..outcome
+                    }
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(workers);
+        for (index, thread) in threads.into_iter().enumerate() {
+            let outcome = thread.join().map_err(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                format!("baseline {index} failed: {why}")
+            })?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    })
 }
 
 /// Passes data through, and lets the output frontier follow the input frontier only `delay`
@@ -655,6 +712,7 @@ mod tests {
             inject_delay_ns: 0,
             progress: false,
             incremental: false,
+            profile: false,
         }
     }
 

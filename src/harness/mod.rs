@@ -5,6 +5,7 @@
 pub mod check;
 pub mod driver;
 pub mod experiment;
+pub mod profile;
 pub mod recorder;
 pub mod report;
 pub mod run;

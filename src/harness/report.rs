@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::profile::WorkerProfile;
 use super::recorder::Percentiles;
 use crate::partition::route_hash;
 
@@ -27,6 +28,12 @@ pub struct Report {
     pub workers: usize,
     /// Processes.
     pub processes: usize,
+    /// Whether the run is a parallel ceiling: `baseline` on `workers` > 1, that many independent
+    /// single-threaded baselines at once, each on the share of the stream and of the offered
+    /// rate one engine worker gets; `achieved_rate` is their sum (absent in older reports:
+    /// false).
+    #[serde(default)]
+    pub ceiling: bool,
     /// Offered events per second; `null` for a closed-loop (`--rate max`) run.
     pub offered_rate: Option<u64>,
     /// Events per second processed during the measured part of the run.
@@ -61,6 +68,10 @@ pub struct Report {
     pub config_hash: String,
     /// Host name.
     pub host: String,
+    /// `--profile` runs: where each worker's time went, per operator, by worker index (see
+    /// [`super::profile`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Vec<WorkerProfile>>,
 }
 
 /// The git revision this binary was built from, embedded at build time by `build.rs`: the
@@ -151,10 +162,17 @@ impl Report {
             ),
             (
                 "engine",
-                format!(
-                    "{} ({} workers x {} processes)",
-                    self.engine, self.workers, self.processes
-                ),
+                if self.ceiling {
+                    format!(
+                        "{} x {} at once (parallel ceiling: independent copies, rates summed)",
+                        self.engine, self.workers
+                    )
+                } else {
+                    format!(
+                        "{} ({} workers x {} processes)",
+                        self.engine, self.workers, self.processes
+                    )
+                },
             ),
             ("offered rate", offered),
             (
@@ -204,6 +222,10 @@ impl Report {
         out.push('\n');
         for (name, meaning) in LEGEND {
             let _ = writeln!(out, "{name:>18}: {meaning}");
+        }
+        if let Some(profiles) = &self.profile {
+            out.push('\n');
+            out.push_str(&super::profile::table(profiles));
         }
         out
     }

@@ -7,7 +7,7 @@
 
 use clap::ValueEnum;
 
-use super::driver::{run_baseline, run_engine, RunConfig, WorkerOutcome};
+use super::driver::{run_baselines, run_engine, RunConfig, WorkerOutcome};
 use super::gather;
 use super::recorder::Recorder;
 use super::report::{config_hash, git_rev, host, Report};
@@ -19,7 +19,8 @@ use crate::workloads::Workload;
 pub enum Engine {
     /// The tidemark dataflow on timely.
     Timely,
-    /// The hand-written single-threaded baseline (COST).
+    /// The hand-written single-threaded baseline (COST); on N workers, N independent copies at
+    /// once, each on its worker's share of the stream: the machine's parallel ceiling.
     Baseline,
     /// The incremental view on differential dataflow (ysb; nexmark q3, q4, q6, q9).
     Differential,
@@ -43,9 +44,9 @@ pub struct Settings {
     pub engine: Engine,
     /// What the open loop does (rate, duration, warm-up, epoch, seed, pool, ...).
     pub config: RunConfig,
-    /// Worker threads per process (reported; the baseline reports 1).
+    /// Worker threads per process (for the baseline: independent copies, the parallel ceiling).
     pub workers: usize,
-    /// Processes (reported; the baseline reports 1).
+    /// Processes (the baseline runs in one).
     pub processes: usize,
 }
 
@@ -60,8 +61,9 @@ pub enum RunError {
         /// The query.
         query: String,
     },
-    /// The baseline runs on one thread of one process.
-    #[error("the baseline is single-threaded: use --workers 1 without --processes")]
+    /// The baseline runs in one process (`--workers N` runs N independent copies in it: the
+    /// parallel ceiling).
+    #[error("the baseline runs in one process: use --workers N (N independent baselines, the parallel ceiling) without --processes")]
     BaselineParallel,
     /// The cluster could not start (see [`Cluster::execute`]).
     #[error(transparent)]
@@ -83,10 +85,10 @@ pub fn run<W: Workload>(
     let config = &settings.config;
     let outcomes: Vec<WorkerOutcome> = match settings.engine {
         Engine::Baseline => {
-            if settings.workers > 1 || settings.processes > 1 {
+            if settings.processes > 1 {
                 return Err(RunError::BaselineParallel);
             }
-            vec![run_baseline(workload, config)]
+            run_baselines(workload, config, settings.workers).map_err(RunError::Worker)?
         }
         Engine::Timely | Engine::Differential => {
             if config.incremental && !workload.has_incremental() {
@@ -136,10 +138,8 @@ fn report<W: Workload>(
     let overloaded =
         outcomes.iter().any(|o| o.overloaded) || (config.rate.is_some() && recorder.samples() == 0);
     let engine = settings.engine.name();
-    let (workers, processes) = match settings.engine {
-        Engine::Timely | Engine::Differential => (settings.workers, settings.processes),
-        Engine::Baseline => (1, 1),
-    };
+    let (workers, processes) = (settings.workers.max(1), settings.processes.max(1));
+    let ceiling = settings.engine == Engine::Baseline && workers > 1;
     let rate = config.rate;
     let description = format!(
         "{} {} {} {engine} w={workers} p={processes} rate={rate:?} d={} wu={} e={} seed={} pool={}",
@@ -159,6 +159,7 @@ fn report<W: Workload>(
         engine: engine.to_string(),
         workers,
         processes,
+        ceiling,
         offered_rate: rate,
         achieved_rate,
         events,
@@ -174,6 +175,11 @@ fn report<W: Workload>(
         git_rev: git_rev(),
         config_hash: config_hash(&description),
         host: host(),
+        profile: config.profile.then(|| {
+            let mut profiles: Vec<_> = outcomes.iter().filter_map(|o| o.profile.clone()).collect();
+            profiles.sort_by_key(|p| p.worker);
+            profiles
+        }),
     };
     (report, recorder)
 }

@@ -29,8 +29,9 @@
 //! `[[grid]]` (an array of tables) gives a union of products, for runs that do not share every
 //! dimension (NEXMark queries beside YSB). `exclude = [{ engine = "baseline", rate = "4M" }]`
 //! drops every point that matches all the keys of one entry (a list matches any of its values).
-//! The sweep also leaves out points with `engine = "baseline"` and more than one worker or
-//! process: the baseline is single-threaded.
+//! The sweep also leaves out points with `engine = "baseline"` and more than one process: the
+//! baseline runs in one process (`engine = "baseline"` with `workers = N` is the parallel
+//! ceiling, N independent baselines at once, and runs).
 //!
 //! A point is the full set of arguments of one run (fixed and grid together); a run is a point
 //! and a repetition (0 to `repetitions - 1`). Runs go repetition by repetition (every point once,

@@ -459,7 +459,7 @@ impl Spec {
 
     /// Expands the grids into runs: each grid's cartesian product (duplicates across grids
     /// once), without excluded points and points `skip` gives a reason to leave out (the
-    /// sweep: the single-threaded baseline on several workers), times the repetitions.
+    /// sweep: the baseline on several processes), times the repetitions.
     pub fn expand(&self, skip: impl Fn(&Run) -> Option<String>) -> Expansion {
         let mut points: Vec<Point> = Vec::new();
         let empty = [BTreeMap::new()];
