@@ -6,7 +6,8 @@
 //! run, and as multisets those of a run without checkpoints, on 1 worker, 2 workers and 2
 //! processes, in both emit modes; that a finished run is a no-op when run again; and that a
 //! corrupt, truncated, foreign or incompatible checkpoint, standard input and a stream output
-//! are each refused with one line naming what is wrong.
+//! are each refused with one line naming what is wrong; and that `--checkpoint-min-pause`
+//! coalesces the cuts passed within the pause into one commit without changing a byte.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -183,6 +184,9 @@ fn trial(seed: u64, layout: Layout) {
     let window = ["tumbling:1s", "sliding:2s/500ms", "session:300"][rng.below(3) as usize];
     let agg = ["count", "sum", "max"][rng.below(3) as usize];
     let interval = ["700ms", "2s", "5s"][rng.below(3) as usize];
+    // Zero commits every cut; a pause coalesces the cuts passed meanwhile into one commit, so
+    // kills and injected crashes also land while passed cuts wait and in multi-cut commits.
+    let min_pause = ["0", "20ms", "100ms"][rng.below(3) as usize];
     let common = |out: &str, late: &str| -> Vec<String> {
         [
             "--input",
@@ -214,6 +218,8 @@ fn trial(seed: u64, layout: Layout) {
                 s(&dir.join(ckpt)),
                 "--checkpoint-interval",
                 interval,
+                "--checkpoint-min-pause",
+                min_pause,
             ]
             .iter()
             .map(|s| s.to_string()),
@@ -359,6 +365,9 @@ fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
         s(&dir.join("ckpt")),
         "--checkpoint-interval",
         "2s",
+        // Every cut commits, so that the third commit comes before the end.
+        "--checkpoint-min-pause",
+        "0",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -386,18 +395,15 @@ fn one_error_line(args: &[String]) -> String {
 }
 
 fn snapshot_file(dir: &Path) -> PathBuf {
-    let ckpt = std::fs::read_dir(dir.join("ckpt"))
+    std::fs::read_dir(dir.join("ckpt"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("ckpt-")
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("ckpt-") && name.ends_with("-worker-0")
         })
-        .unwrap();
-    ckpt.join("worker-0")
+        .unwrap()
 }
 
 #[test]
@@ -546,5 +552,79 @@ fn standard_input_and_stream_outputs_cannot_be_checkpointed() {
         line.contains("needs a regular file: standard output cannot take back"),
         "{line}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With a pause longer than the run, every cut coalesces into the one commit at the end: a
+/// crash point of a second commit is never reached, a crash inside the one commit (while the
+/// rows of every cut wait in it) resumes from nothing, and the bytes equal those of a run that
+/// commits every cut.
+#[test]
+fn a_min_pause_coalesces_cuts_into_one_commit_with_the_same_bytes() {
+    let dir = scratch("pause");
+    let input = dir.join("in.csv");
+    std::fs::write(&input, events(&mut Rng(11), 4000)).unwrap();
+    let args = |name: &str, pause: &str| -> Vec<String> {
+        [
+            "window",
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join(format!("{name}.csv"))),
+            "--late-output",
+            s(&dir.join(format!("{name}-late.csv"))),
+            "--window",
+            "tumbling:1s",
+            "--agg",
+            "sum",
+            "--allowed-lateness",
+            "1s",
+            "--checkpoint-dir",
+            s(&dir.join(format!("{name}-ckpt"))),
+            "--checkpoint-interval",
+            "700ms",
+            "--checkpoint-min-pause",
+            pause,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |args: &[String], crash: Option<&str>| -> Option<i32> {
+        let mut command = bin();
+        command.args(args);
+        if let Some(point) = crash {
+            command.env("TIDEMARK_CRASH_AT", point);
+        }
+        let out = command.output().unwrap();
+        if out.status.code().is_some_and(|c| c != 0) {
+            panic!("{:?}: {}", crash, stderr(&out));
+        }
+        out.status.code()
+    };
+    assert_eq!(run(&args("every", "0"), None), Some(0));
+    let expected = std::fs::read(dir.join("every.csv")).unwrap();
+    let expected_late = std::fs::read(dir.join("every-late.csv")).unwrap();
+    assert!(expected.len() > 1000 && expected_late.len() > 10);
+
+    // One commit only: its second never comes.
+    assert_eq!(run(&args("once", "1h"), Some("output:2")), Some(0));
+    assert_eq!(std::fs::read(dir.join("once.csv")).unwrap(), expected);
+    assert_eq!(
+        std::fs::read(dir.join("once-late.csv")).unwrap(),
+        expected_late
+    );
+
+    // A crash at each point of the one commit, then the same command until it finishes.
+    for (i, point) in ["output:1", "snapshot:1", "manifest:1"].iter().enumerate() {
+        let name = format!("crash{i}");
+        let args = args(&name, "1h");
+        assert_eq!(run(&args, Some(point)), None, "{point}: not killed");
+        assert_eq!(run(&args, None), Some(0), "{point}");
+        let out = dir.join(format!("{name}.csv"));
+        assert_eq!(std::fs::read(out).unwrap(), expected, "{point}");
+        let late = dir.join(format!("{name}-late.csv"));
+        assert_eq!(std::fs::read(late).unwrap(), expected_late, "{point}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -142,11 +142,20 @@ pub fn read<P: DeserializeOwned>(path: &Path) -> Result<(Header, P), CheckpointE
     decode(path, &bytes)
 }
 
-/// Writes `bytes` to `path` atomically and durably: a temporary file beside it (`.NAME.tmp`),
-/// fsync, rename onto `path`, fsync of the directory. A crash at any moment leaves either the
-/// old file or the new one under `path`, never a mix. `point` names the write for
-/// [`crash`] injection: a crash there leaves half the bytes in the temporary file.
+/// Writes `bytes` to `path` atomically and durably: [`write_replace`], then an fsync of the
+/// directory so that the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8], point: CrashPoint) -> Result<(), CheckpointError> {
+    write_replace(path, bytes, point)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(|e| CheckpointError::io(dir, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it (`.NAME.tmp`), fsync, rename
+/// onto `path`. A crash at any moment leaves either the old file or the new one under `path`,
+/// never a mix; the file's bytes are durable, the rename only once the caller fsyncs the
+/// directory (one fsync then covers every file of a commit). `point` names the write for
+/// [`crash`] injection: a crash there leaves half the bytes in the temporary file.
+pub fn write_replace(path: &Path, bytes: &[u8], point: CrashPoint) -> Result<(), CheckpointError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -162,16 +171,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], point: CrashPoint) -> Result<(), 
         let half = bytes.len() / 2;
         file.write_all(&bytes[..half])?;
         if point == CrashPoint::Snapshot {
-            file.sync_all()?;
+            // No fsync before it: a SIGKILL leaves the page cache, and so the half, in place.
             crash(point);
         }
         file.write_all(&bytes[half..])?;
-        file.sync_all()?;
+        // The data and the length; no other metadata matters to a reader.
+        file.sync_data()?;
         if point == CrashPoint::Manifest {
             crash(point);
         }
-        std::fs::rename(&temporary, path)?;
-        sync_dir(dir)
+        std::fs::rename(&temporary, path)
     })();
     result.map_err(|e| CheckpointError::io(path, e))
 }

@@ -37,25 +37,34 @@
 //! # The directory
 //!
 //! ```text
-//! DIR/LOCK                    flock(2)ed by the run using DIR (a second run is refused)
-//! DIR/MANIFEST                the commit point: time, snapshot files and their checksums
-//! DIR/ckpt-<time>/worker-<i>  the snapshot of worker i (one per worker that holds state)
+//! DIR/LOCK                   flock(2)ed by the run using DIR (a second run is refused)
+//! DIR/MANIFEST               the commit point: time, snapshot files and their checksums
+//! DIR/ckpt-<time>-worker-<i> the snapshot of worker i (one per worker that holds state)
 //! ```
 //!
 //! A checkpoint commits in this order: each snapshot file is written atomically (temporary
-//! file, fsync, rename, fsync of the directory, see [`file::write_atomic`]); then the manifest
-//! naming them is written atomically; then older `ckpt-*` directories are removed. A crash
-//! before the manifest's rename leaves the previous manifest in force; one after it leaves the
-//! new one, whose files are all durable. When the run ends, the sink writes a final manifest
-//! marked complete before the outputs are renamed into place, so running the same command
-//! again finishes an interrupted rename and then reports that the result is complete.
+//! file, fsync, rename, see [`file::write_replace`]); one fsync of the directory makes those
+//! entries durable (and the previous manifest's rename); checkpoints older than the previous
+//! one are removed; then the manifest naming the new snapshots is written the same way. A
+//! crash before the manifest's rename leaves the previous manifest in force; one after it
+//! leaves the new one, whose files are all durable. An ordinary commit does not fsync the
+//! directory after its manifest's rename: if power fails before the next commit does, the
+//! previous manifest, whose files are still there, is in force, and recovery truncates the
+//! outputs to its lengths. So a commit costs one fsync per output, one per snapshot, one of the
+//! manifest and one of the directory (4 for a changelog without late output). When the run
+//! ends, the sink writes a final manifest marked complete, and fsyncs the directory, before the
+//! outputs are renamed into place, so running the same command again finishes an interrupted
+//! rename and then reports that the result is complete.
+//!
+//! How often a commit happens is the sink's choice: at most once per `--checkpoint-min-pause`
+//! of wall-clock time, covering every cut passed meanwhile ([`crate::sink::commit`]).
 
 pub mod file;
 
 use std::fs::{File, OpenOptions};
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -180,6 +189,8 @@ pub struct CheckpointDir {
     config_hash: u64,
     workers: u32,
     revision: String,
+    /// The time of the checkpoint in force (its manifest renamed into place), if any.
+    in_force: Mutex<Option<u64>>,
     /// Holds the flock for the run's lifetime.
     _lock: File,
 }
@@ -218,6 +229,7 @@ impl CheckpointDir {
             config_hash,
             workers,
             revision: crate::harness::report::git_rev(),
+            in_force: Mutex::new(None),
             _lock: lock,
         };
         let resume = dir.read()?;
@@ -257,6 +269,7 @@ impl CheckpointDir {
         }
         let (header, manifest): (Header, Manifest) = file::read(&manifest_path)?;
         self.check(&manifest_path, &header)?;
+        *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(header.time);
         let mut snapshots = Vec::new();
         for (name, crc) in &manifest.snapshots {
             let path = self.path.join(name);
@@ -302,33 +315,54 @@ impl CheckpointDir {
         snapshots: &[Snapshot],
         complete: bool,
     ) -> Result<(), CheckpointError> {
-        let name = format!("ckpt-{time:020}");
-        let dir = self.path.join(&name);
-        std::fs::create_dir_all(&dir).map_err(|e| CheckpointError::io(&dir, e))?;
         let mut listed = Vec::new();
         for snapshot in snapshots {
-            let file_name = format!("worker-{}", snapshot.worker);
+            let name = format!("ckpt-{time:020}-worker-{}", snapshot.worker);
             let bytes = file::encode(&self.header(time), snapshot);
-            file::write_atomic(&dir.join(&file_name), &bytes, CrashPoint::Snapshot)?;
-            listed.push((format!("{name}/{file_name}"), crc32fast::hash(&bytes)));
+            file::write_replace(&self.path.join(&name), &bytes, CrashPoint::Snapshot)?;
+            listed.push((name, crc32fast::hash(&bytes)));
         }
+        // The one directory fsync of an ordinary commit: it makes the snapshots' entries
+        // durable before the manifest that names them can be, and with them the previous
+        // manifest's rename, which nothing has fsynced yet.
         file::sync_dir(&self.path).map_err(|e| CheckpointError::io(&self.path, e))?;
+        let previous = *self.in_force.lock().unwrap_or_else(|p| p.into_inner());
+        // Everything older than the previous checkpoint is garbage now that the previous
+        // manifest is durable (the previous checkpoint's own files stay until the next
+        // commit, for a power loss before this manifest's rename is durable). Failing to
+        // remove one costs disk space, not correctness.
+        let keep_from = previous.unwrap_or(time).min(time);
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for entry in entries.flatten() {
+                let entry_name = entry.file_name().to_string_lossy().into_owned();
+                let stale = entry_name
+                    .strip_prefix("ckpt-")
+                    .and_then(|rest| rest.get(..20))
+                    .and_then(|digits| digits.parse::<u64>().ok())
+                    .is_some_and(|t| t < keep_from);
+                if stale {
+                    let path = entry.path();
+                    let _ = if path.is_dir() {
+                        std::fs::remove_dir_all(path)
+                    } else {
+                        std::fs::remove_file(path)
+                    };
+                }
+            }
+        }
         let manifest = Manifest {
             snapshots: listed,
             complete,
         };
         let bytes = file::encode(&self.header(time), &manifest);
-        file::write_atomic(&self.path.join(MANIFEST), &bytes, CrashPoint::Manifest)?;
-        // The new manifest is in force: older checkpoints are garbage. Failing to remove one
-        // costs disk space, not correctness.
-        if let Ok(entries) = std::fs::read_dir(&self.path) {
-            for entry in entries.flatten() {
-                let entry_name = entry.file_name().to_string_lossy().into_owned();
-                if entry_name.starts_with("ckpt-") && entry_name != name {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
+        let manifest_path = self.path.join(MANIFEST);
+        file::write_replace(&manifest_path, &bytes, CrashPoint::Manifest)?;
+        if complete {
+            // The outputs are renamed into place next: the manifest that allows it must be
+            // durable first. An ordinary commit leaves this fsync to the next one.
+            file::sync_dir(&self.path).map_err(|e| CheckpointError::io(&self.path, e))?;
         }
+        *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(time);
         Ok(())
     }
 }

@@ -8,6 +8,15 @@
 //! [`crate::checkpoint`]. Rows at times `<=` the checkpoint a run resumed from are counted but
 //! not written: the committed prefix of the files already holds them.
 //!
+//! Commits are paced in wall-clock time, like Flink's minimum pause between checkpoints
+//! (`execution.checkpointing.min-pause`): after a commit (and after the sink starts) the next
+//! one waits `min_pause`, and then covers the *latest* cut passed, so the cuts passed in the
+//! meantime coalesce into one commit. This keeps exactly-once and the bytes: a commit at any
+//! cut `c` writes exactly the rows at times `<= c` in (time, row bytes) order, so the files
+//! after commits at `c1 < c2` equal those after one at `c2`, and recovery resumes from whichever
+//! cut is in force. The end of the input commits at once. An activation is scheduled for the
+//! end of the pause, so a frontier that stops moving does not hold a passed cut back.
+//!
 //! Memory: the rows of one checkpoint interval (at most), plus those ahead of it.
 
 use std::cell::RefCell;
@@ -17,6 +26,7 @@ use std::fs::File;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -49,6 +59,8 @@ pub struct CommitFiles {
     pub dir: Arc<CheckpointDir>,
     /// Checkpoint every this many milliseconds of event time (positive).
     pub interval: u64,
+    /// Wall-clock time from one commit (or the start) to the next; zero commits every cut.
+    pub min_pause: Duration,
     /// The checkpoint the run resumed from: rows at times up to it are already committed.
     pub resumed: Option<u64>,
     /// After the end of the input: the snapshot of the last commit, which holds every row;
@@ -78,6 +90,9 @@ pub fn commit_sink<'scope, K, O>(
     let mut last_cut = files.as_ref().and_then(|f| f.resumed);
     let resumed = last_cut;
     let mut done = false;
+    // The start counts as a commit: a run shorter than the pause commits once, at its end.
+    let mut last_commit = Instant::now();
+    let scope = results.scope();
     let encoded = Rc::new(RefCell::new(Vec::new()));
     // Flexible: changelog and late rows, of different widths, share the encoder.
     let mut encoder = csv::WriterBuilder::new()
@@ -88,7 +103,8 @@ pub fn commit_sink<'scope, K, O>(
         Exchange::new(|_: &WindowResult<K, O>| 0),
         Exchange::new(|_: &Late<K, LateFields>| 0),
         "CommitSink",
-        |_cap, _info| {
+        |_cap, info| {
+            let activator = scope.activator_for(info.address);
             move |(results, results_frontier), (late, late_frontier), _output| {
                 let keep = |time: u64| resumed.is_none_or(|c| time > c);
                 results.for_each(|cap, data| {
@@ -135,10 +151,21 @@ pub fn commit_sink<'scope, K, O>(
                 if last_cut.is_some_and(|c| c >= cut) {
                     return;
                 }
+                if frontier.is_some() {
+                    let due = last_commit + sink.min_pause;
+                    let now = Instant::now();
+                    if now < due {
+                        // Coalesce: come back when the pause is over, and commit the cut the
+                        // frontier will have passed by then.
+                        activator.activate_after(due - now);
+                        return;
+                    }
+                }
                 let result = commit(sink, &mut pending, cut);
                 match result {
                     Ok(snapshot) => {
                         last_cut = Some(cut);
+                        last_commit = Instant::now();
                         if frontier.is_none() {
                             done = true;
                             *sink.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(snapshot);
@@ -220,9 +247,10 @@ fn write_rows(file: &mut CommitFile, rows: &[Vec<u8>]) -> Result<(), String> {
     file.writer.flush().map_err(fail)
 }
 
-/// Fsyncs `file` and returns its length: the committed prefix.
+/// Fsyncs `file`'s data (and its length, which `fdatasync` includes) and returns its length:
+/// the committed prefix.
 fn durable(file: &CommitFile) -> Result<u64, String> {
     let fail = |e: std::io::Error| format!("writing {}: {e}", file.name);
-    file.sync.sync_all().map_err(fail)?;
+    file.sync.sync_data().map_err(fail)?;
     Ok(file.sync.metadata().map_err(fail)?.len())
 }
