@@ -111,13 +111,9 @@ impl BlockPlan {
         block_bytes: u64,
     ) -> Result<(BlockPlan, csv::StringRecord), ReadError> {
         let name = path.display().to_string();
-        let io_error = |e: io::Error| ReadError::Io {
-            file: name.clone(),
-            message: e.to_string(),
-        };
+        let io_error = |e: io::Error| ReadError::io(&name, e);
         let file = File::open(path).map_err(&io_error)?;
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
-        let (layout, header) = Layout::read_header(&name, &mut reader, columns)?;
+        let (reader, layout, header) = Layout::reader(&name, file, columns)?;
         // Where the parser stands after the header: the first block starts there.
         let (start, line) = (reader.position().byte(), reader.position().line());
         let mut file = reader.into_inner();
@@ -404,10 +400,7 @@ impl BlockFeed {
         peers: usize,
         shared: Rc<RefCell<Shared>>,
     ) -> Result<Self, ReadError> {
-        let file = File::open(&plan.path).map_err(|e| ReadError::Io {
-            file: plan.layout.name.clone(),
-            message: e.to_string(),
-        })?;
+        let file = File::open(&plan.path).map_err(|e| ReadError::io(&plan.layout.name, e))?;
         Ok(BlockFeed {
             file,
             leader: index == 0,
@@ -477,10 +470,7 @@ impl BlockFeed {
             .seek(SeekFrom::Start(start))
             .and_then(|_| self.file.read_exact(&mut self.buffer));
         if let Err(e) = read {
-            info.error = Some(ReadError::Io {
-                file: layout.name.clone(),
-                message: e.to_string(),
-            });
+            info.error = Some(ReadError::io(&layout.name, e));
             return info;
         }
         let mut reader = csv::ReaderBuilder::new()
