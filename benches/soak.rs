@@ -34,20 +34,7 @@ fn main() {
     let warmup_s = 5;
     let settings = Settings {
         engine: Engine::Timely,
-        config: RunConfig {
-            rate: Some(1_000_000),
-            duration_ns: seconds * 1_000_000_000,
-            warmup_ns: warmup_s * 1_000_000_000,
-            epoch_ns: 1_000_000,
-            seed: 1,
-            pool: 1 << 20,
-            intervals: false,
-            tail_from_ns: None,
-            inject_delay_ns: 0,
-            progress: false,
-            incremental: false,
-            profile: false,
-        },
+        config: RunConfig::open_loop(1_000_000, seconds * 1_000_000_000, warmup_s * 1_000_000_000),
         workers: 1,
         processes: 1,
     };

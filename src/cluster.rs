@@ -737,46 +737,30 @@ fn read_hostfile(path: &Path, processes: usize) -> Result<Vec<String>, ClusterEr
 mod tests {
     use super::*;
 
-    fn hostfile(text: &str) -> tempfile_path::TempPath {
-        tempfile_path::TempPath::with(text)
-    }
-
-    mod tempfile_path {
-        pub struct TempPath(pub std::path::PathBuf);
-        impl TempPath {
-            pub fn with(text: &str) -> TempPath {
-                let n = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos();
-                let path =
-                    std::env::temp_dir().join(format!("tidemark-hosts-{}-{n}", std::process::id()));
-                std::fs::write(&path, text).unwrap();
-                TempPath(path)
-            }
-        }
-        impl Drop for TempPath {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
+    /// A scratch hostfile holding `text`, removed when dropped.
+    fn hostfile(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        file
     }
 
     #[test]
     fn reads_hostfiles_and_names_bad_lines() {
         let good = hostfile("# peers\nlocalhost:2101\n\n127.0.0.1:2102\n");
-        let cluster = Cluster::new(2, 2, 1, Some(&good.0)).unwrap();
+        let cluster = Cluster::new(2, 2, 1, Some(good.path())).unwrap();
         assert_eq!(cluster.addresses, vec!["localhost:2101", "127.0.0.1:2102"]);
 
         let bad = hostfile("localhost:2101\nlocalhost\n");
-        let err = Cluster::new(1, 2, 0, Some(&bad.0)).unwrap_err().to_string();
+        let err = Cluster::new(1, 2, 0, Some(bad.path()))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.ends_with(":2: expected host:port, got \"localhost\""),
             "{err}"
         );
 
         let short = hostfile("localhost:2101\n");
-        let err = Cluster::new(1, 2, 0, Some(&short.0))
+        let err = Cluster::new(1, 2, 0, Some(short.path()))
             .unwrap_err()
             .to_string();
         assert!(

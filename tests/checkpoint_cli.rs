@@ -10,23 +10,12 @@
 //! coalesces the cuts passed within the pause into one commit without changing a byte.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-ckpt-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
 
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::cli::{bin, hostfile, s, scratch, stderr};
 
 /// splitmix64: a seeded generator, so a failing trial can be re-run by its seed.
 struct Rng(u64);
@@ -76,18 +65,6 @@ struct Job {
     layout: Layout,
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Job {
     /// Starts the job (process 0, and process 1 when there are two), with `crash` set as
     /// `TIDEMARK_CRASH_AT` on process 0, the one that writes.
@@ -108,12 +85,7 @@ impl Job {
             Layout::Workers(n) => vec![spawn(vec!["--workers".into(), n.to_string()], crash)],
             Layout::TwoProcesses => {
                 // Fresh ports for each start: the killed run's may still be taken.
-                let hosts = self.dir.join("hosts.txt");
-                std::fs::write(
-                    &hosts,
-                    format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-                )
-                .unwrap();
+                let (hosts, _) = hostfile(&self.dir);
                 let cluster = |process: usize| -> Vec<String> {
                     [
                         "--workers",

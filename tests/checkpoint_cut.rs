@@ -7,11 +7,15 @@
 //! until the snapshot has been taken, and the snapshot is taken after everything at times up to
 //! the cut (deferred records, window closes, reduce updates) and before anything later.
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use common::dataflow::partitioners_split;
+use common::gen;
 use proptest::prelude::*;
 use tidemark::keyed::{Join, KeyBy, Reduce};
 use tidemark::partition::Partitioner;
@@ -144,23 +148,6 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
     })
 }
 
-fn assigners() -> impl Strategy<Value = WindowAssigner> {
-    prop_oneof![
-        (1u64..6).prop_map(WindowAssigner::Tumbling),
-        (1u64..4, 1u64..4).prop_map(|(slide, k)| WindowAssigner::Sliding(slide * k, slide)),
-        (1u64..5).prop_map(WindowAssigner::Session),
-    ]
-}
-
-fn partitioners() -> Vec<Partitioner<u64>> {
-    vec![
-        Partitioner::Hash,
-        Partitioner::Range(vec![2, 4]),
-        Partitioner::Random,
-        Partitioner::Broadcast,
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
@@ -169,9 +156,9 @@ proptest! {
         records in records(),
         steps in prop::collection::vec(any::<bool>(), 1..8),
         cut_gaps in prop::collection::vec(1u64..12, 1..4),
-        assigner in assigners(),
+        assigner in gen::assigners(6, 5),
         workers in prop::sample::select(vec![1usize, 2, 4]),
-        partitioner in prop::sample::select(partitioners()),
+        partitioner in prop::sample::select(partitioners_split(vec![2, 4])),
     ) {
         let cuts: Vec<u64> = cut_gaps
             .iter()

@@ -5,9 +5,13 @@
 //! number of distinct values among the records the reference puts in that window (tumbling,
 //! sliding and session windows; records ahead of the watermark in any order, none late).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::consolidate;
+use common::dataflow::{layouts_split, Collect};
+use common::gen;
 use proptest::prelude::*;
 use tidemark::keyed::distinct::DistinctCount;
 use tidemark::keyed::KeyBy;
@@ -35,11 +39,11 @@ fn engine(
     partitioner: &Partitioner<u64>,
     assigner: WindowAssigner,
 ) -> Answer {
-    let rows = Arc::new(Mutex::new(Vec::new()));
-    let (records, shared, partitioner) = (records.to_vec(), Arc::clone(&rows), partitioner.clone());
+    let rows = Collect::new();
+    let (records, shared, partitioner) = (records.to_vec(), rows.clone(), partitioner.clone());
     timely::execute(timely::Config::process(workers), move |worker| {
         let mut input = InputHandleVec::<u64, (u64, (u64, u64))>::new();
-        let (shared, partitioner) = (Arc::clone(&shared), partitioner.clone());
+        let (shared, partitioner) = (shared.clone(), partitioner.clone());
         worker.dataflow::<u64, _, _>(|scope| {
             input
                 .to_stream(scope)
@@ -48,8 +52,7 @@ fn engine(
                 .distinct_count(|r: &(u64, u64)| r.0, |r: &(u64, u64)| r.1)
                 .results
                 .inspect(move |r| {
-                    let row = (r.window.start, r.window.end, r.key, r.value, r.diff);
-                    shared.lock().unwrap().push(row);
+                    shared.push(((r.window.start, r.window.end, r.key), r.value, r.diff));
                 });
         });
         if worker.index() == 0 {
@@ -61,19 +64,7 @@ fn engine(
         }
     })
     .expect("timely runs");
-    let mut totals: BTreeMap<(i64, u64, u64, u64), i64> = BTreeMap::new();
-    for (start, end, key, value, diff) in rows.lock().unwrap().iter() {
-        *totals.entry((*start, *end, *key, *value)).or_default() += diff;
-    }
-    let mut answer = Answer::new();
-    for ((start, end, key, value), total) in totals {
-        assert!(total == 0 || total == 1, "row total {total}");
-        if total == 1 {
-            let previous = answer.insert((start, end, key), value);
-            assert!(previous.is_none(), "two values for {start},{end},{key}");
-        }
-    }
-    answer
+    consolidate(rows.sorted())
 }
 
 /// The distinct count of every window and key, straight from the definitions.
@@ -155,33 +146,18 @@ fn records() -> impl Strategy<Value = Vec<Record>> {
     })
 }
 
-fn assigners() -> impl Strategy<Value = WindowAssigner> {
-    prop_oneof![
-        (1u64..8).prop_map(WindowAssigner::Tumbling),
-        (1u64..4, 1u64..4).prop_map(|(slide, k)| WindowAssigner::Sliding(slide * k, slide)),
-        (1u64..6).prop_map(WindowAssigner::Session),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
     #[test]
     fn distinct_count_matches_the_reference_on_every_worker_count_and_partitioner(
         records in records(),
-        assigner in assigners(),
+        assigner in gen::assigners(8, 6),
     ) {
         let expected = reference(&records, assigner);
-        for workers in [1, 2, 4] {
-            for partitioner in [
-                Partitioner::Hash,
-                Partitioner::Range(vec![1, 3]),
-                Partitioner::Random,
-                Partitioner::Broadcast,
-            ] {
-                let got = engine(&records, workers, &partitioner, assigner);
-                prop_assert_eq!(&got, &expected, "{} workers, {:?}", workers, partitioner);
-            }
+        for (workers, partitioner) in layouts_split(vec![1, 3]) {
+            let got = engine(&records, workers, &partitioner, assigner);
+            prop_assert_eq!(&got, &expected, "{} workers, {:?}", workers, partitioner);
         }
     }
 }

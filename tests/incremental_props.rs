@@ -25,7 +25,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
 use common::cli;
-use common::dataflow::{partitioners, run_fed, source, Case, Collect, Rec, WithAgg};
+use common::dataflow::{layouts, run_fed, source, Case, Collect, Rec, WithAgg};
 use common::gen;
 use common::reference::{aggregate, fixed_windows_of, watermarks, Event, Params, WindowKind};
 
@@ -264,26 +264,24 @@ fn picks() -> impl Strategy<Value = Vec<(Index, Index)>> {
 /// The view on 1, 2 and 4 workers and every partitioner holds the reference's answer.
 fn check(updates: Vec<Update>, p: &Params) -> Result<(), TestCaseError> {
     let expected = reference(&updates, p);
-    for workers in [1, 2, 4] {
-        for partitioner in partitioners() {
-            let got = run_view(&updates, p, workers, &partitioner);
-            prop_assert_eq!(
-                &got.0,
-                &expected.0,
-                "results, {} workers, {:?}, {:?}",
-                workers,
-                partitioner,
-                p
-            );
-            prop_assert_eq!(
-                &got.1,
-                &expected.1,
-                "late rows, {} workers, {:?}, {:?}",
-                workers,
-                partitioner,
-                p
-            );
-        }
+    for (workers, partitioner) in layouts() {
+        let got = run_view(&updates, p, workers, &partitioner);
+        prop_assert_eq!(
+            &got.0,
+            &expected.0,
+            "results, {} workers, {:?}, {:?}",
+            workers,
+            partitioner,
+            p
+        );
+        prop_assert_eq!(
+            &got.1,
+            &expected.1,
+            "late rows, {} workers, {:?}, {:?}",
+            workers,
+            partitioner,
+            p
+        );
     }
     Ok(())
 }

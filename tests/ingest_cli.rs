@@ -10,30 +10,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::cli::{finish, hostfile, two_processes};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_tidemark"))
-}
-
-/// A fresh scratch directory per test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidemark-ingest-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::cli::{self, finish, hostfile, scratch, two_processes, write};
 
 /// A random file (xorshift from `seed`): `ts,key,value` rows with event times walking up,
 /// about one row in eight far behind, keys quoted in several ways, and `bad` bad rows.
@@ -109,18 +89,15 @@ fn outcome(result: &Output, dir: &Path) -> Outcome {
     }
 }
 
-/// `tidemark window` over `input` into `dir` with `args` and `extra`; process `process` of a
-/// cluster when one is given.
-fn window(input: &Path, dir: &Path, args: &[&str], extra: &[String]) -> Command {
+/// The flags of a run: `--window`, `--agg` and the rest.
+type Flags<'a> = (&'a str, &'a str, &'a [&'a str]);
+
+/// `tidemark window` over `input` into `dir` (`out.csv`, `late.csv`) with `flags` and `extra`.
+fn window(input: &Path, dir: &Path, (spec, agg, args): Flags, extra: &[String]) -> Command {
     let _ = std::fs::remove_file(dir.join("out.csv"));
     let _ = std::fs::remove_file(dir.join("late.csv"));
-    let mut command = bin();
+    let mut command = cli::window(input, dir.join("out.csv"), spec, agg);
     command
-        .arg("window")
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(dir.join("out.csv"))
         .arg("--late-output")
         .arg(dir.join("late.csv"))
         .args(args)
@@ -131,7 +108,7 @@ fn window(input: &Path, dir: &Path, args: &[&str], extra: &[String]) -> Command 
 }
 
 /// The run of `args` by one reader, then by all readers on every cluster shape: all alike.
-fn check(input: &Path, dir: &Path, args: &[&str]) {
+fn check(input: &Path, dir: &Path, args: Flags) {
     let one = outcome(
         &window(input, dir, args, &["--readers".into(), "one".into()])
             .output()
@@ -145,32 +122,15 @@ fn check(input: &Path, dir: &Path, args: &[&str]) {
             assert_eq!(all, one, "{args:?} {extra:?}");
         }
         // Two processes of two workers.
-        let hosts = dir.join("hosts.txt");
-        std::fs::write(
-            &hosts,
-            format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
-        )
-        .unwrap();
-        let cluster = |process: &str| {
-            [
-                "--read-block",
-                block,
-                "--workers",
-                "2",
-                "--processes",
-                "2",
-                "--process",
-                process,
-                "--hostfile",
-                hosts.to_str().unwrap(),
-                "--connect-timeout",
-                "60s",
-            ]
-            .map(String::from)
+        let (hosts, _) = hostfile(dir);
+        let cluster = |process: usize| {
+            let mut flags = two_processes(&hosts, process);
+            flags.extend(["--read-block", block, "--connect-timeout", "60s"].map(String::from));
+            flags
         };
         // Process 1 writes nowhere: its outputs are process 0's.
-        let p1 = window(input, dir, args, &cluster("1")).spawn().unwrap();
-        let p0 = window(input, dir, args, &cluster("0")).spawn().unwrap();
+        let p1 = window(input, dir, args, &cluster(1)).spawn().unwrap();
+        let p0 = window(input, dir, args, &cluster(0)).spawn().unwrap();
         let (o0, o1) = (
             p0.wait_with_output().unwrap(),
             p1.wait_with_output().unwrap(),
@@ -191,8 +151,11 @@ fn check(input: &Path, dir: &Path, args: &[&str]) {
 fn parallel_readers_give_what_one_reader_gives() {
     let dir = scratch("same");
     for (seed, bad) in [(1, false), (2, true)] {
-        let input = dir.join(format!("events-{seed}.csv"));
-        std::fs::write(&input, random_file(seed, 300, bad)).unwrap();
+        let input = write(
+            &dir,
+            &format!("events-{seed}.csv"),
+            &random_file(seed, 300, bad),
+        );
         for emit in ["final", "updates"] {
             for partition in ["hash", "range:k2,k4", "random", "broadcast"] {
                 // Broadcast and random are checked on the final path only (the updates path
@@ -200,11 +163,7 @@ fn parallel_readers_give_what_one_reader_gives() {
                 if emit == "updates" && partition != "hash" {
                     continue;
                 }
-                let args = [
-                    "--window",
-                    "sliding:40/10",
-                    "--agg",
-                    "sum",
+                let flags = [
                     "--max-delay",
                     "15",
                     "--allowed-lateness",
@@ -216,7 +175,7 @@ fn parallel_readers_give_what_one_reader_gives() {
                     "--on-bad-line",
                     "skip",
                 ];
-                check(&input, &dir, &args);
+                check(&input, &dir, ("sliding:40/10", "sum", &flags));
             }
         }
     }
@@ -226,19 +185,11 @@ fn parallel_readers_give_what_one_reader_gives() {
 #[test]
 fn the_first_bad_line_in_the_file_is_the_error_whichever_worker_reads_it() {
     let dir = scratch("fail");
-    let input = dir.join("events.csv");
-    std::fs::write(&input, random_file(3, 400, true)).unwrap();
-    let args = [
-        "--window",
-        "tumbling:20",
-        "--agg",
-        "count",
-        "--max-delay",
-        "5",
-    ];
-    check(&input, &dir, &args);
+    let input = write(&dir, "events.csv", &random_file(3, 400, true));
+    let args = ("tumbling:20", "count", &["--max-delay", "5"][..]);
+    check(&input, &dir, args);
     // The check compares with the single reader; that it failed, and where, is this:
-    let one = window(&input, &dir, &args, &["--readers".into(), "one".into()])
+    let one = window(&input, &dir, args, &["--readers".into(), "one".into()])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&one.stderr);
@@ -263,16 +214,9 @@ fn a_byte_order_mark_inside_the_file_is_part_of_its_line() {
         let input = dir.join(format!("bom-{i}.csv"));
         std::fs::write(&input, text).unwrap();
         for bad in ["fail", "skip"] {
-            let args = [
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "sum",
-                "--on-bad-line",
-                bad,
-            ];
-            check(&input, &dir, &args);
-            let one = window(&input, &dir, &args, &["--readers".into(), "one".into()])
+            let args: Flags = ("tumbling:10", "sum", &["--on-bad-line", bad]);
+            check(&input, &dir, args);
+            let one = window(&input, &dir, args, &["--readers".into(), "one".into()])
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&one.stderr);
@@ -300,14 +244,7 @@ fn processes_with_different_copies_of_the_input_fail_at_once() {
         let mut command = window(
             Path::new("events.csv"),
             &here,
-            &[
-                "--window",
-                "tumbling:20",
-                "--agg",
-                "count",
-                "--read-block",
-                "97",
-            ],
+            ("tumbling:20", "count", &["--read-block", "97"]),
             &two_processes(&hosts, process),
         );
         command.current_dir(&here).spawn().unwrap()
@@ -335,16 +272,9 @@ fn a_pipe_is_read_by_one_reader() {
     let text = random_file(5, 300, false);
     let file = dir.join("events.csv");
     std::fs::write(&file, &text).unwrap();
-    let args = [
-        "--window",
-        "sliding:40/10",
-        "--agg",
-        "sum",
-        "--max-delay",
-        "15",
-    ];
+    let args: Flags = ("sliding:40/10", "sum", &["--max-delay", "15"]);
     let want = outcome(
-        &window(&file, &dir, &args, &["--readers".into(), "one".into()])
+        &window(&file, &dir, args, &["--readers".into(), "one".into()])
             .output()
             .unwrap(),
         &dir,
@@ -357,13 +287,13 @@ fn a_pipe_is_read_by_one_reader() {
         std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
     };
     let extra = ["--workers", "2", "--read-block", "7"].map(String::from);
-    let got = outcome(&window(&fifo, &dir, &args, &extra).output().unwrap(), &dir);
+    let got = outcome(&window(&fifo, &dir, args, &extra).output().unwrap(), &dir);
     writer.join().unwrap();
     assert_eq!(got, want);
     // Two processes: both refuse before they connect (nothing is written to the pipe).
     let (hosts, _) = hostfile(&dir);
     for process in [0, 1] {
-        let run = window(&fifo, &dir, &args, &two_processes(&hosts, process))
+        let run = window(&fifo, &dir, args, &two_processes(&hosts, process))
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&run.stderr);

@@ -10,7 +10,7 @@ use tidemark::keyed::{KeyBy, Reduce};
 use tidemark::partition::Partitioner;
 use timely::dataflow::operators::Inspect;
 
-use common::dataflow::{partitioners, run_fed, source, Collect};
+use common::dataflow::{layouts, run_fed, source, Collect};
 use common::gen;
 use common::reference::{watermarks, Event};
 
@@ -76,11 +76,9 @@ proptest! {
     #[test]
     fn rolling_reduce_matches_reference(events in gen::events(40), (max_delay, _) in gen::delays()) {
         let expected = reference(&events, max_delay);
-        for workers in [1, 2, 4] {
-            for partitioner in partitioners() {
-                let got = engine(&events, max_delay, workers, partitioner.clone());
-                prop_assert_eq!(&got, &expected, "{} workers, {:?}", workers, partitioner);
-            }
+        for (workers, partitioner) in layouts() {
+            let got = engine(&events, max_delay, workers, partitioner.clone());
+            prop_assert_eq!(&got, &expected, "{} workers, {:?}", workers, partitioner);
         }
     }
 }

@@ -23,7 +23,7 @@ use tidemark::window::{on, Count, Sum};
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::ProbeHandle;
 
-use common::dataflow::{assigner, keyed_records, partitioners, run_fed, Collect, Rec, OPTIONS};
+use common::dataflow::{assigner, keyed_records, layouts, run_fed, Collect, Rec, OPTIONS};
 use common::gen;
 use common::reference::{reference, Agg, Event, Params, WindowKind, SCALE};
 
@@ -132,15 +132,13 @@ fn check(events: &[Event], p: &Params) {
     assert_eq!(consolidate(&exact.changelog), expected.windows, "{p:?}");
     let late: Vec<_> = exact.late.iter().map(|(_, i, s, e)| (*i, *s, *e)).collect();
     assert_eq!(late, expected.late, "late rows, {p:?}");
-    for workers in [1, 2, 4] {
-        for partitioner in partitioners() {
-            for ahead in [None, Some(1), Some(4)] {
-                let paced = run(events, &p, workers, &partitioner, SendAt::Watermark, ahead);
-                assert_eq!(
-                    paced, exact,
-                    "{workers} workers, {partitioner:?}, ahead {ahead:?}, {p:?}"
-                );
-            }
+    for (workers, partitioner) in layouts() {
+        for ahead in [None, Some(1), Some(4)] {
+            let paced = run(events, &p, workers, &partitioner, SendAt::Watermark, ahead);
+            assert_eq!(
+                paced, exact,
+                "{workers} workers, {partitioner:?}, ahead {ahead:?}, {p:?}"
+            );
         }
     }
 }
@@ -224,7 +222,7 @@ fn a_watermark_that_does_not_move_does_not_stall_the_bound() {
 // Parallel reading of files against the single reader.
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -232,7 +230,7 @@ use std::time::Duration;
 
 use tidemark::source::blocks::{block_source, BlockPlan};
 use tidemark::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvRecord};
-use tidemark::source::{feed_source, SourceOptions};
+use tidemark::source::SourceOptions;
 
 /// One line of a generated file.
 #[derive(Clone, Debug)]
@@ -354,6 +352,36 @@ enum Source {
     All(Arc<BlockPlan>),
 }
 
+impl Source {
+    /// The records of the source on worker `index` of `scope`, in batches of `batch`, paced by
+    /// `pacing`: the single reader's (worker 0 takes the feed, the others read nothing) or this
+    /// worker's share of the plan's blocks.
+    fn stream<'s>(
+        &self,
+        scope: timely::dataflow::Scope<'s, u64>,
+        index: usize,
+        batch: usize,
+        pacing: Pacing,
+        failed: Rc<RefCell<Option<tidemark::source::csv::ReadError>>>,
+    ) -> timely::dataflow::StreamVec<'s, u64, CsvItem> {
+        let options = SourceOptions {
+            batch,
+            idle_timeout: None,
+        };
+        match self {
+            Source::One(feed) => {
+                let feed = if index == 0 {
+                    feed.lock().unwrap().take()
+                } else {
+                    None
+                };
+                feed_source_paced(scope, feed, options, pacing, failed)
+            }
+            Source::All(plan) => block_source(scope, plan, options, pacing, failed),
+        }
+    }
+}
+
 /// Opens `path` for `readers`; returns the source and its counters.
 fn open(
     path: &Path,
@@ -437,12 +465,8 @@ fn read(
     delay: u64,
     retractions: bool,
 ) -> Read {
-    let stamped = Arc::new(Mutex::new(Vec::new()));
-    let out = Arc::clone(&stamped);
-    let options = SourceOptions {
-        batch: 3,
-        idle_timeout: None,
-    };
+    let stamped = Collect::new();
+    let out = stamped.clone();
     let (error, records, bad_lines) = drive(
         path,
         readers,
@@ -451,32 +475,20 @@ fn read(
         delay,
         retractions,
         move |scope, source, failed, index| {
-            let stream = match source {
-                Source::One(feed) => {
-                    let feed = if index == 0 {
-                        feed.lock().unwrap().take()
-                    } else {
-                        None
-                    };
-                    feed_source(scope, feed, options, failed)
-                }
-                Source::All(plan) => block_source(scope, plan, options, Pacing::default(), failed),
-            };
-            let out = Arc::clone(&out);
+            let stream = source.stream(scope, index, 3, Pacing::default(), failed);
+            let out = out.clone();
             stream.inspect_core(move |event| {
                 if let Ok((stamp, items)) = event {
                     let time = *stamp.expect_singleton();
-                    out.lock()
-                        .unwrap()
-                        .extend(items.iter().map(|item| (time, item.clone())));
+                    for item in items.iter() {
+                        out.push((time, item.clone()));
+                    }
                 }
             });
         },
     );
-    let mut stamped = std::mem::take(&mut *stamped.lock().unwrap());
-    stamped.sort();
     Read {
-        stamped,
+        stamped: stamped.sorted(),
         error,
         records,
         bad_lines,
@@ -502,18 +514,13 @@ fn windows(
     delay: u64,
     lateness: u64,
 ) -> Windows {
-    let changelog = Arc::new(Mutex::new(Vec::new()));
-    let late = Arc::new(Mutex::new(Vec::new()));
+    let (changelog, late) = (Collect::new(), Collect::new());
     let (out, late_out, partitioner, assigner) = (
-        Arc::clone(&changelog),
-        Arc::clone(&late),
+        changelog.clone(),
+        late.clone(),
         partitioner.clone(),
         assigner(kind),
     );
-    let options = SourceOptions {
-        batch: 2,
-        idle_timeout: None,
-    };
     let (error, _, _) = drive(
         path,
         readers,
@@ -527,24 +534,14 @@ fn windows(
                 send_at: SendAt::Watermark,
                 ahead: Some((consumed.clone(), 1)),
             };
-            let stream = match source {
-                Source::One(feed) => {
-                    let feed = if index == 0 {
-                        feed.lock().unwrap().take()
-                    } else {
-                        None
-                    };
-                    feed_source_paced(scope, feed, options, pacing, failed)
-                }
-                Source::All(plan) => block_source(scope, plan, options, pacing, failed),
-            };
+            let stream = source.stream(scope, index, 2, pacing, failed);
             let w = stream
                 .map(|(key, record, _)| (key, record))
                 .key_by(partitioner.clone())
                 .window(assigner)
                 .allowed_lateness(lateness)
                 .aggregate(|r: &CsvRecord| r.ts, Count);
-            let out = Arc::clone(&out);
+            let out = out.clone();
             w.results.inspect_core(move |event| {
                 if let Ok((stamp, rows)) = event {
                     let time = *stamp.expect_singleton();
@@ -557,62 +554,39 @@ fn windows(
                             r.value,
                             r.diff,
                         );
-                        out.lock().unwrap().push(row);
+                        out.push(row);
                     }
                 }
             });
-            let late_out = Arc::clone(&late_out);
+            let late_out = late_out.clone();
             w.late.probe_with(&consumed).inspect_core(move |event| {
                 if let Ok((stamp, rows)) = event {
                     let time = *stamp.expect_singleton();
                     for l in rows {
-                        late_out.lock().unwrap().push((
-                            time,
-                            l.record.clone(),
-                            l.window.start,
-                            l.window.end,
-                        ));
+                        late_out.push((time, l.record.clone(), l.window.start, l.window.end));
                     }
                 }
             });
         },
     );
-    let mut changelog = std::mem::take(&mut *changelog.lock().unwrap());
-    changelog.sort();
-    let mut late = std::mem::take(&mut *late.lock().unwrap());
-    late.sort();
-    (error, changelog, late)
+    (error, changelog.sorted(), late.sorted())
 }
 
 /// A scratch file holding `text`, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(text: &str) -> Scratch {
-        use std::sync::atomic::AtomicUsize;
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("tidemark-blocks-{}-{n}.csv", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+fn scratch_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
+    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+    file
 }
 
 fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retractions: bool) {
-    let file = Scratch::new(text);
+    let file = scratch_file(text);
     for bad in [BadLines::Fail, BadLines::Skip] {
-        let one = read(&file.0, Readers::One, 1, bad, delay, retractions);
+        let one = read(file.path(), Readers::One, 1, bad, delay, retractions);
         for block in [1, 9, 40, 1 << 20] {
             for workers in [1, 2, 4] {
                 let all = read(
-                    &file.0,
+                    file.path(),
                     Readers::All(block),
                     workers,
                     bad,
@@ -636,7 +610,7 @@ fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retra
         }
     }
     let one = windows(
-        &file.0,
+        file.path(),
         Readers::One,
         1,
         &Partitioner::Hash,
@@ -645,23 +619,21 @@ fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retra
         lateness,
     );
     assert!(one.0.is_none());
-    for workers in [1, 2, 4] {
-        for partitioner in partitioners() {
-            for block in [1, 30] {
-                let all = windows(
-                    &file.0,
-                    Readers::All(block),
-                    workers,
-                    &partitioner,
-                    kind,
-                    delay,
-                    lateness,
-                );
-                assert_eq!(
-                    all, one,
-                    "block {block}, {workers} workers, {partitioner:?}\n{text:?}"
-                );
-            }
+    for (workers, partitioner) in layouts() {
+        for block in [1, 30] {
+            let all = windows(
+                file.path(),
+                Readers::All(block),
+                workers,
+                &partitioner,
+                kind,
+                delay,
+                lateness,
+            );
+            assert_eq!(
+                all, one,
+                "block {block}, {workers} workers, {partitioner:?}\n{text:?}"
+            );
         }
     }
 }

@@ -16,7 +16,7 @@ use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{Aggregator, Count, WindowAssigner};
 use timely::dataflow::operators::Inspect;
 
-use common::dataflow::{keyed_records, partitioners, run_fed, source, Case, Collect, Rec, WithAgg};
+use common::dataflow::{keyed_records, layouts, run_fed, source, Case, Collect, Rec, WithAgg};
 use common::gen;
 use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCALE};
 
@@ -95,18 +95,16 @@ fn check(events: &[Event], p: &Params) {
         "1 worker, hash, {p:?}"
     );
     assert_eq!(first.late, expected.late, "late rows, {p:?}");
-    for workers in [1, 2, 4] {
-        for partitioner in partitioners() {
-            let run = run_engine(events, p, workers, &partitioner);
-            assert_eq!(
-                run.changelog, first.changelog,
-                "changelog differs with {workers} workers, {partitioner:?}, {p:?}"
-            );
-            assert_eq!(
-                run.late, first.late,
-                "late rows differ with {workers} workers, {partitioner:?}"
-            );
-        }
+    for (workers, partitioner) in layouts() {
+        let run = run_engine(events, p, workers, &partitioner);
+        assert_eq!(
+            run.changelog, first.changelog,
+            "changelog differs with {workers} workers, {partitioner:?}, {p:?}"
+        );
+        assert_eq!(
+            run.late, first.late,
+            "late rows differ with {workers} workers, {partitioner:?}"
+        );
     }
 }
 

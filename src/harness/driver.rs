@@ -76,6 +76,29 @@ pub struct RunConfig {
     pub profile: bool,
 }
 
+impl RunConfig {
+    /// A plain open-loop run at `rate` events per second over all workers, `duration_ns` long
+    /// with `warmup_ns` of warm-up (ns): 1 ms epochs, seed 1, a pool of 2^20 events per worker,
+    /// and none of the extras (interval logs, tail, injected delay, progress bar, incremental
+    /// engine, profile). Callers change a field by struct update.
+    pub fn open_loop(rate: u64, duration_ns: u64, warmup_ns: u64) -> RunConfig {
+        RunConfig {
+            rate: Some(rate),
+            duration_ns,
+            warmup_ns,
+            epoch_ns: 1_000_000,
+            seed: 1,
+            pool: 1 << 20,
+            intervals: false,
+            tail_from_ns: None,
+            inject_delay_ns: 0,
+            progress: false,
+            incremental: false,
+            profile: false,
+        }
+    }
+}
+
 /// Events per closed-loop batch per worker.
 const MAX_RATE_BATCH: usize = 16_384;
 /// Most events handed to the input at once in open loop.
@@ -701,18 +724,8 @@ mod tests {
 
     fn config(rate: u64, duration_ns: u64, warmup_ns: u64) -> RunConfig {
         RunConfig {
-            rate: Some(rate),
-            duration_ns,
-            warmup_ns,
-            epoch_ns: 1_000_000,
-            seed: 1,
             pool: 1,
-            intervals: false,
-            tail_from_ns: None,
-            inject_delay_ns: 0,
-            progress: false,
-            incremental: false,
-            profile: false,
+            ..RunConfig::open_loop(rate, duration_ns, warmup_ns)
         }
     }
 

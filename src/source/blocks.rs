@@ -124,13 +124,9 @@ impl BlockPlan {
         block_bytes: u64,
     ) -> Result<(BlockPlan, csv::StringRecord), ReadError> {
         let name = path.display().to_string();
-        let io_error = |e: io::Error| ReadError::Io {
-            file: name.clone(),
-            message: e.to_string(),
-        };
+        let io_error = |e: io::Error| ReadError::io(&name, e);
         let file = File::open(path).map_err(&io_error)?;
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
-        let (layout, header) = Layout::read_header(&name, &mut reader, columns)?;
+        let (reader, layout, header) = Layout::reader(&name, file, columns)?;
         // Where the parser stands after the header: the first block starts there.
         let (start, line) = (reader.position().byte(), reader.position().line());
         let mut file = reader.into_inner();
@@ -460,10 +456,7 @@ impl BlockFeed {
         peers: usize,
         shared: Rc<RefCell<Shared>>,
     ) -> Result<Self, ReadError> {
-        let file = File::open(&plan.path).map_err(|e| ReadError::Io {
-            file: plan.layout.name.clone(),
-            message: e.to_string(),
-        })?;
+        let file = File::open(&plan.path).map_err(|e| ReadError::io(&plan.layout.name, e))?;
         Ok(BlockFeed {
             file,
             leader: index == 0,
@@ -550,10 +543,7 @@ impl BlockFeed {
             info.error = Some(if e.kind() == io::ErrorKind::UnexpectedEof {
                 changed("are gone")
             } else {
-                ReadError::Io {
-                    file: layout.name.clone(),
-                    message: e.to_string(),
-                }
+                ReadError::io(&layout.name, e)
             });
             return info;
         }

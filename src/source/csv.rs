@@ -53,6 +53,16 @@ pub enum ReadError {
     Input(#[from] InputError),
 }
 
+impl ReadError {
+    /// The input `file` could not be opened or read: `error` says why.
+    pub(crate) fn io(file: &str, error: impl std::fmt::Display) -> ReadError {
+        ReadError::Io {
+            file: file.to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
 /// What to do with a bad row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BadLines {
@@ -164,17 +174,12 @@ impl CsvFeed {
         max_delay: u64,
     ) -> Result<(CsvFeed, csv::StringRecord), ReadError> {
         let name = path.display().to_string();
-        let io_error = |e: io::Error| ReadError::Io {
-            file: name.clone(),
-            message: e.to_string(),
-        };
         let input: Box<dyn Read + Send> = if name == "-" {
             Box::new(io::stdin())
         } else {
-            Box::new(File::open(path).map_err(&io_error)?)
+            Box::new(File::open(path).map_err(|e| ReadError::io(&name, e))?)
         };
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
-        let (layout, header) = Layout::read_header(&name, &mut reader, columns)?;
+        let (mut reader, layout, header) = Layout::reader(&name, input, columns)?;
         let (sender, rows) = sync_channel::<Rows>(4);
         // Room for every batch in flight, so that handing one back never blocks.
         let (spent, refill) = sync_channel::<Rows>(8);
@@ -212,7 +217,7 @@ impl CsvFeed {
                     return;
                 }
             })
-            .map_err(io_error)?;
+            .map_err(|e| ReadError::io(&name, e))?;
         let feed = CsvFeed {
             layout,
             rows,
@@ -231,9 +236,22 @@ impl CsvFeed {
 }
 
 impl Layout {
+    /// A CSV reader of `input` (named `name`; rows may differ in length, the feed reports them)
+    /// past its header, with the layout of `columns` in it and the header (see
+    /// [`Layout::read_header`]).
+    pub(crate) fn reader<R: Read>(
+        name: &str,
+        input: R,
+        columns: Columns,
+    ) -> Result<(csv::Reader<R>, Layout, csv::StringRecord), ReadError> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+        let (layout, header) = Layout::read_header(name, &mut reader, columns)?;
+        Ok((reader, layout, header))
+    }
+
     /// Reads the header of `reader` (the input `name`) and finds `columns` in it: a missing or
     /// repeated column is an error on line 1.
-    pub(crate) fn read_header<R: Read>(
+    fn read_header<R: Read>(
         name: &str,
         reader: &mut csv::Reader<R>,
         columns: Columns,
@@ -416,10 +434,7 @@ pub(crate) fn csv_error(name: &str, error: csv::Error) -> ReadError {
             field: None,
             message: "not valid UTF-8".to_string(),
         }),
-        _ => ReadError::Io {
-            file: name.to_string(),
-            message: error.to_string(),
-        },
+        _ => ReadError::io(name, error),
     }
 }
 

@@ -4,8 +4,7 @@
 use tidemark::harness::check;
 use tidemark::workloads::Workload;
 
-/// The worker counts every check runs.
-pub const WORKERS: [usize; 3] = [1, 2, 4];
+use super::dataflow::WORKERS;
 
 /// Checks that the engine on 1, 2 and 4 workers equals the baseline on `events` (sent in
 /// epochs of `epoch_ns`), naming the first differing row; returns the baseline's rows

@@ -113,12 +113,39 @@ pub fn assigner(kind: &WindowKind) -> WindowAssigner {
 
 /// Every partitioner, the range one with split points inside the generated keys.
 pub fn partitioners() -> Vec<Partitioner<String>> {
+    partitioners_split(vec!["b".into(), "k3".into()])
+}
+
+/// Every partitioner over keys of any type, the range one split at `split` (points a test
+/// chooses inside its own keys).
+pub fn partitioners_split<K>(split: Vec<K>) -> Vec<Partitioner<K>> {
     vec![
         Partitioner::Hash,
-        Partitioner::Range(vec!["b".into(), "k3".into()]),
+        Partitioner::Range(split),
         Partitioner::Random,
         Partitioner::Broadcast,
     ]
+}
+
+/// The worker counts every property test runs on.
+pub const WORKERS: [usize; 3] = [1, 2, 4];
+
+/// Every run shape of a property test: 1, 2 and 4 workers, each under every partitioner (see
+/// [`partitioners`]).
+pub fn layouts() -> Vec<(usize, Partitioner<String>)> {
+    layouts_split(vec!["b".into(), "k3".into()])
+}
+
+/// [`layouts`] over keys of any type, the range partitioner split at `split`.
+pub fn layouts_split<K: Clone>(split: Vec<K>) -> Vec<(usize, Partitioner<K>)> {
+    WORKERS
+        .into_iter()
+        .flat_map(|workers| {
+            partitioners_split(split.clone())
+                .into_iter()
+                .map(move |partitioner| (workers, partitioner))
+        })
+        .collect()
 }
 
 /// A run generic in its aggregation, called by [`with_agg`] with the engine's aggregator for a

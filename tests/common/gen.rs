@@ -3,6 +3,8 @@
 
 use proptest::prelude::*;
 
+use tidemark::window::WindowAssigner;
+
 use super::reference::{format_fixed, Agg, Event, Params, WindowKind, SCALE};
 
 /// Key alphabet. Includes a key with a comma and a quote, and one with an
@@ -92,6 +94,16 @@ pub fn session() -> impl Strategy<Value = WindowKind> {
 /// Any window kind, each shape equally likely.
 pub fn window_kind() -> impl Strategy<Value = WindowKind> {
     prop_oneof![tumbling(), sliding(), session()]
+}
+
+/// An engine assigner of any kind: tumbling of size in `1..size`, sliding of slide in `1..4`
+/// and size 1 to 3 slides, session of gap in `1..gap`.
+pub fn assigners(size: u64, gap: u64) -> impl Strategy<Value = WindowAssigner> {
+    prop_oneof![
+        (1u64..size).prop_map(WindowAssigner::Tumbling),
+        (1u64..4, 1u64..4).prop_map(|(slide, k)| WindowAssigner::Sliding(slide * k, slide)),
+        (1u64..gap).prop_map(WindowAssigner::Session),
+    ]
 }
 
 /// Only tumbling or sliding windows (for conservation checks).

@@ -677,27 +677,39 @@ mod tests {
         );
         assert!(m.contains("not a `tidemark bench` argument"), "{m}");
         assert!(m.contains("rate"), "the known flags are listed: {m}");
-        let m = message("workload = \"ysb\"\n[fixed]\njson = \"x\"\n");
-        assert!(m.contains("key 'json'"), "{m}");
-        let m = message("workload = \"ysb\"\n[fixed]\nhelp = true\n");
-        assert!(m.contains("key 'help'"), "{m}");
-        let m = message("workload = \"ysb\"\nrepeats = 2\n");
-        assert!(m.contains("repeats"), "{m}");
-        let m = message("[grid]\nrate = [\"1M\"]\n");
-        assert!(m.contains("no workload"), "{m}");
-        let m = message("workload = \"ysb\"\n[fixed]\nrate = \"1M\"\n[grid]\nrate = [\"2M\"]\n");
-        assert!(m.contains("also in [fixed]"), "{m}");
-        let m = message("workload = \"ysb\"\n[grid]\nrate = []\n");
-        assert!(m.contains("empty"), "{m}");
-        let m = message("workload = \"ysb\"\nrepetitions = 0\n");
-        assert!(m.contains("repetitions"), "{m}");
-        let m = message("workload = \"ysb\"\n[grid]\nrate = [[1]]\n");
-        assert!(m.contains("key 'rate'"), "{m}");
-        let m = message("workload = \"ysb\"\n[grid]\nfind_sustainable = [\"yes\"]\n");
-        assert!(
-            m.contains("key 'find_sustainable'") && m.contains("switch"),
-            "{m}"
-        );
+        // Each spec, and what its message must contain.
+        let cases: [(&str, &[&str]); 9] = [
+            (
+                "workload = \"ysb\"\n[fixed]\njson = \"x\"\n",
+                &["key 'json'"],
+            ),
+            (
+                "workload = \"ysb\"\n[fixed]\nhelp = true\n",
+                &["key 'help'"],
+            ),
+            ("workload = \"ysb\"\nrepeats = 2\n", &["repeats"]),
+            ("[grid]\nrate = [\"1M\"]\n", &["no workload"]),
+            (
+                "workload = \"ysb\"\n[fixed]\nrate = \"1M\"\n[grid]\nrate = [\"2M\"]\n",
+                &["also in [fixed]"],
+            ),
+            ("workload = \"ysb\"\n[grid]\nrate = []\n", &["empty"]),
+            ("workload = \"ysb\"\nrepetitions = 0\n", &["repetitions"]),
+            (
+                "workload = \"ysb\"\n[grid]\nrate = [[1]]\n",
+                &["key 'rate'"],
+            ),
+            (
+                "workload = \"ysb\"\n[grid]\nfind_sustainable = [\"yes\"]\n",
+                &["key 'find_sustainable'", "switch"],
+            ),
+        ];
+        for (spec, needles) in cases {
+            let m = message(spec);
+            for needle in needles {
+                assert!(m.contains(needle), "{spec:?}: {m}");
+            }
+        }
         let m = message("workload = ");
         assert!(m.starts_with("experiments/demo.toml: "), "{m}");
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::windows::{Slot, TumblingSlots};
+use super::windows::{random_windows, Slot, TumblingSlots};
 use super::Output;
 use crate::keyed::{Join, KeyBy};
 use crate::partition::Partitioner;
@@ -209,24 +209,21 @@ pub(super) fn new_users<'scope>(
     events: StreamVec<'scope, u64, Event>,
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    events
-        .flat_map(activity)
-        .key_by(Partitioner::Random)
-        .named(&format!(
-            "q8 persons-auctions, {}",
-            WindowAssigner::Tumbling(size).describe(1)
-        ))
-        .window(WindowAssigner::Tumbling(size))
-        .aggregate(Activity::time, NewUser)
-        .results
-        .flat_map(|row| {
-            let (window_start, person) = (row.window.start as u64, row.key);
-            row.value.map(|name| Output::NewUser {
-                window_start,
-                person,
-                name,
-            })
+    random_windows(
+        events.flat_map(activity),
+        "q8 persons-auctions",
+        WindowAssigner::Tumbling(size),
+    )
+    .aggregate(Activity::time, NewUser)
+    .results
+    .flat_map(|row| {
+        let (window_start, person) = (row.window.start as u64, row.key);
+        row.value.map(|name| Output::NewUser {
+            window_start,
+            person,
+            name,
         })
+    })
 }
 
 /// One window of q8's baseline: who registered, and who opened auctions.

@@ -23,7 +23,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::Output;
-use crate::keyed::KeyBy;
+use crate::keyed::{Key, KeyBy, Value, WindowedStream};
 use crate::partition::Partitioner;
 use crate::window::{Aggregator, Count, WindowAssigner};
 
@@ -84,6 +84,19 @@ impl Aggregator<AuctionBids> for MostBids {
     }
 }
 
+/// `pairs` spread at random over the workers (hot keys form partials before the exchange) into
+/// `assigner`'s windows, named `Window[{what}, {assigner}]` in timely's logs.
+pub(super) fn random_windows<'scope, K: Key, V: Value>(
+    pairs: StreamVec<'scope, u64, (K, V)>,
+    what: &str,
+    assigner: WindowAssigner,
+) -> WindowedStream<'scope, K, V> {
+    pairs
+        .key_by(Partitioner::Random)
+        .named(&format!("{what}, {}", assigner.describe(1)))
+        .window(assigner)
+}
+
 /// q5 in the engine: bids counted per auction in sliding windows, then per window the
 /// auctions with the highest count.
 pub(super) fn hot_items<'scope>(
@@ -91,41 +104,38 @@ pub(super) fn hot_items<'scope>(
     size: u64,
     slide: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    events
-        .flat_map(auction_bid)
-        .key_by(Partitioner::Random)
-        .named(&format!(
-            "q5 bids per auction, {}",
-            WindowAssigner::Sliding(size, slide).describe(1)
-        ))
-        .window(WindowAssigner::Sliding(size, slide))
-        .aggregate(|time: &u64| *time, Count)
-        .results
-        .map(|row| {
-            let closed_at = row.window.end - 1;
-            let (auction, bids) = (row.key, row.value);
-            (
-                row.window.end,
-                AuctionBids {
-                    auction,
-                    bids,
-                    closed_at,
-                },
-            )
-        })
-        .key_by(Partitioner::Hash)
-        .named("q5 hottest auctions per window end")
-        .window(WindowAssigner::Tumbling(1))
-        .aggregate(|count: &AuctionBids| count.closed_at, MostBids)
-        .results
-        .flat_map(|row| {
-            let (window_end, (bids, auctions)) = (row.key, row.value);
-            auctions.into_iter().map(move |auction| Output::HotItem {
-                window_end,
+    random_windows(
+        events.flat_map(auction_bid),
+        "q5 bids per auction",
+        WindowAssigner::Sliding(size, slide),
+    )
+    .aggregate(|time: &u64| *time, Count)
+    .results
+    .map(|row| {
+        let closed_at = row.window.end - 1;
+        let (auction, bids) = (row.key, row.value);
+        (
+            row.window.end,
+            AuctionBids {
                 auction,
                 bids,
-            })
+                closed_at,
+            },
+        )
+    })
+    .key_by(Partitioner::Hash)
+    .named("q5 hottest auctions per window end")
+    .window(WindowAssigner::Tumbling(1))
+    .aggregate(|count: &AuctionBids| count.closed_at, MostBids)
+    .results
+    .flat_map(|row| {
+        let (window_end, (bids, auctions)) = (row.key, row.value);
+        auctions.into_iter().map(move |auction| Output::HotItem {
+            window_end,
+            auction,
+            bids,
         })
+    })
 }
 
 /// A bid competing for the highest of a window.
@@ -211,17 +221,14 @@ pub(super) fn highest_bid<'scope>(
     events: StreamVec<'scope, u64, Event>,
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    events
-        .flat_map(|event| timed_bid(event).map(|bid| ((), bid)))
-        .key_by(Partitioner::Random)
-        .named(&format!(
-            "q7 highest bid, {}",
-            WindowAssigner::Tumbling(size).describe(1)
-        ))
-        .window(WindowAssigner::Tumbling(size))
-        .aggregate(|bid: &TimedBid| bid.time, HighestBid)
-        .results
-        .map(|row| row.value.row(row.window.end))
+    random_windows(
+        events.flat_map(|event| timed_bid(event).map(|bid| ((), bid))),
+        "q7 highest bid",
+        WindowAssigner::Tumbling(size),
+    )
+    .aggregate(|bid: &TimedBid| bid.time, HighestBid)
+    .results
+    .map(|row| row.value.row(row.window.end))
 }
 
 /// q11 in the engine: bids counted per bidder in session windows.
@@ -229,22 +236,19 @@ pub(super) fn user_sessions<'scope>(
     events: StreamVec<'scope, u64, Event>,
     gap: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    events
-        .flat_map(bidder_bid)
-        .key_by(Partitioner::Random)
-        .named(&format!(
-            "q11 bids per session, {}",
-            WindowAssigner::Session(gap).describe(1)
-        ))
-        .window(WindowAssigner::Session(gap))
-        .aggregate(|time: &u64| *time, Count)
-        .results
-        .map(|row| Output::Session {
-            bidder: row.key,
-            start: row.window.start as u64,
-            end: row.window.end,
-            bids: row.value,
-        })
+    random_windows(
+        events.flat_map(bidder_bid),
+        "q11 bids per session",
+        WindowAssigner::Session(gap),
+    )
+    .aggregate(|time: &u64| *time, Count)
+    .results
+    .map(|row| Output::Session {
+        bidder: row.key,
+        start: row.window.start as u64,
+        end: row.window.end,
+        bids: row.value,
+    })
 }
 
 /// Per-window state of a baseline that can be emptied for reuse.
@@ -297,12 +301,30 @@ impl<S: Slot> TumblingSlots<S> {
 
     /// Hands every window ending at or before `frontier` to `emit` (with its start), oldest
     /// first, and keeps its emptied state for reuse.
-    pub(super) fn close(&mut self, frontier: u64, mut emit: impl FnMut(u64, &mut S)) {
-        while self
-            .slots
-            .front()
-            .is_some_and(|(start, _)| start + self.size <= frontier)
-        {
+    pub(super) fn close(&mut self, frontier: u64, emit: impl FnMut(u64, &mut S)) {
+        let size = self.size;
+        self.pop_while(|start| start + size <= frontier, emit);
+    }
+
+    /// The start of the oldest window held.
+    fn oldest(&self) -> Option<u64> {
+        self.slots.front().map(|(start, _)| *start)
+    }
+
+    /// Every window held, with its start, oldest first.
+    fn iter(&self) -> impl Iterator<Item = &(u64, S)> {
+        self.slots.iter()
+    }
+
+    /// Frees every window starting before `start` unread, keeping its emptied state for reuse.
+    fn discard_before(&mut self, start: u64) {
+        self.pop_while(|s| s < start, |_, _| {});
+    }
+
+    /// Hands the oldest windows to `emit` while `take` holds for their start, then empties them
+    /// for reuse.
+    fn pop_while(&mut self, take: impl Fn(u64) -> bool, mut emit: impl FnMut(u64, &mut S)) {
+        while self.oldest().is_some_and(&take) {
             let (start, mut slot) = self.slots.pop_front().expect("just checked");
             emit(start, &mut slot);
             slot.clear();
@@ -311,17 +333,22 @@ impl<S: Slot> TumblingSlots<S> {
     }
 }
 
+impl Slot for HashMap<u64, u64> {
+    fn clear(&mut self) {
+        HashMap::clear(self);
+    }
+}
+
 /// q5's baseline: bid counts per auction in panes of width `gcd(size, slide)`; a window's
 /// counts are the sum of its panes', merged when it closes.
 pub(super) struct HotItems {
     size: u64,
     slide: u64,
-    width: u64,
-    panes: VecDeque<(u64, HashMap<u64, u64>)>,
+    /// Bid counts per auction, in tumbling panes of width `gcd(size, slide)`.
+    panes: TumblingSlots<HashMap<u64, u64>>,
     /// The end of the next window to close; windows before it have been emitted.
     next_end: u64,
     merged: HashMap<u64, u64>,
-    spare: Vec<HashMap<u64, u64>>,
 }
 
 impl HotItems {
@@ -333,11 +360,9 @@ impl HotItems {
         HotItems {
             size,
             slide,
-            width,
-            panes: VecDeque::new(),
+            panes: TumblingSlots::new(width),
             next_end: 0,
             merged: HashMap::new(),
-            spare: Vec::new(),
         }
     }
 
@@ -347,39 +372,21 @@ impl HotItems {
         after + (self.size % self.slide + self.slide - after % self.slide) % self.slide
     }
 
-    fn pane(&mut self, time: u64) -> &mut HashMap<u64, u64> {
-        let width = self.width;
-        if self
-            .panes
-            .back()
-            .is_some_and(|(start, _)| *start <= time && time - start < width)
-        {
-            return &mut self.panes.back_mut().expect("just checked").1;
-        }
-        let start = time - time % width;
-        let index = self.panes.partition_point(|(s, _)| *s < start);
-        if self.panes.get(index).is_none_or(|(s, _)| *s != start) {
-            let pane = self.spare.pop().unwrap_or_default();
-            self.panes.insert(index, (start, pane));
-        }
-        &mut self.panes[index].1
-    }
-
     pub(super) fn process(&mut self, events: &mut Vec<Event>, _out: &mut Vec<Output>) {
         for (auction, time) in events.drain(..).filter_map(auction_bid) {
-            *self.pane(time).entry(auction).or_insert(0) += 1;
+            *self.panes.slot(time).entry(auction).or_insert(0) += 1;
         }
     }
 
     pub(super) fn advance(&mut self, frontier: u64, out: &mut Vec<Output>) {
-        while let Some(&(oldest, _)) = self.panes.front() {
+        while let Some(oldest) = self.panes.oldest() {
             // Windows before the oldest pane's first are empty: skip them.
             let end = self.next_end.max(self.first_end(oldest));
             if end > frontier {
                 break;
             }
             self.merged.clear();
-            for (start, pane) in &self.panes {
+            for (start, pane) in self.panes.iter() {
                 if *start >= end {
                     break;
                 }
@@ -397,12 +404,8 @@ impl HotItems {
             ));
             self.next_end = end + self.slide;
             // Panes before the next window's start belong to no window still to close.
-            let next_start = self.next_end.saturating_sub(self.size);
-            while self.panes.front().is_some_and(|(s, _)| *s < next_start) {
-                let (_, mut pane) = self.panes.pop_front().expect("just checked");
-                pane.clear();
-                self.spare.push(pane);
-            }
+            self.panes
+                .discard_before(self.next_end.saturating_sub(self.size));
         }
     }
 }
