@@ -758,7 +758,7 @@ mod tests {
     /// gets more than the bound within the run.
     #[test]
     fn the_closed_loop_sends_while_its_own_events_in_flight_are_within_the_bound() {
-        let mut closed = config(1, 200_000_000, 100_000_000);
+        let mut closed = config(1, 1_000_000_000, 100_000_000);
         closed.rate = None;
         let bound = in_flight_bound(None, closed.epoch_ns, 2);
         let run = |done| {
