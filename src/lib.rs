@@ -33,6 +33,7 @@ pub mod output;
 pub mod partition;
 pub mod sink;
 pub mod source;
+pub mod stash;
 pub mod time;
 pub mod units;
 pub mod window;

@@ -86,11 +86,6 @@ impl Fixed {
         };
         Some(Fixed(q + bump))
     }
-
-    /// An approximation as `f64`, for display and plotting only.
-    pub fn to_f64(self) -> f64 {
-        self.0 as f64 / SCALE as f64
-    }
 }
 
 impl FromStr for Fixed {

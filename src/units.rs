@@ -112,6 +112,33 @@ fn split_unit(text: &str) -> Result<(&str, u128), &'static str> {
     Ok((number, scale))
 }
 
+/// Writes `ns` nanoseconds in the largest unit that `parse_nanos` reads and that divides it
+/// exactly (`h`, `m`, `s`, `ms`, `us`, `ns`): for operator names in timely's logs.
+///
+/// ```
+/// use tidemark::units::{format_nanos, parse_nanos};
+/// assert_eq!(format_nanos(10_000_000_000), "10s");
+/// assert_eq!(format_nanos(1_500_000), "1500us");
+/// assert_eq!(format_nanos(0), "0ns");
+/// assert_eq!(parse_nanos(&format_nanos(120_000_000_000)).unwrap(), 120_000_000_000);
+/// ```
+pub fn format_nanos(ns: u64) -> String {
+    let units = [
+        (3_600_000_000_000, "h"),
+        (60_000_000_000, "m"),
+        (1_000_000_000, "s"),
+        (1_000_000, "ms"),
+        (1_000, "us"),
+    ];
+    match units
+        .iter()
+        .find(|(len, _)| ns != 0 && ns.is_multiple_of(*len))
+    {
+        Some((len, unit)) => format!("{}{unit}", ns / len),
+        None => format!("{ns}ns"),
+    }
+}
+
 /// Reads a duration in nanoseconds.
 ///
 /// Errors: not a number and unit, a negative or fractional-nanosecond value, or more than

@@ -1,6 +1,6 @@
 //! The open-loop driver: feeds a workload at an offered rate and measures epoch latency.
 //!
-//! Method (DESIGN.md, "The harness"): event `j` of the workload's single logical stream is due
+//! Method (README, "`tidemark bench`"): event `j` of the workload's single logical stream is due
 //! at `j * 1e9 / rate` nanoseconds after the common start (workers start together behind a
 //! barrier; worker `w` of `P` sends events `w, w + P, ...`). Each event is stamped with its due
 //! time as event time and sent at its epoch (`due - due % epoch`). Every loop sends what is

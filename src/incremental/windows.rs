@@ -51,7 +51,7 @@ use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
 use timely::dataflow::operators::Exchange as _;
 
 use super::updates::delay_to;
-use crate::keyed::owns;
+use crate::keyed::{owns, Routing};
 use crate::partition::{route_hash, Partitioner};
 use crate::window::{Aggregator, Late, Window, WindowAssigner};
 use differential_dataflow::AsCollection;
@@ -299,7 +299,7 @@ where
     L: FnMut(&KK, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
 {
     let scope = input.inner.scope();
-    let (peers, index) = (scope.peers(), scope.index());
+    let routing = Routing::plan(partitioner.clone(), scope.peers(), scope.index());
     let arrange_name = format!("Arrange: {name}");
     let name = name.to_owned();
     let reduce = move |arranged: Arranged<'scope, TraceAgent<ValSpine<KK, V, u64, isize>>>| {
@@ -315,42 +315,41 @@ where
             )
             .as_collection(|k, v| (k.clone(), v.clone()))
     };
-    if peers == 1 {
-        return reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
-            input.inner,
+    // The stream the arrangement reads, and the partitioner its exchange routes keys by
+    // (`None`: no exchange).
+    let (stream, by_key) = match routing {
+        Routing::Local => (input.inner, None),
+        Routing::ByKey(partitioner) => (input.inner, Some(partitioner)),
+        // Phase one: spread by the whole update, so a retraction meets its insertion; phase
+        // two is the arrangement's exchange by the key's hash.
+        Routing::TwoPhase => (
+            input
+                .inner
+                .exchange(|((kk, v), _, _): &((KK, V), u64, isize)| route_hash(&(kk, v))),
+            Some(Partitioner::Random),
+        ),
+        Routing::Everywhere { peers, index } => {
+            let mine = input
+                .inner
+                .broadcast()
+                .filter(move |((kk, _), _, _)| owns(key_of(kk), peers, index));
+            (mine, None)
+        }
+    };
+    match by_key {
+        None => reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
+            stream,
             Pipeline,
             &arrange_name,
             ValBatcher::new,
-        ));
-    }
-    match partitioner {
-        Partitioner::Hash | Partitioner::Random | Partitioner::Range(_) => {
-            let stream = match partitioner {
-                // Phase one: spread by the whole update, so a retraction meets its insertion.
-                Partitioner::Random => input
-                    .inner
-                    .exchange(|((kk, v), _, _): &((KK, V), u64, isize)| route_hash(&(kk, v))),
-                _ => input.inner,
-            };
-            let partitioner = partitioner.clone();
+        )),
+        Some(partitioner) => {
             let pact = Exchange::new(move |((kk, _), _, _): &((KK, V), u64, isize)| {
                 partitioner.route(key_of(kk))
             });
             reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
                 stream,
                 pact,
-                &arrange_name,
-                ValBatcher::new,
-            ))
-        }
-        Partitioner::Broadcast => {
-            let mine = input
-                .inner
-                .broadcast()
-                .filter(move |((kk, _), _, _)| owns(key_of(kk), peers, index));
-            reduce(arrange_core::<_, _, ValBatcher<KK, V, u64, isize>, _>(
-                mine,
-                Pipeline,
                 &arrange_name,
                 ValBatcher::new,
             ))

@@ -24,7 +24,8 @@ use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeli
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{Key, KeyedStream, Value};
+use super::{Key, KeyedStream, Routing, Value};
+use crate::stash::{limit, Cut, Stash};
 
 impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// Joins this stream with `other` on equal keys: emits `result(key, left, right)` once for
@@ -71,8 +72,11 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
         O: 'static,
         F: FnMut(&K, &V, &V2) -> O + 'static,
     {
-        if self.stream.scope().peers() == 1 {
-            return symmetric(self.stream, other.stream, Pipeline, Pipeline, result);
+        let name = &self.name("Join", || "equi-join".to_owned());
+        let cut = self.checkpoints.cut(name);
+        if let Routing::Local = self.routing() {
+            let (left, right) = (self.stream, other.stream);
+            return symmetric(left, right, Pipeline, Pipeline, name, cut, result);
         }
         let (left, right) = (self.partitioner.clone(), self.partitioner);
         symmetric(
@@ -80,13 +84,16 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
             other.stream,
             Exchange::new(move |(key, _): &(K, V)| left.route(key)),
             Exchange::new(move |(key, _): &(K, V2)| right.route(key)),
+            name,
+            cut,
             result,
         )
     }
 }
 
 /// The records of one key seen so far on each side, with their times.
-struct Sides<V, V2> {
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Sides<V, V2> {
     left: Vec<(u64, V)>,
     right: Vec<(u64, V2)>,
 }
@@ -100,93 +107,202 @@ impl<V, V2> Default for Sides<V, V2> {
     }
 }
 
+/// The join's state on one worker as one value: every key's distinct records of both sides,
+/// with their times. Records held back beyond a cut are not part of it (see [`crate::stash`]).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct JoinState<K, V, V2> {
+    keys: Vec<(K, Sides<V, V2>)>,
+}
+
+/// Both sides' records of one time, held back beyond a checkpoint cut.
+type HeldBack<K, V, V2> = (Vec<(K, V)>, Vec<(K, V2)>);
+
+/// Joins a record arriving at `time` on one side with the stored records of the other side
+/// and stores it, unless an equal record is stored already: `pair(key, arriving, stored)` builds
+/// each result; matches with records stored at or before `time` go to `now`, later ones to
+/// `later` with their time.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn arrive<K, A: PartialEq, B, O>(
+    own: &mut Vec<(u64, A)>,
+    other: &[(u64, B)],
+    key: &K,
+    value: A,
+    time: u64,
+    mut pair: impl FnMut(&K, &A, &B) -> O,
+    now: &mut Vec<O>,
+    later: &mut Vec<(u64, O)>,
+) {
+    if own.iter().any(|(_, seen)| *seen == value) {
+        return;
+    }
+    for (at, stored) in other {
+        let row = pair(key, &value, stored);
+        if *at <= time {
+            now.push(row);
+        } else {
+            later.push((*at, row));
+        }
+    }
+    own.push((time, value));
+}
+
+/// Joins one time's records of both sides (left first) into `now` and `later`.
+#[allow(clippy::too_many_arguments)]
+fn join_time<K, V, V2, O>(
+    state: &mut HashMap<K, Sides<V, V2>>,
+    lefts: impl Iterator<Item = (K, V)>,
+    rights: impl Iterator<Item = (K, V2)>,
+    time: u64,
+    result: &mut impl FnMut(&K, &V, &V2) -> O,
+    now: &mut Vec<O>,
+    later: &mut Vec<(u64, O)>,
+) where
+    K: Hash + Eq,
+    V: PartialEq,
+    V2: PartialEq,
+{
+    for (key, value) in lefts {
+        match state.get_mut(&key) {
+            Some(sides) => {
+                let (own, other) = (&mut sides.left, &sides.right);
+                arrive(own, other, &key, value, time, &mut *result, now, later);
+            }
+            None => {
+                let mut sides = Sides::default();
+                sides.left.push((time, value));
+                state.insert(key, sides);
+            }
+        }
+    }
+    for (key, value) in rights {
+        match state.get_mut(&key) {
+            Some(sides) => {
+                let (own, other) = (&mut sides.right, &sides.left);
+                let pair = |k: &K, r: &V2, l: &V| result(k, l, r);
+                arrive(own, other, &key, value, time, pair, now, later);
+            }
+            None => {
+                let mut sides = Sides::default();
+                sides.right.push((time, value));
+                state.insert(key, sides);
+            }
+        }
+    }
+}
+
+/// The symmetric join operator. While a checkpoint cut is pending, records at times beyond it
+/// are held back in a [`Stash`] and joined once the cut has been taken.
+#[allow(clippy::too_many_arguments)]
 fn symmetric<'scope, K, V, V2, O, F, P1, P2>(
     left: StreamVec<'scope, u64, (K, V)>,
     right: StreamVec<'scope, u64, (K, V2)>,
     left_pact: P1,
     right_pact: P2,
+    name: &str,
+    mut cut: Cut<JoinState<K, V, V2>>,
     mut result: F,
 ) -> StreamVec<'scope, u64, O>
 where
-    K: Hash + Eq + 'static,
-    V: PartialEq + 'static,
-    V2: PartialEq + 'static,
+    K: Hash + Ord + Clone + 'static,
+    V: PartialEq + Clone + 'static,
+    V2: PartialEq + Clone + 'static,
     O: 'static,
     F: FnMut(&K, &V, &V2) -> O + 'static,
     P1: ParallelizationContract<u64, Vec<(K, V)>>,
     P2: ParallelizationContract<u64, Vec<(K, V2)>>,
 {
-    left.binary(
-        right,
-        left_pact,
-        right_pact,
-        "SymmetricJoin",
-        |_cap, _info| {
-            let mut state: HashMap<K, Sides<V, V2>> = HashMap::new();
-            // Matches with a record stored at a later time than the arriving one.
-            let mut later: Vec<(u64, O)> = Vec::new();
-            move |left, right, output| {
-                left.for_each_stamp(|cap, batches| {
-                    let time = *cap.least().expect("u64 stamps are never empty");
-                    let mut session = output.session(&cap);
-                    for (key, value) in batches.flat_map(|batch| batch.drain(..)) {
-                        match state.get_mut(&key) {
-                            Some(sides) if sides.left.iter().any(|(_, seen)| *seen == value) => {}
-                            Some(sides) => {
-                                for (at, other) in &sides.right {
-                                    let row = result(&key, &value, other);
-                                    if *at <= time {
-                                        session.give(row);
-                                    } else {
-                                        later.push((*at, row));
-                                    }
-                                }
-                                sides.left.push((time, value));
-                            }
-                            None => {
-                                let mut sides = Sides::default();
-                                sides.left.push((time, value));
-                                state.insert(key, sides);
-                            }
-                        }
-                    }
-                    drop(session);
-                    give_later(&mut later, |at, rows| {
-                        output.session(&cap.delayed(&at, 0)).give_iterator(rows)
-                    });
+    left.binary_frontier(right, left_pact, right_pact, name, |_cap, _info| {
+        let mut state: HashMap<K, Sides<V, V2>> = HashMap::new();
+        let mut held: Stash<HeldBack<K, V, V2>> = Stash::new();
+        let (mut now, mut later) = (Vec::new(), Vec::new());
+        move |(left, left_frontier), (right, right_frontier), output| {
+            left.for_each_stamp(|cap, batches| {
+                let time = *cap.least().expect("u64 stamps are never empty");
+                let records = batches.flat_map(|batch| batch.drain(..));
+                if cut.beyond(time) {
+                    held.at(&cap).0.extend(records);
+                    return;
+                }
+                let none = std::iter::empty();
+                join_time(
+                    &mut state,
+                    records,
+                    none,
+                    time,
+                    &mut result,
+                    &mut now,
+                    &mut later,
+                );
+                output.session(&cap).give_iterator(now.drain(..));
+                give_later(&mut later, |at, rows| {
+                    output.session(&cap.delayed(&at, 0)).give_iterator(rows)
                 });
-                right.for_each_stamp(|cap, batches| {
-                    let time = *cap.least().expect("u64 stamps are never empty");
-                    let mut session = output.session(&cap);
-                    for (key, value) in batches.flat_map(|batch| batch.drain(..)) {
-                        match state.get_mut(&key) {
-                            Some(sides) if sides.right.iter().any(|(_, seen)| *seen == value) => {}
-                            Some(sides) => {
-                                for (at, other) in &sides.left {
-                                    let row = result(&key, other, &value);
-                                    if *at <= time {
-                                        session.give(row);
-                                    } else {
-                                        later.push((*at, row));
-                                    }
-                                }
-                                sides.right.push((time, value));
-                            }
-                            None => {
-                                let mut sides = Sides::default();
-                                sides.right.push((time, value));
-                                state.insert(key, sides);
-                            }
-                        }
-                    }
-                    drop(session);
-                    give_later(&mut later, |at, rows| {
-                        output.session(&cap.delayed(&at, 0)).give_iterator(rows)
-                    });
+            });
+            right.for_each_stamp(|cap, batches| {
+                let time = *cap.least().expect("u64 stamps are never empty");
+                let records = batches.flat_map(|batch| batch.drain(..));
+                if cut.beyond(time) {
+                    held.at(&cap).1.extend(records);
+                    return;
+                }
+                let none = std::iter::empty();
+                join_time(
+                    &mut state,
+                    none,
+                    records,
+                    time,
+                    &mut result,
+                    &mut now,
+                    &mut later,
+                );
+                output.session(&cap).give_iterator(now.drain(..));
+                give_later(&mut later, |at, rows| {
+                    output.session(&cap.delayed(&at, 0)).give_iterator(rows)
                 });
+            });
+            if cut.pending().is_none() {
+                return;
             }
-        },
-    )
+            // The input frontier is the meet of both sides' (`None`: both ended).
+            let limit = match (
+                limit(left_frontier.frontier()),
+                limit(right_frontier.frontier()),
+            ) {
+                (Some(l), Some(r)) => Some(l.min(r)),
+                (l, r) => l.or(r),
+            };
+            // Everything at times up to the cut was joined on arrival; what is held back lies
+            // beyond it and is joined before the next cut is taken.
+            loop {
+                let snapshot = |_| {
+                    let mut keys: Vec<_> =
+                        state.iter().map(|(k, s)| (k.clone(), s.clone())).collect();
+                    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    JoinState { keys }
+                };
+                if !cut.take_passed(limit, held.first_time(), snapshot) {
+                    break;
+                }
+                while let Some((time, [cap], (lefts, rights))) = held.pop_through(cut.pending()) {
+                    let (lefts, rights) = (lefts.into_iter(), rights.into_iter());
+                    join_time(
+                        &mut state,
+                        lefts,
+                        rights,
+                        time,
+                        &mut result,
+                        &mut now,
+                        &mut later,
+                    );
+                    output.session(&cap).give_iterator(now.drain(..));
+                    give_later(&mut later, |at, rows| {
+                        output.session(&cap.delayed(&at)).give_iterator(rows)
+                    });
+                }
+            }
+        }
+    })
     .container::<Vec<_>>()
 }
 

@@ -1,8 +1,12 @@
-//! Keyed streams: `key_by` with a partitioner, then keyed windows or a rolling reduce.
+//! Keyed streams: `key_by` with a partitioner, then one keyed operator per file: `window`
+//! (keyed windows), `reduce` (rolling reduce), `join` (symmetric join), `distinct`
+//! (per-window distinct count).
 //!
 //! This module owns the *plumbing* between a stream of `(key, value)` pairs and the keyed
-//! operators: which exchange (or two) a partitioner needs, so that every keyed operator gives
-//! identical results under every partitioner. It owns no aggregation logic.
+//! operators: the `Routing` plan, decided once from the partitioner and the number of workers
+//! and matched by every keyed operator (the final windows here and the differential views in
+//! `crate::incremental`), so that every keyed operator gives identical results under every
+//! partitioner. It owns no aggregation logic.
 //!
 //! * `Hash` and `Range` exchange records by key once; the operator sees every record of a key.
 //! * `Random` spreads records evenly, aggregates them partially on each worker, and exchanges
@@ -12,23 +16,22 @@
 //!
 //! With one worker, no exchange happens at all.
 
+pub mod distinct;
 pub mod join;
 pub mod reduce;
+pub mod window;
+
+pub use window::{Windowed, WindowedStream};
 
 use std::hash::Hash;
 
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
 use crate::partition::{route_hash, Partitioner};
-use crate::window::driver::{drive, WindowState};
-use crate::window::fixed::{FixedWindows, Part, StateGauge};
-use crate::window::partial::partial_aggregate;
-use crate::window::session::Sessions;
-use crate::window::{Aggregator, Emit, Late, WindowAssigner, WindowResult};
+use crate::stash::Checkpoints;
 
 /// Requirements on keys: exchangeable, hashable, ordered (for range partitioning and sessions).
 pub trait Key: ExchangeData + Hash + Eq + Ord + Clone {}
@@ -42,6 +45,9 @@ impl<V: ExchangeData + Clone> Value for V {}
 pub struct KeyedStream<'scope, K, V> {
     stream: StreamVec<'scope, u64, (K, V)>,
     partitioner: Partitioner<K>,
+    checkpoints: Checkpoints,
+    /// What the keyed operator computes, for its name in timely's logs.
+    what: Option<String>,
 }
 
 /// Turns a stream of `(key, value)` pairs into a [`KeyedStream`].
@@ -75,113 +81,74 @@ impl<'scope, K: Key, V: Value> KeyBy<'scope, K, V> for StreamVec<'scope, u64, (K
         KeyedStream {
             stream: self,
             partitioner,
+            checkpoints: Checkpoints::default(),
+            what: None,
         }
     }
-}
-
-/// A keyed window, configured but not yet aggregated; see [`KeyedStream::window`].
-pub struct WindowedStream<'scope, K, V> {
-    keyed: KeyedStream<'scope, K, V>,
-    assigner: WindowAssigner,
-    lateness: u64,
-    gauge: StateGauge,
-}
-
-/// The two outputs of a keyed window aggregation.
-pub struct Windowed<'scope, K, O, V> {
-    /// The changelog of window results: each window once when it closes, and corrections.
-    pub results: StreamVec<'scope, u64, WindowResult<K, O>>,
-    /// Records that arrived beyond the allowed lateness, once per window missed.
-    pub late: StreamVec<'scope, u64, Late<K, V>>,
 }
 
 impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
-    /// Groups the stream into windows of event time chosen by `assigner`.
-    ///
-    /// # Examples
-    ///
-    /// A keyed tumbling count; time is the watermark, so input at time 10 closes `[0, 10)`.
-    ///
-    /// ```
-    /// use timely::dataflow::operators::capture::{Capture, Extract};
-    /// use timely::dataflow::operators::vec::ToStream;
-    /// use tidemark::keyed::KeyBy;
-    /// use tidemark::partition::Partitioner;
-    /// use tidemark::window::{Count, Window, WindowAssigner};
-    ///
-    /// let captured = timely::example(|scope| {
-    ///     // (key, event time) pairs, each sent at its own event time by `to_stream`'s time 0.
-    ///     let windows = vec![('a', 1u64), ('b', 4), ('a', 7), ('a', 12)]
-    ///         .to_stream(scope)
-    ///         .key_by(Partitioner::Hash)
-    ///         .window(WindowAssigner::Tumbling(10))
-    ///         .aggregate(|ts: &u64| *ts, Count);
-    ///     windows.results.capture()
-    /// });
-    /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows)
-    ///     .map(|r| (r.window, r.key, r.value, r.diff)).collect();
-    /// rows.sort();
-    /// assert_eq!(rows, vec![
-    ///     (Window { start: 0, end: 10 }, 'a', 2, 1),
-    ///     (Window { start: 0, end: 10 }, 'b', 1, 1),
-    ///     (Window { start: 10, end: 20 }, 'a', 1, 1),
-    /// ]);
-    /// ```
-    pub fn window(self, assigner: WindowAssigner) -> WindowedStream<'scope, K, V> {
-        WindowedStream {
-            keyed: self,
-            assigner,
-            lateness: 0,
-            gauge: StateGauge::default(),
-        }
+    /// Names the keyed operator after what it computes, in timely's logs: `Join[what]`,
+    /// `Reduce[what]`, `Window[what]` (windows are named by their assigner, in milliseconds,
+    /// when not named).
+    pub fn named(mut self, what: &str) -> Self {
+        self.what = Some(what.to_owned());
+        self
     }
 
-    /// The partitioner keyed operators will use.
-    pub fn partitioner(&self) -> &Partitioner<K> {
-        &self.partitioner
+    /// The operator's name: `kind[what]`, or `kind[fallback]`.
+    fn name(&self, kind: &str, fallback: impl FnOnce() -> String) -> String {
+        let what = self.what.clone().unwrap_or_else(fallback);
+        format!("{kind}[{what}]")
+    }
+
+    /// Hands the state of this stream's keyed operator, on each worker, to `checkpoints` at each
+    /// of its cuts, exactly as of the records at times up to the cut (see [`crate::stash`]).
+    pub fn checkpoints(mut self, checkpoints: &Checkpoints) -> Self {
+        self.checkpoints = checkpoints.clone();
+        self
     }
 }
 
-impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
-    /// Keeps windows open for corrections until the frontier is `lateness` past their end.
-    pub fn allowed_lateness(mut self, lateness: u64) -> Self {
-        self.lateness = lateness;
-        self
-    }
+/// How records reach a keyed operator, decided once from the partitioner and the number of
+/// workers (see the module docs); every keyed operator, final or incremental, matches on it.
+pub(crate) enum Routing<K> {
+    /// One worker: no exchange at all.
+    Local,
+    /// `Hash` or `Range`: one exchange by the partitioner's route of the key.
+    ByKey(Partitioner<K>),
+    /// `Random`: spread evenly, aggregate partially per worker, exchange the partials by the
+    /// key's hash.
+    TwoPhase,
+    /// `Broadcast`: every worker sees every record and reports the keys it [`owns`].
+    Everywhere {
+        /// The number of workers.
+        peers: usize,
+        /// This worker's index.
+        index: usize,
+    },
+}
 
-    /// Reports this worker's live window state on `gauge` (entries of window and key).
-    pub fn gauge(mut self, gauge: &StateGauge) -> Self {
-        self.gauge = gauge.clone();
-        self
+impl<K> Routing<K> {
+    /// The routing of `partitioner` on a worker `index` of `peers`.
+    pub(crate) fn plan(partitioner: Partitioner<K>, peers: usize, index: usize) -> Self {
+        match partitioner {
+            _ if peers == 1 => Routing::Local,
+            Partitioner::Hash | Partitioner::Range(_) => Routing::ByKey(partitioner),
+            Partitioner::Random => Routing::TwoPhase,
+            Partitioner::Broadcast => Routing::Everywhere { peers, index },
+        }
     }
+}
 
-    /// Aggregates each window and key with `agg`; `event_time` reads a record's event time.
-    pub fn aggregate<A, T>(self, event_time: T, agg: A) -> Windowed<'scope, K, A::Output, V>
+impl<'scope, K, V> KeyedStream<'scope, K, V> {
+    /// This stream's routing plan on the worker building the dataflow.
+    pub(crate) fn routing(&self) -> Routing<K>
     where
-        A: Aggregator<V>,
-        T: Fn(&V) -> u64 + Clone + 'static,
+        K: Clone,
     {
-        let WindowedStream {
-            keyed,
-            assigner,
-            lateness,
-            gauge,
-        } = self;
-        let (results, late) = match assigner {
-            WindowAssigner::Tumbling(size) => {
-                let state = FixedWindows::new(size, size, lateness, agg.clone(), gauge);
-                route_window(keyed, assigner, lateness, event_time, agg, state)
-            }
-            WindowAssigner::Sliding(size, slide) => {
-                let state = FixedWindows::new(size, slide, lateness, agg.clone(), gauge);
-                route_window(keyed, assigner, lateness, event_time, agg, state)
-            }
-            WindowAssigner::Session(gap) => {
-                let state = Sessions::new(gap, lateness, agg.clone(), gauge);
-                route_window(keyed, assigner, lateness, event_time, agg, state)
-            }
-        };
-        Windowed { results, late }
+        let scope = self.stream.scope();
+        Routing::plan(self.partitioner.clone(), scope.peers(), scope.index())
     }
 }
 
@@ -214,60 +181,4 @@ pub(crate) fn spread_numbered<'scope, K: ExchangeData, V: ExchangeData>(
 /// Whether a broadcast worker reports `key`: each key is reported by the worker it hashes to.
 pub(crate) fn owns<K: Hash>(key: &K, peers: usize, index: usize) -> bool {
     route_hash(key) % peers as u64 == index as u64
-}
-
-#[allow(clippy::type_complexity)]
-fn route_window<'scope, K, V, A, T, S>(
-    keyed: KeyedStream<'scope, K, V>,
-    assigner: WindowAssigner,
-    lateness: u64,
-    event_time: T,
-    agg: A,
-    state: S,
-) -> (
-    StreamVec<'scope, u64, WindowResult<K, A::Output>>,
-    StreamVec<'scope, u64, Late<K, V>>,
-)
-where
-    K: Key,
-    V: Value,
-    A: Aggregator<V>,
-    T: Fn(&V) -> u64 + Clone + 'static,
-    S: WindowState<Part = Part<K, V, A::Acc>, Out = Emit<K, A::Output, V>>,
-{
-    let scope = keyed.stream.scope();
-    let (peers, index) = (scope.peers(), scope.index());
-    let time = event_time.clone();
-    let record = move |(key, record): (K, V)| Part::Record {
-        ts: time(&record),
-        key,
-        record,
-    };
-    match keyed.partitioner {
-        _ if peers == 1 => drive(keyed.stream, Pipeline, "Window", record, state),
-        Partitioner::Hash | Partitioner::Range(_) => {
-            let partitioner = keyed.partitioner;
-            let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
-            drive(keyed.stream, pact, "Window", record, state)
-        }
-        Partitioner::Random => {
-            let partials = partial_aggregate(
-                spread_numbered(keyed.stream),
-                assigner,
-                lateness,
-                event_time,
-                agg,
-            );
-            let pact = Exchange::new(|part: &Part<K, V, A::Acc>| route_hash(part.key()));
-            drive(partials, pact, "Window", |part| part, state)
-        }
-        Partitioner::Broadcast => {
-            let (results, late) =
-                drive(keyed.stream.broadcast(), Pipeline, "Window", record, state);
-            (
-                results.filter(move |row| owns(&row.key, peers, index)),
-                late.filter(move |record| owns(&record.key, peers, index)),
-            )
-        }
-    }
 }

@@ -7,16 +7,15 @@
 //! (like a combinable Flink `ReduceFunction`): records of one time are folded in arrival order,
 //! and with random partitioning partial reductions from several workers are folded together.
 
-use std::collections::BTreeMap;
-
 use hashbrown::HashMap;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::vec::{Broadcast, Filter};
-use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{owns, spread, Key, KeyedStream, Value};
-use crate::partition::{route_hash, Partitioner};
+use super::{owns, spread, Key, KeyedStream, Routing, Value};
+use crate::partition::route_hash;
+use crate::stash::{limit, Cut, Stash};
 
 impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     /// The running reduction of each key with `fold`, emitted as `(key, value)` at each time at
@@ -45,22 +44,24 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     where
         F: Fn(&mut V, V) + Clone + 'static,
     {
-        let scope = self.stream.scope();
-        let (peers, index) = (scope.peers(), scope.index());
-        match self.partitioner {
-            _ if peers == 1 => rolling(self.stream, Pipeline, fold),
-            Partitioner::Hash | Partitioner::Range(_) => {
-                let partitioner = self.partitioner;
+        let routing = self.routing();
+        let name = self.name("Reduce", || "fold".to_owned());
+        let cut = self.checkpoints.cut(&name);
+        match routing {
+            Routing::Local => rolling(self.stream, Pipeline, &name, fold, cut),
+            Routing::ByKey(partitioner) => {
                 let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
-                rolling(self.stream, pact, fold)
+                rolling(self.stream, pact, &name, fold, cut)
             }
-            Partitioner::Random => {
+            Routing::TwoPhase => {
                 let partial = pre_reduce(spread(self.stream), fold.clone());
                 let pact = Exchange::new(|(key, _): &(K, V)| route_hash(key));
-                rolling(partial, pact, fold)
+                rolling(partial, pact, &name, fold, cut)
             }
-            Partitioner::Broadcast => rolling(self.stream.broadcast(), Pipeline, fold)
-                .filter(move |(key, _)| owns(key, peers, index)),
+            Routing::Everywhere { peers, index } => {
+                rolling(self.stream.broadcast(), Pipeline, &name, fold, cut)
+                    .filter(move |(key, _)| owns(key, peers, index))
+            }
         }
     }
 }
@@ -94,10 +95,19 @@ fn fold_into<K: Key, V>(map: &mut HashMap<K, V>, key: K, value: V, fold: &impl F
     }
 }
 
+/// The rolling reduce's state on one worker as one value: the running value of every key seen.
+/// Updates stashed at times beyond a cut are not part of it (see [`crate::stash`]).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ReduceState<K, V> {
+    running: Vec<(K, V)>,
+}
+
 fn rolling<'scope, K, V, F, P>(
     stream: StreamVec<'scope, u64, (K, V)>,
     pact: P,
+    name: &str,
     fold: F,
+    mut cut: Cut<ReduceState<K, V>>,
 ) -> StreamVec<'scope, u64, (K, V)>
 where
     K: Key,
@@ -106,24 +116,32 @@ where
     P: ParallelizationContract<u64, Vec<(K, V)>>,
 {
     stream
-        .unary_frontier(pact, "RollingReduce", move |_cap, _info| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, HashMap<K, V>)> = BTreeMap::new();
+        .unary_frontier(pact, name, move |_cap, _info| {
+            let mut pending: Stash<HashMap<K, V>> = Stash::new();
             let mut running: HashMap<K, V> = HashMap::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
-                    let time = *cap.least().expect("u64 stamps are never empty");
-                    let (_, updates) = pending
-                        .entry(time)
-                        .or_insert_with(|| (cap.delayed(&time, 0), HashMap::new()));
+                    let updates = pending.at(&cap);
                     for (key, value) in batches.flat_map(|batch| batch.drain(..)) {
                         fold_into(updates, key, value, &fold);
                     }
                 });
-                while let Some(entry) = pending.first_entry() {
-                    if frontier.less_equal(entry.key()) {
+                let limit = limit(frontier.frontier());
+                loop {
+                    let next = pending
+                        .first_time()
+                        .filter(|t| limit.is_none_or(|l| *t < l));
+                    cut.take_passed(limit, next, |_| {
+                        let mut running: Vec<_> = running
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        running.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                        ReduceState { running }
+                    });
+                    let Some((_, [cap], updates)) = pending.pop_passed(limit) else {
                         break;
-                    }
-                    let (cap, updates) = entry.remove();
+                    };
                     let mut session = output.session(&cap);
                     for (key, value) in updates {
                         fold_into(&mut running, key.clone(), value, &fold);

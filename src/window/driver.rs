@@ -1,6 +1,7 @@
 //! The operator shell shared by the keyed window operators: frontier-driven, time-ordered.
 //!
-//! This module owns *when* things happen; [`WindowState`] implementations own *what* happens.
+//! This module owns *when* things happen; [`WindowState`] implementations own *what* happens
+//! (their contract is in `super::state`, and the driver checks it in debug builds).
 //! Invariants kept here:
 //!
 //! * A part at time `T` that cannot touch a closed window is applied as soon as it arrives
@@ -11,59 +12,20 @@
 //! * The operator holds one capability at the earliest pending close (plus one per deferred
 //!   time), so the output frontier tracks exactly what may still be emitted.
 
-use std::collections::BTreeMap;
-
 use timely::dataflow::channels::pact::ParallelizationContract;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::StreamVec;
 
+pub(crate) use super::state::WindowState;
 use super::{Emit, Late, WindowResult};
-
-/// A keyed window state machine driven by [`drive`].
-pub(crate) trait WindowState: 'static {
-    /// What arrives at the operator.
-    type Part;
-    /// What the operator emits.
-    type Out;
-    /// Applies `part`, arriving at `time`, at once if it cannot touch a closed window (the hot
-    /// path: nothing to emit); otherwise hands it back to be deferred.
-    fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part>;
-    /// Offers every part of a batch arriving at `time`, pushing those that must wait to `defer`.
-    /// Implementations may override it with a tighter loop for the common case.
-    #[inline]
-    fn offer_batch(
-        &mut self,
-        parts: impl Iterator<Item = Self::Part>,
-        time: u64,
-        defer: &mut Vec<Self::Part>,
-    ) {
-        for part in parts {
-            if let Some(part) = self.offer(part, time) {
-                defer.push(part);
-            }
-        }
-    }
-    /// Puts the deferred parts of one time in the order they must be applied in; they come in
-    /// arrival order, which is right unless parts carry their own sequence numbers.
-    fn order(&self, _parts: &mut [Self::Part]) {}
-    /// Applies a deferred `part` when the frontier has passed `time`; late records and
-    /// corrections go to `out`.
-    fn apply(&mut self, part: Self::Part, time: u64, out: &mut Vec<Self::Out>);
-    /// Emits corrections for everything changed by the parts applied at `time`.
-    fn flush_corrections(&mut self, time: u64, out: &mut Vec<Self::Out>);
-    /// The earliest time at which a pending window closes (emits), if any.
-    fn next_close(&self) -> Option<u64>;
-    /// Emits every window whose close time is `time`.
-    fn close(&mut self, time: u64, out: &mut Vec<Self::Out>);
-    /// Frees the state that no future record can change, given the input frontier
-    /// (`None` when it is empty).
-    fn free(&mut self, frontier: Option<u64>);
-}
+use crate::stash::{limit, Cut, Stash};
 
 /// Builds the operator around `state`: `split` turns each input item into a part. Returns the
-/// results and the late records, the operator's two outputs.
+/// results and the late records, the operator's two outputs. At each of `cut`'s times the
+/// driver hands the state value to the cut's hook, exactly as of the parts at times `<=` the cut
+/// (see [`crate::stash`]): while a cut is pending, parts beyond it are deferred, not offered.
 #[allow(clippy::type_complexity)]
 pub(crate) fn drive<'scope, I, S, P, F, K, O, V>(
     stream: StreamVec<'scope, u64, I>,
@@ -71,6 +33,7 @@ pub(crate) fn drive<'scope, I, S, P, F, K, O, V>(
     name: &str,
     mut split: F,
     mut state: S,
+    mut cut: Cut<S::State>,
 ) -> (
     StreamVec<'scope, u64, WindowResult<K, O>>,
     StreamVec<'scope, u64, Late<K, V>>,
@@ -93,7 +56,7 @@ where
     builder.build(move |_capabilities| {
         // The closing capability (results port) and per deferred time one per port.
         let mut held: Option<Capability<u64>> = None;
-        let mut deferred: BTreeMap<u64, ([Capability<u64>; 2], Vec<S::Part>)> = BTreeMap::new();
+        let mut deferred: Stash<Vec<S::Part>, 2> = Stash::new();
         let mut out = Vec::new();
         let mut waiting = Vec::new();
         move |frontiers| {
@@ -101,17 +64,25 @@ where
             let (mut results, mut late) = (results.activate(), late.activate());
             input.for_each_stamp(|cap, batches| {
                 let time = *cap.least().expect("u64 stamps are never empty");
-                for batch in batches {
-                    state.offer_batch(batch.drain(..).map(&mut split), time, &mut waiting);
+                if cut.beyond(time) {
+                    // Beyond a pending cut: applied only after the snapshot.
+                    for batch in batches {
+                        waiting.extend(batch.drain(..).map(&mut split));
+                    }
+                } else {
+                    let before = state.next_close();
+                    for batch in batches {
+                        state.offer_batch(batch.drain(..).map(&mut split), time, &mut waiting);
+                    }
+                    debug_assert!(
+                        state
+                            .next_close()
+                            .is_none_or(|c| c >= time || Some(c) == before),
+                        "an offered part opened a window closing before its time {time}"
+                    );
                 }
                 if !waiting.is_empty() {
-                    deferred
-                        .entry(time)
-                        .or_insert_with(|| {
-                            ([cap.delayed(&time, 0), cap.delayed(&time, 1)], Vec::new())
-                        })
-                        .1
-                        .append(&mut waiting);
+                    deferred.at(&cap).append(&mut waiting);
                 }
                 // Immediate parts only open windows closing at or after `time`.
                 if let Some(close) = state.next_close() {
@@ -121,23 +92,38 @@ where
                 }
             });
 
-            let limit = frontier.frontier().first().copied();
+            let limit = limit(frontier.frontier());
             let passed = |t: u64| limit.is_none_or(|f| t < f);
             loop {
-                let next_deferred = deferred
-                    .first_key_value()
-                    .map(|(t, _)| *t)
-                    .filter(|t| passed(*t));
+                let next_deferred = deferred.first_time().filter(|t| passed(*t));
                 let next_close = state.next_close().filter(|t| passed(*t));
+                let next_work = match (next_deferred, next_close) {
+                    (Some(d), Some(c)) => Some(d.min(c)),
+                    (d, c) => d.or(c),
+                };
+                // The state as of the cut is canonical: freed as the frontier `cut + 1` allows,
+                // whatever frontiers the worker happened to see before.
+                cut.take_passed(limit, next_work, |cut| {
+                    state.free(Some(cut + 1));
+                    state.state()
+                });
                 match (next_deferred, next_close) {
                     (Some(t), close) if close.is_none_or(|c| t <= c) => {
-                        let ([result_cap, late_cap], mut parts) =
-                            deferred.remove(&t).expect("key was just read");
+                        let (_, [result_cap, late_cap], mut parts) =
+                            deferred.pop_passed(limit).expect("time was just read");
                         state.order(&mut parts);
+                        debug_assert!(
+                            state.next_close().is_none_or(|c| c >= t),
+                            "a close before {t} is still pending when its parts apply"
+                        );
                         for part in parts {
                             state.apply(part, t, &mut out);
                         }
                         state.flush_corrections(t, &mut out);
+                        debug_assert!(
+                            state.next_close().is_none_or(|c| c >= t),
+                            "a part applied at {t} opened a window closing before it"
+                        );
                         if let Some(close) = state.next_close() {
                             if held.as_ref().is_none_or(|h| close < *h.time()) {
                                 held = Some(result_cap.delayed(&close));
@@ -154,6 +140,10 @@ where
                     }
                     (_, Some(c)) => {
                         state.close(c, &mut out);
+                        debug_assert!(
+                            state.next_close().is_none_or(|n| n > c),
+                            "close({c}) left a window closing at or before {c}"
+                        );
                         let held_cap = held.as_ref().expect("a pending close holds a capability");
                         let at = held_cap.delayed(&c);
                         let mut result_session = results.session(&at);

@@ -82,6 +82,26 @@ struct PerWindow<K, Acc, O> {
     emitted: KeyTable<K, O>,
 }
 
+/// One live window of [`FixedState`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct WindowEntries<K, Acc, O> {
+    /// The window's end (exclusive).
+    end: u64,
+    /// Whether the window has not been emitted yet.
+    open: bool,
+    /// Accumulator per key.
+    keys: Vec<(K, Acc)>,
+    /// Value emitted per key (only while corrections are possible).
+    emitted: Vec<(K, O)>,
+}
+
+/// The tumbling / sliding operator's state on one worker as one value: its live windows by
+/// end, open or within the allowed lateness (the caches and spare tables are not state).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct FixedState<K, Acc, O> {
+    windows: Vec<WindowEntries<K, Acc, O>>,
+}
+
 /// The last pane looked up: `[lo, hi)` and the ends of its first and last window.
 #[derive(Clone, Copy)]
 struct PaneHint {
@@ -268,12 +288,34 @@ where
 
 impl<K, V, A> WindowState for FixedWindows<K, V, A>
 where
-    K: Hash + Eq + Ord + Clone + 'static,
+    K: Hash + Eq + Ord + Clone + serde::Serialize + 'static,
     V: Clone + 'static,
     A: Aggregator<V>,
 {
     type Part = Part<K, V, A::Acc>;
     type Out = Emit<K, A::Output, V>;
+    type State = FixedState<K, A::Acc, A::Output>;
+
+    fn state(&self) -> Self::State {
+        // Sorted by key so that equal states are equal values whatever the tables' order.
+        fn entries<K: Hash + Ord + Clone, T: Clone>(table: &KeyTable<K, T>) -> Vec<(K, T)> {
+            let mut entries: Vec<_> = table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            entries
+        }
+        FixedState {
+            windows: self
+                .windows
+                .iter()
+                .map(|w| WindowEntries {
+                    end: w.end,
+                    open: w.open,
+                    keys: entries(&w.keys),
+                    emitted: entries(&w.emitted),
+                })
+                .collect(),
+        }
+    }
 
     #[inline]
     fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part> {

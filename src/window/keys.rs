@@ -52,6 +52,10 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
         self.table.clear();
     }
 
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.table.iter().map(|(k, v)| (k, v))
+    }
+
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.table.iter_mut().map(|(k, v)| (&*k, v))
     }

@@ -36,6 +36,7 @@ pub mod fixed;
 mod keys;
 pub(crate) mod partial;
 pub mod session;
+pub(crate) mod state;
 
 use std::fmt;
 use std::str::FromStr;
@@ -165,6 +166,23 @@ impl WindowAssigner {
                 Err(WindowSpecError::TooManyWindows(text))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// A short description for operator names, with durations in units of `unit_ns`
+    /// nanoseconds (the time domain's: 1 ms for the `window` command, 1 ns for the workloads).
+    ///
+    /// ```
+    /// use tidemark::window::WindowAssigner;
+    /// assert_eq!(WindowAssigner::Sliding(10_000, 2_000).describe(1_000_000), "sliding 10s/2s");
+    /// assert_eq!(WindowAssigner::Session(5).describe(1), "session 5ns");
+    /// ```
+    pub fn describe(&self, unit_ns: u64) -> String {
+        let d = |t: u64| crate::units::format_nanos(t.saturating_mul(unit_ns));
+        match *self {
+            WindowAssigner::Tumbling(size) => format!("tumbling {}", d(size)),
+            WindowAssigner::Sliding(size, slide) => format!("sliding {}/{}", d(size), d(slide)),
+            WindowAssigner::Session(gap) => format!("session {}", d(gap)),
         }
     }
 

@@ -47,7 +47,8 @@ use super::driver::WindowState;
 use super::fixed::{Part, StateGauge};
 use super::{Aggregator, Emit, Late, Window, WindowResult};
 
-struct Session<Acc, O> {
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Session<Acc, O> {
     start: u64,
     last: u64,
     acc: Acc,
@@ -56,6 +57,16 @@ struct Session<Acc, O> {
 
 /// The sessions of one key, sorted by start.
 type KeySessions<A, V> = Vec<Session<<A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Output>>;
+
+/// The session operator's state on one worker as one value: each key's sessions (open or
+/// within the allowed lateness), sorted by key. The `closes` and `frees` queues are not part of
+/// it: they follow from the sessions (an open session closes at `last + gap - 1`, an emitted
+/// one is freed at `last + gap + lateness`), and their stale entries depend on the order in
+/// which sessions merged, not on the records.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SessionsState<K, Acc, O> {
+    keys: Vec<(K, Vec<Session<Acc, O>>)>,
+}
 
 /// State of the session window operator on one worker.
 pub(crate) struct Sessions<K, V, A: Aggregator<V>> {
@@ -87,12 +98,24 @@ impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
 
 impl<K, V, A> WindowState for Sessions<K, V, A>
 where
-    K: Hash + Eq + Ord + Clone + 'static,
+    K: Hash + Eq + Ord + Clone + serde::Serialize + 'static,
     V: Clone + 'static,
     A: Aggregator<V>,
 {
     type Part = Part<K, V, A::Acc>;
     type Out = Emit<K, A::Output, V>;
+    type State = SessionsState<K, A::Acc, A::Output>;
+
+    fn state(&self) -> Self::State {
+        let mut keys: Vec<_> = self
+            .keys
+            .iter()
+            .map(|(key, sessions)| (key.clone(), sessions.clone()))
+            .collect();
+        // Sorted so that equal states encode alike whatever the hash map's order.
+        keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        SessionsState { keys }
+    }
 
     fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part> {
         // Every event time at or after `time`: no session it touches can have closed.

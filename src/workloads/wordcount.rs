@@ -138,6 +138,7 @@ impl Workload for WordCount {
         events
             .map(|w: Word| (w.word, 1u64))
             .key_by(partitioner)
+            .named("wordcount count per word")
             .reduce(|count, n| *count += n)
     }
 

@@ -201,6 +201,10 @@ impl Workload for Ysb {
             .for_domain(u64::from(self.campaigns), events.scope().peers());
         campaign_views(events, table, |campaign, time| (campaign, time))
             .key_by(partitioner)
+            .named(&format!(
+                "ysb views per campaign, {}",
+                WindowAssigner::Tumbling(self.window_ns).describe(1)
+            ))
             .window(WindowAssigner::Tumbling(self.window_ns))
             .aggregate(|time: &u64| *time, Count)
             .results

@@ -42,6 +42,7 @@ use timely::dataflow::StreamVec;
 use super::{Output, Query};
 use crate::number::Fixed;
 use crate::partition::route_hash;
+use crate::stash::{limit, Checkpoints, Cut, Stash};
 
 /// What q4 sees of auctions and bids.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -116,6 +117,20 @@ impl OpenAuctions {
         }
     }
 
+    /// Every open auction by id, copies after their original: opening them in this order
+    /// rebuilds the same state.
+    fn entries(&self) -> Vec<(u64, Open)> {
+        let copies = self
+            .more
+            .iter()
+            .flat_map(|(id, copies)| copies.iter().map(move |c| (id, c)));
+        let first = self.first.iter();
+        first
+            .chain(copies)
+            .map(|(id, terms)| (*id, terms.clone()))
+            .collect()
+    }
+
     /// Removes the open auction `id` that expires at `expires`.
     fn close(&mut self, id: u64, expires: u64) -> Open {
         let Some(copies) = self.more.get_mut(&id) else {
@@ -186,7 +201,32 @@ pub(super) enum WinnerFold {
     Winners,
 }
 
+/// [`WinnerFold`]'s state as one value, groups sorted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) enum FoldGroups {
+    /// q4: per category, the sum and number of winning prices.
+    Categories(Vec<(u64, (u64, u64))>),
+    /// q6: per seller, the winning prices of their last [`SELLER_AUCTIONS`] auctions.
+    Sellers(Vec<(u64, VecDeque<u64>)>),
+    /// q9: no state.
+    Winners,
+}
+
 impl WinnerFold {
+    /// The fold's state as one value.
+    fn groups(&self) -> FoldGroups {
+        fn sorted<T: Clone>(map: &HashMap<u64, T>) -> Vec<(u64, T)> {
+            let mut groups: Vec<_> = map.iter().map(|(k, v)| (*k, v.clone())).collect();
+            groups.sort_unstable_by_key(|(k, _)| *k);
+            groups
+        }
+        match self {
+            WinnerFold::Categories(totals) => FoldGroups::Categories(sorted(totals)),
+            WinnerFold::Sellers(last) => FoldGroups::Sellers(sorted(last)),
+            WinnerFold::Winners => FoldGroups::Winners,
+        }
+    }
+
     /// The fold of `query` (q4, q6 or q9).
     pub(super) fn new(query: Query) -> WinnerFold {
         match query {
@@ -242,27 +282,68 @@ impl WinnerFold {
 }
 
 /// q4, q6 and q9 in the engine: the winning bid of every closed auction, then `query`'s fold.
+/// Both operators hand their state to `checkpoints` at its cuts.
 pub(super) fn closed_auctions<'scope>(
     events: StreamVec<'scope, u64, Event>,
     query: Query,
+    checkpoints: &Checkpoints,
 ) -> StreamVec<'scope, u64, Output> {
     let trades = events.flat_map(trade);
     let fold = WinnerFold::new(query);
+    let (close_cut, fold_cut) = (
+        checkpoints.cut(&format!("CloseAuctions[{query}]")),
+        checkpoints.cut(&format!("FoldWinners[{query}]")),
+    );
     if trades.scope().peers() == 1 {
-        fold_winners(close_auctions(trades, Pipeline), Pipeline, fold)
+        let winners = close_auctions(trades, Pipeline, close_cut);
+        fold_winners(winners, Pipeline, fold, fold_cut)
     } else {
         let by_auction = Exchange::new(|trade: &Trade| route_hash(&trade.auction()));
         let route = WinnerFold::new(query);
         let by_group = Exchange::new(move |winner: &Winner| route_hash(&route.group(winner)));
-        fold_winners(close_auctions(trades, by_auction), by_group, fold)
+        let winners = close_auctions(trades, by_auction, close_cut);
+        fold_winners(winners, by_group, fold, fold_cut)
     }
+}
+
+/// `CloseAuctions`' state on one worker as one value: the open auctions (copies after their
+/// original) and the pending closes by time. Bids wait in the stash only for times beyond a
+/// cut, which the replay delivers again (see [`crate::stash`]), so they are not part of it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct CloseState {
+    open: Vec<(u64, Open)>,
+    closes: Vec<(u64, Vec<u64>)>,
+}
+
+/// Opens auction `id` at `cap`'s time: files its close and holds a capability at the earliest
+/// pending close.
+fn open_auction(
+    open: &mut OpenAuctions,
+    closes: &mut BTreeMap<u64, Vec<u64>>,
+    held: &mut Option<Capability<u64>>,
+    delay: impl FnOnce(u64) -> Capability<u64>,
+    id: u64,
+    terms: Open,
+) {
+    let close = terms.expires - 1;
+    closes.entry(close).or_default().push(id);
+    if held.as_ref().is_none_or(|held| close < *held.time()) {
+        *held = Some(delay(close));
+    }
+    open.open(id, terms);
 }
 
 /// The winner of every auction that closes with one, once the frontier passes its last
 /// instant. A winner travels at a time at or below its `expires - 1`.
+///
+/// Bids wait in a [`Stash`] until the frontier passes their time; bids and closes are then
+/// applied in time order (a bid at a time after a close cannot win it: its event time is at or
+/// after the expiry). Auctions open on arrival, except beyond a pending cut, where they wait
+/// until the cut has been taken.
 fn close_auctions<'scope, P>(
     trades: StreamVec<'scope, u64, Trade>,
     pact: P,
+    mut cut: Cut<CloseState>,
 ) -> StreamVec<'scope, u64, Winner>
 where
     P: ParallelizationContract<u64, Vec<Trade>>,
@@ -275,20 +356,23 @@ where
             let mut closes: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
             let mut held: Option<Capability<u64>> = None;
             // Bids by the time they travel at: (auction, price, event time).
-            let mut bids: BTreeMap<u64, Vec<(u64, u64, u64)>> = BTreeMap::new();
+            // They produce no output of their own, so they hold no capability.
+            let mut bids: Stash<Vec<(u64, u64, u64)>, 0> = Stash::new();
+            // Auctions arriving beyond a pending cut.
+            let mut opening: Stash<Vec<(u64, Open)>> = Stash::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let now = *cap.least().expect("u64 stamps are never empty");
-                    let pending = bids.entry(now).or_default();
+                    let beyond = cut.beyond(now);
+                    let pending = bids.at(&cap);
                     for trade in batches.flat_map(|batch| batch.drain(..)) {
                         match trade {
+                            Trade::Opened { id, terms } if beyond => {
+                                opening.at(&cap).push((id, terms));
+                            }
                             Trade::Opened { id, terms } => {
-                                let close = terms.expires - 1;
-                                closes.entry(close).or_default().push(id);
-                                if held.as_ref().is_none_or(|held| close < *held.time()) {
-                                    held = Some(cap.delayed(&close, 0));
-                                }
-                                open.open(id, terms);
+                                let delay = |close| cap.delayed(&close, 0);
+                                open_auction(&mut open, &mut closes, &mut held, delay, id, terms);
                             }
                             Trade::Bid {
                                 auction,
@@ -298,39 +382,62 @@ where
                         }
                     }
                 });
-                // Every auction a bid can win has arrived once the frontier passes the bid's
-                // time; an auction that closed or never opened cannot be won by it.
-                while let Some(entry) = bids.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
+                let limit = limit(frontier.frontier());
+                let passed = |t: &u64| limit.is_none_or(|least| *t < least);
+                let mut winners = Vec::new();
+                loop {
+                    let next_bid = bids.first_time().filter(passed);
+                    let next_close = closes.first_key_value().map(|(t, _)| *t).filter(passed);
+                    // Auctions held back beyond a cut open before the next cut is taken.
+                    let next = [next_bid, next_close, opening.first_time()]
+                        .into_iter()
+                        .flatten()
+                        .min();
+                    let state = |_| CloseState {
+                        open: open.entries(),
+                        closes: closes.iter().map(|(t, ids)| (*t, ids.clone())).collect(),
+                    };
+                    if cut.take_passed(limit, next, state) {
+                        while let Some((_, [cap], auctions)) = opening.pop_through(cut.pending()) {
+                            for (id, terms) in auctions {
+                                let delay = |close| cap.delayed(&close);
+                                open_auction(&mut open, &mut closes, &mut held, delay, id, terms);
+                            }
+                        }
+                        continue;
                     }
-                    for (auction, price, time) in entry.remove() {
-                        open.offer(auction, price, time);
+                    match (next_bid, next_close) {
+                        // Every auction a bid can win has arrived once the frontier passes the
+                        // bid's time; an auction that closed or never opened cannot be won by it.
+                        (Some(b), c) if c.is_none_or(|c| b <= c) => {
+                            let (_, _, pending) =
+                                bids.pop_passed(limit).expect("time was just read");
+                            for (auction, price, time) in pending {
+                                open.offer(auction, price, time);
+                            }
+                        }
+                        (_, Some(close)) => {
+                            let ids = closes.remove(&close).expect("time was just read");
+                            for auction in ids {
+                                let terms = open.close(auction, close + 1);
+                                if let Some(price) = terms.best {
+                                    winners.push(Winner {
+                                        expires: terms.expires,
+                                        auction,
+                                        category: terms.category,
+                                        seller: terms.seller,
+                                        price,
+                                    });
+                                }
+                            }
+                        }
+                        _ => break,
                     }
                 }
                 let Some(cap) = held.as_mut() else {
                     return;
                 };
-                let mut session = output.session(&*cap);
-                while let Some(entry) = closes.first_entry() {
-                    if frontier.less_equal(entry.key()) {
-                        break;
-                    }
-                    let (close, ids) = entry.remove_entry();
-                    for auction in ids {
-                        let terms = open.close(auction, close + 1);
-                        if let Some(price) = terms.best {
-                            session.give(Winner {
-                                expires: terms.expires,
-                                auction,
-                                category: terms.category,
-                                seller: terms.seller,
-                                price,
-                            });
-                        }
-                    }
-                }
-                drop(session);
+                output.session(&*cap).give_iterator(winners.drain(..));
                 match closes.first_key_value() {
                     Some((next, _)) => cap.downgrade(next),
                     None => held = None,
@@ -340,12 +447,29 @@ where
         .container::<Vec<_>>()
 }
 
+/// `FoldWinners`' state on one worker as one value: the query's fold state and the winners
+/// that arrived at or before the cut but are not yet folded.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct FoldState {
+    fold: FoldGroups,
+    pending: Vec<Winner>,
+}
+
+/// Keeps `cap` in `held` if it is earlier.
+fn hold(held: &mut Option<Capability<u64>>, cap: Capability<u64>) {
+    if held.as_ref().is_none_or(|held| cap.time() < held.time()) {
+        *held = Some(cap);
+    }
+}
+
 /// Each winner folded by `fold`, in order of (expiry, auction) once the frontier has passed the
-/// expiry's last instant (no earlier winner can still arrive then).
+/// expiry's last instant (no earlier winner can still arrive then). Winners arriving beyond a
+/// pending cut wait until the cut has been taken.
 fn fold_winners<'scope, P>(
     winners: StreamVec<'scope, u64, Winner>,
     pact: P,
     mut fold: WinnerFold,
+    mut cut: Cut<FoldState>,
 ) -> StreamVec<'scope, u64, Output>
 where
     P: ParallelizationContract<u64, Vec<Winner>>,
@@ -353,30 +477,56 @@ where
     winners
         .unary_frontier(pact, "FoldWinners", |_cap, _info| {
             let mut pending: Vec<Winner> = Vec::new();
+            let mut arriving: Stash<Vec<Winner>> = Stash::new();
             // At or below the time of every pending winner.
             let mut held: Option<Capability<u64>> = None;
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let now = *cap.least().expect("u64 stamps are never empty");
-                    if held.as_ref().is_none_or(|held| now < *held.time()) {
-                        held = Some(cap.delayed(&now, 0));
+                    if cut.beyond(now) {
+                        let waiting = arriving.at(&cap);
+                        for batch in batches {
+                            waiting.append(batch);
+                        }
+                        return;
                     }
+                    hold(&mut held, cap.delayed(&now, 0));
                     for batch in batches {
                         pending.append(batch);
                     }
                 });
+                let limit = limit(frontier.frontier());
+                let mut rows = Vec::new();
+                loop {
+                    pending.sort_unstable_by_key(|winner| (winner.expires, winner.auction));
+                    // Winners up to the cut first, then the cut, then the rest.
+                    let bound = match cut.pending() {
+                        Some(c) => limit.map_or(c + 1, |least| least.min(c + 1)),
+                        None => limit.unwrap_or(u64::MAX),
+                    };
+                    let ready = pending.partition_point(|winner| winner.expires - 1 < bound);
+                    rows.extend(pending.drain(..ready).map(|winner| fold.apply(&winner)));
+                    let state = |_| FoldState {
+                        fold: fold.groups(),
+                        pending: pending.clone(),
+                    };
+                    let next = [
+                        arriving.first_time(),
+                        pending.first().map(|winner| winner.expires - 1),
+                    ];
+                    if !cut.take_passed(limit, next.into_iter().flatten().min(), state) {
+                        break;
+                    }
+                    while let Some((_, [cap], mut winners)) = arriving.pop_through(cut.pending()) {
+                        hold(&mut held, cap);
+                        pending.append(&mut winners);
+                    }
+                }
                 let Some(cap) = held.as_mut() else {
                     return;
                 };
-                pending.sort_unstable_by_key(|winner| (winner.expires, winner.auction));
-                let ready =
-                    pending.partition_point(|winner| !frontier.less_equal(&(winner.expires - 1)));
-                let mut session = output.session(&*cap);
-                for winner in pending.drain(..ready) {
-                    session.give(fold.apply(&winner));
-                }
-                drop(session);
-                if pending.is_empty() {
+                output.session(&*cap).give_iterator(rows.drain(..));
+                if pending.is_empty() && arriving.is_empty() {
                     held = None;
                 } else if let Some(least) = frontier.frontier().first() {
                     // Later winners arrive at or after the frontier: hold no earlier than it.

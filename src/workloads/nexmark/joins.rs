@@ -94,10 +94,13 @@ pub(super) fn local_items<'scope>(
         Local::Item(seller, auction) => Some((seller, auction)),
         Local::Seller(..) => None,
     });
-    sellers.key_by(Partitioner::Hash).join(
-        items.key_by(Partitioner::Hash),
-        |_id, seller: &Seller, auction: &u64| seller.row(*auction),
-    )
+    sellers
+        .key_by(Partitioner::Hash)
+        .named("q3 sellers-auctions")
+        .join(
+            items.key_by(Partitioner::Hash),
+            |_id, seller: &Seller, auction: &u64| seller.row(*auction),
+        )
 }
 
 /// q3's baseline: known local sellers, and per seller the category-10 auctions seen (matched
@@ -209,6 +212,10 @@ pub(super) fn new_users<'scope>(
     events
         .flat_map(activity)
         .key_by(Partitioner::Random)
+        .named(&format!(
+            "q8 persons-auctions, {}",
+            WindowAssigner::Tumbling(size).describe(1)
+        ))
         .window(WindowAssigner::Tumbling(size))
         .aggregate(Activity::time, NewUser)
         .results

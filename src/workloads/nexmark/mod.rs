@@ -60,6 +60,7 @@ use timely::dataflow::StreamVec;
 
 use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::number::Fixed;
+use crate::stash::Checkpoints;
 use crate::window::{WindowAssigner, WindowSpecError};
 
 /// Nanoseconds per millisecond: the crate's time unit to ours.
@@ -213,7 +214,7 @@ impl Baseline<Event, Output> for joins::LocalItems {
 /// q4, q6 and q9: one family over closed auctions (see `auctions`).
 fn closed_auctions() -> Definition {
     Definition {
-        dataflow: |n, events| auctions::closed_auctions(events, n.query),
+        dataflow: |n, events| auctions::closed_auctions(events, n.query, &Checkpoints::default()),
         baseline: |n| Box::new(auctions::ClosingPrices::new(n.query)),
         incremental: Some(|n, events| incremental::closed_auctions(events, n.query)),
         windows: |_| Ok(()),

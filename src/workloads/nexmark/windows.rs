@@ -94,6 +94,10 @@ pub(super) fn hot_items<'scope>(
     events
         .flat_map(auction_bid)
         .key_by(Partitioner::Random)
+        .named(&format!(
+            "q5 bids per auction, {}",
+            WindowAssigner::Sliding(size, slide).describe(1)
+        ))
         .window(WindowAssigner::Sliding(size, slide))
         .aggregate(|time: &u64| *time, Count)
         .results
@@ -110,6 +114,7 @@ pub(super) fn hot_items<'scope>(
             )
         })
         .key_by(Partitioner::Hash)
+        .named("q5 hottest auctions per window end")
         .window(WindowAssigner::Tumbling(1))
         .aggregate(|count: &AuctionBids| count.closed_at, MostBids)
         .results
@@ -209,6 +214,10 @@ pub(super) fn highest_bid<'scope>(
     events
         .flat_map(|event| timed_bid(event).map(|bid| ((), bid)))
         .key_by(Partitioner::Random)
+        .named(&format!(
+            "q7 highest bid, {}",
+            WindowAssigner::Tumbling(size).describe(1)
+        ))
         .window(WindowAssigner::Tumbling(size))
         .aggregate(|bid: &TimedBid| bid.time, HighestBid)
         .results
@@ -223,6 +232,10 @@ pub(super) fn user_sessions<'scope>(
     events
         .flat_map(bidder_bid)
         .key_by(Partitioner::Random)
+        .named(&format!(
+            "q11 bids per session, {}",
+            WindowAssigner::Session(gap).describe(1)
+        ))
         .window(WindowAssigner::Session(gap))
         .aggregate(|time: &u64| *time, Count)
         .results

@@ -1,0 +1,274 @@
+//! Keyed windows: `window`, `allowed_lateness`, `gauge` and `aggregate` on a keyed stream.
+//!
+//! This file is the keyed window operator's home: its builder, and how each partitioner routes
+//! records to the window driver (`crate::window::driver`), which owns time (deferral, closes,
+//! capabilities, checkpoint cuts). The window kinds' state machines live in `crate::window`.
+
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::vec::{Broadcast, Filter};
+use timely::dataflow::StreamVec;
+
+use super::{owns, spread_numbered, Key, KeyedStream, Routing, Value};
+use crate::partition::route_hash;
+use crate::stash::Checkpoints;
+use crate::window::driver::{drive, WindowState};
+use crate::window::fixed::{FixedWindows, Part, StateGauge};
+use crate::window::partial::partial_aggregate;
+use crate::window::session::Sessions;
+use crate::window::{Aggregator, Emit, Late, WindowAssigner, WindowResult};
+
+/// A keyed window, configured but not yet aggregated; see [`KeyedStream::window`].
+pub struct WindowedStream<'scope, K, V> {
+    keyed: KeyedStream<'scope, K, V>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    gauge: StateGauge,
+}
+
+/// The two outputs of a keyed window aggregation.
+pub struct Windowed<'scope, K, O, V> {
+    /// The changelog of window results: each window once when it closes, and corrections.
+    pub results: StreamVec<'scope, u64, WindowResult<K, O>>,
+    /// Records that arrived beyond the allowed lateness, once per window missed.
+    pub late: StreamVec<'scope, u64, Late<K, V>>,
+}
+
+impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
+    /// Groups the stream into windows of event time chosen by `assigner`.
+    ///
+    /// # Examples
+    ///
+    /// A keyed tumbling count; time is the watermark, so input at time 10 closes `[0, 10)`.
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::{Count, Window, WindowAssigner};
+    ///
+    /// let captured = timely::example(|scope| {
+    ///     // (key, event time) pairs, each sent at its own event time by `to_stream`'s time 0.
+    ///     let windows = vec![('a', 1u64), ('b', 4), ('a', 7), ('a', 12)]
+    ///         .to_stream(scope)
+    ///         .key_by(Partitioner::Hash)
+    ///         .window(WindowAssigner::Tumbling(10))
+    ///         .aggregate(|ts: &u64| *ts, Count);
+    ///     windows.results.capture()
+    /// });
+    /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|r| (r.window, r.key, r.value, r.diff)).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![
+    ///     (Window { start: 0, end: 10 }, 'a', 2, 1),
+    ///     (Window { start: 0, end: 10 }, 'b', 1, 1),
+    ///     (Window { start: 10, end: 20 }, 'a', 1, 1),
+    /// ]);
+    /// ```
+    pub fn window(self, assigner: WindowAssigner) -> WindowedStream<'scope, K, V> {
+        WindowedStream {
+            keyed: self,
+            assigner,
+            lateness: 0,
+            gauge: StateGauge::default(),
+        }
+    }
+}
+
+impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
+    /// Keeps windows open for corrections until the frontier is `lateness` past their end.
+    ///
+    /// # Examples
+    ///
+    /// A record behind the watermark within the lateness corrects its emitted window (the old
+    /// value retracted, the new one added); one beyond it goes to the late output.
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::InputHandleVec;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::{Count, Window, WindowAssigner};
+    ///
+    /// let (results, late) = timely::execute_directly(|worker| {
+    ///     let mut input = InputHandleVec::<u64, (char, u64)>::new();
+    ///     let captured = worker.dataflow::<u64, _, _>(|scope| {
+    ///         let windowed = input
+    ///             .to_stream(scope)
+    ///             .key_by(Partitioner::Hash)
+    ///             .window(WindowAssigner::Tumbling(10))
+    ///             .allowed_lateness(5)
+    ///             .aggregate(|ts: &u64| *ts, Count);
+    ///         (windowed.results.capture(), windowed.late.capture())
+    ///     });
+    ///     input.send(('a', 3));
+    ///     input.advance_to(12); // the watermark passes 9: [0, 10) is emitted
+    ///     input.send(('a', 4)); // 12 < 10 + 5: a correction
+    ///     input.advance_to(16);
+    ///     input.send(('a', 5)); // 16 >= 10 + 5: late
+    ///     captured
+    /// });
+    /// let mut rows: Vec<_> = results.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|r| (r.value, r.diff)).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![(1, -1), (1, 1), (2, 1)]);
+    /// let late: Vec<_> = late.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|l| (l.window, l.record)).collect();
+    /// assert_eq!(late, vec![(Window { start: 0, end: 10 }, 5)]);
+    /// ```
+    pub fn allowed_lateness(mut self, lateness: u64) -> Self {
+        self.lateness = lateness;
+        self
+    }
+
+    /// Reports this worker's live window state on `gauge` (entries of window and key).
+    pub fn gauge(mut self, gauge: &StateGauge) -> Self {
+        self.gauge = gauge.clone();
+        self
+    }
+
+    /// Aggregates each window and key with `agg`; `event_time` reads a record's event time.
+    ///
+    /// # Examples
+    ///
+    /// The mean amount per key in sliding windows of 10 every 5:
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::{on, Mean, WindowAssigner};
+    ///
+    /// /// An event time and an amount.
+    /// type Payment = (u64, i64);
+    /// let captured = timely::example(|scope| {
+    ///     vec![('a', (1u64, 4i64)), ('a', (7, 8))]
+    ///         .to_stream(scope)
+    ///         .key_by(Partitioner::Random)
+    ///         .window(WindowAssigner::Sliding(10, 5))
+    ///         .aggregate(|p: &Payment| p.0, on(Mean, |p: &Payment| p.1))
+    ///         .results
+    ///         .capture()
+    /// });
+    /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|r| (r.window.start, r.value.to_string())).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![(-5, "4".into()), (0, "6".into()), (5, "8".into())]);
+    /// ```
+    pub fn aggregate<A, T>(self, event_time: T, agg: A) -> Windowed<'scope, K, A::Output, V>
+    where
+        A: Aggregator<V>,
+        T: Fn(&V) -> u64 + Clone + 'static,
+    {
+        let WindowedStream {
+            keyed,
+            assigner,
+            lateness,
+            gauge,
+        } = self;
+        let checkpoints = keyed.checkpoints.clone();
+        let (results, late) = match assigner {
+            WindowAssigner::Tumbling(size) => {
+                let state = FixedWindows::new(size, size, lateness, agg.clone(), gauge);
+                route_window(
+                    keyed,
+                    assigner,
+                    lateness,
+                    event_time,
+                    agg,
+                    state,
+                    &checkpoints,
+                )
+            }
+            WindowAssigner::Sliding(size, slide) => {
+                let state = FixedWindows::new(size, slide, lateness, agg.clone(), gauge);
+                route_window(
+                    keyed,
+                    assigner,
+                    lateness,
+                    event_time,
+                    agg,
+                    state,
+                    &checkpoints,
+                )
+            }
+            WindowAssigner::Session(gap) => {
+                let state = Sessions::new(gap, lateness, agg.clone(), gauge);
+                route_window(
+                    keyed,
+                    assigner,
+                    lateness,
+                    event_time,
+                    agg,
+                    state,
+                    &checkpoints,
+                )
+            }
+        };
+        Windowed { results, late }
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn route_window<'scope, K, V, A, T, S>(
+    keyed: KeyedStream<'scope, K, V>,
+    assigner: WindowAssigner,
+    lateness: u64,
+    event_time: T,
+    agg: A,
+    state: S,
+    checkpoints: &Checkpoints,
+) -> (
+    StreamVec<'scope, u64, WindowResult<K, A::Output>>,
+    StreamVec<'scope, u64, Late<K, V>>,
+)
+where
+    K: Key,
+    V: Value,
+    A: Aggregator<V>,
+    T: Fn(&V) -> u64 + Clone + 'static,
+    S: WindowState<Part = Part<K, V, A::Acc>, Out = Emit<K, A::Output, V>>,
+{
+    let routing = keyed.routing();
+    let name = keyed.name("Window", || assigner.describe(1_000_000));
+    let cut = checkpoints.cut(&name);
+    let time = event_time.clone();
+    let record = move |(key, record): (K, V)| Part::Record {
+        ts: time(&record),
+        key,
+        record,
+    };
+    match routing {
+        Routing::Local => drive(keyed.stream, Pipeline, &name, record, state, cut),
+        Routing::ByKey(partitioner) => {
+            let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
+            drive(keyed.stream, pact, &name, record, state, cut)
+        }
+        Routing::TwoPhase => {
+            let partials = partial_aggregate(
+                spread_numbered(keyed.stream),
+                assigner,
+                lateness,
+                event_time,
+                agg,
+            );
+            let pact = Exchange::new(|part: &Part<K, V, A::Acc>| route_hash(part.key()));
+            drive(partials, pact, &name, |part| part, state, cut)
+        }
+        Routing::Everywhere { peers, index } => {
+            let (results, late) = drive(
+                keyed.stream.broadcast(),
+                Pipeline,
+                &name,
+                record,
+                state,
+                cut,
+            );
+            (
+                results.filter(move |row| owns(&row.key, peers, index)),
+                late.filter(move |record| owns(&record.key, peers, index)),
+            )
+        }
+    }
+}

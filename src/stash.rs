@@ -1,0 +1,282 @@
+//! The frontier stash: data kept per timestamp under a capability and released in time order
+//! once the input frontier has passed that time; and the checkpoint cut that stateful operators
+//! snapshot at.
+//!
+//! Every stateful operator of the engine that must not act on a time before its input is
+//! complete (the window driver's deferred parts, the rolling reduce's updates, the NEXMark
+//! auction operators' bids) keeps its pending input in a [`Stash`]. Invariants:
+//!
+//! * Each stashed time holds one capability per output port at that time, so the operator's
+//!   output frontier cannot pass a time whose data has not been released.
+//! * [`Stash::pop_passed`] releases times in increasing order, and only times the input frontier
+//!   has passed (`t < limit`), so no record at a released time can still arrive.
+//!
+//! # Checkpoint cuts
+//!
+//! A checkpoint at time `c` must capture every operator's state as of *exactly* the records at
+//! times `<= c`: the source's replay position at `c` then says which records come again. Two
+//! rules make an operator's snapshot exact:
+//!
+//! 1. While a cut at `c` is pending ([`Cut::beyond`]), an operator that would apply records on
+//!    arrival (the window driver's in-order fast path, the join) stashes records at times `> c`
+//!    instead of applying them.
+//! 2. It takes the snapshot ([`Cut::take_passed`]) once its input frontier has passed `c` and
+//!    everything at times `<= c` (stashed data, window closes) has been applied, before
+//!    anything at a time `> c`.
+//!
+//! The snapshot is then the operator's state value alone: its stash holds only times `> c`,
+//! which the replay delivers again, and its capabilities follow from the state (pending closes)
+//! and are re-created from the operator's initial capability on restore.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Serialize;
+use timely::dataflow::operators::{Capability, InputCapability};
+use timely::progress::frontier::AntichainRef;
+
+/// Data of type `D` stashed per time, with one capability per output port (`PORTS`) held at
+/// each stashed time.
+///
+/// # Examples
+///
+/// ```
+/// use timely::dataflow::operators::capture::{Capture, Extract};
+/// use timely::dataflow::operators::vec::ToStream;
+/// use timely::dataflow::operators::{Operator, Probe};
+/// use timely::dataflow::channels::pact::Pipeline;
+/// use tidemark::stash::{limit, Stash};
+///
+/// // Sums the records of each time, emitted once the frontier has passed the time.
+/// let captured = timely::example(|scope| {
+///     vec![3u64, 4, 5]
+///         .to_stream(scope)
+///         .unary_frontier(Pipeline, "SumPerTime", |_cap, _info| {
+///             let mut stash: Stash<Vec<u64>> = Stash::new();
+///             move |(input, frontier), output| {
+///                 input.for_each_stamp(|cap, batches| {
+///                     let pending = stash.at(&cap);
+///                     for batch in batches {
+///                         pending.append(batch);
+///                     }
+///                 });
+///                 while let Some((_time, [cap], values)) = stash.pop_passed(limit(frontier.frontier())) {
+///                     output.session(&cap).give(values.iter().sum::<u64>());
+///                 }
+///             }
+///         })
+///         .container::<Vec<u64>>()
+///         .capture()
+/// });
+/// let sums: Vec<_> = captured.extract();
+/// assert_eq!(sums, vec![(0, vec![12])]);
+/// ```
+pub struct Stash<D, const PORTS: usize = 1> {
+    pending: BTreeMap<u64, ([Capability<u64>; PORTS], D)>,
+}
+
+impl<D: Default, const PORTS: usize> Default for Stash<D, PORTS> {
+    fn default() -> Self {
+        Stash {
+            pending: BTreeMap::new(),
+        }
+    }
+}
+
+impl<D: Default, const PORTS: usize> Stash<D, PORTS> {
+    /// An empty stash.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The data stashed at `cap`'s time, created empty (retaining a capability at that time on
+    /// every output port) when the time is new.
+    #[inline]
+    pub fn at(&mut self, cap: &InputCapability<u64>) -> &mut D {
+        let time = *cap.least().expect("u64 stamps are never empty");
+        &mut self
+            .pending
+            .entry(time)
+            .or_insert_with(|| {
+                (
+                    std::array::from_fn(|port| cap.delayed(&time, port)),
+                    D::default(),
+                )
+            })
+            .1
+    }
+
+    /// The earliest stashed time, if any.
+    #[inline]
+    pub fn first_time(&self) -> Option<u64> {
+        self.pending.first_key_value().map(|(time, _)| *time)
+    }
+
+    /// Whether nothing is stashed.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Removes and returns the earliest stashed time with its capabilities and data, if the
+    /// input frontier has passed it: `limit` is the frontier's least time, `None` when the
+    /// input has ended (see [`limit`]).
+    #[inline]
+    pub fn pop_passed(&mut self, limit: Option<u64>) -> Option<(u64, [Capability<u64>; PORTS], D)> {
+        let entry = self.pending.first_entry()?;
+        if limit.is_some_and(|least| *entry.key() >= least) {
+            return None;
+        }
+        let (time, (caps, data)) = entry.remove_entry();
+        Some((time, caps, data))
+    }
+
+    /// Removes and returns the earliest stashed time if it is at or before `bound` (any time
+    /// when `bound` is `None`): for data held back only by a checkpoint cut, released once the
+    /// cut is taken up to the next one ([`Cut::pending`]).
+    #[inline]
+    pub fn pop_through(
+        &mut self,
+        bound: Option<u64>,
+    ) -> Option<(u64, [Capability<u64>; PORTS], D)> {
+        let entry = self.pending.first_entry()?;
+        if bound.is_some_and(|bound| *entry.key() > bound) {
+            return None;
+        }
+        let (time, (caps, data)) = entry.remove_entry();
+        Some((time, caps, data))
+    }
+}
+
+/// The least time of a `u64` frontier, `None` when it is empty (the input has ended): every time
+/// below it has passed.
+#[inline]
+pub fn limit(frontier: AntichainRef<'_, u64>) -> Option<u64> {
+    frontier.first().copied()
+}
+
+/// A cut's hook: receives the cut and the state value, returns the next cut.
+type Hook<V> = Box<dyn FnMut(u64, V) -> Option<u64>>;
+
+/// Where an operator takes its checkpoint snapshots: the pending cut time and the hook that
+/// receives the operator's state value `V` there (see the module docs for the two rules).
+///
+/// The hook returns the next cut, which must be later than the one just taken; `None` ends
+/// checkpointing.
+pub struct Cut<V> {
+    next: Option<u64>,
+    hook: Option<Hook<V>>,
+}
+
+impl<V> Default for Cut<V> {
+    fn default() -> Self {
+        Cut::none()
+    }
+}
+
+impl<V> Cut<V> {
+    /// No checkpoints: nothing is held back, no snapshot is taken.
+    pub fn none() -> Self {
+        Cut {
+            next: None,
+            hook: None,
+        }
+    }
+
+    /// Cuts starting at `first`; at each, `hook(cut, state)` receives the state value and
+    /// returns the next cut.
+    pub fn new(first: u64, hook: impl FnMut(u64, V) -> Option<u64> + 'static) -> Self {
+        Cut {
+            next: Some(first),
+            hook: Some(Box::new(hook)),
+        }
+    }
+
+    /// The pending cut, if any.
+    pub fn pending(&self) -> Option<u64> {
+        self.next
+    }
+
+    /// Whether records at `time` lie beyond the pending cut: they must be stashed, not applied,
+    /// until the cut has been taken.
+    #[inline]
+    pub fn beyond(&self, time: u64) -> bool {
+        self.next.is_some_and(|cut| time > cut)
+    }
+
+    /// Takes every pending cut that the input frontier has passed (`limit`, as in
+    /// [`Stash::pop_passed`]) and that lies before `next_work`, the time of the operator's
+    /// earliest pending work that has passed (`None`: none has). `state(cut)` builds the state
+    /// value and is called once per cut taken. Returns whether a cut was taken.
+    #[inline]
+    pub fn take_passed(
+        &mut self,
+        limit: Option<u64>,
+        next_work: Option<u64>,
+        mut state: impl FnMut(u64) -> V,
+    ) -> bool {
+        let mut taken = false;
+        while let Some(cut) = self.next {
+            let passed = limit.is_none_or(|least| cut < least);
+            if !passed || next_work.is_some_and(|work| work <= cut) {
+                break;
+            }
+            let hook = self.hook.as_mut().expect("a pending cut has a hook");
+            let next = hook(cut, state(cut));
+            debug_assert!(next.is_none_or(|n| n > cut), "cuts must increase");
+            // Once the input has ended every later cut would store the same final state: the
+            // one just taken is the last.
+            self.next = next.filter(|_| limit.is_some());
+            taken = true;
+        }
+        taken
+    }
+}
+
+/// Where one worker's checkpoint snapshots go; implemented by the checkpoint writer.
+pub trait SnapshotSink {
+    /// The first cut, `None` for no checkpoints.
+    fn first_cut(&self) -> Option<u64>;
+    /// Receives `operator`'s state value at `cut`, encoded by [`encode`]; returns the next cut
+    /// (later than `cut`), `None` to stop.
+    fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64>;
+}
+
+/// A worker's checkpoint sink, shared by its operators, or none (the default).
+#[derive(Clone, Default)]
+pub struct Checkpoints(Option<(SharedSink, Rc<Cell<usize>>)>);
+
+/// A worker's sink, shared by its operators.
+type SharedSink = Rc<RefCell<dyn SnapshotSink>>;
+
+impl Checkpoints {
+    /// Snapshots of this worker's operators go to `sink`.
+    pub fn new(sink: Rc<RefCell<dyn SnapshotSink>>) -> Self {
+        Checkpoints(Some((sink, Rc::default())))
+    }
+
+    /// The cut for an operator described by `operator`, encoding its state value with
+    /// [`encode`]; [`Cut::none`] without a sink. The sink sees the operator as `N:operator`,
+    /// `N` counting the operators of this worker in the order they asked for their cut: unique,
+    /// and the same in every run of the same dataflow.
+    pub fn cut<V: Serialize + 'static>(&self, operator: &str) -> Cut<V> {
+        let Some((sink, count)) = self.0.clone() else {
+            return Cut::none();
+        };
+        let Some(first) = sink.borrow().first_cut() else {
+            return Cut::none();
+        };
+        let operator = format!("{}:{operator}", count.get());
+        count.set(count.get() + 1);
+        Cut::new(first, move |cut, state: V| {
+            sink.borrow_mut().write(&operator, cut, encode(&state))
+        })
+    }
+}
+
+/// Encodes an operator's state value for a snapshot: bincode, the serde format timely's own
+/// exchange uses, compact and with no unsafe code (RUSTSEC-2021-0120 rules out abomonation).
+pub fn encode<V: Serialize>(state: &V) -> Vec<u8> {
+    bincode::serialize(state)
+        .expect("in-memory bincode encoding of serde-derived types cannot fail")
+}
