@@ -30,7 +30,10 @@
 //!
 //! Events are pre-generated into a pool per worker before the timed part (generation is not the
 //! system under test) and replayed with shifted event times. With `rate = None` the driver runs
-//! closed loop: a batch whenever the engine has caught up, for maximum throughput.
+//! closed loop, for maximum throughput: each worker sends a batch, stamped with the current
+//! time, whenever its *own* events in flight are within the bound, so that every worker keeps
+//! its share of the stream flowing (the probe is global: a cue such as "the probe has passed my
+//! input time" holds for the lagging worker only, and starves the others).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -175,8 +178,6 @@ pub trait SystemUnderTest<E> {
     /// Whether everything sent at input times up to `time` has been processed (asked only for
     /// times below the current input time).
     fn passed(&self, time: u64) -> bool;
-    /// Whether everything sent so far has been processed (the closed loop's cue).
-    fn caught_up(&self) -> bool;
     /// Ends the input and lets the system process everything sent.
     fn finish(&mut self);
 }
@@ -206,9 +207,6 @@ impl<E: Clone + 'static> SystemUnderTest<E> for EngineSystem<'_, E> {
     }
     fn passed(&self, time: u64) -> bool {
         !self.probe.less_equal(&time)
-    }
-    fn caught_up(&self) -> bool {
-        !self.probe.less_than(self.input.time())
     }
     fn finish(&mut self) {
         // Closing takes the handle: leave an unconnected one in its place.
@@ -240,9 +238,6 @@ impl<E, O, B: Baseline<E, O>> SystemUnderTest<E> for BaselineSystem<B, O> {
     fn step(&mut self) {}
     fn passed(&self, _time: u64) -> bool {
         // Synchronous: whatever was sent and advanced past is done.
-        true
-    }
-    fn caught_up(&self) -> bool {
         true
     }
     fn finish(&mut self) {
@@ -441,8 +436,12 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
                 }
             }
             None => {
-                // Closed loop: a new batch once everything sent so far has been processed.
-                if system.caught_up() {
+                // Closed loop: a new batch while this worker's own events in flight are within
+                // the bound. Not "once the probe has passed the input time": the probe is
+                // global, so that cue held for the worker whose input lagged and never for the
+                // other, and all the load went to one worker (experiments/README.md, 2-core
+                // `--profile`, 2026-11-30).
+                if pending.events < bound {
                     let epoch = now - now % epoch_ns;
                     if epoch > sent_time {
                         system.advance_to(epoch);
@@ -466,7 +465,23 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         // when the in-flight bound is full of it (so that the probe can show progress in it).
         let now_epoch = now - now % epoch_ns;
         let target = match config.rate {
-            None => now_epoch,
+            // Closed loop: the current epoch; within it (to `now`, not above any event sent
+            // later, which is stamped `now` or after) when the bound is full of this epoch
+            // alone, as with large epochs, so that the probe can show progress in it.
+            None => {
+                let full_of_this_epoch = pending.events >= bound
+                    && pending
+                        .entries
+                        .front()
+                        .is_some_and(|&(t, _)| t - t % epoch_ns == now_epoch);
+                if now_epoch > sent_time {
+                    now_epoch
+                } else if full_of_this_epoch {
+                    now
+                } else {
+                    sent_time
+                }
+            }
             Some(rate) => {
                 let next_due = due(index as u64 + k * peers as u64, rate);
                 if next_due > now || next_due >= duration {
@@ -716,9 +731,6 @@ mod tests {
         fn passed(&self, _time: u64) -> bool {
             self.done
         }
-        fn caught_up(&self) -> bool {
-            self.done
-        }
         fn finish(&mut self) {}
     }
 
@@ -752,6 +764,35 @@ mod tests {
         assert_eq!(outcome.measured_ns, 200_000_000);
         let recorder = Recorder::from_bytes(&outcome.recorder);
         assert!(recorder.samples() > 0);
+    }
+
+    /// Closed loop: a worker is judged by its own events in flight, not by a global cue. One
+    /// whose events are never processed gets exactly the bound; one that processes everything
+    /// gets more than the bound within the run.
+    #[test]
+    fn the_closed_loop_sends_while_its_own_events_in_flight_are_within_the_bound() {
+        let mut closed = config(1, 1_000_000_000, 100_000_000);
+        closed.rate = None;
+        let bound = in_flight_bound(None, closed.epoch_ns, 2);
+        let run = |done| {
+            let mut system = Mock { sent: 0, done };
+            let outcome = open_loop(
+                &mut system,
+                |due| due,
+                &closed,
+                1,
+                2,
+                &ProgressBar::hidden(),
+            );
+            (system.sent, outcome)
+        };
+        let (sent, outcome) = run(false);
+        assert_eq!(sent, bound);
+        assert_eq!(outcome.retired_events, 0);
+        assert!(!outcome.overloaded);
+        let (sent, outcome) = run(true);
+        assert!(sent > bound, "{sent}");
+        assert!(outcome.retired_events > 0);
     }
 
     #[test]
