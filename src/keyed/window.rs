@@ -14,7 +14,7 @@ use crate::partition::route_hash;
 use crate::window::driver::{drive, WindowState};
 use crate::window::fixed::{FixedWindows, Part, StateGauge};
 use crate::window::kind::WithKind;
-use crate::window::partial::{fold_fixed, fold_sessions, phase_one, Batches};
+use crate::window::partial::{phase_one, Fold};
 use crate::window::session::Sessions;
 use crate::window::{Aggregator, Emit, Late, Panes, WindowAssigner, WindowResult};
 
@@ -22,7 +22,7 @@ use crate::window::{Aggregator, Emit, Late, Panes, WindowAssigner, WindowResult}
 pub struct WindowedStream<'scope, K, V> {
     keyed: KeyedStream<'scope, K, V>,
     assigner: WindowAssigner,
-    lateness: u64,
+    pub(crate) lateness: u64,
     gauge: StateGauge,
 }
 
@@ -171,11 +171,12 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
 }
 
 /// A keyed window aggregation waiting for its window kind, which gives the state machine the
-/// driver runs and the fold of phase one (random partitioning); [`route`] does the rest.
-struct Aggregate<'scope, K, V, A, T> {
-    windowed: WindowedStream<'scope, K, V>,
-    event_time: T,
-    agg: A,
+/// driver runs and the fold of phase one (random partitioning, `crate::window::partial`);
+/// [`route`] does the rest.
+pub(crate) struct Aggregate<'scope, K, V, A, T> {
+    pub(crate) windowed: WindowedStream<'scope, K, V>,
+    pub(crate) event_time: T,
+    pub(crate) agg: A,
 }
 
 impl<'scope, K, V, A, T> WithKind for Aggregate<'scope, K, V, A, T>
@@ -188,33 +189,17 @@ where
     type Out = Windowed<'scope, K, A::Output, V>;
 
     fn fixed(self, panes: Panes) -> Self::Out {
-        let Aggregate {
-            windowed,
-            event_time,
-            agg,
-        } = self;
-        let gauge = windowed.gauge.clone();
-        let state = FixedWindows::new(
-            panes.size,
-            panes.slide,
-            windowed.lateness,
-            agg.clone(),
-            gauge,
-        );
-        let fold = fold_fixed(panes, windowed.lateness, event_time.clone(), agg);
-        route(windowed, event_time, state, fold)
+        let (lateness, gauge) = (self.windowed.lateness, self.windowed.gauge.clone());
+        let state = FixedWindows::new(panes.size, panes.slide, lateness, self.agg.clone(), gauge);
+        let fold = self.fold_fixed(panes);
+        route(self.windowed, self.event_time, state, fold)
     }
 
     fn sessions(self, gap: u64) -> Self::Out {
-        let Aggregate {
-            windowed,
-            event_time,
-            agg,
-        } = self;
-        let gauge = windowed.gauge.clone();
-        let state = Sessions::new(gap, windowed.lateness, agg.clone(), gauge);
-        let fold = fold_sessions(gap, event_time.clone(), agg);
-        route(windowed, event_time, state, fold)
+        let (lateness, gauge) = (self.windowed.lateness, self.windowed.gauge.clone());
+        let state = Sessions::new(gap, lateness, self.agg.clone(), gauge);
+        let fold = self.fold_sessions(gap);
+        route(self.windowed, self.event_time, state, fold)
     }
 }
 
@@ -231,7 +216,7 @@ where
     V: Value,
     T: Fn(&V) -> u64 + 'static,
     S: WindowState<Part = Part<K, V, Acc>, Out = Emit<K, O, V>>,
-    F: FnMut(u64, &mut Batches<'_, K, V>, &mut Vec<Part<K, V, Acc>>) + 'static,
+    F: Fold<K, V, Acc>,
     Acc: ExchangeData,
     O: 'static,
 {
