@@ -48,9 +48,7 @@ use differential_dataflow::{ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
-use timely::dataflow::operators::Concat;
 use timely::dataflow::operators::Exchange as _;
-use timely::dataflow::StreamVec;
 
 use super::updates::delay_to;
 use crate::keyed::{owns, Routing};
@@ -208,7 +206,7 @@ impl<K, V, O> Row<K, V, O> {
 
 /// Splits `rows` into the view's three collections, in one pass.
 fn split_view<'scope, K, V, O>(
-    rows: StreamVec<'scope, u64, (Row<K, V, O>, u64, isize)>,
+    rows: VecCollection<'scope, u64, Row<K, V, O>>,
 ) -> View<'scope, K, V, O>
 where
     K: ExchangeData,
@@ -221,6 +219,7 @@ where
         Row::Late(_) => 2,
     };
     let mut parts = rows
+        .inner
         .partition(3, move |update| (part(&update.0), update))
         .into_iter()
         .map(|part| part.as_collection());
@@ -254,36 +253,28 @@ where
     /// Tumbling and sliding windows: each counted update is matched by its negation at the end
     /// of the window's lateness; see the module documentation.
     fn fixed(self, panes: Panes) -> Self::Out {
-        let ViewOf {
-            input,
-            partitioner,
-            lateness,
-            time,
-            agg,
-        } = self;
+        let (lateness, time, agg) = (self.lateness, self.time, self.agg);
         let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
         // Each update's windows, found once: counted ones enter the aggregation, the others
         // are late.
-        let mut assigned = input
+        let mut assigned = self
+            .input
             .inner
             .flat_map(move |((key, record), t, r)| {
                 panes
                     .windows_of(time(&record))
                     .map(|window| {
                         let (key, record) = (key.clone(), record.clone());
-                        if counts(&window, t) {
-                            (Ok(((window, key), record)), t, r)
+                        let row = if counts(&window, t) {
+                            Ok(((window, key), record))
                         } else {
-                            (
-                                Err(Late {
-                                    window,
-                                    key,
-                                    record,
-                                }),
-                                t,
-                                r,
-                            )
-                        }
+                            Err(Late {
+                                window,
+                                key,
+                                record,
+                            })
+                        };
+                        (row, t, r)
                     })
                     .collect::<Vec<_>>()
             })
@@ -294,13 +285,15 @@ where
         let counted = counted
             .flat_map(|(row, t, r)| row.ok().map(|row| (row, t, r)))
             .as_collection();
-        let late = late.flat_map(|(row, t, r)| row.err().map(|late| (Row::Late(late), t, r)));
+        let late = late
+            .flat_map(|(row, t, r)| row.err().map(|late| (Row::Late(late), t, r)))
+            .as_collection();
         let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
             w.end.saturating_add(lateness)
         });
         let aggregates = reduce_placed(
             counted.concat(retired),
-            &partitioner,
+            &self.partitioner,
             |(_, key): &(Window, K)| key,
             "WindowAggregate",
             move |_key, records: &[(&V, isize)], output| output.push((aggregate(&agg, records), 1)),
@@ -311,19 +304,17 @@ where
             .inner
             .flat_map(move |(((w, key), outcome), t, r)| {
                 counts(&w, t).then(|| (Row::aggregate(w, key, outcome), t, r))
-            });
+            })
+            .as_collection();
         split_view(live.concat(late))
     }
 
     /// Sessions: each key's updates replayed in order; see the module documentation.
     fn sessions(self, gap: u64) -> Self::Out {
         let ViewOf {
-            input,
-            partitioner,
-            lateness,
-            time,
-            agg,
+            input, time, agg, ..
         } = self;
+        let lateness = self.lateness;
         // Lateness depends on the order of records (Flink's rule for merging windows):
         // each update carries its time and its number on the worker it entered on (the
         // reading worker sees the input order), and the reduce replays them in order.
@@ -338,23 +329,20 @@ where
             .as_collection();
         let sessions = reduce_placed(
             keyed,
-            &partitioner,
+            &self.partitioner,
             |key: &K| key,
             "Sessions",
             move |_key, updates: &[(&Arrival<V>, isize)], output| {
                 sessions(gap, lateness, &agg, updates, output)
             },
         );
-        let rows = sessions.inner.map(|((key, out), t, r)| {
-            let row = match out {
-                SessionOut::Session(window, outcome) => Row::aggregate(window, key, outcome),
-                SessionOut::Late(window, _, record) => Row::Late(Late {
-                    window,
-                    key,
-                    record,
-                }),
-            };
-            (row, t, r)
+        let rows = sessions.map(|(key, out)| match out {
+            SessionOut::Session(window, outcome) => Row::aggregate(window, key, outcome),
+            SessionOut::Late(window, _, record) => Row::Late(Late {
+                window,
+                key,
+                record,
+            }),
         });
         split_view(rows)
     }

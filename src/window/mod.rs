@@ -362,8 +362,9 @@ mod tests {
         );
         assert_eq!("session:30".parse(), Ok(WindowAssigner::Session(30)));
         // Each refusal names the text it refused.
-        let refusals: [(&str, fn(String) -> WindowSpecError); 3] = [
-            ("tumbling:0", WindowSpecError::Zero),
+        type Refusal = fn(String) -> WindowSpecError;
+        let refusals = [
+            ("tumbling:0", WindowSpecError::Zero as Refusal),
             ("sliding:5/10", WindowSpecError::SlideTooLong),
             ("hopping:5", WindowSpecError::Syntax),
         ];
