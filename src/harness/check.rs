@@ -29,7 +29,7 @@ pub fn events<W: Workload>(
 
 /// Which engine path of a workload a check runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Path {
+pub enum Via {
     /// The timely dataflow ([`Workload::dataflow`]): every output row.
     Dataflow,
     /// The incremental view ([`Workload::incremental`]; the workload must have one): its
@@ -38,14 +38,14 @@ pub enum Path {
     View,
 }
 
-/// Runs `events` through the engine's `path` on `workers` threads; returns the rows (see
-/// [`Path`]), sorted.
+/// Runs `events` through the engine by `via` on `workers` threads; returns the rows (see
+/// [`Via`]), sorted.
 pub fn engine<W: Workload>(
     workload: &W,
     events: Vec<W::Event>,
     workers: usize,
     epoch_ns: u64,
-    path: Path,
+    via: Via,
 ) -> Vec<W::Output> {
     let events = Arc::new(events);
     let rows = Arc::new(Mutex::new(Vec::new()));
@@ -57,7 +57,7 @@ pub fn engine<W: Workload>(
         let sink = Arc::clone(&sink);
         worker.dataflow::<u64, _, _>(|scope| {
             let events = input.to_stream(scope);
-            let updates = if path == Path::View {
+            let updates = if via == Via::View {
                 let view = workload
                     .incremental(events)
                     .expect("the workload has a view");
