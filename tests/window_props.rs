@@ -20,7 +20,7 @@ use common::dataflow::{
     keyed_records, run_fed, same_on_every_layout, source, Case, Collect, Rec, WithAgg,
 };
 use common::gen;
-use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCALE};
+use common::reference::{reference, windows_of, Agg, Event, Outcome, Params, WindowKind, SCALE};
 
 /// A changelog row: (start, end, key, value mantissa, diff).
 type Row = (i64, u64, String, i128, i64);
@@ -128,7 +128,7 @@ fn count_conserves_records_across_results_and_late_output() {
             lateness: 2,
         };
         let run = run_engine(&events, &p, 2, &Partitioner::Random);
-        let counted = consolidate(&run.changelog);
+        let counted = windows_of(run.changelog.iter().cloned());
         let mut late_per_window: BTreeMap<(i64, u64, String), u64> = BTreeMap::new();
         for (index, start, end) in &run.late {
             *late_per_window

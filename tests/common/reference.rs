@@ -81,6 +81,15 @@ pub struct Outcome {
     pub late: Vec<(usize, i64, u64)>,
 }
 
+/// An engine changelog of `(start, end, key, value mantissa, diff)` rows, consolidated (see
+/// [`super::consolidate`]) to the reference's `(start, end, key) -> value`.
+pub fn windows_of(
+    changelog: impl IntoIterator<Item = (i64, u64, String, i128, i64)>,
+) -> BTreeMap<(i64, u64, String), i128> {
+    let rows = changelog.into_iter();
+    super::consolidate(rows.map(|(s, e, key, value, diff)| ((s, e, key), value, diff)))
+}
+
 impl Outcome {
     /// Asserts that an engine run's changelog rows `(start, end, key, value mantissa, diff)`
     /// consolidate to these windows and that its late rows `(input index, start, end)`, sorted,
@@ -91,10 +100,7 @@ impl Outcome {
         late: &[(usize, i64, u64)],
         what: &str,
     ) {
-        let rows = changelog.into_iter();
-        let got =
-            super::consolidate(rows.map(|(s, e, key, value, diff)| ((s, e, key), value, diff)));
-        assert_eq!(got, self.windows, "{what}");
+        assert_eq!(windows_of(changelog), self.windows, "{what}");
         assert_eq!(late, self.late, "late rows, {what}");
     }
 }
