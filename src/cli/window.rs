@@ -868,8 +868,7 @@ where
     A::Output: Display + Debug + Ord + std::hash::Hash,
 {
     let updates = to_updates(records.map(|(key, record, diff)| ((key, record), diff)));
-    let view =
-        updates.window_view_partitioned(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
+    let view = updates.window_view(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
     let results = delay_to(view.results, |_| 0)
         .inner
         .map(|((window, key, value), _time, diff)| WindowResult {

@@ -75,21 +75,36 @@ enum Outcome<O> {
 }
 
 /// Windowed aggregation of a collection of `(key, record)` pairs.
-pub trait WindowedCollection<'scope, K, V> {
+pub trait WindowedCollection<'scope, K: ExchangeData + Hash, V: ExchangeData + Hash>:
+    Into<VecCollection<'scope, u64, (K, V)>>
+{
     /// The incremental view of `agg` over the windows of `assigner`, with records placed in
     /// time by `time` (event time, in the unit of the logical timestamps) and an allowed
     /// lateness of `lateness`.
+    ///
+    /// The keyed state is spread over workers by `partitioner`; results are identical for
+    /// every partitioner (`Partitioner::Hash` is the usual choice):
+    ///
+    /// * `Hash`, `Range`: each key's state lives on the worker the partitioner routes it to;
+    /// * `Random`: two phases, as in the final path: updates are first spread evenly over the
+    ///   workers (by a hash of the whole update, so that a retraction meets the insertion it
+    ///   cancels), then exchanged by the key's hash into the keyed state;
+    /// * `Broadcast`: every worker receives every update and keeps the keys it owns (those that
+    ///   hash to it), so each key's state and results appear once.
     ///
     /// ```
     /// use differential_dataflow::input::Input;
     /// use timely::dataflow::operators::capture::{Capture, Extract};
     /// use tidemark::incremental::WindowedCollection;
+    /// use tidemark::partition::Partitioner;
     /// use tidemark::window::{Count, Window, WindowAssigner};
     ///
     /// let captured = timely::example(|scope| {
     ///     // (key, event time) at logical time 0.
     ///     let (_input, events) = scope.new_collection_from(vec![('a', 1u64), ('a', 4), ('b', 12)]);
-    ///     let view = events.window_view(WindowAssigner::Tumbling(10), 0, |ts: &u64| *ts, Count);
+    ///     let view = events.window_view(
+    ///         Partitioner::Hash, WindowAssigner::Tumbling(10), 0, |ts: &u64| *ts, Count,
+    ///     );
     ///     view.results.inner.capture()
     /// });
     /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, u)| u).collect();
@@ -100,61 +115,6 @@ pub trait WindowedCollection<'scope, K, V> {
     /// ]);
     /// ```
     fn window_view<A, F>(
-        self,
-        assigner: WindowAssigner,
-        lateness: u64,
-        time: F,
-        agg: A,
-    ) -> View<'scope, K, V, A::Output>
-    where
-        A: Aggregator<V>,
-        A::Output: ExchangeData + Ord,
-        F: Fn(&V) -> u64 + Clone + 'static;
-
-    /// As [`WindowedCollection::window_view`], with the keyed state spread over workers by
-    /// `partitioner` instead of by hash. Results are identical for every partitioner:
-    ///
-    /// * `Hash`, `Range`: each key's state lives on the worker the partitioner routes it to;
-    /// * `Random`: two phases, as in the final path: updates are first spread evenly over the
-    ///   workers (by a hash of the whole update, so that a retraction meets the insertion it
-    ///   cancels), then exchanged by the key's hash into the keyed state;
-    /// * `Broadcast`: every worker receives every update and keeps the keys it owns (those that
-    ///   hash to it), so each key's state and results appear once.
-    fn window_view_partitioned<A, F>(
-        self,
-        partitioner: Partitioner<K>,
-        assigner: WindowAssigner,
-        lateness: u64,
-        time: F,
-        agg: A,
-    ) -> View<'scope, K, V, A::Output>
-    where
-        A: Aggregator<V>,
-        A::Output: ExchangeData + Ord,
-        F: Fn(&V) -> u64 + Clone + 'static;
-}
-
-impl<'scope, K, V> WindowedCollection<'scope, K, V> for VecCollection<'scope, u64, (K, V)>
-where
-    K: ExchangeData + Hash,
-    V: ExchangeData + Hash,
-{
-    fn window_view<A, F>(
-        self,
-        assigner: WindowAssigner,
-        lateness: u64,
-        time: F,
-        agg: A,
-    ) -> View<'scope, K, V, A::Output>
-    where
-        A: Aggregator<V>,
-        A::Output: ExchangeData + Ord,
-        F: Fn(&V) -> u64 + Clone + 'static,
-    {
-        self.window_view_partitioned(Partitioner::Hash, assigner, lateness, time, agg)
-    }
-
-    fn window_view_partitioned<A, F>(
         self,
         partitioner: Partitioner<K>,
         assigner: WindowAssigner,
@@ -168,13 +128,18 @@ where
         F: Fn(&V) -> u64 + Clone + 'static,
     {
         assigner.with_kind(ViewOf {
-            input: self,
+            input: self.into(),
             partitioner,
             lateness,
             time,
             agg,
         })
     }
+}
+
+impl<'scope, K: ExchangeData + Hash, V: ExchangeData + Hash> WindowedCollection<'scope, K, V>
+    for VecCollection<'scope, u64, (K, V)>
+{
 }
 
 /// A view waiting for its window kind ([`crate::window::kind`]).
@@ -349,7 +314,7 @@ where
 }
 
 /// `reduce_named`, with the keyed state placed by `partitioner` on the key `key_of` reads from
-/// the reduce's key; see [`WindowedCollection::window_view_partitioned`].
+/// the reduce's key; see [`WindowedCollection::window_view`].
 fn reduce_placed<'scope, KK, K, V, V2, L>(
     input: VecCollection<'scope, u64, (KK, V)>,
     partitioner: &Partitioner<K>,

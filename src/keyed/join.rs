@@ -30,7 +30,7 @@ use super::{Key, KeyedStream, Routing, Value};
 use crate::stash::{limit, Cut, Stash};
 
 /// Adds [`join`](Join::join) to keyed streams; in [`crate::prelude`].
-pub trait Join<'scope, K, V> {
+pub trait Join<'scope, K: Key, V: Value>: Into<KeyedStream<'scope, K, V>> {
     /// Joins this stream with `other` on equal keys: emits `result(key, left, right)` once for
     /// every pair of distinct records with the same key, as soon as both have arrived, at the
     /// later of their two times. Records equal to one already seen on their side are dropped
@@ -73,30 +73,18 @@ pub trait Join<'scope, K, V> {
         V: PartialEq,
         V2: Value + PartialEq,
         O: 'static,
-        F: FnMut(&K, &V, &V2) -> O + 'static;
-}
-
-impl<'scope, K: Key, V: Value> Join<'scope, K, V> for KeyedStream<'scope, K, V> {
-    fn join<V2, O, F>(
-        self,
-        other: KeyedStream<'scope, K, V2>,
-        result: F,
-    ) -> StreamVec<'scope, u64, O>
-    where
-        V: PartialEq,
-        V2: Value + PartialEq,
-        O: 'static,
         F: FnMut(&K, &V, &V2) -> O + 'static,
     {
-        let name = &self.name("Join", || "equi-join".to_owned());
-        let cut = self.checkpoints.cut(name);
-        if let Routing::Local = self.routing() {
-            let (left, right) = (self.stream, other.stream);
+        let this: KeyedStream<'scope, K, V> = self.into();
+        let name = &this.name("Join", || "equi-join".to_owned());
+        let cut = this.checkpoints.cut(name);
+        if let Routing::Local = this.routing() {
+            let (left, right) = (this.stream, other.stream);
             return symmetric(left, right, Pipeline, Pipeline, name, cut, result);
         }
-        let (left, right) = (self.partitioner.clone(), self.partitioner);
+        let (left, right) = (this.partitioner.clone(), this.partitioner);
         symmetric(
-            self.stream,
+            this.stream,
             other.stream,
             Exchange::new(move |(key, _): &(K, V)| left.route(key)),
             Exchange::new(move |(key, _): &(K, V2)| right.route(key)),
@@ -106,6 +94,8 @@ impl<'scope, K: Key, V: Value> Join<'scope, K, V> for KeyedStream<'scope, K, V> 
         )
     }
 }
+
+impl<'scope, K: Key, V: Value> Join<'scope, K, V> for KeyedStream<'scope, K, V> {}
 
 /// The records of one key seen so far on each side, with their times.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
