@@ -40,6 +40,11 @@ use crate::sink::{
 };
 use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
+use crate::sink::kafka::{changelog_message, kafka_sink, KafkaWriter};
+use crate::source::csv::FeedStats;
+use crate::source::kafka::{
+    partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
+};
 use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions};
 use crate::window::{
     on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
@@ -151,9 +156,31 @@ pub struct WindowArgs {
     /// fsyncs on fast input; the output is the same. 0 commits every checkpoint time.
     #[arg(long, default_value = "1s", value_parser = millis)]
     pub checkpoint_min_pause: u64,
+    /// Kafka input and output (`kafka://HOST:PORT/TOPIC` as --input or --output).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Threads, processes and hostfile.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// The flags of Kafka input and output (see README, "Kafka"); used only when --input or
+/// --output is a `kafka://HOST:PORT/TOPIC` address.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka input: each message is a JSON object or one CSV line (fields named by --columns).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: PayloadFormat,
+    /// Kafka input with --format csv: the names of a message's fields, in order (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Kafka input: read up to the end offsets found at the start, then finish (without it the
+    /// run reads until stopped).
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Kafka output: each changelog row as a JSON object or one CSV line.
+    #[arg(long, value_enum, default_value = "json")]
+    pub output_format: PayloadFormat,
 }
 
 /// Who reads the input file.
@@ -230,6 +257,53 @@ fn open_input(
     })
 }
 
+/// A Kafka input, as every process reads it: the topic, its partition count, how messages are
+/// read, and the process's counters.
+struct KafkaInput {
+    topic: KafkaTopic,
+    partitions: u32,
+    options: KafkaOptions,
+    stats: Arc<FeedStats>,
+}
+
+/// The topic `path` names, if it is a `kafka://` address.
+fn kafka_address(path: &Path) -> anyhow::Result<Option<KafkaTopic>> {
+    match path.to_str().and_then(KafkaTopic::parse) {
+        None => Ok(None),
+        Some(topic) => topic.map(Some).map_err(|e| anyhow!(e)),
+    }
+}
+
+/// Checks the Kafka flags and the topic (broker reachable, topic present) before the run starts.
+fn open_kafka_input(
+    args: &WindowArgs,
+    topic: KafkaTopic,
+    columns: Columns,
+) -> anyhow::Result<KafkaInput> {
+    let kafka = &args.kafka;
+    if kafka.format == PayloadFormat::Csv && kafka.columns.is_empty() {
+        bail!("--format csv needs --columns (the names of a message's fields, e.g. ts,key,value)");
+    }
+    let partitions = topic.partitions().map_err(|e| anyhow!(e))?;
+    let options = KafkaOptions {
+        format: MessageFormat {
+            format: kafka.format,
+            columns: kafka.columns.clone(),
+            read: columns,
+        },
+        bad_lines: args.on_bad_line,
+        max_delay: args.max_delay,
+        idle_timeout: args.idle_timeout.map(Duration::from_millis),
+        exit_at_end: kafka.exit_at_end,
+    };
+    Ok(KafkaInput {
+        topic,
+        partitions,
+        options,
+        stats: Arc::default(),
+    })
+}
+
 fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
     let (output, writer) = Output::create(path)?;
     Ok((output, csv::Writer::from_writer(writer)))
@@ -243,6 +317,11 @@ enum Writers {
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
     Commit(CommitFiles),
+    /// The changelog to a Kafka topic; late rows to a file.
+    Kafka {
+        output: Box<KafkaWriter>,
+        late: Option<Box<csv::Writer<OutputWriter>>>,
+    },
 }
 
 /// A checkpointed run's state at the edge: the directory and what the sink leaves for the end.
@@ -434,18 +513,33 @@ where
         diff: args.diff_col.clone(),
         retractions: args.emit == EmitMode::Updates,
     };
+    let kafka_out = kafka_address(&args.output)?;
+    let kafka_input = match kafka_address(&args.input)? {
+        Some(topic) => {
+            if kafka_out.as_ref().is_some_and(|out| *out == topic) {
+                bail!("--input and --output are the same topic, {}", topic.url());
+            }
+            Some(Arc::new(open_kafka_input(&args, topic, columns.clone())?))
+        }
+        None => None,
+    };
+    if (kafka_input.is_some() || kafka_out.is_some()) && args.checkpoint_dir.is_some() {
+        bail!("--checkpoint-dir with a Kafka input or output is not supported yet");
+    }
 
     // A file is read by every worker unless the user or a live input says otherwise; an idle
     // timeout is about a live input, whose watermark then follows processing time. A single
     // worker reads faster with the one reader, whose thread parses beside the worker.
     let mut parallel = args.readers == Readers::All
+        && kafka_input.is_none()
         && args.input.as_os_str() != "-"
         && args.idle_timeout.is_none()
         && all_workers > 1;
     // Blocks are read by seeking, after a scan of the whole input: a pipe (`<(zcat f.gz)`, a
     // FIFO) or a device can be read once, front to back, by one reader. A missing file fails
     // when it is opened, with the reader's message.
-    let regular = std::fs::metadata(&args.input).map_or(true, |m| m.is_file());
+    let regular =
+        kafka_input.is_some() || std::fs::metadata(&args.input).map_or(true, |m| m.is_file());
     if parallel && !regular {
         // Every process must build the same dataflow: one process alone cannot fall back.
         if cluster.addresses.len() > 1 {
@@ -477,14 +571,25 @@ where
         }
     }
     if cluster.is_leader() {
-        let mut outputs = vec![("--output", args.output.as_path())];
+        let mut outputs = vec![];
+        if kafka_out.is_none() {
+            outputs.push(("--output", args.output.as_path()));
+        }
         outputs.extend(
             args.late_output
                 .iter()
                 .map(|p| ("--late-output", p.as_path())),
         );
-        check_distinct(Some(("--input", &args.input)), &outputs)?;
-        let (feed, header) = open_input(&args, parallel, columns.clone())?;
+        let input = kafka_input.is_none().then_some(("--input", args.input.as_path()));
+        check_distinct(input, &outputs)?;
+        let (feed, header) = match &kafka_input {
+            // Every worker opens its own partitions once the cluster runs.
+            Some(kafka) => (None, csv::StringRecord::from(kafka.options.format.header())),
+            None => {
+                let (feed, header) = open_input(&args, parallel, columns.clone())?;
+                (Some(feed), header)
+            }
+        };
         // Only a late output adds columns that an input column could clash with: without one,
         // an input column named `window_start` is an ordinary column (as the README says).
         let late_columns = args
@@ -507,9 +612,18 @@ where
                 None => return Ok(()),
             },
             None => {
-                let (result, mut output) = create(&args.output)?;
-                results.push(result);
-                output.write_record(CHANGELOG_HEADER)?;
+                let output = match &kafka_out {
+                    Some(topic) => {
+                        let format = args.kafka.output_format;
+                        Err(KafkaWriter::open(topic, format).map_err(|e| anyhow!(e))?)
+                    }
+                    None => {
+                        let (result, mut output) = create(&args.output)?;
+                        results.push(result);
+                        output.write_record(CHANGELOG_HEADER)?;
+                        Ok(output)
+                    }
+                };
                 let late = match (&args.late_output, late_columns) {
                     (Some(path), Some(late_columns)) => {
                         let (result, mut late) = create(path)?;
@@ -519,20 +633,32 @@ where
                     }
                     _ => None,
                 };
-                Writers::Plain {
-                    output: Box::new(output),
-                    late,
+                match output {
+                    Ok(output) => Writers::Plain {
+                        output: Box::new(output),
+                        late,
+                    },
+                    Err(producer) => Writers::Kafka {
+                        output: Box::new(producer),
+                        late,
+                    },
                 }
             }
         };
         let feed = match feed {
-            Input::One(feed) => Some(feed),
-            Input::All(blocks) => {
+            Some(Input::One(feed)) => Some(feed),
+            Some(Input::All(blocks)) => {
                 plan = Some(blocks);
                 None
             }
+            None => None,
         };
         leader = Some((feed, writers));
+    } else if kafka_input.is_some() {
+        crate::abort::say(format_args!(
+            "note: process {} reads its share of the topic's partitions and leaves --output and --late-output to process 0; they are not used here",
+            cluster.process
+        ));
     } else if parallel {
         if let Input::All(blocks) = open_input(&args, parallel, columns)?.0 {
             plan = Some(blocks);
@@ -554,6 +680,8 @@ where
     let output_name = name(&args.output);
     let late_name = args.late_output.as_deref().map(name).unwrap_or_default();
     let stats = match (&plan, &leader) {
+        // The records of this process's partitions (all of them with one process).
+        (_, Some(_)) if kafka_input.is_some() => kafka_input.as_ref().map(|k| Arc::clone(&k.stats)),
         (Some(plan), Some(_)) => Some(plan.stats()),
         (None, Some((Some(feed), _))) => Some(feed.stats()),
         _ => None,
@@ -574,6 +702,7 @@ where
         ..SourceOptions::default()
     };
     let checkpointed = args.checkpoint_dir.is_some();
+    let to_kafka = kafka_out.is_some();
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
         let mine = if worker.index() == 0 {
@@ -593,6 +722,18 @@ where
         let late_count = Rc::new(RefCell::new(0u64));
         let (agg, partitioner) = (agg.clone(), partitioner.clone());
         let invalid = Rc::new(RefCell::new(Invalid::default()));
+        // Kafka: this worker's partitions (global index modulo all workers), if it has any.
+        let kafka_feed = kafka_input.as_ref().and_then(|kafka| {
+            let mine = partitions_of(worker.index(), worker.peers(), kafka.partitions);
+            if mine.is_empty() {
+                return None;
+            }
+            let stats = Arc::clone(&kafka.stats);
+            match KafkaFeed::open(&kafka.topic, &mine, &kafka.options, stats) {
+                Ok(feed) => Some(feed),
+                Err(e) => abort::fail(&e.to_string(), 1),
+            }
+        });
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             // `--emit final`: on-time records at the watermark (exact for the window operators,
             // see `source`), and the reader held back while the window operators (whose late
@@ -608,6 +749,10 @@ where
             let error = Rc::clone(&feed_error);
             let records = match &plan {
                 Some(plan) => block_source(scope, plan, source_options, pacing, error),
+                // Every worker builds the source; those without partitions end it at once.
+                None if kafka_input.is_some() => {
+                    feed_source_paced(scope, kafka_feed, source_options, pacing, error)
+                }
                 None => feed_source_paced(scope, feed, source_options, pacing, error),
             };
             let sinks = Sinks {
@@ -618,6 +763,7 @@ where
                 late_write_error: Rc::clone(&late_write_error),
                 commit_error: Rc::clone(&commit_error),
                 checkpointed,
+                to_kafka,
             };
             match emit {
                 EmitMode::Final => final_windows(
@@ -742,6 +888,8 @@ struct Sinks {
     /// Whether the run checkpoints: every worker builds the committing sink then (the
     /// dataflow's shape must be the same on all).
     checkpointed: bool,
+    /// Whether the changelog goes to Kafka: every worker builds the Kafka sink then.
+    to_kafka: bool,
 }
 
 impl Sinks {
@@ -755,6 +903,7 @@ impl Sinks {
         O: timely::ExchangeData + Display,
     {
         let (probe, results) = results.probe();
+        let mut producer = None;
         let (output, late_output) = match self.writers {
             Some(Writers::Commit(files)) => {
                 commit_sink(
@@ -768,6 +917,10 @@ impl Sinks {
                 return probe;
             }
             Some(Writers::Plain { output, late }) => (Some(*output), late.map(|l| *l)),
+            Some(Writers::Kafka { output, late }) => {
+                producer = Some(*output);
+                (None, late.map(|l| *l))
+            }
             None => (None, None),
         };
         if self.checkpointed {
@@ -782,7 +935,21 @@ impl Sinks {
             );
             return probe;
         }
-        changelog_sink(results, output, self.counts, self.write_error);
+        if self.to_kafka {
+            let counts = self.counts;
+            let encode = move |row: &WindowResult<String, O>, format| {
+                let mut counts = counts.borrow_mut();
+                if row.diff > 0 {
+                    counts.insertions += 1;
+                } else {
+                    counts.retractions += 1;
+                }
+                changelog_message(row, format)
+            };
+            kafka_sink(results, producer, encode, self.commit_error);
+        } else {
+            changelog_sink(results, output, self.counts, self.write_error);
+        }
         // Counted where the rows are written (worker 0 of process 0), so the summary counts
         // every process's late records, as the file holds them.
         let late_count = self.late_count;

@@ -17,6 +17,7 @@ use timely::ExchangeData;
 use crate::window::{Late, WindowResult};
 
 pub mod commit;
+pub mod kafka;
 
 /// The header of a window changelog.
 pub const CHANGELOG_HEADER: [&str; 5] = ["window_start", "window_end", "key", "value", "diff"];
