@@ -293,3 +293,98 @@ fn kafka_errors_are_one_line_naming_broker_topic_partition_offset() {
         common::cli::answer(&[("0", "1000", "a", "2"), ("0", "1000", "b", "1")])
     );
 }
+
+/// The committed changelog of `topic` (read by transaction markers), as sorted JSON rows; checks
+/// that each message is keyed by its row's key.
+fn committed_rows(broker: &Broker, topic: &str) -> Vec<String> {
+    let mut rows: Vec<String> = broker
+        .read_committed_by_markers(topic)
+        .into_iter()
+        .map(|(_, key, payload)| {
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(v["key"].as_str(), Some(key.as_str()), "{payload}");
+            payload
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn consolidate_json(rows: &[String]) -> Answer {
+    common::consolidate(rows.iter().map(|payload| {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let window = (
+            v["window_start"].to_string(),
+            v["window_end"].to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        );
+        (window, v["value"].as_str().unwrap().to_string(), v["diff"].as_i64().unwrap())
+    }))
+}
+
+#[test]
+fn kafka_exactly_once_through_seeded_kill_9_trials() {
+    use std::os::unix::process::ExitStatusExt;
+    let broker = Broker::start();
+    let partitions = partitioned_events(3, 200, 300, 3);
+    broker.create_topic("in", 3);
+    broker.produce("in", &json_messages(&partitions));
+    let (window, agg, params) = queries().swap_remove(1);
+    let dir = scratch("kafka_exactly_once");
+    let run = |topic: &str, ckpt: &Path, workers: &str, crash: Option<String>| {
+        let mut command = window_cmd(&broker.url("in"), &broker.url(topic));
+        command
+            .args(query_flags(window, agg, &params))
+            .args(["--checkpoint-dir", s(ckpt), "--checkpoint-interval", "500"])
+            .args(["--checkpoint-min-pause", "0", "--workers", workers]);
+        command.env_remove("TIDEMARK_CRASH_AT");
+        if let Some(point) = crash {
+            command.env("TIDEMARK_CRASH_AT", point);
+        }
+        command.output().expect("binary runs")
+    };
+    // The uninterrupted run.
+    broker.create_topic("ref", 2);
+    let out = run("ref", &dir.join("ref"), "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = committed_rows(&broker, "ref");
+    assert_eq!(
+        consolidate_json(&expected),
+        per_partition_reference(&partitions, &params)
+    );
+    // Running it again finds it complete and adds nothing.
+    let out = run("ref", &dir.join("ref"), "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("complete"), "{}", stderr(&out));
+    assert_eq!(committed_rows(&broker, "ref"), expected);
+    // Seeded trials: a crash mid-transaction (output:N) or just past its commit (manifest:N),
+    // then a restart that must neither lose nor repeat a row.
+    let mut state = 42u64;
+    for trial in 0..4 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let n = 1 + (state >> 33) % 12;
+        let point = if trial % 2 == 0 { "output" } else { "manifest" };
+        let workers = ["1", "2"][(state >> 40) as usize % 2];
+        let topic = format!("trial-{trial}");
+        broker.create_topic(&topic, 2);
+        let ckpt = dir.join(&topic);
+        let out = run(&topic, &ckpt, workers, Some(format!("{point}:{n}")));
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "trial {trial} ({point}:{n}) was to be killed: {}",
+            stderr(&out)
+        );
+        let out = run(&topic, &ckpt, workers, None);
+        assert!(out.status.success(), "trial {trial}: {}", stderr(&out));
+        if point == "manifest" || n > 1 {
+            // A transaction was committed before the crash.
+            assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+        }
+        assert_eq!(
+            committed_rows(&broker, &topic),
+            expected,
+            "trial {trial}: {point}:{n}, {workers} workers"
+        );
+    }
+}

@@ -40,7 +40,9 @@ use crate::sink::{
 };
 use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
-use crate::sink::kafka::{changelog_message, kafka_sink, KafkaWriter};
+use crate::sink::kafka::{
+    changelog_message, kafka_commit_sink, kafka_sink, KafkaCommit, KafkaWriter,
+};
 use crate::source::csv::FeedStats;
 use crate::source::kafka::{
     partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
@@ -322,6 +324,8 @@ enum Writers {
         output: Box<KafkaWriter>,
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
+    /// The changelog to a Kafka topic, exactly once (`--checkpoint-dir`).
+    KafkaCommit(Box<KafkaCommit>),
 }
 
 /// A checkpointed run's state at the edge: the directory and what the sink leaves for the end.
@@ -338,22 +342,33 @@ struct Checkpointing {
 /// modification time), so that a checkpoint is never applied to a changed input. Worker count
 /// and partitioner are left out: the committed rows do not depend on them.
 fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
-    let meta = std::fs::metadata(&args.input)
-        .map_err(|e| anyhow!("cannot open {}: {e}", args.input.display()))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let input = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
+    let input = if kafka_address(&args.input)?.is_some() {
+        // A topic has no identity but its address; how messages are read changes the rows.
+        let kafka = &args.kafka;
+        format!(
+            "{} {:?} {:?}",
+            args.input.display(),
+            kafka.format,
+            kafka.columns
+        )
+    } else {
+        let meta = std::fs::metadata(&args.input)
+            .map_err(|e| anyhow!("cannot open {}: {e}", args.input.display()))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let input = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
+        format!("{} {} {modified}", input.display(), meta.len())
+    };
     let late = args.late_output.as_ref().map(|p| p.display().to_string());
     Ok(format!(
-        "input={} {} {modified}\noutput={}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
+        "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
          columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n",
-        input.display(),
-        meta.len(),
         args.output.display(),
+        args.kafka.output_format,
         args.window,
         args.agg,
         args.time_col,
@@ -372,6 +387,11 @@ fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
 fn check_checkpointable(args: &WindowArgs) -> anyhow::Result<()> {
     if args.checkpoint_interval == 0 {
         bail!("--checkpoint-interval must be positive");
+    }
+    if kafka_address(&args.input)?.is_some() {
+        // Recovery re-reads every partition from its beginning (per-partition stamps do not
+        // depend on interleaving, so the replay stamps every record as the first run did).
+        return Ok(());
     }
     let stdin = args.input == Path::new("-") || args.input == Path::new("/dev/stdin");
     if stdin {
@@ -494,6 +514,38 @@ fn open_committed(
     )))
 }
 
+/// Opens the exactly-once Kafka output of a checkpointed run (see [`KafkaCommit`]): its
+/// transactional id and consumer group name the job (the checkpoint directory and everything
+/// that decides the rows). Returns `Ok(None)` when the previous run committed everything.
+fn open_transactional(
+    args: &WindowArgs,
+    topic: &KafkaTopic,
+    dir: &Path,
+) -> anyhow::Result<Option<KafkaCommit>> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
+    let dir = std::fs::canonicalize(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
+    let hash = config_hash(&format!("dir={}\n{}", dir.display(), job_text(args)?));
+    let job = format!("tidemark-{hash:016x}");
+    let mut commit =
+        KafkaCommit::open(topic, args.kafka.output_format, &job).map_err(|e| anyhow!(e))?;
+    if commit.complete() {
+        crate::abort::say(format_args!(
+            "tidemark window: the result in {} is complete (job {job}); nothing to do",
+            topic.url()
+        ));
+        return Ok(None);
+    }
+    if let Some(time) = commit.resumed {
+        crate::abort::say(format_args!(
+            "tidemark window: resuming from the checkpoint at time {time} committed to {}",
+            topic.url()
+        ));
+    }
+    commit.interval = args.checkpoint_interval;
+    commit.min_pause = Duration::from_millis(args.checkpoint_min_pause);
+    Ok(Some(commit))
+}
+
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
 where
     A: Aggregator<CsvRecord> + Send + Sync,
@@ -523,8 +575,15 @@ where
         }
         None => None,
     };
-    if (kafka_input.is_some() || kafka_out.is_some()) && args.checkpoint_dir.is_some() {
-        bail!("--checkpoint-dir with a Kafka input or output is not supported yet");
+    if args.checkpoint_dir.is_some() {
+        if kafka_out.is_some() && args.late_output.is_some() {
+            bail!("--checkpoint-dir with a Kafka --output and --late-output is not supported yet");
+        }
+        if kafka_input.is_some() && args.idle_timeout.is_some() {
+            bail!(
+                "--checkpoint-dir with a Kafka --input cannot use --idle-timeout: recovery re-reads each partition from its beginning, and processing-time watermarks would differ"
+            );
+        }
     }
 
     // A file is read by every worker unless the user or a live input says otherwise; an idle
@@ -604,6 +663,13 @@ where
                 )
             })?;
         let writers = match &args.checkpoint_dir {
+            Some(dir) if kafka_out.is_some() => {
+                let topic = kafka_out.as_ref().expect("checked just above");
+                match open_transactional(&args, topic, dir)? {
+                    Some(commit) => Writers::KafkaCommit(Box::new(commit)),
+                    None => return Ok(()),
+                }
+            }
             Some(dir) => match open_committed(&args, late_columns, dir, &mut results)? {
                 Some((files, state)) => {
                     checkpointing = Some(state);
@@ -903,7 +969,7 @@ impl Sinks {
         O: timely::ExchangeData + Display,
     {
         let (probe, results) = results.probe();
-        let mut producer = None;
+        let (mut producer, mut transactional) = (None, None);
         let (output, late_output) = match self.writers {
             Some(Writers::Commit(files)) => {
                 commit_sink(
@@ -921,9 +987,13 @@ impl Sinks {
                 producer = Some(*output);
                 (None, late.map(|l| *l))
             }
+            Some(Writers::KafkaCommit(commit)) => {
+                transactional = Some(*commit);
+                (None, None)
+            }
             None => (None, None),
         };
-        if self.checkpointed {
+        if self.checkpointed && !self.to_kafka {
             // Not the writing worker of a checkpointed run: its rows go to worker 0's sink.
             commit_sink(
                 results,
@@ -946,7 +1016,11 @@ impl Sinks {
                 }
                 changelog_message(row, format)
             };
-            kafka_sink(results, producer, encode, self.commit_error);
+            if self.checkpointed {
+                kafka_commit_sink(results, transactional, encode, self.commit_error);
+            } else {
+                kafka_sink(results, producer, encode, self.commit_error);
+            }
         } else {
             changelog_sink(results, output, self.counts, self.write_error);
         }

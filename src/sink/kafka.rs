@@ -10,18 +10,22 @@
 //! in the topic.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
+use crate::checkpoint::{begin_checkpoint, crash, CrashPoint};
 use crate::source::kafka::{KafkaTopic, PayloadFormat, BROKER_TIMEOUT};
 
 /// Remembers the first failed delivery, reported by librdkafka's delivery callback.
@@ -192,4 +196,212 @@ pub fn changelog_message<K: AsRef<str>, O: std::fmt::Display>(
         }
     };
     (key, payload)
+}
+
+/// A transactional producer for exactly-once output (`--checkpoint-dir` with a Kafka output),
+/// and where the previous run of the same job got to.
+///
+/// The commit point of a checkpoint at time `c` is the commit of the Kafka transaction that
+/// holds the checkpoint interval's rows *and*, as a transactional offset commit of the job's
+/// consumer group, the value `c` (the offset committed for partition 0 of the output topic; the
+/// end of the input is `i64::MAX`). Both become visible together or not at all, so a crash at
+/// any point leaves the rows of exactly the committed intervals, and the group's offset says
+/// which. A restart with the same `transactional.id` (derived from the job) fences the crashed
+/// instance and aborts its open transaction (what `init_transactions` does); it never needs to
+/// re-commit an old one. Nothing is read back from the output topic (a broker that hands out
+/// aborted records to `read_committed` readers cannot mislead recovery).
+pub struct KafkaCommit {
+    writer: KafkaWriter,
+    group: BaseConsumer,
+    /// Checkpoint every this many milliseconds of event time (positive).
+    pub interval: u64,
+    /// Wall-clock time from one commit (or the start) to the next.
+    pub min_pause: Duration,
+    /// The checkpoint the previous run committed: rows at times up to it are in the topic.
+    pub resumed: Option<u64>,
+}
+
+/// The offset that stands for "the whole input is committed".
+const END: i64 = i64::MAX;
+
+impl KafkaCommit {
+    /// Opens a transactional producer of `topic` as `job` (the transactional id and the
+    /// consumer group), fencing any earlier instance, and reads the committed checkpoint.
+    pub fn open(topic: &KafkaTopic, format: PayloadFormat, job: &str) -> Result<Self, String> {
+        topic.partitions()?;
+        let url = topic.url();
+        let fail = |what: &str, e: KafkaError| format!("{url}: {what}: {e}");
+        let deliveries = Deliveries::default();
+        let producer: BaseProducer<Deliveries> = topic
+            .config()
+            .set("transactional.id", job)
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", "30000")
+            .set("transaction.timeout.ms", "60000")
+            .create_with_context(deliveries.clone())
+            .map_err(|e| fail("cannot create a Kafka producer", e))?;
+        producer
+            .init_transactions(BROKER_TIMEOUT * 3)
+            .map_err(|e| fail("cannot start transactions", e))?;
+        let group: BaseConsumer = topic
+            .config()
+            .set("group.id", job)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(|e| fail("cannot create a Kafka consumer", e))?;
+        let mut progress = TopicPartitionList::new();
+        progress.add_partition(&topic.topic, 0);
+        let committed = group
+            .committed_offsets(progress, BROKER_TIMEOUT)
+            .map_err(|e| fail("cannot read the committed checkpoint", e))?;
+        let resumed = match committed.find_partition(&topic.topic, 0).map(|e| e.offset()) {
+            Some(Offset::Offset(END)) => Some(u64::MAX),
+            Some(Offset::Offset(c)) if c >= 0 => Some(c as u64),
+            _ => None,
+        };
+        Ok(KafkaCommit {
+            writer: KafkaWriter {
+                topic: topic.clone(),
+                producer,
+                deliveries,
+                format,
+            },
+            group,
+            interval: 1,
+            min_pause: Duration::ZERO,
+            resumed,
+        })
+    }
+
+    /// Whether the previous run committed the whole input.
+    pub fn complete(&self) -> bool {
+        self.resumed == Some(u64::MAX)
+    }
+
+    /// Sends `rows` in one transaction whose commit also commits `cut` as the job's progress.
+    fn commit(&self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
+        let url = self.writer.topic.url();
+        let fail = |what: &str, e: KafkaError| format!("writing {url}: {what}: {e}");
+        begin_checkpoint();
+        let producer = &self.writer.producer;
+        producer
+            .begin_transaction()
+            .map_err(|e| fail("cannot begin a transaction", e))?;
+        let half = rows.len() / 2;
+        for (key, payload) in &rows[..half] {
+            self.writer.send(key, payload)?;
+        }
+        // A crash in the middle of an interval's rows: the open transaction is aborted.
+        crash(CrashPoint::Output);
+        for (key, payload) in &rows[half..] {
+            self.writer.send(key, payload)?;
+        }
+        let mut progress = TopicPartitionList::new();
+        let offset = if cut == u64::MAX { END } else { cut as i64 };
+        progress
+            .add_partition_offset(&self.writer.topic.topic, 0, Offset::Offset(offset))
+            .map_err(|e| fail("progress", e))?;
+        let metadata = self
+            .group
+            .group_metadata()
+            .ok_or_else(|| format!("writing {url}: no consumer group metadata"))?;
+        producer
+            .send_offsets_to_transaction(&progress, &metadata, BROKER_TIMEOUT * 3)
+            .map_err(|e| fail("cannot add the checkpoint to the transaction", e))?;
+        producer
+            .commit_transaction(BROKER_TIMEOUT * 3)
+            .map_err(|e| fail("cannot commit the transaction", e))?;
+        self.writer.check()?;
+        // Just past the commit point: a restart must neither lose nor repeat these rows.
+        crash(CrashPoint::Manifest);
+        Ok(())
+    }
+}
+
+/// Rows waiting for their checkpoint, per time: `(key, payload)`.
+type Pending = BTreeMap<u64, Vec<(String, Vec<u8>)>>;
+
+/// Sends `results` exactly once through worker 0's `commit` (every other worker passes `None`):
+/// holds each row by its timely time until the frontier passes the next checkpoint time
+/// `c = k * interval` (and `min_pause` passed since the last commit), then sends the rows at
+/// times `<= c`, ordered by (time, payload, key), in one transaction (see [`KafkaCommit`]).
+/// Rows at times up to the checkpoint resumed from are dropped: the topic holds them. The end
+/// of the input commits at once. `encode` gives a row's key and payload; the first error is
+/// stored in `error` and stops the sink.
+pub fn kafka_commit_sink<'scope, D, E>(
+    stream: StreamVec<'scope, u64, D>,
+    commit: Option<KafkaCommit>,
+    mut encode: E,
+    error: Rc<RefCell<Option<String>>>,
+) where
+    D: ExchangeData,
+    E: FnMut(&D, PayloadFormat) -> (String, Vec<u8>) + 'static,
+{
+    let mut commit = commit;
+    let mut pending: Pending = BTreeMap::new();
+    let mut last_cut = commit.as_ref().and_then(|c| c.resumed);
+    let resumed = last_cut;
+    let mut last_commit = Instant::now();
+    let scope = stream.scope();
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        Exchange::new(|_: &D| 0),
+        "KafkaCommitSink",
+        |_cap, info| {
+            let activator = scope.activator_for(info.address);
+            move |(input, frontier), _output| {
+            let format = commit.as_ref().map_or(PayloadFormat::Json, |c| c.writer.format);
+            input.for_each(|cap, data| {
+                let time = *cap.least().expect("u64 stamps are never empty");
+                for row in data.iter() {
+                    // Encoded (and counted) on every worker; kept only by the writing one.
+                    let message = encode(row, format);
+                    if commit.is_some() && resumed.is_none_or(|c| time > c) {
+                        pending.entry(time).or_default().push(message);
+                    }
+                }
+            });
+            let Some(sink) = commit.as_ref() else { return };
+            let cut = match frontier.frontier().first().copied() {
+                None => u64::MAX,
+                Some(0) => return,
+                Some(f) => (f - 1) / sink.interval * sink.interval,
+            };
+            if last_cut.is_some_and(|c| c >= cut) {
+                return;
+            }
+            if cut != u64::MAX {
+                let due = last_commit + sink.min_pause;
+                let now = Instant::now();
+                if now < due {
+                    activator.activate_after(due - now);
+                    return;
+                }
+                if pending.range(..=cut).next().is_none() {
+                    // Nothing to send: the progress marker may stay behind.
+                    return;
+                }
+            }
+            let later = match cut.checked_add(1) {
+                Some(next) => pending.split_off(&next),
+                None => BTreeMap::new(),
+            };
+            let ready = std::mem::replace(&mut pending, later);
+            let mut rows = Vec::new();
+            for (_, mut at) in ready {
+                at.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+                rows.extend(at);
+            }
+            match sink.commit(&rows, cut) {
+                Ok(()) => {
+                    last_cut = Some(cut);
+                    last_commit = Instant::now();
+                }
+                Err(e) => {
+                    *error.borrow_mut() = Some(e);
+                    commit = None;
+                }
+            }
+        }},
+    );
 }

@@ -26,6 +26,14 @@
 //! partition reached its end the feed is done and the windows close. Without it the feed reads
 //! until the run is stopped.
 //!
+//! # Backpressure
+//!
+//! The source is paced like a file reader ([`super::Pacing`]): with `--emit final` it polls no
+//! further while the window operators are more than a bounded number of batches behind, and
+//! librdkafka's prefetch queue is capped (8 MB per worker), so a slow operator bounds memory.
+//! (Not measured by a test yet; rows held by a committing sink until their checkpoint are not
+//! part of this bound.)
+//!
 //! # Messages
 //!
 //! A message's payload is one record: a JSON object (`--format json`) whose fields are looked up
@@ -272,6 +280,10 @@ impl KafkaFeed {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
+            // librdkafka prefetches up to this much per consumer (default 64 MB): with the
+            // source's own bound on batches ahead of the windows, what a slow operator leaves
+            // queued stays bounded.
+            .set("queued.max.messages.kbytes", "8192")
             .create()
             .map_err(|e| ReadError::io(&url, format!("cannot create a Kafka consumer: {e}")))?;
         let mut assignment = TopicPartitionList::new();

@@ -5,6 +5,7 @@
 //! `tansu` must be installed (`cargo install tansu --features dynostore --locked`, as `.ci/run`
 //! does): without it the Kafka tests fail with a message saying so, they do not skip.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -168,5 +169,195 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A big-endian reader over a Kafka response or record batch.
+struct Bytes<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let out = &self.data[self.at..self.at + n];
+        self.at += n;
+        out
+    }
+    fn i8(&mut self) -> i8 {
+        self.take(1)[0] as i8
+    }
+    fn i16(&mut self) -> i16 {
+        i16::from_be_bytes(self.take(2).try_into().unwrap())
+    }
+    fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take(4).try_into().unwrap())
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take(8).try_into().unwrap())
+    }
+    fn string(&mut self) -> String {
+        let n = self.i16();
+        String::from_utf8_lossy(self.take(n.max(0) as usize)).into_owned()
+    }
+    /// A zigzag varint (record fields).
+    fn varint(&mut self) -> i64 {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let b = self.take(1)[0];
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        (n >> 1) as i64 ^ -((n & 1) as i64)
+    }
+    fn varbytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.varint();
+        (n >= 0).then(|| self.take(n as usize))
+    }
+    fn left(&self) -> usize {
+        self.data.len() - self.at
+    }
+}
+
+impl Broker {
+    /// Fetch v4 of one partition from `offset`, uncommitted records included: the raw record
+    /// batches and the high watermark.
+    fn fetch_raw(&self, topic: &str, partition: i32, offset: i64) -> (Vec<u8>, i64) {
+        use std::io::{Read, Write};
+        let mut body = Vec::new();
+        body.extend(1i16.to_be_bytes()); // Fetch
+        body.extend(4i16.to_be_bytes()); // v4: record batches, isolation level
+        body.extend(7i32.to_be_bytes()); // correlation id
+        let client = b"tidemark-test";
+        body.extend((client.len() as i16).to_be_bytes());
+        body.extend(client);
+        body.extend((-1i32).to_be_bytes()); // replica id
+        body.extend(100i32.to_be_bytes()); // max wait ms
+        body.extend(0i32.to_be_bytes()); // min bytes
+        body.extend((64i32 << 20).to_be_bytes()); // max bytes
+        body.push(0); // read uncommitted: every record and every marker
+        body.extend(1i32.to_be_bytes());
+        body.extend((topic.len() as i16).to_be_bytes());
+        body.extend(topic.as_bytes());
+        body.extend(1i32.to_be_bytes());
+        body.extend(partition.to_be_bytes());
+        body.extend(offset.to_be_bytes());
+        body.extend((64i32 << 20).to_be_bytes());
+        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
+        stream.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size).unwrap();
+        let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+        stream.read_exact(&mut response).unwrap();
+        let mut r = Bytes {
+            data: &response,
+            at: 0,
+        };
+        assert_eq!(r.i32(), 7, "correlation id");
+        r.i32(); // throttle
+        assert_eq!(r.i32(), 1, "one topic");
+        assert_eq!(r.string(), topic);
+        assert_eq!(r.i32(), 1, "one partition");
+        assert_eq!(r.i32(), partition);
+        let error = r.i16();
+        assert_eq!(error, 0, "fetch {topic}/{partition}: error code {error}");
+        let high = r.i64();
+        r.i64(); // last stable offset
+        let aborted = r.i32();
+        for _ in 0..aborted.max(0) {
+            r.i64();
+            r.i64();
+        }
+        let n = r.i32();
+        let records = if n < 0 { Vec::new() } else { r.take(n as usize).to_vec() };
+        (records, high)
+    }
+
+    /// The committed messages of `topic`, read by the transaction markers themselves (not by
+    /// trusting a `read_committed` fetch): a transactional producer's records count once a
+    /// COMMIT marker of that producer follows them, and never when an ABORT marker does or
+    /// no marker yet; records of non-transactional batches count as written. Returns
+    /// `(partition, key, payload)` in log order per partition.
+    pub fn read_committed_by_markers(&self, topic: &str) -> Vec<(i32, String, String)> {
+        let consumer: BaseConsumer = self.config().create().unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let mut out = Vec::new();
+        for partition in 0..partitions {
+            let mut open: BTreeMap<i64, Vec<(String, String)>> = BTreeMap::new();
+            let mut next = 0;
+            loop {
+                let (records, high) = self.fetch_raw(topic, partition, next);
+                if next >= high {
+                    break;
+                }
+                let mut r = Bytes {
+                    data: &records,
+                    at: 0,
+                };
+                let before = next;
+                while r.left() >= 12 {
+                    let base = r.i64();
+                    let length = r.i32() as usize;
+                    if r.left() < length {
+                        break;
+                    }
+                    let mut b = Bytes {
+                        data: r.take(length),
+                        at: 0,
+                    };
+                    b.i32(); // leader epoch
+                    assert_eq!(b.i8(), 2, "record batch v2");
+                    b.i32(); // crc
+                    let attributes = b.i16();
+                    assert_eq!(attributes & 7, 0, "uncompressed batches");
+                    let (transactional, control) = (attributes & 0x10 != 0, attributes & 0x20 != 0);
+                    let last_delta = b.i32();
+                    b.i64();
+                    b.i64();
+                    let producer = b.i64();
+                    b.i16();
+                    b.i32();
+                    let count = b.i32();
+                    for _ in 0..count {
+                        b.varint(); // length
+                        b.i8();
+                        b.varint(); // timestamp delta
+                        b.varint(); // offset delta
+                        let key = b.varbytes().unwrap_or_default().to_vec();
+                        let value = b.varbytes().unwrap_or_default().to_vec();
+                        for _ in 0..b.varint() {
+                            b.varbytes();
+                            b.varbytes();
+                        }
+                        if control {
+                            // Key: version, type (0 abort, 1 commit).
+                            let kind = i16::from_be_bytes([key[2], key[3]]);
+                            let pending = open.remove(&producer).unwrap_or_default();
+                            if kind == 1 {
+                                out.extend(pending.into_iter().map(|(k, v)| (partition, k, v)));
+                            }
+                        } else {
+                            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+                            let message = (text(key), text(value));
+                            if transactional {
+                                open.entry(producer).or_default().push(message);
+                            } else {
+                                out.push((partition, message.0, message.1));
+                            }
+                        }
+                    }
+                    next = base + i64::from(last_delta) + 1;
+                }
+                assert!(next > before, "fetch {topic}/{partition} at {next} made no progress");
+            }
+        }
+        out
     }
 }
