@@ -167,7 +167,11 @@ fn kafka_input_equals_the_per_partition_reference_on_1_2_4_workers_and_2_process
         for child in &mut children {
             assert!(wait(child).success(), "{window} {agg}, 2 processes");
         }
-        assert_eq!(consolidated(&output), expected, "{window} {agg}, 2 processes");
+        assert_eq!(
+            consolidated(&output),
+            expected,
+            "{window} {agg}, 2 processes"
+        );
     }
 }
 
@@ -265,7 +269,10 @@ fn kafka_errors_are_one_line_naming_broker_topic_partition_offset() {
 
     let broker = Broker::start();
     let err = expect_failure(&broker.url("missing"), &output, &[]);
-    assert!(err.contains("no such topic") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("no such topic") && err.contains("missing"),
+        "{err}"
+    );
 
     broker.create_topic("bad", 2);
     let good = |ts: u64| (0, format!(r#"{{"ts":{ts},"key":"a"}}"#));
@@ -318,7 +325,11 @@ fn consolidate_json(rows: &[String]) -> Answer {
             v["window_end"].to_string(),
             v["key"].as_str().unwrap().to_string(),
         );
-        (window, v["value"].as_str().unwrap().to_string(), v["diff"].as_i64().unwrap())
+        (
+            window,
+            v["value"].as_str().unwrap().to_string(),
+            v["diff"].as_i64().unwrap(),
+        )
     }))
 }
 

@@ -35,15 +35,15 @@ use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
 use crate::sink::commit::{commit_sink, CommitFile, CommitFiles};
+use crate::sink::kafka::{
+    changelog_message, kafka_commit_sink, kafka_sink, KafkaCommit, KafkaWriter,
+};
 use crate::sink::{
     changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
 };
 use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
-use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
-use crate::sink::kafka::{
-    changelog_message, kafka_commit_sink, kafka_sink, KafkaCommit, KafkaWriter,
-};
 use crate::source::csv::FeedStats;
+use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::kafka::{
     partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
 };
@@ -523,7 +523,8 @@ fn open_transactional(
     dir: &Path,
 ) -> anyhow::Result<Option<KafkaCommit>> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
-    let dir = std::fs::canonicalize(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
     let hash = config_hash(&format!("dir={}\n{}", dir.display(), job_text(args)?));
     let job = format!("tidemark-{hash:016x}");
     let mut commit =
@@ -639,7 +640,9 @@ where
                 .iter()
                 .map(|p| ("--late-output", p.as_path())),
         );
-        let input = kafka_input.is_none().then_some(("--input", args.input.as_path()));
+        let input = kafka_input
+            .is_none()
+            .then_some(("--input", args.input.as_path()));
         check_distinct(input, &outputs)?;
         let (feed, header) = match &kafka_input {
             // Every worker opens its own partitions once the cluster runs.

@@ -107,7 +107,11 @@ impl KafkaWriter {
     }
 
     fn check(&self) -> Result<(), String> {
-        let failed = self.deliveries.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let failed = self
+            .deliveries
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match failed.as_ref() {
             Some(e) => Err(format!("writing {}: {e}", self.topic.url())),
             None => Ok(()),
@@ -255,7 +259,10 @@ impl KafkaCommit {
         let committed = group
             .committed_offsets(progress, BROKER_TIMEOUT)
             .map_err(|e| fail("cannot read the committed checkpoint", e))?;
-        let resumed = match committed.find_partition(&topic.topic, 0).map(|e| e.offset()) {
+        let resumed = match committed
+            .find_partition(&topic.topic, 0)
+            .map(|e| e.offset())
+        {
             Some(Offset::Offset(END)) => Some(u64::MAX),
             Some(Offset::Offset(c)) if c >= 0 => Some(c as u64),
             _ => None,
@@ -350,58 +357,61 @@ pub fn kafka_commit_sink<'scope, D, E>(
         |_cap, info| {
             let activator = scope.activator_for(info.address);
             move |(input, frontier), _output| {
-            let format = commit.as_ref().map_or(PayloadFormat::Json, |c| c.writer.format);
-            input.for_each(|cap, data| {
-                let time = *cap.least().expect("u64 stamps are never empty");
-                for row in data.iter() {
-                    // Encoded (and counted) on every worker; kept only by the writing one.
-                    let message = encode(row, format);
-                    if commit.is_some() && resumed.is_none_or(|c| time > c) {
-                        pending.entry(time).or_default().push(message);
+                let format = commit
+                    .as_ref()
+                    .map_or(PayloadFormat::Json, |c| c.writer.format);
+                input.for_each(|cap, data| {
+                    let time = *cap.least().expect("u64 stamps are never empty");
+                    for row in data.iter() {
+                        // Encoded (and counted) on every worker; kept only by the writing one.
+                        let message = encode(row, format);
+                        if commit.is_some() && resumed.is_none_or(|c| time > c) {
+                            pending.entry(time).or_default().push(message);
+                        }
+                    }
+                });
+                let Some(sink) = commit.as_ref() else { return };
+                let cut = match frontier.frontier().first().copied() {
+                    None => u64::MAX,
+                    Some(0) => return,
+                    Some(f) => (f - 1) / sink.interval * sink.interval,
+                };
+                if last_cut.is_some_and(|c| c >= cut) {
+                    return;
+                }
+                if cut != u64::MAX {
+                    let due = last_commit + sink.min_pause;
+                    let now = Instant::now();
+                    if now < due {
+                        activator.activate_after(due - now);
+                        return;
+                    }
+                    if pending.range(..=cut).next().is_none() {
+                        // Nothing to send: the progress marker may stay behind.
+                        return;
                     }
                 }
-            });
-            let Some(sink) = commit.as_ref() else { return };
-            let cut = match frontier.frontier().first().copied() {
-                None => u64::MAX,
-                Some(0) => return,
-                Some(f) => (f - 1) / sink.interval * sink.interval,
-            };
-            if last_cut.is_some_and(|c| c >= cut) {
-                return;
-            }
-            if cut != u64::MAX {
-                let due = last_commit + sink.min_pause;
-                let now = Instant::now();
-                if now < due {
-                    activator.activate_after(due - now);
-                    return;
+                let later = match cut.checked_add(1) {
+                    Some(next) => pending.split_off(&next),
+                    None => BTreeMap::new(),
+                };
+                let ready = std::mem::replace(&mut pending, later);
+                let mut rows = Vec::new();
+                for (_, mut at) in ready {
+                    at.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+                    rows.extend(at);
                 }
-                if pending.range(..=cut).next().is_none() {
-                    // Nothing to send: the progress marker may stay behind.
-                    return;
-                }
-            }
-            let later = match cut.checked_add(1) {
-                Some(next) => pending.split_off(&next),
-                None => BTreeMap::new(),
-            };
-            let ready = std::mem::replace(&mut pending, later);
-            let mut rows = Vec::new();
-            for (_, mut at) in ready {
-                at.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-                rows.extend(at);
-            }
-            match sink.commit(&rows, cut) {
-                Ok(()) => {
-                    last_cut = Some(cut);
-                    last_commit = Instant::now();
-                }
-                Err(e) => {
-                    *error.borrow_mut() = Some(e);
-                    commit = None;
+                match sink.commit(&rows, cut) {
+                    Ok(()) => {
+                        last_cut = Some(cut);
+                        last_commit = Instant::now();
+                    }
+                    Err(e) => {
+                        *error.borrow_mut() = Some(e);
+                        commit = None;
+                    }
                 }
             }
-        }},
+        },
     );
 }

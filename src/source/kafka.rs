@@ -129,7 +129,10 @@ impl KafkaTopic {
             .find(|t| t.name() == self.topic)
             .ok_or_else(|| format!("{}: no such topic on the broker", self.url()))?;
         if let Some(e) = topic.error() {
-            return Err(format!("{}: no such topic on the broker ({e:?})", self.url()));
+            return Err(format!(
+                "{}: no such topic on the broker ({e:?})",
+                self.url()
+            ));
         }
         match topic.partitions().len() {
             0 => Err(format!("{}: no such topic on the broker", self.url())),
@@ -369,9 +372,7 @@ impl KafkaFeed {
                 }
             }
         }
-        if self.format.read.time == MESSAGE_TIMESTAMP
-            && self.row.len() < self.layout_width_hint()
-        {
+        if self.format.read.time == MESSAGE_TIMESTAMP && self.row.len() < self.layout_width_hint() {
             let ts = timestamp.ok_or_else(|| "the message has no timestamp".to_string())?;
             self.row.push_field(ts.to_string().as_bytes());
         }
@@ -442,7 +443,10 @@ impl Feed for KafkaFeed {
                 .map_err(|m| m.to_string())
                 .and_then(|()| {
                     self.layout.parse(0, &self.row).map_err(|e| {
-                        let field = e.field.map(|f| format!("field '{f}': ")).unwrap_or_default();
+                        let field = e
+                            .field
+                            .map(|f| format!("field '{f}': "))
+                            .unwrap_or_default();
                         format!("{field}{}", e.message)
                     })
                 });

@@ -67,10 +67,7 @@ impl Broker {
         };
         let client: BaseConsumer = broker.config().create().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while client
-            .fetch_metadata(None, Duration::from_secs(2))
-            .is_err()
-        {
+        while client.fetch_metadata(None, Duration::from_secs(2)).is_err() {
             assert!(Instant::now() < deadline, "tansu did not answer in 60 s");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -154,11 +151,19 @@ impl Broker {
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         while (out.len() as i64) < left {
-            assert!(Instant::now() < deadline, "reading {topic} back took over 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "reading {topic} back took over 60 s"
+            );
             if let Some(message) = consumer.poll(Duration::from_millis(100)) {
                 let message = message.unwrap();
-                let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-                out.push((message.partition(), text(message.key()), text(message.payload())));
+                let text =
+                    |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+                out.push((
+                    message.partition(),
+                    text(message.key()),
+                    text(message.payload()),
+                ));
             }
         }
         out
@@ -247,7 +252,9 @@ impl Broker {
         body.extend(offset.to_be_bytes());
         body.extend((64i32 << 20).to_be_bytes());
         let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
-        stream.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+        stream
+            .write_all(&(body.len() as i32).to_be_bytes())
+            .unwrap();
         stream.write_all(&body).unwrap();
         let mut size = [0u8; 4];
         stream.read_exact(&mut size).unwrap();
@@ -273,7 +280,11 @@ impl Broker {
             r.i64();
         }
         let n = r.i32();
-        let records = if n < 0 { Vec::new() } else { r.take(n as usize).to_vec() };
+        let records = if n < 0 {
+            Vec::new()
+        } else {
+            r.take(n as usize).to_vec()
+        };
         (records, high)
     }
 
@@ -355,7 +366,10 @@ impl Broker {
                     }
                     next = base + i64::from(last_delta) + 1;
                 }
-                assert!(next > before, "fetch {topic}/{partition} at {next} made no progress");
+                assert!(
+                    next > before,
+                    "fetch {topic}/{partition} at {next} made no progress"
+                );
             }
         }
         out
