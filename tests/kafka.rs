@@ -127,12 +127,19 @@ fn window_cmd(input: &str, output: &str) -> std::process::Command {
     command
 }
 
+/// A broker holding `topic`, one partition per element of `partitions`, with those records as
+/// JSON messages.
+fn broker_with(topic: &str, partitions: &[Vec<Event>]) -> Broker {
+    let broker = Broker::start();
+    broker.create_topic(topic, partitions.len() as u32);
+    broker.produce(topic, &json_messages(partitions));
+    broker
+}
+
 #[test]
 fn kafka_input_equals_the_per_partition_reference_on_1_2_4_workers_and_2_processes() {
-    let broker = Broker::start();
     let partitions = partitioned_events(5, 300, 400, 7);
-    broker.create_topic("events", 5);
-    broker.produce("events", &json_messages(&partitions));
+    let broker = broker_with("events", &partitions);
     let input = broker.url("events");
     let dir = scratch("kafka_input");
     for (window, agg, params) in queries() {
@@ -177,11 +184,8 @@ fn kafka_input_equals_the_per_partition_reference_on_1_2_4_workers_and_2_process
 
 #[test]
 fn kafka_to_kafka_rows_are_keyed_by_the_window_key() {
-    let broker = Broker::start();
     let partitions = partitioned_events(3, 200, 300, 11);
-    broker.create_topic("in", 3);
-    broker.create_topic("out", 2);
-    broker.produce("in", &json_messages(&partitions));
+    let broker = broker_with("in", &partitions);
     let (window, agg, params) = queries().swap_remove(0);
     let expected = per_partition_reference(&partitions, &params);
     for (format, workers) in [("json", "2"), ("csv", "1")] {
@@ -336,10 +340,8 @@ fn consolidate_json(rows: &[String]) -> Answer {
 #[test]
 fn kafka_exactly_once_through_seeded_kill_9_trials() {
     use std::os::unix::process::ExitStatusExt;
-    let broker = Broker::start();
     let partitions = partitioned_events(3, 200, 300, 3);
-    broker.create_topic("in", 3);
-    broker.produce("in", &json_messages(&partitions));
+    let broker = broker_with("in", &partitions);
     let (window, agg, params) = queries().swap_remove(1);
     let dir = scratch("kafka_exactly_once");
     let run = |topic: &str, ckpt: &Path, workers: &str, crash: Option<String>| {

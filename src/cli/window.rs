@@ -35,9 +35,7 @@ use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
 use crate::sink::commit::{commit_sink, CommitFile, CommitFiles};
-use crate::sink::kafka::{
-    changelog_message, kafka_commit_sink, kafka_sink, KafkaCommit, KafkaWriter,
-};
+use crate::sink::kafka::{changelog_message, kafka_sink, KafkaCommit, KafkaOut, KafkaWriter};
 use crate::sink::{
     changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
 };
@@ -972,7 +970,7 @@ impl Sinks {
         O: timely::ExchangeData + Display,
     {
         let (probe, results) = results.probe();
-        let (mut producer, mut transactional) = (None, None);
+        let mut kafka = None;
         let (output, late_output) = match self.writers {
             Some(Writers::Commit(files)) => {
                 commit_sink(
@@ -987,11 +985,11 @@ impl Sinks {
             }
             Some(Writers::Plain { output, late }) => (Some(*output), late.map(|l| *l)),
             Some(Writers::Kafka { output, late }) => {
-                producer = Some(*output);
+                kafka = Some(KafkaOut::Plain(*output));
                 (None, late.map(|l| *l))
             }
             Some(Writers::KafkaCommit(commit)) => {
-                transactional = Some(*commit);
+                kafka = Some(KafkaOut::Exactly(*commit));
                 (None, None)
             }
             None => (None, None),
@@ -1011,19 +1009,10 @@ impl Sinks {
         if self.to_kafka {
             let counts = self.counts;
             let encode = move |row: &WindowResult<String, O>, format| {
-                let mut counts = counts.borrow_mut();
-                if row.diff > 0 {
-                    counts.insertions += 1;
-                } else {
-                    counts.retractions += 1;
-                }
+                counts.borrow_mut().count(row.diff);
                 changelog_message(row, format)
             };
-            if self.checkpointed {
-                kafka_commit_sink(results, transactional, encode, self.commit_error);
-            } else {
-                kafka_sink(results, producer, encode, self.commit_error);
-            }
+            kafka_sink(results, kafka, encode, self.commit_error);
         } else {
             changelog_sink(results, output, self.counts, self.write_error);
         }

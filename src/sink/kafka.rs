@@ -7,7 +7,8 @@
 //! succeeds has had every row acknowledged by the broker. A delivery failure (the broker lost,
 //! the topic missing) stops the run with one line naming the topic. This is at-least-once, like
 //! any non-transactional producer: a run that fails after some rows were delivered leaves them
-//! in the topic.
+//! in the topic. With `--checkpoint-dir` the output is exactly once instead: one transaction per
+//! checkpoint interval, whose commit is the checkpoint's commit point ([`KafkaCommit`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -121,52 +122,6 @@ impl KafkaWriter {
     fn failure(&self, e: impl std::fmt::Display) -> String {
         format!("writing {}: {e}", self.topic.url())
     }
-}
-
-/// Sends each record of `stream` through worker 0's `writer` (other workers pass `None`),
-/// `encode` giving its key and payload; flushes and checks every delivery once the input is
-/// complete. The first error stops writing and is stored in `error`.
-pub fn kafka_sink<'scope, D, E>(
-    stream: StreamVec<'scope, u64, D>,
-    writer: Option<KafkaWriter>,
-    mut encode: E,
-    error: Rc<RefCell<Option<String>>>,
-) where
-    D: ExchangeData,
-    E: FnMut(&D, PayloadFormat) -> (String, Vec<u8>) + 'static,
-{
-    let mut writer = writer;
-    stream.sink(
-        Exchange::new(|_: &D| 0),
-        "KafkaSink",
-        move |(input, frontier)| {
-            let mut result = Ok(());
-            input.for_each(|_cap, data| {
-                let Some(out) = writer.as_ref() else { return };
-                for item in data.iter() {
-                    let (key, payload) = encode(item, out.format);
-                    if result.is_ok() {
-                        result = out.send(&key, &payload);
-                    }
-                }
-            });
-            if let Some(out) = writer.as_ref() {
-                if result.is_ok() {
-                    result = if frontier.is_empty() {
-                        out.flush()
-                    } else {
-                        out.poll()
-                    };
-                }
-                if let Err(e) = result {
-                    *error.borrow_mut() = Some(e);
-                    writer = None;
-                } else if frontier.is_empty() {
-                    writer = None;
-                }
-            }
-        },
-    );
 }
 
 /// A changelog row as a message: its key, and the payload in `format`.
@@ -329,87 +284,116 @@ impl KafkaCommit {
 /// Rows waiting for their checkpoint, per time: `(key, payload)`.
 type Pending = BTreeMap<u64, Vec<(String, Vec<u8>)>>;
 
-/// Sends `results` exactly once through worker 0's `commit` (every other worker passes `None`):
-/// holds each row by its timely time until the frontier passes the next checkpoint time
-/// `c = k * interval` (and `min_pause` passed since the last commit), then sends the rows at
-/// times `<= c`, ordered by (time, payload, key), in one transaction (see [`KafkaCommit`]).
-/// Rows at times up to the checkpoint resumed from are dropped: the topic holds them. The end
-/// of the input commits at once. `encode` gives a row's key and payload; the first error is
-/// stored in `error` and stops the sink.
-pub fn kafka_commit_sink<'scope, D, E>(
+/// What worker 0 of process 0 writes a Kafka output with.
+pub enum KafkaOut {
+    /// Every row as soon as it arrives; every delivery checked at the end (at least once).
+    Plain(KafkaWriter),
+    /// Every checkpoint interval's rows in one transaction (exactly once, `--checkpoint-dir`).
+    Exactly(KafkaCommit),
+}
+
+/// Sends each record of `stream` through worker 0's `out` (every other worker passes `None`);
+/// `encode` gives a record's key and payload (and is called on every worker, which may count).
+///
+/// [`KafkaOut::Plain`] sends rows as they arrive and, once the input is complete, flushes and
+/// checks every delivery. [`KafkaOut::Exactly`] holds each row by its timely time until the
+/// frontier passes the next checkpoint time `c = k * interval` (and `min_pause` passed since the
+/// last commit), then sends the rows at times `<= c`, ordered by (time, payload, key), in one
+/// transaction (see [`KafkaCommit`]); rows at times up to the checkpoint resumed from are
+/// dropped (the topic holds them), intervals without rows commit nothing, and the end of the
+/// input commits at once. The first error is stored in `error` and stops the sink.
+pub fn kafka_sink<'scope, D, E>(
     stream: StreamVec<'scope, u64, D>,
-    commit: Option<KafkaCommit>,
+    out: Option<KafkaOut>,
     mut encode: E,
     error: Rc<RefCell<Option<String>>>,
 ) where
     D: ExchangeData,
     E: FnMut(&D, PayloadFormat) -> (String, Vec<u8>) + 'static,
 {
-    let mut commit = commit;
+    let mut out = out;
     let mut pending: Pending = BTreeMap::new();
-    let mut last_cut = commit.as_ref().and_then(|c| c.resumed);
+    let mut last_cut = match &out {
+        Some(KafkaOut::Exactly(commit)) => commit.resumed,
+        _ => None,
+    };
     let resumed = last_cut;
     let mut last_commit = Instant::now();
     let scope = stream.scope();
     stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
         Exchange::new(|_: &D| 0),
-        "KafkaCommitSink",
+        "KafkaSink",
         |_cap, info| {
             let activator = scope.activator_for(info.address);
             move |(input, frontier), _output| {
-                let format = commit
-                    .as_ref()
-                    .map_or(PayloadFormat::Json, |c| c.writer.format);
+                let format = match &out {
+                    Some(KafkaOut::Plain(writer)) => writer.format,
+                    Some(KafkaOut::Exactly(commit)) => commit.writer.format,
+                    None => PayloadFormat::Json,
+                };
+                let mut result = Ok(());
                 input.for_each(|cap, data| {
                     let time = *cap.least().expect("u64 stamps are never empty");
                     for row in data.iter() {
-                        // Encoded (and counted) on every worker; kept only by the writing one.
-                        let message = encode(row, format);
-                        if commit.is_some() && resumed.is_none_or(|c| time > c) {
-                            pending.entry(time).or_default().push(message);
+                        let (key, payload) = encode(row, format);
+                        match &out {
+                            Some(KafkaOut::Plain(writer)) if result.is_ok() => {
+                                result = writer.send(&key, &payload);
+                            }
+                            Some(KafkaOut::Exactly(_)) if resumed.is_none_or(|c| time > c) => {
+                                pending.entry(time).or_default().push((key, payload));
+                            }
+                            _ => {}
                         }
                     }
                 });
-                let Some(sink) = commit.as_ref() else { return };
-                let cut = match frontier.frontier().first().copied() {
-                    None => u64::MAX,
-                    Some(0) => return,
-                    Some(f) => (f - 1) / sink.interval * sink.interval,
-                };
-                if last_cut.is_some_and(|c| c >= cut) {
-                    return;
-                }
-                if cut != u64::MAX {
-                    let due = last_commit + sink.min_pause;
-                    let now = Instant::now();
-                    if now < due {
-                        activator.activate_after(due - now);
-                        return;
-                    }
-                    if pending.range(..=cut).next().is_none() {
-                        // Nothing to send: the progress marker may stay behind.
-                        return;
-                    }
-                }
-                let later = match cut.checked_add(1) {
-                    Some(next) => pending.split_off(&next),
-                    None => BTreeMap::new(),
-                };
-                let ready = std::mem::replace(&mut pending, later);
-                let mut rows = Vec::new();
-                for (_, mut at) in ready {
-                    at.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-                    rows.extend(at);
-                }
-                match sink.commit(&rows, cut) {
-                    Ok(()) => {
+                let done = frontier.frontier().is_empty();
+                let result = result.and_then(|()| match &out {
+                    Some(KafkaOut::Plain(writer)) if done => writer.flush(),
+                    Some(KafkaOut::Plain(writer)) => writer.poll(),
+                    Some(KafkaOut::Exactly(commit)) => {
+                        let cut = match frontier.frontier().first().copied() {
+                            None => u64::MAX,
+                            Some(f) => f.saturating_sub(1) / commit.interval * commit.interval,
+                        };
+                        let passed = frontier.frontier().first().is_none_or(|f| *f > 0);
+                        if !passed || last_cut.is_some_and(|c| c >= cut) {
+                            return Ok(());
+                        }
+                        if !done {
+                            let due = last_commit + commit.min_pause;
+                            let now = Instant::now();
+                            if now < due {
+                                // Coalesce the cuts passed until the pause is over.
+                                activator.activate_after(due - now);
+                                return Ok(());
+                            }
+                            if pending.range(..=cut).next().is_none() {
+                                // Nothing to send: the committed checkpoint may stay behind.
+                                return Ok(());
+                            }
+                        }
+                        let later = match cut.checked_add(1) {
+                            Some(next) => pending.split_off(&next),
+                            None => BTreeMap::new(),
+                        };
+                        let mut rows = Vec::new();
+                        for (_, mut at) in std::mem::replace(&mut pending, later) {
+                            at.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+                            rows.extend(at);
+                        }
+                        commit.commit(&rows, cut)?;
                         last_cut = Some(cut);
                         last_commit = Instant::now();
+                        Ok(())
                     }
-                    Err(e) => {
-                        *error.borrow_mut() = Some(e);
-                        commit = None;
-                    }
+                    None => Ok(()),
+                });
+                if let Err(e) = result {
+                    *error.borrow_mut() = Some(e);
+                    out = None;
+                } else if done {
+                    out = None;
                 }
             }
         },

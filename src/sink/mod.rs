@@ -31,6 +31,17 @@ pub struct ChangelogCounts {
     pub retractions: u64,
 }
 
+impl ChangelogCounts {
+    /// Counts one row by its diff: `+1` an insertion, otherwise a retraction.
+    pub fn count(&mut self, diff: i64) {
+        if diff > 0 {
+            self.insertions += 1;
+        } else {
+            self.retractions += 1;
+        }
+    }
+}
+
 /// Writes each record of `stream` with `encode` on worker 0's `writer` (other workers pass
 /// `None`); `encode` writes the fields of one row and its terminator.
 pub fn csv_sink<'scope, D, W, E>(
@@ -82,14 +93,7 @@ pub fn changelog_sink<'scope, K, O, W>(
     W: Write + 'static,
 {
     let encode = move |out: &mut csv::Writer<W>, row: &WindowResult<K, O>| {
-        {
-            let mut counts = counts.borrow_mut();
-            if row.diff > 0 {
-                counts.insertions += 1;
-            } else {
-                counts.retractions += 1;
-            }
-        }
+        counts.borrow_mut().count(row.diff);
         write_changelog_row(out, row)
     };
     csv_sink(stream, writer, encode, error);
