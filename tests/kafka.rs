@@ -401,3 +401,55 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
         );
     }
 }
+
+/// The README's Kafka walkthrough (the ```sh block of its "### Kafka" section), run verbatim but
+/// for two things: the test's own broker stands for the `tansu broker` line, and its address
+/// for `127.0.0.1:9092`. What it prints must be the ```text block that follows (in any order:
+/// the rows of different keys are not ordered).
+#[test]
+fn readme_kafka_walkthrough_runs_verbatim() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### Kafka")
+        .expect("README has a Kafka section")..];
+    let block = |fence: &str| {
+        let start = section.find(fence).expect("the block") + fence.len();
+        let end = start + section[start..].find("\n```").expect("the block's end");
+        section[start..end].trim().to_string()
+    };
+    let script = block("```sh\n").replace("\\\n", " ");
+    let shown = block("```text\n");
+    let broker = Broker::start();
+    let commands: Vec<String> = script
+        .lines()
+        .filter(|line| !line.starts_with("tansu broker"))
+        .map(|line| line.replace("127.0.0.1:9092", &broker.address))
+        .collect();
+    assert!(commands.len() >= 4, "{commands:?}");
+    let tidemark = Path::new(env!("CARGO_BIN_EXE_tidemark")).parent().unwrap();
+    let tansu = common::kafka::tansu_binary();
+    let path = std::env::join_paths(
+        [tidemark, tansu.parent().unwrap()]
+            .into_iter()
+            .map(Path::to_path_buf)
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &commands.join("\n")])
+        .env("PATH", path)
+        .current_dir(scratch("kafka_readme"))
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        sorted(&String::from_utf8_lossy(&out.stdout)),
+        sorted(&shown)
+    );
+}

@@ -132,15 +132,26 @@ pub fn changelog_message<K: AsRef<str>, O: std::fmt::Display>(
     let key = row.key.as_ref().to_string();
     let diff = if row.diff > 0 { 1 } else { -1 };
     let payload = match format {
-        PayloadFormat::Json => serde_json::json!({
-            "window_start": row.window.start,
-            "window_end": row.window.end,
-            "key": key,
-            "value": row.value.to_string(),
-            "diff": diff,
-        })
-        .to_string()
-        .into_bytes(),
+        PayloadFormat::Json => {
+            /// The fields in the changelog's column order (a struct keeps it; a map sorts).
+            #[derive(serde::Serialize)]
+            struct Row<'a> {
+                window_start: i64,
+                window_end: u64,
+                key: &'a str,
+                value: String,
+                diff: i64,
+            }
+            let row = Row {
+                window_start: row.window.start,
+                window_end: row.window.end,
+                key: &key,
+                value: row.value.to_string(),
+                diff,
+            };
+            // Plain fields into memory: cannot fail.
+            serde_json::to_vec(&row).unwrap_or_default()
+        }
         PayloadFormat::Csv => {
             let mut line = csv::WriterBuilder::new()
                 .terminator(csv::Terminator::Any(b'\n'))

@@ -429,6 +429,12 @@ impl Feed for KafkaFeed {
             }
             self.partitions[index].next = offset + 1;
             self.partitions[index].last_record = Instant::now();
+            if self.partitions[index].done() {
+                // Fetch nothing more of it (what librdkafka already holds is skipped above).
+                let mut finished = TopicPartitionList::new();
+                finished.add_partition(&self.topic.topic, id);
+                let _ = self.consumer.pause(&finished);
+            }
             let timestamp = match message.timestamp() {
                 Timestamp::NotAvailable => None,
                 Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
