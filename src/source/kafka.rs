@@ -440,10 +440,7 @@ impl Feed for KafkaFeed {
                 Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
             };
             let payload = message.payload().unwrap_or_default().to_vec();
-            let place = format!(
-                "{} partition {id} offset {offset}",
-                self.topic.url().trim_start_matches(SCHEME)
-            );
+            let place = format!("{} partition {id} offset {offset}", self.topic.url());
             let parsed = self
                 .fill_row(&payload, timestamp)
                 .map_err(|m| m.to_string())
