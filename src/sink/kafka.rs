@@ -174,7 +174,7 @@ pub fn changelog_message<K: AsRef<str>, O: std::fmt::Display>(
 /// The commit point of a checkpoint at time `c` is the commit of the Kafka transaction that
 /// holds the checkpoint interval's rows *and*, as a transactional offset commit of the job's
 /// consumer group, the value `c` (the offset committed for partition 0 of the output topic; the
-/// end of the input is `i64::MAX`). Both become visible together or not at all, so a crash at
+/// end of the input is `2^62`, above every event time). Both become visible together or not at all, so a crash at
 /// any point leaves the rows of exactly the committed intervals, and the group's offset says
 /// which. A restart with the same `transactional.id` (derived from the job) fences the crashed
 /// instance and aborts its open transaction (what `init_transactions` does); it never needs to
@@ -192,7 +192,7 @@ pub struct KafkaCommit {
 }
 
 /// The offset that stands for "the whole input is committed".
-const END: i64 = i64::MAX;
+const END: i64 = 1 << 62;
 
 impl KafkaCommit {
     /// Opens a transactional producer of `topic` as `job` (the transactional id and the
