@@ -382,8 +382,9 @@ fn kafka_exactly_once_output_commits_the_whole_result() {
 }
 
 #[test]
-#[ignore = "on tansu 0.6 a rerun does not read back the job's committed checkpoint (the \
-            transactional offset commit of its group): not diagnosed yet"]
+#[ignore = "on tansu 0.6 the job's transactional offset commit is not read back: after a \
+            committed transaction OffsetFetch of its group returns no offset (seen, not yet \
+            diagnosed)"]
 fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
     let partitions = partitioned_events(3, 200, 300, 3);
     let broker = broker_with("in", &partitions);
