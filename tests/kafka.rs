@@ -364,21 +364,34 @@ fn exactly_once_run(
     command.output().expect("binary runs")
 }
 
+/// An uninterrupted exactly-once run of the `partitions` (in topic `in`) into a fresh `topic`:
+/// its committed rows (see [`committed_rows`]), checked against the per-partition reference.
+fn uninterrupted(
+    broker: &Broker,
+    partitions: &[Vec<Event>],
+    topic: &str,
+    ckpt: &Path,
+    by_markers: bool,
+) -> Vec<String> {
+    broker.create_topic(topic, 2);
+    let out = exactly_once_run(broker, topic, ckpt, "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = committed_rows(broker, topic, by_markers);
+    let params = queries().swap_remove(1).2;
+    assert_eq!(
+        consolidate_json(&rows),
+        per_partition_reference(partitions, &params)
+    );
+    rows
+}
+
 #[test]
 fn kafka_exactly_once_output_commits_the_whole_result() {
     let partitions = partitioned_events(3, 200, 300, 3);
     let broker = broker_with("in", &partitions);
-    let params = queries().swap_remove(1).2;
     let dir = scratch("kafka_exactly_once_whole");
-    broker.create_topic("out", 2);
-    let out = exactly_once_run(&broker, "out", &dir.join("ckpt"), "2", None);
-    assert!(out.status.success(), "{}", stderr(&out));
     // Nothing was aborted, so every record is committed output.
-    let rows = committed_rows(&broker, "out", false);
-    assert_eq!(
-        consolidate_json(&rows),
-        per_partition_reference(&partitions, &params)
-    );
+    uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"), false);
 }
 
 #[test]
@@ -389,10 +402,7 @@ fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
     let partitions = partitioned_events(3, 200, 300, 3);
     let broker = broker_with("in", &partitions);
     let dir = scratch("kafka_exactly_once_rerun");
-    broker.create_topic("out", 2);
-    let out = exactly_once_run(&broker, "out", &dir.join("ckpt"), "2", None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows = committed_rows(&broker, "out", false);
+    let rows = uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"), false);
     // The job's committed checkpoint says the end: running it again adds nothing.
     let out = exactly_once_run(&broker, "out", &dir.join("ckpt"), "2", None);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -407,17 +417,8 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
     use std::os::unix::process::ExitStatusExt;
     let partitions = partitioned_events(3, 200, 300, 3);
     let broker = broker_with("in", &partitions);
-    let params = queries().swap_remove(1).2;
     let dir = scratch("kafka_exactly_once");
-    // The uninterrupted run.
-    broker.create_topic("ref", 2);
-    let out = exactly_once_run(&broker, "ref", &dir.join("ref"), "2", None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let expected = committed_rows(&broker, "ref", true);
-    assert_eq!(
-        consolidate_json(&expected),
-        per_partition_reference(&partitions, &params)
-    );
+    let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"), true);
     // Seeded trials: a crash mid-transaction (output:N) or just past its commit (manifest:N),
     // then a restart that must neither lose nor repeat a row.
     let mut state = 42u64;
