@@ -57,6 +57,7 @@
 
 pub mod blocks;
 pub mod csv;
+pub mod kafka;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
