@@ -268,6 +268,67 @@ fn profile_lists_the_query_s_operators_with_shares_per_worker() {
     );
 }
 
+/// `--profile`'s frontier fields on 2 workers with a deliberately slow stage (`--inject-delay`:
+/// the driver's `HoldFrontier` passes the frontier on 30 ms late): per worker, every operator's
+/// frontier hold is between 0 and the profiled time and its longest hold at most its total,
+/// `HoldFrontier` is the operator that held the frontier back longest, and the frontier-lag log
+/// has intervals in order whose output frontier never passes the input time offered; the table
+/// shows the columns.
+#[test]
+fn profile_names_the_operator_that_holds_the_frontier_back() {
+    let _cores = cores();
+    let dir = scratch("profile-hold");
+    let json = dir.join("p.json");
+    let out = short_bench(&[
+        "ysb",
+        "--workers",
+        "2",
+        "--rate",
+        "20k",
+        "--inject-delay",
+        "30ms",
+        "--profile",
+        "--json",
+        s(&json),
+    ]);
+    let r = report(&json);
+    let profiles = r["profile"].as_array().expect("a profile per worker");
+    assert_eq!(profiles.len(), 2, "{r}");
+    for p in profiles {
+        let profiled = p["profiled_ns"].as_u64().unwrap();
+        let operators = p["operators"].as_array().unwrap();
+        let hold = |o: &serde_json::Value| o["frontier_hold_ns"].as_u64().unwrap();
+        for o in operators {
+            let longest = o["frontier_hold_max_ns"].as_u64().unwrap();
+            assert!(longest <= hold(o) && hold(o) <= profiled, "{o}");
+        }
+        let top = operators.iter().max_by_key(|o| hold(o)).unwrap();
+        assert_eq!(top["name"], "HoldFrontier", "{p}");
+        assert!(hold(top) > 0, "{p}");
+        let lag = p["frontier_lag"].as_array().expect("a lag log");
+        assert!(lag.len() >= 2, "{p}");
+        let mut previous = 0;
+        for interval in lag {
+            let at = interval["at_ns"].as_u64().unwrap();
+            assert!(at > previous, "{interval}");
+            previous = at;
+            if let (Some(offered), Some(frontier)) =
+                (interval["offered"].as_u64(), interval["frontier"].as_u64())
+            {
+                assert!(frontier <= offered, "{interval}");
+            }
+        }
+        // The delay holds the output back behind the input: some interval shows it.
+        assert!(
+            lag.iter().any(|i| i["max_lag_ns"].as_u64().unwrap() > 0),
+            "{p}"
+        );
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("held back"), "{table}");
+    assert!(table.contains("frontier lag"), "{table}");
+}
+
 /// The closed loop keeps every worker's share of the stream flowing: on 2 workers each worker's
 /// input (`--profile`'s `Input` records out) takes at least a quarter of all input events. The
 /// closed loop once judged each worker by the global probe, which let the worker whose input
