@@ -187,10 +187,18 @@ fn baseline_on_several_workers_is_the_parallel_ceiling_for_every_workload() {
     }
 }
 
-/// `ysb` on 2 workers at `rate` with `--profile`, its report in a scratch directory `name`: the
-/// output, the report and its per-worker profiles (checked to be two).
-fn profiled(name: &str, rate: &str) -> (Output, serde_json::Value, Vec<serde_json::Value>) {
-    let args = ["ysb", "--workers", "2", "--rate", rate, "--profile"];
+/// `ysb` on 2 workers at `rate` with `--profile` and `more` flags, its report in a scratch
+/// directory `name`: the output, the report and its per-worker profiles (checked to be two).
+fn profiled(
+    name: &str,
+    rate: &str,
+    more: &[&str],
+) -> (Output, serde_json::Value, Vec<serde_json::Value>) {
+    let args = [
+        &["ysb", "--workers", "2", "--rate", rate, "--profile"],
+        more,
+    ]
+    .concat();
     let (out, r) = short_report(&scratch(name), "report.json", &args);
     let profiles = r["profile"]
         .as_array()
@@ -206,7 +214,7 @@ fn profiled(name: &str, rate: &str) -> (Output, serde_json::Value, Vec<serde_jso
 #[test]
 fn profile_lists_the_query_s_operators_with_shares_per_worker() {
     let _cores = cores();
-    let (out, r, profiles) = profiled("profile", "20k");
+    let (out, r, profiles) = profiled("profile", "20k", &[]);
     let (mut window_in, mut upstream_out) = (0, 0);
     for (index, p) in profiles.iter().enumerate() {
         assert_eq!(p["worker"], index);
@@ -254,24 +262,8 @@ fn profile_lists_the_query_s_operators_with_shares_per_worker() {
 #[test]
 fn profile_names_the_operator_that_holds_the_frontier_back() {
     let _cores = cores();
-    let dir = scratch("profile-hold");
-    let json = dir.join("p.json");
-    let out = short_bench(&[
-        "ysb",
-        "--workers",
-        "2",
-        "--rate",
-        "20k",
-        "--inject-delay",
-        "30ms",
-        "--profile",
-        "--json",
-        s(&json),
-    ]);
-    let r = report(&json);
-    let profiles = r["profile"].as_array().expect("a profile per worker");
-    assert_eq!(profiles.len(), 2, "{r}");
-    for p in profiles {
+    let (out, _, profiles) = profiled("profile-hold", "20k", &["--inject-delay", "30ms"]);
+    for p in &profiles {
         let profiled = p["profiled_ns"].as_u64().unwrap();
         let operators = p["operators"].as_array().unwrap();
         let hold = |o: &serde_json::Value| o["frontier_hold_ns"].as_u64().unwrap();
@@ -313,7 +305,7 @@ fn profile_names_the_operator_that_holds_the_frontier_back() {
 #[test]
 fn the_closed_loop_feeds_every_worker_its_share() {
     let _cores = cores();
-    let (_, r, profiles) = profiled("closed-loop-share", "max");
+    let (_, r, profiles) = profiled("closed-loop-share", "max", &[]);
     let inputs: Vec<u64> = profiles
         .iter()
         .map(|p| {

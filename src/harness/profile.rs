@@ -354,7 +354,11 @@ impl State {
         let outer = self
             .progress
             .iter()
-            .filter(|(scope, _)| self.operators.get(scope).is_some_and(|(_, a)| a.len() == 1))
+            .filter(|(scope, _)| {
+                self.operators
+                    .get(*scope)
+                    .is_some_and(|(_, a)| a.len() == 1)
+            })
             .map(|(_, progress)| progress)
             .next();
         let frontier_lag = outer
@@ -537,32 +541,40 @@ mod tests {
         Duration::from_millis(ms)
     }
 
+    /// A state that has seen `operators` (id, address, name) and `channels` (id, source node,
+    /// target node, all in scope `[0]`) built.
+    fn built(operators: &[(usize, &[usize], &str)], channels: &[(usize, usize, usize)]) -> State {
+        let mut s = State::default();
+        for (id, addr, name) in operators {
+            let operates = OperatesEvent {
+                id: *id,
+                addr: addr.to_vec(),
+                name: name.to_string(),
+            };
+            s.event(at(0), &TimelyEvent::Operates(operates));
+        }
+        for (id, source, target) in channels {
+            let channel = ChannelsEvent {
+                id: *id,
+                scope_addr: vec![0],
+                source: (*source, 0),
+                target: (*target, 0),
+                typ: String::new(),
+            };
+            s.event(at(0), &TimelyEvent::Channels(channel));
+        }
+        s
+    }
+
     #[test]
     fn own_time_excludes_children_and_records_follow_channels() {
-        let mut s = State::default();
-        for (id, addr, name) in [
-            (1, vec![0], "Dataflow"),
-            (2, vec![0, 1], "Source"),
-            (3, vec![0, 2], "Count"),
-        ] {
-            s.event(
-                at(0),
-                &TimelyEvent::Operates(OperatesEvent {
-                    id,
-                    addr,
-                    name: name.into(),
-                }),
-            );
-        }
-        s.event(
-            at(0),
-            &TimelyEvent::Channels(ChannelsEvent {
-                id: 7,
-                scope_addr: vec![0],
-                source: (1, 0),
-                target: (2, 0),
-                typ: String::new(),
-            }),
+        let mut s = built(
+            &[
+                (1, &[0], "Dataflow"),
+                (2, &[0, 1], "Source"),
+                (3, &[0, 2], "Count"),
+            ],
+            &[(7, 1, 2)],
         );
         let messages = |is_send, records| {
             TimelyEvent::Messages(MessagesEvent {
@@ -622,34 +634,13 @@ mod tests {
     /// is at or past what the input still holds.
     #[test]
     fn holds_run_from_the_input_passing_a_time_to_the_capability_passing_it() {
-        let mut s = State::default();
-        for (id, addr, name) in [
-            (1, vec![0], "Dataflow"),
-            (2, vec![0, 1], "Input"),
-            (3, vec![0, 2], "Window"),
-            (4, vec![0, 3], "Probe"),
-        ] {
-            s.event(
-                at(0),
-                &TimelyEvent::Operates(OperatesEvent {
-                    id,
-                    addr,
-                    name: name.into(),
-                }),
-            );
-        }
-        for (id, source, target) in [(10, 1, 2), (11, 2, 3)] {
-            s.event(
-                at(0),
-                &TimelyEvent::Channels(ChannelsEvent {
-                    id,
-                    scope_addr: vec![0],
-                    source: (source, 0),
-                    target: (target, 0),
-                    typ: String::new(),
-                }),
-            );
-        }
+        let operators: [(usize, &[usize], &str); 4] = [
+            (1, &[0], "Dataflow"),
+            (2, &[0, 1], "Input"),
+            (3, &[0, 2], "Window"),
+            (4, &[0, 3], "Probe"),
+        ];
+        let mut s = built(&operators, &[(10, 1, 2), (11, 2, 3)]);
         let caps = |updates: Vec<(usize, u64, i64)>| {
             TrackerEvent::SourceUpdate(SourceUpdate {
                 tracker_id: 1,
