@@ -70,7 +70,7 @@ fn replayed(workload: &Nexmark, pool: usize, count: usize) -> Vec<Event> {
     let pool: Vec<Event> = workload.generator(SEED, 0, 1).take(pool).collect();
     (0..count)
         .map(|index| {
-            let mut event = pool[index % pool.len()].clone();
+            let mut event = pool[index % pool.len()];
             Nexmark::set_event_time(&mut event, index as u64 * SPACING_NS);
             event
         })
@@ -404,7 +404,7 @@ fn setting_event_time_keeps_auction_lifetimes() {
         .generator(0, 0, 1)
         .find(|event| matches!(event, Event::Auction(_)))
         .expect("auctions are generated");
-    let Event::Auction(original) = auction.clone() else {
+    let Event::Auction(original) = auction else {
         unreachable!()
     };
     let lifetime = original.expires - original.date_time;
