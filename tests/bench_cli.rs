@@ -187,10 +187,18 @@ fn baseline_on_several_workers_is_the_parallel_ceiling_for_every_workload() {
     }
 }
 
-/// `ysb` on 2 workers at `rate` with `--profile`, its report in a scratch directory `name`: the
-/// output, the report and its per-worker profiles (checked to be two).
-fn profiled(name: &str, rate: &str) -> (Output, serde_json::Value, Vec<serde_json::Value>) {
-    let args = ["ysb", "--workers", "2", "--rate", rate, "--profile"];
+/// `ysb` on 2 workers at `rate` with `--profile` and `more` flags, its report in a scratch
+/// directory `name`: the output, the report and its per-worker profiles (checked to be two).
+fn profiled(
+    name: &str,
+    rate: &str,
+    more: &[&str],
+) -> (Output, serde_json::Value, Vec<serde_json::Value>) {
+    let args = [
+        &["ysb", "--workers", "2", "--rate", rate, "--profile"],
+        more,
+    ]
+    .concat();
     let (out, r) = short_report(&scratch(name), "report.json", &args);
     let profiles = r["profile"]
         .as_array()
@@ -206,7 +214,7 @@ fn profiled(name: &str, rate: &str) -> (Output, serde_json::Value, Vec<serde_jso
 #[test]
 fn profile_lists_the_query_s_operators_with_shares_per_worker() {
     let _cores = cores();
-    let (out, r, profiles) = profiled("profile", "20k");
+    let (out, r, profiles) = profiled("profile", "20k", &[]);
     let (mut window_in, mut upstream_out) = (0, 0);
     for (index, p) in profiles.iter().enumerate() {
         assert_eq!(p["worker"], index);
@@ -245,6 +253,51 @@ fn profile_lists_the_query_s_operators_with_shares_per_worker() {
     );
 }
 
+/// `--profile`'s frontier fields on 2 workers with a deliberately slow stage (`--inject-delay`:
+/// the driver's `HoldFrontier` passes the frontier on 30 ms late): per worker, every operator's
+/// frontier hold is between 0 and the profiled time and its longest hold at most its total,
+/// `HoldFrontier` is the operator that held the frontier back longest, and the frontier-lag log
+/// has intervals in order whose output frontier never passes the input time offered; the table
+/// shows the columns.
+#[test]
+fn profile_names_the_operator_that_holds_the_frontier_back() {
+    let _cores = cores();
+    let (out, _, profiles) = profiled("profile-hold", "20k", &["--inject-delay", "30ms"]);
+    for p in &profiles {
+        let profiled = p["profiled_ns"].as_u64().unwrap();
+        let operators = p["operators"].as_array().unwrap();
+        let hold = |o: &serde_json::Value| o["frontier_hold_ns"].as_u64().unwrap();
+        for o in operators {
+            let longest = o["frontier_hold_max_ns"].as_u64().unwrap();
+            assert!(longest <= hold(o) && hold(o) <= profiled, "{o}");
+        }
+        let top = operators.iter().max_by_key(|o| hold(o)).unwrap();
+        assert_eq!(top["name"], "HoldFrontier", "{p}");
+        assert!(hold(top) > 0, "{p}");
+        let lag = p["frontier_lag"].as_array().expect("a lag log");
+        assert!(lag.len() >= 2, "{p}");
+        let mut previous = 0;
+        for interval in lag {
+            let at = interval["at_ns"].as_u64().unwrap();
+            assert!(at > previous, "{interval}");
+            previous = at;
+            if let (Some(offered), Some(frontier)) =
+                (interval["offered"].as_u64(), interval["frontier"].as_u64())
+            {
+                assert!(frontier <= offered, "{interval}");
+            }
+        }
+        // The delay holds the output back behind the input: some interval shows it.
+        assert!(
+            lag.iter().any(|i| i["max_lag_ns"].as_u64().unwrap() > 0),
+            "{p}"
+        );
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("held back"), "{table}");
+    assert!(table.contains("frontier lag"), "{table}");
+}
+
 /// The closed loop keeps every worker's share of the stream flowing: on 2 workers each worker's
 /// input (`--profile`'s `Input` records out) takes at least a quarter of all input events. The
 /// closed loop once judged each worker by the global probe, which let the worker whose input
@@ -252,7 +305,7 @@ fn profile_lists_the_query_s_operators_with_shares_per_worker() {
 #[test]
 fn the_closed_loop_feeds_every_worker_its_share() {
     let _cores = cores();
-    let (_, r, profiles) = profiled("closed-loop-share", "max");
+    let (_, r, profiles) = profiled("closed-loop-share", "max", &[]);
     let inputs: Vec<u64> = profiles
         .iter()
         .map(|p| {
