@@ -144,7 +144,8 @@ pub fn config_hash(text: &str) -> u64 {
     hasher.finish()
 }
 
-/// What one worker's snapshot holds: the committed length of each sink it writes.
+/// What one worker's snapshot holds: the committed length of each sink it writes, and the
+/// state of each of its operators at the cut.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The worker's global index.
@@ -152,6 +153,11 @@ pub struct Snapshot {
     /// Per file sink, in the order the sink lists them (changelog, then late output): the
     /// name as given and the byte length of the committed prefix (header included).
     pub sinks: Vec<(String, u64)>,
+    /// Per operator of the worker that takes checkpoint cuts (the source, the window
+    /// operator), by id `N:name` ([`crate::stash::Checkpoints::cut`]): its state value at the
+    /// cut, encoded by [`crate::stash::encode`]. Empty where the run replays instead (the
+    /// differential path, `--emit updates`, and the final commit).
+    pub operators: Vec<(String, Vec<u8>)>,
 }
 
 /// The commit point: which checkpoint is in force.
@@ -172,8 +178,10 @@ pub enum Resume {
     From {
         /// The cut.
         time: u64,
-        /// The snapshots, by worker.
-        snapshots: Vec<Snapshot>,
+        /// Workers of the run that wrote it (all processes together).
+        workers: u32,
+        /// The snapshots, by worker, each with the file it was read from (for messages).
+        snapshots: Vec<(PathBuf, Snapshot)>,
     },
     /// The run finished; `snapshots` give the final lengths.
     Complete {
@@ -236,6 +244,18 @@ impl CheckpointDir {
         Ok((dir, resume))
     }
 
+    /// The checkpoint in force in `path`, read without locking it or checking the job: for
+    /// processes other than 0, which restore their workers' states from the snapshots while
+    /// process 0, which holds the lock, checks the job.
+    ///
+    /// Errors: every error of reading a damaged, foreign or incompatible manifest or snapshot.
+    pub fn peek(path: &Path) -> Result<Resume, CheckpointError> {
+        if !path.join(MANIFEST).exists() {
+            return Ok(Resume::Fresh);
+        }
+        read_resume(path, None).map(|(resume, _)| resume)
+    }
+
     /// Whether `path` holds a manifest marked complete, read without locking or checking the
     /// job (for processes other than 0, which do not open the input); any error reads as no.
     pub fn is_complete(path: &Path) -> bool {
@@ -267,31 +287,9 @@ impl CheckpointDir {
         if !manifest_path.exists() {
             return Ok(Resume::Fresh);
         }
-        let (header, manifest): (Header, Manifest) = file::read(&manifest_path)?;
-        self.check(&manifest_path, &header)?;
-        *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(header.time);
-        let mut snapshots = Vec::new();
-        for (name, crc) in &manifest.snapshots {
-            let path = self.path.join(name);
-            let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
-            let (snap_header, snapshot): (Header, Snapshot) = file::decode(&path, &bytes)?;
-            self.check(&path, &snap_header)?;
-            if crc32fast::hash(&bytes) != *crc || snap_header.time != header.time {
-                return Err(CheckpointError::Mismatch {
-                    path: manifest_path.display().to_string(),
-                    why: format!("{} is not the snapshot it lists", path.display()),
-                });
-            }
-            snapshots.push(snapshot);
-        }
-        Ok(if manifest.complete {
-            Resume::Complete { snapshots }
-        } else {
-            Resume::From {
-                time: header.time,
-                snapshots,
-            }
-        })
+        let (resume, time) = read_resume(&self.path, Some(self))?;
+        *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(time);
+        Ok(resume)
     }
 
     fn header(&self, time: u64) -> Header {
@@ -365,6 +363,47 @@ impl CheckpointDir {
         *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(time);
         Ok(())
     }
+}
+
+/// Reads the checkpoint in force in `dir` (its manifest exists), checking every file's job
+/// against `dir_of` when given; returns it with its time.
+fn read_resume(
+    dir: &Path,
+    checker: Option<&CheckpointDir>,
+) -> Result<(Resume, u64), CheckpointError> {
+    let manifest_path = dir.join(MANIFEST);
+    let check = |path: &Path, header: &Header| match checker {
+        Some(checker) => checker.check(path, header),
+        None => Ok(()),
+    };
+    let (header, manifest): (Header, Manifest) = file::read(&manifest_path)?;
+    check(&manifest_path, &header)?;
+    let mut snapshots = Vec::new();
+    for (name, crc) in &manifest.snapshots {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+        let (snap_header, snapshot): (Header, Snapshot) = file::decode(&path, &bytes)?;
+        check(&path, &snap_header)?;
+        if crc32fast::hash(&bytes) != *crc || snap_header.time != header.time {
+            return Err(CheckpointError::Mismatch {
+                path: manifest_path.display().to_string(),
+                why: format!("{} is not the snapshot it lists", path.display()),
+            });
+        }
+        snapshots.push((path, snapshot));
+    }
+    let resume = if manifest.complete {
+        Resume::Complete {
+            snapshots: snapshots.into_iter().map(|(_, s)| s).collect(),
+        }
+    } else {
+        Resume::From {
+            time: header.time,
+            workers: header.workers,
+            snapshots,
+        }
+    };
+    Ok((resume, header.time))
 }
 
 /// Where a test may crash a run (`TIDEMARK_CRASH_AT=POINT:N`, see [`CRASH_VAR`]).
