@@ -20,26 +20,60 @@
 //! the bytes do not depend on arrival order either, fsyncs the output (and late output), and
 //! commits the checkpoint: the committed byte lengths at `c`.
 //!
-//! Recovery replays the input from its first line (the input must be a regular file, which
-//! never idles, so the replay sees the same watermarks and no idle advances: standard input, a
-//! FIFO or a device is refused) and drops every row at a time `<= c`, which the committed
-//! prefix already holds, after truncating each output's temporary file to its committed
-//! length. Rows at times `> c` are written as in the first run. So after any number of crashes
-//! and restarts the output holds exactly the rows of an uninterrupted run, and because the
-//! order within each checkpoint interval is canonical, the same bytes, with any worker count.
+//! # What a snapshot holds, and why it is the state at exactly the cut
 //!
-//! What a checkpoint does *not* hold yet is the operators' state and the source's read
-//! position: recovery recomputes them by replay, which is exact but costs a re-read of the input
-//! prefix. Snapshotting state per operator and worker (to skip the replay) needs every
-//! stateful operator to expose one serializable state value; the format is versioned
-//! ([`file::FORMAT_VERSION`]) so that those sections can be added.
+//! With `--emit final`, every worker's snapshot also holds its operators' state values at `c`
+//! ([`Snapshot::operators`]): the source's [`crate::source::SourceState`] (the position of its
+//! next record: block, byte, line; its watermark; the largest event time of each block it
+//! parsed) and the window operator's state (open windows, windows within the allowed
+//! lateness, pending closes). They are exact by two rules:
+//!
+//! * The source sends a record at the watermark before its batch, so "the frontier passed
+//!   `c`" alone would not say which records the operators applied. While a cut `c` is pending
+//!   the source ends each batch before the first record whose watermark before it is above `c`
+//!   ([`crate::source::Feed::poll_bounded`]), and hands over its state there: the records it
+//!   sent at times `<= c` are exactly those before its position, and every later one travels
+//!   at a time `> c` (the watermark never decreases).
+//! * Each stateful operator stashes the records beyond a pending cut and hands over its state
+//!   once its input frontier has passed `c` and everything at times `<= c` is applied
+//!   ([`crate::stash`]). So its state reflects exactly the records before the sources'
+//!   positions.
+//!
+//! The states travel through the dataflow ([`crate::sink::commit::snapshot_stream`]): a
+//! worker sends its states at `c` once all of its operators handed them over, and the
+//! committing sink commits `c` only once that stream's frontier has passed `c` too, so every
+//! worker's states at `c` are in the commit.
+//!
+//! # Recovery
+//!
+//! With operator states, every operator is built from its state
+//! ([`crate::stash::Checkpoints::restoring`]; the window operator re-creates the capabilities
+//! of its pending closes from its initial capability) and every reader seeks to its position
+//! (the single reader seeks the file; a parallel reader parses again the block its position is
+//! in and sends from the position on; the maxima of the blocks no reader reads again come from
+//! the states). Those operators emit nothing at a time `<= c` again: window closes, corrections
+//! and late records of the records after the position all travel at times `> c`. The state is
+//! partitioned by worker and key, so a restore needs the checkpoint's worker count (another is
+//! refused, naming it) and partitioner (part of the job's hash).
+//!
+//! Without operator states (`--emit updates`: differential's arrangements are not
+//! snapshotted) recovery replays the input from its first line (the input must be a regular
+//! file, which never idles, so the replay sees the same watermarks and no idle advances:
+//! standard input, a FIFO or a device is refused) and drops every row at a time `<= c`, which
+//! the committed prefix already holds.
+//!
+//! Either way each output's temporary file is first truncated to its committed length, and
+//! rows at times `> c` are written as in the first run. So after any number of crashes and
+//! restarts the output holds exactly the rows of an uninterrupted run, and because the order
+//! within each checkpoint interval is canonical, the same bytes, with any worker count.
 //!
 //! # The directory
 //!
 //! ```text
 //! DIR/LOCK                   flock(2)ed by the run using DIR (a second run is refused)
 //! DIR/MANIFEST               the commit point: time, snapshot files and their checksums
-//! DIR/ckpt-<time>-worker-<i> the snapshot of worker i (one per worker that holds state)
+//! DIR/ckpt-<time>-worker-<i> the snapshot of worker i (one per worker with operator states;
+//!                            worker 0's alone, with the outputs' lengths, without)
 //! ```
 //!
 //! A checkpoint commits in this order: each snapshot file is written atomically (temporary
@@ -144,6 +178,9 @@ pub fn config_hash(text: &str) -> u64 {
     hasher.finish()
 }
 
+/// Encoded operator states by operator id, in id order (see [`Snapshot::operators`]).
+pub type States = Vec<(String, Vec<u8>)>;
+
 /// What one worker's snapshot holds: the committed length of each sink it writes, and the
 /// state of each of its operators at the cut.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,7 +194,7 @@ pub struct Snapshot {
     /// operator), by id `N:name` ([`crate::stash::Checkpoints::cut`]): its state value at the
     /// cut, encoded by [`crate::stash::encode`]. Empty where the run replays instead (the
     /// differential path, `--emit updates`, and the final commit).
-    pub operators: Vec<(String, Vec<u8>)>,
+    pub operators: States,
 }
 
 /// The commit point: which checkpoint is in force.

@@ -13,7 +13,6 @@
 //! [`crate::abort::fail`]: the windows still open are *not* closed and emitted as final.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fmt::{Debug, Display};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,7 +43,7 @@ use crate::sink::{
 use crate::source::blocks::{block_source_cut, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::{feed_source_cut, Pacing, SendAt, SourceOptions, SourceState};
-use crate::stash::Checkpoints;
+use crate::stash::{Checkpoints, OperatorStates};
 use crate::window::{
     on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
 };
@@ -246,7 +245,7 @@ enum Writers {
         output: Box<csv::Writer<OutputWriter>>,
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
-    Commit(CommitFiles),
+    Commit(Box<CommitFiles>),
 }
 
 /// A checkpointed run's state at the edge: the directory and what the sink leaves for the end.
@@ -434,7 +433,7 @@ struct Restore {
     time: u64,
     /// Per worker (global index): its snapshot file (for messages) and its states by
     /// operator id.
-    workers: Vec<(PathBuf, BTreeMap<String, Vec<u8>>)>,
+    workers: Vec<(PathBuf, OperatorStates)>,
     /// Per worker: its source's state (`None` on a worker without a reader).
     sources: Vec<Option<SourceState>>,
 }
@@ -466,7 +465,7 @@ impl Restore {
                 dir.display()
             );
         }
-        let mut by_worker: Vec<Option<(PathBuf, BTreeMap<String, Vec<u8>>)>> = vec![None; here];
+        let mut by_worker: Vec<Option<(PathBuf, OperatorStates)>> = vec![None; here];
         for (path, snapshot) in snapshots {
             if let Some(slot) = by_worker.get_mut(snapshot.worker as usize) {
                 *slot = Some((path.clone(), snapshot.operators.iter().cloned().collect()));
@@ -600,7 +599,7 @@ where
                 Some((files, state, restored)) => {
                     restore = restored;
                     checkpointing = Some(state);
-                    Writers::Commit(files)
+                    Writers::Commit(Box::new(files))
                 }
                 None => return Ok(()),
             },
@@ -915,7 +914,7 @@ impl<'scope> Sinks<'scope> {
                     results,
                     late,
                     self.snapshots,
-                    Some(files),
+                    Some(*files),
                     self.counts,
                     self.late_count,
                     self.commit_error,

@@ -17,7 +17,13 @@
 //! cut is in force. The end of the input commits at once. An activation is scheduled for the
 //! end of the pause, so a frontier that stops moving does not hold a passed cut back.
 //!
-//! Memory: the rows of one checkpoint interval (at most), plus those ahead of it.
+//! With operator snapshots (`--emit final`), every worker's operators hand their states at each
+//! cut to the worker's [`Collector`]; [`snapshot_stream`] sends a cut's states once all are in,
+//! and the sink, whose frontier includes that stream's, writes one snapshot file per worker in
+//! the commit. Why those states are exactly those at the cut is in [`crate::checkpoint`].
+//!
+//! Memory: the rows of one checkpoint interval (at most), plus those ahead of it, and the
+//! workers' states of the cuts not yet committed.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -37,7 +43,7 @@ use timely::scheduling::Activator;
 use timely::ExchangeData;
 
 use super::{write_changelog_row, write_late_row, ChangelogCounts, LateFields};
-use crate::checkpoint::{begin_checkpoint, crash, CheckpointDir, CrashPoint, Snapshot};
+use crate::checkpoint::{begin_checkpoint, crash, CheckpointDir, CrashPoint, Snapshot, States};
 use crate::output::OutputWriter;
 use crate::stash::{Checkpoints, SnapshotSink};
 use crate::window::{Late, WindowResult};
@@ -84,7 +90,7 @@ pub struct WorkerSnapshot {
     /// stand for every later cut too.
     pub last: bool,
     /// The states, by operator id, sorted.
-    pub states: Vec<(String, Vec<u8>)>,
+    pub states: States,
 }
 
 /// A worker's [`SnapshotSink`]: gathers its operators' states per cut; [`snapshot_stream`]
@@ -93,7 +99,7 @@ pub struct Collector {
     first: u64,
     interval: u64,
     /// States handed over, per cut.
-    reported: BTreeMap<u64, Vec<(String, Vec<u8>)>>,
+    reported: BTreeMap<u64, States>,
     /// Operators whose input ended: their last cut and state.
     finals: BTreeMap<String, (u64, Vec<u8>)>,
     activator: Option<Activator>,
@@ -205,13 +211,13 @@ pub fn snapshot_stream<'scope>(
 /// worker's last (cut, states) once its operators' inputs ended.
 #[derive(Default)]
 struct Gathered {
-    at: BTreeMap<u64, BTreeMap<u32, Vec<(String, Vec<u8>)>>>,
-    last: BTreeMap<u32, (u64, Vec<(String, Vec<u8>)>)>,
+    at: BTreeMap<u64, BTreeMap<u32, States>>,
+    last: BTreeMap<u32, (u64, States)>,
 }
 
 impl Gathered {
     /// Every worker's states at `cut`; forgets older cuts.
-    fn take(&mut self, cut: u64, workers: u32) -> Result<Vec<Vec<(String, Vec<u8>)>>, String> {
+    fn take(&mut self, cut: u64, workers: u32) -> Result<Vec<States>, String> {
         let mut at = self.at.remove(&cut).unwrap_or_default();
         self.at.retain(|c, _| *c > cut);
         (0..workers)
@@ -424,7 +430,7 @@ fn commit(
     sink: &mut CommitFiles,
     pending: &mut Pending,
     cut: u64,
-    states: Option<Vec<Vec<(String, Vec<u8>)>>>,
+    states: Option<Vec<States>>,
 ) -> Result<Snapshot, String> {
     begin_checkpoint();
     let later = match cut.checked_add(1) {
