@@ -90,13 +90,7 @@ fn run(
         let partitioner = partitioner.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let stream = input.to_stream(scope);
-            let windows = stream
-                .clone()
-                .key_by(partitioner.clone())
-                .checkpoints(&checkpoints)
-                .window(assigner)
-                .allowed_lateness(3)
-                .aggregate(|ts: &u64| *ts, Count);
+            let windows = counted(stream.clone(), &partitioner, &checkpoints, assigner);
             windows.results.probe_with(&probe);
             windows.late.probe_with(&probe);
             stream
@@ -130,6 +124,21 @@ fn run(
     })
     .expect("timely runs");
     Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
+}
+
+/// The window operator both runs build: `assigner`, lateness 3, counting.
+fn counted<'s>(
+    stream: timely::dataflow::StreamVec<'s, u64, (u64, u64)>,
+    partitioner: &Partitioner<u64>,
+    checkpoints: &Checkpoints,
+    assigner: WindowAssigner,
+) -> tidemark::keyed::window::Windowed<'s, u64, u64, u64> {
+    stream
+        .key_by(partitioner.clone())
+        .checkpoints(checkpoints)
+        .window(assigner)
+        .allowed_lateness(3)
+        .aggregate(|ts: &u64| *ts, Count)
 }
 
 fn records() -> impl Strategy<Value = Vec<Record>> {
@@ -233,13 +242,7 @@ fn run_restorable(
         let partitioner = partitioner.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let stream = input.to_stream(scope);
-            let windows = stream
-                .clone()
-                .key_by(partitioner.clone())
-                .checkpoints(&checkpoints)
-                .window(assigner)
-                .allowed_lateness(3)
-                .aggregate(|ts: &u64| *ts, Count);
+            let windows = counted(stream.clone(), &partitioner, &checkpoints, assigner);
             // Every row with the time it travels at, tagged with the output it left by.
             let push = |rows: &Arc<Mutex<Emitted>>, tag: &'static str| {
                 let rows = Arc::clone(rows);
