@@ -47,6 +47,7 @@ use timely::worker::Worker;
 
 use super::profile::{Profiler, WorkerProfile};
 use super::recorder::Recorder;
+use crate::stash::Checkpoints;
 use crate::workloads::{Baseline, Workload};
 
 /// What one run measures and how.
@@ -547,11 +548,14 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
     }
 }
 
-/// Runs `workload` through the engine on this worker; every worker must call it.
+/// Runs `workload` through the engine on this worker, its stateful operators handing their
+/// state to `checkpoints` at each cut (`Checkpoints::default()`: none); every worker must call
+/// it.
 pub fn run_engine<W: Workload>(
     worker: &mut Worker,
     workload: &W,
     config: &RunConfig,
+    checkpoints: &Checkpoints,
 ) -> WorkerOutcome {
     let (index, peers) = (worker.index(), worker.peers());
     let (mut replay, generator_rate) = pool(workload, config, index, peers);
@@ -572,7 +576,7 @@ pub fn run_engine<W: Workload>(
             let view = view.expect("the caller checks has_incremental");
             view.inner.map(|(row, _time, _diff)| row)
         } else {
-            workload.dataflow(events)
+            workload.checkpointed(events, checkpoints)
         };
         let output = if delay > 0 {
             hold_frontier(output, Duration::from_nanos(delay))

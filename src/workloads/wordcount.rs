@@ -13,6 +13,7 @@ use super::ysb::splitmix;
 use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::keyed::{KeyBy, Reduce};
 use crate::partition::Scheme;
+use crate::stash::Checkpoints;
 
 /// One word occurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,12 +133,26 @@ impl Workload for WordCount {
         &self,
         events: StreamVec<'scope, u64, Word>,
     ) -> StreamVec<'scope, u64, Counted> {
+        self.checkpointed(events, &Checkpoints::default())
+    }
+
+    fn has_checkpoints(&self) -> bool {
+        true
+    }
+
+    /// The dataflow, its rolling count snapshotting its counts at each cut.
+    fn checkpointed<'scope>(
+        &self,
+        events: StreamVec<'scope, u64, Word>,
+        checkpoints: &Checkpoints,
+    ) -> StreamVec<'scope, u64, Counted> {
         let partitioner = self
             .partitioner
             .for_domain(self.words.max(1), events.scope().peers());
         events
             .map(|w: Word| (w.word, 1u64))
             .key_by(partitioner)
+            .checkpoints(checkpoints)
             .named("wordcount count per word")
             .reduce(|count, n| *count += n)
     }

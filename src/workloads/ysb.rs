@@ -17,6 +17,7 @@ use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::Scheme;
+use crate::stash::Checkpoints;
 use crate::window::{Count, WindowAssigner};
 use differential_dataflow::VecCollection;
 
@@ -195,12 +196,26 @@ impl Workload for Ysb {
         &self,
         events: StreamVec<'scope, u64, AdEvent>,
     ) -> StreamVec<'scope, u64, YsbRow> {
+        self.checkpointed(events, &Checkpoints::default())
+    }
+
+    fn has_checkpoints(&self) -> bool {
+        true
+    }
+
+    /// The dataflow, its window operator snapshotting its open windows at each cut.
+    fn checkpointed<'scope>(
+        &self,
+        events: StreamVec<'scope, u64, AdEvent>,
+        checkpoints: &Checkpoints,
+    ) -> StreamVec<'scope, u64, YsbRow> {
         let table = Arc::clone(&self.table);
         let partitioner = self
             .partitioner
             .for_domain(u64::from(self.campaigns), events.scope().peers());
         campaign_views(events, table, |campaign, time| (campaign, time))
             .key_by(partitioner)
+            .checkpoints(checkpoints)
             .named(&format!(
                 "ysb views per campaign, {}",
                 WindowAssigner::Tumbling(self.window_ns).describe(1)

@@ -1,0 +1,341 @@
+//! Checkpoints while measuring (`tidemark bench --checkpoint-dir DIR`): every worker's
+//! stateful operators hand their state to a [`SnapshotSink`] at each cut (see
+//! [`crate::stash`]), and a writer thread makes each checkpoint durable in `DIR`, in the file
+//! format and order of [`crate::checkpoint`]; the run's report then says what checkpointing
+//! cost.
+//!
+//! # What happens at a cut
+//!
+//! Cuts are at `k * interval` in timely time, which in the harness is the events' due time in
+//! nanoseconds since the run's start (see [`super::driver`]): a 1 s interval checkpoints once
+//! per second of the offered stream. Each operator takes its cut once its input frontier has
+//! passed it (the cut is exact, [`crate::stash`]), and hands its encoded state value to its
+//! worker's [`WorkerSink`]. Once every operator of the worker has handed its state for the cut
+//! (every operator asks for its first cut once, when it is built, so the sink knows how many
+//! there are), the worker's snapshot goes to the process's writer thread and the worker goes
+//! on: the durable part is asynchronous, as Flink's asynchronous snapshot phase, and only the
+//! state's copy and encoding stay on the worker's thread. The writer's queue is bounded (two
+//! snapshots per worker), so a writer that cannot keep up holds the workers back instead of
+//! filling memory.
+//!
+//! The writer writes each worker's snapshot to `DIR/ckpt-<cut>-worker-<i>` (temporary file,
+//! fsync, rename: [`file::write_replace`]); once the cut's snapshots of all workers are
+//! written it fsyncs the directory, removes checkpoints older than the previous one, and
+//! writes `DIR/MANIFEST` naming the snapshots with their CRC-32 (the same commit order as
+//! [`crate::checkpoint::CheckpointDir::commit`]). A bench's checkpoints are measured, not
+//! resumed: the next bench run in `DIR` starts over.
+//!
+//! # What is measured
+//!
+//! Per completed checkpoint ([`CheckpointStat`]): its cut, the bytes of its snapshot files
+//! (all workers, headers included), and the *snapshot time*: from the moment the first worker
+//! handed its snapshot over (its state already copied and encoded) until the manifest naming
+//! the checkpoint was renamed into place. The time a worker spends copying and encoding its
+//! state is not in it (the operators build the value inside [`crate::stash::Cut`]); it shows
+//! in the run's throughput and latency, which the report sets beside those of the same run
+//! without checkpoints.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::file::{self, Header};
+use crate::checkpoint::{CheckpointError, CrashPoint, Manifest};
+use crate::stash::{Checkpoints, SnapshotSink};
+
+/// The file that marks a directory as a bench's checkpoint directory, which a later bench may
+/// empty; a directory holding anything else is refused.
+pub const MARKER: &str = "BENCH";
+
+/// What a bench's snapshot file holds for one worker: each operator's encoded state value at
+/// the cut, by the name the sink saw (`N:operator`, see [`Checkpoints::cut`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchSnapshot {
+    /// The worker's global index.
+    pub worker: u32,
+    /// `(operator, bincode of its state value)`, in the order the operators were built.
+    pub operators: Vec<(String, Vec<u8>)>,
+}
+
+/// Why a checkpoint directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The directory holds files a bench did not write.
+    #[error("--checkpoint-dir {0}: not empty and not a bench's checkpoint directory (no {MARKER} file); give a new or empty directory")]
+    NotBench(String),
+    /// Creating, reading or writing failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+/// Where and how often a run checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    /// The directory (see [`prepare`]).
+    pub dir: PathBuf,
+    /// Time between cuts, in timely time (ns of the offered stream); positive.
+    pub interval_ns: u64,
+}
+
+/// Makes `dir` ready for a bench's checkpoints: creates it, or empties a bench's earlier
+/// checkpoints from it, and marks it with [`MARKER`].
+///
+/// Errors: [`SnapshotError::NotBench`] when `dir` holds anything but a bench's files (it may
+/// be a `tidemark window` checkpoint, which must not be lost), or the I/O error naming the
+/// file.
+pub fn prepare(dir: &Path) -> Result<(), SnapshotError> {
+    let io = |path: &Path, e| SnapshotError::from(CheckpointError::io(path, e));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| io(dir, e))?;
+    if !entries.is_empty() && !dir.join(MARKER).is_file() {
+        return Err(SnapshotError::NotBench(dir.display().to_string()));
+    }
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_checkpoint_file(&name) {
+            std::fs::remove_file(entry.path()).map_err(|e| io(&entry.path(), e))?;
+        }
+    }
+    let marker = dir.join(MARKER);
+    std::fs::write(
+        &marker,
+        "checkpoints of `tidemark bench`: measured, never resumed; the next bench here removes them\n",
+    )
+    .map_err(|e| io(&marker, e))?;
+    Ok(())
+}
+
+/// Whether a file name is one of a checkpoint's (a snapshot, the manifest, or a temporary file
+/// of either).
+fn is_checkpoint_file(name: &str) -> bool {
+    let name = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .unwrap_or(name);
+    name == MANIFEST || name.starts_with("ckpt-")
+}
+
+const MANIFEST: &str = "MANIFEST";
+
+/// One completed checkpoint, as the writer measured it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointStat {
+    /// The cut (ns of the offered stream).
+    pub cut_ns: u64,
+    /// Bytes of its snapshot files, all workers, headers included.
+    pub bytes: u64,
+    /// From the first worker's hand-over to the manifest's rename (ns).
+    pub duration_ns: u64,
+}
+
+/// A worker's snapshot of one cut, handed to the writer.
+struct Job {
+    snapshot: BenchSnapshot,
+    cut: u64,
+    handed: Instant,
+}
+
+/// The process's checkpoint writer: a thread that makes the workers' snapshots durable.
+pub struct Writer {
+    sender: Mutex<SyncSender<Option<Job>>>,
+    thread: JoinHandle<Result<Vec<CheckpointStat>, CheckpointError>>,
+    interval_ns: u64,
+}
+
+impl Writer {
+    /// Starts the writer for `workers` workers (all in this process) checkpointing into
+    /// `settings.dir` (made ready by [`prepare`]); `config_hash` goes into every file's header.
+    pub fn start(settings: &CheckpointSettings, workers: usize, config_hash: u64) -> Writer {
+        let workers = workers.max(1);
+        let (sender, receiver) = sync_channel(2 * workers);
+        let header = Header {
+            revision: super::report::git_rev(),
+            config_hash,
+            workers: workers as u32,
+            time: 0,
+        };
+        let dir = settings.dir.clone();
+        let thread = std::thread::spawn(move || write_all(&dir, header, receiver));
+        Writer {
+            sender: Mutex::new(sender),
+            thread,
+            interval_ns: settings.interval_ns,
+        }
+    }
+
+    /// The checkpoint hooks of worker `index`: hand them to the worker's dataflow.
+    pub fn worker(&self, index: usize) -> Checkpoints {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Checkpoints::new(Rc::new(RefCell::new(WorkerSink {
+            worker: index as u32,
+            interval_ns: self.interval_ns,
+            operators: Cell::new(0),
+            pending: BTreeMap::new(),
+            sender,
+        })))
+    }
+
+    /// Waits for every snapshot handed over so far to be written (call it once the workers
+    /// have finished) and returns the completed checkpoints, by cut.
+    ///
+    /// Errors: the first write that failed, naming the file.
+    pub fn finish(self) -> Result<Vec<CheckpointStat>, CheckpointError> {
+        let sender = self.sender.into_inner().unwrap_or_else(|p| p.into_inner());
+        // The workers have finished: everything they sent is queued before this.
+        let _ = sender.send(None);
+        self.thread.join().unwrap_or_else(|_| {
+            Err(CheckpointError::Io {
+                path: "checkpoint writer".into(),
+                message: "the writer thread panicked".into(),
+            })
+        })
+    }
+}
+
+/// One worker's sink: collects its operators' states per cut and hands each complete snapshot
+/// to the writer.
+struct WorkerSink {
+    worker: u32,
+    interval_ns: u64,
+    /// Operators that asked for their first cut: how many states make a snapshot.
+    operators: Cell<usize>,
+    /// States handed over per cut, not yet complete.
+    pending: BTreeMap<u64, (Vec<(String, Vec<u8>)>, Instant)>,
+    sender: SyncSender<Option<Job>>,
+}
+
+impl SnapshotSink for WorkerSink {
+    fn first_cut(&self) -> Option<u64> {
+        // Every operator asks once, when it is built (`Checkpoints::cut`).
+        self.operators.set(self.operators.get() + 1);
+        Some(self.interval_ns)
+    }
+
+    fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64> {
+        let entry = self
+            .pending
+            .entry(cut)
+            .or_insert_with(|| (Vec::new(), Instant::now()));
+        entry.0.push((operator.to_string(), state));
+        if entry.0.len() >= self.operators.get() {
+            let (operators, handed) = self.pending.remove(&cut).expect("just inserted");
+            let job = Job {
+                snapshot: BenchSnapshot {
+                    worker: self.worker,
+                    operators,
+                },
+                cut,
+                handed,
+            };
+            // The writer outlives the workers ([`Writer::finish`] joins it after them); a
+            // send fails only if it stopped on a failed write, which `finish` reports.
+            let _ = self.sender.send(Some(job));
+        }
+        cut.checked_add(self.interval_ns)
+    }
+}
+
+/// The writer thread: writes each job's file, and each cut's manifest once all workers'
+/// files are written.
+fn write_all(
+    dir: &Path,
+    header: Header,
+    receiver: Receiver<Option<Job>>,
+) -> Result<Vec<CheckpointStat>, CheckpointError> {
+    let workers = header.workers as usize;
+    let mut stats = Vec::new();
+    // Per cut: the files written (name, CRC-32, bytes) and the first hand-over.
+    let mut cuts: BTreeMap<u64, (Vec<(String, u32)>, u64, Instant)> = BTreeMap::new();
+    let mut previous: Option<u64> = None;
+    let mut failed = None;
+    while let Ok(Some(job)) = receiver.recv() {
+        if failed.is_some() {
+            // Keep receiving so that the workers are never blocked on a full queue.
+            continue;
+        }
+        let header = Header {
+            time: job.cut,
+            ..header.clone()
+        };
+        let name = format!("ckpt-{:020}-worker-{}", job.cut, job.snapshot.worker);
+        let bytes = file::encode(&header, &job.snapshot);
+        if let Err(e) = file::write_replace(&dir.join(&name), &bytes, CrashPoint::Snapshot) {
+            failed = Some(e);
+            continue;
+        }
+        let entry = cuts
+            .entry(job.cut)
+            .or_insert_with(|| (Vec::new(), 0, job.handed));
+        entry.0.push((name, crc32fast::hash(&bytes)));
+        entry.1 += bytes.len() as u64;
+        entry.2 = entry.2.min(job.handed);
+        if entry.0.len() < workers {
+            continue;
+        }
+        let (mut snapshots, total, first) = cuts.remove(&job.cut).expect("just updated");
+        snapshots.sort();
+        if let Err(e) = commit(dir, &header, snapshots, previous) {
+            failed = Some(e);
+            continue;
+        }
+        previous = Some(job.cut);
+        stats.push(CheckpointStat {
+            cut_ns: job.cut,
+            bytes: total,
+            duration_ns: first.elapsed().as_nanos() as u64,
+        });
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
+}
+
+/// Commits the checkpoint whose snapshot files are written: directory fsync, removal of
+/// checkpoints older than `previous`, manifest (see [`crate::checkpoint`] for the order).
+fn commit(
+    dir: &Path,
+    header: &Header,
+    snapshots: Vec<(String, u32)>,
+    previous: Option<u64>,
+) -> Result<(), CheckpointError> {
+    file::sync_dir(dir).map_err(|e| CheckpointError::io(dir, e))?;
+    let keep_from = previous.unwrap_or(header.time);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = name
+                .strip_prefix("ckpt-")
+                .and_then(|rest| rest.get(..20))
+                .and_then(|digits| digits.parse::<u64>().ok())
+                .is_some_and(|t| t < keep_from);
+            if stale {
+                // A file left behind costs disk space, not correctness.
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    let manifest = Manifest {
+        snapshots,
+        complete: false,
+    };
+    file::write_replace(
+        &dir.join(MANIFEST),
+        &file::encode(header, &manifest),
+        CrashPoint::Manifest,
+    )
+}
