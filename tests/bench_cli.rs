@@ -640,3 +640,158 @@ fn find_sustainable_reports_a_sustainable_run_with_its_interval_log() {
         "empty interval log: {log}"
     );
 }
+
+/// `--checkpoint-dir` on 1 and 2 workers, YSB (windows) and word count (rolling reduce): the
+/// report counts the checkpoints at cuts within the run, each a multiple of the interval; the
+/// checkpoint in force in the directory is a manifest naming one snapshot per worker with its
+/// CRC-32, each holding the worker's one stateful operator with a non-empty state; its size is
+/// what the report says; and the comparison with the run without checkpoints is the ratio of
+/// the two runs' reported numbers.
+#[test]
+fn checkpointed_bench_reports_its_checkpoints_and_commits_them() {
+    use tidemark::checkpoint::file::{read, Header};
+    use tidemark::checkpoint::Manifest;
+    use tidemark::harness::snapshots::BenchSnapshot;
+
+    let _cores = cores();
+    let dir = scratch("checkpointed");
+    let interval: u64 = 250_000_000;
+    for (workload, operator) in [("ysb", "Window["), ("wordcount", "Reduce[")] {
+        for workers in [1u32, 2] {
+            let json = dir.join(format!("{workload}-{workers}.json"));
+            let ckpt = dir.join(format!("{workload}-{workers}"));
+            let out = short_bench(&[
+                workload,
+                "--workers",
+                &workers.to_string(),
+                "--rate",
+                "20k",
+                "--checkpoint-dir",
+                s(&ckpt),
+                "--checkpoint-interval",
+                "250ms",
+                "--json",
+                s(&json),
+            ]);
+            let what = format!("{workload} on {workers} workers");
+            let table = String::from_utf8_lossy(&out.stdout);
+            assert!(table.contains("checkpoints"), "{what}: {table}");
+            let r = report(&json);
+            let c = &r["checkpoints"];
+            assert_eq!(c["interval_ns"], interval, "{what}: {c}");
+            let each = c["each"].as_array().unwrap();
+            assert_eq!(c["count"], each.len(), "{what}: {c}");
+            assert!(
+                !each.is_empty(),
+                "{what}: a 1.5 s run at 250 ms takes cuts: {c}"
+            );
+            let cuts: Vec<u64> = each.iter().map(|e| e["cut_ns"].as_u64().unwrap()).collect();
+            assert!(
+                cuts.windows(2).all(|w| w[0] < w[1])
+                    && cuts
+                        .iter()
+                        .all(|c| c % interval == 0 && *c > 0 && *c < 1_500_000_000),
+                "{what}: cuts within the run, at multiples of the interval: {cuts:?}"
+            );
+            let bytes: Vec<u64> = each.iter().map(|e| e["bytes"].as_u64().unwrap()).collect();
+            assert_eq!(c["bytes"]["max"], *bytes.iter().max().unwrap(), "{what}");
+            // The comparison is the two runs' own numbers.
+            let without = &c["without"];
+            let ratio =
+                r["achieved_rate"].as_f64().unwrap() / without["achieved_rate"].as_f64().unwrap();
+            assert!(
+                (c["throughput_ratio"].as_f64().unwrap() - ratio).abs() < 1e-9,
+                "{what}: {c}"
+            );
+            let p99 = r["latency_ns"]["p99"].as_u64().unwrap() as f64
+                / without["latency_ns"]["p99"].as_u64().unwrap() as f64;
+            assert!(
+                (c["p99_ratio"].as_f64().unwrap() - p99).abs() < 1e-9,
+                "{what}: {c}"
+            );
+            assert_ne!(without["config_hash"], r["config_hash"], "{what}");
+
+            // The checkpoint in force: every file it names is there, whole, one per worker.
+            let (header, manifest): (Header, Manifest) = read(&ckpt.join("MANIFEST")).unwrap();
+            assert_eq!(header.workers, workers, "{what}");
+            assert_eq!(header.time % interval, 0, "{what}");
+            assert!(
+                !manifest.complete,
+                "{what}: a bench's checkpoints are never complete"
+            );
+            assert_eq!(manifest.snapshots.len(), workers as usize, "{what}");
+            let mut total = 0;
+            for (index, (name, crc)) in manifest.snapshots.iter().enumerate() {
+                let path = ckpt.join(name);
+                let file = std::fs::read(&path).unwrap();
+                assert_eq!(crc32fast::hash(&file), *crc, "{what}: {name}");
+                total += file.len() as u64;
+                let (snap_header, snapshot): (Header, BenchSnapshot) = read(&path).unwrap();
+                assert_eq!(snap_header.time, header.time, "{what}: {name}");
+                assert_eq!(snapshot.worker, index as u32, "{what}: {name}");
+                assert_eq!(snapshot.operators.len(), 1, "{what}: {name}");
+                let (op, state) = &snapshot.operators[0];
+                assert!(op.starts_with(&format!("0:{operator}")), "{what}: {op}");
+                assert!(!state.is_empty(), "{what}: {name}");
+            }
+            if let Some(i) = cuts.iter().position(|&c| c == header.time) {
+                assert_eq!(
+                    bytes[i], total,
+                    "{what}: reported size of cut {}",
+                    header.time
+                );
+            }
+        }
+    }
+}
+
+/// What cannot checkpoint is refused with one line before anything runs, and a directory
+/// that is not a bench's is left as it was.
+#[test]
+fn checkpoint_flags_are_checked() {
+    let dir = scratch("checkpoint-flags");
+    let ckpt = dir.join("ckpt");
+    let ckpt = s(&ckpt);
+    expect_error(&["ysb", "--checkpoint-interval", "1s"], "--checkpoint-dir");
+    for (args, needle) in [
+        (
+            &["ysb", "--checkpoint-interval", "0s"][..],
+            "--checkpoint-interval must be positive",
+        ),
+        (
+            &["ysb", "--find-sustainable"],
+            "--checkpoint-dir and --find-sustainable exclude each other",
+        ),
+        (
+            &["ysb", "--engine", "baseline"],
+            "--engine baseline has no operator state",
+        ),
+        (
+            &["ysb", "--engine", "differential"],
+            "--engine differential has no operator state",
+        ),
+        (
+            &["nexmark", "--query", "q5"],
+            "nexmark q5 does not hand its operator state to checkpoints",
+        ),
+        (
+            &["ysb", "--processes", "2"],
+            "checkpoints are measured in one process",
+        ),
+    ] {
+        expect_one_line_error(&[args, &["--checkpoint-dir", ckpt]].concat(), needle);
+    }
+    assert!(!std::path::Path::new(ckpt).exists(), "nothing was touched");
+    // A directory holding someone else's files (a `tidemark window` checkpoint, say).
+    let foreign = dir.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("MANIFEST"), "not a bench's").unwrap();
+    expect_one_line_error(
+        &["ysb", "--checkpoint-dir", s(&foreign)],
+        "not empty and not a bench's checkpoint directory",
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("MANIFEST")).unwrap(),
+        "not a bench's"
+    );
+}

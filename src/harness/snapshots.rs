@@ -339,3 +339,97 @@ fn commit(
         CrashPoint::Manifest,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stash::Cut;
+
+    /// A worker's snapshot of a cut goes to the writer once all its operators handed their
+    /// state for it; a cut some operator has not taken yet is not committed.
+    #[test]
+    fn a_cut_commits_once_every_operator_of_every_worker_handed_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let interval = 10;
+        let settings = CheckpointSettings {
+            dir: dir.path().to_path_buf(),
+            interval_ns: interval,
+        };
+        prepare(dir.path()).unwrap();
+        let writer = Writer::start(&settings, 2, 7);
+        for worker in 0..2 {
+            let checkpoints = writer.worker(worker);
+            let mut a: Cut<u64> = checkpoints.cut("a");
+            let mut b: Cut<Vec<u8>> = checkpoints.cut("b");
+            // Operator a passes cuts 10 and 20, b only 10 (worker 1's b none at all).
+            assert!(a.take_passed(Some(25), None, |cut| cut));
+            let b_limit = if worker == 0 { 15 } else { 5 };
+            b.take_passed(Some(b_limit), None, |cut| vec![cut as u8]);
+        }
+        assert!(
+            writer.finish().unwrap().is_empty(),
+            "worker 1 never completed a cut"
+        );
+
+        let writer = Writer::start(&settings, 2, 7);
+        for worker in 0..2 {
+            let checkpoints = writer.worker(worker);
+            let mut a: Cut<u64> = checkpoints.cut("a");
+            let mut b: Cut<Vec<u8>> = checkpoints.cut("b");
+            assert!(a.take_passed(Some(25), None, |cut| cut));
+            assert!(b.take_passed(Some(15), None, |cut| vec![cut as u8]));
+        }
+        let stats = writer.finish().unwrap();
+        assert_eq!(stats.iter().map(|s| s.cut_ns).collect::<Vec<_>>(), [10]);
+        let (header, manifest): (Header, Manifest) =
+            file::read(&dir.path().join(MANIFEST)).unwrap();
+        assert_eq!(
+            (header.time, header.workers, header.config_hash),
+            (10, 2, 7)
+        );
+        let mut total = 0;
+        for (worker, (name, _)) in manifest.snapshots.iter().enumerate() {
+            let path = dir.path().join(name);
+            total += std::fs::metadata(&path).unwrap().len();
+            let (_, snapshot): (Header, BenchSnapshot) = file::read(&path).unwrap();
+            assert_eq!(snapshot.worker, worker as u32);
+            let names: Vec<&str> = snapshot.operators.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["0:a", "1:b"]);
+            assert_eq!(snapshot.operators[0].1, crate::stash::encode(&10u64));
+            assert_eq!(snapshot.operators[1].1, crate::stash::encode(&vec![10u8]));
+        }
+        assert_eq!(stats[0].bytes, total);
+    }
+
+    #[test]
+    fn prepare_empties_a_bench_directory_and_refuses_any_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let bench = dir.path().join("bench");
+        prepare(&bench).unwrap();
+        for name in [
+            "ckpt-00000000000000000010-worker-0",
+            ".MANIFEST.tmp",
+            MANIFEST,
+        ] {
+            std::fs::write(bench.join(name), "old").unwrap();
+        }
+        std::fs::write(bench.join("notes.txt"), "mine").unwrap();
+        prepare(&bench).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&bench)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [MARKER, "notes.txt"]);
+
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join(MANIFEST), "a window checkpoint").unwrap();
+        let error = prepare(&other).unwrap_err().to_string();
+        assert!(
+            error.contains("not a bench's checkpoint directory"),
+            "{error}"
+        );
+        assert!(!other.join(MARKER).exists());
+    }
+}
