@@ -53,7 +53,8 @@ impl<'scope, K: Key, V: Value> Reduce<'scope, K, V> for KeyedStream<'scope, K, V
     {
         let routing = self.routing();
         let name = self.name("Reduce", || "fold".to_owned());
-        let cut = self.checkpoints.cut(&name);
+        // Restoring: the running values start from the checkpoint resumed from.
+        let cut = self.checkpoints.cut_restored(&name);
         match routing {
             Routing::Local => rolling(self.stream, Pipeline, &name, fold, cut),
             Routing::ByKey(partitioner) => {
@@ -114,7 +115,7 @@ fn rolling<'scope, K, V, F, P>(
     pact: P,
     name: &str,
     fold: F,
-    mut cut: Cut<ReduceState<K, V>>,
+    (mut cut, restored): (Cut<ReduceState<K, V>>, Option<ReduceState<K, V>>),
 ) -> StreamVec<'scope, u64, (K, V)>
 where
     K: Key,
@@ -125,7 +126,10 @@ where
     stream
         .unary_frontier(pact, name, move |_cap, _info| {
             let mut pending: Stash<HashMap<K, V>> = Stash::new();
-            let mut running: HashMap<K, V> = HashMap::new();
+            // No capability follows from the running values: updates are emitted when applied.
+            let mut running: HashMap<K, V> = restored
+                .map(|state| state.running.into_iter().collect())
+                .unwrap_or_default();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let updates = pending.at(&cap);

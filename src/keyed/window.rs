@@ -236,7 +236,7 @@ fn route_window<'scope, K, V, A, T, S, W>(
     lateness: u64,
     event_time: T,
     agg: A,
-    state: S,
+    mut state: S,
     checkpoints: &Checkpoints,
 ) -> (
     StreamVec<'scope, u64, WindowResult<K, A::Output>>,
@@ -252,7 +252,11 @@ where
 {
     let routing = keyed.routing();
     let name = keyed.name("Window", || assigner.describe(1_000_000));
-    let cut = checkpoints.cut(&name);
+    // Restoring: the operator starts from the state at the checkpoint resumed from.
+    let (cut, restored) = checkpoints.cut_restored(&name);
+    if let Some(restored) = restored {
+        state.restore(restored);
+    }
     let time = event_time.clone();
     let record = move |(key, record): (K, V)| Part::Record {
         ts: time(&record),

@@ -33,7 +33,7 @@ pub(crate) trait WindowKind: Copy + 'static {
         gauge: StateGauge,
     ) -> impl WindowState<Part = Part<K, V, A::Acc>, Out = Emit<K, A::Output, V>>
     where
-        K: Hash + Eq + Ord + Clone + serde::Serialize + 'static,
+        K: Hash + Eq + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
         V: Clone + 'static,
         A: Aggregator<V>;
 
@@ -112,7 +112,7 @@ impl WindowKind for Fixed {
         gauge: StateGauge,
     ) -> impl WindowState<Part = Part<K, V, A::Acc>, Out = Emit<K, A::Output, V>>
     where
-        K: Hash + Eq + Ord + Clone + serde::Serialize + 'static,
+        K: Hash + Eq + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
         V: Clone + 'static,
         A: Aggregator<V>,
     {
@@ -164,7 +164,7 @@ impl WindowKind for Merging {
         gauge: StateGauge,
     ) -> impl WindowState<Part = Part<K, V, A::Acc>, Out = Emit<K, A::Output, V>>
     where
-        K: Hash + Eq + Ord + Clone + serde::Serialize + 'static,
+        K: Hash + Eq + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
         V: Clone + 'static,
         A: Aggregator<V>,
     {
