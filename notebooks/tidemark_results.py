@@ -50,7 +50,7 @@ FIGURE_KINDS = {
     "partitioners": ["throughput"],
     "engines": ["throughput"],
     "peers": ["throughput"],
-    "recovery": ["overhead", "size"],
+    "recovery": ["overhead", "size", "failure"],
 }
 
 
@@ -616,7 +616,8 @@ def checkpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
     parameters), `ckpt_count`, `snapshot_ms` and `snapshot_max_ms` (mean and largest snapshot
     time), `snapshot_kb` and `snapshot_max_kb` (mean and largest checkpoint size, all workers),
     `throughput_ratio` and `p99_ratio` (with over without checkpoints; `p99_ratio` NaN when
-    either run's latency was unbounded), and `without_achieved`, `without_p99_ms`."""
+    either run's latency was unbounded), `without_achieved`, `without_p99_ms`, and `failed`
+    with `failure` (the report's `checkpoints.failure` object, for `--fail-at` runs)."""
     if "checkpoints_interval_ns" not in df.columns:
         return df.iloc[0:0]
     df = df[df["checkpoints_interval_ns"].notna()].copy()
@@ -632,4 +633,18 @@ def checkpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
     df["p99_ratio"] = round_sig(num("checkpoints_p99_ratio"))
     df["without_achieved"] = round_sig(num("checkpoints_without_achieved_rate"))
     df["without_p99_ms"] = round_sig(num("checkpoints_without_latency_ns_p99") / 1e6)
+    if "checkpoints_failure_at_ns" in df.columns:
+        df["failed"] = df["checkpoints_failure_at_ns"].notna()
+        df["failure"] = [
+            {
+                "at_ns": r["checkpoints_failure_at_ns"],
+                "restored_cut_ns": r.get("checkpoints_failure_restored_cut_ns"),
+                "recovery_ns": None if pd.isna(r.get("checkpoints_failure_recovery_ns")) else r.get("checkpoints_failure_recovery_ns"),
+                "timeline": r["checkpoints_failure_timeline"],
+            } if failed else None
+            for failed, (_, r) in zip(df["failed"], df.iterrows())
+        ]
+    else:
+        df["failed"] = False
+        df["failure"] = None
     return df

@@ -143,6 +143,11 @@ pub struct BenchArgs {
     /// [default: 1s].
     #[arg(long, value_parser = duration, requires = "checkpoint_dir")]
     pub checkpoint_interval: Option<u64>,
+    /// With --checkpoint-dir, open loop: at this time of the run, tear the dataflow down as a
+    /// crash would and rebuild it from its last complete checkpoint while the offered stream
+    /// goes on; the report gives the recovery time and the latency over time around it.
+    #[arg(long, value_parser = duration, requires = "checkpoint_dir")]
+    pub fail_at: Option<u64>,
     /// Hold the output frontier back by this long (calibrates the latency measurement).
     #[arg(long, default_value = "0", value_parser = duration, hide = true)]
     pub inject_delay: u64,
@@ -250,6 +255,14 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if args.find_sustainable {
             bail!("--checkpoint-dir and --find-sustainable exclude each other: a checkpointed run is measured beside the same run without checkpoints, at one rate");
+        }
+    }
+    if let Some(at) = args.fail_at {
+        if at == 0 || at >= args.duration {
+            bail!("--fail-at must be within the run: after 0 and before --duration");
+        }
+        if args.rate == Some(Rate(None)) {
+            bail!("--fail-at needs an open-loop run (--rate N): the stream goes on on its schedule through the failure");
         }
     }
     if args.pool == 0 || args.pool > MAX_POOL {
@@ -397,6 +410,7 @@ fn run_once<W: Workload>(
         progress: progress && std::io::stderr().is_terminal(),
         incremental: args.engine == EngineName::Differential,
         profile: args.profile,
+        fail_at_ns: args.fail_at,
     };
     let settings = settings(args, config);
     Ok(match &args.checkpoint_dir {

@@ -5,10 +5,12 @@
 //! engine, workers, processes, rates, epoch, seed, the git revision, a hash of the configuration
 //! and the host.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::driver::FailureOutcome;
 use super::profile::WorkerProfile;
 use super::recorder::Percentiles;
 use super::snapshots::{CheckpointSettings, CheckpointStat};
@@ -104,6 +106,82 @@ pub struct CheckpointSummary {
     pub throughput_ratio: f64,
     /// p99 latency over the run's without checkpoints; `null` when either is unbounded.
     pub p99_ratio: Option<f64>,
+    /// `--fail-at` runs: the failure and the recovery; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureSummary>,
+}
+
+/// A failure injected into a checkpointed run (`--fail-at`), and the recovery from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailureSummary {
+    /// When the dataflow was torn down (ns after the start; the last worker's).
+    pub at_ns: u64,
+    /// The cut of the checkpoint it was rebuilt from (ns); `null`: none was complete, and it
+    /// started over from the first event.
+    pub restored_cut_ns: Option<u64>,
+    /// Recovery time: from the failure until the output had caught up with the offered input
+    /// (everything sent up to the failure processed again and nothing due unsent), the
+    /// slowest worker's (ns); `null`: not within the run.
+    pub recovery_ns: Option<u64>,
+    /// Epoch latency over time around the failure, per [`TIMELINE_BUCKET_NS`] of due time from
+    /// 2 s before it to the end of the run, all workers' epochs together.
+    pub timeline: Vec<TimelineBucket>,
+}
+
+/// The width of a failure timeline's buckets: 100 ms.
+pub const TIMELINE_BUCKET_NS: u64 = 100_000_000;
+
+/// The epochs of one bucket of a failure's timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineBucket {
+    /// Start of the bucket: epochs whose end was due from here on (ns after the start).
+    pub start_ns: u64,
+    /// Epochs completed in it (times workers).
+    pub epochs: u64,
+    /// Their median latency (ns).
+    pub p50_ns: u64,
+    /// Their largest latency (ns).
+    pub max_ns: u64,
+}
+
+impl FailureSummary {
+    /// The summary of the workers' failures; `None` when none failed.
+    pub fn of(failures: &[FailureOutcome]) -> Option<FailureSummary> {
+        let first = failures.first()?;
+        let mut buckets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for (end, latency) in failures.iter().flat_map(|f| f.timeline.iter()) {
+            buckets
+                .entry(end - end % TIMELINE_BUCKET_NS)
+                .or_default()
+                .push(*latency);
+        }
+        let timeline = buckets
+            .into_iter()
+            .map(|(start_ns, mut latencies)| {
+                latencies.sort_unstable();
+                TimelineBucket {
+                    start_ns,
+                    epochs: latencies.len() as u64,
+                    p50_ns: latencies[latencies.len() / 2],
+                    max_ns: latencies[latencies.len() - 1],
+                }
+            })
+            .collect();
+        Some(FailureSummary {
+            at_ns: failures
+                .iter()
+                .map(|f| f.at_ns)
+                .max()
+                .unwrap_or(first.at_ns),
+            restored_cut_ns: first.cut_ns,
+            recovery_ns: failures
+                .iter()
+                .map(|f| f.recovery_ns)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|all| all.into_iter().max()),
+            timeline,
+        })
+    }
 }
 
 /// Mean and largest of a measure over a run's checkpoints; both `null` when there was none.
@@ -173,11 +251,34 @@ impl CheckpointSummary {
             },
             throughput_ratio: with.achieved_rate / without.achieved_rate.max(f64::MIN_POSITIVE),
             p99_ratio,
+            failure: None,
         }
     }
 
-    /// Table rows: checkpoints, snapshot time and size, and the comparison.
+    /// Table rows: checkpoints, snapshot time and size, the comparison, and the failure.
     fn rows(&self) -> Vec<(&'static str, String)> {
+        let failure = self.failure.as_ref().map(|f| {
+            vec![
+                (
+                    "failure",
+                    format!(
+                        "at {}, rebuilt from {}",
+                        ms(f.at_ns),
+                        f.restored_cut_ns.map_or_else(
+                            || "nothing (no checkpoint yet: started over)".to_string(),
+                            |cut| format!("the checkpoint at {}", ms(cut))
+                        )
+                    ),
+                ),
+                (
+                    "recovery time",
+                    f.recovery_ns.map_or_else(
+                        || "not caught up within the run".to_string(),
+                        |ns| format!("{} (until the output caught up)", ms(ns)),
+                    ),
+                ),
+            ]
+        });
         let mean_max = |spread: &Spread, show: fn(f64) -> String| match (spread.mean, spread.max) {
             (Some(mean), Some(max)) => format!("mean {}, max {}", show(mean), show(max as f64)),
             _ => "none completed".to_string(),
@@ -218,6 +319,9 @@ impl CheckpointSummary {
                 ),
             ),
         ]
+        .into_iter()
+        .chain(failure.into_iter().flatten())
+        .collect()
     }
 }
 

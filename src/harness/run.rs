@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 
-use super::driver::{run_baselines, run_engine, RunConfig, WorkerOutcome};
+use super::driver::{run_baselines, run_engine, FailureOutcome, RunConfig, WorkerOutcome};
 use super::gather;
 use super::recorder::Recorder;
-use super::report::{config_hash, git_rev, host, CheckpointSummary, Report};
+use super::report::{config_hash, git_rev, host, CheckpointSummary, FailureSummary, Report};
 use super::snapshots::{prepare, CheckpointSettings, CheckpointStat, SnapshotError, Writer};
 use crate::cluster::{Cluster, ClusterError};
-use crate::stash::Checkpoints;
 use crate::workloads::Workload;
 
 /// Which implementation runs the workload.
@@ -94,7 +93,7 @@ pub fn run<W: Workload>(
 ) -> Result<Option<(Report, Recorder)>, RunError> {
     Ok(
         run_with(workload, settings, cluster, None)?
-            .map(|(report, recorder, _)| (report, recorder)),
+            .map(|(report, recorder, _, _)| (report, recorder)),
     )
 }
 
@@ -114,21 +113,31 @@ pub fn run_paired<W: Workload>(
     can_checkpoint(workload, settings)?;
     // Before the run without checkpoints: a directory that cannot be used fails at once.
     prepare(&checkpoint.dir)?;
-    let Some((without, _, _)) = run_with(workload, settings, cluster, None)? else {
+    // The run without checkpoints does not fail either.
+    let plain = Settings {
+        config: RunConfig {
+            fail_at_ns: None,
+            ..settings.config.clone()
+        },
+        ..settings.clone()
+    };
+    let Some((without, _, _, _)) = run_with(workload, &plain, cluster, None)? else {
         return Ok(None);
     };
-    let Some((mut report, recorder, stats)) =
+    let Some((mut report, recorder, stats, failures)) =
         run_with(workload, settings, cluster, Some(checkpoint))?
     else {
         return Ok(None);
     };
-    report.checkpoints = Some(CheckpointSummary::new(
+    let mut summary = CheckpointSummary::new(
         checkpoint,
         settings.config.duration_ns,
         stats,
         &without,
         &report,
-    ));
+    );
+    summary.failure = FailureSummary::of(&failures);
+    report.checkpoints = Some(summary);
     Ok(Some((report, recorder)))
 }
 
@@ -156,14 +165,14 @@ pub fn can_checkpoint<W: Workload>(workload: &W, settings: &Settings) -> Result<
 }
 
 /// One run, checkpointing when `checkpoint` is given: the report (its `checkpoints` not yet
-/// filled), the merged recorder and the completed checkpoints; `None` on processes other than
-/// 0.
+/// filled), the merged recorder, the completed checkpoints and the workers' failures
+/// (`--fail-at`); `None` on processes other than 0.
 fn run_with<W: Workload>(
     workload: &W,
     settings: &Settings,
     cluster: &Cluster,
     checkpoint: Option<&CheckpointSettings>,
-) -> Result<Option<(Report, Recorder, Vec<CheckpointStat>)>, RunError> {
+) -> Result<Option<Outcome>, RunError> {
     let config = &settings.config;
     let mut stats = Vec::new();
     let outcomes: Vec<WorkerOutcome> = match settings.engine {
@@ -196,10 +205,7 @@ fn run_with<W: Workload>(
             let (workload, config) = (workload.clone(), config.clone());
             let hooks = writer.clone();
             let running = cluster.execute(move |worker| {
-                let checkpoints = hooks
-                    .as_ref()
-                    .map_or_else(Checkpoints::default, |w| w.worker(worker.index()));
-                let outcome = run_engine(worker, &workload, &config, &checkpoints);
+                let outcome = run_engine(worker, &workload, &config, hooks.as_ref());
                 gather(worker, outcome)
             })?;
             let outcomes = running
@@ -221,12 +227,19 @@ fn run_with<W: Workload>(
     if outcomes.is_empty() {
         return Ok(None);
     }
+    if let Some(error) = outcomes.iter().find_map(|o| o.error.clone()) {
+        return Err(RunError::Worker(error));
+    }
     let (mut report, recorder) = report(workload, settings, &outcomes);
     if let Some(checkpoint) = checkpoint {
         report.config_hash = config_hash(&description(workload, settings, Some(checkpoint)));
     }
-    Ok(Some((report, recorder, stats)))
+    let failures = outcomes.iter().filter_map(|o| o.failure.clone()).collect();
+    Ok(Some((report, recorder, stats, failures)))
 }
+
+/// What [`run_with`] returns on process 0.
+type Outcome = (Report, Recorder, Vec<CheckpointStat>, Vec<FailureOutcome>);
 
 /// Everything that defines a run, for its configuration hash.
 fn description<W: Workload>(
@@ -251,6 +264,9 @@ fn description<W: Workload>(
     );
     if let Some(checkpoint) = checkpoint {
         description.push_str(&format!(" checkpoint={}", checkpoint.interval_ns));
+        if let Some(at) = config.fail_at_ns {
+            description.push_str(&format!(" fail_at={at}"));
+        }
     }
     description
 }

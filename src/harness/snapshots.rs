@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -62,6 +62,10 @@ pub struct BenchSnapshot {
     pub worker: u32,
     /// `(operator, bincode of its state value)`, in the order the operators were built.
     pub operators: Vec<(String, Vec<u8>)>,
+    /// The worker's input position at the cut: how many of its events it had sent at times up
+    /// to the cut (the events after them are the ones a restore sends again); `None` where the
+    /// driver did not record it.
+    pub position: Option<u64>,
 }
 
 /// Why a checkpoint directory cannot be used.
@@ -143,13 +147,33 @@ struct Job {
     snapshot: BenchSnapshot,
     cut: u64,
     handed: Instant,
+    /// The dataflow it comes from: 0, then one more after each rebuild ([`Writer::restart`]).
+    generation: u64,
 }
+
+/// Where the process's checkpoints stand, shared by the writer thread and the workers.
+#[derive(Default)]
+struct State {
+    /// Jobs of older generations come from a torn-down dataflow: ignored.
+    generation: u64,
+    /// No manifest is written while frozen (between a failure and the rebuild).
+    frozen: bool,
+    /// Per cut: the files written (name, CRC-32), their bytes and the first hand-over.
+    cuts: BTreeMap<u64, (Vec<(String, u32)>, u64, Instant)>,
+    /// The cut of the checkpoint in force.
+    previous: Option<u64>,
+}
+
+/// The checkpoint in force, as one worker restores it: the cut and the worker's snapshot.
+pub type InForce = Option<(u64, BenchSnapshot)>;
 
 /// The process's checkpoint writer: a thread that makes the workers' snapshots durable.
 pub struct Writer {
     sender: Mutex<SyncSender<Option<Job>>>,
     thread: JoinHandle<Result<Vec<CheckpointStat>, CheckpointError>>,
     interval_ns: u64,
+    dir: PathBuf,
+    state: Arc<Mutex<State>>,
 }
 
 impl Writer {
@@ -165,32 +189,131 @@ impl Writer {
             time: 0,
         };
         let dir = settings.dir.clone();
-        let thread = std::thread::spawn(move || write_all(&dir, header, receiver));
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
+        let thread = std::thread::spawn(move || write_all(&dir, header, receiver, &shared));
         Writer {
             sender: Mutex::new(sender),
             thread,
             interval_ns: settings.interval_ns,
+            dir: settings.dir.clone(),
+            state,
         }
     }
 
-    /// The checkpoint hooks of worker `index`: hand them to the worker's dataflow.
+    /// The time between cuts (ns).
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns
+    }
+
+    /// The checkpoint hooks of worker `index`, for a dataflow built fresh: hand them to the
+    /// worker's dataflow. Cuts start at one interval.
     pub fn worker(&self, index: usize) -> Checkpoints {
+        self.checkpoints(index, None, 0, Rc::default())
+    }
+
+    /// The checkpoint hooks of worker `index` for the dataflow of `generation` (0 for the
+    /// first, one more per rebuild), resuming after the checkpoint `resume` (its cut and this
+    /// worker's snapshot: the operators are built from its states) or from nothing; the sink
+    /// takes each snapshot's input position from `positions` (cut to position, filled by the
+    /// driver as its input passes each cut).
+    pub fn checkpoints(
+        &self,
+        index: usize,
+        resume: InForce,
+        generation: u64,
+        positions: Rc<RefCell<BTreeMap<u64, u64>>>,
+    ) -> Checkpoints {
         let sender = self
             .sender
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        Checkpoints::new(Rc::new(RefCell::new(WorkerSink {
+        let first = resume.as_ref().map_or(self.interval_ns, |(cut, _)| {
+            cut.saturating_add(self.interval_ns)
+        });
+        let sink = Rc::new(RefCell::new(WorkerSink {
             worker: index as u32,
             interval_ns: self.interval_ns,
+            first,
+            generation,
             operators: Cell::new(0),
             pending: BTreeMap::new(),
+            positions,
             sender,
-        })))
+        }));
+        match resume {
+            Some((_, snapshot)) => {
+                Checkpoints::restoring(sink, snapshot.operators.into_iter().collect())
+            }
+            None => Checkpoints::new(sink),
+        }
+    }
+
+    /// Stops committing: no manifest is written until [`Writer::restart`] (a failure: the
+    /// checkpoint in force must not change while the workers read it). A commit under way
+    /// finishes first.
+    pub fn freeze(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).frozen = true;
+    }
+
+    /// The checkpoint in force, as worker `index` restores it: the manifest's cut and the
+    /// worker's snapshot, checked against the manifest's CRC-32; `None` when no checkpoint was
+    /// completed yet.
+    ///
+    /// Errors: the manifest or the snapshot is missing, damaged or not the worker's, naming
+    /// the file.
+    pub fn in_force(&self, index: usize) -> Result<InForce, CheckpointError> {
+        let manifest_path = self.dir.join(MANIFEST);
+        if !manifest_path.exists() {
+            return Ok(None);
+        }
+        let (header, manifest): (Header, Manifest) = file::read(&manifest_path)?;
+        let suffix = format!("-worker-{index}");
+        let mismatch = |why: String| CheckpointError::Mismatch {
+            path: manifest_path.display().to_string(),
+            why,
+        };
+        let (name, crc) = manifest
+            .snapshots
+            .iter()
+            .find(|(name, _)| name.ends_with(&suffix))
+            .ok_or_else(|| mismatch(format!("it lists no snapshot of worker {index}")))?;
+        let path = self.dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+        if crc32fast::hash(&bytes) != *crc {
+            return Err(mismatch(format!(
+                "{} is not the snapshot it lists",
+                path.display()
+            )));
+        }
+        let (_, snapshot): (Header, BenchSnapshot) = file::decode(&path, &bytes)?;
+        if snapshot.worker != index as u32 {
+            return Err(mismatch(format!(
+                "{} is not worker {index}'s",
+                path.display()
+            )));
+        }
+        Ok(Some((header.time, snapshot)))
+    }
+
+    /// Resumes committing for the dataflow of `generation`, rebuilt from the checkpoint at
+    /// `cut` (`None`: from nothing): snapshots of older generations still queued are ignored,
+    /// and so are the cuts they left incomplete. Every worker calls it; the first call of a
+    /// generation acts.
+    pub fn restart(&self, generation: u64, cut: Option<u64>) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if generation > state.generation {
+            state.generation = generation;
+            state.frozen = false;
+            state.cuts.clear();
+            state.previous = cut;
+        }
     }
 
     /// Waits for every snapshot handed over so far to be written (call it once the workers
-    /// have finished) and returns the completed checkpoints, by cut.
+    /// have finished) and returns the completed checkpoints, in the order they were committed
+    /// (after a rebuild, cuts after the one restored are committed again).
     ///
     /// Errors: the first write that failed, naming the file.
     pub fn finish(self) -> Result<Vec<CheckpointStat>, CheckpointError> {
@@ -211,10 +334,15 @@ impl Writer {
 struct WorkerSink {
     worker: u32,
     interval_ns: u64,
+    /// The first cut: one interval, or one after the checkpoint resumed from.
+    first: u64,
+    generation: u64,
     /// Operators that asked for their first cut: how many states make a snapshot.
     operators: Cell<usize>,
     /// States handed over per cut, not yet complete.
     pending: BTreeMap<u64, (Vec<(String, Vec<u8>)>, Instant)>,
+    /// The worker's input position at each cut its input passed.
+    positions: Rc<RefCell<BTreeMap<u64, u64>>>,
     sender: SyncSender<Option<Job>>,
 }
 
@@ -222,7 +350,7 @@ impl SnapshotSink for WorkerSink {
     fn first_cut(&self) -> Option<u64> {
         // Every operator asks once, when it is built (`Checkpoints::cut`).
         self.operators.set(self.operators.get() + 1);
-        Some(self.interval_ns)
+        Some(self.first)
     }
 
     fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64> {
@@ -233,13 +361,23 @@ impl SnapshotSink for WorkerSink {
         entry.0.push((operator.to_string(), state));
         if entry.0.len() >= self.operators.get() {
             let (operators, handed) = self.pending.remove(&cut).expect("just inserted");
+            // An operator takes a cut once its input frontier has passed it, so the driver's
+            // input has passed it too and recorded where it was then.
+            let position = {
+                let mut positions = self.positions.borrow_mut();
+                let position = positions.get(&cut).copied();
+                positions.retain(|&c, _| c > cut);
+                position
+            };
             let job = Job {
                 snapshot: BenchSnapshot {
                     worker: self.worker,
                     operators,
+                    position,
                 },
                 cut,
                 handed,
+                generation: self.generation,
             };
             // The writer outlives the workers ([`Writer::finish`] joins it after them); a
             // send fails only if it stopped on a failed write, which `finish` reports.
@@ -250,21 +388,21 @@ impl SnapshotSink for WorkerSink {
 }
 
 /// The writer thread: writes each job's file, and each cut's manifest once all workers'
-/// files are written.
+/// files are written (unless frozen).
 fn write_all(
     dir: &Path,
     header: Header,
     receiver: Receiver<Option<Job>>,
+    state: &Mutex<State>,
 ) -> Result<Vec<CheckpointStat>, CheckpointError> {
     let workers = header.workers as usize;
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let mut stats = Vec::new();
-    // Per cut: the files written (name, CRC-32, bytes) and the first hand-over.
-    let mut cuts: BTreeMap<u64, (Vec<(String, u32)>, u64, Instant)> = BTreeMap::new();
-    let mut previous: Option<u64> = None;
     let mut failed = None;
     while let Ok(Some(job)) = receiver.recv() {
-        if failed.is_some() {
-            // Keep receiving so that the workers are never blocked on a full queue.
+        // After a failure, keep receiving so that the workers are never blocked on a full
+        // queue; a torn-down dataflow's snapshots are not written.
+        if failed.is_some() || job.generation < lock().generation {
             continue;
         }
         let header = Header {
@@ -277,7 +415,12 @@ fn write_all(
             failed = Some(e);
             continue;
         }
-        let entry = cuts
+        let mut state = lock();
+        if job.generation < state.generation {
+            continue;
+        }
+        let entry = state
+            .cuts
             .entry(job.cut)
             .or_insert_with(|| (Vec::new(), 0, job.handed));
         entry.0.push((name, crc32fast::hash(&bytes)));
@@ -286,13 +429,17 @@ fn write_all(
         if entry.0.len() < workers {
             continue;
         }
-        let (mut snapshots, total, first) = cuts.remove(&job.cut).expect("just updated");
+        let (mut snapshots, total, first) = state.cuts.remove(&job.cut).expect("just updated");
+        if state.frozen {
+            continue;
+        }
         snapshots.sort();
-        if let Err(e) = commit(dir, &header, snapshots, previous) {
+        // Under the lock: a failure's freeze waits for this commit to finish.
+        if let Err(e) = commit(dir, &header, snapshots, state.previous) {
             failed = Some(e);
             continue;
         }
-        previous = Some(job.cut);
+        state.previous = Some(job.cut);
         stats.push(CheckpointStat {
             cut_ns: job.cut,
             bytes: total,
