@@ -329,6 +329,23 @@ def checkpoints(m: Macros):
     rec = tr.checkpoint_rows(tr.load_runs("recovery"))
     if not len(rec):
         raise tr.MissingResults("experiments/results/recovery/runs.jsonl has no checkpointed run")
+    failed, rec = rec[rec.failed], rec[~rec.failed]
+    for workers, name in [(1, "One"), (2, "Two")]:
+        f = failed[failed.workers == workers]
+        if not len(f):
+            m.add(f"RecRecovery{name}", "not measured", src)
+            m.add(f"RecFailPeak{name}", "--", src)
+            m.add(f"RecFailAt{name}", "--", src)
+            m.add(f"RecFailCut{name}", "--", src)
+            continue
+        failure = f.iloc[0]["failure"]
+        recovery = failure["recovery_ns"]
+        m.add(f"RecRecovery{name}", "not within the run" if recovery is None else dur_ns(recovery), src)
+        peak = max((b["max_ns"] for b in failure["timeline"]), default=float("nan"))
+        m.add(f"RecFailPeak{name}", lat(peak / 1e6), src)
+        m.add(f"RecFailAt{name}", dur_ns(failure["at_ns"]), src)
+        cut = failure["restored_cut_ns"]
+        m.add(f"RecFailCut{name}", "nothing" if cut is None or cut != cut else dur_ns(cut), src)
     one = rec[rec.interval_s == 1.0] if (rec.interval_s == 1.0).any() else rec
     small, large = one[one.campaigns == one.campaigns.min()], one[one.campaigns == one.campaigns.max()]
     m.add("RecCampaignsLow", f"{int(small.campaigns.iloc[0]):,}".replace(",", "\\,"), src)

@@ -365,6 +365,8 @@ fn every_bench_parameter_is_checked_before_running() {
     let dir = scratch("checked");
     let json = dir.join("never.json");
     let json = s(&json);
+    let ckpt = dir.join("ckpt");
+    let ckpt = s(&ckpt);
     // Sizes that divided by zero, or were accepted and then useless or unbounded.
     for (args, needle) in [
         (
@@ -417,6 +419,53 @@ fn every_bench_parameter_is_checked_before_running() {
             &["ysb", "--find-sustainable", "--p99-bound", "0"],
             "--p99-bound must be positive",
         ),
+        // What cannot checkpoint, or fail and recover.
+        (
+            &[
+                "ysb",
+                "--checkpoint-dir",
+                ckpt,
+                "--checkpoint-interval",
+                "0s",
+            ],
+            "--checkpoint-interval must be positive",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--find-sustainable"],
+            "--checkpoint-dir and --find-sustainable exclude each other",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--engine", "baseline"],
+            "--engine baseline has no operator state",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--engine", "differential"],
+            "--engine differential has no operator state",
+        ),
+        (
+            &["nexmark", "--checkpoint-dir", ckpt, "--query", "q5"],
+            "nexmark q5 does not hand its operator state to checkpoints",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--processes", "2"],
+            "checkpoints are measured in one process",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--fail-at", "10s"],
+            "--fail-at must be within the run",
+        ),
+        (
+            &[
+                "ysb",
+                "--checkpoint-dir",
+                ckpt,
+                "--fail-at",
+                "1s",
+                "--rate",
+                "max",
+            ],
+            "--fail-at needs an open-loop run",
+        ),
     ] {
         expect_one_line_error(&[args, &["--json", json]].concat(), needle);
     }
@@ -437,8 +486,13 @@ fn every_bench_parameter_is_checked_before_running() {
     ] {
         expect_error(&[args, &["--json", json]].concat(), needle);
     }
-    // Nothing ran: no report was written.
+    // Checkpoint flags without --checkpoint-dir are usage errors.
+    for flag in ["--checkpoint-interval", "--fail-at"] {
+        expect_error(&["ysb", flag, "1s"], "--checkpoint-dir");
+    }
+    // Nothing ran: no report was written, no checkpoint directory made.
     assert!(!std::path::Path::new(json).exists());
+    assert!(!std::path::Path::new(ckpt).exists());
 }
 
 /// Peak resident memory of a running child, sampled from `/proc` until it exits; kills it and
@@ -757,43 +811,10 @@ fn checkpointed_bench_reports_its_checkpoints_and_commits_them() {
     }
 }
 
-/// What cannot checkpoint is refused with one line before anything runs, and a directory
-/// that is not a bench's is left as it was.
+/// A checkpoint directory that is not a bench's is refused and left as it was.
 #[test]
-fn checkpoint_flags_are_checked() {
+fn a_directory_that_is_not_a_bench_s_is_refused() {
     let dir = scratch("checkpoint-flags");
-    let ckpt = dir.join("ckpt");
-    let ckpt = s(&ckpt);
-    expect_error(&["ysb", "--checkpoint-interval", "1s"], "--checkpoint-dir");
-    for (args, needle) in [
-        (
-            &["ysb", "--checkpoint-interval", "0s"][..],
-            "--checkpoint-interval must be positive",
-        ),
-        (
-            &["ysb", "--find-sustainable"],
-            "--checkpoint-dir and --find-sustainable exclude each other",
-        ),
-        (
-            &["ysb", "--engine", "baseline"],
-            "--engine baseline has no operator state",
-        ),
-        (
-            &["ysb", "--engine", "differential"],
-            "--engine differential has no operator state",
-        ),
-        (
-            &["nexmark", "--query", "q5"],
-            "nexmark q5 does not hand its operator state to checkpoints",
-        ),
-        (
-            &["ysb", "--processes", "2"],
-            "checkpoints are measured in one process",
-        ),
-    ] {
-        expect_one_line_error(&[args, &["--checkpoint-dir", ckpt]].concat(), needle);
-    }
-    assert!(!std::path::Path::new(ckpt).exists(), "nothing was touched");
     // A directory holding someone else's files (a `tidemark window` checkpoint, say).
     let foreign = dir.join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
@@ -872,24 +893,5 @@ fn fail_at_rebuilds_from_the_last_checkpoint_and_reports_the_recovery() {
         assert!(r["checkpoints"]["without"].get("failure").is_none());
         // Events are counted once: at most what 2 measured seconds offer at 20k/s.
         assert!(r["events"].as_u64().unwrap() <= 42_000, "{r}");
-    }
-    for (args, needle) in [(&["--fail-at", "1s"][..], "--checkpoint-dir")] {
-        expect_error(&[&["ysb"], args].concat(), needle);
-    }
-    let ckpt = dir.join("refused");
-    for (args, needle) in [
-        (
-            &["--fail-at", "10s"][..],
-            "--fail-at must be within the run",
-        ),
-        (
-            &["--fail-at", "1s", "--rate", "max"],
-            "--fail-at needs an open-loop run",
-        ),
-    ] {
-        expect_one_line_error(
-            &[&["ysb", "--checkpoint-dir", s(&ckpt)], args].concat(),
-            needle,
-        );
     }
 }

@@ -336,7 +336,7 @@ impl<E: Clone + 'static> SystemUnderTest<E> for EngineSystem<'_, E> {
             })?,
             None => 0,
         };
-        recovery.writer.restart(recovery.generation, cut);
+        recovery.writer.restart(recovery.generation);
         recovery.positions = Rc::default();
         let checkpoints = recovery.writer.checkpoints(
             index,
@@ -802,7 +802,7 @@ pub fn run_engine<W: Workload>(
     writer: Option<&Arc<Writer>>,
 ) -> WorkerOutcome {
     let (index, peers) = (worker.index(), worker.peers());
-    let (mut replay, generator_rate) = pool(workload, config, index, peers);
+    let (replay, generator_rate) = pool(workload, config, index, peers);
     // Registered before the dataflow is built: its operators and channels take the logger then.
     let profiler = if config.profile {
         Profiler::start(worker)
@@ -857,20 +857,32 @@ pub fn run_engine<W: Workload>(
             build,
         }),
     };
-    let outcome = open_loop(
-        &mut system,
-        |k, due| replay.next(k, due),
-        config,
-        index,
-        peers,
-        &bar,
-    );
+    let outcome = replayed(&mut system, replay, config, index, peers, &bar);
     let profile = profiler.map(|p| p.finish(system.worker));
     WorkerOutcome {
         generator_rate,
         profile,
         ..outcome
     }
+}
+
+/// The open loop over `system` for worker `index` of `peers`, its events from `replay`.
+fn replayed<W: Workload, S: SystemUnderTest<W::Event>>(
+    system: &mut S,
+    mut replay: Replay<W>,
+    config: &RunConfig,
+    index: usize,
+    peers: usize,
+    bar: &ProgressBar,
+) -> WorkerOutcome {
+    open_loop(
+        system,
+        |k, due| replay.next(k, due),
+        config,
+        index,
+        peers,
+        bar,
+    )
 }
 
 /// Runs `workers` independent copies of `workload`'s single-threaded baseline at once, one
@@ -893,21 +905,14 @@ pub fn run_baselines<W: Workload>(
             .map(|index| {
                 let start = &start;
                 scope.spawn(move || {
-                    let (mut replay, generator_rate) = pool(workload, config, index, workers);
+                    let (replay, generator_rate) = pool(workload, config, index, workers);
                     let mut system = BaselineSystem {
                         baseline: workload.baseline(),
                         out: Vec::new(),
                     };
                     let bar = bar(config, config.progress && index == 0);
                     start.wait();
-                    let outcome = open_loop(
-                        &mut system,
-                        |k, due| replay.next(k, due),
-                        config,
-                        index,
-                        workers,
-                        &bar,
-                    );
+                    let outcome = replayed(&mut system, replay, config, index, workers, &bar);
                     WorkerOutcome {
                         generator_rate,
                         ..outcome
@@ -983,10 +988,14 @@ pub fn hold_frontier<'scope, D: Clone + 'static>(
 mod tests {
     use super::*;
 
-    /// A system that counts what it is sent and processes all of it (`done`) or none of it.
+    /// A system that counts what it is sent and processes all of it (`done`) or none of it;
+    /// on failure it resumes from `resume` (a checkpoint's cut and position), if given.
+    #[derive(Default)]
     struct Mock {
         sent: u64,
         done: bool,
+        resume: Option<(Option<u64>, u64)>,
+        failed: bool,
     }
 
     impl SystemUnderTest<u64> for Mock {
@@ -1000,6 +1009,10 @@ mod tests {
             self.done
         }
         fn finish(&mut self) {}
+        fn fail(&mut self) -> Result<(Option<u64>, u64), String> {
+            self.failed = true;
+            self.resume.ok_or_else(|| "no checkpoint".to_string())
+        }
     }
 
     fn config(rate: u64, duration_ns: u64, warmup_ns: u64) -> RunConfig {
@@ -1012,8 +1025,8 @@ mod tests {
     #[test]
     fn a_system_that_keeps_up_gets_exactly_what_is_due() {
         let mut system = Mock {
-            sent: 0,
             done: true,
+            ..Mock::default()
         };
         let config = config(100_000, 300_000_000, 100_000_000);
         let outcome = open_loop(
@@ -1043,7 +1056,10 @@ mod tests {
         closed.rate = None;
         let bound = in_flight_bound(None, closed.epoch_ns, 2);
         let run = |done| {
-            let mut system = Mock { sent: 0, done };
+            let mut system = Mock {
+                done,
+                ..Mock::default()
+            };
             let outcome = open_loop(
                 &mut system,
                 |_, due| due,
@@ -1065,10 +1081,7 @@ mod tests {
 
     #[test]
     fn a_stuck_system_gets_at_most_the_bound_and_the_run_stops_early() {
-        let mut system = Mock {
-            sent: 0,
-            done: false,
-        };
+        let mut system = Mock::default();
         let (duration, warmup) = (30_000_000_000, 200_000_000);
         let config = config(1_000_000_000, duration, warmup);
         let outcome = open_loop(
@@ -1091,36 +1104,14 @@ mod tests {
         assert_eq!(Recorder::from_bytes(&outcome.recorder).samples(), 0);
     }
 
-    /// A system that processes everything and, on failure, resumes from a fixed checkpoint.
-    struct Failing {
-        sent: u64,
-        failed: bool,
-    }
-
-    impl SystemUnderTest<u64> for Failing {
-        fn send(&mut self, batch: &mut Vec<u64>) {
-            self.sent += batch.len() as u64;
-            batch.clear();
-        }
-        fn advance_to(&mut self, _time: u64) {}
-        fn step(&mut self) {}
-        fn passed(&self, _time: u64) -> bool {
-            true
-        }
-        fn finish(&mut self) {}
-        fn fail(&mut self) -> Result<(Option<u64>, u64), String> {
-            self.failed = true;
-            Ok((Some(50_000_000), 5_100))
-        }
-    }
-
     /// After a failure the driver sends again from the checkpoint's position, in order, on the
     /// original schedule, and counts no event twice.
     #[test]
     fn after_a_failure_the_stream_resumes_at_the_checkpoint_s_position() {
-        let mut system = Failing {
-            sent: 0,
-            failed: false,
+        let mut system = Mock {
+            done: true,
+            resume: Some((Some(50_000_000), 5_100)),
+            ..Mock::default()
         };
         let config = RunConfig {
             fail_at_ns: Some(150_000_000),
@@ -1139,7 +1130,7 @@ mod tests {
             &ProgressBar::hidden(),
         );
         assert!(system.failed);
-        let failure = outcome.failure.expect("the run failed");
+        let failure = outcome.failure.clone().expect("the run failed");
         assert_eq!(failure.cut_ns, Some(50_000_000));
         assert!(failure.at_ns >= 150_000_000);
         // Sent in order from 0, then again in order from the position.

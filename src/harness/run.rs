@@ -91,10 +91,8 @@ pub fn run<W: Workload>(
     settings: &Settings,
     cluster: &Cluster,
 ) -> Result<Option<(Report, Recorder)>, RunError> {
-    Ok(
-        run_with(workload, settings, cluster, None)?
-            .map(|(report, recorder, _, _)| (report, recorder)),
-    )
+    Ok(run_with(workload, settings, cluster, None)?
+        .map(|(report, recorder, _, _)| (report, recorder)))
 }
 
 /// Runs `workload` twice with `settings`, first without checkpoints and then checkpointing as

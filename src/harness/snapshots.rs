@@ -20,10 +20,28 @@
 //!
 //! The writer writes each worker's snapshot to `DIR/ckpt-<cut>-worker-<i>` (temporary file,
 //! fsync, rename: [`file::write_replace`]); once the cut's snapshots of all workers are
-//! written it fsyncs the directory, removes checkpoints older than the previous one, and
-//! writes `DIR/MANIFEST` naming the snapshots with their CRC-32 (the same commit order as
-//! [`crate::checkpoint::CheckpointDir::commit`]). A bench's checkpoints are measured, not
-//! resumed: the next bench run in `DIR` starts over.
+//! written it fsyncs the directory and writes `DIR/MANIFEST` naming the snapshots with their
+//! CRC-32 (the order of [`crate::checkpoint::CheckpointDir::commit`]), then removes the files of
+//! the checkpoint before the previous one. A bench's checkpoints are measured, not resumed
+//! across runs: the next bench run in `DIR` starts over.
+//!
+//! Each worker's snapshot also holds its input position at the cut: how many of its events it
+//! had sent at times up to the cut. The driver records it as its input passes each cut (it
+//! sends what it staged before it advances the input, so the events sent then are exactly
+//! those at times up to the cut).
+//!
+//! # Failure and recovery (`--fail-at`)
+//!
+//! At the failure every worker freezes the writer (no manifest is written; a commit under way
+//! finishes first), drops its dataflow and its input as a crash would (operator state and
+//! everything in flight are lost), and waits for the others; then each reads the checkpoint in
+//! force ([`Writer::in_force`]: the manifest and its own snapshot, checked against the
+//! manifest's CRC-32), and once all have read it, builds the same dataflow again with its
+//! operators restored from their states ([`Checkpoints::restoring`]), its input at the time
+//! after the cut, and resumes the open loop from the snapshot's position: the events after it
+//! are sent again on their original schedule, so the ones already due are overdue. The writer
+//! then ignores what the torn-down dataflow still had queued ([`Writer::restart`]) and commits
+//! the rebuilt dataflow's checkpoints, from the next cut after the one restored.
 //!
 //! # What is measured
 //!
@@ -36,7 +54,7 @@
 //! without checkpoints.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -160,8 +178,9 @@ struct State {
     frozen: bool,
     /// Per cut: the files written (name, CRC-32), their bytes and the first hand-over.
     cuts: BTreeMap<u64, (Vec<(String, u32)>, u64, Instant)>,
-    /// The cut of the checkpoint in force.
-    previous: Option<u64>,
+    /// The files of the last checkpoints committed by this generation, oldest first: the
+    /// checkpoint in force and the one before it are kept (see [`commit`]).
+    committed: VecDeque<Vec<String>>,
 }
 
 /// The checkpoint in force, as one worker restores it: the cut and the worker's snapshot.
@@ -297,17 +316,19 @@ impl Writer {
         Ok(Some((header.time, snapshot)))
     }
 
-    /// Resumes committing for the dataflow of `generation`, rebuilt from the checkpoint at
-    /// `cut` (`None`: from nothing): snapshots of older generations still queued are ignored,
+    /// Resumes committing for the dataflow of `generation`, rebuilt from the checkpoint in
+    /// force: snapshots of older generations still queued are ignored,
     /// and so are the cuts they left incomplete. Every worker calls it; the first call of a
     /// generation acts.
-    pub fn restart(&self, generation: u64, cut: Option<u64>) {
+    pub fn restart(&self, generation: u64) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if generation > state.generation {
             state.generation = generation;
             state.frozen = false;
             state.cuts.clear();
-            state.previous = cut;
+            // The restored checkpoint's files and those of the torn-down dataflow stay until
+            // the next bench empties the directory: the names of later cuts come again.
+            state.committed.clear();
         }
     }
 
@@ -435,11 +456,21 @@ fn write_all(
         }
         snapshots.sort();
         // Under the lock: a failure's freeze waits for this commit to finish.
-        if let Err(e) = commit(dir, &header, snapshots, state.previous) {
+        if let Err(e) = commit(dir, &header, &snapshots) {
             failed = Some(e);
             continue;
         }
-        state.previous = Some(job.cut);
+        state
+            .committed
+            .push_back(snapshots.into_iter().map(|(name, _)| name).collect());
+        // The manifest in force names the newest; the one before stays for a power loss
+        // before this manifest's rename is durable; older ones are garbage (a file left
+        // behind costs disk space, not correctness).
+        while state.committed.len() > 2 {
+            for name in state.committed.pop_front().unwrap_or_default() {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+        }
         stats.push(CheckpointStat {
             cut_ns: job.cut,
             bytes: total,
@@ -452,32 +483,13 @@ fn write_all(
     }
 }
 
-/// Commits the checkpoint whose snapshot files are written: directory fsync, removal of
-/// checkpoints older than `previous`, manifest (see [`crate::checkpoint`] for the order).
-fn commit(
-    dir: &Path,
-    header: &Header,
-    snapshots: Vec<(String, u32)>,
-    previous: Option<u64>,
-) -> Result<(), CheckpointError> {
+/// Commits the checkpoint whose snapshot files are written: a directory fsync (the files'
+/// entries durable before the manifest naming them, and the previous manifest's rename with
+/// them), then the manifest (see [`crate::checkpoint`] for the order).
+fn commit(dir: &Path, header: &Header, snapshots: &[(String, u32)]) -> Result<(), CheckpointError> {
     file::sync_dir(dir).map_err(|e| CheckpointError::io(dir, e))?;
-    let keep_from = previous.unwrap_or(header.time);
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stale = name
-                .strip_prefix("ckpt-")
-                .and_then(|rest| rest.get(..20))
-                .and_then(|digits| digits.parse::<u64>().ok())
-                .is_some_and(|t| t < keep_from);
-            if stale {
-                // A file left behind costs disk space, not correctness.
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
     let manifest = Manifest {
-        snapshots,
+        snapshots: snapshots.to_vec(),
         complete: false,
     };
     file::write_replace(
@@ -503,30 +515,22 @@ mod tests {
             interval_ns: interval,
         };
         prepare(dir.path()).unwrap();
-        let writer = Writer::start(&settings, 2, 7);
-        for worker in 0..2 {
-            let checkpoints = writer.worker(worker);
-            let mut a: Cut<u64> = checkpoints.cut("a");
-            let mut b: Cut<Vec<u8>> = checkpoints.cut("b");
-            // Operator a passes cuts 10 and 20, b only 10 (worker 1's b none at all).
-            assert!(a.take_passed(Some(25), None, |cut| cut));
-            let b_limit = if worker == 0 { 15 } else { 5 };
-            b.take_passed(Some(b_limit), None, |cut| vec![cut as u8]);
-        }
-        assert!(
-            writer.finish().unwrap().is_empty(),
-            "worker 1 never completed a cut"
-        );
-
-        let writer = Writer::start(&settings, 2, 7);
-        for worker in 0..2 {
-            let checkpoints = writer.worker(worker);
-            let mut a: Cut<u64> = checkpoints.cut("a");
-            let mut b: Cut<Vec<u8>> = checkpoints.cut("b");
-            assert!(a.take_passed(Some(25), None, |cut| cut));
-            assert!(b.take_passed(Some(15), None, |cut| vec![cut as u8]));
-        }
-        let stats = writer.finish().unwrap();
+        // Two workers, each with operators a and b; a passes cuts 10 and 20, b passes those
+        // below `b_limits[worker]`.
+        let run = |b_limits: [u64; 2]| {
+            let writer = Writer::start(&settings, 2, 7);
+            for (worker, b_limit) in b_limits.into_iter().enumerate() {
+                let checkpoints = writer.worker(worker);
+                let mut a: Cut<u64> = checkpoints.cut("a");
+                let mut b: Cut<Vec<u8>> = checkpoints.cut("b");
+                assert!(a.take_passed(Some(25), None, |cut| cut));
+                b.take_passed(Some(b_limit), None, |cut| vec![cut as u8]);
+            }
+            writer.finish().unwrap()
+        };
+        // Worker 1's b takes no cut: no checkpoint is complete.
+        assert!(run([15, 5]).is_empty());
+        let stats = run([15, 15]);
         assert_eq!(stats.iter().map(|s| s.cut_ns).collect::<Vec<_>>(), [10]);
         let (header, manifest): (Header, Manifest) =
             file::read(&dir.path().join(MANIFEST)).unwrap();
@@ -546,6 +550,11 @@ mod tests {
             assert_eq!(snapshot.operators[1].1, crate::stash::encode(&vec![10u8]));
         }
         assert_eq!(stats[0].bytes, total);
+        // What a rebuilt worker reads back.
+        let reader = Writer::start(&settings, 2, 7);
+        let (cut, snapshot) = reader.in_force(1).unwrap().expect("a checkpoint in force");
+        assert_eq!((cut, snapshot.worker), (10, 1));
+        reader.finish().unwrap();
     }
 
     #[test]

@@ -128,19 +128,12 @@ impl Workload for WordCount {
         event.time = time_ns;
     }
 
-    /// `map(word, 1) . key_by(word) . reduce(+)`.
-    fn dataflow<'scope>(
-        &self,
-        events: StreamVec<'scope, u64, Word>,
-    ) -> StreamVec<'scope, u64, Counted> {
-        self.checkpointed(events, &Checkpoints::default())
-    }
-
     fn has_checkpoints(&self) -> bool {
         true
     }
 
-    /// The dataflow, its rolling count snapshotting its counts at each cut.
+    /// `map(word, 1) . key_by(word) . reduce(+)`, the rolling count snapshotting its counts at
+    /// each cut.
     fn checkpointed<'scope>(
         &self,
         events: StreamVec<'scope, u64, Word>,

@@ -191,19 +191,8 @@ impl Workload for Ysb {
         event.event_time = time_ns;
     }
 
-    /// `filter(view) . map(campaign of ad) . key_by(campaign) . window(tumbling) . count`.
-    fn dataflow<'scope>(
-        &self,
-        events: StreamVec<'scope, u64, AdEvent>,
-    ) -> StreamVec<'scope, u64, YsbRow> {
-        self.checkpointed(events, &Checkpoints::default())
-    }
-
-    fn has_checkpoints(&self) -> bool {
-        true
-    }
-
-    /// The dataflow, its window operator snapshotting its open windows at each cut.
+    /// `filter(view) . map(campaign of ad) . key_by(campaign) . window(tumbling) . count`, the
+    /// window operator snapshotting its open windows at each cut.
     fn checkpointed<'scope>(
         &self,
         events: StreamVec<'scope, u64, AdEvent>,
@@ -227,6 +216,10 @@ impl Workload for Ysb {
     }
 
     fn has_incremental(&self) -> bool {
+        true
+    }
+
+    fn has_checkpoints(&self) -> bool {
         true
     }
 
