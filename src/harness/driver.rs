@@ -841,7 +841,6 @@ pub fn run_engine<W: Workload>(
     });
     let dataflow = worker.next_dataflow_index();
     let (input, probe) = build(worker, &checkpoints);
-    let bar = bar(config, config.progress && index == 0);
     let mut barrier = Barrier::new(worker);
     barrier.wait();
     let mut system = EngineSystem {
@@ -857,32 +856,35 @@ pub fn run_engine<W: Workload>(
             build,
         }),
     };
-    let outcome = replayed(&mut system, replay, config, index, peers, &bar);
+    let outcome = replayed_loop(&mut system, replay, generator_rate, config, index, peers);
     let profile = profiler.map(|p| p.finish(system.worker));
-    WorkerOutcome {
-        generator_rate,
-        profile,
-        ..outcome
-    }
+    WorkerOutcome { profile, ..outcome }
 }
 
-/// The open loop over `system` for worker `index` of `peers`, its events from `replay`.
-fn replayed<W: Workload, S: SystemUnderTest<W::Event>>(
+/// [`open_loop`] over `system` fed from `replay`, for worker (or baseline copy) `index` of
+/// `peers`, with its progress bar (shown by index 0 only) and the generator's rate (events/s)
+/// in the outcome. The engine and the baselines both run through it, after their start barrier.
+fn replayed_loop<W: Workload, S: SystemUnderTest<W::Event>>(
     system: &mut S,
     mut replay: Replay<W>,
+    generator_rate: f64,
     config: &RunConfig,
     index: usize,
     peers: usize,
-    bar: &ProgressBar,
 ) -> WorkerOutcome {
-    open_loop(
+    let bar = bar(config, config.progress && index == 0);
+    let outcome = open_loop(
         system,
         |k, due| replay.next(k, due),
         config,
         index,
         peers,
-        bar,
-    )
+        &bar,
+    );
+    WorkerOutcome {
+        generator_rate,
+        ..outcome
+    }
 }
 
 /// Runs `workers` independent copies of `workload`'s single-threaded baseline at once, one
@@ -910,13 +912,8 @@ pub fn run_baselines<W: Workload>(
                         baseline: workload.baseline(),
                         out: Vec::new(),
                     };
-                    let bar = bar(config, config.progress && index == 0);
                     start.wait();
-                    let outcome = replayed(&mut system, replay, config, index, workers, &bar);
-                    WorkerOutcome {
-                        generator_rate,
-                        ..outcome
-                    }
+                    replayed_loop(&mut system, replay, generator_rate, config, index, workers)
                 })
             })
             .collect();
