@@ -395,16 +395,17 @@ impl Checkpoints {
         }
     }
 
-    /// The cut and the operator's id, `None` without a sink.
+    /// The cut and the operator's id (`None` without a sink).
     fn cut_with_id<V: Serialize + 'static>(&self, operator: &str) -> (Cut<V>, Option<String>) {
         let Some(shared) = self.0.clone() else {
             return (Cut::none(), None);
         };
-        let Some(first) = shared.sink.borrow().first_cut() else {
-            return (Cut::none(), None);
-        };
+        // Counted even without cuts to come: a restore needs the id.
         let id = format!("{}:{operator}", shared.count.get());
         shared.count.set(shared.count.get() + 1);
+        let Some(first) = shared.sink.borrow().first_cut() else {
+            return (Cut::none(), Some(id));
+        };
         let (sink, operator) = (shared.sink, id.clone());
         let cut = Cut::with_last(first, move |cut, state: V, last| {
             let mut sink = sink.borrow_mut();
