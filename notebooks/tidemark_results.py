@@ -632,7 +632,7 @@ def checkpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
     df["throughput_ratio"] = round_sig(num("checkpoints_throughput_ratio"))
     df["p99_ratio"] = round_sig(num("checkpoints_p99_ratio"))
     df["without_achieved"] = round_sig(num("checkpoints_without_achieved_rate"))
-    df["without_p99_ms"] = round_sig(num("checkpoints_without_latency_ns_p99") / 1e6)
+    df["without_p99_ms"] = round_sig(num("checkpoints_without_lat_p99") / 1e6)
     if "checkpoints_failure_at_ns" in df.columns:
         df["failed"] = df["checkpoints_failure_at_ns"].notna()
         df["failure"] = [
