@@ -742,9 +742,10 @@ fn checkpointed_bench_reports_its_checkpoints_and_commits_them() {
                 let (op, state) = &snapshot.operators[0];
                 assert!(op.starts_with(&format!("0:{operator}")), "{what}: {op}");
                 assert!(!state.is_empty(), "{what}: {name}");
-                if header.time < 1_500_000_000 {
+                if header.time < 1_500_000_000 && r["overloaded"] == false {
                     // The input position at the cut: the worker's events sent at times up to
-                    // it. At 20k/s nothing waits, so event j (the worker's k-th, j = index +
+                    // it. At 20k/s nothing waits (unless the machine starves the run, which
+                    // the report then says), so event j (the worker's k-th, j = index +
                     // k * workers) is sent at its due epoch, 1 ms: those due before cut + 1 ms.
                     let due = |j: u64| j * 1_000_000_000 / 20_000;
                     let expected = (0..)

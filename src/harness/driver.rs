@@ -302,6 +302,12 @@ impl<E: Clone + 'static> SystemUnderTest<E> for EngineSystem<'_, E> {
         !self.probe.less_equal(&time)
     }
     fn finish(&mut self) {
+        // Nothing is sent after this: every later cut holds every event sent. Only the first
+        // cut at or after the input time can still be pending (the operators took the earlier
+        // ones, or their positions were recorded as the input passed them).
+        let from = *self.input.time();
+        let interval = self.recovery.as_ref().map_or(1, |r| r.writer.interval_ns());
+        self.note_cuts(from, from.saturating_add(interval));
         // Closing takes the handle: leave an unconnected one in its place.
         std::mem::replace(&mut self.input, InputHandleVec::new()).close();
         // The barrier's dataflow stays installed: wait for ours to drain, not for all of them.
