@@ -176,12 +176,25 @@ struct State {
     generation: u64,
     /// No manifest is written while frozen (between a failure and the rebuild).
     frozen: bool,
-    /// Per cut: the files written (name, CRC-32), their bytes and the first hand-over.
-    cuts: BTreeMap<u64, (Vec<(String, u32)>, u64, Instant)>,
+    /// Per cut: the snapshots written so far.
+    cuts: BTreeMap<u64, Partial>,
     /// The files of the last checkpoints committed by this generation, oldest first: the
     /// checkpoint in force and the one before it are kept (see [`commit`]).
     committed: VecDeque<Vec<String>>,
 }
+
+/// A cut's snapshots written so far, not yet all workers'.
+struct Partial {
+    /// The files (name, CRC-32).
+    files: Vec<(String, u32)>,
+    /// Their bytes.
+    bytes: u64,
+    /// The first worker's hand-over.
+    first: Instant,
+}
+
+/// An operator's encoded state, by operator id.
+type States = Vec<(String, Vec<u8>)>;
 
 /// The checkpoint in force, as one worker restores it: the cut and the worker's snapshot.
 pub type InForce = Option<(u64, BenchSnapshot)>;
@@ -361,7 +374,7 @@ struct WorkerSink {
     /// Operators that asked for their first cut: how many states make a snapshot.
     operators: Cell<usize>,
     /// States handed over per cut, not yet complete.
-    pending: BTreeMap<u64, (Vec<(String, Vec<u8>)>, Instant)>,
+    pending: BTreeMap<u64, (States, Instant)>,
     /// The worker's input position at each cut its input passed.
     positions: Rc<RefCell<BTreeMap<u64, u64>>>,
     sender: SyncSender<Option<Job>>,
@@ -440,17 +453,22 @@ fn write_all(
         if job.generation < state.generation {
             continue;
         }
-        let entry = state
-            .cuts
-            .entry(job.cut)
-            .or_insert_with(|| (Vec::new(), 0, job.handed));
-        entry.0.push((name, crc32fast::hash(&bytes)));
-        entry.1 += bytes.len() as u64;
-        entry.2 = entry.2.min(job.handed);
-        if entry.0.len() < workers {
+        let entry = state.cuts.entry(job.cut).or_insert_with(|| Partial {
+            files: Vec::new(),
+            bytes: 0,
+            first: job.handed,
+        });
+        entry.files.push((name, crc32fast::hash(&bytes)));
+        entry.bytes += bytes.len() as u64;
+        entry.first = entry.first.min(job.handed);
+        if entry.files.len() < workers {
             continue;
         }
-        let (mut snapshots, total, first) = state.cuts.remove(&job.cut).expect("just updated");
+        let Partial {
+            files: mut snapshots,
+            bytes: total,
+            first,
+        } = state.cuts.remove(&job.cut).expect("just updated");
         if state.frozen {
             continue;
         }
