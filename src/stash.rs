@@ -27,6 +27,16 @@
 //! The snapshot is then the operator's state value alone: its stash holds only times `> c`,
 //! which the replay delivers again, and its capabilities follow from the state (pending closes)
 //! and are re-created from the operator's initial capability on restore.
+//!
+//! # Restoring
+//!
+//! A dataflow built with [`Checkpoints::restoring`] hands each operator that asks through
+//! [`Checkpoints::cut_restored`] its state value at the checkpoint, by operator id; the operator
+//! starts from it (the window operators through their `restore`, the rolling reduce with its
+//! running values) and the input must resume with exactly the records after the cut.
+//! [`Checkpoints::restore_result`] reports a missing or undecodable state, an operator that
+//! cannot restore (the join, the NEXMark auction operators: they use [`Checkpoints::cut`]),
+//! and a state no operator took.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -266,9 +276,16 @@ pub struct Checkpoints(Option<Shared>);
 struct Shared {
     sink: SharedSink,
     count: Rc<Cell<usize>>,
-    restored: Option<Rc<RefCell<BTreeMap<String, Vec<u8>>>>>,
+    restored: Option<Rc<RefCell<OperatorStates>>>,
     error: Rc<RefCell<Option<RestoreError>>>,
 }
+
+/// Encoded state values by operator id (`N:name`): what a worker restores from.
+pub type OperatorStates = BTreeMap<String, Vec<u8>>;
+
+/// An operator's cut and, when restoring, its state at the checkpoint: what
+/// [`Checkpoints::cut_restored`] returns.
+pub type Restorable<V> = (Cut<V>, Option<V>);
 
 /// A worker's sink, shared by its operators.
 type SharedSink = Rc<RefCell<dyn SnapshotSink>>;
@@ -309,10 +326,7 @@ impl Checkpoints {
     /// Snapshots go to `sink`, and every operator is built from its state in `states` (the
     /// encoded values a previous run handed to its sink, by operator id `N:name`, see
     /// [`Checkpoints::cut`]): the restore of a checkpoint.
-    pub fn restoring(
-        sink: Rc<RefCell<dyn SnapshotSink>>,
-        states: BTreeMap<String, Vec<u8>>,
-    ) -> Self {
+    pub fn restoring(sink: Rc<RefCell<dyn SnapshotSink>>, states: OperatorStates) -> Self {
         Checkpoints(Some(Shared {
             sink,
             count: Rc::default(),
@@ -374,7 +388,7 @@ impl Checkpoints {
     pub fn cut_restored<V: Serialize + DeserializeOwned + 'static>(
         &self,
         operator: &str,
-    ) -> (Cut<V>, Option<V>) {
+    ) -> Restorable<V> {
         let (cut, id) = self.cut_with_id(operator);
         let (Some(shared), Some(id)) = (&self.0, id) else {
             return (cut, None);

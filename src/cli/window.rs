@@ -34,13 +34,16 @@ use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
-use crate::sink::commit::{commit_sink, CommitFile, CommitFiles};
+use crate::sink::commit::{
+    commit_sink, snapshot_stream, Collector, CommitFile, CommitFiles, WorkerSnapshot,
+};
 use crate::sink::{
     changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
 };
-use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
+use crate::source::blocks::{block_source_cut, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
-use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions};
+use crate::source::{feed_source_cut, Pacing, SendAt, SourceOptions, SourceState};
+use crate::stash::{Checkpoints, OperatorStates};
 use crate::window::{
     on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
 };
@@ -242,7 +245,7 @@ enum Writers {
         output: Box<csv::Writer<OutputWriter>>,
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
-    Commit(CommitFiles),
+    Commit(Box<CommitFiles>),
 }
 
 /// A checkpointed run's state at the edge: the directory and what the sink leaves for the end.
@@ -256,8 +259,9 @@ struct Checkpointing {
 
 /// Everything that decides a checkpointed run's output, as text for [`config_hash`]: the
 /// options that change rows or bytes, and the input's identity (resolved name, length,
-/// modification time), so that a checkpoint is never applied to a changed input. Worker count
-/// and partitioner are left out: the committed rows do not depend on them.
+/// modification time), so that a checkpoint is never applied to a changed input. The
+/// partitioner is in it because the operators' snapshotted state is partitioned by it; the
+/// worker count is checked apart, with its own message ([`Restore::from`]).
 fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
     let meta = std::fs::metadata(&args.input)
         .map_err(|e| anyhow!("cannot open {}: {e}", args.input.display()))?;
@@ -271,7 +275,8 @@ fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
     let late = args.late_output.as_ref().map(|p| p.display().to_string());
     Ok(format!(
         "input={} {} {modified}\noutput={}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
-         columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n",
+         columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n\
+         partition={:?}\n",
         input.display(),
         meta.len(),
         args.output.display(),
@@ -286,6 +291,7 @@ fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
         args.allowed_lateness,
         args.on_bad_line,
         args.checkpoint_interval,
+        args.partition,
     ))
 }
 
@@ -318,10 +324,11 @@ fn open_committed(
     late_columns: Option<Vec<String>>,
     dir: &Path,
     results: &mut Vec<Output>,
-) -> anyhow::Result<Option<(CommitFiles, Checkpointing)>> {
+) -> anyhow::Result<Option<(CommitFiles, Checkpointing, Option<Restore>)>> {
     let workers = (args.cluster.workers * args.cluster.processes.max(1)) as u32;
     let hash = config_hash(&job_text(args)?);
     let (dir, resume) = CheckpointDir::open(dir, hash, workers)?;
+    let restore = Restore::from(&resume, args, dir.path())?;
     let (resumed, lengths, resumed_final) = match resume {
         Resume::Complete { .. } => {
             Output::finish_resumed(&args.output)?;
@@ -336,9 +343,12 @@ fn open_committed(
             return Ok(None);
         }
         Resume::Fresh => (None, Vec::new(), None),
-        Resume::From { time, snapshots } => {
+        Resume::From {
+            time, snapshots, ..
+        } => {
             let snapshot = snapshots
                 .into_iter()
+                .map(|(_, snapshot)| snapshot)
                 .find(|s| s.worker == 0)
                 .ok_or_else(|| {
                     anyhow!(
@@ -404,6 +414,7 @@ fn open_committed(
         min_pause: std::time::Duration::from_millis(args.checkpoint_min_pause),
         resumed,
         last: Arc::clone(&last),
+        workers,
     };
     Ok(Some((
         files,
@@ -412,7 +423,85 @@ fn open_committed(
             last,
             resumed_final,
         },
+        restore,
     )))
+}
+
+/// What a run restores from a checkpoint: every worker's operator states at its cut.
+struct Restore {
+    /// The cut.
+    time: u64,
+    /// Per worker (global index): its snapshot file (for messages) and its states by
+    /// operator id.
+    workers: Vec<(PathBuf, OperatorStates)>,
+    /// Per worker: its source's state (`None` on a worker without a reader).
+    sources: Vec<Option<SourceState>>,
+}
+
+impl Restore {
+    /// The restore that `resume` calls for in a run of `args`: `None` when it starts afresh,
+    /// resumes after its final commit, or replays (the checkpoint holds no operator states:
+    /// `--emit updates`). The checkpoint in `dir` must have been written by as many workers.
+    ///
+    /// Errors: another worker count, a missing worker, a source state that does not decode;
+    /// each names the checkpoint.
+    fn from(resume: &Resume, args: &WindowArgs, dir: &Path) -> anyhow::Result<Option<Restore>> {
+        let Resume::From {
+            time,
+            workers,
+            snapshots,
+        } = resume
+        else {
+            return Ok(None);
+        };
+        let stateful = snapshots.iter().any(|(_, s)| !s.operators.is_empty());
+        if *time == u64::MAX || !stateful || args.emit != EmitMode::Final {
+            return Ok(None);
+        }
+        let here = args.cluster.workers * args.cluster.processes.max(1);
+        if *workers as usize != here {
+            bail!(
+                "checkpoint {}: written by a run of {workers} workers (all processes together), this run has {here};                  restart with {workers} workers, or remove the directory to start over",
+                dir.display()
+            );
+        }
+        let mut by_worker: Vec<Option<(PathBuf, OperatorStates)>> = vec![None; here];
+        for (path, snapshot) in snapshots {
+            if let Some(slot) = by_worker.get_mut(snapshot.worker as usize) {
+                *slot = Some((path.clone(), snapshot.operators.iter().cloned().collect()));
+            }
+        }
+        let mut restore = Restore {
+            time: *time,
+            workers: Vec::new(),
+            sources: Vec::new(),
+        };
+        for (worker, entry) in by_worker.into_iter().enumerate() {
+            let (path, states) = entry.ok_or_else(|| {
+                anyhow!(
+                    "checkpoint {}: it holds no snapshot of worker {worker}",
+                    dir.display()
+                )
+            })?;
+            let source = match states.iter().find(|(id, _)| id.ends_with(":Source")) {
+                Some((id, bytes)) => {
+                    crate::stash::decode::<Option<SourceState>>(bytes).map_err(|e| {
+                        anyhow!(
+                            "checkpoint {}: the state of operator {id} does not decode ({e})",
+                            path.display()
+                        )
+                    })?
+                }
+                None => bail!(
+                    "checkpoint {}: it holds no state of the source",
+                    path.display()
+                ),
+            };
+            restore.sources.push(source);
+            restore.workers.push((path, states));
+        }
+        Ok(Some(restore))
+    }
 }
 
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
@@ -463,6 +552,8 @@ where
     let mut leader = None;
     let mut results = Vec::new();
     let mut checkpointing = None;
+    // Every worker's operator states, when the run resumes from a checkpoint that holds them.
+    let mut restore: Option<Restore> = None;
     if let Some(dir) = &args.checkpoint_dir {
         crate::checkpoint::check_crash_var().map_err(|e| anyhow!(e))?;
         if cluster.is_leader() {
@@ -474,6 +565,11 @@ where
                 dir.display()
             ));
             return Ok(());
+        } else {
+            // Process 0 holds the lock and checks the job; the others read their workers'
+            // states from the same directory (on a shared file system across hosts).
+            let resume = CheckpointDir::peek(dir)?;
+            restore = Restore::from(&resume, &args, dir)?;
         }
     }
     if cluster.is_leader() {
@@ -500,9 +596,10 @@ where
             })?;
         let writers = match &args.checkpoint_dir {
             Some(dir) => match open_committed(&args, late_columns, dir, &mut results)? {
-                Some((files, state)) => {
+                Some((files, state, restored)) => {
+                    restore = restored;
                     checkpointing = Some(state);
-                    Writers::Commit(files)
+                    Writers::Commit(Box::new(files))
                 }
                 None => return Ok(()),
             },
@@ -526,7 +623,21 @@ where
             }
         };
         let feed = match feed {
-            Input::One(feed) => Some(feed),
+            Input::One(feed) => match restore.as_ref().and_then(|r| r.sources[0].as_ref()) {
+                // The reader resumes at its position at the cut: the rows before it are not
+                // read again.
+                Some(state) => Some(
+                    CsvFeed::open_at(
+                        &args.input,
+                        columns.clone(),
+                        args.on_bad_line,
+                        args.max_delay,
+                        Some(state),
+                    )?
+                    .0,
+                ),
+                None => Some(feed),
+            },
             Input::All(blocks) => {
                 plan = Some(blocks);
                 None
@@ -574,6 +685,14 @@ where
         ..SourceOptions::default()
     };
     let checkpointed = args.checkpoint_dir.is_some();
+    // Operator snapshots: the window operators' state and the readers' positions (the
+    // differential path, `--emit updates`, replays the input instead).
+    let snapshots = checkpointed && emit == EmitMode::Final;
+    let interval = args.checkpoint_interval;
+    let first_cut = restore
+        .as_ref()
+        .map_or(0, |r| r.time.saturating_add(interval));
+    let restore = restore.map(Arc::new);
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
         let mine = if worker.index() == 0 {
@@ -593,6 +712,20 @@ where
         let late_count = Rc::new(RefCell::new(0u64));
         let (agg, partitioner) = (agg.clone(), partitioner.clone());
         let invalid = Rc::new(RefCell::new(Invalid::default()));
+        let collector =
+            snapshots.then(|| Rc::new(RefCell::new(Collector::new(first_cut, interval))));
+        let checkpoints = match (&collector, restore.as_ref()) {
+            (Some(collector), Some(restore)) => {
+                let states = restore
+                    .workers
+                    .get(worker.index())
+                    .map(|(_, states)| states.clone())
+                    .unwrap_or_default();
+                Checkpoints::restoring(Rc::clone(collector) as _, states)
+            }
+            (Some(collector), None) => Checkpoints::new(Rc::clone(collector) as _),
+            (None, _) => Checkpoints::default(),
+        };
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             // `--emit final`: on-time records at the watermark (exact for the window operators,
             // see `source`), and the reader held back while the window operators (whose late
@@ -606,10 +739,18 @@ where
                 EmitMode::Updates => Pacing::default(),
             };
             let error = Rc::clone(&feed_error);
+            // The source registers first: its id is `0:Source` on every worker.
+            let (cut, _own) = checkpoints.cut_restored::<Option<SourceState>>("Source");
             let records = match &plan {
-                Some(plan) => block_source(scope, plan, source_options, pacing, error),
-                None => feed_source_paced(scope, feed, source_options, pacing, error),
+                Some(plan) => {
+                    let sources = restore.as_ref().map(|r| &r.sources[..]);
+                    block_source_cut(scope, plan, source_options, pacing, error, cut, sources)
+                }
+                None => feed_source_cut(scope, feed, source_options, pacing, error, cut),
             };
+            let snapshots = collector
+                .as_ref()
+                .map(|c| snapshot_stream(scope, Rc::clone(c), checkpoints.clone()));
             let sinks = Sinks {
                 writers,
                 counts: Rc::clone(&counts),
@@ -618,10 +759,12 @@ where
                 late_write_error: Rc::clone(&late_write_error),
                 commit_error: Rc::clone(&commit_error),
                 checkpointed,
+                snapshots,
             };
             match emit {
                 EmitMode::Final => final_windows(
                     records,
+                    &checkpoints,
                     assigner,
                     lateness,
                     partitioner,
@@ -640,6 +783,14 @@ where
                 ),
             }
         });
+        if let Err(e) = checkpoints.restore_result() {
+            let file = restore
+                .as_ref()
+                .and_then(|r| r.workers.get(worker.index()))
+                .map(|(path, _)| path.display().to_string())
+                .unwrap_or_default();
+            abort::fail(&format!("checkpoint {file}: {e}"), 1);
+        }
         let fail_here = inject.filter(|(index, _)| *index == worker.index());
         // Every failure ends the whole run at once, leaving open windows open: a worker that
         // merely stopped would leave the others waiting, and closing the windows would emit
@@ -732,7 +883,7 @@ where
 }
 
 /// Where a worker's dataflow writes (the writers only on the leader's worker 0).
-struct Sinks {
+struct Sinks<'scope> {
     writers: Option<Writers>,
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
@@ -742,14 +893,16 @@ struct Sinks {
     /// Whether the run checkpoints: every worker builds the committing sink then (the
     /// dataflow's shape must be the same on all).
     checkpointed: bool,
+    /// This worker's operator snapshots, for the committing sink (with `--emit final`).
+    snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
 }
 
-impl Sinks {
+impl<'scope> Sinks<'scope> {
     /// Writes the changelog and the late rows (counting both); returns the changelog's probe.
     fn write<O>(
         self,
-        results: StreamVec<'_, u64, WindowResult<String, O>>,
-        late: StreamVec<'_, u64, Late<String, LateFields>>,
+        results: StreamVec<'scope, u64, WindowResult<String, O>>,
+        late: StreamVec<'scope, u64, Late<String, LateFields>>,
     ) -> ProbeHandle<u64>
     where
         O: timely::ExchangeData + Display,
@@ -760,7 +913,8 @@ impl Sinks {
                 commit_sink(
                     results,
                     late,
-                    Some(files),
+                    self.snapshots,
+                    Some(*files),
                     self.counts,
                     self.late_count,
                     self.commit_error,
@@ -775,6 +929,7 @@ impl Sinks {
             commit_sink(
                 results,
                 late,
+                self.snapshots,
                 None,
                 self.counts,
                 self.late_count,
@@ -797,13 +952,15 @@ impl Sinks {
 type Records<'scope> = StreamVec<'scope, u64, (String, CsvRecord, isize)>;
 
 /// `--emit final`: the timely window operators; returns the probe of the results.
-fn final_windows<A>(
-    records: Records<'_>,
+#[allow(clippy::too_many_arguments)]
+fn final_windows<'scope, A>(
+    records: Records<'scope>,
+    checkpoints: &Checkpoints,
     assigner: WindowAssigner,
     lateness: u64,
     partitioner: Partitioner<String>,
     agg: A,
-    sinks: Sinks,
+    sinks: Sinks<'scope>,
     consumed: ProbeHandle<u64>,
 ) -> ProbeHandle<u64>
 where
@@ -814,6 +971,7 @@ where
     let windowed = records
         .map(|(key, record, _)| (key, record))
         .key_by(partitioner)
+        .checkpoints(checkpoints)
         .window(assigner)
         .allowed_lateness(lateness)
         .aggregate(|r: &CsvRecord| r.ts, agg);
@@ -854,13 +1012,13 @@ impl Invalid {
 }
 
 /// `--emit updates`: the differential view; returns the probe of the changelog.
-fn incremental_windows<A>(
-    records: Records<'_>,
+fn incremental_windows<'scope, A>(
+    records: Records<'scope>,
     assigner: WindowAssigner,
     lateness: u64,
     partitioner: Partitioner<String>,
     agg: A,
-    sinks: Sinks,
+    sinks: Sinks<'scope>,
     invalid: Rc<RefCell<Invalid>>,
 ) -> ProbeHandle<u64>
 where

@@ -15,7 +15,7 @@ use timely::dataflow::StreamVec;
 
 use super::{owns, spread, Key, KeyedStream, Routing, Value};
 use crate::partition::route_hash;
-use crate::stash::{limit, Cut, Stash};
+use crate::stash::{limit, Restorable, Stash};
 
 /// Adds [`reduce`](Reduce::reduce) to keyed streams; in [`crate::prelude`].
 pub trait Reduce<'scope, K, V> {
@@ -115,7 +115,7 @@ fn rolling<'scope, K, V, F, P>(
     pact: P,
     name: &str,
     fold: F,
-    (mut cut, restored): (Cut<ReduceState<K, V>>, Option<ReduceState<K, V>>),
+    (mut cut, restored): Restorable<ReduceState<K, V>>,
 ) -> StreamVec<'scope, u64, (K, V)>
 where
     K: Key,
