@@ -699,7 +699,7 @@ fn checkpointed_bench_reports_its_checkpoints_and_commits_them() {
                 cuts.windows(2).all(|w| w[0] < w[1])
                     && cuts
                         .iter()
-                        .all(|c| c % interval == 0 && *c > 0 && *c < 1_500_000_000),
+                        .all(|c| c.is_multiple_of(interval) && *c > 0 && *c < 1_500_000_000),
                 "{what}: cuts within the run, at multiples of the interval: {cuts:?}"
             );
             let bytes: Vec<u64> = each.iter().map(|e| e["bytes"].as_u64().unwrap()).collect();
@@ -829,7 +829,10 @@ fn fail_at_rebuilds_from_the_last_checkpoint_and_reports_the_recovery() {
         let cut = f["restored_cut_ns"]
             .as_u64()
             .expect("a checkpoint before 1.5 s");
-        assert!(cut % 250_000_000 == 0 && cut > 0 && cut < at, "{f}");
+        assert!(
+            cut.is_multiple_of(250_000_000) && cut > 0 && cut < at,
+            "{f}"
+        );
         if let Some(recovery) = f["recovery_ns"].as_u64() {
             assert!(at + recovery <= 2_500_000_000, "{f}");
         }
@@ -840,7 +843,10 @@ fn fail_at_rebuilds_from_the_last_checkpoint_and_reports_the_recovery() {
             .map(|b| b["start_ns"].as_u64().unwrap())
             .collect();
         assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
-        assert!(starts.iter().all(|s| s % 100_000_000 == 0), "{starts:?}");
+        assert!(
+            starts.iter().all(|s| s.is_multiple_of(100_000_000)),
+            "{starts:?}"
+        );
         assert!(starts[0] + 2_000_000_000 >= at, "{starts:?}");
         for b in timeline {
             assert!(b["epochs"].as_u64().unwrap() > 0, "{b}");
