@@ -105,13 +105,7 @@ fn run(
                 .probe_with(&probe);
         });
         if index == 0 {
-            for (record, step) in records.iter().zip(steps.iter().cycle()) {
-                input.advance_to(record.time);
-                input.send((record.key, record.ts));
-                if *step {
-                    worker.step();
-                }
-            }
+            send(&mut input, worker, &records, &steps);
         }
         if let Some(time) = settle {
             input.advance_to(time.max(*input.time()));
@@ -127,6 +121,23 @@ fn run(
 }
 
 /// The window operator both runs build: `assigner`, lateness 3, counting.
+/// Sends `records` in order at their times, stepping the worker after each record whose `steps`
+/// entry (cycled) is set, so operators see the input in batches of varied sizes.
+fn send(
+    input: &mut InputHandleVec<u64, (u64, u64)>,
+    worker: &mut timely::worker::Worker,
+    records: &[Record],
+    steps: &[bool],
+) {
+    for (record, step) in records.iter().zip(steps.iter().cycle()) {
+        input.advance_to(record.time);
+        input.send((record.key, record.ts));
+        if *step {
+            worker.step();
+        }
+    }
+}
+
 fn counted<'s>(
     stream: timely::dataflow::StreamVec<'s, u64, (u64, u64)>,
     partitioner: &Partitioner<u64>,
@@ -281,13 +292,7 @@ fn run_restorable(
             .restore_result()
             .expect("every operator restores");
         if index == 0 {
-            for (record, step) in records.iter().zip(steps.iter().cycle()) {
-                input.advance_to(record.time);
-                input.send((record.key, record.ts));
-                if *step {
-                    worker.step();
-                }
-            }
+            send(&mut input, worker, &records, &steps);
         }
         input.close();
         while worker.step_or_park(None) {}
