@@ -354,7 +354,9 @@ fn line_at(text: &str, offset: usize) -> u64 {
 /// The line that an error message `path:LINE: ...` names.
 fn error_line(error: &str, path: &Path) -> u64 {
     let prefix = format!("{}:", path.display());
-    let rest = error.strip_prefix(&prefix).expect("the error names the file");
+    let rest = error
+        .strip_prefix(&prefix)
+        .expect("the error names the file");
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().expect("the error names a line")
 }
@@ -629,7 +631,11 @@ fn check_error_lines(text: &str, bad: &[usize]) {
         Readers::All(7),
         Readers::All(1 << 20),
     ] {
-        let workers = if matches!(readers, Readers::One) { 1 } else { 2 };
+        let workers = if matches!(readers, Readers::One) {
+            1
+        } else {
+            2
+        };
         let run = read(file.path(), readers, workers, BadLines::Fail, 0, false);
         let line = run.error.as_deref().map(|e| error_line(e, file.path()));
         assert_eq!(line, expected, "{readers:?}: {:?}\n{text:?}", run.error);

@@ -35,8 +35,10 @@ use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
 use crate::sink::commit::{commit_sink, CommitFile, CommitFiles};
+use crate::sink::parts::{is_part_dir, open_part, part_path};
 use crate::sink::{
-    changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
+    changelog_part_sink, changelog_sink, late_header, late_part_sink, late_sink, ChangelogCounts,
+    LateFields, SharedWriter, CHANGELOG_HEADER,
 };
 use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
@@ -87,6 +89,9 @@ pub struct WindowArgs {
     pub input: PathBuf,
     /// Output CSV: window_start,window_end,key,value,diff (`-` for standard output). A regular
     /// file is replaced only when the run succeeds; a FIFO or device is written as it goes.
+    /// A directory (`DIR/`, or one that exists) gets one part per process, DIR/part-N.csv for
+    /// process N, each with the header, written by that process's workers: together the
+    /// parts hold the single file's rows, in another order (no --checkpoint-dir).
     #[arg(long)]
     pub output: PathBuf,
     /// tumbling:SIZE | sliding:SIZE/SLIDE | session:GAP (plain milliseconds or ms/s/m/h).
@@ -117,7 +122,8 @@ pub struct WindowArgs {
     /// Records this far behind a window's end still count, as corrections.
     #[arg(long, default_value = "0", value_parser = millis)]
     pub allowed_lateness: u64,
-    /// Where records late beyond the allowed lateness go (input columns + missed window).
+    /// Where records late beyond the allowed lateness go (input columns + missed window); a
+    /// directory gets one part per process, as --output does.
     #[arg(long)]
     pub late_output: Option<PathBuf>,
     /// hash | range:K1,K2,... | random | broadcast.
@@ -214,6 +220,16 @@ enum Input {
     All(BlockPlan),
 }
 
+impl Input {
+    /// The line of the input's header, for errors about its columns.
+    fn header_line(&self) -> u64 {
+        match self {
+            Input::One(feed) => feed.header_line(),
+            Input::All(plan) => plan.header_line(),
+        }
+    }
+}
+
 /// Opens the input for one reader or for all; returns it with its header.
 fn open_input(
     args: &WindowArgs,
@@ -239,10 +255,50 @@ fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
 enum Writers {
     // Boxed: csv writers are large, and the enum moves into the worker closure.
     Plain {
-        output: Box<csv::Writer<OutputWriter>>,
+        /// `None` where the output is written in parts (see [`Parts`]).
+        output: Option<Box<csv::Writer<OutputWriter>>>,
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
     Commit(CommitFiles),
+}
+
+/// The part files of this process (`--output DIR/`, `--late-output DIR/`), shared by its
+/// workers; `None` for an output written as one file.
+#[derive(Clone, Default)]
+struct Parts {
+    output: Option<SharedWriter<OutputWriter>>,
+    late: Option<SharedWriter<OutputWriter>>,
+}
+
+impl Parts {
+    /// Opens this process's parts of the outputs that are directories; `header` is the
+    /// input's (for the late output's columns), `results` gets the outputs to commit.
+    fn open(
+        args: &WindowArgs,
+        process: usize,
+        header: Option<&csv::StringRecord>,
+        results: &mut Vec<Output>,
+    ) -> anyhow::Result<Parts> {
+        let mut parts = Parts::default();
+        if is_part_dir(&args.output) {
+            let header: Vec<String> = CHANGELOG_HEADER.iter().map(|s| s.to_string()).collect();
+            let (result, writer) = open_part(&args.output, process, &header)?;
+            results.push(result);
+            parts.output = Some(writer);
+        }
+        if let Some(dir) = args.late_output.as_deref().filter(|p| is_part_dir(p)) {
+            let header = match header {
+                Some(header) => header.clone(),
+                None => crate::source::csv::read_header(&args.input)?,
+            };
+            let columns = late_header(&header, &args.diff_col, args.emit == EmitMode::Updates)
+                .map_err(|column| anyhow!("the late output adds a column named {column:?}"))?;
+            let (result, writer) = open_part(dir, process, &columns)?;
+            results.push(result);
+            parts.late = Some(writer);
+        }
+        Ok(parts)
+    }
 }
 
 /// A checkpointed run's state at the edge: the directory and what the sink leaves for the end.
@@ -463,6 +519,11 @@ where
     let mut leader = None;
     let mut results = Vec::new();
     let mut checkpointing = None;
+    let in_parts =
+        is_part_dir(&args.output) || args.late_output.as_deref().is_some_and(is_part_dir);
+    if in_parts && args.checkpoint_dir.is_some() {
+        bail!("--checkpoint-dir commits single output files; --output and --late-output must be files, not directories, with it");
+    }
     if let Some(dir) = &args.checkpoint_dir {
         crate::checkpoint::check_crash_var().map_err(|e| anyhow!(e))?;
         if cluster.is_leader() {
@@ -476,13 +537,16 @@ where
             return Ok(());
         }
     }
+    let mut parts = Parts::default();
     if cluster.is_leader() {
-        let mut outputs = vec![("--output", args.output.as_path())];
-        outputs.extend(
-            args.late_output
-                .iter()
-                .map(|p| ("--late-output", p.as_path())),
-        );
+        // A part of this process, not the directory, is what must differ from the others.
+        let named = |path: &Path| match is_part_dir(path) {
+            true => part_path(path, cluster.process),
+            false => path.to_path_buf(),
+        };
+        let (output, late_output) = (named(&args.output), args.late_output.as_deref().map(named));
+        let mut outputs = vec![("--output", output.as_path())];
+        outputs.extend(late_output.iter().map(|p| ("--late-output", p.as_path())));
         check_distinct(Some(("--input", &args.input)), &outputs)?;
         let (feed, header) = open_input(&args, parallel, columns.clone())?;
         // Only a late output adds columns that an input column could clash with: without one,
@@ -494,8 +558,9 @@ where
             .transpose()
             .map_err(|column| {
                 anyhow!(
-                    "{}:1: field '{column}': the late output adds a column of that name; rename it in the input",
-                    args.input.display()
+                    "{}:{}: field '{column}': the late output adds a column of that name; rename it in the input",
+                    args.input.display(),
+                    feed.header_line()
                 )
             })?;
         let writers = match &args.checkpoint_dir {
@@ -507,10 +572,18 @@ where
                 None => return Ok(()),
             },
             None => {
-                let (result, mut output) = create(&args.output)?;
-                results.push(result);
-                output.write_record(CHANGELOG_HEADER)?;
+                parts = Parts::open(&args, cluster.process, Some(&header), &mut results)?;
+                let output = match parts.output {
+                    Some(_) => None,
+                    None => {
+                        let (result, mut output) = create(&args.output)?;
+                        results.push(result);
+                        output.write_record(CHANGELOG_HEADER)?;
+                        Some(Box::new(output))
+                    }
+                };
                 let late = match (&args.late_output, late_columns) {
+                    (Some(_), Some(_)) if parts.late.is_some() => None,
                     (Some(path), Some(late_columns)) => {
                         let (result, mut late) = create(path)?;
                         results.push(result);
@@ -519,10 +592,7 @@ where
                     }
                     _ => None,
                 };
-                Writers::Plain {
-                    output: Box::new(output),
-                    late,
-                }
+                Writers::Plain { output, late }
             }
         };
         let feed = match feed {
@@ -534,17 +604,22 @@ where
         };
         leader = Some((feed, writers));
     } else if parallel {
-        if let Input::All(blocks) = open_input(&args, parallel, columns)?.0 {
+        let (input, header) = open_input(&args, parallel, columns)?;
+        if let Input::All(blocks) = input {
             plan = Some(blocks);
         }
+        parts = Parts::open(&args, cluster.process, Some(&header), &mut results)?;
         crate::abort::say(format_args!(
-            "note: process {} reads its share of --input and leaves --output and --late-output to process 0; they are not used here",
-            cluster.process
+            "note: process {} reads its share of --input and leaves --output and --late-output to process 0; they are not used here{}",
+            cluster.process,
+            if in_parts { ", except for this process's part files" } else { "" }
         ));
     } else {
+        parts = Parts::open(&args, cluster.process, None, &mut results)?;
         crate::abort::say(format_args!(
-            "note: process {} leaves --input, --output and --late-output to process 0; they are not used here",
-            cluster.process
+            "note: process {} leaves --input, --output and --late-output to process 0; they are not used here{}",
+            cluster.process,
+            if in_parts { ", except for this process's part files" } else { "" }
         ));
     }
     let name = |path: &Path| match path.to_str() {
@@ -612,6 +687,7 @@ where
             };
             let sinks = Sinks {
                 writers,
+                parts: parts.clone(),
                 counts: Rc::clone(&counts),
                 late_count: Rc::clone(&late_count),
                 write_error: Rc::clone(&write_error),
@@ -734,6 +810,8 @@ where
 /// Where a worker's dataflow writes (the writers only on the leader's worker 0).
 struct Sinks {
     writers: Option<Writers>,
+    /// This process's part files, written by every worker (see [`Parts`]).
+    parts: Parts,
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
     write_error: Rc<RefCell<Option<csv::Error>>>,
@@ -752,7 +830,7 @@ impl Sinks {
         late: StreamVec<'_, u64, Late<String, LateFields>>,
     ) -> ProbeHandle<u64>
     where
-        O: timely::ExchangeData + Display,
+        O: timely::ExchangeData + Display + Clone,
     {
         let (probe, results) = results.probe();
         let (output, late_output) = match self.writers {
@@ -767,7 +845,7 @@ impl Sinks {
                 );
                 return probe;
             }
-            Some(Writers::Plain { output, late }) => (Some(*output), late.map(|l| *l)),
+            Some(Writers::Plain { output, late }) => (output.map(|o| *o), late.map(|l| *l)),
             None => (None, None),
         };
         if self.checkpointed {
@@ -782,14 +860,22 @@ impl Sinks {
             );
             return probe;
         }
-        changelog_sink(results, output, self.counts, self.write_error);
-        // Counted where the rows are written (worker 0 of process 0), so the summary counts
-        // every process's late records, as the file holds them.
+        match self.parts.output {
+            Some(part) => changelog_part_sink(results, part, self.counts, self.write_error),
+            None => changelog_sink(results, output, self.counts, self.write_error),
+        }
         let late_count = self.late_count;
-        let late = late
-            .exchange(|_| 0)
-            .inspect(move |_| *late_count.borrow_mut() += 1);
-        late_sink(late, late_output, self.late_write_error);
+        match self.parts.late {
+            Some(part) => late_part_sink(late, part, late_count, self.late_write_error),
+            None => {
+                // Counted where the rows are written (worker 0 of process 0), so the summary
+                // counts every process's late records, as the file holds them.
+                let late = late
+                    .exchange(|_| 0)
+                    .inspect(move |_| *late_count.borrow_mut() += 1);
+                late_sink(late, late_output, self.late_write_error);
+            }
+        }
         probe
     }
 }

@@ -1,15 +1,23 @@
-//! Sinks: CSV changelog and late-record output, written by one worker.
+//! Sinks: CSV changelog and late-record output, written by one worker, or by every process
+//! into its own part file.
 //!
-//! This module owns output formats. Every row is sent to worker 0 (of process 0), which writes
-//! it; the writer is flushed whenever an activation wrote rows, so a live run's output is
-//! visible as windows close. A write error stops writing and is stored for the caller.
+//! This module owns output formats. By default every row is sent to worker 0 (of process 0),
+//! which writes it ([`changelog_sink`], [`late_sink`]). With part files (`--output DIR/`) every
+//! worker writes the rows it produced, without an exchange, into the one writer its process
+//! shares among its workers ([`changelog_part_sink`], [`late_part_sink`]): `DIR/part-N.csv`
+//! for process `N`. Which part a row lands in depends on which worker computed it, so the
+//! parts together hold the single file's rows as a multiset, not in its order. Rows are
+//! formatted into the writer's buffer (numbers on the stack), allocating nothing per row. The
+//! writer is flushed whenever an activation wrote rows, so a live run's output is visible as
+//! windows close. A write error stops writing and is stored for the caller.
 
 use std::cell::RefCell;
 use std::fmt::Display;
 use std::io::Write;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
@@ -17,12 +25,13 @@ use timely::ExchangeData;
 use crate::window::{Late, WindowResult};
 
 pub mod commit;
+pub mod parts;
 
 /// The header of a window changelog.
 pub const CHANGELOG_HEADER: [&str; 5] = ["window_start", "window_end", "key", "value", "diff"];
 
 /// Counts of what a changelog sink wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangelogCounts {
     /// Rows with `diff = +1`.
     pub insertions: u64,
@@ -69,6 +78,143 @@ pub fn csv_sink<'scope, D, W, E>(
     );
 }
 
+/// A CSV writer shared by the workers of one process: a part file's.
+pub type SharedWriter<W> = Arc<Mutex<csv::Writer<W>>>;
+
+/// Writes each record of `stream` with `encode` into `writer`, on the worker that produced it
+/// (no exchange), a batch at a time under the lock; flushes after each activation that wrote.
+/// The first error stops this worker's writing and is stored in `error` (the caller ends the
+/// run, as for [`csv_sink`]).
+pub fn part_sink<'scope, D, W, E>(
+    stream: StreamVec<'scope, u64, D>,
+    writer: SharedWriter<W>,
+    mut encode: E,
+    error: Rc<RefCell<Option<csv::Error>>>,
+) where
+    D: ExchangeData,
+    W: Write + 'static,
+    E: FnMut(&mut csv::Writer<W>, &D) -> csv::Result<()> + 'static,
+{
+    let mut writer = Some(writer);
+    stream.sink(Pipeline, "CsvPartSink", move |(input, _frontier)| {
+        let Some(shared) = writer.as_ref() else {
+            input.for_each(|_cap, _data| {});
+            return;
+        };
+        // A worker that panicked while holding the lock leaves the rows as they were: the
+        // run fails anyway, and the part is not committed.
+        let mut out = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wrote = false;
+        let mut failed = None;
+        input.for_each(|_cap, data| {
+            if failed.is_some() {
+                return;
+            }
+            for item in data.iter() {
+                if let Err(e) = encode(&mut out, item) {
+                    failed = Some(e);
+                    return;
+                }
+                wrote = true;
+            }
+        });
+        if failed.is_none() && wrote {
+            failed = out.flush().err().map(csv::Error::from);
+        }
+        drop(out);
+        if let Some(e) = failed {
+            *error.borrow_mut() = Some(e);
+            writer = None;
+        }
+    });
+}
+
+/// Counts `stream`'s records with `count` on every worker and adds the sums into `total` on
+/// worker 0 (of process 0): one message per batch, so that the run's summary counts the rows
+/// that every process wrote into its own part.
+pub fn count_on_leader<'scope, D, T, F>(
+    stream: StreamVec<'scope, u64, D>,
+    count: F,
+    total: Rc<RefCell<T>>,
+) where
+    D: ExchangeData,
+    T: ExchangeData + std::ops::AddAssign + Default,
+    F: Fn(&D) -> T + 'static,
+{
+    stream
+        .unary(Pipeline, "CountRows", |_cap, _info| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut sum = T::default();
+                    for item in data.iter() {
+                        sum += count(item);
+                    }
+                    output.session(&cap).give(sum);
+                })
+            }
+        })
+        .container::<Vec<T>>()
+        .sink(
+            Exchange::new(|_: &T| 0),
+            "CountRowsIn",
+            move |(input, _frontier)| {
+                let mut total = total.borrow_mut();
+                input.for_each(|_cap, data| {
+                    for sum in data.drain(..) {
+                        *total += sum;
+                    }
+                });
+            },
+        );
+}
+
+impl std::ops::AddAssign for ChangelogCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.insertions += other.insertions;
+        self.retractions += other.retractions;
+    }
+}
+
+/// [`changelog_sink`] into a part file: this worker's rows into its process's `writer`; the
+/// counts are the whole run's, on worker 0 (see [`count_on_leader`]).
+pub fn changelog_part_sink<'scope, K, O, W>(
+    stream: StreamVec<'scope, u64, WindowResult<K, O>>,
+    writer: SharedWriter<W>,
+    counts: Rc<RefCell<ChangelogCounts>>,
+    error: Rc<RefCell<Option<csv::Error>>>,
+) where
+    K: ExchangeData + AsRef<str> + Clone,
+    O: ExchangeData + Display + Clone,
+    W: Write + 'static,
+{
+    let count = |row: &WindowResult<K, O>| ChangelogCounts {
+        insertions: u64::from(row.diff > 0),
+        retractions: u64::from(row.diff <= 0),
+    };
+    count_on_leader(stream.clone(), count, counts);
+    part_sink(
+        stream,
+        writer,
+        |out, row| write_changelog_row(out, row),
+        error,
+    );
+}
+
+/// [`late_sink`] into a part file: this worker's late rows into its process's `writer`,
+/// counted into `count` on worker 0 (see [`count_on_leader`]).
+pub fn late_part_sink<'scope, K, W>(
+    stream: StreamVec<'scope, u64, Late<K, LateFields>>,
+    writer: SharedWriter<W>,
+    count: Rc<RefCell<u64>>,
+    error: Rc<RefCell<Option<csv::Error>>>,
+) where
+    K: ExchangeData + Clone,
+    W: Write + 'static,
+{
+    count_on_leader(stream.clone(), |_| 1u64, count);
+    part_sink(stream, writer, |out, late| write_late_row(out, late), error);
+}
+
 /// Writes a window changelog (`window_start,window_end,key,value,diff`) and counts its rows.
 pub fn changelog_sink<'scope, K, O, W>(
     stream: StreamVec<'scope, u64, WindowResult<K, O>>,
@@ -104,12 +250,56 @@ where
     O: Display,
     W: Write,
 {
-    out.write_field(row.window.start.to_string())?;
-    out.write_field(row.window.end.to_string())?;
+    write_display(out, row.window.start)?;
+    write_display(out, row.window.end)?;
     out.write_field(row.key.as_ref())?;
-    out.write_field(row.value.to_string())?;
+    write_display(out, &row.value)?;
     out.write_field(if row.diff > 0 { "1" } else { "-1" })?;
     out.write_record(None::<&[u8]>)
+}
+
+/// Writes `value` as one field, formatted on the stack: a row's numbers cost no allocation
+/// (the writer buffers its output; only a text longer than the stack buffer, which no number
+/// of ours is, goes through a `String`).
+fn write_display<W: Write>(out: &mut csv::Writer<W>, value: impl Display) -> csv::Result<()> {
+    use std::fmt::Write as _;
+    let mut text = StackText::default();
+    if write!(text, "{value}").is_ok() {
+        out.write_field(text.as_bytes())
+    } else {
+        out.write_field(value.to_string())
+    }
+}
+
+/// A fixed buffer that text is formatted into; a write past its end fails.
+struct StackText {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            bytes: [0; 96],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The fields of a late row: the input row's columns (without its change column) and, in a
@@ -181,10 +371,10 @@ pub fn write_late_row<K, W: Write>(
     for field in &late.record.row {
         out.write_field(field)?;
     }
-    out.write_field(late.window.start.to_string())?;
-    out.write_field(late.window.end.to_string())?;
+    write_display(out, late.window.start)?;
+    write_display(out, late.window.end)?;
     if let Some(diff) = late.record.diff {
-        out.write_field(diff.to_string())?;
+        write_display(out, diff)?;
     }
     out.write_record(None::<&[u8]>)
 }

@@ -543,7 +543,11 @@ impl CsvFeed {
     ) -> Result<(), ReadError> {
         let mut records = 0;
         for (record, line) in batch.records[..batch.len].iter().zip(&batch.lines) {
-            match self.layout.parse(record).map_err(|bad| self.layout.error(*line, bad)) {
+            match self
+                .layout
+                .parse(record)
+                .map_err(|bad| self.layout.error(*line, bad))
+            {
                 Ok(parsed) => {
                     let time = self.watermark.stamp(parsed.ts);
                     out.push(self.layout.item(record, &parsed, time));

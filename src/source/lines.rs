@@ -99,7 +99,8 @@ impl LineCursor {
     #[inline]
     pub(crate) fn count_to(&mut self, bytes: &[u8], to: usize) -> LineCount {
         let to = to.clamp(self.at, bytes.len().max(self.at));
-        self.count.advance(bytes.get(self.at..to).unwrap_or_default());
+        self.count
+            .advance(bytes.get(self.at..to).unwrap_or_default());
         self.at = to;
         self.count
     }
