@@ -31,14 +31,11 @@ def lat(ms: float) -> str:
     """A latency for text, in the unit that reads best (unbounded: no epoch completed)."""
     if ms == float("inf"):
         return "unbounded"
-    if ms < 1:
-        return f"{ms * 1e3:.3g}\\,\\textmu s"
-    if ms < 1000:
-        return f"{ms:.3g}\\,ms"
-    return f"{ms / 1e3:.3g}\\,s"
+    return dur_ns(ms * 1e6)
 
 
 def dur_ns(ns: float) -> str:
+    """A duration in nanoseconds for text, in the unit that reads best (µs, ms or s)."""
     if ns < 1e6:
         return f"{ns / 1e3:.3g}\\,\\textmu s"
     if ns < 1e9:

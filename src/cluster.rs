@@ -744,25 +744,28 @@ mod tests {
         file
     }
 
+    /// The message `Cluster::new` refuses 2 processes with, process 0 of them reading a
+    /// hostfile holding `text`.
+    fn refused(text: &str) -> String {
+        let file = hostfile(text);
+        Cluster::new(1, 2, 0, Some(file.path()))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn reads_hostfiles_and_names_bad_lines() {
         let good = hostfile("# peers\nlocalhost:2101\n\n127.0.0.1:2102\n");
         let cluster = Cluster::new(2, 2, 1, Some(good.path())).unwrap();
         assert_eq!(cluster.addresses, vec!["localhost:2101", "127.0.0.1:2102"]);
 
-        let bad = hostfile("localhost:2101\nlocalhost\n");
-        let err = Cluster::new(1, 2, 0, Some(bad.path()))
-            .unwrap_err()
-            .to_string();
+        let err = refused("localhost:2101\nlocalhost\n");
         assert!(
             err.ends_with(":2: expected host:port, got \"localhost\""),
             "{err}"
         );
 
-        let short = hostfile("localhost:2101\n");
-        let err = Cluster::new(1, 2, 0, Some(short.path()))
-            .unwrap_err()
-            .to_string();
+        let err = refused("localhost:2101\n");
         assert!(
             err.contains("lists 1 hosts, but --processes 2 needs 2"),
             "{err}"

@@ -81,20 +81,29 @@ impl FromStr for Partitioner<String> {
 
     /// Reads `hash`, `range:K1,K2,...`, `random` or `broadcast`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "hash" => Ok(Partitioner::Hash),
-            "random" => Ok(Partitioner::Random),
-            "broadcast" => Ok(Partitioner::Broadcast),
-            _ => {
-                let points = text
-                    .strip_prefix("range:")
-                    .filter(|rest| !rest.is_empty())
-                    .ok_or_else(|| PartitionSpecError::Syntax(text.to_string()))?;
-                Partitioner::range(points.split(',').map(str::to_string).collect())
-                    .map_err(|_| PartitionSpecError::Unsorted(text.to_string()))
-            }
+        let plain = [
+            ("hash", Partitioner::Hash),
+            ("random", Partitioner::Random),
+            ("broadcast", Partitioner::Broadcast),
+        ];
+        if let Some(partitioner) = by_name(text, plain) {
+            return Ok(partitioner);
         }
+        let points = text
+            .strip_prefix("range:")
+            .filter(|rest| !rest.is_empty())
+            .ok_or_else(|| PartitionSpecError::Syntax(text.to_string()))?;
+        Partitioner::range(points.split(',').map(str::to_string).collect())
+            .map_err(|_| PartitionSpecError::Unsorted(text.to_string()))
     }
+}
+
+/// The value `text` names in `table` (exact match), if any: the one parser of the names of
+/// [`Partitioner`] and [`Scheme`].
+fn by_name<T, const N: usize>(text: &str, table: [(&str, T); N]) -> Option<T> {
+    table
+        .into_iter()
+        .find_map(|(name, value)| (name == text).then_some(value))
 }
 
 /// A partitioner chosen by name for benchmark workloads, whose keys are the integers of a known
@@ -120,6 +129,9 @@ impl Scheme {
             Scheme::Random => "random",
         }
     }
+
+    /// Every scheme, in the order the command line's help lists them.
+    const ALL: [Scheme; 3] = [Scheme::Hash, Scheme::Range, Scheme::Random];
 
     /// The partitioner for keys in `0..domain` spread over `peers` workers.
     ///
@@ -153,12 +165,8 @@ impl FromStr for Scheme {
 
     /// Reads `hash`, `range` or `random`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "hash" => Ok(Scheme::Hash),
-            "range" => Ok(Scheme::Range),
-            "random" => Ok(Scheme::Random),
-            _ => Err(format!("expected hash, range or random, got {text:?}")),
-        }
+        by_name(text, Scheme::ALL.map(|scheme| (scheme.name(), scheme)))
+            .ok_or_else(|| format!("expected hash, range or random, got {text:?}"))
     }
 }
 

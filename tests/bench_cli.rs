@@ -42,22 +42,25 @@ fn short_bench(args: &[&str]) -> Output {
     out
 }
 
+/// Runs a short bench (as [`short_bench`]) with its JSON report written to `dir/name`; returns
+/// the output and the report.
+fn short_report(dir: &std::path::Path, name: &str, args: &[&str]) -> (Output, serde_json::Value) {
+    let json = dir.join(name);
+    let out = short_bench(&[args, &["--json", s(&json)]].concat());
+    (out, report(&json))
+}
+
 #[test]
 fn json_report_has_the_schema_and_hlog_has_intervals() {
     let _cores = cores();
     let dir = scratch("schema");
-    let (json, hlog) = (dir.join("run.json"), dir.join("run.hlog"));
-    let out = short_bench(&[
-        "ysb",
-        "--rate",
-        "200k",
-        "--json",
-        s(&json),
-        "--hlog",
-        s(&hlog),
-    ]);
+    let hlog = dir.join("run.hlog");
+    let (out, r) = short_report(
+        &dir,
+        "run.json",
+        &["ysb", "--rate", "200k", "--hlog", s(&hlog)],
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("latency p99"));
-    let r = report(&json);
     for field in [
         "workload",
         "query",
@@ -105,17 +108,9 @@ fn injected_output_delay_shows_in_reported_latency() {
     let _cores = cores();
     let dir = scratch("delay");
     let run = |delay: &str, name: &str| {
-        let json = dir.join(name);
-        short_bench(&[
-            "wordcount",
-            "--rate",
-            "100k",
-            "--inject-delay",
-            delay,
-            "--json",
-            s(&json),
-        ]);
-        let latency = &report(&json)["latency_ns"];
+        let args = ["wordcount", "--rate", "100k", "--inject-delay", delay];
+        let (_, r) = short_report(&dir, name, &args);
+        let latency = &r["latency_ns"];
         (
             latency["p50"].as_u64().unwrap(),
             latency["p99"].as_u64().unwrap(),
@@ -137,17 +132,8 @@ fn injected_output_delay_shows_in_reported_latency() {
 fn baseline_engine_runs_through_the_same_harness() {
     let _cores = cores();
     let dir = scratch("baseline");
-    let json = dir.join("b.json");
-    short_bench(&[
-        "ysb",
-        "--engine",
-        "baseline",
-        "--rate",
-        "max",
-        "--json",
-        s(&json),
-    ]);
-    let r = report(&json);
+    let args = ["ysb", "--engine", "baseline", "--rate", "max"];
+    let (_, r) = short_report(&dir, "b.json", &args);
     assert_eq!(r["engine"], "baseline");
     assert!(r["offered_rate"].is_null());
     assert!(r["achieved_rate"].as_f64().unwrap() > 0.0);
@@ -169,24 +155,16 @@ fn baseline_on_several_workers_is_the_parallel_ceiling_for_every_workload() {
     ] {
         let mut samples = Vec::new();
         for workers in ["1", "2"] {
-            let json = dir.join(format!("{}-{workers}.json", workload.join("-")));
-            let out = short_bench(
-                &[
-                    workload,
-                    &[
-                        "--engine",
-                        "baseline",
-                        "--workers",
-                        workers,
-                        "--rate",
-                        "20k",
-                        "--json",
-                        s(&json),
-                    ],
-                ]
-                .concat(),
-            );
-            let r = report(&json);
+            let name = format!("{}-{workers}.json", workload.join("-"));
+            let flags = [
+                "--engine",
+                "baseline",
+                "--workers",
+                workers,
+                "--rate",
+                "20k",
+            ];
+            let (out, r) = short_report(&dir, &name, &[workload, &flags].concat());
             assert_eq!(r["engine"], "baseline", "{workload:?}");
             assert_eq!(r["workers"].to_string(), workers, "{workload:?}");
             assert_eq!(r["processes"], 1, "{workload:?}");
@@ -209,27 +187,26 @@ fn baseline_on_several_workers_is_the_parallel_ceiling_for_every_workload() {
     }
 }
 
+/// `ysb` on 2 workers at `rate` with `--profile`, its report in a scratch directory `name`: the
+/// output, the report and its per-worker profiles (checked to be two).
+fn profiled(name: &str, rate: &str) -> (Output, serde_json::Value, Vec<serde_json::Value>) {
+    let args = ["ysb", "--workers", "2", "--rate", rate, "--profile"];
+    let (out, r) = short_report(&scratch(name), "report.json", &args);
+    let profiles = r["profile"]
+        .as_array()
+        .expect("a profile per worker")
+        .clone();
+    assert_eq!(profiles.len(), 2, "{r}");
+    (out, r, profiles)
+}
+
 /// `--profile` on 2 workers: per worker, the query's operators by name from timely's log (YSB's
 /// window among them) with their shares of the worker's time summing to at most 1, and the
 /// records the window received from both workers adding up to what its upstream sent.
 #[test]
 fn profile_lists_the_query_s_operators_with_shares_per_worker() {
     let _cores = cores();
-    let dir = scratch("profile");
-    let json = dir.join("p.json");
-    let out = short_bench(&[
-        "ysb",
-        "--workers",
-        "2",
-        "--rate",
-        "20k",
-        "--profile",
-        "--json",
-        s(&json),
-    ]);
-    let r = report(&json);
-    let profiles = r["profile"].as_array().expect("a profile per worker");
-    assert_eq!(profiles.len(), 2, "{r}");
+    let (out, r, profiles) = profiled("profile", "20k");
     let (mut window_in, mut upstream_out) = (0, 0);
     for (index, p) in profiles.iter().enumerate() {
         assert_eq!(p["worker"], index);
@@ -275,21 +252,7 @@ fn profile_lists_the_query_s_operators_with_shares_per_worker() {
 #[test]
 fn the_closed_loop_feeds_every_worker_its_share() {
     let _cores = cores();
-    let dir = scratch("closed-loop-share");
-    let json = dir.join("c.json");
-    short_bench(&[
-        "ysb",
-        "--workers",
-        "2",
-        "--rate",
-        "max",
-        "--profile",
-        "--json",
-        s(&json),
-    ]);
-    let r = report(&json);
-    let profiles = r["profile"].as_array().expect("a profile per worker");
-    assert_eq!(profiles.len(), 2, "{r}");
+    let (_, r, profiles) = profiled("closed-loop-share", "max");
     let inputs: Vec<u64> = profiles
         .iter()
         .map(|p| {
@@ -519,8 +482,7 @@ fn an_overloaded_run_is_bounded_and_reported_as_overloaded() {
 fn a_run_that_keeps_up_is_not_overloaded_and_says_what_duration_means() {
     let _cores = cores();
     let dir = scratch("keeps-up");
-    let json = dir.join("run.json");
-    let out = short_bench(&["ysb", "--rate", "50k", "--json", s(&json)]);
+    let (out, r) = short_report(&dir, "run.json", &["ysb", "--rate", "50k"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // --duration is the whole run: 1.5 s = 0.5 s warm-up + 1.0 s measured.
     assert!(
@@ -531,7 +493,6 @@ fn a_run_that_keeps_up_is_not_overloaded_and_says_what_duration_means() {
         assert!(stdout.contains(row), "the table explains {row}: {stdout}");
     }
     assert!(!stderr(&out).contains("warning"));
-    let r = report(&json);
     assert_eq!(r["overloaded"], false, "{r}");
     assert_eq!(r["duration_s"], 1.0, "{r}");
 }
@@ -574,19 +535,13 @@ fn every_partitioner_gives_a_report_and_its_own_config_hash() {
     let mut hashes = std::collections::BTreeSet::new();
     for workload in ["ysb", "wordcount"] {
         for partitioner in ["hash", "range", "random"] {
-            let json = dir.join(format!("{workload}-{partitioner}.json"));
-            short_bench(&[
-                workload,
-                "--rate",
-                "50k",
-                "--workers",
-                "2",
-                "--partitioner",
-                partitioner,
-                "--json",
-                s(&json),
-            ]);
-            let r = report(&json);
+            let name = format!("{workload}-{partitioner}.json");
+            let args = [workload, "--rate", "50k", "--workers", "2"];
+            let (_, r) = short_report(
+                &dir,
+                &name,
+                &[&args[..], &["--partitioner", partitioner]].concat(),
+            );
             assert!(
                 r["parameters"]
                     .as_str()

@@ -354,16 +354,21 @@ fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
     (dir, args)
 }
 
-/// Runs `args` and returns its one line of standard error (asserting there is one, and a
-/// failure).
-fn one_error_line(args: &[String]) -> String {
+/// Runs `args`, asserting a failure (exit status 1) whose standard error is one `error: ` line
+/// containing `needle`.
+fn refused(args: &[String], needle: &str) {
     let out = bin().args(args).output().unwrap();
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert!(lines[0].starts_with("error: "), "{text}");
-    lines[0].to_string()
+    assert!(lines[0].contains(needle), "{text}");
+}
+
+/// As [`refused`], the error naming checkpoint file `file` and its `problem` (`corrupt`, ...).
+fn checkpoint_refused(args: &[String], file: &Path, problem: &str) {
+    refused(args, &format!("checkpoint {} is {problem}", file.display()));
 }
 
 fn snapshot_file(dir: &Path) -> PathBuf {
@@ -378,20 +383,25 @@ fn snapshot_file(dir: &Path) -> PathBuf {
         .unwrap()
 }
 
-#[test]
-fn a_corrupt_manifest_is_one_line_naming_it() {
-    let (dir, args) = interrupted("corrupt");
+/// An interrupted run (scratch `name`) whose manifest's bytes `damage` changes is refused,
+/// naming the manifest and `problem`.
+fn damaged_manifest_is_refused(name: &str, damage: impl FnOnce(&mut [u8]), problem: &str) {
+    let (dir, args) = interrupted(name);
     let manifest = dir.join("ckpt/MANIFEST");
     let mut bytes = std::fs::read(&manifest).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x55;
+    damage(&mut bytes);
     std::fs::write(&manifest, bytes).unwrap();
-    let line = one_error_line(&args);
-    assert!(
-        line.contains(&format!("checkpoint {} is corrupt", manifest.display())),
-        "{line}"
-    );
+    checkpoint_refused(&args, &manifest, problem);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_corrupt_manifest_is_one_line_naming_it() {
+    let flip_last = |bytes: &mut [u8]| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+    };
+    damaged_manifest_is_refused("corrupt", flip_last, "corrupt");
 }
 
 #[test]
@@ -400,11 +410,7 @@ fn a_truncated_snapshot_is_one_line_naming_it() {
     let snapshot = snapshot_file(&dir);
     let bytes = std::fs::read(&snapshot).unwrap();
     std::fs::write(&snapshot, &bytes[..bytes.len() - 3]).unwrap();
-    let line = one_error_line(&args);
-    assert!(
-        line.contains(&format!("checkpoint {} is truncated", snapshot.display())),
-        "{line}"
-    );
+    checkpoint_refused(&args, &snapshot, "truncated");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -415,52 +421,25 @@ fn a_foreign_file_or_another_jobs_checkpoint_is_one_line_naming_it() {
     let mut other = args.clone();
     let at = other.iter().position(|a| a == "tumbling:1s").unwrap();
     other[at] = "tumbling:2s".into();
-    let line = one_error_line(&other);
-    assert!(
-        line.contains("is foreign: written for another job or input"),
-        "{line}"
-    );
+    refused(&other, "is foreign: written for another job or input");
     // The same job after its input changed.
     let input = dir.join("in.csv");
     let mut text = std::fs::read_to_string(&input).unwrap();
     text.push_str("999999,k1,1\n");
     std::fs::write(&input, text).unwrap();
-    let line = one_error_line(&args);
-    assert!(
-        line.contains("is foreign: written for another job or input"),
-        "{line}"
-    );
+    refused(&args, "is foreign: written for another job or input");
     // Not a checkpoint at all.
     let manifest = dir.join("ckpt/MANIFEST");
     std::fs::write(&manifest, "window_start,window_end,key,value,diff\n").unwrap();
-    let line = one_error_line(&args);
-    assert!(
-        line.contains(&format!(
-            "checkpoint {} is foreign: not a tidemark checkpoint",
-            manifest.display()
-        )),
-        "{line}"
-    );
+    checkpoint_refused(&args, &manifest, "foreign: not a tidemark checkpoint");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_checkpoint_of_another_format_is_one_line_naming_it() {
-    let (dir, args) = interrupted("incompatible");
-    let manifest = dir.join("ckpt/MANIFEST");
-    let mut bytes = std::fs::read(&manifest).unwrap();
     // The format version follows the 8-byte magic.
-    bytes[8] = bytes[8].wrapping_add(1);
-    std::fs::write(&manifest, bytes).unwrap();
-    let line = one_error_line(&args);
-    assert!(
-        line.contains(&format!(
-            "checkpoint {} is incompatible: format version",
-            manifest.display()
-        )),
-        "{line}"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    let next_version = |bytes: &mut [u8]| bytes[8] = bytes[8].wrapping_add(1);
+    damaged_manifest_is_refused("incompatible", next_version, "incompatible: format version");
 }
 
 #[test]
@@ -468,11 +447,7 @@ fn a_lost_partial_output_is_one_line_naming_it() {
     let (dir, args) = interrupted("lost-output");
     let partial = dir.join(".out.csv.tidemark-checkpoint.tmp");
     std::fs::remove_file(&partial).unwrap();
-    let line = one_error_line(&args);
-    assert!(
-        line.contains(&format!("partial output {}", partial.display())),
-        "{line}"
-    );
+    refused(&args, &format!("partial output {}", partial.display()));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -519,10 +494,9 @@ fn standard_input_and_stream_outputs_cannot_be_checkpointed() {
         ])
         .map(|s| s.to_string())
         .collect();
-    let line = one_error_line(&args);
-    assert!(
-        line.contains("needs a regular file: standard output cannot take back"),
-        "{line}"
+    refused(
+        &args,
+        "needs a regular file: standard output cannot take back",
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

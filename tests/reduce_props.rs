@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use tidemark::keyed::{KeyBy, Reduce};
 use tidemark::partition::Partitioner;
-use timely::dataflow::operators::Inspect;
 
 use common::dataflow::{layouts, run_fed, source, Collect};
 use common::gen;
@@ -54,18 +53,12 @@ fn engine(
     let rows = Collect::new();
     let out = rows.clone();
     run_fed(workers, input, max_delay, move |scope, feed| {
-        let out = out.clone();
-        source(scope, feed)
+        let totals = source(scope, feed)
             .key_by(partitioner.clone())
-            .reduce(|total, value| *total += value)
-            .inspect_core(move |event| {
-                if let Ok((stamp, rows)) = event {
-                    let time = *stamp.iter().next().unwrap();
-                    for (k, v) in rows.iter().map(|kv: &(String, i128)| kv) {
-                        out.push((time, k.clone(), *v));
-                    }
-                }
-            });
+            .reduce(|total, value| *total += value);
+        out.timed(totals, |time, (k, v): &(String, i128)| {
+            (time, k.clone(), *v)
+        });
     });
     rows.sorted()
 }

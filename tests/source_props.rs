@@ -20,10 +20,12 @@ use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source_paced, Pacing, SendAt};
 use tidemark::window::{on, Count, Sum};
-use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
 
-use common::dataflow::{assigner, keyed_records, layouts, run_fed, Collect, Rec, OPTIONS};
+use common::dataflow::{
+    assigner, keyed_records, layouts, run_fed, same_on_every_layout, Collect, Rec, OPTIONS,
+};
 use common::gen;
 use common::reference::{reference, Agg, Event, Params, WindowKind, SCALE};
 
@@ -53,7 +55,7 @@ fn run(
     let (assigner, lateness, agg) = (assigner(&p.kind), p.lateness, p.agg);
     let partitioner = partitioner.clone();
     run_fed(workers, input, p.max_delay, move |scope, feed| {
-        let (out, late_out, partitioner) = (out.clone(), late_out.clone(), partitioner.clone());
+        let partitioner = partitioner.clone();
         let error = std::rc::Rc::new(std::cell::RefCell::new(None));
         let consumed = ProbeHandle::new();
         let pacing = Pacing {
@@ -81,23 +83,11 @@ fn run(
                 (results, w.late)
             }
         };
-        results.inspect_core(move |event| {
-            if let Ok((stamp, rows)) = event {
-                let time = *stamp.expect_singleton();
-                for (window, key, value, diff) in rows {
-                    let row = (time, window.start, window.end, key.clone(), *value, *diff);
-                    out.push(row);
-                }
-            }
+        out.timed(results, |time, (window, key, value, diff)| {
+            (time, window.start, window.end, key.clone(), *value, *diff)
         });
-        late.probe_with(&consumed).inspect_core(move |event| {
-            if let Ok((stamp, rows)) = event {
-                let time = *stamp.expect_singleton();
-                for l in rows {
-                    let row = (time, l.record.2, l.window.start, l.window.end);
-                    late_out.push(row);
-                }
-            }
+        late_out.timed(late.probe_with(&consumed), |time, l| {
+            (time, l.record.2, l.window.start, l.window.end)
         });
     });
     Run {
@@ -107,15 +97,6 @@ fn run(
 }
 
 use timely::dataflow::operators::vec::Map;
-
-/// The consolidated changelog: `(start, end, key) -> value`.
-fn consolidate(changelog: &[Row]) -> std::collections::BTreeMap<(i64, u64, String), i128> {
-    common::consolidate(
-        changelog
-            .iter()
-            .map(|(_, start, end, key, value, diff)| ((*start, *end, key.clone()), *value, *diff)),
-    )
-}
 
 fn check(events: &[Event], p: &Params) {
     // Count and sum are the two shapes of accumulator; the others fold like sum.
@@ -129,17 +110,19 @@ fn check(events: &[Event], p: &Params) {
     };
     let expected = reference(events, &p);
     let exact = run(events, &p, 1, &Partitioner::Hash, SendAt::Stamp, None);
-    assert_eq!(consolidate(&exact.changelog), expected.windows, "{p:?}");
+    // Without their times, the rows are the reference's.
+    let changelog = exact.changelog.iter();
     let late: Vec<_> = exact.late.iter().map(|(_, i, s, e)| (*i, *s, *e)).collect();
-    assert_eq!(late, expected.late, "late rows, {p:?}");
-    for (workers, partitioner) in layouts() {
-        for ahead in [None, Some(1), Some(4)] {
-            let paced = run(events, &p, workers, &partitioner, SendAt::Watermark, ahead);
-            assert_eq!(
-                paced, exact,
-                "{workers} workers, {partitioner:?}, ahead {ahead:?}, {p:?}"
-            );
-        }
+    expected.assert_run(
+        changelog.map(|(_, s, e, key, value, diff)| (*s, *e, key.clone(), *value, *diff)),
+        &late,
+        &format!("{p:?}"),
+    );
+    for ahead in [None, Some(1), Some(4)] {
+        let what = format!("paced, ahead {ahead:?}, {p:?}");
+        same_on_every_layout(&exact, &what, |workers, partitioner| {
+            run(events, &p, workers, partitioner, SendAt::Watermark, ahead)
+        });
     }
 }
 
@@ -368,6 +351,18 @@ enum Readers {
     All(u64),
 }
 
+/// One way of reading a test file: the file, by whom, on how many workers, the bad-line
+/// policy, the watermark's delay (event-time units) and whether rows carry a diff column.
+#[derive(Clone, Copy, Debug)]
+struct Reading<'a> {
+    path: &'a Path,
+    readers: Readers,
+    workers: usize,
+    bad: BadLines,
+    delay: u64,
+    retractions: bool,
+}
+
 /// What reading a file gave: records with their stamps (sorted), the error, and the counts.
 #[derive(Debug, PartialEq, Eq)]
 struct Read {
@@ -423,15 +418,16 @@ impl Source {
     }
 }
 
-/// Opens `path` for `readers`; returns the source and its counters.
-fn open(
-    path: &Path,
-    readers: Readers,
-    bad: BadLines,
-    delay: u64,
-    retractions: bool,
-) -> (Source, Arc<tidemark::source::csv::FeedStats>) {
-    match readers {
+/// Opens the file for its readers; returns the source and its counters.
+fn open(reading: Reading) -> (Source, Arc<tidemark::source::csv::FeedStats>) {
+    let Reading {
+        path,
+        bad,
+        delay,
+        retractions,
+        ..
+    } = reading;
+    match reading.readers {
         Readers::One => {
             let (feed, _) = CsvFeed::open(path, columns(retractions), bad, delay).unwrap();
             let stats = feed.stats();
@@ -445,17 +441,9 @@ fn open(
     }
 }
 
-/// Runs `build` on `workers` workers over `path`'s source until the input ends or fails (then
-/// every worker stops); returns the error.
-fn drive<B>(
-    path: &Path,
-    readers: Readers,
-    workers: usize,
-    bad: BadLines,
-    delay: u64,
-    retractions: bool,
-    build: B,
-) -> (Option<String>, u64, u64)
+/// Runs `build` on the reading's workers over its source until the input ends or fails (then
+/// every worker stops); returns the error and the counts of records and bad lines.
+fn drive<B>(reading: Reading, build: B) -> (Option<String>, u64, u64)
 where
     B: Fn(
             timely::dataflow::Scope<'_, u64>,
@@ -466,11 +454,11 @@ where
         + Sync
         + 'static,
 {
-    let (source, stats) = open(path, readers, bad, delay, retractions);
+    let (source, stats) = open(reading);
     let error = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let (found, stop_all) = (Arc::clone(&error), Arc::clone(&stop));
-    timely::execute(timely::Config::process(workers), move |worker| {
+    timely::execute(timely::Config::process(reading.workers), move |worker| {
         let failed = Rc::new(RefCell::new(None));
         let index = worker.index();
         worker.dataflow::<u64, _, _>(|scope| build(scope, &source, Rc::clone(&failed), index));
@@ -497,37 +485,14 @@ where
     )
 }
 
-/// The records of `path` at their stamps (`SendAt::Stamp`), read by `readers`.
-fn read(
-    path: &Path,
-    readers: Readers,
-    workers: usize,
-    bad: BadLines,
-    delay: u64,
-    retractions: bool,
-) -> Read {
+/// The records of the file at their stamps (`SendAt::Stamp`).
+fn read(reading: Reading) -> Read {
     let stamped = Collect::new();
     let out = stamped.clone();
-    let (error, records, bad_lines) = drive(
-        path,
-        readers,
-        workers,
-        bad,
-        delay,
-        retractions,
-        move |scope, source, failed, index| {
-            let stream = source.stream(scope, index, 3, Pacing::default(), failed);
-            let out = out.clone();
-            stream.inspect_core(move |event| {
-                if let Ok((stamp, items)) = event {
-                    let time = *stamp.expect_singleton();
-                    for item in items.iter() {
-                        out.push((time, item.clone()));
-                    }
-                }
-            });
-        },
-    );
+    let (error, records, bad_lines) = drive(reading, move |scope, source, failed, index| {
+        let stream = source.stream(scope, index, 3, Pacing::default(), failed);
+        out.timed(stream, |time, item| (time, item.clone()));
+    });
     Read {
         stamped: stamped.sorted(),
         error,
@@ -544,15 +509,13 @@ type Windows = (
     Vec<(u64, CsvRecord, i64, u64)>,
 );
 
-/// The final windows (count) of `path` as `tidemark window --emit final` computes them: on-time
-/// records at the watermark, the reader paced; the changelog and late rows with their times.
+/// The final windows (count) of the file as `tidemark window --emit final` computes them, bad
+/// lines skipped: on-time records at the watermark, the reader paced; the changelog and late
+/// rows with their times.
 fn windows(
-    path: &Path,
-    readers: Readers,
-    workers: usize,
+    reading: Reading,
     partitioner: &Partitioner<String>,
     kind: &WindowKind,
-    delay: u64,
     lateness: u64,
 ) -> Windows {
     let (changelog, late) = (Collect::new(), Collect::new());
@@ -562,54 +525,32 @@ fn windows(
         partitioner.clone(),
         assigner(kind),
     );
-    let (error, _, _) = drive(
-        path,
-        readers,
-        workers,
-        BadLines::Skip,
-        delay,
-        false,
-        move |scope, source, failed, index| {
-            let consumed = ProbeHandle::new();
-            let pacing = Pacing {
-                send_at: SendAt::Watermark,
-                ahead: Some((consumed.clone(), 1)),
-            };
-            let stream = source.stream(scope, index, 2, pacing, failed);
-            let w = stream
-                .map(|(key, record, _)| (key, record))
-                .key_by(partitioner.clone())
-                .window(assigner)
-                .allowed_lateness(lateness)
-                .aggregate(|r: &CsvRecord| r.ts, Count);
-            let out = out.clone();
-            w.results.inspect_core(move |event| {
-                if let Ok((stamp, rows)) = event {
-                    let time = *stamp.expect_singleton();
-                    for r in rows {
-                        let row = (
-                            time,
-                            r.window.start,
-                            r.window.end,
-                            r.key.clone(),
-                            r.value,
-                            r.diff,
-                        );
-                        out.push(row);
-                    }
-                }
-            });
-            let late_out = late_out.clone();
-            w.late.probe_with(&consumed).inspect_core(move |event| {
-                if let Ok((stamp, rows)) = event {
-                    let time = *stamp.expect_singleton();
-                    for l in rows {
-                        late_out.push((time, l.record.clone(), l.window.start, l.window.end));
-                    }
-                }
-            });
-        },
-    );
+    let skipping = Reading {
+        bad: BadLines::Skip,
+        retractions: false,
+        ..reading
+    };
+    let (error, _, _) = drive(skipping, move |scope, source, failed, index| {
+        let consumed = ProbeHandle::new();
+        let pacing = Pacing {
+            send_at: SendAt::Watermark,
+            ahead: Some((consumed.clone(), 1)),
+        };
+        let stream = source.stream(scope, index, 2, pacing, failed);
+        let w = stream
+            .map(|(key, record, _)| (key, record))
+            .key_by(partitioner.clone())
+            .window(assigner)
+            .allowed_lateness(lateness)
+            .aggregate(|r: &CsvRecord| r.ts, Count);
+        out.timed(w.results, |time, r| {
+            let (start, end) = (r.window.start, r.window.end);
+            (time, start, end, r.key.clone(), r.value, r.diff)
+        });
+        late_out.timed(w.late.probe_with(&consumed), |time, l| {
+            (time, l.record.clone(), l.window.start, l.window.end)
+        });
+    });
     (error, changelog.sorted(), late.sorted())
 }
 
@@ -644,18 +585,25 @@ fn check_error_lines(text: &str, bad: &[usize]) {
 
 fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retractions: bool) {
     let file = scratch_file(text);
+    let single = Reading {
+        path: file.path(),
+        readers: Readers::One,
+        workers: 1,
+        bad: BadLines::Skip,
+        delay,
+        retractions,
+    };
     for bad in [BadLines::Fail, BadLines::Skip] {
-        let one = read(file.path(), Readers::One, 1, bad, delay, retractions);
+        let one = read(Reading { bad, ..single });
         for block in [1, 9, 40, 1 << 20] {
             for workers in [1, 2, 4] {
-                let all = read(
-                    file.path(),
-                    Readers::All(block),
+                let readers = Readers::All(block);
+                let all = read(Reading {
+                    readers,
                     workers,
                     bad,
-                    delay,
-                    retractions,
-                );
+                    ..single
+                });
                 if one.error.is_some() {
                     // Records sent before the error differ (other workers read ahead); the
                     // error is the first in the file, as the single reader's.
@@ -672,25 +620,19 @@ fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retra
             }
         }
     }
-    let one = windows(
-        file.path(),
-        Readers::One,
-        1,
-        &Partitioner::Hash,
-        kind,
-        delay,
-        lateness,
-    );
+    let one = windows(single, &Partitioner::Hash, kind, lateness);
     assert!(one.0.is_none());
     for (workers, partitioner) in layouts() {
         for block in [1, 30] {
+            let readers = Readers::All(block);
             let all = windows(
-                file.path(),
-                Readers::All(block),
-                workers,
+                Reading {
+                    readers,
+                    workers,
+                    ..single
+                },
                 &partitioner,
                 kind,
-                delay,
                 lateness,
             );
             assert_eq!(

@@ -16,14 +16,17 @@ use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{Aggregator, Count, WindowAssigner};
 use timely::dataflow::operators::Inspect;
 
-use common::dataflow::{keyed_records, layouts, run_fed, source, Case, Collect, Rec, WithAgg};
+use common::dataflow::{
+    keyed_records, run_fed, same_on_every_layout, source, Case, Collect, Rec, WithAgg,
+};
 use common::gen;
-use common::reference::{reference, Agg, Event, Outcome, Params, WindowKind, SCALE};
+use common::reference::{reference, windows_of, Agg, Event, Outcome, Params, WindowKind, SCALE};
 
 /// A changelog row: (start, end, key, value mantissa, diff).
 type Row = (i64, u64, String, i128, i64);
 
 /// A run's sorted changelog and late rows `(input index, start, end)`.
+#[derive(Debug, PartialEq)]
 pub struct Run {
     changelog: Vec<Row>,
     late: Vec<(usize, i64, u64)>,
@@ -77,35 +80,15 @@ fn run_engine(
     .run()
 }
 
-/// The consolidated changelog: `(start, end, key) -> value`.
-fn consolidate(changelog: &[Row]) -> BTreeMap<(i64, u64, String), i128> {
-    common::consolidate(
-        changelog
-            .iter()
-            .map(|(start, end, key, value, diff)| ((*start, *end, key.clone()), *value, *diff)),
-    )
-}
-
 fn check(events: &[Event], p: &Params) {
     let expected: Outcome = reference(events, p);
     let first = run_engine(events, p, 1, &Partitioner::Hash);
-    assert_eq!(
-        consolidate(&first.changelog),
-        expected.windows,
-        "1 worker, hash, {p:?}"
-    );
-    assert_eq!(first.late, expected.late, "late rows, {p:?}");
-    for (workers, partitioner) in layouts() {
-        let run = run_engine(events, p, workers, &partitioner);
-        assert_eq!(
-            run.changelog, first.changelog,
-            "changelog differs with {workers} workers, {partitioner:?}, {p:?}"
-        );
-        assert_eq!(
-            run.late, first.late,
-            "late rows differ with {workers} workers, {partitioner:?}"
-        );
-    }
+    let what = format!("1 worker, hash, {p:?}");
+    expected.assert_run(first.changelog.iter().cloned(), &first.late, &what);
+    // The raw changelog and late rows, not only their consolidation, are the same everywhere.
+    same_on_every_layout(&first, &format!("{p:?}"), |workers, partitioner| {
+        run_engine(events, p, workers, partitioner)
+    });
 }
 
 proptest! {
@@ -145,7 +128,7 @@ fn count_conserves_records_across_results_and_late_output() {
             lateness: 2,
         };
         let run = run_engine(&events, &p, 2, &Partitioner::Random);
-        let counted = consolidate(&run.changelog);
+        let counted = windows_of(run.changelog.iter().cloned());
         let mut late_per_window: BTreeMap<(i64, u64, String), u64> = BTreeMap::new();
         for (index, start, end) in &run.late {
             *late_per_window

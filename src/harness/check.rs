@@ -27,35 +27,25 @@ pub fn events<W: Workload>(
     events
 }
 
-/// Runs `events` through the engine on `workers` threads; returns every output row, sorted.
+/// Which engine path of a workload a check runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The timely dataflow ([`Workload::dataflow`]): every output row.
+    Dataflow,
+    /// The incremental view ([`Workload::incremental`]; the workload must have one): its
+    /// consolidated contents at the end, each row repeated by its count. Panics if some row ends
+    /// with a negative count: a view never retracts what it did not hold.
+    View,
+}
+
+/// Runs `events` through the engine by `via` on `workers` threads; returns the rows (see
+/// [`Via`]), sorted.
 pub fn engine<W: Workload>(
     workload: &W,
     events: Vec<W::Event>,
     workers: usize,
     epoch_ns: u64,
-) -> Vec<W::Output> {
-    run(workload, events, workers, epoch_ns, false)
-}
-
-/// Runs `events` through the workload's incremental view on `workers` threads; returns the
-/// view's consolidated contents at the end (each row repeated by its count), sorted.
-///
-/// Panics if some row ends with a negative count: a view never retracts what it did not hold.
-pub fn incremental<W: Workload>(
-    workload: &W,
-    events: Vec<W::Event>,
-    workers: usize,
-    epoch_ns: u64,
-) -> Vec<W::Output> {
-    run(workload, events, workers, epoch_ns, true)
-}
-
-fn run<W: Workload>(
-    workload: &W,
-    events: Vec<W::Event>,
-    workers: usize,
-    epoch_ns: u64,
-    incremental: bool,
+    via: Via,
 ) -> Vec<W::Output> {
     let events = Arc::new(events);
     let rows = Arc::new(Mutex::new(Vec::new()));
@@ -67,7 +57,7 @@ fn run<W: Workload>(
         let sink = Arc::clone(&sink);
         worker.dataflow::<u64, _, _>(|scope| {
             let events = input.to_stream(scope);
-            let updates = if incremental {
+            let updates = if via == Via::View {
                 let view = workload
                     .incremental(events)
                     .expect("the workload has a view");

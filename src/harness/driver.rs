@@ -554,7 +554,7 @@ pub fn run_engine<W: Workload>(
     config: &RunConfig,
 ) -> WorkerOutcome {
     let (index, peers) = (worker.index(), worker.peers());
-    let (mut replay, generator_rate) = pool(workload, config, index, peers);
+    let (replay, generator_rate) = pool(workload, config, index, peers);
     let mut input = InputHandleVec::<u64, W::Event>::new();
     let probe = ProbeHandle::new();
     let delay = config.inject_delay_ns;
@@ -581,7 +581,6 @@ pub fn run_engine<W: Workload>(
         };
         output.probe_with(&probe);
     });
-    let bar = bar(config, config.progress && index == 0);
     let mut barrier = Barrier::new(worker);
     barrier.wait();
     let mut system = EngineSystem {
@@ -589,18 +588,26 @@ pub fn run_engine<W: Workload>(
         input,
         probe,
     };
-    let outcome = open_loop(
-        &mut system,
-        |due| replay.next(due),
-        config,
-        index,
-        peers,
-        &bar,
-    );
+    let outcome = replayed_loop(&mut system, replay, generator_rate, config, index, peers);
     let profile = profiler.map(|p| p.finish(system.worker));
+    WorkerOutcome { profile, ..outcome }
+}
+
+/// [`open_loop`] over `system` fed from `replay`, for worker (or baseline copy) `index` of
+/// `peers`, with its progress bar (shown by index 0 only) and the generator's rate (events/s)
+/// in the outcome. The engine and the baselines both run through it, after their start barrier.
+fn replayed_loop<W: Workload, S: SystemUnderTest<W::Event>>(
+    system: &mut S,
+    mut replay: Replay<W>,
+    generator_rate: f64,
+    config: &RunConfig,
+    index: usize,
+    peers: usize,
+) -> WorkerOutcome {
+    let bar = bar(config, config.progress && index == 0);
+    let outcome = open_loop(system, |due| replay.next(due), config, index, peers, &bar);
     WorkerOutcome {
         generator_rate,
-        profile,
         ..outcome
     }
 }
@@ -625,25 +632,13 @@ pub fn run_baselines<W: Workload>(
             .map(|index| {
                 let start = &start;
                 scope.spawn(move || {
-                    let (mut replay, generator_rate) = pool(workload, config, index, workers);
+                    let (replay, generator_rate) = pool(workload, config, index, workers);
                     let mut system = BaselineSystem {
                         baseline: workload.baseline(),
                         out: Vec::new(),
                     };
-                    let bar = bar(config, config.progress && index == 0);
                     start.wait();
-                    let outcome = open_loop(
-                        &mut system,
-                        |due| replay.next(due),
-                        config,
-                        index,
-                        workers,
-                        &bar,
-                    );
-                    WorkerOutcome {
-                        generator_rate,
-                        ..outcome
-                    }
+                    replayed_loop(&mut system, replay, generator_rate, config, index, workers)
                 })
             })
             .collect();

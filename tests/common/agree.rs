@@ -1,7 +1,7 @@
 //! The engine-against-baseline check: a workload's engine dataflow (and incremental view) on
 //! 1, 2 and 4 workers produces exactly its single-threaded baseline's rows.
 
-use tidemark::harness::check;
+use tidemark::harness::check::{self, Via};
 use tidemark::workloads::Workload;
 
 use super::dataflow::WORKERS;
@@ -16,7 +16,7 @@ pub fn engine_matches_baseline<W: Workload>(
 ) -> Vec<W::Output> {
     let expected = check::baseline(workload, events.clone(), epoch_ns);
     for workers in WORKERS {
-        let got = check::engine(workload, events.clone(), workers, epoch_ns);
+        let got = check::engine(workload, events.clone(), workers, epoch_ns, Via::Dataflow);
         if got != expected {
             let first = got.iter().zip(&expected).position(|(g, e)| g != e);
             panic!(
@@ -42,7 +42,7 @@ pub fn view_matches<W: Workload>(
     expected: &[W::Output],
 ) {
     for workers in WORKERS {
-        let view = check::incremental(workload, events.clone(), workers, epoch_ns);
+        let view = check::engine(workload, events.clone(), workers, epoch_ns, Via::View);
         assert_eq!(
             view,
             expected,

@@ -5,6 +5,7 @@
 //! property test runs through.
 
 use std::cell::RefCell;
+use std::fmt::Debug;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,7 @@ use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{on, Aggregator, Count, Max, Mean, Min, Sum, WindowAssigner};
 use tidemark::{Fixed, WideFixed};
+use timely::dataflow::operators::Inspect;
 use timely::dataflow::{Scope, StreamVec};
 
 use super::reference::{Agg, Event, Params, WindowKind, SCALE};
@@ -70,6 +72,27 @@ impl<T> Collect<T> {
         let mut rows = std::mem::take(&mut *self.0.lock().unwrap());
         rows.sort();
         rows
+    }
+
+    /// Pushes `row(time, record)` for every record of `stream`, `time` being the timely time it
+    /// travels at (the changelog *with its times*); returns the stream.
+    pub fn timed<'s, D: 'static>(
+        &self,
+        stream: StreamVec<'s, u64, D>,
+        row: impl Fn(u64, &D) -> T + 'static,
+    ) -> StreamVec<'s, u64, D>
+    where
+        T: 'static,
+    {
+        let out = self.clone();
+        stream.inspect_core(move |event| {
+            if let Ok((stamp, records)) = event {
+                let time = *stamp.expect_singleton();
+                for record in records.iter() {
+                    out.push(row(time, record));
+                }
+            }
+        })
     }
 }
 
@@ -134,6 +157,20 @@ pub const WORKERS: [usize; 3] = [1, 2, 4];
 /// [`partitioners`]).
 pub fn layouts() -> Vec<(usize, Partitioner<String>)> {
     layouts_split(vec!["b".into(), "k3".into()])
+}
+
+/// Asserts that `run(workers, partitioner)` equals `first` (a run on 1 worker, hash) on every
+/// one of [`layouts`]: the same rows whatever the workers and partitioner. `what` names the case
+/// in a failure.
+pub fn same_on_every_layout<R: PartialEq + Debug>(
+    first: &R,
+    what: &str,
+    run: impl Fn(usize, &Partitioner<String>) -> R,
+) {
+    for (workers, partitioner) in layouts() {
+        let got = run(workers, &partitioner);
+        assert_eq!(&got, first, "{workers} workers, {partitioner:?}, {what}");
+    }
 }
 
 /// [`layouts`] over keys of any type, the range partitioner split at `split`.

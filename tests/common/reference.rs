@@ -81,6 +81,30 @@ pub struct Outcome {
     pub late: Vec<(usize, i64, u64)>,
 }
 
+/// An engine changelog of `(start, end, key, value mantissa, diff)` rows, consolidated (see
+/// [`super::consolidate`]) to the reference's `(start, end, key) -> value`.
+pub fn windows_of(
+    changelog: impl IntoIterator<Item = (i64, u64, String, i128, i64)>,
+) -> BTreeMap<(i64, u64, String), i128> {
+    let rows = changelog.into_iter();
+    super::consolidate(rows.map(|(s, e, key, value, diff)| ((s, e, key), value, diff)))
+}
+
+impl Outcome {
+    /// Asserts that an engine run's changelog rows `(start, end, key, value mantissa, diff)`
+    /// consolidate to these windows and that its late rows `(input index, start, end)`, sorted,
+    /// are these; `what` names the run in a failure.
+    pub fn assert_run(
+        &self,
+        changelog: impl IntoIterator<Item = (i64, u64, String, i128, i64)>,
+        late: &[(usize, i64, u64)],
+        what: &str,
+    ) {
+        assert_eq!(windows_of(changelog), self.windows, "{what}");
+        assert_eq!(late, self.late, "late rows, {what}");
+    }
+}
+
 /// Watermark in effect *before* each event: `result[i] = W_i`.
 ///
 /// `W_i = max(ts of events 0..i).saturating_sub(max_delay)`, and `W_0 = 0`.

@@ -25,7 +25,7 @@ use timely::dataflow::StreamVec;
 use super::Output;
 use crate::keyed::{Key, KeyBy, Value, WindowedStream};
 use crate::partition::Partitioner;
-use crate::window::{Aggregator, Count, WindowAssigner};
+use crate::window::{Aggregator, Count, Panes, WindowAssigner};
 
 /// A bid's auction and time, if the event is a bid.
 fn auction_bid(event: Event) -> Option<(u64, u64)> {
@@ -353,10 +353,8 @@ pub(super) struct HotItems {
 
 impl HotItems {
     pub(super) fn new(size: u64, slide: u64) -> Self {
-        let (mut width, mut b) = (size, slide);
-        while b != 0 {
-            (width, b) = (b, width % b);
-        }
+        // Panes of width gcd(size, slide), as the engine's sliding windows cut them.
+        let width = Panes::new(size, slide).width;
         HotItems {
             size,
             slide,
