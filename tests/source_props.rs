@@ -577,7 +577,14 @@ fn check_error_lines(text: &str, bad: &[usize]) {
         } else {
             2
         };
-        let run = read(file.path(), readers, workers, BadLines::Fail, 0, false);
+        let run = read(Reading {
+            path: file.path(),
+            readers,
+            workers,
+            bad: BadLines::Fail,
+            delay: 0,
+            retractions: false,
+        });
         let line = run.error.as_deref().map(|e| error_line(e, file.path()));
         assert_eq!(line, expected, "{readers:?}: {:?}\n{text:?}", run.error);
     }

@@ -286,7 +286,7 @@ fn header<R: Read>(
     name: &str,
     reader: &mut csv::Reader<Counted<R>>,
 ) -> Result<(csv::StringRecord, u64), ReadError> {
-    let header = reader.headers().map(|h| h.clone());
+    let header = reader.headers().cloned();
     // The header is the first record: the parser read it from its position on.
     let byte = match &header {
         Ok(h) => h.position().map_or(0, |p| p.byte()),
