@@ -107,6 +107,27 @@ fn window(input: &Path, dir: &Path, (spec, agg, args): Flags, extra: &[String]) 
     command
 }
 
+/// The standard error of the run of `args` by the single reader (`--readers one`), with its
+/// exit status.
+fn one_reader(input: &Path, dir: &Path, args: Flags) -> (bool, String) {
+    let one = window(input, dir, args, &["--readers".into(), "one".into()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&one.stderr).into_owned();
+    (one.status.success(), err)
+}
+
+/// Runs process 1, then process 0, of a two-process cluster built by `command` to the end;
+/// returns their outputs, process 0's first.
+fn two_runs(command: impl Fn(usize) -> Command) -> (Output, Output) {
+    let p1 = command(1).spawn().unwrap();
+    let p0 = command(0).spawn().unwrap();
+    (
+        p0.wait_with_output().unwrap(),
+        p1.wait_with_output().unwrap(),
+    )
+}
+
 /// The run of `args` by one reader, then by all readers on every cluster shape: all alike.
 fn check(input: &Path, dir: &Path, args: Flags) {
     let one = outcome(
@@ -129,12 +150,7 @@ fn check(input: &Path, dir: &Path, args: Flags) {
             flags
         };
         // Process 1 writes nowhere: its outputs are process 0's.
-        let p1 = window(input, dir, args, &cluster(1)).spawn().unwrap();
-        let p0 = window(input, dir, args, &cluster(0)).spawn().unwrap();
-        let (o0, o1) = (
-            p0.wait_with_output().unwrap(),
-            p1.wait_with_output().unwrap(),
-        );
+        let (o0, o1) = two_runs(|process| window(input, dir, args, &cluster(process)));
         let all = outcome(&o0, dir);
         assert_eq!(all, one, "{args:?} two processes, block {block}");
         if one.success {
@@ -145,6 +161,19 @@ fn check(input: &Path, dir: &Path, args: Flags) {
             );
         }
     }
+}
+
+/// A delay and a lateness that leave some of [`random_file`]'s rows late and some corrections,
+/// with `--emit emit`.
+fn late_flags(emit: &str) -> [&str; 6] {
+    [
+        "--max-delay",
+        "15",
+        "--allowed-lateness",
+        "10",
+        "--emit",
+        emit,
+    ]
 }
 
 #[test]
@@ -163,18 +192,8 @@ fn parallel_readers_give_what_one_reader_gives() {
                 if emit == "updates" && partition != "hash" {
                     continue;
                 }
-                let flags = [
-                    "--max-delay",
-                    "15",
-                    "--allowed-lateness",
-                    "10",
-                    "--emit",
-                    emit,
-                    "--partition",
-                    partition,
-                    "--on-bad-line",
-                    "skip",
-                ];
+                let rest = ["--partition", partition, "--on-bad-line", "skip"];
+                let flags = [&late_flags(emit)[..], &rest].concat();
                 check(&input, &dir, ("sliding:40/10", "sum", &flags));
             }
         }
@@ -189,14 +208,8 @@ fn the_first_bad_line_in_the_file_is_the_error_whichever_worker_reads_it() {
     let args = ("tumbling:20", "count", &["--max-delay", "5"][..]);
     check(&input, &dir, args);
     // The check compares with the single reader; that it failed, and where, is this:
-    let one = window(&input, &dir, args, &["--readers".into(), "one".into()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&one.stderr);
-    assert!(
-        !one.status.success() && err.contains("events.csv:"),
-        "{err}"
-    );
+    let (success, err) = one_reader(&input, &dir, args);
+    assert!(!success && err.contains("events.csv:"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -216,10 +229,7 @@ fn a_byte_order_mark_inside_the_file_is_part_of_its_line() {
         for bad in ["fail", "skip"] {
             let args: Flags = ("tumbling:10", "sum", &["--on-bad-line", bad]);
             check(&input, &dir, args);
-            let one = window(&input, &dir, args, &["--readers".into(), "one".into()])
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&one.stderr);
+            let (_, err) = one_reader(&input, &dir, args);
             assert!(err.contains(":2: ") || err.contains(":3: "), "{err}");
         }
     }
@@ -315,6 +325,17 @@ fn line_at(text: &str, offset: usize) -> u64 {
     1 + ends.count() as u64
 }
 
+/// Files whose bad records start with `x` (nothing else in them has one): empty lines, `\r\n`,
+/// bare `\r`, quoted fields with line ends, byte order marks, empty lines before the header.
+const LINE_FILES: [&str; 6] = [
+    "ts,key,value\n\n\n1,a,1\n\nx1,a,1\n2,a,1\n\n\nx2,a,1\n",
+    "ts,key,value\r\n1,a,1\r\n\r\nx1,a,1\r\n2,a,1\r\n\r\n\r\nx2,a,1\r\n3,a,1\r\n",
+    "ts,key,value\r1,a,1\rx1,a,1\r\r2,a,1\rx2,a,1\r3,a,1",
+    "ts,key,value\n1,\"a\nb\r\nc\rd\",1\r\nx1,a,1\n2,\"\n\n\",1\rx2,a,1\n",
+    "\u{feff}ts,key,value\r\n\r\n\u{feff}x1,a,1\r\n1,a,1\n\u{feff}x2,a,1\r",
+    "\n\r\nts,key,value\n1,a,1\r\nx1,a,1\n",
+];
+
 /// Errors and skipped-line warnings name the physical line a bad record starts on, for every
 /// reader and block size: after empty lines, with `\r\n` and bare `\r` line ends, after quoted
 /// fields with line ends in them, and on a line that starts with a byte order mark. (The CSV
@@ -322,16 +343,7 @@ fn line_at(text: &str, offset: usize) -> u64 {
 #[test]
 fn errors_and_warnings_name_the_physical_line_of_the_bad_record() {
     let dir = scratch("lines");
-    // Every bad record starts with `x`; nothing else in the files has one.
-    let files = [
-        "ts,key,value\n\n\n1,a,1\n\nx1,a,1\n2,a,1\n\n\nx2,a,1\n",
-        "ts,key,value\r\n1,a,1\r\n\r\nx1,a,1\r\n2,a,1\r\n\r\n\r\nx2,a,1\r\n3,a,1\r\n",
-        "ts,key,value\r1,a,1\rx1,a,1\r\r2,a,1\rx2,a,1\r3,a,1",
-        "ts,key,value\n1,\"a\nb\r\nc\rd\",1\r\nx1,a,1\n2,\"\n\n\",1\rx2,a,1\n",
-        "\u{feff}ts,key,value\r\n\r\n\u{feff}x1,a,1\r\n1,a,1\n\u{feff}x2,a,1\r",
-        "\n\r\nts,key,value\n1,a,1\r\nx1,a,1\n",
-    ];
-    for (i, text) in files.iter().enumerate() {
+    for (i, text) in LINE_FILES.iter().enumerate() {
         let input = write(&dir, &format!("lines-{i}.csv"), text);
         let want: Vec<u64> = text
             .match_indices('x')
@@ -342,10 +354,7 @@ fn errors_and_warnings_name_the_physical_line_of_the_bad_record() {
             let args: Flags = ("tumbling:10", "sum", &["--on-bad-line", bad]);
             // Every reader, block size and cluster shape reports what the single reader does.
             check(&input, &dir, args);
-            let one = window(&input, &dir, args, &["--readers".into(), "one".into()])
-                .output()
-                .unwrap();
-            let err = String::from_utf8_lossy(&one.stderr);
+            let (_, err) = one_reader(&input, &dir, args);
             let lines: Vec<u64> = err
                 .lines()
                 .filter_map(|l| l.split_once(&name))
@@ -377,6 +386,25 @@ fn part_rows(dir: &Path, header: &str, parts: usize) -> Vec<String> {
     rows
 }
 
+/// The run of a sliding sum over `input` into `output` and `late` with `flags`, which must
+/// succeed.
+fn succeed(
+    input: &Path,
+    output: impl AsRef<std::ffi::OsStr>,
+    late: impl AsRef<std::ffi::OsStr>,
+    flags: &[&str],
+) -> Output {
+    let run = cli::window(input, output, "sliding:40/10", "sum")
+        .arg("--late-output")
+        .arg(late)
+        .args(flags)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    run
+}
+
 /// `--output DIR/` and `--late-output DIR/`: one part per process, which together hold the
 /// single file's rows (as a multiset), on 1, 2 and 4 workers and 2 processes, both emit modes;
 /// the summary line counts every part's rows. With `--checkpoint-dir` it is refused.
@@ -392,25 +420,8 @@ fn output_directories_get_one_part_per_process_with_the_single_files_rows() {
             .collect::<Vec<_>>()
     };
     for emit in ["final", "updates"] {
-        let flags: &[&str] = &[
-            "--max-delay",
-            "15",
-            "--allowed-lateness",
-            "10",
-            "--emit",
-            emit,
-        ];
-        let single = cli::window(&input, dir.join("out.csv"), "sliding:40/10", "sum")
-            .arg("--late-output")
-            .arg(dir.join("late.csv"))
-            .args(flags)
-            .output()
-            .unwrap();
-        assert!(
-            single.status.success(),
-            "{}",
-            String::from_utf8_lossy(&single.stderr)
-        );
+        let flags = &late_flags(emit)[..];
+        let single = succeed(&input, dir.join("out.csv"), dir.join("late.csv"), flags);
         let (want, want_late) = (
             sorted_rows(&dir.join("out.csv")),
             sorted_rows(&dir.join("late.csv")),
@@ -446,23 +457,8 @@ fn output_directories_get_one_part_per_process_with_the_single_files_rows() {
             let _ = std::fs::remove_dir_all(&late);
             // The output's directory by a trailing slash; the late output's exists already.
             std::fs::create_dir_all(&late).unwrap();
-            let run = cli::window(
-                &input,
-                format!("{}/", out.display()),
-                "sliding:40/10",
-                "sum",
-            )
-            .arg("--late-output")
-            .arg(&late)
-            .args(flags)
-            .args(["--workers", workers])
-            .output()
-            .unwrap();
-            assert!(
-                run.status.success(),
-                "{}",
-                String::from_utf8_lossy(&run.stderr)
-            );
+            let extra = [flags, &["--workers", workers]].concat();
+            let run = succeed(&input, format!("{}/", out.display()), &late, &extra);
             assert_eq!(
                 summary(&run.stderr),
                 summary(&single.stderr),
@@ -477,27 +473,22 @@ fn output_directories_get_one_part_per_process_with_the_single_files_rows() {
         let _ = std::fs::remove_dir_all(&out);
         let _ = std::fs::remove_dir_all(&late);
         let (hosts, _) = hostfile(&dir);
-        let spawn = |process: usize| {
-            cli::window(
+        let (o0, o1) = two_runs(|process| {
+            let mut command = cli::window(
                 &input,
                 format!("{}/", out.display()),
                 "sliding:40/10",
                 "sum",
-            )
-            .arg("--late-output")
-            .arg(format!("{}/", late.display()))
-            .args(flags)
-            .args(two_processes(&hosts, process))
-            .args(["--read-block", "97"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-        };
-        let (p1, p0) = (spawn(1), spawn(0));
-        let (o0, o1) = (
-            p0.wait_with_output().unwrap(),
-            p1.wait_with_output().unwrap(),
-        );
+            );
+            command
+                .arg("--late-output")
+                .arg(format!("{}/", late.display()))
+                .args(flags)
+                .args(two_processes(&hosts, process))
+                .args(["--read-block", "97"])
+                .stderr(Stdio::piped());
+            command
+        });
         assert!(
             o0.status.success() && o1.status.success(),
             "{}\n{}",

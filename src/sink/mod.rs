@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
@@ -39,55 +40,25 @@ pub struct ChangelogCounts {
     pub retractions: u64,
 }
 
-/// Writes each record of `stream` with `encode` on worker 0's `writer` (other workers pass
-/// `None`); `encode` writes the fields of one row and its terminator.
-pub fn csv_sink<'scope, D, W, E>(
-    stream: StreamVec<'scope, u64, D>,
-    writer: Option<csv::Writer<W>>,
-    mut encode: E,
-    error: Rc<RefCell<Option<csv::Error>>>,
-) where
-    D: ExchangeData,
-    W: Write + 'static,
-    E: FnMut(&mut csv::Writer<W>, &D) -> csv::Result<()> + 'static,
-{
-    let mut writer = writer;
-    stream.sink(
-        Exchange::new(|_: &D| 0),
-        "CsvSink",
-        move |(input, _frontier)| {
-            let mut wrote = false;
-            input.for_each(|_cap, data| {
-                let Some(out) = writer.as_mut() else { return };
-                for item in data.iter() {
-                    if let Err(e) = encode(out, item) {
-                        *error.borrow_mut() = Some(e);
-                        writer = None;
-                        return;
-                    }
-                    wrote = true;
-                }
-            });
-            if wrote {
-                if let Some(Err(e)) = writer.as_mut().map(|w| w.flush()) {
-                    *error.borrow_mut() = Some(e.into());
-                    writer = None;
-                }
-            }
-        },
-    );
+/// Where a sink writes: one writer for the run, or one per process.
+pub enum SinkWriter<W: Write> {
+    /// Every row goes to worker 0 of process 0, which holds the writer (the other workers
+    /// pass `None`).
+    One(Option<Box<csv::Writer<W>>>),
+    /// Each worker writes the rows it produced into its process's writer (a part file).
+    Part(SharedWriter<W>),
 }
 
 /// A CSV writer shared by the workers of one process: a part file's.
 pub type SharedWriter<W> = Arc<Mutex<csv::Writer<W>>>;
 
-/// Writes each record of `stream` with `encode` into `writer`, on the worker that produced it
-/// (no exchange), a batch at a time under the lock; flushes after each activation that wrote.
-/// The first error stops this worker's writing and is stored in `error` (the caller ends the
-/// run, as for [`csv_sink`]).
-pub fn part_sink<'scope, D, W, E>(
+/// Writes each record of `stream` with `encode` into `writer` (see [`SinkWriter`]), a batch at
+/// a time (under the lock, for a shared writer), flushing after each activation that wrote;
+/// `encode` writes the fields of one row and its terminator. The first error stops this
+/// worker's writing and is stored in `error` (the caller ends the run).
+pub fn csv_sink<'scope, D, W, E>(
     stream: StreamVec<'scope, u64, D>,
-    writer: SharedWriter<W>,
+    writer: SinkWriter<W>,
     mut encode: E,
     error: Rc<RefCell<Option<csv::Error>>>,
 ) where
@@ -95,38 +66,53 @@ pub fn part_sink<'scope, D, W, E>(
     W: Write + 'static,
     E: FnMut(&mut csv::Writer<W>, &D) -> csv::Result<()> + 'static,
 {
-    let mut writer = Some(writer);
-    stream.sink(Pipeline, "CsvPartSink", move |(input, _frontier)| {
-        let Some(shared) = writer.as_ref() else {
+    let (stream, mut writer) = match writer {
+        SinkWriter::One(writer) => (stream.exchange(|_| 0), writer.map(Slot::Own)),
+        SinkWriter::Part(shared) => (stream, Some(Slot::Shared(shared))),
+    };
+    stream.sink(Pipeline, "CsvSink", move |(input, _frontier)| {
+        let Some(slot) = writer.as_mut() else {
             input.for_each(|_cap, _data| {});
             return;
         };
-        // A worker that panicked while holding the lock leaves the rows as they were: the
-        // run fails anyway, and the part is not committed.
-        let mut out = shared.lock().unwrap_or_else(|p| p.into_inner());
-        let mut wrote = false;
-        let mut failed = None;
-        input.for_each(|_cap, data| {
-            if failed.is_some() {
-                return;
-            }
-            for item in data.iter() {
-                if let Err(e) = encode(&mut out, item) {
-                    failed = Some(e);
-                    return;
+        let result = slot.with(|out| {
+            let (mut wrote, mut result) = (false, Ok(()));
+            input.for_each(|_cap, data| {
+                for item in data.iter() {
+                    if result.is_ok() {
+                        result = encode(out, item);
+                        wrote = true;
+                    }
                 }
-                wrote = true;
+            });
+            match result {
+                Ok(()) if wrote => out.flush().map_err(csv::Error::from),
+                other => other,
             }
         });
-        if failed.is_none() && wrote {
-            failed = out.flush().err().map(csv::Error::from);
-        }
-        drop(out);
-        if let Some(e) = failed {
+        if let Err(e) = result {
             *error.borrow_mut() = Some(e);
             writer = None;
         }
     });
+}
+
+/// Where a sink's writer lives: its own, or one shared by the process's workers.
+enum Slot<W: Write> {
+    Own(Box<csv::Writer<W>>),
+    Shared(SharedWriter<W>),
+}
+
+impl<W: Write> Slot<W> {
+    /// Runs `write` on the writer (under the lock, if shared).
+    fn with<R>(&mut self, write: impl FnOnce(&mut csv::Writer<W>) -> R) -> R {
+        match self {
+            Slot::Own(writer) => write(writer),
+            // A worker that panicked while holding the lock leaves whole rows behind it: the
+            // run fails anyway, and the part is not committed.
+            Slot::Shared(shared) => write(&mut shared.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
 }
 
 /// Counts `stream`'s records with `count` on every worker and adds the sums into `total` on
@@ -192,9 +178,9 @@ pub fn changelog_part_sink<'scope, K, O, W>(
         retractions: u64::from(row.diff <= 0),
     };
     count_on_leader(stream.clone(), count, counts);
-    part_sink(
+    csv_sink(
         stream,
-        writer,
+        SinkWriter::Part(writer),
         |out, row| write_changelog_row(out, row),
         error,
     );
@@ -212,7 +198,12 @@ pub fn late_part_sink<'scope, K, W>(
     W: Write + 'static,
 {
     count_on_leader(stream.clone(), |_| 1u64, count);
-    part_sink(stream, writer, |out, late| write_late_row(out, late), error);
+    csv_sink(
+        stream,
+        SinkWriter::Part(writer),
+        |out, late| write_late_row(out, late),
+        error,
+    );
 }
 
 /// Writes a window changelog (`window_start,window_end,key,value,diff`) and counts its rows.
@@ -237,7 +228,7 @@ pub fn changelog_sink<'scope, K, O, W>(
         }
         write_changelog_row(out, row)
     };
-    csv_sink(stream, writer, encode, error);
+    csv_sink(stream, SinkWriter::One(writer.map(Box::new)), encode, error);
 }
 
 /// Writes one changelog row (`window_start,window_end,key,value,diff` and its terminator).
@@ -360,7 +351,12 @@ pub fn late_sink<'scope, K, W>(
     K: ExchangeData,
     W: Write + 'static,
 {
-    csv_sink(stream, writer, |out, late| write_late_row(out, late), error);
+    csv_sink(
+        stream,
+        SinkWriter::One(writer.map(Box::new)),
+        |out, late| write_late_row(out, late),
+        error,
+    );
 }
 
 /// Writes one late row in the column order of [`late_header`].
