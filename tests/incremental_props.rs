@@ -185,7 +185,7 @@ impl WithAgg for Case<'_, Update> {
         let (assigner, lateness, partitioner) = self.windows();
         run_fed(self.workers, input, self.p.max_delay, move |scope, feed| {
             let (out, late_out) = (out.clone(), late_out.clone());
-            let view = to_updates(source(scope, feed)).window_view_partitioned(
+            let view = to_updates(source(scope, feed)).window_view(
                 partitioner.clone(),
                 assigner,
                 lateness,
@@ -375,7 +375,8 @@ fn peak_state(n: u64, assigner: WindowAssigner, lateness: u64) -> i64 {
                 idle_timeout: None,
             };
             let updates = to_updates(feed_source(scope, feed, options, error));
-            let view = updates.window_view(assigner, lateness, |ts: &u64| *ts, Count);
+            let view =
+                updates.window_view(Partitioner::Hash, assigner, lateness, |ts: &u64| *ts, Count);
             view.results.inner.map(|_| ()).inspect(|_| {});
         });
         while worker.step() {}

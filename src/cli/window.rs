@@ -35,13 +35,18 @@ use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
 use crate::sink::commit::{commit_sink, CommitFile, CommitFiles};
+use crate::sink::kafka::{changelog_message, kafka_sink, KafkaCommit, KafkaOut, KafkaWriter};
 use crate::sink::parts::{is_part_dir, open_part, part_path};
 use crate::sink::{
     changelog_part_sink, changelog_sink, late_header, late_part_sink, late_sink, ChangelogCounts,
     LateFields, SharedWriter, CHANGELOG_HEADER,
 };
 use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
+use crate::source::csv::FeedStats;
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
+use crate::source::kafka::{
+    partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
+};
 use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions};
 use crate::window::{
     on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
@@ -157,9 +162,31 @@ pub struct WindowArgs {
     /// fsyncs on fast input; the output is the same. 0 commits every checkpoint time.
     #[arg(long, default_value = "1s", value_parser = millis)]
     pub checkpoint_min_pause: u64,
+    /// Kafka input and output (`kafka://HOST:PORT/TOPIC` as --input or --output).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// Threads, processes and hostfile.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// The flags of Kafka input and output (see README, "Kafka"); used only when --input or
+/// --output is a `kafka://HOST:PORT/TOPIC` address.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka input: each message is a JSON object or one CSV line (fields named by --columns).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: PayloadFormat,
+    /// Kafka input with --format csv: the names of a message's fields, in order (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Kafka input: read up to the end offsets found at the start, then finish (without it the
+    /// run reads until stopped).
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Kafka output: each changelog row as a JSON object or one CSV line.
+    #[arg(long, value_enum, default_value = "json")]
+    pub output_format: PayloadFormat,
 }
 
 /// Who reads the input file.
@@ -246,6 +273,53 @@ fn open_input(
     })
 }
 
+/// A Kafka input, as every process reads it: the topic, its partition count, how messages are
+/// read, and the process's counters.
+struct KafkaInput {
+    topic: KafkaTopic,
+    partitions: u32,
+    options: KafkaOptions,
+    stats: Arc<FeedStats>,
+}
+
+/// The topic `path` names, if it is a `kafka://` address.
+fn kafka_address(path: &Path) -> anyhow::Result<Option<KafkaTopic>> {
+    match path.to_str().and_then(KafkaTopic::parse) {
+        None => Ok(None),
+        Some(topic) => topic.map(Some).map_err(|e| anyhow!(e)),
+    }
+}
+
+/// Checks the Kafka flags and the topic (broker reachable, topic present) before the run starts.
+fn open_kafka_input(
+    args: &WindowArgs,
+    topic: KafkaTopic,
+    columns: Columns,
+) -> anyhow::Result<KafkaInput> {
+    let kafka = &args.kafka;
+    if kafka.format == PayloadFormat::Csv && kafka.columns.is_empty() {
+        bail!("--format csv needs --columns (the names of a message's fields, e.g. ts,key,value)");
+    }
+    let partitions = topic.partitions().map_err(|e| anyhow!(e))?;
+    let options = KafkaOptions {
+        format: MessageFormat {
+            format: kafka.format,
+            columns: kafka.columns.clone(),
+            read: columns,
+        },
+        bad_lines: args.on_bad_line,
+        max_delay: args.max_delay,
+        idle_timeout: args.idle_timeout.map(Duration::from_millis),
+        exit_at_end: kafka.exit_at_end,
+    };
+    Ok(KafkaInput {
+        topic,
+        partitions,
+        options,
+        stats: Arc::default(),
+    })
+}
+
 fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
     let (output, writer) = Output::create(path)?;
     Ok((output, csv::Writer::from_writer(writer)))
@@ -260,6 +334,13 @@ enum Writers {
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
     Commit(CommitFiles),
+    /// The changelog to a Kafka topic; late rows to a file.
+    Kafka {
+        output: Box<KafkaWriter>,
+        late: Option<Box<csv::Writer<OutputWriter>>>,
+    },
+    /// The changelog to a Kafka topic, exactly once (`--checkpoint-dir`).
+    KafkaCommit(Box<KafkaCommit>),
 }
 
 /// The part files of this process (`--output DIR/`, `--late-output DIR/`), shared by its
@@ -315,22 +396,33 @@ struct Checkpointing {
 /// modification time), so that a checkpoint is never applied to a changed input. Worker count
 /// and partitioner are left out: the committed rows do not depend on them.
 fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
-    let meta = std::fs::metadata(&args.input)
-        .map_err(|e| anyhow!("cannot open {}: {e}", args.input.display()))?;
-    let modified = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let input = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
+    let input = if kafka_address(&args.input)?.is_some() {
+        // A topic has no identity but its address; how messages are read changes the rows.
+        let kafka = &args.kafka;
+        format!(
+            "{} {:?} {:?}",
+            args.input.display(),
+            kafka.format,
+            kafka.columns
+        )
+    } else {
+        let meta = std::fs::metadata(&args.input)
+            .map_err(|e| anyhow!("cannot open {}: {e}", args.input.display()))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let input = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
+        format!("{} {} {modified}", input.display(), meta.len())
+    };
     let late = args.late_output.as_ref().map(|p| p.display().to_string());
     Ok(format!(
-        "input={} {} {modified}\noutput={}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
+        "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
          columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n",
-        input.display(),
-        meta.len(),
         args.output.display(),
+        args.kafka.output_format,
         args.window,
         args.agg,
         args.time_col,
@@ -349,6 +441,11 @@ fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
 fn check_checkpointable(args: &WindowArgs) -> anyhow::Result<()> {
     if args.checkpoint_interval == 0 {
         bail!("--checkpoint-interval must be positive");
+    }
+    if kafka_address(&args.input)?.is_some() {
+        // Recovery re-reads every partition from its beginning (per-partition stamps do not
+        // depend on interleaving, so the replay stamps every record as the first run did).
+        return Ok(());
     }
     let stdin = args.input == Path::new("-") || args.input == Path::new("/dev/stdin");
     if stdin {
@@ -471,6 +568,39 @@ fn open_committed(
     )))
 }
 
+/// Opens the exactly-once Kafka output of a checkpointed run (see [`KafkaCommit`]): its
+/// transactional id and consumer group name the job (the checkpoint directory and everything
+/// that decides the rows). Returns `Ok(None)` when the previous run committed everything.
+fn open_transactional(
+    args: &WindowArgs,
+    topic: &KafkaTopic,
+    dir: &Path,
+) -> anyhow::Result<Option<KafkaCommit>> {
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
+    let hash = config_hash(&format!("dir={}\n{}", dir.display(), job_text(args)?));
+    let job = format!("tidemark-{hash:016x}");
+    let mut commit =
+        KafkaCommit::open(topic, args.kafka.output_format, &job).map_err(|e| anyhow!(e))?;
+    if commit.complete() {
+        crate::abort::say(format_args!(
+            "tidemark window: the result in {} is complete (job {job}); nothing to do",
+            topic.url()
+        ));
+        return Ok(None);
+    }
+    if let Some(time) = commit.resumed {
+        crate::abort::say(format_args!(
+            "tidemark window: resuming from the checkpoint at time {time} committed to {}",
+            topic.url()
+        ));
+    }
+    commit.interval = args.checkpoint_interval;
+    commit.min_pause = Duration::from_millis(args.checkpoint_min_pause);
+    Ok(Some(commit))
+}
+
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
 where
     A: Aggregator<CsvRecord> + Send + Sync,
@@ -490,18 +620,40 @@ where
         diff: args.diff_col.clone(),
         retractions: args.emit == EmitMode::Updates,
     };
+    let kafka_out = kafka_address(&args.output)?;
+    let kafka_input = match kafka_address(&args.input)? {
+        Some(topic) => {
+            if kafka_out.as_ref().is_some_and(|out| *out == topic) {
+                bail!("--input and --output are the same topic, {}", topic.url());
+            }
+            Some(Arc::new(open_kafka_input(&args, topic, columns.clone())?))
+        }
+        None => None,
+    };
+    if args.checkpoint_dir.is_some() {
+        if kafka_out.is_some() && args.late_output.is_some() {
+            bail!("--checkpoint-dir with a Kafka --output and --late-output is not supported yet");
+        }
+        if kafka_input.is_some() && args.idle_timeout.is_some() {
+            bail!(
+                "--checkpoint-dir with a Kafka --input cannot use --idle-timeout: recovery re-reads each partition from its beginning, and processing-time watermarks would differ"
+            );
+        }
+    }
 
     // A file is read by every worker unless the user or a live input says otherwise; an idle
     // timeout is about a live input, whose watermark then follows processing time. A single
     // worker reads faster with the one reader, whose thread parses beside the worker.
     let mut parallel = args.readers == Readers::All
+        && kafka_input.is_none()
         && args.input.as_os_str() != "-"
         && args.idle_timeout.is_none()
         && all_workers > 1;
     // Blocks are read by seeking, after a scan of the whole input: a pipe (`<(zcat f.gz)`, a
     // FIFO) or a device can be read once, front to back, by one reader. A missing file fails
     // when it is opened, with the reader's message.
-    let regular = std::fs::metadata(&args.input).map_or(true, |m| m.is_file());
+    let regular =
+        kafka_input.is_some() || std::fs::metadata(&args.input).map_or(true, |m| m.is_file());
     if parallel && !regular {
         // Every process must build the same dataflow: one process alone cannot fall back.
         if cluster.addresses.len() > 1 {
@@ -545,10 +697,23 @@ where
             false => path.to_path_buf(),
         };
         let (output, late_output) = (named(&args.output), args.late_output.as_deref().map(named));
-        let mut outputs = vec![("--output", output.as_path())];
+        let mut outputs = vec![];
+        if kafka_out.is_none() {
+            outputs.push(("--output", output.as_path()));
+        }
         outputs.extend(late_output.iter().map(|p| ("--late-output", p.as_path())));
-        check_distinct(Some(("--input", &args.input)), &outputs)?;
-        let (feed, header) = open_input(&args, parallel, columns.clone())?;
+        let input = kafka_input
+            .is_none()
+            .then_some(("--input", args.input.as_path()));
+        check_distinct(input, &outputs)?;
+        let (feed, header) = match &kafka_input {
+            // Every worker opens its own partitions once the cluster runs.
+            Some(kafka) => (None, csv::StringRecord::from(kafka.options.format.header())),
+            None => {
+                let (feed, header) = open_input(&args, parallel, columns.clone())?;
+                (Some(feed), header)
+            }
+        };
         // Only a late output adds columns that an input column could clash with: without one,
         // an input column named `window_start` is an ordinary column (as the README says).
         let late_columns = args
@@ -560,10 +725,17 @@ where
                 anyhow!(
                     "{}:{}: field '{column}': the late output adds a column of that name; rename it in the input",
                     args.input.display(),
-                    feed.header_line()
+                    feed.as_ref().map_or(1, Input::header_line)
                 )
             })?;
         let writers = match &args.checkpoint_dir {
+            Some(dir) if kafka_out.is_some() => {
+                let topic = kafka_out.as_ref().expect("checked just above");
+                match open_transactional(&args, topic, dir)? {
+                    Some(commit) => Writers::KafkaCommit(Box::new(commit)),
+                    None => return Ok(()),
+                }
+            }
             Some(dir) => match open_committed(&args, late_columns, dir, &mut results)? {
                 Some((files, state)) => {
                     checkpointing = Some(state);
@@ -573,13 +745,17 @@ where
             },
             None => {
                 parts = Parts::open(&args, cluster.process, Some(&header), &mut results)?;
-                let output = match parts.output {
-                    Some(_) => None,
+                let output = match &kafka_out {
+                    Some(topic) => {
+                        let format = args.kafka.output_format;
+                        Err(KafkaWriter::open(topic, format).map_err(|e| anyhow!(e))?)
+                    }
+                    None if parts.output.is_some() => Ok(None),
                     None => {
                         let (result, mut output) = create(&args.output)?;
                         results.push(result);
                         output.write_record(CHANGELOG_HEADER)?;
-                        Some(Box::new(output))
+                        Ok(Some(Box::new(output)))
                     }
                 };
                 let late = match (&args.late_output, late_columns) {
@@ -592,17 +768,29 @@ where
                     }
                     _ => None,
                 };
-                Writers::Plain { output, late }
+                match output {
+                    Ok(output) => Writers::Plain { output, late },
+                    Err(producer) => Writers::Kafka {
+                        output: Box::new(producer),
+                        late,
+                    },
+                }
             }
         };
         let feed = match feed {
-            Input::One(feed) => Some(feed),
-            Input::All(blocks) => {
+            Some(Input::One(feed)) => Some(feed),
+            Some(Input::All(blocks)) => {
                 plan = Some(blocks);
                 None
             }
+            None => None,
         };
         leader = Some((feed, writers));
+    } else if kafka_input.is_some() {
+        crate::abort::say(format_args!(
+            "note: process {} reads its share of the topic's partitions and leaves --output and --late-output to process 0; they are not used here",
+            cluster.process
+        ));
     } else if parallel {
         let (input, header) = open_input(&args, parallel, columns)?;
         if let Input::All(blocks) = input {
@@ -629,6 +817,8 @@ where
     let output_name = name(&args.output);
     let late_name = args.late_output.as_deref().map(name).unwrap_or_default();
     let stats = match (&plan, &leader) {
+        // The records of this process's partitions (all of them with one process).
+        (_, Some(_)) if kafka_input.is_some() => kafka_input.as_ref().map(|k| Arc::clone(&k.stats)),
         (Some(plan), Some(_)) => Some(plan.stats()),
         (None, Some((Some(feed), _))) => Some(feed.stats()),
         _ => None,
@@ -649,6 +839,7 @@ where
         ..SourceOptions::default()
     };
     let checkpointed = args.checkpoint_dir.is_some();
+    let to_kafka = kafka_out.is_some();
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
         let mine = if worker.index() == 0 {
@@ -668,6 +859,18 @@ where
         let late_count = Rc::new(RefCell::new(0u64));
         let (agg, partitioner) = (agg.clone(), partitioner.clone());
         let invalid = Rc::new(RefCell::new(Invalid::default()));
+        // Kafka: this worker's partitions (global index modulo all workers), if it has any.
+        let kafka_feed = kafka_input.as_ref().and_then(|kafka| {
+            let mine = partitions_of(worker.index(), worker.peers(), kafka.partitions);
+            if mine.is_empty() {
+                return None;
+            }
+            let stats = Arc::clone(&kafka.stats);
+            match KafkaFeed::open(&kafka.topic, &mine, &kafka.options, stats) {
+                Ok(feed) => Some(feed),
+                Err(e) => abort::fail(&e.to_string(), 1),
+            }
+        });
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             // `--emit final`: on-time records at the watermark (exact for the window operators,
             // see `source`), and the reader held back while the window operators (whose late
@@ -683,6 +886,10 @@ where
             let error = Rc::clone(&feed_error);
             let records = match &plan {
                 Some(plan) => block_source(scope, plan, source_options, pacing, error),
+                // Every worker builds the source; those without partitions end it at once.
+                None if kafka_input.is_some() => {
+                    feed_source_paced(scope, kafka_feed, source_options, pacing, error)
+                }
                 None => feed_source_paced(scope, feed, source_options, pacing, error),
             };
             let sinks = Sinks {
@@ -694,6 +901,7 @@ where
                 late_write_error: Rc::clone(&late_write_error),
                 commit_error: Rc::clone(&commit_error),
                 checkpointed,
+                to_kafka,
             };
             match emit {
                 EmitMode::Final => final_windows(
@@ -820,6 +1028,8 @@ struct Sinks {
     /// Whether the run checkpoints: every worker builds the committing sink then (the
     /// dataflow's shape must be the same on all).
     checkpointed: bool,
+    /// Whether the changelog goes to Kafka: every worker builds the Kafka sink then.
+    to_kafka: bool,
 }
 
 impl Sinks {
@@ -833,6 +1043,7 @@ impl Sinks {
         O: timely::ExchangeData + Display + Clone,
     {
         let (probe, results) = results.probe();
+        let mut kafka = None;
         let (output, late_output) = match self.writers {
             Some(Writers::Commit(files)) => {
                 commit_sink(
@@ -846,9 +1057,17 @@ impl Sinks {
                 return probe;
             }
             Some(Writers::Plain { output, late }) => (output.map(|o| *o), late.map(|l| *l)),
+            Some(Writers::Kafka { output, late }) => {
+                kafka = Some(KafkaOut::Plain(*output));
+                (None, late.map(|l| *l))
+            }
+            Some(Writers::KafkaCommit(commit)) => {
+                kafka = Some(KafkaOut::Exactly(*commit));
+                (None, None)
+            }
             None => (None, None),
         };
-        if self.checkpointed {
+        if self.checkpointed && !self.to_kafka {
             // Not the writing worker of a checkpointed run: its rows go to worker 0's sink.
             commit_sink(
                 results,
@@ -860,9 +1079,17 @@ impl Sinks {
             );
             return probe;
         }
-        match self.parts.output {
-            Some(part) => changelog_part_sink(results, part, self.counts, self.write_error),
-            None => changelog_sink(results, output, self.counts, self.write_error),
+        if self.to_kafka {
+            let counts = self.counts;
+            let encode = move |row: &WindowResult<String, O>, format| {
+                counts.borrow_mut().count(row.diff);
+                changelog_message(row, format)
+            };
+            kafka_sink(results, kafka, encode, self.commit_error);
+        } else if let Some(part) = self.parts.output {
+            changelog_part_sink(results, part, self.counts, self.write_error);
+        } else {
+            changelog_sink(results, output, self.counts, self.write_error);
         }
         let late_count = self.late_count;
         match self.parts.late {
@@ -954,8 +1181,7 @@ where
     A::Output: Display + Debug + Ord + std::hash::Hash,
 {
     let updates = to_updates(records.map(|(key, record, diff)| ((key, record), diff)));
-    let view =
-        updates.window_view_partitioned(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
+    let view = updates.window_view(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
     let results = delay_to(view.results, |_| 0)
         .inner
         .map(|((window, key, value), _time, diff)| WindowResult {

@@ -69,10 +69,8 @@ pub fn to_consolidated_updates<'scope, D: Data + Hash>(
                             *totals.entry(d).or_insert(0) += r;
                         }
                     }
-                    let updates = totals.drain().filter(|(_, r)| *r != 0);
-                    output
-                        .session(&cap)
-                        .give_iterator(updates.map(|(d, r)| (d, time, r)));
+                    let updates = nonzero_at(totals.drain(), time);
+                    output.session(&cap).give_iterator(updates);
                 });
             }
         })
@@ -140,13 +138,19 @@ where
                         break;
                     }
                     let (at, (cap, pending)) = entry.remove_entry();
-                    let updates = pending.into_iter().filter(|(_, r)| *r != 0);
-                    output
-                        .session(&cap)
-                        .give_iterator(updates.map(|(d, r)| (d, at, r)));
+                    output.session(&cap).give_iterator(nonzero_at(pending, at));
                 }
             }
         })
         .container::<Vec<_>>()
         .as_collection()
+}
+
+/// The consolidated `totals` as updates at `time`, without those that cancelled out.
+fn nonzero_at<D>(
+    totals: impl IntoIterator<Item = (D, isize)>,
+    time: u64,
+) -> impl Iterator<Item = (D, u64, isize)> {
+    let nonzero = totals.into_iter().filter(|(_, r)| *r != 0);
+    nonzero.map(move |(d, r)| (d, time, r))
 }

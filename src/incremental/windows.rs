@@ -47,14 +47,14 @@ use differential_dataflow::trace::implementations::{ValBatcher, ValBuilder, ValS
 use differential_dataflow::{ExchangeData, VecCollection};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::vec::{Broadcast, Filter, Map};
+use timely::dataflow::operators::vec::{Broadcast, Filter, Map, Partition};
 use timely::dataflow::operators::Exchange as _;
 
 use super::updates::delay_to;
 use crate::keyed::{owns, Routing};
 use crate::partition::{route_hash, Partitioner};
-use crate::window::kind::{WindowKind, WithKind};
-use crate::window::{Aggregator, Late, Window, WindowAssigner};
+use crate::window::kind::WithKind;
+use crate::window::{Aggregator, Late, Panes, Window, WindowAssigner};
 use differential_dataflow::AsCollection;
 
 /// The incremental view of a windowed aggregation; see the module documentation.
@@ -75,21 +75,36 @@ enum Outcome<O> {
 }
 
 /// Windowed aggregation of a collection of `(key, record)` pairs.
-pub trait WindowedCollection<'scope, K, V> {
+pub trait WindowedCollection<'scope, K: ExchangeData + Hash, V: ExchangeData + Hash>:
+    Into<VecCollection<'scope, u64, (K, V)>>
+{
     /// The incremental view of `agg` over the windows of `assigner`, with records placed in
     /// time by `time` (event time, in the unit of the logical timestamps) and an allowed
     /// lateness of `lateness`.
+    ///
+    /// The keyed state is spread over workers by `partitioner`; results are identical for
+    /// every partitioner (`Partitioner::Hash` is the usual choice):
+    ///
+    /// * `Hash`, `Range`: each key's state lives on the worker the partitioner routes it to;
+    /// * `Random`: two phases, as in the final path: updates are first spread evenly over the
+    ///   workers (by a hash of the whole update, so that a retraction meets the insertion it
+    ///   cancels), then exchanged by the key's hash into the keyed state;
+    /// * `Broadcast`: every worker receives every update and keeps the keys it owns (those that
+    ///   hash to it), so each key's state and results appear once.
     ///
     /// ```
     /// use differential_dataflow::input::Input;
     /// use timely::dataflow::operators::capture::{Capture, Extract};
     /// use tidemark::incremental::WindowedCollection;
+    /// use tidemark::partition::Partitioner;
     /// use tidemark::window::{Count, Window, WindowAssigner};
     ///
     /// let captured = timely::example(|scope| {
     ///     // (key, event time) at logical time 0.
     ///     let (_input, events) = scope.new_collection_from(vec![('a', 1u64), ('a', 4), ('b', 12)]);
-    ///     let view = events.window_view(WindowAssigner::Tumbling(10), 0, |ts: &u64| *ts, Count);
+    ///     let view = events.window_view(
+    ///         Partitioner::Hash, WindowAssigner::Tumbling(10), 0, |ts: &u64| *ts, Count,
+    ///     );
     ///     view.results.inner.capture()
     /// });
     /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, u)| u).collect();
@@ -101,61 +116,6 @@ pub trait WindowedCollection<'scope, K, V> {
     /// ```
     fn window_view<A, F>(
         self,
-        assigner: WindowAssigner,
-        lateness: u64,
-        time: F,
-        agg: A,
-    ) -> View<'scope, K, V, A::Output>
-    where
-        A: Aggregator<V>,
-        A::Output: ExchangeData + Ord,
-        F: Fn(&V) -> u64 + Clone + 'static;
-
-    /// As [`WindowedCollection::window_view`], with the keyed state spread over workers by
-    /// `partitioner` instead of by hash. Results are identical for every partitioner:
-    ///
-    /// * `Hash`, `Range`: each key's state lives on the worker the partitioner routes it to;
-    /// * `Random`: two phases, as in the final path: updates are first spread evenly over the
-    ///   workers (by a hash of the whole update, so that a retraction meets the insertion it
-    ///   cancels), then exchanged by the key's hash into the keyed state;
-    /// * `Broadcast`: every worker receives every update and keeps the keys it owns (those that
-    ///   hash to it), so each key's state and results appear once.
-    fn window_view_partitioned<A, F>(
-        self,
-        partitioner: Partitioner<K>,
-        assigner: WindowAssigner,
-        lateness: u64,
-        time: F,
-        agg: A,
-    ) -> View<'scope, K, V, A::Output>
-    where
-        A: Aggregator<V>,
-        A::Output: ExchangeData + Ord,
-        F: Fn(&V) -> u64 + Clone + 'static;
-}
-
-impl<'scope, K, V> WindowedCollection<'scope, K, V> for VecCollection<'scope, u64, (K, V)>
-where
-    K: ExchangeData + Hash,
-    V: ExchangeData + Hash,
-{
-    fn window_view<A, F>(
-        self,
-        assigner: WindowAssigner,
-        lateness: u64,
-        time: F,
-        agg: A,
-    ) -> View<'scope, K, V, A::Output>
-    where
-        A: Aggregator<V>,
-        A::Output: ExchangeData + Ord,
-        F: Fn(&V) -> u64 + Clone + 'static,
-    {
-        self.window_view_partitioned(Partitioner::Hash, assigner, lateness, time, agg)
-    }
-
-    fn window_view_partitioned<A, F>(
-        self,
         partitioner: Partitioner<K>,
         assigner: WindowAssigner,
         lateness: u64,
@@ -167,10 +127,9 @@ where
         A::Output: ExchangeData + Ord,
         F: Fn(&V) -> u64 + Clone + 'static,
     {
-        assigner.with_kind(BuildView {
-            input: self,
+        assigner.with_kind(ViewOf {
+            input: self.into(),
             partitioner,
-            assigner,
             lateness,
             time,
             agg,
@@ -178,17 +137,75 @@ where
     }
 }
 
-/// A view's arguments, waiting for the window kind ([`crate::window::kind`]).
-struct BuildView<'scope, K: 'static, V: 'static, A, F> {
+impl<'scope, K: ExchangeData + Hash, V: ExchangeData + Hash> WindowedCollection<'scope, K, V>
+    for VecCollection<'scope, u64, (K, V)>
+{
+}
+
+/// A view waiting for its window kind ([`crate::window::kind`]).
+struct ViewOf<'scope, K: 'static, V: 'static, A, F> {
     input: VecCollection<'scope, u64, (K, V)>,
     partitioner: Partitioner<K>,
-    assigner: WindowAssigner,
     lateness: u64,
     time: F,
     agg: A,
 }
 
-impl<'scope, K, V, A, F> WithKind for BuildView<'scope, K, V, A, F>
+/// One update of a view's outputs, before they are split into [`View`]'s three collections.
+#[derive(Clone)]
+enum Row<K, V, O> {
+    Result(Window, K, O),
+    Invalid(Window, K),
+    Late(Late<K, V>),
+}
+
+impl<K, V, O> Row<K, V, O> {
+    /// The row of a window's aggregate (or of its finding that the input retracted too much).
+    fn aggregate(window: Window, key: K, outcome: Outcome<O>) -> Self {
+        match outcome {
+            Outcome::Value(value) => Row::Result(window, key, value),
+            Outcome::Negative => Row::Invalid(window, key),
+        }
+    }
+}
+
+/// Splits `rows` into the view's three collections, in one pass.
+fn split_view<'scope, K, V, O>(
+    rows: VecCollection<'scope, u64, Row<K, V, O>>,
+) -> View<'scope, K, V, O>
+where
+    K: ExchangeData,
+    V: ExchangeData,
+    O: ExchangeData,
+{
+    let part = |row: &Row<K, V, O>| match row {
+        Row::Result(..) => 0,
+        Row::Invalid(..) => 1,
+        Row::Late(_) => 2,
+    };
+    let mut parts = rows
+        .inner
+        .partition(3, move |update| (part(&update.0), update))
+        .into_iter()
+        .map(|part| part.as_collection());
+    let mut next = || parts.next().expect("partition gives three parts");
+    View {
+        results: next().flat_map(|row| match row {
+            Row::Result(window, key, value) => Some((window, key, value)),
+            _ => None,
+        }),
+        invalid: next().flat_map(|row| match row {
+            Row::Invalid(window, key) => Some((window, key)),
+            _ => None,
+        }),
+        late: next().flat_map(|row| match row {
+            Row::Late(late) => Some(late),
+            _ => None,
+        }),
+    }
+}
+
+impl<'scope, K, V, A, F> WithKind for ViewOf<'scope, K, V, A, F>
 where
     K: ExchangeData + Hash,
     V: ExchangeData + Hash,
@@ -198,162 +215,106 @@ where
 {
     type Out = View<'scope, K, V, A::Output>;
 
-    fn with<W: WindowKind>(self, kind: W) -> Self::Out {
-        let BuildView {
-            input,
-            partitioner,
-            assigner,
-            lateness,
-            time,
-            agg,
-        } = self;
-        kind.view(input, partitioner, assigner, lateness, time, agg)
-    }
-}
-
-/// The view of tumbling and sliding windows: each counted update is matched by its negation
-/// at the end of the window's lateness; see the module documentation.
-pub(crate) fn fixed_view<'scope, K, V, A, F>(
-    input: VecCollection<'scope, u64, (K, V)>,
-    partitioner: Partitioner<K>,
-    assigner: WindowAssigner,
-    lateness: u64,
-    time: F,
-    agg: A,
-) -> View<'scope, K, V, A::Output>
-where
-    K: ExchangeData + Hash,
-    V: ExchangeData + Hash,
-    A: Aggregator<V>,
-    A::Output: ExchangeData + Ord,
-    F: Fn(&V) -> u64 + Clone + 'static,
-{
-    let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
-    let late_time = time.clone();
-    let late = input
-        .clone()
-        .inner
-        .flat_map(move |((key, record), t, r)| {
-            assigner
-                .windows_of(late_time(&record))
-                .filter(move |w| !counts(w, t))
-                .map(move |window| {
-                    let late = Late {
-                        window,
-                        key: key.clone(),
-                        record: record.clone(),
-                    };
-                    (late, t, r)
-                })
-                .collect::<Vec<_>>()
-        })
-        .as_collection();
-    let counted = input
-        .inner
-        .flat_map(move |((key, record), t, r)| {
-            assigner
-                .windows_of(time(&record))
-                .filter(move |w| counts(w, t))
-                .map(move |window| (((window, key.clone()), record.clone()), t, r))
-                .collect::<Vec<_>>()
-        })
-        .as_collection();
-    let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
-        w.end.saturating_add(lateness)
-    });
-    let aggregates = reduce_placed(
-        counted.concat(retired),
-        &partitioner,
-        |(_, key): &(Window, K)| key,
-        "WindowAggregate",
-        move |_key, records: &[(&V, isize)], output| output.push((aggregate(&agg, records), 1)),
-    );
-    // The retirement's retraction of each window's value is not a change of the
-    // answer: keep only updates from before the window expired.
-    let live = aggregates
-        .inner
-        .filter(move |(((w, _), _), t, _)| counts(w, *t))
-        .as_collection();
-    let results = live
-        .clone()
-        .flat_map(|((window, key), outcome)| match outcome {
-            Outcome::Value(value) => Some((window, key, value)),
-            Outcome::Negative => None,
+    /// Tumbling and sliding windows: each counted update is matched by its negation at the end
+    /// of the window's lateness; see the module documentation.
+    fn fixed(self, panes: Panes) -> Self::Out {
+        let (lateness, time, agg) = (self.lateness, self.time, self.agg);
+        let counts = move |w: &Window, t: u64| t < w.end.saturating_add(lateness);
+        // Each update's windows, found once: counted ones enter the aggregation, the others
+        // are late.
+        let mut assigned = self
+            .input
+            .inner
+            .flat_map(move |((key, record), t, r)| {
+                panes
+                    .windows_of(time(&record))
+                    .map(|window| {
+                        let (key, record) = (key.clone(), record.clone());
+                        let row = if counts(&window, t) {
+                            Ok(((window, key), record))
+                        } else {
+                            Err(Late {
+                                window,
+                                key,
+                                record,
+                            })
+                        };
+                        (row, t, r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .partition(2, |(row, t, r)| (u64::from(row.is_err()), (row, t, r)))
+            .into_iter();
+        let counted = assigned.next().expect("partition gives two parts");
+        let late = assigned.next().expect("partition gives two parts");
+        let counted = counted
+            .flat_map(|(row, t, r)| row.ok().map(|row| (row, t, r)))
+            .as_collection();
+        let late = late
+            .flat_map(|(row, t, r)| row.err().map(|late| (Row::Late(late), t, r)))
+            .as_collection();
+        let retired = delay_to(counted.clone().negate(), move |((w, _), _)| {
+            w.end.saturating_add(lateness)
         });
-    let invalid = live.flat_map(|((window, key), outcome)| match outcome {
-        Outcome::Value(_) => None,
-        Outcome::Negative => Some((window, key)),
-    });
-    View {
-        results,
-        late,
-        invalid,
+        let aggregates = reduce_placed(
+            counted.concat(retired),
+            &self.partitioner,
+            |(_, key): &(Window, K)| key,
+            "WindowAggregate",
+            move |_key, records: &[(&V, isize)], output| output.push((aggregate(&agg, records), 1)),
+        );
+        // The retirement's retraction of each window's value is not a change of the
+        // answer: keep only updates from before the window expired.
+        let live = aggregates
+            .inner
+            .flat_map(move |(((w, key), outcome), t, r)| {
+                counts(&w, t).then(|| (Row::aggregate(w, key, outcome), t, r))
+            })
+            .as_collection();
+        split_view(live.concat(late))
     }
-}
 
-/// The view of sessions of `gap`: each key's updates replayed in order; see the module
-/// documentation.
-pub(crate) fn session_view<'scope, K, V, A, F>(
-    input: VecCollection<'scope, u64, (K, V)>,
-    partitioner: Partitioner<K>,
-    gap: u64,
-    lateness: u64,
-    time: F,
-    agg: A,
-) -> View<'scope, K, V, A::Output>
-where
-    K: ExchangeData + Hash,
-    V: ExchangeData + Hash,
-    A: Aggregator<V>,
-    A::Output: ExchangeData + Ord,
-    F: Fn(&V) -> u64 + Clone + 'static,
-{
-    // Lateness depends on the order of records (Flink's rule for merging windows):
-    // each update carries its time and its number on the worker it entered on (the
-    // reading worker sees the input order), and the reduce replays them in order.
-    let mut counter = (input.inner.scope().index() as u64) << 40;
-    let keyed = input
-        .inner
-        .map(move |((key, record), t, r)| {
-            counter += 1;
-            let ts = time(&record);
-            ((key, (t, counter, ts, record)), t, r)
-        })
-        .as_collection();
-    let sessions = reduce_placed(
-        keyed,
-        &partitioner,
-        |key: &K| key,
-        "Sessions",
-        move |_key, updates: &[(&Arrival<V>, isize)], output| {
-            sessions(gap, lateness, &agg, updates, output)
-        },
-    );
-    let results = sessions.clone().flat_map(|(key, out)| match out {
-        SessionOut::Session(window, Outcome::Value(value)) => Some((window, key, value)),
-        _ => None,
-    });
-    let invalid = sessions.clone().flat_map(|(key, out)| match out {
-        SessionOut::Session(window, Outcome::Negative) => Some((window, key)),
-        _ => None,
-    });
-    let late = sessions.flat_map(|(key, out)| match out {
-        SessionOut::Late(window, _, record) => Some(Late {
-            window,
-            key,
-            record,
-        }),
-        _ => None,
-    });
-    View {
-        results,
-        late,
-        invalid,
+    /// Sessions: each key's updates replayed in order; see the module documentation.
+    fn sessions(self, gap: u64) -> Self::Out {
+        let ViewOf {
+            input, time, agg, ..
+        } = self;
+        let lateness = self.lateness;
+        // Lateness depends on the order of records (Flink's rule for merging windows):
+        // each update carries its time and its number on the worker it entered on (the
+        // reading worker sees the input order), and the reduce replays them in order.
+        let mut counter = (input.inner.scope().index() as u64) << 40;
+        let keyed = input
+            .inner
+            .map(move |((key, record), t, r)| {
+                counter += 1;
+                let ts = time(&record);
+                ((key, (t, counter, ts, record)), t, r)
+            })
+            .as_collection();
+        let sessions = reduce_placed(
+            keyed,
+            &self.partitioner,
+            |key: &K| key,
+            "Sessions",
+            move |_key, updates: &[(&Arrival<V>, isize)], output| {
+                sessions(gap, lateness, &agg, updates, output)
+            },
+        );
+        let rows = sessions.map(|(key, out)| match out {
+            SessionOut::Session(window, outcome) => Row::aggregate(window, key, outcome),
+            SessionOut::Late(window, _, record) => Row::Late(Late {
+                window,
+                key,
+                record,
+            }),
+        });
+        split_view(rows)
     }
 }
 
 /// `reduce_named`, with the keyed state placed by `partitioner` on the key `key_of` reads from
-/// the reduce's key; see [`WindowedCollection::window_view_partitioned`].
+/// the reduce's key; see [`WindowedCollection::window_view`].
 fn reduce_placed<'scope, KK, K, V, V2, L>(
     input: VecCollection<'scope, u64, (KK, V)>,
     partitioner: &Partitioner<K>,

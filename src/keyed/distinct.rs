@@ -45,7 +45,7 @@ impl<D: ExchangeData + Ord + Clone> Aggregator<D> for Distinct {
 }
 
 /// Adds [`distinct_count`](DistinctCount::distinct_count) to keyed windows.
-pub trait DistinctCount<'scope, K, V> {
+pub trait DistinctCount<'scope, K: Key, V: Value>: Into<WindowedStream<'scope, K, V>> {
     /// Per window and key, the number of distinct values that `field` reads from the records;
     /// `event_time` reads a record's event time. The outputs are those of
     /// [`WindowedStream::aggregate`]: the changelog of `u64` counts and the late records.
@@ -89,16 +89,11 @@ pub trait DistinctCount<'scope, K, V> {
     where
         D: ExchangeData + Ord + Clone,
         T: Fn(&V) -> u64 + Clone + 'static,
-        F: Fn(&V) -> D + Clone + 'static;
-}
-
-impl<'scope, K: Key, V: Value> DistinctCount<'scope, K, V> for WindowedStream<'scope, K, V> {
-    fn distinct_count<D, T, F>(self, event_time: T, field: F) -> Windowed<'scope, K, u64, V>
-    where
-        D: ExchangeData + Ord + Clone,
-        T: Fn(&V) -> u64 + Clone + 'static,
         F: Fn(&V) -> D + Clone + 'static,
     {
-        self.aggregate(event_time, on(Distinct, field))
+        let this: WindowedStream<'scope, K, V> = self.into();
+        this.aggregate(event_time, on(Distinct, field))
     }
 }
+
+impl<'scope, K: Key, V: Value> DistinctCount<'scope, K, V> for WindowedStream<'scope, K, V> {}

@@ -20,15 +20,17 @@
 use std::hash::Hash;
 
 use hashbrown::HashMap;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
-use timely::dataflow::operators::Operator;
+use timely::dataflow::operators::generic::OutputBuilderSession;
+use timely::dataflow::operators::{InputCapability, Operator};
 use timely::dataflow::StreamVec;
 
 use super::{Key, KeyedStream, Routing, Value};
 use crate::stash::{limit, Cut, Stash};
 
 /// Adds [`join`](Join::join) to keyed streams; in [`crate::prelude`].
-pub trait Join<'scope, K, V> {
+pub trait Join<'scope, K: Key, V: Value>: Into<KeyedStream<'scope, K, V>> {
     /// Joins this stream with `other` on equal keys: emits `result(key, left, right)` once for
     /// every pair of distinct records with the same key, as soon as both have arrived, at the
     /// later of their two times. Records equal to one already seen on their side are dropped
@@ -71,30 +73,18 @@ pub trait Join<'scope, K, V> {
         V: PartialEq,
         V2: Value + PartialEq,
         O: 'static,
-        F: FnMut(&K, &V, &V2) -> O + 'static;
-}
-
-impl<'scope, K: Key, V: Value> Join<'scope, K, V> for KeyedStream<'scope, K, V> {
-    fn join<V2, O, F>(
-        self,
-        other: KeyedStream<'scope, K, V2>,
-        result: F,
-    ) -> StreamVec<'scope, u64, O>
-    where
-        V: PartialEq,
-        V2: Value + PartialEq,
-        O: 'static,
         F: FnMut(&K, &V, &V2) -> O + 'static,
     {
-        let name = &self.name("Join", || "equi-join".to_owned());
-        let cut = self.checkpoints.cut(name);
-        if let Routing::Local = self.routing() {
-            let (left, right) = (self.stream, other.stream);
+        let this: KeyedStream<'scope, K, V> = self.into();
+        let name = &this.name("Join", || "equi-join".to_owned());
+        let cut = this.checkpoints.cut(name);
+        if let Routing::Local = this.routing() {
+            let (left, right) = (this.stream, other.stream);
             return symmetric(left, right, Pipeline, Pipeline, name, cut, result);
         }
-        let (left, right) = (self.partitioner.clone(), self.partitioner);
+        let (left, right) = (this.partitioner.clone(), this.partitioner);
         symmetric(
-            self.stream,
+            this.stream,
             other.stream,
             Exchange::new(move |(key, _): &(K, V)| left.route(key)),
             Exchange::new(move |(key, _): &(K, V2)| right.route(key)),
@@ -104,6 +94,8 @@ impl<'scope, K: Key, V: Value> Join<'scope, K, V> for KeyedStream<'scope, K, V> 
         )
     }
 }
+
+impl<'scope, K: Key, V: Value> Join<'scope, K, V> for KeyedStream<'scope, K, V> {}
 
 /// The records of one key seen so far on each side, with their times.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -232,48 +224,30 @@ where
         let (mut now, mut later) = (Vec::new(), Vec::new());
         move |(left, left_frontier), (right, right_frontier), output| {
             left.for_each_stamp(|cap, batches| {
-                let time = *cap.least().expect("u64 stamps are never empty");
-                let records = batches.flat_map(|batch| batch.drain(..));
-                if cut.beyond(time) {
-                    held.at(&cap).0.extend(records);
-                    return;
-                }
-                let none = std::iter::empty();
-                join_time(
-                    &mut state,
-                    records,
-                    none,
-                    time,
-                    &mut result,
-                    &mut now,
-                    &mut later,
+                let lefts = batches.flat_map(|batch| batch.drain(..));
+                let joining = (&mut state, &mut result, &mut now, &mut later);
+                receive(
+                    cap,
+                    lefts,
+                    std::iter::empty(),
+                    &cut,
+                    &mut held,
+                    joining,
+                    output,
                 );
-                output.session(&cap).give_iterator(now.drain(..));
-                give_later(&mut later, |at, rows| {
-                    output.session(&cap.delayed(&at, 0)).give_iterator(rows)
-                });
             });
             right.for_each_stamp(|cap, batches| {
-                let time = *cap.least().expect("u64 stamps are never empty");
-                let records = batches.flat_map(|batch| batch.drain(..));
-                if cut.beyond(time) {
-                    held.at(&cap).1.extend(records);
-                    return;
-                }
-                let none = std::iter::empty();
-                join_time(
-                    &mut state,
-                    none,
-                    records,
-                    time,
-                    &mut result,
-                    &mut now,
-                    &mut later,
+                let rights = batches.flat_map(|batch| batch.drain(..));
+                let joining = (&mut state, &mut result, &mut now, &mut later);
+                receive(
+                    cap,
+                    std::iter::empty(),
+                    rights,
+                    &cut,
+                    &mut held,
+                    joining,
+                    output,
                 );
-                output.session(&cap).give_iterator(now.drain(..));
-                give_later(&mut later, |at, rows| {
-                    output.session(&cap.delayed(&at, 0)).give_iterator(rows)
-                });
             });
             if cut.pending().is_none() {
                 return;
@@ -318,6 +292,47 @@ where
         }
     })
     .container::<Vec<_>>()
+}
+
+/// What joining one time's records changes: the state, the result function, and the rows for
+/// now and for later times (see [`join_time`]).
+type Joining<'a, K, V, V2, F, O> = (
+    &'a mut HashMap<K, Sides<V, V2>>,
+    &'a mut F,
+    &'a mut Vec<O>,
+    &'a mut Vec<(u64, O)>,
+);
+
+/// One time's records of both sides (one of them empty: they come in by side), arriving under
+/// `cap`: held back in `held` while a pending cut lies before their time, otherwise joined at
+/// once and sent to `output`, the rows for later times under capabilities for those times.
+fn receive<K, V, V2, O, F>(
+    cap: InputCapability<u64>,
+    lefts: impl Iterator<Item = (K, V)>,
+    rights: impl Iterator<Item = (K, V2)>,
+    cut: &Cut<JoinState<K, V, V2>>,
+    held: &mut Stash<HeldBack<K, V, V2>>,
+    (state, result, now, later): Joining<'_, K, V, V2, F, O>,
+    output: &mut OutputBuilderSession<'_, u64, CapacityContainerBuilder<Vec<O>>>,
+) where
+    K: Hash + Eq,
+    V: PartialEq,
+    V2: PartialEq,
+    O: 'static,
+    F: FnMut(&K, &V, &V2) -> O,
+{
+    let time = *cap.least().expect("u64 stamps are never empty");
+    if cut.beyond(time) {
+        let (held_lefts, held_rights) = held.at(&cap);
+        held_lefts.extend(lefts);
+        held_rights.extend(rights);
+        return;
+    }
+    join_time(state, lefts, rights, time, result, now, later);
+    output.session(&cap).give_iterator(now.drain(..));
+    give_later(later, |at, rows| {
+        output.session(&cap.delayed(&at, 0)).give_iterator(rows)
+    });
 }
 
 /// Hands `later`'s rows to `give`, grouped by time, and empties it.

@@ -18,7 +18,7 @@ use crate::partition::route_hash;
 use crate::stash::{limit, Cut, Stash};
 
 /// Adds [`reduce`](Reduce::reduce) to keyed streams; in [`crate::prelude`].
-pub trait Reduce<'scope, K, V> {
+pub trait Reduce<'scope, K: Key, V: Value>: Into<KeyedStream<'scope, K, V>> {
     /// The running reduction of each key with `fold`, emitted as `(key, value)` at each time at
     /// which the key received records.
     ///
@@ -43,35 +43,32 @@ pub trait Reduce<'scope, K, V> {
     /// ```
     fn reduce<F>(self, fold: F) -> StreamVec<'scope, u64, (K, V)>
     where
-        F: Fn(&mut V, V) + Clone + 'static;
-}
-
-impl<'scope, K: Key, V: Value> Reduce<'scope, K, V> for KeyedStream<'scope, K, V> {
-    fn reduce<F>(self, fold: F) -> StreamVec<'scope, u64, (K, V)>
-    where
         F: Fn(&mut V, V) + Clone + 'static,
     {
-        let routing = self.routing();
-        let name = self.name("Reduce", || "fold".to_owned());
-        let cut = self.checkpoints.cut(&name);
+        let this: KeyedStream<'scope, K, V> = self.into();
+        let routing = this.routing();
+        let name = this.name("Reduce", || "fold".to_owned());
+        let cut = this.checkpoints.cut(&name);
         match routing {
-            Routing::Local => rolling(self.stream, Pipeline, &name, fold, cut),
+            Routing::Local => rolling(this.stream, Pipeline, &name, fold, cut),
             Routing::ByKey(partitioner) => {
                 let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
-                rolling(self.stream, pact, &name, fold, cut)
+                rolling(this.stream, pact, &name, fold, cut)
             }
             Routing::TwoPhase => {
-                let partial = pre_reduce(spread(self.stream), fold.clone());
+                let partial = pre_reduce(spread(this.stream), fold.clone());
                 let pact = Exchange::new(|(key, _): &(K, V)| route_hash(key));
                 rolling(partial, pact, &name, fold, cut)
             }
             Routing::Everywhere { peers, index } => {
-                rolling(self.stream.broadcast(), Pipeline, &name, fold, cut)
+                rolling(this.stream.broadcast(), Pipeline, &name, fold, cut)
                     .filter(move |(key, _)| owns(key, peers, index))
             }
         }
     }
 }
+
+impl<'scope, K: Key, V: Value> Reduce<'scope, K, V> for KeyedStream<'scope, K, V> {}
 
 /// Folds each batch per key and time (phase one of the two-phase reduce).
 fn pre_reduce<'scope, K: Key, V: Value, F: Fn(&mut V, V) + 'static>(

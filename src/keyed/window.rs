@@ -7,20 +7,22 @@
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::vec::{Broadcast, Filter};
 use timely::dataflow::StreamVec;
+use timely::ExchangeData;
 
 use super::{owns, spread_numbered, Key, KeyedStream, Routing, Value};
 use crate::partition::route_hash;
-use crate::stash::Checkpoints;
 use crate::window::driver::{drive, WindowState};
-use crate::window::fixed::{Part, StateGauge};
-use crate::window::kind::{WindowKind, WithKind};
-use crate::window::{Aggregator, Emit, Late, WindowAssigner, WindowResult};
+use crate::window::fixed::{FixedWindows, Part, StateGauge};
+use crate::window::kind::WithKind;
+use crate::window::partial::{phase_one, Fold};
+use crate::window::session::Sessions;
+use crate::window::{Aggregator, Emit, Late, Panes, WindowAssigner, WindowResult};
 
 /// A keyed window, configured but not yet aggregated; see [`KeyedStream::window`].
 pub struct WindowedStream<'scope, K, V> {
     keyed: KeyedStream<'scope, K, V>,
     assigner: WindowAssigner,
-    lateness: u64,
+    pub(crate) lateness: u64,
     gauge: StateGauge,
 }
 
@@ -160,120 +162,84 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
         A: Aggregator<V>,
         T: Fn(&V) -> u64 + Clone + 'static,
     {
-        let WindowedStream {
-            keyed,
-            assigner,
-            lateness,
-            gauge,
-        } = self;
-        let checkpoints = keyed.checkpoints.clone();
-        let (results, late) = assigner.with_kind(RouteWindow {
-            keyed,
-            assigner,
-            lateness,
+        self.assigner.with_kind(Aggregate {
+            windowed: self,
             event_time,
             agg,
-            gauge,
-            checkpoints: &checkpoints,
-        });
-        Windowed { results, late }
+        })
     }
 }
 
-/// The window operator's arguments, waiting for the window kind: builds the kind's state
-/// machine and routes records to it by the keyed stream's routing plan.
-struct RouteWindow<'scope, 'c, K, V, A, T> {
-    keyed: KeyedStream<'scope, K, V>,
-    assigner: WindowAssigner,
-    lateness: u64,
-    event_time: T,
-    agg: A,
-    gauge: StateGauge,
-    checkpoints: &'c Checkpoints,
+/// A keyed window aggregation waiting for its window kind, which gives the state machine the
+/// driver runs and the fold of phase one (random partitioning, `crate::window::partial`);
+/// [`route`] does the rest.
+pub(crate) struct Aggregate<'scope, K, V, A, T> {
+    pub(crate) windowed: WindowedStream<'scope, K, V>,
+    pub(crate) event_time: T,
+    pub(crate) agg: A,
 }
 
-impl<'scope, K, V, A, T> WithKind for RouteWindow<'scope, '_, K, V, A, T>
+impl<'scope, K, V, A, T> WithKind for Aggregate<'scope, K, V, A, T>
 where
     K: Key,
     V: Value,
     A: Aggregator<V>,
     T: Fn(&V) -> u64 + Clone + 'static,
 {
-    type Out = (
-        StreamVec<'scope, u64, WindowResult<K, A::Output>>,
-        StreamVec<'scope, u64, Late<K, V>>,
-    );
+    type Out = Windowed<'scope, K, A::Output, V>;
 
-    fn with<W: WindowKind>(self, kind: W) -> Self::Out {
-        let RouteWindow {
-            keyed,
-            assigner,
-            lateness,
-            event_time,
-            agg,
-            gauge,
-            checkpoints,
-        } = self;
-        let state = kind.state(lateness, agg.clone(), gauge);
-        route_window(
-            keyed,
-            kind,
-            assigner,
-            lateness,
-            event_time,
-            agg,
-            state,
-            checkpoints,
-        )
+    fn fixed(self, panes: Panes) -> Self::Out {
+        let (lateness, gauge) = (self.windowed.lateness, self.windowed.gauge.clone());
+        let state = FixedWindows::new(panes.size, panes.slide, lateness, self.agg.clone(), gauge);
+        let fold = self.fold_fixed(panes);
+        route(self.windowed, self.event_time, state, fold)
+    }
+
+    fn sessions(self, gap: u64) -> Self::Out {
+        let (lateness, gauge) = (self.windowed.lateness, self.windowed.gauge.clone());
+        let state = Sessions::new(gap, lateness, self.agg.clone(), gauge);
+        let fold = self.fold_sessions(gap);
+        route(self.windowed, self.event_time, state, fold)
     }
 }
 
-#[allow(clippy::type_complexity, clippy::too_many_arguments)]
-fn route_window<'scope, K, V, A, T, S, W>(
-    keyed: KeyedStream<'scope, K, V>,
-    kind: W,
-    assigner: WindowAssigner,
-    lateness: u64,
+/// Runs `state` under the window driver, with records routed to it by the keyed stream's
+/// routing plan; `fold` is phase one of the random partitioner (see [`phase_one`]).
+fn route<'scope, K, V, T, S, F, Acc, O>(
+    windowed: WindowedStream<'scope, K, V>,
     event_time: T,
-    agg: A,
     state: S,
-    checkpoints: &Checkpoints,
-) -> (
-    StreamVec<'scope, u64, WindowResult<K, A::Output>>,
-    StreamVec<'scope, u64, Late<K, V>>,
-)
+    fold: F,
+) -> Windowed<'scope, K, O, V>
 where
     K: Key,
     V: Value,
-    A: Aggregator<V>,
-    T: Fn(&V) -> u64 + Clone + 'static,
-    S: WindowState<Part = Part<K, V, A::Acc>, Out = Emit<K, A::Output, V>>,
-    W: WindowKind,
+    T: Fn(&V) -> u64 + 'static,
+    S: WindowState<Part = Part<K, V, Acc>, Out = Emit<K, O, V>>,
+    F: Fold<K, V, Acc>,
+    Acc: ExchangeData,
+    O: 'static,
 {
+    let WindowedStream {
+        keyed, assigner, ..
+    } = windowed;
     let routing = keyed.routing();
     let name = keyed.name("Window", || assigner.describe(1_000_000));
-    let cut = checkpoints.cut(&name);
-    let time = event_time.clone();
+    let cut = keyed.checkpoints.cut(&name);
     let record = move |(key, record): (K, V)| Part::Record {
-        ts: time(&record),
+        ts: event_time(&record),
         key,
         record,
     };
-    match routing {
+    let (results, late) = match routing {
         Routing::Local => drive(keyed.stream, Pipeline, &name, record, state, cut),
         Routing::ByKey(partitioner) => {
             let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
             drive(keyed.stream, pact, &name, record, state, cut)
         }
         Routing::TwoPhase => {
-            let partials = kind.phase_one(
-                spread_numbered(keyed.stream),
-                assigner,
-                lateness,
-                event_time,
-                agg,
-            );
-            let pact = Exchange::new(|part: &Part<K, V, A::Acc>| route_hash(part.key()));
+            let partials = phase_one(spread_numbered(keyed.stream), fold);
+            let pact = Exchange::new(|part: &Part<K, V, Acc>| route_hash(part.key()));
             drive(partials, pact, &name, |part| part, state, cut)
         }
         Routing::Everywhere { peers, index } => {
@@ -290,5 +256,6 @@ where
                 late.filter(move |record| owns(&record.key, peers, index)),
             )
         }
-    }
+    };
+    Windowed { results, late }
 }

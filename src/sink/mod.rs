@@ -26,6 +26,7 @@ use timely::ExchangeData;
 use crate::window::{Late, WindowResult};
 
 pub mod commit;
+pub mod kafka;
 pub mod parts;
 
 /// The header of a window changelog.
@@ -38,6 +39,17 @@ pub struct ChangelogCounts {
     pub insertions: u64,
     /// Rows with `diff = -1` (retractions, each part of a correction).
     pub retractions: u64,
+}
+
+impl ChangelogCounts {
+    /// Counts one row by its diff: `+1` an insertion, otherwise a retraction.
+    pub fn count(&mut self, diff: i64) {
+        if diff > 0 {
+            self.insertions += 1;
+        } else {
+            self.retractions += 1;
+        }
+    }
 }
 
 /// Where a sink writes: one writer for the run, or one per process.
@@ -218,14 +230,7 @@ pub fn changelog_sink<'scope, K, O, W>(
     W: Write + 'static,
 {
     let encode = move |out: &mut csv::Writer<W>, row: &WindowResult<K, O>| {
-        {
-            let mut counts = counts.borrow_mut();
-            if row.diff > 0 {
-                counts.insertions += 1;
-            } else {
-                counts.retractions += 1;
-            }
-        }
+        counts.borrow_mut().count(row.diff);
         write_changelog_row(out, row)
     };
     csv_sink(stream, SinkWriter::One(writer.map(Box::new)), encode, error);

@@ -161,8 +161,8 @@ pub type CsvItem = (String, CsvRecord, isize);
 /// What is wrong with a row (see [`Layout::parse`]): the field at fault, if one is, and what.
 #[derive(Debug)]
 pub(crate) struct BadRow {
-    field: Option<String>,
-    message: String,
+    pub(crate) field: Option<String>,
+    pub(crate) message: String,
 }
 
 /// A row read by [`Layout::parse`]: event time, value, diff, and the key's byte range.

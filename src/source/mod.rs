@@ -57,6 +57,7 @@
 
 pub mod blocks;
 pub mod csv;
+pub mod kafka;
 mod lines;
 
 use std::cell::RefCell;

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::hash::Hash;
 
-use super::keys::{slot_of, slot_of_hashed, KeyTable};
+use super::keys::KeyTable;
 
 use super::driver::WindowState;
 use super::{Aggregator, Emit, Late, Panes, WindowResult};
@@ -265,7 +265,7 @@ where
                 let index = self.window_index(end, time);
                 let per_window = &mut self.windows[index];
                 let agg = &self.agg;
-                let slot = slot_of(&mut per_window.keys, &key, &self.gauge, || agg.init());
+                let slot = per_window.keys.slot(&key, &self.gauge, || agg.init());
                 match &contribution {
                     Ok(record) => agg.add(slot, record),
                     Err(acc) => agg.merge(slot, acc),
@@ -376,10 +376,7 @@ where
             let chunk = &mut self.chunk;
             let fold = |chunk: &mut Vec<(u64, K, V)>, keys: &mut KeyTable<K, A::Acc>| {
                 for (hash, key, record) in chunk.drain(..) {
-                    agg.add(
-                        slot_of_hashed(keys, hash, &key, gauge, || agg.init()),
-                        &record,
-                    );
+                    agg.add(keys.slot_hashed(hash, &key, gauge, || agg.init()), &record);
                 }
             };
             for part in parts.by_ref() {

@@ -65,42 +65,31 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     }
 }
 
-/// The slot of `key`, inserted (and counted on `gauge`) with `init` if absent.
-#[inline]
-pub(crate) fn slot_of<'a, K, V>(
-    keys: &'a mut KeyTable<K, V>,
-    key: &K,
-    gauge: &StateGauge,
-    init: impl FnOnce() -> V,
-) -> &'a mut V
-where
-    K: Hash + Eq + Clone,
-{
-    let hash = keys.hash(key);
-    slot_of_hashed(keys, hash, key, gauge, init)
-}
+impl<K: Hash + Eq + Clone, V> KeyTable<K, V> {
+    /// The slot of `key`, inserted (and counted on `gauge`) with `init` if absent.
+    #[inline]
+    pub(crate) fn slot(&mut self, key: &K, gauge: &StateGauge, init: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hash(key);
+        self.slot_hashed(hash, key, gauge, init)
+    }
 
-/// [`slot_of`] with the key's hash (from [`KeyTable::hash`]) already computed.
-#[inline]
-pub(crate) fn slot_of_hashed<'a, K, V>(
-    keys: &'a mut KeyTable<K, V>,
-    hash: u64,
-    key: &K,
-    gauge: &StateGauge,
-    init: impl FnOnce() -> V,
-) -> &'a mut V
-where
-    K: Hash + Eq + Clone,
-{
-    let hasher = &keys.hasher;
-    match keys
-        .table
-        .entry(hash, |(k, _)| k == key, |(k, _)| hasher.hash_one(k))
-    {
-        Entry::Occupied(entry) => &mut entry.into_mut().1,
-        Entry::Vacant(entry) => {
-            gauge.add(1);
-            &mut entry.insert((key.clone(), init())).into_mut().1
+    /// [`KeyTable::slot`] with the key's hash (from [`KeyTable::hash`]) already computed.
+    #[inline]
+    pub(crate) fn slot_hashed(
+        &mut self,
+        hash: u64,
+        key: &K,
+        gauge: &StateGauge,
+        init: impl FnOnce() -> V,
+    ) -> &mut V {
+        let hasher = &self.hasher;
+        let eq = |(k, _): &(K, V)| k == key;
+        match self.table.entry(hash, eq, |(k, _)| hasher.hash_one(k)) {
+            Entry::Occupied(entry) => &mut entry.into_mut().1,
+            Entry::Vacant(entry) => {
+                gauge.add(1);
+                &mut entry.insert((key.clone(), init())).into_mut().1
+            }
         }
     }
 }

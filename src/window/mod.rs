@@ -199,23 +199,25 @@ impl WindowAssigner {
     /// assert_eq!(windows, vec![Window { start: -5, end: 5 }, Window { start: 0, end: 10 }]);
     /// ```
     pub fn windows_of(&self, ts: u64) -> impl Iterator<Item = Window> {
-        let (panes, size, single) = match *self {
-            WindowAssigner::Tumbling(size) => (Panes::new(size, size), size, None),
-            WindowAssigner::Sliding(size, slide) => (Panes::new(size, slide), size, None),
-            WindowAssigner::Session(gap) => (Panes::new(1, 1), gap, Some(ts)),
+        let (fixed, session) = match *self {
+            WindowAssigner::Tumbling(size) => (Some(Panes::new(size, size)), None),
+            WindowAssigner::Sliding(size, slide) => (Some(Panes::new(size, slide)), None),
+            WindowAssigner::Session(gap) => (None, Some(Window::session(ts, ts, gap))),
         };
-        let ends = match single {
-            Some(ts) => ts.saturating_add(size)..=ts.saturating_add(size),
-            None => {
-                let (first, last) = panes.window_ends(panes.pane_start(ts));
-                first..=last
-            }
-        };
-        let step = panes.slide as usize;
-        ends.step_by(step).map(move |end| Window {
-            start: end as i64 - size as i64,
-            end,
-        })
+        let fixed = fixed
+            .into_iter()
+            .flat_map(move |panes| panes.windows_of(ts));
+        fixed.chain(session)
+    }
+}
+
+impl Window {
+    /// The session window of records with event times `first` to `last`: `[first, last + gap)`.
+    pub(crate) fn session(first: u64, last: u64, gap: u64) -> Window {
+        Window {
+            start: first as i64,
+            end: last.saturating_add(gap),
+        }
     }
 }
 
@@ -232,15 +234,16 @@ pub(crate) struct Panes {
 
 impl Panes {
     pub(crate) fn new(size: u64, slide: u64) -> Panes {
-        let (mut a, mut b) = (size, slide);
-        while b != 0 {
-            (a, b) = (b, a % b);
-        }
-        Panes {
-            size,
-            slide,
-            width: a,
-        }
+        let width = gcd(size, slide);
+        Panes { size, slide, width }
+    }
+
+    /// Every window containing event time `ts`, in order of their ends.
+    pub(crate) fn windows_of(self, ts: u64) -> impl Iterator<Item = Window> {
+        let (first, last) = self.window_ends(self.pane_start(ts));
+        (first..=last)
+            .step_by(self.slide as usize)
+            .map(move |end| self.window(end))
     }
 
     /// Start of the pane containing `ts`.
@@ -268,6 +271,14 @@ impl Panes {
             end,
         }
     }
+}
+
+/// The greatest common divisor of `a` and `b` (Euclid's algorithm; `gcd(a, 0) = a`).
+pub(crate) fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// One row of a window changelog: `value` enters (`diff = +1`) or leaves (`diff = -1`) the
@@ -350,18 +361,19 @@ mod tests {
             Ok(WindowAssigner::Sliding(60_000, 10_000))
         );
         assert_eq!("session:30".parse(), Ok(WindowAssigner::Session(30)));
-        assert!(matches!(
-            "tumbling:0".parse::<WindowAssigner>(),
-            Err(WindowSpecError::Zero(_))
-        ));
-        assert!(matches!(
-            "sliding:5/10".parse::<WindowAssigner>(),
-            Err(WindowSpecError::SlideTooLong(_))
-        ));
-        assert!(matches!(
-            "hopping:5".parse::<WindowAssigner>(),
-            Err(WindowSpecError::Syntax(_))
-        ));
+        // Each refusal names the text it refused.
+        type Refusal = fn(String) -> WindowSpecError;
+        let refusals = [
+            ("tumbling:0", WindowSpecError::Zero as Refusal),
+            ("sliding:5/10", WindowSpecError::SlideTooLong),
+            ("hopping:5", WindowSpecError::Syntax),
+        ];
+        for (text, refusal) in refusals {
+            assert_eq!(
+                text.parse::<WindowAssigner>(),
+                Err(refusal(text.to_owned()))
+            );
+        }
         assert!(matches!(
             "tumbling:5x".parse::<WindowAssigner>(),
             Err(WindowSpecError::Duration(_))

@@ -13,69 +13,49 @@
 //! with its number from [`crate::keyed::spread_numbered`], and phase two applies such records in
 //! that order.
 
-use std::hash::Hash;
-
 use hashbrown::HashMap;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
 use super::fixed::Part;
-use super::{Aggregator, Late, Panes, Window, WindowAssigner};
+use super::{Aggregator, Late, Panes, Window};
+use crate::keyed::window::Aggregate;
+use crate::keyed::{Key, Value};
 
-/// Phase one for tumbling and sliding windows (`panes`, the geometry of `assigner`): folds each
-/// batch of `(key, record, number)` into partial aggregates per key and pane, and late records
-/// (beyond `lateness`) once per window missed.
-pub(crate) fn partial_fixed<'scope, K, V, A, T>(
+/// One time's batches of `(key, record, number)` records, as phase one hands them to a fold.
+pub(crate) type Batches<'a, K, V> = dyn Iterator<Item = &'a mut Vec<(K, V, u64)>> + 'a;
+
+/// What phase one does for one window kind: `fold(time, batches, out)` folds the records of
+/// one time and pushes to `out` the parts phase two receives at that time.
+pub(crate) trait Fold<K, V, Acc>:
+    FnMut(u64, &mut Batches<'_, K, V>, &mut Vec<Part<K, V, Acc>>) + 'static
+{
+}
+
+impl<K, V, Acc, F> Fold<K, V, Acc> for F where
+    F: FnMut(u64, &mut Batches<'_, K, V>, &mut Vec<Part<K, V, Acc>>) + 'static
+{
+}
+
+/// Phase one: runs `fold` on the records of each time.
+pub(crate) fn phase_one<'scope, K, V, Acc, F>(
     stream: StreamVec<'scope, u64, (K, V, u64)>,
-    panes_of: Panes,
-    assigner: WindowAssigner,
-    lateness: u64,
-    event_time: T,
-    agg: A,
-) -> StreamVec<'scope, u64, Part<K, V, A::Acc>>
+    mut fold: F,
+) -> StreamVec<'scope, u64, Part<K, V, Acc>>
 where
-    K: Hash + Eq + Clone + 'static,
-    V: Clone + 'static,
-    A: Aggregator<V>,
-    T: Fn(&V) -> u64 + 'static,
+    K: 'static,
+    V: 'static,
+    Acc: 'static,
+    F: Fold<K, V, Acc>,
 {
     stream
         .unary(Pipeline, "PartialAggregate", move |_cap, _info| {
-            let mut panes: HashMap<(K, u64), (u64, A::Acc)> = HashMap::new();
             let mut out = Vec::new();
             move |input, output| {
-                input.for_each_stamp(|cap, batches| {
+                input.for_each_stamp(|cap, mut batches| {
                     let time = *cap.least().expect("u64 stamps are never empty");
-                    let is_late = |window: &Window| window.end.saturating_add(lateness) <= time;
-                    for batch in batches {
-                        for (key, record, _seq) in batch.drain(..) {
-                            let ts = event_time(&record);
-                            if ts < time {
-                                for window in assigner.windows_of(ts).filter(is_late) {
-                                    let late = Late {
-                                        window,
-                                        key: key.clone(),
-                                        record: record.clone(),
-                                    };
-                                    out.push(Part::Late(late));
-                                }
-                            }
-                            let pane = panes_of.pane_start(ts);
-                            let entry =
-                                panes.entry((key, pane)).or_insert_with(|| (ts, agg.init()));
-                            entry.0 = entry.0.min(ts);
-                            agg.add(&mut entry.1, &record);
-                        }
-                    }
-                    for ((key, _), (lo, acc)) in panes.drain() {
-                        out.push(Part::Partial {
-                            key,
-                            lo,
-                            hi: lo,
-                            acc,
-                        });
-                    }
+                    fold(time, &mut batches, &mut out);
                     output.session(&cap).give_iterator(out.drain(..));
                 });
             }
@@ -83,70 +63,101 @@ where
         .container::<Vec<_>>()
 }
 
-/// Phase one for sessions of `gap`: folds the on-time records of each batch into partial
-/// aggregates per key and run of event times closer than `gap`, and passes records behind
-/// their time on whole, with their number, to be applied in order by phase two.
-pub(crate) fn partial_sessions<'scope, K, V, A, T>(
-    stream: StreamVec<'scope, u64, (K, V, u64)>,
-    gap: u64,
-    event_time: T,
-    agg: A,
-) -> StreamVec<'scope, u64, Part<K, V, A::Acc>>
+impl<K, V, A, T> Aggregate<'_, K, V, A, T>
 where
-    K: Hash + Eq + Clone + 'static,
-    V: Clone + 'static,
+    K: Key,
+    V: Value,
     A: Aggregator<V>,
-    T: Fn(&V) -> u64 + 'static,
+    T: Fn(&V) -> u64 + Clone + 'static,
 {
-    stream
-        .unary(Pipeline, "PartialAggregate", move |_cap, _info| {
-            let mut runs: HashMap<K, Vec<(u64, V)>> = HashMap::new();
-            let mut out = Vec::new();
-            move |input, output| {
-                input.for_each_stamp(|cap, batches| {
-                    let time = *cap.least().expect("u64 stamps are never empty");
-                    for batch in batches {
-                        for (key, record, seq) in batch.drain(..) {
-                            let ts = event_time(&record);
-                            if ts < time {
-                                out.push(Part::Sequenced {
-                                    key,
-                                    ts,
-                                    record,
-                                    seq,
-                                });
-                                continue;
-                            }
-                            runs.entry(key).or_default().push((ts, record));
+    /// Phase one's fold for tumbling and sliding windows of the geometry `panes`: folds one
+    /// time's records into partial aggregates per key and pane, and late records (beyond the
+    /// allowed lateness) once per window missed.
+    pub(crate) fn fold_fixed(&self, panes_of: Panes) -> impl Fold<K, V, A::Acc> {
+        let (lateness, event_time, agg) = (
+            self.windowed.lateness,
+            self.event_time.clone(),
+            self.agg.clone(),
+        );
+        let mut panes: HashMap<(K, u64), (u64, A::Acc)> = HashMap::new();
+        move |time, batches, out| {
+            let is_late = |window: &Window| window.end.saturating_add(lateness) <= time;
+            for batch in batches {
+                for (key, record, _seq) in batch.drain(..) {
+                    let ts = event_time(&record);
+                    if ts < time {
+                        for window in panes_of.windows_of(ts).filter(is_late) {
+                            let late = Late {
+                                window,
+                                key: key.clone(),
+                                record: record.clone(),
+                            };
+                            out.push(Part::Late(late));
                         }
                     }
-                    for (key, mut records) in runs.drain() {
-                        records.sort_unstable_by_key(|(ts, _)| *ts);
-                        let mut records = records.into_iter();
-                        let Some((first, record)) = records.next() else {
-                            continue;
-                        };
-                        let (mut lo, mut hi, mut acc) = (first, first, agg.init());
-                        agg.add(&mut acc, &record);
-                        for (ts, record) in records {
-                            if ts >= hi.saturating_add(gap) {
-                                let piece = std::mem::replace(&mut acc, agg.init());
-                                out.push(Part::Partial {
-                                    key: key.clone(),
-                                    lo,
-                                    hi,
-                                    acc: piece,
-                                });
-                                lo = ts;
-                            }
-                            hi = ts;
-                            agg.add(&mut acc, &record);
-                        }
-                        out.push(Part::Partial { key, lo, hi, acc });
-                    }
-                    output.session(&cap).give_iterator(out.drain(..));
+                    let pane = panes_of.pane_start(ts);
+                    let entry = panes.entry((key, pane)).or_insert_with(|| (ts, agg.init()));
+                    entry.0 = entry.0.min(ts);
+                    agg.add(&mut entry.1, &record);
+                }
+            }
+            for ((key, _), (lo, acc)) in panes.drain() {
+                out.push(Part::Partial {
+                    key,
+                    lo,
+                    hi: lo,
+                    acc,
                 });
             }
-        })
-        .container::<Vec<_>>()
+        }
+    }
+
+    /// Phase one's fold for sessions of `gap`: folds one time's on-time records into partial
+    /// aggregates per key and run of event times closer than `gap`, and passes records behind
+    /// their time on whole, with their number, to be applied in order by phase two.
+    pub(crate) fn fold_sessions(&self, gap: u64) -> impl Fold<K, V, A::Acc> {
+        let (event_time, agg) = (self.event_time.clone(), self.agg.clone());
+        let mut runs: HashMap<K, Vec<(u64, V)>> = HashMap::new();
+        move |time, batches, out| {
+            for batch in batches {
+                for (key, record, seq) in batch.drain(..) {
+                    let ts = event_time(&record);
+                    if ts < time {
+                        out.push(Part::Sequenced {
+                            key,
+                            ts,
+                            record,
+                            seq,
+                        });
+                        continue;
+                    }
+                    runs.entry(key).or_default().push((ts, record));
+                }
+            }
+            for (key, mut records) in runs.drain() {
+                records.sort_unstable_by_key(|(ts, _)| *ts);
+                let mut records = records.into_iter();
+                let Some((first, record)) = records.next() else {
+                    continue;
+                };
+                let (mut lo, mut hi, mut acc) = (first, first, agg.init());
+                agg.add(&mut acc, &record);
+                for (ts, record) in records {
+                    if ts >= hi.saturating_add(gap) {
+                        let piece = std::mem::replace(&mut acc, agg.init());
+                        out.push(Part::Partial {
+                            key: key.clone(),
+                            lo,
+                            hi,
+                            acc: piece,
+                        });
+                        lo = ts;
+                    }
+                    hi = ts;
+                    agg.add(&mut acc, &record);
+                }
+                out.push(Part::Partial { key, lo, hi, acc });
+            }
+        }
+    }
 }

@@ -10,7 +10,8 @@
 //!
 //! Users extend windows through [`super::Aggregator`] (what is computed per window and key;
 //! README "Adding an operator"); a new window *kind* implements this trait inside the crate and
-//! is registered as a `WindowKind` in `super::kind`, the one place that matches an assigner.
+//! is registered as one more method of `WithKind` in `super::kind`, the one place that matches
+//! an assigner, which each window operator implements.
 
 /// A keyed window state machine driven by `super::driver::drive`. See the module docs.
 pub(crate) trait WindowState: 'static {

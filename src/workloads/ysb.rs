@@ -16,7 +16,7 @@ use timely::dataflow::StreamVec;
 use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
 use crate::keyed::KeyBy;
-use crate::partition::Scheme;
+use crate::partition::{Partitioner, Scheme};
 use crate::window::{Count, WindowAssigner};
 use differential_dataflow::VecCollection;
 
@@ -228,6 +228,7 @@ impl Workload for Ysb {
             ((campaign, time - time % window), 1)
         });
         let view = to_consolidated_updates(views).window_view(
+            Partitioner::Hash,
             WindowAssigner::Tumbling(window),
             0,
             |start: &u64| *start,

@@ -1,6 +1,6 @@
 //! Shared test support, one of each: a brute-force reference implementation of exact windowed
 //! aggregation (`reference`), proptest input generators (`gen`), the `tidemark` binary as CLI
-//! tests drive it (`cli`), the "feed worker 0, run on N workers, collect" kit (`dataflow`), the
+//! tests drive it (`cli`), a Kafka broker (`kafka`), the "feed worker 0, run on N workers, collect" kit (`dataflow`), the
 //! engine-against-baseline check (`agree`), and the changelog consolidation below.
 //!
 //! Each integration-test binary declares `mod common;` and uses only a subset
@@ -11,6 +11,7 @@ pub mod agree;
 pub mod cli;
 pub mod dataflow;
 pub mod gen;
+pub mod kafka;
 pub mod reference;
 
 use std::collections::BTreeMap;

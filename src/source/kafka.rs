@@ -1,0 +1,495 @@
+//! Kafka input: a topic's partitions read by the workers, each partition with its own watermark.
+//!
+//! `--input kafka://HOST:PORT/TOPIC` names a broker and a topic. Every partition is read by
+//! exactly one worker of all the workers of all processes (partition `p` by the worker whose
+//! global index is `p % workers`), assigned by hand (no consumer group, no committed offsets), so
+//! reading is parallel and every process finds its partitions without talking to the others.
+//!
+//! # Watermarks, per partition (as Flink's Kafka source)
+//!
+//! Each partition stamps its records by its own [`Watermark`], the file rule applied to the
+//! partition's order (see [`crate::time`]): a record is behind when its event time is below
+//! the largest event time seen *in that partition* minus `--max-delay`. So whether a record
+//! counts, is a correction or is late depends only on its partition's contents, never on how
+//! partitions interleave. The source's watermark (the capability a worker's source holds) is the
+//! minimum over its partitions, and timely's frontier the minimum over all workers: a window
+//! closes once every partition has passed it. A record is never sent below that capability: when
+//! a partition is behind the others (it was idle, see below) its records are stamped at least at
+//! the source's watermark.
+//!
+//! `--idle-timeout`: a partition without a record for that long is left out of the minimum until
+//! it has a record again, so an idle partition does not hold every window open. When all of a
+//! worker's partitions are idle, the source's watermark follows processing time, as for a file.
+//!
+//! `--exit-at-end`: the end offsets found when the feed starts (the high watermarks, which for a
+//! `read_committed` reader are the last stable offsets) are where each partition ends; once every
+//! partition reached its end the feed is done and the windows close. Without it the feed reads
+//! until the run is stopped.
+//!
+//! # Backpressure
+//!
+//! The source is paced like a file reader ([`super::Pacing`]): with `--emit final` it polls no
+//! further while the window operators are more than a bounded number of batches behind, and
+//! librdkafka's prefetch queue is capped (8 MB per worker), so a slow operator bounds memory.
+//! (Not measured by a test yet; rows held by a committing sink until their checkpoint are not
+//! part of this bound.)
+//!
+//! # Messages
+//!
+//! A message's payload is one record: a JSON object (`--format json`) whose fields are looked up
+//! by the column names, or one CSV line (`--format csv`) whose fields are named by `--columns`.
+//! Either way the fields are laid out as one CSV row in the order of [`MessageFormat::header`]
+//! and read by the CSV source's parser, so both formats, and files, read every field alike. The
+//! event-time column `@timestamp` is the message's timestamp (milliseconds since the epoch).
+//! A bad message is an error naming topic, partition and offset (or, with
+//! `--on-bad-line skip`, a warning); a broker that cannot be reached or a missing topic fail
+//! before the run starts.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, Timestamp};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::csv::{warn_skipped, BadLines, Columns, CsvItem, FeedStats, Layout, ReadError};
+use super::{Feed, Poll, Stamped};
+use crate::time::Watermark;
+
+/// The scheme of a Kafka address.
+pub const SCHEME: &str = "kafka://";
+
+/// How long to wait for the broker's answer before calling it unreachable.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The column name that stands for the message's own timestamp.
+pub const MESSAGE_TIMESTAMP: &str = "@timestamp";
+
+/// A topic on a broker: `kafka://HOST:PORT/TOPIC`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaTopic {
+    /// The bootstrap broker, `HOST:PORT`.
+    pub broker: String,
+    /// The topic.
+    pub topic: String,
+}
+
+impl KafkaTopic {
+    /// `Some` when `text` starts with `kafka://`: the topic, or why the address is malformed
+    /// (it needs a broker and a non-empty topic after one `/`).
+    ///
+    /// ```
+    /// use tidemark::source::kafka::KafkaTopic;
+    /// let t = KafkaTopic::parse("kafka://127.0.0.1:9092/events").unwrap().unwrap();
+    /// assert_eq!((t.broker.as_str(), t.topic.as_str()), ("127.0.0.1:9092", "events"));
+    /// assert!(KafkaTopic::parse("events.csv").is_none());
+    /// assert!(KafkaTopic::parse("kafka://127.0.0.1:9092").unwrap().is_err());
+    /// ```
+    pub fn parse(text: &str) -> Option<Result<KafkaTopic, String>> {
+        let rest = text.strip_prefix(SCHEME)?;
+        Some(match rest.split_once('/') {
+            Some((broker, topic)) if !broker.is_empty() && !topic.is_empty() => Ok(KafkaTopic {
+                broker: broker.to_string(),
+                topic: topic.to_string(),
+            }),
+            _ => Err(format!(
+                "{text}: expected kafka://HOST:PORT/TOPIC (a broker and a topic)"
+            )),
+        })
+    }
+
+    /// The client configuration every connection to this broker starts from.
+    pub fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.broker)
+            // librdkafka otherwise retries a refused connection silently forever.
+            .set("socket.timeout.ms", "10000")
+            // A missing topic is an error, not one to create.
+            .set("allow.auto.create.topics", "false")
+            .set("log_level", "3");
+        config
+    }
+
+    /// The number of partitions of the topic. Errors, in one line naming broker and topic:
+    /// the broker cannot be reached (within [`BROKER_TIMEOUT`]), or the topic does not exist.
+    pub fn partitions(&self) -> Result<u32, String> {
+        let consumer: BaseConsumer = self
+            .config()
+            .create()
+            .map_err(|e| format!("{}: cannot create a Kafka client: {e}", self.url()))?;
+        let metadata = consumer
+            .fetch_metadata(Some(&self.topic), BROKER_TIMEOUT)
+            .map_err(|e| format!("{}: cannot reach the broker: {e}", self.url()))?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .ok_or_else(|| format!("{}: no such topic on the broker", self.url()))?;
+        if let Some(e) = topic.error() {
+            return Err(format!(
+                "{}: no such topic on the broker ({e:?})",
+                self.url()
+            ));
+        }
+        match topic.partitions().len() {
+            0 => Err(format!("{}: no such topic on the broker", self.url())),
+            n => Ok(n as u32),
+        }
+    }
+
+    /// The address as the user writes it.
+    pub fn url(&self) -> String {
+        format!("{SCHEME}{}/{}", self.broker, self.topic)
+    }
+}
+
+/// How a message's payload is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PayloadFormat {
+    /// A JSON object; fields by name (numbers or strings).
+    Json,
+    /// One CSV line, with the fields named by `--columns`.
+    Csv,
+}
+
+/// The layout of messages: their format and the columns of the CSV row they are read as.
+#[derive(Clone, Debug)]
+pub struct MessageFormat {
+    /// JSON or CSV.
+    pub format: PayloadFormat,
+    /// The CSV payload's fields, by name (ignored for JSON).
+    pub columns: Vec<String>,
+    /// The columns read.
+    pub read: Columns,
+}
+
+impl MessageFormat {
+    /// The columns of the row a message is read as (also the late output's input columns):
+    /// for CSV the payload's columns, for JSON the columns read (time, key, value, diff); then
+    /// `@timestamp` when the event time is the message's timestamp and the payload has no such
+    /// field.
+    pub fn header(&self) -> Vec<String> {
+        let mut header: Vec<String> = match self.format {
+            PayloadFormat::Csv => self.columns.clone(),
+            PayloadFormat::Json => {
+                let read = &self.read;
+                let mut names = vec![read.time.clone(), read.key.clone()];
+                names.extend(read.value.clone());
+                names.push(read.diff.clone());
+                names.retain(|n| n != MESSAGE_TIMESTAMP);
+                names
+            }
+        };
+        if self.read.time == MESSAGE_TIMESTAMP && !header.iter().any(|c| c == MESSAGE_TIMESTAMP) {
+            header.push(MESSAGE_TIMESTAMP.to_string());
+        }
+        header
+    }
+
+    /// The parser of rows laid out by [`Self::header`]; errors if a column read is not in it.
+    fn layout(&self, name: &str) -> Result<Layout, ReadError> {
+        let mut line = csv::Writer::from_writer(Vec::new());
+        line.write_record(self.header())
+            .and_then(|()| line.flush().map_err(csv::Error::from))
+            .map_err(|e| ReadError::io(name, e))?;
+        let text = line.into_inner().map_err(|e| ReadError::io(name, e))?;
+        let (_, layout, _) = Layout::reader(name, text.as_slice(), self.read.clone())?;
+        Ok(layout)
+    }
+}
+
+/// The partitions global worker `worker` of `workers` reads, of `partitions`.
+///
+/// ```
+/// use tidemark::source::kafka::partitions_of;
+/// assert_eq!(partitions_of(1, 2, 5), vec![1, 3]);
+/// assert_eq!(partitions_of(3, 4, 2), Vec::<i32>::new());
+/// ```
+pub fn partitions_of(worker: usize, workers: usize, partitions: u32) -> Vec<i32> {
+    (0..partitions as usize)
+        .filter(|p| p % workers == worker)
+        .map(|p| p as i32)
+        .collect()
+}
+
+/// One partition a feed reads.
+struct Partition {
+    id: i32,
+    watermark: Watermark,
+    /// The offset to stop before (`--exit-at-end`), `None` to read on.
+    end: Option<i64>,
+    /// The offset of the next message.
+    next: i64,
+    /// When the partition last had a record (or the feed started).
+    last_record: Instant,
+}
+
+impl Partition {
+    fn done(&self) -> bool {
+        self.end.is_some_and(|end| self.next >= end)
+    }
+}
+
+/// A worker's share of a topic as a [`Feed`] of `(key, record, diff)` triples, stamped per
+/// partition (see the module docs).
+pub struct KafkaFeed {
+    consumer: BaseConsumer,
+    topic: KafkaTopic,
+    layout: Layout,
+    format: MessageFormat,
+    bad_lines: BadLines,
+    partitions: Vec<Partition>,
+    idle_timeout: Option<Duration>,
+    /// The source's watermark: the minimum over the partitions not idle; never decreases.
+    watermark: Watermark,
+    stats: Arc<FeedStats>,
+    /// One message's fields as a CSV row, reused.
+    row: csv::ByteRecord,
+}
+
+/// What a [`KafkaFeed`] reads, besides its topic.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// The payload format and columns.
+    pub format: MessageFormat,
+    /// What to do with a bad message.
+    pub bad_lines: BadLines,
+    /// The watermark delay of every partition, in milliseconds.
+    pub max_delay: u64,
+    /// Leave a partition without records for this long out of the source's watermark.
+    pub idle_timeout: Option<Duration>,
+    /// Stop at the end offsets found at the start.
+    pub exit_at_end: bool,
+}
+
+impl KafkaFeed {
+    /// Opens a consumer of `partitions` of `topic`, each from its beginning. Errors name the
+    /// topic and say what failed (connecting, the end offsets, the assignment).
+    pub fn open(
+        topic: &KafkaTopic,
+        partitions: &[i32],
+        options: &KafkaOptions,
+        stats: Arc<FeedStats>,
+    ) -> Result<KafkaFeed, ReadError> {
+        let url = topic.url();
+        let layout = options.format.layout(&url)?;
+        let consumer: BaseConsumer = topic
+            .config()
+            // Manual assignment: the group only names the client; nothing is committed.
+            .set("group.id", "tidemark")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            // librdkafka prefetches up to this much per consumer (default 64 MB): with the
+            // source's own bound on batches ahead of the windows, what a slow operator leaves
+            // queued stays bounded.
+            .set("queued.max.messages.kbytes", "8192")
+            .create()
+            .map_err(|e| ReadError::io(&url, format!("cannot create a Kafka consumer: {e}")))?;
+        let mut assignment = TopicPartitionList::new();
+        let mut mine = Vec::new();
+        for &id in partitions {
+            let end = if options.exit_at_end {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic.topic, id, BROKER_TIMEOUT)
+                    .map_err(|e| {
+                        ReadError::io(&url, format!("partition {id}: no end offset: {e}"))
+                    })?;
+                Some(high)
+            } else {
+                None
+            };
+            assignment
+                .add_partition_offset(&topic.topic, id, Offset::Beginning)
+                .map_err(|e| ReadError::io(&url, e))?;
+            mine.push(Partition {
+                id,
+                watermark: Watermark::new(options.max_delay),
+                end,
+                next: 0,
+                last_record: Instant::now(),
+            });
+        }
+        consumer
+            .assign(&assignment)
+            .map_err(|e| ReadError::io(&url, format!("cannot assign partitions: {e}")))?;
+        Ok(KafkaFeed {
+            consumer,
+            topic: topic.clone(),
+            layout,
+            format: options.format.clone(),
+            bad_lines: options.bad_lines,
+            partitions: mine,
+            idle_timeout: options.idle_timeout,
+            watermark: Watermark::new(0),
+            stats,
+            row: csv::ByteRecord::new(),
+        })
+    }
+
+    /// Lays the payload (and timestamp) of a message out as one CSV row in `self.row`.
+    fn fill_row(&mut self, payload: &[u8], timestamp: Option<i64>) -> Result<(), String> {
+        self.row.clear();
+        match self.format.format {
+            PayloadFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .flexible(true)
+                    .from_reader(payload);
+                if !reader
+                    .read_byte_record(&mut self.row)
+                    .map_err(|e| e.to_string())?
+                {
+                    return Err("empty message".to_string());
+                }
+            }
+            PayloadFormat::Json => {
+                let value: serde_json::Value = serde_json::from_slice(payload)
+                    .map_err(|e| format!("not a JSON object: {e}"))?;
+                let object = value
+                    .as_object()
+                    .ok_or_else(|| "not a JSON object".to_string())?;
+                for column in self.format.header() {
+                    if column == MESSAGE_TIMESTAMP && self.format.read.time == MESSAGE_TIMESTAMP {
+                        continue;
+                    }
+                    let text = match object.get(&column) {
+                        // The diff column is optional, as in a file without one.
+                        None if column == self.format.read.diff => "1".to_string(),
+                        None => return Err(format!("field '{column}': missing")),
+                        Some(serde_json::Value::String(s)) => s.clone(),
+                        Some(serde_json::Value::Number(n)) => n.to_string(),
+                        Some(other) => {
+                            return Err(format!(
+                                "field '{column}': expected a string or a number, got {other}"
+                            ))
+                        }
+                    };
+                    self.row.push_field(text.as_bytes());
+                }
+            }
+        }
+        if self.format.read.time == MESSAGE_TIMESTAMP && self.row.len() < self.layout_width_hint() {
+            let ts = timestamp.ok_or_else(|| "the message has no timestamp".to_string())?;
+            self.row.push_field(ts.to_string().as_bytes());
+        }
+        Ok(())
+    }
+
+    /// The number of columns of a row ([`MessageFormat::header`]).
+    fn layout_width_hint(&self) -> usize {
+        self.format.header().len()
+    }
+
+    /// Advances the source's watermark to the minimum over partitions not done and not idle;
+    /// returns whether it moved.
+    fn advance(&mut self) -> bool {
+        let before = self.watermark.current();
+        let now = Instant::now();
+        let idle = |p: &Partition| {
+            self.idle_timeout
+                .is_some_and(|t| now.duration_since(p.last_record) >= t)
+        };
+        let active = self.partitions.iter().filter(|p| !p.done() && !idle(p));
+        if let Some(min) = active.map(|p| p.watermark.current()).min() {
+            // A watermark of a fresh `Watermark::new(0)` moves to `min` when stamped with it.
+            self.watermark.stamp(min);
+        }
+        self.watermark.current() > before
+    }
+}
+
+impl Feed for KafkaFeed {
+    type Item = CsvItem;
+    type Error = ReadError;
+
+    fn poll(&mut self, max: usize, out: &mut Vec<Stamped<CsvItem>>) -> Result<Poll, ReadError> {
+        let mut records = 0;
+        let mut taken = 0;
+        while taken < max.max(1) && !self.partitions.iter().all(Partition::done) {
+            let message = match self.consumer.poll(Duration::ZERO) {
+                None => break,
+                Some(Ok(message)) => message,
+                Some(Err(e)) => {
+                    self.stats.records.fetch_add(records, Ordering::Relaxed);
+                    return Err(ReadError::io(&self.topic.url(), e));
+                }
+            };
+            taken += 1;
+            let (id, offset) = (message.partition(), message.offset());
+            let Some(index) = self.partitions.iter().position(|p| p.id == id) else {
+                continue;
+            };
+            if self.partitions[index].done() {
+                // Past the end found at the start (`--exit-at-end`): not this run's input.
+                continue;
+            }
+            self.partitions[index].next = offset + 1;
+            self.partitions[index].last_record = Instant::now();
+            if self.partitions[index].done() {
+                // Fetch nothing more of it (what librdkafka already holds is skipped above).
+                let mut finished = TopicPartitionList::new();
+                finished.add_partition(&self.topic.topic, id);
+                let _ = self.consumer.pause(&finished);
+            }
+            let timestamp = match message.timestamp() {
+                Timestamp::NotAvailable => None,
+                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+            };
+            let payload = message.payload().unwrap_or_default().to_vec();
+            let place = format!("{} partition {id} offset {offset}", self.topic.url());
+            let parsed = self
+                .fill_row(&payload, timestamp)
+                .map_err(|m| m.to_string())
+                .and_then(|()| {
+                    self.layout.parse(&self.row).map_err(|e| {
+                        let field = e
+                            .field
+                            .map(|f| format!("field '{f}': "))
+                            .unwrap_or_default();
+                        format!("{field}{}", e.message)
+                    })
+                });
+            match parsed {
+                Ok(parsed) => {
+                    let partition = &mut self.partitions[index];
+                    // Never below the source's watermark (a partition back from idle).
+                    let time = partition
+                        .watermark
+                        .stamp(parsed.ts)
+                        .max(self.watermark.current());
+                    out.push(self.layout.item(&self.row, &parsed, time));
+                    records += 1;
+                }
+                Err(message) if self.bad_lines == BadLines::Skip => {
+                    let skipped = self.stats.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
+                    warn_skipped(skipped, &format!("{place}: {message}"));
+                }
+                Err(message) => {
+                    self.stats.records.fetch_add(records, Ordering::Relaxed);
+                    return Err(ReadError::Io {
+                        file: place,
+                        message,
+                    });
+                }
+            }
+        }
+        self.stats.records.fetch_add(records, Ordering::Relaxed);
+        if self.partitions.iter().all(Partition::done) {
+            return Ok(Poll::Done);
+        }
+        let moved = self.advance();
+        Ok(if taken > 0 || moved {
+            Poll::Ready
+        } else {
+            Poll::Pending
+        })
+    }
+
+    fn watermark(&mut self) -> &mut Watermark {
+        &mut self.watermark
+    }
+}

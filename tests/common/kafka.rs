@@ -1,0 +1,352 @@
+//! A Kafka-protocol broker for tests: `tansu` with in-memory storage on a free local port,
+//! killed when dropped; topics created with `tansu topic create`; messages produced to chosen
+//! partitions and read back with rdkafka.
+//!
+//! `tansu` must be installed (`cargo install tansu --features dynostore --locked`, as `.ci/run`
+//! does): without it the Kafka tests fail with a message saying so, they do not skip.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+/// The `tansu` binary: `$TANSU`, else on `PATH`, else in cargo's bin directory.
+pub fn tansu_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("TANSU") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("tansu"))
+            .find(|p| p.is_file())
+    });
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin").join("tansu"));
+    match on_path.or(cargo_bin.filter(|p| p.is_file())) {
+        Some(path) => path,
+        None => panic!(
+            "the Kafka tests need the tansu broker: install it with \
+             `cargo install tansu --features dynostore --locked` (as .ci/run does), \
+             or set TANSU to its path"
+        ),
+    }
+}
+
+/// A running broker, killed on drop.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl Broker {
+    /// Starts tansu on a free port, listening and advertising on 127.0.0.1, in memory; returns
+    /// once it answers a metadata request.
+    pub fn start() -> Broker {
+        let port = super::cli::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let broker = Broker {
+            child,
+            address: format!("127.0.0.1:{port}"),
+        };
+        let client: BaseConsumer = broker.config().create().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client.fetch_metadata(None, Duration::from_secs(2)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not answer in 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        broker
+    }
+
+    /// The client configuration of this broker.
+    pub fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.address)
+            .set("log_level", "3");
+        config
+    }
+
+    /// `kafka://127.0.0.1:PORT/TOPIC`.
+    pub fn url(&self, topic: &str) -> String {
+        format!("kafka://{}/{topic}", self.address)
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let out = Command::new(tansu_binary())
+            .args(["topic", "create", topic, "--partitions"])
+            .arg(partitions.to_string())
+            .args(["--broker", &format!("tcp://{}", self.address)])
+            .output()
+            .expect("tansu runs");
+        assert!(
+            out.status.success(),
+            "tansu topic create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Produces `messages` (`(partition, payload)`, in order per partition) and waits until all
+    /// are acknowledged.
+    pub fn produce(&self, topic: &str, messages: &[(i32, String)]) {
+        // One message per batch: tansu 0.6 reports a partition's high watermark as the last
+        // batch's base offset plus one, so records batched together would hide from readers
+        // that stop at the end offsets (`--exit-at-end`).
+        let producer: BaseProducer = self
+            .config()
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .create()
+            .unwrap();
+        for (partition, payload) in messages {
+            let mut record = BaseRecord::<(), _>::to(topic)
+                .partition(*partition)
+                .payload(payload.as_str());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, back)) => {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A big-endian reader over a Kafka response or record batch.
+struct Bytes<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Bytes<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let out = &self.data[self.at..self.at + n];
+        self.at += n;
+        out
+    }
+    fn i8(&mut self) -> i8 {
+        self.take(1)[0] as i8
+    }
+    fn i16(&mut self) -> i16 {
+        i16::from_be_bytes(self.take(2).try_into().unwrap())
+    }
+    fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take(4).try_into().unwrap())
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take(8).try_into().unwrap())
+    }
+    fn string(&mut self) -> String {
+        let n = self.i16();
+        String::from_utf8_lossy(self.take(n.max(0) as usize)).into_owned()
+    }
+    /// A zigzag varint (record fields).
+    fn varint(&mut self) -> i64 {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let b = self.take(1)[0];
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        (n >> 1) as i64 ^ -((n & 1) as i64)
+    }
+    fn varbytes(&mut self) -> Option<&'a [u8]> {
+        let n = self.varint();
+        (n >= 0).then(|| self.take(n as usize))
+    }
+    fn left(&self) -> usize {
+        self.data.len() - self.at
+    }
+}
+
+impl Broker {
+    /// Fetch v4 of one partition from `offset`, uncommitted records included: the raw record
+    /// batches and the high watermark.
+    fn fetch_raw(&self, topic: &str, partition: i32, offset: i64) -> (Vec<u8>, i64) {
+        use std::io::{Read, Write};
+        let mut body = Vec::new();
+        body.extend(1i16.to_be_bytes()); // Fetch
+        body.extend(4i16.to_be_bytes()); // v4: record batches, isolation level
+        body.extend(7i32.to_be_bytes()); // correlation id
+        let client = b"tidemark-test";
+        body.extend((client.len() as i16).to_be_bytes());
+        body.extend(client);
+        body.extend((-1i32).to_be_bytes()); // replica id
+        body.extend(100i32.to_be_bytes()); // max wait ms
+        body.extend(0i32.to_be_bytes()); // min bytes
+        body.extend((64i32 << 20).to_be_bytes()); // max bytes
+        body.push(0); // read uncommitted: every record and every marker
+        body.extend(1i32.to_be_bytes());
+        body.extend((topic.len() as i16).to_be_bytes());
+        body.extend(topic.as_bytes());
+        body.extend(1i32.to_be_bytes());
+        body.extend(partition.to_be_bytes());
+        body.extend(offset.to_be_bytes());
+        body.extend((64i32 << 20).to_be_bytes());
+        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
+        stream
+            .write_all(&(body.len() as i32).to_be_bytes())
+            .unwrap();
+        stream.write_all(&body).unwrap();
+        let mut size = [0u8; 4];
+        stream.read_exact(&mut size).unwrap();
+        let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+        stream.read_exact(&mut response).unwrap();
+        let mut r = Bytes {
+            data: &response,
+            at: 0,
+        };
+        assert_eq!(r.i32(), 7, "correlation id");
+        r.i32(); // throttle
+        assert_eq!(r.i32(), 1, "one topic");
+        assert_eq!(r.string(), topic);
+        assert_eq!(r.i32(), 1, "one partition");
+        assert_eq!(r.i32(), partition);
+        let error = r.i16();
+        assert_eq!(error, 0, "fetch {topic}/{partition}: error code {error}");
+        let high = r.i64();
+        r.i64(); // last stable offset
+        let aborted = r.i32();
+        for _ in 0..aborted.max(0) {
+            r.i64();
+            r.i64();
+        }
+        let n = r.i32();
+        let records = if n < 0 {
+            Vec::new()
+        } else {
+            r.take(n as usize).to_vec()
+        };
+        (records, high)
+    }
+
+    /// The committed messages of `topic`, read by the transaction markers themselves (not by
+    /// trusting a `read_committed` fetch, nor rdkafka, which stops at tansu's understated high
+    /// watermarks): a transactional producer's records count once a
+    /// COMMIT marker of that producer follows them, and never when an ABORT marker does or
+    /// no marker yet; records of non-transactional batches count as written. Returns
+    /// `(partition, key, payload)` in log order per partition.
+    pub fn read_committed_by_markers(&self, topic: &str) -> Vec<(i32, String, String)> {
+        self.read_log(topic, true)
+    }
+
+    /// Every data record of `topic`, transactional or not, whatever the markers say: the
+    /// committed output of a run that aborted no transaction. (tansu 0.6 writes no
+    /// transaction markers into the partition logs, so [`Self::read_committed_by_markers`]
+    /// finds every transactional record open there.)
+    pub fn read_every_record(&self, topic: &str) -> Vec<(i32, String, String)> {
+        self.read_log(topic, false)
+    }
+
+    fn read_log(&self, topic: &str, by_markers: bool) -> Vec<(i32, String, String)> {
+        let consumer: BaseConsumer = self.config().create().unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        let partitions = metadata.topics()[0].partitions().len() as i32;
+        let mut out = Vec::new();
+        for partition in 0..partitions {
+            let mut open: BTreeMap<i64, Vec<(String, String)>> = BTreeMap::new();
+            let mut next = 0;
+            loop {
+                let (records, high) = self.fetch_raw(topic, partition, next);
+                if next >= high {
+                    break;
+                }
+                let mut r = Bytes {
+                    data: &records,
+                    at: 0,
+                };
+                let before = next;
+                while r.left() >= 12 {
+                    let base = r.i64();
+                    let length = r.i32() as usize;
+                    if r.left() < length {
+                        break;
+                    }
+                    let mut b = Bytes {
+                        data: r.take(length),
+                        at: 0,
+                    };
+                    b.i32(); // leader epoch
+                    assert_eq!(b.i8(), 2, "record batch v2");
+                    b.i32(); // crc
+                    let attributes = b.i16();
+                    assert_eq!(attributes & 7, 0, "uncompressed batches");
+                    let (transactional, control) = (attributes & 0x10 != 0, attributes & 0x20 != 0);
+                    let last_delta = b.i32();
+                    b.i64();
+                    b.i64();
+                    let producer = b.i64();
+                    b.i16();
+                    b.i32();
+                    let count = b.i32();
+                    for _ in 0..count {
+                        b.varint(); // length
+                        b.i8();
+                        b.varint(); // timestamp delta
+                        b.varint(); // offset delta
+                        let key = b.varbytes().unwrap_or_default().to_vec();
+                        let value = b.varbytes().unwrap_or_default().to_vec();
+                        for _ in 0..b.varint() {
+                            b.varbytes();
+                            b.varbytes();
+                        }
+                        if control {
+                            // Key: version, type (0 abort, 1 commit).
+                            let kind = i16::from_be_bytes([key[2], key[3]]);
+                            let pending = open.remove(&producer).unwrap_or_default();
+                            if kind == 1 {
+                                out.extend(pending.into_iter().map(|(k, v)| (partition, k, v)));
+                            }
+                        } else {
+                            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+                            let message = (text(key), text(value));
+                            if transactional && by_markers {
+                                open.entry(producer).or_default().push(message);
+                            } else {
+                                out.push((partition, message.0, message.1));
+                            }
+                        }
+                    }
+                    next = base + i64::from(last_delta) + 1;
+                }
+                assert!(
+                    next > before,
+                    "fetch {topic}/{partition} at {next} made no progress"
+                );
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,506 @@
+//! `tidemark window` with Kafka input and output, against a real broker (tansu, started by the
+//! tests; see tests/common/kafka.rs). The reference is the brute-force one applied per
+//! partition: each partition's records are stamped by that partition's own watermark, so the
+//! consolidated result of a count or a sum is the sum over partitions of the reference's result
+//! on each partition alone, whatever the interleaving, worker count or process count.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::cli::{consolidated, hostfile, s, scratch, stderr, two_processes, wait, Answer};
+use common::kafka::Broker;
+use common::reference::{format_fixed, reference, Agg, Event, Params, WindowKind, SCALE};
+
+/// Records of `partitions` partitions (the last one empty), out of order within each: event
+/// times wander forward with jumps back of up to `back` milliseconds. Deterministic (an LCG).
+fn partitioned_events(partitions: usize, per: usize, back: u64, seed: u64) -> Vec<Vec<Event>> {
+    let mut state = seed;
+    let mut next = move |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    (0..partitions)
+        .map(|p| {
+            if p == partitions - 1 {
+                return Vec::new();
+            }
+            let mut clock = 1_000 * p as u64;
+            (0..per)
+                .map(|_| {
+                    clock += next(120);
+                    let ts = clock.saturating_sub(next(back));
+                    let key = ["a", "b", "c", "d"][next(4) as usize].to_string();
+                    let value = next(100) as i128 * SCALE;
+                    Event { ts, key, value }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The per-partition reference of a count or sum: the sum over partitions of the reference on
+/// each partition, as a consolidated changelog.
+fn per_partition_reference(partitions: &[Vec<Event>], params: &Params) -> Answer {
+    assert!(matches!(params.agg, Agg::Count | Agg::Sum));
+    let mut total: BTreeMap<(i64, u64, String), i128> = BTreeMap::new();
+    for events in partitions {
+        for (window, value) in reference(events, params).windows {
+            *total.entry(window).or_default() += value;
+        }
+    }
+    total
+        .into_iter()
+        .map(|((start, end, key), v)| ((start.to_string(), end.to_string(), key), format_fixed(v)))
+        .collect()
+}
+
+fn json_messages(partitions: &[Vec<Event>]) -> Vec<(i32, String)> {
+    let mut messages = Vec::new();
+    for (p, events) in partitions.iter().enumerate() {
+        for e in events {
+            let value = e.value / SCALE;
+            let json = format!(r#"{{"ts":{},"key":"{}","value":{value}}}"#, e.ts, e.key);
+            messages.push((p as i32, json));
+        }
+    }
+    messages
+}
+
+/// The queries checked: `(window flag, agg flag, reference params)`.
+fn queries() -> Vec<(&'static str, &'static str, Params)> {
+    vec![
+        (
+            "tumbling:1s",
+            "count",
+            Params {
+                kind: WindowKind::Tumbling { size: 1000 },
+                agg: Agg::Count,
+                max_delay: 100,
+                lateness: 0,
+            },
+        ),
+        (
+            "sliding:2s/500ms",
+            "sum",
+            Params {
+                kind: WindowKind::Sliding {
+                    size: 2000,
+                    slide: 500,
+                },
+                agg: Agg::Sum,
+                max_delay: 50,
+                lateness: 200,
+            },
+        ),
+    ]
+}
+
+fn query_flags(window: &str, agg: &str, p: &Params) -> Vec<String> {
+    [
+        "--window",
+        window,
+        "--agg",
+        agg,
+        "--max-delay",
+        &p.max_delay.to_string(),
+        "--allowed-lateness",
+        &p.lateness.to_string(),
+        "--exit-at-end",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect()
+}
+
+fn run_ok(command: &mut std::process::Command) {
+    let out = command.output().expect("binary runs");
+    assert!(out.status.success(), "failed: {}", stderr(&out));
+}
+
+fn window_cmd(input: &str, output: &str) -> std::process::Command {
+    let mut command = common::cli::bin();
+    command.args(["window", "--input", input, "--output", output]);
+    command
+}
+
+/// A broker holding `topic`, one partition per element of `partitions`, with those records as
+/// JSON messages.
+fn broker_with(topic: &str, partitions: &[Vec<Event>]) -> Broker {
+    let broker = Broker::start();
+    broker.create_topic(topic, partitions.len() as u32);
+    broker.produce(topic, &json_messages(partitions));
+    broker
+}
+
+#[test]
+fn kafka_input_equals_the_per_partition_reference_on_1_2_4_workers_and_2_processes() {
+    let partitions = partitioned_events(5, 300, 400, 7);
+    let broker = broker_with("events", &partitions);
+    let input = broker.url("events");
+    let dir = scratch("kafka_input");
+    for (window, agg, params) in queries() {
+        let expected = per_partition_reference(&partitions, &params);
+        assert!(expected.len() > 10, "a test that cannot fail");
+        let flags = query_flags(window, agg, &params);
+        for workers in [1, 2, 4] {
+            let output = dir.join(format!("{agg}-{workers}.csv"));
+            run_ok(
+                window_cmd(&input, s(&output))
+                    .args(&flags)
+                    .args(["--workers", &workers.to_string()]),
+            );
+            assert_eq!(
+                consolidated(&output),
+                expected,
+                "{window} {agg}, {workers} workers"
+            );
+        }
+        let (hosts, _) = hostfile(&dir);
+        let output = dir.join(format!("{agg}-2p.csv"));
+        let mut children: Vec<_> = (0..2)
+            .map(|process| {
+                window_cmd(&input, s(&output))
+                    .args(&flags)
+                    .args(two_processes(&hosts, process))
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("binary runs")
+            })
+            .collect();
+        for child in &mut children {
+            assert!(wait(child).success(), "{window} {agg}, 2 processes");
+        }
+        assert_eq!(
+            consolidated(&output),
+            expected,
+            "{window} {agg}, 2 processes"
+        );
+    }
+}
+
+#[test]
+fn kafka_to_kafka_rows_are_keyed_by_the_window_key() {
+    let partitions = partitioned_events(3, 200, 300, 11);
+    let broker = broker_with("in", &partitions);
+    let (window, agg, params) = queries().swap_remove(0);
+    let expected = per_partition_reference(&partitions, &params);
+    for (format, workers) in [("json", "2"), ("csv", "1")] {
+        // A fresh output topic per format.
+        let topic = format!("out-{format}");
+        broker.create_topic(&topic, 2);
+        run_ok(
+            window_cmd(&broker.url("in"), &broker.url(&topic))
+                .args(query_flags(window, agg, &params))
+                .args(["--output-format", format, "--workers", workers]),
+        );
+        let rows = broker.read_committed_by_markers(&topic);
+        let mut changelog = Vec::new();
+        for (_, key, payload) in rows {
+            let (start, end, row_key, value, diff) = if format == "json" {
+                let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+                (
+                    v["window_start"].to_string(),
+                    v["window_end"].to_string(),
+                    v["key"].as_str().unwrap().to_string(),
+                    v["value"].as_str().unwrap().to_string(),
+                    v["diff"].as_i64().unwrap(),
+                )
+            } else {
+                let f: Vec<&str> = payload.split(',').collect();
+                assert_eq!(f.len(), 5, "{payload}");
+                let diff = f[4].parse().unwrap();
+                (f[0].into(), f[1].into(), f[2].into(), f[3].into(), diff)
+            };
+            assert_eq!(key, row_key, "a message is keyed by its row's key");
+            changelog.push(((start, end, row_key), value, diff));
+        }
+        assert_eq!(common::consolidate(changelog), expected, "{format}");
+    }
+}
+
+#[test]
+fn kafka_csv_messages_read_by_columns_and_message_timestamps() {
+    let broker = Broker::start();
+    let partitions = partitioned_events(3, 200, 300, 5);
+    broker.create_topic("csv", 3);
+    let messages: Vec<(i32, String)> = partitions
+        .iter()
+        .enumerate()
+        .flat_map(|(p, events)| {
+            events
+                .iter()
+                .map(move |e| (p as i32, format!("{},{},{}", e.key, e.value / SCALE, e.ts)))
+        })
+        .collect();
+    broker.produce("csv", &messages);
+    let (window, agg, params) = queries().swap_remove(1);
+    let expected = per_partition_reference(&partitions, &params);
+    let dir = scratch("kafka_csv");
+    let output = dir.join("out.csv");
+    run_ok(
+        window_cmd(&broker.url("csv"), s(&output))
+            .args(query_flags(window, agg, &params))
+            .args(["--format", "csv", "--columns", "key,value,time"])
+            .args(["--time-col", "time", "--workers", "2"]),
+    );
+    assert_eq!(consolidated(&output), expected);
+}
+
+/// Runs a window over `input` expecting failure; returns its one-line error.
+fn expect_failure(input: &str, output: &Path, extra: &[&str]) -> String {
+    let out = window_cmd(input, s(output))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(extra)
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success(), "expected a failure");
+    assert!(!output.exists(), "no output after a failure");
+    common::cli::one_error_line(&stderr(&out))
+}
+
+#[test]
+fn kafka_errors_are_one_line_naming_broker_topic_partition_offset() {
+    let dir = scratch("kafka_errors");
+    let output = dir.join("out.csv");
+    // Nothing listens on a fresh free port.
+    let nobody = format!("kafka://127.0.0.1:{}/events", common::cli::free_port());
+    let err = expect_failure(&nobody, &output, &[]);
+    assert!(err.contains("cannot reach the broker"), "{err}");
+
+    let broker = Broker::start();
+    let err = expect_failure(&broker.url("missing"), &output, &[]);
+    assert!(
+        err.contains("no such topic") && err.contains("missing"),
+        "{err}"
+    );
+
+    broker.create_topic("bad", 2);
+    let good = |ts: u64| (0, format!(r#"{{"ts":{ts},"key":"a"}}"#));
+    let mut messages = vec![good(10), good(20), (1, r#"{"ts":5}"#.to_string())];
+    messages.push((1, "not json".to_string()));
+    messages.push((1, r#"{"ts":30,"key":"b"}"#.to_string()));
+    broker.produce("bad", &messages);
+    let err = expect_failure(&broker.url("bad"), &output, &[]);
+    assert!(
+        err.contains("partition 1 offset 0") && err.contains("field 'key'"),
+        "{err}"
+    );
+    // Skipped: the good messages count, each bad one is a warning naming where it is.
+    let out = window_cmd(&broker.url("bad"), s(&output))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(["--on-bad-line", "skip"])
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("partition 1 offset 0"), "{err}");
+    assert!(err.contains("partition 1 offset 1"), "{err}");
+    assert_eq!(
+        consolidated(&output),
+        common::cli::answer(&[("0", "1000", "a", "2"), ("0", "1000", "b", "1")])
+    );
+}
+
+/// The changelog of `topic` as sorted JSON rows, the committed ones (read by transaction
+/// markers) or, with `by_markers` false, every record; checks that each message is keyed by its
+/// row's key.
+fn committed_rows(broker: &Broker, topic: &str, by_markers: bool) -> Vec<String> {
+    let log = if by_markers {
+        broker.read_committed_by_markers(topic)
+    } else {
+        broker.read_every_record(topic)
+    };
+    let mut rows: Vec<String> = log
+        .into_iter()
+        .map(|(_, key, payload)| {
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(v["key"].as_str(), Some(key.as_str()), "{payload}");
+            payload
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn consolidate_json(rows: &[String]) -> Answer {
+    common::consolidate(rows.iter().map(|payload| {
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        let window = (
+            v["window_start"].to_string(),
+            v["window_end"].to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        );
+        (
+            window,
+            v["value"].as_str().unwrap().to_string(),
+            v["diff"].as_i64().unwrap(),
+        )
+    }))
+}
+
+/// Runs `tidemark window` from topic `in` to `topic` exactly once (`--checkpoint-dir ckpt`),
+/// with the test hook `crash` if given.
+fn exactly_once_run(
+    broker: &Broker,
+    topic: &str,
+    ckpt: &Path,
+    workers: &str,
+    crash: Option<String>,
+) -> std::process::Output {
+    let (window, agg, params) = queries().swap_remove(1);
+    let mut command = window_cmd(&broker.url("in"), &broker.url(topic));
+    command
+        .args(query_flags(window, agg, &params))
+        .args(["--checkpoint-dir", s(ckpt), "--checkpoint-interval", "500"])
+        .args(["--checkpoint-min-pause", "0", "--workers", workers]);
+    command.env_remove("TIDEMARK_CRASH_AT");
+    if let Some(point) = crash {
+        command.env("TIDEMARK_CRASH_AT", point);
+    }
+    command.output().expect("binary runs")
+}
+
+/// An uninterrupted exactly-once run of the `partitions` (in topic `in`) into a fresh `topic`:
+/// its committed rows (see [`committed_rows`]), checked against the per-partition reference.
+fn uninterrupted(
+    broker: &Broker,
+    partitions: &[Vec<Event>],
+    topic: &str,
+    ckpt: &Path,
+    by_markers: bool,
+) -> Vec<String> {
+    broker.create_topic(topic, 2);
+    let out = exactly_once_run(broker, topic, ckpt, "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = committed_rows(broker, topic, by_markers);
+    let params = queries().swap_remove(1).2;
+    assert_eq!(
+        consolidate_json(&rows),
+        per_partition_reference(partitions, &params)
+    );
+    rows
+}
+
+#[test]
+fn kafka_exactly_once_output_commits_the_whole_result() {
+    let partitions = partitioned_events(3, 200, 300, 3);
+    let broker = broker_with("in", &partitions);
+    let dir = scratch("kafka_exactly_once_whole");
+    // Nothing was aborted, so every record is committed output.
+    uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"), false);
+}
+
+#[test]
+#[ignore = "on tansu 0.6 the job's transactional offset commit is not read back: after a \
+            committed transaction OffsetFetch of its group returns no offset (seen, not yet \
+            diagnosed)"]
+fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
+    let partitions = partitioned_events(3, 200, 300, 3);
+    let broker = broker_with("in", &partitions);
+    let dir = scratch("kafka_exactly_once_rerun");
+    let rows = uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"), false);
+    // The job's committed checkpoint says the end: running it again adds nothing.
+    let out = exactly_once_run(&broker, "out", &dir.join("ckpt"), "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("complete"), "{}", stderr(&out));
+    assert_eq!(committed_rows(&broker, "out", false), rows);
+}
+
+#[test]
+#[ignore = "tansu 0.6 writes no transaction markers into partition logs (only transactional \
+            data batches), so committed output cannot be told from aborted by the markers"]
+fn kafka_exactly_once_through_seeded_kill_9_trials() {
+    use std::os::unix::process::ExitStatusExt;
+    let partitions = partitioned_events(3, 200, 300, 3);
+    let broker = broker_with("in", &partitions);
+    let dir = scratch("kafka_exactly_once");
+    let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"), true);
+    // Seeded trials: a crash mid-transaction (output:N) or just past its commit (manifest:N),
+    // then a restart that must neither lose nor repeat a row.
+    let mut state = 42u64;
+    for trial in 0..4 {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let n = 1 + (state >> 33) % 3;
+        let point = if trial % 2 == 0 { "output" } else { "manifest" };
+        let workers = ["1", "2"][(state >> 40) as usize % 2];
+        let topic = format!("trial-{trial}");
+        broker.create_topic(&topic, 2);
+        let ckpt = dir.join(&topic);
+        let out = exactly_once_run(
+            &broker,
+            &topic,
+            &ckpt,
+            workers,
+            Some(format!("{point}:{n}")),
+        );
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "trial {trial} ({point}:{n}) was to be killed: {}",
+            stderr(&out)
+        );
+        let out = exactly_once_run(&broker, &topic, &ckpt, workers, None);
+        assert!(out.status.success(), "trial {trial}: {}", stderr(&out));
+        assert_eq!(
+            committed_rows(&broker, &topic, true),
+            expected,
+            "trial {trial}: {point}:{n}, {workers} workers"
+        );
+    }
+}
+
+/// The README's Kafka walkthrough (the ```sh block of its "### Kafka" section), run verbatim but
+/// for two things: the test's own broker stands for the `tansu broker` line, and its address
+/// for `127.0.0.1:9092`. What it prints must be the ```text block that follows (in any order:
+/// the rows of different keys are not ordered).
+#[test]
+fn readme_kafka_walkthrough_runs_verbatim() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### Kafka")
+        .expect("README has a Kafka section")..];
+    let block = |fence: &str| {
+        let start = section.find(fence).expect("the block") + fence.len();
+        let end = start + section[start..].find("\n```").expect("the block's end");
+        section[start..end].trim().to_string()
+    };
+    let script = block("```sh\n").replace("\\\n", " ");
+    let shown = block("```text\n");
+    let broker = Broker::start();
+    let commands: Vec<String> = script
+        .lines()
+        .filter(|line| !line.starts_with("tansu broker"))
+        .map(|line| line.replace("127.0.0.1:9092", &broker.address))
+        .collect();
+    assert!(commands.len() >= 4, "{commands:?}");
+    let tidemark = Path::new(env!("CARGO_BIN_EXE_tidemark")).parent().unwrap();
+    let tansu = common::kafka::tansu_binary();
+    let path = std::env::join_paths(
+        [tidemark, tansu.parent().unwrap()]
+            .into_iter()
+            .map(Path::to_path_buf)
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &commands.join("\n")])
+        .env("PATH", path)
+        .current_dir(scratch("kafka_readme"))
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(
+        sorted(&String::from_utf8_lossy(&out.stdout)),
+        sorted(&shown)
+    );
+}
