@@ -361,7 +361,9 @@ impl Parts {
         results: &mut Vec<Output>,
     ) -> anyhow::Result<Parts> {
         let mut parts = Parts::default();
-        if is_part_dir(&args.output) {
+        // A Kafka topic (even one written with a trailing `/`) is never a part directory.
+        let to_kafka = args.output.to_str().and_then(KafkaTopic::parse).is_some();
+        if is_part_dir(&args.output) && !to_kafka {
             let header: Vec<String> = CHANGELOG_HEADER.iter().map(|s| s.to_string()).collect();
             let (result, writer) = open_part(&args.output, process, &header)?;
             results.push(result);
