@@ -226,12 +226,13 @@ enum Line {
     Empty,
 }
 
-/// A generated file: its lines, each line's terminator (`\r\n` when true), and whether the
-/// last line has one.
+/// A generated file: its lines, each line's terminator (`\n`, `\r\n`, `\r` for 0, 1, 2), whether
+/// the last line has one, and whether it has no quote character at all (cut by the plain scan).
 #[derive(Clone, Debug)]
 struct File {
-    lines: Vec<(Line, bool)>,
+    lines: Vec<(Line, u8)>,
     trailing: bool,
+    plain: bool,
 }
 
 fn lines(max: usize) -> impl Strategy<Value = File> {
@@ -248,15 +249,16 @@ fn lines(max: usize) -> impl Strategy<Value = File> {
         1 => Just((0, None, Line::Empty)),
     ];
     (
-        prop::collection::vec((line, any::<bool>()), 0..max),
+        prop::collection::vec((line, 0u8..3), 0..max),
+        any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(raw, trailing)| {
+        .prop_map(|(raw, trailing, plain)| {
             // Event times walk up; some rows jump back (late when beyond the delay).
             let mut walk = 0;
             let lines = raw
                 .into_iter()
-                .map(|((step, back, line), crlf)| {
+                .map(|((step, back, line), terminator)| {
                     walk += step;
                     let line = match line {
                         Line::Row(_, key, spelling, value) => {
@@ -264,43 +266,82 @@ fn lines(max: usize) -> impl Strategy<Value = File> {
                         }
                         other => other,
                     };
-                    (line, crlf)
+                    (line, terminator)
                 })
                 .collect();
-            File { lines, trailing }
+            File {
+                lines,
+                trailing,
+                plain,
+            }
         })
 }
 
-fn render(file: &File) -> String {
+/// The text of `file`, and the byte offsets at which its bad lines start.
+fn render(file: &File) -> (String, Vec<usize>) {
     let mut text = String::from("ts,key,value\n");
-    for (i, (line, crlf)) in file.lines.iter().enumerate() {
+    let mut bad = Vec::new();
+    for (i, (line, terminator)) in file.lines.iter().enumerate() {
+        if matches!(line, Line::Bad(_)) {
+            bad.push(text.len());
+        }
         match line {
-            Line::Row(ts, key, spelling, value) => {
+            Line::Row(ts, key, spelling, _) if file.plain || *spelling == 0 => {
+                text.push_str(&format!("{ts},k{key}"));
+            }
+            Line::Row(ts, key, spelling, _) => {
                 let key = match spelling {
-                    0 | 1 => format!("k{key}"),
+                    1 => format!("\"k{key}\rr\""),
                     2 => format!("\"k{key},c\""),
                     3 => format!("\"k{key}\nn\""),
                     4 => format!("\"k{key}\r\n\"\"q\"\"\""),
                     _ => format!("\"k{key}\""),
                 };
-                text.push_str(&format!("{ts},{key},{value}"));
+                text.push_str(&format!("{ts},{key}"));
             }
             Line::Bad(0) => text.push_str("x1,k0,1"),
             Line::Bad(1) => text.push_str("5,k0"),
             Line::Bad(2) => text.push_str("5,k0,1.2.3"),
+            Line::Bad(3) if file.plain => text.push_str("-4,k0,1"),
             Line::Bad(3) => text.push_str("-4,\"k\n0\",1"),
             // A byte order mark is part of a line after the header, and a quote after it opens
             // no quoted field: a parser that starts at the line must not drop it.
             Line::Bad(4) => text.push_str("\u{feff}5,k0,1"),
+            Line::Bad(5) if file.plain => text.push_str("\u{feff}5,k0,x"),
             Line::Bad(5) => text.push_str("\u{feff}\"5\",k0,1"),
             Line::Bad(_) => text.push_str("5,k0,1,extra"),
             Line::Empty => {}
         }
+        if let Line::Row(.., value) = line {
+            text.push_str(&format!(",{value}"));
+        }
         if i + 1 < file.lines.len() || file.trailing {
-            text.push_str(if *crlf { "\r\n" } else { "\n" });
+            text.push_str(["\n", "\r\n", "\r"][usize::from(*terminator)]);
         }
     }
-    text
+    (text, bad)
+}
+
+/// The brute-force line number of the byte at `offset`: one more than the line ends before it,
+/// `\n`, `\r\n` and a bare `\r` each ending one line.
+fn line_at(text: &str, offset: usize) -> u64 {
+    let bytes = text.as_bytes();
+    let mut line = 1;
+    for i in 0..offset {
+        let ends = bytes[i] == b'\r' || (bytes[i] == b'\n' && (i == 0 || bytes[i - 1] != b'\r'));
+        line += u64::from(ends);
+    }
+    line
+}
+
+/// The line that an error message `path:LINE: ...` names.
+fn error_line(error: &str, path: &Path) -> u64 {
+    let prefix = format!("{}:", path.display());
+    let rest = error
+        .strip_prefix(&prefix)
+        .expect("the error names the file");
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().expect("the error names a line")
 }
 
 /// Who reads: the single reader, or every worker with blocks of this many bytes.
@@ -520,6 +561,35 @@ fn scratch_file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// Checks that both readers name the brute-force line of the first bad line (at byte offset
+/// `bad[0]` of `text`) in their error, whatever the block size.
+fn check_error_lines(text: &str, bad: &[usize]) {
+    let file = scratch_file(text);
+    let expected = bad.first().map(|offset| line_at(text, *offset));
+    for readers in [
+        Readers::One,
+        Readers::All(1),
+        Readers::All(7),
+        Readers::All(1 << 20),
+    ] {
+        let workers = if matches!(readers, Readers::One) {
+            1
+        } else {
+            2
+        };
+        let run = read(Reading {
+            path: file.path(),
+            readers,
+            workers,
+            bad: BadLines::Fail,
+            delay: 0,
+            retractions: false,
+        });
+        let line = run.error.as_deref().map(|e| error_line(e, file.path()));
+        assert_eq!(line, expected, "{readers:?}: {:?}\n{text:?}", run.error);
+    }
+}
+
 fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retractions: bool) {
     let file = scratch_file(text);
     let single = Reading {
@@ -591,7 +661,28 @@ proptest! {
         lateness in 0u64..10,
         retractions in any::<bool>(),
     ) {
-        check_readers(&render(&file), delay, &kind, lateness, retractions);
+        check_readers(&render(&file).0, delay, &kind, lateness, retractions);
+    }
+
+    #[test]
+    fn errors_name_the_physical_line_a_bad_record_starts_on(file in lines(30)) {
+        let (text, bad) = render(&file);
+        check_error_lines(&text, &bad);
+    }
+}
+
+#[test]
+fn error_lines_after_empty_lines_with_crlf_bare_cr_and_quoted_newlines() {
+    // Each text's one bad line starts at `x`.
+    for text in [
+        "ts,key,value\n\n\n1,a,1\n\nx,a,1\n",
+        "ts,key,value\r\n1,a,1\r\n\r\n2,a,1\r\nx,a,1\r\n",
+        "ts,key,value\r1,a,1\r2,a,1\rx,a,1\r",
+        "ts,key,value\n1,\"a\nb\r\nc\rd\",1\nx,a,1",
+        "\u{feff}ts,key,value\r\n\r\n\u{feff}x,a,1\r\n",
+        "\n\nts,key,value\n1,a,1\nx,a,1\n",
+    ] {
+        check_error_lines(text, &[text.find('x').expect("a bad line")]);
     }
 }
 

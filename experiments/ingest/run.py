@@ -14,6 +14,8 @@ resident set), sampled while it runs. Each tidemark run's output is checked agai
 
 `--readers all one` also times the single reader (`tidemark window --readers one`) beside the
 parallel one (the default, `all`); the first value is the one the ratios are taken for.
+`--outputs file parts` also times `--output DIR/` (one part file per process, written by that
+process's workers) beside the single output file (the default, `file`).
 
 Prints one JSON line per run and a summary of median ratios; `--json FILE` appends the runs.
 """
@@ -123,9 +125,13 @@ def timed(cmd, log):
 
 
 def rows_of(path):
-    with open(path) as f:
-        next(f)
-        return {tuple(line.rstrip("\n").split(",")) for line in f}
+    """The rows of an output file, or of every part file in an output directory, as a set."""
+    rows = set()
+    for part in sorted(path.iterdir()) if path.is_dir() else [path]:
+        with open(part) as f:
+            next(f)
+            rows.update(tuple(line.rstrip("\n").split(",")) for line in f)
+    return rows
 
 
 def main():
@@ -138,6 +144,8 @@ def main():
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--readers", nargs="+", default=["all"], choices=["all", "one"],
                    help="tidemark window --readers values to time (ratios use the first)")
+    p.add_argument("--outputs", nargs="+", default=["file"], choices=["file", "parts"],
+                   help="--output FILE, or --output DIR/ (part files); ratios use the first")
     p.add_argument("--tidemark", default=str(TARGET / "release" / "tidemark"))
     p.add_argument("--json", help="append the runs to this JSON lines file")
     args = p.parse_args()
@@ -150,20 +158,26 @@ def main():
     python = python_with_duckdb()
     size = millis(args.window)
 
-    configs = [("duckdb", 1, "one")] + [
-        ("tidemark", w, r) for r in args.readers for w in args.workers]
+    configs = [("duckdb", 1, "one", "file")] + [
+        ("tidemark", w, r, o) for o in args.outputs for r in args.readers for w in args.workers]
+
+    def output(engine, workers, readers, kind):
+        name = f"out-{engine}-{workers}-{readers}"
+        return data / name if kind == "parts" else data / f"{name}.csv"
+
     runs = []
     for rep in range(args.repeat):
-        for engine, workers, readers in configs:
-            out = data / f"out-{engine}-{workers}-{readers}.csv"
+        for engine, workers, readers, kind in configs:
+            out = output(engine, workers, readers, kind)
             if engine == "duckdb":
                 cmd = [python, "-c", DUCKDB_QUERY, str(size), str(src), str(out)]
             else:
-                cmd = [args.tidemark, "window", "--input", src, "--output", out,
+                target = f"{out}/" if kind == "parts" else out
+                cmd = [args.tidemark, "window", "--input", src, "--output", target,
                        "--window", f"tumbling:{size}", "--agg", "sum", "--workers", str(workers),
                        "--readers", readers]
             wall, rss = timed(cmd, data / "stderr.log")
-            run = {"engine": engine, "workers": workers, "readers": readers,
+            run = {"engine": engine, "workers": workers, "readers": readers, "output": kind,
                    "repetition": rep, "rows": args.rows,
                    "window_ms": size, "wall_s": round(wall, 3), "peak_rss_mib": round(rss, 1),
                    "rows_per_s": round(args.rows / wall)}
@@ -173,26 +187,28 @@ def main():
                 with open(args.json, "a") as f:
                     f.write(json.dumps(run) + "\n")
         if rep == 0:
-            reference = rows_of(data / "out-duckdb-1-one.csv")
-            for _, workers, readers in configs[1:]:
-                if rows_of(data / f"out-tidemark-{workers}-{readers}.csv") != reference:
-                    sys.exit(f"tidemark with {workers} workers ({readers}) disagrees with DuckDB")
+            reference = rows_of(output("duckdb", 1, "one", "file"))
+            for _, workers, readers, kind in configs[1:]:
+                if rows_of(output("tidemark", workers, readers, kind)) != reference:
+                    sys.exit(f"tidemark with {workers} workers ({readers}, {kind}) disagrees "
+                             "with DuckDB")
 
-    def median(engine, workers, readers, field="wall_s"):
+    def median(engine, workers, readers, kind="file", field="wall_s"):
         return statistics.median(
             r[field] for r in runs
-            if r["engine"] == engine and r["workers"] == workers and r["readers"] == readers)
+            if r["engine"] == engine and r["workers"] == workers and r["readers"] == readers
+            and r["output"] == kind)
 
     duck = median("duckdb", 1, "one")
     print(f"median wall: duckdb {duck:.2f} s; " + ", ".join(
-        f"tidemark {w} worker(s) --readers {r} {median('tidemark', w, r):.2f} s, "
-        f"{median('tidemark', w, r, 'peak_rss_mib'):.0f} MiB"
-        for r in args.readers for w in args.workers))
-    readers = args.readers[0]
-    one = median("tidemark", args.workers[0], readers)
+        f"tidemark {w} worker(s) --readers {r} --output {o} {median('tidemark', w, r, o):.2f} s, "
+        f"{median('tidemark', w, r, o, 'peak_rss_mib'):.0f} MiB"
+        for o in args.outputs for r in args.readers for w in args.workers))
+    readers, kind = args.readers[0], args.outputs[0]
+    one = median("tidemark", args.workers[0], readers, kind)
     print(f"tidemark {args.workers[0]} worker(s) / duckdb 1 thread (rate ratio): {duck / one:.2f}")
     for w in args.workers[1:]:
-        speedup = one / median("tidemark", w, readers)
+        speedup = one / median("tidemark", w, readers, kind)
         print(f"speed-up {w} vs {args.workers[0]} worker(s), --readers {readers}: {speedup:.2f}")
 
 

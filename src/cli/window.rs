@@ -38,8 +38,10 @@ use crate::sink::commit::{
     commit_sink, snapshot_stream, Collector, CommitFile, CommitFiles, WorkerSnapshot,
 };
 use crate::sink::kafka::{changelog_message, kafka_sink, KafkaCommit, KafkaOut, KafkaWriter};
+use crate::sink::parts::{is_part_dir, open_part, part_path};
 use crate::sink::{
-    changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
+    changelog_part_sink, changelog_sink, late_header, late_part_sink, late_sink, ChangelogCounts,
+    LateFields, SharedWriter, CHANGELOG_HEADER,
 };
 use crate::source::blocks::{block_source_cut, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::FeedStats;
@@ -97,6 +99,9 @@ pub struct WindowArgs {
     pub input: PathBuf,
     /// Output CSV: window_start,window_end,key,value,diff (`-` for standard output). A regular
     /// file is replaced only when the run succeeds; a FIFO or device is written as it goes.
+    /// A directory (`DIR/`, or one that exists) gets one part per process, DIR/part-N.csv for
+    /// process N, each with the header, written by that process's workers: together the
+    /// parts hold the single file's rows, in another order (no --checkpoint-dir).
     #[arg(long)]
     pub output: PathBuf,
     /// tumbling:SIZE | sliding:SIZE/SLIDE | session:GAP (plain milliseconds or ms/s/m/h).
@@ -127,7 +132,8 @@ pub struct WindowArgs {
     /// Records this far behind a window's end still count, as corrections.
     #[arg(long, default_value = "0", value_parser = millis)]
     pub allowed_lateness: u64,
-    /// Where records late beyond the allowed lateness go (input columns + missed window).
+    /// Where records late beyond the allowed lateness go (input columns + missed window); a
+    /// directory gets one part per process, as --output does.
     #[arg(long)]
     pub late_output: Option<PathBuf>,
     /// hash | range:K1,K2,... | random | broadcast.
@@ -246,6 +252,16 @@ enum Input {
     All(BlockPlan),
 }
 
+impl Input {
+    /// The line of the input's header, for errors about its columns.
+    fn header_line(&self) -> u64 {
+        match self {
+            Input::One(feed) => feed.header_line(),
+            Input::All(plan) => plan.header_line(),
+        }
+    }
+}
+
 /// Opens the input for one reader or for all; returns it with its header.
 fn open_input(
     args: &WindowArgs,
@@ -318,7 +334,8 @@ fn create(path: &Path) -> anyhow::Result<(Output, csv::Writer<OutputWriter>)> {
 enum Writers {
     // Boxed: csv writers are large, and the enum moves into the worker closure.
     Plain {
-        output: Box<csv::Writer<OutputWriter>>,
+        /// `None` where the output is written in parts (see [`Parts`]).
+        output: Option<Box<csv::Writer<OutputWriter>>>,
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
     Commit(Box<CommitFiles>),
@@ -329,6 +346,47 @@ enum Writers {
     },
     /// The changelog to a Kafka topic, exactly once (`--checkpoint-dir`).
     KafkaCommit(Box<KafkaCommit>),
+}
+
+/// The part files of this process (`--output DIR/`, `--late-output DIR/`), shared by its
+/// workers; `None` for an output written as one file.
+#[derive(Clone, Default)]
+struct Parts {
+    output: Option<SharedWriter<OutputWriter>>,
+    late: Option<SharedWriter<OutputWriter>>,
+}
+
+impl Parts {
+    /// Opens this process's parts of the outputs that are directories; `header` is the
+    /// input's (for the late output's columns), `results` gets the outputs to commit.
+    fn open(
+        args: &WindowArgs,
+        process: usize,
+        header: Option<&csv::StringRecord>,
+        results: &mut Vec<Output>,
+    ) -> anyhow::Result<Parts> {
+        let mut parts = Parts::default();
+        // A Kafka topic (even one written with a trailing `/`) is never a part directory.
+        let to_kafka = args.output.to_str().and_then(KafkaTopic::parse).is_some();
+        if is_part_dir(&args.output) && !to_kafka {
+            let header: Vec<String> = CHANGELOG_HEADER.iter().map(|s| s.to_string()).collect();
+            let (result, writer) = open_part(&args.output, process, &header)?;
+            results.push(result);
+            parts.output = Some(writer);
+        }
+        if let Some(dir) = args.late_output.as_deref().filter(|p| is_part_dir(p)) {
+            let header = match header {
+                Some(header) => header.clone(),
+                None => crate::source::csv::read_header(&args.input)?,
+            };
+            let columns = late_header(&header, &args.diff_col, args.emit == EmitMode::Updates)
+                .map_err(|column| anyhow!("the late output adds a column named {column:?}"))?;
+            let (result, writer) = open_part(dir, process, &columns)?;
+            results.push(result);
+            parts.late = Some(writer);
+        }
+        Ok(parts)
+    }
 }
 
 /// A checkpointed run's state at the edge: the directory and what the sink leaves for the end.
@@ -707,6 +765,11 @@ where
     let mut leader = None;
     let mut results = Vec::new();
     let mut checkpointing = None;
+    let in_parts =
+        is_part_dir(&args.output) || args.late_output.as_deref().is_some_and(is_part_dir);
+    if in_parts && args.checkpoint_dir.is_some() {
+        bail!("--checkpoint-dir commits single output files; --output and --late-output must be files, not directories, with it");
+    }
     // Every worker's operator states, when the run resumes from a checkpoint that holds them.
     let mut restore: Option<Restore> = None;
     if let Some(dir) = &args.checkpoint_dir {
@@ -727,16 +790,19 @@ where
             restore = Restore::from(&resume, &args, dir)?;
         }
     }
+    let mut parts = Parts::default();
     if cluster.is_leader() {
+        // A part of this process, not the directory, is what must differ from the others.
+        let named = |path: &Path| match is_part_dir(path) {
+            true => part_path(path, cluster.process),
+            false => path.to_path_buf(),
+        };
+        let (output, late_output) = (named(&args.output), args.late_output.as_deref().map(named));
         let mut outputs = vec![];
         if kafka_out.is_none() {
-            outputs.push(("--output", args.output.as_path()));
+            outputs.push(("--output", output.as_path()));
         }
-        outputs.extend(
-            args.late_output
-                .iter()
-                .map(|p| ("--late-output", p.as_path())),
-        );
+        outputs.extend(late_output.iter().map(|p| ("--late-output", p.as_path())));
         let input = kafka_input
             .is_none()
             .then_some(("--input", args.input.as_path()));
@@ -758,8 +824,9 @@ where
             .transpose()
             .map_err(|column| {
                 anyhow!(
-                    "{}:1: field '{column}': the late output adds a column of that name; rename it in the input",
-                    args.input.display()
+                    "{}:{}: field '{column}': the late output adds a column of that name; rename it in the input",
+                    args.input.display(),
+                    feed.as_ref().map_or(1, Input::header_line)
                 )
             })?;
         let writers = match &args.checkpoint_dir {
@@ -779,19 +846,22 @@ where
                 None => return Ok(()),
             },
             None => {
+                parts = Parts::open(&args, cluster.process, Some(&header), &mut results)?;
                 let output = match &kafka_out {
                     Some(topic) => {
                         let format = args.kafka.output_format;
                         Err(KafkaWriter::open(topic, format).map_err(|e| anyhow!(e))?)
                     }
+                    None if parts.output.is_some() => Ok(None),
                     None => {
                         let (result, mut output) = create(&args.output)?;
                         results.push(result);
                         output.write_record(CHANGELOG_HEADER)?;
-                        Ok(output)
+                        Ok(Some(Box::new(output)))
                     }
                 };
                 let late = match (&args.late_output, late_columns) {
+                    (Some(_), Some(_)) if parts.late.is_some() => None,
                     (Some(path), Some(late_columns)) => {
                         let (result, mut late) = create(path)?;
                         results.push(result);
@@ -801,10 +871,7 @@ where
                     _ => None,
                 };
                 match output {
-                    Ok(output) => Writers::Plain {
-                        output: Box::new(output),
-                        late,
-                    },
+                    Ok(output) => Writers::Plain { output, late },
                     Err(producer) => Writers::Kafka {
                         output: Box::new(producer),
                         late,
@@ -841,17 +908,22 @@ where
             cluster.process
         ));
     } else if parallel {
-        if let Input::All(blocks) = open_input(&args, parallel, columns)?.0 {
+        let (input, header) = open_input(&args, parallel, columns)?;
+        if let Input::All(blocks) = input {
             plan = Some(blocks);
         }
+        parts = Parts::open(&args, cluster.process, Some(&header), &mut results)?;
         crate::abort::say(format_args!(
-            "note: process {} reads its share of --input and leaves --output and --late-output to process 0; they are not used here",
-            cluster.process
+            "note: process {} reads its share of --input and leaves --output and --late-output to process 0; they are not used here{}",
+            cluster.process,
+            if in_parts { ", except for this process's part files" } else { "" }
         ));
     } else {
+        parts = Parts::open(&args, cluster.process, None, &mut results)?;
         crate::abort::say(format_args!(
-            "note: process {} leaves --input, --output and --late-output to process 0; they are not used here",
-            cluster.process
+            "note: process {} leaves --input, --output and --late-output to process 0; they are not used here{}",
+            cluster.process,
+            if in_parts { ", except for this process's part files" } else { "" }
         ));
     }
     let name = |path: &Path| match path.to_str() {
@@ -969,6 +1041,7 @@ where
                 .map(|c| snapshot_stream(scope, Rc::clone(c), checkpoints.clone()));
             let sinks = Sinks {
                 writers,
+                parts: parts.clone(),
                 counts: Rc::clone(&counts),
                 late_count: Rc::clone(&late_count),
                 write_error: Rc::clone(&write_error),
@@ -1102,6 +1175,8 @@ where
 /// Where a worker's dataflow writes (the writers only on the leader's worker 0).
 struct Sinks<'scope> {
     writers: Option<Writers>,
+    /// This process's part files, written by every worker (see [`Parts`]).
+    parts: Parts,
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
     write_error: Rc<RefCell<Option<csv::Error>>>,
@@ -1124,7 +1199,7 @@ impl<'scope> Sinks<'scope> {
         late: StreamVec<'scope, u64, Late<String, LateFields>>,
     ) -> ProbeHandle<u64>
     where
-        O: timely::ExchangeData + Display,
+        O: timely::ExchangeData + Display + Clone,
     {
         let (probe, results) = results.probe();
         let mut kafka = None;
@@ -1141,7 +1216,7 @@ impl<'scope> Sinks<'scope> {
                 );
                 return probe;
             }
-            Some(Writers::Plain { output, late }) => (Some(*output), late.map(|l| *l)),
+            Some(Writers::Plain { output, late }) => (output.map(|o| *o), late.map(|l| *l)),
             Some(Writers::Kafka { output, late }) => {
                 kafka = Some(KafkaOut::Plain(*output));
                 (None, late.map(|l| *l))
@@ -1172,16 +1247,23 @@ impl<'scope> Sinks<'scope> {
                 changelog_message(row, format)
             };
             kafka_sink(results, kafka, encode, self.commit_error);
+        } else if let Some(part) = self.parts.output {
+            changelog_part_sink(results, part, self.counts, self.write_error);
         } else {
             changelog_sink(results, output, self.counts, self.write_error);
         }
-        // Counted where the rows are written (worker 0 of process 0), so the summary counts
-        // every process's late records, as the file holds them.
         let late_count = self.late_count;
-        let late = late
-            .exchange(|_| 0)
-            .inspect(move |_| *late_count.borrow_mut() += 1);
-        late_sink(late, late_output, self.late_write_error);
+        match self.parts.late {
+            Some(part) => late_part_sink(late, part, late_count, self.late_write_error),
+            None => {
+                // Counted where the rows are written (worker 0 of process 0), so the summary
+                // counts every process's late records, as the file holds them.
+                let late = late
+                    .exchange(|_| 0)
+                    .inspect(move |_| *late_count.borrow_mut() += 1);
+                late_sink(late, late_output, self.late_write_error);
+            }
+        }
         probe
     }
 }

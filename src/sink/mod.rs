@@ -1,15 +1,24 @@
-//! Sinks: CSV changelog and late-record output, written by one worker.
+//! Sinks: CSV changelog and late-record output, written by one worker, or by every process
+//! into its own part file.
 //!
-//! This module owns output formats. Every row is sent to worker 0 (of process 0), which writes
-//! it; the writer is flushed whenever an activation wrote rows, so a live run's output is
-//! visible as windows close. A write error stops writing and is stored for the caller.
+//! This module owns output formats. By default every row is sent to worker 0 (of process 0),
+//! which writes it ([`changelog_sink`], [`late_sink`]). With part files (`--output DIR/`) every
+//! worker writes the rows it produced, without an exchange, into the one writer its process
+//! shares among its workers ([`changelog_part_sink`], [`late_part_sink`]): `DIR/part-N.csv`
+//! for process `N`. Which part a row lands in depends on which worker computed it, so the
+//! parts together hold the single file's rows as a multiset, not in its order. Rows are
+//! formatted into the writer's buffer (numbers on the stack), allocating nothing per row. The
+//! writer is flushed whenever an activation wrote rows, so a live run's output is visible as
+//! windows close. A write error stops writing and is stored for the caller.
 
 use std::cell::RefCell;
 use std::fmt::Display;
 use std::io::Write;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
@@ -18,12 +27,13 @@ use crate::window::{Late, WindowResult};
 
 pub mod commit;
 pub mod kafka;
+pub mod parts;
 
 /// The header of a window changelog.
 pub const CHANGELOG_HEADER: [&str; 5] = ["window_start", "window_end", "key", "value", "diff"];
 
 /// Counts of what a changelog sink wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChangelogCounts {
     /// Rows with `diff = +1`.
     pub insertions: u64,
@@ -42,11 +52,25 @@ impl ChangelogCounts {
     }
 }
 
-/// Writes each record of `stream` with `encode` on worker 0's `writer` (other workers pass
-/// `None`); `encode` writes the fields of one row and its terminator.
+/// Where a sink writes: one writer for the run, or one per process.
+pub enum SinkWriter<W: Write> {
+    /// Every row goes to worker 0 of process 0, which holds the writer (the other workers
+    /// pass `None`).
+    One(Option<Box<csv::Writer<W>>>),
+    /// Each worker writes the rows it produced into its process's writer (a part file).
+    Part(SharedWriter<W>),
+}
+
+/// A CSV writer shared by the workers of one process: a part file's.
+pub type SharedWriter<W> = Arc<Mutex<csv::Writer<W>>>;
+
+/// Writes each record of `stream` with `encode` into `writer` (see [`SinkWriter`]), a batch at
+/// a time (under the lock, for a shared writer), flushing after each activation that wrote;
+/// `encode` writes the fields of one row and its terminator. The first error stops this
+/// worker's writing and is stored in `error` (the caller ends the run).
 pub fn csv_sink<'scope, D, W, E>(
     stream: StreamVec<'scope, u64, D>,
-    writer: Option<csv::Writer<W>>,
+    writer: SinkWriter<W>,
     mut encode: E,
     error: Rc<RefCell<Option<csv::Error>>>,
 ) where
@@ -54,30 +78,143 @@ pub fn csv_sink<'scope, D, W, E>(
     W: Write + 'static,
     E: FnMut(&mut csv::Writer<W>, &D) -> csv::Result<()> + 'static,
 {
-    let mut writer = writer;
-    stream.sink(
-        Exchange::new(|_: &D| 0),
-        "CsvSink",
-        move |(input, _frontier)| {
-            let mut wrote = false;
+    let (stream, mut writer) = match writer {
+        SinkWriter::One(writer) => (stream.exchange(|_| 0), writer.map(Slot::Own)),
+        SinkWriter::Part(shared) => (stream, Some(Slot::Shared(shared))),
+    };
+    stream.sink(Pipeline, "CsvSink", move |(input, _frontier)| {
+        let Some(slot) = writer.as_mut() else {
+            input.for_each(|_cap, _data| {});
+            return;
+        };
+        let result = slot.with(|out| {
+            let (mut wrote, mut result) = (false, Ok(()));
             input.for_each(|_cap, data| {
-                let Some(out) = writer.as_mut() else { return };
                 for item in data.iter() {
-                    if let Err(e) = encode(out, item) {
-                        *error.borrow_mut() = Some(e);
-                        writer = None;
-                        return;
+                    if result.is_ok() {
+                        result = encode(out, item);
+                        wrote = true;
                     }
-                    wrote = true;
                 }
             });
-            if wrote {
-                if let Some(Err(e)) = writer.as_mut().map(|w| w.flush()) {
-                    *error.borrow_mut() = Some(e.into());
-                    writer = None;
-                }
+            match result {
+                Ok(()) if wrote => out.flush().map_err(csv::Error::from),
+                other => other,
             }
-        },
+        });
+        if let Err(e) = result {
+            *error.borrow_mut() = Some(e);
+            writer = None;
+        }
+    });
+}
+
+/// Where a sink's writer lives: its own, or one shared by the process's workers.
+enum Slot<W: Write> {
+    Own(Box<csv::Writer<W>>),
+    Shared(SharedWriter<W>),
+}
+
+impl<W: Write> Slot<W> {
+    /// Runs `write` on the writer (under the lock, if shared).
+    fn with<R>(&mut self, write: impl FnOnce(&mut csv::Writer<W>) -> R) -> R {
+        match self {
+            Slot::Own(writer) => write(writer),
+            // A worker that panicked while holding the lock leaves whole rows behind it: the
+            // run fails anyway, and the part is not committed.
+            Slot::Shared(shared) => write(&mut shared.lock().unwrap_or_else(|p| p.into_inner())),
+        }
+    }
+}
+
+/// Counts `stream`'s records with `count` on every worker and adds the sums into `total` on
+/// worker 0 (of process 0): one message per batch, so that the run's summary counts the rows
+/// that every process wrote into its own part.
+pub fn count_on_leader<'scope, D, T, F>(
+    stream: StreamVec<'scope, u64, D>,
+    count: F,
+    total: Rc<RefCell<T>>,
+) where
+    D: ExchangeData,
+    T: ExchangeData + std::ops::AddAssign + Default,
+    F: Fn(&D) -> T + 'static,
+{
+    stream
+        .unary(Pipeline, "CountRows", |_cap, _info| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    let mut sum = T::default();
+                    for item in data.iter() {
+                        sum += count(item);
+                    }
+                    output.session(&cap).give(sum);
+                })
+            }
+        })
+        .container::<Vec<T>>()
+        .sink(
+            Exchange::new(|_: &T| 0),
+            "CountRowsIn",
+            move |(input, _frontier)| {
+                let mut total = total.borrow_mut();
+                input.for_each(|_cap, data| {
+                    for sum in data.drain(..) {
+                        *total += sum;
+                    }
+                });
+            },
+        );
+}
+
+impl std::ops::AddAssign for ChangelogCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.insertions += other.insertions;
+        self.retractions += other.retractions;
+    }
+}
+
+/// [`changelog_sink`] into a part file: this worker's rows into its process's `writer`; the
+/// counts are the whole run's, on worker 0 (see [`count_on_leader`]).
+pub fn changelog_part_sink<'scope, K, O, W>(
+    stream: StreamVec<'scope, u64, WindowResult<K, O>>,
+    writer: SharedWriter<W>,
+    counts: Rc<RefCell<ChangelogCounts>>,
+    error: Rc<RefCell<Option<csv::Error>>>,
+) where
+    K: ExchangeData + AsRef<str> + Clone,
+    O: ExchangeData + Display + Clone,
+    W: Write + 'static,
+{
+    let count = |row: &WindowResult<K, O>| ChangelogCounts {
+        insertions: u64::from(row.diff > 0),
+        retractions: u64::from(row.diff <= 0),
+    };
+    count_on_leader(stream.clone(), count, counts);
+    csv_sink(
+        stream,
+        SinkWriter::Part(writer),
+        |out, row| write_changelog_row(out, row),
+        error,
+    );
+}
+
+/// [`late_sink`] into a part file: this worker's late rows into its process's `writer`,
+/// counted into `count` on worker 0 (see [`count_on_leader`]).
+pub fn late_part_sink<'scope, K, W>(
+    stream: StreamVec<'scope, u64, Late<K, LateFields>>,
+    writer: SharedWriter<W>,
+    count: Rc<RefCell<u64>>,
+    error: Rc<RefCell<Option<csv::Error>>>,
+) where
+    K: ExchangeData + Clone,
+    W: Write + 'static,
+{
+    count_on_leader(stream.clone(), |_| 1u64, count);
+    csv_sink(
+        stream,
+        SinkWriter::Part(writer),
+        |out, late| write_late_row(out, late),
+        error,
     );
 }
 
@@ -96,7 +233,7 @@ pub fn changelog_sink<'scope, K, O, W>(
         counts.borrow_mut().count(row.diff);
         write_changelog_row(out, row)
     };
-    csv_sink(stream, writer, encode, error);
+    csv_sink(stream, SinkWriter::One(writer.map(Box::new)), encode, error);
 }
 
 /// Writes one changelog row (`window_start,window_end,key,value,diff` and its terminator).
@@ -109,12 +246,56 @@ where
     O: Display,
     W: Write,
 {
-    out.write_field(row.window.start.to_string())?;
-    out.write_field(row.window.end.to_string())?;
+    write_display(out, row.window.start)?;
+    write_display(out, row.window.end)?;
     out.write_field(row.key.as_ref())?;
-    out.write_field(row.value.to_string())?;
+    write_display(out, &row.value)?;
     out.write_field(if row.diff > 0 { "1" } else { "-1" })?;
     out.write_record(None::<&[u8]>)
+}
+
+/// Writes `value` as one field, formatted on the stack: a row's numbers cost no allocation
+/// (the writer buffers its output; only a text longer than the stack buffer, which no number
+/// of ours is, goes through a `String`).
+fn write_display<W: Write>(out: &mut csv::Writer<W>, value: impl Display) -> csv::Result<()> {
+    use std::fmt::Write as _;
+    let mut text = StackText::default();
+    if write!(text, "{value}").is_ok() {
+        out.write_field(text.as_bytes())
+    } else {
+        out.write_field(value.to_string())
+    }
+}
+
+/// A fixed buffer that text is formatted into; a write past its end fails.
+struct StackText {
+    bytes: [u8; 96],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            bytes: [0; 96],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// The fields of a late row: the input row's columns (without its change column) and, in a
@@ -175,7 +356,12 @@ pub fn late_sink<'scope, K, W>(
     K: ExchangeData,
     W: Write + 'static,
 {
-    csv_sink(stream, writer, |out, late| write_late_row(out, late), error);
+    csv_sink(
+        stream,
+        SinkWriter::One(writer.map(Box::new)),
+        |out, late| write_late_row(out, late),
+        error,
+    );
 }
 
 /// Writes one late row in the column order of [`late_header`].
@@ -186,10 +372,10 @@ pub fn write_late_row<K, W: Write>(
     for field in &late.record.row {
         out.write_field(field)?;
     }
-    out.write_field(late.window.start.to_string())?;
-    out.write_field(late.window.end.to_string())?;
+    write_display(out, late.window.start)?;
+    write_display(out, late.window.end)?;
     if let Some(diff) = late.record.diff {
-        out.write_field(diff.to_string())?;
+        write_display(out, diff)?;
     }
     out.write_record(None::<&[u8]>)
 }

@@ -18,9 +18,10 @@
 //! only looks for quotes and counts newlines (memory speed). A file with quotes is scanned by
 //! the CSV parser itself (`csv-core`, the parser the `csv` crate runs), so a quoted field with
 //! newlines or a stray quote is split exactly as the single reader reads it; that scan is
-//! slower (the parsing itself still runs in parallel). The scan also counts the newlines
-//! before each block, so a record's line number (in errors) is the block's first line plus
-//! its line within the block, the single reader's number.
+//! slower (the parsing itself still runs in parallel). The scan also counts the lines before
+//! each block, so a record's line number (in errors) is the block's first line plus the line
+//! ends within the block before the record, the single reader's number (see
+//! [`super::lines`]: counted only where a line is reported, not for every row).
 //!
 //! # Watermarks across blocks
 //!
@@ -76,6 +77,7 @@ use super::csv::{
     csv_error, warn_skipped, BadLines, Columns, CsvItem, FeedStats, Layout, Parsed, ReadError,
     REPORTED_BAD_LINES,
 };
+use super::lines::{is_terminator, LineCount, LineCursor};
 use super::{feed_source_cut, Feed, Pacing, Poll, Position, SourceOptions, SourceState, Stamped};
 use crate::stash::Cut;
 use crate::time::Watermark;
@@ -89,10 +91,15 @@ pub const BLOCK_BYTES: u64 = 1 << 18;
 /// What the plan scan reads at a time.
 const SCAN_CHUNK: usize = 1 << 20;
 
-/// An empty line (a lone `\r`, which counts no line) that a fresh CSV parser reads before a
-/// block: a parser drops a UTF-8 byte order mark only at the start of its input, and a block
-/// starts mid-file, where the single reader keeps it as part of the record.
+/// An empty line that a fresh CSV parser reads before a block: a parser drops a UTF-8 byte
+/// order mark only at the start of its input, and a block starts mid-file, where the single
+/// reader keeps it as part of the record. (A block's reader reads the terminator before the
+/// block instead, which is an empty line too and tells whether a `\n` first ends a line.)
 const SKIPPED_LINE: &[u8] = b"\r";
+
+/// The bytes a block's reader reads before the block: the terminator that ends the record
+/// before it (the header's, for the first block).
+const PREFIX: usize = 1;
 
 /// A file cut into blocks at record boundaries, with what every worker needs to read it.
 #[derive(Debug)]
@@ -104,7 +111,8 @@ pub struct BlockPlan {
     /// Block `i` is the bytes `starts[i] .. starts[i + 1]` of the file; the last entry is the
     /// end of the data.
     starts: Vec<u64>,
-    /// `lines[i]`: the line the parser is on at `starts[i]` (1 + the newlines before it).
+    /// `lines[i]`: the line of the byte at `starts[i]` (1 + the line ends before it; see
+    /// [`super::lines`]).
     lines: Vec<u64>,
     quoted: bool,
     /// A digest of the blocks (see [`BlockPlan::shape`]).
@@ -127,10 +135,11 @@ impl BlockPlan {
         let name = path.display().to_string();
         let io_error = |e: io::Error| ReadError::io(&name, e);
         let file = File::open(path).map_err(&io_error)?;
-        let (reader, layout, header) = Layout::reader(&name, file, columns)?;
+        let (mut reader, layout, header) = Layout::reader(&name, file, columns)?;
         // Where the parser stands after the header: the first block starts there.
-        let (start, line) = (reader.position().byte(), reader.position().line());
-        let mut file = reader.into_inner();
+        let start = reader.position().byte();
+        let line = reader.get_mut().count_at(start);
+        let mut file = reader.into_inner().into_inner();
         let block_bytes = block_bytes.max(1);
         file.seek(SeekFrom::Start(start)).map_err(&io_error)?;
         let (starts, lines, quoted) =
@@ -176,6 +185,11 @@ impl BlockPlan {
         self.quoted
     }
 
+    /// The line the header is on (1, unless empty lines come first), for errors about it.
+    pub fn header_line(&self) -> u64 {
+        self.layout.header_line
+    }
+
     /// The counters of the whole file: kept by worker 0 of process 0 (zero in other processes).
     pub fn stats(&self) -> Arc<FeedStats> {
         Arc::clone(&self.stats)
@@ -209,15 +223,6 @@ enum Summary {
     Block(BlockInfo),
 }
 
-fn is_terminator(byte: u8) -> bool {
-    byte == b'\n' || byte == b'\r'
-}
-
-fn newlines(bytes: &[u8]) -> u64 {
-    // A plain count, which the compiler vectorizes.
-    bytes.iter().filter(|b| **b == b'\n').count() as u64
-}
-
 /// Reads into `buffer` until it is full or the input ends; returns the bytes read.
 fn fill(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
@@ -232,8 +237,8 @@ fn fill(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Block starts and their lines for a file without quotes, from `start` (on line `line`);
-/// `None` as soon as a quote shows up.
+/// Block starts and their lines for a file without quotes, from `start` (where the count is
+/// `line`); `None` as soon as a quote shows up.
 ///
 /// Without quotes every `\r` and `\n` is a record terminator; a record ends at one that follows
 /// a byte of the record (the others are empty lines, or the `\n` of `\r\n`, which the parser
@@ -241,10 +246,10 @@ fn fill(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
 fn split_plain(
     file: &mut File,
     start: u64,
-    line: u64,
+    line: LineCount,
     block: u64,
 ) -> io::Result<Option<(Vec<u64>, Vec<u64>)>> {
-    let (mut starts, mut lines) = (vec![start], vec![line]);
+    let (mut starts, mut lines) = (vec![start], vec![line.line]);
     let mut line = line;
     let mut target = start.saturating_add(block);
     // The header ended with a terminator (or the file did).
@@ -264,19 +269,19 @@ fn split_plain(
         while i < n {
             let offset = at + i as u64;
             if offset < target {
-                // Up to the target, only newlines matter.
+                // Up to the target, only line ends matter.
                 let upto = (target - at).min(n as u64) as usize;
-                line += newlines(&bytes[i..upto]);
+                line.advance(&bytes[i..upto]);
                 after_terminator = is_terminator(bytes[upto - 1]);
                 i = upto;
                 continue;
             }
             let byte = bytes[i];
-            line += u64::from(byte == b'\n');
+            line.advance(&bytes[i..=i]);
             let terminator = is_terminator(byte);
             if terminator && !after_terminator {
                 starts.push(offset + 1);
-                lines.push(line);
+                lines.push(line.line);
                 target = (offset + 1).saturating_add(block);
             }
             after_terminator = terminator;
@@ -286,17 +291,17 @@ fn split_plain(
     }
     if starts.last() < Some(&at) {
         starts.push(at);
-        lines.push(line);
+        lines.push(line.line);
     }
     Ok(Some((starts, lines)))
 }
 
-/// Block starts and their lines for any file, from `start` (on line `line`): the CSV parser
-/// the single reader runs finds the record ends.
+/// Block starts and their lines for any file, from `start` (where the count is `line`): the
+/// CSV parser the single reader runs finds the record ends.
 fn split_quoted(
     file: &mut File,
     start: u64,
-    line: u64,
+    line: LineCount,
     block: u64,
 ) -> io::Result<(Vec<u64>, Vec<u64>)> {
     use csv_core::ReadRecordResult;
@@ -307,13 +312,15 @@ fn split_quoted(
     // mid-file, where the single reader keeps one (and a quote after it is no field start):
     // an empty line first makes the parser read past its start without changing its state.
     parser.read_record(SKIPPED_LINE, &mut fields, &mut ends);
-    parser.set_line(line);
-    let (mut starts, mut lines) = (vec![start], vec![line]);
+    let (mut starts, mut lines) = (vec![start], vec![line.line]);
+    // The count at the start of `chunk`, moved to each block start found in it.
+    let mut line = line;
     let mut target = start.saturating_add(block);
     let mut chunk = vec![0; SCAN_CHUNK];
     let mut at = start;
     loop {
         let n = fill(file, &mut chunk)?;
+        let mut lines_in = LineCursor::new(line, 0);
         let mut i = 0;
         loop {
             let (result, read, _, _) = parser.read_record(&chunk[i..n], &mut fields, &mut ends);
@@ -325,7 +332,7 @@ fn split_quoted(
                     let offset = at + i as u64;
                     if offset >= target {
                         starts.push(offset);
-                        lines.push(parser.line());
+                        lines.push(lines_in.count_to(&chunk[..n], i).line);
                         target = offset.saturating_add(block);
                     }
                 }
@@ -333,12 +340,13 @@ fn split_quoted(
                     let end = at + n as u64;
                     if starts.last() < Some(&end) {
                         starts.push(end);
-                        lines.push(parser.line());
+                        lines.push(lines_in.count_to(&chunk[..n], n).line);
                     }
                     return Ok((starts, lines));
                 }
             }
         }
+        line = lines_in.count_to(&chunk[..n], n);
         at += n as u64;
     }
 }
@@ -498,10 +506,9 @@ impl BlockFeed {
     /// The byte offset in the file of record `record` (an index into `records`) of `block`.
     fn byte_of(&self, block: usize, record: usize) -> u64 {
         let at = self.records[record].position();
-        // Positions count the empty line before the block (see `parse`); the first record's is
-        // the block's start.
-        let skipped = SKIPPED_LINE.len() as u64;
-        self.plan.starts[block] + at.map_or(0, |p| p.byte().saturating_sub(skipped))
+        // Positions count the byte before the block (see `parse`); the first record's is the
+        // block's start.
+        self.plan.starts[block] + at.map_or(0, |p| p.byte().saturating_sub(PREFIX as u64))
     }
 
     /// Where this reader stands: the next record it sends (see [`Position`]).
@@ -516,11 +523,10 @@ impl BlockFeed {
         };
         let (byte, line) = match self.parsed.get(current.sent) {
             Some((record, _)) => {
-                let at = self.records[*record].position();
-                (
-                    self.byte_of(current.block, *record),
-                    self.plan.lines[current.block] + at.map_or(1, |p| p.line()) - 1,
-                )
+                let at = self.records[*record].position().map_or(0, |p| p.byte());
+                let at = usize::try_from(at).unwrap_or(usize::MAX);
+                let line = self.lines(current.block).record_line(&self.buffer, at);
+                (self.byte_of(current.block, *record), line)
             }
             None => (
                 self.plan.starts[current.block + 1],
@@ -532,6 +538,13 @@ impl BlockFeed {
             byte,
             line,
         }
+    }
+
+    /// A line count at the start of block `block`, whose bytes (after the one before them)
+    /// are in `buffer`.
+    fn lines(&self, block: usize) -> LineCursor {
+        let before = self.buffer.first().copied().unwrap_or(b'\n');
+        LineCursor::new(LineCount::after(self.plan.lines[block], before), PREFIX)
     }
 
     /// Reads and parses block `block` into `records` and `parsed`; returns its summary.
@@ -548,15 +561,15 @@ impl BlockFeed {
         };
         self.parsed.clear();
         let length = usize::try_from(end - start).unwrap_or(usize::MAX);
-        // The block's bytes after an empty line that keeps a byte order mark at its start.
+        // The block's bytes after the terminator before them: an empty line to the parser,
+        // which so keeps a byte order mark at the block's start, and the line count's cue
+        // whether a `\n` first is the end of a `\r\n`. (A block starts after the header.)
         self.buffer.clear();
-        self.buffer.extend_from_slice(SKIPPED_LINE);
-        self.buffer
-            .resize(SKIPPED_LINE.len().saturating_add(length), 0);
+        self.buffer.resize(PREFIX.saturating_add(length), 0);
         let read = self
             .file
-            .seek(SeekFrom::Start(start))
-            .and_then(|_| self.file.read_exact(&mut self.buffer[SKIPPED_LINE.len()..]));
+            .seek(SeekFrom::Start(start.saturating_sub(PREFIX as u64)))
+            .and_then(|_| self.file.read_exact(&mut self.buffer));
         let changed = |what: &str| ReadError::Io {
             file: layout.name.clone(),
             message: format!(
@@ -579,11 +592,16 @@ impl BlockFeed {
             info.error = Some(changed("no longer end at a record end"));
             return info;
         }
+        if !is_terminator(self.buffer[0]) {
+            info.error = Some(changed("no longer follow a record end"));
+            return info;
+        }
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(&self.buffer[..]);
-        let first_line = self.plan.lines[block];
+        // Lines are counted only for the records that report one, in order: one pass at most.
+        let mut lines = self.lines(block);
         let mut n = 0;
         loop {
             if self.records.len() == n {
@@ -595,17 +613,20 @@ impl BlockFeed {
                 Ok(false) => break,
                 Err(e) => {
                     // Reading bytes from memory fails only on what the single reader fails
-                    // on too; its line is within the block.
-                    let mut error = csv_error(&layout.name, e);
-                    if let ReadError::Input(input) = &mut error {
-                        input.line += first_line - 1;
-                    }
-                    info.error = Some(error);
+                    // on too.
+                    let at = e.position().map_or(0, |p| p.byte());
+                    let at = usize::try_from(at).unwrap_or(usize::MAX);
+                    let line = lines.record_line(&self.buffer, at);
+                    info.error = Some(csv_error(&layout.name, e, line));
                     break;
                 }
             }
-            let line = first_line + record.position().map_or(1, |p| p.line()) - 1;
-            match layout.parse(line, record) {
+            let located = |bad| {
+                let at = record.position().map_or(0, |p| p.byte());
+                let at = usize::try_from(at).unwrap_or(usize::MAX);
+                layout.error(lines.record_line(&self.buffer, at), bad)
+            };
+            match layout.parse(record).map_err(located) {
                 Ok(parsed) => {
                     info.max = info.max.max(Some(parsed.ts));
                     info.records += 1;

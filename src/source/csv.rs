@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::lines::Counted;
 use super::{Feed, Poll, Position, SourceState, Stamped};
 use crate::number::Fixed;
 use crate::time::{Watermark, MAX_TIME};
@@ -119,11 +120,14 @@ pub struct FeedStats {
 struct Rows {
     /// The rows: the first `len` records (the rest are spare allocations).
     records: Vec<csv::ByteRecord>,
+    /// `lines[i]`: the line record `i` starts on (see [`super::lines`]).
+    lines: Vec<u64>,
     len: usize,
     /// The error that stopped reading after these rows, if one did.
     error: Option<ReadError>,
-    /// Where the reader stood after these rows: the next record's position.
-    end: Option<csv::Position>,
+    /// Where the reader stood after these rows: the next record's position, and the line of
+    /// that byte (see [`super::lines`]).
+    end: Option<(csv::Position, u64)>,
 }
 
 /// A CSV file (or standard input) as a [`Feed`] of `(key, record, diff)` triples, read by one
@@ -139,7 +143,7 @@ pub struct CsvFeed {
     /// A batch taken up to a checkpoint bound, and its first row not yet taken.
     partial: Option<(Rows, usize)>,
     /// The position of the next row not yet taken (when no batch is partly taken).
-    next: csv::Position,
+    next: (csv::Position, u64),
 }
 
 /// Where the columns are in a row, and how a row becomes a record: shared by the single reader
@@ -148,6 +152,8 @@ pub struct CsvFeed {
 pub(crate) struct Layout {
     /// The input's name, for errors.
     pub(crate) name: String,
+    /// The line the header starts on (after any empty lines before it).
+    pub(crate) header_line: u64,
     time: usize,
     key: usize,
     value: Option<usize>,
@@ -158,6 +164,13 @@ pub(crate) struct Layout {
 
 /// The item a CSV feed produces: key, record, diff (`1` or `-1`).
 pub type CsvItem = (String, CsvRecord, isize);
+
+/// What is wrong with a row (see [`Layout::parse`]): the field at fault, if one is, and what.
+#[derive(Debug)]
+pub(crate) struct BadRow {
+    pub(crate) field: Option<String>,
+    pub(crate) message: String,
+}
 
 /// A row read by [`Layout::parse`]: event time, value, diff, and the key's byte range.
 pub(crate) struct Parsed {
@@ -196,8 +209,10 @@ impl CsvFeed {
         let mut watermark = Watermark::new(max_delay);
         let (rows, spent, layout, header, next) = if name == "-" {
             let input: Box<dyn Read + Send> = Box::new(io::stdin());
-            let (reader, layout, header) = Layout::reader(&name, input, columns)?;
+            let (mut reader, layout, header) = Layout::reader(&name, input, columns)?;
             let next = reader.position().clone();
+            let line = reader.get_mut().count_at(next.byte()).line;
+            let next = (next, line);
             let (rows, spent) = spawn_reader(reader, &name)?;
             (rows, spent, layout, header, next)
         } else {
@@ -207,10 +222,19 @@ impl CsvFeed {
                 let mut at = csv::Position::new();
                 at.set_byte(state.position.byte)
                     .set_line(state.position.line);
-                reader.seek(at).map_err(|e| csv_error(&name, e))?;
+                let line = state.position.line;
+                reader.seek(at).map_err(|e| csv_error(&name, e, line))?;
+                // Line numbers stay the file's own: the count of line ends before the position
+                // (a byte scan of the prefix; its rows are not parsed again).
+                let prefix = File::open(path).map_err(|e| ReadError::io(&name, e))?;
+                let count = Counted::count_prefix(io::BufReader::new(prefix), state.position.byte)
+                    .map_err(|e| ReadError::io(&name, e))?;
+                reader.get_mut().resume(count);
                 watermark = state.watermark.clone();
             }
             let next = reader.position().clone();
+            let line = reader.get_mut().count_at(next.byte()).line;
+            let next = (next, line);
             let (rows, spent) = spawn_reader(reader, &name)?;
             (rows, spent, layout, header, next)
         };
@@ -227,6 +251,11 @@ impl CsvFeed {
         Ok((feed, header))
     }
 
+    /// The line the header is on (1, unless empty lines come first), for errors about it.
+    pub fn header_line(&self) -> u64 {
+        self.layout.header_line
+    }
+
     /// The counters of this feed.
     pub fn stats(&self) -> Arc<FeedStats> {
         Arc::clone(&self.stats)
@@ -236,7 +265,7 @@ impl CsvFeed {
 /// The reader thread of a [`CsvFeed`]: batches of rows go out on the first channel, and come
 /// back empty on the second to be refilled.
 fn spawn_reader<R: Read + Send + 'static>(
-    mut reader: csv::Reader<R>,
+    mut reader: csv::Reader<Counted<R>>,
     name: &str,
 ) -> Result<(Receiver<Rows>, SyncSender<Rows>), ReadError> {
     let name = name.to_string();
@@ -255,14 +284,22 @@ fn spawn_reader<R: Read + Send + 'static>(
             while batch.len < rows_per_batch {
                 if batch.records.len() == batch.len {
                     batch.records.push(csv::ByteRecord::new());
+                    batch.lines.push(0);
                 }
-                match reader.read_byte_record(&mut batch.records[batch.len]) {
-                    Ok(true) => batch.len += 1,
+                let record = &mut batch.records[batch.len];
+                match reader.read_byte_record(record) {
+                    Ok(true) => {
+                        let byte = record.position().map_or(0, |p| p.byte());
+                        batch.lines[batch.len] = reader.get_mut().record_line(byte);
+                        batch.len += 1;
+                    }
                     Ok(false) => done = true,
                     // Byte records are not checked for UTF-8 (the feed does that), so an
                     // error here is a failure to read: it stops the input.
                     Err(e) => {
-                        batch.error = Some(csv_error(&thread_name, e));
+                        let byte = e.position().map_or(0, |p| p.byte());
+                        let line = reader.get_mut().record_line(byte);
+                        batch.error = Some(csv_error(&thread_name, e, line));
                         done = true;
                     }
                 }
@@ -270,7 +307,9 @@ fn spawn_reader<R: Read + Send + 'static>(
                     break;
                 }
             }
-            batch.end = Some(reader.position().clone());
+            let end = reader.position().clone();
+            let line = reader.get_mut().count_at(end.byte()).line;
+            batch.end = Some((end, line));
             if (batch.len > 0 || batch.error.is_some()) && sender.send(batch).is_err() {
                 return;
             }
@@ -282,35 +321,73 @@ fn spawn_reader<R: Read + Send + 'static>(
     Ok((rows, spent))
 }
 
+/// The header of the file `path`, for a process that writes rows repeating the input's
+/// columns (a late output's part) without reading the input.
+///
+/// Errors: standard input (`-`), which only process 0 reads; the file cannot be opened or its
+/// header read.
+pub fn read_header(path: &Path) -> Result<csv::StringRecord, ReadError> {
+    let name = path.display().to_string();
+    if name == "-" {
+        return Err(ReadError::io(
+            &name,
+            "standard input is read by process 0 only, and a late output in parts repeats the \
+             input's columns in every process: use a file input, or a single late output file",
+        ));
+    }
+    let file = File::open(path).map_err(|e| ReadError::io(&name, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(Counted::new(file));
+    Ok(header(&name, &mut reader)?.0)
+}
+
+/// The header of `reader` (the input `name`) and the line it starts on.
+fn header<R: Read>(
+    name: &str,
+    reader: &mut csv::Reader<Counted<R>>,
+) -> Result<(csv::StringRecord, u64), ReadError> {
+    let header = reader.headers().cloned();
+    // The header is the first record: the parser read it from its position on.
+    let byte = match &header {
+        Ok(h) => h.position().map_or(0, |p| p.byte()),
+        Err(e) => e.position().map_or(0, |p| p.byte()),
+    };
+    let line = reader.get_mut().record_line(byte);
+    Ok((header.map_err(|e| csv_error(name, e, line))?, line))
+}
+
 impl Layout {
     /// A CSV reader of `input` (named `name`; rows may differ in length, the feed reports them)
     /// past its header, with the layout of `columns` in it and the header (see
-    /// [`Layout::read_header`]).
+    /// [`Layout::read_header`]). The input is wrapped to count lines (see [`Counted`]).
     pub(crate) fn reader<R: Read>(
         name: &str,
         input: R,
         columns: Columns,
-    ) -> Result<(csv::Reader<R>, Layout, csv::StringRecord), ReadError> {
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(input);
+    ) -> Result<(csv::Reader<Counted<R>>, Layout, csv::StringRecord), ReadError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(Counted::new(input));
         let (layout, header) = Layout::read_header(name, &mut reader, columns)?;
         Ok((reader, layout, header))
     }
 
     /// Reads the header of `reader` (the input `name`) and finds `columns` in it: a missing or
-    /// repeated column is an error on line 1.
+    /// repeated column is an error on the header's line (1, unless empty lines precede it).
     fn read_header<R: Read>(
         name: &str,
-        reader: &mut csv::Reader<R>,
+        reader: &mut csv::Reader<Counted<R>>,
         columns: Columns,
     ) -> Result<(Layout, csv::StringRecord), ReadError> {
-        let header = reader.headers().map_err(|e| csv_error(name, e))?.clone();
+        let (header, line) = header(name, reader)?;
         // A repeated name would make every lookup by name (ours, and a reader's of the late
         // output, which repeats the input's columns) silently pick one of the columns.
         for (i, column) in header.iter().enumerate() {
             if header.iter().take(i).any(|earlier| earlier == column) {
                 return Err(InputError {
                     file: name.to_string(),
-                    line: 1,
+                    line,
                     field: Some(column.to_string()),
                     // An empty name (`a,,b,`) is easy to miss in the message: say so.
                     message: if column.is_empty() {
@@ -328,7 +405,7 @@ impl Layout {
                 .position(|h| h == column)
                 .ok_or_else(|| InputError {
                     file: name.to_string(),
-                    line: 1,
+                    line,
                     field: Some(column.to_string()),
                     message: format!(
                         "no such column in the header (columns: {})",
@@ -338,6 +415,7 @@ impl Layout {
         };
         let layout = Layout {
             name: name.to_string(),
+            header_line: line,
             time: find(&columns.time)?,
             key: find(&columns.key)?,
             value: columns.value.as_deref().map(find).transpose()?,
@@ -348,48 +426,54 @@ impl Layout {
         Ok((layout, header))
     }
 
-    fn error(&self, line: u64, field: Option<&str>, message: String) -> InputError {
+    /// The error of a bad row on `line`.
+    pub(crate) fn error(&self, line: u64, bad: BadRow) -> InputError {
         InputError {
             file: self.name.clone(),
             line,
-            field: field.map(str::to_string),
-            message,
+            field: bad.field,
+            message: bad.message,
         }
     }
 
-    /// Reads the row `record`, at `line`: checks UTF-8 (once, for the whole row) and the number
-    /// of fields, parses the event time, value and diff. Errors name the line and the field.
-    pub(crate) fn parse(&self, line: u64, record: &csv::ByteRecord) -> Result<Parsed, InputError> {
-        let row =
-            Row::new(record).ok_or_else(|| self.error(line, None, "not valid UTF-8".into()))?;
+    /// Reads the row `record`: checks UTF-8 (once, for the whole row) and the number of
+    /// fields, parses the event time, value and diff. Errors name the field; the caller, who
+    /// knows the record's line ([`super::lines`]), locates them with [`Layout::error`] (lines
+    /// are counted only for bad rows where that saves a pass).
+    pub(crate) fn parse(&self, record: &csv::ByteRecord) -> Result<Parsed, BadRow> {
+        let bad = |field: Option<&str>, message: String| BadRow {
+            field: field.map(str::to_string),
+            message,
+        };
+        let row = Row::new(record).ok_or_else(|| bad(None, "not valid UTF-8".into()))?;
         if row.len() != self.width {
             let message = format!("expected {} fields, found {}", self.width, row.len());
-            return Err(self.error(line, None, message));
+            return Err(bad(None, message));
         }
         let time_field = Some(self.columns.time.as_str());
         let text = row.get(self.time);
         let ts = match text.parse::<u64>() {
             Ok(ts) if ts <= MAX_TIME => ts,
-            Ok(_) => return Err(self.error(line, time_field, beyond_domain(text))),
+            Ok(_) => return Err(bad(time_field, beyond_domain(text))),
             Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
-                return Err(self.error(line, time_field, beyond_domain(text)));
+                return Err(bad(time_field, beyond_domain(text)));
             }
             Err(_) if text.starts_with('-') && text[1..].bytes().all(|b| b.is_ascii_digit()) => {
                 let message = format!("event time must not be negative, got {text:?}");
-                return Err(self.error(line, time_field, message));
+                return Err(bad(time_field, message));
             }
             Err(_) => {
                 let message = format!(
                     "expected a non-negative integer event time (milliseconds), got {text:?}"
                 );
-                return Err(self.error(line, time_field, message));
+                return Err(bad(time_field, message));
             }
         };
         let value = match (self.value, &self.columns.value) {
             (Some(index), Some(column)) => row
                 .get(index)
                 .parse::<Fixed>()
-                .map_err(|e| self.error(line, Some(column), e.to_string()))?,
+                .map_err(|e| bad(Some(column), e.to_string()))?,
             _ => Fixed::ZERO,
         };
         let diff = match self.diff {
@@ -400,11 +484,11 @@ impl Layout {
                 "-1" => {
                     let message =
                         "a retraction (-1) needs the incremental path (--emit updates)".to_string();
-                    return Err(self.error(line, Some(&self.columns.diff), message));
+                    return Err(bad(Some(&self.columns.diff), message));
                 }
                 text => {
                     let message = format!("expected 1 or -1, got {text:?}");
-                    return Err(self.error(line, Some(&self.columns.diff), message));
+                    return Err(bad(Some(&self.columns.diff), message));
                 }
             },
         };
@@ -472,8 +556,9 @@ fn beyond_domain(text: &str) -> String {
     format!("event time {text} is beyond the largest supported, {MAX_TIME} (2^62 - 1)")
 }
 
-pub(crate) fn csv_error(name: &str, error: csv::Error) -> ReadError {
-    let line = error.position().map_or(0, |p| p.line());
+/// A CSV parser's `error` while reading `name`, in the record on `line` (the parser's own line
+/// count is not the physical line: see [`super::lines`]).
+pub(crate) fn csv_error(name: &str, error: csv::Error, line: u64) -> ReadError {
     match error.kind() {
         csv::ErrorKind::Utf8 { .. } => ReadError::Input(InputError {
             file: name.to_string(),
@@ -508,15 +593,15 @@ impl Feed for CsvFeed {
     }
 
     fn state(&self, done: bool) -> Option<SourceState> {
-        let next = match &self.partial {
-            Some((batch, at)) => batch.records[*at].position().cloned(),
-            None => Some(self.next.clone()),
-        }?;
+        let (byte, line) = match &self.partial {
+            Some((batch, at)) => (batch.records[*at].position()?.byte(), batch.lines[*at]),
+            None => (self.next.0.byte(), self.next.1),
+        };
         Some(SourceState {
             position: Position {
                 block: 0,
-                byte: next.byte(),
-                line: next.line(),
+                byte,
+                line,
             },
             watermark: self.watermark.clone(),
             done,
@@ -570,8 +655,12 @@ impl CsvFeed {
                 self.partial = Some((batch, at));
                 return Ok(());
             }
-            let line = record.position().map_or(0, |p| p.line());
-            match self.layout.parse(line, record) {
+            let line = batch.lines[at];
+            match self
+                .layout
+                .parse(record)
+                .map_err(|bad| self.layout.error(line, bad))
+            {
                 Ok(parsed) => {
                     let time = self.watermark.stamp(parsed.ts);
                     out.push(self.layout.item(record, &parsed, time));

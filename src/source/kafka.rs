@@ -445,7 +445,7 @@ impl Feed for KafkaFeed {
                 .fill_row(&payload, timestamp)
                 .map_err(|m| m.to_string())
                 .and_then(|()| {
-                    self.layout.parse(0, &self.row).map_err(|e| {
+                    self.layout.parse(&self.row).map_err(|e| {
                         let field = e
                             .field
                             .map(|f| format!("field '{f}': "))

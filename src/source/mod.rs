@@ -58,6 +58,7 @@
 pub mod blocks;
 pub mod csv;
 pub mod kafka;
+mod lines;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -88,14 +89,17 @@ pub enum Poll {
 /// A file read in parallel is cut into blocks (see [`blocks`]); a reader resumes at record
 /// `byte` of block `block`, which is on line `line` of the file. A single reader reads one
 /// block, `0`, the whole input after the header. `byte` is an offset from the start of the
-/// file; `line` is 1-based, the header being line 1 (what errors name).
+/// file; `line` is the 1-based physical line that record starts on (what errors name: see
+/// the `lines` module; `\n`, `\r\n` and a bare `\r` each end a line). Between blocks, `byte`
+/// is the next block's start and `line` the line of that byte (its first record's line, unless
+/// empty lines come first).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Position {
     /// The index of the block being read (the reader's next block when between blocks).
     pub block: u64,
     /// The byte offset, in the file, of the next record to read.
     pub byte: u64,
-    /// The line of that record (as errors name it).
+    /// The line that record starts on (as errors name it).
     pub line: u64,
 }
 
