@@ -19,6 +19,7 @@ use proptest::prelude::*;
 use tidemark::keyed::KeyBy;
 use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source_paced, Pacing, SendAt};
+use tidemark::stash::Cut;
 use tidemark::window::{on, Count, Sum};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::ProbeHandle;
@@ -62,7 +63,7 @@ fn run(
             send_at,
             ahead: ahead.map(|batches| (consumed.clone(), batches)),
         };
-        let keyed = feed_source_paced(scope, feed, OPTIONS, pacing, error)
+        let keyed = feed_source_paced(scope, feed, OPTIONS, pacing, error, Cut::none())
             .key_by(partitioner)
             .window(assigner)
             .allowed_lateness(lateness);
@@ -411,9 +412,11 @@ impl Source {
                 } else {
                     None
                 };
-                feed_source_paced(scope, feed, options, pacing, failed)
+                feed_source_paced(scope, feed, options, pacing, failed, Cut::none())
             }
-            Source::All(plan) => block_source(scope, plan, options, pacing, failed),
+            Source::All(plan) => {
+                block_source(scope, plan, options, pacing, failed, Cut::none(), None)
+            }
         }
     }
 }

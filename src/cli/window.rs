@@ -43,15 +43,13 @@ use crate::sink::{
     changelog_part_sink, changelog_sink, late_header, late_part_sink, late_sink, ChangelogCounts,
     LateFields, SharedWriter, CHANGELOG_HEADER,
 };
-use crate::source::blocks::{block_source_cut, BlockPlan, BLOCK_BYTES};
+use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::FeedStats;
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::kafka::{
     partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
 };
-use crate::source::{
-    feed_source_cut, feed_source_paced, Pacing, SendAt, SourceOptions, SourceState,
-};
+use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions, SourceState};
 use crate::stash::{Checkpoints, OperatorStates};
 use crate::window::{
     on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
@@ -1028,13 +1026,13 @@ where
             let records = match &plan {
                 Some(plan) => {
                     let sources = restore.as_ref().map(|r| &r.sources[..]);
-                    block_source_cut(scope, plan, source_options, pacing, error, cut, sources)
+                    block_source(scope, plan, source_options, pacing, error, cut, sources)
                 }
                 // Every worker builds the source; those without partitions end it at once.
                 None if kafka_input.is_some() => {
-                    feed_source_paced(scope, kafka_feed, source_options, pacing, error)
+                    feed_source_paced(scope, kafka_feed, source_options, pacing, error, cut)
                 }
-                None => feed_source_cut(scope, feed, source_options, pacing, error, cut),
+                None => feed_source_paced(scope, feed, source_options, pacing, error, cut),
             };
             let snapshots = collector
                 .as_ref()

@@ -78,7 +78,7 @@ use super::csv::{
     REPORTED_BAD_LINES,
 };
 use super::lines::{is_terminator, LineCount, LineCursor};
-use super::{feed_source_cut, Feed, Pacing, Poll, Position, SourceOptions, SourceState, Stamped};
+use super::{feed_source_paced, Feed, Pacing, Poll, Position, SourceOptions, SourceState, Stamped};
 use crate::stash::Cut;
 use crate::time::Watermark;
 
@@ -849,22 +849,13 @@ impl BlockFeed {
 /// [`super::feed_source_paced`]; an error is set only on worker 0 of process 0 (the first in the
 /// file), on a worker that cannot open the file, or on a worker that learns that another
 /// worker's plan differs from its own (another copy of the file, or one that changed).
-pub fn block_source<'scope>(
-    scope: Scope<'scope, u64>,
-    plan: &Arc<BlockPlan>,
-    options: SourceOptions,
-    pacing: Pacing,
-    error: Rc<RefCell<Option<ReadError>>>,
-) -> StreamVec<'scope, u64, CsvItem> {
-    block_source_cut(scope, plan, options, pacing, error, Cut::none(), None)
-}
-
-/// [`block_source`] taking checkpoint cuts (see [`super::feed_source_cut`]), and, with
+///
+/// Checkpoint cuts as for [`super::feed_source_paced`] (none with [`Cut::none`]); with
 /// `restored` (every worker's [`SourceState`] at the checkpoint resumed from, by global worker
 /// index, from a run with as many workers), resuming there: each worker parses again the block
 /// its position is in and sends its records from the position on, with the restored
 /// watermark; the maxima of the blocks no worker reads again come from the states.
-pub fn block_source_cut<'scope>(
+pub fn block_source<'scope>(
     scope: Scope<'scope, u64>,
     plan: &Arc<BlockPlan>,
     options: SourceOptions,
@@ -960,5 +951,5 @@ pub fn block_source_cut<'scope>(
             None
         }
     };
-    feed_source_cut(scope, feed, options, pacing, error, cut)
+    feed_source_paced(scope, feed, options, pacing, error, cut)
 }

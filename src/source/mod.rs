@@ -285,7 +285,7 @@ pub fn feed_source<'scope, F: Feed>(
     options: SourceOptions,
     error: Rc<RefCell<Option<F::Error>>>,
 ) -> StreamVec<'scope, u64, F::Item> {
-    feed_source_paced(scope, feed, options, Pacing::default(), error)
+    feed_source_paced(scope, feed, options, Pacing::default(), error, Cut::none())
 }
 
 /// [`feed_source`] with a choice of send times and a bound on how far it reads ahead.
@@ -295,34 +295,27 @@ pub fn feed_source<'scope, F: Feed>(
 /// use std::rc::Rc;
 /// use timely::dataflow::operators::capture::{Capture, Extract};
 /// use tidemark::source::{feed_source_paced, Pacing, SendAt, SourceOptions, VecFeed};
+/// use tidemark::stash::Cut;
 ///
 /// let captured = timely::example(|scope| {
 ///     let feed = VecFeed::new(vec![(5, 'a'), (2, 'b'), (9, 'c')], 1);
 ///     let error = Rc::new(RefCell::new(None));
 ///     let pacing = Pacing { send_at: SendAt::Watermark, ahead: None };
-///     feed_source_paced(scope, Some(feed), SourceOptions::default(), pacing, error).capture()
+///     feed_source_paced(scope, Some(feed), SourceOptions::default(), pacing, error, Cut::none())
+///         .capture()
 /// });
 /// // 'a' and 'c' are on time and go at the watermark before the batch (0); 'b' keeps its stamp.
 /// assert_eq!(captured.extract(), vec![(0, vec!['a', 'c']), (4, vec!['b'])]);
 /// ```
-pub fn feed_source_paced<'scope, F: Feed>(
-    scope: Scope<'scope, u64>,
-    feed: Option<F>,
-    options: SourceOptions,
-    pacing: Pacing,
-    error: Rc<RefCell<Option<F::Error>>>,
-) -> StreamVec<'scope, u64, F::Item> {
-    feed_source_cut(scope, feed, options, pacing, error, Cut::none())
-}
-
-/// [`feed_source_paced`] taking checkpoint cuts: at each of `cut`'s times `c` the source hands
+///
+/// Checkpoint cuts: at each of `cut`'s times `c` (none with [`Cut::none`]) the source hands
 /// over its feed's [`SourceState`] (`None` on a worker without a feed) once it has sent every
 /// record it will send at a time `<= c` and none later. With [`SendAt::Watermark`] a record is
 /// sent at the watermark before its batch, so the source ends the batch before the first
 /// record whose watermark before it is above `c` ([`Feed::poll_bounded`]): the records at
 /// times `<= c` are then exactly those before the position, and the watermark there says at
 /// which times the rest go.
-pub fn feed_source_cut<'scope, F: Feed>(
+pub fn feed_source_paced<'scope, F: Feed>(
     scope: Scope<'scope, u64>,
     feed: Option<F>,
     options: SourceOptions,

@@ -185,9 +185,8 @@ pub trait Workload: Clone + Send + Sync + 'static {
     fn event_time(event: &Self::Event) -> u64;
     /// Sets the event time of an event (the harness replays a pool with shifted times).
     fn set_event_time(event: &mut Self::Event, time_ns: u64);
-    /// The engine's dataflow over the events; its output is what the harness probes. By
-    /// default [`Workload::checkpointed`] without checkpoints: a workload implements one of the
-    /// two (the one with checkpoints where its operators can snapshot).
+    /// The engine's dataflow over the events; its output is what the harness probes:
+    /// [`Workload::checkpointed`] without checkpoints.
     fn dataflow<'scope>(
         &self,
         events: StreamVec<'scope, u64, Self::Event>,
@@ -203,17 +202,13 @@ pub trait Workload: Clone + Send + Sync + 'static {
     }
     /// The engine's dataflow with every stateful operator handing its state value to
     /// `checkpoints` at each cut ([`crate::stash`]); with `Checkpoints::default()` it is
-    /// [`Workload::dataflow`]. By default the plain dataflow, which snapshots nothing: only
-    /// where [`Workload::has_checkpoints`] says so. (Each default calls the other: implement
-    /// one.)
+    /// [`Workload::dataflow`]. A workload whose operators do not snapshot ignores
+    /// `checkpoints` and says so with [`Workload::has_checkpoints`] (false by default).
     fn checkpointed<'scope>(
         &self,
         events: StreamVec<'scope, u64, Self::Event>,
         checkpoints: &Checkpoints,
-    ) -> StreamVec<'scope, u64, Self::Output> {
-        let _ = checkpoints;
-        self.dataflow(events)
-    }
+    ) -> StreamVec<'scope, u64, Self::Output>;
     /// Whether the workload has an incremental version ([`Workload::incremental`]).
     fn has_incremental(&self) -> bool {
         false

@@ -560,9 +560,12 @@ impl Workload for Nexmark {
         }
     }
 
-    fn dataflow<'scope>(
+    /// The queries' operators do not snapshot yet ([`Workload::has_checkpoints`] is false):
+    /// `checkpoints` is not used.
+    fn checkpointed<'scope>(
         &self,
         events: StreamVec<'scope, u64, Event>,
+        _checkpoints: &Checkpoints,
     ) -> StreamVec<'scope, u64, Output> {
         (self.query.definition().dataflow)(self, events)
     }
