@@ -35,7 +35,7 @@ FIGURES = Path(os.environ.get("TIDEMARK_FIGURES", ROOT / "paper" / "figures"))
 
 # Specs the paper's evaluation rests on (experiments/<spec>.toml): without their results the
 # notebook run fails.
-CORE_SPECS = ["latency", "epoch", "scaling", "windows", "partitioners", "engines"]
+CORE_SPECS = ["latency", "epoch", "scaling", "windows", "partitioners", "engines", "recovery"]
 # Specs that may legitimately be absent (documented in the README): the peer systems need their
 # own installations, and `<core spec>-16core` needs a 16-core machine that is not always lent.
 PEERS = "peers"
@@ -50,6 +50,7 @@ FIGURE_KINDS = {
     "partitioners": ["throughput"],
     "engines": ["throughput"],
     "peers": ["throughput"],
+    "recovery": ["overhead", "size", "failure"],
 }
 
 
@@ -607,3 +608,43 @@ def peer_config(df: pd.DataFrame) -> pd.Series:
     if "point_epoch" in df.columns:
         out = out + df["point_epoch"].map(lambda e: f", epoch {e}" if isinstance(e, str) else "")
     return out
+
+
+def checkpoint_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs with checkpoints (`tidemark bench --checkpoint-dir`), with columns for what their
+    report's `checkpoints` says: `interval_s`, `campaigns` (YSB's state size, from the
+    parameters), `ckpt_count`, `snapshot_ms` and `snapshot_max_ms` (mean and largest snapshot
+    time), `snapshot_kb` and `snapshot_max_kb` (mean and largest checkpoint size, all workers),
+    `throughput_ratio` and `p99_ratio` (with over without checkpoints; `p99_ratio` NaN when
+    either run's latency was unbounded), `without_achieved`, `without_p99_ms`, and `failed`
+    with `failure` (the report's `checkpoints.failure` object, for `--fail-at` runs)."""
+    if "checkpoints_interval_ns" not in df.columns:
+        return df.iloc[0:0]
+    df = df[df["checkpoints_interval_ns"].notna()].copy()
+    df["interval_s"] = df["checkpoints_interval_ns"].astype(float) / 1e9
+    df["campaigns"] = df["parameters"].str.extract(r"campaigns=(\d+)")[0].astype(float)
+    df["ckpt_count"] = df["checkpoints_count"].astype(int)
+    num = lambda col: pd.to_numeric(df[col], errors="coerce").astype(float)
+    df["snapshot_ms"] = round_sig(num("checkpoints_snapshot_ns_mean") / 1e6)
+    df["snapshot_max_ms"] = round_sig(num("checkpoints_snapshot_ns_max") / 1e6)
+    df["snapshot_kb"] = round_sig(num("checkpoints_bytes_mean") / 1e3)
+    df["snapshot_max_kb"] = round_sig(num("checkpoints_bytes_max") / 1e3)
+    df["throughput_ratio"] = round_sig(num("checkpoints_throughput_ratio"))
+    df["p99_ratio"] = round_sig(num("checkpoints_p99_ratio"))
+    df["without_achieved"] = round_sig(num("checkpoints_without_achieved_rate"))
+    df["without_p99_ms"] = round_sig(num("checkpoints_without_lat_p99") / 1e6)
+    if "checkpoints_failure_at_ns" in df.columns:
+        df["failed"] = df["checkpoints_failure_at_ns"].notna()
+        df["failure"] = [
+            {
+                "at_ns": r["checkpoints_failure_at_ns"],
+                "restored_cut_ns": r.get("checkpoints_failure_restored_cut_ns"),
+                "recovery_ns": None if pd.isna(r.get("checkpoints_failure_recovery_ns")) else r.get("checkpoints_failure_recovery_ns"),
+                "timeline": r["checkpoints_failure_timeline"],
+            } if failed else None
+            for failed, (_, r) in zip(df["failed"], df.iterrows())
+        ]
+    else:
+        df["failed"] = False
+        df["failure"] = None
+    return df

@@ -293,6 +293,72 @@ def sixteen(m: Macros):
     ceiling(m, spec16, "Sixteen")
 
 
+def checkpoints(m: Macros):
+    """The checkpoint overhead at a 1 s interval (spec `checkpoint`) and against interval and
+    state size (spec `recovery`)."""
+    def rr(x: float) -> str:
+        return "--" if x != x else ratio(x)  # NaN: a run's latency was unbounded
+
+    src = "spec checkpoint"
+    ck = tr.checkpoint_rows(tr.load_runs("checkpoint"))
+    if not len(ck):
+        raise tr.MissingResults("experiments/results/checkpoint/runs.jsonl has no checkpointed run")
+    m.add("CkptInterval", dur_ns(ck.checkpoints_interval_ns.iloc[0]), src)
+    m.add("CkptRuns", str(len(ck)), src)
+    rows = []
+    for (workers, closed), g in ck.groupby(["workers", "closed_loop"]):
+        name = f"{'Max' if closed else 'Open'}{'One' if workers == 1 else 'Two'}"
+        m.add(f"Ckpt{name}Tput", rr(g.throughput_ratio.median()), src)
+        m.add(f"Ckpt{name}TputWorst", rr(g.throughput_ratio.min()), src)
+        m.add(f"Ckpt{name}PNinetyNine", rr(g.p99_ratio.median()), src)
+        m.add(f"Ckpt{name}PNinetyNineWorst", rr(g.p99_ratio.max()), src)
+        m.add(f"Ckpt{name}Snapshot", lat(g.snapshot_ms.median()), src)
+        m.add(f"Ckpt{name}Size", f"{g.snapshot_kb.median():.1f}\\,kB", src)
+        rows.append([
+            "closed loop" if closed else rate(g.offered.iloc[0]), str(workers),
+            rate(g.without_achieved.median()), rate(g.achieved.median()),
+            rr(g.throughput_ratio.median()), lat(g.without_p99_ms.median()),
+            lat(g.p99_ms.median()), rr(g.p99_ratio.median()), lat(g.snapshot_ms.median()),
+            lat(g.snapshot_max_ms.max()), str(len(g)),
+        ])
+    m.table("CkptTable", rows, src)
+    src = "spec recovery"
+    rec = tr.checkpoint_rows(tr.load_runs("recovery"))
+    if not len(rec):
+        raise tr.MissingResults("experiments/results/recovery/runs.jsonl has no checkpointed run")
+    failed, rec = rec[rec.failed], rec[~rec.failed]
+    for workers, name in [(1, "One"), (2, "Two")]:
+        f = failed[failed.workers == workers]
+        if not len(f):
+            m.add(f"RecRecovery{name}", "not measured", src)
+            m.add(f"RecFailPeak{name}", "--", src)
+            m.add(f"RecFailAt{name}", "--", src)
+            m.add(f"RecFailCut{name}", "--", src)
+            continue
+        failure = f.iloc[0]["failure"]
+        recovery = failure["recovery_ns"]
+        m.add(f"RecRecovery{name}", "not within the run" if recovery is None else dur_ns(recovery), src)
+        peak = max((b["max_ns"] for b in failure["timeline"]), default=float("nan"))
+        m.add(f"RecFailPeak{name}", lat(peak / 1e6), src)
+        m.add(f"RecFailAt{name}", dur_ns(failure["at_ns"]), src)
+        cut = failure["restored_cut_ns"]
+        m.add(f"RecFailCut{name}", "nothing" if cut is None or cut != cut else dur_ns(cut), src)
+    one = rec[rec.interval_s == 1.0] if (rec.interval_s == 1.0).any() else rec
+    small, large = one[one.campaigns == one.campaigns.min()], one[one.campaigns == one.campaigns.max()]
+    m.add("RecCampaignsLow", f"{int(small.campaigns.iloc[0]):,}".replace(",", "\\,"), src)
+    m.add("RecCampaignsHigh", f"{int(large.campaigns.iloc[0]):,}".replace(",", "\\,"), src)
+    m.add("RecSizeLow", f"{small.snapshot_kb.median():.1f}\\,kB", src)
+    m.add("RecSizeHigh", f"{large.snapshot_kb.median() / 1e3:.1f}\\,MB", src)
+    m.add("RecTimeLow", lat(small.snapshot_ms.median()), src)
+    m.add("RecTimeHigh", lat(large.snapshot_ms.median()), src)
+    m.add("RecTputHigh", rr(large.throughput_ratio.median()), src)
+    m.add("RecPNinetyNineHigh", rr(large.p99_ratio.median()), src)
+    fast = rec[rec.interval_s == rec.interval_s.min()]
+    m.add("RecIntervalMin", dur_ns(fast.checkpoints_interval_ns.iloc[0]), src)
+    m.add("RecIntervalMax", dur_ns(rec.checkpoints_interval_ns.max()), src)
+    m.add("RecTputWorst", rr(rec.throughput_ratio.min()), src)
+
+
 def main() -> int:
     m = Macros()
     try:
@@ -305,6 +371,7 @@ def main() -> int:
         bars(m, "engines", "Engines",
              lambda df: "point_engine" if "point_engine" in df.columns else "engine",
              tr.second_parameter)
+        checkpoints(m)
     except tr.MissingResults as e:
         print(f"gen_results: {e}", file=sys.stderr)
         return 1

@@ -27,11 +27,22 @@
 //! The snapshot is then the operator's state value alone: its stash holds only times `> c`,
 //! which the replay delivers again, and its capabilities follow from the state (pending closes)
 //! and are re-created from the operator's initial capability on restore.
+//!
+//! # Restoring
+//!
+//! A dataflow built with [`Checkpoints::restoring`] hands each operator that asks through
+//! [`Checkpoints::cut_restored`] its state value at the checkpoint, by operator id; the operator
+//! starts from it (the window operators through their `restore`, the rolling reduce with its
+//! running values) and the input must resume with exactly the records after the cut.
+//! [`Checkpoints::restore_result`] reports a missing or undecodable state, an operator that
+//! cannot restore (the join, the NEXMark auction operators: they use [`Checkpoints::cut`]),
+//! and a state no operator took.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use timely::dataflow::operators::{Capability, InputCapability};
 use timely::progress::frontier::AntichainRef;
@@ -155,8 +166,9 @@ pub fn limit(frontier: AntichainRef<'_, u64>) -> Option<u64> {
     frontier.first().copied()
 }
 
-/// A cut's hook: receives the cut and the state value, returns the next cut.
-type Hook<V> = Box<dyn FnMut(u64, V) -> Option<u64>>;
+/// A cut's hook: receives the cut, the state value and whether it is the last cut this operator
+/// takes (its input ended: the value holds for every later cut too); returns the next cut.
+type Hook<V> = Box<dyn FnMut(u64, V, bool) -> Option<u64>>;
 
 /// Where an operator takes its checkpoint snapshots: the pending cut time and the hook that
 /// receives the operator's state value `V` there (see the module docs for the two rules).
@@ -185,7 +197,13 @@ impl<V> Cut<V> {
 
     /// Cuts starting at `first`; at each, `hook(cut, state)` receives the state value and
     /// returns the next cut.
-    pub fn new(first: u64, hook: impl FnMut(u64, V) -> Option<u64> + 'static) -> Self {
+    pub fn new(first: u64, mut hook: impl FnMut(u64, V) -> Option<u64> + 'static) -> Self {
+        Cut::with_last(first, move |cut, state, _last| hook(cut, state))
+    }
+
+    /// [`Cut::new`] with a hook that is also told whether the cut is the operator's last: the
+    /// input ended, and the state value stands for every later cut.
+    pub fn with_last(first: u64, hook: impl FnMut(u64, V, bool) -> Option<u64> + 'static) -> Self {
         Cut {
             next: Some(first),
             hook: Some(Box::new(hook)),
@@ -222,11 +240,12 @@ impl<V> Cut<V> {
                 break;
             }
             let hook = self.hook.as_mut().expect("a pending cut has a hook");
-            let next = hook(cut, state(cut));
-            debug_assert!(next.is_none_or(|n| n > cut), "cuts must increase");
             // Once the input has ended every later cut would store the same final state: the
-            // one just taken is the last.
-            self.next = next.filter(|_| limit.is_some());
+            // one just taken is the last, and the hook is told so.
+            let last = limit.is_none();
+            let next = hook(cut, state(cut), last);
+            debug_assert!(next.is_none_or(|n| n > cut), "cuts must increase");
+            self.next = next.filter(|_| !last);
             taken = true;
         }
         taken
@@ -240,37 +259,178 @@ pub trait SnapshotSink {
     /// Receives `operator`'s state value at `cut`, encoded by [`encode`]; returns the next cut
     /// (later than `cut`), `None` to stop.
     fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64>;
+    /// Receives `operator`'s last state value, at `cut`, after its input ended: the value
+    /// stands for `cut` and every later cut. The default hands it to [`SnapshotSink::write`].
+    fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
+        self.write(operator, cut, state);
+    }
 }
 
 /// A worker's checkpoint sink, shared by its operators, or none (the default).
 #[derive(Clone, Default)]
-pub struct Checkpoints(Option<(SharedSink, Rc<Cell<usize>>)>);
+pub struct Checkpoints(Option<Shared>);
+
+/// What a worker's operators share: the sink, the operators counted so far, the states to
+/// restore (by operator id) and the first error met restoring one.
+#[derive(Clone)]
+struct Shared {
+    sink: SharedSink,
+    count: Rc<Cell<usize>>,
+    restored: Option<Rc<RefCell<OperatorStates>>>,
+    error: Rc<RefCell<Option<RestoreError>>>,
+}
+
+/// Encoded state values by operator id (`N:name`): what a worker restores from.
+pub type OperatorStates = BTreeMap<String, Vec<u8>>;
+
+/// An operator's cut and, when restoring, its state at the checkpoint: what
+/// [`Checkpoints::cut_restored`] returns.
+pub type Restorable<V> = (Cut<V>, Option<V>);
 
 /// A worker's sink, shared by its operators.
 type SharedSink = Rc<RefCell<dyn SnapshotSink>>;
 
+/// Why an operator could not be built from its restored state; the caller names the file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The snapshot holds no state for an operator of this dataflow.
+    #[error("it holds no state for operator {0} (written by another dataflow)")]
+    Missing(String),
+    /// The operator's state does not decode as this build's state type.
+    #[error("the state of operator {operator} does not decode ({why})")]
+    Undecodable {
+        /// The operator id (`N:name`).
+        operator: String,
+        /// The decoder's message.
+        why: String,
+    },
+    /// The operator takes snapshots but cannot be built from one.
+    #[error("operator {0} cannot be restored from a snapshot")]
+    Unsupported(String),
+    /// The snapshot holds states of operators this dataflow does not have.
+    #[error("it holds the state of operator {0}, which this dataflow does not have")]
+    Unused(String),
+}
+
 impl Checkpoints {
     /// Snapshots of this worker's operators go to `sink`.
     pub fn new(sink: Rc<RefCell<dyn SnapshotSink>>) -> Self {
-        Checkpoints(Some((sink, Rc::default())))
+        Checkpoints(Some(Shared {
+            sink,
+            count: Rc::default(),
+            restored: None,
+            error: Rc::default(),
+        }))
+    }
+
+    /// Snapshots go to `sink`, and every operator is built from its state in `states` (the
+    /// encoded values a previous run handed to its sink, by operator id `N:name`, see
+    /// [`Checkpoints::cut`]): the restore of a checkpoint.
+    pub fn restoring(sink: Rc<RefCell<dyn SnapshotSink>>, states: OperatorStates) -> Self {
+        Checkpoints(Some(Shared {
+            sink,
+            count: Rc::default(),
+            restored: Some(Rc::new(RefCell::new(states))),
+            error: Rc::default(),
+        }))
+    }
+
+    /// The operators that asked for their cut so far on this worker.
+    pub fn operators(&self) -> usize {
+        self.0.as_ref().map_or(0, |shared| shared.count.get())
+    }
+
+    /// After the dataflow is built: the first operator that could not be restored, or a state
+    /// that no operator took. `Ok` when not restoring.
+    ///
+    /// Errors: [`RestoreError`], for the caller to name the checkpoint file.
+    pub fn restore_result(&self) -> Result<(), RestoreError> {
+        let Some(shared) = &self.0 else { return Ok(()) };
+        if let Some(error) = shared.error.borrow().clone() {
+            return Err(error);
+        }
+        if let Some(restored) = &shared.restored {
+            if let Some(operator) = restored.borrow().keys().next() {
+                return Err(RestoreError::Unused(operator.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(shared: &Shared, error: RestoreError) {
+        shared.error.borrow_mut().get_or_insert(error);
     }
 
     /// The cut for an operator described by `operator`, encoding its state value with
     /// [`encode`]; [`Cut::none`] without a sink. The sink sees the operator as `N:operator`,
     /// `N` counting the operators of this worker in the order they asked for their cut: unique,
     /// and the same in every run of the same dataflow.
+    ///
+    /// For an operator that cannot be built from a restored state: on a restoring
+    /// [`Checkpoints`] it records [`RestoreError::Unsupported`] (see
+    /// [`Checkpoints::restore_result`]). Operators that can use [`Checkpoints::cut_restored`].
     pub fn cut<V: Serialize + 'static>(&self, operator: &str) -> Cut<V> {
-        let Some((sink, count)) = self.0.clone() else {
-            return Cut::none();
+        let (cut, id) = self.cut_with_id(operator);
+        if let (Some(shared), Some(id)) = (&self.0, id) {
+            if shared.restored.is_some() {
+                Checkpoints::fail(shared, RestoreError::Unsupported(id));
+            }
+        }
+        cut
+    }
+
+    /// The cut for `operator` (as [`Checkpoints::cut`]) and, when restoring, its state value
+    /// at the checkpoint resumed from: the operator must then start from that state instead of
+    /// an empty one, re-creating the capabilities its state implies (pending window closes)
+    /// from its initial capability. `None` when not restoring, or when the state is missing or
+    /// does not decode (recorded for [`Checkpoints::restore_result`]; the caller stops the run
+    /// before stepping it).
+    pub fn cut_restored<V: Serialize + DeserializeOwned + 'static>(
+        &self,
+        operator: &str,
+    ) -> Restorable<V> {
+        let (cut, id) = self.cut_with_id(operator);
+        let (Some(shared), Some(id)) = (&self.0, id) else {
+            return (cut, None);
         };
-        let Some(first) = sink.borrow().first_cut() else {
-            return Cut::none();
+        let Some(restored) = &shared.restored else {
+            return (cut, None);
         };
-        let operator = format!("{}:{operator}", count.get());
-        count.set(count.get() + 1);
-        Cut::new(first, move |cut, state: V| {
-            sink.borrow_mut().write(&operator, cut, encode(&state))
-        })
+        let Some(bytes) = restored.borrow_mut().remove(&id) else {
+            Checkpoints::fail(shared, RestoreError::Missing(id));
+            return (cut, None);
+        };
+        match decode(&bytes) {
+            Ok(state) => (cut, Some(state)),
+            Err(why) => {
+                Checkpoints::fail(shared, RestoreError::Undecodable { operator: id, why });
+                (cut, None)
+            }
+        }
+    }
+
+    /// The cut and the operator's id (`None` without a sink).
+    fn cut_with_id<V: Serialize + 'static>(&self, operator: &str) -> (Cut<V>, Option<String>) {
+        let Some(shared) = self.0.clone() else {
+            return (Cut::none(), None);
+        };
+        // Counted even without cuts to come: a restore needs the id.
+        let id = format!("{}:{operator}", shared.count.get());
+        shared.count.set(shared.count.get() + 1);
+        let Some(first) = shared.sink.borrow().first_cut() else {
+            return (Cut::none(), Some(id));
+        };
+        let (sink, operator) = (shared.sink, id.clone());
+        let cut = Cut::with_last(first, move |cut, state: V, last| {
+            let mut sink = sink.borrow_mut();
+            if last {
+                sink.write_last(&operator, cut, encode(&state));
+                None
+            } else {
+                sink.write(&operator, cut, encode(&state))
+            }
+        });
+        (cut, Some(id))
     }
 }
 
@@ -279,4 +439,11 @@ impl Checkpoints {
 pub fn encode<V: Serialize>(state: &V) -> Vec<u8> {
     bincode::serialize(state)
         .expect("in-memory bincode encoding of serde-derived types cannot fail")
+}
+
+/// Decodes a state value [`encode`]d by this build.
+///
+/// Errors: the decoder's message (bytes of another type or layout).
+pub fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, String> {
+    bincode::deserialize(bytes).map_err(|e| e.to_string())
 }

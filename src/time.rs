@@ -50,7 +50,8 @@ pub const MAX_DURATION: u64 = 1 << 62;
 /// assert_eq!(w.stamp(20), 20);
 /// assert_eq!(w.current(), 15);
 /// ```
-#[derive(Clone, Debug)]
+// Serializable: a checkpoint stores it, so a restored source stamps as the original would.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Watermark {
     max_delay: u64,
     current: u64,

@@ -187,10 +187,18 @@ fn baseline_on_several_workers_is_the_parallel_ceiling_for_every_workload() {
     }
 }
 
-/// `ysb` on 2 workers at `rate` with `--profile`, its report in a scratch directory `name`: the
-/// output, the report and its per-worker profiles (checked to be two).
-fn profiled(name: &str, rate: &str) -> (Output, serde_json::Value, Vec<serde_json::Value>) {
-    let args = ["ysb", "--workers", "2", "--rate", rate, "--profile"];
+/// `ysb` on 2 workers at `rate` with `--profile` and `more` flags, its report in a scratch
+/// directory `name`: the output, the report and its per-worker profiles (checked to be two).
+fn profiled(
+    name: &str,
+    rate: &str,
+    more: &[&str],
+) -> (Output, serde_json::Value, Vec<serde_json::Value>) {
+    let args = [
+        &["ysb", "--workers", "2", "--rate", rate, "--profile"],
+        more,
+    ]
+    .concat();
     let (out, r) = short_report(&scratch(name), "report.json", &args);
     let profiles = r["profile"]
         .as_array()
@@ -206,7 +214,7 @@ fn profiled(name: &str, rate: &str) -> (Output, serde_json::Value, Vec<serde_jso
 #[test]
 fn profile_lists_the_query_s_operators_with_shares_per_worker() {
     let _cores = cores();
-    let (out, r, profiles) = profiled("profile", "20k");
+    let (out, r, profiles) = profiled("profile", "20k", &[]);
     let (mut window_in, mut upstream_out) = (0, 0);
     for (index, p) in profiles.iter().enumerate() {
         assert_eq!(p["worker"], index);
@@ -245,6 +253,51 @@ fn profile_lists_the_query_s_operators_with_shares_per_worker() {
     );
 }
 
+/// `--profile`'s frontier fields on 2 workers with a deliberately slow stage (`--inject-delay`:
+/// the driver's `HoldFrontier` passes the frontier on 30 ms late): per worker, every operator's
+/// frontier hold is between 0 and the profiled time and its longest hold at most its total,
+/// `HoldFrontier` is the operator that held the frontier back longest, and the frontier-lag log
+/// has intervals in order whose output frontier never passes the input time offered; the table
+/// shows the columns.
+#[test]
+fn profile_names_the_operator_that_holds_the_frontier_back() {
+    let _cores = cores();
+    let (out, _, profiles) = profiled("profile-hold", "20k", &["--inject-delay", "30ms"]);
+    for p in &profiles {
+        let profiled = p["profiled_ns"].as_u64().unwrap();
+        let operators = p["operators"].as_array().unwrap();
+        let hold = |o: &serde_json::Value| o["frontier_hold_ns"].as_u64().unwrap();
+        for o in operators {
+            let longest = o["frontier_hold_max_ns"].as_u64().unwrap();
+            assert!(longest <= hold(o) && hold(o) <= profiled, "{o}");
+        }
+        let top = operators.iter().max_by_key(|o| hold(o)).unwrap();
+        assert_eq!(top["name"], "HoldFrontier", "{p}");
+        assert!(hold(top) > 0, "{p}");
+        let lag = p["frontier_lag"].as_array().expect("a lag log");
+        assert!(lag.len() >= 2, "{p}");
+        let mut previous = 0;
+        for interval in lag {
+            let at = interval["at_ns"].as_u64().unwrap();
+            assert!(at > previous, "{interval}");
+            previous = at;
+            if let (Some(offered), Some(frontier)) =
+                (interval["offered"].as_u64(), interval["frontier"].as_u64())
+            {
+                assert!(frontier <= offered, "{interval}");
+            }
+        }
+        // The delay holds the output back behind the input: some interval shows it.
+        assert!(
+            lag.iter().any(|i| i["max_lag_ns"].as_u64().unwrap() > 0),
+            "{p}"
+        );
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("held back"), "{table}");
+    assert!(table.contains("frontier lag"), "{table}");
+}
+
 /// The closed loop keeps every worker's share of the stream flowing: on 2 workers each worker's
 /// input (`--profile`'s `Input` records out) takes at least a quarter of all input events. The
 /// closed loop once judged each worker by the global probe, which let the worker whose input
@@ -252,7 +305,7 @@ fn profile_lists_the_query_s_operators_with_shares_per_worker() {
 #[test]
 fn the_closed_loop_feeds_every_worker_its_share() {
     let _cores = cores();
-    let (_, r, profiles) = profiled("closed-loop-share", "max");
+    let (_, r, profiles) = profiled("closed-loop-share", "max", &[]);
     let inputs: Vec<u64> = profiles
         .iter()
         .map(|p| {
@@ -328,6 +381,8 @@ fn every_bench_parameter_is_checked_before_running() {
     let dir = scratch("checked");
     let json = dir.join("never.json");
     let json = s(&json);
+    let ckpt = dir.join("ckpt");
+    let ckpt = s(&ckpt);
     // Sizes that divided by zero, or were accepted and then useless or unbounded.
     for (args, needle) in [
         (
@@ -380,6 +435,53 @@ fn every_bench_parameter_is_checked_before_running() {
             &["ysb", "--find-sustainable", "--p99-bound", "0"],
             "--p99-bound must be positive",
         ),
+        // What cannot checkpoint, or fail and recover.
+        (
+            &[
+                "ysb",
+                "--checkpoint-dir",
+                ckpt,
+                "--checkpoint-interval",
+                "0s",
+            ],
+            "--checkpoint-interval must be positive",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--find-sustainable"],
+            "--checkpoint-dir and --find-sustainable exclude each other",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--engine", "baseline"],
+            "--engine baseline has no operator state",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--engine", "differential"],
+            "--engine differential has no operator state",
+        ),
+        (
+            &["nexmark", "--checkpoint-dir", ckpt, "--query", "q5"],
+            "nexmark q5 does not hand its operator state to checkpoints",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--processes", "2"],
+            "checkpoints are measured in one process",
+        ),
+        (
+            &["ysb", "--checkpoint-dir", ckpt, "--fail-at", "10s"],
+            "--fail-at must be within the run",
+        ),
+        (
+            &[
+                "ysb",
+                "--checkpoint-dir",
+                ckpt,
+                "--fail-at",
+                "1s",
+                "--rate",
+                "max",
+            ],
+            "--fail-at needs an open-loop run",
+        ),
     ] {
         expect_one_line_error(&[args, &["--json", json]].concat(), needle);
     }
@@ -400,8 +502,13 @@ fn every_bench_parameter_is_checked_before_running() {
     ] {
         expect_error(&[args, &["--json", json]].concat(), needle);
     }
-    // Nothing ran: no report was written.
+    // Checkpoint flags without --checkpoint-dir are usage errors.
+    for flag in ["--checkpoint-interval", "--fail-at"] {
+        expect_error(&["ysb", flag, "1s"], "--checkpoint-dir");
+    }
+    // Nothing ran: no report was written, no checkpoint directory made.
     assert!(!std::path::Path::new(json).exists());
+    assert!(!std::path::Path::new(ckpt).exists());
 }
 
 /// Peak resident memory of a running child, sampled from `/proc` until it exits; kills it and
@@ -596,4 +703,212 @@ fn find_sustainable_reports_a_sustainable_run_with_its_interval_log() {
         log.lines().any(|l| l.contains(",HISTFAA")),
         "empty interval log: {log}"
     );
+}
+
+/// `--checkpoint-dir` on 1 and 2 workers, YSB (windows) and word count (rolling reduce): the
+/// report counts the checkpoints at cuts within the run, each a multiple of the interval; the
+/// checkpoint in force in the directory is a manifest naming one snapshot per worker with its
+/// CRC-32, each holding the worker's one stateful operator with a non-empty state; its size is
+/// what the report says; and the comparison with the run without checkpoints is the ratio of
+/// the two runs' reported numbers.
+#[test]
+fn checkpointed_bench_reports_its_checkpoints_and_commits_them() {
+    use tidemark::checkpoint::file::{read, Header};
+    use tidemark::checkpoint::Manifest;
+    use tidemark::harness::snapshots::BenchSnapshot;
+
+    let _cores = cores();
+    let dir = scratch("checkpointed");
+    let interval: u64 = 250_000_000;
+    for (workload, operator) in [("ysb", "Window["), ("wordcount", "Reduce[")] {
+        for workers in [1u32, 2] {
+            let json = dir.join(format!("{workload}-{workers}.json"));
+            let ckpt = dir.join(format!("{workload}-{workers}"));
+            let out = short_bench(&[
+                workload,
+                "--workers",
+                &workers.to_string(),
+                "--rate",
+                "20k",
+                "--checkpoint-dir",
+                s(&ckpt),
+                "--checkpoint-interval",
+                "250ms",
+                "--json",
+                s(&json),
+            ]);
+            let what = format!("{workload} on {workers} workers");
+            let table = String::from_utf8_lossy(&out.stdout);
+            assert!(table.contains("checkpoints"), "{what}: {table}");
+            let r = report(&json);
+            let c = &r["checkpoints"];
+            assert_eq!(c["interval_ns"], interval, "{what}: {c}");
+            let each = c["each"].as_array().unwrap();
+            assert_eq!(c["count"], each.len(), "{what}: {c}");
+            assert!(
+                !each.is_empty(),
+                "{what}: a 1.5 s run at 250 ms takes cuts: {c}"
+            );
+            let cuts: Vec<u64> = each.iter().map(|e| e["cut_ns"].as_u64().unwrap()).collect();
+            assert!(
+                cuts.windows(2).all(|w| w[0] < w[1])
+                    && cuts
+                        .iter()
+                        .all(|c| c.is_multiple_of(interval) && *c > 0 && *c < 1_500_000_000),
+                "{what}: cuts within the run, at multiples of the interval: {cuts:?}"
+            );
+            let bytes: Vec<u64> = each.iter().map(|e| e["bytes"].as_u64().unwrap()).collect();
+            assert_eq!(c["bytes"]["max"], *bytes.iter().max().unwrap(), "{what}");
+            // The comparison is the two runs' own numbers.
+            let without = &c["without"];
+            let ratio =
+                r["achieved_rate"].as_f64().unwrap() / without["achieved_rate"].as_f64().unwrap();
+            assert!(
+                (c["throughput_ratio"].as_f64().unwrap() - ratio).abs() < 1e-9,
+                "{what}: {c}"
+            );
+            let p99 = r["latency_ns"]["p99"].as_u64().unwrap() as f64
+                / without["latency_ns"]["p99"].as_u64().unwrap() as f64;
+            assert!(
+                (c["p99_ratio"].as_f64().unwrap() - p99).abs() < 1e-9,
+                "{what}: {c}"
+            );
+            assert_ne!(without["config_hash"], r["config_hash"], "{what}");
+
+            // The checkpoint in force: every file it names is there, whole, one per worker.
+            let (header, manifest): (Header, Manifest) = read(&ckpt.join("MANIFEST")).unwrap();
+            assert_eq!(header.workers, workers, "{what}");
+            assert_eq!(header.time % interval, 0, "{what}");
+            assert!(
+                !manifest.complete,
+                "{what}: a bench's checkpoints are never complete"
+            );
+            assert_eq!(manifest.snapshots.len(), workers as usize, "{what}");
+            let mut total = 0;
+            for (index, (name, crc)) in manifest.snapshots.iter().enumerate() {
+                let path = ckpt.join(name);
+                let file = std::fs::read(&path).unwrap();
+                assert_eq!(crc32fast::hash(&file), *crc, "{what}: {name}");
+                total += file.len() as u64;
+                let (snap_header, snapshot): (Header, BenchSnapshot) = read(&path).unwrap();
+                assert_eq!(snap_header.time, header.time, "{what}: {name}");
+                assert_eq!(snapshot.worker, index as u32, "{what}: {name}");
+                assert_eq!(snapshot.operators.len(), 1, "{what}: {name}");
+                let (op, state) = &snapshot.operators[0];
+                assert!(op.starts_with(&format!("0:{operator}")), "{what}: {op}");
+                assert!(!state.is_empty(), "{what}: {name}");
+                if header.time < 1_500_000_000 && r["overloaded"] == false {
+                    // The input position at the cut: the worker's events sent at times up to
+                    // it. At 20k/s nothing waits (unless the machine starves the run, which
+                    // the report then says), so event j (the worker's k-th, j = index +
+                    // k * workers) is sent at its due epoch, 1 ms: those due before cut + 1 ms.
+                    let due = |j: u64| j * 1_000_000_000 / 20_000;
+                    let expected = (0..)
+                        .take_while(|k| {
+                            due(index as u64 + k * workers as u64) < header.time + 1_000_000
+                        })
+                        .count() as u64;
+                    assert_eq!(snapshot.position, Some(expected), "{what}: {name}");
+                }
+            }
+            if let Some(i) = cuts.iter().position(|&c| c == header.time) {
+                assert_eq!(
+                    bytes[i], total,
+                    "{what}: reported size of cut {}",
+                    header.time
+                );
+            }
+        }
+    }
+}
+
+/// A checkpoint directory that is not a bench's is refused and left as it was.
+#[test]
+fn a_directory_that_is_not_a_bench_s_is_refused() {
+    let dir = scratch("checkpoint-flags");
+    // A directory holding someone else's files (a `tidemark window` checkpoint, say).
+    let foreign = dir.join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("MANIFEST"), "not a bench's").unwrap();
+    expect_one_line_error(
+        &["ysb", "--checkpoint-dir", s(&foreign)],
+        "not empty and not a bench's checkpoint directory",
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("MANIFEST")).unwrap(),
+        "not a bench's"
+    );
+}
+
+/// `--fail-at` on 1 and 2 workers: the dataflow is rebuilt from the checkpoint in force at the
+/// failure (a cut at a multiple of the interval, before the failure), the report says when it
+/// failed, what it resumed from and the recovery time (within the run, if given), and the
+/// timeline of epoch latencies around it starts 2 s before the failure (or at 0) in 100 ms
+/// buckets; the run without checkpoints did not fail. The run goes on to its end: the events
+/// processed are counted once (at most what was offered).
+#[test]
+fn fail_at_rebuilds_from_the_last_checkpoint_and_reports_the_recovery() {
+    let _cores = cores();
+    let dir = scratch("fail-at");
+    for workers in ["1", "2"] {
+        let json = dir.join(format!("{workers}.json"));
+        let ckpt = dir.join(format!("ckpt-{workers}"));
+        let out = bench(&[
+            "ysb",
+            "--workers",
+            workers,
+            "--rate",
+            "20k",
+            "--duration",
+            "2500ms",
+            "--warmup",
+            "500ms",
+            "--pool",
+            "10000",
+            "--checkpoint-dir",
+            s(&ckpt),
+            "--checkpoint-interval",
+            "250ms",
+            "--fail-at",
+            "1500ms",
+            "--json",
+            s(&json),
+        ]);
+        assert!(out.status.success(), "{workers}: {}", stderr(&out));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("recovery time"), "{table}");
+        let r = report(&json);
+        let f = &r["checkpoints"]["failure"];
+        let at = f["at_ns"].as_u64().unwrap();
+        assert!((1_500_000_000..2_500_000_000).contains(&at), "{f}");
+        let cut = f["restored_cut_ns"]
+            .as_u64()
+            .expect("a checkpoint before 1.5 s");
+        assert!(
+            cut.is_multiple_of(250_000_000) && cut > 0 && cut < at,
+            "{f}"
+        );
+        if let Some(recovery) = f["recovery_ns"].as_u64() {
+            assert!(at + recovery <= 2_500_000_000, "{f}");
+        }
+        let timeline = f["timeline"].as_array().unwrap();
+        assert!(!timeline.is_empty(), "{f}");
+        let starts: Vec<u64> = timeline
+            .iter()
+            .map(|b| b["start_ns"].as_u64().unwrap())
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+        assert!(
+            starts.iter().all(|s| s.is_multiple_of(100_000_000)),
+            "{starts:?}"
+        );
+        assert!(starts[0] + 2_000_000_000 >= at, "{starts:?}");
+        for b in timeline {
+            assert!(b["epochs"].as_u64().unwrap() > 0, "{b}");
+            assert!(b["p50_ns"].as_u64() <= b["max_ns"].as_u64(), "{b}");
+        }
+        assert!(r["checkpoints"]["without"].get("failure").is_none());
+        // Events are counted once: at most what 2 measured seconds offer at 20k/s.
+        assert!(r["events"].as_u64().unwrap() <= 42_000, "{r}");
+    }
 }

@@ -6,8 +6,10 @@
 //! run, and as multisets those of a run without checkpoints, on 1 worker, 2 workers and 2
 //! processes, in both emit modes; that a finished run is a no-op when run again; and that a
 //! corrupt, truncated, foreign or incompatible checkpoint, standard input and a stream output
-//! are each refused with one line naming what is wrong; and that `--checkpoint-min-pause`
-//! coalesces the cuts passed within the pause into one commit without changing a byte.
+//! are each refused with one line naming what is wrong (a damaged operator state too, and a
+//! restart with another worker count); that `--checkpoint-min-pause` coalesces the cuts passed
+//! within the pause into one commit without changing a byte; and that a restart reads on from
+//! the readers' positions at the cut instead of from the first line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -320,6 +322,11 @@ fn crashes_and_restarts_commit_every_row_exactly_once_on_two_processes() {
 
 /// A job interrupted after its second checkpoint: `(dir, args)`.
 fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
+    interrupted_with(name, &[])
+}
+
+/// [`interrupted`], with `extra` arguments.
+fn interrupted_with(name: &str, extra: &[&str]) -> (PathBuf, Vec<String>) {
     let dir = scratch(name);
     let input = dir.join("in.csv");
     std::fs::write(&input, events(&mut Rng(7), 3000)).unwrap();
@@ -342,6 +349,7 @@ fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
         "0",
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
     .collect();
     let out = bin()
@@ -386,12 +394,24 @@ fn snapshot_file(dir: &Path) -> PathBuf {
 /// An interrupted run (scratch `name`) whose manifest's bytes `damage` changes is refused,
 /// naming the manifest and `problem`.
 fn damaged_manifest_is_refused(name: &str, damage: impl FnOnce(&mut [u8]), problem: &str) {
+    let manifest = |dir: &Path| dir.join("ckpt/MANIFEST");
+    damaged_file_is_refused(name, manifest, |bytes| damage(bytes), problem);
+}
+
+/// An interrupted run (scratch `name`) whose checkpoint file `file(dir)` has its bytes changed
+/// by `damage` is refused, naming that file and `problem`.
+fn damaged_file_is_refused(
+    name: &str,
+    file: impl FnOnce(&Path) -> PathBuf,
+    damage: impl FnOnce(&mut Vec<u8>),
+    problem: &str,
+) {
     let (dir, args) = interrupted(name);
-    let manifest = dir.join("ckpt/MANIFEST");
-    let mut bytes = std::fs::read(&manifest).unwrap();
+    let file = file(&dir);
+    let mut bytes = std::fs::read(&file).unwrap();
     damage(&mut bytes);
-    std::fs::write(&manifest, bytes).unwrap();
-    checkpoint_refused(&args, &manifest, problem);
+    std::fs::write(&file, bytes).unwrap();
+    checkpoint_refused(&args, &file, problem);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -405,13 +425,95 @@ fn a_corrupt_manifest_is_one_line_naming_it() {
 }
 
 #[test]
-fn a_truncated_snapshot_is_one_line_naming_it() {
-    let (dir, args) = interrupted("truncated");
-    let snapshot = snapshot_file(&dir);
-    let bytes = std::fs::read(&snapshot).unwrap();
-    std::fs::write(&snapshot, &bytes[..bytes.len() - 3]).unwrap();
-    checkpoint_refused(&args, &snapshot, "truncated");
+fn a_corrupt_operator_state_is_one_line_naming_its_snapshot() {
+    // The operators' states end the body (after the outputs' lengths).
+    let flip_last = |bytes: &mut Vec<u8>| {
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+    };
+    damaged_file_is_refused("corrupt-state", snapshot_file, flip_last, "corrupt");
+}
+
+/// The number in a run's summary line `N records read`.
+fn records_read(errors: &str) -> u64 {
+    let line = errors
+        .lines()
+        .find(|l| l.contains(" records read"))
+        .unwrap_or_else(|| panic!("no summary: {errors}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "records").unwrap();
+    words[at - 1].parse().unwrap()
+}
+
+#[test]
+fn a_restart_reads_on_from_the_checkpoint_not_from_the_first_line() {
+    // One reader, and every worker reading blocks of the file (small ones, so that the cut
+    // falls after several).
+    for (name, extra) in [
+        ("resume-one", vec![]),
+        (
+            "resume-blocks",
+            vec!["--workers", "2", "--read-block", "512"],
+        ),
+    ] {
+        let (dir, args) = interrupted_with(name, &extra);
+        let out = bin().args(&args).output().unwrap();
+        let errors = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "{name}: {errors}");
+        assert!(
+            errors.contains("resuming from the checkpoint at time"),
+            "{errors}"
+        );
+        // The rows before the cut (at 4 s of event time or later, of 36 s: the third commit) are
+        // not read again. With blocks, the blocks the readers' positions fall in are parsed
+        // again, whole, and the summary counts their rows: blocks of 512 bytes (about 36 rows)
+        // leave several whole blocks before every position.
+        let read = records_read(&errors);
+        assert!(
+            read > 0 && read < 3000,
+            "{name}: {read} of 3000 rows read again"
+        );
+        // And the result is the uninterrupted run's, byte for byte.
+        let mut reference = args.clone();
+        let output = reference.iter().position(|a| a == "--output").unwrap() + 1;
+        reference[output] = s(&dir.join("ref.csv")).to_string();
+        let ckpt = reference
+            .iter()
+            .position(|a| a == "--checkpoint-dir")
+            .unwrap()
+            + 1;
+        reference[ckpt] = s(&dir.join("ref-ckpt")).to_string();
+        let out = bin().args(&reference).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(records_read(&stderr(&out)), 3000);
+        assert_eq!(
+            std::fs::read(dir.join("out.csv")).unwrap(),
+            std::fs::read(dir.join("ref.csv")).unwrap(),
+            "{name}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_restart_with_another_worker_count_is_one_line_naming_the_count() {
+    let (dir, args) = interrupted("workers");
+    let mut more = args.clone();
+    more.extend(["--workers".to_string(), "2".to_string()]);
+    refused(
+        &more,
+        "written by a run of 1 workers (all processes together), this run has 2",
+    );
+    // The same command as before still resumes.
+    let out = bin().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_truncated_snapshot_is_one_line_naming_it() {
+    let cut_three = |bytes: &mut Vec<u8>| bytes.truncate(bytes.len() - 3);
+    damaged_file_is_refused("truncated", snapshot_file, cut_three, "truncated");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Checkpoint cuts are exact: the state every stateful keyed operator hands to its cut at time
 //! `c` equals the state of a run that saw only the records at times `<= c`, on 1, 2 and 4
-//! workers and under every partitioner.
+//! workers and under every partitioner. And a restore is exact: operators built from their
+//! states at `c` (`Checkpoints::restoring`) and fed only the records at times `> c` emit, at
+//! every time `> c`, what the uninterrupted run emits.
 //!
 //! Protects: the frontier stash's cut rules (`tidemark::stash`): records beyond a pending cut
 //! are not applied (the window operator's in-order fast path, the join's on-arrival matching)
@@ -21,6 +23,7 @@ use tidemark::keyed::{Join, KeyBy, Reduce};
 use tidemark::partition::Partitioner;
 use tidemark::stash::{Checkpoints, SnapshotSink};
 use tidemark::window::{Count, WindowAssigner};
+use timely::dataflow::operators::Inspect;
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{InputHandleVec, ProbeHandle};
 
@@ -87,13 +90,7 @@ fn run(
         let partitioner = partitioner.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let stream = input.to_stream(scope);
-            let windows = stream
-                .clone()
-                .key_by(partitioner.clone())
-                .checkpoints(&checkpoints)
-                .window(assigner)
-                .allowed_lateness(3)
-                .aggregate(|ts: &u64| *ts, Count);
+            let windows = counted(stream.clone(), &partitioner, &checkpoints, assigner);
             windows.results.probe_with(&probe);
             windows.late.probe_with(&probe);
             stream
@@ -108,13 +105,7 @@ fn run(
                 .probe_with(&probe);
         });
         if index == 0 {
-            for (record, step) in records.iter().zip(steps.iter().cycle()) {
-                input.advance_to(record.time);
-                input.send((record.key, record.ts));
-                if *step {
-                    worker.step();
-                }
-            }
+            send(&mut input, worker, &records, &steps);
         }
         if let Some(time) = settle {
             input.advance_to(time.max(*input.time()));
@@ -127,6 +118,38 @@ fn run(
     })
     .expect("timely runs");
     Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
+}
+
+/// The window operator both runs build: `assigner`, lateness 3, counting.
+/// Sends `records` in order at their times, stepping the worker after each record whose `steps`
+/// entry (cycled) is set, so operators see the input in batches of varied sizes.
+fn send(
+    input: &mut InputHandleVec<u64, (u64, u64)>,
+    worker: &mut timely::worker::Worker,
+    records: &[Record],
+    steps: &[bool],
+) {
+    for (record, step) in records.iter().zip(steps.iter().cycle()) {
+        input.advance_to(record.time);
+        input.send((record.key, record.ts));
+        if *step {
+            worker.step();
+        }
+    }
+}
+
+fn counted<'s>(
+    stream: timely::dataflow::StreamVec<'s, u64, (u64, u64)>,
+    partitioner: &Partitioner<u64>,
+    checkpoints: &Checkpoints,
+    assigner: WindowAssigner,
+) -> tidemark::keyed::window::Windowed<'s, u64, u64, u64> {
+    stream
+        .key_by(partitioner.clone())
+        .checkpoints(checkpoints)
+        .window(assigner)
+        .allowed_lateness(3)
+        .aggregate(|ts: &u64| *ts, Count)
 }
 
 fn records() -> impl Strategy<Value = Vec<Record>> {
@@ -182,5 +205,125 @@ proptest! {
             prop_assert_eq!(alone.len(), 3 * workers);
             prop_assert_eq!(&at_cut, &alone, "cut {}", cut);
         }
+    }
+}
+
+/// What the restorable operators emit, with the time each row travels at: window results and
+/// late records (`Debug` text, the rows' own order), and reduce rows.
+type Emitted = Vec<(u64, String)>;
+
+/// Runs a window (`assigner`, lateness 3) and a rolling reduce (the operators that restore)
+/// over `records` (fed by worker 0 in order of time, stepping as `steps` says), taking a cut at
+/// `cut` (recorded in the returned snapshots), or, with `restore`, building every worker's
+/// operators from its states in it. Returns the snapshots and every row emitted.
+fn run_restorable(
+    records: &[Record],
+    steps: &[bool],
+    cut: Option<u64>,
+    restore: Option<&Snapshots>,
+    workers: usize,
+    partitioner: &Partitioner<u64>,
+    assigner: WindowAssigner,
+) -> (Snapshots, Emitted) {
+    let seen = Arc::new(Mutex::new(Snapshots::new()));
+    let emitted = Arc::new(Mutex::new(Emitted::new()));
+    let (records, steps) = (records.to_vec(), steps.to_vec());
+    let (shared, rows, partitioner) =
+        (Arc::clone(&seen), Arc::clone(&emitted), partitioner.clone());
+    let restore = restore.cloned();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let sink = Rc::new(RefCell::new(Recorder {
+            worker: index,
+            cuts: cut.into_iter().collect(),
+            seen: Arc::clone(&shared),
+        }));
+        let checkpoints = match &restore {
+            Some(snapshots) => {
+                let states = snapshots
+                    .iter()
+                    .filter(|((w, _, _), _)| *w == index)
+                    .map(|((_, operator, _), state)| (operator.clone(), state.clone()))
+                    .collect();
+                Checkpoints::restoring(sink, states)
+            }
+            None => Checkpoints::new(sink),
+        };
+        let mut input = InputHandleVec::<u64, (u64, u64)>::new();
+        let partitioner = partitioner.clone();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let stream = input.to_stream(scope);
+            let windows = counted(stream.clone(), &partitioner, &checkpoints, assigner);
+            // Every row with the time it travels at, tagged with the output it left by.
+            let push = |rows: &Arc<Mutex<Emitted>>, tag: &'static str| {
+                let rows = Arc::clone(rows);
+                move |time: u64, row: String| {
+                    rows.lock().unwrap().push((time, format!("{tag} {row}")))
+                }
+            };
+            let result = push(&rows, "result");
+            windows.results.inspect_core(move |event| {
+                if let Ok((stamp, data)) = event {
+                    let time = *stamp.least().expect("one time");
+                    data.iter().for_each(|row| result(time, format!("{row:?}")));
+                }
+            });
+            let late = push(&rows, "late");
+            windows.late.inspect_core(move |event| {
+                if let Ok((stamp, data)) = event {
+                    let time = *stamp.least().expect("one time");
+                    data.iter().for_each(|row| late(time, format!("{row:?}")));
+                }
+            });
+            let reduced = push(&rows, "reduce");
+            stream
+                .key_by(partitioner.clone())
+                .checkpoints(&checkpoints)
+                .reduce(|max, ts| *max = (*max).max(ts))
+                .inspect_core(move |event| {
+                    if let Ok((stamp, data)) = event {
+                        let time = *stamp.least().expect("one time");
+                        data.iter()
+                            .for_each(|row| reduced(time, format!("{row:?}")));
+                    }
+                });
+        });
+        checkpoints
+            .restore_result()
+            .expect("every operator restores");
+        if index == 0 {
+            send(&mut input, worker, &records, &steps);
+        }
+        input.close();
+        while worker.step_or_park(None) {}
+    })
+    .expect("timely runs");
+    let mut rows = std::mem::take(&mut *emitted.lock().unwrap());
+    rows.sort();
+    (Arc::try_unwrap(seen).unwrap().into_inner().unwrap(), rows)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn restoring_at_a_cut_then_continuing_equals_the_uninterrupted_run(
+        records in records(),
+        steps in prop::collection::vec(any::<bool>(), 1..8),
+        cut in 0u64..40,
+        assigner in gen::assigners(6, 5),
+        workers in prop::sample::select(vec![1usize, 2, 4]),
+        partitioner in prop::sample::select(partitioners_split(vec![2, 4])),
+    ) {
+        let (snapshots, full) =
+            run_restorable(&records, &steps, Some(cut), None, workers, &partitioner, assigner);
+        // Two operators on every worker took the cut.
+        prop_assert_eq!(snapshots.len(), 2 * workers);
+        let rest: Vec<Record> = records.iter().filter(|r| r.time > cut).cloned().collect();
+        let (_, resumed) =
+            run_restorable(&rest, &steps, None, Some(&snapshots), workers, &partitioner, assigner);
+        let after: Emitted = full.into_iter().filter(|(t, _)| *t > cut).collect();
+        // Nothing at or before the cut is emitted again, and everything after it is.
+        prop_assert_eq!(resumed, after);
     }
 }

@@ -9,11 +9,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use nexmark::event::Event;
 use tidemark::harness::check;
 use tidemark::keyed::{Join, KeyBy};
 use tidemark::partition::Partitioner;
-use tidemark::workloads::nexmark::{Nexmark, Output, Query};
+use tidemark::workloads::nexmark::{Bid, Event, Nexmark, Output, Query};
 use tidemark::workloads::Workload;
 use timely::dataflow::operators::capture::{Capture, Extract};
 use timely::dataflow::InputHandleVec;
@@ -71,7 +70,7 @@ fn replayed(workload: &Nexmark, pool: usize, count: usize) -> Vec<Event> {
     let pool: Vec<Event> = workload.generator(SEED, 0, 1).take(pool).collect();
     (0..count)
         .map(|index| {
-            let mut event = pool[index % pool.len()].clone();
+            let mut event = pool[index % pool.len()];
             Nexmark::set_event_time(&mut event, index as u64 * SPACING_NS);
             event
         })
@@ -82,7 +81,7 @@ fn agree(workload: &Nexmark) -> Vec<Output> {
     agree_with_seed(workload, SEED)
 }
 
-fn bids(events: &[Event]) -> impl Iterator<Item = &nexmark::event::Bid> {
+fn bids(events: &[Event]) -> impl Iterator<Item = &Bid> {
     events.iter().filter_map(|event| match event {
         Event::Bid(bid) => Some(bid),
         _ => None,
@@ -112,9 +111,9 @@ fn q1_converts_every_bid_price() {
     let events = check::events(&workload, SEED, EVENTS, SPACING_NS);
     let mut expected: Vec<Output> = bids(&events)
         .map(|bid| Output::Bid {
-            auction: bid.auction as u64,
-            bidder: bid.bidder as u64,
-            price: bid.price as u64 * 908 / 1000,
+            auction: bid.auction,
+            bidder: bid.bidder,
+            price: bid.price * 908 / 1000,
             time: bid.date_time,
         })
         .collect();
@@ -197,7 +196,7 @@ fn q7_reports_one_highest_bid_per_window() {
     for bid in bids(&events) {
         let end = bid.date_time - bid.date_time % workload.window_ns + workload.window_ns;
         let best = max.entry(end).or_default();
-        *best = (*best).max(bid.price as u64);
+        *best = (*best).max(bid.price);
     }
     let got: BTreeMap<u64, u64> = rows
         .iter()
@@ -319,11 +318,11 @@ fn seller_averages(events: &[Event]) -> Vec<Output> {
         let best = bids(events)
             .filter(|b| b.auction == a.id && a.date_time <= b.date_time)
             .filter(|b| b.date_time < a.expires && b.price >= a.reserve)
-            .map(|b| b.price as u64)
+            .map(|b| b.price)
             .max();
         if let Some(price) = best {
-            let seller = sales.entry(a.seller as u64).or_default();
-            seller.push((a.expires, a.id as u64, price));
+            let seller = sales.entry(a.seller).or_default();
+            seller.push((a.expires, a.id, price));
         }
     }
     let mut rows = Vec::new();
@@ -405,7 +404,7 @@ fn setting_event_time_keeps_auction_lifetimes() {
         .generator(0, 0, 1)
         .find(|event| matches!(event, Event::Auction(_)))
         .expect("auctions are generated");
-    let Event::Auction(original) = auction.clone() else {
+    let Event::Auction(original) = auction else {
         unreachable!()
     };
     let lifetime = original.expires - original.date_time;

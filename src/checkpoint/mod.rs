@@ -20,26 +20,60 @@
 //! the bytes do not depend on arrival order either, fsyncs the output (and late output), and
 //! commits the checkpoint: the committed byte lengths at `c`.
 //!
-//! Recovery replays the input from its first line (the input must be a regular file, which
-//! never idles, so the replay sees the same watermarks and no idle advances: standard input, a
-//! FIFO or a device is refused) and drops every row at a time `<= c`, which the committed
-//! prefix already holds, after truncating each output's temporary file to its committed
-//! length. Rows at times `> c` are written as in the first run. So after any number of crashes
-//! and restarts the output holds exactly the rows of an uninterrupted run, and because the
-//! order within each checkpoint interval is canonical, the same bytes, with any worker count.
+//! # What a snapshot holds, and why it is the state at exactly the cut
 //!
-//! What a checkpoint does *not* hold yet is the operators' state and the source's read
-//! position: recovery recomputes them by replay, which is exact but costs a re-read of the input
-//! prefix. Snapshotting state per operator and worker (to skip the replay) needs every
-//! stateful operator to expose one serializable state value; the format is versioned
-//! ([`file::FORMAT_VERSION`]) so that those sections can be added.
+//! With `--emit final`, every worker's snapshot also holds its operators' state values at `c`
+//! ([`Snapshot::operators`]): the source's [`crate::source::SourceState`] (the position of its
+//! next record: block, byte, line; its watermark; the largest event time of each block it
+//! parsed) and the window operator's state (open windows, windows within the allowed
+//! lateness, pending closes). They are exact by two rules:
+//!
+//! * The source sends a record at the watermark before its batch, so "the frontier passed
+//!   `c`" alone would not say which records the operators applied. While a cut `c` is pending
+//!   the source ends each batch before the first record whose watermark before it is above `c`
+//!   ([`crate::source::Feed::poll_bounded`]), and hands over its state there: the records it
+//!   sent at times `<= c` are exactly those before its position, and every later one travels
+//!   at a time `> c` (the watermark never decreases).
+//! * Each stateful operator stashes the records beyond a pending cut and hands over its state
+//!   once its input frontier has passed `c` and everything at times `<= c` is applied
+//!   ([`crate::stash`]). So its state reflects exactly the records before the sources'
+//!   positions.
+//!
+//! The states travel through the dataflow ([`crate::sink::commit::snapshot_stream`]): a
+//! worker sends its states at `c` once all of its operators handed them over, and the
+//! committing sink commits `c` only once that stream's frontier has passed `c` too, so every
+//! worker's states at `c` are in the commit.
+//!
+//! # Recovery
+//!
+//! With operator states, every operator is built from its state
+//! ([`crate::stash::Checkpoints::restoring`]; the window operator re-creates the capabilities
+//! of its pending closes from its initial capability) and every reader seeks to its position
+//! (the single reader seeks the file; a parallel reader parses again the block its position is
+//! in and sends from the position on; the maxima of the blocks no reader reads again come from
+//! the states). Those operators emit nothing at a time `<= c` again: window closes, corrections
+//! and late records of the records after the position all travel at times `> c`. The state is
+//! partitioned by worker and key, so a restore needs the checkpoint's worker count (another is
+//! refused, naming it) and partitioner (part of the job's hash).
+//!
+//! Without operator states (`--emit updates`: differential's arrangements are not
+//! snapshotted) recovery replays the input from its first line (the input must be a regular
+//! file, which never idles, so the replay sees the same watermarks and no idle advances:
+//! standard input, a FIFO or a device is refused) and drops every row at a time `<= c`, which
+//! the committed prefix already holds.
+//!
+//! Either way each output's temporary file is first truncated to its committed length, and
+//! rows at times `> c` are written as in the first run. So after any number of crashes and
+//! restarts the output holds exactly the rows of an uninterrupted run, and because the order
+//! within each checkpoint interval is canonical, the same bytes, with any worker count.
 //!
 //! # The directory
 //!
 //! ```text
 //! DIR/LOCK                   flock(2)ed by the run using DIR (a second run is refused)
 //! DIR/MANIFEST               the commit point: time, snapshot files and their checksums
-//! DIR/ckpt-<time>-worker-<i> the snapshot of worker i (one per worker that holds state)
+//! DIR/ckpt-<time>-worker-<i> the snapshot of worker i (one per worker with operator states;
+//!                            worker 0's alone, with the outputs' lengths, without)
 //! ```
 //!
 //! A checkpoint commits in this order: each snapshot file is written atomically (temporary
@@ -144,7 +178,11 @@ pub fn config_hash(text: &str) -> u64 {
     hasher.finish()
 }
 
-/// What one worker's snapshot holds: the committed length of each sink it writes.
+/// Encoded operator states by operator id, in id order (see [`Snapshot::operators`]).
+pub type States = Vec<(String, Vec<u8>)>;
+
+/// What one worker's snapshot holds: the committed length of each sink it writes, and the
+/// state of each of its operators at the cut.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// The worker's global index.
@@ -152,6 +190,11 @@ pub struct Snapshot {
     /// Per file sink, in the order the sink lists them (changelog, then late output): the
     /// name as given and the byte length of the committed prefix (header included).
     pub sinks: Vec<(String, u64)>,
+    /// Per operator of the worker that takes checkpoint cuts (the source, the window
+    /// operator), by id `N:name` ([`crate::stash::Checkpoints::cut`]): its state value at the
+    /// cut, encoded by [`crate::stash::encode`]. Empty where the run replays instead (the
+    /// differential path, `--emit updates`, and the final commit).
+    pub operators: States,
 }
 
 /// The commit point: which checkpoint is in force.
@@ -172,8 +215,10 @@ pub enum Resume {
     From {
         /// The cut.
         time: u64,
-        /// The snapshots, by worker.
-        snapshots: Vec<Snapshot>,
+        /// Workers of the run that wrote it (all processes together).
+        workers: u32,
+        /// The snapshots, by worker, each with the file it was read from (for messages).
+        snapshots: Vec<(PathBuf, Snapshot)>,
     },
     /// The run finished; `snapshots` give the final lengths.
     Complete {
@@ -236,6 +281,18 @@ impl CheckpointDir {
         Ok((dir, resume))
     }
 
+    /// The checkpoint in force in `path`, read without locking it or checking the job: for
+    /// processes other than 0, which restore their workers' states from the snapshots while
+    /// process 0, which holds the lock, checks the job.
+    ///
+    /// Errors: every error of reading a damaged, foreign or incompatible manifest or snapshot.
+    pub fn peek(path: &Path) -> Result<Resume, CheckpointError> {
+        if !path.join(MANIFEST).exists() {
+            return Ok(Resume::Fresh);
+        }
+        read_resume(path, None).map(|(resume, _)| resume)
+    }
+
     /// Whether `path` holds a manifest marked complete, read without locking or checking the
     /// job (for processes other than 0, which do not open the input); any error reads as no.
     pub fn is_complete(path: &Path) -> bool {
@@ -267,31 +324,9 @@ impl CheckpointDir {
         if !manifest_path.exists() {
             return Ok(Resume::Fresh);
         }
-        let (header, manifest): (Header, Manifest) = file::read(&manifest_path)?;
-        self.check(&manifest_path, &header)?;
-        *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(header.time);
-        let mut snapshots = Vec::new();
-        for (name, crc) in &manifest.snapshots {
-            let path = self.path.join(name);
-            let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
-            let (snap_header, snapshot): (Header, Snapshot) = file::decode(&path, &bytes)?;
-            self.check(&path, &snap_header)?;
-            if crc32fast::hash(&bytes) != *crc || snap_header.time != header.time {
-                return Err(CheckpointError::Mismatch {
-                    path: manifest_path.display().to_string(),
-                    why: format!("{} is not the snapshot it lists", path.display()),
-                });
-            }
-            snapshots.push(snapshot);
-        }
-        Ok(if manifest.complete {
-            Resume::Complete { snapshots }
-        } else {
-            Resume::From {
-                time: header.time,
-                snapshots,
-            }
-        })
+        let (resume, time) = read_resume(&self.path, Some(self))?;
+        *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(time);
+        Ok(resume)
     }
 
     fn header(&self, time: u64) -> Header {
@@ -365,6 +400,47 @@ impl CheckpointDir {
         *self.in_force.lock().unwrap_or_else(|p| p.into_inner()) = Some(time);
         Ok(())
     }
+}
+
+/// Reads the checkpoint in force in `dir` (its manifest exists), checking every file's job
+/// against `dir_of` when given; returns it with its time.
+fn read_resume(
+    dir: &Path,
+    checker: Option<&CheckpointDir>,
+) -> Result<(Resume, u64), CheckpointError> {
+    let manifest_path = dir.join(MANIFEST);
+    let check = |path: &Path, header: &Header| match checker {
+        Some(checker) => checker.check(path, header),
+        None => Ok(()),
+    };
+    let (header, manifest): (Header, Manifest) = file::read(&manifest_path)?;
+    check(&manifest_path, &header)?;
+    let mut snapshots = Vec::new();
+    for (name, crc) in &manifest.snapshots {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+        let (snap_header, snapshot): (Header, Snapshot) = file::decode(&path, &bytes)?;
+        check(&path, &snap_header)?;
+        if crc32fast::hash(&bytes) != *crc || snap_header.time != header.time {
+            return Err(CheckpointError::Mismatch {
+                path: manifest_path.display().to_string(),
+                why: format!("{} is not the snapshot it lists", path.display()),
+            });
+        }
+        snapshots.push((path, snapshot));
+    }
+    let resume = if manifest.complete {
+        Resume::Complete {
+            snapshots: snapshots.into_iter().map(|(_, s)| s).collect(),
+        }
+    } else {
+        Resume::From {
+            time: header.time,
+            workers: header.workers,
+            snapshots,
+        }
+    };
+    Ok((resume, header.time))
 }
 
 /// Where a test may crash a run (`TIDEMARK_CRASH_AT=POINT:N`, see [`CRASH_VAR`]).

@@ -23,6 +23,7 @@ use crate::harness::driver::RunConfig;
 use crate::harness::recorder::Recorder;
 use crate::harness::report::Report;
 use crate::harness::run::{self, Engine, Settings};
+use crate::harness::snapshots::CheckpointSettings;
 use crate::harness::sustainable;
 use crate::output::{check_distinct, Output};
 use crate::partition::Scheme;
@@ -71,6 +72,7 @@ pub const MAX_POOL: usize = 1 << 26;
     share of the stream, and reports their summed rate: the machine's parallel ceiling.\n\n\
     Examples:\n  tidemark bench ysb\n  tidemark bench ysb --rate max --engine baseline\n  \
     tidemark bench ysb --rate max --engine baseline --workers 2\n  \
+    tidemark bench ysb --workers 2 --checkpoint-dir ckpt --checkpoint-interval 1s\n  \
     tidemark bench wordcount --rate 2M --workers 2 --json run.json"
 )]
 pub struct BenchArgs {
@@ -131,6 +133,21 @@ pub struct BenchArgs {
     /// and out), from timely's own event log; not for the baseline. Logging costs throughput.
     #[arg(long)]
     pub profile: bool,
+    /// Checkpoint the operators' state into this directory while measuring, and report what
+    /// it cost beside the same run without checkpoints (run first, with the same settings):
+    /// `--engine timely`, ysb and wordcount, one process. The directory must be new, empty, or
+    /// an earlier bench's (whose checkpoints are removed).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between checkpoints, in the offered stream's time (with --checkpoint-dir)
+    /// [default: 1s].
+    #[arg(long, value_parser = duration, requires = "checkpoint_dir")]
+    pub checkpoint_interval: Option<u64>,
+    /// With --checkpoint-dir, open loop: at this time of the run, tear the dataflow down as a
+    /// crash would and rebuild it from its last complete checkpoint while the offered stream
+    /// goes on; the report gives the recovery time and the latency over time around it.
+    #[arg(long, value_parser = duration, requires = "checkpoint_dir")]
+    pub fail_at: Option<u64>,
     /// Hold the output frontier back by this long (calibrates the latency measurement).
     #[arg(long, default_value = "0", value_parser = duration, hide = true)]
     pub inject_delay: u64,
@@ -183,8 +200,12 @@ pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
         .build(&args.flags, &args.shared(), EngineHas(args))?
 }
 
-/// `--engine differential` needs the workload's incremental view.
+/// `--engine differential` needs the workload's incremental view; `--checkpoint-dir` an engine,
+/// workload and cluster that can checkpoint ([`run::can_checkpoint`]).
 fn engine_has<W: Workload>(args: &BenchArgs, workload: &W) -> anyhow::Result<()> {
+    if args.checkpoint_dir.is_some() {
+        run::can_checkpoint(workload, &settings(args, RunConfig::open_loop(1, 1, 0)))?;
+    }
     if args.engine == EngineName::Differential && !workload.has_incremental() {
         return Err(run::RunError::NoIncremental {
             workload: workload.name(),
@@ -227,6 +248,22 @@ fn check(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.engine == EngineName::Baseline && args.cluster.processes > 1 {
         return Err(run::RunError::BaselineParallel.into());
+    }
+    if args.checkpoint_dir.is_some() {
+        if args.checkpoint_interval == Some(0) {
+            bail!("--checkpoint-interval must be positive");
+        }
+        if args.find_sustainable {
+            bail!("--checkpoint-dir and --find-sustainable exclude each other: a checkpointed run is measured beside the same run without checkpoints, at one rate");
+        }
+    }
+    if let Some(at) = args.fail_at {
+        if at == 0 || at >= args.duration {
+            bail!("--fail-at must be within the run: after 0 and before --duration");
+        }
+        if args.rate == Some(Rate(None)) {
+            bail!("--fail-at needs an open-loop run (--rate N): the stream goes on on its schedule through the failure");
+        }
     }
     if args.pool == 0 || args.pool > MAX_POOL {
         bail!(
@@ -373,14 +410,34 @@ fn run_once<W: Workload>(
         progress: progress && std::io::stderr().is_terminal(),
         incremental: args.engine == EngineName::Differential,
         profile: args.profile,
+        fail_at_ns: args.fail_at,
     };
-    let settings = Settings {
+    let settings = settings(args, config);
+    Ok(match &args.checkpoint_dir {
+        Some(dir) => {
+            let checkpoint = CheckpointSettings {
+                dir: dir.clone(),
+                interval_ns: args
+                    .checkpoint_interval
+                    .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_NS),
+            };
+            run::run_paired(workload, &settings, cluster, &checkpoint)?
+        }
+        None => run::run(workload, &settings, cluster)?,
+    })
+}
+
+/// `--checkpoint-interval`'s default: 1 s.
+pub const DEFAULT_CHECKPOINT_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// The run's settings: the engine and cluster flags around `config`.
+fn settings(args: &BenchArgs, config: RunConfig) -> Settings {
+    Settings {
         engine: args.engine,
         config,
         workers: args.cluster.workers,
         processes: args.cluster.processes,
-    };
-    Ok(run::run(workload, &settings, cluster)?)
+    }
 }
 
 #[cfg(test)]

@@ -34,18 +34,23 @@ use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
-use crate::sink::commit::{commit_sink, CommitFile, CommitFiles};
+use crate::sink::commit::{
+    commit_sink, snapshot_stream, Collector, CommitFile, CommitFiles, WorkerSnapshot,
+};
 use crate::sink::kafka::{changelog_message, kafka_sink, KafkaCommit, KafkaOut, KafkaWriter};
 use crate::sink::{
     changelog_sink, late_header, late_sink, ChangelogCounts, LateFields, CHANGELOG_HEADER,
 };
-use crate::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
+use crate::source::blocks::{block_source_cut, BlockPlan, BLOCK_BYTES};
 use crate::source::csv::FeedStats;
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
 use crate::source::kafka::{
     partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
 };
-use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions};
+use crate::source::{
+    feed_source_cut, feed_source_paced, Pacing, SendAt, SourceOptions, SourceState,
+};
+use crate::stash::{Checkpoints, OperatorStates};
 use crate::window::{
     on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
 };
@@ -316,7 +321,7 @@ enum Writers {
         output: Box<csv::Writer<OutputWriter>>,
         late: Option<Box<csv::Writer<OutputWriter>>>,
     },
-    Commit(CommitFiles),
+    Commit(Box<CommitFiles>),
     /// The changelog to a Kafka topic; late rows to a file.
     Kafka {
         output: Box<KafkaWriter>,
@@ -337,8 +342,9 @@ struct Checkpointing {
 
 /// Everything that decides a checkpointed run's output, as text for [`config_hash`]: the
 /// options that change rows or bytes, and the input's identity (resolved name, length,
-/// modification time), so that a checkpoint is never applied to a changed input. Worker count
-/// and partitioner are left out: the committed rows do not depend on them.
+/// modification time), so that a checkpoint is never applied to a changed input. The
+/// partitioner is in it because the operators' snapshotted state is partitioned by it; the
+/// worker count is checked apart, with its own message ([`Restore::from`]).
 fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
     let input = if kafka_address(&args.input)?.is_some() {
         // A topic has no identity but its address; how messages are read changes the rows.
@@ -364,7 +370,8 @@ fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
     let late = args.late_output.as_ref().map(|p| p.display().to_string());
     Ok(format!(
         "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
-         columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n",
+         columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n\
+         partition={:?}\n",
         args.output.display(),
         args.kafka.output_format,
         args.window,
@@ -378,6 +385,7 @@ fn job_text(args: &WindowArgs) -> anyhow::Result<String> {
         args.allowed_lateness,
         args.on_bad_line,
         args.checkpoint_interval,
+        args.partition,
     ))
 }
 
@@ -415,10 +423,11 @@ fn open_committed(
     late_columns: Option<Vec<String>>,
     dir: &Path,
     results: &mut Vec<Output>,
-) -> anyhow::Result<Option<(CommitFiles, Checkpointing)>> {
+) -> anyhow::Result<Option<(CommitFiles, Checkpointing, Option<Restore>)>> {
     let workers = (args.cluster.workers * args.cluster.processes.max(1)) as u32;
     let hash = config_hash(&job_text(args)?);
     let (dir, resume) = CheckpointDir::open(dir, hash, workers)?;
+    let restore = Restore::from(&resume, args, dir.path())?;
     let (resumed, lengths, resumed_final) = match resume {
         Resume::Complete { .. } => {
             Output::finish_resumed(&args.output)?;
@@ -433,9 +442,12 @@ fn open_committed(
             return Ok(None);
         }
         Resume::Fresh => (None, Vec::new(), None),
-        Resume::From { time, snapshots } => {
+        Resume::From {
+            time, snapshots, ..
+        } => {
             let snapshot = snapshots
                 .into_iter()
+                .map(|(_, snapshot)| snapshot)
                 .find(|s| s.worker == 0)
                 .ok_or_else(|| {
                     anyhow!(
@@ -501,6 +513,7 @@ fn open_committed(
         min_pause: std::time::Duration::from_millis(args.checkpoint_min_pause),
         resumed,
         last: Arc::clone(&last),
+        workers,
     };
     Ok(Some((
         files,
@@ -509,6 +522,7 @@ fn open_committed(
             last,
             resumed_final,
         },
+        restore,
     )))
 }
 
@@ -543,6 +557,84 @@ fn open_transactional(
     commit.interval = args.checkpoint_interval;
     commit.min_pause = Duration::from_millis(args.checkpoint_min_pause);
     Ok(Some(commit))
+}
+
+/// What a run restores from a checkpoint: every worker's operator states at its cut.
+struct Restore {
+    /// The cut.
+    time: u64,
+    /// Per worker (global index): its snapshot file (for messages) and its states by
+    /// operator id.
+    workers: Vec<(PathBuf, OperatorStates)>,
+    /// Per worker: its source's state (`None` on a worker without a reader).
+    sources: Vec<Option<SourceState>>,
+}
+
+impl Restore {
+    /// The restore that `resume` calls for in a run of `args`: `None` when it starts afresh,
+    /// resumes after its final commit, or replays (the checkpoint holds no operator states:
+    /// `--emit updates`). The checkpoint in `dir` must have been written by as many workers.
+    ///
+    /// Errors: another worker count, a missing worker, a source state that does not decode;
+    /// each names the checkpoint.
+    fn from(resume: &Resume, args: &WindowArgs, dir: &Path) -> anyhow::Result<Option<Restore>> {
+        let Resume::From {
+            time,
+            workers,
+            snapshots,
+        } = resume
+        else {
+            return Ok(None);
+        };
+        let stateful = snapshots.iter().any(|(_, s)| !s.operators.is_empty());
+        if *time == u64::MAX || !stateful || args.emit != EmitMode::Final {
+            return Ok(None);
+        }
+        let here = args.cluster.workers * args.cluster.processes.max(1);
+        if *workers as usize != here {
+            bail!(
+                "checkpoint {}: written by a run of {workers} workers (all processes together), this run has {here}; \
+                 restart with {workers} workers, or remove the directory to start over",
+                dir.display()
+            );
+        }
+        let mut by_worker: Vec<Option<(PathBuf, OperatorStates)>> = vec![None; here];
+        for (path, snapshot) in snapshots {
+            if let Some(slot) = by_worker.get_mut(snapshot.worker as usize) {
+                *slot = Some((path.clone(), snapshot.operators.iter().cloned().collect()));
+            }
+        }
+        let mut restore = Restore {
+            time: *time,
+            workers: Vec::new(),
+            sources: Vec::new(),
+        };
+        for (worker, entry) in by_worker.into_iter().enumerate() {
+            let (path, states) = entry.ok_or_else(|| {
+                anyhow!(
+                    "checkpoint {}: it holds no snapshot of worker {worker}",
+                    dir.display()
+                )
+            })?;
+            let source = match states.iter().find(|(id, _)| id.ends_with(":Source")) {
+                Some((id, bytes)) => {
+                    crate::stash::decode::<Option<SourceState>>(bytes).map_err(|e| {
+                        anyhow!(
+                            "checkpoint {}: the state of operator {id} does not decode ({e})",
+                            path.display()
+                        )
+                    })?
+                }
+                None => bail!(
+                    "checkpoint {}: it holds no state of the source",
+                    path.display()
+                ),
+            };
+            restore.sources.push(source);
+            restore.workers.push((path, states));
+        }
+        Ok(Some(restore))
+    }
 }
 
 fn run_with<A>(args: WindowArgs, agg: A) -> anyhow::Result<()>
@@ -615,6 +707,8 @@ where
     let mut leader = None;
     let mut results = Vec::new();
     let mut checkpointing = None;
+    // Every worker's operator states, when the run resumes from a checkpoint that holds them.
+    let mut restore: Option<Restore> = None;
     if let Some(dir) = &args.checkpoint_dir {
         crate::checkpoint::check_crash_var().map_err(|e| anyhow!(e))?;
         if cluster.is_leader() {
@@ -626,6 +720,11 @@ where
                 dir.display()
             ));
             return Ok(());
+        } else {
+            // Process 0 holds the lock and checks the job; the others read their workers'
+            // states from the same directory (on a shared file system across hosts).
+            let resume = CheckpointDir::peek(dir)?;
+            restore = Restore::from(&resume, &args, dir)?;
         }
     }
     if cluster.is_leader() {
@@ -672,9 +771,10 @@ where
                 }
             }
             Some(dir) => match open_committed(&args, late_columns, dir, &mut results)? {
-                Some((files, state)) => {
+                Some((files, state, restored)) => {
+                    restore = restored;
                     checkpointing = Some(state);
-                    Writers::Commit(files)
+                    Writers::Commit(Box::new(files))
                 }
                 None => return Ok(()),
             },
@@ -713,7 +813,21 @@ where
             }
         };
         let feed = match feed {
-            Some(Input::One(feed)) => Some(feed),
+            Some(Input::One(feed)) => match restore.as_ref().and_then(|r| r.sources[0].as_ref()) {
+                // The reader resumes at its position at the cut: the rows before it are not
+                // read again.
+                Some(state) => Some(
+                    CsvFeed::open_at(
+                        &args.input,
+                        columns.clone(),
+                        args.on_bad_line,
+                        args.max_delay,
+                        Some(state),
+                    )?
+                    .0,
+                ),
+                None => Some(feed),
+            },
             Some(Input::All(blocks)) => {
                 plan = Some(blocks);
                 None
@@ -770,6 +884,15 @@ where
     };
     let checkpointed = args.checkpoint_dir.is_some();
     let to_kafka = kafka_out.is_some();
+    // Operator snapshots: the window operators' state and the readers' positions. The
+    // differential path (`--emit updates`) and Kafka (in or out, whose recovery re-reads each
+    // partition from its beginning) replay the input instead.
+    let snapshots = checkpointed && emit == EmitMode::Final && kafka_input.is_none() && !to_kafka;
+    let interval = args.checkpoint_interval;
+    let first_cut = restore
+        .as_ref()
+        .map_or(0, |r| r.time.saturating_add(interval));
+    let restore = restore.map(Arc::new);
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
         let mine = if worker.index() == 0 {
@@ -801,6 +924,20 @@ where
                 Err(e) => abort::fail(&e.to_string(), 1),
             }
         });
+        let collector =
+            snapshots.then(|| Rc::new(RefCell::new(Collector::new(first_cut, interval))));
+        let checkpoints = match (&collector, restore.as_ref()) {
+            (Some(collector), Some(restore)) => {
+                let states = restore
+                    .workers
+                    .get(worker.index())
+                    .map(|(_, states)| states.clone())
+                    .unwrap_or_default();
+                Checkpoints::restoring(Rc::clone(collector) as _, states)
+            }
+            (Some(collector), None) => Checkpoints::new(Rc::clone(collector) as _),
+            (None, _) => Checkpoints::default(),
+        };
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             // `--emit final`: on-time records at the watermark (exact for the window operators,
             // see `source`), and the reader held back while the window operators (whose late
@@ -814,14 +951,22 @@ where
                 EmitMode::Updates => Pacing::default(),
             };
             let error = Rc::clone(&feed_error);
+            // The source registers first: its id is `0:Source` on every worker.
+            let (cut, _own) = checkpoints.cut_restored::<Option<SourceState>>("Source");
             let records = match &plan {
-                Some(plan) => block_source(scope, plan, source_options, pacing, error),
+                Some(plan) => {
+                    let sources = restore.as_ref().map(|r| &r.sources[..]);
+                    block_source_cut(scope, plan, source_options, pacing, error, cut, sources)
+                }
                 // Every worker builds the source; those without partitions end it at once.
                 None if kafka_input.is_some() => {
                     feed_source_paced(scope, kafka_feed, source_options, pacing, error)
                 }
-                None => feed_source_paced(scope, feed, source_options, pacing, error),
+                None => feed_source_cut(scope, feed, source_options, pacing, error, cut),
             };
+            let snapshots = collector
+                .as_ref()
+                .map(|c| snapshot_stream(scope, Rc::clone(c), checkpoints.clone()));
             let sinks = Sinks {
                 writers,
                 counts: Rc::clone(&counts),
@@ -831,10 +976,12 @@ where
                 commit_error: Rc::clone(&commit_error),
                 checkpointed,
                 to_kafka,
+                snapshots,
             };
             match emit {
                 EmitMode::Final => final_windows(
                     records,
+                    &checkpoints,
                     assigner,
                     lateness,
                     partitioner,
@@ -853,6 +1000,14 @@ where
                 ),
             }
         });
+        if let Err(e) = checkpoints.restore_result() {
+            let file = restore
+                .as_ref()
+                .and_then(|r| r.workers.get(worker.index()))
+                .map(|(path, _)| path.display().to_string())
+                .unwrap_or_default();
+            abort::fail(&format!("checkpoint {file}: {e}"), 1);
+        }
         let fail_here = inject.filter(|(index, _)| *index == worker.index());
         // Every failure ends the whole run at once, leaving open windows open: a worker that
         // merely stopped would leave the others waiting, and closing the windows would emit
@@ -945,7 +1100,7 @@ where
 }
 
 /// Where a worker's dataflow writes (the writers only on the leader's worker 0).
-struct Sinks {
+struct Sinks<'scope> {
     writers: Option<Writers>,
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
@@ -957,14 +1112,16 @@ struct Sinks {
     checkpointed: bool,
     /// Whether the changelog goes to Kafka: every worker builds the Kafka sink then.
     to_kafka: bool,
+    /// This worker's operator snapshots, for the committing sink (with `--emit final`).
+    snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
 }
 
-impl Sinks {
+impl<'scope> Sinks<'scope> {
     /// Writes the changelog and the late rows (counting both); returns the changelog's probe.
     fn write<O>(
         self,
-        results: StreamVec<'_, u64, WindowResult<String, O>>,
-        late: StreamVec<'_, u64, Late<String, LateFields>>,
+        results: StreamVec<'scope, u64, WindowResult<String, O>>,
+        late: StreamVec<'scope, u64, Late<String, LateFields>>,
     ) -> ProbeHandle<u64>
     where
         O: timely::ExchangeData + Display,
@@ -976,7 +1133,8 @@ impl Sinks {
                 commit_sink(
                     results,
                     late,
-                    Some(files),
+                    self.snapshots,
+                    Some(*files),
                     self.counts,
                     self.late_count,
                     self.commit_error,
@@ -999,6 +1157,7 @@ impl Sinks {
             commit_sink(
                 results,
                 late,
+                self.snapshots,
                 None,
                 self.counts,
                 self.late_count,
@@ -1030,13 +1189,15 @@ impl Sinks {
 type Records<'scope> = StreamVec<'scope, u64, (String, CsvRecord, isize)>;
 
 /// `--emit final`: the timely window operators; returns the probe of the results.
-fn final_windows<A>(
-    records: Records<'_>,
+#[allow(clippy::too_many_arguments)]
+fn final_windows<'scope, A>(
+    records: Records<'scope>,
+    checkpoints: &Checkpoints,
     assigner: WindowAssigner,
     lateness: u64,
     partitioner: Partitioner<String>,
     agg: A,
-    sinks: Sinks,
+    sinks: Sinks<'scope>,
     consumed: ProbeHandle<u64>,
 ) -> ProbeHandle<u64>
 where
@@ -1047,6 +1208,7 @@ where
     let windowed = records
         .map(|(key, record, _)| (key, record))
         .key_by(partitioner)
+        .checkpoints(checkpoints)
         .window(assigner)
         .allowed_lateness(lateness)
         .aggregate(|r: &CsvRecord| r.ts, agg);
@@ -1087,13 +1249,13 @@ impl Invalid {
 }
 
 /// `--emit updates`: the differential view; returns the probe of the changelog.
-fn incremental_windows<A>(
-    records: Records<'_>,
+fn incremental_windows<'scope, A>(
+    records: Records<'scope>,
     assigner: WindowAssigner,
     lateness: u64,
     partitioner: Partitioner<String>,
     agg: A,
-    sinks: Sinks,
+    sinks: Sinks<'scope>,
     invalid: Rc<RefCell<Invalid>>,
 ) -> ProbeHandle<u64>
 where

@@ -45,8 +45,15 @@ use timely::dataflow::{InputHandleVec, ProbeHandle, StreamVec};
 use timely::synchronization::Barrier;
 use timely::worker::Worker;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
 use super::profile::{Profiler, WorkerProfile};
 use super::recorder::Recorder;
+use super::snapshots::Writer;
+use crate::stash::Checkpoints;
 use crate::workloads::{Baseline, Workload};
 
 /// What one run measures and how.
@@ -77,13 +84,17 @@ pub struct RunConfig {
     pub incremental: bool,
     /// Profile each engine worker from timely's event log ([`super::profile`]).
     pub profile: bool,
+    /// Tear the dataflow down at this wall time (ns after the start) as a crash would, and
+    /// rebuild it from its last complete checkpoint (`--fail-at`: checkpointed engine runs,
+    /// open loop; see [`SystemUnderTest::fail`]).
+    pub fail_at_ns: Option<u64>,
 }
 
 impl RunConfig {
     /// A plain open-loop run at `rate` events per second over all workers, `duration_ns` long
     /// with `warmup_ns` of warm-up (ns): 1 ms epochs, seed 1, a pool of 2^20 events per worker,
     /// and none of the extras (interval logs, tail, injected delay, progress bar, incremental
-    /// engine, profile). Callers change a field by struct update.
+    /// engine, profile, failure). Callers change a field by struct update.
     pub fn open_loop(rate: u64, duration_ns: u64, warmup_ns: u64) -> RunConfig {
         RunConfig {
             rate: Some(rate),
@@ -98,6 +109,7 @@ impl RunConfig {
             progress: false,
             incremental: false,
             profile: false,
+            fail_at_ns: None,
         }
     }
 }
@@ -164,7 +176,33 @@ pub struct WorkerOutcome {
     pub overloaded: bool,
     /// Where this worker's time went, per operator (`--profile` runs of the engine).
     pub profile: Option<WorkerProfile>,
+    /// `--fail-at` runs: the failure as this worker saw it.
+    #[serde(default)]
+    pub failure: Option<FailureOutcome>,
+    /// Why the worker stopped, where it could not go on (a failed restore).
+    #[serde(default)]
+    pub error: Option<String>,
 }
+
+/// One worker's failure and recovery (`--fail-at`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FailureOutcome {
+    /// When the dataflow was torn down (ns after the start).
+    pub at_ns: u64,
+    /// The cut of the checkpoint it was rebuilt from; `None`: none was complete, it started
+    /// over from the first event.
+    pub cut_ns: Option<u64>,
+    /// From the failure until the output had caught up with the offered input: everything
+    /// sent up to the input time of the failure processed again, and nothing due unsent (ns);
+    /// `None`: not within the run.
+    pub recovery_ns: Option<u64>,
+    /// Each epoch completed from 2 s before the failure on: `(due time of its end, latency)`
+    /// (ns).
+    pub timeline: Vec<(u64, u64)>,
+}
+
+/// How long before a failure the epochs' latencies are kept for the timeline (ns).
+pub const TIMELINE_BEFORE_NS: u64 = 2_000_000_000;
 
 /// What the open loop drives: a system that takes batches of events at a (non-decreasing) input
 /// time and says how far it has processed them.
@@ -180,6 +218,18 @@ pub trait SystemUnderTest<E> {
     fn passed(&self, time: u64) -> bool;
     /// Ends the input and lets the system process everything sent.
     fn finish(&mut self);
+    /// Tears the system down as a crash would leave it (everything in flight and in memory
+    /// lost) and rebuilds it from its last complete checkpoint; returns the checkpoint's cut
+    /// (`None`: there was none, the system starts over) and this worker's input position there
+    /// (how many of its events the checkpoint holds: the driver sends again from the next).
+    /// The rebuilt input is at a time after the cut. Every worker calls it (it synchronizes
+    /// them).
+    ///
+    /// Errors: a line saying why the system cannot recover (by default: it has no
+    /// checkpoints).
+    fn fail(&mut self) -> Result<(Option<u64>, u64), String> {
+        Err("this system has no checkpoints to recover from".to_string())
+    }
 }
 
 /// The timely dataflow on one worker, probed at its output.
@@ -187,12 +237,53 @@ pub struct EngineSystem<'w, E: Clone + 'static> {
     worker: &'w mut Worker,
     input: InputHandleVec<u64, E>,
     probe: ProbeHandle<u64>,
+    /// Events sent so far: the input position.
+    sent: u64,
+    /// With checkpoints: where to record positions, and how to rebuild.
+    recovery: Option<Recovery<E>>,
+}
+
+/// Builds the dataflow on a worker with the given checkpoint hooks: its input and probe.
+type Build<E> =
+    Box<dyn FnMut(&mut Worker, &Checkpoints) -> (InputHandleVec<u64, E>, ProbeHandle<u64>)>;
+
+/// What a checkpointed engine needs to record input positions and to rebuild after a failure.
+struct Recovery<E: Clone + 'static> {
+    writer: Arc<Writer>,
+    /// The input position at each cut the input passed, read by the checkpoint sink.
+    positions: Rc<RefCell<BTreeMap<u64, u64>>>,
+    /// The dataflow's index on the worker, for dropping it.
+    dataflow: usize,
+    /// 0 for the first dataflow, one more per rebuild.
+    generation: u64,
+    build: Build<E>,
+}
+
+impl<E: Clone + 'static> EngineSystem<'_, E> {
+    /// Records the input position at every cut in `[from, to)`: the events sent so far are
+    /// those at times up to the cut (the driver sends its staged events before it advances).
+    fn note_cuts(&mut self, from: u64, to: u64) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        let interval = recovery.writer.interval_ns().max(1);
+        let mut cut = from
+            .div_ceil(interval)
+            .saturating_mul(interval)
+            .max(interval);
+        let mut positions = recovery.positions.borrow_mut();
+        while cut < to {
+            positions.insert(cut, self.sent);
+            cut = cut.saturating_add(interval);
+        }
+    }
 }
 
 impl<E: Clone + 'static> SystemUnderTest<E> for EngineSystem<'_, E> {
     #[inline]
     fn send(&mut self, batch: &mut Vec<E>) {
         if !batch.is_empty() {
+            self.sent += batch.len() as u64;
             self.input.send_batch(batch);
             // The input keeps the allocation; regrowing from nothing by doubling costs copies
             // and page faults.
@@ -200,6 +291,8 @@ impl<E: Clone + 'static> SystemUnderTest<E> for EngineSystem<'_, E> {
         }
     }
     fn advance_to(&mut self, time: u64) {
+        let from = *self.input.time();
+        self.note_cuts(from, time);
         self.input.advance_to(time);
     }
     fn step(&mut self) {
@@ -209,12 +302,66 @@ impl<E: Clone + 'static> SystemUnderTest<E> for EngineSystem<'_, E> {
         !self.probe.less_equal(&time)
     }
     fn finish(&mut self) {
+        // Nothing is sent after this: every later cut holds every event sent. Only the first
+        // cut at or after the input time can still be pending (the operators took the earlier
+        // ones, or their positions were recorded as the input passed them).
+        let from = *self.input.time();
+        let interval = self.recovery.as_ref().map_or(1, |r| r.writer.interval_ns());
+        self.note_cuts(from, from.saturating_add(interval));
         // Closing takes the handle: leave an unconnected one in its place.
         std::mem::replace(&mut self.input, InputHandleVec::new()).close();
         // The barrier's dataflow stays installed: wait for ours to drain, not for all of them.
         while !self.probe.done() {
             self.worker.step();
         }
+    }
+    /// Drops the dataflow (its operators' state, everything in flight) and the input, waits
+    /// for every worker to have done so, reads the checkpoint in force (the writer commits
+    /// nothing meanwhile), and builds the same dataflow again from it, its operators restored
+    /// from their states and its input at the time after the cut.
+    fn fail(&mut self) -> Result<(Option<u64>, u64), String> {
+        let Some(recovery) = self.recovery.as_mut() else {
+            return Err("--fail-at needs checkpoints (--checkpoint-dir)".to_string());
+        };
+        recovery.writer.freeze();
+        self.worker.drop_dataflow(recovery.dataflow);
+        drop(std::mem::replace(&mut self.input, InputHandleVec::new()));
+        self.probe = ProbeHandle::new();
+        // Every worker has torn its dataflow down and frozen the writer: the checkpoint in
+        // force no longer changes.
+        Barrier::new(self.worker).wait();
+        let index = self.worker.index();
+        let resume = recovery.writer.in_force(index).map_err(|e| e.to_string())?;
+        // Every worker has read it before any rebuilt dataflow commits a new one.
+        Barrier::new(self.worker).wait();
+        recovery.generation += 1;
+        let cut = resume.as_ref().map(|(cut, _)| *cut);
+        let position = match &resume {
+            Some((cut, snapshot)) => snapshot.position.ok_or_else(|| {
+                format!("the checkpoint at {cut} ns holds no input position of worker {index}")
+            })?,
+            None => 0,
+        };
+        recovery.writer.restart(recovery.generation);
+        recovery.positions = Rc::default();
+        let checkpoints = recovery.writer.checkpoints(
+            index,
+            resume,
+            recovery.generation,
+            Rc::clone(&recovery.positions),
+        );
+        recovery.dataflow = self.worker.next_dataflow_index();
+        let (input, probe) = (recovery.build)(self.worker, &checkpoints);
+        checkpoints
+            .restore_result()
+            .map_err(|e| format!("restoring worker {index} from its checkpoint: {e}"))?;
+        self.input = input;
+        self.probe = probe;
+        self.sent = position;
+        if let Some(cut) = cut {
+            self.input.advance_to(cut + 1);
+        }
+        Ok((cut, position))
     }
 }
 
@@ -250,13 +397,20 @@ impl<E, O, B: Baseline<E, O>> SystemUnderTest<E> for BaselineSystem<B, O> {
 struct Replay<W: Workload> {
     pool: Vec<W::Event>,
     next: usize,
+    /// The index in the worker's stream of the event at `next`.
+    k: u64,
 }
 
 impl<W: Workload> Replay<W> {
-    /// The next event, stamped with `time_ns`. A cursor, not `k % len`: a division per event
-    /// would cost more than the copy.
+    /// Event `k` of the worker's stream, stamped with `time_ns`. A cursor, not `k % len`: a
+    /// division per event would cost more than the copy; only a jump (the driver sending
+    /// again from a checkpoint's position) moves it.
     #[inline]
-    fn next(&mut self, time_ns: u64) -> W::Event {
+    fn next(&mut self, k: u64, time_ns: u64) -> W::Event {
+        if k != self.k {
+            self.next = (k % self.pool.len() as u64) as usize;
+        }
+        self.k = k + 1;
         let mut event = self.pool[self.next].clone();
         W::set_event_time(&mut event, time_ns);
         self.next += 1;
@@ -280,7 +434,14 @@ fn pool<W: Workload>(
         .take(config.pool.max(1))
         .collect();
     let rate = pool.len() as f64 / start.elapsed().as_secs_f64().max(1e-9);
-    (Replay { pool, next: 0 }, rate)
+    (
+        Replay {
+            pool,
+            next: 0,
+            k: 0,
+        },
+        rate,
+    )
 }
 
 #[inline]
@@ -311,6 +472,11 @@ struct Pending {
     epoch_ns: u64,
     /// The epoch whose sent events are all processed, waiting for the input to leave it.
     open: Option<u64>,
+    /// Epochs ending at or before this are recorded: after a failure, epochs completed before
+    /// it are not recorded again when the rebuilt dataflow completes them a second time.
+    recorded_upto: u64,
+    /// `--fail-at`: epochs ending from this time on are also kept, `(end, latency)`.
+    timeline: Option<(u64, Vec<(u64, u64)>)>,
 }
 
 impl Pending {
@@ -320,6 +486,29 @@ impl Pending {
             events: 0,
             epoch_ns,
             open: None,
+            recorded_upto: 0,
+            timeline: None,
+        }
+    }
+
+    /// Nothing pending, after a failure lost it all; what was recorded stays recorded.
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.events = 0;
+        self.open = None;
+    }
+
+    /// The epoch ending at `end` completed at `now`.
+    fn complete(&mut self, end: u64, now: u64, recorder: &mut Recorder) {
+        if end <= self.recorded_upto {
+            return;
+        }
+        self.recorded_upto = end;
+        recorder.record(end, now);
+        if let Some((from, timeline)) = &mut self.timeline {
+            if end >= *from {
+                timeline.push((end, now.saturating_sub(end)));
+            }
         }
     }
 
@@ -354,7 +543,7 @@ impl Pending {
             let epoch = time - time % epoch_ns;
             match self.open {
                 // Something of a later epoch is done: the open one is complete.
-                Some(open) if open != epoch => recorder.record(open + epoch_ns, now),
+                Some(open) if open != epoch => self.complete(open + epoch_ns, now, recorder),
                 _ => {}
             }
             self.open = Some(epoch);
@@ -370,7 +559,7 @@ impl Pending {
                 .front()
                 .is_some_and(|&(t, _)| t - t % epoch_ns == open);
             if !more && sent_upto >= open + epoch_ns {
-                recorder.record(open + epoch_ns, now);
+                self.complete(open + epoch_ns, now, recorder);
                 self.open = None;
             }
         }
@@ -378,11 +567,19 @@ impl Pending {
     }
 }
 
-/// The open loop over `system` for worker `index` of `peers`; `next(due)` is the worker's next
-/// event, stamped with `due`. Starts its clock when called.
+/// The open loop over `system` for worker `index` of `peers`; `next(k, due)` is event `k` of
+/// the worker's stream, stamped with `due` (`k` increases by one per call, except after a
+/// failure, when it starts again from the checkpoint's position). Starts its clock when called.
+///
+/// With `config.fail_at_ns` (open loop only), the first loop at or after that time calls
+/// [`SystemUnderTest::fail`] and goes on from the position it returns: the events from there
+/// are sent again, on their original schedule, so that those already due are overdue and their
+/// waiting counts in their epochs' latency. Epochs recorded before the failure are not recorded
+/// again, events processed twice count once, and the run is not stopped as hopeless while it
+/// catches up.
 pub fn open_loop<E, S: SystemUnderTest<E>>(
     system: &mut S,
-    mut next: impl FnMut(u64) -> E,
+    mut next: impl FnMut(u64, u64) -> E,
     config: &RunConfig,
     index: usize,
     peers: usize,
@@ -393,6 +590,16 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         recorder = recorder.with_tail(from);
     }
     let mut pending = Pending::new(config.epoch_ns);
+    let fail_at = config.fail_at_ns.filter(|_| config.rate.is_some());
+    if let Some(at) = fail_at {
+        pending.timeline = Some((at.saturating_sub(TIMELINE_BEFORE_NS), Vec::new()));
+    }
+    let mut failure: Option<FailureOutcome> = None;
+    // After a failure: the input time then, the events processed before it that are sent
+    // again (not counted twice), and the stream index reached (events below it are not
+    // counted as offered twice).
+    let (mut input_at_failure, mut replayed, mut high_k) = (0u64, 0u64, 0u64);
+    let mut error = None;
     let (epoch_ns, duration, warmup) = (config.epoch_ns, config.duration_ns, config.warmup_ns);
     let bound = in_flight_bound(config.rate, epoch_ns, peers);
     let may_stop_at = warmup + MIN_MEASURED_NS.min(duration - warmup);
@@ -407,6 +614,29 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         let now = elapsed(&start);
         if now >= duration {
             break;
+        }
+        if fail_at.is_some_and(|at| now >= at) && failure.is_none() {
+            input_at_failure = sent_time;
+            let retired_k = k - pending.events;
+            staged.clear();
+            let (cut, position) = match system.fail() {
+                Ok(resumed) => resumed,
+                Err(why) => {
+                    error = Some(why);
+                    break;
+                }
+            };
+            replayed = retired_k.saturating_sub(position);
+            high_k = k;
+            k = position;
+            sent_time = cut.map_or(0, |cut| cut + 1);
+            pending.clear();
+            failure = Some(FailureOutcome {
+                at_ns: now,
+                cut_ns: cut,
+                ..FailureOutcome::default()
+            });
+            continue;
         }
         match config.rate {
             Some(rate) => {
@@ -423,14 +653,14 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
                         system.advance_to(epoch);
                         sent_time = epoch;
                     }
-                    staged.push(next(due));
+                    staged.push(next(k, due));
                     if staged.len() == MAX_SEND_BATCH {
                         // Bounded batches: an engine that fell behind would otherwise get one
                         // huge fresh allocation per loop (page faults), and fall further behind.
                         system.send(&mut staged);
                     }
                     pending.count(sent_time, 1);
-                    measured_events += u64::from(due >= warmup);
+                    measured_events += u64::from(due >= warmup && k >= high_k);
                     k += 1;
                     allowed -= 1;
                 }
@@ -448,7 +678,7 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
                         sent_time = epoch;
                     }
                     for _ in 0..MAX_RATE_BATCH {
-                        staged.push(next(now));
+                        staged.push(next(k, now));
                         k += 1;
                     }
                     pending.count(sent_time, MAX_RATE_BATCH as u64);
@@ -506,14 +736,28 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         }
         system.step();
         let now = elapsed(&start);
-        retired_events += pending.retire(
+        let retired = pending.retire(
             now.min(duration),
             sent_time,
             |t| system.passed(t),
             &mut recorder,
             warmup,
         );
-        if backlog > HOPELESS_NS && now >= may_stop_at {
+        let again = retired.min(replayed);
+        replayed -= again;
+        retired_events += retired - again;
+        let recovering = match &mut failure {
+            Some(failure) if failure.recovery_ns.is_none() => {
+                let caught_up =
+                    sent_time > input_at_failure && backlog == 0 && system.passed(input_at_failure);
+                if caught_up {
+                    failure.recovery_ns = Some(now - failure.at_ns);
+                }
+                !caught_up
+            }
+            _ => false,
+        };
+        if backlog > HOPELESS_NS && now >= may_stop_at && !recovering {
             stopped = Some(now.min(duration));
             break;
         }
@@ -533,7 +777,12 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         }
     }
     bar.finish_and_clear();
-    system.finish();
+    if error.is_none() {
+        system.finish();
+    }
+    if let (Some(failure), Some((_, timeline))) = (&mut failure, pending.timeline.take()) {
+        failure.timeline = timeline;
+    }
     let end = stopped.unwrap_or(duration);
     WorkerOutcome {
         recorder: recorder.to_bytes(),
@@ -544,49 +793,74 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         backlog_ns: backlog,
         overloaded: stopped.is_some() || backlog > HOPELESS_NS,
         profile: None,
+        failure,
+        error,
     }
 }
 
-/// Runs `workload` through the engine on this worker; every worker must call it.
+/// Runs `workload` through the engine on this worker, its stateful operators handing their
+/// state to `writer` at each cut (`None`: no checkpoints), and rebuilt from the last
+/// checkpoint at `config.fail_at_ns`; every worker must call it.
 pub fn run_engine<W: Workload>(
     worker: &mut Worker,
     workload: &W,
     config: &RunConfig,
+    writer: Option<&Arc<Writer>>,
 ) -> WorkerOutcome {
     let (index, peers) = (worker.index(), worker.peers());
     let (replay, generator_rate) = pool(workload, config, index, peers);
-    let mut input = InputHandleVec::<u64, W::Event>::new();
-    let probe = ProbeHandle::new();
-    let delay = config.inject_delay_ns;
     // Registered before the dataflow is built: its operators and channels take the logger then.
     let profiler = if config.profile {
         Profiler::start(worker)
     } else {
         None
     };
-    worker.dataflow::<u64, _, _>(|scope| {
-        let events = input.to_stream(scope);
-        let output = if config.incremental {
-            // The view is up to date with an epoch once its update stream's frontier passed it.
-            let view = workload.incremental(events);
-            let view = view.expect("the caller checks has_incremental");
-            view.inner.map(|(row, _time, _diff)| row)
-        } else {
-            workload.dataflow(events)
-        };
-        let output = if delay > 0 {
-            hold_frontier(output, Duration::from_nanos(delay))
-        } else {
-            output
-        };
-        output.probe_with(&probe);
+    let (workload, incremental, delay) =
+        (workload.clone(), config.incremental, config.inject_delay_ns);
+    let mut build: Build<W::Event> =
+        Box::new(move |worker: &mut Worker, checkpoints: &Checkpoints| {
+            let mut input = InputHandleVec::<u64, W::Event>::new();
+            let probe = ProbeHandle::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                let events = input.to_stream(scope);
+                let output = if incremental {
+                    // The view is up to date with an epoch once its update stream's frontier
+                    // passed it.
+                    let view = workload.incremental(events);
+                    let view = view.expect("the caller checks has_incremental");
+                    view.inner.map(|(row, _time, _diff)| row)
+                } else {
+                    workload.checkpointed(events, checkpoints)
+                };
+                let output = if delay > 0 {
+                    hold_frontier(output, Duration::from_nanos(delay))
+                } else {
+                    output
+                };
+                output.probe_with(&probe);
+            });
+            (input, probe)
+        });
+    let positions: Rc<RefCell<BTreeMap<u64, u64>>> = Rc::default();
+    let checkpoints = writer.map_or_else(Checkpoints::default, |writer| {
+        writer.checkpoints(index, None, 0, Rc::clone(&positions))
     });
+    let dataflow = worker.next_dataflow_index();
+    let (input, probe) = build(worker, &checkpoints);
     let mut barrier = Barrier::new(worker);
     barrier.wait();
     let mut system = EngineSystem {
         worker,
         input,
         probe,
+        sent: 0,
+        recovery: writer.map(|writer| Recovery {
+            writer: Arc::clone(writer),
+            positions,
+            dataflow,
+            generation: 0,
+            build,
+        }),
     };
     let outcome = replayed_loop(&mut system, replay, generator_rate, config, index, peers);
     let profile = profiler.map(|p| p.finish(system.worker));
@@ -605,7 +879,14 @@ fn replayed_loop<W: Workload, S: SystemUnderTest<W::Event>>(
     peers: usize,
 ) -> WorkerOutcome {
     let bar = bar(config, config.progress && index == 0);
-    let outcome = open_loop(system, |due| replay.next(due), config, index, peers, &bar);
+    let outcome = open_loop(
+        system,
+        |k, due| replay.next(k, due),
+        config,
+        index,
+        peers,
+        &bar,
+    );
     WorkerOutcome {
         generator_rate,
         ..outcome
@@ -710,10 +991,14 @@ pub fn hold_frontier<'scope, D: Clone + 'static>(
 mod tests {
     use super::*;
 
-    /// A system that counts what it is sent and processes all of it (`done`) or none of it.
+    /// A system that counts what it is sent and processes all of it (`done`) or none of it;
+    /// on failure it resumes from `resume` (a checkpoint's cut and position), if given.
+    #[derive(Default)]
     struct Mock {
         sent: u64,
         done: bool,
+        resume: Option<(Option<u64>, u64)>,
+        failed: bool,
     }
 
     impl SystemUnderTest<u64> for Mock {
@@ -727,6 +1012,10 @@ mod tests {
             self.done
         }
         fn finish(&mut self) {}
+        fn fail(&mut self) -> Result<(Option<u64>, u64), String> {
+            self.failed = true;
+            self.resume.ok_or_else(|| "no checkpoint".to_string())
+        }
     }
 
     fn config(rate: u64, duration_ns: u64, warmup_ns: u64) -> RunConfig {
@@ -739,13 +1028,13 @@ mod tests {
     #[test]
     fn a_system_that_keeps_up_gets_exactly_what_is_due() {
         let mut system = Mock {
-            sent: 0,
             done: true,
+            ..Mock::default()
         };
         let config = config(100_000, 300_000_000, 100_000_000);
         let outcome = open_loop(
             &mut system,
-            |due| due,
+            |_, due| due,
             &config,
             0,
             1,
@@ -770,10 +1059,13 @@ mod tests {
         closed.rate = None;
         let bound = in_flight_bound(None, closed.epoch_ns, 2);
         let run = |done| {
-            let mut system = Mock { sent: 0, done };
+            let mut system = Mock {
+                done,
+                ..Mock::default()
+            };
             let outcome = open_loop(
                 &mut system,
-                |due| due,
+                |_, due| due,
                 &closed,
                 1,
                 2,
@@ -792,15 +1084,12 @@ mod tests {
 
     #[test]
     fn a_stuck_system_gets_at_most_the_bound_and_the_run_stops_early() {
-        let mut system = Mock {
-            sent: 0,
-            done: false,
-        };
+        let mut system = Mock::default();
         let (duration, warmup) = (30_000_000_000, 200_000_000);
         let config = config(1_000_000_000, duration, warmup);
         let outcome = open_loop(
             &mut system,
-            |due| due,
+            |_, due| due,
             &config,
             0,
             1,
@@ -816,6 +1105,54 @@ mod tests {
         assert!(outcome.backlog_ns > HOPELESS_NS);
         assert_eq!(outcome.retired_events, 0);
         assert_eq!(Recorder::from_bytes(&outcome.recorder).samples(), 0);
+    }
+
+    /// After a failure the driver sends again from the checkpoint's position, in order, on the
+    /// original schedule, and counts no event twice.
+    #[test]
+    fn after_a_failure_the_stream_resumes_at_the_checkpoint_s_position() {
+        let mut system = Mock {
+            done: true,
+            resume: Some((Some(50_000_000), 5_100)),
+            ..Mock::default()
+        };
+        let config = RunConfig {
+            fail_at_ns: Some(150_000_000),
+            ..config(100_000, 300_000_000, 0)
+        };
+        let mut ks = Vec::new();
+        let outcome = open_loop(
+            &mut system,
+            |k, due| {
+                ks.push(k);
+                due
+            },
+            &config,
+            0,
+            1,
+            &ProgressBar::hidden(),
+        );
+        assert!(system.failed);
+        let failure = outcome.failure.clone().expect("the run failed");
+        assert_eq!(failure.cut_ns, Some(50_000_000));
+        assert!(failure.at_ns >= 150_000_000);
+        // Sent in order from 0, then again in order from the position.
+        let restart = ks
+            .windows(2)
+            .position(|w| w[1] != w[0] + 1)
+            .expect("a restart")
+            + 1;
+        assert!(ks[..restart]
+            .iter()
+            .enumerate()
+            .all(|(i, &k)| k == i as u64));
+        assert_eq!(ks[restart], 5_100);
+        assert!(ks[restart..].windows(2).all(|w| w[1] == w[0] + 1));
+        // Each event is counted once: the offered ones are the distinct indices sent.
+        let distinct = ks.iter().max().unwrap() + 1;
+        assert_eq!(outcome.measured_events, distinct, "{outcome:?}");
+        assert!(outcome.retired_events <= distinct, "{outcome:?}");
+        assert!(distinct <= 30_000, "{distinct}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod profile;
 pub mod recorder;
 pub mod report;
 pub mod run;
+pub mod snapshots;
 pub mod sustainable;
 
 use timely::dataflow::operators::{Exchange, Inspect, Probe};

@@ -5,12 +5,15 @@
 //! engine, workers, processes, rates, epoch, seed, the git revision, a hash of the configuration
 //! and the host.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::driver::FailureOutcome;
 use super::profile::WorkerProfile;
 use super::recorder::Percentiles;
+use super::snapshots::{CheckpointSettings, CheckpointStat};
 use crate::partition::route_hash;
 
 /// The result of one run.
@@ -68,10 +71,258 @@ pub struct Report {
     pub config_hash: String,
     /// Host name.
     pub host: String,
+    /// Runs with `--checkpoint-dir`: what checkpointing cost, beside the same run without it
+    /// ([`CheckpointSummary`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<CheckpointSummary>,
     /// `--profile` runs: where each worker's time went, per operator, by worker index (see
     /// [`super::profile`]); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Vec<WorkerProfile>>,
+}
+
+/// What checkpointing cost a run (`tidemark bench --checkpoint-dir`): its checkpoints, and the
+/// same run without checkpoints, run just before it with the same settings (see
+/// [`super::run::run_paired`] and [`super::snapshots`] for what is measured).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointSummary {
+    /// Time between cuts (ns of the offered stream).
+    pub interval_ns: u64,
+    /// The checkpoint directory, as given.
+    pub dir: String,
+    /// Checkpoints completed (manifest written) at cuts within the run, warm-up included (the
+    /// final cut that closing the input takes is not counted).
+    pub count: u64,
+    /// Snapshot time of those checkpoints (ns): from the first worker's hand-over of its
+    /// encoded state to the manifest's rename; `null` when `count` is 0.
+    pub snapshot_ns: Spread,
+    /// Bytes of those checkpoints' snapshot files, all workers; `null` when `count` is 0.
+    pub bytes: Spread,
+    /// Each counted checkpoint: cut, bytes, snapshot time.
+    pub each: Vec<CheckpointStat>,
+    /// The same run without checkpoints.
+    pub without: Baseline,
+    /// `achieved_rate` over the run's without checkpoints (1: no loss).
+    pub throughput_ratio: f64,
+    /// p99 latency over the run's without checkpoints; `null` when either is unbounded.
+    pub p99_ratio: Option<f64>,
+    /// `--fail-at` runs: the failure and the recovery; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureSummary>,
+}
+
+/// A failure injected into a checkpointed run (`--fail-at`), and the recovery from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailureSummary {
+    /// When the dataflow was torn down (ns after the start; the last worker's).
+    pub at_ns: u64,
+    /// The cut of the checkpoint it was rebuilt from (ns); `null`: none was complete, and it
+    /// started over from the first event.
+    pub restored_cut_ns: Option<u64>,
+    /// Recovery time: from the failure until the output had caught up with the offered input
+    /// (everything sent up to the failure processed again and nothing due unsent), the
+    /// slowest worker's (ns); `null`: not within the run.
+    pub recovery_ns: Option<u64>,
+    /// Epoch latency over time around the failure, per [`TIMELINE_BUCKET_NS`] of due time from
+    /// 2 s before it to the end of the run, all workers' epochs together.
+    pub timeline: Vec<TimelineBucket>,
+}
+
+/// The width of a failure timeline's buckets: 100 ms.
+pub const TIMELINE_BUCKET_NS: u64 = 100_000_000;
+
+/// The epochs of one bucket of a failure's timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineBucket {
+    /// Start of the bucket: epochs whose end was due from here on (ns after the start).
+    pub start_ns: u64,
+    /// Epochs completed in it (times workers).
+    pub epochs: u64,
+    /// Their median latency (ns).
+    pub p50_ns: u64,
+    /// Their largest latency (ns).
+    pub max_ns: u64,
+}
+
+impl FailureSummary {
+    /// The summary of the workers' failures; `None` when none failed.
+    pub fn of(failures: &[FailureOutcome]) -> Option<FailureSummary> {
+        let first = failures.first()?;
+        let mut buckets: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for (end, latency) in failures.iter().flat_map(|f| f.timeline.iter()) {
+            buckets
+                .entry(end - end % TIMELINE_BUCKET_NS)
+                .or_default()
+                .push(*latency);
+        }
+        let timeline = buckets
+            .into_iter()
+            .map(|(start_ns, mut latencies)| {
+                latencies.sort_unstable();
+                TimelineBucket {
+                    start_ns,
+                    epochs: latencies.len() as u64,
+                    p50_ns: latencies[latencies.len() / 2],
+                    max_ns: latencies[latencies.len() - 1],
+                }
+            })
+            .collect();
+        Some(FailureSummary {
+            at_ns: failures
+                .iter()
+                .map(|f| f.at_ns)
+                .max()
+                .unwrap_or(first.at_ns),
+            restored_cut_ns: first.cut_ns,
+            recovery_ns: failures
+                .iter()
+                .map(|f| f.recovery_ns)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|all| all.into_iter().max()),
+            timeline,
+        })
+    }
+}
+
+/// Mean and largest of a measure over a run's checkpoints; both `null` when there was none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    /// Mean.
+    pub mean: Option<f64>,
+    /// Largest.
+    pub max: Option<u64>,
+}
+
+impl Spread {
+    fn of(values: impl Iterator<Item = u64> + Clone) -> Spread {
+        let count = values.clone().count();
+        Spread {
+            mean: (count > 0).then(|| values.clone().map(|v| v as f64).sum::<f64>() / count as f64),
+            max: values.max(),
+        }
+    }
+}
+
+/// The run without checkpoints that a checkpointed run is set beside.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Its `achieved_rate` (events/s).
+    pub achieved_rate: f64,
+    /// Its latency percentiles (ns).
+    pub latency_ns: Percentiles,
+    /// Whether it was overloaded.
+    pub overloaded: bool,
+    /// Its `config_hash`.
+    pub config_hash: String,
+}
+
+impl CheckpointSummary {
+    /// The summary of a run checkpointing as `settings` says, `duration_ns` long, whose writer
+    /// completed `stats`, beside the run `without` checkpoints.
+    pub fn new(
+        settings: &CheckpointSettings,
+        duration_ns: u64,
+        stats: Vec<CheckpointStat>,
+        without: &Report,
+        with: &Report,
+    ) -> CheckpointSummary {
+        let each: Vec<CheckpointStat> = stats
+            .into_iter()
+            .filter(|s| s.cut_ns < duration_ns)
+            .collect();
+        // An overloaded run's percentiles cover only the epochs that completed: no ratio.
+        let bounded = |r: &Report| r.latency_ns.p99.filter(|_| !r.overloaded);
+        let p99_ratio = match (bounded(with), bounded(without)) {
+            (Some(with), Some(without)) => Some(with as f64 / without.max(1) as f64),
+            _ => None,
+        };
+        CheckpointSummary {
+            interval_ns: settings.interval_ns,
+            dir: settings.dir.display().to_string(),
+            count: each.len() as u64,
+            snapshot_ns: Spread::of(each.iter().map(|s| s.duration_ns)),
+            bytes: Spread::of(each.iter().map(|s| s.bytes)),
+            each,
+            without: Baseline {
+                achieved_rate: without.achieved_rate,
+                latency_ns: without.latency_ns,
+                overloaded: without.overloaded,
+                config_hash: without.config_hash.clone(),
+            },
+            throughput_ratio: with.achieved_rate / without.achieved_rate.max(f64::MIN_POSITIVE),
+            p99_ratio,
+            failure: None,
+        }
+    }
+
+    /// Table rows: checkpoints, snapshot time and size, the comparison, and the failure.
+    fn rows(&self) -> Vec<(&'static str, String)> {
+        let failure = self.failure.as_ref().map(|f| {
+            vec![
+                (
+                    "failure",
+                    format!(
+                        "at {}, rebuilt from {}",
+                        ms(f.at_ns),
+                        f.restored_cut_ns.map_or_else(
+                            || "nothing (no checkpoint yet: started over)".to_string(),
+                            |cut| format!("the checkpoint at {}", ms(cut))
+                        )
+                    ),
+                ),
+                (
+                    "recovery time",
+                    f.recovery_ns.map_or_else(
+                        || "not caught up within the run".to_string(),
+                        |ns| format!("{} (until the output caught up)", ms(ns)),
+                    ),
+                ),
+            ]
+        });
+        let mean_max = |spread: &Spread, show: fn(f64) -> String| match (spread.mean, spread.max) {
+            (Some(mean), Some(max)) => format!("mean {}, max {}", show(mean), show(max as f64)),
+            _ => "none completed".to_string(),
+        };
+        vec![
+            (
+                "checkpoints",
+                format!(
+                    "{} every {} into {}",
+                    self.count,
+                    ms(self.interval_ns),
+                    self.dir
+                ),
+            ),
+            (
+                "snapshot time",
+                mean_max(&self.snapshot_ns, |ns| ms(ns as u64)),
+            ),
+            (
+                "snapshot size",
+                mean_max(&self.bytes, |b| format!("{:.1} kB", b / 1e3)),
+            ),
+            (
+                "without ckpt rate",
+                format!(
+                    "{} (with / without: {:.3})",
+                    rate(self.without.achieved_rate),
+                    self.throughput_ratio
+                ),
+            ),
+            (
+                "without ckpt p99",
+                format!(
+                    "{} (with / without: {})",
+                    latency(self.without.latency_ns.p99),
+                    self.p99_ratio
+                        .map_or_else(|| "unbounded".to_string(), |r| format!("{r:.2}"))
+                ),
+            ),
+        ]
+        .into_iter()
+        .chain(failure.into_iter().flatten())
+        .collect()
+    }
 }
 
 /// The git revision this binary was built from, embedded at build time by `build.rs`: the
@@ -215,8 +466,12 @@ impl Report {
             ("git", self.git_rev.chars().take(12).collect()),
             ("host", self.host.clone()),
         ];
+        let checkpoint_rows = self.checkpoints.as_ref().map(CheckpointSummary::rows);
         let mut out = String::new();
-        for (name, value) in rows {
+        for (name, value) in rows
+            .into_iter()
+            .chain(checkpoint_rows.into_iter().flatten())
+        {
             let _ = writeln!(out, "{name:>18}  {}", value.trim_end());
         }
         out.push('\n');

@@ -15,7 +15,7 @@ use timely::dataflow::StreamVec;
 
 use super::{owns, spread, Key, KeyedStream, Routing, Value};
 use crate::partition::route_hash;
-use crate::stash::{limit, Cut, Stash};
+use crate::stash::{limit, Restorable, Stash};
 
 /// Adds [`reduce`](Reduce::reduce) to keyed streams; in [`crate::prelude`].
 pub trait Reduce<'scope, K: Key, V: Value>: Into<KeyedStream<'scope, K, V>> {
@@ -48,7 +48,8 @@ pub trait Reduce<'scope, K: Key, V: Value>: Into<KeyedStream<'scope, K, V>> {
         let this: KeyedStream<'scope, K, V> = self.into();
         let routing = this.routing();
         let name = this.name("Reduce", || "fold".to_owned());
-        let cut = this.checkpoints.cut(&name);
+        // Restoring: the running values start from the checkpoint resumed from.
+        let cut = this.checkpoints.cut_restored(&name);
         match routing {
             Routing::Local => rolling(this.stream, Pipeline, &name, fold, cut),
             Routing::ByKey(partitioner) => {
@@ -111,7 +112,7 @@ fn rolling<'scope, K, V, F, P>(
     pact: P,
     name: &str,
     fold: F,
-    mut cut: Cut<ReduceState<K, V>>,
+    (mut cut, restored): Restorable<ReduceState<K, V>>,
 ) -> StreamVec<'scope, u64, (K, V)>
 where
     K: Key,
@@ -122,7 +123,10 @@ where
     stream
         .unary_frontier(pact, name, move |_cap, _info| {
             let mut pending: Stash<HashMap<K, V>> = Stash::new();
-            let mut running: HashMap<K, V> = HashMap::new();
+            // No capability follows from the running values: updates are emitted when applied.
+            let mut running: HashMap<K, V> = restored
+                .map(|state| state.running.into_iter().collect())
+                .unwrap_or_default();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let updates = pending.at(&cap);

@@ -236,7 +236,7 @@ where
 fn route<'scope, K, V, T, S, F, Acc, O>(
     windowed: WindowedStream<'scope, K, V>,
     event_time: T,
-    state: S,
+    mut state: S,
     fold: F,
 ) -> Windowed<'scope, K, O, V>
 where
@@ -253,7 +253,11 @@ where
     } = windowed;
     let routing = keyed.routing();
     let name = keyed.name("Window", || assigner.describe(1_000_000));
-    let cut = keyed.checkpoints.cut(&name);
+    // Restoring: the operator starts from the state at the checkpoint resumed from.
+    let (cut, restored) = keyed.checkpoints.cut_restored(&name);
+    if let Some(restored) = restored {
+        state.restore(restored);
+    }
     let record = move |(key, record): (K, V)| Part::Record {
         ts: event_time(&record),
         key,

@@ -17,7 +17,13 @@
 //! cut is in force. The end of the input commits at once. An activation is scheduled for the
 //! end of the pause, so a frontier that stops moving does not hold a passed cut back.
 //!
-//! Memory: the rows of one checkpoint interval (at most), plus those ahead of it.
+//! With operator snapshots (`--emit final`), every worker's operators hand their states at each
+//! cut to the worker's [`Collector`]; [`snapshot_stream`] sends a cut's states once all are in,
+//! and the sink, whose frontier includes that stream's, writes one snapshot file per worker in
+//! the commit. Why those states are exactly those at the cut is in [`crate::checkpoint`].
+//!
+//! Memory: the rows of one checkpoint interval (at most), plus those ahead of it, and the
+//! workers' states of the cuts not yet committed.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -30,13 +36,16 @@ use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::Operator;
-use timely::dataflow::StreamVec;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::{Concat, Operator};
+use timely::dataflow::{Scope, StreamVec};
+use timely::scheduling::Activator;
 use timely::ExchangeData;
 
 use super::{write_changelog_row, write_late_row, ChangelogCounts, LateFields};
-use crate::checkpoint::{begin_checkpoint, crash, CheckpointDir, CrashPoint, Snapshot};
+use crate::checkpoint::{begin_checkpoint, crash, CheckpointDir, CrashPoint, Snapshot, States};
 use crate::output::OutputWriter;
+use crate::stash::{Checkpoints, SnapshotSink};
 use crate::window::{Late, WindowResult};
 
 /// One file a committing sink writes: its name (as given), its writer, and a handle to fsync.
@@ -66,6 +75,161 @@ pub struct CommitFiles {
     /// After the end of the input: the snapshot of the last commit, which holds every row;
     /// the caller marks it complete once the run succeeded.
     pub last: Arc<Mutex<Option<Snapshot>>>,
+    /// Workers in all processes: with operator snapshots, every commit holds one per worker.
+    pub workers: u32,
+}
+
+/// One worker's operator states at a cut, on their way to the committing sink.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerSnapshot {
+    /// The worker's global index.
+    pub worker: u32,
+    /// The cut.
+    pub cut: u64,
+    /// Every operator of the worker has taken its last cut (its input ended): these states
+    /// stand for every later cut too.
+    pub last: bool,
+    /// The states, by operator id, sorted.
+    pub states: States,
+}
+
+/// A worker's [`SnapshotSink`]: gathers its operators' states per cut; [`snapshot_stream`]
+/// sends each cut's once every operator has handed its state over.
+pub struct Collector {
+    first: u64,
+    interval: u64,
+    /// States handed over, per cut.
+    reported: BTreeMap<u64, States>,
+    /// Operators whose input ended: their last cut and state.
+    finals: BTreeMap<String, (u64, Vec<u8>)>,
+    activator: Option<Activator>,
+}
+
+impl Collector {
+    /// Cuts at `first`, `first + interval`, ... (`interval` positive).
+    pub fn new(first: u64, interval: u64) -> Self {
+        Collector {
+            first,
+            interval: interval.max(1),
+            reported: BTreeMap::new(),
+            finals: BTreeMap::new(),
+            activator: None,
+        }
+    }
+
+    fn wake(&self) {
+        if let Some(activator) = &self.activator {
+            activator.activate();
+        }
+    }
+}
+
+impl SnapshotSink for Collector {
+    fn first_cut(&self) -> Option<u64> {
+        Some(self.first)
+    }
+
+    fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64> {
+        self.reported
+            .entry(cut)
+            .or_default()
+            .push((operator.to_owned(), state));
+        self.wake();
+        cut.checked_add(self.interval)
+    }
+
+    fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
+        self.finals
+            .insert(operator.to_owned(), (cut, state.clone()));
+        self.reported
+            .entry(cut)
+            .or_default()
+            .push((operator.to_owned(), state));
+        self.wake();
+    }
+}
+
+/// The stream of this worker's [`WorkerSnapshot`]s, each at its cut's time: a cut's is sent
+/// once all `checkpoints.operators()` operators of the worker handed their state over (or took
+/// their last cut before it). Its frontier passing `c` so means that the worker's states at `c`
+/// are on their way; it never holds back the records' dataflow.
+pub fn snapshot_stream<'scope>(
+    scope: Scope<'scope, u64>,
+    collector: Rc<RefCell<Collector>>,
+    checkpoints: Checkpoints,
+) -> StreamVec<'scope, u64, WorkerSnapshot> {
+    let worker = scope.index() as u32;
+    source(scope, "SnapshotCut", move |cap, info| {
+        collector.borrow_mut().activator = Some(scope.activator_for(info.address));
+        let mut cap = Some(cap);
+        let mut next = collector.borrow().first;
+        move |output| {
+            let Some(held) = cap.as_mut() else { return };
+            let operators = checkpoints.operators();
+            let mut collector = collector.borrow_mut();
+            loop {
+                let ended = collector.finals.values().filter(|(c, _)| *c < next);
+                let ended_count = ended.count();
+                let reported = collector.reported.get(&next).map_or(0, Vec::len);
+                if operators == 0 || reported + ended_count < operators {
+                    if operators == 0 {
+                        cap = None;
+                    }
+                    return;
+                }
+                let mut states = collector.reported.remove(&next).unwrap_or_default();
+                states.extend(
+                    collector
+                        .finals
+                        .iter()
+                        .filter(|(_, (c, _))| *c < next)
+                        .map(|(op, (_, state))| (op.clone(), state.clone())),
+                );
+                states.sort();
+                let last = collector.finals.len() >= operators;
+                held.downgrade(&next);
+                output.session(&*held).give(WorkerSnapshot {
+                    worker,
+                    cut: next,
+                    last,
+                    states,
+                });
+                match next.checked_add(collector.interval) {
+                    Some(later) if !last => next = later,
+                    _ => {
+                        cap = None;
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .container::<Vec<WorkerSnapshot>>()
+}
+
+/// The workers' snapshots received by the committing sink: per cut and worker, and each
+/// worker's last (cut, states) once its operators' inputs ended.
+#[derive(Default)]
+struct Gathered {
+    at: BTreeMap<u64, BTreeMap<u32, States>>,
+    last: BTreeMap<u32, (u64, States)>,
+}
+
+impl Gathered {
+    /// Every worker's states at `cut`; forgets older cuts.
+    fn take(&mut self, cut: u64, workers: u32) -> Result<Vec<States>, String> {
+        let mut at = self.at.remove(&cut).unwrap_or_default();
+        self.at.retain(|c, _| *c > cut);
+        (0..workers)
+            .map(|w| match (at.remove(&w), self.last.get(&w)) {
+                (Some(states), _) => Ok(states),
+                (None, Some((c, states))) if *c <= cut => Ok(states.clone()),
+                _ => Err(format!(
+                    "checkpoint at {cut}: worker {w} sent no snapshot (a bug: please report it)"
+                )),
+            })
+            .collect()
+    }
 }
 
 /// Rows waiting for their checkpoint, per time: encoded changelog rows and late rows.
@@ -74,9 +238,15 @@ type Pending = BTreeMap<u64, (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
 /// Writes `results` and `late` exactly once through `files` (on worker 0 of process 0; every
 /// other worker passes `None`), counting changelog rows in `counts` and late rows in
 /// `late_count`. A write or commit error stops writing and is stored in `error`.
+///
+/// `snapshots`, with operator snapshots (see [`snapshot_stream`]), go to worker 0 too: a
+/// commit at `c` waits for every worker's states at `c` and writes one snapshot file per
+/// worker. Without them a commit holds the outputs' lengths only, and recovery replays.
+#[allow(clippy::too_many_arguments)]
 pub fn commit_sink<'scope, K, O>(
     results: StreamVec<'scope, u64, WindowResult<K, O>>,
     late: StreamVec<'scope, u64, Late<K, LateFields>>,
+    snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
     files: Option<CommitFiles>,
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
@@ -98,6 +268,41 @@ pub fn commit_sink<'scope, K, O>(
     let mut encoder = csv::WriterBuilder::new()
         .flexible(true)
         .from_writer(Shared(Rc::clone(&encoded)));
+    // The snapshots are stored as they arrive; their frontier joins the late rows' (the
+    // gathering operator emits nothing), so a cut passed by both inputs has every worker's.
+    let gathered = Rc::new(RefCell::new(Gathered::default()));
+    let with_states = snapshots.is_some();
+    let late = match snapshots {
+        Some(snapshots) => {
+            let store = Rc::clone(&gathered);
+            let frontier_only = snapshots.unary::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+                Exchange::new(|_: &WorkerSnapshot| 0),
+                "GatherSnapshots",
+                move |_cap, _info| {
+                    move |input, _output| {
+                        let mut store = store.borrow_mut();
+                        input.for_each(|_cap, data| {
+                            for snapshot in data.drain(..) {
+                                if snapshot.last {
+                                    store.last.insert(
+                                        snapshot.worker,
+                                        (snapshot.cut, snapshot.states.clone()),
+                                    );
+                                }
+                                store
+                                    .at
+                                    .entry(snapshot.cut)
+                                    .or_default()
+                                    .insert(snapshot.worker, snapshot.states);
+                            }
+                        });
+                    }
+                },
+            );
+            late.concat(frontier_only)
+        }
+        None => late,
+    };
     results.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
         late,
         Exchange::new(|_: &WindowResult<K, O>| 0),
@@ -161,7 +366,18 @@ pub fn commit_sink<'scope, K, O>(
                         return;
                     }
                 }
-                let result = commit(sink, &mut pending, cut);
+                let states = match (with_states, frontier.is_some()) {
+                    (true, true) => match gathered.borrow_mut().take(cut, sink.workers) {
+                        Ok(states) => Some(states),
+                        Err(e) => {
+                            *error.borrow_mut() = Some(e);
+                            files = None;
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
+                let result = commit(sink, &mut pending, cut, states);
                 match result {
                     Ok(snapshot) => {
                         last_cut = Some(cut);
@@ -208,7 +424,14 @@ fn encode(
 
 /// Writes the rows at times `<= cut` (in (time, bytes) order), makes both files durable and
 /// commits the checkpoint at `cut`; returns the snapshot committed.
-fn commit(sink: &mut CommitFiles, pending: &mut Pending, cut: u64) -> Result<Snapshot, String> {
+/// `states`: every worker's operator states at `cut`, by worker, each written as that worker's
+/// snapshot (worker 0's with the lengths); `None`: worker 0's snapshot with the lengths alone.
+fn commit(
+    sink: &mut CommitFiles,
+    pending: &mut Pending,
+    cut: u64,
+    states: Option<Vec<States>>,
+) -> Result<Snapshot, String> {
     begin_checkpoint();
     let later = match cut.checked_add(1) {
         Some(next) => pending.split_off(&next),
@@ -232,11 +455,33 @@ fn commit(sink: &mut CommitFiles, pending: &mut Pending, cut: u64) -> Result<Sna
         write_rows(late, &lates)?;
         sinks.push((late.name.clone(), durable(late)?));
     }
-    let snapshot = Snapshot { worker: 0, sinks };
+    let mut snapshots: Vec<Snapshot> = match states {
+        Some(states) => states
+            .into_iter()
+            .enumerate()
+            .map(|(worker, operators)| Snapshot {
+                worker: worker as u32,
+                sinks: Vec::new(),
+                operators,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    match snapshots.first_mut() {
+        Some(first) => first.sinks = sinks,
+        None => snapshots.push(Snapshot {
+            worker: 0,
+            sinks,
+            operators: Vec::new(),
+        }),
+    }
     sink.dir
-        .commit(cut, std::slice::from_ref(&snapshot), false)
+        .commit(cut, &snapshots, false)
         .map_err(|e| e.to_string())?;
-    Ok(snapshot)
+    // Only the lengths are needed at the end (the final, complete commit).
+    let mut first = snapshots.swap_remove(0);
+    first.operators.clear();
+    Ok(first)
 }
 
 fn write_rows(file: &mut CommitFile, rows: &[Vec<u8>]) -> Result<(), String> {

@@ -76,7 +76,8 @@ use super::csv::{
     csv_error, warn_skipped, BadLines, Columns, CsvItem, FeedStats, Layout, Parsed, ReadError,
     REPORTED_BAD_LINES,
 };
-use super::{feed_source_paced, Feed, Pacing, Poll, Position, SourceOptions, Stamped};
+use super::{feed_source_cut, Feed, Pacing, Poll, Position, SourceOptions, SourceState, Stamped};
+use crate::stash::Cut;
 use crate::time::Watermark;
 
 /// The size a block aims at, in bytes: a block ends at the first record end at or after it.
@@ -447,6 +448,11 @@ pub struct BlockFeed {
     /// Leader: blocks counted and reported so far, and bad lines among them.
     reported: usize,
     skipped: u64,
+    /// Restored from a checkpoint: the byte of the first record to send in block `next`.
+    resume: Option<u64>,
+    /// `(block, largest event time)` of every block parsed (for [`SourceState::blocks`]),
+    /// starting with the restored state's.
+    maxima: Vec<(u64, Option<u64>)>,
 }
 
 impl BlockFeed {
@@ -455,24 +461,47 @@ impl BlockFeed {
         index: usize,
         peers: usize,
         shared: Rc<RefCell<Shared>>,
+        restored: Option<&SourceState>,
     ) -> Result<Self, ReadError> {
         let file = File::open(&plan.path).map_err(|e| ReadError::io(&plan.layout.name, e))?;
+        let (next, watermark, resume, maxima) = match restored {
+            // The block the cut fell in is parsed again, and its records from the position on
+            // are sent; the watermark there already accounts for the earlier blocks.
+            Some(state) => (
+                usize::try_from(state.position.block).unwrap_or(usize::MAX),
+                state.watermark.clone(),
+                Some(state.position.byte),
+                state.blocks.clone(),
+            ),
+            None => (index, Watermark::new(plan.max_delay), None, Vec::new()),
+        };
         Ok(BlockFeed {
             file,
             leader: index == 0,
             peers: peers.max(1),
-            next: index,
+            next,
             buffer: Vec::new(),
             records: Vec::new(),
             parsed: Vec::new(),
             current: None,
-            watermark: Watermark::new(plan.max_delay),
+            watermark,
             shared,
             stopped: false,
             reported: 0,
             skipped: 0,
+            resume,
+            maxima,
             plan,
         })
+    }
+
+    /// The byte offset in the file of record `record` (an index into `records`) of `block`.
+    fn byte_of(&self, block: usize, record: usize) -> u64 {
+        let at = self.records[record].position();
+        // Positions count the empty line before the block (see `parse`); the first record's is
+        // the block's start.
+        let skipped = SKIPPED_LINE.len() as u64;
+        self.plan.starts[block] + at.map_or(0, |p| p.byte().saturating_sub(skipped))
     }
 
     /// Where this reader stands: the next record it sends (see [`Position`]).
@@ -485,15 +514,11 @@ impl BlockFeed {
                 line: self.plan.lines[block],
             };
         };
-        let start = self.plan.starts[current.block];
         let (byte, line) = match self.parsed.get(current.sent) {
             Some((record, _)) => {
                 let at = self.records[*record].position();
-                // Positions count the empty line before the block (see `parse`); the first
-                // record's is the block's start.
-                let skipped = SKIPPED_LINE.len() as u64;
                 (
-                    start + at.map_or(0, |p| p.byte().saturating_sub(skipped)),
+                    self.byte_of(current.block, *record),
                     self.plan.lines[current.block] + at.map_or(1, |p| p.line()) - 1,
                 )
             }
@@ -649,6 +674,51 @@ impl Feed for BlockFeed {
     type Error = ReadError;
 
     fn poll(&mut self, max: usize, out: &mut Vec<Stamped<CsvItem>>) -> Result<Poll, ReadError> {
+        self.poll_until(max, out, None)
+    }
+
+    fn poll_bounded(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Stamped<CsvItem>>,
+        bound: u64,
+    ) -> Result<Poll, ReadError> {
+        self.poll_until(max, out, Some(bound))
+    }
+
+    fn state(&self, done: bool) -> Option<SourceState> {
+        // Only where the watermark is the single reader's: within a block caught up with the
+        // earlier blocks, or past the last block. Between blocks the next one's catch-up is
+        // still to come.
+        let settled = match &self.current {
+            Some(current) => current.caught_up,
+            None => self.next >= self.plan.blocks(),
+        };
+        (settled && !self.stopped).then(|| SourceState {
+            position: self.position(),
+            watermark: self.watermark.clone(),
+            done,
+            blocks: self.maxima.clone(),
+        })
+    }
+
+    fn watermark(&mut self) -> &mut Watermark {
+        &mut self.watermark
+    }
+
+    fn set_activator(&mut self, activator: Activator) {
+        self.shared.borrow_mut().feed_activator = Some(activator);
+    }
+}
+
+impl BlockFeed {
+    /// [`Feed::poll`] and, with a `bound`, [`Feed::poll_bounded`].
+    fn poll_until(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Stamped<CsvItem>>,
+        bound: Option<u64>,
+    ) -> Result<Poll, ReadError> {
         if let Some((worker, shape)) = self.shared.borrow().other_plan {
             let here = self.plan.shape();
             return Err(ReadError::Io {
@@ -688,11 +758,24 @@ impl Feed for BlockFeed {
             let block = self.next;
             let info = self.parse(block);
             let error = info.error.clone();
+            self.maxima.retain(|(b, _)| *b != block as u64);
+            self.maxima.push((block as u64, info.max));
             self.publish(Some(info));
+            // Restored within this block: its records before the position were sent, and the
+            // restored watermark has caught up with the earlier blocks.
+            let (sent, caught_up) = match self.resume.take() {
+                Some(byte) => {
+                    let sent = (0..self.parsed.len())
+                        .find(|&i| self.byte_of(block, self.parsed[i].0) >= byte)
+                        .unwrap_or(self.parsed.len());
+                    (sent, true)
+                }
+                None => (0, false),
+            };
             self.current = Some(Current {
                 block,
-                sent: 0,
-                caught_up: false,
+                sent,
+                caught_up,
                 error,
             });
         }
@@ -719,10 +802,14 @@ impl Feed for BlockFeed {
         }
         let upto = (current.sent + max.max(1)).min(self.parsed.len());
         for (record, parsed) in &self.parsed[current.sent..upto] {
+            if bound.is_some_and(|b| self.watermark.current() > b) {
+                // The checkpoint cut falls before this record.
+                return Ok(Poll::Ready);
+            }
             let time = self.watermark.stamp(parsed.ts);
             out.push(self.plan.layout.item(&self.records[*record], parsed, time));
+            current.sent += 1;
         }
-        current.sent = upto;
         if current.sent == self.parsed.len() {
             if current.error.is_some() {
                 self.stopped = true;
@@ -733,20 +820,12 @@ impl Feed for BlockFeed {
         }
         Ok(Poll::Ready)
     }
-
-    fn watermark(&mut self) -> &mut Watermark {
-        &mut self.watermark
-    }
-
-    fn set_activator(&mut self, activator: Activator) {
-        self.shared.borrow_mut().feed_activator = Some(activator);
-    }
 }
 
 /// A source reading this worker's share of `plan`: every worker of every process calls it
 /// (with the same plan), and together they send the records of the single reader over `plan`'s
 /// file, each at the same stamp (see the module docs). Options, pacing and `error` as for
-/// [`feed_source_paced`]; an error is set only on worker 0 of process 0 (the first in the
+/// [`super::feed_source_paced`]; an error is set only on worker 0 of process 0 (the first in the
 /// file), on a worker that cannot open the file, or on a worker that learns that another
 /// worker's plan differs from its own (another copy of the file, or one that changed).
 pub fn block_source<'scope>(
@@ -756,7 +835,43 @@ pub fn block_source<'scope>(
     pacing: Pacing,
     error: Rc<RefCell<Option<ReadError>>>,
 ) -> StreamVec<'scope, u64, CsvItem> {
+    block_source_cut(scope, plan, options, pacing, error, Cut::none(), None)
+}
+
+/// [`block_source`] taking checkpoint cuts (see [`super::feed_source_cut`]), and, with
+/// `restored` (every worker's [`SourceState`] at the checkpoint resumed from, by global worker
+/// index, from a run with as many workers), resuming there: each worker parses again the block
+/// its position is in and sends its records from the position on, with the restored
+/// watermark; the maxima of the blocks no worker reads again come from the states.
+pub fn block_source_cut<'scope>(
+    scope: Scope<'scope, u64>,
+    plan: &Arc<BlockPlan>,
+    options: SourceOptions,
+    pacing: Pacing,
+    error: Rc<RefCell<Option<ReadError>>>,
+    cut: Cut<Option<SourceState>>,
+    restored: Option<&[Option<SourceState>]>,
+) -> StreamVec<'scope, u64, CsvItem> {
     let shared = Rc::new(RefCell::new(Shared::new(plan.blocks())));
+    if let Some(states) = restored {
+        // Blocks that some worker parses again publish their summaries again; the others are
+        // known from the states (rows counted once, in the run that read them).
+        let again: Vec<u64> = states.iter().flatten().map(|s| s.position.block).collect();
+        let mut shared = shared.borrow_mut();
+        for (block, max) in states.iter().flatten().flat_map(|s| s.blocks.iter()) {
+            if !again.contains(block) {
+                shared.insert(BlockInfo {
+                    block: *block,
+                    max: *max,
+                    records: 0,
+                    bad: 0,
+                    warnings: Vec::new(),
+                    error: None,
+                });
+            }
+        }
+    }
+    let own_state = restored.and_then(|states| states.get(scope.index()).cloned().flatten());
     let leader = scope.index() == 0;
     // Every worker first tells the others the shape of its plan: processes that cut different
     // files fail at once, instead of waiting for blocks that no worker reads.
@@ -810,12 +925,19 @@ pub fn block_source<'scope>(
             }
         }
     });
-    let feed = match BlockFeed::new(Arc::clone(plan), scope.index(), scope.peers(), shared) {
+    let feed = BlockFeed::new(
+        Arc::clone(plan),
+        scope.index(),
+        scope.peers(),
+        shared,
+        own_state.as_ref(),
+    );
+    let feed = match feed {
         Ok(feed) => Some(feed),
         Err(e) => {
             *error.borrow_mut() = Some(e);
             None
         }
     };
-    feed_source_paced(scope, feed, options, pacing, error)
+    feed_source_cut(scope, feed, options, pacing, error, cut)
 }

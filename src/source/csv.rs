@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Feed, Poll, Stamped};
+use super::{Feed, Poll, Position, SourceState, Stamped};
 use crate::number::Fixed;
 use crate::time::{Watermark, MAX_TIME};
 
@@ -122,6 +122,8 @@ struct Rows {
     len: usize,
     /// The error that stopped reading after these rows, if one did.
     error: Option<ReadError>,
+    /// Where the reader stood after these rows: the next record's position.
+    end: Option<csv::Position>,
 }
 
 /// A CSV file (or standard input) as a [`Feed`] of `(key, record, diff)` triples, read by one
@@ -134,6 +136,10 @@ pub struct CsvFeed {
     bad_lines: BadLines,
     watermark: Watermark,
     stats: Arc<FeedStats>,
+    /// A batch taken up to a checkpoint bound, and its first row not yet taken.
+    partial: Option<(Rows, usize)>,
+    /// The position of the next row not yet taken (when no batch is partly taken).
+    next: csv::Position,
 }
 
 /// Where the columns are in a row, and how a row becomes a record: shared by the single reader
@@ -173,58 +179,50 @@ impl CsvFeed {
         bad_lines: BadLines,
         max_delay: u64,
     ) -> Result<(CsvFeed, csv::StringRecord), ReadError> {
+        CsvFeed::open_at(path, columns, bad_lines, max_delay, None)
+    }
+
+    /// [`CsvFeed::open`], resuming at a checkpoint's `state` (a regular file only): the reader
+    /// seeks to its position and the watermark is the one there, so the records that follow
+    /// get the stamps they would have had in one run. Rows before the position are not read.
+    pub fn open_at(
+        path: &Path,
+        columns: Columns,
+        bad_lines: BadLines,
+        max_delay: u64,
+        state: Option<&SourceState>,
+    ) -> Result<(CsvFeed, csv::StringRecord), ReadError> {
         let name = path.display().to_string();
-        let input: Box<dyn Read + Send> = if name == "-" {
-            Box::new(io::stdin())
+        let mut watermark = Watermark::new(max_delay);
+        let (rows, spent, layout, header, next) = if name == "-" {
+            let input: Box<dyn Read + Send> = Box::new(io::stdin());
+            let (reader, layout, header) = Layout::reader(&name, input, columns)?;
+            let next = reader.position().clone();
+            let (rows, spent) = spawn_reader(reader, &name)?;
+            (rows, spent, layout, header, next)
         } else {
-            Box::new(File::open(path).map_err(|e| ReadError::io(&name, e))?)
+            let input = File::open(path).map_err(|e| ReadError::io(&name, e))?;
+            let (mut reader, layout, header) = Layout::reader(&name, input, columns)?;
+            if let Some(state) = state {
+                let mut at = csv::Position::new();
+                at.set_byte(state.position.byte)
+                    .set_line(state.position.line);
+                reader.seek(at).map_err(|e| csv_error(&name, e))?;
+                watermark = state.watermark.clone();
+            }
+            let next = reader.position().clone();
+            let (rows, spent) = spawn_reader(reader, &name)?;
+            (rows, spent, layout, header, next)
         };
-        let (mut reader, layout, header) = Layout::reader(&name, input, columns)?;
-        let (sender, rows) = sync_channel::<Rows>(4);
-        // Room for every batch in flight, so that handing one back never blocks.
-        let (spent, refill) = sync_channel::<Rows>(8);
-        let thread_name = name.clone();
-        // A live input (standard input) hands over every row at once: the next read may block.
-        let rows_per_batch = if name == "-" { 1 } else { ROWS_PER_BATCH };
-        std::thread::Builder::new()
-            .name("tidemark-csv".into())
-            .spawn(move || loop {
-                let mut batch = refill.try_recv().unwrap_or_default();
-                batch.len = 0;
-                let mut done = false;
-                while batch.len < rows_per_batch {
-                    if batch.records.len() == batch.len {
-                        batch.records.push(csv::ByteRecord::new());
-                    }
-                    match reader.read_byte_record(&mut batch.records[batch.len]) {
-                        Ok(true) => batch.len += 1,
-                        Ok(false) => done = true,
-                        // Byte records are not checked for UTF-8 (the feed does that), so an
-                        // error here is a failure to read: it stops the input.
-                        Err(e) => {
-                            batch.error = Some(csv_error(&thread_name, e));
-                            done = true;
-                        }
-                    }
-                    if done {
-                        break;
-                    }
-                }
-                if (batch.len > 0 || batch.error.is_some()) && sender.send(batch).is_err() {
-                    return;
-                }
-                if done {
-                    return;
-                }
-            })
-            .map_err(|e| ReadError::io(&name, e))?;
         let feed = CsvFeed {
             layout,
             rows,
             spent,
             bad_lines,
-            watermark: Watermark::new(max_delay),
+            watermark,
             stats: Arc::default(),
+            partial: None,
+            next,
         };
         Ok((feed, header))
     }
@@ -233,6 +231,55 @@ impl CsvFeed {
     pub fn stats(&self) -> Arc<FeedStats> {
         Arc::clone(&self.stats)
     }
+}
+
+/// The reader thread of a [`CsvFeed`]: batches of rows go out on the first channel, and come
+/// back empty on the second to be refilled.
+fn spawn_reader<R: Read + Send + 'static>(
+    mut reader: csv::Reader<R>,
+    name: &str,
+) -> Result<(Receiver<Rows>, SyncSender<Rows>), ReadError> {
+    let name = name.to_string();
+    let (sender, rows) = sync_channel::<Rows>(4);
+    // Room for every batch in flight, so that handing one back never blocks.
+    let (spent, refill) = sync_channel::<Rows>(8);
+    let thread_name = name.clone();
+    // A live input (standard input) hands over every row at once: the next read may block.
+    let rows_per_batch = if name == "-" { 1 } else { ROWS_PER_BATCH };
+    std::thread::Builder::new()
+        .name("tidemark-csv".into())
+        .spawn(move || loop {
+            let mut batch = refill.try_recv().unwrap_or_default();
+            batch.len = 0;
+            let mut done = false;
+            while batch.len < rows_per_batch {
+                if batch.records.len() == batch.len {
+                    batch.records.push(csv::ByteRecord::new());
+                }
+                match reader.read_byte_record(&mut batch.records[batch.len]) {
+                    Ok(true) => batch.len += 1,
+                    Ok(false) => done = true,
+                    // Byte records are not checked for UTF-8 (the feed does that), so an
+                    // error here is a failure to read: it stops the input.
+                    Err(e) => {
+                        batch.error = Some(csv_error(&thread_name, e));
+                        done = true;
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+            batch.end = Some(reader.position().clone());
+            if (batch.len > 0 || batch.error.is_some()) && sender.send(batch).is_err() {
+                return;
+            }
+            if done {
+                return;
+            }
+        })
+        .map_err(|e| ReadError::io(&name, e))?;
+    Ok((rows, spent))
 }
 
 impl Layout {
@@ -444,34 +491,85 @@ impl Feed for CsvFeed {
 
     /// Takes the batches the reader has ready, until `max` rows (at least one batch).
     fn poll(&mut self, max: usize, out: &mut Vec<Stamped<Self::Item>>) -> Result<Poll, ReadError> {
-        let mut taken = 0;
-        while taken < max.max(1) {
-            let batch = match self.rows.try_recv() {
-                Ok(batch) => batch,
-                Err(TryRecvError::Empty) if taken == 0 => return Ok(Poll::Pending),
-                Err(TryRecvError::Disconnected) if taken == 0 => return Ok(Poll::Done),
-                Err(_) => break,
-            };
-            taken += batch.len;
-            self.take(batch, out)?;
-        }
-        Ok(Poll::Ready)
+        self.poll_until(max, out, None)
     }
 
     fn watermark(&mut self) -> &mut Watermark {
         &mut self.watermark
     }
+
+    fn poll_bounded(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Stamped<Self::Item>>,
+        bound: u64,
+    ) -> Result<Poll, ReadError> {
+        self.poll_until(max, out, Some(bound))
+    }
+
+    fn state(&self, done: bool) -> Option<SourceState> {
+        let next = match &self.partial {
+            Some((batch, at)) => batch.records[*at].position().cloned(),
+            None => Some(self.next.clone()),
+        }?;
+        Some(SourceState {
+            position: Position {
+                block: 0,
+                byte: next.byte(),
+                line: next.line(),
+            },
+            watermark: self.watermark.clone(),
+            done,
+            blocks: Vec::new(),
+        })
+    }
 }
 
 impl CsvFeed {
-    /// Turns the rows of `batch` into records, then hands it back to the reader.
+    /// [`Feed::poll`] and, with a `bound`, [`Feed::poll_bounded`].
+    fn poll_until(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Stamped<<Self as Feed>::Item>>,
+        bound: Option<u64>,
+    ) -> Result<Poll, ReadError> {
+        let mut taken = 0;
+        while taken < max.max(1) {
+            if bound.is_some_and(|b| self.watermark.current() > b) {
+                break;
+            }
+            let (batch, from) = match self.partial.take() {
+                Some(partial) => partial,
+                None => match self.rows.try_recv() {
+                    Ok(batch) => (batch, 0),
+                    Err(TryRecvError::Empty) if taken == 0 => return Ok(Poll::Pending),
+                    Err(TryRecvError::Disconnected) if taken == 0 => return Ok(Poll::Done),
+                    Err(_) => break,
+                },
+            };
+            taken += batch.len - from;
+            self.take(batch, from, bound, out)?;
+        }
+        Ok(Poll::Ready)
+    }
+
+    /// Turns the rows of `batch` from row `from` on into records, then hands it back to the
+    /// reader; with a `bound`, stops before a row once the watermark is above it and keeps the
+    /// rest of the batch for the next poll.
     fn take(
         &mut self,
         mut batch: Rows,
+        from: usize,
+        bound: Option<u64>,
         out: &mut Vec<Stamped<<Self as Feed>::Item>>,
     ) -> Result<(), ReadError> {
         let mut records = 0;
-        for record in &batch.records[..batch.len] {
+        for (at, record) in batch.records[..batch.len].iter().enumerate().skip(from) {
+            if bound.is_some_and(|b| self.watermark.current() > b) {
+                self.stats.records.fetch_add(records, Ordering::Relaxed);
+                self.partial = Some((batch, at));
+                return Ok(());
+            }
             let line = record.position().map_or(0, |p| p.line());
             match self.layout.parse(line, record) {
                 Ok(parsed) => {
@@ -492,6 +590,9 @@ impl CsvFeed {
         self.stats.records.fetch_add(records, Ordering::Relaxed);
         if let Some(error) = batch.error.take() {
             return Err(error);
+        }
+        if let Some(end) = batch.end.take() {
+            self.next = end;
         }
         // The reader may have stopped (a full channel of spares is fine too): drop it then.
         let _ = self.spent.try_send(batch);

@@ -69,6 +69,7 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use timely::scheduling::Activator;
 
+use crate::stash::Cut;
 use crate::time::Watermark;
 
 /// What a poll of a [`Feed`] found.
@@ -96,6 +97,22 @@ pub struct Position {
     pub byte: u64,
     /// The line of that record (as errors name it).
     pub line: u64,
+}
+
+/// A reader's state at a checkpoint cut: what a restored reader needs to send exactly the
+/// records an uninterrupted one would send after the cut, at the same stamps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceState {
+    /// The next record to read (the first one not sent at or before the cut).
+    pub position: Position,
+    /// The watermark before that record: the largest event time read so far less the delay,
+    /// with any idle advances (see [`Watermark`]).
+    pub watermark: Watermark,
+    /// Whether the input was exhausted.
+    pub done: bool,
+    /// Parallel readers ([`blocks`]): `(block, largest event time)` of every block this reader
+    /// parsed, so that restored readers know the maxima of blocks no one reads again.
+    pub blocks: Vec<(u64, Option<u64>)>,
 }
 
 /// A record with the time its feed's [`Watermark`] stamped it with.
@@ -138,6 +155,26 @@ pub trait Feed: 'static {
     /// uses it to have the source poll again at once. The default ignores it.
     fn set_activator(&mut self, activator: Activator) {
         let _ = activator;
+    }
+    /// [`Feed::poll`], stopping before the first record whose watermark before it (the
+    /// watermark after every earlier record) is above `bound`: the source's checkpoint cut at
+    /// `bound` then falls between two records. Feeds that take part in checkpoints override
+    /// it (with [`Feed::state`]); the default polls without a bound.
+    fn poll_bounded(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Stamped<Self::Item>>,
+        bound: u64,
+    ) -> Result<Poll, Self::Error> {
+        let _ = bound;
+        self.poll(max, out)
+    }
+    /// The feed's state for a checkpoint, taken between polls (`done`: the last poll said
+    /// [`Poll::Done`]); `None` when it cannot say where it stands now (the source then takes
+    /// its cut after a later poll). The default: `None`, no checkpoints.
+    fn state(&self, done: bool) -> Option<SourceState> {
+        let _ = done;
+        None
     }
 }
 
@@ -271,6 +308,25 @@ pub fn feed_source_paced<'scope, F: Feed>(
     pacing: Pacing,
     error: Rc<RefCell<Option<F::Error>>>,
 ) -> StreamVec<'scope, u64, F::Item> {
+    feed_source_cut(scope, feed, options, pacing, error, Cut::none())
+}
+
+/// [`feed_source_paced`] taking checkpoint cuts: at each of `cut`'s times `c` the source hands
+/// over its feed's [`SourceState`] (`None` on a worker without a feed) once it has sent every
+/// record it will send at a time `<= c` and none later. With [`SendAt::Watermark`] a record is
+/// sent at the watermark before its batch, so the source ends the batch before the first
+/// record whose watermark before it is above `c` ([`Feed::poll_bounded`]): the records at
+/// times `<= c` are then exactly those before the position, and the watermark there says at
+/// which times the rest go.
+pub fn feed_source_cut<'scope, F: Feed>(
+    scope: Scope<'scope, u64>,
+    feed: Option<F>,
+    options: SourceOptions,
+    pacing: Pacing,
+    error: Rc<RefCell<Option<F::Error>>>,
+    cut: Cut<Option<SourceState>>,
+) -> StreamVec<'scope, u64, F::Item> {
+    let mut cut = cut;
     source(scope, "FeedSource", move |cap, info| {
         let activator = scope.activator_for(info.address);
         let mut cap = Some(cap);
@@ -293,6 +349,7 @@ pub fn feed_source_paced<'scope, F: Feed>(
                 // No feed on this worker, or it failed: with an error the capability stays,
                 // otherwise it goes and the frontier empties.
                 if error.borrow().is_none() {
+                    cut.take_passed(None, None, |_| None);
                     cap = None;
                 }
                 return;
@@ -307,7 +364,10 @@ pub fn feed_source_paced<'scope, F: Feed>(
                     return;
                 }
             }
-            let poll = reader.poll(options.batch, &mut buffer);
+            let poll = match cut.pending() {
+                Some(bound) => reader.poll_bounded(options.batch, &mut buffer, bound),
+                None => reader.poll(options.batch, &mut buffer),
+            };
             if pacing.ahead.is_some() {
                 if let Some(upto) = buffer.iter().map(|s| s.time).max() {
                     let upto = match pacing.send_at {
@@ -351,6 +411,18 @@ pub fn feed_source_paced<'scope, F: Feed>(
                 }
             }
             drop(records);
+            // Every record at a time up to a pending cut below the watermark is sent, and none
+            // later (the poll stopped at the bound): the cut falls here.
+            if let Some(pending) = cut.pending() {
+                let done = matches!(poll, Ok(Poll::Done));
+                let watermark = reader.watermark().current();
+                if done || (poll.is_ok() && watermark > pending) {
+                    if let Some(state) = reader.state(done) {
+                        let limit = (!done).then_some(watermark);
+                        cut.take_passed(limit, None, |_| Some(state.clone()));
+                    }
+                }
+            }
             match poll {
                 Ok(Poll::Ready) => {
                     last_record = Instant::now();
@@ -362,6 +434,18 @@ pub fn feed_source_paced<'scope, F: Feed>(
                         let idle = last_record.elapsed();
                         if idle >= timeout {
                             reader.watermark().idle(idle);
+                            // An idle advance past a pending cut: the cut falls before the
+                            // next record, and the advance is part of the state.
+                            if let Some(pending) = cut.pending() {
+                                let watermark = reader.watermark().current();
+                                if watermark > pending {
+                                    if let Some(state) = reader.state(false) {
+                                        cut.take_passed(Some(watermark), None, |_| {
+                                            Some(state.clone())
+                                        });
+                                    }
+                                }
+                            }
                             held.downgrade(&reader.watermark().current());
                         }
                     }

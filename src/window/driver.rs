@@ -26,6 +26,8 @@ use crate::stash::{limit, Cut, Stash};
 /// results and the late records, the operator's two outputs. At each of `cut`'s times the
 /// driver hands the state value to the cut's hook, exactly as of the parts at times `<=` the cut
 /// (see [`crate::stash`]): while a cut is pending, parts beyond it are deferred, not offered.
+/// `state` may come restored from a checkpoint ([`WindowState::restore`]): its pending closes
+/// get their capability from the operator's initial one.
 #[allow(clippy::type_complexity)]
 pub(crate) fn drive<'scope, I, S, P, F, K, O, V>(
     stream: StreamVec<'scope, u64, I>,
@@ -53,9 +55,14 @@ where
     let (results, results_stream) = builder.new_output::<Vec<WindowResult<K, O>>>();
     let (late, late_stream) = builder.new_output::<Vec<Late<K, V>>>();
     let (mut results, mut late) = (OutputBuilder::from(results), OutputBuilder::from(late));
-    builder.build(move |_capabilities| {
-        // The closing capability (results port) and per deferred time one per port.
-        let mut held: Option<Capability<u64>> = None;
+    builder.build(move |capabilities| {
+        // The closing capability (results port) and per deferred time one per port. A state
+        // restored from a checkpoint has pending closes: the first holds the initial
+        // capability's successor on the results port.
+        let mut held: Option<Capability<u64>> = state
+            .next_close()
+            .and_then(|close| capabilities.first().map(|cap| cap.delayed(&close)));
+        drop(capabilities);
         let mut deferred: Stash<Vec<S::Part>, 2> = Stash::new();
         let mut out = Vec::new();
         let mut waiting = Vec::new();

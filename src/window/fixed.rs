@@ -288,7 +288,7 @@ where
 
 impl<K, V, A> WindowState for FixedWindows<K, V, A>
 where
-    K: Hash + Eq + Ord + Clone + serde::Serialize + 'static,
+    K: Hash + Eq + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
     V: Clone + 'static,
     A: Aggregator<V>,
 {
@@ -315,6 +315,30 @@ where
                 })
                 .collect(),
         }
+    }
+
+    fn restore(&mut self, state: Self::State) {
+        debug_assert!(self.windows.is_empty(), "restored into a fresh state");
+        fn table<K: Hash + Eq, T>(entries: Vec<(K, T)>) -> KeyTable<K, T> {
+            let mut table = KeyTable::default();
+            for (key, value) in entries {
+                table.insert(key, value);
+            }
+            table
+        }
+        // Closed windows are a prefix (see `closed`): the value lists them by end.
+        self.closed = state.windows.iter().take_while(|w| !w.open).count();
+        for window in state.windows {
+            self.gauge.add(window.keys.len());
+            self.windows.push_back(PerWindow {
+                end: window.end,
+                open: window.open,
+                keys: table(window.keys),
+                emitted: table(window.emitted),
+            });
+        }
+        self.pane = None;
+        self.hot = 0;
     }
 
     #[inline]

@@ -98,7 +98,7 @@ impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
 
 impl<K, V, A> WindowState for Sessions<K, V, A>
 where
-    K: Hash + Eq + Ord + Clone + serde::Serialize + 'static,
+    K: Hash + Eq + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
     V: Clone + 'static,
     A: Aggregator<V>,
 {
@@ -115,6 +115,26 @@ where
         // Sorted so that equal states encode alike whatever the hash map's order.
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         SessionsState { keys }
+    }
+
+    fn restore(&mut self, state: Self::State) {
+        debug_assert!(self.keys.is_empty(), "restored into a fresh state");
+        // The queues follow from the sessions (see `SessionsState`): an open session closes at
+        // `end - 1`, an emitted one is forgotten from `end + lateness` on.
+        let (gap, lateness) = (self.gap, self.lateness);
+        for (key, sessions) in state.keys {
+            for session in &sessions {
+                let end = session.last.saturating_add(gap);
+                match session.emitted {
+                    None => self.closes.insert((end - 1, key.clone())),
+                    Some(_) => self
+                        .frees
+                        .insert((end.saturating_add(lateness), key.clone())),
+                };
+            }
+            self.gauge.add(sessions.len());
+            self.keys.insert(key, sessions);
+        }
     }
 
     fn offer(&mut self, part: Self::Part, time: u64) -> Option<Self::Part> {

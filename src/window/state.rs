@@ -20,7 +20,12 @@ pub(crate) trait WindowState: 'static {
     /// What the operator emits.
     type Out;
     /// The state as one serializable value: what a checkpoint stores for this worker.
-    type State: serde::Serialize + 'static;
+    type State: serde::Serialize + serde::de::DeserializeOwned + 'static;
+    /// Replaces this state, freshly built and empty, by `state`, a value [`WindowState::state`]
+    /// returned at a checkpoint cut (freed to `cut + 1`): afterwards the state behaves exactly
+    /// as the one that returned it (same closes, corrections, late records and frees). The
+    /// driver then re-creates the capability of [`WindowState::next_close`].
+    fn restore(&mut self, state: Self::State);
     /// The state value now. Must be canonical: equal for two states that received the same
     /// records at the same times and were freed to the same frontier, whatever the batching
     /// and the order of hash maps (the driver frees to `cut + 1` first; see [`crate::stash`]).

@@ -20,6 +20,7 @@ pub mod wordcount;
 pub mod ysb;
 
 use crate::partition::Scheme;
+use crate::stash::Checkpoints;
 
 /// The workload registry: `tidemark bench`'s workloads, each its doc line (the `--help` text),
 /// its variant of [`WorkloadName`], its field in [`WorkloadFlags`] (also its name on the
@@ -197,13 +198,35 @@ pub trait Workload: Clone + Send + Sync + 'static {
     fn event_time(event: &Self::Event) -> u64;
     /// Sets the event time of an event (the harness replays a pool with shifted times).
     fn set_event_time(event: &mut Self::Event, time_ns: u64);
-    /// The engine's dataflow over the events; its output is what the harness probes.
+    /// The engine's dataflow over the events; its output is what the harness probes. By
+    /// default [`Workload::checkpointed`] without checkpoints: a workload implements one of the
+    /// two (the one with checkpoints where its operators can snapshot).
     fn dataflow<'scope>(
         &self,
         events: StreamVec<'scope, u64, Self::Event>,
-    ) -> StreamVec<'scope, u64, Self::Output>;
+    ) -> StreamVec<'scope, u64, Self::Output> {
+        self.checkpointed(events, &Checkpoints::default())
+    }
     /// A fresh baseline.
     fn baseline(&self) -> Self::Baseline;
+    /// Whether [`Workload::checkpointed`] hands the workload's operator state to checkpoints
+    /// (`tidemark bench --checkpoint-dir`).
+    fn has_checkpoints(&self) -> bool {
+        false
+    }
+    /// The engine's dataflow with every stateful operator handing its state value to
+    /// `checkpoints` at each cut ([`crate::stash`]); with `Checkpoints::default()` it is
+    /// [`Workload::dataflow`]. By default the plain dataflow, which snapshots nothing: only
+    /// where [`Workload::has_checkpoints`] says so. (Each default calls the other: implement
+    /// one.)
+    fn checkpointed<'scope>(
+        &self,
+        events: StreamVec<'scope, u64, Self::Event>,
+        checkpoints: &Checkpoints,
+    ) -> StreamVec<'scope, u64, Self::Output> {
+        let _ = checkpoints;
+        self.dataflow(events)
+    }
     /// Whether the workload has an incremental version ([`Workload::incremental`]).
     fn has_incremental(&self) -> bool {
         false

@@ -13,6 +13,7 @@ use super::ysb::splitmix;
 use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::keyed::{KeyBy, Reduce};
 use crate::partition::Scheme;
+use crate::stash::Checkpoints;
 
 /// One word occurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,10 +128,16 @@ impl Workload for WordCount {
         event.time = time_ns;
     }
 
-    /// `map(word, 1) . key_by(word) . reduce(+)`.
-    fn dataflow<'scope>(
+    fn has_checkpoints(&self) -> bool {
+        true
+    }
+
+    /// `map(word, 1) . key_by(word) . reduce(+)`, the rolling count snapshotting its counts at
+    /// each cut.
+    fn checkpointed<'scope>(
         &self,
         events: StreamVec<'scope, u64, Word>,
+        checkpoints: &Checkpoints,
     ) -> StreamVec<'scope, u64, Counted> {
         let partitioner = self
             .partitioner
@@ -138,6 +145,7 @@ impl Workload for WordCount {
         events
             .map(|w: Word| (w.word, 1u64))
             .key_by(partitioner)
+            .checkpoints(checkpoints)
             .named("wordcount count per word")
             .reduce(|count, n| *count += n)
     }

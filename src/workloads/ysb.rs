@@ -17,6 +17,7 @@ use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::{Partitioner, Scheme};
+use crate::stash::Checkpoints;
 use crate::window::{Count, WindowAssigner};
 use differential_dataflow::VecCollection;
 
@@ -190,10 +191,12 @@ impl Workload for Ysb {
         event.event_time = time_ns;
     }
 
-    /// `filter(view) . map(campaign of ad) . key_by(campaign) . window(tumbling) . count`.
-    fn dataflow<'scope>(
+    /// `filter(view) . map(campaign of ad) . key_by(campaign) . window(tumbling) . count`, the
+    /// window operator snapshotting its open windows at each cut.
+    fn checkpointed<'scope>(
         &self,
         events: StreamVec<'scope, u64, AdEvent>,
+        checkpoints: &Checkpoints,
     ) -> StreamVec<'scope, u64, YsbRow> {
         let table = Arc::clone(&self.table);
         let partitioner = self
@@ -201,6 +204,7 @@ impl Workload for Ysb {
             .for_domain(u64::from(self.campaigns), events.scope().peers());
         campaign_views(events, table, |campaign, time| (campaign, time))
             .key_by(partitioner)
+            .checkpoints(checkpoints)
             .named(&format!(
                 "ysb views per campaign, {}",
                 WindowAssigner::Tumbling(self.window_ns).describe(1)
@@ -212,6 +216,10 @@ impl Workload for Ysb {
     }
 
     fn has_incremental(&self) -> bool {
+        true
+    }
+
+    fn has_checkpoints(&self) -> bool {
         true
     }
 

@@ -32,14 +32,13 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
-use nexmark::event::Event;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
-use super::{Output, Query};
+use super::{Event, Output, Query};
 use crate::number::Fixed;
 use crate::partition::route_hash;
 use crate::stash::{limit, Checkpoints, Cut, Stash};
@@ -151,19 +150,19 @@ impl OpenAuctions {
 fn trade(event: Event) -> Option<Trade> {
     match event {
         Event::Auction(auction) => Some(Trade::Opened {
-            id: auction.id as u64,
+            id: auction.id,
             terms: Open {
-                category: auction.category as u64,
-                seller: auction.seller as u64,
-                reserve: auction.reserve as u64,
+                category: auction.category,
+                seller: auction.seller,
+                reserve: auction.reserve,
                 start: auction.date_time,
                 expires: auction.expires,
                 best: None,
             },
         }),
         Event::Bid(bid) => Some(Trade::Bid {
-            auction: bid.auction as u64,
-            price: bid.price as u64,
+            auction: bid.auction,
+            price: bid.price,
             time: bid.date_time,
         }),
         Event::Person(_) => None,
@@ -560,12 +559,12 @@ impl ClosingPrices {
         // Auctions first: a bid may precede its auction within a batch of equal times.
         for event in events.iter() {
             if let Event::Auction(auction) = event {
-                let id = auction.id as u64;
+                let id = auction.id;
                 self.expiries.push(Reverse((auction.expires, id)));
                 let terms = Open {
-                    category: auction.category as u64,
-                    seller: auction.seller as u64,
-                    reserve: auction.reserve as u64,
+                    category: auction.category,
+                    seller: auction.seller,
+                    reserve: auction.reserve,
                     start: auction.date_time,
                     expires: auction.expires,
                     best: None,
@@ -575,8 +574,7 @@ impl ClosingPrices {
         }
         for event in events.drain(..) {
             if let Event::Bid(bid) = event {
-                self.open
-                    .offer(bid.auction as u64, bid.price as u64, bid.date_time);
+                self.open.offer(bid.auction, bid.price, bid.date_time);
             }
         }
     }

@@ -18,13 +18,12 @@
 
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{Data, VecCollection};
-use nexmark::event::Event;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::auctions::{average, SELLER_AUCTIONS};
 use super::joins::{local, Local};
-use super::{Output, Query};
+use super::{Event, Output, Query};
 use crate::incremental::{delay_to, to_updates};
 
 /// An auction's terms: `(start, expires, reserve, category, seller)`.
@@ -72,19 +71,13 @@ pub(super) fn closed_auctions<'scope>(
 ) -> VecCollection<'scope, u64, Output> {
     let auctions = collection(events.clone(), |event| match event {
         Event::Auction(a) => {
-            let terms = (
-                a.date_time,
-                a.expires,
-                a.reserve as u64,
-                a.category as u64,
-                a.seller as u64,
-            );
-            Some((a.id as u64, terms))
+            let terms = (a.date_time, a.expires, a.reserve, a.category, a.seller);
+            Some((a.id, terms))
         }
         _ => None,
     });
     let bids = collection(events, |event| match event {
-        Event::Bid(bid) => Some((bid.auction as u64, (bid.price as u64, bid.date_time))),
+        Event::Bid(bid) => Some((bid.auction, (bid.price, bid.date_time))),
         _ => None,
     });
     // Replayed copies of an auction share its id but not its lifetime: the lifetime tells

@@ -14,42 +14,47 @@
 //! events, which repeats them; q3 joins distinct records (see [`crate::keyed::join`]), so the
 //! copies neither add rows nor grow state, and q8's windows see a person's copies as one.
 
+use std::sync::LazyLock;
+
 use hashbrown::{HashMap, HashSet};
-use nexmark::event::Event;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::windows::{random_windows, Slot, TumblingSlots};
-use super::Output;
+use super::{Event, Output, Word};
 use crate::keyed::{Join, KeyBy};
 use crate::partition::Partitioner;
 use crate::window::{Aggregator, WindowAssigner};
 
 /// The category q3 selects.
-const CATEGORY: usize = 10;
+const CATEGORY: u64 = 10;
 
-/// Whether a person lives in one of q3's states (the generator writes them in lower case).
-fn is_local(state: &str) -> bool {
-    ["or", "id", "ca"]
-        .iter()
-        .any(|local| state.eq_ignore_ascii_case(local))
+/// q3's states (the generator writes them in lower case), as words: comparing a person's state
+/// is comparing two small integers.
+static LOCAL_STATES: LazyLock<[Option<Word>; 3]> =
+    LazyLock::new(|| ["or", "id", "ca"].map(Word::of));
+
+/// Whether a person lives in one of q3's states.
+fn is_local(state: Word) -> bool {
+    LOCAL_STATES.contains(&Some(state))
 }
 
 /// A seller's details, as q3 reports them.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(super) struct Seller {
-    name: String,
-    city: String,
-    state: String,
+    name: Word,
+    city: Word,
+    state: Word,
 }
 
 impl Seller {
+    /// The row of the seller's `auction`: the words' text is spelled out only here.
     pub(super) fn row(&self, auction: u64) -> Output {
         Output::LocalItem {
-            name: self.name.clone(),
-            city: self.city.clone(),
-            state: self.state.clone(),
+            name: self.name.as_str().to_string(),
+            city: self.city.as_str().to_string(),
+            state: self.state.as_str().to_string(),
             auction,
         }
     }
@@ -66,8 +71,8 @@ pub(super) enum Local {
 
 pub(super) fn local(event: Event) -> Option<Local> {
     match event {
-        Event::Person(person) if is_local(&person.state) => Some(Local::Seller(
-            person.id as u64,
+        Event::Person(person) if is_local(person.state) => Some(Local::Seller(
+            person.id,
             Seller {
                 name: person.name,
                 city: person.city,
@@ -75,7 +80,7 @@ pub(super) fn local(event: Event) -> Option<Local> {
             },
         )),
         Event::Auction(auction) if auction.category == CATEGORY => {
-            Some(Local::Item(auction.seller as u64, auction.id as u64))
+            Some(Local::Item(auction.seller, auction.id))
         }
         _ => None,
     }
@@ -143,7 +148,7 @@ impl LocalItems {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Activity {
     /// The person registered, under this name.
-    Registered { name: String, time: u64 },
+    Registered { name: Word, time: u64 },
     /// The person opened an auction.
     Opened { time: u64 },
 }
@@ -159,14 +164,14 @@ impl Activity {
 fn activity(event: Event) -> Option<(u64, Activity)> {
     match event {
         Event::Person(person) => Some((
-            person.id as u64,
+            person.id,
             Activity::Registered {
                 name: person.name,
                 time: person.date_time,
             },
         )),
         Event::Auction(auction) => Some((
-            auction.seller as u64,
+            auction.seller,
             Activity::Opened {
                 time: auction.date_time,
             },
@@ -181,25 +186,23 @@ fn activity(event: Event) -> Option<(u64, Activity)> {
 struct NewUser;
 
 impl Aggregator<Activity> for NewUser {
-    type Acc = (Option<String>, bool);
-    type Output = Option<String>;
-    fn init(&self) -> (Option<String>, bool) {
+    type Acc = (Option<Word>, bool);
+    type Output = Option<Word>;
+    fn init(&self) -> (Option<Word>, bool) {
         (None, false)
     }
-    fn add(&self, acc: &mut (Option<String>, bool), record: &Activity) {
+    fn add(&self, acc: &mut (Option<Word>, bool), record: &Activity) {
         match record {
-            Activity::Registered { name, .. } => acc.0 = Some(name.clone()),
+            Activity::Registered { name, .. } => acc.0 = Some(*name),
             Activity::Opened { .. } => acc.1 = true,
         }
     }
-    fn merge(&self, acc: &mut (Option<String>, bool), other: &(Option<String>, bool)) {
-        if acc.0.is_none() {
-            acc.0.clone_from(&other.0);
-        }
+    fn merge(&self, acc: &mut (Option<Word>, bool), other: &(Option<Word>, bool)) {
+        acc.0 = acc.0.or(other.0);
         acc.1 |= other.1;
     }
-    fn finish(&self, acc: &(Option<String>, bool)) -> Option<String> {
-        acc.0.clone().filter(|_| acc.1)
+    fn finish(&self, acc: &(Option<Word>, bool)) -> Option<Word> {
+        acc.0.filter(|_| acc.1)
     }
 }
 
@@ -221,7 +224,7 @@ pub(super) fn new_users<'scope>(
         row.value.map(|name| Output::NewUser {
             window_start,
             person,
-            name,
+            name: name.as_str().to_string(),
         })
     })
 }
@@ -229,7 +232,7 @@ pub(super) fn new_users<'scope>(
 /// One window of q8's baseline: who registered, and who opened auctions.
 #[derive(Default)]
 pub(super) struct Registrations {
-    people: HashMap<u64, String>,
+    people: HashMap<u64, Word>,
     sellers: HashSet<u64>,
 }
 
@@ -276,9 +279,22 @@ impl NewUsers {
                     .map(|(person, name)| Output::NewUser {
                         window_start,
                         person,
-                        name,
+                        name: name.as_str().to_string(),
                     }),
             );
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q3s_states_are_in_the_vocabulary() {
+        // A state missing from the vocabulary would silently select no one.
+        assert!(LOCAL_STATES.iter().all(Option::is_some));
+        assert!(is_local(Word::of("ca").expect("a state")));
+        assert!(!is_local(Word::of("wa").expect("a state")));
     }
 }

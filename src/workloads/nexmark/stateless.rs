@@ -3,28 +3,27 @@
 //! Each query is one function from an event to its output rows, shared by the engine (a timely
 //! `map` or `flat_map`) and the baseline (a loop), so both compute exactly the same rows.
 
-use nexmark::event::Event;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::{Definition, Output};
+use super::{Definition, Event, Output};
 use crate::workloads::Baseline;
 
 /// q0: every event, as its identifying fields and time.
 fn pass_through_row(event: Event) -> Output {
     match event {
         Event::Person(person) => Output::Person {
-            id: person.id as u64,
+            id: person.id,
             time: person.date_time,
         },
         Event::Auction(auction) => Output::Auction {
-            id: auction.id as u64,
+            id: auction.id,
             time: auction.date_time,
         },
         Event::Bid(bid) => Output::Bid {
-            auction: bid.auction as u64,
-            bidder: bid.bidder as u64,
-            price: bid.price as u64,
+            auction: bid.auction,
+            bidder: bid.bidder,
+            price: bid.price,
             time: bid.date_time,
         },
     }
@@ -34,9 +33,9 @@ fn pass_through_row(event: Event) -> Output {
 fn currency_row(event: Event) -> Option<Output> {
     match event {
         Event::Bid(bid) => Some(Output::Bid {
-            auction: bid.auction as u64,
-            bidder: bid.bidder as u64,
-            price: bid.price as u64 * 908 / 1000,
+            auction: bid.auction,
+            bidder: bid.bidder,
+            price: bid.price * 908 / 1000,
             time: bid.date_time,
         }),
         _ => None,
@@ -47,8 +46,8 @@ fn currency_row(event: Event) -> Option<Output> {
 fn selection_row(event: Event) -> Option<Output> {
     match event {
         Event::Bid(bid) if bid.auction % 123 == 0 => Some(Output::AuctionPrice {
-            auction: bid.auction as u64,
-            price: bid.price as u64,
+            auction: bid.auction,
+            price: bid.price,
         }),
         _ => None,
     }

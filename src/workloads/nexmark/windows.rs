@@ -17,12 +17,11 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
 use hashbrown::HashMap;
-use nexmark::event::Event;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::Output;
+use super::{Event, Output};
 use crate::keyed::{Key, KeyBy, Value, WindowedStream};
 use crate::partition::Partitioner;
 use crate::window::{Aggregator, Count, Panes, WindowAssigner};
@@ -30,7 +29,7 @@ use crate::window::{Aggregator, Count, Panes, WindowAssigner};
 /// A bid's auction and time, if the event is a bid.
 fn auction_bid(event: Event) -> Option<(u64, u64)> {
     match event {
-        Event::Bid(bid) => Some((bid.auction as u64, bid.date_time)),
+        Event::Bid(bid) => Some((bid.auction, bid.date_time)),
         _ => None,
     }
 }
@@ -38,7 +37,7 @@ fn auction_bid(event: Event) -> Option<(u64, u64)> {
 /// A bid's bidder and time, if the event is a bid.
 fn bidder_bid(event: Event) -> Option<(u64, u64)> {
     match event {
-        Event::Bid(bid) => Some((bid.bidder as u64, bid.date_time)),
+        Event::Bid(bid) => Some((bid.bidder, bid.date_time)),
         _ => None,
     }
 }
@@ -206,9 +205,9 @@ fn timed_bid(event: Event) -> Option<TimedBid> {
     match event {
         Event::Bid(bid) => Some(TimedBid {
             bid: Best {
-                price: bid.price as u64,
-                auction: bid.auction as u64,
-                bidder: bid.bidder as u64,
+                price: bid.price,
+                auction: bid.auction,
+                bidder: bid.bidder,
             },
             time: bid.date_time,
         }),
