@@ -2,8 +2,11 @@
 //! `$ tidemark ...` line of a console block runs, the output rows a ```csv block shows after a
 //! `window` example are rows that example writes, and what the examples write is git-ignored.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
+
+use common::cli::{bin, scratch};
 
 /// One `$ tidemark ...` line of the README's console blocks, split into arguments, with the
 /// rows of the ```csv blocks that follow it (before the next example).
@@ -49,8 +52,7 @@ fn readme_examples_run_and_produce_output() {
         "the README's window quick start shows no output rows"
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::temp_dir().join(format!("tidemark-readme-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("examples");
     std::fs::create_dir_all(dir.join("experiments/data")).unwrap();
     std::fs::copy(
         root.join("experiments/data/sample-events.csv"),
@@ -70,11 +72,7 @@ fn readme_examples_run_and_produce_output() {
     let mut saw_late = false;
     for Example { args, shown } in examples {
         let _ = std::fs::remove_file(dir.join("out.csv"));
-        let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(&args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
+        let out = bin().args(&args).current_dir(&dir).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {stderr}");
         if args[0] == "sweep" {

@@ -273,10 +273,10 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
 /// One line about a recorded run: rate and latency, or that no epoch completed (an overloaded
 /// run has no latency percentiles, whichever way the report writes their absence).
 fn summary(record: &Record) -> String {
-    let report = serde_json::to_value(&record.report).unwrap_or_default();
-    let ms = |q: &str| report["latency_ns"][q].as_f64().map(|ns| ns / 1e6);
-    let overloaded = report["overloaded"].as_bool().unwrap_or(false) || report["samples"] == 0;
-    let latency = match (ms("p50"), ms("p99")) {
+    let report = &record.report;
+    let ms = |ns: Option<u64>| ns.map(|ns| ns as f64 / 1e6);
+    let overloaded = report.overloaded || report.samples == 0;
+    let latency = match (ms(report.latency_ns.p50), ms(report.latency_ns.p99)) {
         (Some(p50), Some(p99)) if !overloaded => format!("p50 {p50:.3} ms, p99 {p99:.3} ms"),
         _ => "no epoch completed (overloaded)".to_string(),
     };

@@ -123,6 +123,34 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
     }
 
     /// Reports this worker's live window state on `gauge` (entries of window and key).
+    ///
+    /// # Examples
+    ///
+    /// Two keys in one window: two live entries at the peak, none once the input has ended and
+    /// the window is freed.
+    ///
+    /// ```
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::fixed::StateGauge;
+    /// use tidemark::window::{Count, WindowAssigner};
+    ///
+    /// let (peak, live) = timely::execute_directly(|worker| {
+    ///     let gauge = StateGauge::default();
+    ///     worker.dataflow::<u64, _, _>(|scope| {
+    ///         vec![('a', 1u64), ('b', 2), ('a', 3)]
+    ///             .to_stream(scope)
+    ///             .key_by(Partitioner::Hash)
+    ///             .window(WindowAssigner::Tumbling(10))
+    ///             .gauge(&gauge)
+    ///             .aggregate(|ts: &u64| *ts, Count);
+    ///     });
+    ///     while worker.step() {}
+    ///     (gauge.peak(), gauge.live())
+    /// });
+    /// assert_eq!((peak, live), (2, 0));
+    /// ```
     pub fn gauge(mut self, gauge: &StateGauge) -> Self {
         self.gauge = gauge.clone();
         self

@@ -24,8 +24,8 @@ use crate::stash::Checkpoints;
 
 /// The workload registry: `tidemark bench`'s workloads, each its doc line (the `--help` text),
 /// its variant of [`WorkloadName`], its field in [`WorkloadFlags`] (also its name on the
-/// command line) and its type, which implements [`Registered`]. Adding a workload is its file
-/// and one entry here.
+/// command line) and its type, which implements [`Registered`]. Adding a workload is its file,
+/// its `pub mod` line above and one entry here.
 macro_rules! workloads {
     ($( $(#[$doc:meta])* $variant:ident $field:ident => $workload:ty, )*) => {
         /// The workloads of `tidemark bench`.
@@ -50,6 +50,18 @@ macro_rules! workloads {
                 match self {
                     $( WorkloadName::$variant => stringify!($field), )*
                 }
+            }
+
+            /// The workloads that read the shared flag `flag` (`window`, `partitioner`), by
+            /// name, in registry order: the registry is the one list of who reads what.
+            fn reading(flag: &str) -> Vec<&'static str> {
+                let mut names = Vec::new();
+                $(
+                    if <$workload as Registered>::SHARED.contains(&flag) {
+                        names.push(stringify!($field));
+                    }
+                )*
+                names
             }
 
             /// Builds the workload from the flags (checking them all: another workload's own
@@ -136,7 +148,8 @@ impl SharedFlags {
         }
         if self.partitioner != Scheme::Hash && !W::SHARED.contains(&"partitioner") {
             return Err(FlagError(format!(
-                "--partitioner applies to ysb and wordcount; {} queries use hash",
+                "--partitioner applies to {}; {} uses hash",
+                WorkloadName::reading("partitioner").join(", "),
                 name.name()
             )));
         }

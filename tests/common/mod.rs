@@ -1,7 +1,8 @@
 //! Shared test support, one of each: a brute-force reference implementation of exact windowed
 //! aggregation (`reference`), proptest input generators (`gen`), the `tidemark` binary as CLI
 //! tests drive it (`cli`), a Kafka broker (`kafka`), the "feed worker 0, run on N workers, collect" kit (`dataflow`), the
-//! engine-against-baseline check (`agree`), and the changelog consolidation below.
+//! engine-against-baseline check (`agree`), a per-window operator of one's own against the
+//! window definitions (`windowed`), and the changelog consolidation below.
 //!
 //! Each integration-test binary declares `mod common;` and uses only a subset
 //! of these items, so dead-code warnings are silenced here.
@@ -13,6 +14,7 @@ pub mod dataflow;
 pub mod gen;
 pub mod kafka;
 pub mod reference;
+pub mod windowed;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
