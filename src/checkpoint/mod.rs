@@ -13,8 +13,9 @@
 //! late record at the watermark it was judged against). Once the sink's input frontier has
 //! passed `c`, no row at a time `<= c` can still arrive, so the rows at times `<= c` are a
 //! *complete* set. Which rows those are depends only on the input, never on the worker count,
-//! partitioner, batch sizes or timing: that is the engine's determinism contract (DESIGN.md,
-//! "Results must not depend on ..."), which the property tests check, and it holds per time
+//! partitioner, batch sizes or timing: that is the engine's determinism contract (README, first
+//! paragraph: results do not depend on the number of workers, processes, the partitioner or
+//! batching), which the property tests check, and it holds per time
 //! because every output time is itself a function of the input (window bounds, watermarks
 //! computed in file order). The sink writes those rows, ordered by (time, row bytes) so that
 //! the bytes do not depend on arrival order either, fsyncs the output (and late output), and
