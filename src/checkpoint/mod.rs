@@ -57,6 +57,11 @@
 //! partitioned by worker and key, so a restore needs the checkpoint's worker count (another is
 //! refused, naming it) and partitioner (part of the job's hash).
 //!
+//! `tidemark window` takes operator states only with one reader: with parallel readers a
+//! restore from a checkpoint that a restored run had written sent some rows twice (a fault
+//! found in review, 2026-11-30, kept as a CLI test), so they recover by replay until it is
+//! found; `block_source` keeps its restore path for that work.
+//!
 //! Without operator states (`--emit updates`: differential's arrangements are not
 //! snapshotted) recovery replays the input from its first line (the input must be a regular
 //! file, which never idles, so the replay sees the same watermarks and no idle advances:
