@@ -35,6 +35,14 @@ impl Rng {
     }
 }
 
+/// A scratch directory for test `name` holding `in.csv`: [`events`] of `rows` rows from `rng`.
+fn with_events(name: &str, mut rng: Rng, rows: usize) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let input = dir.join("in.csv");
+    std::fs::write(&input, events(&mut rng, rows)).unwrap();
+    (dir, input)
+}
+
 /// A CSV of `rows` events with rising event times, some of them late by a little (corrections)
 /// or a lot (late rows), over a few dozen keys.
 fn events(rng: &mut Rng, rows: usize) -> String {
@@ -327,9 +335,7 @@ fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
 
 /// [`interrupted`], with `extra` arguments.
 fn interrupted_with(name: &str, extra: &[&str]) -> (PathBuf, Vec<String>) {
-    let dir = scratch(name);
-    let input = dir.join("in.csv");
-    std::fs::write(&input, events(&mut Rng(7), 3000)).unwrap();
+    let (dir, input) = with_events(name, Rng(7), 3000);
     let args: Vec<String> = [
         "window",
         "--input",
@@ -492,9 +498,7 @@ fn a_restart_reads_on_from_the_checkpoint_not_from_the_first_line() {
 /// result is the uninterrupted run's, byte for byte.
 #[test]
 fn two_restarts_with_block_readers_commit_every_row_once() {
-    let dir = scratch("two-restarts");
-    let input = dir.join("in.csv");
-    std::fs::write(&input, events(&mut Rng(2), 20_000)).unwrap();
+    let (dir, input) = with_events("two-restarts", Rng(2), 20_000);
     let mut twice = 0;
     for block in ["65536", "16384"] {
         let run = |output: &str, ckpt: &str, crash: Option<u32>| {
@@ -675,9 +679,7 @@ fn standard_input_and_stream_outputs_cannot_be_checkpointed() {
 /// commits every cut.
 #[test]
 fn a_min_pause_coalesces_cuts_into_one_commit_with_the_same_bytes() {
-    let dir = scratch("pause");
-    let input = dir.join("in.csv");
-    std::fs::write(&input, events(&mut Rng(11), 4000)).unwrap();
+    let (dir, input) = with_events("pause", Rng(11), 4000);
     let args = |name: &str, pause: &str| -> Vec<String> {
         [
             "window",
