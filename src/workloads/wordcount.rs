@@ -10,7 +10,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::ysb::splitmix;
-use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
+use super::{worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::keyed::{KeyBy, Reduce};
 use crate::partition::Scheme;
 use crate::stash::Checkpoints;
@@ -102,12 +102,8 @@ pub type Counted = (u64, u64);
 impl Workload for WordCount {
     type Event = Word;
     type Output = Counted;
-    type Generator = Words;
-    type Baseline = WordCountBaseline;
+    const NAME: &'static str = "wordcount";
 
-    fn name(&self) -> &'static str {
-        "wordcount"
-    }
     fn parameters(&self) -> String {
         format!(
             "words={} partitioner={}",
@@ -115,9 +111,9 @@ impl Workload for WordCount {
             self.partitioner.name()
         )
     }
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Words {
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> impl Iterator<Item = Word> {
         Words {
-            state: seed ^ ((worker as u64) << 32) ^ workers as u64,
+            state: worker_seed(seed, worker, workers),
             words: self.words.max(1),
         }
     }
@@ -150,8 +146,8 @@ impl Workload for WordCount {
             .reduce(|count, n| *count += n)
     }
 
-    fn baseline(&self) -> WordCountBaseline {
-        WordCountBaseline::default()
+    fn baseline(&self) -> Box<dyn Baseline<Word, Counted>> {
+        Box::<WordCountBaseline>::default()
     }
 }
 

@@ -13,7 +13,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
+use super::{worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::{Partitioner, Scheme};
@@ -162,12 +162,8 @@ pub type YsbRow = (u64, u32, u64);
 impl Workload for Ysb {
     type Event = AdEvent;
     type Output = YsbRow;
-    type Generator = AdEvents;
-    type Baseline = YsbBaseline;
+    const NAME: &'static str = "ysb";
 
-    fn name(&self) -> &'static str {
-        "ysb"
-    }
     fn parameters(&self) -> String {
         format!(
             "window_ns={} campaigns={} ads_per_campaign={} partitioner={}",
@@ -177,10 +173,9 @@ impl Workload for Ysb {
             self.partitioner.name()
         )
     }
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> AdEvents {
-        let state = seed ^ ((worker as u64) << 32) ^ workers as u64;
+    fn generator(&self, seed: u64, worker: usize, workers: usize) -> impl Iterator<Item = AdEvent> {
         AdEvents {
-            state,
+            state: worker_seed(seed, worker, workers),
             ads: self.table.len() as u64,
         }
     }
@@ -248,13 +243,13 @@ impl Workload for Ysb {
         )
     }
 
-    fn baseline(&self) -> YsbBaseline {
-        YsbBaseline {
+    fn baseline(&self) -> Box<dyn Baseline<AdEvent, YsbRow>> {
+        Box::new(YsbBaseline {
             table: Arc::clone(&self.table),
             window_ns: self.window_ns,
             counts: Vec::new(),
             open: None,
-        }
+        })
     }
 }
 
