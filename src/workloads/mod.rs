@@ -189,13 +189,14 @@ pub trait Workload: Clone + Send + Sync + 'static {
     fn parameters(&self) -> String;
     /// The deterministic event stream of `worker` among `workers`, for `seed`, in order (an
     /// endless or long iterator; the harness takes what it needs, before timing). Together the
-    /// workers' streams form the workload's single logical stream.
+    /// workers' streams form the workload's single logical stream. It borrows nothing from
+    /// the workload (`use<Self>`), so a caller may keep it after the workload is gone.
     fn generator(
         &self,
         seed: u64,
         worker: usize,
         workers: usize,
-    ) -> impl Iterator<Item = Self::Event>;
+    ) -> impl Iterator<Item = Self::Event> + use<Self>;
     /// The event time of an event, in nanoseconds.
     fn event_time(event: &Self::Event) -> u64;
     /// Sets the event time of an event (the harness replays a pool with shifted times).

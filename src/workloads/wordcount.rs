@@ -111,7 +111,12 @@ impl Workload for WordCount {
             self.partitioner.name()
         )
     }
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> impl Iterator<Item = Word> {
+    fn generator(
+        &self,
+        seed: u64,
+        worker: usize,
+        workers: usize,
+    ) -> impl Iterator<Item = Word> + use<> {
         Words {
             state: worker_seed(seed, worker, workers),
             words: self.words.max(1),

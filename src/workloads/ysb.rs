@@ -173,7 +173,12 @@ impl Workload for Ysb {
             self.partitioner.name()
         )
     }
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> impl Iterator<Item = AdEvent> {
+    fn generator(
+        &self,
+        seed: u64,
+        worker: usize,
+        workers: usize,
+    ) -> impl Iterator<Item = AdEvent> + use<> {
         AdEvents {
             state: worker_seed(seed, worker, workers),
             ads: self.table.len() as u64,

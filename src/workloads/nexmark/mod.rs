@@ -520,7 +520,12 @@ impl Workload for Nexmark {
         )
     }
 
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> impl Iterator<Item = Event> {
+    fn generator(
+        &self,
+        seed: u64,
+        worker: usize,
+        workers: usize,
+    ) -> impl Iterator<Item = Event> + use<> {
         let inner = EventGenerator::new(config(seed))
             .with_offset(worker as u64)
             .with_step(workers as u64);
