@@ -166,6 +166,21 @@ impl WorkloadName {
     }
 }
 
+/// The value of the flag `--{flag}`, if given, checked to lie in `1..=max`.
+///
+/// Errors: [`FlagError`] naming the flag, its bounds and the value.
+fn bounded<T>(flag: &str, value: Option<T>, max: T) -> Result<Option<T>, FlagError>
+where
+    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
+    match value {
+        Some(value) if value < T::from(1) || value > max => Err(FlagError(format!(
+            "--{flag} must be between 1 and {max}, got {value}"
+        ))),
+        _ => Ok(value),
+    }
+}
+
 /// A workload's flags out of bounds or not its own: the one-line message, naming the flag.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

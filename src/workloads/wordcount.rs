@@ -10,7 +10,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::ysb::splitmix;
-use super::{worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
+use super::{bounded, worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::keyed::{KeyBy, Reduce};
 use crate::partition::Scheme;
 use crate::stash::Checkpoints;
@@ -44,15 +44,9 @@ impl Registered for WordCount {
     }
 
     fn from_flags(flags: &WordCountFlags, shared: &SharedFlags) -> Result<WordCount, FlagError> {
-        if let Some(words) = flags.words {
-            if words == 0 || words > MAX_WORDS {
-                return Err(FlagError(format!(
-                    "--words must be between 1 and {MAX_WORDS}, got {words}"
-                )));
-            }
-        }
+        let words = bounded("words", flags.words, MAX_WORDS)?;
         Ok(WordCount {
-            words: flags.words.unwrap_or(WordCount::default().words),
+            words: words.unwrap_or(WordCount::default().words),
             partitioner: shared.partitioner,
         })
     }

@@ -13,7 +13,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
+use super::{bounded, worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::{Partitioner, Scheme};
@@ -70,16 +70,10 @@ impl Registered for Ysb {
                 .validate()
                 .map_err(|e| FlagError(format!("--window: {e}")))?;
         }
-        if let Some(campaigns) = flags.campaigns {
-            if campaigns == 0 || campaigns > MAX_CAMPAIGNS {
-                return Err(FlagError(format!(
-                    "--campaigns must be between 1 and {MAX_CAMPAIGNS}, got {campaigns}"
-                )));
-            }
-        }
+        let campaigns = bounded("campaigns", flags.campaigns, MAX_CAMPAIGNS)?;
         let mut ysb = Ysb::new(
             shared.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS),
-            flags.campaigns.unwrap_or(100),
+            campaigns.unwrap_or(100),
             10,
         );
         ysb.partitioner = shared.partitioner;
