@@ -57,10 +57,12 @@
 //! partitioned by worker and key, so a restore needs the checkpoint's worker count (another is
 //! refused, naming it) and partitioner (part of the job's hash).
 //!
-//! `tidemark window` takes operator states only with one reader: with parallel readers a
-//! restore from a checkpoint that a restored run had written sent some rows twice (a fault
-//! found in review, 2026-11-30, kept as a CLI test), so they recover by replay until it is
-//! found; `block_source` keeps its restore path for that work.
+//! A restored source starts with its capability at time 0 and its watermark at the
+//! checkpoint's, and may take its next cut before it sends anything (a parallel reader waiting
+//! for an earlier block's maximum): it downgrades its capability to the watermark before every
+//! batch, so that no record goes at a time up to a cut it has already taken (a fault found in
+//! review, 2026-11-30: a run restored from a checkpoint that a restored run had written sent
+//! some rows twice; `tests/checkpoint_cli.rs` and `tests/checkpoint_cut.rs` keep it).
 //!
 //! Without operator states (`--emit updates`: differential's arrangements are not
 //! snapshotted) recovery replays the input from its first line (the input must be a regular

@@ -954,18 +954,10 @@ where
     };
     let checkpointed = args.checkpoint_dir.is_some();
     let to_kafka = kafka_out.is_some();
-    // Operator snapshots: the window operators' state and the reader's position. The
-    // differential path (`--emit updates`), Kafka (in or out, whose recovery re-reads each
-    // partition from its beginning) and parallel readers replay the input instead. Parallel
-    // readers: a restore from a checkpoint that a restored run wrote sent rows of a later block
-    // twice (found by review, 2026-11-30; `tests/checkpoint_cli.rs`,
-    // `two_restarts_with_block_readers_commit_every_row_once`), so they recover by replay, which
-    // is exact, until that is fixed.
-    let snapshots = checkpointed
-        && emit == EmitMode::Final
-        && kafka_input.is_none()
-        && !to_kafka
-        && plan.is_none();
+    // Operator snapshots: the window operators' state and the readers' positions (one reader's,
+    // or every parallel reader's). The differential path (`--emit updates`) and Kafka (in or
+    // out, whose recovery re-reads each partition from its beginning) replay the input instead.
+    let snapshots = checkpointed && emit == EmitMode::Final && kafka_input.is_none() && !to_kafka;
     let interval = args.checkpoint_interval;
     let first_cut = restore
         .as_ref()
