@@ -169,6 +169,13 @@ fn trial(seed: u64, layout: Layout) {
     // Zero commits every cut; a pause coalesces the cuts passed meanwhile into one commit, so
     // kills and injected crashes also land while passed cuts wait and in multi-cut commits.
     let min_pause = ["0", "20ms", "100ms"][rng.below(3) as usize];
+    // Parallel readers cut the file into blocks (of about 40, 150 or 1000 rows here) and each
+    // resumes in its own: a restore must agree across blocks read by different workers.
+    let block = ["2048", "8192", "65536"][rng.below(3) as usize];
+    let what = format!(
+        "{what}: --emit {emit} --window {window} --agg {agg}, every {interval}, pause \
+         {min_pause}, blocks of {block} bytes"
+    );
     let common = |out: &str, late: &str| -> Vec<String> {
         [
             "--input",
@@ -187,6 +194,8 @@ fn trial(seed: u64, layout: Layout) {
             "200",
             "--allowed-lateness",
             "1s",
+            "--read-block",
+            block,
         ]
         .iter()
         .map(|s| s.to_string())
