@@ -11,8 +11,9 @@
 //!   output frontier cannot pass a time whose data has not been released.
 //! * [`Stash::pop_passed`] releases times in increasing order, and only times the input frontier
 //!   has passed (`t < limit`), so no record at a released time can still arrive.
-//!   [`Stash::pop_reached`] releases a time the frontier has reached (`t <= limit`), for an
-//!   operator whose records at a time never add to the stash at that time.
+//!   [`Stash::pop_through`] with the frontier's limit releases a time the frontier has
+//!   reached (`t <= limit`), for an operator whose records at a time never add to the stash at
+//!   that time.
 //!
 //! # Checkpoint cuts
 //!
@@ -150,21 +151,13 @@ impl<D: Default, const PORTS: usize> Stash<D, PORTS> {
         self.pop_first_if(|time| limit.is_none_or(|least| time < least))
     }
 
-    /// As [`Stash::pop_passed`], but releases a time once the input frontier has *reached* it
-    /// (`time <= limit`): for an operator that sends what arrives at a time at once and
-    /// stashes only data moved to later times, so that nothing can add to a stashed time the
-    /// frontier has reached (`delay_to` in [`crate::incremental`]).
-    #[inline]
-    pub fn pop_reached(
-        &mut self,
-        limit: Option<u64>,
-    ) -> Option<(u64, [Capability<u64>; PORTS], D)> {
-        self.pop_first_if(|time| limit.is_none_or(|least| time <= least))
-    }
-
     /// Removes and returns the earliest stashed time if it is at or before `bound` (any time
-    /// when `bound` is `None`): for data held back only by a checkpoint cut, released once the
-    /// cut is taken up to the next one ([`Cut::pending`]).
+    /// when `bound` is `None`). Two uses: data held back only by a checkpoint cut, released
+    /// once the cut is taken up to the next one ([`Cut::pending`]); and, with the frontier's
+    /// [`limit`] as `bound`, a time the input frontier has *reached*, for an operator that
+    /// sends what arrives at a time at once and stashes only data moved to later times, so
+    /// that nothing can add to a stashed time once the frontier reaches it (`delay_to` in
+    /// [`crate::incremental`]).
     #[inline]
     pub fn pop_through(
         &mut self,

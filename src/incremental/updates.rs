@@ -131,8 +131,8 @@ where
                     output.session(&cap).give_iterator(now.drain(..));
                 });
                 // Nothing can add to a time the frontier has reached (records at it are sent
-                // at once, above): release it.
-                while let Some((at, [cap], pending)) = later.pop_reached(limit(frontier.frontier()))
+                // at once, above): release every time at or before the frontier's least.
+                while let Some((at, [cap], pending)) = later.pop_through(limit(frontier.frontier()))
                 {
                     output.session(&cap).give_iterator(nonzero_at(pending, at));
                 }
