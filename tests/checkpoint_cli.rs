@@ -43,6 +43,25 @@ fn with_events(name: &str, mut rng: Rng, rows: usize) -> (PathBuf, PathBuf) {
     (dir, input)
 }
 
+/// The arguments of a run counting `input`'s rows per 1 s tumbling window into `output`,
+/// checkpointing into `ckpt`, with `extra` arguments.
+fn counting(input: &Path, output: &Path, ckpt: &Path, extra: &[&str]) -> Vec<String> {
+    let args = ["window", "--input", s(input), "--output", s(output)];
+    let window = [
+        "--window",
+        "tumbling:1s",
+        "--agg",
+        "count",
+        "--checkpoint-dir",
+        s(ckpt),
+    ];
+    args.iter()
+        .chain(&window)
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// A CSV of `rows` events with rising event times, some of them late by a little (corrections)
 /// or a lot (late rows), over a few dozen keys.
 fn events(rng: &mut Rng, rows: usize) -> String {
@@ -345,28 +364,10 @@ fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
 /// [`interrupted`], with `extra` arguments.
 fn interrupted_with(name: &str, extra: &[&str]) -> (PathBuf, Vec<String>) {
     let (dir, input) = with_events(name, Rng(7), 3000);
-    let args: Vec<String> = [
-        "window",
-        "--input",
-        s(&input),
-        "--output",
-        s(&dir.join("out.csv")),
-        "--window",
-        "tumbling:1s",
-        "--agg",
-        "count",
-        "--checkpoint-dir",
-        s(&dir.join("ckpt")),
-        "--checkpoint-interval",
-        "2s",
-        // Every cut commits, so that the third commit comes before the end.
-        "--checkpoint-min-pause",
-        "0",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
+    // Every cut commits, so that the third commit comes before the end.
+    let every_cut = ["--checkpoint-interval", "2s", "--checkpoint-min-pause", "0"];
+    let extra: Vec<&str> = every_cut.iter().chain(extra).copied().collect();
+    let args = counting(&input, &dir.join("out.csv"), &dir.join("ckpt"), &extra);
     let out = bin()
         .args(&args)
         .env("TIDEMARK_CRASH_AT", "output:3")
@@ -766,24 +767,7 @@ fn a_min_pause_coalesces_cuts_into_one_commit_with_the_same_bytes() {
 #[test]
 fn a_checkpoint_dir_that_is_a_file_or_someone_elses_directory_is_refused() {
     let (dir, input) = with_events("not-a-dir", Rng(3), 200);
-    let args = |ckpt: &Path| -> Vec<String> {
-        [
-            "window",
-            "--input",
-            s(&input),
-            "--output",
-            s(&dir.join("out.csv")),
-            "--window",
-            "tumbling:1s",
-            "--agg",
-            "count",
-            "--checkpoint-dir",
-            s(ckpt),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |ckpt: &Path| counting(&input, &dir.join("out.csv"), ckpt, &[]);
     let file = dir.join("a-file");
     std::fs::write(&file, "notes\n").unwrap();
     refused(
