@@ -363,6 +363,11 @@ fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
 
 /// [`interrupted`], with `extra` arguments.
 fn interrupted_with(name: &str, extra: &[&str]) -> (PathBuf, Vec<String>) {
+    interrupted_at(name, extra, 3)
+}
+
+/// [`interrupted_with`], killed in its `commit`-th commit instead of its third.
+fn interrupted_at(name: &str, extra: &[&str], commit: u32) -> (PathBuf, Vec<String>) {
     let (dir, input) = with_events(name, Rng(7), 3000);
     // Every cut commits, so that the third commit comes before the end.
     let every_cut = ["--checkpoint-interval", "2s", "--checkpoint-min-pause", "0"];
@@ -370,7 +375,7 @@ fn interrupted_with(name: &str, extra: &[&str]) -> (PathBuf, Vec<String>) {
     let args = counting(&input, &dir.join("out.csv"), &dir.join("ckpt"), &extra);
     let out = bin()
         .args(&args)
-        .env("TIDEMARK_CRASH_AT", "output:3")
+        .env("TIDEMARK_CRASH_AT", format!("output:{commit}"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
@@ -463,16 +468,23 @@ fn records_read(errors: &str) -> u64 {
 
 #[test]
 fn a_restart_reads_on_from_the_checkpoint_not_from_the_first_line() {
-    // One reader (which seeks), and two workers reading blocks of about 60 rows (each parses
-    // again only the block its position is in).
-    restart_reads_on("resume-one", &[]);
-    restart_reads_on("resume-blocks", &["--workers", "2", "--read-block", "2048"]);
+    // One reader (which seeks), killed in its third commit (the cut in force at 2 s of event
+    // time or later, of 36 s), and two workers reading blocks of about 170 rows (2 s; each
+    // parses again only the block its position is in, and the summary counts the rows parsed),
+    // killed in their fifth commit: the blocks before the cut in force (at 6 s or later) that
+    // neither position is in are not parsed again.
+    restart_reads_on("resume-one", &[], 3);
+    restart_reads_on(
+        "resume-blocks",
+        &["--workers", "2", "--read-block", "2048"],
+        5,
+    );
 }
 
-/// A run (scratch `name`, flags `extra`) killed after its third commit and restarted reads
+/// A run (scratch `name`, flags `extra`) killed in its `commit`-th commit and restarted reads
 /// fewer rows than the file's, and its result is the uninterrupted run's, byte for byte.
-fn restart_reads_on(name: &str, extra: &[&str]) {
-    let (dir, args) = interrupted_with(name, extra);
+fn restart_reads_on(name: &str, extra: &[&str], commit: u32) {
+    let (dir, args) = interrupted_at(name, extra, commit);
     let out = bin().args(&args).output().unwrap();
     let errors = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{name}: {errors}");
@@ -480,8 +492,6 @@ fn restart_reads_on(name: &str, extra: &[&str]) {
         errors.contains("resuming from the checkpoint at time"),
         "{errors}"
     );
-    // The rows before the cut (at 4 s of event time or later, of 36 s: the third commit) are
-    // not read again.
     let read = records_read(&errors);
     assert!(
         read > 0 && read < 3000,
