@@ -571,6 +571,8 @@ fn open_committed(
         resumed,
         last: Arc::clone(&last),
         workers,
+        // Set once the run knows its first cut.
+        first_cut: 0,
     };
     Ok(Some((
         files,
@@ -906,7 +908,7 @@ where
             cluster.process
         ));
     } else if parallel {
-        let (input, header) = open_input(&job, parallel, columns)?;
+        let (input, header) = open_input(&job, parallel, columns.clone())?;
         if let Input::All(blocks) = input {
             plan = Some(blocks);
         }
@@ -959,9 +961,25 @@ where
     // out, whose recovery re-reads each partition from its beginning) replay the input instead.
     let snapshots = checkpointed && emit == EmitMode::Final && kafka_input.is_none() && !to_kafka;
     let interval = job.checkpoint_interval;
-    let first_cut = restore
-        .as_ref()
-        .map_or(0, |r| r.time.saturating_add(interval));
+    // Cuts are every `k * interval`; which ones a run takes only decides when it can commit,
+    // not what it commits, as long as every operator of every worker takes the same ones. A
+    // fresh run starts at the last cut below the first row's watermark: with event times in
+    // epoch milliseconds the cuts from 0 on (10^11 of them at a 10 s interval) would each be
+    // taken in turn, with the same states, before the first record's. (Every process reads
+    // the same first row. Gaps in the data still cost a cut per interval.)
+    let first_cut = match &restore {
+        Some(r) => r.time.saturating_add(interval),
+        None if snapshots => crate::source::csv::first_event_time(&job.input, columns.clone())
+            .map_or(0, |ts| {
+                ts.saturating_sub(job.max_delay) / interval * interval
+            }),
+        None => 0,
+    };
+    if let Ok(mut leader) = leader.lock() {
+        if let Some((_, Writers::Commit(files))) = leader.as_mut() {
+            files.first_cut = first_cut;
+        }
+    }
     let restore = restore.map(Arc::new);
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
