@@ -231,7 +231,14 @@ where
             }
             end += self.panes.slide;
         }
-        self.pane_keys.clear();
+        // Clearing costs the table's capacity, not its entries: a large table that held few
+        // keys this time (records switching panes often, out of order) is dropped instead, so
+        // that a flush costs what the pane's records added.
+        if self.pane_keys.capacity() > 4 * self.pane_keys.len() + 64 {
+            self.pane_keys = KeyTable::default();
+        } else {
+            self.pane_keys.clear();
+        }
     }
 
     /// The pane containing `ts`, from the hint when it matches.

@@ -40,7 +40,10 @@
 //! as a hand-written loop's timer queue: every open session has an entry of its key at or
 //! before its close time, and a record that only extends an open session (the hot path: a key's
 //! next record in order) queues nothing. When an entry comes up before its session's close,
-//! the session is queued again at its close then. A queue insertion per record (a B-tree
+//! the session is queued again at its close then. The one exception is a session that a part
+//! behind the watermark opened or grew at time `T` and that closes before `T`: it is not queued
+//! but emitted once the parts of `T` are applied (`dirty`), and a part that grows it past `T`
+//! queues it then. A queue insertion per record (a B-tree
 //! insertion of `(time, key)`) cost more than the rest of the record's work.
 
 use std::collections::BTreeSet;
@@ -188,6 +191,12 @@ where
             None => self.keys.entry(key.clone()).or_default(),
         };
         let lateness = self.lateness;
+        // Whether a session has a queued close (see the module docs): every open session does
+        // but one reopened behind the watermark at this time, closing before it, which goes to
+        // `dirty` instead and is emitted when this time's parts are all applied.
+        let queued = |s: &Session<A::Acc, A::Output>| {
+            s.emitted.is_none() && s.last.saturating_add(gap) > time
+        };
         if lo < time {
             // Behind the watermark: the sessions beyond the lateness at `time` are forgotten
             // (Flink's purge). Every later part arrives at `time` or after (the frontier has
@@ -231,10 +240,10 @@ where
                 }));
             }
         }
-        // The hot path: the part falls into exactly one session, still open (so its close,
-        // at or after `time`, is queued and stays queued: the session only grows). Folded in
-        // place, with no queue entry and no move of the key's sessions.
-        if past == first + 1 && sessions[first].emitted.is_none() {
+        // The hot path: the part falls into exactly one session, still open and closing at or
+        // after `time` (so its close is queued, and stays queued: the session only grows).
+        // Folded in place, with no queue entry and no move of the key's sessions.
+        if past == first + 1 && queued(&sessions[first]) {
             let session = &mut sessions[first];
             session.start = start;
             session.last = session.last.max(hi);
@@ -251,12 +260,12 @@ where
             .iter()
             .fold(hi, |last, s| last.max(s.last));
         let mut retracted = false;
-        // Whether an open session merged here has a queued close: it covers the merged one.
-        let mut queued = false;
+        // Whether a session merged here has a queued close: it covers the merged one.
+        let mut covered = false;
         for old in sessions.drain(first..past) {
             self.agg.merge(&mut acc, &old.acc);
             self.gauge.sub(1);
-            queued |= old.emitted.is_none();
+            covered |= queued(&old);
             if let Some(value) = old.emitted {
                 let window = Window {
                     start: old.start as i64,
@@ -286,7 +295,7 @@ where
             // Already past its end: emitted as a correction at `time`.
             debug_assert!(retracted || time > hi);
             self.dirty.push(key);
-        } else if !queued {
+        } else if !covered {
             self.closes.insert((close, key));
         }
     }
