@@ -781,30 +781,34 @@ fn a_min_pause_coalesces_cuts_into_one_commit_with_the_same_bytes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `window` counting `input` per key in tumbling 1 s windows into `output`, checkpointing
+/// into `ckpt` with the default interval.
+fn count_args(input: &Path, output: &Path, ckpt: &Path) -> Vec<String> {
+    [
+        "window",
+        "--input",
+        s(input),
+        "--output",
+        s(output),
+        "--window",
+        "tumbling:1s",
+        "--agg",
+        "count",
+        "--checkpoint-dir",
+        s(ckpt),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// `--checkpoint-dir` naming a file, or a directory that holds something no checkpoint writes
 /// (and no manifest), is refused with one line naming it: a run never takes over a directory
 /// that is not its own.
 #[test]
 fn a_checkpoint_dir_that_is_a_file_or_someone_elses_directory_is_refused() {
     let (dir, input) = with_events("not-a-dir", Rng(3), 200);
-    let args = |ckpt: &Path| -> Vec<String> {
-        [
-            "window",
-            "--input",
-            s(&input),
-            "--output",
-            s(&dir.join("out.csv")),
-            "--window",
-            "tumbling:1s",
-            "--agg",
-            "count",
-            "--checkpoint-dir",
-            s(ckpt),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |ckpt: &Path| count_args(&input, &dir.join("out.csv"), ckpt);
     let file = dir.join("a-file");
     std::fs::write(&file, "notes\n").unwrap();
     refused(
@@ -836,25 +840,7 @@ fn a_checkpoint_dir_that_is_a_file_or_someone_elses_directory_is_refused() {
 fn a_run_with_its_output_in_the_checkpoint_dir_resumes_after_a_crash_before_its_first_commit() {
     let (dir, input) = with_events("output-inside", Rng(5), 500);
     let ckpt = dir.join("ckpt");
-    let args = |output: &Path, ckpt: &Path| -> Vec<String> {
-        [
-            "window",
-            "--input",
-            s(&input),
-            "--output",
-            s(output),
-            "--window",
-            "tumbling:1s",
-            "--agg",
-            "count",
-            "--checkpoint-dir",
-            s(ckpt),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let inside = args(&ckpt.join("out.csv"), &ckpt);
+    let inside = count_args(&input, &ckpt.join("out.csv"), &ckpt);
     for point in ["snapshot:1", "output:1"] {
         let _ = std::fs::remove_dir_all(&ckpt);
         let out = bin()
@@ -874,7 +860,7 @@ fn a_run_with_its_output_in_the_checkpoint_dir_resumes_after_a_crash_before_its_
     }
     let reference = dir.join("reference.csv");
     let out = bin()
-        .args(args(&reference, &dir.join("ckpt-reference")))
+        .args(count_args(&input, &reference, &dir.join("ckpt-reference")))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
