@@ -607,6 +607,27 @@ fn a_restart_with_another_worker_count_is_one_line_naming_the_count() {
 }
 
 #[test]
+fn a_restart_with_another_reader_layout_is_refused() {
+    // Two workers reading blocks of 2 KiB: each snapshot names a reader's block. A restart
+    // that cuts the file otherwise, or reads it with one reader, would resume from positions
+    // of another layout (review, 2026-11-30: rows lost and repeated), so it is another job.
+    let (dir, args) = interrupted_with("layout", &["--workers", "2", "--read-block", "2048"]);
+    let at = args.iter().position(|a| a == "2048").unwrap();
+    let mut blocks = args.clone();
+    blocks[at] = "65536".into();
+    refused(&blocks, "is foreign: written for another job or input");
+    for extra in [["--readers", "one"], ["--idle-timeout", "10s"]] {
+        let mut one = args.clone();
+        one.extend(extra.iter().map(|s| s.to_string()));
+        refused(&one, "is foreign: written for another job or input");
+    }
+    // The same command as before still resumes.
+    let out = bin().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_truncated_snapshot_is_one_line_naming_it() {
     let cut_three = |bytes: &mut Vec<u8>| bytes.truncate(bytes.len() - 3);
     damaged_file_is_refused("truncated", snapshot_file, cut_three, "truncated");
@@ -798,6 +819,44 @@ fn a_checkpoint_dir_that_is_a_file_or_someone_elses_directory_is_refused() {
         std::fs::read_dir(&other).unwrap().count(),
         1,
         "nothing written"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An output placed in the checkpoint directory: a run killed before its first commit leaves
+/// its partial output there and no manifest, and the same command still resumes (review,
+/// 2026-11-30: it was refused as a foreign directory, for good) with every row once.
+#[test]
+fn a_run_with_its_output_in_the_checkpoint_dir_resumes_after_a_crash_before_its_first_commit() {
+    let (dir, input) = with_events("output-inside", Rng(5), 500);
+    let ckpt = dir.join("ckpt");
+    let inside = counting(&input, &ckpt.join("out.csv"), &ckpt, &[]);
+    for point in ["snapshot:1", "output:1"] {
+        let _ = std::fs::remove_dir_all(&ckpt);
+        let out = bin()
+            .args(&inside)
+            .env("TIDEMARK_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "killed at {point}: {}",
+            stderr(&out)
+        );
+        assert!(!ckpt.join("MANIFEST").exists(), "{point}: no commit yet");
+        let out = bin().args(&inside).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{point}: {}", stderr(&out));
+    }
+    let reference = dir.join("reference.csv");
+    let out = bin()
+        .args(counting(&input, &reference, &dir.join("ckpt-reference"), &[]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(ckpt.join("out.csv")).unwrap(),
+        std::fs::read(&reference).unwrap()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -366,7 +366,11 @@ struct Checkpointing {
 /// options that change rows or bytes, and the input's identity (resolved name, length,
 /// modification time), so that a checkpoint is never applied to a changed input. The
 /// partitioner is in it because the operators' snapshotted state is partitioned by it; the
-/// worker count is checked apart, with its own message ([`Restore::from`]).
+/// readers (`--readers`, `--read-block`, and `--idle-timeout`, which makes one reader) because
+/// a reader's snapshotted position names a block of its layout (review, 2026-11-30: a restart
+/// with another block size or reader layout resumed from the other layout's positions and lost
+/// and repeated rows); the worker count is checked apart, with its own message
+/// ([`Restore::from`]).
 fn job_text(job: &WindowJob) -> anyhow::Result<String> {
     let input = if kafka_address(&job.input)?.is_some() {
         // A topic has no identity but its address; how messages are read changes the rows.
@@ -393,7 +397,7 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
     Ok(format!(
         "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
          columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n\
-         partition={:?}\n",
+         partition={:?}\nreaders={:?} {}\nidle={:?}\n",
         job.output.display(),
         job.kafka.output_format,
         job.window,
@@ -408,6 +412,9 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
         job.on_bad_line,
         job.checkpoint_interval,
         job.partition,
+        job.readers,
+        job.read_block,
+        job.idle_timeout,
     ))
 }
 
