@@ -743,13 +743,20 @@ where
         }
     }
 
+    // A regular file never idles: it is all there. Where its reader waits (for its parsing
+    // thread), an idle timeout would advance the watermark by processing time, differently in
+    // every run, so its results and a checkpoint's replay would depend on timing (review,
+    // 2026-11-30). The timeout applies to live inputs only: standard input, a pipe, Kafka.
+    let file_input =
+        kafka_input.is_none() && std::fs::metadata(&job.input).is_ok_and(|m| m.is_file());
+    let idle_timeout = job.idle_timeout.filter(|_| !file_input);
     // A file is read by every worker unless the user or a live input says otherwise; an idle
     // timeout is about a live input, whose watermark then follows processing time. A single
     // worker reads faster with the one reader, whose thread parses beside the worker.
     let mut parallel = job.readers == Readers::All
         && kafka_input.is_none()
         && job.input.as_os_str() != "-"
-        && job.idle_timeout.is_none()
+        && idle_timeout.is_none()
         && all_workers > 1;
     // Blocks are read by seeking, after a scan of the whole input: a pipe (`<(zcat f.gz)`, a
     // FIFO) or a device can be read once, front to back, by one reader. A missing file fails
@@ -958,7 +965,7 @@ where
         job.emit,
     );
     let source_options = SourceOptions {
-        idle_timeout: job.idle_timeout.map(Duration::from_millis),
+        idle_timeout: idle_timeout.map(Duration::from_millis),
         ..SourceOptions::default()
     };
     let checkpointed = job.checkpoint_dir.is_some();
