@@ -1,6 +1,6 @@
 //! Checkpoints of `tidemark window`: exactly-once output that survives `kill -9`.
 //!
-//! This module owns the checkpoint directory: its layout, the file format ([`file`]), the
+//! This module owns the checkpoint directory: its layout, the file format ([`mod@file`]), the
 //! commit protocol, recovery, and the crash points that tests inject. It does not touch the
 //! dataflow; the committing sink ([`crate::sink::commit`]) decides *when* a cut is taken and
 //! calls [`CheckpointDir::commit`].
