@@ -610,6 +610,14 @@ fn open_transactional(
             topic.url()
         ));
     }
+    if commit.already_written() > 0 {
+        crate::abort::say(format_args!(
+            "tidemark window: {} already holds {} rows of job {job} (a broker without \
+             transactions: deterministic replay); checking them and sending the rest",
+            topic.url(),
+            commit.already_written()
+        ));
+    }
     commit.interval = args.checkpoint_interval;
     commit.min_pause = Duration::from_millis(args.checkpoint_min_pause);
     Ok(Some(commit))
@@ -1091,7 +1099,9 @@ where
         // Every failure ends the whole run at once, leaving open windows open: a worker that
         // merely stopped would leave the others waiting, and closing the windows would emit
         // them as final.
-        while worker.step_or_park(None) {
+        // Also after the last step: an error raised in it (the final flush or commit, at the
+        // end of the input) fails the run as well.
+        let check_errors = || {
             if let Some(e) = feed_error.borrow_mut().take() {
                 abort::fail(&e.to_string(), 1);
             }
@@ -1104,6 +1114,9 @@ where
             if let Some(e) = commit_error.borrow_mut().take() {
                 abort::fail(&e, 1);
             }
+        };
+        while worker.step_or_park(None) {
+            check_errors();
             match fail_here {
                 Some((index, true)) => {
                     panic!("injected panic in worker {index} ({FAIL_WORKER_VAR})")
@@ -1115,6 +1128,7 @@ where
                 None => {}
             }
         }
+        check_errors();
         drop(probe);
         if let Some(e) = invalid.borrow().error() {
             abort::fail(&e, 1);
