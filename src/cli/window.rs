@@ -962,18 +962,15 @@ where
     };
     let checkpointed = args.checkpoint_dir.is_some();
     let to_kafka = kafka_out.is_some();
-    // Operator snapshots: the window operators' state and the reader's position. The
-    // differential path (`--emit updates`), Kafka (in or out, whose recovery re-reads each
+    // Operator snapshots: the window operators' state and the reader's position (a Kafka
+    // reader's: each partition's offset and watermark). The differential path (`--emit
+    // updates`), a Kafka output (whose commit holds no snapshots: its recovery re-reads each
     // partition from its beginning) and parallel readers replay the input instead. Parallel
     // readers: a restore from a checkpoint that a restored run wrote sent rows of a later block
     // twice (found by review, 2026-11-30; `tests/checkpoint_cli.rs`,
     // `two_restarts_with_block_readers_commit_every_row_once`), so they recover by replay, which
     // is exact, until that is fixed.
-    let snapshots = checkpointed
-        && emit == EmitMode::Final
-        && kafka_input.is_none()
-        && !to_kafka
-        && plan.is_none();
+    let snapshots = checkpointed && emit == EmitMode::Final && !to_kafka && plan.is_none();
     let interval = args.checkpoint_interval;
     let first_cut = restore
         .as_ref()
@@ -1005,7 +1002,11 @@ where
                 return None;
             }
             let stats = Arc::clone(&kafka.stats);
-            match KafkaFeed::open(&kafka.topic, &mine, &kafka.options, stats) {
+            let restored = restore
+                .as_ref()
+                .and_then(|r| r.sources.get(worker.index()))
+                .and_then(Option::as_ref);
+            match KafkaFeed::open(&kafka.topic, &mine, &kafka.options, stats, restored) {
                 Ok(feed) => Some(feed),
                 Err(e) => abort::fail(&e.to_string(), 1),
             }

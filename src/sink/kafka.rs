@@ -554,7 +554,9 @@ fn job_rows(
     while !open.is_empty() {
         match consumer.poll(Duration::from_millis(100)) {
             None if heard.elapsed() > BROKER_TIMEOUT * 3 => {
-                return Err(fail(&format!("partitions {open:?} did not reach their end")));
+                return Err(fail(&format!(
+                    "partitions {open:?} did not reach their end"
+                )));
             }
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {

@@ -117,6 +117,9 @@ pub struct SourceState {
     /// Parallel readers ([`blocks`]): `(block, largest event time)` of every block this reader
     /// parsed, so that restored readers know the maxima of blocks no one reads again.
     pub blocks: Vec<(u64, Option<u64>)>,
+    /// A Kafka reader ([`kafka`]): where each of its partitions stands (empty for files, whose
+    /// place is `position`).
+    pub partitions: Vec<kafka::PartitionState>,
 }
 
 /// A record with the time its feed's [`Watermark`] stamped it with.
@@ -360,6 +363,14 @@ pub fn feed_source_paced<'scope, F: Feed>(
                     activator.activate_after(Duration::from_micros(200));
                     return;
                 }
+            }
+            // The capability is the watermark before the batch, also when the feed's watermark
+            // moved without a poll saying `Ready`: a restored feed starts at its checkpoint's
+            // watermark, and a batch sent at the initial time 0 after the source took its state
+            // at a cut would be inside that cut (restored twice: once from the state, once read).
+            let before = reader.watermark().current();
+            if *held.time() < before {
+                held.downgrade(&before);
             }
             let poll = match cut.pending() {
                 Some(bound) => reader.poll_bounded(options.batch, &mut buffer, bound),
