@@ -216,8 +216,8 @@ pub struct KafkaCommit {
     /// The output topic's partition count.
     partitions: u32,
     /// `None` with transactions; with deterministic replay, per output partition, the job's
-    /// rows found there and not yet matched by this run: `(key, payload, offset)`.
-    logged: Option<Vec<VecDeque<(String, Vec<u8>, i64)>>>,
+    /// rows found there and not yet matched by this run.
+    logged: Option<Vec<Logged>>,
     /// Checkpoint every this many milliseconds of event time (positive).
     pub interval: u64,
     /// Wall-clock time from one commit (or the start) to the next.
@@ -226,6 +226,9 @@ pub struct KafkaCommit {
     /// (always `None` with deterministic replay, which replays every row but the complete run's).
     pub resumed: Option<u64>,
 }
+
+/// The rows of a job found in one partition, in log order: `(key, payload, offset)`.
+type Logged = VecDeque<(String, Vec<u8>, i64)>;
 
 /// The offset that stands for "the whole input is committed".
 const END: i64 = 1 << 62;
@@ -531,7 +534,7 @@ fn job_rows(
     topic: &KafkaTopic,
     job: &str,
     partitions: u32,
-) -> Result<Vec<VecDeque<(String, Vec<u8>, i64)>>, String> {
+) -> Result<Vec<Logged>, String> {
     let url = topic.url();
     let fail = |e: &dyn std::fmt::Display| format!("{url}: reading the rows already written: {e}");
     let consumer: BaseConsumer = topic
