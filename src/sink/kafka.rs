@@ -530,11 +530,7 @@ impl KafkaCommit {
 /// offset)` of the messages whose `tidemark-job` header is `job`, read up to the end of each
 /// partition. Errors name the topic: the broker lost, no end within three broker timeouts of
 /// silence.
-fn job_rows(
-    topic: &KafkaTopic,
-    job: &str,
-    partitions: u32,
-) -> Result<Vec<Logged>, String> {
+fn job_rows(topic: &KafkaTopic, job: &str, partitions: u32) -> Result<Vec<Logged>, String> {
     let url = topic.url();
     let fail = |e: &dyn std::fmt::Display| format!("{url}: reading the rows already written: {e}");
     let consumer: BaseConsumer = topic
