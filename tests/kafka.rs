@@ -470,19 +470,23 @@ fn uninterrupted(
     rows
 }
 
-#[test]
-fn kafka_exactly_once_output_commits_the_whole_result() {
+/// The exactly-once tests' input: three partitions (the last one empty) as topic `in` of a
+/// fresh broker, and the scratch directory `name`.
+fn exactly_once_input(name: &str) -> (Vec<Vec<Event>>, Broker, std::path::PathBuf) {
     let partitions = partitioned_events(3, 200, 300, 3);
     let broker = broker_with("in", &partitions);
-    let dir = scratch("kafka_exactly_once_whole");
+    (partitions, broker, scratch(name))
+}
+
+#[test]
+fn kafka_exactly_once_output_commits_the_whole_result() {
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_whole");
     uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"));
 }
 
 #[test]
 fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
-    let partitions = partitioned_events(3, 200, 300, 3);
-    let broker = broker_with("in", &partitions);
-    let dir = scratch("kafka_exactly_once_rerun");
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_rerun");
     let rows = uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"));
     // The job's committed checkpoint says the end: running it again adds nothing.
     let out = exactly_once_run(&broker, "out", &dir.join("ckpt"), "2", None);
@@ -499,9 +503,7 @@ fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
 #[test]
 fn kafka_exactly_once_restart_refuses_rows_it_would_not_write() {
     use std::os::unix::process::ExitStatusExt;
-    let partitions = partitioned_events(3, 200, 300, 3);
-    let broker = broker_with("in", &partitions);
-    let dir = scratch("kafka_exactly_once_changed");
+    let (_, broker, dir) = exactly_once_input("kafka_exactly_once_changed");
     broker.create_topic("out", 2);
     let ckpt = dir.join("ckpt");
     let out = exactly_once_run(&broker, "out", &ckpt, "2", Some("output:1".into()));
@@ -531,9 +533,7 @@ fn kafka_exactly_once_restart_refuses_rows_it_would_not_write() {
 #[test]
 fn kafka_exactly_once_through_seeded_kill_9_trials() {
     use std::os::unix::process::ExitStatusExt;
-    let partitions = partitioned_events(3, 200, 300, 3);
-    let broker = broker_with("in", &partitions);
-    let dir = scratch("kafka_exactly_once");
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once");
     let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"));
     let mut state = 42u64;
     let mut next = |n: u64| {

@@ -488,10 +488,10 @@ impl KafkaFeed {
 }
 
 impl KafkaFeed {
-    /// Whether partition `index` may be read on under `bound` (a pending cut): its watermark
-    /// before its next record is not above it.
-    fn may_read(&self, index: usize, bound: Option<u64>) -> bool {
-        bound.is_none_or(|b| self.partitions[index].watermark.current() <= b)
+    /// Whether partition `index` may be read on under `bound` (a pending cut, `u64::MAX` for
+    /// none): its watermark before its next record is not above it.
+    fn may_read(&self, index: usize, bound: u64) -> bool {
+        self.partitions[index].watermark.current() <= bound
     }
 
     /// Pauses (`true`) or resumes fetching partition `index`.
@@ -559,15 +559,23 @@ impl KafkaFeed {
             }),
         }
     }
+}
 
-    /// [`Feed::poll`] and [`Feed::poll_bounded`]: reads up to `max` messages, first those held
-    /// of partitions that `bound` lets go on, and holds back every message of a partition
-    /// whose watermark is above `bound`.
-    fn poll_until(
+impl Feed for KafkaFeed {
+    type Item = CsvItem;
+    type Error = ReadError;
+
+    fn poll(&mut self, max: usize, out: &mut Vec<Stamped<CsvItem>>) -> Result<Poll, ReadError> {
+        self.poll_bounded(max, out, u64::MAX)
+    }
+
+    /// Reads up to `max` messages, first those held of partitions that `bound` lets go on, and
+    /// holds back every message of a partition whose watermark is above `bound`.
+    fn poll_bounded(
         &mut self,
         max: usize,
         out: &mut Vec<Stamped<CsvItem>>,
-        bound: Option<u64>,
+        bound: u64,
     ) -> Result<Poll, ReadError> {
         let max = max.max(1);
         let mut taken = 0;
@@ -635,24 +643,6 @@ impl KafkaFeed {
         } else {
             Poll::Pending
         })
-    }
-}
-
-impl Feed for KafkaFeed {
-    type Item = CsvItem;
-    type Error = ReadError;
-
-    fn poll(&mut self, max: usize, out: &mut Vec<Stamped<CsvItem>>) -> Result<Poll, ReadError> {
-        self.poll_until(max, out, None)
-    }
-
-    fn poll_bounded(
-        &mut self,
-        max: usize,
-        out: &mut Vec<Stamped<CsvItem>>,
-        bound: u64,
-    ) -> Result<Poll, ReadError> {
-        self.poll_until(max, out, Some(bound))
     }
 
     fn state(&self, done: bool) -> Option<SourceState> {
