@@ -271,13 +271,17 @@ impl CheckpointDir {
         std::fs::create_dir_all(path).map_err(|e| CheckpointError::io(path, e))?;
         if !path.join(MANIFEST).exists() {
             // No checkpoint yet: the directory must be new, empty, or hold only what a run
-            // killed before its first commit left. Another directory (a typo naming a source
-            // tree, or a bench's checkpoints) is not taken over.
+            // killed before its first commit left (with its partial outputs, when an output
+            // is placed in the directory: review, 2026-11-30, such a run could not resume).
+            // Another directory (a typo naming a source tree, or a bench's checkpoints) is not
+            // taken over.
             let entries = std::fs::read_dir(path).map_err(|e| CheckpointError::io(path, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| CheckpointError::io(path, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name != "LOCK" && !is_checkpoint_file(&name) {
+                let partial =
+                    name.starts_with('.') && name.ends_with(crate::output::PARTIAL_SUFFIX);
+                if name != "LOCK" && !is_checkpoint_file(&name) && !partial {
                     return Err(CheckpointError::Foreign {
                         path: path.display().to_string(),
                         why: format!(

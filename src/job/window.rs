@@ -366,7 +366,11 @@ struct Checkpointing {
 /// options that change rows or bytes, and the input's identity (resolved name, length,
 /// modification time), so that a checkpoint is never applied to a changed input. The
 /// partitioner is in it because the operators' snapshotted state is partitioned by it; the
-/// worker count is checked apart, with its own message ([`Restore::from`]).
+/// readers (`--readers`, `--read-block`, and `--idle-timeout`, which makes one reader) because
+/// a reader's snapshotted position names a block of its layout (review, 2026-11-30: a restart
+/// with another block size or reader layout resumed from the other layout's positions and lost
+/// and repeated rows); the worker count is checked apart, with its own message
+/// ([`Restore::from`]).
 fn job_text(job: &WindowJob) -> anyhow::Result<String> {
     let input = if kafka_address(&job.input)?.is_some() {
         // A topic has no identity but its address; how messages are read changes the rows.
@@ -393,7 +397,7 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
     Ok(format!(
         "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
          columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n\
-         partition={:?}\n",
+         partition={:?}\nreaders={:?} {}\nidle={:?}\n",
         job.output.display(),
         job.kafka.output_format,
         job.window,
@@ -408,6 +412,9 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
         job.on_bad_line,
         job.checkpoint_interval,
         job.partition,
+        job.readers,
+        job.read_block,
+        job.idle_timeout,
     ))
 }
 
@@ -572,6 +579,8 @@ fn open_committed(
         resumed,
         last: Arc::clone(&last),
         workers,
+        // Set once the run knows its first cut.
+        first_cut: 0,
     };
     Ok(Some((
         files,
@@ -915,7 +924,7 @@ where
             cluster.process
         ));
     } else if parallel {
-        let (input, header) = open_input(&job, parallel, columns)?;
+        let (input, header) = open_input(&job, parallel, columns.clone())?;
         if let Input::All(blocks) = input {
             plan = Some(blocks);
         }
@@ -969,9 +978,25 @@ where
     // its recovery re-reads each partition from its beginning) replay the input instead.
     let snapshots = checkpointed && emit == EmitMode::Final && !to_kafka;
     let interval = job.checkpoint_interval;
-    let first_cut = restore
-        .as_ref()
-        .map_or(0, |r| r.time.saturating_add(interval));
+    // Cuts are every `k * interval`; which ones a run takes only decides when it can commit,
+    // not what it commits, as long as every operator of every worker takes the same ones. A
+    // fresh run starts at the last cut below the first row's watermark: with event times in
+    // epoch milliseconds the cuts from 0 on (10^11 of them at a 10 s interval) would each be
+    // taken in turn, with the same states, before the first record's. (Every process reads
+    // the same first row. Gaps in the data still cost a cut per interval.)
+    let first_cut = match &restore {
+        Some(r) => r.time.saturating_add(interval),
+        None if snapshots => crate::source::csv::first_event_time(&job.input, columns.clone())
+            .map_or(0, |ts| {
+                ts.saturating_sub(job.max_delay) / interval * interval
+            }),
+        None => 0,
+    };
+    if let Ok(mut leader) = leader.lock() {
+        if let Some((_, Writers::Commit(files))) = leader.as_mut() {
+            files.first_cut = first_cut;
+        }
+    }
     let restore = restore.map(Arc::new);
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {
