@@ -850,7 +850,12 @@ fn a_run_with_its_output_in_the_checkpoint_dir_resumes_after_a_crash_before_its_
     }
     let reference = dir.join("reference.csv");
     let out = bin()
-        .args(counting(&input, &reference, &dir.join("ckpt-reference"), &[]))
+        .args(counting(
+            &input,
+            &reference,
+            &dir.join("ckpt-reference"),
+            &[],
+        ))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
