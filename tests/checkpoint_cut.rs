@@ -370,6 +370,7 @@ impl tidemark::source::Feed for Restored {
             watermark: self.watermark.clone(),
             done,
             blocks: Vec::new(),
+            partitions: Vec::new(),
         })
     }
 }

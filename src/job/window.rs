@@ -424,8 +424,9 @@ fn check_checkpointable(job: &WindowJob) -> anyhow::Result<()> {
         bail!("--checkpoint-interval must be positive");
     }
     if kafka_address(&job.input)?.is_some() {
-        // Recovery re-reads every partition from its beginning (per-partition stamps do not
-        // depend on interleaving, so the replay stamps every record as the first run did).
+        // Recovery seeks every partition to its checkpointed offset, or re-reads it from its
+        // beginning (a Kafka output): per-partition stamps do not depend on interleaving, so
+        // either stamps every record as the first run did.
         return Ok(());
     }
     let stdin = job.input == Path::new("-") || job.input == Path::new("/dev/stdin");
@@ -620,6 +621,14 @@ fn open_transactional(
             topic.url()
         ));
     }
+    if commit.already_written() > 0 {
+        crate::abort::say(format_args!(
+            "tidemark window: {} already holds {} rows of job {job_id} (a broker without \
+             transactions: deterministic replay); checking them and sending the rest",
+            topic.url(),
+            commit.already_written()
+        ));
+    }
     commit.interval = job.checkpoint_interval;
     commit.min_pause = Duration::from_millis(job.checkpoint_min_pause);
     Ok(Some(commit))
@@ -738,7 +747,7 @@ where
         }
         if kafka_input.is_some() && job.idle_timeout.is_some() {
             bail!(
-                "--checkpoint-dir with a Kafka --input cannot use --idle-timeout: recovery re-reads each partition from its beginning, and processing-time watermarks would differ"
+                "--checkpoint-dir with a Kafka --input cannot use --idle-timeout: recovery re-reads or seeks each partition, and processing-time watermarks would differ"
             );
         }
     }
@@ -971,9 +980,10 @@ where
     let checkpointed = job.checkpoint_dir.is_some();
     let to_kafka = kafka_out.is_some();
     // Operator snapshots: the window operators' state and the readers' positions (one reader's,
-    // or every parallel reader's). The differential path (`--emit updates`) and Kafka (in or
-    // out, whose recovery re-reads each partition from its beginning) replay the input instead.
-    let snapshots = checkpointed && emit == EmitMode::Final && kafka_input.is_none() && !to_kafka;
+    // every parallel reader's, or a Kafka reader's: each partition's offset and watermark). The
+    // differential path (`--emit updates`) and a Kafka output (whose commit holds no snapshots:
+    // its recovery re-reads each partition from its beginning) replay the input instead.
+    let snapshots = checkpointed && emit == EmitMode::Final && !to_kafka;
     let interval = job.checkpoint_interval;
     // Cuts are every `k * interval`; which ones a run takes only decides when it can commit,
     // not what it commits, as long as every operator of every worker takes the same ones. A
@@ -1021,7 +1031,11 @@ where
                 return None;
             }
             let stats = Arc::clone(&kafka.stats);
-            match KafkaFeed::open(&kafka.topic, &mine, &kafka.options, stats) {
+            let restored = restore
+                .as_ref()
+                .and_then(|r| r.sources.get(worker.index()))
+                .and_then(Option::as_ref);
+            match KafkaFeed::open(&kafka.topic, &mine, &kafka.options, stats, restored) {
                 Ok(feed) => Some(feed),
                 Err(e) => abort::fail(&e.to_string(), 1),
             }
@@ -1115,7 +1129,9 @@ where
         // Every failure ends the whole run at once, leaving open windows open: a worker that
         // merely stopped would leave the others waiting, and closing the windows would emit
         // them as final.
-        while worker.step_or_park(None) {
+        // Also after the last step: an error raised in it (the final flush or commit, at the
+        // end of the input) fails the run as well.
+        let check_errors = || {
             if let Some(e) = feed_error.borrow_mut().take() {
                 abort::fail(&e.to_string(), 1);
             }
@@ -1128,6 +1144,9 @@ where
             if let Some(e) = commit_error.borrow_mut().take() {
                 abort::fail(&e, 1);
             }
+        };
+        while worker.step_or_park(None) {
+            check_errors();
             match fail_here {
                 Some((index, true)) => {
                     panic!("injected panic in worker {index} ({FAIL_WORKER_VAR})")
@@ -1139,6 +1158,7 @@ where
                 None => {}
             }
         }
+        check_errors();
         drop(probe);
         if let Some(e) = invalid.borrow().error() {
             abort::fail(&e, 1);

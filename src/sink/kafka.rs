@@ -7,17 +7,22 @@
 //! succeeds has had every row acknowledged by the broker. A delivery failure (the broker lost,
 //! the topic missing) stops the run with one line naming the topic. This is at-least-once, like
 //! any non-transactional producer: a run that fails after some rows were delivered leaves them
-//! in the topic. With `--checkpoint-dir` the output is exactly once instead: one transaction per
-//! checkpoint interval, whose commit is the checkpoint's commit point ([`KafkaCommit`]).
+//! in the topic. With `--checkpoint-dir` the output is exactly once instead ([`KafkaCommit`]):
+//! one transaction per checkpoint interval, whose commit is the checkpoint's commit point, on a
+//! broker with transactions; on a broker without them (tansu 0.6), a deterministic replay that
+//! finds the rows a crashed run already wrote in the topic and sends only the rest.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use timely::container::CapacityContainerBuilder;
@@ -79,7 +84,11 @@ impl KafkaWriter {
 
     /// Sends one message (waiting while librdkafka's queue is full).
     pub fn send(&self, key: &str, payload: &[u8]) -> Result<(), String> {
-        let mut record = BaseRecord::to(&self.topic.topic).key(key).payload(payload);
+        self.send_record(BaseRecord::to(&self.topic.topic).key(key).payload(payload))
+    }
+
+    /// Sends `record` (waiting while librdkafka's queue is full).
+    fn send_record(&self, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), String> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -168,51 +177,171 @@ pub fn changelog_message<K: AsRef<str>, O: std::fmt::Display>(
     (key, payload)
 }
 
-/// A transactional producer for exactly-once output (`--checkpoint-dir` with a Kafka output),
-/// and where the previous run of the same job got to.
+/// The exactly-once output of a checkpointed run (`--checkpoint-dir` with a Kafka output), and
+/// where the previous run of the same job got to. Two ways, by what the broker supports (asked
+/// with an ApiVersions request when it opens: does it answer EndTxn?):
 ///
-/// The commit point of a checkpoint at time `c` is the commit of the Kafka transaction that
-/// holds the checkpoint interval's rows *and*, as a transactional offset commit of the job's
-/// consumer group, the value `c` (the offset committed for partition 0 of the output topic; the
-/// end of the input is `2^62`, above every event time). Both become visible together or not at all, so a crash at
-/// any point leaves the rows of exactly the committed intervals, and the group's offset says
-/// which. A restart with the same `transactional.id` (derived from the job) fences the crashed
-/// instance and aborts its open transaction (what `init_transactions` does); it never needs to
-/// re-commit an old one. Nothing is read back from the output topic (a broker that hands out
-/// aborted records to `read_committed` readers cannot mislead recovery).
+/// **Transactions** (Kafka 0.11 and later). The commit point of a checkpoint at time `c` is the
+/// commit of the Kafka transaction that holds the checkpoint interval's rows *and*, as a
+/// transactional offset commit of the job's consumer group, the value `c` (the offset committed
+/// for partition 0 of the output topic; the end of the input is `2^62`, above every event time).
+/// Both become visible together or not at all, so a crash at any point leaves the rows of
+/// exactly the committed intervals, and the group's offset says which. A restart with the same
+/// `transactional.id` (derived from the job) fences the crashed instance and aborts its open
+/// transaction (what `init_transactions` does); it never needs to re-commit an old one. Nothing
+/// is read back from the output topic.
+///
+/// **Deterministic replay** (brokers without EndTxn, such as tansu 0.6, on which no
+/// transaction can ever commit: librdkafka refuses `commit_transaction` there). Every row is
+/// sent by an idempotent producer to partition `crc32(key) mod partitions` with the header
+/// `tidemark-job` naming the job, in the sink's order (times ascending, within a time by
+/// payload then key). That order, and so each partition's sequence of rows, depends only on the
+/// input (the determinism contract that checkpoints already rely on), and an idempotent
+/// producer's rows land in a partition as a prefix of what it sent. So a restart (which replays
+/// the input from its beginning) reads the job's rows already in each partition, checks that
+/// they are the prefix of what it produces there, skips them and sends the rest: each row ends
+/// up in the topic once, with no loss, even through repeated crashes. Weaker than transactions
+/// in what a consumer sees meanwhile: rows are visible as soon as they are written, including
+/// the part of an interval that a crashed run wrote (the restart does not repeat them). When
+/// the whole input is written the group offset `2^62` marks the job complete (a plain offset
+/// commit). A row in the log that differs from the recomputed one (the input or the query
+/// changed under the same job) is an error naming partition and offset. Not covered: a request
+/// of the crashed process that the broker applies only after the restart read the partition
+/// (the crash hooks flush before they fire, so the tests do not race it).
 pub struct KafkaCommit {
     writer: KafkaWriter,
     group: BaseConsumer,
+    /// The job: transactional id, consumer group and `tidemark-job` header.
+    job: String,
+    /// The output topic's partition count.
+    partitions: u32,
+    /// `None` with transactions; with deterministic replay, per output partition, the job's
+    /// rows found there and not yet matched by this run.
+    logged: Option<Vec<Logged>>,
     /// Checkpoint every this many milliseconds of event time (positive).
     pub interval: u64,
     /// Wall-clock time from one commit (or the start) to the next.
     pub min_pause: Duration,
-    /// The checkpoint the previous run committed: rows at times up to it are in the topic.
+    /// The checkpoint the previous run committed: rows at times up to it are in the topic
+    /// (always `None` with deterministic replay, which replays every row but the complete run's).
     pub resumed: Option<u64>,
 }
+
+/// The rows of a job found in one partition, in log order: `(key, payload, offset)`.
+type Logged = VecDeque<(String, Vec<u8>, i64)>;
 
 /// The offset that stands for "the whole input is committed".
 const END: i64 = 1 << 62;
 
+/// The header that names the job a message of a deterministic-replay output belongs to.
+pub const JOB_HEADER: &str = "tidemark-job";
+
+/// The Kafka API key of EndTxn (the request that commits or aborts a transaction).
+const END_TXN: i16 = 26;
+
+/// The output partition of a row keyed `key` with deterministic replay: CRC-32 (IEEE) of the key
+/// modulo the partition count.
+///
+/// ```
+/// use tidemark::sink::kafka::partition_of;
+/// assert_eq!(partition_of("a", 1), 0);
+/// assert_eq!(partition_of("a", 4), (crc32fast::hash(b"a") % 4) as i32);
+/// ```
+pub fn partition_of(key: &str, partitions: u32) -> i32 {
+    (crc32fast::hash(key.as_bytes()) % partitions.max(1)) as i32
+}
+
+/// The API keys in an ApiVersions v0 response body (after the size): `None` if it is cut
+/// short or carries an error code.
+///
+/// ```
+/// use tidemark::sink::kafka::api_keys;
+/// // correlation id 1, no error, two keys: (0, 0..9) and (26, 0..3).
+/// let body = [0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 9, 0, 26, 0, 0, 0, 3];
+/// assert_eq!(api_keys(&body), Some(vec![0, 26]));
+/// assert_eq!(api_keys(&body[..12]), None);
+/// ```
+pub fn api_keys(body: &[u8]) -> Option<Vec<i16>> {
+    let i16_at = |at: usize| Some(i16::from_be_bytes(body.get(at..at + 2)?.try_into().ok()?));
+    let count = i32::from_be_bytes(body.get(6..10)?.try_into().ok()?);
+    if i16_at(4)? != 0 || count < 0 {
+        return None;
+    }
+    (0..count as usize)
+        .map(|i| {
+            let at = 10 + 6 * i;
+            i16_at(at + 4)?; // the entry is whole
+            i16_at(at)
+        })
+        .collect()
+}
+
+/// Whether the broker of `topic` answers EndTxn, asked with an ApiVersions v0 request on a
+/// connection of its own (librdkafka does not tell). Errors: the broker cannot be reached or
+/// answers something that is not an ApiVersions response.
+fn supports_transactions(topic: &KafkaTopic) -> Result<bool, String> {
+    let url = topic.url();
+    let fail = |e: &dyn std::fmt::Display| format!("{url}: asking the broker's API versions: {e}");
+    let bootstrap = topic.broker.split(',').next().unwrap_or_default();
+    let address = bootstrap
+        .to_socket_addrs()
+        .map_err(|e| fail(&e))?
+        .next()
+        .ok_or_else(|| fail(&"no address"))?;
+    let mut stream = TcpStream::connect_timeout(&address, BROKER_TIMEOUT).map_err(|e| fail(&e))?;
+    stream
+        .set_read_timeout(Some(BROKER_TIMEOUT))
+        .map_err(|e| fail(&e))?;
+    let client = b"tidemark";
+    let mut request = Vec::new();
+    request.extend(18i16.to_be_bytes()); // ApiVersions
+    request.extend(0i16.to_be_bytes()); // v0: no tagged fields, understood by every broker
+    request.extend(1i32.to_be_bytes()); // correlation id
+    request.extend((client.len() as i16).to_be_bytes());
+    request.extend(client);
+    let mut framed = (request.len() as i32).to_be_bytes().to_vec();
+    framed.extend(request);
+    stream.write_all(&framed).map_err(|e| fail(&e))?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).map_err(|e| fail(&e))?;
+    let size = i32::from_be_bytes(size);
+    if !(0..1 << 20).contains(&size) {
+        return Err(fail(&format!("a response of {size} bytes")));
+    }
+    let mut body = vec![0u8; size as usize];
+    stream.read_exact(&mut body).map_err(|e| fail(&e))?;
+    let keys = api_keys(&body).ok_or_else(|| fail(&"not an ApiVersions response"))?;
+    Ok(keys.contains(&END_TXN))
+}
+
 impl KafkaCommit {
-    /// Opens a transactional producer of `topic` as `job` (the transactional id and the
-    /// consumer group), fencing any earlier instance, and reads the committed checkpoint.
+    /// Opens the exactly-once output of `topic` as `job` (the transactional id, the consumer
+    /// group, the `tidemark-job` header): with transactions when the broker has them (fencing
+    /// any earlier instance), else by deterministic replay (reading the job's rows already in
+    /// the topic); and reads the committed checkpoint. Errors name the topic.
     pub fn open(topic: &KafkaTopic, format: PayloadFormat, job: &str) -> Result<Self, String> {
-        topic.partitions()?;
+        let partitions = topic.partitions()?;
+        let transactions = supports_transactions(topic)?;
         let url = topic.url();
         let fail = |what: &str, e: KafkaError| format!("{url}: {what}: {e}");
         let deliveries = Deliveries::default();
-        let producer: BaseProducer<Deliveries> = topic
-            .config()
-            .set("transactional.id", job)
+        let mut config = topic.config();
+        config
             .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "30000")
-            .set("transaction.timeout.ms", "60000")
+            .set("message.timeout.ms", "30000");
+        if transactions {
+            config
+                .set("transactional.id", job)
+                .set("transaction.timeout.ms", "60000");
+        }
+        let producer: BaseProducer<Deliveries> = config
             .create_with_context(deliveries.clone())
             .map_err(|e| fail("cannot create a Kafka producer", e))?;
-        producer
-            .init_transactions(BROKER_TIMEOUT * 3)
-            .map_err(|e| fail("cannot start transactions", e))?;
+        if transactions {
+            producer
+                .init_transactions(BROKER_TIMEOUT * 3)
+                .map_err(|e| fail("cannot start transactions", e))?;
+        }
         let group: BaseConsumer = topic
             .config()
             .set("group.id", job)
@@ -230,8 +359,12 @@ impl KafkaCommit {
             .map(|e| e.offset())
         {
             Some(Offset::Offset(END)) => Some(u64::MAX),
-            Some(Offset::Offset(c)) if c >= 0 => Some(c as u64),
+            Some(Offset::Offset(c)) if c >= 0 && transactions => Some(c as u64),
             _ => None,
+        };
+        let logged = match (transactions, resumed) {
+            (true, _) | (false, Some(_)) => None,
+            (false, None) => Some(job_rows(topic, job, partitions)?),
         };
         Ok(KafkaCommit {
             writer: KafkaWriter {
@@ -241,6 +374,9 @@ impl KafkaCommit {
                 format,
             },
             group,
+            job: job.to_string(),
+            partitions,
+            logged: logged.or_else(|| (!transactions).then(Vec::new)),
             interval: 1,
             min_pause: Duration::ZERO,
             resumed,
@@ -252,8 +388,28 @@ impl KafkaCommit {
         self.resumed == Some(u64::MAX)
     }
 
+    /// Whether rows go out in transactions (else by deterministic replay).
+    pub fn transactional(&self) -> bool {
+        self.logged.is_none()
+    }
+
+    /// The number of the job's rows that a previous run left in the topic (deterministic
+    /// replay; 0 with transactions), which this run checks and does not send again.
+    pub fn already_written(&self) -> usize {
+        self.logged.iter().flatten().map(VecDeque::len).sum()
+    }
+
+    /// Commits checkpoint `cut` with `rows` (the interval's rows, in the sink's order).
+    fn commit(&mut self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
+        if self.logged.is_some() {
+            self.commit_replayed(rows, cut)
+        } else {
+            self.commit_transaction(rows, cut)
+        }
+    }
+
     /// Sends `rows` in one transaction whose commit also commits `cut` as the job's progress.
-    fn commit(&self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
+    fn commit_transaction(&self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
         let url = self.writer.topic.url();
         let fail = |what: &str, e: KafkaError| format!("writing {url}: {what}: {e}");
         begin_checkpoint();
@@ -270,11 +426,8 @@ impl KafkaCommit {
         for (key, payload) in &rows[half..] {
             self.writer.send(key, payload)?;
         }
-        let mut progress = TopicPartitionList::new();
         let offset = if cut == u64::MAX { END } else { cut as i64 };
-        progress
-            .add_partition_offset(&self.writer.topic.topic, 0, Offset::Offset(offset))
-            .map_err(|e| fail("progress", e))?;
+        let progress = self.progress(offset)?;
         let metadata = self
             .group
             .group_metadata()
@@ -290,6 +443,142 @@ impl KafkaCommit {
         crash(CrashPoint::Manifest);
         Ok(())
     }
+
+    /// The job's progress as an offset of partition 0 of the output topic.
+    fn progress(&self, offset: i64) -> Result<TopicPartitionList, String> {
+        let mut progress = TopicPartitionList::new();
+        progress
+            .add_partition_offset(&self.writer.topic.topic, 0, Offset::Offset(offset))
+            .map_err(|e| format!("writing {}: progress: {e}", self.writer.topic.url()))?;
+        Ok(progress)
+    }
+
+    /// Sends those of `rows` that are not in the topic yet and waits until every one is
+    /// acknowledged; at the end of the input (`cut` is `u64::MAX`) marks the job complete.
+    fn commit_replayed(&mut self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
+        begin_checkpoint();
+        let half = rows.len() / 2;
+        for (key, payload) in &rows[..half] {
+            self.put(key, payload)?;
+        }
+        // A crash in the middle of an interval's rows, which are in the topic by then (a dead
+        // process's requests still on their way would race the restart's reading).
+        self.writer.flush()?;
+        crash(CrashPoint::Output);
+        for (key, payload) in &rows[half..] {
+            self.put(key, payload)?;
+        }
+        self.writer.flush()?;
+        if cut == u64::MAX {
+            let mut logged = self.logged.iter().flatten().enumerate();
+            if let Some((partition, (_, _, offset))) =
+                logged.find_map(|(p, rows)| rows.front().map(|row| (p, row)))
+            {
+                return Err(self.mismatch(partition as i32, *offset));
+            }
+            self.group
+                .commit(&self.progress(END)?, CommitMode::Sync)
+                .map_err(|e| format!("writing {}: marking the job complete: {e}", self.url()))?;
+        }
+        // Past the commit: a restart must neither lose nor repeat these rows.
+        crash(CrashPoint::Manifest);
+        Ok(())
+    }
+
+    /// One row with deterministic replay: checked against the next row of the job already in
+    /// its partition, or sent when there is none.
+    fn put(&mut self, key: &str, payload: &[u8]) -> Result<(), String> {
+        let partition = partition_of(key, self.partitions);
+        let logged = self
+            .logged
+            .as_mut()
+            .and_then(|l| l.get_mut(partition as usize));
+        match logged.and_then(VecDeque::pop_front) {
+            Some((k, p, _)) if k == key && p == payload => Ok(()),
+            Some((_, _, offset)) => Err(self.mismatch(partition, offset)),
+            None => {
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: JOB_HEADER,
+                    value: Some(self.job.as_str()),
+                });
+                let record = BaseRecord::to(&self.writer.topic.topic)
+                    .partition(partition)
+                    .key(key)
+                    .payload(payload)
+                    .headers(headers);
+                self.writer.send_record(record)
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        self.writer.topic.url()
+    }
+
+    fn mismatch(&self, partition: i32, offset: i64) -> String {
+        format!(
+            "writing {}: partition {partition} offset {offset} holds a row of job {} that this \
+             run does not produce there: the input or the query changed since that run; write \
+             to a fresh topic or use another --checkpoint-dir",
+            self.url(),
+            self.job
+        )
+    }
+}
+
+/// The rows of `job` in each of the `partitions` of `topic`, in log order: `(key, payload,
+/// offset)` of the messages whose `tidemark-job` header is `job`, read up to the end of each
+/// partition. Errors name the topic: the broker lost, no end within three broker timeouts of
+/// silence.
+fn job_rows(topic: &KafkaTopic, job: &str, partitions: u32) -> Result<Vec<Logged>, String> {
+    let url = topic.url();
+    let fail = |e: &dyn std::fmt::Display| format!("{url}: reading the rows already written: {e}");
+    let consumer: BaseConsumer = topic
+        .config()
+        .set("group.id", job)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .map_err(|e| fail(&e))?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment
+            .add_partition_offset(&topic.topic, p, Offset::Beginning)
+            .map_err(|e| fail(&e))?;
+    }
+    consumer.assign(&assignment).map_err(|e| fail(&e))?;
+    let mut rows = vec![VecDeque::new(); partitions as usize];
+    let mut open: BTreeSet<i32> = (0..partitions as i32).collect();
+    let mut heard = Instant::now();
+    while !open.is_empty() {
+        match consumer.poll(Duration::from_millis(100)) {
+            None if heard.elapsed() > BROKER_TIMEOUT * 3 => {
+                return Err(fail(&format!(
+                    "partitions {open:?} did not reach their end"
+                )));
+            }
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => return Err(fail(&e)),
+            Some(Ok(message)) => {
+                heard = Instant::now();
+                let ours = message.headers().is_some_and(|headers| {
+                    headers
+                        .iter()
+                        .any(|h| h.key == JOB_HEADER && h.value == Some(job.as_bytes()))
+                });
+                let slot = rows.get_mut(message.partition() as usize);
+                if let (true, Some(slot)) = (ours, slot) {
+                    let key = String::from_utf8_lossy(message.key().unwrap_or_default());
+                    let payload = message.payload().unwrap_or_default().to_vec();
+                    slot.push_back((key.into_owned(), payload, message.offset()));
+                }
+            }
+        }
+    }
+    Ok(rows)
 }
 
 /// Rows waiting for their checkpoint, per time: `(key, payload)`.
@@ -299,7 +588,8 @@ type Pending = BTreeMap<u64, Vec<(String, Vec<u8>)>>;
 pub enum KafkaOut {
     /// Every row as soon as it arrives; every delivery checked at the end (at least once).
     Plain(KafkaWriter),
-    /// Every checkpoint interval's rows in one transaction (exactly once, `--checkpoint-dir`).
+    /// Every checkpoint interval's rows in one transaction, or by deterministic replay (exactly
+    /// once, `--checkpoint-dir`; see [`KafkaCommit`]).
     Exactly(KafkaCommit),
 }
 
@@ -309,8 +599,8 @@ pub enum KafkaOut {
 /// [`KafkaOut::Plain`] sends rows as they arrive and, once the input is complete, flushes and
 /// checks every delivery. [`KafkaOut::Exactly`] holds each row by its timely time until the
 /// frontier passes the next checkpoint time `c = k * interval` (and `min_pause` passed since the
-/// last commit), then sends the rows at times `<= c`, ordered by (time, payload, key), in one
-/// transaction (see [`KafkaCommit`]); rows at times up to the checkpoint resumed from are
+/// last commit), then sends the rows at times `<= c`, ordered by (time, payload, key), as one
+/// commit (see [`KafkaCommit`]); rows at times up to the checkpoint resumed from are
 /// dropped (the topic holds them), intervals without rows commit nothing, and the end of the
 /// input commits at once. The first error is stored in `error` and stops the sink.
 pub fn kafka_sink<'scope, D, E>(
@@ -359,7 +649,7 @@ pub fn kafka_sink<'scope, D, E>(
                     }
                 });
                 let done = frontier.frontier().is_empty();
-                let result = result.and_then(|()| match &out {
+                let result = result.and_then(|()| match &mut out {
                     Some(KafkaOut::Plain(writer)) if done => writer.flush(),
                     Some(KafkaOut::Plain(writer)) => writer.poll(),
                     Some(KafkaOut::Exactly(commit)) => {

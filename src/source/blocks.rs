@@ -720,6 +720,7 @@ impl Feed for BlockFeed {
             watermark: self.watermark.clone(),
             done,
             blocks: self.maxima.clone(),
+            partitions: Vec::new(),
         })
     }
 

@@ -629,6 +629,7 @@ impl Feed for CsvFeed {
             watermark: self.watermark.clone(),
             done,
             blocks: Vec::new(),
+            partitions: Vec::new(),
         })
     }
 }

@@ -26,6 +26,25 @@
 //! partition reached its end the feed is done and the windows close. Without it the feed reads
 //! until the run is stopped.
 //!
+//! # Checkpoints
+//!
+//! With `--checkpoint-dir` (and `--emit final`, a file output) a reader's state at a cut `c` is
+//! each partition's next offset, end and watermark, and its own watermark
+//! ([`PartitionState`] in [`SourceState`]); a restart assigns every partition at its offset
+//! with that watermark instead of re-reading the topic. The cut is exact by the rule of
+//! [`crate::checkpoint`], applied per partition: while `c` is pending, a partition whose
+//! watermark (the watermark before its next record) is above `c` is *held*: its messages are
+//! kept in memory, unread, until the reader's watermark (the minimum over partitions) passes
+//! `c` and the source takes its state. So every record read before the cut goes at a time
+//! `<= c` (an on-time one at the reader's watermark before its batch, `<= c`; one behind its
+//! partition's watermark at that watermark, `<= c`), and every later one at a time `> c`
+//! (the reader's watermark, or its partition's, both above `c` by then). A held partition is
+//! paused in librdkafka only once it holds [`HOLD_BEFORE_PAUSE`] messages (a resume costs a
+//! fetch round trip). `--idle-timeout` is not allowed with a checkpointed Kafka input (an idle
+//! advance depends on wall-clock time, so a replay would not see it). A Kafka *output* keeps
+//! no snapshots (its commit is the Kafka transaction, see [`crate::sink::kafka`]): a run
+//! writing to Kafka re-reads every partition from its beginning on restart.
+//!
 //! # Backpressure
 //!
 //! The source is paced like a file reader ([`super::Pacing`]): with `--emit final` it polls no
@@ -45,6 +64,7 @@
 //! `--on-bad-line skip`, a warning); a broker that cannot be reached or a missing topic fail
 //! before the run starts.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,8 +74,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 
+use serde::{Deserialize, Serialize};
+
 use super::csv::{warn_skipped, BadLines, Columns, CsvItem, FeedStats, Layout, ReadError};
-use super::{Feed, Poll, Stamped};
+use super::{Feed, Poll, Position, SourceState, Stamped};
 use crate::time::Watermark;
 
 /// The scheme of a Kafka address.
@@ -215,21 +237,55 @@ pub fn partitions_of(worker: usize, workers: usize, partitions: u32) -> Vec<i32>
         .collect()
 }
 
+/// Where a Kafka partition stands at a checkpoint cut (a reader's part of [`SourceState`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The partition.
+    pub id: i32,
+    /// The offset of its first record not sent at or before the cut.
+    pub next: i64,
+    /// The offset it ends before (`--exit-at-end`, as the first run found it), `None` to read on.
+    pub end: Option<i64>,
+    /// Its watermark before that record.
+    pub watermark: Watermark,
+}
+
+/// How many messages a partition held at a checkpoint cut may collect before librdkafka stops
+/// fetching it (pausing costs a fetch round trip when it resumes, so only a partition far ahead
+/// of the others is paused).
+const HOLD_BEFORE_PAUSE: usize = 4096;
+
+/// A message received but not read yet: its partition is held at a pending checkpoint cut.
+struct Held {
+    offset: i64,
+    payload: Vec<u8>,
+    timestamp: Option<i64>,
+}
+
 /// One partition a feed reads.
 struct Partition {
     id: i32,
     watermark: Watermark,
     /// The offset to stop before (`--exit-at-end`), `None` to read on.
     end: Option<i64>,
-    /// The offset of the next message.
+    /// The offset after the last message read.
     next: i64,
     /// When the partition last had a record (or the feed started).
     last_record: Instant,
+    /// Messages received and held back, in offset order (see the module docs, "Checkpoints").
+    held: VecDeque<Held>,
+    /// Whether librdkafka fetches nothing more of it for now (held, or at its end).
+    paused: bool,
 }
 
 impl Partition {
     fn done(&self) -> bool {
         self.end.is_some_and(|end| self.next >= end)
+    }
+
+    /// The offset of the next message this partition expects from librdkafka.
+    fn expected(&self) -> i64 {
+        self.held.back().map_or(self.next, |h| h.offset + 1)
     }
 }
 
@@ -266,13 +322,16 @@ pub struct KafkaOptions {
 }
 
 impl KafkaFeed {
-    /// Opens a consumer of `partitions` of `topic`, each from its beginning. Errors name the
-    /// topic and say what failed (connecting, the end offsets, the assignment).
+    /// Opens a consumer of `partitions` of `topic`, each from its beginning, or, restoring
+    /// from a checkpoint, from where `restore` says (its offset, end and watermark, and the
+    /// reader's watermark). Errors name the topic and say what failed (connecting, the end
+    /// offsets, the assignment, a partition the checkpoint does not hold).
     pub fn open(
         topic: &KafkaTopic,
         partitions: &[i32],
         options: &KafkaOptions,
         stats: Arc<FeedStats>,
+        restore: Option<&SourceState>,
     ) -> Result<KafkaFeed, ReadError> {
         let url = topic.url();
         let layout = options.format.layout(&url)?;
@@ -292,25 +351,51 @@ impl KafkaFeed {
         let mut assignment = TopicPartitionList::new();
         let mut mine = Vec::new();
         for &id in partitions {
-            let end = if options.exit_at_end {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic.topic, id, BROKER_TIMEOUT)
-                    .map_err(|e| {
-                        ReadError::io(&url, format!("partition {id}: no end offset: {e}"))
-                    })?;
-                Some(high)
+            let restored = match restore {
+                None => None,
+                Some(state) => Some(state.partitions.iter().find(|p| p.id == id).ok_or_else(
+                    || {
+                        ReadError::io(
+                            &url,
+                            format!(
+                                "partition {id}: not in the checkpoint (another partition count?)"
+                            ),
+                        )
+                    },
+                )?),
+            };
+            let end = match restored {
+                Some(state) => state.end,
+                None if options.exit_at_end => {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic.topic, id, BROKER_TIMEOUT)
+                        .map_err(|e| {
+                            ReadError::io(&url, format!("partition {id}: no end offset: {e}"))
+                        })?;
+                    Some(high)
+                }
+                None => None,
+            };
+            let (next, watermark) = match restored {
+                Some(state) => (state.next, state.watermark.clone()),
+                None => (0, Watermark::new(options.max_delay)),
+            };
+            let from = if next == 0 {
+                Offset::Beginning
             } else {
-                None
+                Offset::Offset(next)
             };
             assignment
-                .add_partition_offset(&topic.topic, id, Offset::Beginning)
+                .add_partition_offset(&topic.topic, id, from)
                 .map_err(|e| ReadError::io(&url, e))?;
             mine.push(Partition {
                 id,
-                watermark: Watermark::new(options.max_delay),
+                watermark,
                 end,
-                next: 0,
+                next,
                 last_record: Instant::now(),
+                held: VecDeque::new(),
+                paused: false,
             });
         }
         consumer
@@ -324,7 +409,7 @@ impl KafkaFeed {
             bad_lines: options.bad_lines,
             partitions: mine,
             idle_timeout: options.idle_timeout,
-            watermark: Watermark::new(0),
+            watermark: restore.map_or(Watermark::new(0), |s| s.watermark.clone()),
             stats,
             row: csv::ByteRecord::new(),
         })
@@ -402,82 +487,153 @@ impl KafkaFeed {
     }
 }
 
+impl KafkaFeed {
+    /// Whether partition `index` may be read on under `bound` (a pending cut, `u64::MAX` for
+    /// none): its watermark before its next record is not above it.
+    fn may_read(&self, index: usize, bound: u64) -> bool {
+        self.partitions[index].watermark.current() <= bound
+    }
+
+    /// Pauses (`true`) or resumes fetching partition `index`.
+    fn set_paused(&mut self, index: usize, paused: bool) {
+        let partition = &mut self.partitions[index];
+        if partition.paused != paused {
+            partition.paused = paused;
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&self.topic.topic, partition.id);
+            // Best effort: a failed pause or resume only fetches more or later.
+            let _ = if paused {
+                self.consumer.pause(&list)
+            } else {
+                self.consumer.resume(&list)
+            };
+        }
+    }
+
+    /// Reads one message of partition `index` into `out` (or skips it, `--on-bad-line skip`).
+    fn read(
+        &mut self,
+        index: usize,
+        offset: i64,
+        payload: &[u8],
+        timestamp: Option<i64>,
+        out: &mut Vec<Stamped<CsvItem>>,
+    ) -> Result<(), ReadError> {
+        let id = self.partitions[index].id;
+        self.partitions[index].next = offset + 1;
+        self.partitions[index].last_record = Instant::now();
+        if self.partitions[index].done() {
+            // Fetch nothing more of it (what librdkafka already holds is skipped).
+            self.set_paused(index, true);
+        }
+        let place = format!("{} partition {id} offset {offset}", self.topic.url());
+        let parsed = self.fill_row(payload, timestamp).and_then(|()| {
+            self.layout.parse(&self.row).map_err(|e| {
+                let field = e
+                    .field
+                    .map(|f| format!("field '{f}': "))
+                    .unwrap_or_default();
+                format!("{field}{}", e.message)
+            })
+        });
+        match parsed {
+            Ok(parsed) => {
+                let partition = &mut self.partitions[index];
+                // Never below the source's watermark (a partition back from idle).
+                let time = partition
+                    .watermark
+                    .stamp(parsed.ts)
+                    .max(self.watermark.current());
+                out.push(self.layout.item(&self.row, &parsed, time));
+                self.stats.records.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(message) if self.bad_lines == BadLines::Skip => {
+                let skipped = self.stats.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
+                warn_skipped(skipped, &format!("{place}: {message}"));
+                Ok(())
+            }
+            Err(message) => Err(ReadError::Io {
+                file: place,
+                message,
+            }),
+        }
+    }
+}
+
 impl Feed for KafkaFeed {
     type Item = CsvItem;
     type Error = ReadError;
 
     fn poll(&mut self, max: usize, out: &mut Vec<Stamped<CsvItem>>) -> Result<Poll, ReadError> {
-        let mut records = 0;
+        self.poll_bounded(max, out, u64::MAX)
+    }
+
+    /// Reads up to `max` messages, first those held of partitions that `bound` lets go on, and
+    /// holds back every message of a partition whose watermark is above `bound`.
+    fn poll_bounded(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Stamped<CsvItem>>,
+        bound: u64,
+    ) -> Result<Poll, ReadError> {
+        let max = max.max(1);
         let mut taken = 0;
-        while taken < max.max(1) && !self.partitions.iter().all(Partition::done) {
+        for index in 0..self.partitions.len() {
+            while taken < max && self.may_read(index, bound) {
+                let Some(held) = self.partitions[index].held.pop_front() else {
+                    break;
+                };
+                taken += 1;
+                self.read(index, held.offset, &held.payload, held.timestamp, out)?;
+            }
+            let partition = &self.partitions[index];
+            if partition.held.len() < HOLD_BEFORE_PAUSE && !partition.done() {
+                self.set_paused(index, false);
+            }
+        }
+        while taken < max && !self.partitions.iter().all(Partition::done) {
             let message = match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => message,
-                Some(Err(e)) => {
-                    self.stats.records.fetch_add(records, Ordering::Relaxed);
-                    return Err(ReadError::io(&self.topic.url(), e));
-                }
+                Some(Err(e)) => return Err(ReadError::io(&self.topic.url(), e)),
             };
-            taken += 1;
             let (id, offset) = (message.partition(), message.offset());
             let Some(index) = self.partitions.iter().position(|p| p.id == id) else {
                 continue;
             };
-            if self.partitions[index].done() {
+            let partition = &self.partitions[index];
+            if partition.done() || partition.end.is_some_and(|end| offset >= end) {
                 // Past the end found at the start (`--exit-at-end`): not this run's input.
                 continue;
             }
-            self.partitions[index].next = offset + 1;
-            self.partitions[index].last_record = Instant::now();
-            if self.partitions[index].done() {
-                // Fetch nothing more of it (what librdkafka already holds is skipped above).
-                let mut finished = TopicPartitionList::new();
-                finished.add_partition(&self.topic.topic, id);
-                let _ = self.consumer.pause(&finished);
+            if offset < partition.expected() {
+                // Fetched again after a pause: read or held already.
+                continue;
             }
+            taken += 1;
             let timestamp = match message.timestamp() {
                 Timestamp::NotAvailable => None,
                 Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
             };
-            let payload = message.payload().unwrap_or_default().to_vec();
-            let place = format!("{} partition {id} offset {offset}", self.topic.url());
-            let parsed = self
-                .fill_row(&payload, timestamp)
-                .map_err(|m| m.to_string())
-                .and_then(|()| {
-                    self.layout.parse(&self.row).map_err(|e| {
-                        let field = e
-                            .field
-                            .map(|f| format!("field '{f}': "))
-                            .unwrap_or_default();
-                        format!("{field}{}", e.message)
-                    })
-                });
-            match parsed {
-                Ok(parsed) => {
-                    let partition = &mut self.partitions[index];
-                    // Never below the source's watermark (a partition back from idle).
-                    let time = partition
-                        .watermark
-                        .stamp(parsed.ts)
-                        .max(self.watermark.current());
-                    out.push(self.layout.item(&self.row, &parsed, time));
-                    records += 1;
+            let payload = message.payload().unwrap_or_default();
+            if !partition.held.is_empty() || !self.may_read(index, bound) {
+                // Past the pending cut: kept for after it (the checkpoint's position).
+                let held = Held {
+                    offset,
+                    payload: payload.to_vec(),
+                    timestamp,
+                };
+                self.partitions[index].held.push_back(held);
+                if self.partitions[index].held.len() >= HOLD_BEFORE_PAUSE {
+                    self.set_paused(index, true);
                 }
-                Err(message) if self.bad_lines == BadLines::Skip => {
-                    let skipped = self.stats.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
-                    warn_skipped(skipped, &format!("{place}: {message}"));
-                }
-                Err(message) => {
-                    self.stats.records.fetch_add(records, Ordering::Relaxed);
-                    return Err(ReadError::Io {
-                        file: place,
-                        message,
-                    });
-                }
+                continue;
             }
+            let payload = payload.to_vec();
+            drop(message);
+            self.read(index, offset, &payload, timestamp, out)?;
         }
-        self.stats.records.fetch_add(records, Ordering::Relaxed);
         if self.partitions.iter().all(Partition::done) {
             return Ok(Poll::Done);
         }
@@ -486,6 +642,22 @@ impl Feed for KafkaFeed {
             Poll::Ready
         } else {
             Poll::Pending
+        })
+    }
+
+    fn state(&self, done: bool) -> Option<SourceState> {
+        let partitions = self.partitions.iter().map(|p| PartitionState {
+            id: p.id,
+            next: p.held.front().map_or(p.next, |h| h.offset),
+            end: p.end,
+            watermark: p.watermark.clone(),
+        });
+        Some(SourceState {
+            position: Position::default(),
+            watermark: self.watermark.clone(),
+            done,
+            blocks: Vec::new(),
+            partitions: partitions.collect(),
         })
     }
 

@@ -117,6 +117,9 @@ pub struct SourceState {
     /// Parallel readers ([`blocks`]): `(block, largest event time)` of every block this reader
     /// parsed, so that restored readers know the maxima of blocks no one reads again.
     pub blocks: Vec<(u64, Option<u64>)>,
+    /// A Kafka reader ([`kafka`]): where each of its partitions stands (empty for files, whose
+    /// place is `position`).
+    pub partitions: Vec<kafka::PartitionState>,
 }
 
 /// A record with the time its feed's [`Watermark`] stamped it with.

@@ -89,15 +89,26 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: u32) {
+        let partitions = partitions.to_string();
+        self.topic_command(&["create", topic, "--partitions", &partitions]);
+    }
+
+    /// Deletes `topic` and its records.
+    pub fn delete_topic(&self, topic: &str) {
+        self.topic_command(&["delete", topic]);
+    }
+
+    /// Runs `tansu topic ARGS` against this broker, which must succeed.
+    fn topic_command(&self, args: &[&str]) {
         let out = Command::new(tansu_binary())
-            .args(["topic", "create", topic, "--partitions"])
-            .arg(partitions.to_string())
+            .arg("topic")
+            .args(args)
             .args(["--broker", &format!("tcp://{}", self.address)])
             .output()
             .expect("tansu runs");
         assert!(
             out.status.success(),
-            "tansu topic create: {}",
+            "tansu topic {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -252,23 +263,13 @@ impl Broker {
 
     /// The committed messages of `topic`, read by the transaction markers themselves (not by
     /// trusting a `read_committed` fetch, nor rdkafka, which stops at tansu's understated high
-    /// watermarks): a transactional producer's records count once a
-    /// COMMIT marker of that producer follows them, and never when an ABORT marker does or
-    /// no marker yet; records of non-transactional batches count as written. Returns
-    /// `(partition, key, payload)` in log order per partition.
+    /// watermarks): a transactional producer's records count once a COMMIT marker of that
+    /// producer follows them, and never when an ABORT marker does or no marker yet; records of
+    /// non-transactional batches count as written. Returns `(partition, key, payload)` in log
+    /// order per partition. (tansu 0.6 writes ABORT markers when it fences an epoch, and never a
+    /// COMMIT marker: it does not serve EndTxn, so no transaction commits there, and tidemark
+    /// writes exactly-once output to it without transactions.)
     pub fn read_committed_by_markers(&self, topic: &str) -> Vec<(i32, String, String)> {
-        self.read_log(topic, true)
-    }
-
-    /// Every data record of `topic`, transactional or not, whatever the markers say: the
-    /// committed output of a run that aborted no transaction. (tansu 0.6 writes no
-    /// transaction markers into the partition logs, so [`Self::read_committed_by_markers`]
-    /// finds every transactional record open there.)
-    pub fn read_every_record(&self, topic: &str) -> Vec<(i32, String, String)> {
-        self.read_log(topic, false)
-    }
-
-    fn read_log(&self, topic: &str, by_markers: bool) -> Vec<(i32, String, String)> {
         let consumer: BaseConsumer = self.config().create().unwrap();
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -332,7 +333,7 @@ impl Broker {
                         } else {
                             let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
                             let message = (text(key), text(value));
-                            if transactional && by_markers {
+                            if transactional {
                                 open.entry(producer).or_default().push(message);
                             } else {
                                 out.push((partition, message.0, message.1));
