@@ -626,3 +626,34 @@ fn readme_kafka_walkthrough_runs_verbatim() {
         sorted(&shown)
     );
 }
+
+/// Event times in epoch milliseconds (about 1.7e12), checkpointed with the default 10 s
+/// interval: the run starts its cuts at the topic's first messages instead of taking the
+/// 1.7e11 cuts from 0 one by one (it never finished), and its result is the per-partition
+/// reference.
+#[test]
+fn kafka_input_with_epoch_millisecond_times_checkpoints_from_its_first_message() {
+    let mut partitions = partitioned_events(3, 200, 300, 5);
+    for event in partitions.iter_mut().flatten() {
+        event.ts += 1_700_000_000_000;
+    }
+    let broker = broker_with("in", &partitions);
+    let dir = scratch("kafka_epoch");
+    let (window, agg, params) = queries().swap_remove(0);
+    let output = dir.join("out.csv");
+    let mut child = window_cmd(&broker.url("in"), s(&output))
+        .args(query_flags(window, agg, &params))
+        .args(["--checkpoint-dir", s(&dir.join("ckpt")), "--workers", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let status = wait(&mut child);
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        consolidated(&output),
+        per_partition_reference(&partitions, &params)
+    );
+}

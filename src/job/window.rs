@@ -990,13 +990,22 @@ where
     // fresh run starts at the last cut below the first row's watermark: with event times in
     // epoch milliseconds the cuts from 0 on (10^11 of them at a 10 s interval) would each be
     // taken in turn, with the same states, before the first record's. (Every process reads
-    // the same first row. Gaps in the data still cost a cut per interval.)
+    // the same first row; of a topic, each partition's first message. Gaps in the data still
+    // cost a cut per interval.)
     let first_cut = match &restore {
         Some(r) => r.time.saturating_add(interval),
-        None if snapshots => crate::source::csv::first_event_time(&job.input, columns.clone())
-            .map_or(0, |ts| {
-                ts.saturating_sub(job.max_delay) / interval * interval
-            }),
+        None if snapshots => match &kafka_input {
+            // Every process asks the broker: a topic written meanwhile may answer processes
+            // differently, which only delays the first commit (see `commit_sink`).
+            Some(kafka) => {
+                let all: Vec<i32> = (0..kafka.partitions as i32).collect();
+                KafkaFeed::first_event_time(&kafka.topic, &all, &kafka.options)
+            }
+            None => crate::source::csv::first_event_time(&job.input, columns.clone()),
+        }
+        .map_or(0, |ts| {
+            ts.saturating_sub(job.max_delay) / interval * interval
+        }),
         None => 0,
     };
     if let Ok(mut leader) = leader.lock() {

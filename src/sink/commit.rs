@@ -219,6 +219,18 @@ struct Gathered {
 }
 
 impl Gathered {
+    /// Whether a worker has taken no cut up to `cut` yet: its first cut is later (each process
+    /// finds the first cut in its own look at the input, see [`CommitFiles::first_cut`], and a
+    /// topic written meanwhile may answer them differently), so `cut` cannot commit; a later
+    /// one will.
+    fn starts_later(&self, cut: u64, workers: u32) -> bool {
+        (0..workers).any(|w| {
+            let seen =
+                |(c, states): (&u64, &BTreeMap<u32, States>)| *c <= cut && states.contains_key(&w);
+            !self.at.iter().any(seen) && self.last.get(&w).is_none_or(|(c, _)| *c > cut)
+        })
+    }
+
     /// Every worker's states at `cut`; forgets older cuts.
     fn take(&mut self, cut: u64, workers: u32) -> Result<Vec<States>, String> {
         let mut at = self.at.remove(&cut).unwrap_or_default();
@@ -368,6 +380,12 @@ pub fn commit_sink<'scope, K, O>(
                         activator.activate_after(due - now);
                         return;
                     }
+                }
+                if with_states
+                    && frontier.is_some()
+                    && gathered.borrow().starts_later(cut, sink.workers)
+                {
+                    return;
                 }
                 let states = match (with_states, frontier.is_some()) {
                     (true, true) => match gathered.borrow_mut().take(cut, sink.workers) {

@@ -415,6 +415,63 @@ impl KafkaFeed {
         })
     }
 
+    /// The smallest event time among the first readable message of each of `partitions` of
+    /// `topic` (looking at no more than 1,000 messages of each, for at most
+    /// [`BROKER_TIMEOUT`]), or `None` (no such message, or the broker does not answer). A
+    /// hint only, like [`crate::source::csv::first_event_time`]: a checkpointed run starts
+    /// its cuts just below it; errors are the feed's to report.
+    pub fn first_event_time(
+        topic: &KafkaTopic,
+        partitions: &[i32],
+        options: &KafkaOptions,
+    ) -> Option<u64> {
+        let options = KafkaOptions {
+            exit_at_end: true,
+            ..options.clone()
+        };
+        let mut feed = KafkaFeed::open(topic, partitions, &options, Arc::default(), None).ok()?;
+        // Per partition: its first event time, or how many messages did not read.
+        let mut first: Vec<Option<u64>> = vec![None; feed.partitions.len()];
+        let mut unread = vec![0u32; feed.partitions.len()];
+        let settled = |feed: &KafkaFeed, first: &[Option<u64>], unread: &[u32]| {
+            (0..first.len()).all(|i| {
+                first[i].is_some() || unread[i] >= 1000 || feed.partitions[i].end == Some(0)
+            })
+        };
+        let deadline = Instant::now() + BROKER_TIMEOUT;
+        while !settled(&feed, &first, &unread) && Instant::now() < deadline {
+            let Some(Ok(message)) = feed.consumer.poll(Duration::from_millis(50)) else {
+                continue;
+            };
+            let Some(index) = feed
+                .partitions
+                .iter()
+                .position(|p| p.id == message.partition())
+            else {
+                continue;
+            };
+            let end = feed.partitions[index].end;
+            if first[index].is_some() || end.is_some_and(|end| message.offset() >= end) {
+                continue;
+            }
+            let timestamp = match message.timestamp() {
+                Timestamp::NotAvailable => None,
+                Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => Some(t),
+            };
+            let payload = message.payload().unwrap_or_default().to_vec();
+            drop(message);
+            let parsed = feed
+                .fill_row(&payload, timestamp)
+                .ok()
+                .and_then(|()| feed.layout.parse(&feed.row).ok());
+            match parsed {
+                Some(parsed) => first[index] = Some(parsed.ts),
+                None => unread[index] += 1,
+            }
+        }
+        first.into_iter().flatten().min()
+    }
+
     /// Lays the payload (and timestamp) of a message out as one CSV row in `self.row`.
     fn fill_row(&mut self, payload: &[u8], timestamp: Option<i64>) -> Result<(), String> {
         self.row.clear();
