@@ -78,8 +78,7 @@ impl<K: Hash + Ord> Partitioner<K> {
 
 impl<K> Partitioner<K> {
     /// The same partitioner over keys of another type: `convert` maps each range split point
-    /// (which must keep their order). Hash routing hashes the key as its type does, so keys
-    /// that hash alike (text as `String` or as `SmolStr`) route alike.
+    /// (and must keep their order). Hash routing hashes keys as their type hashes them.
     ///
     /// ```
     /// use tidemark::partition::Partitioner;

@@ -162,11 +162,7 @@ pub(crate) struct Layout {
     pub(crate) columns: Columns,
 }
 
-/// The key of a CSV record: the key field's text. Keys of up to 23 bytes are held inline, so
-/// reading a row allocates nothing for its key (a `String` per row was the largest allocation
-/// on the reading path); it hashes, orders, prints and serializes exactly as the `str` it holds,
-/// as a `String` does, so routing, results and checkpoints are those of `String` keys.
-pub type CsvKey = smol_str::SmolStr;
+pub use super::key::CsvKey;
 
 /// The item a CSV feed produces: key, record, diff (`1` or `-1`).
 pub type CsvItem = (CsvKey, CsvRecord, isize);
