@@ -169,6 +169,13 @@ fn trial(seed: u64, layout: Layout) {
     // Zero commits every cut; a pause coalesces the cuts passed meanwhile into one commit, so
     // kills and injected crashes also land while passed cuts wait and in multi-cut commits.
     let min_pause = ["0", "20ms", "100ms"][rng.below(3) as usize];
+    // Parallel readers cut the file into blocks (of about 40, 150 or 1000 rows here) and each
+    // resumes in its own: a restore must agree across blocks read by different workers.
+    let block = ["2048", "8192", "65536"][rng.below(3) as usize];
+    let what = format!(
+        "{what}: --emit {emit} --window {window} --agg {agg}, every {interval}, pause \
+         {min_pause}, blocks of {block} bytes"
+    );
     let common = |out: &str, late: &str| -> Vec<String> {
         [
             "--input",
@@ -187,6 +194,8 @@ fn trial(seed: u64, layout: Layout) {
             "200",
             "--allowed-lateness",
             "1s",
+            "--read-block",
+            block,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -453,10 +462,16 @@ fn records_read(errors: &str) -> u64 {
 
 #[test]
 fn a_restart_reads_on_from_the_checkpoint_not_from_the_first_line() {
-    // One reader. (Parallel block readers recover by replay for now: see
-    // `two_restarts_with_block_readers_commit_every_row_once`.)
-    let name = "resume-one";
-    let (dir, args) = interrupted_with(name, &[]);
+    // One reader (which seeks), and two workers reading blocks of about 60 rows (each parses
+    // again only the block its position is in).
+    restart_reads_on("resume-one", &[]);
+    restart_reads_on("resume-blocks", &["--workers", "2", "--read-block", "2048"]);
+}
+
+/// A run (scratch `name`, flags `extra`) killed after its third commit and restarted reads
+/// fewer rows than the file's, and its result is the uninterrupted run's, byte for byte.
+fn restart_reads_on(name: &str, extra: &[&str]) {
+    let (dir, args) = interrupted_with(name, extra);
     let out = bin().args(&args).output().unwrap();
     let errors = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{name}: {errors}");
@@ -742,5 +757,87 @@ fn a_min_pause_coalesces_cuts_into_one_commit_with_the_same_bytes() {
         let late = dir.join(format!("{name}-late.csv"));
         assert_eq!(std::fs::read(late).unwrap(), expected_late, "{point}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--checkpoint-dir` naming a file, or a directory that holds something no checkpoint writes
+/// (and no manifest), is refused with one line naming it: a run never takes over a directory
+/// that is not its own.
+#[test]
+fn a_checkpoint_dir_that_is_a_file_or_someone_elses_directory_is_refused() {
+    let (dir, input) = with_events("not-a-dir", Rng(3), 200);
+    let args = |ckpt: &Path| -> Vec<String> {
+        [
+            "window",
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.join("out.csv")),
+            "--window",
+            "tumbling:1s",
+            "--agg",
+            "count",
+            "--checkpoint-dir",
+            s(ckpt),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let file = dir.join("a-file");
+    std::fs::write(&file, "notes\n").unwrap();
+    refused(
+        &args(&file),
+        &format!("checkpoint {}: not a directory", file.display()),
+    );
+    let other = dir.join("sources");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("main.rs"), "fn main() {}\n").unwrap();
+    refused(
+        &args(&other),
+        &format!(
+            "checkpoint {} is foreign: it holds main.rs, which no checkpoint writes",
+            other.display()
+        ),
+    );
+    assert_eq!(
+        std::fs::read_dir(&other).unwrap().count(),
+        1,
+        "nothing written"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A finished run's result that was deleted, cut short or appended to since is not reported
+/// complete: running the command again says what changed and how to compute it again.
+#[test]
+fn a_finished_result_changed_since_is_not_reported_complete() {
+    let (dir, args) = interrupted("changed-result");
+    let out = bin().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let output = dir.join("out.csv");
+    let bytes = std::fs::read(&output).unwrap();
+    let out = bin().args(&args).output().unwrap();
+    assert!(stderr(&out).contains("is complete"), "{}", stderr(&out));
+    let mut appended = bytes.clone();
+    appended.extend_from_slice(b"0,1000,k1,1,1\n");
+    std::fs::write(&output, &appended).unwrap();
+    refused(
+        &args,
+        &format!(
+            "{} has {} bytes, but the finished run in",
+            output.display(),
+            appended.len()
+        ),
+    );
+    std::fs::remove_file(&output).unwrap();
+    refused(
+        &args,
+        &format!("{} is gone, but the finished run", output.display()),
+    );
+    // Put back as it was, it is complete again.
+    std::fs::write(&output, &bytes).unwrap();
+    let out = bin().args(&args).output().unwrap();
+    assert!(stderr(&out).contains("is complete"), "{}", stderr(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }

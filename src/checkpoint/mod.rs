@@ -57,10 +57,12 @@
 //! partitioned by worker and key, so a restore needs the checkpoint's worker count (another is
 //! refused, naming it) and partitioner (part of the job's hash).
 //!
-//! `tidemark window` takes operator states only with one reader: with parallel readers a
-//! restore from a checkpoint that a restored run had written sent some rows twice (a fault
-//! found in review, 2026-11-30, kept as a CLI test), so they recover by replay until it is
-//! found; `block_source` keeps its restore path for that work.
+//! A restored source starts with its capability at time 0 and its watermark at the
+//! checkpoint's, and may take its next cut before it sends anything (a parallel reader waiting
+//! for an earlier block's maximum): it downgrades its capability to the watermark before every
+//! batch, so that no record goes at a time up to a cut it has already taken (a fault found in
+//! review, 2026-11-30: a run restored from a checkpoint that a restored run had written sent
+//! some rows twice; `tests/checkpoint_cli.rs` and `tests/checkpoint_cut.rs` keep it).
 //!
 //! Without operator states (`--emit updates`: differential's arrangements are not
 //! snapshotted) recovery replays the input from its first line (the input must be a regular
@@ -246,7 +248,8 @@ pub struct CheckpointDir {
     _lock: File,
 }
 
-const MANIFEST: &str = "MANIFEST";
+/// The commit point's file name in a checkpoint directory.
+pub const MANIFEST: &str = "MANIFEST";
 
 impl CheckpointDir {
     /// Opens (creating it if needed) and locks `path` for a job whose configuration hashes to
@@ -259,7 +262,32 @@ impl CheckpointDir {
         config_hash: u64,
         workers: u32,
     ) -> Result<(CheckpointDir, Resume), CheckpointError> {
+        if path.exists() && !path.is_dir() {
+            return Err(CheckpointError::Io {
+                path: path.display().to_string(),
+                message: "not a directory".into(),
+            });
+        }
         std::fs::create_dir_all(path).map_err(|e| CheckpointError::io(path, e))?;
+        if !path.join(MANIFEST).exists() {
+            // No checkpoint yet: the directory must be new, empty, or hold only what a run
+            // killed before its first commit left. Another directory (a typo naming a source
+            // tree, or a bench's checkpoints) is not taken over.
+            let entries = std::fs::read_dir(path).map_err(|e| CheckpointError::io(path, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| CheckpointError::io(path, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name != "LOCK" && !is_checkpoint_file(&name) {
+                    return Err(CheckpointError::Foreign {
+                        path: path.display().to_string(),
+                        why: format!(
+                            "it holds {name}, which no checkpoint writes, and no {MANIFEST}; \
+                             give a new or empty directory"
+                        ),
+                    });
+                }
+            }
+        }
         let lock_path = path.join("LOCK");
         let lock = OpenOptions::new()
             .write(true)
@@ -447,6 +475,16 @@ fn read_resume(
         }
     };
     Ok((resume, header.time))
+}
+
+/// Whether a file name is one a checkpoint directory holds: a snapshot, the manifest, or a
+/// temporary file of either ([`file::write_replace`]).
+pub fn is_checkpoint_file(name: &str) -> bool {
+    let name = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .unwrap_or(name);
+    name == MANIFEST || name.starts_with("ckpt-")
 }
 
 /// Where a test may crash a run (`TIDEMARK_CRASH_AT=POINT:N`, see [`CRASH_VAR`]).

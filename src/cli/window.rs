@@ -472,6 +472,34 @@ fn check_checkpointable(args: &WindowArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks that `output`, which a finished run committed with `length` bytes, still holds
+/// them: a result deleted, cut short or appended to since is not reported complete (a check of
+/// the length, not of every byte).
+fn check_finished(output: &Path, length: Option<u64>, dir: &Path) -> anyhow::Result<()> {
+    let Some(length) = length else {
+        return Ok(());
+    };
+    let again = format!(
+        "remove the checkpoint directory {} to compute it again",
+        dir.display()
+    );
+    match std::fs::metadata(output) {
+        Ok(meta) if meta.len() == length => Ok(()),
+        Ok(meta) => bail!(
+            "{} has {} bytes, but the finished run in {} committed {length}: it changed since; {again}",
+            output.display(),
+            meta.len(),
+            dir.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{} is gone, but the finished run in {} committed it ({length} bytes); {again}",
+            output.display(),
+            dir.display()
+        ),
+        Err(e) => bail!("cannot read {}: {e}", output.display()),
+    }
+}
+
 /// Opens the committed outputs of a checkpointed run, fresh or resumed after `resume`; writes
 /// the headers of fresh ones. Returns `Ok(None)` when the checkpoint says the run finished.
 fn open_committed(
@@ -485,10 +513,17 @@ fn open_committed(
     let (dir, resume) = CheckpointDir::open(dir, hash, workers)?;
     let restore = Restore::from(&resume, args, dir.path())?;
     let (resumed, lengths, resumed_final) = match resume {
-        Resume::Complete { .. } => {
-            Output::finish_resumed(&args.output)?;
-            if let Some(late) = &args.late_output {
-                Output::finish_resumed(late)?;
+        Resume::Complete { snapshots } => {
+            // The final commit's lengths, changelog first (worker 0 writes the outputs).
+            let committed: Vec<u64> = snapshots
+                .iter()
+                .find(|s| s.worker == 0)
+                .map(|s| s.sinks.iter().map(|(_, n)| *n).collect())
+                .unwrap_or_default();
+            let outputs = std::iter::once(&args.output).chain(args.late_output.as_ref());
+            for (output, length) in outputs.zip(committed.iter().map(Some).chain([None; 2])) {
+                Output::finish_resumed(output)?;
+                check_finished(output, length.copied(), dir.path())?;
             }
             crate::abort::say(format_args!(
                 "tidemark window: the result in {} is complete (checkpoint {}); nothing to do",
@@ -954,18 +989,10 @@ where
     };
     let checkpointed = args.checkpoint_dir.is_some();
     let to_kafka = kafka_out.is_some();
-    // Operator snapshots: the window operators' state and the reader's position. The
-    // differential path (`--emit updates`), Kafka (in or out, whose recovery re-reads each
-    // partition from its beginning) and parallel readers replay the input instead. Parallel
-    // readers: a restore from a checkpoint that a restored run wrote sent rows of a later block
-    // twice (found by review, 2026-11-30; `tests/checkpoint_cli.rs`,
-    // `two_restarts_with_block_readers_commit_every_row_once`), so they recover by replay, which
-    // is exact, until that is fixed.
-    let snapshots = checkpointed
-        && emit == EmitMode::Final
-        && kafka_input.is_none()
-        && !to_kafka
-        && plan.is_none();
+    // Operator snapshots: the window operators' state and the readers' positions (one reader's,
+    // or every parallel reader's). The differential path (`--emit updates`) and Kafka (in or
+    // out, whose recovery re-reads each partition from its beginning) replay the input instead.
+    let snapshots = checkpointed && emit == EmitMode::Final && kafka_input.is_none() && !to_kafka;
     let interval = args.checkpoint_interval;
     let first_cut = restore
         .as_ref()

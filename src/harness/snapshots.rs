@@ -65,7 +65,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::file::{self, Header};
-use crate::checkpoint::{CheckpointError, CrashPoint, Manifest};
+use crate::checkpoint::{is_checkpoint_file, CheckpointError, CrashPoint, Manifest, MANIFEST};
 use crate::stash::{Checkpoints, SnapshotSink};
 
 /// The file that marks a directory as a bench's checkpoint directory, which a later bench may
@@ -136,18 +136,6 @@ pub fn prepare(dir: &Path) -> Result<(), SnapshotError> {
     .map_err(|e| io(&marker, e))?;
     Ok(())
 }
-
-/// Whether a file name is one of a checkpoint's (a snapshot, the manifest, or a temporary file
-/// of either).
-fn is_checkpoint_file(name: &str) -> bool {
-    let name = name
-        .strip_prefix('.')
-        .and_then(|n| n.strip_suffix(".tmp"))
-        .unwrap_or(name);
-    name == MANIFEST || name.starts_with("ckpt-")
-}
-
-const MANIFEST: &str = "MANIFEST";
 
 /// One completed checkpoint, as the writer measured it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

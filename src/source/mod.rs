@@ -362,6 +362,17 @@ pub fn feed_source_paced<'scope, F: Feed>(
                     return;
                 }
             }
+            // Records go out at the watermark before their batch: the capability must stand
+            // there before anything is sent. It is downgraded after every batch, but not after
+            // a poll that found nothing (a parallel reader waiting for an earlier block), and a
+            // restored feed starts at its checkpoint's watermark while the capability starts
+            // at 0. A cut may have been taken meanwhile (with the watermark as its limit): a
+            // record sent below the watermark would land at or before that cut, in the
+            // operators' states at it, and be sent again by a run restored from it.
+            let before = reader.watermark().current();
+            if *held.time() < before {
+                held.downgrade(&before);
+            }
             let poll = match cut.pending() {
                 Some(bound) => reader.poll_bounded(options.batch, &mut buffer, bound),
                 None => reader.poll(options.batch, &mut buffer),
