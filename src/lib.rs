@@ -14,7 +14,8 @@
 //! * [`source`] and [`sink`]: CSV input with precise errors, CSV changelog output.
 //! * [`cluster`]: threads, processes and hostfiles to a timely configuration.
 //! * [`workloads`] and [`harness`]: benchmark queries with baselines, and how they are measured.
-//! * [`cli`]: the `tidemark` command.
+//! * [`job`]: what a command runs (`tidemark window`'s pipeline), from a typed job description.
+//! * [`cli`]: the `tidemark` command: flags parsed into jobs.
 //!
 //! Results never depend on the number of workers or processes, on the partitioner, or on how
 //! input is batched: the tests compare every operator against a brute-force reference under all
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod cluster;
 pub mod harness;
 pub mod incremental;
+pub mod job;
 pub mod keyed;
 pub mod number;
 pub mod output;

@@ -4,12 +4,16 @@
 //!
 //! Every stateful operator of the engine that must not act on a time before its input is
 //! complete (the window driver's deferred parts, the rolling reduce's updates, the NEXMark
-//! auction operators' bids) keeps its pending input in a [`Stash`]. Invariants:
+//! auction operators' bids, `delay_to`'s updates moved to later times) keeps its pending
+//! input in a [`Stash`]. Invariants:
 //!
 //! * Each stashed time holds one capability per output port at that time, so the operator's
 //!   output frontier cannot pass a time whose data has not been released.
 //! * [`Stash::pop_passed`] releases times in increasing order, and only times the input frontier
 //!   has passed (`t < limit`), so no record at a released time can still arrive.
+//!   [`Stash::pop_through`] with the frontier's limit releases a time the frontier has
+//!   reached (`t <= limit`), for an operator whose records at a time never add to the stash at
+//!   that time.
 //!
 //! # Checkpoint cuts
 //!
@@ -106,6 +110,16 @@ impl<D: Default, const PORTS: usize> Stash<D, PORTS> {
     #[inline]
     pub fn at(&mut self, cap: &InputCapability<u64>) -> &mut D {
         let time = *cap.least().expect("u64 stamps are never empty");
+        self.at_time(cap, time)
+    }
+
+    /// The data stashed at `time`, which must be at or after `cap`'s time: for an operator
+    /// that moves data to a later time. Created empty when the time is new, retaining
+    /// capabilities at `time` delayed from `cap`.
+    ///
+    /// Panics if `time` is before `cap`'s time (timely cannot delay a capability backwards).
+    #[inline]
+    pub fn at_time(&mut self, cap: &InputCapability<u64>, time: u64) -> &mut D {
         &mut self
             .pending
             .entry(time)
@@ -134,24 +148,33 @@ impl<D: Default, const PORTS: usize> Stash<D, PORTS> {
     /// input has ended (see [`limit`]).
     #[inline]
     pub fn pop_passed(&mut self, limit: Option<u64>) -> Option<(u64, [Capability<u64>; PORTS], D)> {
-        let entry = self.pending.first_entry()?;
-        if limit.is_some_and(|least| *entry.key() >= least) {
-            return None;
-        }
-        let (time, (caps, data)) = entry.remove_entry();
-        Some((time, caps, data))
+        self.pop_first_if(|time| limit.is_none_or(|least| time < least))
     }
 
     /// Removes and returns the earliest stashed time if it is at or before `bound` (any time
-    /// when `bound` is `None`): for data held back only by a checkpoint cut, released once the
-    /// cut is taken up to the next one ([`Cut::pending`]).
+    /// when `bound` is `None`). Two uses: data held back only by a checkpoint cut, released
+    /// once the cut is taken up to the next one ([`Cut::pending`]); and, with the frontier's
+    /// [`limit`] as `bound`, a time the input frontier has *reached*, for an operator that
+    /// sends what arrives at a time at once and stashes only data moved to later times, so
+    /// that nothing can add to a stashed time once the frontier reaches it (`delay_to` in
+    /// [`crate::incremental`]).
     #[inline]
     pub fn pop_through(
         &mut self,
         bound: Option<u64>,
     ) -> Option<(u64, [Capability<u64>; PORTS], D)> {
+        self.pop_first_if(|time| bound.is_none_or(|bound| time <= bound))
+    }
+
+    /// Removes and returns the earliest stashed time if `release(time)`: the one rule of the
+    /// `pop_*` methods is which earliest time they release.
+    #[inline]
+    fn pop_first_if(
+        &mut self,
+        release: impl FnOnce(u64) -> bool,
+    ) -> Option<(u64, [Capability<u64>; PORTS], D)> {
         let entry = self.pending.first_entry()?;
-        if bound.is_some_and(|bound| *entry.key() > bound) {
+        if !release(*entry.key()) {
             return None;
         }
         let (time, (caps, data)) = entry.remove_entry();

@@ -43,6 +43,25 @@ fn with_events(name: &str, mut rng: Rng, rows: usize) -> (PathBuf, PathBuf) {
     (dir, input)
 }
 
+/// The arguments of a run counting `input`'s rows per 1 s tumbling window into `output`,
+/// checkpointing into `ckpt`, with `extra` arguments.
+fn counting(input: &Path, output: &Path, ckpt: &Path, extra: &[&str]) -> Vec<String> {
+    let args = ["window", "--input", s(input), "--output", s(output)];
+    let window = [
+        "--window",
+        "tumbling:1s",
+        "--agg",
+        "count",
+        "--checkpoint-dir",
+        s(ckpt),
+    ];
+    args.iter()
+        .chain(&window)
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// A CSV of `rows` events with rising event times, some of them late by a little (corrections)
 /// or a lot (late rows), over a few dozen keys.
 fn events(rng: &mut Rng, rows: usize) -> String {
@@ -344,32 +363,19 @@ fn interrupted(name: &str) -> (PathBuf, Vec<String>) {
 
 /// [`interrupted`], with `extra` arguments.
 fn interrupted_with(name: &str, extra: &[&str]) -> (PathBuf, Vec<String>) {
+    interrupted_at(name, extra, 3)
+}
+
+/// [`interrupted_with`], killed in its `commit`-th commit instead of its third.
+fn interrupted_at(name: &str, extra: &[&str], commit: u32) -> (PathBuf, Vec<String>) {
     let (dir, input) = with_events(name, Rng(7), 3000);
-    let args: Vec<String> = [
-        "window",
-        "--input",
-        s(&input),
-        "--output",
-        s(&dir.join("out.csv")),
-        "--window",
-        "tumbling:1s",
-        "--agg",
-        "count",
-        "--checkpoint-dir",
-        s(&dir.join("ckpt")),
-        "--checkpoint-interval",
-        "2s",
-        // Every cut commits, so that the third commit comes before the end.
-        "--checkpoint-min-pause",
-        "0",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
+    // Every cut commits, so that the third commit comes before the end.
+    let every_cut = ["--checkpoint-interval", "2s", "--checkpoint-min-pause", "0"];
+    let extra: Vec<&str> = every_cut.iter().chain(extra).copied().collect();
+    let args = counting(&input, &dir.join("out.csv"), &dir.join("ckpt"), &extra);
     let out = bin()
         .args(&args)
-        .env("TIDEMARK_CRASH_AT", "output:3")
+        .env("TIDEMARK_CRASH_AT", format!("output:{commit}"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
@@ -462,16 +468,23 @@ fn records_read(errors: &str) -> u64 {
 
 #[test]
 fn a_restart_reads_on_from_the_checkpoint_not_from_the_first_line() {
-    // One reader (which seeks), and two workers reading blocks of about 60 rows (each parses
-    // again only the block its position is in).
-    restart_reads_on("resume-one", &[]);
-    restart_reads_on("resume-blocks", &["--workers", "2", "--read-block", "2048"]);
+    // One reader (which seeks), killed in its third commit (the cut in force at 2 s of event
+    // time or later, of 36 s), and two workers reading blocks of about 170 rows (2 s; each
+    // parses again only the block its position is in, and the summary counts the rows parsed),
+    // killed in their fifth commit: the blocks before the cut in force (at 6 s or later) that
+    // neither position is in are not parsed again.
+    restart_reads_on("resume-one", &[], 3);
+    restart_reads_on(
+        "resume-blocks",
+        &["--workers", "2", "--read-block", "2048"],
+        5,
+    );
 }
 
-/// A run (scratch `name`, flags `extra`) killed after its third commit and restarted reads
+/// A run (scratch `name`, flags `extra`) killed in its `commit`-th commit and restarted reads
 /// fewer rows than the file's, and its result is the uninterrupted run's, byte for byte.
-fn restart_reads_on(name: &str, extra: &[&str]) {
-    let (dir, args) = interrupted_with(name, extra);
+fn restart_reads_on(name: &str, extra: &[&str], commit: u32) {
+    let (dir, args) = interrupted_at(name, extra, commit);
     let out = bin().args(&args).output().unwrap();
     let errors = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{name}: {errors}");
@@ -479,8 +492,6 @@ fn restart_reads_on(name: &str, extra: &[&str]) {
         errors.contains("resuming from the checkpoint at time"),
         "{errors}"
     );
-    // The rows before the cut (at 4 s of event time or later, of 36 s: the third commit) are
-    // not read again.
     let read = records_read(&errors);
     assert!(
         read > 0 && read < 3000,
@@ -766,24 +777,7 @@ fn a_min_pause_coalesces_cuts_into_one_commit_with_the_same_bytes() {
 #[test]
 fn a_checkpoint_dir_that_is_a_file_or_someone_elses_directory_is_refused() {
     let (dir, input) = with_events("not-a-dir", Rng(3), 200);
-    let args = |ckpt: &Path| -> Vec<String> {
-        [
-            "window",
-            "--input",
-            s(&input),
-            "--output",
-            s(&dir.join("out.csv")),
-            "--window",
-            "tumbling:1s",
-            "--agg",
-            "count",
-            "--checkpoint-dir",
-            s(ckpt),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |ckpt: &Path| counting(&input, &dir.join("out.csv"), ckpt, &[]);
     let file = dir.join("a-file");
     std::fs::write(&file, "notes\n").unwrap();
     refused(

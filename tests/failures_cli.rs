@@ -471,7 +471,7 @@ fn an_injected_failure_ends_every_worker_with_one_line() {
             assert!(line.contains(&format!("worker {}", workers - 1)), "{line}");
             if mode == ":panic" {
                 assert!(
-                    line.contains("internal error") && line.contains("src/cli/window.rs"),
+                    line.contains("internal error") && line.contains("src/job/window.rs"),
                     "{line}"
                 );
             }

@@ -64,6 +64,17 @@ fn grouped<K: Ord, V>(
     groups
 }
 
+/// [`grouped`] for a query whose rows must all match `pattern`: `pick` builds `(key, value)`
+/// from the pattern's bindings; a row of another kind fails the test.
+macro_rules! grouped {
+    ($query:expr, $pattern:pat => $pick:expr) => {
+        grouped($query, |row| match row {
+            $pattern => Some($pick),
+            _ => None,
+        })
+    };
+}
+
 /// `count` events cycling through the first `pool` events, with fresh times, as the harness
 /// replays its pool.
 fn replayed(workload: &Nexmark, pool: usize, count: usize) -> Vec<Event> {
@@ -155,17 +166,17 @@ fn q3_joins_local_sellers_with_their_category_10_auctions() {
 #[test]
 fn q4_averages_winning_prices_per_category() {
     // One row per auction won: each category's rows count 1, 2, 3, ... winners.
-    let winners = grouped(Query::Q4, |row| match row {
+    let winners = grouped!(
+        Query::Q4,
         Output::CategoryAverage {
             category,
             winners,
             average,
         } => {
-            assert!(*average > tidemark::Fixed::ZERO, "{row:?}");
-            Some((*category, *winners))
+            assert!(*average > tidemark::Fixed::ZERO, "category {category}: {average:?}");
+            (*category, *winners)
         }
-        _ => None,
-    });
+    );
     assert!(winners.len() >= 3, "winners in few categories: {winners:?}");
     for counts in winners.values() {
         assert_eq!(*counts, (1..=counts.len() as u64).collect::<Vec<_>>());
@@ -174,12 +185,8 @@ fn q4_averages_winning_prices_per_category() {
 
 #[test]
 fn q5_reports_the_auctions_with_most_bids_per_window() {
-    let per_window = grouped(Query::Q5, |row| match row {
-        Output::HotItem {
-            window_end, bids, ..
-        } => Some((*window_end, *bids)),
-        _ => None,
-    });
+    let per_window =
+        grouped!(Query::Q5, Output::HotItem { window_end, bids, .. } => (*window_end, *bids));
     // 20 s of bids, windows ending every 200 ms: about 100 windows, one maximum each.
     assert!(per_window.len() >= 95, "{} windows", per_window.len());
     assert!(per_window
@@ -259,12 +266,8 @@ fn other_seeds_give_other_streams_with_the_same_agreement() {
 
 #[test]
 fn q6_averages_each_sellers_last_ten_winning_prices() {
-    let seen = grouped(Query::Q6, |row| match row {
-        Output::SellerAverage {
-            seller, auctions, ..
-        } => Some((*seller, *auctions)),
-        _ => None,
-    });
+    let seen =
+        grouped!(Query::Q6, Output::SellerAverage { seller, auctions, .. } => (*seller, *auctions));
     assert!(seen.len() >= 3, "few sellers won: {seen:?}");
     // A seller's rows count 1, 2, ... auctions, capped at the last 10.
     for counts in seen.values() {

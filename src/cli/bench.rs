@@ -208,7 +208,7 @@ fn engine_has<W: Workload>(args: &BenchArgs, workload: &W) -> anyhow::Result<()>
     }
     if args.engine == EngineName::Differential && !workload.has_incremental() {
         return Err(run::RunError::NoIncremental {
-            workload: workload.name(),
+            workload: W::NAME,
             query: workload.query(),
         }
         .into());

@@ -151,7 +151,7 @@ pub fn can_checkpoint<W: Workload>(workload: &W, settings: &Settings) -> Result<
     } else if !workload.has_checkpoints() {
         format!(
             "{} {} does not hand its operator state to checkpoints (ysb and wordcount do)",
-            workload.name(),
+            W::NAME,
             workload.query()
         )
     } else if settings.processes > 1 {
@@ -183,7 +183,7 @@ fn run_with<W: Workload>(
         Engine::Timely | Engine::Differential => {
             if config.incremental && !workload.has_incremental() {
                 return Err(RunError::NoIncremental {
-                    workload: workload.name(),
+                    workload: W::NAME,
                     query: workload.query(),
                 });
             }
@@ -250,7 +250,7 @@ fn description<W: Workload>(
     let (workers, processes) = (settings.workers.max(1), settings.processes.max(1));
     let mut description = format!(
         "{} {} {} {engine} w={workers} p={processes} rate={:?} d={} wu={} e={} seed={} pool={}",
-        workload.name(),
+        W::NAME,
         workload.query(),
         workload.parameters(),
         config.rate,
@@ -296,7 +296,7 @@ fn report<W: Workload>(
     let rate = config.rate;
     let description = description(workload, settings, None);
     let report = Report {
-        workload: workload.name().to_string(),
+        workload: W::NAME.to_string(),
         query: workload.query(),
         parameters: workload.parameters(),
         engine: engine.to_string(),

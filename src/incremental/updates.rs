@@ -4,14 +4,15 @@
 //! time it had, and it is sent under a capability for exactly its new time, so the frontier of
 //! the result says precisely which updates can still arrive.
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use differential_dataflow::{AsCollection, Data, VecCollection};
 use hashbrown::HashMap;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
+
+use crate::stash::{limit, Stash};
 
 /// The updates of a stream of `(data, diff)` pairs: each pair becomes the update `(data, t,
 /// diff)` at the logical time `t` the pair travels at.
@@ -115,7 +116,7 @@ where
         .inner
         .unary_frontier(Pipeline, "DelayTo", move |_cap, _info| {
             let mut now: Vec<(D, u64, isize)> = Vec::new();
-            let mut later: BTreeMap<u64, (Capability<u64>, HashMap<D, isize>)> = BTreeMap::new();
+            let mut later: Stash<HashMap<D, isize>> = Stash::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let time = *cap.least().expect("u64 stamps are never empty");
@@ -124,20 +125,15 @@ where
                         if at == time {
                             now.push((d, at, r));
                         } else {
-                            let (_, pending) = later
-                                .entry(at)
-                                .or_insert_with(|| (cap.delayed(&at, 0), HashMap::new()));
-                            *pending.entry(d).or_insert(0) += r;
+                            *later.at_time(&cap, at).entry(d).or_insert(0) += r;
                         }
                     }
                     output.session(&cap).give_iterator(now.drain(..));
                 });
-                // Nothing can add to a time the frontier has reached: release it.
-                while let Some(entry) = later.first_entry() {
-                    if frontier.less_than(entry.key()) {
-                        break;
-                    }
-                    let (at, (cap, pending)) = entry.remove_entry();
+                // Nothing can add to a time the frontier has reached (records at it are sent
+                // at once, above): release every time at or before the frontier's least.
+                while let Some((at, [cap], pending)) = later.pop_through(limit(frontier.frontier()))
+                {
                     output.session(&cap).give_iterator(nonzero_at(pending, at));
                 }
             }

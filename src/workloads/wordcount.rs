@@ -10,7 +10,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::ysb::splitmix;
-use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
+use super::{bounded, worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::keyed::{KeyBy, Reduce};
 use crate::partition::Scheme;
 use crate::stash::Checkpoints;
@@ -44,15 +44,9 @@ impl Registered for WordCount {
     }
 
     fn from_flags(flags: &WordCountFlags, shared: &SharedFlags) -> Result<WordCount, FlagError> {
-        if let Some(words) = flags.words {
-            if words == 0 || words > MAX_WORDS {
-                return Err(FlagError(format!(
-                    "--words must be between 1 and {MAX_WORDS}, got {words}"
-                )));
-            }
-        }
+        let words = bounded("words", flags.words, MAX_WORDS)?;
         Ok(WordCount {
-            words: flags.words.unwrap_or(WordCount::default().words),
+            words: words.unwrap_or(WordCount::default().words),
             partitioner: shared.partitioner,
         })
     }
@@ -102,12 +96,8 @@ pub type Counted = (u64, u64);
 impl Workload for WordCount {
     type Event = Word;
     type Output = Counted;
-    type Generator = Words;
-    type Baseline = WordCountBaseline;
+    const NAME: &'static str = "wordcount";
 
-    fn name(&self) -> &'static str {
-        "wordcount"
-    }
     fn parameters(&self) -> String {
         format!(
             "words={} partitioner={}",
@@ -115,9 +105,14 @@ impl Workload for WordCount {
             self.partitioner.name()
         )
     }
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Words {
+    fn generator(
+        &self,
+        seed: u64,
+        worker: usize,
+        workers: usize,
+    ) -> impl Iterator<Item = Word> + use<> {
         Words {
-            state: seed ^ ((worker as u64) << 32) ^ workers as u64,
+            state: worker_seed(seed, worker, workers),
             words: self.words.max(1),
         }
     }
@@ -150,8 +145,8 @@ impl Workload for WordCount {
             .reduce(|count, n| *count += n)
     }
 
-    fn baseline(&self) -> WordCountBaseline {
-        WordCountBaseline::default()
+    fn baseline(&self) -> Box<dyn Baseline<Word, Counted>> {
+        Box::<WordCountBaseline>::default()
     }
 }
 

@@ -13,7 +13,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
-use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
+use super::{bounded, worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::partition::{Partitioner, Scheme};
@@ -70,16 +70,10 @@ impl Registered for Ysb {
                 .validate()
                 .map_err(|e| FlagError(format!("--window: {e}")))?;
         }
-        if let Some(campaigns) = flags.campaigns {
-            if campaigns == 0 || campaigns > MAX_CAMPAIGNS {
-                return Err(FlagError(format!(
-                    "--campaigns must be between 1 and {MAX_CAMPAIGNS}, got {campaigns}"
-                )));
-            }
-        }
+        let campaigns = bounded("campaigns", flags.campaigns, MAX_CAMPAIGNS)?;
         let mut ysb = Ysb::new(
             shared.window.unwrap_or(Ysb::DEFAULT_WINDOW_NS),
-            flags.campaigns.unwrap_or(100),
+            campaigns.unwrap_or(100),
             10,
         );
         ysb.partitioner = shared.partitioner;
@@ -162,12 +156,8 @@ pub type YsbRow = (u64, u32, u64);
 impl Workload for Ysb {
     type Event = AdEvent;
     type Output = YsbRow;
-    type Generator = AdEvents;
-    type Baseline = YsbBaseline;
+    const NAME: &'static str = "ysb";
 
-    fn name(&self) -> &'static str {
-        "ysb"
-    }
     fn parameters(&self) -> String {
         format!(
             "window_ns={} campaigns={} ads_per_campaign={} partitioner={}",
@@ -177,10 +167,14 @@ impl Workload for Ysb {
             self.partitioner.name()
         )
     }
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> AdEvents {
-        let state = seed ^ ((worker as u64) << 32) ^ workers as u64;
+    fn generator(
+        &self,
+        seed: u64,
+        worker: usize,
+        workers: usize,
+    ) -> impl Iterator<Item = AdEvent> + use<> {
         AdEvents {
-            state,
+            state: worker_seed(seed, worker, workers),
             ads: self.table.len() as u64,
         }
     }
@@ -248,13 +242,13 @@ impl Workload for Ysb {
         )
     }
 
-    fn baseline(&self) -> YsbBaseline {
-        YsbBaseline {
+    fn baseline(&self) -> Box<dyn Baseline<AdEvent, YsbRow>> {
+        Box::new(YsbBaseline {
             table: Arc::clone(&self.table),
             window_ns: self.window_ns,
             counts: Vec::new(),
             open: None,
-        }
+        })
     }
 }
 

@@ -314,6 +314,14 @@ pub(super) struct CloseState {
     closes: Vec<(u64, Vec<u64>)>,
 }
 
+/// Holds in `held` a capability at `time` (made by `delay`, only when needed) if `time` is
+/// earlier than the one held: an operator's one capability stays at its earliest pending output.
+fn hold(held: &mut Option<Capability<u64>>, time: u64, delay: impl FnOnce(u64) -> Capability<u64>) {
+    if held.as_ref().is_none_or(|held| time < *held.time()) {
+        *held = Some(delay(time));
+    }
+}
+
 /// Opens auction `id` at `cap`'s time: files its close and holds a capability at the earliest
 /// pending close.
 fn open_auction(
@@ -326,9 +334,7 @@ fn open_auction(
 ) {
     let close = terms.expires - 1;
     closes.entry(close).or_default().push(id);
-    if held.as_ref().is_none_or(|held| close < *held.time()) {
-        *held = Some(delay(close));
-    }
+    hold(held, close, delay);
     open.open(id, terms);
 }
 
@@ -454,13 +460,6 @@ pub(super) struct FoldState {
     pending: Vec<Winner>,
 }
 
-/// Keeps `cap` in `held` if it is earlier.
-fn hold(held: &mut Option<Capability<u64>>, cap: Capability<u64>) {
-    if held.as_ref().is_none_or(|held| cap.time() < held.time()) {
-        *held = Some(cap);
-    }
-}
-
 /// Each winner folded by `fold`, in order of (expiry, auction) once the frontier has passed the
 /// expiry's last instant (no earlier winner can still arrive then). Winners arriving beyond a
 /// pending cut wait until the cut has been taken.
@@ -489,7 +488,7 @@ where
                         }
                         return;
                     }
-                    hold(&mut held, cap.delayed(&now, 0));
+                    hold(&mut held, now, |now| cap.delayed(&now, 0));
                     for batch in batches {
                         pending.append(batch);
                     }
@@ -517,7 +516,7 @@ where
                         break;
                     }
                     while let Some((_, [cap], mut winners)) = arriving.pop_through(cut.pending()) {
-                        hold(&mut held, cap);
+                        hold(&mut held, *cap.time(), |_| cap);
                         pending.append(&mut winners);
                     }
                 }

@@ -504,28 +504,10 @@ fn config(seed: u64) -> NexmarkConfig {
     }
 }
 
-/// The single-threaded NEXMark baseline: the query's hand-written state machine.
-pub struct NexmarkBaseline(Box<dyn Baseline<Event, Output>>);
-
-impl Baseline<Event, Output> for NexmarkBaseline {
-    fn process(&mut self, events: &mut Vec<Event>, out: &mut Vec<Output>) {
-        self.0.process(events, out);
-    }
-
-    fn advance(&mut self, frontier: u64, out: &mut Vec<Output>) {
-        self.0.advance(frontier, out);
-    }
-}
-
 impl Workload for Nexmark {
     type Event = Event;
     type Output = Output;
-    type Generator = Events;
-    type Baseline = NexmarkBaseline;
-
-    fn name(&self) -> &'static str {
-        "nexmark"
-    }
+    const NAME: &'static str = "nexmark";
 
     fn query(&self) -> String {
         self.query.name().to_string()
@@ -538,7 +520,12 @@ impl Workload for Nexmark {
         )
     }
 
-    fn generator(&self, seed: u64, worker: usize, workers: usize) -> Events {
+    fn generator(
+        &self,
+        seed: u64,
+        worker: usize,
+        workers: usize,
+    ) -> impl Iterator<Item = Event> + use<> {
         let inner = EventGenerator::new(config(seed))
             .with_offset(worker as u64)
             .with_step(workers as u64);
@@ -582,8 +569,9 @@ impl Workload for Nexmark {
         Some(view(self, events))
     }
 
-    fn baseline(&self) -> NexmarkBaseline {
-        NexmarkBaseline((self.query.definition().baseline)(self))
+    /// The query's hand-written state machine.
+    fn baseline(&self) -> Box<dyn Baseline<Event, Output>> {
+        (self.query.definition().baseline)(self)
     }
 }
 
