@@ -491,9 +491,14 @@ fn resumable_names(path: &Path) -> io::Result<(PathBuf, PathBuf)> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = dir.join(format!(".{base}.tidemark-checkpoint.tmp"));
+    let temporary = dir.join(format!(".{base}{PARTIAL_SUFFIX}"));
     Ok((target, temporary))
 }
+
+/// How the temporary file of a checkpointed run's output ends: `.NAME` + this, beside the
+/// target ([`Output::create_resumable`]). The checkpoint directory recognizes it as its run's
+/// own when an output is placed in it ([`crate::checkpoint::CheckpointDir::open`]).
+pub const PARTIAL_SUFFIX: &str = ".tidemark-checkpoint.tmp";
 
 /// Whether this process may write the existing file `path` (access(2), so root may).
 fn writable(path: &Path) -> bool {

@@ -1,6 +1,6 @@
 //! Checkpoints of `tidemark window`: exactly-once output that survives `kill -9`.
 //!
-//! This module owns the checkpoint directory: its layout, the file format ([`file`]), the
+//! This module owns the checkpoint directory: its layout, the file format ([`mod@file`]), the
 //! commit protocol, recovery, and the crash points that tests inject. It does not touch the
 //! dataflow; the committing sink ([`crate::sink::commit`]) decides *when* a cut is taken and
 //! calls [`CheckpointDir::commit`].
@@ -271,13 +271,17 @@ impl CheckpointDir {
         std::fs::create_dir_all(path).map_err(|e| CheckpointError::io(path, e))?;
         if !path.join(MANIFEST).exists() {
             // No checkpoint yet: the directory must be new, empty, or hold only what a run
-            // killed before its first commit left. Another directory (a typo naming a source
-            // tree, or a bench's checkpoints) is not taken over.
+            // killed before its first commit left (with its partial outputs, when an output
+            // is placed in the directory: review, 2026-11-30, such a run could not resume).
+            // Another directory (a typo naming a source tree, or a bench's checkpoints) is not
+            // taken over.
             let entries = std::fs::read_dir(path).map_err(|e| CheckpointError::io(path, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| CheckpointError::io(path, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name != "LOCK" && !is_checkpoint_file(&name) {
+                let partial =
+                    name.starts_with('.') && name.ends_with(crate::output::PARTIAL_SUFFIX);
+                if name != "LOCK" && !is_checkpoint_file(&name) && !partial {
                     return Err(CheckpointError::Foreign {
                         path: path.display().to_string(),
                         why: format!(

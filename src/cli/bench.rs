@@ -192,7 +192,7 @@ impl BenchArgs {
 
 /// Checks parsed arguments completely without running anything or touching a file: every flag
 /// and bound, the workload's own flags, NEXMark's query and windows, and whether the engine has
-/// the workload. What [`run`] would refuse, this refuses with the same one-line error; a sweep
+/// the workload. What [`run()`] would refuse, this refuses with the same one-line error; a sweep
 /// can check every run of a spec before the first one starts.
 pub fn validate(args: &BenchArgs) -> anyhow::Result<()> {
     check(args)?;

@@ -73,13 +73,14 @@ pub struct WindowArgs {
     /// What to do with a bad input line.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_bad_line: BadLines,
-    /// Advance the watermark with processing time once the input was idle this long.
+    /// Advance the watermark with processing time once the input was idle this long (live
+    /// inputs: standard input, a pipe, Kafka; a regular file never idles and ignores it).
     #[arg(long, value_parser = millis)]
     pub idle_timeout: Option<u64>,
     /// all: every worker of every process reads a share of the input file (which must be at
     /// the same path on every host); one: worker 0 of process 0 reads it all. Results are the
-    /// same. Standard input, a pipe, a run with --idle-timeout and a single worker use one
-    /// reader (a cluster refuses a pipe with --readers all).
+    /// same. Standard input, a pipe and a single worker use one reader (a cluster refuses a
+    /// pipe with --readers all).
     #[arg(long, value_enum, default_value = "all")]
     pub readers: Readers,
     /// Bytes per block of a file read in parallel (tests use small blocks).

@@ -10,7 +10,7 @@
 //! nanoseconds since the run's start (see [`super::driver`]): a 1 s interval checkpoints once
 //! per second of the offered stream. Each operator takes its cut once its input frontier has
 //! passed it (the cut is exact, [`crate::stash`]), and hands its encoded state value to its
-//! worker's [`WorkerSink`]. Once every operator of the worker has handed its state for the cut
+//! worker's `WorkerSink`. Once every operator of the worker has handed its state for the cut
 //! (every operator asks for its first cut once, when it is built, so the sink knows how many
 //! there are), the worker's snapshot goes to the process's writer thread and the worker goes
 //! on: the durable part is asynchronous, as Flink's asynchronous snapshot phase, and only the

@@ -366,7 +366,11 @@ struct Checkpointing {
 /// options that change rows or bytes, and the input's identity (resolved name, length,
 /// modification time), so that a checkpoint is never applied to a changed input. The
 /// partitioner is in it because the operators' snapshotted state is partitioned by it; the
-/// worker count is checked apart, with its own message ([`Restore::from`]).
+/// readers (`--readers`, `--read-block`, and `--idle-timeout`, which makes one reader) because
+/// a reader's snapshotted position names a block of its layout (review, 2026-11-30: a restart
+/// with another block size or reader layout resumed from the other layout's positions and lost
+/// and repeated rows); the worker count is checked apart, with its own message
+/// ([`Restore::from`]).
 fn job_text(job: &WindowJob) -> anyhow::Result<String> {
     let input = if kafka_address(&job.input)?.is_some() {
         // A topic has no identity but its address; how messages are read changes the rows.
@@ -393,7 +397,7 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
     Ok(format!(
         "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
          columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n\
-         partition={:?}\n",
+         partition={:?}\nreaders={:?} {}\nidle={:?}\n",
         job.output.display(),
         job.kafka.output_format,
         job.window,
@@ -408,6 +412,9 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
         job.on_bad_line,
         job.checkpoint_interval,
         job.partition,
+        job.readers,
+        job.read_block,
+        job.idle_timeout,
     ))
 }
 
@@ -571,6 +578,8 @@ fn open_committed(
         resumed,
         last: Arc::clone(&last),
         workers,
+        // Set once the run knows its first cut.
+        first_cut: 0,
     };
     Ok(Some((
         files,
@@ -734,13 +743,20 @@ where
         }
     }
 
+    // A regular file never idles: it is all there. Where its reader waits (for its parsing
+    // thread), an idle timeout would advance the watermark by processing time, differently in
+    // every run, so its results and a checkpoint's replay would depend on timing (review,
+    // 2026-11-30). The timeout applies to live inputs only: standard input, a pipe, Kafka.
+    let file_input =
+        kafka_input.is_none() && std::fs::metadata(&job.input).is_ok_and(|m| m.is_file());
+    let idle_timeout = job.idle_timeout.filter(|_| !file_input);
     // A file is read by every worker unless the user or a live input says otherwise; an idle
     // timeout is about a live input, whose watermark then follows processing time. A single
     // worker reads faster with the one reader, whose thread parses beside the worker.
     let mut parallel = job.readers == Readers::All
         && kafka_input.is_none()
         && job.input.as_os_str() != "-"
-        && job.idle_timeout.is_none()
+        && idle_timeout.is_none()
         && all_workers > 1;
     // Blocks are read by seeking, after a scan of the whole input: a pipe (`<(zcat f.gz)`, a
     // FIFO) or a device can be read once, front to back, by one reader. A missing file fails
@@ -906,7 +922,7 @@ where
             cluster.process
         ));
     } else if parallel {
-        let (input, header) = open_input(&job, parallel, columns)?;
+        let (input, header) = open_input(&job, parallel, columns.clone())?;
         if let Input::All(blocks) = input {
             plan = Some(blocks);
         }
@@ -949,7 +965,7 @@ where
         job.emit,
     );
     let source_options = SourceOptions {
-        idle_timeout: job.idle_timeout.map(Duration::from_millis),
+        idle_timeout: idle_timeout.map(Duration::from_millis),
         ..SourceOptions::default()
     };
     let checkpointed = job.checkpoint_dir.is_some();
@@ -959,9 +975,25 @@ where
     // out, whose recovery re-reads each partition from its beginning) replay the input instead.
     let snapshots = checkpointed && emit == EmitMode::Final && kafka_input.is_none() && !to_kafka;
     let interval = job.checkpoint_interval;
-    let first_cut = restore
-        .as_ref()
-        .map_or(0, |r| r.time.saturating_add(interval));
+    // Cuts are every `k * interval`; which ones a run takes only decides when it can commit,
+    // not what it commits, as long as every operator of every worker takes the same ones. A
+    // fresh run starts at the last cut below the first row's watermark: with event times in
+    // epoch milliseconds the cuts from 0 on (10^11 of them at a 10 s interval) would each be
+    // taken in turn, with the same states, before the first record's. (Every process reads
+    // the same first row. Gaps in the data still cost a cut per interval.)
+    let first_cut = match &restore {
+        Some(r) => r.time.saturating_add(interval),
+        None if snapshots => crate::source::csv::first_event_time(&job.input, columns.clone())
+            .map_or(0, |ts| {
+                ts.saturating_sub(job.max_delay) / interval * interval
+            }),
+        None => 0,
+    };
+    if let Ok(mut leader) = leader.lock() {
+        if let Some((_, Writers::Commit(files))) = leader.as_mut() {
+            files.first_cut = first_cut;
+        }
+    }
     let restore = restore.map(Arc::new);
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {

@@ -129,6 +129,46 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
 
     /// Hands the state of this stream's keyed operator, on each worker, to `checkpoints` at each
     /// of its cuts, exactly as of the records at times up to the cut (see [`crate::stash`]).
+    ///
+    /// # Examples
+    ///
+    /// A sink that asks for one cut, at time 0, and records who wrote which cut; the reduce
+    /// writes its state once its input frontier has passed 0, as `N:name`:
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    /// use std::sync::{Arc, Mutex};
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::{KeyBy, Reduce};
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::stash::{Checkpoints, SnapshotSink};
+    ///
+    /// /// The (operator, cut) pairs written.
+    /// struct Written(Arc<Mutex<Vec<(String, u64)>>>);
+    /// impl SnapshotSink for Written {
+    ///     fn first_cut(&self) -> Option<u64> {
+    ///         Some(0)
+    ///     }
+    ///     fn write(&mut self, operator: &str, cut: u64, _state: Vec<u8>) -> Option<u64> {
+    ///         self.0.lock().unwrap().push((operator.to_string(), cut));
+    ///         None
+    ///     }
+    /// }
+    ///
+    /// let written = Arc::new(Mutex::new(Vec::new()));
+    /// let shared = Arc::clone(&written);
+    /// timely::example(move |scope| {
+    ///     let checkpoints = Checkpoints::new(Rc::new(RefCell::new(Written(shared))));
+    ///     vec![('a', 1u64), ('a', 2)]
+    ///         .to_stream(scope)
+    ///         .key_by(Partitioner::Hash)
+    ///         .checkpoints(&checkpoints)
+    ///         .named("total per key")
+    ///         .reduce(|total, v| *total += v);
+    /// });
+    /// assert_eq!(*written.lock().unwrap(), vec![("0:Reduce[total per key]".to_string(), 0)]);
+    /// ```
     pub fn checkpoints(mut self, checkpoints: &Checkpoints) -> Self {
         self.checkpoints = checkpoints.clone();
         self

@@ -77,6 +77,9 @@ pub struct CommitFiles {
     pub last: Arc<Mutex<Option<Snapshot>>>,
     /// Workers in all processes: with operator snapshots, every commit holds one per worker.
     pub workers: u32,
+    /// With operator snapshots, the first cut the operators take (see [`Collector::new`]):
+    /// an earlier one has no states and is not committed.
+    pub first_cut: u64,
 }
 
 /// One worker's operator states at a cut, on their way to the committing sink.
@@ -353,7 +356,7 @@ pub fn commit_sink<'scope, K, O>(
                     Some(0) => return,
                     Some(f) => (f - 1) / sink.interval * sink.interval,
                 };
-                if last_cut.is_some_and(|c| c >= cut) {
+                if last_cut.is_some_and(|c| c >= cut) || (with_states && cut < sink.first_cut) {
                     return;
                 }
                 if frontier.is_some() {

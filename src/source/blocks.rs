@@ -21,7 +21,7 @@
 //! slower (the parsing itself still runs in parallel). The scan also counts the lines before
 //! each block, so a record's line number (in errors) is the block's first line plus the line
 //! ends within the block before the record, the single reader's number (see
-//! [`super::lines`]: counted only where a line is reported, not for every row).
+//! `super::lines`: counted only where a line is reported, not for every row).
 //!
 //! # Watermarks across blocks
 //!

@@ -344,6 +344,29 @@ pub fn read_header(path: &Path) -> Result<csv::StringRecord, ReadError> {
     Ok(header(&name, &mut reader)?.0)
 }
 
+/// The event time of the first row of the file `path` that reads (looking at no more than
+/// its first 1,000 rows), or `None`: a file that cannot be opened, has no such row, or is not
+/// a regular file (which could not be read twice). A hint only: a checkpointed run starts its
+/// cuts just below it (see `crate::job::window`), and errors are the feed's to report.
+pub fn first_event_time(path: &Path, columns: Columns) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let name = path.display().to_string();
+    let (mut reader, layout, _) = Layout::reader(&name, io::BufReader::new(file), columns).ok()?;
+    let mut record = csv::ByteRecord::new();
+    for _ in 0..1000 {
+        if !reader.read_byte_record(&mut record).ok()? {
+            return None;
+        }
+        if let Ok(parsed) = layout.parse(&record) {
+            return Some(parsed.ts);
+        }
+    }
+    None
+}
+
 /// The header of `reader` (the input `name`) and the line it starts on.
 fn header<R: Read>(
     name: &str,

@@ -63,6 +63,11 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.table.len()
     }
+
+    /// How many entries the table holds without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
 }
 
 impl<K: Hash + Eq + Clone, V> KeyTable<K, V> {

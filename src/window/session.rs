@@ -36,12 +36,21 @@
 //! result. State is bounded by the sessions within the lateness, not by all closed sessions.
 //!
 //! `closes` and `frees` are queues keyed by time; merging leaves stale entries behind, which are
-//! recognised (no session of that key matches) and skipped when they come up.
+//! recognised (no session of that key matches) and skipped when they come up. `closes` is lazy,
+//! as a hand-written loop's timer queue: every open session has an entry of its key at or
+//! before its close time, and a record that only extends an open session (the hot path: a key's
+//! next record in order) queues nothing. When an entry comes up before its session's close,
+//! the session is queued again at its close then. The one exception is a session that a part
+//! behind the watermark opened or grew at time `T` and that closes before `T`: it is not queued
+//! but emitted once the parts of `T` are applied (`dirty`), and a part that grows it past `T`
+//! queues it then. A queue insertion per record (a B-tree
+//! insertion of `(time, key)`) cost more than the rest of the record's work.
 
 use std::collections::BTreeSet;
 use std::hash::Hash;
 
 use hashbrown::HashMap;
+use smallvec::SmallVec;
 
 use super::driver::WindowState;
 use super::fixed::{Part, StateGauge};
@@ -55,8 +64,11 @@ pub(crate) struct Session<Acc, O> {
     emitted: Option<O>,
 }
 
-/// The sessions of one key, sorted by start.
-type KeySessions<A, V> = Vec<Session<<A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Output>>;
+/// The sessions of one key, sorted by start: inline in the key's map slot while there is one
+/// (the usual case: a key's sessions are its open one and those within the lateness), so that
+/// the hot path reads one slot, as a hand-written loop's map of sessions would.
+type KeySessions<A, V> =
+    SmallVec<[Session<<A as Aggregator<V>>::Acc, <A as Aggregator<V>>::Output>; 1]>;
 
 /// The session operator's state on one worker as one value: each key's sessions (open or
 /// within the allowed lateness), sorted by key. The `closes` and `frees` queues are not part of
@@ -110,7 +122,7 @@ where
         let mut keys: Vec<_> = self
             .keys
             .iter()
-            .map(|(key, sessions)| (key.clone(), sessions.clone()))
+            .map(|(key, sessions)| (key.clone(), sessions.to_vec()))
             .collect();
         // Sorted so that equal states encode alike whatever the hash map's order.
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -133,7 +145,7 @@ where
                 };
             }
             self.gauge.add(sessions.len());
-            self.keys.insert(key, sessions);
+            self.keys.insert(key, SmallVec::from_vec(sessions));
         }
     }
 
@@ -178,11 +190,17 @@ where
             Some(sessions) => sessions,
             None => self.keys.entry(key.clone()).or_default(),
         };
+        let lateness = self.lateness;
+        // Whether a session has a queued close (see the module docs): every open session does
+        // but one reopened behind the watermark at this time, closing before it, which goes to
+        // `dirty` instead and is emitted when this time's parts are all applied.
+        let queued = |s: &Session<A::Acc, A::Output>| {
+            s.emitted.is_none() && s.last.saturating_add(gap) > time
+        };
         if lo < time {
             // Behind the watermark: the sessions beyond the lateness at `time` are forgotten
             // (Flink's purge). Every later part arrives at `time` or after (the frontier has
             // passed `time`), so they are dropped now. Ends are sorted: they are a prefix.
-            let lateness = self.lateness;
             let forgotten = sessions
                 .partition_point(|s| s.last.saturating_add(gap).saturating_add(lateness) <= time);
             for old in sessions.drain(..forgotten) {
@@ -205,8 +223,8 @@ where
             Some(last) => sessions[last].last.saturating_add(gap).max(own_end),
             None => own_end,
         };
-        if let Some(record) = record {
-            if end.saturating_add(self.lateness) <= time {
+        if let Some(record) = &record {
+            if end.saturating_add(lateness) <= time {
                 // Late: the session it would merge into is beyond the allowed lateness.
                 if sessions.is_empty() {
                     self.keys.remove(&key);
@@ -218,18 +236,36 @@ where
                 return out.push(Emit::Late(Late {
                     window,
                     key,
-                    record,
+                    record: record.clone(),
                 }));
             }
-            self.agg.add(&mut acc, &record);
+        }
+        // The hot path: the part falls into exactly one session, still open and closing at or
+        // after `time` (so its close is queued, and stays queued: the session only grows).
+        // Folded in place, with no queue entry and no move of the key's sessions.
+        if past == first + 1 && queued(&sessions[first]) {
+            let session = &mut sessions[first];
+            session.start = start;
+            session.last = session.last.max(hi);
+            match &record {
+                Some(record) => self.agg.add(&mut session.acc, record),
+                None => self.agg.merge(&mut session.acc, &acc),
+            }
+            return;
+        }
+        if let Some(record) = &record {
+            self.agg.add(&mut acc, record);
         }
         let last = sessions[first..past]
             .iter()
             .fold(hi, |last, s| last.max(s.last));
         let mut retracted = false;
+        // Whether a session merged here has a queued close: it covers the merged one.
+        let mut covered = false;
         for old in sessions.drain(first..past) {
             self.agg.merge(&mut acc, &old.acc);
             self.gauge.sub(1);
+            covered |= queued(&old);
             if let Some(value) = old.emitted {
                 let window = Window {
                     start: old.start as i64,
@@ -259,7 +295,7 @@ where
             // Already past its end: emitted as a correction at `time`.
             debug_assert!(retracted || time > hi);
             self.dirty.push(key);
-        } else {
+        } else if !covered {
             self.closes.insert((close, key));
         }
     }
@@ -282,6 +318,19 @@ where
             }
             let (_, key) = self.closes.pop_first().expect("first exists");
             self.emit_closed(&key, |close| close == time, out);
+            // Open sessions of the key that grew since this entry was queued: queued again at
+            // their close now (after `time`, so this loop ends).
+            let gap = self.gap;
+            for session in self.keys.get(&key).into_iter().flatten() {
+                if session.emitted.is_none() {
+                    let close = session.last.saturating_add(gap) - 1;
+                    debug_assert!(
+                        close > time,
+                        "an open session closing at {close} was missed"
+                    );
+                    self.closes.insert((close, key.clone()));
+                }
+            }
         }
     }
 

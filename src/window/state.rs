@@ -67,9 +67,12 @@ pub(crate) trait WindowState: 'static {
     /// Emits corrections for everything changed by the parts applied at `time`; called once
     /// after the last of them.
     fn flush_corrections(&mut self, time: u64, out: &mut Vec<Self::Out>);
-    /// The earliest time at which a pending window closes (emits), if any.
+    /// The earliest time at which a pending window closes (emits), if any, or an earlier time
+    /// at which the state wants [`WindowState::close`] called to look again (a lazy queue's
+    /// entry, see `super::session`): a lower bound, which the driver holds its capability at.
     fn next_close(&self) -> Option<u64>;
-    /// Emits every window whose close time is `time`.
+    /// Emits every window whose close time is `time` (possibly none, at a time that was only a
+    /// lower bound).
     ///
     /// May assume: `time` is [`WindowState::next_close`] and the frontier has passed it. Must
     /// guarantee: afterwards no window closes at or before `time` (checked), so closes advance.

@@ -25,7 +25,9 @@ use crate::stash::Checkpoints;
 /// The workload registry: `tidemark bench`'s workloads, each its doc line (the `--help` text),
 /// its variant of [`WorkloadName`], its field in [`WorkloadFlags`] (also its name on the
 /// command line) and its type, which implements [`Registered`]. Adding a workload is its file,
-/// its `pub mod` line above and one entry here.
+/// its `pub mod` line above and one entry here. The `pub mod` line stays outside the macro on
+/// purpose: rustfmt does not follow modules a macro declares, so `cargo fmt --check` would no
+/// longer check the workload's file.
 macro_rules! workloads {
     ($( $(#[$doc:meta])* $variant:ident $field:ident => $workload:ty, )*) => {
         /// The workloads of `tidemark bench`.

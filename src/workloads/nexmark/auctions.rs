@@ -34,11 +34,10 @@ use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, ParallelizationContract, Pipeline};
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Capability, Operator};
 use timely::dataflow::StreamVec;
 
-use super::{Event, Output, Query};
+use super::{filter_map, Event, Output, Query};
 use crate::number::Fixed;
 use crate::partition::route_hash;
 use crate::stash::{limit, Checkpoints, Cut, Stash};
@@ -287,7 +286,7 @@ pub(super) fn closed_auctions<'scope>(
     query: Query,
     checkpoints: &Checkpoints,
 ) -> StreamVec<'scope, u64, Output> {
-    let trades = events.flat_map(trade);
+    let trades = filter_map(events, "q4 q6 q9 auctions and bids", trade);
     let fold = WinnerFold::new(query);
     let (close_cut, fold_cut) = (
         checkpoints.cut(&format!("CloseAuctions[{query}]")),

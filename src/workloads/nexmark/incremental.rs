@@ -18,12 +18,11 @@
 
 use differential_dataflow::operators::CountTotal;
 use differential_dataflow::{Data, VecCollection};
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::auctions::{average, SELLER_AUCTIONS};
 use super::joins::{local, Local};
-use super::{Event, Output, Query};
+use super::{filter_map, Event, Output, Query};
 use crate::incremental::{delay_to, to_updates};
 
 /// An auction's terms: `(start, expires, reserve, category, seller)`.
@@ -40,7 +39,9 @@ where
     D: Data,
     F: Fn(Event) -> Option<D> + 'static,
 {
-    to_updates(events.flat_map(move |event| pick(event).map(|d| (d, 1))))
+    to_updates(filter_map(events, "picked events", move |event| {
+        pick(event).map(|d| (d, 1))
+    }))
 }
 
 /// q3: local sellers joined with their category-10 auctions, each pair once.

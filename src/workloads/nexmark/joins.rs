@@ -22,7 +22,7 @@ use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
 use super::windows::{random_windows, Slot, TumblingSlots};
-use super::{Event, Output, Word};
+use super::{filter_map, Event, Output, Word};
 use crate::keyed::{Join, KeyBy};
 use crate::partition::Partitioner;
 use crate::window::{Aggregator, WindowAssigner};
@@ -90,7 +90,7 @@ pub(super) fn local(event: Event) -> Option<Local> {
 pub(super) fn local_items<'scope>(
     events: StreamVec<'scope, u64, Event>,
 ) -> StreamVec<'scope, u64, Output> {
-    let locals = events.flat_map(local);
+    let locals = filter_map(events, "q3 local sellers and items", local);
     let sellers = locals.clone().flat_map(|local| match local {
         Local::Seller(id, seller) => Some((id, seller)),
         Local::Item(..) => None,
@@ -213,7 +213,7 @@ pub(super) fn new_users<'scope>(
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        events.flat_map(activity),
+        filter_map(events, "q8 persons and auctions", activity),
         "q8 persons-auctions",
         WindowAssigner::Tumbling(size),
     )

@@ -1,12 +1,12 @@
 //! NEXMark q0, q1 and q2: per-event maps and filters, with no state and no exchange.
 //!
 //! Each query is one function from an event to its output rows, shared by the engine (a timely
-//! `map` or `flat_map`) and the baseline (a loop), so both compute exactly the same rows.
+//! filtering map, `super::filter_map`) and the baseline (a loop), so both compute exactly the
+//! same rows.
 
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::{Definition, Event, Output};
+use super::{filter_map, Definition, Event, Output};
 use crate::workloads::Baseline;
 
 /// q0: every event, as its identifying fields and time.
@@ -53,25 +53,25 @@ fn selection_row(event: Event) -> Option<Output> {
     }
 }
 
-/// q0 in the engine: `map`.
+/// q0 in the engine: a map.
 pub(super) fn pass_through<'scope>(
     events: StreamVec<'scope, u64, Event>,
 ) -> StreamVec<'scope, u64, Output> {
-    events.map(pass_through_row)
+    filter_map(events, "q0 rows", |event| Some(pass_through_row(event)))
 }
 
-/// q1 in the engine: `flat_map` (bids only).
+/// q1 in the engine: a filtering map (bids only).
 pub(super) fn currency_conversion<'scope>(
     events: StreamVec<'scope, u64, Event>,
 ) -> StreamVec<'scope, u64, Output> {
-    events.flat_map(currency_row)
+    filter_map(events, "q1 rows", currency_row)
 }
 
-/// q2 in the engine: `flat_map` (selected bids only).
+/// q2 in the engine: a filtering map (selected bids only).
 pub(super) fn selection<'scope>(
     events: StreamVec<'scope, u64, Event>,
 ) -> StreamVec<'scope, u64, Output> {
-    events.flat_map(selection_row)
+    filter_map(events, "q2 rows", selection_row)
 }
 
 /// The row functions of q0, q1 and q2, by query number.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::{Event, Output};
+use super::{filter_map, Event, Output};
 use crate::keyed::{Key, KeyBy, Value, WindowedStream};
 use crate::partition::Partitioner;
 use crate::window::{Aggregator, Count, Panes, WindowAssigner};
@@ -104,7 +104,7 @@ pub(super) fn hot_items<'scope>(
     slide: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        events.flat_map(auction_bid),
+        filter_map(events, "q5 bids", auction_bid),
         "q5 bids per auction",
         WindowAssigner::Sliding(size, slide),
     )
@@ -221,7 +221,9 @@ pub(super) fn highest_bid<'scope>(
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        events.flat_map(|event| timed_bid(event).map(|bid| ((), bid))),
+        filter_map(events, "q7 bids", |event| {
+            timed_bid(event).map(|bid| ((), bid))
+        }),
         "q7 highest bid",
         WindowAssigner::Tumbling(size),
     )
@@ -236,7 +238,7 @@ pub(super) fn user_sessions<'scope>(
     gap: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        events.flat_map(bidder_bid),
+        filter_map(events, "q11 bids", bidder_bid),
         "q11 bids per session",
         WindowAssigner::Session(gap),
     )
