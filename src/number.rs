@@ -98,6 +98,13 @@ impl FromStr for Fixed {
             Some(b'+') => (false, &text[1..]),
             _ => (false, text),
         };
+        // The common case, a plain integer: up to 18 digits fit a u64 and, scaled, an i128,
+        // so one pass without overflow checks reads it as the general path below would.
+        if !body.is_empty() && body.len() <= 18 && body.bytes().all(|b| b.is_ascii_digit()) {
+            let n = body.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+            let nanos = i128::from(n) * SCALE;
+            return Ok(Fixed(if negative { -nanos } else { nanos }));
+        }
         let (int_part, frac_part) = match body.split_once('.') {
             Some((i, f)) => (i, f),
             None => (body, ""),
@@ -319,6 +326,34 @@ mod tests {
             ("3.000000000000000000000000000000000000000000", "3"),
         ] {
             assert_eq!(fx(input).to_string(), printed, "input {input}");
+        }
+    }
+
+    /// Plain integers take a fast path: it reads every integer as the general path does (a
+    /// trailing `.0` sends the same number down the general path), up to and past its 18
+    /// digits, with signs and leading zeros.
+    #[test]
+    fn integers_read_as_the_general_path_reads_them() {
+        let mut texts = vec!["0".to_string(), "007".to_string(), "-0".to_string()];
+        for digits in 1..=30 {
+            for first in ['1', '9'] {
+                let text: String = std::iter::once(first)
+                    .chain((1..digits).map(|i| char::from(b'0' + (i * 7 % 10) as u8)))
+                    .collect();
+                texts.push(format!("+{text}"));
+                texts.push(format!("-{text}"));
+                texts.push(text);
+            }
+        }
+        for text in texts {
+            if let Ok(value) = format!("{text}.0").parse::<Fixed>() {
+                assert_eq!(fx(&text), value, "{text}");
+            } else {
+                assert!(matches!(
+                    text.parse::<Fixed>(),
+                    Err(ParseFixedError::OutOfRange(_))
+                ));
+            }
         }
     }
 

@@ -76,10 +76,37 @@ impl<K: Hash + Ord> Partitioner<K> {
     }
 }
 
-impl FromStr for Partitioner<String> {
+impl<K> Partitioner<K> {
+    /// The same partitioner over keys of another type: `convert` maps each range split point
+    /// (and must keep their order). Hash routing hashes keys as their type hashes them.
+    ///
+    /// ```
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::source::csv::CsvKey;
+    /// let points: Partitioner<String> = "range:b,m".parse().unwrap();
+    /// let points = points.map_keys(CsvKey::from);
+    /// assert_eq!(points, Partitioner::Range(vec![CsvKey::new("b"), CsvKey::new("m")]));
+    /// ```
+    pub fn map_keys<L>(self, convert: impl FnMut(K) -> L) -> Partitioner<L> {
+        match self {
+            Partitioner::Hash => Partitioner::Hash,
+            Partitioner::Range(points) => {
+                Partitioner::Range(points.into_iter().map(convert).collect())
+            }
+            Partitioner::Random => Partitioner::Random,
+            Partitioner::Broadcast => Partitioner::Broadcast,
+        }
+    }
+}
+
+impl<K> FromStr for Partitioner<K>
+where
+    K: Ord + std::fmt::Debug + for<'a> From<&'a str>,
+{
     type Err = PartitionSpecError;
 
-    /// Reads `hash`, `range:K1,K2,...`, `random` or `broadcast`.
+    /// Reads `hash`, `range:K1,K2,...`, `random` or `broadcast` (split points as text keys:
+    /// `String`, or the CSV input's [`crate::source::csv::CsvKey`]).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let plain = [
             ("hash", Partitioner::Hash),
@@ -93,7 +120,7 @@ impl FromStr for Partitioner<String> {
             .strip_prefix("range:")
             .filter(|rest| !rest.is_empty())
             .ok_or_else(|| PartitionSpecError::Syntax(text.to_string()))?;
-        Partitioner::range(points.split(',').map(str::to_string).collect())
+        Partitioner::range(points.split(',').map(K::from).collect())
             .map_err(|_| PartitionSpecError::Unsorted(text.to_string()))
     }
 }

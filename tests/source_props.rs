@@ -213,7 +213,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tidemark::source::blocks::{block_source, BlockPlan};
-use tidemark::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvRecord};
+use tidemark::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvKey, CsvRecord};
 use tidemark::source::SourceOptions;
 
 /// One line of a generated file.
@@ -525,7 +525,7 @@ fn windows(
     let (out, late_out, partitioner, assigner) = (
         changelog.clone(),
         late.clone(),
-        partitioner.clone(),
+        partitioner.clone().map_keys(CsvKey::from),
         assigner(kind),
     );
     let skipping = Reading {
@@ -548,7 +548,7 @@ fn windows(
             .aggregate(|r: &CsvRecord| r.ts, Count);
         out.timed(w.results, |time, r| {
             let (start, end) = (r.window.start, r.window.end);
-            (time, start, end, r.key.clone(), r.value, r.diff)
+            (time, start, end, r.key.to_string(), r.value, r.diff)
         });
         late_out.timed(w.late.probe_with(&consumed), |time, l| {
             (time, l.record.clone(), l.window.start, l.window.end)

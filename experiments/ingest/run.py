@@ -17,6 +17,13 @@ parallel one (the default, `all`); the first value is the one the ratios are tak
 `--outputs file parts` also times `--output DIR/` (one part file per process, written by that
 process's workers) beside the single output file (the default, `file`).
 
+`--before BINARY` also times an earlier build with the same flags (engine `tidemark-before`), so a
+change is measured against its base in one sitting.
+
+Every run records its wall time, its CPU time (user + system, all threads) and the load average:
+on a shared machine the wall time follows the other load (and a run with more threads gets a
+larger share of a loaded machine), the CPU time much less, so both ratios are printed.
+
 Prints one JSON line per run and a summary of median ratios; `--json FILE` appends the runs.
 """
 
@@ -24,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -103,13 +111,23 @@ def vm_hwm_kib(pid):
     return None
 
 
+def cpu_of_children():
+    """User plus system CPU seconds of every child this script has waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd, log):
-    """Runs `cmd` (stderr to `log`); returns (wall seconds, peak RSS in MiB).
+    """Runs `cmd` (stderr to `log`); returns (wall seconds, peak RSS in MiB, CPU seconds).
 
     The peak is the child's VmHWM, read every 10 ms while it runs (the kernel keeps a spawned
-    child's rusage high-water mark across exec, so wait4 would report this script's own).
+    child's rusage high-water mark across exec, so wait4 would report this script's own). The
+    CPU time (user + system, all threads) is the growth of the waited-for children's rusage
+    over the run: runs are one at a time, so it is this child's alone. On a shared machine the
+    wall time depends on the other load; the CPU time much less.
     """
     with open(log, "wb") as err:
+        cpu_before = cpu_of_children()
         start = time.perf_counter()
         proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.DEVNULL, stderr=err)
         peak = 0
@@ -119,9 +137,10 @@ def timed(cmd, log):
                 break
             time.sleep(0.01)
         wall = time.perf_counter() - start
+        cpu = cpu_of_children() - cpu_before
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(map(str, cmd))}\n{Path(log).read_text()}")
-    return wall, peak / 1024
+    return wall, peak / 1024, cpu
 
 
 def rows_of(path):
@@ -147,6 +166,8 @@ def main():
     p.add_argument("--outputs", nargs="+", default=["file"], choices=["file", "parts"],
                    help="--output FILE, or --output DIR/ (part files); ratios use the first")
     p.add_argument("--tidemark", default=str(TARGET / "release" / "tidemark"))
+    p.add_argument("--before", help="another tidemark binary (an earlier build) to time beside "
+                   "--tidemark with the same flags, as engine tidemark-before")
     p.add_argument("--json", help="append the runs to this JSON lines file")
     args = p.parse_args()
 
@@ -158,8 +179,10 @@ def main():
     python = python_with_duckdb()
     size = millis(args.window)
 
+    engines = ["tidemark"] + (["tidemark-before"] if args.before else [])
     configs = [("duckdb", 1, "one", "file")] + [
-        ("tidemark", w, r, o) for o in args.outputs for r in args.readers for w in args.workers]
+        (e, w, r, o) for e in engines for o in args.outputs for r in args.readers
+        for w in args.workers]
 
     def output(engine, workers, readers, kind):
         name = f"out-{engine}-{workers}-{readers}"
@@ -173,14 +196,16 @@ def main():
                 cmd = [python, "-c", DUCKDB_QUERY, str(size), str(src), str(out)]
             else:
                 target = f"{out}/" if kind == "parts" else out
-                cmd = [args.tidemark, "window", "--input", src, "--output", target,
+                binary = args.before if engine == "tidemark-before" else args.tidemark
+                cmd = [binary, "window", "--input", src, "--output", target,
                        "--window", f"tumbling:{size}", "--agg", "sum", "--workers", str(workers),
                        "--readers", readers]
-            wall, rss = timed(cmd, data / "stderr.log")
+            wall, rss, cpu = timed(cmd, data / "stderr.log")
             run = {"engine": engine, "workers": workers, "readers": readers, "output": kind,
                    "repetition": rep, "rows": args.rows,
-                   "window_ms": size, "wall_s": round(wall, 3), "peak_rss_mib": round(rss, 1),
-                   "rows_per_s": round(args.rows / wall)}
+                   "window_ms": size, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                   "peak_rss_mib": round(rss, 1), "rows_per_s": round(args.rows / wall),
+                   "load_1m": round(os.getloadavg()[0], 1)}
             print(json.dumps(run), flush=True)
             runs.append(run)
             if args.json:
@@ -188,9 +213,9 @@ def main():
                     f.write(json.dumps(run) + "\n")
         if rep == 0:
             reference = rows_of(output("duckdb", 1, "one", "file"))
-            for _, workers, readers, kind in configs[1:]:
-                if rows_of(output("tidemark", workers, readers, kind)) != reference:
-                    sys.exit(f"tidemark with {workers} workers ({readers}, {kind}) disagrees "
+            for engine, workers, readers, kind in configs[1:]:
+                if rows_of(output(engine, workers, readers, kind)) != reference:
+                    sys.exit(f"{engine} with {workers} workers ({readers}, {kind}) disagrees "
                              "with DuckDB")
 
     def median(engine, workers, readers, kind="file", field="wall_s"):
@@ -199,17 +224,33 @@ def main():
             if r["engine"] == engine and r["workers"] == workers and r["readers"] == readers
             and r["output"] == kind)
 
-    duck = median("duckdb", 1, "one")
-    print(f"median wall: duckdb {duck:.2f} s; " + ", ".join(
-        f"tidemark {w} worker(s) --readers {r} --output {o} {median('tidemark', w, r, o):.2f} s, "
+    duck, duck_cpu = median("duckdb", 1, "one"), median("duckdb", 1, "one", field="cpu_s")
+    print(f"median wall (CPU): duckdb {duck:.2f} s ({duck_cpu:.2f} s); " + ", ".join(
+        f"tidemark {w} worker(s) --readers {r} --output {o} {median('tidemark', w, r, o):.2f} s "
+        f"({median('tidemark', w, r, o, 'cpu_s'):.2f} s), "
         f"{median('tidemark', w, r, o, 'peak_rss_mib'):.0f} MiB"
         for o in args.outputs for r in args.readers for w in args.workers))
+    loads = [r["load_1m"] for r in runs]
+    print(f"load average (1 min) during the runs: {min(loads)} to {max(loads)}")
     readers, kind = args.readers[0], args.outputs[0]
     one = median("tidemark", args.workers[0], readers, kind)
-    print(f"tidemark {args.workers[0]} worker(s) / duckdb 1 thread (rate ratio): {duck / one:.2f}")
+    one_cpu = median("tidemark", args.workers[0], readers, kind, "cpu_s")
+    print(f"tidemark {args.workers[0]} worker(s) / duckdb 1 thread (rate ratio): {duck / one:.2f}"
+          f" (wall), {duck_cpu / one_cpu:.2f} (CPU time)")
+    if args.before:
+        for w in args.workers:
+            before = median("tidemark-before", w, readers, kind)
+            before_cpu = median("tidemark-before", w, readers, kind, "cpu_s")
+            now, now_cpu = median("tidemark", w, readers, kind), median(
+                "tidemark", w, readers, kind, "cpu_s")
+            print(f"{w} worker(s): before {before:.2f} s ({before_cpu:.2f} s CPU), now "
+                  f"{now:.2f} s ({now_cpu:.2f} s CPU): {before / now:.2f}x wall, "
+                  f"{before_cpu / now_cpu:.2f}x CPU")
     for w in args.workers[1:]:
         speedup = one / median("tidemark", w, readers, kind)
-        print(f"speed-up {w} vs {args.workers[0]} worker(s), --readers {readers}: {speedup:.2f}")
+        cpu = median("tidemark", w, readers, kind, "cpu_s")
+        print(f"speed-up {w} vs {args.workers[0]} worker(s), --readers {readers}: {speedup:.2f}"
+              f" (wall); CPU time {cpu / one_cpu:.2f}x the {args.workers[0]}-worker run's")
 
 
 if __name__ == "__main__":

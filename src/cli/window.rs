@@ -10,6 +10,7 @@ use crate::job::window::{AggName, EmitMode, KafkaSettings, Readers, WindowJob};
 use crate::partition::Partitioner;
 use crate::source::blocks::BLOCK_BYTES;
 use crate::source::csv::BadLines;
+use crate::source::csv::CsvKey;
 use crate::source::kafka::PayloadFormat;
 use crate::window::WindowAssigner;
 
@@ -68,7 +69,7 @@ pub struct WindowArgs {
     pub late_output: Option<PathBuf>,
     /// hash | range:K1,K2,... | random | broadcast.
     #[arg(long, default_value = "hash")]
-    pub partition: Partitioner<String>,
+    pub partition: Partitioner<CsvKey>,
     /// What to do with a bad input line.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_bad_line: BadLines,

@@ -51,7 +51,7 @@ use crate::sink::{
 };
 use crate::source::blocks::{block_source, BlockPlan};
 use crate::source::csv::FeedStats;
-use crate::source::csv::{BadLines, Columns, CsvFeed, CsvRecord};
+use crate::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvKey, CsvRecord};
 use crate::source::kafka::{
     partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
 };
@@ -119,7 +119,7 @@ pub struct WindowJob {
     /// Where records late beyond the allowed lateness go (a file or a directory of parts).
     pub late_output: Option<PathBuf>,
     /// How keys are spread over the workers.
-    pub partition: Partitioner<String>,
+    pub partition: Partitioner<CsvKey>,
     /// What to do with a bad input line.
     pub on_bad_line: BadLines,
     /// Advance the watermark with processing time once the input was idle this long (ms).
@@ -1254,8 +1254,8 @@ impl<'scope> Sinks<'scope> {
     /// Writes the changelog and the late rows (counting both); returns the changelog's probe.
     fn write<O>(
         self,
-        results: StreamVec<'scope, u64, WindowResult<String, O>>,
-        late: StreamVec<'scope, u64, Late<String, LateFields>>,
+        results: StreamVec<'scope, u64, WindowResult<CsvKey, O>>,
+        late: StreamVec<'scope, u64, Late<CsvKey, LateFields>>,
     ) -> ProbeHandle<u64>
     where
         O: timely::ExchangeData + Display + Clone,
@@ -1301,7 +1301,7 @@ impl<'scope> Sinks<'scope> {
         }
         if self.to_kafka {
             let counts = self.counts;
-            let encode = move |row: &WindowResult<String, O>, format| {
+            let encode = move |row: &WindowResult<CsvKey, O>, format| {
                 counts.borrow_mut().count(row.diff);
                 changelog_message(row, format)
             };
@@ -1327,7 +1327,7 @@ impl<'scope> Sinks<'scope> {
     }
 }
 
-type Records<'scope> = StreamVec<'scope, u64, (String, CsvRecord, isize)>;
+type Records<'scope> = StreamVec<'scope, u64, CsvItem>;
 
 /// `--emit final`: the timely window operators; returns the probe of the results.
 #[allow(clippy::too_many_arguments)]
@@ -1336,7 +1336,7 @@ fn final_windows<'scope, A>(
     checkpoints: &Checkpoints,
     assigner: WindowAssigner,
     lateness: u64,
-    partitioner: Partitioner<String>,
+    partitioner: Partitioner<CsvKey>,
     agg: A,
     sinks: Sinks<'scope>,
     consumed: ProbeHandle<u64>,
@@ -1354,7 +1354,7 @@ where
         .allowed_lateness(lateness)
         .aggregate(|r: &CsvRecord| r.ts, agg);
     let late = windowed.late.probe_with(&consumed);
-    let late = late.map(move |late: Late<String, CsvRecord>| {
+    let late = late.map(move |late: Late<CsvKey, CsvRecord>| {
         let row = late
             .record
             .row
@@ -1371,7 +1371,7 @@ where
 /// Windows of keys whose input retracted more than it inserted, as seen by one worker.
 #[derive(Default)]
 struct Invalid {
-    windows: hashbrown::HashMap<(Window, String), isize>,
+    windows: hashbrown::HashMap<(Window, CsvKey), isize>,
 }
 
 impl Invalid {
@@ -1394,7 +1394,7 @@ fn incremental_windows<'scope, A>(
     records: Records<'scope>,
     assigner: WindowAssigner,
     lateness: u64,
-    partitioner: Partitioner<String>,
+    partitioner: Partitioner<CsvKey>,
     agg: A,
     sinks: Sinks<'scope>,
     invalid: Rc<RefCell<Invalid>>,

@@ -162,8 +162,10 @@ pub(crate) struct Layout {
     pub(crate) columns: Columns,
 }
 
+pub use super::key::CsvKey;
+
 /// The item a CSV feed produces: key, record, diff (`1` or `-1`).
-pub type CsvItem = (String, CsvRecord, isize);
+pub type CsvItem = (CsvKey, CsvRecord, isize);
 
 /// What is wrong with a row (see [`Layout::parse`]): the field at fault, if one is, and what.
 #[derive(Debug)]
@@ -545,8 +547,9 @@ impl Layout {
                 .collect()
         });
         // The row was checked to be UTF-8 as a whole, and the key's range is cut at ASCII
-        // delimiters, so this never replaces anything.
-        let key = String::from_utf8_lossy(&record.as_slice()[parsed.key.clone()]).into_owned();
+        // delimiters, so this never fails.
+        let key = std::str::from_utf8(&record.as_slice()[parsed.key.clone()]).unwrap_or_default();
+        let key = CsvKey::new(key);
         let record = CsvRecord {
             ts: parsed.ts,
             value: parsed.value,

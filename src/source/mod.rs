@@ -58,6 +58,7 @@
 pub mod blocks;
 pub mod csv;
 pub mod kafka;
+mod key;
 mod lines;
 
 use std::cell::RefCell;
