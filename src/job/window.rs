@@ -579,8 +579,6 @@ fn open_committed(
         resumed,
         last: Arc::clone(&last),
         workers,
-        // Set once the run knows its first cut.
-        first_cut: 0,
     };
     Ok(Some((
         files,
@@ -1008,11 +1006,6 @@ where
         }),
         None => 0,
     };
-    if let Ok(mut leader) = leader.lock() {
-        if let Some((_, Writers::Commit(files))) = leader.as_mut() {
-            files.first_cut = first_cut;
-        }
-    }
     let restore = restore.map(Arc::new);
     let plan = plan.map(Arc::new);
     let running = cluster.execute(move |worker| {

@@ -77,9 +77,6 @@ pub struct CommitFiles {
     pub last: Arc<Mutex<Option<Snapshot>>>,
     /// Workers in all processes: with operator snapshots, every commit holds one per worker.
     pub workers: u32,
-    /// With operator snapshots, the first cut the operators take (see [`Collector::new`]):
-    /// an earlier one has no states and is not committed.
-    pub first_cut: u64,
 }
 
 /// One worker's operator states at a cut, on their way to the committing sink.
@@ -219,10 +216,10 @@ struct Gathered {
 }
 
 impl Gathered {
-    /// Whether a worker has taken no cut up to `cut` yet: its first cut is later (each process
-    /// finds the first cut in its own look at the input, see [`CommitFiles::first_cut`], and a
-    /// topic written meanwhile may answer them differently), so `cut` cannot commit; a later
-    /// one will.
+    /// Whether a worker has taken no cut up to `cut` yet: its first cut is later (a run's first
+    /// cut is the last one below its input's first event time, see [`Collector::new`]; each
+    /// process finds it in its own look at the input, and a topic written meanwhile may answer
+    /// them differently), so `cut` cannot commit; a later one will.
     fn starts_later(&self, cut: u64, workers: u32) -> bool {
         (0..workers).any(|w| {
             let seen =
@@ -368,7 +365,7 @@ pub fn commit_sink<'scope, K, O>(
                     Some(0) => return,
                     Some(f) => (f - 1) / sink.interval * sink.interval,
                 };
-                if last_cut.is_some_and(|c| c >= cut) || (with_states && cut < sink.first_cut) {
+                if last_cut.is_some_and(|c| c >= cut) {
                     return;
                 }
                 if frontier.is_some() {
