@@ -605,7 +605,7 @@ fn open_transactional(
     let hash = config_hash(&format!("dir={}\n{}", dir.display(), job_text(job)?));
     let job_id = format!("tidemark-{hash:016x}");
     let mut commit =
-        KafkaCommit::open(topic, job.kafka.output_format, &job_id).map_err(|e| anyhow!(e))?;
+        KafkaCommit::open(topic, job.kafka.output_format, &job_id, &dir).map_err(|e| anyhow!(e))?;
     if commit.complete() {
         crate::abort::say(format_args!(
             "tidemark window: the result in {} is complete (job {job_id}); nothing to do",
@@ -619,12 +619,15 @@ fn open_transactional(
             topic.url()
         ));
     }
-    if commit.already_written() > 0 {
+    if commit.already_written() > 0 || commit.read_back() > 0 {
         crate::abort::say(format_args!(
-            "tidemark window: {} already holds {} rows of job {job_id} (a broker without \
-             transactions: deterministic replay); checking them and sending the rest",
+            "tidemark window: {} already holds {} rows of job {job_id} up to its last commit \
+             and {} past it (a broker without transactions: deterministic replay; {} messages \
+             read back); checking those past it and sending the rest",
             topic.url(),
-            commit.already_written()
+            commit.before_tails(),
+            commit.already_written(),
+            commit.read_back()
         ));
     }
     commit.interval = job.checkpoint_interval;
