@@ -792,14 +792,27 @@ fn job_rows(
         .map_err(|e| fail(&e))?;
     let mut assignment = TopicPartitionList::new();
     for (p, tail) in tails.iter().enumerate() {
-        // tansu 0.6 answers a fetch with the batches that start at or after its offset: a
-        // read from the start of the tail row's batch (the producer's batches hold at most
-        // `REPLAY_BATCH` rows) sees that row on any broker.
-        let start = tail.map_or(Offset::Beginning, |t| {
-            Offset::Offset((t.next - REPLAY_BATCH).max(0))
-        });
+        let p = p as i32;
+        let start = match tail {
+            None => Offset::Beginning,
+            Some(tail) => {
+                // tansu 0.6 answers a fetch with the batches that start at or after its
+                // offset: a read from the start of the tail row's batch (the producer's
+                // batches hold at most `REPLAY_BATCH` rows) sees that row on any broker.
+                let start = (tail.next - REPLAY_BATCH).max(0);
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic.topic, p, BROKER_TIMEOUT)
+                    .map_err(|e| fail(&e))?;
+                // The partition ends before the row's batch, or starts after the row (a
+                // broker may understate the end, by less than a batch).
+                if high <= start || low >= tail.next {
+                    return Err(lost(p, tail));
+                }
+                Offset::Offset(start)
+            }
+        };
         assignment
-            .add_partition_offset(&topic.topic, p as i32, start)
+            .add_partition_offset(&topic.topic, p, start)
             .map_err(|e| fail(&e))?;
     }
     consumer.assign(&assignment).map_err(|e| fail(&e))?;
