@@ -597,14 +597,17 @@ fn kafka_exactly_once_restart_fails_when_the_topic_lost_its_checkpointed_rows() 
 }
 
 /// Seeded kill -9 trials: a crash mid-interval (`output:N`), with the sink state half saved
-/// (`snapshot:N`) or just past a commit (`manifest:N`),
-/// then restarts until one finishes; the committed rows must be the uninterrupted run's, no row
+/// (`snapshot:N`) or just past a commit (`manifest:N`), then restarts (each on 1, 2 or 4
+/// workers) until one finishes; the committed rows must be the uninterrupted run's, no row
 /// lost, none twice. A crash point past the run's last commit is not reached (the run finishes):
 /// allowed, as long as some trials crash.
 #[test]
 fn kafka_exactly_once_through_seeded_kill_9_trials() {
     use std::os::unix::process::ExitStatusExt;
-    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once");
+    // Enough records for several commits (one per read of up to 4096 records).
+    let partitions = partitioned_events(3, 10_000, 300, 3);
+    let broker = broker_with("in", &partitions);
+    let dir = scratch("kafka_exactly_once");
     let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"));
     let mut state = 42u64;
     let mut next = |n: u64| {
@@ -614,16 +617,18 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
     let mut killed = 0;
     let trials = 6;
     for trial in 0..trials {
-        let workers = ["1", "2"][next(2) as usize];
         let topic = format!("trial-{trial}");
         broker.create_topic(&topic, 2);
         let ckpt = dir.join(&topic);
-        // One or two crashes in a row, each in a restart of the same job; the first at the
-        // first commit, which every run reaches.
+        // One or two crashes in a row, each in a restart of the same job (on any number of
+        // workers); the first at the first or second commit, which every run reaches.
+        let mut story = Vec::new();
         for crash in 0..1 + next(2) {
+            let workers = ["1", "2", "4"][next(3) as usize];
             // `snapshot`: the rows acknowledged, the sink state's file half written.
             let point = ["output", "manifest", "snapshot"][next(3) as usize];
-            let n = if crash == 0 { 1 } else { 1 + next(3) };
+            let n = if crash == 0 { 1 + next(2) } else { 1 + next(3) };
+            story.push(format!("{point}:{n} on {workers}"));
             let hook = Some(format!("{point}:{n}"));
             let out = exactly_once_run(&broker, &topic, &ckpt, workers, hook);
             if out.status.signal() == Some(9) {
@@ -633,12 +638,12 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
                 assert!(out.status.success(), "trial {trial} ({point}:{n}): {err}");
             }
         }
+        let workers = ["1", "2", "4"][next(3) as usize];
         let out = exactly_once_run(&broker, &topic, &ckpt, workers, None);
         assert!(out.status.success(), "trial {trial}: {}", stderr(&out));
-        assert_eq!(
-            committed_rows(&broker, &topic),
-            expected,
-            "trial {trial}, {workers} workers"
+        assert!(
+            committed_rows(&broker, &topic) == expected,
+            "trial {trial}: crashes {story:?}, then {workers} workers"
         );
     }
     assert!(
