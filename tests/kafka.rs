@@ -396,6 +396,46 @@ fn kafka_errors_are_one_line_naming_broker_topic_partition_offset() {
     );
 }
 
+/// `--late-output` with a checkpointed Kafka output cannot be exactly once (the late file is
+/// outside the topic's commit): refused in one line before anything is written; and a Kafka
+/// late output is refused too (late rows go to a file).
+#[test]
+fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
+    let partitions = partitioned_events(3, 50, 300, 1);
+    let broker = broker_with("in", &partitions);
+    broker.create_topic("out", 2);
+    let dir = scratch("kafka_late_refused");
+    let late = dir.join("late.csv");
+    let ckpt = dir.join("ckpt");
+    let out = window_cmd(&broker.url("in"), &broker.url("out"))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(["--late-output", s(&late), "--checkpoint-dir", s(&ckpt)])
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success());
+    let err = common::cli::one_error_line(&stderr(&out));
+    assert!(
+        err.contains("--late-output") && err.contains("exactly-once"),
+        "{err}"
+    );
+    assert!(!late.exists());
+    assert!(broker.read_committed_by_markers("out").is_empty());
+    let err = expect_failure(
+        &broker.url("in"),
+        &dir.join("out.csv"),
+        &["--late-output", &broker.url("late")],
+    );
+    assert!(err.contains("Kafka late output is not supported"), "{err}");
+    // Without checkpoints, a late file beside a Kafka output works (at least once).
+    let out = window_cmd(&broker.url("in"), &broker.url("out"))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(["--late-output", s(&late)])
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(late.exists());
+}
+
 /// The committed changelog of `topic` (read by the transaction markers) as sorted JSON rows;
 /// checks that each message is keyed by its row's key.
 fn committed_rows(broker: &Broker, topic: &str) -> Vec<String> {

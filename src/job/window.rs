@@ -742,9 +742,25 @@ where
         }
         None => None,
     };
+    if let Some(late) = job
+        .late_output
+        .as_deref()
+        .and_then(|p| kafka_address(p).transpose())
+    {
+        bail!(
+            "--late-output {}: late rows go to a file; a Kafka late output is not supported",
+            late?.url()
+        );
+    }
     if job.checkpoint_dir.is_some() {
         if kafka_out.is_some() && job.late_output.is_some() {
-            bail!("--checkpoint-dir with a Kafka --output and --late-output is not supported yet");
+            // The late file would be written outside the Kafka output's commit: a crash
+            // would lose or repeat late rows, which --checkpoint-dir promises it does not.
+            bail!(
+                "--late-output cannot be used with --checkpoint-dir and a Kafka --output: the \
+                 late file is not part of the topic's exactly-once commit, so a crash could \
+                 lose or repeat late rows; drop --late-output or write --output to a file"
+            );
         }
         if kafka_input.is_some() && job.idle_timeout.is_some() {
             bail!(
