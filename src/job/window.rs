@@ -1112,6 +1112,7 @@ where
                 write_error: Rc::clone(&write_error),
                 late_write_error: Rc::clone(&late_write_error),
                 commit_error: Rc::clone(&commit_error),
+                paced: (emit == EmitMode::Final).then(|| consumed.clone()),
                 checkpointed,
                 to_kafka,
                 snapshots,
@@ -1258,6 +1259,9 @@ struct Sinks<'scope> {
     checkpointed: bool,
     /// Whether the changelog goes to Kafka: every worker builds the Kafka sink then.
     to_kafka: bool,
+    /// The probe the source is paced by (`--emit final`): a Kafka sink's progress joins it,
+    /// so the source also waits for rows not yet written.
+    paced: Option<ProbeHandle<u64>>,
     /// This worker's operator snapshots, for the committing sink (with `--emit final`).
     snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
 }
@@ -1317,7 +1321,10 @@ impl<'scope> Sinks<'scope> {
                 counts.borrow_mut().count(row.diff);
                 changelog_message(row, format)
             };
-            kafka_sink(results, kafka, encode, self.commit_error);
+            let written = kafka_sink(results, kafka, encode, self.commit_error);
+            if let Some(paced) = &self.paced {
+                written.probe_with(paced);
+            }
         } else if let Some(part) = self.parts.output {
             changelog_part_sink(results, part, self.counts, self.write_error);
         } else {

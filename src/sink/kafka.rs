@@ -106,6 +106,24 @@ pub struct KafkaWriter {
     deliveries: Deliveries,
     /// The payload format of the messages.
     pub format: PayloadFormat,
+    /// Waits this long before each message ([`DELAY_VAR`], for tests).
+    delay: Duration,
+}
+
+/// A test hook: `TIDEMARK_KAFKA_SINK_DELAY_US=N` makes a Kafka output wait `N` microseconds
+/// before sending each message, a slow sink for the backpressure test.
+pub const DELAY_VAR: &str = "TIDEMARK_KAFKA_SINK_DELAY_US";
+
+/// The wait of [`DELAY_VAR`] (zero when unset). Errors: a value that is not a whole number, so
+/// a misspelt hook fails instead of testing nothing.
+fn sink_delay() -> Result<Duration, String> {
+    match std::env::var(DELAY_VAR) {
+        Err(_) => Ok(Duration::ZERO),
+        Ok(text) => text
+            .parse()
+            .map(Duration::from_micros)
+            .map_err(|_| format!("{DELAY_VAR}: expected microseconds, got {text:?}")),
+    }
 }
 
 impl KafkaWriter {
@@ -126,6 +144,7 @@ impl KafkaWriter {
             producer,
             deliveries,
             format,
+            delay: sink_delay()?,
         })
     }
 
@@ -136,9 +155,18 @@ impl KafkaWriter {
 
     /// Sends `record` (waiting while librdkafka's queue is full).
     fn send_record(&self, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), String> {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // Serve delivery reports as they come: librdkafka keeps every delivered
+                    // message until its report is served, so memory would grow with the
+                    // rows sent between polls (one sink activation may send many).
+                    self.producer.poll(Duration::ZERO);
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // Backpressure from the broker: serve delivery reports, then try again.
                     record = back;
@@ -483,6 +511,7 @@ impl KafkaCommit {
                 producer,
                 deliveries,
                 format,
+                delay: sink_delay()?,
             },
             group,
             job: job.to_string(),
@@ -905,12 +934,17 @@ pub enum KafkaOut {
 /// commit (see [`KafkaCommit`]); rows at times up to the checkpoint resumed from are
 /// dropped (the topic holds them), intervals without rows commit nothing, and the end of the
 /// input commits at once. The first error is stored in `error` and stops the sink.
+///
+/// Returns a stream without records whose frontier passes a time once the sink has taken in
+/// every row up to it (written it, or with [`KafkaOut::Exactly`] queued it for its
+/// checkpoint): a probe there paces a source by the output (see [`crate::source::Pacing`]).
 pub fn kafka_sink<'scope, D, E>(
     stream: StreamVec<'scope, u64, D>,
     out: Option<KafkaOut>,
     mut encode: E,
     error: Rc<RefCell<Option<String>>>,
-) where
+) -> StreamVec<'scope, u64, ()>
+where
     D: ExchangeData,
     E: FnMut(&D, PayloadFormat) -> (String, Vec<u8>) + 'static,
 {
@@ -1000,5 +1034,5 @@ pub fn kafka_sink<'scope, D, E>(
                 }
             }
         },
-    );
+    )
 }

@@ -83,6 +83,14 @@ use crate::time::Watermark;
 /// The scheme of a Kafka address.
 pub const SCHEME: &str = "kafka://";
 
+/// How many messages librdkafka keeps prefetched per partition (`queued.min.messages`): a few
+/// of the source's batches (4096 records).
+const PREFETCH_MESSAGES: usize = 10_000;
+
+/// The most bytes of one fetch response (`fetch.max.bytes`; librdkafka's smallest allowed is
+/// its largest message, 1 MB by default).
+const FETCH_BYTES: usize = 1 << 20;
+
 /// How long to wait for the broker's answer before calling it unreachable.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -346,6 +354,15 @@ impl KafkaFeed {
             // source's own bound on batches ahead of the windows, what a slow operator leaves
             // queued stays bounded.
             .set("queued.max.messages.kbytes", "8192")
+            // ... and until it holds this many messages per partition (default 100000). The
+            // kilobytes count payloads only, while each queued message costs some hundred bytes
+            // more: with small messages the count decides, and 100000 per partition read most
+            // of a test topic ahead (its peak memory grew with the input).
+            .set("queued.min.messages", PREFETCH_MESSAGES.to_string())
+            // One fetch response at most this large (default 50 MB): librdkafka checks its
+            // queue's bounds before it fetches, not within a response, and tansu 0.6 applies
+            // only this request-wide limit, not the per-partition one.
+            .set("fetch.max.bytes", FETCH_BYTES.to_string())
             .create()
             .map_err(|e| ReadError::io(&url, format!("cannot create a Kafka consumer: {e}")))?;
         let mut assignment = TopicPartitionList::new();
