@@ -352,7 +352,7 @@ const END: i64 = 1 << 62;
 /// The most rows in one produce batch of a deterministic-replay output (librdkafka's
 /// `batch.num.messages`), so that a restart finds the batch of a tail's row at most this many
 /// offsets before the tail.
-const REPLAY_BATCH: i64 = 256;
+pub const REPLAY_BATCH: i64 = 256;
 
 /// The header that names the job a message of a deterministic-replay output belongs to.
 pub const JOB_HEADER: &str = "tidemark-job";

@@ -42,16 +42,23 @@
 //! paused in librdkafka only once it holds [`HOLD_BEFORE_PAUSE`] messages (a resume costs a
 //! fetch round trip). `--idle-timeout` is not allowed with a checkpointed Kafka input (an idle
 //! advance depends on wall-clock time, so a replay would not see it). A Kafka *output* keeps
-//! no snapshots (its commit is the Kafka transaction, see [`crate::sink::kafka`]): a run
-//! writing to Kafka re-reads every partition from its beginning on restart.
+//! no snapshots (its commit is the Kafka transaction, or its saved tails, see
+//! [`crate::sink::kafka`]): a run writing to Kafka re-reads every input partition from its
+//! beginning on restart.
+//!
+//! tansu 0.6 answers a fetch with the batches that *start* at or after its offset, so a seek
+//! into the middle of a batch skips the batch's remaining records. The tests produce their
+//! checkpointed input one message per batch; on a Kafka broker a seek is exact.
 //!
 //! # Backpressure
 //!
 //! The source is paced like a file reader ([`super::Pacing`]): with `--emit final` it polls no
-//! further while the window operators are more than a bounded number of batches behind, and
-//! librdkafka's prefetch queue is capped (8 MB per worker), so a slow operator bounds memory.
-//! (Not measured by a test yet; rows held by a committing sink until their checkpoint are not
-//! part of this bound.)
+//! further while the window operators, or a Kafka sink, are more than a bounded number of
+//! batches behind (the sink's progress joins the pacing probe), and librdkafka's prefetch is
+//! capped ([`PREFETCH_MESSAGES`] per partition, 8 MB per worker, 1 MB per fetch), so a slow
+//! operator or sink bounds memory. The test `kafka_source_memory_stays_bounded_behind_a_slow_sink`
+//! measures the peak for 10 times the records. (Rows held by a committing sink until their
+//! checkpoint are not part of this bound: an interval's rows.)
 //!
 //! # Messages
 //!
@@ -85,7 +92,7 @@ pub const SCHEME: &str = "kafka://";
 
 /// How many messages librdkafka keeps prefetched per partition (`queued.min.messages`): a few
 /// of the source's batches (4096 records).
-const PREFETCH_MESSAGES: usize = 10_000;
+pub const PREFETCH_MESSAGES: usize = 10_000;
 
 /// The most bytes of one fetch response (`fetch.max.bytes`; librdkafka's smallest allowed is
 /// its largest message, 1 MB by default).
@@ -261,7 +268,7 @@ pub struct PartitionState {
 /// How many messages a partition held at a checkpoint cut may collect before librdkafka stops
 /// fetching it (pausing costs a fetch round trip when it resumes, so only a partition far ahead
 /// of the others is paused).
-const HOLD_BEFORE_PAUSE: usize = 4096;
+pub const HOLD_BEFORE_PAUSE: usize = 4096;
 
 /// A message received but not read yet: its partition is held at a pending checkpoint cut.
 struct Held {
