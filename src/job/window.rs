@@ -1297,7 +1297,7 @@ impl<'scope> Sinks<'scope> {
                 (None, late.map(|l| *l))
             }
             Some(Writers::KafkaCommit(commit)) => {
-                kafka = Some(KafkaOut::Exactly(*commit));
+                kafka = Some(KafkaOut::Exactly(commit));
                 (None, None)
             }
             None => (None, None),

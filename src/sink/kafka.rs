@@ -921,7 +921,7 @@ pub enum KafkaOut {
     Plain(KafkaWriter),
     /// Every checkpoint interval's rows in one transaction, or by deterministic replay (exactly
     /// once, `--checkpoint-dir`; see [`KafkaCommit`]).
-    Exactly(KafkaCommit),
+    Exactly(Box<KafkaCommit>),
 }
 
 /// Sends each record of `stream` through worker 0's `out` (every other worker passes `None`);
