@@ -575,23 +575,28 @@ fn uninterrupted(
     rows
 }
 
-/// The exactly-once tests' input: three partitions (the last one empty) as topic `in` of a
-/// fresh broker, and the scratch directory `name`.
-fn exactly_once_input(name: &str) -> (Vec<Vec<Event>>, Broker, std::path::PathBuf) {
-    let partitions = partitioned_events(3, 200, 300, 3);
+/// The exactly-once tests' input: three partitions (the last one empty) of `per` records each
+/// as topic `in` of a fresh broker, and the scratch directory `name`. A commit covers what the
+/// source read in one go (up to 4096 records), so 200 records a partition make one commit,
+/// and [`SEVERAL_COMMITS`] several.
+fn exactly_once_input(name: &str, per: usize) -> (Vec<Vec<Event>>, Broker, std::path::PathBuf) {
+    let partitions = partitioned_events(3, per, 300, 3);
     let broker = broker_with("in", &partitions);
     (partitions, broker, scratch(name))
 }
 
+/// Records a partition for several commits of an exactly-once run (see [`exactly_once_input`]).
+const SEVERAL_COMMITS: usize = 10_000;
+
 #[test]
 fn kafka_exactly_once_output_commits_the_whole_result() {
-    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_whole");
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_whole", 200);
     uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"));
 }
 
 #[test]
 fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
-    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_rerun");
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_rerun", 200);
     let rows = uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"));
     // The job's committed checkpoint says the end: running it again adds nothing.
     let out = exactly_once_run(&broker, "out", &dir.join("ckpt"), "2", None);
@@ -608,7 +613,7 @@ fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
 #[test]
 fn kafka_exactly_once_restart_refuses_rows_it_would_not_write() {
     use std::os::unix::process::ExitStatusExt;
-    let (_, broker, dir) = exactly_once_input("kafka_exactly_once_changed");
+    let (_, broker, dir) = exactly_once_input("kafka_exactly_once_changed", 200);
     broker.create_topic("out", 2);
     let ckpt = dir.join("ckpt");
     let out = exactly_once_run(&broker, "out", &ckpt, "2", Some("output:1".into()));
@@ -644,14 +649,11 @@ fn read_back(stderr: &str) -> usize {
 /// tails saved at the last commit, not the whole topic: after a crash in the middle of the 3rd
 /// commit, it reads the 2nd commit's last row in each partition and the half interval after
 /// it, checks the half interval, and the result is still the uninterrupted run's, each row
-/// once, though the restart runs on 1 worker and the crashed run on 2. (20000 records: a commit covers what the source read in one go, up to 4096
-/// records, so a run of a few hundred commits once.)
+/// once, though the restart runs on 1 worker and the crashed run on 2.
 #[test]
 fn kafka_exactly_once_restart_reads_back_only_what_follows_its_checkpoint() {
     use std::os::unix::process::ExitStatusExt;
-    let partitions = partitioned_events(3, 10_000, 300, 3);
-    let broker = broker_with("in", &partitions);
-    let dir = scratch("kafka_exactly_once_tails");
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_tails", SEVERAL_COMMITS);
     let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"));
     broker.create_topic("out", 2);
     let ckpt = dir.join("ckpt");
@@ -678,10 +680,8 @@ fn kafka_exactly_once_restart_reads_back_only_what_follows_its_checkpoint() {
 #[test]
 fn kafka_exactly_once_restart_fails_when_the_topic_lost_its_checkpointed_rows() {
     use std::os::unix::process::ExitStatusExt;
-    // Enough records for more than one commit (the first one saves the tails).
-    let partitions = partitioned_events(3, 10_000, 300, 3);
-    let broker = broker_with("in", &partitions);
-    let dir = scratch("kafka_exactly_once_lost");
+    // More than one commit: the first one saves the tails.
+    let (_, broker, dir) = exactly_once_input("kafka_exactly_once_lost", SEVERAL_COMMITS);
     broker.create_topic("out", 2);
     let ckpt = dir.join("ckpt");
     let out = exactly_once_run(&broker, "out", &ckpt, "2", Some("manifest:1".into()));
@@ -709,10 +709,7 @@ fn kafka_exactly_once_restart_fails_when_the_topic_lost_its_checkpointed_rows() 
 #[test]
 fn kafka_exactly_once_through_seeded_kill_9_trials() {
     use std::os::unix::process::ExitStatusExt;
-    // Enough records for several commits (one per read of up to 4096 records).
-    let partitions = partitioned_events(3, 10_000, 300, 3);
-    let broker = broker_with("in", &partitions);
-    let dir = scratch("kafka_exactly_once");
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once", SEVERAL_COMMITS);
     let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"));
     let mut state = 42u64;
     let mut next = |n: u64| {
