@@ -33,7 +33,7 @@ use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
 use crate::checkpoint::{begin_checkpoint, config_hash, crash, file, CrashPoint};
-use crate::source::kafka::{KafkaTopic, PayloadFormat, BROKER_TIMEOUT};
+use crate::source::kafka::{KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT};
 
 /// Remembers the first failed delivery, and per partition the last message delivered,
 /// reported by librdkafka's delivery callback.
@@ -820,28 +820,31 @@ fn job_rows(
         .create()
         .map_err(|e| fail(&e))?;
     let mut assignment = TopicPartitionList::new();
+    // Per partition, the read for its tail's row not yet proven to have skipped nothing.
+    let mut seeks = vec![None; tails.len()];
     for (p, tail) in tails.iter().enumerate() {
-        let p = p as i32;
         let start = match tail {
             None => Offset::Beginning,
             Some(tail) => {
-                // tansu 0.6 answers a fetch with the batches that start at or after its
-                // offset: a read from the start of the tail row's batch (the producer's
-                // batches hold at most `REPLAY_BATCH` rows) sees that row on any broker.
-                let start = (tail.next - REPLAY_BATCH).max(0);
                 let (low, high) = consumer
-                    .fetch_watermarks(&topic.topic, p, BROKER_TIMEOUT)
+                    .fetch_watermarks(&topic.topic, p as i32, BROKER_TIMEOUT)
                     .map_err(|e| fail(&e))?;
                 // The partition ends before the row's batch, or starts after the row (a
-                // broker may understate the end, by less than a batch).
-                if high <= start || low >= tail.next {
-                    return Err(lost(p, tail));
+                // broker may understate the end, by less than a batch: tansu 0.6 by all but
+                // the first record of the last one, and the producer's batches hold at most
+                // `REPLAY_BATCH` rows).
+                if high <= (tail.next - REPLAY_BATCH).max(0) || low >= tail.next {
+                    return Err(lost(p as i32, tail));
                 }
-                Offset::Offset(start)
+                // tansu 0.6 answers a fetch with the batches that start at or after its
+                // offset: the row is read from the start of its batch, or earlier.
+                let seek = Reseek::new(tail.next - 1, low, REPLAY_BATCH - 1);
+                seeks[p] = Some(seek);
+                Offset::Offset(seek.from())
             }
         };
         assignment
-            .add_partition_offset(&topic.topic, p, start)
+            .add_partition_offset(&topic.topic, p as i32, start)
             .map_err(|e| fail(&e))?;
     }
     consumer.assign(&assignment).map_err(|e| fail(&e))?;
@@ -881,6 +884,17 @@ fn job_rows(
                     // Fetched again (tansu understates high watermarks, and librdkafka then
                     // resets to it): a row must not count twice.
                     continue;
+                }
+                if let Some(seek) = seeks.get_mut(p as usize).and_then(Option::as_mut) {
+                    if let Some(from) = seek.first(message.offset()) {
+                        // Past the row: its batch started before the read; read from earlier.
+                        drop(message);
+                        consumer
+                            .seek(&topic.topic, p, Offset::Offset(from), BROKER_TIMEOUT)
+                            .map_err(|e| fail(&e))?;
+                        continue;
+                    }
+                    seeks[p as usize] = None;
                 }
                 *last = message.offset();
                 let ours = message.headers().is_some_and(|headers| {

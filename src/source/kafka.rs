@@ -46,9 +46,13 @@
 //! [`crate::sink::kafka`]): a run writing to Kafka re-reads every input partition from its
 //! beginning on restart.
 //!
-//! tansu 0.6 answers a fetch with the batches that *start* at or after its offset, so a seek
-//! into the middle of a batch skips the batch's remaining records. The tests produce their
-//! checkpointed input one message per batch; on a Kafka broker a seek is exact.
+//! A restart never trusts a seek to land exactly: tansu 0.6 answers a fetch with the batches
+//! that *start* at or after its offset, so a seek into the middle of a producer's batch would
+//! skip the batch's remaining records. So a restored partition is read from earlier
+//! ([`Reseek`]: a lookback that doubles until the first record received is at or before the
+//! checkpointed offset, or comes from the partition's first offset), and the records before
+//! the offset are dropped. A checkpointed offset below the partition's first offset (records
+//! deleted since, or the topic recreated) is an error naming topic, partition and offset.
 //!
 //! # Backpressure
 //!
@@ -270,6 +274,57 @@ pub struct PartitionState {
 /// of the others is paused).
 pub const HOLD_BEFORE_PAUSE: usize = 4096;
 
+/// How far before a checkpointed offset a restore first starts reading (doubled while that is
+/// not far enough, see [`Reseek`]): a few producer batches of small messages.
+pub const FIRST_LOOKBACK: i64 = 256;
+
+/// Reading a partition from offset `target` on without skipping a record, on a broker whose
+/// fetch may start at the next batch boundary after the offset asked for (tansu 0.6 answers
+/// with the batches that *start* at or after it; Kafka with the batch holding it).
+///
+/// Start at [`Reseek::from`] (at most `lookback` offsets before `target`, never below the
+/// partition's first offset `low`), give the first message received there to
+/// [`Reseek::first`], seek again where it says, and drop the messages below `target`. The first
+/// message proves nothing at or after `target` was skipped when its offset is at most `target`
+/// (the broker's answer is contiguous from there), or when reading started at `low` (nothing
+/// lies before it: the first message is the first that exists, so any gap up to it is one of
+/// the log's own, as compaction or transaction markers leave). Otherwise a batch holding
+/// `target` started before the seek: the lookback doubles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reseek {
+    target: i64,
+    low: i64,
+    lookback: i64,
+}
+
+impl Reseek {
+    /// Reading for `target` in a partition whose first offset is `low`, first from `lookback`
+    /// (at least 1) offsets before it.
+    pub fn new(target: i64, low: i64, lookback: i64) -> Reseek {
+        Reseek {
+            target,
+            low,
+            lookback: lookback.max(1),
+        }
+    }
+
+    /// The offset to seek to now.
+    pub fn from(&self) -> i64 {
+        self.target.saturating_sub(self.lookback).max(self.low)
+    }
+
+    /// Given the offset of the first message received since seeking to [`Reseek::from`]:
+    /// `None` when it proves nothing was skipped, else the offset to seek to instead (twice the
+    /// lookback, or `low`).
+    pub fn first(&mut self, offset: i64) -> Option<i64> {
+        if offset <= self.target || self.from() <= self.low {
+            return None;
+        }
+        self.lookback = self.lookback.saturating_mul(2);
+        Some(self.from())
+    }
+}
+
 /// A message received but not read yet: its partition is held at a pending checkpoint cut.
 struct Held {
     offset: i64,
@@ -291,6 +346,8 @@ struct Partition {
     held: VecDeque<Held>,
     /// Whether librdkafka fetches nothing more of it for now (held, or at its end).
     paused: bool,
+    /// Restored at a checkpointed offset: the seek not yet proven exact by a first message.
+    seek: Option<Reseek>,
 }
 
 impl Partition {
@@ -404,10 +461,16 @@ impl KafkaFeed {
                 Some(state) => (state.next, state.watermark.clone()),
                 None => (0, Watermark::new(options.max_delay)),
             };
-            let from = if next == 0 {
-                Offset::Beginning
+            let done = end.is_some_and(|end| next >= end);
+            let seek = if next > 0 && !done {
+                Some(reseek(&consumer, topic, id, next)?)
             } else {
-                Offset::Offset(next)
+                None
+            };
+            let from = match seek {
+                Some(seek) => Offset::Offset(seek.from()),
+                None if next == 0 => Offset::Beginning,
+                None => Offset::Offset(next),
             };
             assignment
                 .add_partition_offset(&topic.topic, id, from)
@@ -420,6 +483,7 @@ impl KafkaFeed {
                 last_record: Instant::now(),
                 held: VecDeque::new(),
                 paused: false,
+                seek,
             });
         }
         consumer
@@ -568,6 +632,33 @@ impl KafkaFeed {
     }
 }
 
+/// A [`Reseek`] for reading partition `id` of `topic` from offset `next` on (restored from a
+/// checkpoint, or resumed after a pause). Errors name topic, partition and offset: the broker
+/// does not say where the partition starts, or it starts after `next` (records deleted since,
+/// or the topic recreated: they would be lost).
+fn reseek(
+    consumer: &BaseConsumer,
+    topic: &KafkaTopic,
+    id: i32,
+    next: i64,
+) -> Result<Reseek, ReadError> {
+    let url = topic.url();
+    let (low, _) = consumer
+        .fetch_watermarks(&topic.topic, id, BROKER_TIMEOUT)
+        .map_err(|e| ReadError::io(&url, format!("partition {id}: no first offset: {e}")))?;
+    if next < low {
+        return Err(ReadError::io(
+            &url,
+            format!(
+                "partition {id}: reading resumes at offset {next}, but the partition starts at \
+                 offset {low} now (records deleted, or the topic recreated): offsets \
+                 {next}..{low} would be lost"
+            ),
+        ));
+    }
+    Ok(Reseek::new(next, low, FIRST_LOOKBACK))
+}
+
 impl KafkaFeed {
     /// Whether partition `index` may be read on under `bound` (a pending cut, `u64::MAX` for
     /// none): its watermark before its next record is not above it.
@@ -575,20 +666,40 @@ impl KafkaFeed {
         self.partitions[index].watermark.current() <= bound
     }
 
-    /// Pauses (`true`) or resumes fetching partition `index`.
-    fn set_paused(&mut self, index: usize, paused: bool) {
+    /// Pauses (`true`) or resumes fetching partition `index`. librdkafka resumes fetching at
+    /// the offset after the last message it delivered, which on tansu 0.6 skips the rest of
+    /// that message's batch: a resume reads from earlier ([`Reseek`]). Errors: the resume's
+    /// seek (see [`reseek`]).
+    fn set_paused(&mut self, index: usize, paused: bool) -> Result<(), ReadError> {
         let partition = &mut self.partitions[index];
-        if partition.paused != paused {
-            partition.paused = paused;
-            let mut list = TopicPartitionList::new();
-            list.add_partition(&self.topic.topic, partition.id);
-            // Best effort: a failed pause or resume only fetches more or later.
-            let _ = if paused {
-                self.consumer.pause(&list)
-            } else {
-                self.consumer.resume(&list)
-            };
+        if partition.paused == paused {
+            return Ok(());
         }
+        partition.paused = paused;
+        let (id, next) = (partition.id, partition.expected());
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.topic.topic, id);
+        if paused {
+            // Best effort: a failed pause only fetches more.
+            let _ = self.consumer.pause(&list);
+            return Ok(());
+        }
+        let seek = reseek(&self.consumer, &self.topic, id, next)?;
+        self.partitions[index].seek = Some(seek);
+        let _ = self.consumer.resume(&list);
+        self.seek(id, seek.from())
+    }
+
+    /// Seeks partition `id` to offset `from`. Errors name topic, partition and offset.
+    fn seek(&self, id: i32, from: i64) -> Result<(), ReadError> {
+        self.consumer
+            .seek(&self.topic.topic, id, Offset::Offset(from), BROKER_TIMEOUT)
+            .map_err(|e| {
+                ReadError::io(
+                    &self.topic.url(),
+                    format!("partition {id}: cannot seek to offset {from}: {e}"),
+                )
+            })
     }
 
     /// Reads one message of partition `index` into `out` (or skips it, `--on-bad-line skip`).
@@ -605,7 +716,7 @@ impl KafkaFeed {
         self.partitions[index].last_record = Instant::now();
         if self.partitions[index].done() {
             // Fetch nothing more of it (what librdkafka already holds is skipped).
-            self.set_paused(index, true);
+            self.set_paused(index, true)?;
         }
         let place = format!("{} partition {id} offset {offset}", self.topic.url());
         let parsed = self.fill_row(payload, timestamp).and_then(|()| {
@@ -670,7 +781,7 @@ impl Feed for KafkaFeed {
             }
             let partition = &self.partitions[index];
             if partition.held.len() < HOLD_BEFORE_PAUSE && !partition.done() {
-                self.set_paused(index, false);
+                self.set_paused(index, false)?;
             }
         }
         while taken < max && !self.partitions.iter().all(Partition::done) {
@@ -683,8 +794,23 @@ impl Feed for KafkaFeed {
             let Some(index) = self.partitions.iter().position(|p| p.id == id) else {
                 continue;
             };
+            if self.partitions[index].done() {
+                continue;
+            }
+            if let Some(seek) = &mut self.partitions[index].seek {
+                match seek.first(offset) {
+                    None => self.partitions[index].seek = None,
+                    Some(from) => {
+                        // The seek landed past the checkpointed offset (a batch boundary):
+                        // read again from earlier.
+                        drop(message);
+                        self.seek(id, from)?;
+                        continue;
+                    }
+                }
+            }
             let partition = &self.partitions[index];
-            if partition.done() || partition.end.is_some_and(|end| offset >= end) {
+            if partition.end.is_some_and(|end| offset >= end) {
                 // Past the end found at the start (`--exit-at-end`): not this run's input.
                 continue;
             }
@@ -707,7 +833,7 @@ impl Feed for KafkaFeed {
                 };
                 self.partitions[index].held.push_back(held);
                 if self.partitions[index].held.len() >= HOLD_BEFORE_PAUSE {
-                    self.set_paused(index, true);
+                    self.set_paused(index, true)?;
                 }
                 continue;
             }

@@ -142,11 +142,59 @@ impl Broker {
         producer.flush(Duration::from_secs(30)).unwrap();
     }
 
+    /// Produces `messages` (`(partition, payload)`) in batches of `per_batch` consecutive
+    /// messages of a partition, but for each partition's last message, sent alone (see
+    /// [`Broker::produce_many`]); waits until all are acknowledged.
+    pub fn produce_batched(&self, topic: &str, messages: &[(i32, String)], per_batch: usize) {
+        let mut by_partition: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for (partition, payload) in messages {
+            by_partition.entry(*partition).or_default().push(payload);
+        }
+        // A batch goes out only when flushed, with at most `per_batch` records.
+        let producer: BaseProducer = self
+            .config()
+            .set("linger.ms", "60000")
+            .set("batch.num.messages", per_batch.to_string())
+            .create()
+            .unwrap();
+        for (partition, payloads) in by_partition {
+            let (last, rest) = payloads.split_last().unwrap();
+            for chunk in rest.chunks(per_batch).chain([std::slice::from_ref(last)]) {
+                for payload in chunk {
+                    let mut record = BaseRecord::<(), _>::to(topic)
+                        .partition(partition)
+                        .payload(*payload);
+                    while let Err((_, back)) = producer.send(record) {
+                        record = back;
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+                producer.flush(Duration::from_secs(60)).unwrap();
+            }
+        }
+    }
+
+    /// The first record batch a fetch of `partition` from `offset` returns: its first offset
+    /// and its number of records.
+    pub fn first_batch(&self, topic: &str, partition: i32, offset: i64) -> (i64, i32) {
+        let (records, _) = self.fetch_raw(topic, partition, offset);
+        let mut r = Bytes {
+            data: &records,
+            at: 0,
+        };
+        let base = r.i64();
+        r.i32(); // length
+        r.i32(); // leader epoch
+        r.i8(); // magic
+        r.i32(); // crc
+        r.i16(); // attributes
+        (base, r.i32() + 1)
+    }
+
     /// [`Broker::produce`] for many messages: batched, but for each partition's last message,
     /// sent alone after the rest are acknowledged, so that tansu's end offset (its last batch's
-    /// first offset plus one) is the true one. Readers that seek into a batch (a checkpoint's
-    /// offsets) need [`Broker::produce`]: tansu 0.6 answers a fetch with the batches that start
-    /// at or after its offset.
+    /// first offset plus one) is the true one. How many records a batch holds depends on
+    /// timing; [`Broker::produce_batched`] makes the batches on purpose.
     pub fn produce_many(&self, topic: &str, messages: &[(i32, String)]) {
         let mut last = BTreeMap::new();
         for (i, (partition, _)) in messages.iter().enumerate() {
