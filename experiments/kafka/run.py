@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""End-to-end throughput and latency of `tidemark window` from Kafka to Kafka through tansu,
+beside the broker's own produce and consume ceiling measured with `kcat` in the same run.
+
+One tansu broker (in memory, a free local port) serves every step:
+
+* **ceiling**: `kcat -P` produces the input (JSON lines) to a fresh topic, one kcat per
+  partition; `kcat -C -c N` reads it back. Records per second of each.
+* **throughput**, per checkpoint interval (`none`: no `--checkpoint-dir`, at-least-once output;
+  else exactly-once output, a checkpoint every INTERVAL ms of event time): the input is
+  produced first (kcat, as above), then `tidemark window --exit-at-end` reads it, counts per key
+  in 1 s tumbling windows and writes the rows to an output topic. Records per second of the
+  job's wall time (process start to exit: committed output included).
+* **latency**, per checkpoint interval: kcat producers write RATE records a second for SECONDS
+  seconds with event time = the wall clock (ms) while the job runs (no `--exit-at-end`); the
+  output is read with `kcat -C -f '%T ...'`, and each row's latency is its output message's
+  timestamp (when the sink produced it: for exactly-once output, at its checkpoint's commit)
+  minus its window's end (the earliest wall time its last record could have been produced).
+
+kcat needs a librdkafka newer than Debian's 2.0.2, which cannot parse tansu 0.6's ApiVersion v3
+answer ("ApiVersionRequest failed: Local: Read underflow"; `-X api.version.request=false` and
+`broker.version.fallback` do not avoid the request): the script runs kcat with the librdkafka
+2.12 that the rdkafka crate builds (`target/*/build/rdkafka-sys-*/out/src`, `--librdkafka`) on
+`LD_LIBRARY_PATH`.
+
+A tansu 0.6 caveat handled here: it reports a partition's end offset as its last batch's first
+offset plus one, so each partition's last input record is produced alone (`--exit-at-end`
+stops at the end offsets).
+
+    python3 experiments/kafka/run.py --binary target/release/tidemark --records 200000 \\
+        --intervals none 1000 10000 --json experiments/kafka/results.json
+
+Prints one JSON object per measurement; `--json FILE` writes them all, with the machine.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def librdkafka_dir():
+    """The directory of the librdkafka.so.1 that the rdkafka crate built, or None."""
+    found = sorted(ROOT.glob("target/*/build/rdkafka-sys-*/out/src/librdkafka.so.1"),
+                   key=lambda p: p.stat().st_mtime)
+    return str(found[-1].parent) if found else None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Tansu:
+    """A tansu broker in memory on a free port, stopped by `stop`."""
+
+    def __init__(self, binary):
+        self.binary = binary
+        port = free_port()
+        self.address = f"127.0.0.1:{port}"
+        url = f"tcp://{self.address}"
+        self.child = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while True:
+            probe = subprocess.run(["kcat", "-L", "-b", self.address, "-m", "2"],
+                                   capture_output=True)
+            if probe.returncode == 0:
+                break
+            if time.time() > deadline:
+                sys.exit("tansu did not answer in 60 s")
+            time.sleep(0.2)
+
+    def create(self, topic, partitions):
+        subprocess.run([self.binary, "topic", "create", topic, "--partitions", str(partitions),
+                        "--broker", f"tcp://{self.address}"], check=True, capture_output=True)
+
+    def stop(self):
+        self.child.kill()
+        self.child.wait()
+
+
+def lines(partition, records, start_ms):
+    """JSON input of one partition: event times rising 1 ms a record from `start_ms`."""
+    keys = "abcdefgh"
+    return [f'{{"ts":{start_ms + i},"key":"{keys[(i * 7 + partition) % 8]}","value":{i % 100}}}'
+            for i in range(records)]
+
+
+def produce(broker, topic, data, extra=()):
+    """Produces `data` (per partition, a list of lines) with one kcat per partition, each
+    partition's last line alone (tansu's end offsets); returns the seconds it took."""
+    started = time.monotonic()
+    procs = []
+    for p, rows in enumerate(data):
+        proc = subprocess.Popen(["kcat", "-P", "-b", broker.address, "-t", topic, "-p", str(p),
+                                 *extra], stdin=subprocess.PIPE)
+        proc.stdin.write(("\n".join(rows[:-1]) + "\n").encode())
+        proc.stdin.close()
+        procs.append(proc)
+    for proc in procs:
+        if proc.wait() != 0:
+            sys.exit(f"kcat -P {topic} failed")
+    for p, rows in enumerate(data):
+        subprocess.run(["kcat", "-P", "-b", broker.address, "-t", topic, "-p", str(p)],
+                       input=(rows[-1] + "\n").encode(), check=True)
+    return time.monotonic() - started
+
+
+def consume(broker, topic, count):
+    """Reads `count` messages of `topic` with kcat; returns the seconds it took."""
+    started = time.monotonic()
+    subprocess.run(["kcat", "-C", "-b", broker.address, "-t", topic, "-o", "beginning",
+                    "-c", str(count), "-q", "-f", "%o\n"], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def window_args(broker, topic_in, topic_out, interval, ckpt):
+    args = ["window", "--input", f"kafka://{broker.address}/{topic_in}",
+            "--output", f"kafka://{broker.address}/{topic_out}",
+            "--window", "tumbling:1s", "--agg", "count", "--max-delay", "100"]
+    if interval != "none":
+        args += ["--checkpoint-dir", str(ckpt), "--checkpoint-interval", interval,
+                 "--checkpoint-min-pause", "0"]
+    return args
+
+
+def throughput(broker, binary, records, partitions, interval, work, index):
+    data = [lines(p, records // partitions, 1_000_000) for p in range(partitions)]
+    topic_in, topic_out = f"tin{index}", f"tout{index}"
+    broker.create(topic_in, partitions)
+    broker.create(topic_out, 1)
+    produce(broker, topic_in, data)
+    args = window_args(broker, topic_in, topic_out, interval, work / f"ckpt-t{index}")
+    started = time.monotonic()
+    run = subprocess.run([binary, *args, "--exit-at-end", "--workers", "2"],
+                         capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if run.returncode != 0:
+        sys.exit(f"tidemark failed: {run.stderr}")
+    total = sum(len(d) for d in data)
+    return {"measure": "throughput", "checkpoint_interval_ms": interval, "records": total,
+            "seconds": round(seconds, 3), "records_per_s": round(total / seconds)}
+
+
+def latency(broker, binary, rate, seconds, partitions, interval, work, index):
+    topic_in, topic_out = f"lin{index}", f"lout{index}"
+    broker.create(topic_in, partitions)
+    broker.create(topic_out, 1)
+    args = window_args(broker, topic_in, topic_out, interval, work / f"ckpt-l{index}")
+    job = subprocess.Popen([binary, *args, "--workers", "2"], stderr=subprocess.PIPE, text=True)
+    producers = [subprocess.Popen(["kcat", "-P", "-b", broker.address, "-t", topic_in,
+                                   "-p", str(p), "-X", "linger.ms=1"], stdin=subprocess.PIPE)
+                 for p in range(partitions)]
+    per_tick = max(1, rate // 100 // partitions)
+    end = time.time() + seconds
+    sent = 0
+    while time.time() < end:
+        now = int(time.time() * 1000)
+        for p, proc in enumerate(producers):
+            rows = "".join(f'{{"ts":{now},"key":"{"abcd"[(sent + i) % 4]}","value":1}}\n'
+                           for i in range(per_tick))
+            proc.stdin.write(rows.encode())
+            proc.stdin.flush()
+            sent += per_tick
+        time.sleep(0.01)
+    # Let the last windows close: event time goes on without data rows, on every partition.
+    for _ in range(30):
+        now = int(time.time() * 1000)
+        for proc in producers:
+            proc.stdin.write(f'{{"ts":{now},"key":"tick","value":0}}\n'.encode())
+            proc.stdin.flush()
+        time.sleep(0.1)
+    for proc in producers:
+        proc.stdin.close()
+        proc.wait()
+    time.sleep(3 + (int(interval) / 1000 if interval != "none" else 0))
+    job.send_signal(signal.SIGTERM)
+    try:
+        job.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        job.wait()
+    out = subprocess.run(["kcat", "-C", "-b", broker.address, "-t", topic_out, "-o", "beginning",
+                          "-e", "-q", "-f", "%T %s\n"], capture_output=True, text=True,
+                         timeout=60)
+    lat = []
+    for line in out.stdout.splitlines():
+        ts, _, payload = line.partition(" ")
+        try:
+            row = json.loads(payload)
+        except json.JSONDecodeError:
+            continue
+        if row.get("key") == "tick":
+            continue
+        lat.append(int(ts) - int(row["window_end"]))
+    if not lat:
+        return {"measure": "latency", "checkpoint_interval_ms": interval, "rows": 0,
+                "stderr": job.stderr.read()[-500:] if job.stderr else ""}
+    lat.sort()
+    q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))]
+    return {"measure": "latency", "checkpoint_interval_ms": interval, "rate": rate,
+            "seconds": seconds, "rows": len(lat), "latency_ms": {
+                "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": lat[-1],
+                "mean": round(statistics.mean(lat))}}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=str(ROOT / "target/release/tidemark"))
+    parser.add_argument("--tansu", default=shutil.which("tansu") or
+                        str(Path.home() / ".cargo/bin/tansu"))
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--intervals", nargs="+", default=["none", "1000", "10000"])
+    parser.add_argument("--rate", type=int, default=2000, help="latency runs: records/s")
+    parser.add_argument("--seconds", type=int, default=10, help="latency runs: how long")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--json")
+    parser.add_argument("--librdkafka", default=librdkafka_dir(),
+                        help="a directory with a librdkafka.so.1 for kcat")
+    a = parser.parse_args()
+    if a.librdkafka:
+        os.environ["LD_LIBRARY_PATH"] = a.librdkafka
+    load_at_start = os.getloadavg()
+    broker = Tansu(a.tansu)
+    results = []
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            work = Path(work)
+            data = [lines(p, a.records // a.partitions, 0) for p in range(a.partitions)]
+            broker.create("ceiling", a.partitions)
+            total = sum(len(d) for d in data)
+            produced = produce(broker, "ceiling", data)
+            consumed = consume(broker, "ceiling", total)
+            results.append({"measure": "kcat_ceiling", "records": total,
+                            "produce_per_s": round(total / produced),
+                            "consume_per_s": round(total / consumed)})
+            print(json.dumps(results[-1]), flush=True)
+            for i, interval in enumerate(a.intervals):
+                results.append(throughput(broker, a.binary, a.records, a.partitions, interval,
+                                          work, i))
+                print(json.dumps(results[-1]), flush=True)
+            if not a.skip_latency:
+                for i, interval in enumerate(a.intervals):
+                    results.append(latency(broker, a.binary, a.rate, a.seconds, a.partitions,
+                                           interval, work, i))
+                    print(json.dumps(results[-1]), flush=True)
+    finally:
+        broker.stop()
+    if a.json:
+        machine = {"host": platform.node(), "cores": os.cpu_count(),
+                   "load_at_start": load_at_start,
+                   "load_at_end": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                          time.gmtime()),
+                   "binary": a.binary, "tansu": a.tansu, "kcat_librdkafka": a.librdkafka}
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps({"machine": machine, "runs": results}, indent=1)
+                                + "\n")
+
+
+if __name__ == "__main__":
+    main()
