@@ -152,8 +152,8 @@ pub(crate) struct FixedWindows<K, V, A: Aggregator<V>> {
     pane_gauge: StateGauge,
 }
 
-/// Records hashed ahead of probing on the hot path.
-const HOT_CHUNK: usize = 32;
+/// Records hashed ahead of probing on the hot path (here and in `super::session`).
+pub(super) const HOT_CHUNK: usize = 32;
 
 /// How many freed key tables are kept for reuse.
 const SPARE_TABLES: usize = 4;
@@ -479,9 +479,16 @@ where
             // Two passes over short runs: hashing first keeps the probe loop small, so the
             // processor overlaps more of the probes' cache misses.
             let chunk = &mut self.chunk;
+            // A run of records of one key (a hot key, or the one key of a window over all
+            // records, NEXMark q7's) is folded into its slot with one probe.
             let fold = |chunk: &mut Vec<(u64, K, V)>, keys: &mut KeyTable<K, A::Acc>| {
-                for (hash, key, record) in chunk.drain(..) {
-                    agg.add(keys.slot_hashed(hash, &key, gauge, || agg.init()), &record);
+                let mut records = chunk.drain(..).peekable();
+                while let Some((hash, key, record)) = records.next() {
+                    let slot = keys.slot_hashed(hash, &key, gauge, || agg.init());
+                    agg.add(slot, &record);
+                    while let Some((_, _, record)) = records.next_if(|(_, next, _)| *next == key) {
+                        agg.add(slot, &record);
+                    }
                 }
             };
             for part in parts.by_ref() {
