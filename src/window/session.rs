@@ -519,9 +519,8 @@ mod tests {
             rng
         };
         for (gap, lateness) in [(5, 0), (5, 9), (1, 2), (30, 0), (30, 40)] {
-            let [mut batched, mut single] = [(); 2].map(|_| {
-                Sessions::new(gap, lateness, Count, StateGauge::default())
-            });
+            let [mut batched, mut single] =
+                [(); 2].map(|_| Sessions::new(gap, lateness, Count, StateGauge::default()));
             let (mut out_batched, mut out_single) = (Vec::new(), Vec::new());
             let mut time = 0u64;
             for round in 0..400u64 {
@@ -535,7 +534,11 @@ mod tests {
                             time + (r >> 8) % (2 * gap + 3)
                         };
                         let key = (r >> 20) as u8 % 6;
-                        Part::Record { key, ts, record: ts }
+                        Part::Record {
+                            key,
+                            ts,
+                            record: ts,
+                        }
                     })
                     .collect();
                 step(&mut batched, parts.clone(), time, true, &mut out_batched);
@@ -558,7 +561,10 @@ mod tests {
                 .iter()
                 .filter(|e| matches!(e, Emit::Result(_)))
                 .count();
-            assert!(results > 100, "gap {gap}: {results} results, too few to cover closes");
+            assert!(
+                results > 100,
+                "gap {gap}: {results} results, too few to cover closes"
+            );
         }
     }
 }
