@@ -731,3 +731,60 @@ fn a_file_with_a_header_only_reads_nothing_alike() {
         check_readers(text, 0, &WindowKind::Tumbling { size: 2 }, 0, false);
     }
 }
+
+/// Files whose record ends only the parser can find, read with every block size from 1 byte to
+/// past the longest record: quoted fields with `\n`, `\r\n`, bare `\r` and empty lines inside,
+/// longer than a block, and one that holds what looks like rows, so that workers guess their
+/// block's start inside a quoted field (a guess that reads rows that are no rows), learn the
+/// true start from the block before and parse again, in chains of such blocks; records longer
+/// than several blocks (blocks left empty); a quote inside an unquoted field before a newline; a
+/// bad row after multi-line fields; a last quoted record without a terminator. On 2 and 3
+/// workers every reading is the single reader's: rows, stamps, counts, the first error and its
+/// line.
+#[test]
+fn block_bounds_at_every_byte_and_guesses_inside_quoted_fields_read_as_one_reader() {
+    let long = "x\n".repeat(12);
+    let rows = "7,k,7\n8,k,8\r\n".repeat(3);
+    let texts = [
+        format!(
+            "ts,key,value\n1,\"{long}\",1\n2,\"a\r\n\r\nb\",2\r\n3,c\"d\n5,\"\n\n\n\",5\n\
+             6,\"{long}\"\"\n\",6\n9,\"{long}\""
+        ),
+        format!(
+            "ts,key,value\r\n1,\"{rows}\",1\r\n2,k,2\r\n3,\"{long}\r\",3\r4,\"{rows}\",x\r\n\
+             5,k,5\r\n6,\"\r\n{rows}\",6\r\n"
+        ),
+    ];
+    for text in &texts {
+        let file = scratch_file(text);
+        let single = Reading {
+            path: file.path(),
+            readers: Readers::One,
+            workers: 1,
+            bad: BadLines::Skip,
+            delay: 2,
+            retractions: false,
+        };
+        for bad in [BadLines::Fail, BadLines::Skip] {
+            let one = read(Reading { bad, ..single });
+            let longest = text.len() as u64 / 2;
+            for block in (1..=longest).chain([text.len() as u64]) {
+                for workers in [2, 3] {
+                    let all = read(Reading {
+                        readers: Readers::All(block),
+                        workers,
+                        bad,
+                        ..single
+                    });
+                    let context = format!("{bad:?}, block {block}, {workers} workers\n{text:?}");
+                    if one.error.is_some() {
+                        // Rows sent before the error differ (other workers read ahead).
+                        assert_eq!(all.error, one.error, "{context}");
+                    } else {
+                        assert_eq!(all, one, "{context}");
+                    }
+                }
+            }
+        }
+    }
+}

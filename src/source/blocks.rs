@@ -168,8 +168,9 @@ impl BlockPlan {
         let mut file = reader.into_inner().into_inner();
         let end = file.metadata().map_err(&io_error)?.len().max(start);
         let block_bytes = block_bytes.max(1);
-        let blocks = usize::try_from((end - start).div_ceil(block_bytes))
-            .map_err(|_| ReadError::io(&name, "too many blocks to address: raise the block size"))?;
+        let blocks = usize::try_from((end - start).div_ceil(block_bytes)).map_err(|_| {
+            ReadError::io(&name, "too many blocks to address: raise the block size")
+        })?;
         let mut plan = BlockPlan {
             layout,
             path: path.to_path_buf(),
@@ -377,8 +378,12 @@ struct Shared {
     out_activator: Option<Activator>,
     /// Wakes the feed's source when summaries arrive.
     feed_activator: Option<Activator>,
-    /// Summaries received, by block.
+    /// Summaries received, by block: those not yet known, and the leader's not yet reported
+    /// (the others are dropped once known, so that what a worker holds hardly grows with the
+    /// file).
     infos: Vec<Option<BlockInfo>>,
+    /// Whether known summaries are kept for the leader's report.
+    keep: bool,
     /// Blocks `0 .. known` are all received, each parsed from its true start.
     known: usize,
     /// `maxima[i]`, for `i <= known`: the largest event time in blocks `0 .. i`.
@@ -396,13 +401,14 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(plan: &BlockPlan) -> Self {
+    fn new(plan: &BlockPlan, keep: bool) -> Self {
         Shared {
             outbox: Vec::new(),
             published: false,
             out_activator: None,
             feed_activator: None,
             infos: vec![None; plan.blocks],
+            keep,
             known: 0,
             maxima: vec![None],
             lines: vec![Some(plan.first_line)],
@@ -447,6 +453,9 @@ impl Shared {
             }
             let max = self.maxima[self.known].max(info.max);
             self.maxima.push(max);
+            if !self.keep {
+                self.infos[self.known] = None;
+            }
             self.known += 1;
         }
     }
@@ -641,8 +650,8 @@ impl BlockFeed {
         // Reads on until the buffer holds the file's bytes `first .. upto` (or to the end).
         let mut upto = limit.saturating_add(READ_AHEAD);
         let mut more = |buffer: &mut Vec<u8>, upto: u64| -> Result<bool, ReadError> {
-            let want = usize::try_from(upto.min(plan.end).saturating_sub(first))
-                .unwrap_or(usize::MAX);
+            let want =
+                usize::try_from(upto.min(plan.end).saturating_sub(first)).unwrap_or(usize::MAX);
             let have = buffer.len();
             if want > have {
                 buffer.resize(want, 0);
@@ -821,7 +830,7 @@ impl BlockFeed {
         let mut shared = self.shared.borrow_mut();
         let shared = &mut *shared;
         while self.reported < shared.known {
-            let Some(info) = shared.infos[self.reported].as_mut() else {
+            let Some(mut info) = shared.infos[self.reported].take() else {
                 break;
             };
             let first = shared.lines[self.reported].unwrap_or(0);
@@ -885,9 +894,7 @@ impl Feed for BlockFeed {
         // still to come.
         let settled = match &self.current {
             Some(current) => current.caught_up,
-            None => {
-                self.next >= self.plan.blocks && self.shared.borrow().known == self.plan.blocks
-            }
+            None => self.next >= self.plan.blocks && self.shared.borrow().known == self.plan.blocks,
         };
         (settled && !self.stopped).then(|| SourceState {
             position: self.position(),
@@ -1046,7 +1053,8 @@ pub fn block_source<'scope>(
     cut: Cut<Option<SourceState>>,
     restored: Option<&[Option<SourceState>]>,
 ) -> StreamVec<'scope, u64, CsvItem> {
-    let shared = Rc::new(RefCell::new(Shared::new(plan)));
+    let leader = scope.index() == 0;
+    let shared = Rc::new(RefCell::new(Shared::new(plan, leader)));
     if let Some(states) = restored {
         // Blocks that some worker parses again publish their summaries again; the others are
         // known from the states (rows counted once, in the run that read them).
@@ -1068,7 +1076,6 @@ pub fn block_source<'scope>(
         }
     }
     let own_state = restored.and_then(|states| states.get(scope.index()).cloned().flatten());
-    let leader = scope.index() == 0;
     // Every worker first tells the others the shape of its plan: processes that cut different
     // files fail at once, instead of waiting for blocks that no worker reads.
     let own_shape = plan.shape();
