@@ -76,6 +76,7 @@
 //! a regular file (a pipe cannot be read again by block).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -380,8 +381,10 @@ struct Shared {
     feed_activator: Option<Activator>,
     /// Summaries received, by block: those not yet known, and the leader's not yet reported
     /// (the others are dropped once known, so that what a worker holds hardly grows with the
-    /// file).
-    infos: Vec<Option<BlockInfo>>,
+    /// file: a few blocks' summaries, and the two numbers below per block).
+    infos: BTreeMap<usize, BlockInfo>,
+    /// The number of blocks.
+    blocks: usize,
     /// Whether known summaries are kept for the leader's report.
     keep: bool,
     /// Blocks `0 .. known` are all received, each parsed from its true start.
@@ -407,7 +410,8 @@ impl Shared {
             published: false,
             out_activator: None,
             feed_activator: None,
-            infos: vec![None; plan.blocks],
+            infos: BTreeMap::new(),
+            blocks: plan.blocks,
             keep,
             known: 0,
             maxima: vec![None],
@@ -421,16 +425,19 @@ impl Shared {
     fn insert(&mut self, info: BlockInfo) {
         let Some(block) = usize::try_from(info.block)
             .ok()
-            .filter(|b| *b >= self.known && *b < self.infos.len())
+            .filter(|b| *b >= self.known && *b < self.blocks)
         else {
             return;
         };
-        let slot = &mut self.infos[block];
-        if slot.as_ref().is_some_and(|old| old.attempt > info.attempt) {
+        if self
+            .infos
+            .get(&block)
+            .is_some_and(|old| old.attempt > info.attempt)
+        {
             return;
         }
-        *slot = Some(info);
-        while let Some(Some(info)) = self.infos.get(self.known) {
+        self.infos.insert(block, info);
+        while let Some(info) = self.infos.get(&self.known) {
             match info.span {
                 Some(span) => {
                     let line = match span.line {
@@ -454,7 +461,7 @@ impl Shared {
             let max = self.maxima[self.known].max(info.max);
             self.maxima.push(max);
             if !self.keep {
-                self.infos[self.known] = None;
+                self.infos.remove(&self.known);
             }
             self.known += 1;
         }
@@ -830,7 +837,7 @@ impl BlockFeed {
         let mut shared = self.shared.borrow_mut();
         let shared = &mut *shared;
         while self.reported < shared.known {
-            let Some(mut info) = shared.infos[self.reported].take() else {
+            let Some(mut info) = shared.infos.remove(&self.reported) else {
                 break;
             };
             let first = shared.lines[self.reported].unwrap_or(0);
