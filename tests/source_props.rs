@@ -364,6 +364,20 @@ struct Reading<'a> {
     retractions: bool,
 }
 
+impl<'a> Reading<'a> {
+    /// The single reader on one worker, skipping bad lines.
+    fn single(path: &'a Path, delay: u64, retractions: bool) -> Self {
+        Reading {
+            path,
+            readers: Readers::One,
+            workers: 1,
+            bad: BadLines::Skip,
+            delay,
+            retractions,
+        }
+    }
+}
+
 /// What reading a file gave: records with their stamps (sorted), the error, and the counts.
 #[derive(Debug, PartialEq, Eq)]
 struct Read {
@@ -593,43 +607,37 @@ fn check_error_lines(text: &str, bad: &[usize]) {
     }
 }
 
-fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retractions: bool) {
-    let file = scratch_file(text);
-    let single = Reading {
-        path: file.path(),
-        readers: Readers::One,
-        workers: 1,
-        bad: BadLines::Skip,
-        delay,
-        retractions,
-    };
+/// Reads `single`'s file (whose text is `text`) with the single reader and with block readers of
+/// each size in `blocks` on each count of `workers`, failing on bad lines and skipping them:
+/// every reading gives the single reader's rows, stamps and counts, or, where that fails, its
+/// error (the first in the file).
+fn check_blocks(single: Reading, blocks: &[u64], workers: &[usize], text: &str) {
     for bad in [BadLines::Fail, BadLines::Skip] {
         let one = read(Reading { bad, ..single });
-        for block in [1, 9, 40, 1 << 20] {
-            for workers in [1, 2, 4] {
-                let readers = Readers::All(block);
+        for &block in blocks {
+            for &workers in workers {
                 let all = read(Reading {
-                    readers,
+                    readers: Readers::All(block),
                     workers,
                     bad,
                     ..single
                 });
+                let context = format!("{bad:?}, block {block}, {workers} workers\n{text:?}");
                 if one.error.is_some() {
-                    // Records sent before the error differ (other workers read ahead); the
-                    // error is the first in the file, as the single reader's.
-                    assert_eq!(
-                        all.error, one.error,
-                        "{bad:?}, block {block}, {workers} workers\n{text:?}"
-                    );
+                    // Records sent before the error differ (other workers read ahead).
+                    assert_eq!(all.error, one.error, "{context}");
                 } else {
-                    assert_eq!(
-                        all, one,
-                        "{bad:?}, block {block}, {workers} workers\n{text:?}"
-                    );
+                    assert_eq!(all, one, "{context}");
                 }
             }
         }
     }
+}
+
+fn check_readers(text: &str, delay: u64, kind: &WindowKind, lateness: u64, retractions: bool) {
+    let file = scratch_file(text);
+    let single = Reading::single(file.path(), delay, retractions);
+    check_blocks(single, &[1, 9, 40, 1 << 20], &[1, 2, 4], text);
     let one = windows(single, &Partitioner::Hash, kind, lateness);
     assert!(one.0.is_none());
     for (workers, partitioner) in layouts() {
@@ -757,34 +765,10 @@ fn block_bounds_at_every_byte_and_guesses_inside_quoted_fields_read_as_one_reade
     ];
     for text in &texts {
         let file = scratch_file(text);
-        let single = Reading {
-            path: file.path(),
-            readers: Readers::One,
-            workers: 1,
-            bad: BadLines::Skip,
-            delay: 2,
-            retractions: false,
-        };
-        for bad in [BadLines::Fail, BadLines::Skip] {
-            let one = read(Reading { bad, ..single });
-            let longest = text.len() as u64 / 2;
-            for block in (1..=longest).chain([text.len() as u64]) {
-                for workers in [2, 3] {
-                    let all = read(Reading {
-                        readers: Readers::All(block),
-                        workers,
-                        bad,
-                        ..single
-                    });
-                    let context = format!("{bad:?}, block {block}, {workers} workers\n{text:?}");
-                    if one.error.is_some() {
-                        // Rows sent before the error differ (other workers read ahead).
-                        assert_eq!(all.error, one.error, "{context}");
-                    } else {
-                        assert_eq!(all, one, "{context}");
-                    }
-                }
-            }
-        }
+        let single = Reading::single(file.path(), 2, false);
+        let blocks: Vec<u64> = (1..=text.len() as u64 / 2)
+            .chain([text.len() as u64])
+            .collect();
+        check_blocks(single, &blocks, &[2, 3], text);
     }
 }
