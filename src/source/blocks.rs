@@ -108,8 +108,9 @@ use crate::time::Watermark;
 pub const BLOCK_BYTES: u64 = 1 << 18;
 
 /// What a block's reader reads past the next nominal start at first, to find the record end
-/// that ends its block (more, doubling, when a record is longer).
-const READ_AHEAD: u64 = 1 << 16;
+/// that ends its block: a few lines of most files (more, doubling, when a record is longer).
+/// Every byte read ahead is read again by the next block's reader.
+const READ_AHEAD: u64 = 1 << 12;
 
 /// A plan's digest samples the bytes at no more than this many nominal block starts ...
 const SAMPLES: u64 = 4096;
