@@ -212,7 +212,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidemark::source::blocks::{block_source, BlockPlan};
+use tidemark::source::blocks::{block_source, BlockPlan, BLOCK_BYTES};
 use tidemark::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvKey, CsvRecord};
 use tidemark::source::SourceOptions;
 
@@ -771,4 +771,20 @@ fn block_bounds_at_every_byte_and_guesses_inside_quoted_fields_read_as_one_reade
             .collect();
         check_blocks(single, &blocks, &[2, 3], text);
     }
+}
+
+/// A file with quotes and a record that ends exactly 1 MiB after the data's start (16-byte
+/// rows). The scan that cut such files before the run fed the CSV parser 1 MiB at a time, and
+/// after a record that ended at a chunk's end it handed the parser the chunk's empty rest, which
+/// the parser takes for the end of the input: 2 workers read 65 536 of the 70 000 rows, and
+/// said nothing. Block sizes that end blocks on record ends, too.
+#[test]
+fn a_quoted_file_with_a_record_ending_at_a_mebibyte_is_read_whole() {
+    let mut text = String::from("ts,key,value\n");
+    for i in 0..70_000 {
+        text.push_str(&format!("{i:06},\"k{:03}\",{}\n", i % 1000, i % 10));
+    }
+    let file = scratch_file(&text);
+    let single = Reading::single(file.path(), 0, false);
+    check_blocks(single, &[BLOCK_BYTES, 1 << 16], &[2], &text);
 }
