@@ -75,7 +75,7 @@ fn is_stdout(path: &Path) -> bool {
 
 /// Follows symlinks (at most 40, like the kernel) to the name a write would reach; the last
 /// component may not exist yet.
-fn resolve(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn resolve(path: &Path) -> io::Result<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..40 {
         match std::fs::symlink_metadata(&current) {

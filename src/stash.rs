@@ -189,9 +189,12 @@ pub fn limit(frontier: AntichainRef<'_, u64>) -> Option<u64> {
     frontier.first().copied()
 }
 
-/// A cut's hook: receives the cut, the state value and whether it is the last cut this operator
-/// takes (its input ended: the value holds for every later cut too); returns the next cut.
-type Hook<V> = Box<dyn FnMut(u64, V, bool) -> Option<u64>>;
+/// A cut's hook: receives the pending cut, the bound of a range of cuts that may be taken at
+/// once (every cut from the pending one up to the bound has passed, with no work between), a
+/// function building the state value at a cut, and whether this is the last cut the operator
+/// takes (its input ended: the value holds for every later cut too); returns the next cut,
+/// later than every cut it took.
+type Hook<V> = Box<dyn FnMut(u64, u64, &mut dyn FnMut(u64) -> V, bool) -> Option<u64>>;
 
 /// Where an operator takes its checkpoint snapshots: the pending cut time and the hook that
 /// receives the operator's state value `V` there (see the module docs for the two rules).
@@ -226,7 +229,24 @@ impl<V> Cut<V> {
 
     /// [`Cut::new`] with a hook that is also told whether the cut is the operator's last: the
     /// input ended, and the state value stands for every later cut.
-    pub fn with_last(first: u64, hook: impl FnMut(u64, V, bool) -> Option<u64> + 'static) -> Self {
+    pub fn with_last(
+        first: u64,
+        mut hook: impl FnMut(u64, V, bool) -> Option<u64> + 'static,
+    ) -> Self {
+        Cut::ranged(first, move |cut, _bound, state, last| {
+            hook(cut, state(cut), last)
+        })
+    }
+
+    /// Cuts starting at `first`, taken a range at a time: `hook(cut, bound, state, last)`
+    /// receives the pending cut and the bound of the cuts passed with no work between them
+    /// (`bound >= cut`), chooses the last cut `l` of the range it takes (`cut <= l <= bound`),
+    /// builds the state value there with `state(l)`, and returns the next cut (`> l`). The
+    /// state at `l` stands for every cut of the range: see [`Cut::take_passed`].
+    fn ranged(
+        first: u64,
+        hook: impl FnMut(u64, u64, &mut dyn FnMut(u64) -> V, bool) -> Option<u64> + 'static,
+    ) -> Self {
         Cut {
             next: Some(first),
             hook: Some(Box::new(hook)),
@@ -248,7 +268,18 @@ impl<V> Cut<V> {
     /// Takes every pending cut that the input frontier has passed (`limit`, as in
     /// [`Stash::pop_passed`]) and that lies before `next_work`, the time of the operator's
     /// earliest pending work that has passed (`None`: none has). `state(cut)` builds the state
-    /// value and is called once per cut taken. Returns whether a cut was taken.
+    /// value. Returns whether a cut was taken.
+    ///
+    /// Cuts are taken a range at a time when the sink allows it
+    /// ([`SnapshotSink::last_cut_through`]): every cut from the pending one up to the bound
+    /// `min(limit, next_work) - 1` gets one state value, built at the range's last cut. That
+    /// value is the state at each cut of the range. Rule 1 of the module docs stashes every
+    /// record at a time after the pending cut, so a record at a time in the range would be
+    /// pending work below the bound: there is none, and every operator's state changes only
+    /// by what the frontier alone does across the range (a window freed once the frontier
+    /// passes its retention). No record at a time inside the range exists, before or after a
+    /// restore from any of its cuts, so no record can tell the difference. A gap of a day in
+    /// the event times of the input costs one snapshot, not one per interval.
     #[inline]
     pub fn take_passed(
         &mut self,
@@ -262,11 +293,19 @@ impl<V> Cut<V> {
             if !passed || next_work.is_some_and(|work| work <= cut) {
                 break;
             }
+            // Both are above `cut`: the bound is at least the pending cut.
+            let bound = limit
+                .into_iter()
+                .chain(next_work)
+                .min()
+                .map_or(u64::MAX, |least| least - 1);
             let hook = self.hook.as_mut().expect("a pending cut has a hook");
-            // Once the input has ended every later cut would store the same final state: the
-            // one just taken is the last, and the hook is told so.
-            let last = limit.is_none();
-            let next = hook(cut, state(cut), last);
+            // Once the input has ended and no work is left, every later cut would store the
+            // same final state: the one just taken is the last, and the hook is told so. Work
+            // left (a window close after the input's end) still changes the state: the cuts
+            // before it are a range like any other.
+            let last = limit.is_none() && next_work.is_none();
+            let next = hook(cut, bound, &mut state, last);
             debug_assert!(next.is_none_or(|n| n > cut), "cuts must increase");
             self.next = next.filter(|_| !last);
             taken = true;
@@ -286,6 +325,32 @@ pub trait SnapshotSink {
     /// stands for `cut` and every later cut. The default hands it to [`SnapshotSink::write`].
     fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
         self.write(operator, cut, state);
+    }
+    /// The last cut of a range an operator may hand one state over for: its pending cut
+    /// `first` and the later cuts up to `bound` (`bound >= first`) have passed with no work
+    /// between them ([`Cut::take_passed`] says why one state stands for all of them). The
+    /// default, `first`, takes one cut at a time; a sink that returns a later cut receives the
+    /// range through [`SnapshotSink::write_range`].
+    fn last_cut_through(&self, first: u64, bound: u64) -> u64 {
+        let _ = bound;
+        first
+    }
+    /// Receives `operator`'s state value for every cut from `first` to `last`, the range
+    /// [`SnapshotSink::last_cut_through`] chose; returns the next cut (later than `last`),
+    /// `None` to stop. The default hands it to [`SnapshotSink::write`] at `first`, which is
+    /// `last` under the default `last_cut_through`.
+    fn write_range(
+        &mut self,
+        operator: &str,
+        first: u64,
+        last: u64,
+        state: Vec<u8>,
+    ) -> Option<u64> {
+        debug_assert_eq!(
+            first, last,
+            "a sink that ranges cuts implements write_range"
+        );
+        self.write(operator, first, state)
     }
 }
 
@@ -444,15 +509,21 @@ impl Checkpoints {
             return (Cut::none(), Some(id));
         };
         let (sink, operator) = (shared.sink, id.clone());
-        let cut = Cut::with_last(first, move |cut, state: V, last| {
-            let mut sink = sink.borrow_mut();
-            if last {
-                sink.write_last(&operator, cut, encode(&state));
-                None
-            } else {
-                sink.write(&operator, cut, encode(&state))
-            }
-        });
+        let cut = Cut::ranged(
+            first,
+            move |cut, bound, state: &mut dyn FnMut(u64) -> V, last| {
+                if last {
+                    let state = encode(&state(cut));
+                    sink.borrow_mut().write_last(&operator, cut, state);
+                    return None;
+                }
+                let through = sink.borrow().last_cut_through(cut, bound);
+                debug_assert!((cut..=bound).contains(&through), "a range within its bound");
+                let state = encode(&state(through));
+                sink.borrow_mut()
+                    .write_range(&operator, cut, through, state)
+            },
+        );
         (cut, Some(id))
     }
 }

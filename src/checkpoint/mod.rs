@@ -45,6 +45,13 @@
 //! committing sink commits `c` only once that stream's frontier has passed `c` too, so every
 //! worker's states at `c` are in the commit.
 //!
+//! An operator hands over one state for a whole range of cuts when its frontier passes them
+//! with no record between them ([`crate::stash::Cut::take_passed`] says why that state is the
+//! state at each of them), and a worker sends one snapshot per range. So a gap of a month in the
+//! event times, or epoch-millisecond times after a stray early row, costs one snapshot rather
+//! than one per interval (review, 2026-11-30: a day's gap at `1s` took seconds, the stray row
+//! never finished). The run's first cut is the last one below its input's first event time.
+//!
 //! # Recovery
 //!
 //! With operator states, every operator is built from its state
@@ -262,6 +269,18 @@ impl CheckpointDir {
         config_hash: u64,
         workers: u32,
     ) -> Result<(CheckpointDir, Resume), CheckpointError> {
+        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if link && !path.exists() {
+            // `create_dir_all` would say only "File exists".
+            let target = std::fs::read_link(path).map_err(|e| CheckpointError::io(path, e))?;
+            return Err(CheckpointError::Io {
+                path: path.display().to_string(),
+                message: format!(
+                    "a symbolic link to {}, which does not exist",
+                    target.display()
+                ),
+            });
+        }
         if path.exists() && !path.is_dir() {
             return Err(CheckpointError::Io {
                 path: path.display().to_string(),

@@ -34,7 +34,7 @@ use timely::dataflow::operators::{Exchange, Inspect, Operator, Probe};
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use crate::abort;
-use crate::checkpoint::{config_hash, CheckpointDir, Resume, Snapshot};
+use crate::checkpoint::{config_hash, is_checkpoint_file, CheckpointDir, Resume, Snapshot};
 use crate::cluster::Cluster;
 use crate::incremental::{delay_to, to_updates, WindowedCollection};
 use crate::keyed::KeyBy;
@@ -474,6 +474,35 @@ fn check_finished(output: &Path, length: Option<u64>, dir: &Path) -> anyhow::Res
     }
 }
 
+/// Refuses an output (`flag` names it) that is a file the checkpoint directory `dir` writes
+/// (its manifest, lock, snapshots or their temporary files, [`is_checkpoint_file`]): the
+/// checkpoint would overwrite the output, or the output the checkpoint (review, 2026-11-30:
+/// `--output DIR/MANIFEST` replaced the commit point with rows). Other names in `dir` are
+/// allowed.
+///
+/// Errors: one line naming the flag, the file and the directory.
+fn check_outside(flag: &str, output: &Path, dir: &Path) -> anyhow::Result<()> {
+    let Ok(resolved) = crate::output::resolve(output) else {
+        // Not a name a file can be created at: opening it says why.
+        return Ok(());
+    };
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
+    let name = resolved
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let inside = resolved.parent() == Some(dir.as_path());
+    if inside && name.is_some_and(|n| n == "LOCK" || is_checkpoint_file(&n)) {
+        bail!(
+            "{flag} {}: the checkpoint directory {} writes a file of that name; name the output \
+             otherwise or place it outside the directory",
+            output.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Opens the committed outputs of a checkpointed run, fresh or resumed after `resume`; writes
 /// the headers of fresh ones. Returns `Ok(None)` when the checkpoint says the run finished.
 fn open_committed(
@@ -484,7 +513,20 @@ fn open_committed(
 ) -> anyhow::Result<Option<(CommitFiles, Checkpointing, Option<Restore>)>> {
     let workers = (job.cluster.workers * job.cluster.addresses.len().max(1)) as u32;
     let hash = config_hash(&job_text(job)?);
+    let outside = |dir: &Path| -> anyhow::Result<()> {
+        check_outside("--output", &job.output, dir)?;
+        match &job.late_output {
+            Some(late) => check_outside("--late-output", late, dir),
+            None => Ok(()),
+        }
+    };
+    // Before opening (a checkpoint in force would otherwise be called foreign: the output's
+    // name is part of the job), and after, once the directory surely exists.
+    if dir.is_dir() {
+        outside(dir)?;
+    }
     let (dir, resume) = CheckpointDir::open(dir, hash, workers)?;
+    outside(dir.path())?;
     let restore = Restore::from(&resume, job, dir.path())?;
     let (resumed, lengths, resumed_final) = match resume {
         Resume::Complete { snapshots } => {

@@ -17,16 +17,18 @@
 //! cut is in force. The end of the input commits at once. An activation is scheduled for the
 //! end of the pause, so a frontier that stops moving does not hold a passed cut back.
 //!
-//! With operator snapshots (`--emit final`), every worker's operators hand their states at each
-//! cut to the worker's [`Collector`]; [`snapshot_stream`] sends a cut's states once all are in,
-//! and the sink, whose frontier includes that stream's, writes one snapshot file per worker in
-//! the commit. Why those states are exactly those at the cut is in [`crate::checkpoint`].
+//! With operator snapshots (`--emit final`), every worker's operators hand their states for
+//! each range of cuts (one cut, or all those a gap in time passes at once) to the worker's
+//! [`Collector`]; [`snapshot_stream`] sends a range's states once all are in, and the sink,
+//! whose frontier includes that stream's, writes for a commit at `c` one snapshot file per
+//! worker, from the range covering `c`. Why those states are exactly those at the cut is in
+//! [`crate::checkpoint`] and [`crate::stash::Cut::take_passed`].
 //!
 //! Memory: the rows of one checkpoint interval (at most), plus those ahead of it, and the
 //! workers' states of the cuts not yet committed.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Display;
 use std::fs::File;
 use std::io::Write;
@@ -79,29 +81,36 @@ pub struct CommitFiles {
     pub workers: u32,
 }
 
-/// One worker's operator states at a cut, on their way to the committing sink.
+/// One worker's operator states for a range of cuts, on their way to the committing sink.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerSnapshot {
     /// The worker's global index.
     pub worker: u32,
-    /// The cut.
+    /// The first cut of the range.
     pub cut: u64,
-    /// Every operator of the worker has taken its last cut (its input ended): these states
-    /// stand for every later cut too.
-    pub last: bool,
+    /// The last cut of the range: the states stand for every cut from `cut` to `until`.
+    /// `u64::MAX` once every operator of the worker has taken its last cut (its input ended).
+    pub until: u64,
     /// The states, by operator id, sorted.
     pub states: States,
 }
 
-/// A worker's [`SnapshotSink`]: gathers its operators' states per cut; [`snapshot_stream`]
-/// sends each cut's once every operator has handed its state over.
+/// One operator's state for the cuts `first..=last` (`last` is `u64::MAX` for its last state,
+/// taken after its input ended).
+struct Range {
+    first: u64,
+    last: u64,
+    state: Vec<u8>,
+}
+
+/// A worker's [`SnapshotSink`]: gathers its operators' states per range of cuts
+/// ([`SnapshotSink::last_cut_through`]: a gap in the input's event times is one range);
+/// [`snapshot_stream`] sends them once every operator has handed its state over.
 pub struct Collector {
     first: u64,
     interval: u64,
-    /// States handed over, per cut.
-    reported: BTreeMap<u64, States>,
-    /// Operators whose input ended: their last cut and state.
-    finals: BTreeMap<String, (u64, Vec<u8>)>,
+    /// Ranges handed over and not yet sent, per operator, oldest first.
+    ranges: BTreeMap<String, VecDeque<Range>>,
     activator: Option<Activator>,
 }
 
@@ -111,8 +120,7 @@ impl Collector {
         Collector {
             first,
             interval: interval.max(1),
-            reported: BTreeMap::new(),
-            finals: BTreeMap::new(),
+            ranges: BTreeMap::new(),
             activator: None,
         }
     }
@@ -130,29 +138,39 @@ impl SnapshotSink for Collector {
     }
 
     fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64> {
-        self.reported
-            .entry(cut)
-            .or_default()
-            .push((operator.to_owned(), state));
-        self.wake();
-        cut.checked_add(self.interval)
+        self.write_range(operator, cut, cut, state)
     }
 
     fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
-        self.finals
-            .insert(operator.to_owned(), (cut, state.clone()));
-        self.reported
-            .entry(cut)
+        self.write_range(operator, cut, u64::MAX, state);
+    }
+
+    fn last_cut_through(&self, first: u64, bound: u64) -> u64 {
+        // Cuts lie `interval` apart from the first.
+        first + (bound - first) / self.interval * self.interval
+    }
+
+    fn write_range(
+        &mut self,
+        operator: &str,
+        first: u64,
+        last: u64,
+        state: Vec<u8>,
+    ) -> Option<u64> {
+        self.ranges
+            .entry(operator.to_owned())
             .or_default()
-            .push((operator.to_owned(), state));
+            .push_back(Range { first, last, state });
         self.wake();
+        last.checked_add(self.interval)
     }
 }
 
-/// The stream of this worker's [`WorkerSnapshot`]s, each at its cut's time: a cut's is sent
-/// once all `checkpoints.operators()` operators of the worker handed their state over (or took
-/// their last cut before it). Its frontier passing `c` so means that the worker's states at `c`
-/// are on their way; it never holds back the records' dataflow.
+/// The stream of this worker's [`WorkerSnapshot`]s, each at its first cut's time: the states
+/// for a range of cuts are sent once all `checkpoints.operators()` operators of the worker
+/// handed over a state for its first cut, and the range ends at the first end of theirs. Its
+/// frontier passing `c` so means that the worker's states at `c` are on their way; it never
+/// holds back the records' dataflow.
 pub fn snapshot_stream<'scope>(
     scope: Scope<'scope, u64>,
     collector: Rc<RefCell<Collector>>,
@@ -166,37 +184,40 @@ pub fn snapshot_stream<'scope>(
         move |output| {
             let Some(held) = cap.as_mut() else { return };
             let operators = checkpoints.operators();
+            if operators == 0 {
+                cap = None;
+                return;
+            }
             let mut collector = collector.borrow_mut();
             loop {
-                let ended = collector.finals.values().filter(|(c, _)| *c < next);
-                let ended_count = ended.count();
-                let reported = collector.reported.get(&next).map_or(0, Vec::len);
-                if operators == 0 || reported + ended_count < operators {
-                    if operators == 0 {
-                        cap = None;
-                    }
+                if collector.ranges.len() < operators {
                     return;
                 }
-                let mut states = collector.reported.remove(&next).unwrap_or_default();
-                states.extend(
-                    collector
-                        .finals
-                        .iter()
-                        .filter(|(_, (c, _))| *c < next)
-                        .map(|(op, (_, state))| (op.clone(), state.clone())),
-                );
-                states.sort();
-                let last = collector.finals.len() >= operators;
+                let mut until = u64::MAX;
+                let mut states = States::with_capacity(operators);
+                for (operator, ranges) in collector.ranges.iter_mut() {
+                    // Ranges sent before: every cut in them is below `next`.
+                    while ranges.front().is_some_and(|r| r.last < next) {
+                        ranges.pop_front();
+                    }
+                    match ranges.front() {
+                        Some(range) if range.first <= next => {
+                            until = until.min(range.last);
+                            states.push((operator.clone(), range.state.clone()));
+                        }
+                        _ => return,
+                    }
+                }
                 held.downgrade(&next);
                 output.session(&*held).give(WorkerSnapshot {
                     worker,
                     cut: next,
-                    last,
+                    until,
                     states,
                 });
-                match next.checked_add(collector.interval) {
-                    Some(later) if !last => next = later,
-                    _ => {
+                match until.checked_add(collector.interval) {
+                    Some(later) => next = later,
+                    None => {
                         cap = None;
                         return;
                     }
@@ -207,12 +228,11 @@ pub fn snapshot_stream<'scope>(
     .container::<Vec<WorkerSnapshot>>()
 }
 
-/// The workers' snapshots received by the committing sink: per cut and worker, and each
-/// worker's last (cut, states) once its operators' inputs ended.
+/// The workers' snapshots received by the committing sink: per worker, by the range's first
+/// cut, the range's last cut and the states.
 #[derive(Default)]
 struct Gathered {
-    at: BTreeMap<u64, BTreeMap<u32, States>>,
-    last: BTreeMap<u32, (u64, States)>,
+    ranges: BTreeMap<u32, BTreeMap<u64, (u64, States)>>,
 }
 
 impl Gathered {
@@ -222,23 +242,24 @@ impl Gathered {
     /// them differently), so `cut` cannot commit; a later one will.
     fn starts_later(&self, cut: u64, workers: u32) -> bool {
         (0..workers).any(|w| {
-            let seen =
-                |(c, states): (&u64, &BTreeMap<u32, States>)| *c <= cut && states.contains_key(&w);
-            !self.at.iter().any(seen) && self.last.get(&w).is_none_or(|(c, _)| *c > cut)
+            self.ranges
+                .get(&w)
+                .is_none_or(|ranges| ranges.range(..=cut).next().is_none())
         })
     }
 
-    /// Every worker's states at `cut`; forgets older cuts.
+    /// Every worker's states at `cut`, from the range covering it; forgets the ranges before.
     fn take(&mut self, cut: u64, workers: u32) -> Result<Vec<States>, String> {
-        let mut at = self.at.remove(&cut).unwrap_or_default();
-        self.at.retain(|c, _| *c > cut);
         (0..workers)
-            .map(|w| match (at.remove(&w), self.last.get(&w)) {
-                (Some(states), _) => Ok(states),
-                (None, Some((c, states))) if *c <= cut => Ok(states.clone()),
-                _ => Err(format!(
-                    "checkpoint at {cut}: worker {w} sent no snapshot (a bug: please report it)"
-                )),
+            .map(|w| {
+                let ranges = self.ranges.entry(w).or_default();
+                ranges.retain(|_, (until, _)| *until >= cut);
+                match ranges.range(..=cut).next_back() {
+                    Some((_, (_, states))) => Ok(states.clone()),
+                    None => Err(format!(
+                        "checkpoint at {cut}: worker {w} sent no snapshot (a bug: please report it)"
+                    )),
+                }
             })
             .collect()
     }
@@ -295,17 +316,11 @@ pub fn commit_sink<'scope, K, O>(
                         let mut store = store.borrow_mut();
                         input.for_each(|_cap, data| {
                             for snapshot in data.drain(..) {
-                                if snapshot.last {
-                                    store.last.insert(
-                                        snapshot.worker,
-                                        (snapshot.cut, snapshot.states.clone()),
-                                    );
-                                }
                                 store
-                                    .at
-                                    .entry(snapshot.cut)
+                                    .ranges
+                                    .entry(snapshot.worker)
                                     .or_default()
-                                    .insert(snapshot.worker, snapshot.states);
+                                    .insert(snapshot.cut, (snapshot.until, snapshot.states));
                             }
                         });
                     }
