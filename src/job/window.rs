@@ -647,7 +647,7 @@ fn open_transactional(
     let hash = config_hash(&format!("dir={}\n{}", dir.display(), job_text(job)?));
     let job_id = format!("tidemark-{hash:016x}");
     let mut commit =
-        KafkaCommit::open(topic, job.kafka.output_format, &job_id).map_err(|e| anyhow!(e))?;
+        KafkaCommit::open(topic, job.kafka.output_format, &job_id, &dir).map_err(|e| anyhow!(e))?;
     if commit.complete() {
         crate::abort::say(format_args!(
             "tidemark window: the result in {} is complete (job {job_id}); nothing to do",
@@ -661,12 +661,15 @@ fn open_transactional(
             topic.url()
         ));
     }
-    if commit.already_written() > 0 {
+    if commit.already_written() > 0 || commit.read_back() > 0 {
         crate::abort::say(format_args!(
-            "tidemark window: {} already holds {} rows of job {job_id} (a broker without \
-             transactions: deterministic replay); checking them and sending the rest",
+            "tidemark window: {} already holds {} rows of job {job_id} up to its last commit \
+             and {} past it (a broker without transactions: deterministic replay; {} messages \
+             read back); checking those past it and sending the rest",
             topic.url(),
-            commit.already_written()
+            commit.before_tails(),
+            commit.already_written(),
+            commit.read_back()
         ));
     }
     commit.interval = job.checkpoint_interval;
@@ -781,9 +784,25 @@ where
         }
         None => None,
     };
+    if let Some(late) = job
+        .late_output
+        .as_deref()
+        .and_then(|p| kafka_address(p).transpose())
+    {
+        bail!(
+            "--late-output {}: late rows go to a file; a Kafka late output is not supported",
+            late?.url()
+        );
+    }
     if job.checkpoint_dir.is_some() {
         if kafka_out.is_some() && job.late_output.is_some() {
-            bail!("--checkpoint-dir with a Kafka --output and --late-output is not supported yet");
+            // The late file would be written outside the Kafka output's commit: a crash
+            // would lose or repeat late rows, which --checkpoint-dir promises it does not.
+            bail!(
+                "--late-output cannot be used with --checkpoint-dir and a Kafka --output: the \
+                 late file is not part of the topic's exactly-once commit, so a crash could \
+                 lose or repeat late rows; drop --late-output or write --output to a file"
+            );
         }
         if kafka_input.is_some() && job.idle_timeout.is_some() {
             bail!(
@@ -807,8 +826,8 @@ where
         && job.input.as_os_str() != "-"
         && idle_timeout.is_none()
         && all_workers > 1;
-    // Blocks are read by seeking, after a scan of the whole input: a pipe (`<(zcat f.gz)`, a
-    // FIFO) or a device can be read once, front to back, by one reader. A missing file fails
+    // Blocks are read by seeking to byte offsets found from the file's length: a pipe
+    // (`<(zcat f.gz)`, a FIFO) or a device can be read once, front to back, by one reader. A missing file fails
     // when it is opened, with the reader's message.
     let regular =
         kafka_input.is_some() || std::fs::metadata(&job.input).map_or(true, |m| m.is_file());
@@ -1135,6 +1154,7 @@ where
                 write_error: Rc::clone(&write_error),
                 late_write_error: Rc::clone(&late_write_error),
                 commit_error: Rc::clone(&commit_error),
+                paced: (emit == EmitMode::Final).then(|| consumed.clone()),
                 checkpointed,
                 to_kafka,
                 snapshots,
@@ -1281,6 +1301,9 @@ struct Sinks<'scope> {
     checkpointed: bool,
     /// Whether the changelog goes to Kafka: every worker builds the Kafka sink then.
     to_kafka: bool,
+    /// The probe the source is paced by (`--emit final`): a Kafka sink's progress joins it,
+    /// so the source also waits for rows not yet written.
+    paced: Option<ProbeHandle<u64>>,
     /// This worker's operator snapshots, for the committing sink (with `--emit final`).
     snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
 }
@@ -1316,7 +1339,7 @@ impl<'scope> Sinks<'scope> {
                 (None, late.map(|l| *l))
             }
             Some(Writers::KafkaCommit(commit)) => {
-                kafka = Some(KafkaOut::Exactly(*commit));
+                kafka = Some(KafkaOut::Exactly(commit));
                 (None, None)
             }
             None => (None, None),
@@ -1340,7 +1363,10 @@ impl<'scope> Sinks<'scope> {
                 counts.borrow_mut().count(row.diff);
                 changelog_message(row, format)
             };
-            kafka_sink(results, kafka, encode, self.commit_error);
+            let written = kafka_sink(results, kafka, encode, self.commit_error);
+            if let Some(paced) = &self.paced {
+                written.probe_with(paced);
+            }
         } else if let Some(part) = self.parts.output {
             changelog_part_sink(results, part, self.counts, self.write_error);
         } else {

@@ -16,6 +16,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,13 +32,16 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
-use crate::checkpoint::{begin_checkpoint, crash, CrashPoint};
+use crate::checkpoint::{begin_checkpoint, config_hash, crash, file, CrashPoint};
 use crate::source::kafka::{KafkaTopic, PayloadFormat, BROKER_TIMEOUT};
 
-/// Remembers the first failed delivery, reported by librdkafka's delivery callback.
+/// Remembers the first failed delivery, and per partition the last message delivered,
+/// reported by librdkafka's delivery callback.
 #[derive(Clone, Default)]
 pub struct Deliveries {
     failed: Arc<Mutex<Option<String>>>,
+    /// Per partition, the [`Tail`] of the message of the highest offset delivered.
+    tails: Arc<Mutex<BTreeMap<i32, Tail>>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -45,11 +49,54 @@ impl ClientContext for Deliveries {}
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, _)) = result {
-            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-            failed.get_or_insert_with(|| e.to_string());
+        match result {
+            Err((e, _)) => {
+                let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                failed.get_or_insert_with(|| e.to_string());
+            }
+            Ok(message) => {
+                // The row count is known only to the sender, which fills it in.
+                let tail = Tail {
+                    next: message.offset() + 1,
+                    crc: row_crc(message.key().unwrap_or_default(), message.payload()),
+                    rows: 0,
+                };
+                let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
+                let at = tails.entry(message.partition()).or_insert(tail);
+                if at.next < tail.next {
+                    *at = tail;
+                }
+            }
         }
     }
+}
+
+/// Where a job's rows end in one output partition: the offset just past its last row there,
+/// the [`row_crc`] of that row (checked when a restart starts reading there), and how many
+/// rows of the job the partition holds up to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tail {
+    /// The offset after the row.
+    pub next: i64,
+    /// The row's [`row_crc`].
+    pub crc: u32,
+    /// The job's rows in the partition up to and including it.
+    pub rows: u64,
+}
+
+/// CRC-32 (IEEE) of a message's key length (8 bytes, little endian), key and payload: what a
+/// restart compares the last row it skips with.
+///
+/// ```
+/// use tidemark::sink::kafka::row_crc;
+/// assert_ne!(row_crc(b"ab", Some(b"c")), row_crc(b"a", Some(b"bc")));
+/// ```
+pub fn row_crc(key: &[u8], payload: Option<&[u8]>) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&(key.len() as u64).to_le_bytes());
+    hasher.update(key);
+    hasher.update(payload.unwrap_or_default());
+    hasher.finalize()
 }
 
 /// A producer of one topic, on the worker that writes.
@@ -59,6 +106,24 @@ pub struct KafkaWriter {
     deliveries: Deliveries,
     /// The payload format of the messages.
     pub format: PayloadFormat,
+    /// Waits this long before each message ([`DELAY_VAR`], for tests).
+    delay: Duration,
+}
+
+/// A test hook: `TIDEMARK_KAFKA_SINK_DELAY_US=N` makes a Kafka output wait `N` microseconds
+/// before sending each message, a slow sink for the backpressure test.
+pub const DELAY_VAR: &str = "TIDEMARK_KAFKA_SINK_DELAY_US";
+
+/// The wait of [`DELAY_VAR`] (zero when unset). Errors: a value that is not a whole number, so
+/// a misspelt hook fails instead of testing nothing.
+fn sink_delay() -> Result<Duration, String> {
+    match std::env::var(DELAY_VAR) {
+        Err(_) => Ok(Duration::ZERO),
+        Ok(text) => text
+            .parse()
+            .map(Duration::from_micros)
+            .map_err(|_| format!("{DELAY_VAR}: expected microseconds, got {text:?}")),
+    }
 }
 
 impl KafkaWriter {
@@ -79,6 +144,7 @@ impl KafkaWriter {
             producer,
             deliveries,
             format,
+            delay: sink_delay()?,
         })
     }
 
@@ -89,9 +155,18 @@ impl KafkaWriter {
 
     /// Sends `record` (waiting while librdkafka's queue is full).
     fn send_record(&self, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), String> {
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
         loop {
             match self.producer.send(record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // Serve delivery reports as they come: librdkafka keeps every delivered
+                    // message until its report is served, so memory would grow with the
+                    // rows sent between polls (one sink activation may send many).
+                    self.producer.poll(Duration::ZERO);
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // Backpressure from the broker: serve delivery reports, then try again.
                     record = back;
@@ -208,6 +283,20 @@ pub fn changelog_message<K: AsRef<str>, O: std::fmt::Display>(
 /// changed under the same job) is an error naming partition and offset. Not covered: a request
 /// of the crashed process that the broker applies only after the restart read the partition
 /// (the crash hooks flush before they fire, so the tests do not race it).
+///
+/// So that a restart does not read the whole output again, each replayed commit leaves the
+/// sink's state in the checkpoint directory (the file [`PROGRESS_FILE`], written atomically
+/// once every row sent is acknowledged): per output partition the [`Tail`] of the job's rows
+/// there, which says how many rows `n` the partition holds up to offset `o`. A restart reads
+/// each partition from its tail's last row (checking that it is that row: the job's header and
+/// its [`row_crc`]; a topic that does not hold it, say recreated, is an error), skips the first
+/// `n` rows it computes for the partition unchecked (the same `n` rows, by the order above) and
+/// checks the rest against what lies past `o`, as without the file. The rule counts rows, not
+/// times: the rows' order is the same on any number of workers, and a restart may use
+/// another (their timely times are not). What a restart reads back is then what was written
+/// since the last commit (and the batch holding each tail's row, at most [`REPLAY_BATCH`]
+/// messages), not the whole output; a partition where the job has no rows yet is read from its
+/// beginning (only other jobs' messages can be there).
 pub struct KafkaCommit {
     writer: KafkaWriter,
     group: BaseConsumer,
@@ -225,13 +314,45 @@ pub struct KafkaCommit {
     /// The checkpoint the previous run committed: rows at times up to it are in the topic
     /// (always `None` with deterministic replay, which replays every row but the complete run's).
     pub resumed: Option<u64>,
+    /// With deterministic replay, the sink state's file in the checkpoint directory.
+    progress: Option<PathBuf>,
+    /// With deterministic replay, per output partition: where the job's rows end so far (as
+    /// far as this run knows: saved, matched or sent).
+    tails: Vec<Option<Tail>>,
+    /// Per output partition, the rows this run put so far (skipped, matched or sent).
+    counted: Vec<u64>,
+    /// Per output partition, how many rows of this run the saved tail covers: they are
+    /// skipped unchecked.
+    skip: Vec<u64>,
+    /// The messages read back from the topic when opening (deterministic replay).
+    read_back: u64,
 }
+
+/// The sink state of a deterministic-replay output at a commit (see [`KafkaCommit`]); its
+/// file's [`file::Header::time`] is the commit's checkpoint time, for people.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Progress {
+    /// The job (its `tidemark-job` header).
+    job: String,
+    /// Per output partition, where the job's rows end (`None`: no row there yet).
+    tails: Vec<Option<Tail>>,
+}
+
+/// The file, in the checkpoint directory, that holds a deterministic-replay output's state at
+/// its last checkpoint (a checkpoint file: magic, version, checksum; see
+/// [`crate::checkpoint::file`]).
+pub const PROGRESS_FILE: &str = "ckpt-kafka-output";
 
 /// The rows of a job found in one partition, in log order: `(key, payload, offset)`.
 type Logged = VecDeque<(String, Vec<u8>, i64)>;
 
 /// The offset that stands for "the whole input is committed".
 const END: i64 = 1 << 62;
+
+/// The most rows in one produce batch of a deterministic-replay output (librdkafka's
+/// `batch.num.messages`), so that a restart finds the batch of a tail's row at most this many
+/// offsets before the tail.
+pub const REPLAY_BATCH: i64 = 256;
 
 /// The header that names the job a message of a deterministic-replay output belongs to.
 pub const JOB_HEADER: &str = "tidemark-job";
@@ -318,8 +439,14 @@ impl KafkaCommit {
     /// Opens the exactly-once output of `topic` as `job` (the transactional id, the consumer
     /// group, the `tidemark-job` header): with transactions when the broker has them (fencing
     /// any earlier instance), else by deterministic replay (reading the job's rows already in
-    /// the topic); and reads the committed checkpoint. Errors name the topic.
-    pub fn open(topic: &KafkaTopic, format: PayloadFormat, job: &str) -> Result<Self, String> {
+    /// the topic, from the tails saved in checkpoint directory `dir` if it holds them); and
+    /// reads the committed checkpoint. Errors name the topic, or the checkpoint file.
+    pub fn open(
+        topic: &KafkaTopic,
+        format: PayloadFormat,
+        job: &str,
+        dir: &Path,
+    ) -> Result<Self, String> {
         let partitions = topic.partitions()?;
         let transactions = supports_transactions(topic)?;
         let url = topic.url();
@@ -328,7 +455,8 @@ impl KafkaCommit {
         let mut config = topic.config();
         config
             .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "30000");
+            .set("message.timeout.ms", "30000")
+            .set("batch.num.messages", REPLAY_BATCH.to_string());
         if transactions {
             config
                 .set("transactional.id", job)
@@ -362,16 +490,28 @@ impl KafkaCommit {
             Some(Offset::Offset(c)) if c >= 0 && transactions => Some(c as u64),
             _ => None,
         };
-        let logged = match (transactions, resumed) {
-            (true, _) | (false, Some(_)) => None,
-            (false, None) => Some(job_rows(topic, job, partitions)?),
+        let progress = (!transactions).then(|| dir.join(PROGRESS_FILE));
+        let mut tails = vec![None; partitions as usize];
+        let mut read_back = 0;
+        let logged = match (&progress, resumed) {
+            (None, _) | (Some(_), Some(_)) => None,
+            (Some(file), None) => {
+                if let Some(saved) = read_progress(file, job, partitions)? {
+                    tails = saved;
+                }
+                let (rows, read) = job_rows(topic, job, &tails, file)?;
+                read_back = read;
+                Some(rows)
+            }
         };
+        let skip = tails.iter().map(|t| t.map_or(0, |t| t.rows)).collect();
         Ok(KafkaCommit {
             writer: KafkaWriter {
                 topic: topic.clone(),
                 producer,
                 deliveries,
                 format,
+                delay: sink_delay()?,
             },
             group,
             job: job.to_string(),
@@ -380,7 +520,68 @@ impl KafkaCommit {
             interval: 1,
             min_pause: Duration::ZERO,
             resumed,
+            progress,
+            tails,
+            counted: vec![0; partitions as usize],
+            skip,
+            read_back,
         })
+    }
+
+    /// The messages read back from the topic when opening: with deterministic replay, those
+    /// past the tails of the last commit (all of them without one), and the batch of the row
+    /// before each tail; 0 with transactions.
+    pub fn read_back(&self) -> u64 {
+        self.read_back
+    }
+
+    /// The job's rows up to the tails saved at the previous run's last commit (deterministic
+    /// replay), which this run skips without reading them.
+    pub fn before_tails(&self) -> u64 {
+        self.skip.iter().sum()
+    }
+
+    /// Saves the sink state at checkpoint `cut` (deterministic replay; every row sent must be
+    /// acknowledged already): the job's tail in each partition, from this run's deliveries and
+    /// the rows it found in the topic. Errors name the file.
+    fn save_progress(&mut self, cut: u64) -> Result<(), String> {
+        let Some(path) = &self.progress else {
+            return Ok(());
+        };
+        let delivered = self
+            .writer
+            .deliveries
+            .tails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (partition, mut tail) in delivered {
+            let p = partition as usize;
+            if let (Some(slot), Some(rows)) = (self.tails.get_mut(p), self.counted.get(p)) {
+                // Every row sent is acknowledged, and rows are sent only past the ones found
+                // in the topic: the last one delivered is the partition's last row so far.
+                tail.rows = *rows;
+                *slot = Some(tail);
+            }
+        }
+        let header = file::Header {
+            revision: crate::harness::report::git_rev(),
+            config_hash: config_hash(&self.job),
+            // Any number of workers may resume from it (see `KafkaCommit`).
+            workers: 0,
+            time: cut,
+        };
+        let progress = Progress {
+            job: self.job.clone(),
+            tails: self.tails.clone(),
+        };
+        // A crash halfway through the file (`snapshot:N`) leaves the previous one in force.
+        file::write_atomic(
+            path,
+            &file::encode(&header, &progress),
+            CrashPoint::Snapshot,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Whether the previous run committed the whole input.
@@ -469,12 +670,18 @@ impl KafkaCommit {
             self.put(key, payload)?;
         }
         self.writer.flush()?;
+        if cut != u64::MAX {
+            self.save_progress(cut)?;
+        }
         if cut == u64::MAX {
             let mut logged = self.logged.iter().flatten().enumerate();
             if let Some((partition, (_, _, offset))) =
                 logged.find_map(|(p, rows)| rows.front().map(|row| (p, row)))
             {
                 return Err(self.mismatch(partition as i32, *offset));
+            }
+            if let Some((p, tail)) = self.unreached() {
+                return Err(self.mismatch(p, tail.next - 1));
             }
             self.group
                 .commit(&self.progress(END)?, CommitMode::Sync)
@@ -485,16 +692,43 @@ impl KafkaCommit {
         Ok(())
     }
 
-    /// One row with deterministic replay: checked against the next row of the job already in
-    /// its partition, or sent when there is none.
+    /// A partition (and its saved tail) whose rows up to the tail this run did not all
+    /// produce.
+    fn unreached(&self) -> Option<(i32, Tail)> {
+        let short = |p: usize| self.counted[p] < self.skip[p];
+        (0..self.skip.len())
+            .find(|p| short(*p))
+            .and_then(|p| Some((p as i32, self.tails[p]?)))
+    }
+
+    /// One row with deterministic replay: skipped when the saved tail covers it, checked
+    /// against the next row of the job already in its partition, or sent when there is none.
     fn put(&mut self, key: &str, payload: &[u8]) -> Result<(), String> {
         let partition = partition_of(key, self.partitions);
+        let p = partition as usize;
+        if let (Some(counted), Some(skip)) = (self.counted.get_mut(p), self.skip.get(p)) {
+            *counted += 1;
+            if *counted <= *skip {
+                return Ok(());
+            }
+        }
+        let count = self.counted.get(p).copied().unwrap_or_default();
         let logged = self
             .logged
             .as_mut()
             .and_then(|l| l.get_mut(partition as usize));
         match logged.and_then(VecDeque::pop_front) {
-            Some((k, p, _)) if k == key && p == payload => Ok(()),
+            Some((k, p, offset)) if k == key && p == payload => {
+                if let Some(slot) = self.tails.get_mut(partition as usize) {
+                    let crc = row_crc(key.as_bytes(), Some(payload));
+                    *slot = Some(Tail {
+                        next: offset + 1,
+                        crc,
+                        rows: count,
+                    });
+                }
+                Ok(())
+            }
             Some((_, _, offset)) => Err(self.mismatch(partition, offset)),
             None => {
                 let headers = OwnedHeaders::new().insert(Header {
@@ -526,13 +760,58 @@ impl KafkaCommit {
     }
 }
 
-/// The rows of `job` in each of the `partitions` of `topic`, in log order: `(key, payload,
-/// offset)` of the messages whose `tidemark-job` header is `job`, read up to the end of each
-/// partition. Errors name the topic: the broker lost, no end within three broker timeouts of
-/// silence.
-fn job_rows(topic: &KafkaTopic, job: &str, partitions: u32) -> Result<Vec<Logged>, String> {
+/// The sink state saved in `file` at the last commit of `job` (see [`KafkaCommit`]): the
+/// tails of the topic's `partitions`; `None` without a file, or with
+/// one of another job (the directory reused with other flags: that job's rows are not this
+/// one's). Errors: the file cannot be read or is damaged, or names another partition count.
+fn read_progress(
+    file: &Path,
+    job: &str,
+    partitions: u32,
+) -> Result<Option<Vec<Option<Tail>>>, String> {
+    if !file.exists() {
+        return Ok(None);
+    }
+    let (_, progress) = file::read::<Progress>(file).map_err(|e| {
+        format!("{e} (deleting it makes the restart check the whole output topic instead)")
+    })?;
+    if progress.job != job {
+        return Ok(None);
+    }
+    if progress.tails.len() != partitions as usize {
+        return Err(format!(
+            "checkpoint {}: job {job} wrote to {} output partitions, the topic has {partitions} \
+             now; write to a fresh topic or use another --checkpoint-dir",
+            file.display(),
+            progress.tails.len()
+        ));
+    }
+    Ok(Some(progress.tails))
+}
+
+/// The rows of `job` in each partition of `topic`, in log order: `(key, payload, offset)` of the
+/// messages whose `tidemark-job` header is `job`, read up to the end of each partition, from
+/// its tail in `tails` (saved in `file` at a checkpoint) or else from its beginning; and the
+/// number of messages read. The row just before a tail must be the job's, with the tail's
+/// [`row_crc`]; it is checked, not returned. Errors name the topic: the broker lost, no end
+/// within three broker timeouts of silence, a tail's row not there.
+fn job_rows(
+    topic: &KafkaTopic,
+    job: &str,
+    tails: &[Option<Tail>],
+    file: &Path,
+) -> Result<(Vec<Logged>, u64), String> {
     let url = topic.url();
     let fail = |e: &dyn std::fmt::Display| format!("{url}: reading the rows already written: {e}");
+    let lost = |p: i32, tail: &Tail| {
+        format!(
+            "{url}: partition {p} does not hold, at offset {}, the row of job {job} that \
+             checkpoint {} says it wrote there (was the topic recreated?); write to a fresh \
+             topic or use another --checkpoint-dir",
+            tail.next - 1,
+            file.display()
+        )
+    };
     let consumer: BaseConsumer = topic
         .config()
         .set("group.id", job)
@@ -541,14 +820,40 @@ fn job_rows(topic: &KafkaTopic, job: &str, partitions: u32) -> Result<Vec<Logged
         .create()
         .map_err(|e| fail(&e))?;
     let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
+    for (p, tail) in tails.iter().enumerate() {
+        let p = p as i32;
+        let start = match tail {
+            None => Offset::Beginning,
+            Some(tail) => {
+                // tansu 0.6 answers a fetch with the batches that start at or after its
+                // offset: a read from the start of the tail row's batch (the producer's
+                // batches hold at most `REPLAY_BATCH` rows) sees that row on any broker.
+                let start = (tail.next - REPLAY_BATCH).max(0);
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic.topic, p, BROKER_TIMEOUT)
+                    .map_err(|e| fail(&e))?;
+                // The partition ends before the row's batch, or starts after the row (a
+                // broker may understate the end, by less than a batch).
+                if high <= start || low >= tail.next {
+                    return Err(lost(p, tail));
+                }
+                Offset::Offset(start)
+            }
+        };
         assignment
-            .add_partition_offset(&topic.topic, p, Offset::Beginning)
+            .add_partition_offset(&topic.topic, p, start)
             .map_err(|e| fail(&e))?;
     }
     consumer.assign(&assignment).map_err(|e| fail(&e))?;
-    let mut rows = vec![VecDeque::new(); partitions as usize];
-    let mut open: BTreeSet<i32> = (0..partitions as i32).collect();
+    let mut rows = vec![VecDeque::new(); tails.len()];
+    // The partitions whose tail row is still to be checked.
+    let mut unchecked: BTreeSet<i32> = (0..tails.len() as i32)
+        .filter(|p| tails[*p as usize].is_some())
+        .collect();
+    let mut open: BTreeSet<i32> = (0..tails.len() as i32).collect();
+    let mut read = 0;
+    // Per partition, the offset of the last message taken.
+    let mut seen = vec![-1i64; tails.len()];
     let mut heard = Instant::now();
     while !open.is_empty() {
         match consumer.poll(Duration::from_millis(100)) {
@@ -559,26 +864,52 @@ fn job_rows(topic: &KafkaTopic, job: &str, partitions: u32) -> Result<Vec<Logged
             }
             None => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
+                if let (true, Some(Some(tail))) = (unchecked.contains(&p), tails.get(p as usize)) {
+                    return Err(lost(p, tail));
+                }
                 open.remove(&p);
             }
             Some(Err(e)) => return Err(fail(&e)),
             Some(Ok(message)) => {
                 heard = Instant::now();
+                read += 1;
+                let p = message.partition();
+                let Some(last) = seen.get_mut(p as usize) else {
+                    continue;
+                };
+                if message.offset() <= *last {
+                    // Fetched again (tansu understates high watermarks, and librdkafka then
+                    // resets to it): a row must not count twice.
+                    continue;
+                }
+                *last = message.offset();
                 let ours = message.headers().is_some_and(|headers| {
                     headers
                         .iter()
                         .any(|h| h.key == JOB_HEADER && h.value == Some(job.as_bytes()))
                 });
-                let slot = rows.get_mut(message.partition() as usize);
-                if let (true, Some(slot)) = (ours, slot) {
-                    let key = String::from_utf8_lossy(message.key().unwrap_or_default());
+                let key = message.key().unwrap_or_default();
+                if let (true, Some(Some(tail))) = (unchecked.contains(&p), tails.get(p as usize)) {
+                    // Before the tail's row (read from the start of its batch), or that row.
+                    if message.offset() < tail.next - 1 {
+                        continue;
+                    }
+                    let crc = row_crc(key, message.payload());
+                    if !ours || message.offset() != tail.next - 1 || crc != tail.crc {
+                        return Err(lost(p, tail));
+                    }
+                    unchecked.remove(&p);
+                    continue;
+                }
+                if let (true, Some(slot)) = (ours, rows.get_mut(p as usize)) {
+                    let key = String::from_utf8_lossy(key);
                     let payload = message.payload().unwrap_or_default().to_vec();
                     slot.push_back((key.into_owned(), payload, message.offset()));
                 }
             }
         }
     }
-    Ok(rows)
+    Ok((rows, read))
 }
 
 /// Rows waiting for their checkpoint, per time: `(key, payload)`.
@@ -590,7 +921,7 @@ pub enum KafkaOut {
     Plain(KafkaWriter),
     /// Every checkpoint interval's rows in one transaction, or by deterministic replay (exactly
     /// once, `--checkpoint-dir`; see [`KafkaCommit`]).
-    Exactly(KafkaCommit),
+    Exactly(Box<KafkaCommit>),
 }
 
 /// Sends each record of `stream` through worker 0's `out` (every other worker passes `None`);
@@ -603,12 +934,17 @@ pub enum KafkaOut {
 /// commit (see [`KafkaCommit`]); rows at times up to the checkpoint resumed from are
 /// dropped (the topic holds them), intervals without rows commit nothing, and the end of the
 /// input commits at once. The first error is stored in `error` and stops the sink.
+///
+/// Returns a stream without records whose frontier passes a time once the sink has taken in
+/// every row up to it (written it, or with [`KafkaOut::Exactly`] queued it for its
+/// checkpoint): a probe there paces a source by the output (see [`crate::source::Pacing`]).
 pub fn kafka_sink<'scope, D, E>(
     stream: StreamVec<'scope, u64, D>,
     out: Option<KafkaOut>,
     mut encode: E,
     error: Rc<RefCell<Option<String>>>,
-) where
+) -> StreamVec<'scope, u64, ()>
+where
     D: ExchangeData,
     E: FnMut(&D, PayloadFormat) -> (String, Vec<u8>) + 'static,
 {
@@ -698,5 +1034,5 @@ pub fn kafka_sink<'scope, D, E>(
                 }
             }
         },
-    );
+    )
 }

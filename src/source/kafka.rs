@@ -42,16 +42,23 @@
 //! paused in librdkafka only once it holds [`HOLD_BEFORE_PAUSE`] messages (a resume costs a
 //! fetch round trip). `--idle-timeout` is not allowed with a checkpointed Kafka input (an idle
 //! advance depends on wall-clock time, so a replay would not see it). A Kafka *output* keeps
-//! no snapshots (its commit is the Kafka transaction, see [`crate::sink::kafka`]): a run
-//! writing to Kafka re-reads every partition from its beginning on restart.
+//! no snapshots (its commit is the Kafka transaction, or its saved tails, see
+//! [`crate::sink::kafka`]): a run writing to Kafka re-reads every input partition from its
+//! beginning on restart.
+//!
+//! tansu 0.6 answers a fetch with the batches that *start* at or after its offset, so a seek
+//! into the middle of a batch skips the batch's remaining records. The tests produce their
+//! checkpointed input one message per batch; on a Kafka broker a seek is exact.
 //!
 //! # Backpressure
 //!
 //! The source is paced like a file reader ([`super::Pacing`]): with `--emit final` it polls no
-//! further while the window operators are more than a bounded number of batches behind, and
-//! librdkafka's prefetch queue is capped (8 MB per worker), so a slow operator bounds memory.
-//! (Not measured by a test yet; rows held by a committing sink until their checkpoint are not
-//! part of this bound.)
+//! further while the window operators, or a Kafka sink, are more than a bounded number of
+//! batches behind (the sink's progress joins the pacing probe), and librdkafka's prefetch is
+//! capped ([`PREFETCH_MESSAGES`] per partition, 8 MB per worker, 1 MB per fetch), so a slow
+//! operator or sink bounds memory. The test `kafka_source_memory_stays_bounded_behind_a_slow_sink`
+//! measures the peak for 10 times the records. (Rows held by a committing sink until their
+//! checkpoint are not part of this bound: an interval's rows.)
 //!
 //! # Messages
 //!
@@ -82,6 +89,14 @@ use crate::time::Watermark;
 
 /// The scheme of a Kafka address.
 pub const SCHEME: &str = "kafka://";
+
+/// How many messages librdkafka keeps prefetched per partition (`queued.min.messages`): a few
+/// of the source's batches (4096 records).
+pub const PREFETCH_MESSAGES: usize = 10_000;
+
+/// The most bytes of one fetch response (`fetch.max.bytes`; librdkafka's smallest allowed is
+/// its largest message, 1 MB by default).
+const FETCH_BYTES: usize = 1 << 20;
 
 /// How long to wait for the broker's answer before calling it unreachable.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -253,7 +268,7 @@ pub struct PartitionState {
 /// How many messages a partition held at a checkpoint cut may collect before librdkafka stops
 /// fetching it (pausing costs a fetch round trip when it resumes, so only a partition far ahead
 /// of the others is paused).
-const HOLD_BEFORE_PAUSE: usize = 4096;
+pub const HOLD_BEFORE_PAUSE: usize = 4096;
 
 /// A message received but not read yet: its partition is held at a pending checkpoint cut.
 struct Held {
@@ -346,6 +361,15 @@ impl KafkaFeed {
             // source's own bound on batches ahead of the windows, what a slow operator leaves
             // queued stays bounded.
             .set("queued.max.messages.kbytes", "8192")
+            // ... and until it holds this many messages per partition (default 100000). The
+            // kilobytes count payloads only, while each queued message costs some hundred bytes
+            // more: with small messages the count decides, and 100000 per partition read most
+            // of a test topic ahead (its peak memory grew with the input).
+            .set("queued.min.messages", PREFETCH_MESSAGES.to_string())
+            // One fetch response at most this large (default 50 MB): librdkafka checks its
+            // queue's bounds before it fetches, not within a response, and tansu 0.6 applies
+            // only this request-wide limit, not the per-partition one.
+            .set("fetch.max.bytes", FETCH_BYTES.to_string())
             .create()
             .map_err(|e| ReadError::io(&url, format!("cannot create a Kafka consumer: {e}")))?;
         let mut assignment = TopicPartitionList::new();

@@ -141,6 +141,44 @@ impl Broker {
         }
         producer.flush(Duration::from_secs(30)).unwrap();
     }
+
+    /// [`Broker::produce`] for many messages: batched, but for each partition's last message,
+    /// sent alone after the rest are acknowledged, so that tansu's end offset (its last batch's
+    /// first offset plus one) is the true one. Readers that seek into a batch (a checkpoint's
+    /// offsets) need [`Broker::produce`]: tansu 0.6 answers a fetch with the batches that start
+    /// at or after its offset.
+    pub fn produce_many(&self, topic: &str, messages: &[(i32, String)]) {
+        let mut last = BTreeMap::new();
+        for (i, (partition, _)) in messages.iter().enumerate() {
+            last.insert(*partition, i);
+        }
+        let producer: BaseProducer = self
+            .config()
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .unwrap();
+        let send = |(partition, payload): &(i32, String)| {
+            let mut record = BaseRecord::<(), _>::to(topic)
+                .partition(*partition)
+                .payload(payload.as_str());
+            while let Err((_, back)) = producer.send(record) {
+                record = back;
+                producer.poll(Duration::from_millis(10));
+            }
+        };
+        let lasts: Vec<usize> = last.into_values().collect();
+        for (i, message) in messages.iter().enumerate() {
+            if !lasts.contains(&i) {
+                send(message);
+            }
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+        for i in lasts {
+            send(&messages[i]);
+            producer.flush(Duration::from_secs(60)).unwrap();
+        }
+    }
 }
 
 impl Drop for Broker {
