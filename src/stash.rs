@@ -228,7 +228,8 @@ impl<V> Cut<V> {
     }
 
     /// [`Cut::new`] with a hook that is also told whether the cut is the operator's last: the
-    /// input ended, and the state value stands for every later cut.
+    /// input ended, and the state value stands for every later cut (a restore from one does
+    /// again the closes the state implies, and emits their rows once more, at times up to it).
     pub fn with_last(
         first: u64,
         mut hook: impl FnMut(u64, V, bool) -> Option<u64> + 'static,
@@ -301,9 +302,11 @@ impl<V> Cut<V> {
                 .map_or(u64::MAX, |least| least - 1);
             let hook = self.hook.as_mut().expect("a pending cut has a hook");
             // Once the input has ended and no work is left, every later cut would store the
-            // same final state: the one just taken is the last, and the hook is told so. Work
-            // left (a window close after the input's end) still changes the state: the cuts
-            // before it are a range like any other.
+            // same final state: the one just taken is the last, and the hook is told so.
+            // Records still stashed change the state: a state taken before them is no last
+            // one (the cuts before them are a range like any other). Work the state itself
+            // implies, such as window closes, the operator may leave out of `next_work` once
+            // its input ended (see the window driver).
             let last = limit.is_none() && next_work.is_none();
             let next = hook(cut, bound, &mut state, last);
             debug_assert!(next.is_none_or(|n| n > cut), "cuts must increase");
@@ -322,7 +325,10 @@ pub trait SnapshotSink {
     /// (later than `cut`), `None` to stop.
     fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64>;
     /// Receives `operator`'s last state value, at `cut`, after its input ended: the value
-    /// stands for `cut` and every later cut. The default hands it to [`SnapshotSink::write`].
+    /// stands for `cut` and every later cut: restored at a later cut, the operator does the
+    /// work the state implies (window closes) again, emitting its rows at times up to that cut
+    /// once more, which a consumer resuming there already holds ([`crate::sink::commit`] drops
+    /// them). The default hands it to [`SnapshotSink::write`].
     fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
         self.write(operator, cut, state);
     }

@@ -858,6 +858,27 @@ fn a_checkpoint_dir_that_is_a_file_or_someone_elses_directory_is_refused() {
             dir.join("gone").display()
         ),
     );
+    // ... above the directory, and a loop.
+    let below = link.join("ckpt");
+    refused(
+        &args(&below),
+        &format!(
+            "checkpoint {}: {} is a symbolic link to {}, which does not exist",
+            below.display(),
+            link.display(),
+            dir.join("gone").display()
+        ),
+    );
+    let (a, b) = (dir.join("loop-a"), dir.join("loop-b"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    refused(
+        &args(&a),
+        &format!(
+            "checkpoint {}: a symbolic link in a loop of symbolic links",
+            a.display()
+        ),
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -457,9 +457,18 @@ proptest! {
                 continue;
             }
             let rest: Vec<Record> = records.iter().filter(|r| r.time > cut).cloned().collect();
-            let (_, _, resumed) = run_restorable(
+            let (_, _, mut resumed) = run_restorable(
                 &rest, &steps, None, None, Some(&at_cut), workers, &partitioner, assigner,
             );
+            // A last state (taken once the input ended) restored at a later cut does again
+            // the closes it implies up to the cut; the committing sink drops those rows, as
+            // it drops every row at a time up to the cut it resumed from.
+            let last_after = ranges
+                .iter()
+                .any(|((_, _, start), (last, _))| *last == u64::MAX && *start < cut);
+            if last_after {
+                resumed.retain(|(t, _)| *t > cut);
+            }
             let after: Emitted = full.iter().filter(|(t, _)| *t > cut).cloned().collect();
             prop_assert_eq!(resumed, after, "restored at cut {}", cut);
         }

@@ -2,8 +2,10 @@
 //! workers without limit.
 //!
 //! Protects: peak memory (the child's peak resident set, VmHWM) on a file 10x larger stays
-//! within a small factor of the smaller file's, with 2 and 4 workers (1 worker has no exchange
-//! to run ahead of). The windows are short and the keys few, so window state and output are the
+//! within a small factor of the smaller file's, with 1, 2 and 4 workers reading blocks of the
+//! file (`--readers all`, the default: what each worker holds of the blocks' summaries, and how
+//! far it reads ahead of the others), and with 2 workers fed by the single reader
+//! (`--readers one`: how far it runs ahead of the exchange). The windows are short and the keys few, so window state and output are the
 //! same for both files; what could grow with the file is what the reader buffers ahead of the
 //! workers. Before the bound, 10x the rows took 3.2x (2 workers) and 2.2x (4 workers) the
 //! memory; with it, 1.0x. A ratio of two runs, not a number of bytes or seconds, so the test
@@ -40,13 +42,14 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Peak resident memory in KiB of `tidemark window` on `input` with `workers` workers.
+/// Peak resident memory in KiB of `tidemark window` on `input` with `workers` workers and
+/// `readers` (`all` or `one`).
 ///
 /// Sampled from the running child's VmHWM: `wait4`'s maximum RSS would not do, as the kernel
 /// keeps a spawned child's high-water mark across exec, so it reports at least the test's own.
-fn peak_kib(input: &Path, output: &Path, workers: usize) -> u64 {
+fn peak_kib(input: &Path, output: &Path, workers: usize, readers: &str) -> u64 {
     let mut child = common::cli::window(input, output, "tumbling:10s", "sum")
-        .args(["--workers", &workers.to_string()])
+        .args(["--workers", &workers.to_string(), "--readers", readers])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -72,13 +75,13 @@ fn peak_memory_does_not_grow_with_the_file() {
     let (small, large) = (dir.join("small.csv"), dir.join("large.csv"));
     write_input(&small, 100_000);
     write_input(&large, 1_000_000);
-    for workers in [2, 4] {
-        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers);
-        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers);
+    for (workers, readers) in [(1, "all"), (2, "all"), (4, "all"), (2, "one")] {
+        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers, readers);
+        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers, readers);
         let ratio = large_peak as f64 / small_peak as f64;
         assert!(
             small_peak > 0 && ratio < 1.5,
-            "{workers} workers: peak {large_peak} KiB on 10x the rows, {small_peak} KiB on the \
+            "{workers} workers, readers {readers}: peak {large_peak} KiB on 10x the rows, {small_peak} KiB on the \
              small file (ratio {ratio:.2})"
         );
     }

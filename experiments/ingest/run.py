@@ -17,6 +17,9 @@ parallel one (the default, `all`); the first value is the one the ratios are tak
 `--outputs file parts` also times `--output DIR/` (one part file per process, written by that
 process's workers) beside the single output file (the default, `file`).
 
+`--quote-keys` writes every key as a quoted field (`"k17"`, the same data): a file with quotes,
+which the parallel readers cut with the CSV parser rather than by newlines.
+
 `--before BINARY` also times an earlier build with the same flags (engine `tidemark-before`), so a
 change is measured against its base in one sitting.
 
@@ -54,8 +57,12 @@ def millis(text):
     return int(text)
 
 
-def generate(path, rows, keys, seed):
-    """Writes the input: ts rising by 0, 1 or 2 ms a row, uniform keys, values in [0, 1000)."""
+def generate(path, rows, keys, seed, quote=False):
+    """Writes the input: ts rising by 0, 1 or 2 ms a row, uniform keys, values in [0, 1000).
+
+    With `quote`, every key is a quoted field (`"k17"`): the same data, but a file with quotes,
+    whose record ends only a CSV parser can tell (the parallel readers' slower path)."""
+    q = '"' if quote else ""
     rng = random.Random(seed)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
@@ -64,7 +71,7 @@ def generate(path, rows, keys, seed):
         chunk = []
         for _ in range(rows):
             ts += rng.randrange(3)
-            chunk.append(f"{ts},k{rng.randrange(keys)},{rng.randrange(1000)}\n")
+            chunk.append(f"{ts},{q}k{rng.randrange(keys)}{q},{rng.randrange(1000)}\n")
             if len(chunk) == 65536:
                 f.write("".join(chunk))
                 chunk.clear()
@@ -169,13 +176,16 @@ def main():
     p.add_argument("--before", help="another tidemark binary (an earlier build) to time beside "
                    "--tidemark with the same flags, as engine tidemark-before")
     p.add_argument("--json", help="append the runs to this JSON lines file")
+    p.add_argument("--quote-keys", action="store_true",
+                   help="every key a quoted field (the same data; a file with quotes)")
     args = p.parse_args()
 
     data = TARGET / "ingest-data"
     data.mkdir(parents=True, exist_ok=True)
-    src = data / f"events-{args.rows}-{args.keys}-{args.seed}.csv"
+    quoted = "-quoted" if args.quote_keys else ""
+    src = data / f"events-{args.rows}-{args.keys}-{args.seed}{quoted}.csv"
     if not src.exists():
-        generate(src, args.rows, args.keys, args.seed)
+        generate(src, args.rows, args.keys, args.seed, args.quote_keys)
     python = python_with_duckdb()
     size = millis(args.window)
 
@@ -202,6 +212,7 @@ def main():
                        "--readers", readers]
             wall, rss, cpu = timed(cmd, data / "stderr.log")
             run = {"engine": engine, "workers": workers, "readers": readers, "output": kind,
+                   "quoted_keys": args.quote_keys,
                    "repetition": rep, "rows": args.rows,
                    "window_ms": size, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                    "peak_rss_mib": round(rss, 1), "rows_per_s": round(args.rows / wall),

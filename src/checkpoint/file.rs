@@ -29,7 +29,7 @@ use super::{crash, CheckpointError, CrashPoint};
 /// The first bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"TDMKCKPT";
 /// The format this build writes and reads; bump it whenever the body's layout changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes before the body: magic, version, body length, checksum.
 const PREFIX: usize = 8 + 4 + 8 + 4;
 /// Refuse bodies larger than this (a damaged length field must not allocate terabytes).

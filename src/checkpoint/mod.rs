@@ -269,16 +269,11 @@ impl CheckpointDir {
         config_hash: u64,
         workers: u32,
     ) -> Result<(CheckpointDir, Resume), CheckpointError> {
-        let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        if link && !path.exists() {
+        if let Some(message) = broken_link(path) {
             // `create_dir_all` would say only "File exists".
-            let target = std::fs::read_link(path).map_err(|e| CheckpointError::io(path, e))?;
             return Err(CheckpointError::Io {
                 path: path.display().to_string(),
-                message: format!(
-                    "a symbolic link to {}, which does not exist",
-                    target.display()
-                ),
+                message,
             });
         }
         if path.exists() && !path.is_dir() {
@@ -498,6 +493,32 @@ fn read_resume(
         }
     };
     Ok((resume, header.time))
+}
+
+/// What is wrong with the first symbolic link on `path` (itself or a directory above it) that
+/// leads nowhere: one that names a missing file, or a loop. `None` when every link resolves.
+fn broken_link(path: &Path) -> Option<String> {
+    let mut ancestors: Vec<&Path> = path.ancestors().collect();
+    ancestors.reverse();
+    ancestors.into_iter().find_map(|at| {
+        let meta = std::fs::symlink_metadata(at).ok()?;
+        if !meta.file_type().is_symlink() {
+            return None;
+        }
+        let error = std::fs::metadata(at).err()?;
+        let which = if at == path {
+            String::from("a symbolic link")
+        } else {
+            format!("{} is a symbolic link", at.display())
+        };
+        Some(if error.raw_os_error() == Some(libc::ELOOP) {
+            format!("{which} in a loop of symbolic links")
+        } else {
+            let target =
+                std::fs::read_link(at).map_or_else(|e| e.to_string(), |t| t.display().to_string());
+            format!("{which} to {target}, which does not exist")
+        })
+    })
 }
 
 /// Whether a file name is one a checkpoint directory holds: a snapshot, the manifest, or a

@@ -826,8 +826,8 @@ where
         && job.input.as_os_str() != "-"
         && idle_timeout.is_none()
         && all_workers > 1;
-    // Blocks are read by seeking, after a scan of the whole input: a pipe (`<(zcat f.gz)`, a
-    // FIFO) or a device can be read once, front to back, by one reader. A missing file fails
+    // Blocks are read by seeking to byte offsets found from the file's length: a pipe
+    // (`<(zcat f.gz)`, a FIFO) or a device can be read once, front to back, by one reader. A missing file fails
     // when it is opened, with the reader's message.
     let regular =
         kafka_input.is_some() || std::fs::metadata(&job.input).map_or(true, |m| m.is_file());

@@ -4,24 +4,40 @@
 //!
 //! # Blocks
 //!
-//! Each process cuts the file after its header into blocks of about [`BLOCK_BYTES`] (256 KiB), at record
-//! boundaries, in one scan before the run ([`BlockPlan::open`]): the same blocks in every
-//! process. Block `i` is read by worker `i mod W` (global index, `W` workers in all), so the
-//! workers read the file front to back together, never more than about a block apiece apart.
-//! (Shares of a whole worker's fraction of the file would each run far ahead in event time,
-//! and window state would grow with the file.)
+//! The data after the header is cut, nominally, into pieces of `block_bytes` (256 KiB:
+//! [`BLOCK_BYTES`]); block `k` is the records that end after nominal offset `k` and at or before
+//! nominal offset `k + 1`. So block `k` truly starts at the first record end after its nominal
+//! start (the data's start for block 0), and ends where block `k + 1` starts (or at the end of
+//! the data). The number of blocks follows from the file's length ([`BlockPlan::open`] reads
+//! only the header and the length), and block `i` is read by worker `i mod W` (global index,
+//! `W` workers in all), so the workers read the file front to back together, never more than
+//! about a block apiece apart. (Shares of a whole worker's fraction of the file would each run
+//! far ahead in event time, and window state would grow with the file.) A record longer than a
+//! block leaves blocks empty: that is no special case.
 //!
-//! A block starts exactly where the single reader's CSV parser stands after the record before
-//! it: after the terminator byte (`\n`, or `\r` of `\r\n`) of a non-empty record, so empty
-//! lines and the `\n` of a `\r\n` belong to the next block, as they belong to the next read.
-//! Without a quote character in the file, a terminator is always a record end, and the scan
-//! only looks for quotes and counts newlines (memory speed). A file with quotes is scanned by
-//! the CSV parser itself (`csv-core`, the parser the `csv` crate runs), so a quoted field with
-//! newlines or a stray quote is split exactly as the single reader reads it; that scan is
-//! slower (the parsing itself still runs in parallel). The scan also counts the lines before
-//! each block, so a record's line number (in errors) is the block's first line plus the line
-//! ends within the block before the record, the single reader's number (see
-//! `super::lines`: counted only where a line is reported, not for every row).
+//! A record end is where the single reader's CSV parser stands after a record: after the
+//! terminator byte (`\n`, or `\r` of `\r\n`) of a non-empty record, so empty lines and the `\n`
+//! of a `\r\n` belong to the next block, as they belong to the next read. Without a quote
+//! character, a terminator that follows a byte of the record is always a record end (memory
+//! speed to find). With quotes, only the parser knows: its state at a byte depends on every byte
+//! before it (a quoted field may hold newlines). So each worker finds its own block's bounds:
+//!
+//! - **Its end** it knows exactly, given its start: it parses from its start with the parser the
+//!   single reader runs (`csv-core`, the `csv` crate's own) to the first record end after the
+//!   next nominal start (a fast scan where the block has no quote).
+//! - **Its start** it guesses (the first terminator after its nominal start that follows a
+//!   record byte: right unless that start lies in a quoted field) and parses its block from
+//!   there, in parallel with the others. Every block's summary carries its start and end; a
+//!   block counts only once its start is its predecessor's end, so by induction from the
+//!   data's start every block counted was parsed from its true start. A worker whose guess was
+//!   wrong learns the true start from its predecessor's summary and parses its block again
+//!   (before sending a row of it), so a file of long multi-line quoted fields is read exactly,
+//!   if no longer fully in parallel.
+//!
+//! The same small exchange carries each block's count of line ends (a record's line, in
+//! errors, is the line of its block's start plus the line ends before it in the block: see
+//! `super::lines`), so no worker scans the whole file, and a bad row's line is filled in
+//! when the blocks before it are known.
 //!
 //! # Watermarks across blocks
 //!
@@ -49,15 +65,18 @@
 //! worker met it and whichever met one first. A worker whose earlier block failed stops and
 //! keeps its capability (no window closes for input that was not read).
 //!
-//! Every worker first broadcasts the shape of its plan (blocks, bytes, a digest of the block
-//! starts): each process cuts its own copy of the file, and processes whose copies differ
-//! would otherwise wait forever for blocks that only one of them has. A block that, when read,
-//! is shorter than planned or no longer ends at a record end says the file changed while read.
+//! Every worker first broadcasts the shape of its plan (blocks, bytes, a digest of the header's
+//! place and of a few bytes at each nominal block start): each process reads its own copy of the
+//! file, and processes whose copies differ would otherwise wait forever for blocks that only one
+//! of them has, or mix two files. (Copies of one length that differ only between the sampled
+//! bytes are not told apart.) A block that, when read, is cut short says the file changed while
+//! read.
 //!
 //! Standard input is not a file: it is read by the single reader, as is any input that is not
-//! a regular file (a pipe cannot be scanned and then read again by block).
+//! a regular file (a pipe cannot be read again by block).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -82,14 +101,21 @@ use super::{feed_source_paced, Feed, Pacing, Poll, Position, SourceOptions, Sour
 use crate::stash::Cut;
 use crate::time::Watermark;
 
-/// The size a block aims at, in bytes: a block ends at the first record end at or after it.
-/// Large enough that the per-block exchange is negligible (a summary per some 15 000 rows of
-/// the issue-14 file), small enough that the workers stay close in event time and each holds
-/// little: a worker holds its block's bytes and parsed rows, a few MB.
+/// The size of a nominal block, in bytes: a block ends at the first record end after the next
+/// nominal start. Large enough that the per-block exchange is negligible (a summary per some
+/// 15 000 rows of the issue-14 file), small enough that the workers stay close in event time
+/// and each holds little: a worker holds its block's bytes and parsed rows, a few MB.
 pub const BLOCK_BYTES: u64 = 1 << 18;
 
-/// What the plan scan reads at a time.
-const SCAN_CHUNK: usize = 1 << 20;
+/// What a block's reader reads past the next nominal start at first, to find the record end
+/// that ends its block: a few lines of most files (more, doubling, when a record is longer).
+/// Every byte read ahead is read again by the next block's reader.
+const READ_AHEAD: u64 = 1 << 12;
+
+/// A plan's digest samples the bytes at no more than this many nominal block starts ...
+const SAMPLES: u64 = 4096;
+/// ... and this many bytes at each.
+const SAMPLE_BYTES: usize = 16;
 
 /// An empty line that a fresh CSV parser reads before a block: a parser drops a UTF-8 byte
 /// order mark only at the start of its input, and a block starts mid-file, where the single
@@ -101,28 +127,30 @@ const SKIPPED_LINE: &[u8] = b"\r";
 /// before it (the header's, for the first block).
 const PREFIX: usize = 1;
 
-/// A file cut into blocks at record boundaries, with what every worker needs to read it.
+/// A file's data cut into nominal blocks, with what every worker needs to read it.
 #[derive(Debug)]
 pub struct BlockPlan {
     layout: Layout,
     path: PathBuf,
     bad_lines: BadLines,
     max_delay: u64,
-    /// Block `i` is the bytes `starts[i] .. starts[i + 1]` of the file; the last entry is the
-    /// end of the data.
-    starts: Vec<u64>,
-    /// `lines[i]`: the line of the byte at `starts[i]` (1 + the line ends before it; see
-    /// [`super::lines`]).
-    lines: Vec<u64>,
-    quoted: bool,
-    /// A digest of the blocks (see [`BlockPlan::shape`]).
+    /// Where the data starts (where the parser stands after the header) and ends (the file's
+    /// length), in bytes.
+    start: u64,
+    end: u64,
+    /// The line of the byte at `start` (see [`super::lines`]).
+    first_line: u64,
+    block_bytes: u64,
+    blocks: usize,
+    /// A digest of the file's place and samples (see [`BlockPlan::shape`]).
     digest: u64,
     stats: Arc<FeedStats>,
 }
 
 impl BlockPlan {
     /// Opens the file `path`, reads its header (errors as [`super::csv::CsvFeed::open`]'s),
-    /// and cuts the rest into blocks of about `block_bytes` (at least 1) at record boundaries.
+    /// and cuts the rest into nominal blocks of `block_bytes` (at least 1): see the module docs.
+    /// Reads the header and a few bytes per block, not the data.
     ///
     /// Errors: the file cannot be opened or read, or its header lacks a column.
     pub fn open(
@@ -138,51 +166,33 @@ impl BlockPlan {
         let (mut reader, layout, header) = Layout::reader(&name, file, columns)?;
         // Where the parser stands after the header: the first block starts there.
         let start = reader.position().byte();
-        let line = reader.get_mut().count_at(start);
+        let first_line = reader.get_mut().count_at(start).line;
         let mut file = reader.into_inner().into_inner();
+        let end = file.metadata().map_err(&io_error)?.len().max(start);
         let block_bytes = block_bytes.max(1);
-        file.seek(SeekFrom::Start(start)).map_err(&io_error)?;
-        let (starts, lines, quoted) =
-            match split_plain(&mut file, start, line, block_bytes).map_err(&io_error)? {
-                Some((starts, lines)) => (starts, lines, false),
-                None => {
-                    file.seek(SeekFrom::Start(start)).map_err(&io_error)?;
-                    let (starts, lines) =
-                        split_quoted(&mut file, start, line, block_bytes).map_err(&io_error)?;
-                    (starts, lines, true)
-                }
-            };
-        let digest = {
-            use std::hash::{Hash, Hasher};
-            // SipHash with fixed keys: the same digest in every process of the same build
-            // (processes of a cluster run the same version, which the cluster checks).
-            #[allow(deprecated)]
-            let mut hasher = std::hash::SipHasher::new();
-            (&starts, &lines, quoted).hash(&mut hasher);
-            hasher.finish()
-        };
-        let plan = BlockPlan {
+        let blocks = usize::try_from((end - start).div_ceil(block_bytes)).map_err(|_| {
+            ReadError::io(&name, "too many blocks to address: raise the block size")
+        })?;
+        let mut plan = BlockPlan {
             layout,
             path: path.to_path_buf(),
             bad_lines,
             max_delay,
-            starts,
-            lines,
-            quoted,
-            digest,
+            start,
+            end,
+            first_line,
+            block_bytes,
+            blocks,
+            digest: 0,
             stats: Arc::default(),
         };
+        plan.digest = plan.sample(&mut file).map_err(&io_error)?;
         Ok((plan, header))
     }
 
     /// The number of blocks (0 for a file with a header only).
     pub fn blocks(&self) -> usize {
-        self.starts.len() - 1
-    }
-
-    /// Whether the file has a quote character, so that it was cut by the CSV parser.
-    pub fn quoted(&self) -> bool {
-        self.quoted
+        self.blocks
     }
 
     /// The line the header is on (1, unless empty lines come first), for errors about it.
@@ -195,13 +205,44 @@ impl BlockPlan {
         Arc::clone(&self.stats)
     }
 
+    /// The nominal start of block `block` (the data's end for `blocks()` and beyond).
+    fn nominal(&self, block: usize) -> u64 {
+        (block as u64)
+            .saturating_mul(self.block_bytes)
+            .saturating_add(self.start)
+            .min(self.end)
+    }
+
+    /// A digest of where the data starts and ends, the block size, and the first bytes at
+    /// (up to [`SAMPLES`]) nominal block starts: copies of a file that differ in length or at
+    /// a sampled byte differ in it.
+    fn sample(&self, file: &mut File) -> io::Result<u64> {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same digest in every process of the same build
+        // (processes of a cluster run the same version, which the cluster checks).
+        #[allow(deprecated)]
+        let mut hasher = std::hash::SipHasher::new();
+        (self.start, self.end, self.first_line, self.block_bytes).hash(&mut hasher);
+        let step = (self.blocks as u64).div_ceil(SAMPLES).max(1);
+        let mut bytes = [0; SAMPLE_BYTES];
+        let mut block = 0;
+        while block < self.blocks {
+            file.seek(SeekFrom::Start(self.nominal(block)))?;
+            let n = fill(file, &mut bytes)?;
+            bytes[..n].hash(&mut hasher);
+            block = block.saturating_add(usize::try_from(step).unwrap_or(usize::MAX));
+        }
+        Ok(hasher.finish())
+    }
+
     /// What every process's plan must agree on: the number of blocks, the bytes they span,
-    /// and a digest of their starts and lines. Each process cuts its own copy of the file (on
-    /// its own host, perhaps), and a block no process reads would be waited for forever.
+    /// and a digest of the file (see [`BlockPlan::sample`]). Each process reads its own copy of
+    /// the file (on its own host, perhaps), and a block no process reads would be waited for
+    /// forever.
     fn shape(&self) -> Shape {
         Shape {
-            blocks: self.blocks() as u64,
-            bytes: self.starts[self.blocks()],
+            blocks: self.blocks as u64,
+            bytes: self.end,
             digest: self.digest,
         }
     }
@@ -211,7 +252,7 @@ impl BlockPlan {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Shape {
     blocks: u64,
-    /// The end of the data (the last block's end), in bytes from the start of the file.
+    /// The end of the data, in bytes from the start of the file.
     bytes: u64,
     digest: u64,
 }
@@ -237,134 +278,95 @@ fn fill(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Block starts and their lines for a file without quotes, from `start` (where the count is
-/// `line`); `None` as soon as a quote shows up.
-///
-/// Without quotes every `\r` and `\n` is a record terminator; a record ends at one that follows
-/// a byte of the record (the others are empty lines, or the `\n` of `\r\n`, which the parser
-/// skips at the start of the next read).
-fn split_plain(
-    file: &mut File,
-    start: u64,
-    line: LineCount,
-    block: u64,
-) -> io::Result<Option<(Vec<u64>, Vec<u64>)>> {
-    let (mut starts, mut lines) = (vec![start], vec![line.line]);
-    let mut line = line;
-    let mut target = start.saturating_add(block);
-    // The header ended with a terminator (or the file did).
-    let mut after_terminator = true;
-    let mut chunk = vec![0; SCAN_CHUNK];
-    let mut at = start;
-    loop {
-        let n = fill(file, &mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        let bytes = &chunk[..n];
-        if bytes.contains(&b'"') {
-            return Ok(None);
-        }
-        let mut i = 0;
-        while i < n {
-            let offset = at + i as u64;
-            if offset < target {
-                // Up to the target, only line ends matter.
-                let upto = (target - at).min(n as u64) as usize;
-                line.advance(&bytes[i..upto]);
-                after_terminator = is_terminator(bytes[upto - 1]);
-                i = upto;
-                continue;
-            }
-            let byte = bytes[i];
-            line.advance(&bytes[i..=i]);
-            let terminator = is_terminator(byte);
-            if terminator && !after_terminator {
-                starts.push(offset + 1);
-                lines.push(line.line);
-                target = (offset + 1).saturating_add(block);
-            }
-            after_terminator = terminator;
-            i += 1;
-        }
-        at += n as u64;
-    }
-    if starts.last() < Some(&at) {
-        starts.push(at);
-        lines.push(line.line);
-    }
-    Ok(Some((starts, lines)))
+/// The first record end in `bytes` after index `after` (at least 1), were there no quotes: the
+/// index after the first terminator at or after `after` that follows a byte of a record.
+/// Without quotes every `\r` and `\n` is a terminator; one after another terminator is an empty
+/// line, or the `\n` of `\r\n`, which the parser skips at the start of the next read.
+fn plain_end(bytes: &[u8], after: usize) -> Option<usize> {
+    (after.max(1)..bytes.len())
+        .find(|&i| is_terminator(bytes[i]) && !is_terminator(bytes[i - 1]))
+        .map(|i| i + 1)
 }
 
-/// Block starts and their lines for any file, from `start` (where the count is `line`): the
-/// CSV parser the single reader runs finds the record ends.
-fn split_quoted(
-    file: &mut File,
-    start: u64,
-    line: LineCount,
-    block: u64,
-) -> io::Result<(Vec<u64>, Vec<u64>)> {
+/// The first record end after index `after` in `bytes`, which start at a record end (`bytes`
+/// holds the data up to its end where `whole`): the end of `bytes` when none is, and `None`
+/// when the bytes up to one are not all there. Where `bytes` have no quote, as
+/// [`plain_end`]; else the CSV parser the single reader runs finds it.
+fn block_end(bytes: &[u8], after: usize, whole: bool) -> Option<usize> {
+    match plain_end(bytes, after) {
+        Some(end) if !bytes[..end].contains(&b'"') => return Some(end),
+        None if !bytes.contains(&b'"') => return whole.then_some(bytes.len()),
+        _ => {}
+    }
     use csv_core::ReadRecordResult;
     // The `csv` crate's reader with its default dialect, as the single reader builds it.
     let mut parser = csv_core::Reader::new();
     let (mut fields, mut ends) = (vec![0; 1 << 16], vec![0; 1 << 10]);
-    // A fresh parser drops a UTF-8 byte order mark at the start of its input, but `start` is
-    // mid-file, where the single reader keeps one (and a quote after it is no field start):
-    // an empty line first makes the parser read past its start without changing its state.
+    // A fresh parser drops a UTF-8 byte order mark at the start of its input, but `bytes`
+    // start mid-file, where the single reader keeps one (and a quote after it is no field
+    // start): an empty line first makes the parser read past its start without changing its
+    // state.
     parser.read_record(SKIPPED_LINE, &mut fields, &mut ends);
-    let (mut starts, mut lines) = (vec![start], vec![line.line]);
-    // The count at the start of `chunk`, moved to each block start found in it.
-    let mut line = line;
-    let mut target = start.saturating_add(block);
-    let mut chunk = vec![0; SCAN_CHUNK];
-    let mut at = start;
+    let mut at = 0;
     loop {
-        let n = fill(file, &mut chunk)?;
-        let mut lines_in = LineCursor::new(line, 0);
-        let mut i = 0;
-        loop {
-            let (result, read, _, _) = parser.read_record(&chunk[i..n], &mut fields, &mut ends);
-            i += read;
-            match result {
-                ReadRecordResult::InputEmpty => break,
-                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
-                ReadRecordResult::Record => {
-                    let offset = at + i as u64;
-                    if offset >= target {
-                        starts.push(offset);
-                        lines.push(lines_in.count_to(&chunk[..n], i).line);
-                        target = offset.saturating_add(block);
-                    }
-                }
-                ReadRecordResult::End => {
-                    let end = at + n as u64;
-                    if starts.last() < Some(&end) {
-                        starts.push(end);
-                        lines.push(lines_in.count_to(&chunk[..n], n).line);
-                    }
-                    return Ok((starts, lines));
-                }
+        let (result, read, _, _) = parser.read_record(&bytes[at..], &mut fields, &mut ends);
+        at += read;
+        match result {
+            // The output is not kept: only where records end matters.
+            ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
+            ReadRecordResult::Record if at > after => return Some(at),
+            ReadRecordResult::Record => {}
+            // At the data's end, a last record without a terminator ends there.
+            ReadRecordResult::InputEmpty | ReadRecordResult::End => {
+                return whole.then_some(bytes.len())
             }
         }
-        line = lines_in.count_to(&chunk[..n], n);
-        at += n as u64;
     }
+}
+
+/// Where a block's bytes lie in the file, as one parse of it found them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Span {
+    /// The first byte the parse read (after the terminator before it) and the end of its last
+    /// record, in bytes from the start of the file.
+    start: u64,
+    end: u64,
+    /// The line ends in `start .. end` (see [`super::lines`]).
+    lines: u64,
+    /// The line of `start` where the reader knew it without the blocks before: one restored at
+    /// a checkpoint's position, which is its start (else it follows from the blocks before).
+    line: Option<u64>,
 }
 
 /// What a worker learnt from parsing one block, for every worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct BlockInfo {
     block: u64,
+    /// Which parse of the block this is (0, then 1 after a wrong guess of its start): a later
+    /// parse replaces an earlier one, whichever arrives first.
+    attempt: u32,
+    /// The bytes parsed; `None` for a block known only from a checkpoint's state, or one that
+    /// could not be read.
+    span: Option<Span>,
     /// The largest event time among its rows (before its error, if it has one).
     max: Option<u64>,
     /// Rows read into records.
     records: u64,
     /// Rows skipped as bad.
     bad: u64,
-    /// The messages of the first skipped rows (at most [`REPORTED_BAD_LINES`]).
-    warnings: Vec<String>,
-    /// The error that stopped the block.
+    /// The first skipped rows (at most [`REPORTED_BAD_LINES`]), their lines counted from the
+    /// block's start (the line before its first: see [`relocate`]).
+    warnings: Vec<ReadError>,
+    /// The error that stopped the block, its line counted as the warnings'.
     error: Option<ReadError>,
+}
+
+/// Moves an error on a line counted from a block's start (0 for its first line) to the line of
+/// the file, the block starting on line `first`.
+fn relocate(error: &mut ReadError, first: u64) {
+    if let ReadError::Input(error) = error {
+        error.line = error.line.saturating_add(first);
+    }
 }
 
 /// A worker's view of every block, shared by its feed and the operators that exchange
@@ -378,12 +380,24 @@ struct Shared {
     out_activator: Option<Activator>,
     /// Wakes the feed's source when summaries arrive.
     feed_activator: Option<Activator>,
-    /// Summaries received, by block.
-    infos: Vec<Option<BlockInfo>>,
-    /// Blocks `0 .. known` are all received.
+    /// Summaries received, by block: those not yet known, and the leader's not yet reported
+    /// (the others are dropped once known, so that what a worker holds hardly grows with the
+    /// file: a few blocks' summaries, and the two numbers below per block).
+    infos: BTreeMap<usize, BlockInfo>,
+    /// The number of blocks.
+    blocks: usize,
+    /// Whether known summaries are kept for the leader's report.
+    keep: bool,
+    /// Blocks `0 .. known` are all received, each parsed from its true start.
     known: usize,
     /// `maxima[i]`, for `i <= known`: the largest event time in blocks `0 .. i`.
     maxima: Vec<Option<u64>>,
+    /// `lines[i]`, for `i <= known`: the line of block `i`'s start (`None` after a block known
+    /// only from a checkpoint's state).
+    lines: Vec<Option<u64>>,
+    /// Where block `known` truly starts: the end of block `known - 1`, or the data's start
+    /// (`None` after a block known only from a checkpoint's state).
+    next_start: Option<u64>,
     /// The first block with an error, among blocks `0 .. known`.
     first_error: Option<usize>,
     /// A worker whose plan differs from this one's, and its plan's shape.
@@ -391,42 +405,94 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(blocks: usize) -> Self {
+    fn new(plan: &BlockPlan, keep: bool) -> Self {
         Shared {
             outbox: Vec::new(),
             published: false,
             out_activator: None,
             feed_activator: None,
-            infos: vec![None; blocks],
+            infos: BTreeMap::new(),
+            blocks: plan.blocks,
+            keep,
             known: 0,
             maxima: vec![None],
+            lines: vec![Some(plan.first_line)],
+            next_start: Some(plan.start),
             first_error: None,
             other_plan: None,
         }
     }
 
     fn insert(&mut self, info: BlockInfo) {
-        let Some(slot) = usize::try_from(info.block)
+        let Some(block) = usize::try_from(info.block)
             .ok()
-            .and_then(|b| self.infos.get_mut(b))
+            .filter(|b| *b >= self.known && *b < self.blocks)
         else {
             return;
         };
-        *slot = Some(info);
-        while let Some(Some(info)) = self.infos.get(self.known) {
+        if self
+            .infos
+            .get(&block)
+            .is_some_and(|old| old.attempt > info.attempt)
+        {
+            return;
+        }
+        self.infos.insert(block, info);
+        while let Some(info) = self.infos.get(&self.known) {
+            match info.span {
+                Some(span) => {
+                    let line = match span.line {
+                        Some(line) => Some(line),
+                        // Parsed from a wrong start: its reader parses it again.
+                        None if self.next_start.is_some_and(|s| s != span.start) => break,
+                        None => self.lines[self.known],
+                    };
+                    self.lines[self.known] = line;
+                    self.lines.push(line.map(|l| l + span.lines));
+                    self.next_start = Some(span.end);
+                }
+                None => {
+                    self.lines.push(None);
+                    self.next_start = None;
+                }
+            }
             if info.error.is_some() && self.first_error.is_none() {
                 self.first_error = Some(self.known);
             }
             let max = self.maxima[self.known].max(info.max);
             self.maxima.push(max);
+            if !self.keep {
+                self.infos.remove(&self.known);
+            }
             self.known += 1;
         }
     }
 }
 
+/// Where a worker parses a block from.
+#[derive(Clone, Copy, Debug)]
+enum From {
+    /// Its guess of the block's start (see the module docs).
+    Guess,
+    /// This byte, the block's true start.
+    At(u64),
+    /// A checkpoint's position: a record end in the block, the record after it on `line`; the
+    /// block's largest event time before it was `max`.
+    Restored {
+        byte: u64,
+        line: u64,
+        max: Option<u64>,
+    },
+}
+
 /// The block a worker is sending.
 struct Current {
     block: usize,
+    attempt: u32,
+    /// The bytes parsed (`None` when they could not be read).
+    span: Option<Span>,
+    /// The line of the block's start, once known.
+    line: Option<u64>,
     /// Rows of `parsed` sent so far.
     sent: usize,
     /// Whether the watermark has taken the earlier blocks' maximum into account.
@@ -444,6 +510,7 @@ pub struct BlockFeed {
     peers: usize,
     /// The next block to parse.
     next: usize,
+    /// The block's bytes, after the byte before them (see `parse`).
     buffer: Vec<u8>,
     /// The block's records (reused from block to block) and its good rows: record index, row.
     records: Vec<csv::ByteRecord>,
@@ -456,8 +523,8 @@ pub struct BlockFeed {
     /// Leader: blocks counted and reported so far, and bad lines among them.
     reported: usize,
     skipped: u64,
-    /// Restored from a checkpoint: the byte of the first record to send in block `next`.
-    resume: Option<u64>,
+    /// Restored from a checkpoint: where to parse block `next` from.
+    resume: Option<From>,
     /// `(block, largest event time)` of every block parsed (for [`SourceState::blocks`]),
     /// starting with the restored state's.
     maxima: Vec<(u64, Option<u64>)>,
@@ -473,14 +540,23 @@ impl BlockFeed {
     ) -> Result<Self, ReadError> {
         let file = File::open(&plan.path).map_err(|e| ReadError::io(&plan.layout.name, e))?;
         let (next, watermark, resume, maxima) = match restored {
-            // The block the cut fell in is parsed again, and its records from the position on
-            // are sent; the watermark there already accounts for the earlier blocks.
-            Some(state) => (
-                usize::try_from(state.position.block).unwrap_or(usize::MAX),
-                state.watermark.clone(),
-                Some(state.position.byte),
-                state.blocks.clone(),
-            ),
+            // The block the cut fell in is parsed again from the position on; the watermark
+            // there already accounts for the earlier blocks.
+            Some(state) => {
+                let block = state.position.block;
+                let max = state.blocks.iter().find(|(b, _)| *b == block);
+                let resume = From::Restored {
+                    byte: state.position.byte,
+                    line: state.position.line,
+                    max: max.and_then(|(_, max)| *max),
+                };
+                (
+                    usize::try_from(block).unwrap_or(usize::MAX),
+                    state.watermark.clone(),
+                    Some(resume),
+                    state.blocks.clone(),
+                )
+            }
             None => (index, Watermark::new(plan.max_delay), None, Vec::new()),
         };
         Ok(BlockFeed {
@@ -503,35 +579,44 @@ impl BlockFeed {
         })
     }
 
-    /// The byte offset in the file of record `record` (an index into `records`) of `block`.
-    fn byte_of(&self, block: usize, record: usize) -> u64 {
+    /// The byte offset in the file of record `record` (an index into `records`) of the block
+    /// that starts at `start`.
+    fn byte_of(&self, start: u64, record: usize) -> u64 {
         let at = self.records[record].position();
         // Positions count the byte before the block (see `parse`); the first record's is the
         // block's start.
-        self.plan.starts[block] + at.map_or(0, |p| p.byte().saturating_sub(PREFIX as u64))
+        start + at.map_or(0, |p| p.byte().saturating_sub(PREFIX as u64))
     }
 
-    /// Where this reader stands: the next record it sends (see [`Position`]).
+    /// Where this reader stands: the next record it sends (see [`Position`]). Known where the
+    /// blocks before are: within a block caught up with them, or past the last block once all
+    /// are known.
     pub fn position(&self) -> Position {
         let Some(current) = &self.current else {
-            let block = self.next.min(self.plan.blocks());
+            let block = self.next.min(self.plan.blocks);
+            let line = self.shared.borrow().lines.get(block).copied().flatten();
             return Position {
                 block: block as u64,
-                byte: self.plan.starts[block],
-                line: self.plan.lines[block],
+                byte: self.plan.end,
+                line: line.unwrap_or(0),
+            };
+        };
+        let first = current.line.unwrap_or(0);
+        let Some(span) = current.span else {
+            return Position {
+                block: current.block as u64,
+                byte: 0,
+                line: first,
             };
         };
         let (byte, line) = match self.parsed.get(current.sent) {
             Some((record, _)) => {
                 let at = self.records[*record].position().map_or(0, |p| p.byte());
                 let at = usize::try_from(at).unwrap_or(usize::MAX);
-                let line = self.lines(current.block).record_line(&self.buffer, at);
-                (self.byte_of(current.block, *record), line)
+                let line = first + self.lines().record_line(&self.buffer, at);
+                (self.byte_of(span.start, *record), line)
             }
-            None => (
-                self.plan.starts[current.block + 1],
-                self.plan.lines[current.block + 1],
-            ),
+            None => (span.end, first + span.lines),
         };
         Position {
             block: current.block as u64,
@@ -540,19 +625,101 @@ impl BlockFeed {
         }
     }
 
-    /// A line count at the start of block `block`, whose bytes (after the one before them)
-    /// are in `buffer`.
-    fn lines(&self, block: usize) -> LineCursor {
+    /// A line count at the start of the block in `buffer` (after the byte before it), from 0.
+    fn lines(&self) -> LineCursor {
         let before = self.buffer.first().copied().unwrap_or(b'\n');
-        LineCursor::new(LineCount::after(self.plan.lines[block], before), PREFIX)
+        LineCursor::new(LineCount::after(0, before), PREFIX)
     }
 
-    /// Reads and parses block `block` into `records` and `parsed`; returns its summary.
-    fn parse(&mut self, block: usize) -> BlockInfo {
-        let layout = &self.plan.layout;
-        let (start, end) = (self.plan.starts[block], self.plan.starts[block + 1]);
+    /// Reads block `block` from `from` into `buffer`, the byte before it first: finds its start
+    /// (guessed, unless given) and its end (exact, given the start). Returns the block's start
+    /// and end in the file.
+    fn read(&mut self, block: usize, from: From) -> Result<(u64, u64), ReadError> {
+        let plan = Arc::clone(&self.plan);
+        let changed = |what: &str| ReadError::Io {
+            file: plan.layout.name.clone(),
+            message: format!(
+                "the bytes of block {block} (from byte {}) {what} since the file was opened: \
+                 it changed while read",
+                plan.nominal(block)
+            ),
+        };
+        // The block ends at the first record end after the next block's nominal start.
+        let limit = plan.nominal(block + 1);
+        let first = match from {
+            From::Guess => plan.nominal(block),
+            From::At(byte) | From::Restored { byte, .. } => byte,
+        }
+        .saturating_sub(PREFIX as u64);
+        self.buffer.clear();
+        self.file
+            .seek(SeekFrom::Start(first))
+            .map_err(|e| ReadError::io(&plan.layout.name, e))?;
+        // Reads on until the buffer holds the file's bytes `first .. upto` (or to the end).
+        let mut upto = limit.saturating_add(READ_AHEAD);
+        let mut more = |buffer: &mut Vec<u8>, upto: u64| -> Result<bool, ReadError> {
+            let want =
+                usize::try_from(upto.min(plan.end).saturating_sub(first)).unwrap_or(usize::MAX);
+            let have = buffer.len();
+            if want > have {
+                buffer.resize(want, 0);
+                self.file.read_exact(&mut buffer[have..]).map_err(|e| {
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        changed("are gone")
+                    } else {
+                        ReadError::io(&plan.layout.name, e)
+                    }
+                })?;
+            }
+            Ok(first + buffer.len() as u64 >= plan.end)
+        };
+        let mut whole = more(&mut self.buffer, upto)?;
+        let start = match from {
+            From::Guess => loop {
+                if let Some(end) = plain_end(&self.buffer, PREFIX) {
+                    break first + end as u64;
+                }
+                if whole {
+                    break plan.end;
+                }
+                upto = upto.saturating_add(self.buffer.len() as u64);
+                whole = more(&mut self.buffer, upto)?;
+            },
+            From::At(byte) | From::Restored { byte, .. } => byte,
+        };
+        let end = if start > limit || start >= plan.end {
+            // A record longer than a block: this block is empty.
+            start
+        } else {
+            let from = usize::try_from(start - first).unwrap_or(usize::MAX);
+            let after = usize::try_from(limit - start).unwrap_or(usize::MAX);
+            loop {
+                let bytes = self.buffer.get(from..).unwrap_or_default();
+                if let Some(end) = block_end(bytes, after, whole) {
+                    break start + end as u64;
+                }
+                upto = upto.saturating_add(self.buffer.len() as u64);
+                whole = more(&mut self.buffer, upto)?;
+            }
+        };
+        // The buffer: the byte before the block, then the block.
+        self.buffer
+            .truncate(usize::try_from(end - first).unwrap_or(usize::MAX));
+        self.buffer
+            .drain(..usize::try_from(start - PREFIX as u64 - first).unwrap_or(0));
+        if start < end && !self.buffer.first().copied().is_some_and(is_terminator) {
+            return Err(changed("no longer follow a record end"));
+        }
+        Ok((start, end))
+    }
+
+    /// Reads and parses block `block` from `from` into `records` and `parsed`; returns its
+    /// summary. Lines in its errors count from the block's start (see [`relocate`]).
+    fn parse(&mut self, block: usize, from: From, attempt: u32) -> BlockInfo {
         let mut info = BlockInfo {
             block: block as u64,
+            attempt,
+            span: None,
             max: None,
             records: 0,
             bad: 0,
@@ -560,48 +727,44 @@ impl BlockFeed {
             error: None,
         };
         self.parsed.clear();
-        let length = usize::try_from(end - start).unwrap_or(usize::MAX);
+        let (start, end) = match self.read(block, from) {
+            Ok(span) => span,
+            Err(e) => {
+                info.error = Some(e);
+                return info;
+            }
+        };
+        let mut count = LineCount::after(0, self.buffer[0]);
+        count.advance(&self.buffer[PREFIX..]);
+        let line = match from {
+            // The restored record's line less the line ends before it (empty lines, the `\n`
+            // of a `\r\n`): the line of the position.
+            From::Restored { line, max, .. } => {
+                info.max = max;
+                Some(line.saturating_sub(self.lines().record_line(&self.buffer, PREFIX)))
+            }
+            From::Guess | From::At(_) => None,
+        };
+        info.span = Some(Span {
+            start,
+            end,
+            lines: count.line,
+            line,
+        });
+        if start == end {
+            // No record (the byte before may be a record's own, at the data's end).
+            return info;
+        }
+        let layout = &self.plan.layout;
         // The block's bytes after the terminator before them: an empty line to the parser,
         // which so keeps a byte order mark at the block's start, and the line count's cue
-        // whether a `\n` first is the end of a `\r\n`. (A block starts after the header.)
-        self.buffer.clear();
-        self.buffer.resize(PREFIX.saturating_add(length), 0);
-        let read = self
-            .file
-            .seek(SeekFrom::Start(start.saturating_sub(PREFIX as u64)))
-            .and_then(|_| self.file.read_exact(&mut self.buffer));
-        let changed = |what: &str| ReadError::Io {
-            file: layout.name.clone(),
-            message: format!(
-                "bytes {start}..{end} (block {block}) {what} since the file was cut into \
-                 blocks: it changed while read"
-            ),
-        };
-        if let Err(e) = read {
-            info.error = Some(if e.kind() == io::ErrorKind::UnexpectedEof {
-                changed("are gone")
-            } else {
-                ReadError::io(&layout.name, e)
-            });
-            return info;
-        }
-        // Every block but the last ends with a record's terminator; one that does not was cut
-        // in another file (rows read across it would be split silently).
-        if block + 1 < self.plan.blocks() && self.buffer.last().is_some_and(|b| !is_terminator(*b))
-        {
-            info.error = Some(changed("no longer end at a record end"));
-            return info;
-        }
-        if !is_terminator(self.buffer[0]) {
-            info.error = Some(changed("no longer follow a record end"));
-            return info;
-        }
+        // whether a `\n` first is the end of a `\r\n`.
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(&self.buffer[..]);
         // Lines are counted only for the records that report one, in order: one pass at most.
-        let mut lines = self.lines(block);
+        let mut lines = self.lines();
         let mut n = 0;
         loop {
             if self.records.len() == n {
@@ -636,7 +799,7 @@ impl BlockFeed {
                 Err(e) if self.plan.bad_lines == BadLines::Skip => {
                     info.bad += 1;
                     if info.warnings.len() < REPORTED_BAD_LINES as usize {
-                        info.warnings.push(e.to_string());
+                        info.warnings.push(e.into());
                     }
                 }
                 Err(e) => {
@@ -648,29 +811,55 @@ impl BlockFeed {
         info
     }
 
+    /// Parses block `block` from `from` (the `attempt`-th time), makes it the current block and
+    /// publishes its summary.
+    fn start(&mut self, block: usize, from: From, attempt: u32) {
+        let info = self.parse(block, from, attempt);
+        self.maxima.retain(|(b, _)| *b != block as u64);
+        self.maxima.push((block as u64, info.max));
+        let span = info.span;
+        let restored = matches!(from, From::Restored { .. });
+        self.current = Some(Current {
+            block,
+            attempt,
+            span,
+            // Restored: the watermark there has caught up with the earlier blocks, and the
+            // position says the line.
+            line: span.and_then(|s| s.line),
+            sent: 0,
+            caught_up: restored,
+            error: info.error.clone(),
+        });
+        self.publish(Some(info));
+    }
+
     /// Leader: counts, warns about and fails on the blocks known so far, in block order.
     fn report(&mut self) -> Result<(), ReadError> {
         let mut shared = self.shared.borrow_mut();
+        let shared = &mut *shared;
         while self.reported < shared.known {
-            let Some(info) = shared.infos[self.reported].as_mut() else {
+            let Some(mut info) = shared.infos.remove(&self.reported) else {
                 break;
             };
+            let first = shared.lines[self.reported].unwrap_or(0);
             let stats = &self.plan.stats;
             stats.records.fetch_add(info.records, Ordering::Relaxed);
             stats.bad_lines.fetch_add(info.bad, Ordering::Relaxed);
             let before = self.skipped;
             // The first bad lines of the file one by one, then once that there are more.
-            for (i, message) in info.warnings.drain(..).enumerate() {
+            for (i, mut warning) in info.warnings.drain(..).enumerate() {
                 let skipped = before + i as u64 + 1;
                 if skipped <= REPORTED_BAD_LINES {
-                    warn_skipped(skipped, &message);
+                    relocate(&mut warning, first);
+                    warn_skipped(skipped, &warning.to_string());
                 }
             }
             self.skipped += info.bad;
             if before <= REPORTED_BAD_LINES && self.skipped > REPORTED_BAD_LINES {
                 warn_skipped(REPORTED_BAD_LINES + 1, "");
             }
-            if let Some(error) = info.error.take() {
+            if let Some(mut error) = info.error.take() {
+                relocate(&mut error, first);
                 return Err(error);
             }
             self.reported += 1;
@@ -713,7 +902,7 @@ impl Feed for BlockFeed {
         // still to come.
         let settled = match &self.current {
             Some(current) => current.caught_up,
-            None => self.next >= self.plan.blocks(),
+            None => self.next >= self.plan.blocks && self.shared.borrow().known == self.plan.blocks,
         };
         (settled && !self.stopped).then(|| SourceState {
             position: self.position(),
@@ -746,15 +935,15 @@ impl BlockFeed {
             return Err(ReadError::Io {
                 file: self.plan.layout.name.clone(),
                 message: format!(
-                    "worker {worker} cut its copy into {} blocks over {} bytes, this process \
-                     into {} blocks over {} bytes{}: every process must read the same file, \
+                    "worker {worker} found {} blocks over {} bytes in its copy, this process \
+                     {} blocks over {} bytes{}: every process must read the same file, \
                      unchanged while it is read",
                     shape.blocks,
                     shape.bytes,
                     here.blocks,
                     here.bytes,
                     if (shape.blocks, shape.bytes) == (here.blocks, here.bytes) {
-                        " (at other record ends)"
+                        " (with other bytes)"
                     } else {
                         ""
                     }
@@ -769,58 +958,65 @@ impl BlockFeed {
             return Ok(Poll::Pending);
         }
         if self.current.is_none() {
-            if self.next >= self.plan.blocks() {
+            if self.next >= self.plan.blocks {
                 if !self.shared.borrow().published {
                     self.publish(None);
                 }
-                // The leader ends when it has counted every block (and met no error).
-                let counted = !self.leader || self.reported == self.plan.blocks();
+                // Done once every block is known (so that the position past the last block
+                // has its line), and the leader has counted every block (and met no error).
+                let counted = if self.leader {
+                    self.reported == self.plan.blocks
+                } else {
+                    self.shared.borrow().known == self.plan.blocks
+                };
                 return Ok(if counted { Poll::Done } else { Poll::Pending });
             }
             let block = self.next;
-            let info = self.parse(block);
-            let error = info.error.clone();
-            self.maxima.retain(|(b, _)| *b != block as u64);
-            self.maxima.push((block as u64, info.max));
-            self.publish(Some(info));
-            // Restored within this block: its records before the position were sent, and the
-            // restored watermark has caught up with the earlier blocks.
-            let (sent, caught_up) = match self.resume.take() {
-                Some(byte) => {
-                    let sent = (0..self.parsed.len())
-                        .find(|&i| self.byte_of(block, self.parsed[i].0) >= byte)
-                        .unwrap_or(self.parsed.len());
-                    (sent, true)
-                }
-                None => (0, false),
+            let from = match self.resume.take() {
+                Some(from) => from,
+                None if block == 0 => From::At(self.plan.start),
+                None => From::Guess,
             };
-            self.current = Some(Current {
-                block,
-                sent,
-                caught_up,
-                error,
-            });
+            self.start(block, from, 0);
         }
-        let Some(current) = self.current.as_mut() else {
+        let Some(current) = self.current.as_ref() else {
             return Ok(Poll::Pending);
         };
-        {
+        // The true start of this block, where its guess was wrong.
+        let again = {
             let shared = self.shared.borrow();
             if shared.known < current.block {
-                // Waiting for an earlier block's maximum.
+                // Waiting for an earlier block's maximum (and end).
                 return Ok(Poll::Pending);
             }
             if shared.first_error.is_some_and(|e| e < current.block) {
                 self.stopped = true;
                 return Ok(Poll::Pending);
             }
-            if !current.caught_up {
-                // The watermark of the single reader at this block's first record.
-                if let Some(max) = shared.maxima[current.block] {
-                    self.watermark.stamp(max);
+            let guessed = current.span.filter(|s| s.line.is_none()).map(|s| s.start);
+            match (shared.next_start, guessed) {
+                (Some(start), Some(guessed)) if shared.known == current.block => {
+                    (start != guessed).then_some((start, current.attempt + 1))
                 }
-                current.caught_up = true;
+                _ => None,
             }
+        };
+        if let Some((start, attempt)) = again {
+            // Parsed again before a row of it is sent: its predecessor's end is its start.
+            let block = current.block;
+            self.start(block, From::At(start), attempt);
+        }
+        let Some(current) = self.current.as_mut() else {
+            return Ok(Poll::Pending);
+        };
+        if !current.caught_up {
+            let shared = self.shared.borrow();
+            // The watermark of the single reader at this block's first record.
+            if let Some(max) = shared.maxima[current.block] {
+                self.watermark.stamp(max);
+            }
+            current.line = shared.lines[current.block];
+            current.caught_up = true;
         }
         let upto = (current.sent + max.max(1)).min(self.parsed.len());
         for (record, parsed) in &self.parsed[current.sent..upto] {
@@ -865,7 +1061,8 @@ pub fn block_source<'scope>(
     cut: Cut<Option<SourceState>>,
     restored: Option<&[Option<SourceState>]>,
 ) -> StreamVec<'scope, u64, CsvItem> {
-    let shared = Rc::new(RefCell::new(Shared::new(plan.blocks())));
+    let leader = scope.index() == 0;
+    let shared = Rc::new(RefCell::new(Shared::new(plan, leader)));
     if let Some(states) = restored {
         // Blocks that some worker parses again publish their summaries again; the others are
         // known from the states (rows counted once, in the run that read them).
@@ -875,6 +1072,8 @@ pub fn block_source<'scope>(
             if !again.contains(block) {
                 shared.insert(BlockInfo {
                     block: *block,
+                    attempt: 0,
+                    span: None,
                     max: *max,
                     records: 0,
                     bad: 0,
@@ -885,7 +1084,6 @@ pub fn block_source<'scope>(
         }
     }
     let own_state = restored.and_then(|states| states.get(scope.index()).cloned().flatten());
-    let leader = scope.index() == 0;
     // Every worker first tells the others the shape of its plan: processes that cut different
     // files fail at once, instead of waiting for blocks that no worker reads.
     let own_shape = plan.shape();

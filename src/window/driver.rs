@@ -104,7 +104,16 @@ where
             loop {
                 let next_deferred = deferred.first_time().filter(|t| passed(*t));
                 let next_close = state.next_close().filter(|t| passed(*t));
+                // Once the input has ended and no record is deferred, the closes after the
+                // pending cut are left out of the work that bounds it: the state implies them,
+                // so the state taken before them is the operator's last, and a restore from
+                // any later cut `c` closes those windows again, emitting rows at times `<= c`
+                // that the committing sink already holds and drops. Taking a cut between every
+                // two closes instead copied the whole state once per slide of a long sliding
+                // window after the end (review, 2026-11-30: minutes). While records are
+                // deferred the state is no last one, and every close bounds its range.
                 let next_work = match (next_deferred, next_close) {
+                    (None, close) if limit.is_none() => close.filter(|c| !cut.beyond(*c)),
                     (Some(d), Some(c)) => Some(d.min(c)),
                     (d, c) => d.or(c),
                 };

@@ -152,8 +152,8 @@ pub(crate) struct FixedWindows<K, V, A: Aggregator<V>> {
     pane_gauge: StateGauge,
 }
 
-/// Records hashed ahead of probing on the hot path.
-const HOT_CHUNK: usize = 32;
+/// Records hashed ahead of probing on the hot path (here and in `super::session`).
+pub(super) const HOT_CHUNK: usize = 32;
 
 /// How many freed key tables are kept for reuse.
 const SPARE_TABLES: usize = 4;
@@ -479,10 +479,21 @@ where
             // Two passes over short runs: hashing first keeps the probe loop small, so the
             // processor overlaps more of the probes' cache misses.
             let chunk = &mut self.chunk;
+            // A run of records of one key (a hot key, or the one key of a window over all
+            // records, NEXMark q7's) is folded into its slot with one probe. By index, not by
+            // draining: records are read in place, not moved out first.
             let fold = |chunk: &mut Vec<(u64, K, V)>, keys: &mut KeyTable<K, A::Acc>| {
-                for (hash, key, record) in chunk.drain(..) {
-                    agg.add(keys.slot_hashed(hash, &key, gauge, || agg.init()), &record);
+                let mut i = 0;
+                while let Some((hash, key, record)) = chunk.get(i) {
+                    let slot = keys.slot_hashed(*hash, key, gauge, || agg.init());
+                    agg.add(slot, record);
+                    i += 1;
+                    while let Some((_, _, record)) = chunk.get(i).filter(|(_, k, _)| k == key) {
+                        agg.add(slot, record);
+                        i += 1;
+                    }
                 }
+                chunk.clear();
             };
             for part in parts.by_ref() {
                 match part {

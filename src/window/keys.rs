@@ -35,8 +35,33 @@ impl<K: Hash + Eq, V> KeyTable<K, V> {
     }
 
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let hash = self.hasher.hash_one(key);
+        self.get_hashed_mut(self.hasher.hash_one(key), key)
+    }
+
+    /// [`KeyTable::get_mut`] with the key's hash (from [`KeyTable::hash`]) already computed:
+    /// a hot loop hashes a run of keys first and probes after, so that the processor overlaps
+    /// the probes' cache misses.
+    #[inline]
+    pub(crate) fn get_hashed_mut(&mut self, hash: u64, key: &K) -> Option<&mut V> {
         self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Removes `key`'s entry, if any, and returns its value.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let hash = self.hasher.hash_one(key);
+        match self.table.find_entry(hash, |(k, _)| k == key) {
+            Ok(entry) => Some(entry.remove().0 .1),
+            Err(_) => None,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.table.is_empty()
     }
 
     /// Inserts `key`, which must be absent.
@@ -78,6 +103,13 @@ impl<K: Hash + Eq + Clone, V> KeyTable<K, V> {
         self.slot_hashed(hash, key, gauge, init)
     }
 
+    /// The slot of `key`, inserted with `init` if absent (for tables whose entries are not
+    /// what a gauge counts).
+    pub(crate) fn slot_uncounted(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hash(key);
+        self.entry_hashed(hash, key, init).0
+    }
+
     /// [`KeyTable::slot`] with the key's hash (from [`KeyTable::hash`]) already computed.
     #[inline]
     pub(crate) fn slot_hashed(
@@ -87,14 +119,21 @@ impl<K: Hash + Eq + Clone, V> KeyTable<K, V> {
         gauge: &StateGauge,
         init: impl FnOnce() -> V,
     ) -> &mut V {
+        let (slot, inserted) = self.entry_hashed(hash, key, init);
+        if inserted {
+            gauge.add(1);
+        }
+        slot
+    }
+
+    /// The slot of `key` (of hash `hash`), inserted with `init` if absent, and whether it was.
+    #[inline]
+    fn entry_hashed(&mut self, hash: u64, key: &K, init: impl FnOnce() -> V) -> (&mut V, bool) {
         let hasher = &self.hasher;
         let eq = |(k, _): &(K, V)| k == key;
         match self.table.entry(hash, eq, |(k, _)| hasher.hash_one(k)) {
-            Entry::Occupied(entry) => &mut entry.into_mut().1,
-            Entry::Vacant(entry) => {
-                gauge.add(1);
-                &mut entry.insert((key.clone(), init())).into_mut().1
-            }
+            Entry::Occupied(entry) => (&mut entry.into_mut().1, false),
+            Entry::Vacant(entry) => (&mut entry.insert((key.clone(), init())).into_mut().1, true),
         }
     }
 }

@@ -49,11 +49,11 @@
 use std::collections::BTreeSet;
 use std::hash::Hash;
 
-use hashbrown::HashMap;
 use smallvec::SmallVec;
 
 use super::driver::WindowState;
-use super::fixed::{Part, StateGauge};
+use super::fixed::{Part, StateGauge, HOT_CHUNK};
+use super::keys::KeyTable;
 use super::{Aggregator, Emit, Late, Window, WindowResult};
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -85,12 +85,15 @@ pub(crate) struct Sessions<K, V, A: Aggregator<V>> {
     gap: u64,
     lateness: u64,
     agg: A,
-    keys: HashMap<K, KeySessions<A, V>>,
+    keys: KeyTable<K, KeySessions<A, V>>,
     closes: BTreeSet<(u64, K)>,
     /// `(end + lateness, key)` of emitted sessions: from that frontier on they are forgotten.
     frees: BTreeSet<(u64, K)>,
     dirty: Vec<K>,
     gauge: StateGauge,
+    /// On-time records of [`WindowState::offer_batch`]'s hot loop with their keys' hashes,
+    /// between its two passes.
+    chunk: Vec<(u64, K, u64, V)>,
 }
 
 impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
@@ -99,11 +102,12 @@ impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
             gap,
             lateness,
             agg,
-            keys: HashMap::new(),
+            keys: KeyTable::default(),
             closes: BTreeSet::new(),
             frees: BTreeSet::new(),
             dirty: Vec::new(),
             gauge,
+            chunk: Vec::with_capacity(HOT_CHUNK),
         }
     }
 }
@@ -165,6 +169,37 @@ where
         None
     }
 
+    /// The hot loop: on-time records are hashed a chunk at a time, then each is folded in
+    /// place into its key's newest session when it falls inside it (`apply`'s hot path, for
+    /// the usual next record of a key in order), and applied by `offer` otherwise. In order:
+    /// every part is applied or deferred exactly as `offer` would, in the batch's order.
+    fn offer_batch(
+        &mut self,
+        parts: impl Iterator<Item = Self::Part>,
+        time: u64,
+        defer: &mut Vec<Self::Part>,
+    ) {
+        let mut chunk = std::mem::take(&mut self.chunk);
+        for part in parts {
+            match part {
+                Part::Record { key, ts, record } if ts >= time => {
+                    chunk.push((self.keys.hash(&key), key, ts, record));
+                    if chunk.len() == HOT_CHUNK {
+                        self.extend_sessions(&mut chunk, time, defer);
+                    }
+                }
+                other => {
+                    self.extend_sessions(&mut chunk, time, defer);
+                    if let Some(part) = self.offer(other, time) {
+                        defer.push(part);
+                    }
+                }
+            }
+        }
+        self.extend_sessions(&mut chunk, time, defer);
+        self.chunk = chunk;
+    }
+
     fn order(&self, parts: &mut [Self::Part]) {
         // Sequenced parts all come from random partitioning's phase one, and are the only
         // deferred parts there (its pieces are on time); a stable sort keeps any others' order.
@@ -186,10 +221,7 @@ where
         };
         let gap = self.gap;
         let own_end = hi.saturating_add(gap);
-        let sessions = match self.keys.get_mut(&key) {
-            Some(sessions) => sessions,
-            None => self.keys.entry(key.clone()).or_default(),
-        };
+        let sessions = self.keys.slot_uncounted(&key, SmallVec::new);
         let lateness = self.lateness;
         // Whether a session has a queued close (see the module docs): every open session does
         // but one reopened behind the watermark at this time, closing before it, which goes to
@@ -362,6 +394,47 @@ where
 
 impl<K, V, A> Sessions<K, V, A>
 where
+    K: Hash + Eq + Ord + Clone + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    V: Clone + 'static,
+    A: Aggregator<V>,
+{
+    /// Applies `chunk`'s on-time records (`ts >= time`, each with its key's hash), in order:
+    /// one inside its key's newest session, which is open, is folded into it in place; any
+    /// other goes through `offer`. The fold is `apply`'s hot path: the newest session starts
+    /// at or before `ts` and ends after it, so it is the one kept session the record's own
+    /// window `[ts, ts + gap)` overlaps (older ones end before it starts), and it closes after
+    /// `ts >= time`, so its close is queued.
+    fn extend_sessions(
+        &mut self,
+        chunk: &mut Vec<(u64, K, u64, V)>,
+        time: u64,
+        defer: &mut Vec<Part<K, V, A::Acc>>,
+    ) {
+        let gap = self.gap;
+        for (hash, key, ts, record) in chunk.drain(..) {
+            let newest = self
+                .keys
+                .get_hashed_mut(hash, &key)
+                .and_then(|sessions| sessions.last_mut());
+            if let Some(session) = newest {
+                if session.emitted.is_none()
+                    && session.start <= ts
+                    && ts < session.last.saturating_add(gap)
+                {
+                    session.last = session.last.max(ts);
+                    self.agg.add(&mut session.acc, &record);
+                    continue;
+                }
+            }
+            if let Some(part) = self.offer(Part::Record { key, ts, record }, time) {
+                defer.push(part);
+            }
+        }
+    }
+}
+
+impl<K, V, A> Sessions<K, V, A>
+where
     K: Hash + Eq + Ord + Clone,
     A: Aggregator<V>,
 {
@@ -395,6 +468,103 @@ where
             }));
             self.frees
                 .insert((end.saturating_add(lateness), key.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::Count;
+
+    /// Runs `state` through the steps the driver takes for one batch of `parts` at `time`, with
+    /// `offer_batch` (`batched`) or with `offer` part by part: closes before `time`, the
+    /// offers, the deferred parts applied at `time`, and frees up to `time`.
+    fn step(
+        state: &mut Sessions<u8, u64, Count>,
+        parts: Vec<Part<u8, u64, u64>>,
+        time: u64,
+        batched: bool,
+        out: &mut Vec<Emit<u8, u64, u64>>,
+    ) {
+        while let Some(close) = state.next_close().filter(|c| *c < time) {
+            state.close(close, out);
+        }
+        let mut deferred = Vec::new();
+        if batched {
+            state.offer_batch(parts.into_iter(), time, &mut deferred);
+        } else {
+            for part in parts {
+                deferred.extend(state.offer(part, time));
+            }
+        }
+        state.order(&mut deferred);
+        for part in deferred {
+            state.apply(part, time, out);
+        }
+        state.flush_corrections(time, out);
+        state.free(Some(time));
+    }
+
+    /// `offer_batch`'s hot loop leaves the state and emits exactly what offering the same
+    /// parts one by one does: records extending a key's newest session, opening a new one,
+    /// merging sessions, behind the watermark, late, with and without lateness.
+    #[test]
+    fn the_batch_hot_loop_agrees_with_offering_part_by_part() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for (gap, lateness) in [(5, 0), (5, 9), (1, 2), (30, 0), (30, 40)] {
+            let [mut batched, mut single] =
+                [(); 2].map(|_| Sessions::new(gap, lateness, Count, StateGauge::default()));
+            let (mut out_batched, mut out_single) = (Vec::new(), Vec::new());
+            let mut time = 0u64;
+            for round in 0..400u64 {
+                // Mostly in order (at or a little after `time`), sometimes behind it.
+                let parts: Vec<_> = (0..next() % 48)
+                    .map(|_| {
+                        let r = next();
+                        let ts = if r % 8 == 0 {
+                            time.saturating_sub((r >> 8) & 63)
+                        } else {
+                            time + (r >> 8) % (2 * gap + 3)
+                        };
+                        let key = (r >> 20) as u8 % 6;
+                        Part::Record {
+                            key,
+                            ts,
+                            record: ts,
+                        }
+                    })
+                    .collect();
+                step(&mut batched, parts.clone(), time, true, &mut out_batched);
+                step(&mut single, parts, time, false, &mut out_single);
+                assert_eq!(
+                    format!("{:?}", batched.state()),
+                    format!("{:?}", single.state()),
+                    "gap {gap}, lateness {lateness}, round {round}"
+                );
+                // Now and then a pause longer than the gap, which closes every session.
+                time += match next() % 8 {
+                    0 => 2 * gap + 1,
+                    _ => next() % (gap + 2),
+                };
+            }
+            step(&mut batched, Vec::new(), u64::MAX, true, &mut out_batched);
+            step(&mut single, Vec::new(), u64::MAX, false, &mut out_single);
+            assert_eq!(format!("{out_batched:?}"), format!("{out_single:?}"));
+            let results = out_batched
+                .iter()
+                .filter(|e| matches!(e, Emit::Result(_)))
+                .count();
+            assert!(
+                results > 100,
+                "gap {gap}: {results} results, too few to cover closes"
+            );
         }
     }
 }
