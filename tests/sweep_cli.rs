@@ -387,3 +387,23 @@ fn a_second_sweep_never_runs_beside_the_first() {
     assert!(ends(pids[0]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A dry run read by a reader that stops early (`| head`, found 2026-11-30: it panicked with
+/// "failed printing to stdout"): the listing is cut, and the sweep exits 0 with nothing on
+/// standard error.
+#[test]
+fn a_dry_run_into_a_closed_pipe_exits_quietly() {
+    let dir = scratch("closed-pipe");
+    let spec = write(&dir, "tiny.toml", TINY);
+    let mut child = bin()
+        .args(["sweep", s(&spec), "--dry-run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    // Closed before the sweep writes: its one write meets a reader that is gone.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+}

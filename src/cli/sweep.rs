@@ -4,7 +4,7 @@
 //! The spec format and the results layout are described in [`crate::harness::experiment`].
 //! This module checks every run with the bench's own parser and checks, and drives the runs.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -124,32 +124,49 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         .collect();
 
     if args.dry_run {
-        println!(
+        // Written at once, and a reader that stopped early (`| head`) is no error: `println!`
+        // panics on a closed pipe.
+        let mut listing = String::new();
+        let mut line = |text: String| {
+            listing.push_str(&text);
+            listing.push('\n');
+        };
+        line(format!(
             "{}: {} runs ({} points x {} repetitions) into {}",
             spec.name,
             expansion.runs.len(),
             expansion.runs.len() as u64 / spec.repetitions,
             spec.repetitions,
             dir.display()
-        );
+        ));
         for (run, check) in &checked {
             match check {
-                Err(e) => println!("  invalid   {}: {e}", run.command()),
-                Ok(_) if done.contains(&run.key()) => println!("  recorded  {}", run.command()),
-                Ok(_) => println!("  to run    {}", run.command()),
+                Err(e) => line(format!("  invalid   {}: {e}", run.command())),
+                Ok(_) if done.contains(&run.key()) => {
+                    line(format!("  recorded  {}", run.command()))
+                }
+                Ok(_) => line(format!("  to run    {}", run.command())),
             }
         }
         for (run, why) in &expansion.skipped {
-            println!("  left out  {}  ({why})", run.command());
+            line(format!("  left out  {}  ({why})", run.command()));
         }
-        println!(
+        line(format!(
             "{} to run, {} already recorded in {} (not run again), {} points left out, {} invalid",
             pending.iter().filter(|(_, c)| c.is_ok()).count(),
             expansion.runs.len() - pending.len(),
             runs_path.display(),
             expansion.skipped.len(),
             invalid.len()
-        );
+        ));
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(listing.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.context("writing the dry run to standard output")?,
+        }
         if let Some((label, e)) = invalid.first() {
             bail!(
                 "{}: {} invalid runs, the first: {label}: {e}",
@@ -171,12 +188,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
         }
     }
     if pending.is_empty() {
-        eprintln!(
+        crate::abort::say(format_args!(
             "{}: all {} runs are already in {}",
             spec.name,
             expansion.runs.len(),
             runs_path.display()
-        );
+        ));
         return Ok(());
     }
     let results = ResultsDir::open(&dir)?;
@@ -195,7 +212,7 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
     };
     let say = |line: String| {
         if bar.is_hidden() {
-            eprintln!("{line}");
+            crate::abort::say(line);
         } else {
             bar.println(line);
         }
@@ -261,12 +278,12 @@ pub fn run(args: SweepArgs) -> anyhow::Result<()> {
             failures.join("\n  ")
         );
     }
-    eprintln!(
+    crate::abort::say(format_args!(
         "{}: {} runs done, results in {}",
         spec.name,
         pending.len(),
         runs_path.display()
-    );
+    ));
     Ok(())
 }
 
