@@ -317,6 +317,10 @@ impl<V> Cut<V> {
     }
 }
 
+/// The cuts from a first to a last, both included, that one state value stands for
+/// ([`SnapshotSink::write_range`]).
+pub type Cuts = std::ops::RangeInclusive<u64>;
+
 /// Where one worker's checkpoint snapshots go; implemented by the checkpoint writer.
 pub trait SnapshotSink {
     /// The first cut, `None` for no checkpoints.
@@ -341,17 +345,12 @@ pub trait SnapshotSink {
         let _ = bound;
         first
     }
-    /// Receives `operator`'s state value for every cut from `first` to `last`, the range
+    /// Receives `operator`'s state value for every cut of `cuts` (`first..=last`), the range
     /// [`SnapshotSink::last_cut_through`] chose; returns the next cut (later than `last`),
     /// `None` to stop. The default hands it to [`SnapshotSink::write`] at `first`, which is
     /// `last` under the default `last_cut_through`.
-    fn write_range(
-        &mut self,
-        operator: &str,
-        first: u64,
-        last: u64,
-        state: Vec<u8>,
-    ) -> Option<u64> {
+    fn write_range(&mut self, operator: &str, cuts: Cuts, state: Vec<u8>) -> Option<u64> {
+        let (first, last) = cuts.into_inner();
         debug_assert_eq!(
             first, last,
             "a sink that ranges cuts implements write_range"
@@ -527,7 +526,7 @@ impl Checkpoints {
                 debug_assert!((cut..=bound).contains(&through), "a range within its bound");
                 let state = encode(&state(through));
                 sink.borrow_mut()
-                    .write_range(&operator, cut, through, state)
+                    .write_range(&operator, cut..=through, state)
             },
         );
         (cut, Some(id))

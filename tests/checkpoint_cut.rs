@@ -21,7 +21,7 @@ use common::gen;
 use proptest::prelude::*;
 use tidemark::keyed::{Join, KeyBy, Reduce};
 use tidemark::partition::Partitioner;
-use tidemark::stash::{Checkpoints, SnapshotSink};
+use tidemark::stash::{Checkpoints, Cuts, SnapshotSink};
 use tidemark::window::{Count, WindowAssigner};
 use timely::dataflow::operators::Inspect;
 use timely::dataflow::operators::Probe;
@@ -63,13 +63,8 @@ impl SnapshotSink for Recorder {
         }
     }
 
-    fn write_range(
-        &mut self,
-        operator: &str,
-        first: u64,
-        last: u64,
-        state: Vec<u8>,
-    ) -> Option<u64> {
+    fn write_range(&mut self, operator: &str, cuts: Cuts, state: Vec<u8>) -> Option<u64> {
+        let (first, last) = cuts.into_inner();
         let Some(every) = self.every else {
             return self.write(operator, first, state);
         };
@@ -82,7 +77,7 @@ impl SnapshotSink for Recorder {
     fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
         match self.every {
             Some(_) => {
-                self.write_range(operator, cut, cut, state);
+                self.write_range(operator, cut..=cut, state);
                 // The last state stands for every later cut.
                 let key = (self.worker, operator.to_owned(), cut);
                 self.ranges.lock().unwrap().get_mut(&key).unwrap().0 = u64::MAX;

@@ -47,7 +47,7 @@ use timely::ExchangeData;
 use super::{write_changelog_row, write_late_row, ChangelogCounts, LateFields};
 use crate::checkpoint::{begin_checkpoint, crash, CheckpointDir, CrashPoint, Snapshot, States};
 use crate::output::OutputWriter;
-use crate::stash::{Checkpoints, SnapshotSink};
+use crate::stash::{Checkpoints, Cuts, SnapshotSink};
 use crate::window::{Late, WindowResult};
 
 /// One file a committing sink writes: its name (as given), its writer, and a handle to fsync.
@@ -138,11 +138,11 @@ impl SnapshotSink for Collector {
     }
 
     fn write(&mut self, operator: &str, cut: u64, state: Vec<u8>) -> Option<u64> {
-        self.write_range(operator, cut, cut, state)
+        self.write_range(operator, cut..=cut, state)
     }
 
     fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
-        self.write_range(operator, cut, u64::MAX, state);
+        self.write_range(operator, cut..=u64::MAX, state);
     }
 
     fn last_cut_through(&self, first: u64, bound: u64) -> u64 {
@@ -150,13 +150,8 @@ impl SnapshotSink for Collector {
         first + (bound - first) / self.interval * self.interval
     }
 
-    fn write_range(
-        &mut self,
-        operator: &str,
-        first: u64,
-        last: u64,
-        state: Vec<u8>,
-    ) -> Option<u64> {
+    fn write_range(&mut self, operator: &str, cuts: Cuts, state: Vec<u8>) -> Option<u64> {
+        let (first, last) = cuts.into_inner();
         self.ranges
             .entry(operator.to_owned())
             .or_default()
