@@ -71,16 +71,14 @@ impl SnapshotSink for Recorder {
         let key = (self.worker, operator.to_owned(), first);
         let previous = self.ranges.lock().unwrap().insert(key, (last, state));
         assert!(previous.is_none(), "{operator} took cut {first} twice");
-        Some(last + every)
+        last.checked_add(every)
     }
 
     fn write_last(&mut self, operator: &str, cut: u64, state: Vec<u8>) {
         match self.every {
             Some(_) => {
-                self.write_range(operator, cut..=cut, state);
                 // The last state stands for every later cut.
-                let key = (self.worker, operator.to_owned(), cut);
-                self.ranges.lock().unwrap().get_mut(&key).unwrap().0 = u64::MAX;
+                self.write_range(operator, cut..=u64::MAX, state);
             }
             None => {
                 self.write(operator, cut, state);
