@@ -521,12 +521,15 @@ fn open_committed(
         }
     };
     // Before opening (a checkpoint in force would otherwise be called foreign: the output's
-    // name is part of the job), and after, once the directory surely exists.
-    if dir.is_dir() {
+    // name is part of the job), or, for a directory the opening creates, once it exists.
+    let existed = dir.is_dir();
+    if existed {
         outside(dir)?;
     }
     let (dir, resume) = CheckpointDir::open(dir, hash, workers)?;
-    outside(dir.path())?;
+    if !existed {
+        outside(dir.path())?;
+    }
     let restore = Restore::from(&resume, job, dir.path())?;
     let (resumed, lengths, resumed_final) = match resume {
         Resume::Complete { snapshots } => {
