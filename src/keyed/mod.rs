@@ -105,38 +105,29 @@ impl<'scope, K: Key, V: Value> KeyBy<'scope, K, V> for StreamVec<'scope, u64, (K
 /// that precede a keyed operator. The window operator applies it to each item as it reads its
 /// input on one worker (no pass and no container between them); elsewhere, and for the other
 /// keyed operators, [`Prepare::pairs`] applies it in an operator of its own first.
-pub trait Prepare<I, K, V>: 'static {
+pub trait Prepare<I: 'static, K: 'static, V: 'static>: 'static {
     /// The pair `item` stands for, or `None` to drop it.
     fn prepare(&mut self, item: I) -> Option<(K, V)>;
 
     /// `stream`'s items as pairs, by an operator named `name` in timely's logs (or as they are,
     /// when they already are pairs).
-    fn pairs<'scope>(
-        self,
-        stream: StreamVec<'scope, u64, I>,
-        name: &str,
-    ) -> StreamVec<'scope, u64, (K, V)>
-    where
-        I: 'static,
-        K: 'static,
-        V: 'static;
+    fn pairs<'s>(self, stream: Timed<'s, I>, name: &str) -> Timed<'s, (K, V)>;
 }
+
+/// A stream in the keyed operators' time domain (`u64`).
+type Timed<'scope, D> = StreamVec<'scope, u64, D>;
 
 /// The items are the pairs: [`KeyBy::key_by`]'s stream.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Pairs;
 
-impl<K, V> Prepare<(K, V), K, V> for Pairs {
+impl<K: 'static, V: 'static> Prepare<(K, V), K, V> for Pairs {
     #[inline]
     fn prepare(&mut self, item: (K, V)) -> Option<(K, V)> {
         Some(item)
     }
 
-    fn pairs<'scope>(
-        self,
-        stream: StreamVec<'scope, u64, (K, V)>,
-        _name: &str,
-    ) -> StreamVec<'scope, u64, (K, V)> {
+    fn pairs<'s>(self, stream: Timed<'s, (K, V)>, _name: &str) -> Timed<'s, (K, V)> {
         stream
     }
 }
@@ -145,7 +136,7 @@ impl<K, V> Prepare<(K, V), K, V> for Pairs {
 #[derive(Clone, Copy, Debug)]
 pub struct FilterMap<F>(F);
 
-impl<I, K, V, F> Prepare<I, K, V> for FilterMap<F>
+impl<I: 'static, K: 'static, V: 'static, F> Prepare<I, K, V> for FilterMap<F>
 where
     F: Fn(I) -> Option<(K, V)> + 'static,
 {
@@ -154,16 +145,7 @@ where
         (self.0)(item)
     }
 
-    fn pairs<'scope>(
-        self,
-        stream: StreamVec<'scope, u64, I>,
-        name: &str,
-    ) -> StreamVec<'scope, u64, (K, V)>
-    where
-        I: 'static,
-        K: 'static,
-        V: 'static,
-    {
+    fn pairs<'s>(self, stream: Timed<'s, I>, name: &str) -> Timed<'s, (K, V)> {
         filter_map(stream, name, self.0)
     }
 }
@@ -197,7 +179,7 @@ pub(crate) fn filter_map<'scope, I: 'static, T: 'static>(
 /// Keys a stream of any items with a filtering map; see [`KeyByWith::key_by_with`].
 pub trait KeyByWith<'scope, I> {
     /// Declares each item's `(key, value)` pair, `None` dropping it, and how pairs are spread
-    /// over workers by key, as [`KeyBy::key_by`] does for a stream of pairs. A window over it
+    /// over workers by key (`by`), as [`KeyBy::key_by`] does for a stream of pairs. A window over it
     /// is exactly the window over the stream of `f`'s pairs; on one worker it reads the items
     /// themselves, with `f` fused into its input (no operator, pass or container between them).
     /// The other keyed operators take a stream of pairs ([`KeyBy::key_by`]).
@@ -228,21 +210,16 @@ pub trait KeyByWith<'scope, I> {
     /// rows.sort();
     /// assert_eq!(rows, vec![(10, 2, 1), (20, 2, 1), (20, 4, 1), (30, 2, 1)]);
     /// ```
-    fn key_by_with<K, V, F>(
-        self,
-        partitioner: Partitioner<K>,
-        f: F,
-    ) -> KeyedStream<'scope, K, V, I, FilterMap<F>>
+    fn key_by_with<K, V, F>(self, by: Partitioner<K>, f: F) -> KeyedWith<'scope, K, V, I, F>
     where
         F: Fn(I) -> Option<(K, V)> + 'static;
 }
 
+/// A stream of items keyed by a filtering map `F` ([`KeyByWith::key_by_with`]).
+pub type KeyedWith<'scope, K, V, I, F> = KeyedStream<'scope, K, V, I, FilterMap<F>>;
+
 impl<'scope, I: 'static> KeyByWith<'scope, I> for StreamVec<'scope, u64, I> {
-    fn key_by_with<K, V, F>(
-        self,
-        partitioner: Partitioner<K>,
-        f: F,
-    ) -> KeyedStream<'scope, K, V, I, FilterMap<F>>
+    fn key_by_with<K, V, F>(self, by: Partitioner<K>, f: F) -> KeyedWith<'scope, K, V, I, F>
     where
         F: Fn(I) -> Option<(K, V)> + 'static,
     {
@@ -250,7 +227,7 @@ impl<'scope, I: 'static> KeyByWith<'scope, I> for StreamVec<'scope, u64, I> {
             stream: self,
             prepare: FilterMap(f),
             values: PhantomData,
-            partitioner,
+            partitioner: by,
             checkpoints: Checkpoints::default(),
             what: None,
         }
