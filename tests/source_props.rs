@@ -811,5 +811,10 @@ fn records_longer_than_the_bytes_read_ahead_are_read_whole() {
     }
     let file = scratch_file(&text);
     let single = Reading::single(file.path(), 1, false);
-    check_blocks(single, &[700, 1000, 2500, 4096, 6000, 9000], &[1, 2, 3], &text);
+    check_blocks(
+        single,
+        &[700, 1000, 2500, 4096, 6000, 9000],
+        &[1, 2, 3],
+        &text,
+    );
 }
