@@ -902,6 +902,26 @@ fn kafka_transactional_restart_after_a_kill_in_the_first_transaction_commits_the
     assert_reference(&partitions, by_producer.into_values().next().unwrap());
 }
 
+/// Fenced (another instance of the job took over its transactional id; on the mock cluster,
+/// its answer PRODUCER_FENCED to the run's first EndTxn): the run stops there, non-zero, with
+/// one line saying so, rather than retrying, going on, or panicking.
+#[test]
+fn kafka_transactional_output_stops_in_one_line_when_fenced() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let (_, broker) = transactional_input(11);
+    broker.create_topic("out", 2);
+    let fenced = RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED;
+    broker.fail_next(RDKafkaApiKey::EndTxn, &[fenced]);
+    let ckpt = scratch("kafka_transactional_fenced").join("ckpt");
+    let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
+    let err = stderr(&out);
+    assert!(
+        out.status.code() == Some(1) && err.contains("fenced") && err.trim().lines().count() == 1,
+        "{:?}: {err}",
+        out.status
+    );
+}
+
 /// Records a partition for the transactional tests: more than one commit's worth (see
 /// [`exactly_once_input`]).
 const TRANSACTIONS: usize = 3_000;

@@ -16,6 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 /// The `tansu` binary: `$TANSU`, else on `PATH`, else in cargo's bin directory.
 pub fn tansu_binary() -> PathBuf {
@@ -101,6 +102,15 @@ impl Broker {
         Broker {
             server: Server::Mock(cluster),
             address,
+        }
+    }
+
+    /// Makes the mock cluster answer the next requests of kind `api` with `errors`, one each,
+    /// as if the broker had (mock cluster only).
+    pub fn fail_next(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) {
+        match &self.server {
+            Server::Mock(cluster) => cluster.request_errors(api, errors),
+            Server::Tansu(_) => panic!("errors are injected on the mock cluster only"),
         }
     }
 
