@@ -881,9 +881,7 @@ fn kafka_transactional_output_commits_the_reference_on_a_broker_with_transaction
 #[test]
 fn kafka_transactional_restart_after_a_kill_in_the_first_transaction_commits_the_reference() {
     use std::os::unix::process::ExitStatusExt;
-    let (partitions, broker) = transactional_input(9);
-    broker.create_topic("out", 2);
-    let ckpt = scratch("kafka_transactional_kill").join("ckpt");
+    let (partitions, broker, ckpt) = transactional_job(9, "kafka_transactional_kill");
     // A first checkpoint a minute into the input's event times, so that its transaction holds
     // rows (closed windows) whatever the source's batches.
     let out = exactly_once_cmd(&broker, "out", &ckpt, "2", Some("output:1".into()))
@@ -908,11 +906,9 @@ fn kafka_transactional_restart_after_a_kill_in_the_first_transaction_commits_the
 #[test]
 fn kafka_transactional_output_stops_in_one_line_when_fenced() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let (_, broker) = transactional_input(11);
-    broker.create_topic("out", 2);
+    let (_, broker, ckpt) = transactional_job(11, "kafka_transactional_fenced");
     let fenced = RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED;
     broker.fail_next(RDKafkaApiKey::EndTxn, &[fenced]);
-    let ckpt = scratch("kafka_transactional_fenced").join("ckpt");
     let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
     let err = stderr(&out);
     assert!(
@@ -934,6 +930,14 @@ fn transactional_input(seed: u64) -> (Vec<Vec<Event>>, Broker) {
     broker.create_topic("in", 3);
     broker.produce("in", &json_messages(&partitions));
     (partitions, broker)
+}
+
+/// [`transactional_input`] with an empty output topic `out` of 2 partitions, and the
+/// checkpoint directory `ckpt` in the scratch directory `name`.
+fn transactional_job(seed: u64, name: &str) -> (Vec<Vec<Event>>, Broker, std::path::PathBuf) {
+    let (partitions, broker) = transactional_input(seed);
+    broker.create_topic("out", 2);
+    (partitions, broker, scratch(name).join("ckpt"))
 }
 
 /// The messages of `topic` (markers aside) by producer `(id, epoch)` as sorted JSON rows (see
