@@ -29,6 +29,8 @@ EXECUTED = ROOT / "target" / "notebooks"
 # when its results exist, the spec's 16-core variant.
 NOTEBOOK_SPECS = {s: [s, s + tr.SIXTEEN] for s in tr.CORE_SPECS}
 NOTEBOOK_SPECS[tr.PEERS] = [tr.PEERS]
+# notebooks/kafka.ipynb draws Kafka end to end from experiments/kafka/results.json.
+NOTEBOOK_SPECS[tr.KAFKA] = [tr.KAFKA]
 
 
 def run_notebook(name: str) -> str | None:

@@ -7,6 +7,8 @@ The contract (written by `tidemark sweep`, read here and by `paper/gen_results.p
   `repetition` and `hlog` (an HdrHistogram interval log, relative to the results directory,
   values in nanoseconds).
 * `experiments/results/<spec>/machine.json`: cores, cpu_model, memory, host, os, date.
+* `experiments/kafka/results.json` (not a sweep: `experiments/kafka/run.py` writes it): the
+  machine, and one object per measurement of Kafka end to end through tansu (spec `kafka`).
 
 Core specs must be present: a missing one raises `MissingResults`, so the notebook run fails.
 Optional specs (peers, and runs on a 16-core machine that may not have been lent yet) print a
@@ -51,7 +53,14 @@ FIGURE_KINDS = {
     "engines": ["throughput"],
     "peers": ["throughput"],
     "recovery": ["overhead", "size", "failure"],
+    "kafka": ["end-to-end"],
 }
+
+# Kafka end to end (experiments/kafka/run.py): one sitting's results, committed, so a core spec.
+KAFKA = "kafka"
+KAFKA_RESULTS = Path(
+    os.environ.get("TIDEMARK_KAFKA_RESULTS", ROOT / "experiments" / "kafka" / "results.json")
+)
 
 
 def base_spec(spec: str) -> str:
@@ -220,6 +229,40 @@ def round_sig(values, digits: int = 9):
     scale[finite] = digits - 1 - np.floor(np.log10(np.abs(x[finite])))
     out[finite] = [round(v, int(s)) for v, s in zip(x[finite], scale[finite])]
     return pd.Series(out, index=values.index) if isinstance(values, pd.Series) else out
+
+
+def load_kafka() -> tuple[dict, pd.DataFrame, dict, pd.DataFrame]:
+    """`experiments/kafka/results.json`: `(machine, throughput, ceiling, latency)`.
+
+    `throughput` has one row per checkpoint interval (`interval`: `none` or milliseconds as
+    text, `records_per_s`, `records`, `seconds`), in the run's order; `ceiling` is kcat's
+    `produce_per_s` and `consume_per_s`; `latency` has one row per interval with `p50`, `p90`,
+    `p99`, `max` and `mean` (ms from a window's end to its row's output message), `rows`,
+    `rate` (records/s produced) and `seconds`. Raises `MissingResults` without the file or
+    without any of the three measures."""
+    if not KAFKA_RESULTS.is_file():
+        raise MissingResults(f"{KAFKA_RESULTS}: no results (experiments/kafka/run.py --json)")
+    data = json.loads(KAFKA_RESULTS.read_text())
+    runs = data.get("runs", [])
+    ceiling = next((r for r in runs if r.get("measure") == "kcat_ceiling"), None)
+    tput = pd.DataFrame(
+        [{"interval": str(r["checkpoint_interval_ms"]), **r} for r in runs
+         if r.get("measure") == "throughput"])
+    lat = pd.DataFrame(
+        [{"interval": str(r["checkpoint_interval_ms"]), "rows": r["rows"], "rate": r["rate"],
+          "seconds": r["seconds"], **r["latency_ms"]} for r in runs
+         if r.get("measure") == "latency"])
+    if ceiling is None or tput.empty or lat.empty:
+        raise MissingResults(f"{KAFKA_RESULTS}: lacks the kcat ceiling, throughput or latency")
+    return data.get("machine", {}), tput, ceiling, lat
+
+
+def kafka_interval_label(interval: str) -> str:
+    """`none` -> `no checkpoints`, `500` -> `500 ms`, `2000` -> `2 s`."""
+    if interval == "none":
+        return "no checkpoints"
+    ms = float(interval)
+    return f"{ms / 1000:g} s" if ms >= 1000 else f"{ms:g} ms"
 
 
 def load_machine(spec: str) -> dict:

@@ -359,6 +359,33 @@ def checkpoints(m: Macros):
     m.add("RecTputWorst", rr(rec.throughput_ratio.min()), src)
 
 
+def kafka(m: Macros):
+    """Kafka end to end through tansu (experiments/kafka/results.json, one sitting)."""
+    src = "experiments/kafka/results.json"
+    info, tput, ceiling, live = tr.load_kafka()
+    m.add("KafkaCores", str(info.get("cores", "?")), src)
+    m.add("KafkaDate", tex_escape(str(info.get("date", "?"))[:10]), src)
+    m.add("KafkaRecords", f"{int(tput.records.iloc[0]):,}".replace(",", "{,}"), src)
+    m.add("KafkaProduce", rate(ceiling["produce_per_s"]), src)
+    m.add("KafkaConsume", rate(ceiling["consume_per_s"]), src)
+    checkpointed = sorted((i for i in tput.interval if i != "none"), key=float)
+    names = [("None", "none")]
+    if checkpointed:
+        names += [("Shortest", checkpointed[0]), ("Longest", checkpointed[-1])]
+    for name, interval in names:
+        t = tput[tput.interval == interval]
+        row = live[live.interval == interval]
+        if not len(t) or not len(row):
+            raise tr.MissingResults(f"{src}: no throughput or latency at interval {interval}")
+        if interval != "none":
+            m.add(f"KafkaInt{name}", dur_ns(float(interval) * 1e6), src)
+        m.add(f"KafkaTput{name}", rate(t.records_per_s.iloc[0]), src)
+        m.add(f"KafkaLat{name}", lat(row.p50.iloc[0]), src)
+        m.add(f"KafkaLat{name}Max", lat(row["max"].iloc[0]), src)
+    m.add("KafkaLiveRate", rate(live.rate.iloc[0]), src)
+    m.add("KafkaLiveSeconds", f"{live.seconds.iloc[0]:g}\\,s", src)
+
+
 def main() -> int:
     m = Macros()
     try:
@@ -372,6 +399,7 @@ def main() -> int:
              lambda df: "point_engine" if "point_engine" in df.columns else "engine",
              tr.second_parameter)
         checkpoints(m)
+        kafka(m)
     except tr.MissingResults as e:
         print(f"gen_results: {e}", file=sys.stderr)
         return 1

@@ -569,10 +569,19 @@ fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
 /// The committed changelog of `topic` (read by the transaction markers) as sorted JSON rows;
 /// checks that each message is keyed by its row's key.
 fn committed_rows(broker: &Broker, topic: &str) -> Vec<String> {
-    let mut rows: Vec<String> = broker
-        .read_committed_by_markers(topic)
-        .into_iter()
-        .map(|(_, key, payload)| {
+    keyed_rows(
+        broker
+            .read_committed_by_markers(topic)
+            .into_iter()
+            .map(|(_, key, payload)| (key, payload)),
+    )
+}
+
+/// The payloads of `(key, payload)` messages as sorted JSON rows; checks that each message is
+/// keyed by its row's key.
+fn keyed_rows(messages: impl Iterator<Item = (String, String)>) -> Vec<String> {
+    let mut rows: Vec<String> = messages
+        .map(|(key, payload)| {
             let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
             assert_eq!(v["key"].as_str(), Some(key.as_str()), "{payload}");
             payload
@@ -607,17 +616,31 @@ fn exactly_once_run(
     workers: &str,
     crash: Option<String>,
 ) -> std::process::Output {
+    exactly_once_cmd(broker, topic, ckpt, workers, crash)
+        .args(["--checkpoint-interval", "500"])
+        .output()
+        .expect("binary runs")
+}
+
+/// The command of [`exactly_once_run`], but for the checkpoint interval.
+fn exactly_once_cmd(
+    broker: &Broker,
+    topic: &str,
+    ckpt: &Path,
+    workers: &str,
+    crash: Option<String>,
+) -> std::process::Command {
     let (window, agg, params) = queries().swap_remove(1);
     let mut command = window_cmd(&broker.url("in"), &broker.url(topic));
     command
         .args(query_flags(window, agg, &params))
-        .args(["--checkpoint-dir", s(ckpt), "--checkpoint-interval", "500"])
+        .args(["--checkpoint-dir", s(ckpt)])
         .args(["--checkpoint-min-pause", "0", "--workers", workers]);
     command.env_remove("TIDEMARK_CRASH_AT");
     if let Some(point) = crash {
         command.env("TIDEMARK_CRASH_AT", point);
     }
-    command.output().expect("binary runs")
+    command
 }
 
 /// An uninterrupted exactly-once run of the `partitions` (in topic `in`) into a fresh `topic`:
@@ -701,20 +724,27 @@ fn kafka_exactly_once_restart_refuses_rows_it_would_not_write() {
     assert_eq!(committed_rows(&broker, "out"), before);
 }
 
-/// The number in `N messages read back` of a restart's stderr (deterministic replay).
-fn read_back(stderr: &str) -> usize {
+/// The number just before `phrase` in a restart's stderr (deterministic replay: `N messages
+/// read back`, `holds N rows`, `and N past it`).
+fn number_before(stderr: &str, phrase: &str) -> usize {
     let at = stderr
-        .find(" messages read back")
-        .unwrap_or_else(|| panic!("no read-back count: {stderr}"));
-    let digits = stderr[..at].rsplit(|c: char| !c.is_ascii_digit()).next();
+        .find(phrase)
+        .unwrap_or_else(|| panic!("no '{phrase}' count: {stderr}"));
+    let digits = stderr[..at]
+        .trim_end()
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next();
     digits.unwrap().parse().unwrap()
 }
 
 /// A restart of a replayed output (tansu: no transactions) reads back only what lies past the
-/// tails saved at the last commit, not the whole topic: after a crash in the middle of the 3rd
-/// commit, it reads the 2nd commit's last row in each partition and the half interval after
-/// it, checks the half interval, and the result is still the uninterrupted run's, each row
-/// once, though the restart runs on 1 worker and the crashed run on 2.
+/// tails saved at the last commit, not the whole topic: after a crash in the middle of the 2nd
+/// commit, it reads the batch of the 1st commit's last row in each partition (at most
+/// `REPLAY_BATCH` = 256 messages each, as sent) and the half interval after it, checks the half
+/// interval, and the result is still the uninterrupted run's, each row once, though the restart
+/// runs on 1 worker and the crashed run on 2. (The 2nd commit, as every run reaches it: how
+/// many records a commit covers depends on how far the source runs ahead of the sink, and a
+/// loaded run of the whole test binary once made only 2 commits of 20000 records.)
 #[test]
 fn kafka_exactly_once_restart_reads_back_only_what_follows_its_checkpoint() {
     use std::os::unix::process::ExitStatusExt;
@@ -722,19 +752,24 @@ fn kafka_exactly_once_restart_reads_back_only_what_follows_its_checkpoint() {
     let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"));
     broker.create_topic("out", 2);
     let ckpt = dir.join("ckpt");
-    let out = exactly_once_run(&broker, "out", &ckpt, "2", Some("output:3".into()));
+    let out = exactly_once_run(&broker, "out", &ckpt, "2", Some("output:2".into()));
     assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
     let held = broker.read_committed_by_markers("out").len();
     // On another number of workers: the rows' order is the same (their times are not).
     let out = exactly_once_run(&broker, "out", &ckpt, "1", None);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    let read = read_back(&err);
-    // The batch of the last row of each of the 2 partitions (at most 256 messages each, as
-    // sent), and half of the 3rd commit's rows.
+    let read = number_before(&err, "messages read back");
+    let (before, past) = (
+        number_before(&err, "rows of job"),
+        number_before(&err, "past it"),
+    );
+    // What the restart says lies before and past the saved tails is what the topic holds;
+    // it read what lies past them and at most the batch of each of the 2 tails' rows.
+    assert_eq!(before + past, held, "{err}");
     assert!(
-        read > 2 && read * 2 < held,
-        "read {read} of {held} messages: {err}"
+        before > 0 && past > 0 && read >= past && read <= past + 2 * 256,
+        "read {read} of {held} messages, {past} past the tails: {err}"
     );
     eprintln!("the restart read back {read} of the {held} messages in the topic");
     assert_eq!(committed_rows(&broker, "out"), expected);
@@ -819,10 +854,129 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
     );
 }
 
+/// The transactional way (see `KafkaCommit`), on the one broker at hand that commits
+/// transactions, librdkafka's mock cluster (see [`Broker::mock`] for what it does not do): on
+/// 1, 2 and 4 workers, every message of the output is in a transaction of the job's one
+/// producer, and what the run committed (all it wrote: it commits every transaction it opens,
+/// and the run succeeded) is the per-partition reference, no row lost or twice.
+#[test]
+fn kafka_transactional_output_commits_the_reference_on_a_broker_with_transactions() {
+    let (partitions, broker) = transactional_input(7);
+    let dir = scratch("kafka_transactional");
+    for workers in ["1", "2", "4"] {
+        let topic = format!("out-{workers}");
+        broker.create_topic(&topic, 2);
+        let out = exactly_once_run(&broker, &topic, &dir.join(&topic), workers, None);
+        assert!(out.status.success(), "{workers}: {}", stderr(&out));
+        let by_producer = transactions_by_producer(&broker, &topic);
+        assert_eq!(by_producer.len(), 1, "{workers} workers: one producer");
+        assert_reference(&partitions, by_producer.into_values().next().unwrap());
+    }
+}
+
+/// A run killed inside its first transaction (half its rows sent, nothing committed), then
+/// restarted on another number of workers: the restart starts afresh and its transactions hold
+/// the whole reference; the killed run's rows are only in its open transaction, which a broker
+/// with transactions aborts (the mock only leaves them, under the killed run's producer id).
+#[test]
+fn kafka_transactional_restart_after_a_kill_in_the_first_transaction_commits_the_reference() {
+    use std::os::unix::process::ExitStatusExt;
+    let (partitions, broker, ckpt) = transactional_job(9, "kafka_transactional_kill");
+    // A first checkpoint a minute into the input's event times, so that its transaction holds
+    // rows (closed windows) whatever the source's batches.
+    let out = exactly_once_cmd(&broker, "out", &ckpt, "2", Some("output:1".into()))
+        .args(["--checkpoint-interval", "60000"])
+        .output()
+        .expect("binary runs");
+    assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
+    let killed = transactions_by_producer(&broker, "out");
+    assert_eq!(killed.len(), 1, "the killed run's open transaction");
+    let out = exactly_once_run(&broker, "out", &ckpt, "4", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut by_producer = transactions_by_producer(&broker, "out");
+    let first = killed.into_keys().next().unwrap();
+    assert!(by_producer.remove(&first).is_some());
+    assert_eq!(by_producer.len(), 1, "one producer for the restart");
+    assert_reference(&partitions, by_producer.into_values().next().unwrap());
+}
+
+/// Fenced (another instance of the job took over its transactional id; on the mock cluster,
+/// its answer PRODUCER_FENCED to the run's first EndTxn): the run stops there, non-zero, with
+/// one line saying so, rather than retrying, going on, or panicking.
+#[test]
+fn kafka_transactional_output_stops_in_one_line_when_fenced() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let (_, broker, ckpt) = transactional_job(11, "kafka_transactional_fenced");
+    let fenced = RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED;
+    broker.fail_next(RDKafkaApiKey::EndTxn, &[fenced]);
+    let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
+    let err = stderr(&out);
+    assert!(
+        out.status.code() == Some(1) && err.contains("fenced") && err.trim().lines().count() == 1,
+        "{:?}: {err}",
+        out.status
+    );
+}
+
+/// Records a partition for the transactional tests: more than one commit's worth (see
+/// [`exactly_once_input`]).
+const TRANSACTIONS: usize = 3_000;
+
+/// The transactional tests' input (three partitions, the last one empty, seeded by `seed`) as
+/// topic `in` of a fresh mock cluster.
+fn transactional_input(seed: u64) -> (Vec<Vec<Event>>, Broker) {
+    let partitions = partitioned_events(3, TRANSACTIONS, 300, seed);
+    let broker = Broker::mock();
+    broker.create_topic("in", 3);
+    broker.produce("in", &json_messages(&partitions));
+    (partitions, broker)
+}
+
+/// [`transactional_input`] with an empty output topic `out` of 2 partitions, and the
+/// checkpoint directory `ckpt` in the scratch directory `name`.
+fn transactional_job(seed: u64, name: &str) -> (Vec<Vec<Event>>, Broker, std::path::PathBuf) {
+    let (partitions, broker) = transactional_input(seed);
+    broker.create_topic("out", 2);
+    (partitions, broker, scratch(name).join("ckpt"))
+}
+
+/// The messages of `topic` (markers aside) by producer `(id, epoch)` as sorted JSON rows (see
+/// [`keyed_rows`]); every message must be in a transaction.
+fn transactions_by_producer(broker: &Broker, topic: &str) -> BTreeMap<(i64, i16), Vec<String>> {
+    let mut by_producer: BTreeMap<_, Vec<(String, String)>> = BTreeMap::new();
+    for r in broker
+        .records(topic)
+        .into_iter()
+        .filter(|r| r.marker.is_none())
+    {
+        assert!(r.transactional, "not in a transaction: {r:?}");
+        by_producer
+            .entry((r.producer, r.epoch))
+            .or_default()
+            .push((r.key, r.value));
+    }
+    by_producer
+        .into_iter()
+        .map(|(p, messages)| (p, keyed_rows(messages.into_iter())))
+        .collect()
+}
+
+/// Checks that `rows` (JSON) consolidate to the per-partition reference of the
+/// exactly-once query on `partitions`.
+fn assert_reference(partitions: &[Vec<Event>], rows: Vec<String>) {
+    let params = queries().swap_remove(1).2;
+    assert_eq!(
+        consolidate_json(&rows),
+        per_partition_reference(partitions, &params)
+    );
+}
+
 /// The README's Kafka walkthrough (the ```sh block of its "### Kafka" section), run verbatim but
 /// for two things: the test's own broker stands for the `tansu broker` line, and its address
-/// for `127.0.0.1:9092`. What it prints must be the ```text block that follows (in any order:
-/// the rows of different keys are not ordered).
+/// for `127.0.0.1:9092`; with the `kcat` on PATH and without cargo's library folders (so a
+/// kcat that works only with the librdkafka cargo built fails, as it would for a user). What
+/// it prints must be the ```text block that follows (in any order: the rows of different keys
+/// are not ordered).
 #[test]
 fn readme_kafka_walkthrough_runs_verbatim() {
     let readme =
@@ -853,13 +1007,29 @@ fn readme_kafka_walkthrough_runs_verbatim() {
             .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
     )
     .unwrap();
-    let out = std::process::Command::new("bash")
+    // What a user's shell has: cargo's test environment adds its target directory's library
+    // folders to LD_LIBRARY_PATH, among them the librdkafka 2.12 that the rdkafka crate builds,
+    // which would make Debian's kcat work here without the install step of the README.
+    let target = tidemark.parent().unwrap();
+    let mut command = std::process::Command::new("bash");
+    match std::env::var_os("LD_LIBRARY_PATH") {
+        Some(paths) => {
+            let users = std::env::split_paths(&paths).filter(|p| !p.starts_with(target));
+            command.env("LD_LIBRARY_PATH", std::env::join_paths(users).unwrap())
+        }
+        None => command.env_remove("LD_LIBRARY_PATH"),
+    };
+    let out = command
         .args(["-euo", "pipefail", "-c", &commands.join("\n")])
         .env("PATH", path)
         .current_dir(scratch("kafka_readme"))
         .output()
         .expect("bash runs");
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}\n(a kcat that cannot talk to tansu: see the README's Set-up)",
+        stderr(&out)
+    );
     let sorted = |text: &str| {
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         lines.sort();

@@ -788,3 +788,33 @@ fn a_quoted_file_with_a_record_ending_at_a_mebibyte_is_read_whole() {
     let single = Reading::single(file.path(), 0, false);
     check_blocks(single, &[BLOCK_BYTES, 1 << 16], &[2], &text);
 }
+
+/// Records longer than what a block's reader reads past the next block's nominal start (a few
+/// KiB): the one parse that finds a block's end and reads its rows meets the end of the bytes
+/// read inside the record that ends the block, so it reads on and parses the block again. A
+/// record cut at the end of the bytes read would otherwise pass for a whole one (the parser
+/// takes the end of its input for the end of the record). Quoted fields of 3-13 KiB with
+/// newlines, short rows between them, a bad row after a long one, block sizes that put the
+/// bytes read ahead's end inside the long records.
+#[test]
+fn records_longer_than_the_bytes_read_ahead_are_read_whole() {
+    let mut text = String::from("ts,key,value\n");
+    for i in 0..12usize {
+        let long = format!("{}\n", "y".repeat(97)).repeat(30 + i * 9);
+        text.push_str(&format!("{i},\"{long}\",{i}\n"));
+        for j in 0..(i % 4) {
+            text.push_str(&format!("{i},k{j},1\r\n"));
+        }
+        if i == 9 {
+            text.push_str("x,k,1\n");
+        }
+    }
+    let file = scratch_file(&text);
+    let single = Reading::single(file.path(), 1, false);
+    check_blocks(
+        single,
+        &[700, 1000, 2500, 4096, 6000, 9000],
+        &[1, 2, 3],
+        &text,
+    );
+}

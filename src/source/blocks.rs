@@ -22,9 +22,11 @@
 //! speed to find). With quotes, only the parser knows: its state at a byte depends on every byte
 //! before it (a quoted field may hold newlines). So each worker finds its own block's bounds:
 //!
-//! - **Its end** it knows exactly, given its start: it parses from its start with the parser the
-//!   single reader runs (`csv-core`, the `csv` crate's own) to the first record end after the
-//!   next nominal start (a fast scan where the block has no quote).
+//! - **Its end** it knows exactly, given its start: it parses its rows from its start with the
+//!   parser the single reader runs (the `csv` crate's), and the block ends at the first record
+//!   end after the next nominal start. That one parse both finds the end and reads the rows,
+//!   so each byte is parsed once (twice only where a record runs past the bytes read ahead:
+//!   see [`READ_AHEAD`]).
 //! - **Its start** it guesses (the first terminator after its nominal start that follows a
 //!   record byte: right unless that start lies in a quoted field) and parses its block from
 //!   there, in parallel with the others. Every block's summary carries its start and end; a
@@ -108,20 +110,15 @@ use crate::time::Watermark;
 pub const BLOCK_BYTES: u64 = 1 << 18;
 
 /// What a block's reader reads past the next nominal start at first, to find the record end
-/// that ends its block: a few lines of most files (more, doubling, when a record is longer).
-/// Every byte read ahead is read again by the next block's reader.
+/// that ends its block: a few lines of most files. Where the record that ends the block runs
+/// past it, the reader reads on (doubling) and parses its block again. Every byte read ahead
+/// is read again by the next block's reader (not parsed again: it is not in this block).
 const READ_AHEAD: u64 = 1 << 12;
 
 /// A plan's digest samples the bytes at no more than this many nominal block starts ...
 const SAMPLES: u64 = 4096;
 /// ... and this many bytes at each.
 const SAMPLE_BYTES: usize = 16;
-
-/// An empty line that a fresh CSV parser reads before a block: a parser drops a UTF-8 byte
-/// order mark only at the start of its input, and a block starts mid-file, where the single
-/// reader keeps it as part of the record. (A block's reader reads the terminator before the
-/// block instead, which is an empty line too and tells whether a `\n` first ends a line.)
-const SKIPPED_LINE: &[u8] = b"\r";
 
 /// The bytes a block's reader reads before the block: the terminator that ends the record
 /// before it (the header's, for the first block).
@@ -286,42 +283,6 @@ fn plain_end(bytes: &[u8], after: usize) -> Option<usize> {
     (after.max(1)..bytes.len())
         .find(|&i| is_terminator(bytes[i]) && !is_terminator(bytes[i - 1]))
         .map(|i| i + 1)
-}
-
-/// The first record end after index `after` in `bytes`, which start at a record end (`bytes`
-/// holds the data up to its end where `whole`): the end of `bytes` when none is, and `None`
-/// when the bytes up to one are not all there. Where `bytes` have no quote, as
-/// [`plain_end`]; else the CSV parser the single reader runs finds it.
-fn block_end(bytes: &[u8], after: usize, whole: bool) -> Option<usize> {
-    match plain_end(bytes, after) {
-        Some(end) if !bytes[..end].contains(&b'"') => return Some(end),
-        None if !bytes.contains(&b'"') => return whole.then_some(bytes.len()),
-        _ => {}
-    }
-    use csv_core::ReadRecordResult;
-    // The `csv` crate's reader with its default dialect, as the single reader builds it.
-    let mut parser = csv_core::Reader::new();
-    let (mut fields, mut ends) = (vec![0; 1 << 16], vec![0; 1 << 10]);
-    // A fresh parser drops a UTF-8 byte order mark at the start of its input, but `bytes`
-    // start mid-file, where the single reader keeps one (and a quote after it is no field
-    // start): an empty line first makes the parser read past its start without changing its
-    // state.
-    parser.read_record(SKIPPED_LINE, &mut fields, &mut ends);
-    let mut at = 0;
-    loop {
-        let (result, read, _, _) = parser.read_record(&bytes[at..], &mut fields, &mut ends);
-        at += read;
-        match result {
-            // The output is not kept: only where records end matters.
-            ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => {}
-            ReadRecordResult::Record if at > after => return Some(at),
-            ReadRecordResult::Record => {}
-            // At the data's end, a last record without a terminator ends there.
-            ReadRecordResult::InputEmpty | ReadRecordResult::End => {
-                return whole.then_some(bytes.len())
-            }
-        }
-    }
 }
 
 /// Where a block's bytes lie in the file, as one parse of it found them.
@@ -510,8 +471,10 @@ pub struct BlockFeed {
     peers: usize,
     /// The next block to parse.
     next: usize,
-    /// The block's bytes, after the byte before them (see `parse`).
+    /// The block's bytes, after the byte before them (see `parse`), and the offset in the
+    /// file of `buffer[0]`.
     buffer: Vec<u8>,
+    buffer_at: u64,
     /// The block's records (reused from block to block) and its good rows: record index, row.
     records: Vec<csv::ByteRecord>,
     parsed: Vec<(usize, Parsed)>,
@@ -565,6 +528,7 @@ impl BlockFeed {
             peers: peers.max(1),
             next,
             buffer: Vec::new(),
+            buffer_at: 0,
             records: Vec::new(),
             parsed: Vec::new(),
             current: None,
@@ -631,92 +595,84 @@ impl BlockFeed {
         LineCursor::new(LineCount::after(0, before), PREFIX)
     }
 
-    /// Reads block `block` from `from` into `buffer`, the byte before it first: finds its start
-    /// (guessed, unless given) and its end (exact, given the start). Returns the block's start
-    /// and end in the file.
-    fn read(&mut self, block: usize, from: From) -> Result<(u64, u64), ReadError> {
-        let plan = Arc::clone(&self.plan);
-        let changed = |what: &str| ReadError::Io {
-            file: plan.layout.name.clone(),
+    /// The error of a block whose bytes changed while the file was read: they `what`.
+    fn changed(&self, block: usize, what: &str) -> ReadError {
+        ReadError::Io {
+            file: self.plan.layout.name.clone(),
             message: format!(
                 "the bytes of block {block} (from byte {}) {what} since the file was opened: \
                  it changed while read",
-                plan.nominal(block)
+                self.plan.nominal(block)
             ),
-        };
-        // The block ends at the first record end after the next block's nominal start.
-        let limit = plan.nominal(block + 1);
+        }
+    }
+
+    /// Reads on until `buffer` holds the file's bytes `buffer_at .. upto` (or up to the data's
+    /// end); returns whether it holds them up to the data's end.
+    fn more(&mut self, block: usize, upto: u64) -> Result<bool, ReadError> {
+        let want = usize::try_from(upto.min(self.plan.end).saturating_sub(self.buffer_at))
+            .unwrap_or(usize::MAX);
+        let have = self.buffer.len();
+        if want > have {
+            self.buffer.resize(want, 0);
+            if let Err(e) = self.file.read_exact(&mut self.buffer[have..]) {
+                return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+                    self.changed(block, "are gone")
+                } else {
+                    ReadError::io(&self.plan.layout.name, e)
+                });
+            }
+        }
+        Ok(self.buffer_at + self.buffer.len() as u64 >= self.plan.end)
+    }
+
+    /// Reads block `block` from `from` into `buffer`, the byte before it first, and finds its
+    /// start (guessed, unless given). The buffer then holds the bytes up to [`READ_AHEAD`]
+    /// past the next block's nominal start, where the parse that finds the block's end most
+    /// often finds it (see `parse`). Returns the block's start in the file, and whether the
+    /// buffer holds the data up to its end.
+    fn read(&mut self, block: usize, from: From) -> Result<(u64, bool), ReadError> {
         let first = match from {
-            From::Guess => plan.nominal(block),
+            From::Guess => self.plan.nominal(block),
             From::At(byte) | From::Restored { byte, .. } => byte,
         }
         .saturating_sub(PREFIX as u64);
         self.buffer.clear();
+        self.buffer_at = first;
         self.file
             .seek(SeekFrom::Start(first))
-            .map_err(|e| ReadError::io(&plan.layout.name, e))?;
-        // Reads on until the buffer holds the file's bytes `first .. upto` (or to the end).
-        let mut upto = limit.saturating_add(READ_AHEAD);
-        let mut more = |buffer: &mut Vec<u8>, upto: u64| -> Result<bool, ReadError> {
-            let want =
-                usize::try_from(upto.min(plan.end).saturating_sub(first)).unwrap_or(usize::MAX);
-            let have = buffer.len();
-            if want > have {
-                buffer.resize(want, 0);
-                self.file.read_exact(&mut buffer[have..]).map_err(|e| {
-                    if e.kind() == io::ErrorKind::UnexpectedEof {
-                        changed("are gone")
-                    } else {
-                        ReadError::io(&plan.layout.name, e)
-                    }
-                })?;
-            }
-            Ok(first + buffer.len() as u64 >= plan.end)
-        };
-        let mut whole = more(&mut self.buffer, upto)?;
+            .map_err(|e| ReadError::io(&self.plan.layout.name, e))?;
+        let mut upto = self.plan.nominal(block + 1).saturating_add(READ_AHEAD);
+        let mut whole = self.more(block, upto)?;
         let start = match from {
             From::Guess => loop {
                 if let Some(end) = plain_end(&self.buffer, PREFIX) {
                     break first + end as u64;
                 }
                 if whole {
-                    break plan.end;
+                    break self.plan.end;
                 }
                 upto = upto.saturating_add(self.buffer.len() as u64);
-                whole = more(&mut self.buffer, upto)?;
+                whole = self.more(block, upto)?;
             },
             From::At(byte) | From::Restored { byte, .. } => byte,
         };
-        let end = if start > limit || start >= plan.end {
-            // A record longer than a block: this block is empty.
-            start
-        } else {
-            let from = usize::try_from(start - first).unwrap_or(usize::MAX);
-            let after = usize::try_from(limit - start).unwrap_or(usize::MAX);
-            loop {
-                let bytes = self.buffer.get(from..).unwrap_or_default();
-                if let Some(end) = block_end(bytes, after, whole) {
-                    break start + end as u64;
-                }
-                upto = upto.saturating_add(self.buffer.len() as u64);
-                whole = more(&mut self.buffer, upto)?;
-            }
-        };
-        // The buffer: the byte before the block, then the block.
-        self.buffer
-            .truncate(usize::try_from(end - first).unwrap_or(usize::MAX));
-        self.buffer
-            .drain(..usize::try_from(start - PREFIX as u64 - first).unwrap_or(0));
-        if start < end && !self.buffer.first().copied().is_some_and(is_terminator) {
-            return Err(changed("no longer follow a record end"));
-        }
-        Ok((start, end))
+        // The buffer: the byte before the block, then the block and what follows.
+        let before = usize::try_from(start - PREFIX as u64 - first).unwrap_or(0);
+        self.buffer.drain(..before.min(self.buffer.len()));
+        self.buffer_at += before as u64;
+        Ok((start, whole))
     }
 
     /// Reads and parses block `block` from `from` into `records` and `parsed`; returns its
     /// summary. Lines in its errors count from the block's start (see [`relocate`]).
+    ///
+    /// One parse finds the block's end and reads its rows: the CSV parser the single reader
+    /// runs reads records from the block's start until one ends after the next block's nominal
+    /// start. Only where the buffer ends before that record's end (a record longer than
+    /// [`READ_AHEAD`] there) does it read on and parse the block again.
     fn parse(&mut self, block: usize, from: From, attempt: u32) -> BlockInfo {
-        let mut info = BlockInfo {
+        let fresh = || BlockInfo {
             block: block as u64,
             attempt,
             span: None,
@@ -726,21 +682,49 @@ impl BlockFeed {
             warnings: Vec::new(),
             error: None,
         };
+        let mut info = fresh();
         self.parsed.clear();
-        let (start, end) = match self.read(block, from) {
-            Ok(span) => span,
+        let (start, mut whole) = match self.read(block, from) {
+            Ok(read) => read,
             Err(e) => {
                 info.error = Some(e);
                 return info;
             }
         };
-        let mut count = LineCount::after(0, self.buffer[0]);
-        count.advance(&self.buffer[PREFIX..]);
+        let limit = self.plan.nominal(block + 1);
+        let end = if start > limit || start >= self.plan.end {
+            // A record longer than a block: this block is empty.
+            start
+        } else if !self.buffer.first().copied().is_some_and(is_terminator) {
+            info.error = Some(self.changed(block, "no longer follow a record end"));
+            return info;
+        } else {
+            loop {
+                if let Some(end) = self.parse_rows(limit, whole, &mut info) {
+                    break self.buffer_at + end as u64;
+                }
+                // The buffer ends inside the last record: read on, parse again.
+                info = fresh();
+                self.parsed.clear();
+                let upto = self.buffer_at + 2 * self.buffer.len() as u64;
+                match self.more(block, upto) {
+                    Ok(all) => whole = all,
+                    Err(e) => {
+                        info.error = Some(e);
+                        return info;
+                    }
+                }
+            }
+        };
+        self.buffer
+            .truncate(usize::try_from(end - self.buffer_at).unwrap_or(usize::MAX));
+        let mut count = LineCount::after(0, self.buffer.first().copied().unwrap_or(b'\n'));
+        count.advance(self.buffer.get(PREFIX..).unwrap_or_default());
         let line = match from {
             // The restored record's line less the line ends before it (empty lines, the `\n`
             // of a `\r\n`): the line of the position.
             From::Restored { line, max, .. } => {
-                info.max = max;
+                info.max = info.max.max(max);
                 Some(line.saturating_sub(self.lines().record_line(&self.buffer, PREFIX)))
             }
             From::Guess | From::At(_) => None,
@@ -751,10 +735,16 @@ impl BlockFeed {
             lines: count.line,
             line,
         });
-        if start == end {
-            // No record (the byte before may be a record's own, at the data's end).
-            return info;
-        }
+        info
+    }
+
+    /// Parses the records in `buffer` (after the byte before the block) into `records` and
+    /// `parsed`, up to and with the first that ends after `limit` (a byte of the file), or up
+    /// to the data's end where the buffer holds it (`whole`); returns where that record ends in
+    /// the buffer. `None` when the buffer ends before such a record is known to end (a record
+    /// that reaches the buffer's end may go on). Rows after an error are not parsed, but
+    /// records are read on to the block's end.
+    fn parse_rows(&mut self, limit: u64, whole: bool, info: &mut BlockInfo) -> Option<usize> {
         let layout = &self.plan.layout;
         // The block's bytes after the terminator before them: an empty line to the parser,
         // which so keeps a byte order mark at the block's start, and the line count's cue
@@ -773,42 +763,51 @@ impl BlockFeed {
             let record = &mut self.records[n];
             match reader.read_byte_record(record) {
                 Ok(true) => {}
-                Ok(false) => break,
+                Ok(false) => return whole.then_some(self.buffer.len()),
                 Err(e) => {
                     // Reading bytes from memory fails only on what the single reader fails
                     // on too.
                     let at = e.position().map_or(0, |p| p.byte());
                     let at = usize::try_from(at).unwrap_or(usize::MAX);
-                    let line = lines.record_line(&self.buffer, at);
-                    info.error = Some(csv_error(&layout.name, e, line));
-                    break;
+                    if info.error.is_none() {
+                        let line = lines.record_line(&self.buffer, at);
+                        info.error = Some(csv_error(&layout.name, e, line));
+                    }
+                    continue;
                 }
             }
-            let located = |bad| {
-                let at = record.position().map_or(0, |p| p.byte());
-                let at = usize::try_from(at).unwrap_or(usize::MAX);
-                layout.error(lines.record_line(&self.buffer, at), bad)
-            };
-            match layout.parse(record).map_err(located) {
-                Ok(parsed) => {
-                    info.max = info.max.max(Some(parsed.ts));
-                    info.records += 1;
-                    self.parsed.push((n, parsed));
-                    n += 1;
-                }
-                Err(e) if self.plan.bad_lines == BadLines::Skip => {
-                    info.bad += 1;
-                    if info.warnings.len() < REPORTED_BAD_LINES as usize {
-                        info.warnings.push(e.into());
+            // Where the parser stands after the record: after its terminator, or at the end of
+            // the buffer, where the record may go on in the file.
+            let after = usize::try_from(reader.position().byte()).unwrap_or(usize::MAX);
+            if after >= self.buffer.len() && !whole {
+                return None;
+            }
+            if info.error.is_none() {
+                let located = |bad| {
+                    let at = record.position().map_or(0, |p| p.byte());
+                    let at = usize::try_from(at).unwrap_or(usize::MAX);
+                    layout.error(lines.record_line(&self.buffer, at), bad)
+                };
+                match layout.parse(record).map_err(located) {
+                    Ok(parsed) => {
+                        info.max = info.max.max(Some(parsed.ts));
+                        info.records += 1;
+                        self.parsed.push((n, parsed));
+                        n += 1;
                     }
+                    Err(e) if self.plan.bad_lines == BadLines::Skip => {
+                        info.bad += 1;
+                        if info.warnings.len() < REPORTED_BAD_LINES as usize {
+                            info.warnings.push(e.into());
+                        }
+                    }
+                    Err(e) => info.error = Some(e.into()),
                 }
-                Err(e) => {
-                    info.error = Some(e.into());
-                    break;
-                }
+            }
+            if self.buffer_at + after as u64 > limit {
+                return Some(after);
             }
         }
-        info
     }
 
     /// Parses block `block` from `from` (the `attempt`-th time), makes it the current block and

@@ -41,19 +41,38 @@ impl LineCount {
     #[inline]
     pub(crate) fn advance(&mut self, bytes: &[u8]) {
         let Some(&last) = bytes.last() else { return };
-        // `\r` and `\n` each end a line, except a `\n` right after a `\r`: three plain counts,
-        // which the compiler vectorizes (this runs over every byte of the file).
-        let cr = bytes.iter().filter(|b| **b == b'\r').count();
-        let lf = bytes.iter().filter(|b| **b == b'\n').count();
-        let crlf = bytes
-            .iter()
-            .zip(&bytes[1..])
-            .filter(|(a, b)| **a == b'\r' && **b == b'\n')
-            .count()
-            + usize::from(self.after_cr && bytes[0] == b'\n');
-        self.line += (cr + lf - crlf) as u64;
+        // `\r` and `\n` each end a line, except a `\n` right after a `\r`. This runs over
+        // every byte of the file: most files have no `\r` (a memchr scan tells), and then the
+        // count is that of `\n` alone.
+        let lf = count(bytes, b'\n');
+        let crlf = usize::from(self.after_cr && bytes[0] == b'\n');
+        let ends = if bytes.contains(&b'\r') {
+            let pairs = bytes
+                .iter()
+                .zip(&bytes[1..])
+                .filter(|(a, b)| **a == b'\r' && **b == b'\n')
+                .count();
+            count(bytes, b'\r') + lf - pairs - crlf
+        } else {
+            lf - crlf
+        };
+        self.line += ends as u64;
         self.after_cr = last == b'\r';
     }
+}
+
+/// The number of bytes `byte` in `bytes`. Sums of one-byte flags over pieces of 255 bytes
+/// (which no such sum can overflow): the compiler vectorizes them a register wide, where a
+/// plain count widens every flag to a `usize` first.
+#[inline]
+fn count(bytes: &[u8], byte: u8) -> usize {
+    bytes
+        .chunks(255)
+        .map(|piece| {
+            let n: u8 = piece.iter().map(|b| u8::from(*b == byte)).sum();
+            usize::from(n)
+        })
+        .sum()
 }
 
 /// Whether `byte` ends a line (and, outside quotes, a record).
@@ -244,6 +263,21 @@ mod tests {
                 count.advance(&text[..cut]);
                 count.advance(&text[cut..second]);
                 assert_eq!(count.line, reference(text, second), "{cut} {second}");
+            }
+        }
+    }
+
+    #[test]
+    fn counts_long_pieces_with_and_without_carriage_returns() {
+        // Pieces longer than the 255-byte steps of the count, with more than 255 line ends.
+        let plain = "ab\n\n".repeat(700);
+        let mixed = "a\r\nb\rc\n\r".repeat(300);
+        for text in [plain.as_bytes(), mixed.as_bytes()] {
+            for cut in [0, 1, 2, 254, 255, 256, 511, 1000, text.len()] {
+                let mut count = LineCount::START;
+                count.advance(&text[..cut]);
+                count.advance(&text[cut..]);
+                assert_eq!(count.line, reference(text, text.len()), "{cut}");
             }
         }
     }

@@ -54,6 +54,22 @@
 //! records that share one time (in [`SendAt::Watermark`], one watermark: a long stretch of
 //! input that does not advance it) are not held back among themselves; a batch counts only once
 //! the capability has passed its time, so the source never waits for a time it still holds.
+//!
+//! Pacing is exact whatever the sending times: it decides only *when* the source reads on,
+//! never the time a record is sent at, and every record is still sent at a time at or above
+//! the capability. With [`SendAt::Stamp`] (`--emit updates`) a batch is one message per
+//! distinct stamp, each in a buffer of its own, so a batch weighs far more there, and the
+//! caller bounds fewer of them.
+//!
+//! # Why `--emit updates` keeps a time per stamp
+//!
+//! The frontier moves once per batch either way (the capability is downgraded after each
+//! batch). What [`SendAt::Watermark`] coarsens further, the times records travel at, cannot
+//! be coarsened for the differential view without changing its output: its changelog holds
+//! each window's value at every epoch, and the epochs are the stamps. Sending records with two
+//! stamps at one time would merge their epochs, and a key's window touched at both would lose
+//! its value in between (a retraction and an insertion fewer). Consolidated, the changelog
+//! would be the same; row for row it would not.
 
 pub mod blocks;
 pub mod csv;

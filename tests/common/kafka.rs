@@ -1,6 +1,7 @@
 //! A Kafka-protocol broker for tests: `tansu` with in-memory storage on a free local port,
 //! killed when dropped; topics created with `tansu topic create`; messages produced to chosen
-//! partitions and read back with rdkafka.
+//! partitions and read back with rdkafka. Or librdkafka's mock cluster ([`Broker::mock`]), the
+//! one broker at hand that commits transactions.
 //!
 //! `tansu` must be installed (`cargo install tansu --features dynostore --locked`, as `.ci/run`
 //! does): without it the Kafka tests fail with a message saying so, they do not skip.
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 /// The `tansu` binary: `$TANSU`, else on `PATH`, else in cargo's bin directory.
 pub fn tansu_binary() -> PathBuf {
@@ -39,11 +42,19 @@ pub fn tansu_binary() -> PathBuf {
     }
 }
 
-/// A running broker, killed on drop.
+/// A running broker, stopped on drop.
 pub struct Broker {
-    child: Child,
+    server: Server,
     /// `127.0.0.1:PORT`.
     pub address: String,
+}
+
+/// What serves a [`Broker`].
+enum Server {
+    /// A tansu process.
+    Tansu(Child),
+    /// librdkafka's mock cluster, in this process.
+    Mock(MockCluster<'static, DefaultProducerContext>),
 }
 
 impl Broker {
@@ -61,7 +72,7 @@ impl Broker {
             .spawn()
             .expect("tansu starts");
         let broker = Broker {
-            child,
+            server: Server::Tansu(child),
             address: format!("127.0.0.1:{port}"),
         };
         let client: BaseConsumer = broker.config().create().unwrap();
@@ -71,6 +82,36 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(100));
         }
         broker
+    }
+
+    /// librdkafka's mock cluster (`rd_kafka_mock_cluster_new`, librdkafka's
+    /// `src/rdkafka_mock*.c`): one broker on a free port of 127.0.0.1, served by threads of
+    /// this process, that answers EndTxn, so tidemark writes exactly-once output to it in
+    /// transactions. Unlike Kafka (read in librdkafka 2.12.1's `rdkafka_mock_handlers.c`):
+    /// produced records are appended and visible at once, EndTxn writes no COMMIT or ABORT
+    /// marker and aborts nothing, a fetch reports no aborted transaction (its last stable
+    /// offset is the high watermark), TxnOffsetCommit is acknowledged but not stored (an
+    /// OffsetFetch does not return it), and InitProducerId without a current producer id
+    /// mints a new producer id at epoch 0 instead of bumping the transactional id's epoch, so
+    /// an older instance is not fenced. So only what a run that commits every transaction
+    /// writes can be checked on it: not what a consumer sees after an abort, not a restart
+    /// from a committed checkpoint, not fencing.
+    pub fn mock() -> Broker {
+        let cluster = MockCluster::new(1).expect("librdkafka's mock cluster starts");
+        let address = cluster.bootstrap_servers();
+        Broker {
+            server: Server::Mock(cluster),
+            address,
+        }
+    }
+
+    /// Makes the mock cluster answer the next requests of kind `api` with `errors`, one each,
+    /// as if the broker had (mock cluster only).
+    pub fn fail_next(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) {
+        match &self.server {
+            Server::Mock(cluster) => cluster.request_errors(api, errors),
+            Server::Tansu(_) => panic!("errors are injected on the mock cluster only"),
+        }
     }
 
     /// The client configuration of this broker.
@@ -89,12 +130,18 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: u32) {
-        let partitions = partitions.to_string();
-        self.topic_command(&["create", topic, "--partitions", &partitions]);
+        match &self.server {
+            Server::Tansu(_) => {
+                let partitions = partitions.to_string();
+                self.topic_command(&["create", topic, "--partitions", &partitions]);
+            }
+            Server::Mock(cluster) => cluster.create_topic(topic, partitions as i32, 1).unwrap(),
+        }
     }
 
-    /// Deletes `topic` and its records.
+    /// Deletes `topic` and its records (tansu only).
     pub fn delete_topic(&self, topic: &str) {
+        assert!(matches!(self.server, Server::Tansu(_)), "tansu only");
         self.topic_command(&["delete", topic]);
     }
 
@@ -231,8 +278,10 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Server::Tansu(child) = &mut self.server {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -347,15 +396,9 @@ impl Broker {
         (records, high)
     }
 
-    /// The committed messages of `topic`, read by the transaction markers themselves (not by
-    /// trusting a `read_committed` fetch, nor rdkafka, which stops at tansu's understated high
-    /// watermarks): a transactional producer's records count once a COMMIT marker of that
-    /// producer follows them, and never when an ABORT marker does or no marker yet; records of
-    /// non-transactional batches count as written. Returns `(partition, key, payload)` in log
-    /// order per partition. (tansu 0.6 writes ABORT markers when it fences an epoch, and never a
-    /// COMMIT marker: it does not serve EndTxn, so no transaction commits there, and tidemark
-    /// writes exactly-once output to it without transactions.)
-    pub fn read_committed_by_markers(&self, topic: &str) -> Vec<(i32, String, String)> {
+    /// Every record of `topic` as it lies in the log, markers included, in log order per
+    /// partition (read by raw fetches: rdkafka stops at tansu's understated high watermarks).
+    pub fn records(&self, topic: &str) -> Vec<LogRecord> {
         let consumer: BaseConsumer = self.config().create().unwrap();
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(10))
@@ -363,7 +406,6 @@ impl Broker {
         let partitions = metadata.topics()[0].partitions().len() as i32;
         let mut out = Vec::new();
         for partition in 0..partitions {
-            let mut open: BTreeMap<i64, Vec<(String, String)>> = BTreeMap::new();
             let mut next = 0;
             loop {
                 let (records, high) = self.fetch_raw(topic, partition, next);
@@ -395,7 +437,7 @@ impl Broker {
                     b.i64();
                     b.i64();
                     let producer = b.i64();
-                    b.i16();
+                    let epoch = b.i16();
                     b.i32();
                     let count = b.i32();
                     for _ in 0..count {
@@ -409,22 +451,17 @@ impl Broker {
                             b.varbytes();
                             b.varbytes();
                         }
-                        if control {
+                        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+                        out.push(LogRecord {
+                            partition,
+                            producer,
+                            epoch,
+                            transactional,
                             // Key: version, type (0 abort, 1 commit).
-                            let kind = i16::from_be_bytes([key[2], key[3]]);
-                            let pending = open.remove(&producer).unwrap_or_default();
-                            if kind == 1 {
-                                out.extend(pending.into_iter().map(|(k, v)| (partition, k, v)));
-                            }
-                        } else {
-                            let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-                            let message = (text(key), text(value));
-                            if transactional {
-                                open.entry(producer).or_default().push(message);
-                            } else {
-                                out.push((partition, message.0, message.1));
-                            }
-                        }
+                            marker: control.then(|| i16::from_be_bytes([key[2], key[3]])),
+                            key: text(key),
+                            value: text(value),
+                        });
                     }
                     next = base + i64::from(last_delta) + 1;
                 }
@@ -436,4 +473,49 @@ impl Broker {
         }
         out
     }
+
+    /// The committed messages of `topic`, read by the transaction markers themselves (not by
+    /// trusting a `read_committed` fetch): a transactional producer's records count once a
+    /// COMMIT marker of that producer follows them, and never when an ABORT marker does or no
+    /// marker yet; records of non-transactional batches count as written. Returns
+    /// `(partition, key, payload)` in log order per partition. (tansu 0.6 writes ABORT markers
+    /// when it fences an epoch, and never a COMMIT marker: it does not serve EndTxn, so no
+    /// transaction commits there, and tidemark writes exactly-once output to it without
+    /// transactions.)
+    pub fn read_committed_by_markers(&self, topic: &str) -> Vec<(i32, String, String)> {
+        let mut out = Vec::new();
+        let mut open: BTreeMap<(i32, i64), Vec<(String, String)>> = BTreeMap::new();
+        for r in self.records(topic) {
+            let message = (r.partition, r.key, r.value);
+            match r.marker {
+                Some(kind) => {
+                    let pending = open.remove(&(r.partition, r.producer)).unwrap_or_default();
+                    if kind == 1 {
+                        out.extend(pending.into_iter().map(|(k, v)| (r.partition, k, v)));
+                    }
+                }
+                None if r.transactional => open
+                    .entry((r.partition, r.producer))
+                    .or_default()
+                    .push((message.1, message.2)),
+                None => out.push(message),
+            }
+        }
+        out
+    }
+}
+
+/// One record of a topic's log (see [`Broker::records`]).
+#[derive(Debug)]
+pub struct LogRecord {
+    pub partition: i32,
+    /// The producer id and epoch of its batch (-1 without idempotence).
+    pub producer: i64,
+    pub epoch: i16,
+    /// Whether its batch is part of a transaction.
+    pub transactional: bool,
+    /// For a control record, its type: 0 ABORT, 1 COMMIT.
+    pub marker: Option<i16>,
+    pub key: String,
+    pub value: String,
 }
