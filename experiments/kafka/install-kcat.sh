@@ -18,12 +18,16 @@
 #
 # Usage: experiments/kafka/install-kcat.sh [PREFIX]
 set -euo pipefail
+# Paths given relative to where the script is called from are made absolute before the `cd`
+# to the repository root below: the wrapper's LD_LIBRARY_PATH must not depend on the caller's
+# working directory.
+prefix=$(realpath -m -- "${1:-/usr/local}")
+target_dir=${CARGO_TARGET_DIR:+$(realpath -m -- "$CARGO_TARGET_DIR")}
 cd "$(dirname "$0")/../.."
-prefix=${1:-/usr/local}
 real=/usr/bin/kcat
 [ -x "$real" ] || { echo "install-kcat: no $real: apt-get install kcat first" >&2; exit 1; }
 
-target=${CARGO_TARGET_DIR:-target}
+target=${target_dir:-target}
 # Any profile's build will do: they are the same librdkafka version.
 lib=$(ls -t "$target"/*/build/rdkafka-sys-*/out/src/librdkafka.so.1 2>/dev/null | head -n 1 || true)
 [ -n "$lib" ] || {
