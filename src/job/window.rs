@@ -644,6 +644,16 @@ fn open_committed(
     )))
 }
 
+/// The canonical checkpoint directory `dir` (which must exist) of a run of `job` with a Kafka
+/// output, and the job id naming its transactions and consumer group: a hash of the directory
+/// and everything that decides the rows.
+fn kafka_job(job: &WindowJob, dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
+    let hash = config_hash(&format!("dir={}\n{}", dir.display(), job_text(job)?));
+    Ok((dir, format!("tidemark-{hash:016x}")))
+}
+
 /// Opens the exactly-once Kafka output of a checkpointed run (see [`KafkaCommit`]): its
 /// transactional id and consumer group name the job (the checkpoint directory and everything
 /// that decides the rows). Returns `Ok(None)` when the previous run committed everything.
@@ -653,10 +663,7 @@ fn open_transactional(
     dir: &Path,
 ) -> anyhow::Result<Option<KafkaCommit>> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
-    let dir =
-        std::fs::canonicalize(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
-    let hash = config_hash(&format!("dir={}\n{}", dir.display(), job_text(job)?));
-    let job_id = format!("tidemark-{hash:016x}");
+    let (dir, job_id) = kafka_job(job, dir)?;
     let mut commit =
         KafkaCommit::open(topic, job.kafka.output_format, &job_id, &dir).map_err(|e| anyhow!(e))?;
     if commit.complete() {
@@ -869,7 +876,17 @@ where
         crate::checkpoint::check_crash_var().map_err(|e| anyhow!(e))?;
         if cluster.is_leader() {
             check_checkpointable(&job)?;
-        } else if CheckpointDir::is_complete(dir) {
+        } else if CheckpointDir::is_complete(dir)
+            || match &kafka_out {
+                // A Kafka output's completion is in the topic's consumer group, not the
+                // directory (see `open_transactional`).
+                Some(topic) if dir.is_dir() => {
+                    let (_, job_id) = kafka_job(&job, dir)?;
+                    crate::sink::kafka::job_complete(topic, &job_id).map_err(|e| anyhow!(e))?
+                }
+                _ => false,
+            }
+        {
             // Process 0 finds the same and ends at once: waiting for it would wait forever.
             crate::abort::say(format_args!(
                 "tidemark window: the result is complete (checkpoint {}); nothing to do",

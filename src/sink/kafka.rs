@@ -477,15 +477,7 @@ impl KafkaCommit {
             .set("isolation.level", "read_committed")
             .create()
             .map_err(|e| fail("cannot create a Kafka consumer", e))?;
-        let mut progress = TopicPartitionList::new();
-        progress.add_partition(&topic.topic, 0);
-        let committed = group
-            .committed_offsets(progress, BROKER_TIMEOUT)
-            .map_err(|e| fail("cannot read the committed checkpoint", e))?;
-        let resumed = match committed
-            .find_partition(&topic.topic, 0)
-            .map(|e| e.offset())
-        {
+        let resumed = match committed_progress(&group, topic)? {
             Some(Offset::Offset(END)) => Some(u64::MAX),
             Some(Offset::Offset(c)) if c >= 0 && transactions => Some(c as u64),
             _ => None,
@@ -790,6 +782,34 @@ fn read_progress(
         ));
     }
     Ok(Some(progress.tails))
+}
+
+/// The progress job `job` committed to `topic` (its consumer group's offset of partition 0:
+/// the last checkpoint's time, or [`END`] once the job is complete), through `group`, a
+/// consumer of that group. Errors name the topic.
+fn committed_progress(group: &BaseConsumer, topic: &KafkaTopic) -> Result<Option<Offset>, String> {
+    let mut progress = TopicPartitionList::new();
+    progress.add_partition(&topic.topic, 0);
+    let committed = group
+        .committed_offsets(progress, BROKER_TIMEOUT)
+        .map_err(|e| format!("{}: cannot read the committed checkpoint: {e}", topic.url()))?;
+    Ok(committed
+        .find_partition(&topic.topic, 0)
+        .map(|e| e.offset()))
+}
+
+/// Whether job `job` (a [`KafkaCommit`]'s job id) marked its output to `topic` complete,
+/// read without opening a producer (which would fence the job's running instance): what a
+/// process other than process 0 checks, as process 0 does with [`KafkaCommit::complete`],
+/// so that a rerun of a finished job ends on every process. Errors name the topic.
+pub fn job_complete(topic: &KafkaTopic, job: &str) -> Result<bool, String> {
+    let group: BaseConsumer = topic
+        .config()
+        .set("group.id", job)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| format!("{}: cannot create a Kafka consumer: {e}", topic.url()))?;
+    Ok(committed_progress(&group, topic)? == Some(Offset::Offset(END)))
 }
 
 /// The rows of `job` in each partition of `topic`, in log order: `(key, payload, offset)` of the

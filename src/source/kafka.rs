@@ -82,6 +82,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -336,12 +337,20 @@ struct Held {
 struct Partition {
     id: i32,
     watermark: Watermark,
-    /// The offset to stop before (`--exit-at-end`), `None` to read on.
+    /// The offset to stop before (`--exit-at-end`), `None` to read on (or not known yet, see
+    /// `listed`).
     end: Option<i64>,
+    /// `--exit-at-end` before the partition's first fetch answer: the end offset the broker
+    /// listed at the start (ListOffsets), a lower bound of the end (see [`Partition::settle`]).
+    listed: Option<i64>,
+    /// librdkafka reported the partition's end (a fetch found nothing more) at or after `end`:
+    /// every record before `end` was received (what is missing are control records).
+    at_eof: bool,
     /// The offset after the last message read.
     next: i64,
-    /// When the partition last had a record (or the feed started).
-    last_record: Instant,
+    /// When the partition last had a record, or first answered a fetch; `None` before (a
+    /// partition is never idle before its first fetch, see [`KafkaFeed::advance`]).
+    last_record: Option<Instant>,
     /// Messages received and held back, in offset order (see the module docs, "Checkpoints").
     held: VecDeque<Held>,
     /// Whether librdkafka fetches nothing more of it for now (held, or at its end).
@@ -352,7 +361,25 @@ struct Partition {
 
 impl Partition {
     fn done(&self) -> bool {
-        self.end.is_some_and(|end| self.next >= end)
+        self.end
+            .is_some_and(|end| self.next >= end || (self.at_eof && self.held.is_empty()))
+    }
+
+    /// Settles the partition's end (`--exit-at-end`) at its first fetch answer, as `consumer`
+    /// of `topic` received it: the larger of the end the broker listed at the start and the
+    /// high watermark of that fetch (the last one librdkafka received). tansu 0.6 lists a
+    /// partition's end as its last batch's first offset plus one, short of the batch's other
+    /// records, while its fetch answers give the true high watermark (Kafka gives the same in
+    /// both). The fetch was answered after the start, so every record in the partition at the
+    /// start lies before that end.
+    fn settle(&mut self, consumer: &BaseConsumer, topic: &str) {
+        let Some(listed) = self.listed else {
+            return;
+        };
+        if let Some(high) = fetched_high(consumer, topic, self.id) {
+            self.end = Some(listed.max(high));
+            self.listed = None;
+        }
     }
 
     /// The offset of the next message this partition expects from librdkafka.
@@ -427,6 +454,9 @@ impl KafkaFeed {
             // queue's bounds before it fetches, not within a response, and tansu 0.6 applies
             // only this request-wide limit, not the per-partition one.
             .set("fetch.max.bytes", FETCH_BYTES.to_string())
+            // A partition's end as a fetch finds it (`--exit-at-end`, and the first fetch
+            // answer of an empty partition, see `last_record`).
+            .set("enable.partition.eof", "true")
             .create()
             .map_err(|e| ReadError::io(&url, format!("cannot create a Kafka consumer: {e}")))?;
         let mut assignment = TopicPartitionList::new();
@@ -445,8 +475,10 @@ impl KafkaFeed {
                     },
                 )?),
             };
-            let end = match restored {
-                Some(state) => state.end,
+            // A restored end is the first run's; a checkpoint taken before the partition's end
+            // was settled has none, and it is settled again (nothing of it was read).
+            let end = restored.and_then(|state| state.end);
+            let listed = match end {
                 None if options.exit_at_end => {
                     let (_, high) = consumer
                         .fetch_watermarks(&topic.topic, id, BROKER_TIMEOUT)
@@ -455,7 +487,7 @@ impl KafkaFeed {
                         })?;
                     Some(high)
                 }
-                None => None,
+                _ => None,
             };
             let (next, watermark) = match restored {
                 Some(state) => (state.next, state.watermark.clone()),
@@ -479,8 +511,10 @@ impl KafkaFeed {
                 id,
                 watermark,
                 end,
+                listed,
+                at_eof: false,
                 next,
-                last_record: Instant::now(),
+                last_record: None,
                 held: VecDeque::new(),
                 paused: false,
                 seek,
@@ -518,18 +552,25 @@ impl KafkaFeed {
             ..options.clone()
         };
         let mut feed = KafkaFeed::open(topic, partitions, &options, Arc::default(), None).ok()?;
-        // Per partition: its first event time, or how many messages did not read.
+        // Per partition: its first event time, or how many messages did not read, or whether
+        // it ended before one read.
         let mut first: Vec<Option<u64>> = vec![None; feed.partitions.len()];
         let mut unread = vec![0u32; feed.partitions.len()];
-        let settled = |feed: &KafkaFeed, first: &[Option<u64>], unread: &[u32]| {
-            (0..first.len()).all(|i| {
-                first[i].is_some() || unread[i] >= 1000 || feed.partitions[i].end == Some(0)
-            })
+        let mut ended = vec![false; feed.partitions.len()];
+        let settled = |first: &[Option<u64>], unread: &[u32], ended: &[bool]| {
+            (0..first.len()).all(|i| first[i].is_some() || unread[i] >= 1000 || ended[i])
         };
         let deadline = Instant::now() + BROKER_TIMEOUT;
-        while !settled(&feed, &first, &unread) && Instant::now() < deadline {
-            let Some(Ok(message)) = feed.consumer.poll(Duration::from_millis(50)) else {
-                continue;
+        while !settled(&first, &unread, &ended) && Instant::now() < deadline {
+            let message = match feed.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(message)) => message,
+                Some(Err(KafkaError::PartitionEOF(id))) => {
+                    if let Some(index) = feed.partitions.iter().position(|p| p.id == id) {
+                        ended[index] = true;
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             let Some(index) = feed
                 .partitions
@@ -538,6 +579,7 @@ impl KafkaFeed {
             else {
                 continue;
             };
+            feed.partitions[index].settle(&feed.consumer, &feed.topic.topic);
             let end = feed.partitions[index].end;
             if first[index].is_some() || end.is_some_and(|end| message.offset() >= end) {
                 continue;
@@ -619,17 +661,83 @@ impl KafkaFeed {
     fn advance(&mut self) -> bool {
         let before = self.watermark.current();
         let now = Instant::now();
-        let idle = |p: &Partition| {
-            self.idle_timeout
-                .is_some_and(|t| now.duration_since(p.last_record) >= t)
-        };
-        let active = self.partitions.iter().filter(|p| !p.done() && !idle(p));
+        let active = self
+            .partitions
+            .iter()
+            .filter(|p| !p.done() && !self.idle(p, now));
         if let Some(min) = active.map(|p| p.watermark.current()).min() {
             // A watermark of a fresh `Watermark::new(0)` moves to `min` when stamped with it.
             self.watermark.stamp(min);
         }
         self.watermark.current() > before
     }
+
+    /// Whether partition `p` is idle at `now` (`--idle-timeout`): it answered a fetch, and
+    /// had no record for the timeout since. Before its first fetch answer a partition is never
+    /// idle: its first records may just be on their way (a consumer takes a while to start).
+    fn idle(&self, p: &Partition, now: Instant) -> bool {
+        self.idle_timeout.is_some_and(|t| {
+            p.last_record
+                .is_some_and(|at| now.duration_since(at) >= t)
+        })
+    }
+
+    /// librdkafka's report that a fetch of partition `id` found nothing past the messages it
+    /// delivered: the partition's idle clock starts if it had not, and with `--exit-at-end`
+    /// the partition ends once its held messages are read, when that fetch's high watermark
+    /// is at or past its end (the offsets before the end not received are control records).
+    /// Errors: the high watermark is below the end the broker listed at the start, so the
+    /// broker's two answers disagree on what the partition holds and stopping at either might
+    /// drop records.
+    fn reached_end(&mut self, id: i32) -> Result<(), ReadError> {
+        let Some(index) = self.partitions.iter().position(|p| p.id == id) else {
+            return Ok(());
+        };
+        self.partitions[index].settle(&self.consumer, &self.topic.topic);
+        let high = fetched_high(&self.consumer, &self.topic.topic, id);
+        let partition = &mut self.partitions[index];
+        partition.last_record.get_or_insert_with(Instant::now);
+        let Some(end) = partition.end else {
+            return Ok(());
+        };
+        match high {
+            Some(high) if high >= end => {
+                partition.at_eof = true;
+                Ok(())
+            }
+            _ => Err(ReadError::io(
+                &self.topic.url(),
+                format!(
+                    "partition {id}: a fetch found the partition's end at offset {}, before \
+                     the end offset {end} the broker listed at the start: the broker \
+                     contradicts itself on where the partition ends; not stopping at either",
+                    high.map_or("(none)".to_string(), |h| h.to_string())
+                ),
+            )),
+        }
+    }
+}
+
+/// The high watermark of partition `id` of `topic` in the last fetch answer `consumer`
+/// received (librdkafka keeps it), `None` before any.
+fn fetched_high(consumer: &BaseConsumer, topic: &str, id: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // rdkafka 0.38 wraps only the broker query (`fetch_watermarks`, ListOffsets), not this
+    // read of librdkafka's copy of the fetch answer. SAFETY: the client handle lives as long
+    // as `consumer`, the topic is a NUL-terminated string living past the call, and the
+    // offsets are written to the two locals.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            id,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 /// A [`Reseek`] for reading partition `id` of `topic` from offset `next` on (restored from a
@@ -713,7 +821,7 @@ impl KafkaFeed {
     ) -> Result<(), ReadError> {
         let id = self.partitions[index].id;
         self.partitions[index].next = offset + 1;
-        self.partitions[index].last_record = Instant::now();
+        self.partitions[index].last_record = Some(Instant::now());
         if self.partitions[index].done() {
             // Fetch nothing more of it (what librdkafka already holds is skipped).
             self.set_paused(index, true)?;
@@ -788,12 +896,17 @@ impl Feed for KafkaFeed {
             let message = match self.consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(message)) => message,
+                Some(Err(KafkaError::PartitionEOF(id))) => {
+                    self.reached_end(id)?;
+                    continue;
+                }
                 Some(Err(e)) => return Err(ReadError::io(&self.topic.url(), e)),
             };
             let (id, offset) = (message.partition(), message.offset());
             let Some(index) = self.partitions.iter().position(|p| p.id == id) else {
                 continue;
             };
+            self.partitions[index].settle(&self.consumer, &self.topic.topic);
             if self.partitions[index].done() {
                 continue;
             }
@@ -870,5 +983,14 @@ impl Feed for KafkaFeed {
 
     fn watermark(&mut self) -> &mut Watermark {
         &mut self.watermark
+    }
+
+    /// Every partition not done is idle by its own clock (see [`KafkaFeed::idle`]): one not
+    /// yet fetched from holds the watermark, as the module docs say.
+    fn may_idle(&self) -> bool {
+        let now = Instant::now();
+        self.partitions
+            .iter()
+            .all(|p| p.done() || self.idle(p, now))
     }
 }

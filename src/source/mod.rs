@@ -200,6 +200,12 @@ pub trait Feed: 'static {
         let _ = done;
         None
     }
+    /// Whether the watermark may follow processing time once the feed produced nothing for
+    /// the idle timeout (`--idle-timeout`). The default: yes. A feed of several parts says no
+    /// while a part is not idle by its own account (a Kafka partition not yet fetched from).
+    fn may_idle(&self) -> bool {
+        true
+    }
 }
 
 /// A feed over records in memory, in order: `(event time, record)`.
@@ -460,7 +466,7 @@ pub fn feed_source_paced<'scope, F: Feed>(
                 Ok(Poll::Pending) => {
                     if let Some(timeout) = options.idle_timeout {
                         let idle = last_record.elapsed();
-                        if idle >= timeout {
+                        if idle >= timeout && reader.may_idle() {
                             reader.watermark().idle(idle);
                             // An idle advance past a pending cut: the cut falls before the
                             // next record, and the advance is part of the state.
