@@ -203,6 +203,99 @@ fn kafka_input_restores_partition_offsets_from_checkpoints() {
     restore_trials(&broker, &partitions, "kafka_input_checkpoints", 1);
 }
 
+/// `--exit-at-end` on input produced in ordinary batches, the last one of each partition
+/// holding many records: tansu 0.6 lists a partition's end as its last batch's first offset
+/// plus one, and a run that stopped there read one record of that batch and exited 0. Every
+/// record is read (500 in each of two partitions, the third empty), on 1 and 2 workers, with
+/// and without a checkpoint directory.
+#[test]
+fn kafka_exit_at_end_reads_the_whole_last_batch_of_each_partition() {
+    let partitions = partitioned_events(3, 500, 300, 23);
+    let broker = Broker::start();
+    broker.create_topic("in", partitions.len() as u32);
+    broker.produce_batched("in", &json_messages(&partitions), 200);
+    // The last batch of partition 0 (offsets 400..500) holds 100 records.
+    assert_eq!(broker.first_batch("in", 0, 400), (400, 100));
+    let dir = scratch("kafka_exit_at_end_batched");
+    let (window, agg, params) = queries().swap_remove(1);
+    let expected = per_partition_reference(&partitions, &params);
+    for (workers, checkpoint) in [("1", false), ("2", false), ("2", true)] {
+        let output = dir.join(format!("out-{workers}-{checkpoint}.csv"));
+        let mut command = window_cmd(&broker.url("in"), s(&output));
+        command
+            .args(query_flags(window, agg, &params))
+            .args(["--workers", workers]);
+        if checkpoint {
+            command.args(["--checkpoint-dir", s(&dir.join("ckpt"))]);
+        }
+        let out = command.output().expect("binary runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(records_read(&stderr(&out)), 1000, "{workers} workers");
+        assert_eq!(consolidated(&output), expected, "{workers} workers");
+    }
+}
+
+/// A live run (no `--exit-at-end`) with `--idle-timeout` and `--max-delay 0` on two
+/// partitions, one empty and one with records at 100, 1500 and 3500 ms: the empty partition
+/// goes idle, the other must not be judged idle before its first fetch answer (a consumer
+/// takes longer than the timeout to start), else the watermark ran ahead with processing time
+/// and the record at 100 went to the late output. Each record is late only by its own
+/// partition's rule: none is, and windows 0, 1000 and 3000 count one each. The run is
+/// stopped once the last window is out (it closes as the idle watermark passes it), or after
+/// a minute without a row.
+#[test]
+fn kafka_idle_timeout_never_judges_a_partition_idle_before_its_first_fetch() {
+    let broker = Broker::start();
+    broker.create_topic("in", 2);
+    let records = [100, 1500, 3500].map(|ts| (0, format!(r#"{{"ts":{ts},"key":"a"}}"#)));
+    broker.produce("in", &records);
+    for (workers, timeout) in [("1", "100ms"), ("2", "100ms"), ("1", "300ms")] {
+        let mut child = common::cli::bin()
+            .args(["window", "--input", &broker.url("in"), "--output", "-"])
+            .args([
+                "--window",
+                "tumbling:1s",
+                "--agg",
+                "count",
+                "--max-delay",
+                "0",
+            ])
+            .args(["--idle-timeout", timeout, "--workers", workers])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("binary runs");
+        // Rows as they come, until the last window's (a run that lost the first window still
+        // emits it); the run ends only when stopped.
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        let mut rows = Vec::new();
+        while !rows.last().is_some_and(|l: &String| l.starts_with("3000,")) {
+            match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) => rows.push(line),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            rows,
+            [
+                "window_start,window_end,key,value,diff",
+                "0,1000,a,1,1",
+                "1000,2000,a,1,1",
+                "3000,4000,a,1,1"
+            ],
+            "{workers} workers, --idle-timeout {timeout}"
+        );
+    }
+}
+
 /// The same trials with the input produced in batches of 300 records and crashes after 55 to
 /// 58 checkpoints (some 300 records a partition), so a restart seeks into the middle of a
 /// batch: tansu 0.6 answers such a fetch from the next batch on, and a restore that trusted
@@ -239,7 +332,7 @@ fn kafka_input_resume_after_a_held_partition_pause_loses_nothing() {
     broker.produce_batched("in", &json_messages(&partitions), 1000);
     assert_eq!(
         broker.first_batch("in", 0, 4096),
-        (5000, 999),
+        (5000, 1000),
         "batches of 1000"
     );
     let dir = scratch("kafka_input_pause_resume");
@@ -693,6 +786,51 @@ fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
     assert_eq!(committed_rows(&broker, "out"), rows);
 }
 
+/// The same rerun on 2 processes: process 0 finds the job complete in the topic's consumer
+/// group, and process 1 must find the same and end (it used to look at the checkpoint
+/// directory only, which a Kafka output does not mark complete, and waited for process 0
+/// until it gave up, exit 1), as both do with a file output.
+#[test]
+fn kafka_exactly_once_rerun_of_a_finished_job_ends_on_2_processes() {
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_rerun_2p", 200);
+    broker.create_topic("out", 2);
+    let ckpt = dir.join("ckpt");
+    // Both processes' exit statuses and stderr.
+    let run = || {
+        let (hosts, _) = hostfile(&dir);
+        let children: Vec<_> = (0..2)
+            .map(|process| {
+                exactly_once_cmd(&broker, "out", &ckpt, "2", None)
+                    .args(["--processes", "2", "--process", &process.to_string()])
+                    .args(["--hostfile", s(&hosts)])
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("binary runs")
+            })
+            .collect();
+        children.into_iter().map(|mut child| {
+            let status = wait(&mut child);
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            (status.success(), err)
+        })
+    };
+    for (process, (ok, err)) in run().enumerate() {
+        assert!(ok, "first run, process {process}: {err}");
+    }
+    let rows = committed_rows(&broker, "out");
+    let params = queries().swap_remove(1).2;
+    assert_eq!(
+        consolidate_json(&rows),
+        per_partition_reference(&partitions, &params)
+    );
+    for (process, (ok, err)) in run().enumerate() {
+        assert!(ok, "rerun, process {process}: {err}");
+        assert!(err.contains("complete"), "rerun, process {process}: {err}");
+    }
+    assert_eq!(committed_rows(&broker, "out"), rows);
+}
+
 /// A restart checks the rows a crashed run left in the topic against what it computes: after
 /// the input changed under the same job (the topic recreated with other records), it fails
 /// naming the place, and adds nothing. (On a broker with transactions the crashed run's
@@ -1070,4 +1208,38 @@ fn kafka_input_with_epoch_millisecond_times_checkpoints_from_its_first_message()
         consolidated(&output),
         per_partition_reference(&partitions, &params)
     );
+}
+
+/// `experiments/kafka/install-kcat.sh PREFIX` with a relative PREFIX installs under the
+/// caller's working directory, and the wrapper's library path is absolute, so it runs from
+/// anywhere (the script changes to the repository root first: it used to resolve PREFIX
+/// there, and wrote a relative `LD_LIBRARY_PATH`).
+#[test]
+fn install_kcat_resolves_a_relative_prefix_from_the_callers_directory() {
+    let dir = scratch("install_kcat_relative");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/kafka/install-kcat.sh");
+    let out = std::process::Command::new(&script)
+        .arg("inst")
+        .current_dir(&dir)
+        .output()
+        .expect("the script runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wrapper = dir.join("inst/bin/kcat");
+    let text = std::fs::read_to_string(&wrapper).expect("the wrapper is under the caller's PREFIX");
+    let library = dir.join("inst/lib/tidemark");
+    assert!(
+        text.contains(&format!(
+            "LD_LIBRARY_PATH={}",
+            library.canonicalize().unwrap().display()
+        )),
+        "{text}"
+    );
+    // From another directory, the wrapper still finds the library (2.2.0 or newer).
+    let version = std::process::Command::new(&wrapper)
+        .arg("-V")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("the wrapper runs");
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    assert!(version.contains("librdkafka 2.12"), "{version}");
 }

@@ -18,13 +18,22 @@
 //! the source's watermark.
 //!
 //! `--idle-timeout`: a partition without a record for that long is left out of the minimum until
-//! it has a record again, so an idle partition does not hold every window open. When all of a
-//! worker's partitions are idle, the source's watermark follows processing time, as for a file.
+//! it has a record again, so an idle partition does not hold every window open. Its clock starts
+//! at its first fetch answer (a record, or librdkafka's partition EOF), never before: while the
+//! consumer starts, a partition's first records may be on their way, and judging it idle then
+//! let the watermark run ahead of them (they were late). When all of a worker's partitions are
+//! idle ([`Feed::may_idle`]), the source's watermark follows processing time, as for a file.
 //!
-//! `--exit-at-end`: the end offsets found when the feed starts (the high watermarks, which for a
-//! `read_committed` reader are the last stable offsets) are where each partition ends; once every
-//! partition reached its end the feed is done and the windows close. Without it the feed reads
-//! until the run is stopped.
+//! `--exit-at-end`: each partition ends where its first fetch answer says, as of the start: the
+//! larger of the end offset the broker lists (ListOffsets) when the feed starts and the high
+//! watermark of the first fetch answer (`Partition::settle`). tansu 0.6 lists a partition's
+//! end as its last batch's first offset plus one, which alone would drop the rest of that
+//! batch. A partition is also at its end when librdkafka reports the partition's EOF (a fetch
+//! found nothing more, for a `read_committed` reader at the last stable offset) with a high
+//! watermark at or past the end: the offsets before it not received are control records. An
+//! EOF below the listed end means the broker's answers contradict each other: an error, never
+//! a silent stop. Once every partition reached its end the feed is done and the windows close.
+//! Without it the feed reads until the run is stopped.
 //!
 //! # Checkpoints
 //!
@@ -264,7 +273,9 @@ pub struct PartitionState {
     pub id: i32,
     /// The offset of its first record not sent at or before the cut.
     pub next: i64,
-    /// The offset it ends before (`--exit-at-end`, as the first run found it), `None` to read on.
+    /// The offset it ends before (`--exit-at-end`, as the first run found it), `None` to read on
+    /// (or, with `--exit-at-end`, not found yet: nothing of the partition was read, and a
+    /// restore finds its end afresh).
     pub end: Option<i64>,
     /// Its watermark before that record.
     pub watermark: Watermark,
@@ -341,7 +352,7 @@ struct Partition {
     /// `listed`).
     end: Option<i64>,
     /// `--exit-at-end` before the partition's first fetch answer: the end offset the broker
-    /// listed at the start (ListOffsets), a lower bound of the end (see [`Partition::settle`]).
+    /// listed at the start (ListOffsets), a lower bound of the end (see `Partition::settle`).
     listed: Option<i64>,
     /// librdkafka reported the partition's end (a fetch found nothing more) at or after `end`:
     /// every record before `end` was received (what is missing are control records).
@@ -349,7 +360,7 @@ struct Partition {
     /// The offset after the last message read.
     next: i64,
     /// When the partition last had a record, or first answered a fetch; `None` before (a
-    /// partition is never idle before its first fetch, see [`KafkaFeed::advance`]).
+    /// partition is never idle before its first fetch, see `KafkaFeed::idle`).
     last_record: Option<Instant>,
     /// Messages received and held back, in offset order (see the module docs, "Checkpoints").
     held: VecDeque<Held>,
@@ -676,10 +687,8 @@ impl KafkaFeed {
     /// had no record for the timeout since. Before its first fetch answer a partition is never
     /// idle: its first records may just be on their way (a consumer takes a while to start).
     fn idle(&self, p: &Partition, now: Instant) -> bool {
-        self.idle_timeout.is_some_and(|t| {
-            p.last_record
-                .is_some_and(|at| now.duration_since(at) >= t)
-        })
+        self.idle_timeout
+            .is_some_and(|t| p.last_record.is_some_and(|at| now.duration_since(at) >= t))
     }
 
     /// librdkafka's report that a fetch of partition `id` found nothing past the messages it
@@ -985,7 +994,7 @@ impl Feed for KafkaFeed {
         &mut self.watermark
     }
 
-    /// Every partition not done is idle by its own clock (see [`KafkaFeed::idle`]): one not
+    /// Every partition not done is idle by its own clock (see `KafkaFeed::idle`): one not
     /// yet fetched from holds the watermark, as the module docs say.
     fn may_idle(&self) -> bool {
         let now = Instant::now();

@@ -161,17 +161,11 @@ impl Broker {
     }
 
     /// Produces `messages` (`(partition, payload)`, in order per partition) and waits until all
-    /// are acknowledged.
+    /// are acknowledged, in librdkafka's ordinary batches (tansu 0.6 lists a partition's end as
+    /// its last batch's first offset plus one; `--exit-at-end` reads to the fetch's high
+    /// watermark, so batches hide nothing).
     pub fn produce(&self, topic: &str, messages: &[(i32, String)]) {
-        // One message per batch: tansu 0.6 reports a partition's high watermark as the last
-        // batch's base offset plus one, so records batched together would hide from readers
-        // that stop at the end offsets (`--exit-at-end`).
-        let producer: BaseProducer = self
-            .config()
-            .set("batch.num.messages", "1")
-            .set("linger.ms", "0")
-            .create()
-            .unwrap();
+        let producer: BaseProducer = self.config().set("linger.ms", "0").create().unwrap();
         for (partition, payload) in messages {
             let mut record = BaseRecord::<(), _>::to(topic)
                 .partition(*partition)
@@ -190,8 +184,8 @@ impl Broker {
     }
 
     /// Produces `messages` (`(partition, payload)`) in batches of `per_batch` consecutive
-    /// messages of a partition, but for each partition's last message, sent alone (see
-    /// [`Broker::produce_many`]); waits until all are acknowledged.
+    /// messages of a partition (the last batch of each partition holding the rest); waits
+    /// until all are acknowledged.
     pub fn produce_batched(&self, topic: &str, messages: &[(i32, String)], per_batch: usize) {
         let mut by_partition: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
         for (partition, payload) in messages {
@@ -205,8 +199,7 @@ impl Broker {
             .create()
             .unwrap();
         for (partition, payloads) in by_partition {
-            let (last, rest) = payloads.split_last().unwrap();
-            for chunk in rest.chunks(per_batch).chain([std::slice::from_ref(last)]) {
+            for chunk in payloads.chunks(per_batch) {
                 for payload in chunk {
                     let mut record = BaseRecord::<(), _>::to(topic)
                         .partition(partition)
@@ -238,22 +231,17 @@ impl Broker {
         (base, r.i32() + 1)
     }
 
-    /// [`Broker::produce`] for many messages: batched, but for each partition's last message,
-    /// sent alone after the rest are acknowledged, so that tansu's end offset (its last batch's
-    /// first offset plus one) is the true one. How many records a batch holds depends on
-    /// timing; [`Broker::produce_batched`] makes the batches on purpose.
+    /// [`Broker::produce`] for many messages: batched as librdkafka fills them within 5 ms.
+    /// How many records a batch holds depends on timing; [`Broker::produce_batched`] makes the
+    /// batches on purpose.
     pub fn produce_many(&self, topic: &str, messages: &[(i32, String)]) {
-        let mut last = BTreeMap::new();
-        for (i, (partition, _)) in messages.iter().enumerate() {
-            last.insert(*partition, i);
-        }
         let producer: BaseProducer = self
             .config()
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "1000000")
             .create()
             .unwrap();
-        let send = |(partition, payload): &(i32, String)| {
+        for (partition, payload) in messages {
             let mut record = BaseRecord::<(), _>::to(topic)
                 .partition(*partition)
                 .payload(payload.as_str());
@@ -261,18 +249,8 @@ impl Broker {
                 record = back;
                 producer.poll(Duration::from_millis(10));
             }
-        };
-        let lasts: Vec<usize> = last.into_values().collect();
-        for (i, message) in messages.iter().enumerate() {
-            if !lasts.contains(&i) {
-                send(message);
-            }
         }
         producer.flush(Duration::from_secs(60)).unwrap();
-        for i in lasts {
-            send(&messages[i]);
-            producer.flush(Duration::from_secs(60)).unwrap();
-        }
     }
 }
 
