@@ -706,7 +706,7 @@ impl KafkaFeed {
         let high = fetched_high(&self.consumer, &self.topic.topic, id);
         let partition = &mut self.partitions[index];
         partition.last_record.get_or_insert_with(Instant::now);
-        let Some(end) = partition.end else {
+        let Some(end) = partition.end.filter(|_| !partition.done()) else {
             return Ok(());
         };
         match high {
