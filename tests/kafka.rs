@@ -203,6 +203,15 @@ fn kafka_input_restores_partition_offsets_from_checkpoints() {
     restore_trials(&broker, &partitions, "kafka_input_checkpoints", 1);
 }
 
+/// A broker holding topic `in`, one partition per element of `partitions`, with those records
+/// as JSON messages in batches of `per_batch` (see [`Broker::produce_batched`]).
+fn batched_broker(partitions: &[Vec<Event>], per_batch: usize) -> Broker {
+    let broker = Broker::start();
+    broker.create_topic("in", partitions.len() as u32);
+    broker.produce_batched("in", &json_messages(partitions), per_batch);
+    broker
+}
+
 /// `--exit-at-end` on input produced in ordinary batches, the last one of each partition
 /// holding many records: tansu 0.6 lists a partition's end as its last batch's first offset
 /// plus one, and a run that stopped there read one record of that batch and exited 0. Every
@@ -211,9 +220,7 @@ fn kafka_input_restores_partition_offsets_from_checkpoints() {
 #[test]
 fn kafka_exit_at_end_reads_the_whole_last_batch_of_each_partition() {
     let partitions = partitioned_events(3, 500, 300, 23);
-    let broker = Broker::start();
-    broker.create_topic("in", partitions.len() as u32);
-    broker.produce_batched("in", &json_messages(&partitions), 200);
+    let broker = batched_broker(&partitions, 200);
     // The last batch of partition 0 (offsets 400..500) holds 100 records.
     assert_eq!(broker.first_batch("in", 0, 400), (400, 100));
     let dir = scratch("kafka_exit_at_end_batched");
@@ -304,9 +311,7 @@ fn kafka_idle_timeout_never_judges_a_partition_idle_before_its_first_fetch() {
 #[test]
 fn kafka_input_restore_into_the_middle_of_a_produce_batch_loses_nothing() {
     let partitions = partitioned_events(3, 600, 300, 11);
-    let broker = Broker::start();
-    broker.create_topic("in", partitions.len() as u32);
-    broker.produce_batched("in", &json_messages(&partitions), 300);
+    let broker = batched_broker(&partitions, 300);
     for p in 0..2 {
         // The batching happened: the first batch holds 300 records.
         assert_eq!(broker.first_batch("in", p, 0), (0, 300), "partition {p}");
@@ -327,9 +332,7 @@ fn kafka_input_resume_after_a_held_partition_pause_loses_nothing() {
     for e in &mut partitions[0] {
         e.ts += 10_000_000;
     }
-    let broker = Broker::start();
-    broker.create_topic("in", partitions.len() as u32);
-    broker.produce_batched("in", &json_messages(&partitions), 1000);
+    let broker = batched_broker(&partitions, 1000);
     assert_eq!(
         broker.first_batch("in", 0, 4096),
         (5000, 1000),
