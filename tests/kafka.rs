@@ -324,7 +324,9 @@ fn kafka_input_restore_into_the_middle_of_a_produce_batch_loses_nothing() {
 /// resume fetches from the offset after the last message received, in the middle of a batch
 /// of 1000 records here, which tansu 0.6 answers from the next batch on. The checkpointed run
 /// (one reader for all partitions) must still read every record: its result is the
-/// per-partition reference.
+/// per-partition reference. Some resumes land inside the partition's last batch (offsets
+/// 5000..6000, produced as one batch), which tansu answers with nothing at all: the reader
+/// must look further back then too (it hung there).
 #[test]
 fn kafka_input_resume_after_a_held_partition_pause_loses_nothing() {
     let mut partitions = partitioned_events(3, 6000, 300, 17);

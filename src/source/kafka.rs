@@ -286,6 +286,12 @@ pub struct PartitionState {
 /// of the others is paused).
 pub const HOLD_BEFORE_PAUSE: usize = 4096;
 
+/// How long a [`Reseek`] waits for its first message before it reads from further back
+/// ([`Reseek::further`]), when the partition's last fetch answer says it holds records at or
+/// after the target: a fetch from inside the last batch is answered with nothing, not with an
+/// offset past the target (more than librdkafka's fetch wait, 500 ms).
+pub const RESEEK_PATIENCE: Duration = Duration::from_secs(1);
+
 /// How far before a checkpointed offset a restore first starts reading (doubled while that is
 /// not far enough, see [`Reseek`]): a few producer batches of small messages.
 pub const FIRST_LOOKBACK: i64 = 256;
@@ -329,7 +335,18 @@ impl Reseek {
     /// `None` when it proves nothing was skipped, else the offset to seek to instead (twice the
     /// lookback, or `low`).
     pub fn first(&mut self, offset: i64) -> Option<i64> {
-        if offset <= self.target || self.from() <= self.low {
+        if offset <= self.target {
+            return None;
+        }
+        self.further()
+    }
+
+    /// When nothing came since seeking to [`Reseek::from`] though the partition holds records
+    /// at or after the target: the seek landed inside the partition's last batch, after its
+    /// start, and tansu 0.6 answers such a fetch with nothing. The offset to seek to instead
+    /// (twice the lookback, or `low`), `None` when reading started at `low` already.
+    pub fn further(&mut self) -> Option<i64> {
+        if self.from() <= self.low {
             return None;
         }
         self.lookback = self.lookback.saturating_mul(2);
@@ -368,6 +385,8 @@ struct Partition {
     paused: bool,
     /// Restored at a checkpointed offset: the seek not yet proven exact by a first message.
     seek: Option<Reseek>,
+    /// When the partition was last assigned or sought (see [`RESEEK_PATIENCE`]).
+    sought: Instant,
 }
 
 impl Partition {
@@ -529,6 +548,7 @@ impl KafkaFeed {
                 held: VecDeque::new(),
                 paused: false,
                 seek,
+                sought: Instant::now(),
             });
         }
         consumer
@@ -796,6 +816,9 @@ impl KafkaFeed {
         let (id, next) = (partition.id, partition.expected());
         let mut list = TopicPartitionList::new();
         list.add_partition(&self.topic.topic, id);
+        // A pause drops what librdkafka fetched and did not deliver: an end reported before
+        // does not cover it.
+        partition.at_eof = false;
         if paused {
             // Best effort: a failed pause only fetches more.
             let _ = self.consumer.pause(&list);
@@ -804,11 +827,15 @@ impl KafkaFeed {
         let seek = reseek(&self.consumer, &self.topic, id, next)?;
         self.partitions[index].seek = Some(seek);
         let _ = self.consumer.resume(&list);
-        self.seek(id, seek.from())
+        self.seek(index, seek.from())
     }
 
-    /// Seeks partition `id` to offset `from`. Errors name topic, partition and offset.
-    fn seek(&self, id: i32, from: i64) -> Result<(), ReadError> {
+    /// Seeks partition `index` to offset `from`. Errors name topic, partition and offset.
+    fn seek(&mut self, index: usize, from: i64) -> Result<(), ReadError> {
+        let partition = &mut self.partitions[index];
+        partition.sought = Instant::now();
+        partition.at_eof = false;
+        let id = partition.id;
         self.consumer
             .seek(&self.topic.topic, id, Offset::Offset(from), BROKER_TIMEOUT)
             .map_err(|e| {
@@ -901,6 +928,24 @@ impl Feed for KafkaFeed {
                 self.set_paused(index, false)?;
             }
         }
+        for index in 0..self.partitions.len() {
+            let partition = &self.partitions[index];
+            let stuck = partition.sought.elapsed() >= RESEEK_PATIENCE
+                && !partition.paused
+                && partition.seek.is_some_and(|seek| {
+                    fetched_high(&self.consumer, &self.topic.topic, partition.id)
+                        .is_some_and(|high| high > seek.target)
+                });
+            if stuck {
+                if let Some(from) = self.partitions[index]
+                    .seek
+                    .as_mut()
+                    .and_then(Reseek::further)
+                {
+                    self.seek(index, from)?;
+                }
+            }
+        }
         while taken < max && !self.partitions.iter().all(Partition::done) {
             let message = match self.consumer.poll(Duration::ZERO) {
                 None => break,
@@ -926,7 +971,7 @@ impl Feed for KafkaFeed {
                         // The seek landed past the checkpointed offset (a batch boundary):
                         // read again from earlier.
                         drop(message);
-                        self.seek(id, from)?;
+                        self.seek(index, from)?;
                         continue;
                     }
                 }
