@@ -10,14 +10,15 @@ mod common;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tidemark::keyed::KeyBy;
+use tidemark::keyed::{KeyBy, KeyByWith};
 use tidemark::partition::Partitioner;
 use tidemark::source::{feed_source, SourceOptions, VecFeed};
 use tidemark::window::{Aggregator, Count, WindowAssigner};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::Inspect;
 
 use common::dataflow::{
-    keyed_records, run_fed, same_on_every_layout, source, Case, Collect, Rec, WithAgg,
+    keyed_records, run_fed, same_on_every_layout, source, with_agg, Case, Collect, Rec, WithAgg,
 };
 use common::gen;
 use common::reference::{reference, windows_of, Agg, Event, Outcome, Params, WindowKind, SCALE};
@@ -32,32 +33,63 @@ pub struct Run {
     late: Vec<(usize, i64, u64)>,
 }
 
-/// The window operator on the case's events.
-impl WithAgg for Case<'_, Event> {
+/// A run of the window operator on a case's events: keyed by `key_by`, or (`fused`) read as
+/// `Option`s, each record followed by a `None` at its time, and keyed by a filtering map that
+/// drops the `None`s (`key_by_with`: fused into the window's input on one worker, an operator of
+/// its own before the exchange otherwise).
+struct Windows<'a> {
+    case: Case<'a, Event>,
+    fused: bool,
+}
+
+impl WithAgg for Windows<'_> {
     type Out = Run;
     fn run<A>(self, agg: A, mantissa: fn(&A::Output) -> i128) -> Run
     where
         A: Aggregator<Rec> + Send + Sync,
     {
-        let input = keyed_records(self.input);
+        let fused = self.fused;
+        let input = keyed_records(self.case.input)
+            .into_iter()
+            .flat_map(|(time, record)| {
+                let decoy = fused.then_some((time, None));
+                [Some((time, Some(record))), decoy].into_iter().flatten()
+            })
+            .collect();
         let (changelog, late) = (Collect::new(), Collect::new());
         let (out, late_out) = (changelog.clone(), late.clone());
-        let (assigner, lateness, partitioner) = self.windows();
-        run_fed(self.workers, input, self.p.max_delay, move |scope, feed| {
-            let (out, late_out) = (out.clone(), late_out.clone());
-            let windowed = source(scope, feed)
-                .key_by(partitioner.clone())
-                .window(assigner)
-                .allowed_lateness(lateness)
-                .aggregate(|r: &Rec| r.0, agg.clone());
-            windowed.results.inspect(move |r| {
-                let value = mantissa(&r.value);
-                out.push((r.window.start, r.window.end, r.key.clone(), value, r.diff));
-            });
-            windowed.late.inspect(move |l| {
-                late_out.push((l.record.2, l.window.start, l.window.end));
-            });
-        });
+        let (assigner, lateness, partitioner) = self.case.windows();
+        run_fed(
+            self.case.workers,
+            input,
+            self.case.p.max_delay,
+            move |scope, feed| {
+                let (out, late_out) = (out.clone(), late_out.clone());
+                let items = source(scope, feed);
+                let keyed = |item: Option<(String, Rec)>| item;
+                let windowed = if fused {
+                    items
+                        .key_by_with(partitioner.clone(), keyed)
+                        .window(assigner)
+                        .allowed_lateness(lateness)
+                        .aggregate(|r: &Rec| r.0, agg.clone())
+                } else {
+                    items
+                        .flat_map(keyed)
+                        .key_by(partitioner.clone())
+                        .window(assigner)
+                        .allowed_lateness(lateness)
+                        .aggregate(|r: &Rec| r.0, agg.clone())
+                };
+                windowed.results.inspect(move |r| {
+                    let value = mantissa(&r.value);
+                    out.push((r.window.start, r.window.end, r.key.clone(), value, r.diff));
+                });
+                windowed.late.inspect(move |l| {
+                    late_out.push((l.record.2, l.window.start, l.window.end));
+                });
+            },
+        );
         Run {
             changelog: changelog.sorted(),
             late: late.sorted(),
@@ -70,25 +102,44 @@ fn run_engine(
     p: &Params,
     workers: usize,
     partitioner: &Partitioner<String>,
+    fused: bool,
 ) -> Run {
-    Case {
+    let case = Case {
         input: events,
         p,
         workers,
         partitioner,
-    }
-    .run()
+    };
+    with_agg(p.agg, Windows { case, fused })
 }
 
 fn check(events: &[Event], p: &Params) {
     let expected: Outcome = reference(events, p);
-    let first = run_engine(events, p, 1, &Partitioner::Hash);
+    let first = run_engine(events, p, 1, &Partitioner::Hash, false);
     let what = format!("1 worker, hash, {p:?}");
     expected.assert_run(first.changelog.iter().cloned(), &first.late, &what);
     // The raw changelog and late rows, not only their consolidation, are the same everywhere.
     same_on_every_layout(&first, &format!("{p:?}"), |workers, partitioner| {
-        run_engine(events, p, workers, partitioner)
+        run_engine(events, p, workers, partitioner, false)
     });
+}
+
+proptest! {
+    // Half the cases of the tests below: the same layouts, and what differs is the input path.
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A filtering map before the window (`key_by_with`) gives the reference's windows of the
+    /// records it keeps, and the changelog of `key_by` over them, on every layout.
+    #[test]
+    fn windows_after_a_filtering_map_match_reference_under_all_layouts(events in gen::events(40), p in gen::params()) {
+        let expected: Outcome = reference(&events, &p);
+        let first = run_engine(&events, &p, 1, &Partitioner::Hash, true);
+        expected.assert_run(first.changelog.iter().cloned(), &first.late, &format!("{p:?}"));
+        prop_assert_eq!(&first, &run_engine(&events, &p, 1, &Partitioner::Hash, false));
+        same_on_every_layout(&first, &format!("{p:?}"), |workers, partitioner| {
+            run_engine(&events, &p, workers, partitioner, true)
+        });
+    }
 }
 
 proptest! {
@@ -127,7 +178,7 @@ fn count_conserves_records_across_results_and_late_output() {
             max_delay: 3,
             lateness: 2,
         };
-        let run = run_engine(&events, &p, 2, &Partitioner::Random);
+        let run = run_engine(&events, &p, 2, &Partitioner::Random, false);
         let counted = windows_of(run.changelog.iter().cloned());
         let mut late_per_window: BTreeMap<(i64, u64, String), u64> = BTreeMap::new();
         for (index, start, end) in &run.late {

@@ -27,9 +27,11 @@ pub use reduce::Reduce;
 pub use window::{Windowed, WindowedStream};
 
 use std::hash::Hash;
+use std::marker::PhantomData;
 
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Exchange as _;
+use timely::dataflow::operators::{Exchange as _, Operator};
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
@@ -45,8 +47,15 @@ pub trait Value: ExchangeData + Clone {}
 impl<V: ExchangeData + Clone> Value for V {}
 
 /// A stream of `(key, value)` pairs with the partitioner that keyed operators will use.
-pub struct KeyedStream<'scope, K, V> {
-    stream: StreamVec<'scope, u64, (K, V)>,
+///
+/// `I` and `P` are the stream's items and how each becomes a pair: a stream of pairs by
+/// default ([`Pairs`]), or any items with a filtering map ([`KeyByWith::key_by_with`]) that the
+/// window operator fuses into its input.
+pub struct KeyedStream<'scope, K, V, I = (K, V), P = Pairs> {
+    stream: StreamVec<'scope, u64, I>,
+    prepare: P,
+    /// The values `prepare` gives (the stream holds `I`s).
+    values: PhantomData<fn() -> V>,
     partitioner: Partitioner<K>,
     checkpoints: Checkpoints,
     /// What the keyed operator computes, for its name in timely's logs.
@@ -83,6 +92,8 @@ impl<'scope, K: Key, V: Value> KeyBy<'scope, K, V> for StreamVec<'scope, u64, (K
     fn key_by(self, partitioner: Partitioner<K>) -> KeyedStream<'scope, K, V> {
         KeyedStream {
             stream: self,
+            prepare: Pairs,
+            values: PhantomData,
             partitioner,
             checkpoints: Checkpoints::default(),
             what: None,
@@ -90,7 +101,140 @@ impl<'scope, K: Key, V: Value> KeyBy<'scope, K, V> for StreamVec<'scope, u64, (K
     }
 }
 
-impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
+/// How a keyed stream's items become `(key, value)` pairs, or are dropped: the map and filter
+/// that precede a keyed operator. The window operator applies it to each item as it reads its
+/// input on one worker (no pass and no container between them); elsewhere, and for the other
+/// keyed operators, [`Prepare::pairs`] applies it in an operator of its own first.
+pub trait Prepare<I: 'static, K: 'static, V: 'static>: 'static {
+    /// The pair `item` stands for, or `None` to drop it.
+    fn prepare(&mut self, item: I) -> Option<(K, V)>;
+
+    /// `stream`'s items as pairs, by an operator named `name` in timely's logs (or as they are,
+    /// when they already are pairs).
+    fn pairs<'s>(self, stream: Timed<'s, I>, name: &str) -> Timed<'s, (K, V)>;
+}
+
+/// A stream in the keyed operators' time domain (`u64`).
+type Timed<'scope, D> = StreamVec<'scope, u64, D>;
+
+/// The items are the pairs: [`KeyBy::key_by`]'s stream.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pairs;
+
+impl<K: 'static, V: 'static> Prepare<(K, V), K, V> for Pairs {
+    #[inline]
+    fn prepare(&mut self, item: (K, V)) -> Option<(K, V)> {
+        Some(item)
+    }
+
+    fn pairs<'s>(self, stream: Timed<'s, (K, V)>, _name: &str) -> Timed<'s, (K, V)> {
+        stream
+    }
+}
+
+/// A filtering map from items to pairs: [`KeyByWith::key_by_with`]'s stream.
+#[derive(Clone, Copy, Debug)]
+pub struct FilterMap<F>(F);
+
+impl<I: 'static, K: 'static, V: 'static, F> Prepare<I, K, V> for FilterMap<F>
+where
+    F: Fn(I) -> Option<(K, V)> + 'static,
+{
+    #[inline]
+    fn prepare(&mut self, item: I) -> Option<(K, V)> {
+        (self.0)(item)
+    }
+
+    fn pairs<'s>(self, stream: Timed<'s, I>, name: &str) -> Timed<'s, (K, V)> {
+        filter_map(stream, name, self.0)
+    }
+}
+
+/// `f` applied to every item of `stream`, keeping the `Some`s (timely's `map` and `flat_map`,
+/// named `name` in timely's logs): one pass over each batch into one container, sized for all
+/// of it (growing by doubling would copy the kept items again and again). Timely's own `map` and
+/// `flat_map` push record by record through a container builder (a call, a capacity check and
+/// a copy into a fresh small container per record), which cost as much as a windowed query's
+/// own work per event (experiments/README.md, "NEXMark on one worker").
+pub(crate) fn filter_map<'scope, I: 'static, T: 'static>(
+    stream: StreamVec<'scope, u64, I>,
+    name: &str,
+    f: impl Fn(I) -> Option<T> + 'static,
+) -> StreamVec<'scope, u64, T> {
+    stream
+        .unary(Pipeline, name, move |_, _| {
+            move |input, output| {
+                input.for_each(|cap, items| {
+                    let mut kept = Vec::with_capacity(items.len());
+                    kept.extend(items.drain(..).filter_map(&f));
+                    if !kept.is_empty() {
+                        output.session(&cap).give_container(&mut kept);
+                    }
+                });
+            }
+        })
+        .container::<Vec<T>>()
+}
+
+/// Keys a stream of any items with a filtering map; see [`KeyByWith::key_by_with`].
+pub trait KeyByWith<'scope, I> {
+    /// Declares each item's `(key, value)` pair, `None` dropping it, and how pairs are spread
+    /// over workers by key (`by`), as [`KeyBy::key_by`] does for a stream of pairs. A window over it
+    /// is exactly the window over the stream of `f`'s pairs; on one worker it reads the items
+    /// themselves, with `f` fused into its input (no operator, pass or container between them).
+    /// The other keyed operators take a stream of pairs ([`KeyBy::key_by`]).
+    ///
+    /// # Examples
+    ///
+    /// Counting the even numbers per last digit in tumbling windows of 10 (the number is its
+    /// own event time):
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::operators::vec::ToStream;
+    /// use tidemark::keyed::KeyByWith;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::{Count, WindowAssigner};
+    ///
+    /// let captured = timely::example(|scope| {
+    ///     vec![2u64, 3, 12, 14, 22]
+    ///         .to_stream(scope)
+    ///         .key_by_with(Partitioner::Hash, |n: u64| (n % 2 == 0).then_some((n % 10, n)))
+    ///         .window(WindowAssigner::Tumbling(10))
+    ///         .aggregate(|n: &u64| *n, Count)
+    ///         .results
+    ///         .capture()
+    /// });
+    /// let mut rows: Vec<_> = captured.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|r| (r.window.end, r.key, r.value)).collect();
+    /// rows.sort();
+    /// assert_eq!(rows, vec![(10, 2, 1), (20, 2, 1), (20, 4, 1), (30, 2, 1)]);
+    /// ```
+    fn key_by_with<K, V, F>(self, by: Partitioner<K>, f: F) -> KeyedWith<'scope, K, V, I, F>
+    where
+        F: Fn(I) -> Option<(K, V)> + 'static;
+}
+
+/// A stream of items keyed by a filtering map `F` ([`KeyByWith::key_by_with`]).
+pub type KeyedWith<'scope, K, V, I, F> = KeyedStream<'scope, K, V, I, FilterMap<F>>;
+
+impl<'scope, I: 'static> KeyByWith<'scope, I> for StreamVec<'scope, u64, I> {
+    fn key_by_with<K, V, F>(self, by: Partitioner<K>, f: F) -> KeyedWith<'scope, K, V, I, F>
+    where
+        F: Fn(I) -> Option<(K, V)> + 'static,
+    {
+        KeyedStream {
+            stream: self,
+            prepare: FilterMap(f),
+            values: PhantomData,
+            partitioner: by,
+            checkpoints: Checkpoints::default(),
+            what: None,
+        }
+    }
+}
+
+impl<'scope, K: Key, V: Value, I, P> KeyedStream<'scope, K, V, I, P> {
     /// Names the keyed operator after what it computes, in timely's logs: `Join[what]`,
     /// `Reduce[what]`, `Window[what]` (windows are named by their assigner, in milliseconds,
     /// when not named).
@@ -206,7 +350,7 @@ impl<K> Routing<K> {
     }
 }
 
-impl<'scope, K, V> KeyedStream<'scope, K, V> {
+impl<'scope, K, V, I, P> KeyedStream<'scope, K, V, I, P> {
     /// This stream's routing plan on the worker building the dataflow.
     pub(crate) fn routing(&self) -> Routing<K>
     where

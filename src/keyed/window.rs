@@ -9,7 +9,7 @@ use timely::dataflow::operators::vec::{Broadcast, Filter};
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
-use super::{owns, spread_numbered, Key, KeyedStream, Routing, Value};
+use super::{owns, spread_numbered, Key, KeyedStream, Pairs, Prepare, Routing, Value};
 use crate::partition::route_hash;
 use crate::window::driver::{drive, WindowState};
 use crate::window::fixed::{FixedWindows, Part, StateGauge};
@@ -18,9 +18,10 @@ use crate::window::partial::{phase_one, Fold};
 use crate::window::session::Sessions;
 use crate::window::{Aggregator, Emit, Late, Panes, WindowAssigner, WindowResult};
 
-/// A keyed window, configured but not yet aggregated; see [`KeyedStream::window`].
-pub struct WindowedStream<'scope, K, V> {
-    keyed: KeyedStream<'scope, K, V>,
+/// A keyed window, configured but not yet aggregated; see [`KeyedStream::window`]. `I` and `P`
+/// are the keyed stream's items and how they become pairs (see [`KeyedStream`]).
+pub struct WindowedStream<'scope, K, V, I = (K, V), P = Pairs> {
+    keyed: KeyedStream<'scope, K, V, I, P>,
     assigner: WindowAssigner,
     pub(crate) lateness: u64,
     gauge: StateGauge,
@@ -34,7 +35,7 @@ pub struct Windowed<'scope, K, O, V> {
     pub late: StreamVec<'scope, u64, Late<K, V>>,
 }
 
-impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
+impl<'scope, K: Key, V: Value, I, P> KeyedStream<'scope, K, V, I, P> {
     /// Groups the stream into windows of event time chosen by `assigner`.
     ///
     /// # Examples
@@ -66,7 +67,7 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     ///     (Window { start: 10, end: 20 }, 'a', 1, 1),
     /// ]);
     /// ```
-    pub fn window(self, assigner: WindowAssigner) -> WindowedStream<'scope, K, V> {
+    pub fn window(self, assigner: WindowAssigner) -> WindowedStream<'scope, K, V, I, P> {
         WindowedStream {
             keyed: self,
             assigner,
@@ -76,7 +77,11 @@ impl<'scope, K: Key, V: Value> KeyedStream<'scope, K, V> {
     }
 }
 
-impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
+impl<'scope, K: Key, V: Value, I, P> WindowedStream<'scope, K, V, I, P>
+where
+    I: 'static,
+    P: Prepare<I, K, V>,
+{
     /// Keeps windows open for corrections until the frontier is `lateness` past their end.
     ///
     /// # Examples
@@ -201,18 +206,20 @@ impl<'scope, K: Key, V: Value> WindowedStream<'scope, K, V> {
 /// A keyed window aggregation waiting for its window kind, which gives the state machine the
 /// driver runs and the fold of phase one (random partitioning, `crate::window::partial`);
 /// [`route`] does the rest.
-pub(crate) struct Aggregate<'scope, K, V, A, T> {
-    pub(crate) windowed: WindowedStream<'scope, K, V>,
+pub(crate) struct Aggregate<'scope, K, V, A, T, I = (K, V), P = Pairs> {
+    pub(crate) windowed: WindowedStream<'scope, K, V, I, P>,
     pub(crate) event_time: T,
     pub(crate) agg: A,
 }
 
-impl<'scope, K, V, A, T> WithKind for Aggregate<'scope, K, V, A, T>
+impl<'scope, K, V, A, T, I, P> WithKind for Aggregate<'scope, K, V, A, T, I, P>
 where
     K: Key,
     V: Value,
     A: Aggregator<V>,
     T: Fn(&V) -> u64 + Clone + 'static,
+    I: 'static,
+    P: Prepare<I, K, V>,
 {
     type Out = Windowed<'scope, K, A::Output, V>;
 
@@ -232,9 +239,11 @@ where
 }
 
 /// Runs `state` under the window driver, with records routed to it by the keyed stream's
-/// routing plan; `fold` is phase one of the random partitioner (see [`phase_one`]).
-fn route<'scope, K, V, T, S, F, Acc, O>(
-    windowed: WindowedStream<'scope, K, V>,
+/// routing plan; `fold` is phase one of the random partitioner (see [`phase_one`]). On one
+/// worker the driver reads the keyed stream's items and prepares each as it offers it; every
+/// other routing exchanges pairs, prepared first by an operator of their own.
+fn route<'scope, K, V, T, S, F, Acc, O, I, P>(
+    windowed: WindowedStream<'scope, K, V, I, P>,
     event_time: T,
     mut state: S,
     fold: F,
@@ -247,6 +256,8 @@ where
     F: Fold<K, V, Acc>,
     Acc: ExchangeData,
     O: 'static,
+    I: 'static,
+    P: Prepare<I, K, V>,
 {
     let WindowedStream {
         keyed, assigner, ..
@@ -258,25 +269,39 @@ where
     if let Some(restored) = restored {
         state.restore(restored);
     }
-    let record = move |(key, record): (K, V)| Part::Record {
-        ts: event_time(&record),
-        key,
-        record,
+    let record = move |(key, record): (K, V)| {
+        Some(Part::Record {
+            ts: event_time(&record),
+            key,
+            record,
+        })
     };
+    // Off one worker, pairs are exchanged: prepared first, by an operator of their own.
+    let prepare_name = keyed.name("Prepare", || assigner.describe(1_000_000));
+    let KeyedStream {
+        stream,
+        mut prepare,
+        ..
+    } = keyed;
     let (results, late) = match routing {
-        Routing::Local => drive(keyed.stream, Pipeline, &name, record, state, cut),
+        Routing::Local => {
+            let prepared = move |item| prepare.prepare(item).and_then(&record);
+            drive(stream, Pipeline, &name, prepared, state, cut)
+        }
         Routing::ByKey(partitioner) => {
             let pact = Exchange::new(move |(key, _): &(K, V)| partitioner.route(key));
-            drive(keyed.stream, pact, &name, record, state, cut)
+            let pairs = prepare.pairs(stream, &prepare_name);
+            drive(pairs, pact, &name, record, state, cut)
         }
         Routing::TwoPhase => {
-            let partials = phase_one(spread_numbered(keyed.stream), fold);
+            let pairs = prepare.pairs(stream, &prepare_name);
+            let partials = phase_one(spread_numbered(pairs), fold);
             let pact = Exchange::new(|part: &Part<K, V, Acc>| route_hash(part.key()));
-            drive(partials, pact, &name, |part| part, state, cut)
+            drive(partials, pact, &name, Some, state, cut)
         }
         Routing::Everywhere { peers, index } => {
             let (results, late) = drive(
-                keyed.stream.broadcast(),
+                prepare.pairs(stream, &prepare_name).broadcast(),
                 Pipeline,
                 &name,
                 record,

@@ -22,7 +22,8 @@ pub(crate) use super::state::WindowState;
 use super::{Emit, Late, WindowResult};
 use crate::stash::{limit, Cut, Stash};
 
-/// Builds the operator around `state`: `split` turns each input item into a part. Returns the
+/// Builds the operator around `state`: `split` turns each input item into a part, or drops it
+/// (`None`: a filter fused into the operator's input, see [`crate::keyed::Prepare`]). Returns the
 /// results and the late records, the operator's two outputs. At each of `cut`'s times the
 /// driver hands the state value to the cut's hook, exactly as of the parts at times `<=` the cut
 /// (see [`crate::stash`]): while a cut is pending, parts beyond it are deferred, not offered.
@@ -48,7 +49,7 @@ where
     O: 'static,
     V: 'static,
     P: ParallelizationContract<u64, Vec<I>>,
-    F: FnMut(I) -> S::Part + 'static,
+    F: FnMut(I) -> Option<S::Part> + 'static,
 {
     let mut builder = OperatorBuilder::new(name.to_owned(), stream.scope());
     let mut input = builder.new_input(stream, pact);
@@ -74,12 +75,16 @@ where
                 if cut.beyond(time) {
                     // Beyond a pending cut: applied only after the snapshot.
                     for batch in batches {
-                        waiting.extend(batch.drain(..).map(&mut split));
+                        waiting.extend(batch.drain(..).filter_map(&mut split));
                     }
                 } else {
                     let before = state.next_close();
                     for batch in batches {
-                        state.offer_batch(batch.drain(..).map(&mut split), time, &mut waiting);
+                        state.offer_batch(
+                            batch.drain(..).filter_map(&mut split),
+                            time,
+                            &mut waiting,
+                        );
                     }
                     debug_assert!(
                         state

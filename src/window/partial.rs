@@ -63,7 +63,7 @@ where
         .container::<Vec<_>>()
 }
 
-impl<K, V, A, T> Aggregate<'_, K, V, A, T>
+impl<K, V, A, T, I, P> Aggregate<'_, K, V, A, T, I, P>
 where
     K: Key,
     V: Value,

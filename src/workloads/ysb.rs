@@ -8,14 +8,12 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
 use super::{bounded, worker_seed, Baseline, FlagError, Registered, SharedFlags, Workload};
 use crate::incremental::{to_consolidated_updates, WindowedCollection};
-use crate::keyed::KeyBy;
+use crate::keyed::{filter_map, KeyByWith};
 use crate::partition::{Partitioner, Scheme};
 use crate::stash::Checkpoints;
 use crate::window::{Count, WindowAssigner};
@@ -196,8 +194,10 @@ impl Workload for Ysb {
         let partitioner = self
             .partitioner
             .for_domain(u64::from(self.campaigns), events.scope().peers());
-        campaign_views(events, table, |campaign, time| (campaign, time))
-            .key_by(partitioner)
+        // The filter and the campaign lookup run inside the window operator's input (on one
+        // worker: no pass of their own).
+        events
+            .key_by_with(partitioner, campaign_view(table))
             .checkpoints(checkpoints)
             .named(&format!(
                 "ysb views per campaign, {}",
@@ -226,8 +226,9 @@ impl Workload for Ysb {
         events: StreamVec<'scope, u64, AdEvent>,
     ) -> Option<VecCollection<'scope, u64, YsbRow>> {
         let window = self.window_ns;
-        let views = campaign_views(events, Arc::clone(&self.table), move |campaign, time| {
-            ((campaign, time - time % window), 1)
+        let view = campaign_view(Arc::clone(&self.table));
+        let views = filter_map(events, "ViewsToCampaigns", move |event| {
+            view(event).map(|(campaign, time)| ((campaign, time - time % window), 1))
         });
         let view = to_consolidated_updates(views).window_view(
             Partitioner::Hash,
@@ -252,35 +253,9 @@ impl Workload for Ysb {
     }
 }
 
-/// Views only, each mapped with `f(campaign, event time)`: one pass over each batch into one
-/// container, no per-record push.
-fn campaign_views<'scope, T, F>(
-    events: StreamVec<'scope, u64, AdEvent>,
-    table: Arc<Vec<u32>>,
-    f: F,
-) -> StreamVec<'scope, u64, T>
-where
-    T: 'static,
-    F: Fn(u32, u64) -> T + 'static,
-{
-    events
-        .unary(Pipeline, "ViewsToCampaigns", move |_, _| {
-            move |input, output| {
-                input.for_each(|cap, events| {
-                    // Sized for every event: collecting a filter grows by doubling, copying
-                    // the views again and again (a tenth of the engine's time per event).
-                    let mut views = Vec::with_capacity(events.len());
-                    views.extend(
-                        events
-                            .drain(..)
-                            .filter(|e| e.event_type == VIEW)
-                            .map(|e| f(table[e.ad_id as usize], e.event_time)),
-                    );
-                    output.session(&cap).give_container(&mut views);
-                });
-            }
-        })
-        .container::<Vec<T>>()
+/// A view's campaign and event time; `None` for clicks and purchases.
+fn campaign_view(table: Arc<Vec<u32>>) -> impl Fn(AdEvent) -> Option<(u32, u64)> + Clone {
+    move |event| (event.event_type == VIEW).then(|| (table[event.ad_id as usize], event.event_time))
 }
 
 /// The hand-written YSB: a dense count array per open window (campaign ids are small).

@@ -213,7 +213,8 @@ pub(super) fn new_users<'scope>(
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        filter_map(events, "q8 persons and auctions", activity),
+        events,
+        activity,
         "q8 persons-auctions",
         WindowAssigner::Tumbling(size),
     )

@@ -57,11 +57,10 @@ use differential_dataflow::VecCollection;
 use nexmark::config::NexmarkConfig;
 use nexmark::EventGenerator;
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 
 use super::{Baseline, FlagError, Registered, SharedFlags, Workload};
+use crate::keyed::filter_map;
 use crate::number::Fixed;
 use crate::stash::Checkpoints;
 use crate::window::{WindowAssigner, WindowSpecError};
@@ -161,32 +160,6 @@ queries! {
         incremental: None,
         windows: |n| WindowAssigner::Session(n.gap_ns).validate(),
     },
-}
-
-/// `f` of every event that gives `Some`, as a stream (timely's `map` and `flat_map`, named
-/// `name` in timely's logs): one pass over each batch into one container. Timely's own `map`
-/// and `flat_map` push record by record through a container builder (a call, a capacity check
-/// and a copy into a fresh small container per record), which cost as much as a windowed
-/// query's own work per event (experiments/README.md, "NEXMark on one worker").
-fn filter_map<'scope, T: 'static>(
-    events: StreamVec<'scope, u64, Event>,
-    name: &str,
-    f: impl Fn(Event) -> Option<T> + 'static,
-) -> StreamVec<'scope, u64, T> {
-    events
-        .unary(Pipeline, name, move |_, _| {
-            move |input, output| {
-                input.for_each(|cap, events| {
-                    // Sized for every event: growing by doubling would copy the rows again.
-                    let mut rows = Vec::with_capacity(events.len());
-                    rows.extend(events.drain(..).filter_map(&f));
-                    if !rows.is_empty() {
-                        output.session(&cap).give_container(&mut rows);
-                    }
-                });
-            }
-        })
-        .container::<Vec<T>>()
 }
 
 /// An engine dataflow of a query, given the workload's parameters.

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::{filter_map, Event, Output};
-use crate::keyed::{Key, KeyBy, Value, WindowedStream};
+use super::{Event, Output};
+use crate::keyed::{FilterMap, Key, KeyBy, KeyByWith, Value, WindowedStream};
 use crate::partition::Partitioner;
 use crate::window::{Aggregator, Count, Panes, WindowAssigner};
 
@@ -83,15 +83,20 @@ impl Aggregator<AuctionBids> for MostBids {
     }
 }
 
-/// `pairs` spread at random over the workers (hot keys form partials before the exchange) into
-/// `assigner`'s windows, named `Window[{what}, {assigner}]` in timely's logs.
-pub(super) fn random_windows<'scope, K: Key, V: Value>(
-    pairs: StreamVec<'scope, u64, (K, V)>,
+/// The pairs `pair` picks from `events`, spread at random over the workers (hot keys form
+/// partials before the exchange) into `assigner`'s windows, named `Window[{what}, {assigner}]`
+/// in timely's logs. On one worker `pair` runs inside the window operator's input.
+pub(super) fn random_windows<'scope, K: Key, V: Value, F>(
+    events: StreamVec<'scope, u64, Event>,
+    pair: F,
     what: &str,
     assigner: WindowAssigner,
-) -> WindowedStream<'scope, K, V> {
-    pairs
-        .key_by(Partitioner::Random)
+) -> WindowedStream<'scope, K, V, Event, FilterMap<F>>
+where
+    F: Fn(Event) -> Option<(K, V)> + 'static,
+{
+    events
+        .key_by_with(Partitioner::Random, pair)
         .named(&format!("{what}, {}", assigner.describe(1)))
         .window(assigner)
 }
@@ -104,7 +109,8 @@ pub(super) fn hot_items<'scope>(
     slide: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        filter_map(events, "q5 bids", auction_bid),
+        events,
+        auction_bid,
         "q5 bids per auction",
         WindowAssigner::Sliding(size, slide),
     )
@@ -221,9 +227,8 @@ pub(super) fn highest_bid<'scope>(
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        filter_map(events, "q7 bids", |event| {
-            timed_bid(event).map(|bid| ((), bid))
-        }),
+        events,
+        |event| timed_bid(event).map(|bid| ((), bid)),
         "q7 highest bid",
         WindowAssigner::Tumbling(size),
     )
@@ -238,7 +243,8 @@ pub(super) fn user_sessions<'scope>(
     gap: u64,
 ) -> StreamVec<'scope, u64, Output> {
     random_windows(
-        filter_map(events, "q11 bids", bidder_bid),
+        events,
+        bidder_bid,
         "q11 bids per session",
         WindowAssigner::Session(gap),
     )
