@@ -57,7 +57,7 @@ use crate::source::kafka::{
     partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
 };
 use crate::source::{
-    feed_source_sending, Pacing, Payload, SendAt, SourceOptions, SourceState, Stamped,
+    feed_source_paced, Pacing, Payload, SendAt, SourceOptions, SourceState, Stamped,
 };
 use crate::stash::{Checkpoints, Cut, OperatorStates};
 use crate::window::{
@@ -1428,8 +1428,8 @@ impl JobSource<'_> {
         match (plan, kafka) {
             (Some(plan), _) => block_source(scope, plan, options, pacing, error, cut, restored),
             // Every worker builds the source; those without partitions end it at once.
-            (None, Some(kafka)) => feed_source_sending(scope, kafka, options, pacing, error, cut),
-            (None, None) => feed_source_sending(scope, feed, options, pacing, error, cut),
+            (None, Some(kafka)) => feed_source_paced(scope, kafka, options, pacing, error, cut),
+            (None, None) => feed_source_paced(scope, feed, options, pacing, error, cut),
         }
     }
 }

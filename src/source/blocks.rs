@@ -100,7 +100,7 @@ use super::csv::{
 };
 use super::lines::{is_terminator, LineCount, LineCursor};
 use super::{
-    feed_source_sending, Feed, Pacing, Payload, Poll, Position, SourceOptions, SourceState, Stamped,
+    feed_source_paced, Feed, Pacing, Payload, Poll, Position, SourceOptions, SourceState, Stamped,
 };
 use crate::stash::Cut;
 use crate::time::Watermark;
@@ -1050,7 +1050,7 @@ impl BlockFeed {
 ///
 /// Each record is sent as a `P` (see [`Payload`]): a [`CsvItem`] at the time [`Pacing::send_at`]
 /// chooses, as [`super::feed_source_paced`] sends it, or a [`Stamped`] one at the capability,
-/// as [`super::feed_source_stamped`] does (for differential input).
+/// as [`super::feed_source_paced`] also can (for differential input).
 ///
 /// Checkpoint cuts as for [`super::feed_source_paced`] (none with [`Cut::none`]); with
 /// `restored` (every worker's [`SourceState`] at the checkpoint resumed from, by global worker
@@ -1155,5 +1155,5 @@ pub fn block_source<'scope, P: Payload<CsvItem>>(
             None
         }
     };
-    feed_source_sending(scope, feed, options, pacing, error, cut)
+    feed_source_paced(scope, feed, options, pacing, error, cut)
 }

@@ -51,7 +51,7 @@
 //! an insertion fewer). It need not: a differential update `(data, time, diff)` may travel
 //! under a capability for any time at or before its own, and every differential operator
 //! (arrange, reduce, ...) computes at the update's own time, not the message's. So a source of
-//! [`Stamped`] records ([`feed_source_stamped`], [`blocks::block_source`] with a [`Stamped`]
+//! [`Stamped`] records ([`feed_source_paced`], [`blocks::block_source`] with a [`Stamped`]
 //! payload) sends each batch as one message at its capability `W0`, every record carrying its
 //! stamp, which the caller makes the update's time. This is exact:
 //!
@@ -380,56 +380,33 @@ pub fn feed_source<'scope, F: Feed>(
 /// record whose watermark before it is above `c` ([`Feed::poll_bounded`]): the records at
 /// times `<= c` are then exactly those before the position, and the watermark there says at
 /// which times the rest go.
-pub fn feed_source_paced<'scope, F: Feed>(
-    scope: Scope<'scope, u64>,
-    feed: Option<F>,
-    options: SourceOptions,
-    pacing: Pacing,
-    error: Rc<RefCell<Option<F::Error>>>,
-    cut: Cut<Option<SourceState>>,
-) -> StreamVec<'scope, u64, F::Item> {
-    feed_source_sending(scope, feed, options, pacing, error, cut)
-}
-
-/// [`feed_source_paced`] for differential input: every record with its stamp, a batch at a
-/// time at the source's capability (at or below every stamp in it); `pacing.send_at` is not
-/// read. The stamp is the time of the record's update: see the module docs for why that gives
-/// a differential computation exactly the updates and frontier of [`SendAt::Stamp`].
+///
+/// Sends a `P` per record (see [`Payload`]): the record (`P = F::Item`, as above), or, for
+/// differential input, the record with its stamp (`P = Stamped<F::Item>`), a batch at a time
+/// at the source's capability (at or below every stamp in it; `pacing.send_at` is not read). The stamp is the time of the record's
+/// update: see the module docs for why that gives a differential computation exactly the
+/// updates and frontier of [`SendAt::Stamp`].
 ///
 /// ```
 /// use std::cell::RefCell;
 /// use std::rc::Rc;
 /// use timely::dataflow::operators::capture::{Capture, Extract};
 /// use timely::dataflow::operators::vec::Map;
-/// use tidemark::source::{feed_source_stamped, Pacing, SourceOptions, VecFeed};
+/// use tidemark::source::{feed_source_paced, Pacing, SourceOptions, Stamped, VecFeed};
 /// use tidemark::stash::Cut;
 ///
 /// let captured = timely::example(|scope| {
 ///     let feed = VecFeed::new(vec![(5, 'a'), (2, 'b'), (9, 'c')], 1);
 ///     let error = Rc::new(RefCell::new(None));
 ///     let pacing = Pacing::default();
-///     feed_source_stamped(scope, Some(feed), SourceOptions::default(), pacing, error, Cut::none())
-///         .map(|s| (s.record, s.time))
+///     feed_source_paced(scope, Some(feed), SourceOptions::default(), pacing, error, Cut::none())
+///         .map(|s: Stamped<char>| (s.record, s.time))
 ///         .capture()
 /// });
 /// // One batch, at the watermark before it (0); 'b' keeps its stamp 4 (behind 5 - 1).
 /// assert_eq!(captured.extract(), vec![(0, vec![('a', 5), ('b', 4), ('c', 9)])]);
 /// ```
-pub fn feed_source_stamped<'scope, F: Feed>(
-    scope: Scope<'scope, u64>,
-    feed: Option<F>,
-    options: SourceOptions,
-    pacing: Pacing,
-    error: Rc<RefCell<Option<F::Error>>>,
-    cut: Cut<Option<SourceState>>,
-) -> StreamVec<'scope, u64, Stamped<F::Item>> {
-    feed_source_sending(scope, feed, options, pacing, error, cut)
-}
-
-/// The source of [`feed_source_paced`] (`P = F::Item`) and [`feed_source_stamped`]
-/// (`P = Stamped<F::Item>`), for callers that build either: sends a `P` per record (see
-/// [`Payload`]).
-pub fn feed_source_sending<'scope, F, P>(
+pub fn feed_source_paced<'scope, F, P>(
     scope: Scope<'scope, u64>,
     feed: Option<F>,
     options: SourceOptions,
