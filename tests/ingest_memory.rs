@@ -47,10 +47,9 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 ///
 /// Sampled from the running child's VmHWM: `wait4`'s maximum RSS would not do, as the kernel
 /// keeps a spawned child's high-water mark across exec, so it reports at least the test's own.
-fn peak_kib(input: &Path, output: &Path, workers: usize, readers: &str, emit: &str) -> u64 {
+fn peak_kib(input: &Path, output: &Path, workers: usize, readers: &str) -> u64 {
     let mut child = common::cli::window(input, output, "tumbling:10s", "sum")
         .args(["--workers", &workers.to_string(), "--readers", readers])
-        .args(["--emit", emit])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -70,38 +69,21 @@ fn peak_kib(input: &Path, output: &Path, workers: usize, readers: &str, emit: &s
     }
 }
 
-/// Asserts that `tidemark window --emit EMIT` on a file of `rows` rows and on one of `10 * rows`
-/// peaks at about the same memory, for each `(workers, readers)`.
-fn check_peaks(name: &str, emit: &str, rows: u64, layouts: &[(usize, &str)]) {
-    let dir = scratch(name);
+#[test]
+fn peak_memory_does_not_grow_with_the_file() {
+    let dir = scratch("peak");
     let (small, large) = (dir.join("small.csv"), dir.join("large.csv"));
-    write_input(&small, rows);
-    write_input(&large, 10 * rows);
-    for &(workers, readers) in layouts {
-        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers, readers, emit);
-        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers, readers, emit);
+    write_input(&small, 100_000);
+    write_input(&large, 1_000_000);
+    for (workers, readers) in [(1, "all"), (2, "all"), (4, "all"), (2, "one")] {
+        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers, readers);
+        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers, readers);
         let ratio = large_peak as f64 / small_peak as f64;
         assert!(
             small_peak > 0 && ratio < 1.5,
-            "--emit {emit}, {workers} workers, readers {readers}: peak {large_peak} KiB on 10x the \
-             rows, {small_peak} KiB on the small file (ratio {ratio:.2})"
+            "{workers} workers, readers {readers}: peak {large_peak} KiB on 10x the rows, {small_peak} KiB on the \
+             small file (ratio {ratio:.2})"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-fn peak_memory_does_not_grow_with_the_file() {
-    let layouts = [(1, "all"), (2, "all"), (4, "all"), (2, "one")];
-    check_peaks("peak", "final", 100_000, &layouts);
-}
-
-/// The differential view (`--emit updates`): its source sends a batch as one message with
-/// each record's stamp in it (see `source`), paced by the view's changelog. Before, it sent a
-/// message per distinct stamp, and 10x the rows took 1.8x the memory on 2 workers. Smaller
-/// files than the final path's: the view costs far more per row in a debug build.
-#[test]
-fn peak_memory_of_updates_does_not_grow_with_the_file() {
-    let layouts = [(1, "all"), (2, "all"), (4, "all"), (2, "one")];
-    check_peaks("peak-updates", "updates", 20_000, &layouts);
 }
