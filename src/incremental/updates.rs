@@ -129,9 +129,10 @@ where
 ///     let updates = vec![('a', 5u64, 1isize), ('b', 0, 1), ('a', 5, -1)].to_stream(scope);
 ///     retime(updates.as_collection()).inner.capture()
 /// });
+/// // Neither consolidated nor dropped (`extract` sorts each time's data).
 /// assert_eq!(
 ///     captured.extract(),
-///     vec![(0, vec![('b', 0, 1)]), (5, vec![('a', 5, 1), ('a', 5, -1)])],
+///     vec![(0, vec![('b', 0, 1)]), (5, vec![('a', 5, -1), ('a', 5, 1)])],
 /// );
 /// ```
 pub fn retime<'scope, D>(collection: VecCollection<'scope, u64, D>) -> VecCollection<'scope, u64, D>
