@@ -586,7 +586,7 @@ fn a_restored_source_sends_nothing_below_the_watermark_its_cut_promised() {
                 ahead: None,
             };
             let error = Rc::new(RefCell::new(None));
-            feed_source_paced(
+            feed_source_paced::<_, u64>(
                 scope,
                 Some(feed),
                 SourceOptions::default(),

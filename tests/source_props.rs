@@ -63,10 +63,17 @@ fn run(
             send_at,
             ahead: ahead.map(|batches| (consumed.clone(), batches)),
         };
-        let keyed = feed_source_paced(scope, feed, OPTIONS, pacing, error, Cut::none())
-            .key_by(partitioner)
-            .window(assigner)
-            .allowed_lateness(lateness);
+        let keyed = feed_source_paced::<_, (String, (u64, tidemark::Fixed, usize))>(
+            scope,
+            feed,
+            OPTIONS,
+            pacing,
+            error,
+            Cut::none(),
+        )
+        .key_by(partitioner)
+        .window(assigner)
+        .allowed_lateness(lateness);
         let (results, late) = match agg {
             Agg::Count => {
                 let w = keyed.aggregate(|r: &Rec| r.0, Count);

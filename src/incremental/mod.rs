@@ -12,7 +12,8 @@
 //!   lateness rule as the final operators and state bounded by delayed negation.
 //! * [`updates`]: the plumbing between timely streams and differential collections: stamping a
 //!   stream's records as updates at their logical time, and moving updates to a
-//!   data-dependent later time (or to their own time, for sinks that write a changelog).
+//!   data-dependent later time ([`delay_to`]) or to their own time, for sinks that write a
+//!   changelog ([`retime`]).
 //!
 //! This module owns the incremental semantics; it does not parse input or write output (the CLI
 //! and the sinks do) and it does not change the window definitions (see [`crate::window`]).
@@ -29,5 +30,5 @@
 pub mod updates;
 pub mod windows;
 
-pub use updates::{delay_to, to_consolidated_updates, to_updates};
+pub use updates::{delay_to, retime, to_consolidated_updates, to_updates};
 pub use windows::{View, WindowedCollection};

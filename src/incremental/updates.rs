@@ -87,9 +87,6 @@ pub fn to_consolidated_updates<'scope, D: Data + Hash>(
 /// time), until the input frontier reaches that time: a window's retirement then enters the
 /// next operator as one update per distinct record, not one per epoch that touched it.
 ///
-/// With `when = |_| 0` it only re-times: differential may send an update under a capability for
-/// an earlier time, and a sink that writes a changelog wants each update to travel at its own.
-///
 /// ```
 /// use differential_dataflow::input::Input;
 /// use timely::dataflow::operators::capture::{Capture, Extract};
@@ -112,29 +109,95 @@ where
     D: Data + Hash,
     F: Fn(&D) -> u64 + 'static,
 {
+    move_updates(collection, when, true)
+}
+
+/// Sends every update at its own time: differential may send an update under a capability for
+/// an earlier time (its operators do; so does a source of stamped records, see
+/// [`crate::source`]), and a sink that writes a changelog, or cuts it at checkpoints, wants
+/// each update to travel at its own. Updates are neither consolidated nor reordered: those at
+/// one time leave in the order they came, as they would had they travelled at it.
+///
+/// ```
+/// use differential_dataflow::AsCollection;
+/// use timely::dataflow::operators::capture::{Capture, Extract};
+/// use timely::dataflow::operators::ToStream;
+/// use tidemark::incremental::retime;
+///
+/// let captured = timely::example(|scope| {
+///     // Three updates in one message at time 0, two of them for time 5.
+///     let updates = vec![('a', 5u64, 1isize), ('b', 0, 1), ('a', 5, -1)].to_stream(scope);
+///     retime(updates.as_collection()).inner.capture()
+/// });
+/// // Neither consolidated nor dropped (`extract` sorts each time's data).
+/// assert_eq!(
+///     captured.extract(),
+///     vec![(0, vec![('b', 0, 1)]), (5, vec![('a', 5, -1), ('a', 5, 1)])],
+/// );
+/// ```
+pub fn retime<'scope, D>(collection: VecCollection<'scope, u64, D>) -> VecCollection<'scope, u64, D>
+where
+    D: Data + Hash,
+{
+    move_updates(collection, |_| 0, false)
+}
+
+/// Updates waiting for their time: in arrival order, or consolidated.
+struct Waiting<D> {
+    ordered: Vec<(D, isize)>,
+    totals: HashMap<D, isize>,
+}
+
+impl<D> Default for Waiting<D> {
+    fn default() -> Self {
+        Waiting {
+            ordered: Vec::new(),
+            totals: HashMap::new(),
+        }
+    }
+}
+
+/// [`delay_to`] (`consolidate`: updates that wait are summed per datum and time) and
+/// [`retime`] (they wait in order).
+fn move_updates<'scope, D, F>(
+    collection: VecCollection<'scope, u64, D>,
+    when: F,
+    consolidate: bool,
+) -> VecCollection<'scope, u64, D>
+where
+    D: Data + Hash,
+    F: Fn(&D) -> u64 + 'static,
+{
     collection
         .inner
         .unary_frontier(Pipeline, "DelayTo", move |_cap, _info| {
             let mut now: Vec<(D, u64, isize)> = Vec::new();
-            let mut later: Stash<HashMap<D, isize>> = Stash::new();
+            let mut later: Stash<Waiting<D>> = Stash::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let time = *cap.least().expect("u64 stamps are never empty");
                     for (d, t, r) in batches.flat_map(|batch| batch.drain(..)) {
                         let at = t.max(when(&d));
-                        if at == time {
+                        if !consolidate {
+                            // Even at the message's time: an earlier message may have left
+                            // updates at `at` waiting, which go first.
+                            later.at_time(&cap, at).ordered.push((d, r));
+                        } else if at == time {
                             now.push((d, at, r));
                         } else {
-                            *later.at_time(&cap, at).entry(d).or_insert(0) += r;
+                            *later.at_time(&cap, at).totals.entry(d).or_insert(0) += r;
                         }
                     }
                     output.session(&cap).give_iterator(now.drain(..));
                 });
-                // Nothing can add to a time the frontier has reached (records at it are sent
-                // at once, above): release every time at or before the frontier's least.
+                // Release every time up to the frontier's least: no update can come for a time
+                // it passed, and one for its least comes under a capability for exactly that
+                // time, so it is released in the activation it comes in, after these.
                 while let Some((at, [cap], pending)) = later.pop_through(limit(frontier.frontier()))
                 {
-                    output.session(&cap).give_iterator(nonzero_at(pending, at));
+                    let mut session = output.session(&cap);
+                    session.give_iterator(pending.ordered.into_iter().map(|(d, r)| (d, at, r)));
+                    session.give_iterator(nonzero_at(pending.totals, at));
                 }
             }
         })

@@ -29,14 +29,15 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::ValueEnum;
+use differential_dataflow::AsCollection;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Exchange, Inspect, Operator, Probe};
-use timely::dataflow::{ProbeHandle, StreamVec};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::abort;
 use crate::checkpoint::{config_hash, is_checkpoint_file, CheckpointDir, Resume, Snapshot};
 use crate::cluster::Cluster;
-use crate::incremental::{delay_to, to_updates, WindowedCollection};
+use crate::incremental::{retime, WindowedCollection};
 use crate::keyed::KeyBy;
 use crate::output::{check_distinct, Output, OutputWriter};
 use crate::partition::Partitioner;
@@ -51,12 +52,14 @@ use crate::sink::{
 };
 use crate::source::blocks::{block_source, BlockPlan};
 use crate::source::csv::FeedStats;
-use crate::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvKey, CsvRecord};
+use crate::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvKey, CsvRecord, ReadError};
 use crate::source::kafka::{
     partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
 };
-use crate::source::{feed_source_paced, Pacing, SendAt, SourceOptions, SourceState};
-use crate::stash::{Checkpoints, OperatorStates};
+use crate::source::{
+    feed_source_paced, Pacing, Payload, SendAt, SourceOptions, SourceState, Stamped,
+};
+use crate::stash::{Checkpoints, Cut, OperatorStates};
 use crate::window::{
     on, Aggregator, Count, Late, Max, Mean, Min, Sum, Window, WindowAssigner, WindowResult,
 };
@@ -182,13 +185,6 @@ pub fn run(job: WindowJob) -> anyhow::Result<()> {
 /// How many batches the reader may run ahead of the operators that consume its records: the
 /// window operators (`--emit final`), the differential view (`--emit updates`).
 const AHEAD: usize = 16;
-
-/// As [`AHEAD`], for `--emit updates`, whose source sends a message per distinct stamp (the
-/// changelog has an epoch per stamp): a batch is then up to as many messages as rows, each in
-/// a buffer of its own, which the exchange between workers holds until the other worker runs.
-/// With 2 workers on 200 000 rows the peak memory was 326 MB at 16 batches and 212 MB at 2,
-/// at the same speed (it still grows with the file there: the rest is not the read-ahead).
-const AHEAD_PER_STAMP: usize = 2;
 
 /// What a worker counted, summed into the run's summary line at the end (not a bench
 /// [`Report`](crate::harness::report::Report)).
@@ -1150,30 +1146,25 @@ where
             // than `AHEAD` batches behind: the window operators (whose late output's frontier is
             // their input's) with `--emit final`, the differential view's changelog with
             // `--emit updates`. With `--emit final` on-time records go at the watermark (exact
-            // for the window operators, see `source`); the changelog has an epoch per stamp,
-            // so with `--emit updates` every record goes at its stamp.
+            // for the window operators, see `source`); with `--emit updates` a batch goes at
+            // the watermark too, each record carrying its stamp as its update's time (exact for
+            // differential, see `source`).
             let consumed = ProbeHandle::new();
-            let (send_at, ahead) = match emit {
-                EmitMode::Final => (SendAt::Watermark, AHEAD),
-                EmitMode::Updates => (SendAt::Stamp, AHEAD_PER_STAMP),
-            };
             let pacing = Pacing {
-                send_at,
-                ahead: Some((consumed.clone(), ahead)),
+                send_at: SendAt::Watermark,
+                ahead: Some((consumed.clone(), AHEAD)),
             };
-            let error = Rc::clone(&feed_error);
             // The source registers first: its id is `0:Source` on every worker.
             let (cut, _own) = checkpoints.cut_restored::<Option<SourceState>>("Source");
-            let records = match &plan {
-                Some(plan) => {
-                    let sources = restore.as_ref().map(|r| &r.sources[..]);
-                    block_source(scope, plan, source_options, pacing, error, cut, sources)
-                }
-                // Every worker builds the source; those without partitions end it at once.
-                None if kafka_input.is_some() => {
-                    feed_source_paced(scope, kafka_feed, source_options, pacing, error, cut)
-                }
-                None => feed_source_paced(scope, feed, source_options, pacing, error, cut),
+            let source = JobSource {
+                plan: plan.as_ref(),
+                restored: restore.as_ref().map(|r| &r.sources[..]),
+                kafka: kafka_input.is_some().then_some(kafka_feed),
+                feed,
+                options: source_options,
+                pacing,
+                error: Rc::clone(&feed_error),
+                cut,
             };
             let snapshots = collector
                 .as_ref()
@@ -1193,7 +1184,7 @@ where
             };
             match emit {
                 EmitMode::Final => final_windows(
-                    records,
+                    source.open(scope),
                     &checkpoints,
                     assigner,
                     lateness,
@@ -1203,7 +1194,7 @@ where
                     consumed,
                 ),
                 EmitMode::Updates => incremental_windows(
-                    records,
+                    source.open(scope),
                     assigner,
                     lateness,
                     partitioner,
@@ -1421,6 +1412,45 @@ impl<'scope> Sinks<'scope> {
 
 type Records<'scope> = StreamVec<'scope, u64, CsvItem>;
 
+/// This worker's source, before the type of what it sends is chosen (see [`Payload`]): a
+/// file's blocks, a Kafka topic's partitions (`kafka`: `Some`, with this worker's feed if it
+/// has partitions), or the single reader (`feed`, on worker 0 of process 0).
+struct JobSource<'a> {
+    plan: Option<&'a Arc<BlockPlan>>,
+    restored: Option<&'a [Option<SourceState>]>,
+    kafka: Option<Option<KafkaFeed>>,
+    feed: Option<CsvFeed>,
+    options: SourceOptions,
+    pacing: Pacing,
+    error: Rc<RefCell<Option<ReadError>>>,
+    cut: Cut<Option<SourceState>>,
+}
+
+impl JobSource<'_> {
+    /// The source operator, sending a `P` per record.
+    fn open<'scope, P: Payload<CsvItem>>(
+        self,
+        scope: Scope<'scope, u64>,
+    ) -> StreamVec<'scope, u64, P> {
+        let JobSource {
+            plan,
+            restored,
+            kafka,
+            feed,
+            options,
+            pacing,
+            error,
+            cut,
+        } = self;
+        match (plan, kafka) {
+            (Some(plan), _) => block_source(scope, plan, options, pacing, error, cut, restored),
+            // Every worker builds the source; those without partitions end it at once.
+            (None, Some(kafka)) => feed_source_paced(scope, kafka, options, pacing, error, cut),
+            (None, None) => feed_source_paced(scope, feed, options, pacing, error, cut),
+        }
+    }
+}
+
 /// `--emit final`: the timely window operators; returns the probe of the results.
 #[allow(clippy::too_many_arguments)]
 fn final_windows<'scope, A>(
@@ -1485,7 +1515,7 @@ impl Invalid {
 /// follows the view's results: the source reads ahead of them by a bounded number of batches.
 #[allow(clippy::too_many_arguments)]
 fn incremental_windows<'scope, A>(
-    records: Records<'scope>,
+    records: StreamVec<'scope, u64, Stamped<CsvItem>>,
     assigner: WindowAssigner,
     lateness: u64,
     partitioner: Partitioner<CsvKey>,
@@ -1498,22 +1528,27 @@ where
     A: Aggregator<CsvRecord>,
     A::Output: Display + Debug + Ord + std::hash::Hash,
 {
-    let updates = to_updates(records.map(|(key, record, diff)| ((key, record), diff)));
+    // Each record's update at its stamp (the message's time is at or below it: see `source`).
+    let updates = records
+        .map(|stamped| {
+            let (key, record, diff) = stamped.record;
+            ((key, record), stamped.time, diff)
+        })
+        .as_collection();
     let view = updates.window_view(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
-    let results = delay_to(view.results, |_| 0)
-        .inner
-        .probe_with(&consumed)
-        .map(|((window, key, value), _time, diff)| WindowResult {
+    let results = retime(view.results).inner.probe_with(&consumed).map(
+        |((window, key, value), _time, diff)| WindowResult {
             window,
             key,
             value,
             diff: diff as i64,
-        });
+        },
+    );
     // One late row per late input row, with its diff (+1 or -1): an update of multiplicity
     // `n` (identical late rows, consolidated) is `n` rows. Re-timed like the results:
     // differential may send an update under an earlier time's capability, which depends on
     // scheduling, and the committing sink cuts by the time a row travels at.
-    let late = delay_to(view.late, |_| 0)
+    let late = retime(view.late)
         .inner
         .flat_map(move |(late, _time, diff)| {
             let row = late

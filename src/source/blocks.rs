@@ -99,7 +99,9 @@ use super::csv::{
     REPORTED_BAD_LINES,
 };
 use super::lines::{is_terminator, LineCount, LineCursor};
-use super::{feed_source_paced, Feed, Pacing, Poll, Position, SourceOptions, SourceState, Stamped};
+use super::{
+    feed_source_paced, Feed, Pacing, Payload, Poll, Position, SourceOptions, SourceState, Stamped,
+};
 use crate::stash::Cut;
 use crate::time::Watermark;
 
@@ -1046,12 +1048,16 @@ impl BlockFeed {
 /// file), on a worker that cannot open the file, or on a worker that learns that another
 /// worker's plan differs from its own (another copy of the file, or one that changed).
 ///
+/// Each record is sent as a `P` (see [`Payload`]): a [`CsvItem`] at the time [`Pacing::send_at`]
+/// chooses, as [`super::feed_source_paced`] sends it, or a [`Stamped`] one at the capability,
+/// as [`super::feed_source_paced`] also can (for differential input).
+///
 /// Checkpoint cuts as for [`super::feed_source_paced`] (none with [`Cut::none`]); with
 /// `restored` (every worker's [`SourceState`] at the checkpoint resumed from, by global worker
 /// index, from a run with as many workers), resuming there: each worker parses again the block
 /// its position is in and sends its records from the position on, with the restored
 /// watermark; the maxima of the blocks no worker reads again come from the states.
-pub fn block_source<'scope>(
+pub fn block_source<'scope, P: Payload<CsvItem>>(
     scope: Scope<'scope, u64>,
     plan: &Arc<BlockPlan>,
     options: SourceOptions,
@@ -1059,7 +1065,7 @@ pub fn block_source<'scope>(
     error: Rc<RefCell<Option<ReadError>>>,
     cut: Cut<Option<SourceState>>,
     restored: Option<&[Option<SourceState>]>,
-) -> StreamVec<'scope, u64, CsvItem> {
+) -> StreamVec<'scope, u64, P> {
     let leader = scope.index() == 0;
     let shared = Rc::new(RefCell::new(Shared::new(plan, leader)));
     if let Some(states) = restored {

@@ -15,10 +15,11 @@
 //!
 //! A feed stamps each record (see [`crate::time`]): a record *on time* (event time `ts` at or
 //! above the watermark `W` of the records before it) is stamped `ts`; a record *behind* the
-//! watermark is stamped `W`. [`SendAt::Stamp`] sends every record at its stamp. That is what
-//! differential views need (their changelog has one epoch per distinct time), but it costs a
-//! message, and a progress update on every worker, per distinct event time: with event times
-//! rising a millisecond a row, about one per record.
+//! watermark is stamped `W`. Every stamp of a batch is at or above the watermark `W0` before
+//! the batch (the watermark never decreases, and an on-time `ts` is at or above it), and the
+//! source holds its capability at `W0` while it sends the batch. [`SendAt::Stamp`] sends every
+//! record at its stamp. That costs a message, and a progress update on every worker, per
+//! distinct event time: with event times rising a millisecond a row, about one per record.
 //!
 //! [`SendAt::Watermark`] sends every on-time record of a batch at the source's capability, the
 //! watermark `W0` before the batch, and only records behind the watermark at their stamp. For
@@ -42,6 +43,33 @@
 //! it. Where the data is in order already (no record behind the watermark), a batch needs no
 //! sorting; [`SendAt::Stamp`] sorts a batch only when its stamps are out of order.
 //!
+//! # Stamps in the data: `--emit updates`
+//!
+//! The differential view of `--emit updates` cannot take a record at a time other than its
+//! stamp: its changelog holds each window's value at every epoch, and the epochs are the
+//! stamps (merging two stamps' epochs would drop a key's value in between: a retraction and
+//! an insertion fewer). It need not: a differential update `(data, time, diff)` may travel
+//! under a capability for any time at or before its own, and every differential operator
+//! (arrange, reduce, ...) computes at the update's own time, not the message's. So a source of
+//! [`Stamped`] records ([`feed_source_paced`], [`blocks::block_source`] with a [`Stamped`]
+//! payload) sends each batch as one message at its capability `W0`, every record carrying its
+//! stamp, which the caller makes the update's time. This is exact:
+//!
+//! * every update is legal and has the time it had: its stamp, at or above `W0`;
+//! * the frontier is the same as with [`SendAt::Stamp`]: the capability stands at `W0` while
+//!   the batch is sent and moves to the watermark after it, and no record goes below it;
+//! * a differential collection is its updates as a function of time, whatever messages carry
+//!   them; its operators' outputs, and their times, follow from that function and from the
+//!   frontier alone (a reduce computes each time once, when the frontier passes it);
+//! * order among a batch's records with equal stamps is their order in the input, as in
+//!   [`SendAt::Stamp`] (whose sort is stable), for what numbers updates in arrival order (the
+//!   session view).
+//!
+//! So the view's changelog has the same rows at the same times, while a batch costs one
+//! message and one progress round instead of one per distinct stamp. What leaves the view
+//! is re-timed to each update's own time ([`crate::incremental::retime`], keeping their
+//! order), so sinks and checkpoint cuts see every row at its time, as before.
+//!
 //! # Bounded memory
 //!
 //! Timely's channels do not push back: a source that reads faster than the workers downstream
@@ -57,19 +85,9 @@
 //!
 //! Pacing is exact whatever the sending times: it decides only *when* the source reads on,
 //! never the time a record is sent at, and every record is still sent at a time at or above
-//! the capability. With [`SendAt::Stamp`] (`--emit updates`) a batch is one message per
-//! distinct stamp, each in a buffer of its own, so a batch weighs far more there, and the
-//! caller bounds fewer of them.
-//!
-//! # Why `--emit updates` keeps a time per stamp
-//!
-//! The frontier moves once per batch either way (the capability is downgraded after each
-//! batch). What [`SendAt::Watermark`] coarsens further, the times records travel at, cannot
-//! be coarsened for the differential view without changing its output: its changelog holds
-//! each window's value at every epoch, and the epochs are the stamps. Sending records with two
-//! stamps at one time would merge their epochs, and a key's window touched at both would lose
-//! its value in between (a retraction and an insertion fewer). Consolidated, the changelog
-//! would be the same; row for row it would not.
+//! the capability. A batch of [`Stamped`] records counts at its largest stamp, the time its
+//! results come out at, as with [`SendAt::Stamp`]. With [`SendAt::Stamp`] a batch is one
+//! message per distinct stamp, each in a buffer of its own, so a batch weighs far more there.
 
 pub mod blocks;
 pub mod csv;
@@ -272,10 +290,37 @@ pub enum SendAt {
     Watermark,
 }
 
+/// What a source sends for each record: the record alone, at a time [`SendAt`] chooses, or the
+/// record with its stamp ([`Stamped`]), every record of a batch at the source's capability
+/// (the watermark before the batch, at or below every stamp in it: see the module docs).
+pub trait Payload<D>: 'static {
+    /// Whether the stamp travels with the record: then every record goes at the capability,
+    /// whatever [`Pacing::send_at`] says.
+    const STAMPED: bool;
+    /// What is sent for `stamped`.
+    fn of(stamped: Stamped<D>) -> Self;
+}
+
+impl<D: 'static> Payload<D> for D {
+    const STAMPED: bool = false;
+    #[inline]
+    fn of(stamped: Stamped<D>) -> Self {
+        stamped.record
+    }
+}
+
+impl<D: 'static> Payload<D> for Stamped<D> {
+    const STAMPED: bool = true;
+    #[inline]
+    fn of(stamped: Stamped<D>) -> Self {
+        stamped
+    }
+}
+
 /// How a source paces itself: the times it sends at, and how far it may run ahead.
 #[derive(Clone, Default)]
 pub struct Pacing {
-    /// Which time records are sent at.
+    /// Which time records are sent at (records that carry no stamp; see [`Payload`]).
     pub send_at: SendAt,
     /// `(probe, n)`: read no further while `n` batches that the capability has moved past are
     /// not yet passed by `probe` (which sits where records are consumed, after the exchange);
@@ -341,14 +386,44 @@ pub fn feed_source<'scope, F: Feed>(
 /// record whose watermark before it is above `c` ([`Feed::poll_bounded`]): the records at
 /// times `<= c` are then exactly those before the position, and the watermark there says at
 /// which times the rest go.
-pub fn feed_source_paced<'scope, F: Feed>(
+///
+/// Sends a `P` per record (see [`Payload`]): the record (`P = F::Item`, as above), or, for
+/// differential input, the record with its stamp (`P = Stamped<F::Item>`), a batch at a time
+/// at the source's capability (at or below every stamp in it; `pacing.send_at` is not read). The stamp is the time of the record's
+/// update: see the module docs for why that gives a differential computation exactly the
+/// updates and frontier of [`SendAt::Stamp`].
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use timely::dataflow::operators::capture::{Capture, Extract};
+/// use timely::dataflow::operators::vec::Map;
+/// use tidemark::source::{feed_source_paced, Pacing, SourceOptions, Stamped, VecFeed};
+/// use tidemark::stash::Cut;
+///
+/// let captured = timely::example(|scope| {
+///     let feed = VecFeed::new(vec![(5, 'a'), (2, 'b'), (9, 'c')], 1);
+///     let error = Rc::new(RefCell::new(None));
+///     let pacing = Pacing::default();
+///     feed_source_paced(scope, Some(feed), SourceOptions::default(), pacing, error, Cut::none())
+///         .map(|s: Stamped<char>| (s.record, s.time))
+///         .capture()
+/// });
+/// // One batch, at the watermark before it (0); 'b' keeps its stamp 4 (behind 5 - 1).
+/// assert_eq!(captured.extract(), vec![(0, vec![('a', 5), ('b', 4), ('c', 9)])]);
+/// ```
+pub fn feed_source_paced<'scope, F, P>(
     scope: Scope<'scope, u64>,
     feed: Option<F>,
     options: SourceOptions,
     pacing: Pacing,
     error: Rc<RefCell<Option<F::Error>>>,
     cut: Cut<Option<SourceState>>,
-) -> StreamVec<'scope, u64, F::Item> {
+) -> StreamVec<'scope, u64, P>
+where
+    F: Feed,
+    P: Payload<F::Item>,
+{
     let mut cut = cut;
     source(scope, "FeedSource", move |cap, info| {
         let activator = scope.activator_for(info.address);
@@ -404,7 +479,9 @@ pub fn feed_source_paced<'scope, F: Feed>(
             };
             if pacing.ahead.is_some() {
                 if let Some(upto) = buffer.iter().map(|s| s.time).max() {
+                    // Stamped records come out of a differential computation at their stamps.
                     let upto = match pacing.send_at {
+                        _ if P::STAMPED => upto,
                         SendAt::Stamp => upto,
                         SendAt::Watermark => upto.max(*held.time()),
                     };
@@ -416,13 +493,22 @@ pub fn feed_source_paced<'scope, F: Feed>(
             }
             // What is left to send at its own stamp, sorted by stamp.
             let runs = match pacing.send_at {
+                _ if P::STAMPED => {
+                    // Every stamp is at or above the capability (the watermark before the
+                    // batch), so each record's update is legal at its stamp.
+                    debug_assert!(buffer.iter().all(|s| s.time >= *held.time()));
+                    output
+                        .session(&*held)
+                        .give_iterator(buffer.drain(..).map(P::of));
+                    &mut buffer
+                }
                 SendAt::Watermark => {
                     let mut session = output.session(&*held);
                     for stamped in buffer.drain(..) {
                         if stamped.behind {
                             behind.push(stamped);
                         } else {
-                            session.give(stamped.record);
+                            session.give(P::of(stamped));
                         }
                     }
                     &mut behind
@@ -438,10 +524,11 @@ pub fn feed_source_paced<'scope, F: Feed>(
             let mut records = runs.drain(..).peekable();
             while let Some(first) = records.next() {
                 let at = held.delayed(&first.time);
+                let time = first.time;
                 let mut session = output.session(&at);
-                session.give(first.record);
-                while let Some(next) = records.next_if(|s| s.time == first.time) {
-                    session.give(next.record);
+                session.give(P::of(first));
+                while let Some(next) = records.next_if(|s| s.time == time) {
+                    session.give(P::of(next));
                 }
             }
             drop(records);
@@ -497,5 +584,5 @@ pub fn feed_source_paced<'scope, F: Feed>(
             }
         }
     })
-    .container::<Vec<F::Item>>()
+    .container::<Vec<P>>()
 }
