@@ -161,11 +161,18 @@ impl Broker {
     }
 
     /// Produces `messages` (`(partition, payload)`, in order per partition) and waits until all
-    /// are acknowledged, in librdkafka's ordinary batches (tansu 0.6 lists a partition's end as
-    /// its last batch's first offset plus one; `--exit-at-end` reads to the fetch's high
-    /// watermark, so batches hide nothing).
+    /// are acknowledged, one message per batch: the exactly-once tests count on a run making
+    /// several commits, which small fetches pace (with ordinary batches a crash trial's run once
+    /// finished under load before its second commit). Batches no longer hide records from
+    /// `--exit-at-end` (it reads to the fetch's high watermark): [`Broker::produce_batched`]
+    /// and [`Broker::produce_many`] make ordinary ones.
     pub fn produce(&self, topic: &str, messages: &[(i32, String)]) {
-        let producer: BaseProducer = self.config().set("linger.ms", "0").create().unwrap();
+        let producer: BaseProducer = self
+            .config()
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .create()
+            .unwrap();
         for (partition, payload) in messages {
             let mut record = BaseRecord::<(), _>::to(topic)
                 .partition(*partition)
