@@ -1177,7 +1177,7 @@ where
                 write_error: Rc::clone(&write_error),
                 late_write_error: Rc::clone(&late_write_error),
                 commit_error: Rc::clone(&commit_error),
-                paced: consumed.clone(),
+                paced: consumed,
                 checkpointed,
                 to_kafka,
                 snapshots,
@@ -1191,7 +1191,6 @@ where
                     partitioner,
                     agg,
                     sinks,
-                    consumed,
                 ),
                 EmitMode::Updates => incremental_windows(
                     source.open(scope),
@@ -1201,7 +1200,6 @@ where
                     agg,
                     sinks,
                     Rc::clone(&invalid),
-                    consumed,
                 ),
             }
         });
@@ -1325,8 +1323,9 @@ struct Sinks<'scope> {
     checkpointed: bool,
     /// Whether the changelog goes to Kafka: every worker builds the Kafka sink then.
     to_kafka: bool,
-    /// The probe the source is paced by: a Kafka sink's progress joins it,
-    /// so the source also waits for rows not yet written.
+    /// The probe the source is paced by: the operators that consume its records join it
+    /// (`final_windows`, `incremental_windows`), and so does a Kafka sink's progress, so the
+    /// source also waits for rows not yet written.
     paced: ProbeHandle<u64>,
     /// This worker's operator snapshots, for the committing sink (with `--emit final`).
     snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
@@ -1451,8 +1450,8 @@ impl JobSource<'_> {
     }
 }
 
-/// `--emit final`: the timely window operators; returns the probe of the results.
-#[allow(clippy::too_many_arguments)]
+/// `--emit final`: the timely window operators; returns the probe of the results. The source
+/// is paced by the late output (`sinks.paced`), whose frontier is the window operators' input's.
 fn final_windows<'scope, A>(
     records: Records<'scope>,
     checkpoints: &Checkpoints,
@@ -1461,7 +1460,6 @@ fn final_windows<'scope, A>(
     partitioner: Partitioner<CsvKey>,
     agg: A,
     sinks: Sinks<'scope>,
-    consumed: ProbeHandle<u64>,
 ) -> ProbeHandle<u64>
 where
     A: Aggregator<CsvRecord>,
@@ -1475,7 +1473,7 @@ where
         .window(assigner)
         .allowed_lateness(lateness)
         .aggregate(|r: &CsvRecord| r.ts, agg);
-    let late = windowed.late.probe_with(&consumed);
+    let late = windowed.late.probe_with(&sinks.paced);
     let late = late.map(move |late: Late<CsvKey, CsvRecord>| {
         let row = late
             .record
@@ -1511,9 +1509,9 @@ impl Invalid {
     }
 }
 
-/// `--emit updates`: the differential view; returns the probe of the changelog. `consumed`
-/// follows the view's results: the source reads ahead of them by a bounded number of batches.
-#[allow(clippy::too_many_arguments)]
+/// `--emit updates`: the differential view; returns the probe of the changelog. The source is
+/// paced by the view's results (`sinks.paced`): it reads ahead of them by a bounded number of
+/// batches.
 fn incremental_windows<'scope, A>(
     records: StreamVec<'scope, u64, Stamped<CsvItem>>,
     assigner: WindowAssigner,
@@ -1522,7 +1520,6 @@ fn incremental_windows<'scope, A>(
     agg: A,
     sinks: Sinks<'scope>,
     invalid: Rc<RefCell<Invalid>>,
-    consumed: ProbeHandle<u64>,
 ) -> ProbeHandle<u64>
 where
     A: Aggregator<CsvRecord>,
@@ -1536,7 +1533,7 @@ where
         })
         .as_collection();
     let view = updates.window_view(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
-    let results = retime(view.results).inner.probe_with(&consumed).map(
+    let results = retime(view.results).inner.probe_with(&sinks.paced).map(
         |((window, key, value), _time, diff)| WindowResult {
             window,
             key,

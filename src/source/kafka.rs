@@ -596,18 +596,14 @@ impl KafkaFeed {
             let message = match feed.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(message)) => message,
                 Some(Err(KafkaError::PartitionEOF(id))) => {
-                    if let Some(index) = feed.partitions.iter().position(|p| p.id == id) {
+                    if let Some(index) = feed.index_of(id) {
                         ended[index] = true;
                     }
                     continue;
                 }
                 _ => continue,
             };
-            let Some(index) = feed
-                .partitions
-                .iter()
-                .position(|p| p.id == message.partition())
-            else {
+            let Some(index) = feed.index_of(message.partition()) else {
                 continue;
             };
             feed.partitions[index].settle(&feed.consumer, &feed.topic.topic);
@@ -689,6 +685,11 @@ impl KafkaFeed {
 
     /// Advances the source's watermark to the minimum over partitions not done and not idle;
     /// returns whether it moved.
+    /// The index in `partitions` of partition `id`, `None` if this feed does not read it.
+    fn index_of(&self, id: i32) -> Option<usize> {
+        self.partitions.iter().position(|p| p.id == id)
+    }
+
     fn advance(&mut self) -> bool {
         let before = self.watermark.current();
         let now = Instant::now();
@@ -719,7 +720,7 @@ impl KafkaFeed {
     /// broker's two answers disagree on what the partition holds and stopping at either might
     /// drop records.
     fn reached_end(&mut self, id: i32) -> Result<(), ReadError> {
-        let Some(index) = self.partitions.iter().position(|p| p.id == id) else {
+        let Some(index) = self.index_of(id) else {
             return Ok(());
         };
         self.partitions[index].settle(&self.consumer, &self.topic.topic);
@@ -957,7 +958,7 @@ impl Feed for KafkaFeed {
                 Some(Err(e)) => return Err(ReadError::io(&self.topic.url(), e)),
             };
             let (id, offset) = (message.partition(), message.offset());
-            let Some(index) = self.partitions.iter().position(|p| p.id == id) else {
+            let Some(index) = self.index_of(id) else {
                 continue;
             };
             self.partitions[index].settle(&self.consumer, &self.topic.topic);
