@@ -54,7 +54,7 @@ use crate::source::blocks::{block_source, BlockPlan};
 use crate::source::csv::FeedStats;
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvKey, CsvRecord, ReadError};
 use crate::source::kafka::{
-    partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
+    kafka_source, partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
 };
 use crate::source::{
     feed_source_paced, Pacing, Payload, SendAt, SourceOptions, SourceState, Stamped,
@@ -1159,7 +1159,7 @@ where
             let source = JobSource {
                 plan: plan.as_ref(),
                 restored: restore.as_ref().map(|r| &r.sources[..]),
-                kafka: kafka_input.is_some().then_some(kafka_feed),
+                kafka: kafka_input.as_ref().map(|k| (kafka_feed, k.partitions)),
                 feed,
                 options: source_options,
                 pacing,
@@ -1417,7 +1417,8 @@ type Records<'scope> = StreamVec<'scope, u64, CsvItem>;
 struct JobSource<'a> {
     plan: Option<&'a Arc<BlockPlan>>,
     restored: Option<&'a [Option<SourceState>]>,
-    kafka: Option<Option<KafkaFeed>>,
+    /// A Kafka input: this worker's reader, if it reads a partition, and the partition count.
+    kafka: Option<(Option<KafkaFeed>, u32)>,
     feed: Option<CsvFeed>,
     options: SourceOptions,
     pacing: Pacing,
@@ -1444,7 +1445,9 @@ impl JobSource<'_> {
         match (plan, kafka) {
             (Some(plan), _) => block_source(scope, plan, options, pacing, error, cut, restored),
             // Every worker builds the source; those without partitions end it at once.
-            (None, Some(kafka)) => feed_source_paced(scope, kafka, options, pacing, error, cut),
+            (None, Some((kafka, partitions))) => {
+                kafka_source(scope, kafka, partitions, options, pacing, error, cut)
+            }
             (None, None) => feed_source_paced(scope, feed, options, pacing, error, cut),
         }
     }
