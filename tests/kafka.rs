@@ -242,6 +242,47 @@ fn kafka_exit_at_end_reads_the_whole_last_batch_of_each_partition() {
     }
 }
 
+/// Runs `runs` (one command, or one per process), live: rows from the first one's standard
+/// output as they come, until one of the window starting at `last` (a run that lost an earlier
+/// window still emits it), or a minute without a row; then stops them. The rows, header first.
+fn live_rows(runs: Vec<std::process::Command>, last: u64) -> Vec<String> {
+    let mut children: Vec<_> = runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut command)| {
+            let stdout = match i {
+                0 => std::process::Stdio::piped(),
+                _ => std::process::Stdio::null(),
+            };
+            command
+                .stdout(stdout)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("binary runs")
+        })
+        .collect();
+    let stdout = std::io::BufReader::new(children[0].stdout.take().unwrap());
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    let last = format!("{last},");
+    let mut rows = Vec::new();
+    while !rows.last().is_some_and(|l: &String| l.starts_with(&last)) {
+        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => rows.push(line),
+            Err(_) => break,
+        }
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    rows
+}
+
 /// A live run (no `--exit-at-end`) with `--idle-timeout` and `--max-delay 0` on two
 /// partitions, one empty and one with records at 100, 1500 and 3500 ms: the empty partition
 /// goes idle, the other must not be judged idle before its first fetch answer (a consumer
@@ -257,41 +298,12 @@ fn kafka_idle_timeout_never_judges_a_partition_idle_before_its_first_fetch() {
     let records = [100, 1500, 3500].map(|ts| (0, format!(r#"{{"ts":{ts},"key":"a"}}"#)));
     broker.produce("in", &records);
     for (workers, timeout) in [("1", "100ms"), ("2", "100ms"), ("1", "300ms")] {
-        let mut child = common::cli::bin()
-            .args(["window", "--input", &broker.url("in"), "--output", "-"])
-            .args([
-                "--window",
-                "tumbling:1s",
-                "--agg",
-                "count",
-                "--max-delay",
-                "0",
-            ])
-            .args(["--idle-timeout", timeout, "--workers", workers])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("binary runs");
-        // Rows as they come, until the last window's (a run that lost the first window still
-        // emits it); the run ends only when stopped.
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
-        let mut rows = Vec::new();
-        while !rows.last().is_some_and(|l: &String| l.starts_with("3000,")) {
-            match lines.recv_timeout(std::time::Duration::from_secs(60)) {
-                Ok(line) => rows.push(line),
-                Err(_) => break,
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        let mut run = window_cmd(&broker.url("in"), "-");
+        run.args(["--window", "tumbling:1s", "--agg", "count"])
+            .args(["--max-delay", "0", "--idle-timeout", timeout])
+            .args(["--workers", workers]);
         assert_eq!(
-            rows,
+            live_rows(vec![run], 3000),
             [
                 "window_start,window_end,key,value,diff",
                 "0,1000,a,1,1",
@@ -300,6 +312,69 @@ fn kafka_idle_timeout_never_judges_a_partition_idle_before_its_first_fetch() {
             ],
             "{workers} workers, --idle-timeout {timeout}"
         );
+    }
+}
+
+/// `--idle-timeout` on a live run with event times in epoch milliseconds, over 4 partitions:
+/// `a` at T+100, T+1500 and an hour later in partition 0, `b` at T+200 in partition 1, and
+/// partitions 2 and 3 empty. Once every partition is idle, every window must close:
+/// * on 1 worker, the reader's watermark starts from its highest partition watermark, not
+///   from the minimum when its partitions went idle (T+200, which then took an hour);
+/// * on 2 workers, the reader of partitions 1 and 3 follows the other's (it held T+200);
+/// * on 4 workers and on 2 processes of 2, the readers of the empty partitions alone (a
+///   process's, on 2 processes) never had a record: they held every window at 0 forever.
+///
+/// Every record is on time by its own partition's rule and counts once.
+#[test]
+fn kafka_idle_readers_without_an_active_partition_hold_no_window_open() {
+    const T: u64 = 1_700_000_000_000;
+    let broker = Broker::start();
+    broker.create_topic("in", 4);
+    let record = |p, ts, key| (p, format!(r#"{{"ts":{ts},"key":"{key}"}}"#));
+    let records = [
+        record(0, T + 100, "a"),
+        record(0, T + 1500, "a"),
+        record(0, T + 3_600_100, "a"),
+        record(1, T + 200, "b"),
+    ];
+    broker.produce("in", &records);
+    let expected = [
+        format!("{},{},a,1,1", T, T + 1000),
+        format!("{},{},b,1,1", T, T + 1000),
+        format!("{},{},a,1,1", T + 1000, T + 2000),
+        format!("{},{},a,1,1", T + 3_600_000, T + 3_601_000),
+    ];
+    let dir = scratch("kafka_idle_readers");
+    let (hosts, _) = hostfile(&dir);
+    let layouts: [(&str, Vec<Vec<String>>); 4] = [
+        ("1 worker", vec![vec!["--workers".into(), "1".into()]]),
+        ("2 workers", vec![vec!["--workers".into(), "2".into()]]),
+        ("4 workers", vec![vec!["--workers".into(), "4".into()]]),
+        (
+            "2 processes",
+            (0..2).map(|p| two_processes(&hosts, p)).collect(),
+        ),
+    ];
+    for (layout, processes) in layouts {
+        let runs = processes
+            .iter()
+            .map(|flags| {
+                let mut run = window_cmd(&broker.url("in"), "-");
+                run.args(["--window", "tumbling:1s", "--agg", "count"])
+                    .args(["--max-delay", "0", "--idle-timeout", "300ms"])
+                    .args(flags);
+                run
+            })
+            .collect();
+        let mut rows = live_rows(runs, T + 3_600_000);
+        assert_eq!(
+            rows.first().map(String::as_str),
+            Some("window_start,window_end,key,value,diff"),
+            "{layout}"
+        );
+        rows.remove(0);
+        rows.sort();
+        assert_eq!(rows, expected, "{layout}");
     }
 }
 
