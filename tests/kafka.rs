@@ -727,7 +727,12 @@ fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
     let err = expect_failure(
         &broker.url("in"),
         &dir.join("out.csv"),
-        &["--late-output", &broker.url("late"), "--checkpoint-dir", s(&ckpt)],
+        &[
+            "--late-output",
+            &broker.url("late"),
+            "--checkpoint-dir",
+            s(&ckpt),
+        ],
     );
     assert!(
         err.contains("--late-output") && err.contains("needs a Kafka --output"),
@@ -777,7 +782,11 @@ fn late_rows(messages: impl Iterator<Item = (String, String)>) -> Vec<LateRow> {
             let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
             assert_eq!(v["key"].as_str(), Some(key.as_str()), "{payload}");
             assert_eq!(v.as_object().unwrap().len(), 5, "{payload}");
-            let text = |f: &str| v[f].as_str().unwrap_or_else(|| panic!("{payload}")).to_string();
+            let text = |f: &str| {
+                v[f].as_str()
+                    .unwrap_or_else(|| panic!("{payload}"))
+                    .to_string()
+            };
             let start = v["window_start"].as_i64().unwrap();
             let end = v["window_end"].as_u64().unwrap();
             (text("ts"), text("key"), text("value"), start, end)
@@ -913,7 +922,10 @@ fn kafka_exactly_once_late_topic_through_seeded_kill_9_trials() {
             "trial {trial}: crashes {story:?}, then {workers} workers"
         );
     }
-    assert!(killed >= trials, "only {killed} crashes: the trials test little");
+    assert!(
+        killed >= trials,
+        "only {killed} crashes: the trials test little"
+    );
 }
 
 /// The committed changelog of `topic` (read by the transaction markers) as sorted JSON rows;
@@ -1299,7 +1311,11 @@ fn kafka_transactional_late_rows_go_in_the_changelog_transactions() {
         let (producer, rows) = changelog.into_iter().next().unwrap();
         assert_reference(&partitions, rows);
         let mut by_producer: BTreeMap<(i64, i16), Vec<(String, String)>> = BTreeMap::new();
-        for r in broker.records(&late).into_iter().filter(|r| r.marker.is_none()) {
+        for r in broker
+            .records(&late)
+            .into_iter()
+            .filter(|r| r.marker.is_none())
+        {
             assert!(r.transactional, "not in a transaction: {r:?}");
             let entry = by_producer.entry((r.producer, r.epoch)).or_default();
             entry.push((r.key, r.value));
