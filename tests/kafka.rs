@@ -801,13 +801,14 @@ fn late_rows(messages: impl Iterator<Item = (String, String)>) -> Vec<LateRow> {
 /// alone), on 1, 2 and 4 workers and 2 processes; the changelog (a file here) is unchanged.
 #[test]
 fn kafka_late_topic_holds_the_per_partition_late_rows_on_1_2_4_workers_and_2_processes() {
-    let partitions = partitioned_events(4, 300, 1200, 5);
-    let broker = broker_with("in", &partitions);
+    // The sliding sum, over jumps back of up to 1.2 s: records miss windows.
     let (window, agg, params) = queries().swap_remove(1);
+    let flags = query_flags(window, agg, &params);
+    let partitions = partitioned_events(4, 300, 1200, 5);
     let expected = per_partition_late(&partitions, &params);
     assert!(expected.len() > 10, "a test that cannot fail");
     let changelog = per_partition_reference(&partitions, &params);
-    let flags = query_flags(window, agg, &params);
+    let broker = broker_with("in", &partitions);
     let dir = scratch("kafka_late_topic");
     let (hosts, _) = hostfile(&dir);
     let layouts = [
@@ -857,7 +858,6 @@ fn committed_late(broker: &Broker, topic: &str) -> Vec<LateRow> {
 /// both topics exactly as the uninterrupted run did: no row lost, none twice, in either.
 #[test]
 fn kafka_exactly_once_late_topic_through_seeded_kill_9_trials() {
-    use std::os::unix::process::ExitStatusExt;
     // Jumps back of up to 1.2 s, so that records fall behind the allowed lateness.
     let partitions = partitioned_events(3, SEVERAL_COMMITS, 1200, 3);
     let broker = broker_with("in", &partitions);
@@ -891,41 +891,7 @@ fn kafka_exactly_once_late_topic_through_seeded_kill_9_trials() {
     );
     assert_eq!(expected.1, per_partition_late(&partitions, &params));
     assert!(expected.1.len() > 10, "a test that cannot fail");
-    let mut state = 7u64;
-    let mut next = |n: u64| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
-        (state >> 33) % n
-    };
-    let mut killed = 0;
-    let trials = 4;
-    for trial in 0..trials {
-        let topic = format!("trial-{trial}");
-        topics(&topic);
-        let mut story = Vec::new();
-        for crash in 0..1 + next(2) {
-            let workers = ["1", "2", "4"][next(3) as usize];
-            let point = ["output", "manifest", "snapshot"][next(3) as usize];
-            let n = if crash == 0 { 1 + next(2) } else { 1 + next(3) };
-            story.push(format!("{point}:{n} on {workers}"));
-            let out = run(&topic, workers, Some(format!("{point}:{n}")));
-            if out.status.signal() == Some(9) {
-                killed += 1;
-            } else {
-                assert!(out.status.success(), "trial {trial}: {}", stderr(&out));
-            }
-        }
-        let workers = ["1", "2", "4"][next(3) as usize];
-        let out = run(&topic, workers, None);
-        assert!(out.status.success(), "trial {trial}: {}", stderr(&out));
-        assert!(
-            written(&topic) == expected,
-            "trial {trial}: crashes {story:?}, then {workers} workers"
-        );
-    }
-    assert!(
-        killed >= trials,
-        "only {killed} crashes: the trials test little"
-    );
+    kill_9_trials(7, 4, topics, run, |topic| written(topic) == expected);
 }
 
 /// The committed changelog of `topic` (read by the transaction markers) as sorted JSON rows;
@@ -1215,22 +1181,41 @@ fn kafka_exactly_once_restart_fails_when_the_topic_lost_its_checkpointed_rows() 
 /// allowed, as long as some trials crash.
 #[test]
 fn kafka_exactly_once_through_seeded_kill_9_trials() {
-    use std::os::unix::process::ExitStatusExt;
     let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once", SEVERAL_COMMITS);
     let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"));
-    let mut state = 42u64;
+    let run = |topic: &str, workers: &str, hook: Option<String>| {
+        exactly_once_run(&broker, topic, &dir.join(topic), workers, hook)
+    };
+    let fresh = |topic: &str| broker.create_topic(topic, 2);
+    kill_9_trials(42, 6, fresh, run, |topic| {
+        committed_rows(&broker, topic) == expected
+    });
+}
+
+/// Seeded (`seed`) kill -9 trials of an exactly-once job, `trials` of them, each on a fresh
+/// output `trial-N` made by `fresh`: one or two crashes in a row, each in a restart of the same
+/// job (on any number of workers: `run(output, workers, crash hook)`), the first at the first
+/// or second commit, which every run reaches; then a run to the end, after which `same` must
+/// hold for the output (it is the uninterrupted run's). A crash point past the run's last
+/// commit is not reached (the run finishes): allowed, as long as there are as many crashes
+/// as trials.
+fn kill_9_trials(
+    seed: u64,
+    trials: usize,
+    fresh: impl Fn(&str),
+    run: impl Fn(&str, &str, Option<String>) -> std::process::Output,
+    same: impl Fn(&str) -> bool,
+) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut state = seed;
     let mut next = |n: u64| {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
         (state >> 33) % n
     };
     let mut killed = 0;
-    let trials = 6;
     for trial in 0..trials {
         let topic = format!("trial-{trial}");
-        broker.create_topic(&topic, 2);
-        let ckpt = dir.join(&topic);
-        // One or two crashes in a row, each in a restart of the same job (on any number of
-        // workers); the first at the first or second commit, which every run reaches.
+        fresh(&topic);
         let mut story = Vec::new();
         for crash in 0..1 + next(2) {
             let workers = ["1", "2", "4"][next(3) as usize];
@@ -1238,8 +1223,7 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
             let point = ["output", "manifest", "snapshot"][next(3) as usize];
             let n = if crash == 0 { 1 + next(2) } else { 1 + next(3) };
             story.push(format!("{point}:{n} on {workers}"));
-            let hook = Some(format!("{point}:{n}"));
-            let out = exactly_once_run(&broker, &topic, &ckpt, workers, hook);
+            let out = run(&topic, workers, Some(format!("{point}:{n}")));
             if out.status.signal() == Some(9) {
                 killed += 1;
             } else {
@@ -1248,10 +1232,10 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
             }
         }
         let workers = ["1", "2", "4"][next(3) as usize];
-        let out = exactly_once_run(&broker, &topic, &ckpt, workers, None);
+        let out = run(&topic, workers, None);
         assert!(out.status.success(), "trial {trial}: {}", stderr(&out));
         assert!(
-            committed_rows(&broker, &topic) == expected,
+            same(&topic),
             "trial {trial}: crashes {story:?}, then {workers} workers"
         );
     }
