@@ -749,6 +749,32 @@ fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
     assert!(late.exists());
 }
 
+/// rev13c: `--late-output` naming the `--output` topic through another spelling of the same
+/// broker (`localhost` for `127.0.0.1`) must be refused like the same URL is: otherwise the late
+/// rows land in the changelog topic, and with `--checkpoint-dir` a restart after a kill -9
+/// finds both streams' rows past the last commit and refuses to finish ("holds a row ... that
+/// this run does not produce there"; /tmp/rev13c/alias-loop.sh). Fails at 75d6485.
+#[test]
+fn kafka_late_output_naming_the_output_topic_by_another_address_is_refused() {
+    let partitions = partitioned_events(2, 50, 300, 1);
+    let broker = broker_with("in", &partitions);
+    broker.create_topic("out", 1);
+    let alias = broker.url("out").replace("127.0.0.1", "localhost");
+    let out = window_cmd(&broker.url("in"), &broker.url("out"))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(["--late-output", &alias])
+        .output()
+        .expect("binary runs");
+    assert!(
+        !out.status.success(),
+        "accepted --late-output {alias} beside --output {}; the topic now holds {} messages",
+        broker.url("out"),
+        broker.records("out").len()
+    );
+    let err = common::cli::one_error_line(&stderr(&out));
+    assert!(err.contains("same topic"), "{err}");
+}
+
 /// A late row as the tests compare them: the input's `ts`, `key` and `value` fields (as read,
 /// strings) and the missed window's start and end.
 type LateRow = (String, String, String, i64, u64);
