@@ -775,6 +775,83 @@ fn kafka_late_output_naming_the_output_topic_by_another_address_is_refused() {
     assert!(err.contains("same topic"), "{err}");
 }
 
+/// Every pair of `--input`, `--output` and `--late-output` is one topic when the brokers are
+/// spelt differently but reach one cluster (`localhost` for `127.0.0.1`): refused in one line
+/// before anything is written, as the same URL is (a job reading its own output feeds on
+/// itself). The input/output pair was accepted before the cluster was compared.
+#[test]
+fn kafka_input_named_again_by_another_address_is_refused() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    let messages = [
+        (0, r#"{"ts":100,"key":"a"}"#),
+        (0, r#"{"ts":1500,"key":"b"}"#),
+    ];
+    let messages: Vec<(i32, String)> = messages.iter().map(|(p, m)| (*p, m.to_string())).collect();
+    broker.produce("t", &messages);
+    let alias = broker.url("t").replace("127.0.0.1", "localhost");
+    let dir = scratch("kafka_input_alias");
+    let file = dir.join("o.csv");
+    let cases = [
+        (alias.as_str(), vec![]),
+        (s(&file), vec!["--late-output", &alias]),
+    ];
+    for (output, flags) in cases {
+        let out = window_cmd(&broker.url("t"), output)
+            .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+            .args(&flags)
+            .output()
+            .expect("binary runs");
+        assert!(
+            !out.status.success(),
+            "accepted --output {output} {flags:?} beside --input {}",
+            broker.url("t")
+        );
+        let err = common::cli::one_error_line(&stderr(&out));
+        assert!(
+            err.contains("same topic") && err.contains("--input"),
+            "{err}"
+        );
+        assert_eq!(
+            broker.records("t").len(),
+            2,
+            "{output} {flags:?} wrote into the input topic"
+        );
+    }
+}
+
+/// The same topic name on another cluster is another topic: a Kafka input on tansu and an
+/// output of the same name on librdkafka's mock cluster run (the mock's topic holds the
+/// reference). A checkpointed Kafka output writes its late rows with the same producer, so a
+/// late topic on another cluster is refused in one line (it would have gone to a topic of that
+/// name on the output's cluster).
+#[test]
+fn kafka_same_topic_name_on_another_cluster_is_another_topic() {
+    let partitions = partitioned_events(2, 50, 300, 1);
+    let broker = broker_with("t", &partitions);
+    let other = Broker::mock();
+    other.create_topic("t", 1);
+    let (window, agg, params) = queries().swap_remove(0);
+    let expected = per_partition_reference(&partitions, &params);
+    run_ok(window_cmd(&broker.url("t"), &other.url("t")).args(query_flags(window, agg, &params)));
+    let rows: Vec<String> = other.records("t").into_iter().map(|r| r.value).collect();
+    assert_eq!(consolidate_json(&rows), expected);
+    broker.create_topic("out", 1);
+    other.create_topic("late", 1);
+    broker.create_topic("late", 1);
+    let dir = scratch("kafka_late_other_cluster");
+    let out = window_cmd(&broker.url("t"), &broker.url("out"))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(["--late-output", &other.url("late")])
+        .args(["--checkpoint-dir", s(&dir.join("ckpt"))])
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success());
+    let err = common::cli::one_error_line(&stderr(&out));
+    assert!(err.contains("cluster of --output"), "{err}");
+    assert!(broker.records("late").is_empty() && broker.records("out").is_empty());
+}
+
 /// A late row as the tests compare them: the input's `ts`, `key` and `value` fields (as read,
 /// strings) and the missed window's start and end.
 type LateRow = (String, String, String, i64, u64);

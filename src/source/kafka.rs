@@ -223,6 +223,81 @@ impl KafkaTopic {
     pub fn url(&self) -> String {
         format!("{SCHEME}{}/{}", self.broker, self.topic)
     }
+
+    /// Whether `self` and `other` name one topic: the same topic name on the same cluster
+    /// ([`KafkaTopic::same_cluster`]), however the brokers are spelt (`localhost` for
+    /// `127.0.0.1`, another broker of the cluster). Asks the brokers only when the topic names
+    /// are equal and the broker lists differ as text.
+    pub fn same_topic(&self, other: &KafkaTopic) -> Option<Cluster> {
+        if self.topic != other.topic {
+            return None;
+        }
+        self.same_cluster(other)
+    }
+
+    /// `Some` (how they were found to be one) when the brokers of `self` and `other` belong to
+    /// one cluster: their cluster ids (Kafka's identity of a cluster, asked of each broker
+    /// within [`BROKER_TIMEOUT`]) are equal, or, where a broker tells none (one that predates
+    /// cluster ids, or cannot be reached), their broker lists resolve to a common socket
+    /// address. A broker list equal as text is one cluster without asking.
+    pub fn same_cluster(&self, other: &KafkaTopic) -> Option<Cluster> {
+        if self.broker == other.broker {
+            return Some(Cluster::Address(self.broker.clone()));
+        }
+        if let (Some(a), Some(b)) = (self.cluster_id(), other.cluster_id()) {
+            return (a == b).then_some(Cluster::Id(a));
+        }
+        let theirs = other.addresses();
+        self.addresses()
+            .into_iter()
+            .find(|a| theirs.contains(a))
+            .map(|a| Cluster::Address(a.to_string()))
+    }
+
+    /// The cluster id the broker reports (`None`: it reports none, or cannot be reached).
+    fn cluster_id(&self) -> Option<String> {
+        let consumer: BaseConsumer = self.config().create().ok()?;
+        consumer.client().fetch_cluster_id(BROKER_TIMEOUT)
+    }
+
+    /// The socket addresses of the broker list (`[PROTOCOL://]HOST[:PORT]`, comma-separated, as
+    /// librdkafka reads `bootstrap.servers`; port 9092 by default); names that do not resolve
+    /// add none.
+    fn addresses(&self) -> Vec<std::net::SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let mut addresses = Vec::new();
+        for broker in self.broker.split(',').map(str::trim) {
+            let broker = broker.split_once("://").map_or(broker, |(_, rest)| rest);
+            // A port follows the last colon outside an IPv6 literal's brackets.
+            let has_port = broker
+                .rsplit_once(':')
+                .is_some_and(|(host, _)| !host.contains(':') || host.ends_with(']'));
+            let broker = match has_port {
+                true => broker.to_string(),
+                false => format!("{broker}:9092"),
+            };
+            addresses.extend(broker.to_socket_addrs().into_iter().flatten());
+        }
+        addresses
+    }
+}
+
+/// How two Kafka addresses were found to reach one cluster, for the message that says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cluster {
+    /// Both brokers report this cluster id.
+    Id(String),
+    /// Both broker lists reach this address (or are this text).
+    Address(String),
+}
+
+impl std::fmt::Display for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cluster::Id(id) => write!(f, "both brokers report cluster id {id}"),
+            Cluster::Address(address) => write!(f, "both reach the broker at {address}"),
+        }
+    }
 }
 
 /// How a message's payload is read.
