@@ -224,7 +224,8 @@ impl KafkaTopic {
         format!("{SCHEME}{}/{}", self.broker, self.topic)
     }
 
-    /// Whether `self` and `other` name one topic: the same topic name on the same cluster
+    /// `Some` (how the clusters were found to be one) when `self` and `other` name one topic:
+    /// the same topic name on the same cluster
     /// ([`KafkaTopic::same_cluster`]), however the brokers are spelt (`localhost` for
     /// `127.0.0.1`, another broker of the cluster). Asks the brokers only when the topic names
     /// are equal and the broker lists differ as text.
