@@ -420,12 +420,12 @@ struct Checkpointing {
 /// and repeated rows); the worker count is checked apart, with its own message
 /// ([`Restore::from`]).
 fn job_text(job: &WindowJob) -> anyhow::Result<String> {
-    let input = if kafka_address(&job.input)?.is_some() {
-        // A topic has no identity but its address; how messages are read changes the rows.
+    let input = if let Some(topic) = kafka_address(&job.input)? {
+        // How messages are read changes the rows.
         let kafka = &job.kafka;
         format!(
             "{} {:?} {:?}",
-            job.input.display(),
+            topic.identity(),
             kafka.format,
             kafka.columns
         )
@@ -441,12 +441,15 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
         let input = std::fs::canonicalize(&job.input).unwrap_or_else(|_| job.input.clone());
         format!("{} {} {modified}", input.display(), meta.len())
     };
-    let late = job.late_output.as_ref().map(|p| p.display().to_string());
+    let late = match job.late_output.as_deref() {
+        Some(path) => Some(path_identity(path)?),
+        None => None,
+    };
     Ok(format!(
         "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
          columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n\
          partition={:?}\nreaders={:?} {}\nidle={:?}\n",
-        job.output.display(),
+        path_identity(&job.output)?,
         job.kafka.output_format,
         job.window,
         job.agg,
@@ -464,6 +467,16 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
         job.read_block,
         job.idle_timeout,
     ))
+}
+
+/// An output path as the job's identity: a file's name, or a topic's [`KafkaTopic::identity`]
+/// (so that a restart naming the broker by another address is the same job, not a new one
+/// writing every row again).
+fn path_identity(path: &Path) -> anyhow::Result<String> {
+    Ok(match kafka_address(path)? {
+        Some(topic) => topic.identity(),
+        None => path.display().to_string(),
+    })
 }
 
 /// Refuses what a checkpointed run cannot replay or take back.

@@ -255,10 +255,33 @@ impl KafkaTopic {
             .map(|a| Cluster::Address(a.to_string()))
     }
 
-    /// The cluster id the broker reports (`None`: it reports none, or cannot be reached).
+    /// The topic as a job's identity: its name on the cluster of the id its broker reports,
+    /// whatever address names the broker; the address as written where the broker reports no
+    /// id (or cannot be reached, which the run then reports).
+    pub fn identity(&self) -> String {
+        match self.cluster_id() {
+            Some(id) => format!("kafka cluster {id} topic {}", self.topic),
+            None => self.url(),
+        }
+    }
+
+    /// The cluster id the broker reports (`None`: it reports none, or cannot be reached);
+    /// asked once per broker list and process (a run asks for the same addresses several
+    /// times, and an unreachable broker would cost [`BROKER_TIMEOUT`] each time).
     fn cluster_id(&self) -> Option<String> {
-        let consumer: BaseConsumer = self.config().create().ok()?;
-        consumer.client().fetch_cluster_id(BROKER_TIMEOUT)
+        static KNOWN: std::sync::Mutex<Vec<(String, Option<String>)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, id)) = known.iter().find(|(broker, _)| *broker == self.broker) {
+            return id.clone();
+        }
+        let id = self
+            .config()
+            .create::<BaseConsumer>()
+            .ok()
+            .and_then(|consumer| consumer.client().fetch_cluster_id(BROKER_TIMEOUT));
+        known.push((self.broker.clone(), id.clone()));
+        id
     }
 
     /// The socket addresses of the broker list (`[PROTOCOL://]HOST[:PORT]`, comma-separated, as
