@@ -1395,3 +1395,34 @@ pub fn kafka_source<'scope, P: Payload<CsvItem>>(
     }
     feed_source_paced(scope, feed, options, pacing, error, cut)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaTopic;
+    use std::net::SocketAddr;
+
+    fn addresses(broker: &str) -> Vec<SocketAddr> {
+        KafkaTopic {
+            broker: broker.to_string(),
+            topic: "t".to_string(),
+        }
+        .addresses()
+    }
+
+    /// Broker lists resolve as librdkafka reads `bootstrap.servers`: comma-separated,
+    /// an optional `PROTOCOL://`, port 9092 when none is given, IPv6 literals in brackets.
+    #[test]
+    fn broker_lists_resolve_to_socket_addresses() {
+        let at = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(addresses("127.0.0.1:9093"), [at("127.0.0.1:9093")]);
+        assert_eq!(addresses("PLAINTEXT://127.0.0.1"), [at("127.0.0.1:9092")]);
+        assert_eq!(addresses("[::1]:9093"), [at("[::1]:9093")]);
+        assert_eq!(addresses("[::1]"), [at("[::1]:9092")]);
+        assert_eq!(
+            addresses("10.0.0.1:1, 10.0.0.2"),
+            [at("10.0.0.1:1"), at("10.0.0.2:9092")]
+        );
+        assert!(addresses("localhost:9093").contains(&at("127.0.0.1:9093")));
+        assert!(addresses("no such host.invalid:9092").is_empty());
+    }
+}
