@@ -5,16 +5,18 @@
 //! up by reference and clones only on insertion. It uses hashbrown's default hasher, the same
 //! map a hand-written baseline would use.
 //!
-//! Keys that are small integers skip hashing: a hand-written loop over such keys (YSB's
-//! campaign ids) indexes a dense array by key, and so does this table while it can. A key type
-//! says it is an integer through [`dense_index`]: the primitive integer types (`u8` to `u64`,
-//! `usize`, and the signed ones at non-negative values), and `()`, the one key of a window over
-//! all records. Such a table starts *dense*: an array indexed by key holds each key's position
-//! in a vector of entries. It stays dense while every key inserted is below the larger of
-//! [`DENSE_FLOOR`] and [`DENSE_SPREAD`] times its number of entries (so the array costs at most
-//! 16 bytes per entry beyond the floor's 16 KiB), and otherwise moves its entries into a hash
-//! table for good (a cleared table keeps its layout, as it keeps its allocation). Every other
-//! key type is hashed from its first insert. Both layouts hold the same entries, so lookups,
+//! Keys that are small integers skip hashing: a hand-written loop over such keys (YSB's campaign
+//! ids) indexes a dense array by key, and so does this table while it can. A key type says it is an
+//! integer through [`dense_index`]: the primitive integer types (`u8` to `u64`, `usize`, and the
+//! signed ones at non-negative values), and `()`, the one key of a window over all records. Such a
+//! table starts *dense*: an array indexed by key holds each key's position in a vector of entries.
+//! It stays dense while every key inserted is below [`DENSE_LIMIT`], so that the array (16 KiB at
+//! most) and the entries stay in a core's cache, as a hand-written array of YSB's 100 campaigns
+//! does, and otherwise moves its entries into a hash table for good (a cleared table keeps its
+//! layout, as it keeps its allocation). Larger key domains (NEXMark's growing auction and bidder
+//! ids) are hashed, where the hot loops hash a chunk of keys ahead to overlap the probes' cache
+//! misses; a table whose first key is beyond the limit turns hashed before it holds anything. Every
+//! other key type is hashed from its first insert. Both layouts hold the same entries, so lookups,
 //! results and checkpoints (which sort entries by key) are the same; only the order of
 //! [`KeyTable::iter`] differs (insertion order when dense, the hash table's otherwise), and no
 //! caller relies on it.
@@ -27,11 +29,8 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::fixed::StateGauge;
 
-/// A dense table admits any key below this, whatever its number of entries.
-const DENSE_FLOOR: u64 = 4096;
-
-/// A dense table admits keys below this many times its number of entries (plus one).
-const DENSE_SPREAD: u64 = 4;
+/// A dense table admits keys below this (its index array is then at most 16 KiB).
+const DENSE_LIMIT: u64 = 4096;
 
 /// `key`'s index in a dense array when `K` is a primitive integer type and `key` is not
 /// negative, or `()` (index 0); `None` for every other type (which is then always hashed).
@@ -120,20 +119,10 @@ enum Place {
 }
 
 impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
-    /// The largest index a dense table of `len` entries admits, plus one.
-    #[inline]
-    fn dense_bound(len: usize) -> u64 {
-        // Positions are stored as u32 (plus one).
-        if len >= u32::MAX as usize - 1 {
-            return 0;
-        }
-        DENSE_FLOOR.max(DENSE_SPREAD * (len as u64 + 1))
-    }
-
     /// Where `key` is (or would be inserted) in this table as it is now.
     #[inline]
     fn place(&self, key: &K) -> Place {
-        let Store::Dense { index, entries } = &self.store else {
+        let Store::Dense { index, .. } = &self.store else {
             return Place::Hashed;
         };
         let Some(i) = dense_index(key) else {
@@ -141,7 +130,7 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         };
         match usize::try_from(i).ok().and_then(|i| index.get(i)) {
             Some(&at) if at != 0 => Place::At(at as usize - 1),
-            _ if i < Self::dense_bound(entries.len()) => Place::Vacant(i as usize),
+            _ if i < DENSE_LIMIT => Place::Vacant(i as usize),
             _ => Place::Hashed,
         }
     }
@@ -526,9 +515,9 @@ mod tests {
         for key in 0..100 {
             *table.slot(&key, &gauge, || 0) += 1;
         }
-        *table.slot(&(DENSE_FLOOR as u32 - 1), &gauge, || 0) += 1;
+        *table.slot(&(DENSE_LIMIT as u32 - 1), &gauge, || 0) += 1;
         assert!(table.is_dense());
-        *table.slot(&(DENSE_FLOOR as u32 + 1000), &gauge, || 0) += 1;
+        *table.slot(&(DENSE_LIMIT as u32 + 1000), &gauge, || 0) += 1;
         assert!(!table.is_dense());
         assert_eq!(table.len(), 102);
         assert_eq!(table.get(&7), Some(&1));
