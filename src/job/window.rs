@@ -269,7 +269,8 @@ fn kafka_address(path: &Path) -> anyhow::Result<Option<KafkaTopic>> {
 /// Refuses two of the flags' Kafka topics that are one topic ([`KafkaTopic::same_topic`]: the
 /// same name on the same cluster, however the brokers are spelt): a job reading its own output
 /// feeds on itself, and late rows in the changelog topic corrupt it (and a checkpointed
-/// restart then finds rows it does not produce there). Errors: one line naming both flags.
+/// restart then finds rows it does not produce there). Errors: one line naming both flags, or
+/// a broker that cannot be reached (said as such, not taken for one topic).
 fn refuse_shared_topics(flags: &[(&str, Option<&KafkaTopic>)]) -> anyhow::Result<()> {
     let named: Vec<(&str, &KafkaTopic)> = flags
         .iter()
@@ -277,7 +278,7 @@ fn refuse_shared_topics(flags: &[(&str, Option<&KafkaTopic>)]) -> anyhow::Result
         .collect();
     for (i, (flag, topic)) in named.iter().enumerate() {
         for (other_flag, other) in &named[i + 1..] {
-            if let Some(cluster) = topic.same_topic(other) {
+            if let Some(cluster) = topic.same_topic(other).map_err(|e| anyhow!(e))? {
                 bail!(
                     "{flag} {} and {other_flag} {} are the same topic ({cluster})",
                     topic.url(),
@@ -869,7 +870,7 @@ where
             // on the output's cluster.
             // An unreachable broker or a missing topic is said as such first.
             late.partitions().map_err(|e| anyhow!(e))?;
-            if out.same_cluster(late).is_none() {
+            if out.same_cluster(late).map_err(|e| anyhow!(e))?.is_none() {
                 bail!(
                     "--late-output {} with --checkpoint-dir must be on the cluster of --output \
                      {}: the late rows go out in the output's exactly-once commits, which cannot \

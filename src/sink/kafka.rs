@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,7 @@ use timely::ExchangeData;
 
 use super::LateFields;
 use crate::checkpoint::{begin_checkpoint, config_hash, crash, file, CrashPoint};
-use crate::source::kafka::{KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT};
+use crate::source::kafka::{connection_retried, KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT};
 use crate::window::Late;
 
 /// Remembers the first failed delivery, and per partition the last message delivered,
@@ -457,21 +457,35 @@ pub fn api_keys(body: &[u8]) -> Option<Vec<i16>> {
 }
 
 /// Whether the broker of `topic` answers EndTxn, asked with an ApiVersions v0 request on a
-/// connection of its own (librdkafka does not tell). Errors: the broker cannot be reached or
-/// answers something that is not an ApiVersions response.
+/// connection of its own (librdkafka does not tell) to each address of the broker list in turn
+/// ([`KafkaTopic::addresses`]: default port 9092), the first that answers. Errors: no address
+/// answers an ApiVersions response (each address's failure named).
 fn supports_transactions(topic: &KafkaTopic) -> Result<bool, String> {
-    let url = topic.url();
-    let fail = |e: &dyn std::fmt::Display| format!("{url}: asking the broker's API versions: {e}");
-    let bootstrap = topic.broker.split(',').next().unwrap_or_default();
-    let address = bootstrap
-        .to_socket_addrs()
-        .map_err(|e| fail(&e))?
-        .next()
-        .ok_or_else(|| fail(&"no address"))?;
-    let mut stream = TcpStream::connect_timeout(&address, BROKER_TIMEOUT).map_err(|e| fail(&e))?;
+    let mut failures = Vec::new();
+    for address in topic.addresses() {
+        match api_versions_end_txn(&address) {
+            Ok(answer) => return Ok(answer),
+            Err(e) => failures.push(format!("{address}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        failures.push("no address".to_string());
+    }
+    Err(format!(
+        "{}: asking the broker's API versions: {}",
+        topic.url(),
+        failures.join("; ")
+    ))
+}
+
+/// [`supports_transactions`]' question to one broker address. Errors: the connection fails or
+/// the answer is not an ApiVersions response.
+fn api_versions_end_txn(address: &std::net::SocketAddr) -> Result<bool, String> {
+    let mut stream =
+        TcpStream::connect_timeout(address, BROKER_TIMEOUT).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(BROKER_TIMEOUT))
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| e.to_string())?;
     let client = b"tidemark";
     let mut request = Vec::new();
     request.extend(18i16.to_be_bytes()); // ApiVersions
@@ -481,16 +495,16 @@ fn supports_transactions(topic: &KafkaTopic) -> Result<bool, String> {
     request.extend(client);
     let mut framed = (request.len() as i32).to_be_bytes().to_vec();
     framed.extend(request);
-    stream.write_all(&framed).map_err(|e| fail(&e))?;
+    stream.write_all(&framed).map_err(|e| e.to_string())?;
     let mut size = [0u8; 4];
-    stream.read_exact(&mut size).map_err(|e| fail(&e))?;
+    stream.read_exact(&mut size).map_err(|e| e.to_string())?;
     let size = i32::from_be_bytes(size);
     if !(0..1 << 20).contains(&size) {
-        return Err(fail(&format!("a response of {size} bytes")));
+        return Err(format!("a response of {size} bytes"));
     }
     let mut body = vec![0u8; size as usize];
-    stream.read_exact(&mut body).map_err(|e| fail(&e))?;
-    let keys = api_keys(&body).ok_or_else(|| fail(&"not an ApiVersions response"))?;
+    stream.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let keys = api_keys(&body).ok_or("not an ApiVersions response")?;
     Ok(keys.contains(&END_TXN))
 }
 
@@ -1001,6 +1015,8 @@ fn job_rows(
                 }
                 open.remove(&p);
             }
+            // Still bounded by the wait for an answer above.
+            Some(Err(e)) if connection_retried(&e) => {}
             Some(Err(e)) => return Err(fail(&e)),
             Some(Ok(message)) => {
                 heard = Instant::now();

@@ -114,7 +114,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -145,6 +145,20 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The column name that stands for the message's own timestamp.
 pub const MESSAGE_TIMESTAMP: &str = "@timestamp";
+
+/// Whether a consumer's error `e` is one broker connection failing (refused, reset, a name
+/// that does not resolve), which librdkafka reports for each broker of a list as it tries it,
+/// even while another broker of the list answers, and retries on its own: not a lost broker.
+/// Lost is librdkafka's `AllBrokersDown` (every broker of the list down, the README's rule),
+/// which, like every other consumer error, ends the run.
+pub fn connection_retried(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve
+        )
+    )
+}
 
 /// A topic on a broker: `kafka://HOST:PORT/TOPIC`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,8 +207,10 @@ impl KafkaTopic {
     }
 
     /// The number of partitions of the topic. Errors, in one line naming broker and topic:
-    /// the broker cannot be reached (within [`BROKER_TIMEOUT`]), or the topic does not exist.
+    /// the broker cannot be reached (within [`BROKER_TIMEOUT`], once per broker list and
+    /// process: see [`KafkaTopic::reach`]), or the topic does not exist.
     pub fn partitions(&self) -> Result<u32, String> {
+        self.reach()?;
         let consumer: BaseConsumer = self
             .config()
             .create()
@@ -228,10 +244,11 @@ impl KafkaTopic {
     /// the same topic name on the same cluster
     /// ([`KafkaTopic::same_cluster`]), however the brokers are spelt (`localhost` for
     /// `127.0.0.1`, another broker of the cluster). Asks the brokers only when the topic names
-    /// are equal and the broker lists differ as text.
-    pub fn same_topic(&self, other: &KafkaTopic) -> Option<Cluster> {
+    /// are equal and the broker lists differ as text. Errors: a broker that cannot be reached
+    /// ([`KafkaTopic::reach`]), which the run would report anyway.
+    pub fn same_topic(&self, other: &KafkaTopic) -> Result<Option<Cluster>, String> {
         if self.topic != other.topic {
-            return None;
+            return Ok(None);
         }
         self.same_cluster(other)
     }
@@ -239,55 +256,71 @@ impl KafkaTopic {
     /// `Some` (how they were found to be one) when the brokers of `self` and `other` belong to
     /// one cluster: their cluster ids (Kafka's identity of a cluster, asked of each broker
     /// within [`BROKER_TIMEOUT`]) are equal, or, where a broker tells none (one that predates
-    /// cluster ids, or cannot be reached), their broker lists resolve to a common socket
-    /// address. A broker list equal as text is one cluster without asking.
-    pub fn same_cluster(&self, other: &KafkaTopic) -> Option<Cluster> {
+    /// cluster ids), their broker lists resolve to a common socket address. A broker list
+    /// equal as text is one cluster without asking. Errors: a broker that cannot be reached
+    /// ([`KafkaTopic::reach`]; `self`'s is asked first), so that a dead broker is reported
+    /// as such, whatever its spellings.
+    pub fn same_cluster(&self, other: &KafkaTopic) -> Result<Option<Cluster>, String> {
         if self.broker == other.broker {
-            return Some(Cluster::Address(self.broker.clone()));
+            return Ok(Some(Cluster::Address(self.broker.clone())));
         }
-        if let (Some(a), Some(b)) = (self.cluster_id(), other.cluster_id()) {
-            return (a == b).then_some(Cluster::Id(a));
+        if let (Some(a), Some(b)) = (self.reach()?, other.reach()?) {
+            return Ok((a == b).then_some(Cluster::Id(a)));
         }
         let theirs = other.addresses();
-        self.addresses()
+        Ok(self
+            .addresses()
             .into_iter()
             .find(|a| theirs.contains(a))
-            .map(|a| Cluster::Address(a.to_string()))
+            .map(|a| Cluster::Address(a.to_string())))
     }
 
     /// The topic as a job's identity: its name on the cluster of the id its broker reports,
     /// whatever address names the broker; the address as written where the broker reports no
     /// id (or cannot be reached, which the run then reports).
     pub fn identity(&self) -> String {
-        match self.cluster_id() {
+        match self.reach().ok().flatten() {
             Some(id) => format!("kafka cluster {id} topic {}", self.topic),
             None => self.url(),
         }
     }
 
-    /// The cluster id the broker reports (`None`: it reports none, or cannot be reached);
-    /// asked once per broker list and process (a run asks for the same addresses several
-    /// times, and an unreachable broker would cost [`BROKER_TIMEOUT`] each time).
-    fn cluster_id(&self) -> Option<String> {
-        static KNOWN: std::sync::Mutex<Vec<(String, Option<String>)>> =
-            std::sync::Mutex::new(Vec::new());
+    /// Whether the broker list answers, and the cluster id it reports (`None`: it reports
+    /// none); asked once per broker list and process (a run asks for the same addresses
+    /// several times, and an unreachable broker would cost [`BROKER_TIMEOUT`] each time: the
+    /// README's 10 s for an unreachable broker). Errors: the usual one line, "cannot reach the
+    /// broker", naming the topic.
+    pub fn reach(&self) -> Result<Option<String>, String> {
+        type Known = Vec<(String, Result<Option<String>, String>)>;
+        static KNOWN: std::sync::Mutex<Known> = std::sync::Mutex::new(Vec::new());
         let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, id)) = known.iter().find(|(broker, _)| *broker == self.broker) {
-            return id.clone();
-        }
-        let id = self
-            .config()
-            .create::<BaseConsumer>()
-            .ok()
-            .and_then(|consumer| consumer.client().fetch_cluster_id(BROKER_TIMEOUT));
-        known.push((self.broker.clone(), id.clone()));
-        id
+        let answer = match known.iter().find(|(broker, _)| *broker == self.broker) {
+            Some((_, answer)) => answer.clone(),
+            None => {
+                let answer = self.ask_cluster_id();
+                known.push((self.broker.clone(), answer.clone()));
+                answer
+            }
+        };
+        answer.map_err(|e| format!("{}: cannot reach the broker: {e}", self.url()))
+    }
+
+    /// [`KafkaTopic::reach`]'s question: a metadata request (which fails when no broker of
+    /// the list answers within [`BROKER_TIMEOUT`]; librdkafka's cluster id question does not
+    /// tell that from a broker without an id), then the cluster id of its answer. Errors:
+    /// why no broker answered.
+    fn ask_cluster_id(&self) -> Result<Option<String>, String> {
+        let consumer: BaseConsumer = self.config().create().map_err(|e| e.to_string())?;
+        consumer
+            .fetch_metadata(Some(&self.topic), BROKER_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        Ok(consumer.client().fetch_cluster_id(BROKER_TIMEOUT))
     }
 
     /// The socket addresses of the broker list (`[PROTOCOL://]HOST[:PORT]`, comma-separated, as
     /// librdkafka reads `bootstrap.servers`; port 9092 by default); names that do not resolve
     /// add none.
-    fn addresses(&self) -> Vec<std::net::SocketAddr> {
+    pub fn addresses(&self) -> Vec<std::net::SocketAddr> {
         use std::net::ToSocketAddrs;
         let mut addresses = Vec::new();
         for broker in self.broker.split(',').map(str::trim) {
@@ -1120,6 +1153,7 @@ impl Feed for KafkaFeed {
                     self.reached_end(id)?;
                     continue;
                 }
+                Some(Err(e)) if connection_retried(&e) => continue,
                 Some(Err(e)) => return Err(ReadError::io(&self.topic.url(), e)),
             };
             let (id, offset) = (message.partition(), message.offset());
