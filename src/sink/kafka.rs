@@ -34,7 +34,7 @@ use timely::ExchangeData;
 
 use super::LateFields;
 use crate::checkpoint::{begin_checkpoint, config_hash, crash, file, CrashPoint};
-use crate::source::kafka::{connection_retried, KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT};
+use crate::source::kafka::{passing, KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT};
 use crate::window::Late;
 
 /// Remembers the first failed delivery, and per partition the last message delivered,
@@ -1016,7 +1016,7 @@ fn job_rows(
                 open.remove(&p);
             }
             // Still bounded by the wait for an answer above.
-            Some(Err(e)) if connection_retried(&e) => {}
+            Some(Err(e)) if passing(&consumer, &topic.topic, &e) => {}
             Some(Err(e)) => return Err(fail(&e)),
             Some(Ok(message)) => {
                 heard = Instant::now();

@@ -146,18 +146,24 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The column name that stands for the message's own timestamp.
 pub const MESSAGE_TIMESTAMP: &str = "@timestamp";
 
-/// Whether a consumer's error `e` is one broker connection failing (refused, reset, a name
-/// that does not resolve), which librdkafka reports for each broker of a list as it tries it,
-/// even while another broker of the list answers, and retries on its own: not a lost broker.
-/// Lost is librdkafka's `AllBrokersDown` (every broker of the list down, the README's rule),
-/// which, like every other consumer error, ends the run.
-pub fn connection_retried(e: &KafkaError) -> bool {
-    matches!(
-        e,
+/// Whether a consumer's error `e` leaves the broker list reachable, so that the read goes
+/// on: one broker connection failing (refused, reset, a name that does not resolve), which
+/// librdkafka reports for each broker of a list as it tries it, even while another answers,
+/// and retries on its own; or librdkafka's `AllBrokersDown` while a broker of the list still
+/// answers a metadata request for `topic` within [`BROKER_TIMEOUT`] (librdkafka also reports
+/// it in passing, a refused first broker counted down before the next is up). Lost, the
+/// README's rule, is `AllBrokersDown` with no broker answering; that, like every other
+/// consumer error, ends the run.
+pub fn passing(consumer: &BaseConsumer, topic: &str, e: &KafkaError) -> bool {
+    match e {
         KafkaError::MessageConsumption(
-            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve
-        )
-    )
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve,
+        ) => true,
+        KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown) => {
+            consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT).is_ok()
+        }
+        _ => false,
+    }
 }
 
 /// A topic on a broker: `kafka://HOST:PORT/TOPIC`.
@@ -1153,7 +1159,7 @@ impl Feed for KafkaFeed {
                     self.reached_end(id)?;
                     continue;
                 }
-                Some(Err(e)) if connection_retried(&e) => continue,
+                Some(Err(e)) if passing(&self.consumer, &self.topic.topic, &e) => continue,
                 Some(Err(e)) => return Err(ReadError::io(&self.topic.url(), e)),
             };
             let (id, offset) = (message.partition(), message.offset());
