@@ -34,7 +34,7 @@ the N and their range.
         --json experiments/kafka/results.json
 
 Prints one JSON object per measurement; `--json FILE` writes them all, with the machine: cores,
-`uptime` and load averages at start and end, the build (git revision of the checkout, whether
+CPU model, memory, `uptime` and load averages at start and end, the build (git revision of the checkout, whether
 its tracked files differ from it, the binary's modification time) and `repeat`.
 """
 
@@ -243,6 +243,21 @@ def uptime():
         return None
 
 
+def hardware():
+    """The CPU model and memory (GiB) from /proc, or None where /proc lacks them."""
+    def field(path, name):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            return None
+        found = re.search(rf"^{name}\s*:\s*(.+)$", text, re.MULTILINE)
+        return found.group(1).strip() if found else None
+
+    mem_kb = field("/proc/meminfo", "MemTotal")
+    return {"cpu_model": field("/proc/cpuinfo", "model name"),
+            "memory_gib": round(int(mem_kb.split()[0]) / 2**20, 1) if mem_kb else None}
+
+
 def build_info(binary):
     """The build measured: the checkout's revision and whether its tracked files differ from it
     (a binary built from a dirty tree is not that revision), and the binary's modification time
@@ -291,7 +306,7 @@ def main():
     binary = Path(a.binary)
     if not binary.is_file():
         parser.error(f"--binary {a.binary}: no such file")
-    machine = {"host": platform.node(), "cores": os.cpu_count(),
+    machine = {"host": platform.node(), "cores": os.cpu_count(), **hardware(),
                "uptime_at_start": uptime(), "load_at_start": os.getloadavg(),
                "date_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "binary": a.binary, **build_info(binary), "tansu": a.tansu,
