@@ -386,6 +386,8 @@ def kafka(m: Macros):
     m.add("KafkaLoadEnd", load("end"), src)
     rev = str(info.get("git_rev") or "unknown")[:10]
     dirty = info.get("git_dirty")
+    if info.get("binary_in_checkout") is False:
+        rev = f"unknown (binary built outside the checkout at {rev})"
     m.add("KafkaRev", tex_escape(rev + (" with uncommitted changes" if dirty else "")), src)
     # N as measured: a latency run without output rows is left out of its point's median.
     runs = sorted(set(t.runs) | set(l.runs) | {int(c.runs)})

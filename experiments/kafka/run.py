@@ -263,7 +263,9 @@ def build_info(binary):
     (a binary built from a dirty tree is not that revision), and the binary's modification time
     (UTC), to compare with the revision's date."""
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_rev": git("rev-parse", "HEAD"),
+    # The revision is the checkout's: it names the binary only when the binary is built here.
+    return {"binary_in_checkout": binary.resolve().is_relative_to(ROOT),
+            "git_rev": git("rev-parse", "HEAD"),
             "git_dirty": None if status is None else bool(status),
             "binary_mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                           time.gmtime(Path(binary).stat().st_mtime))}
