@@ -359,6 +359,11 @@ def checkpoints(m: Macros):
     m.add("RecTputWorst", rr(rec.throughput_ratio.min()), src)
 
 
+def kafka_label(interval: str) -> str:
+    """A checkpoint interval for text: `none` -> `no checkpoints`, `10000` -> `10\\,s`."""
+    return "no checkpoints" if interval == "none" else dur_ns(float(interval) * 1e6)
+
+
 def kafka(m: Macros):
     """Kafka end to end through tansu (experiments/kafka/results.json, `run.py --repeat N`): every
     number is the median of a point's runs, with `...Range` the smallest to the largest run;
@@ -409,6 +414,17 @@ def kafka(m: Macros):
         spread(f"KafkaTput{name}", tp.iloc[0], "records_per_s", rate)
         spread(f"KafkaLat{name}", row.iloc[0], "p50", lat)
         spread(f"KafkaLat{name}Max", row.iloc[0], "max", lat)
+    # Rows per latency run: every interval's run covers the same windows, so the most rows any
+    # run gave is the full count; a point whose runs gave fewer lost its latest windows (their
+    # rows were not out when the job was stopped), and the text must say so.
+    full = int(live.rows.max())
+    short = [(interval, g.rows) for interval, g in live.groupby("interval", sort=False)
+             if (g.rows < full).any()]
+    note = "; ".join(
+        f"{int(rows.min())}" + (f" to {int(rows.max())}" if rows.max() != rows.min() else "")
+        + f" of {full} rows at {kafka_label(interval)}" for interval, rows in short)
+    m.add("KafkaRowsFull", str(full), src)
+    m.add("KafkaRowsShort", tex_escape(note) if note else "none", src)
     m.add("KafkaLiveRate", rate(live.rate.dropna().iloc[0]), src)
     m.add("KafkaLiveSeconds", f"{live.seconds.dropna().iloc[0]:g}\\,s", src)
 
