@@ -42,14 +42,15 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Peak resident memory in KiB of `tidemark window` on `input` with `workers` workers and
-/// `readers` (`all` or `one`).
+/// Peak resident memory in KiB of `tidemark window --window tumbling:10s --agg sum` on `input`
+/// with `workers` workers and the further arguments `args`.
 ///
 /// Sampled from the running child's VmHWM: `wait4`'s maximum RSS would not do, as the kernel
 /// keeps a spawned child's high-water mark across exec, so it reports at least the test's own.
-fn peak_kib(input: &Path, output: &Path, workers: usize, readers: &str) -> u64 {
+fn peak_kib(input: &Path, output: &Path, workers: usize, args: &[&str]) -> u64 {
     let mut child = common::cli::window(input, output, "tumbling:10s", "sum")
-        .args(["--workers", &workers.to_string(), "--readers", readers])
+        .args(["--workers", &workers.to_string()])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -76,13 +77,43 @@ fn peak_memory_does_not_grow_with_the_file() {
     write_input(&small, 100_000);
     write_input(&large, 1_000_000);
     for (workers, readers) in [(1, "all"), (2, "all"), (4, "all"), (2, "one")] {
-        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers, readers);
-        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers, readers);
+        let args = ["--readers", readers];
+        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers, &args);
+        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers, &args);
         let ratio = large_peak as f64 / small_peak as f64;
         assert!(
             small_peak > 0 && ratio < 1.5,
             "{workers} workers, readers {readers}: peak {large_peak} KiB on 10x the rows, {small_peak} KiB on the \
              small file (ratio {ratio:.2})"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rows of the smaller file of the `--emit updates` test: past the rows that the readers may
+/// hold ahead of the writer on 4 workers, so that both files run in the steady state.
+const SMALL_UPDATES: u64 = 100_000;
+
+/// `--emit updates` writes about two changelog rows per input row, all on worker 0: the rows
+/// the other workers compute wait in the exchange to it, and the reader must not run ahead of
+/// that writer either. Before the bound, 4 workers took 2.2x the memory on 10x the rows
+/// (each row crossed to worker 0 in a message, and an 8 KiB buffer, of its own); 1 and 2
+/// workers stayed within the bound.
+#[test]
+fn peak_memory_with_emit_updates_does_not_grow_with_the_file() {
+    let dir = scratch("peak-updates");
+    let (small, large) = (dir.join("small.csv"), dir.join("large.csv"));
+    write_input(&small, SMALL_UPDATES);
+    write_input(&large, 10 * SMALL_UPDATES);
+    for workers in [1, 2, 4] {
+        let args = ["--emit", "updates"];
+        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers, &args);
+        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers, &args);
+        let ratio = large_peak as f64 / small_peak as f64;
+        assert!(
+            small_peak > 0 && ratio < 1.5,
+            "--emit updates, {workers} workers: peak {large_peak} KiB on 10x the rows, \
+             {small_peak} KiB on the small file (ratio {ratio:.2})"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
