@@ -1590,35 +1590,33 @@ where
     // 0.5 GB at 200 k rows and 0.7 GB at 1 M with `--emit updates`, 1 worker 90 MB.
     let results = gathered(view.results, sinks.gathers_changelog());
     let late = gathered(view.late, sinks.gathers_late());
-    let results = retime(results).inner.map(
-        |((window, key, value), _time, diff)| WindowResult {
+    let results = retime(results)
+        .inner
+        .map(|((window, key, value), _time, diff)| WindowResult {
             window,
             key,
             value,
             diff: diff as i64,
-        },
-    );
+        });
     // One late row per late input row, with its diff (+1 or -1): an update of multiplicity
     // `n` (identical late rows, consolidated) is `n` rows. Re-timed like the results:
     // differential may send an update under an earlier time's capability, which depends on
     // scheduling, and the committing sink cuts by the time a row travels at.
-    let late = retime(late)
-        .inner
-        .flat_map(move |(late, _time, diff)| {
-            let row = late
-                .record
-                .row
-                .expect("with retractions every record keeps its row");
-            let late = Late {
-                window: late.window,
-                key: late.key,
-                record: LateFields {
-                    row,
-                    diff: Some(diff.signum() as i64),
-                },
-            };
-            std::iter::repeat_n(late, diff.unsigned_abs())
-        });
+    let late = retime(late).inner.flat_map(move |(late, _time, diff)| {
+        let row = late
+            .record
+            .row
+            .expect("with retractions every record keeps its row");
+        let late = Late {
+            window: late.window,
+            key: late.key,
+            record: LateFields {
+                row,
+                diff: Some(diff.signum() as i64),
+            },
+        };
+        std::iter::repeat_n(late, diff.unsigned_abs())
+    });
     let probe = sinks.write(results, late);
     view.invalid.inner.sink(
         timely::dataflow::channels::pact::Pipeline,

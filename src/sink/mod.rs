@@ -17,10 +17,10 @@ use std::io::Write;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::operators::Operator;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
@@ -97,31 +97,31 @@ where
         Pipeline,
         "CsvSink",
         move |_cap, _info| {
-        move |(input, _frontier), _output| {
-        let Some(slot) = writer.as_mut() else {
-            input.for_each(|_cap, _data| {});
-            return;
-        };
-        let result = slot.with(|out| {
-            let (mut wrote, mut result) = (false, Ok(()));
-            input.for_each(|_cap, data| {
-                for item in data.iter() {
-                    if result.is_ok() {
-                        result = encode(out, item);
-                        wrote = true;
+            move |(input, _frontier), _output| {
+                let Some(slot) = writer.as_mut() else {
+                    input.for_each(|_cap, _data| {});
+                    return;
+                };
+                let result = slot.with(|out| {
+                    let (mut wrote, mut result) = (false, Ok(()));
+                    input.for_each(|_cap, data| {
+                        for item in data.iter() {
+                            if result.is_ok() {
+                                result = encode(out, item);
+                                wrote = true;
+                            }
+                        }
+                    });
+                    match result {
+                        Ok(()) if wrote => out.flush().map_err(csv::Error::from),
+                        other => other,
                     }
+                });
+                if let Err(e) = result {
+                    *error.borrow_mut() = Some(e);
+                    writer = None;
                 }
-            });
-            match result {
-                Ok(()) if wrote => out.flush().map_err(csv::Error::from),
-                other => other,
             }
-        });
-        if let Err(e) = result {
-            *error.borrow_mut() = Some(e);
-            writer = None;
-        }
-    }
         },
     )
 }
