@@ -242,6 +242,47 @@ fn kafka_exit_at_end_reads_the_whole_last_batch_of_each_partition() {
     }
 }
 
+/// Runs `runs` (one command, or one per process), live: rows from the first one's standard
+/// output as they come, until one of the window starting at `last` (a run that lost an earlier
+/// window still emits it), or a minute without a row; then stops them. The rows, header first.
+fn live_rows(runs: Vec<std::process::Command>, last: u64) -> Vec<String> {
+    let mut children: Vec<_> = runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut command)| {
+            let stdout = match i {
+                0 => std::process::Stdio::piped(),
+                _ => std::process::Stdio::null(),
+            };
+            command
+                .stdout(stdout)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("binary runs")
+        })
+        .collect();
+    let stdout = std::io::BufReader::new(children[0].stdout.take().unwrap());
+    let (send, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    let last = format!("{last},");
+    let mut rows = Vec::new();
+    while !rows.last().is_some_and(|l: &String| l.starts_with(&last)) {
+        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => rows.push(line),
+            Err(_) => break,
+        }
+    }
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    rows
+}
+
 /// A live run (no `--exit-at-end`) with `--idle-timeout` and `--max-delay 0` on two
 /// partitions, one empty and one with records at 100, 1500 and 3500 ms: the empty partition
 /// goes idle, the other must not be judged idle before its first fetch answer (a consumer
@@ -257,41 +298,12 @@ fn kafka_idle_timeout_never_judges_a_partition_idle_before_its_first_fetch() {
     let records = [100, 1500, 3500].map(|ts| (0, format!(r#"{{"ts":{ts},"key":"a"}}"#)));
     broker.produce("in", &records);
     for (workers, timeout) in [("1", "100ms"), ("2", "100ms"), ("1", "300ms")] {
-        let mut child = common::cli::bin()
-            .args(["window", "--input", &broker.url("in"), "--output", "-"])
-            .args([
-                "--window",
-                "tumbling:1s",
-                "--agg",
-                "count",
-                "--max-delay",
-                "0",
-            ])
-            .args(["--idle-timeout", timeout, "--workers", workers])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("binary runs");
-        // Rows as they come, until the last window's (a run that lost the first window still
-        // emits it); the run ends only when stopped.
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
-                let _ = send.send(line);
-            }
-        });
-        let mut rows = Vec::new();
-        while !rows.last().is_some_and(|l: &String| l.starts_with("3000,")) {
-            match lines.recv_timeout(std::time::Duration::from_secs(60)) {
-                Ok(line) => rows.push(line),
-                Err(_) => break,
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        let mut run = window_cmd(&broker.url("in"), "-");
+        run.args(["--window", "tumbling:1s", "--agg", "count"])
+            .args(["--max-delay", "0", "--idle-timeout", timeout])
+            .args(["--workers", workers]);
         assert_eq!(
-            rows,
+            live_rows(vec![run], 3000),
             [
                 "window_start,window_end,key,value,diff",
                 "0,1000,a,1,1",
@@ -300,6 +312,69 @@ fn kafka_idle_timeout_never_judges_a_partition_idle_before_its_first_fetch() {
             ],
             "{workers} workers, --idle-timeout {timeout}"
         );
+    }
+}
+
+/// `--idle-timeout` on a live run with event times in epoch milliseconds, over 4 partitions:
+/// `a` at T+100, T+1500 and an hour later in partition 0, `b` at T+200 in partition 1, and
+/// partitions 2 and 3 empty. Once every partition is idle, every window must close:
+/// * on 1 worker, the reader's watermark starts from its highest partition watermark, not
+///   from the minimum when its partitions went idle (T+200, which then took an hour);
+/// * on 2 workers, the reader of partitions 1 and 3 follows the other's (it held T+200);
+/// * on 4 workers and on 2 processes of 2, the readers of the empty partitions alone (a
+///   process's, on 2 processes) never had a record: they held every window at 0 forever.
+///
+/// Every record is on time by its own partition's rule and counts once.
+#[test]
+fn kafka_idle_readers_without_an_active_partition_hold_no_window_open() {
+    const T: u64 = 1_700_000_000_000;
+    let broker = Broker::start();
+    broker.create_topic("in", 4);
+    let record = |p, ts, key| (p, format!(r#"{{"ts":{ts},"key":"{key}"}}"#));
+    let records = [
+        record(0, T + 100, "a"),
+        record(0, T + 1500, "a"),
+        record(0, T + 3_600_100, "a"),
+        record(1, T + 200, "b"),
+    ];
+    broker.produce("in", &records);
+    let expected = [
+        format!("{},{},a,1,1", T, T + 1000),
+        format!("{},{},b,1,1", T, T + 1000),
+        format!("{},{},a,1,1", T + 1000, T + 2000),
+        format!("{},{},a,1,1", T + 3_600_000, T + 3_601_000),
+    ];
+    let dir = scratch("kafka_idle_readers");
+    let (hosts, _) = hostfile(&dir);
+    let layouts: [(&str, Vec<Vec<String>>); 4] = [
+        ("1 worker", vec![vec!["--workers".into(), "1".into()]]),
+        ("2 workers", vec![vec!["--workers".into(), "2".into()]]),
+        ("4 workers", vec![vec!["--workers".into(), "4".into()]]),
+        (
+            "2 processes",
+            (0..2).map(|p| two_processes(&hosts, p)).collect(),
+        ),
+    ];
+    for (layout, processes) in layouts {
+        let runs = processes
+            .iter()
+            .map(|flags| {
+                let mut run = window_cmd(&broker.url("in"), "-");
+                run.args(["--window", "tumbling:1s", "--agg", "count"])
+                    .args(["--max-delay", "0", "--idle-timeout", "300ms"])
+                    .args(flags);
+                run
+            })
+            .collect();
+        let mut rows = live_rows(runs, T + 3_600_000);
+        assert_eq!(
+            rows.first().map(String::as_str),
+            Some("window_start,window_end,key,value,diff"),
+            "{layout}"
+        );
+        rows.remove(0);
+        rows.sort();
+        assert_eq!(rows, expected, "{layout}");
     }
 }
 
@@ -624,9 +699,9 @@ fn kafka_source_memory_stays_bounded_behind_a_slow_sink() {
     );
 }
 
-/// `--late-output` with a checkpointed Kafka output cannot be exactly once (the late file is
-/// outside the topic's commit): refused in one line before anything is written; and a Kafka
-/// late output is refused too (late rows go to a file).
+/// `--late-output` with a checkpointed Kafka output cannot be exactly once when it is a file
+/// (outside the topic's commit), nor a Kafka late output beside a checkpointed file output
+/// (outside the files' commit): each refused in one line before anything is written.
 #[test]
 fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
     let partitions = partitioned_events(3, 50, 300, 1);
@@ -648,12 +723,22 @@ fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
     );
     assert!(!late.exists());
     assert!(broker.read_committed_by_markers("out").is_empty());
+    broker.create_topic("late", 1);
     let err = expect_failure(
         &broker.url("in"),
         &dir.join("out.csv"),
-        &["--late-output", &broker.url("late")],
+        &[
+            "--late-output",
+            &broker.url("late"),
+            "--checkpoint-dir",
+            s(&ckpt),
+        ],
     );
-    assert!(err.contains("Kafka late output is not supported"), "{err}");
+    assert!(
+        err.contains("--late-output") && err.contains("needs a Kafka --output"),
+        "{err}"
+    );
+    assert!(broker.records("late").is_empty());
     // Without checkpoints, a late file beside a Kafka output works (at least once).
     let out = window_cmd(&broker.url("in"), &broker.url("out"))
         .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
@@ -662,6 +747,151 @@ fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
         .expect("binary runs");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(late.exists());
+}
+
+/// A late row as the tests compare them: the input's `ts`, `key` and `value` fields (as read,
+/// strings) and the missed window's start and end.
+type LateRow = (String, String, String, i64, u64);
+
+/// The late rows of `partitions` by the per-partition rule: the reference's late rows of each
+/// partition alone (for a sliding window, one per window missed), sorted.
+fn per_partition_late(partitions: &[Vec<Event>], params: &Params) -> Vec<LateRow> {
+    let mut rows: Vec<LateRow> = partitions
+        .iter()
+        .flat_map(|events| {
+            reference(events, params)
+                .late
+                .into_iter()
+                .map(|(i, start, end)| {
+                    let e = &events[i];
+                    let value = (e.value / SCALE).to_string();
+                    (e.ts.to_string(), e.key.clone(), value, start, end)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// `(key, payload)` messages of a late topic (JSON) as sorted [`LateRow`]s; checks that each
+/// message is keyed by its record's key and has exactly the late output's fields.
+fn late_rows(messages: impl Iterator<Item = (String, String)>) -> Vec<LateRow> {
+    let mut rows: Vec<LateRow> = messages
+        .map(|(key, payload)| {
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(v["key"].as_str(), Some(key.as_str()), "{payload}");
+            assert_eq!(v.as_object().unwrap().len(), 5, "{payload}");
+            let text = |f: &str| {
+                v[f].as_str()
+                    .unwrap_or_else(|| panic!("{payload}"))
+                    .to_string()
+            };
+            let start = v["window_start"].as_i64().unwrap();
+            let end = v["window_end"].as_u64().unwrap();
+            (text("ts"), text("key"), text("value"), start, end)
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// `--late-output kafka://...` without checkpoints: the late topic holds one message per late
+/// row, and they are the per-partition rule's late rows (the file path's on each partition
+/// alone), on 1, 2 and 4 workers and 2 processes; the changelog (a file here) is unchanged.
+#[test]
+fn kafka_late_topic_holds_the_per_partition_late_rows_on_1_2_4_workers_and_2_processes() {
+    // The sliding sum, over jumps back of up to 1.2 s: records miss windows.
+    let (window, agg, params) = queries().swap_remove(1);
+    let flags = query_flags(window, agg, &params);
+    let partitions = partitioned_events(4, 300, 1200, 5);
+    let expected = per_partition_late(&partitions, &params);
+    assert!(expected.len() > 10, "a test that cannot fail");
+    let changelog = per_partition_reference(&partitions, &params);
+    let broker = broker_with("in", &partitions);
+    let dir = scratch("kafka_late_topic");
+    let (hosts, _) = hostfile(&dir);
+    let layouts = [
+        ("1", vec![vec!["--workers", "1"]]),
+        ("2", vec![vec!["--workers", "2"]]),
+        ("4", vec![vec!["--workers", "4"]]),
+        ("2p", vec![vec!["--process", "0"], vec!["--process", "1"]]),
+    ];
+    for (layout, processes) in layouts {
+        let topic = format!("late-{layout}");
+        broker.create_topic(&topic, 3);
+        let output = dir.join(format!("out-{layout}.csv"));
+        let mut children: Vec<_> = processes
+            .iter()
+            .map(|extra| {
+                let mut run = window_cmd(&broker.url("in"), s(&output));
+                run.args(&flags)
+                    .args(["--late-output", &broker.url(&topic)])
+                    .args(extra)
+                    .stderr(std::process::Stdio::null());
+                if extra[0] == "--process" {
+                    run.args(["--workers", "2", "--processes", "2"])
+                        .args(["--hostfile", s(&hosts)]);
+                }
+                run.spawn().expect("binary runs")
+            })
+            .collect();
+        for child in &mut children {
+            assert!(wait(child).success(), "{layout}");
+        }
+        let messages = broker.records(&topic).into_iter().map(|r| (r.key, r.value));
+        assert_eq!(late_rows(messages), expected, "{layout}");
+        assert_eq!(consolidated(&output), changelog, "{layout}");
+    }
+}
+
+/// The committed late rows of `topic`, read by the transaction markers.
+fn committed_late(broker: &Broker, topic: &str) -> Vec<LateRow> {
+    let messages = broker.read_committed_by_markers(topic).into_iter();
+    late_rows(messages.map(|(_, key, payload)| (key, payload)))
+}
+
+/// Exactly once with both outputs in Kafka (`--checkpoint-dir`, deterministic replay on tansu):
+/// an uninterrupted run writes the per-partition reference to the changelog topic and the
+/// per-partition late rows to the late topic; then seeded kill -9 trials (a crash mid-interval,
+/// just past a commit or with the sink state half saved; restarts on 1, 2 or 4 workers) leave
+/// both topics exactly as the uninterrupted run did: no row lost, none twice, in either.
+#[test]
+fn kafka_exactly_once_late_topic_through_seeded_kill_9_trials() {
+    // Jumps back of up to 1.2 s, so that records fall behind the allowed lateness.
+    let partitions = partitioned_events(3, SEVERAL_COMMITS, 1200, 3);
+    let broker = broker_with("in", &partitions);
+    let dir = scratch("kafka_exactly_once_late");
+    let params = queries().swap_remove(1).2;
+    let run = |topic: &str, workers: &str, crash: Option<String>| {
+        let ckpt = dir.join(topic);
+        exactly_once_cmd(&broker, &format!("{topic}-out"), &ckpt, workers, crash)
+            .args(["--checkpoint-interval", "500"])
+            .args(["--late-output", &broker.url(&format!("{topic}-late"))])
+            .output()
+            .expect("binary runs")
+    };
+    let topics = |topic: &str| {
+        broker.create_topic(&format!("{topic}-out"), 2);
+        broker.create_topic(&format!("{topic}-late"), 3);
+    };
+    let written = |topic: &str| {
+        (
+            committed_rows(&broker, &format!("{topic}-out")),
+            committed_late(&broker, &format!("{topic}-late")),
+        )
+    };
+    topics("ref");
+    let out = run("ref", "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = written("ref");
+    assert_eq!(
+        consolidate_json(&expected.0),
+        per_partition_reference(&partitions, &params)
+    );
+    assert_eq!(expected.1, per_partition_late(&partitions, &params));
+    assert!(expected.1.len() > 10, "a test that cannot fail");
+    kill_9_trials(7, 4, topics, run, |topic| written(topic) == expected);
 }
 
 /// The committed changelog of `topic` (read by the transaction markers) as sorted JSON rows;
@@ -951,22 +1181,41 @@ fn kafka_exactly_once_restart_fails_when_the_topic_lost_its_checkpointed_rows() 
 /// allowed, as long as some trials crash.
 #[test]
 fn kafka_exactly_once_through_seeded_kill_9_trials() {
-    use std::os::unix::process::ExitStatusExt;
     let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once", SEVERAL_COMMITS);
     let expected = uninterrupted(&broker, &partitions, "ref", &dir.join("ref"));
-    let mut state = 42u64;
+    let run = |topic: &str, workers: &str, hook: Option<String>| {
+        exactly_once_run(&broker, topic, &dir.join(topic), workers, hook)
+    };
+    let fresh = |topic: &str| broker.create_topic(topic, 2);
+    kill_9_trials(42, 6, fresh, run, |topic| {
+        committed_rows(&broker, topic) == expected
+    });
+}
+
+/// Seeded (`seed`) kill -9 trials of an exactly-once job, `trials` of them, each on a fresh
+/// output `trial-N` made by `fresh`: one or two crashes in a row, each in a restart of the same
+/// job (on any number of workers: `run(output, workers, crash hook)`), the first at the first
+/// or second commit, which every run reaches; then a run to the end, after which `same` must
+/// hold for the output (it is the uninterrupted run's). A crash point past the run's last
+/// commit is not reached (the run finishes): allowed, as long as there are as many crashes
+/// as trials.
+fn kill_9_trials(
+    seed: u64,
+    trials: usize,
+    fresh: impl Fn(&str),
+    run: impl Fn(&str, &str, Option<String>) -> std::process::Output,
+    same: impl Fn(&str) -> bool,
+) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut state = seed;
     let mut next = |n: u64| {
         state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
         (state >> 33) % n
     };
     let mut killed = 0;
-    let trials = 6;
     for trial in 0..trials {
         let topic = format!("trial-{trial}");
-        broker.create_topic(&topic, 2);
-        let ckpt = dir.join(&topic);
-        // One or two crashes in a row, each in a restart of the same job (on any number of
-        // workers); the first at the first or second commit, which every run reaches.
+        fresh(&topic);
         let mut story = Vec::new();
         for crash in 0..1 + next(2) {
             let workers = ["1", "2", "4"][next(3) as usize];
@@ -974,8 +1223,7 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
             let point = ["output", "manifest", "snapshot"][next(3) as usize];
             let n = if crash == 0 { 1 + next(2) } else { 1 + next(3) };
             story.push(format!("{point}:{n} on {workers}"));
-            let hook = Some(format!("{point}:{n}"));
-            let out = exactly_once_run(&broker, &topic, &ckpt, workers, hook);
+            let out = run(&topic, workers, Some(format!("{point}:{n}")));
             if out.status.signal() == Some(9) {
                 killed += 1;
             } else {
@@ -984,10 +1232,10 @@ fn kafka_exactly_once_through_seeded_kill_9_trials() {
             }
         }
         let workers = ["1", "2", "4"][next(3) as usize];
-        let out = exactly_once_run(&broker, &topic, &ckpt, workers, None);
+        let out = run(&topic, workers, None);
         assert!(out.status.success(), "trial {trial}: {}", stderr(&out));
         assert!(
-            committed_rows(&broker, &topic) == expected,
+            same(&topic),
             "trial {trial}: crashes {story:?}, then {workers} workers"
         );
     }
@@ -1014,6 +1262,55 @@ fn kafka_transactional_output_commits_the_reference_on_a_broker_with_transaction
         let by_producer = transactions_by_producer(&broker, &topic);
         assert_eq!(by_producer.len(), 1, "{workers} workers: one producer");
         assert_reference(&partitions, by_producer.into_values().next().unwrap());
+    }
+}
+
+/// With transactions (the mock cluster), a Kafka late output goes in the changelog's
+/// transactions: every late message is in a transaction of the job's one producer, the same
+/// producer as the changelog's, on 1 and 4 workers; the late rows are the per-partition rule's
+/// and the changelog the reference.
+#[test]
+fn kafka_transactional_late_rows_go_in_the_changelog_transactions() {
+    // Jumps back of up to 1.2 s, so that records fall behind the allowed lateness.
+    let partitions = partitioned_events(3, TRANSACTIONS, 1200, 13);
+    let broker = Broker::mock();
+    broker.create_topic("in", 3);
+    broker.produce("in", &json_messages(&partitions));
+    let dir = scratch("kafka_transactional_late");
+    let params = queries().swap_remove(1).2;
+    let expected = per_partition_late(&partitions, &params);
+    assert!(expected.len() > 10, "a test that cannot fail");
+    for workers in ["1", "4"] {
+        let (out, late) = (format!("out-{workers}"), format!("late-{workers}"));
+        broker.create_topic(&out, 2);
+        broker.create_topic(&late, 3);
+        let run = exactly_once_cmd(&broker, &out, &dir.join(&out), workers, None)
+            .args(["--checkpoint-interval", "500"])
+            .args(["--late-output", &broker.url(&late)])
+            .output()
+            .expect("binary runs");
+        assert!(run.status.success(), "{workers}: {}", stderr(&run));
+        let changelog = transactions_by_producer(&broker, &out);
+        assert_eq!(changelog.len(), 1, "{workers} workers: one producer");
+        let (producer, rows) = changelog.into_iter().next().unwrap();
+        assert_reference(&partitions, rows);
+        let mut by_producer: BTreeMap<(i64, i16), Vec<(String, String)>> = BTreeMap::new();
+        for r in broker
+            .records(&late)
+            .into_iter()
+            .filter(|r| r.marker.is_none())
+        {
+            assert!(r.transactional, "not in a transaction: {r:?}");
+            let entry = by_producer.entry((r.producer, r.epoch)).or_default();
+            entry.push((r.key, r.value));
+        }
+        assert_eq!(
+            by_producer.keys().collect::<Vec<_>>(),
+            [&producer],
+            "{workers} workers: the changelog's producer"
+        );
+        let messages = by_producer.into_values().next().unwrap().into_iter();
+        assert_eq!(late_rows(messages), expected, "{workers} workers");
     }
 }
 

@@ -31,7 +31,7 @@ use anyhow::{anyhow, bail};
 use clap::ValueEnum;
 use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Exchange, Inspect, Operator, Probe};
+use timely::dataflow::operators::{Concat, Exchange, Inspect, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::abort;
@@ -44,7 +44,9 @@ use crate::partition::Partitioner;
 use crate::sink::commit::{
     commit_sink, snapshot_stream, Collector, CommitFile, CommitFiles, WorkerSnapshot,
 };
-use crate::sink::kafka::{changelog_message, kafka_sink, KafkaCommit, KafkaOut, KafkaWriter};
+use crate::sink::kafka::{
+    changelog_message, kafka_sink, late_message, KafkaCommit, KafkaOut, KafkaWriter,
+};
 use crate::sink::parts::{is_part_dir, open_part, part_path};
 use crate::sink::{
     changelog_part_sink, changelog_sink, late_header, late_part_sink, late_sink, ChangelogCounts,
@@ -54,7 +56,8 @@ use crate::source::blocks::{block_source, BlockPlan};
 use crate::source::csv::FeedStats;
 use crate::source::csv::{BadLines, Columns, CsvFeed, CsvItem, CsvKey, CsvRecord, ReadError};
 use crate::source::kafka::{
-    partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
+    kafka_source, partitions_of, KafkaFeed, KafkaOptions, KafkaTopic, MessageFormat, PayloadFormat,
+    SCHEME,
 };
 use crate::source::{
     feed_source_paced, Pacing, Payload, SendAt, SourceOptions, SourceState, Stamped,
@@ -317,16 +320,30 @@ enum Writers {
     Plain {
         /// `None` where the output is written in parts (see [`Parts`]).
         output: Option<Box<csv::Writer<OutputWriter>>>,
-        late: Option<Box<csv::Writer<OutputWriter>>>,
+        late: Option<LateWriter>,
     },
     Commit(Box<CommitFiles>),
-    /// The changelog to a Kafka topic; late rows to a file.
+    /// The changelog to a Kafka topic; late rows to a file or a topic.
     Kafka {
         output: Box<KafkaWriter>,
-        late: Option<Box<csv::Writer<OutputWriter>>>,
+        late: Option<LateWriter>,
     },
-    /// The changelog to a Kafka topic, exactly once (`--checkpoint-dir`).
-    KafkaCommit(Box<KafkaCommit>),
+    /// The changelog to a Kafka topic, exactly once (`--checkpoint-dir`), and the late rows
+    /// to another topic in the same commits (with their columns, see [`late_message`]).
+    KafkaCommit {
+        commit: Box<KafkaCommit>,
+        late_columns: Option<Vec<String>>,
+    },
+}
+
+/// Where the late rows of a run without `--checkpoint-dir` go.
+enum LateWriter {
+    File(Box<csv::Writer<OutputWriter>>),
+    /// A topic, and the late output's columns (see [`late_message`]).
+    Kafka {
+        writer: Box<KafkaWriter>,
+        columns: Vec<String>,
+    },
 }
 
 /// The part files of this process (`--output DIR/`, `--late-output DIR/`), shared by its
@@ -355,7 +372,11 @@ impl Parts {
             results.push(result);
             parts.output = Some(writer);
         }
-        if let Some(dir) = job.late_output.as_deref().filter(|p| is_part_dir(p)) {
+        let late_dir = job
+            .late_output
+            .as_deref()
+            .filter(|p| is_part_dir(p) && !p.to_str().is_some_and(|p| p.starts_with(SCHEME)));
+        if let Some(dir) = late_dir {
             let header = match header {
                 Some(header) => header.clone(),
                 None => crate::source::csv::read_header(&job.input)?,
@@ -669,12 +690,14 @@ fn kafka_job(job: &WindowJob, dir: &Path) -> anyhow::Result<(PathBuf, String)> {
 fn open_transactional(
     job: &WindowJob,
     topic: &KafkaTopic,
+    late: Option<&KafkaTopic>,
     dir: &Path,
 ) -> anyhow::Result<Option<KafkaCommit>> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow!("checkpoint {}: {e}", dir.display()))?;
     let (dir, job_id) = kafka_job(job, dir)?;
-    let mut commit =
-        KafkaCommit::open(topic, job.kafka.output_format, &job_id, &dir).map_err(|e| anyhow!(e))?;
+    let topics: Vec<KafkaTopic> = std::iter::once(topic).chain(late).cloned().collect();
+    let format = job.kafka.output_format;
+    let mut commit = KafkaCommit::open(&topics, format, &job_id, &dir).map_err(|e| anyhow!(e))?;
     if commit.complete() {
         crate::abort::say(format_args!(
             "tidemark window: the result in {} is complete (job {job_id}); nothing to do",
@@ -811,18 +834,29 @@ where
         }
         None => None,
     };
-    if let Some(late) = job
-        .late_output
-        .as_deref()
-        .and_then(|p| kafka_address(p).transpose())
-    {
-        bail!(
-            "--late-output {}: late rows go to a file; a Kafka late output is not supported",
-            late?.url()
-        );
+    let kafka_late = match job.late_output.as_deref() {
+        Some(path) => kafka_address(path)?,
+        None => None,
+    };
+    if let Some(late) = &kafka_late {
+        let input = kafka_input.as_ref().map(|k| &k.topic);
+        if input == Some(late) || kafka_out.as_ref() == Some(late) {
+            bail!(
+                "--late-output {}: the same topic as --input or --output",
+                late.url()
+            );
+        }
     }
     if job.checkpoint_dir.is_some() {
-        if kafka_out.is_some() && job.late_output.is_some() {
+        if kafka_out.is_none() && kafka_late.is_some() {
+            // A file output's commit cannot hold rows sent to a topic.
+            bail!(
+                "--late-output kafka://... with --checkpoint-dir needs a Kafka --output: the \
+                 late rows go out in the output topic's exactly-once commits, which a file \
+                 output does not make"
+            );
+        }
+        if kafka_out.is_some() && job.late_output.is_some() && kafka_late.is_none() {
             // The late file would be written outside the Kafka output's commit: a crash
             // would lose or repeat late rows, which --checkpoint-dir promises it does not.
             bail!(
@@ -875,7 +909,8 @@ where
     let mut leader = None;
     let mut results = Vec::new();
     let mut checkpointing = None;
-    let in_parts = is_part_dir(&job.output) || job.late_output.as_deref().is_some_and(is_part_dir);
+    let in_parts = is_part_dir(&job.output)
+        || (kafka_late.is_none() && job.late_output.as_deref().is_some_and(is_part_dir));
     if in_parts && job.checkpoint_dir.is_some() {
         bail!("--checkpoint-dir commits single output files; --output and --late-output must be files, not directories, with it");
     }
@@ -921,7 +956,9 @@ where
         if kafka_out.is_none() {
             outputs.push(("--output", output.as_path()));
         }
-        outputs.extend(late_output.iter().map(|p| ("--late-output", p.as_path())));
+        if kafka_late.is_none() {
+            outputs.extend(late_output.iter().map(|p| ("--late-output", p.as_path())));
+        }
         let input = kafka_input
             .is_none()
             .then_some(("--input", job.input.as_path()));
@@ -951,8 +988,11 @@ where
         let writers = match &job.checkpoint_dir {
             Some(dir) if kafka_out.is_some() => {
                 let topic = kafka_out.as_ref().expect("checked just above");
-                match open_transactional(&job, topic, dir)? {
-                    Some(commit) => Writers::KafkaCommit(Box::new(commit)),
+                match open_transactional(&job, topic, kafka_late.as_ref(), dir)? {
+                    Some(commit) => Writers::KafkaCommit {
+                        commit: Box::new(commit),
+                        late_columns,
+                    },
                     None => return Ok(()),
                 }
             }
@@ -981,11 +1021,20 @@ where
                 };
                 let late = match (&job.late_output, late_columns) {
                     (Some(_), Some(_)) if parts.late.is_some() => None,
+                    (Some(_), Some(columns)) if kafka_late.is_some() => {
+                        let topic = kafka_late.as_ref().expect("matched just above");
+                        let format = job.kafka.output_format;
+                        let writer = KafkaWriter::open(topic, format).map_err(|e| anyhow!(e))?;
+                        Some(LateWriter::Kafka {
+                            writer: Box::new(writer),
+                            columns,
+                        })
+                    }
                     (Some(path), Some(late_columns)) => {
                         let (result, mut late) = create(path)?;
                         results.push(result);
                         late.write_record(&late_columns)?;
-                        Some(Box::new(late))
+                        Some(LateWriter::File(Box::new(late)))
                     }
                     _ => None,
                 };
@@ -1075,6 +1124,7 @@ where
     };
     let checkpointed = job.checkpoint_dir.is_some();
     let to_kafka = kafka_out.is_some();
+    let late_to_kafka = kafka_late.is_some();
     // Operator snapshots: the window operators' state and the readers' positions (one reader's,
     // every parallel reader's, or a Kafka reader's: each partition's offset and watermark). The
     // differential path (`--emit updates`) and a Kafka output (whose commit holds no snapshots:
@@ -1175,7 +1225,7 @@ where
             let source = JobSource {
                 plan: plan.as_ref(),
                 restored: restore.as_ref().map(|r| &r.sources[..]),
-                kafka: kafka_input.is_some().then_some(kafka_feed),
+                kafka: kafka_input.as_ref().map(|k| (kafka_feed, k.partitions)),
                 feed,
                 options: source_options,
                 pacing,
@@ -1196,6 +1246,7 @@ where
                 paced: consumed,
                 checkpointed,
                 to_kafka,
+                late_to_kafka,
                 snapshots,
             };
             match emit {
@@ -1339,6 +1390,9 @@ struct Sinks<'scope> {
     checkpointed: bool,
     /// Whether the changelog goes to Kafka: every worker builds the Kafka sink then.
     to_kafka: bool,
+    /// Whether the late rows go to Kafka: every worker builds their Kafka sink then (with
+    /// `checkpointed`, the changelog's, which commits both).
+    late_to_kafka: bool,
     /// The probe the source is paced by: what every sink has written joins it (see
     /// [`Sinks::write`]), so the source waits for the rows its records become, up to the
     /// writer (and the operators between).
@@ -1355,10 +1409,12 @@ impl<'scope> Sinks<'scope> {
         self.checkpointed || self.to_kafka || self.parts.output.is_none()
     }
 
-    /// Whether the late rows all go to worker 0 (of process 0) to be written: as
-    /// [`Self::gathers_changelog`], where only the committing file sink takes late rows along.
+    /// Whether the late rows all go to worker 0 (of process 0) to be written: unless each
+    /// process writes a late part file of its own, and the late rows do not go along with a
+    /// committing changelog (the file sink's, or Kafka's when the late rows go to Kafka too).
     fn gathers_late(&self) -> bool {
-        (self.checkpointed && !self.to_kafka) || self.parts.late.is_none()
+        let committed = self.checkpointed && (!self.to_kafka || self.late_to_kafka);
+        committed || self.parts.late.is_none()
     }
 
     /// Writes the changelog and the late rows (counting both); returns the changelog's probe.
@@ -1395,6 +1451,7 @@ impl<'scope> Sinks<'scope> {
         O: timely::ExchangeData + Display + Clone,
     {
         let mut kafka = None;
+        let mut late_columns = None;
         let (output, late_output) = match self.writers {
             Some(Writers::Commit(files)) => {
                 let written = commit_sink(
@@ -1408,14 +1465,26 @@ impl<'scope> Sinks<'scope> {
                 );
                 return vec![written];
             }
-            Some(Writers::Plain { output, late }) => (output.map(|o| *o), late.map(|l| *l)),
+            Some(Writers::Plain { output, late }) => (output.map(|o| *o), late),
             Some(Writers::Kafka { output, late }) => {
                 kafka = Some(KafkaOut::Plain(*output));
-                (None, late.map(|l| *l))
+                (None, late)
             }
-            Some(Writers::KafkaCommit(commit)) => {
+            Some(Writers::KafkaCommit {
+                commit,
+                late_columns: columns,
+            }) => {
                 kafka = Some(KafkaOut::Exactly(commit));
+                late_columns = columns;
                 (None, None)
+            }
+            None => (None, None),
+        };
+        let (late_output, late_kafka) = match late_output {
+            Some(LateWriter::File(writer)) => (Some(*writer), None),
+            Some(LateWriter::Kafka { writer, columns }) => {
+                late_columns = Some(columns);
+                (None, Some(KafkaOut::Plain(*writer)))
             }
             None => (None, None),
         };
@@ -1432,21 +1501,46 @@ impl<'scope> Sinks<'scope> {
             );
             return vec![written];
         }
+        // The late rows' encoder for a Kafka late output: counted where written (worker 0 of
+        // process 0), as for a file.
+        let late_count = self.late_count;
+        let columns = late_columns.unwrap_or_default();
+        let counted = Rc::clone(&late_count);
+        let late_row = move |row: &Late<CsvKey, LateFields>, format, target: usize| {
+            *counted.borrow_mut() += 1;
+            let (key, payload) = late_message(row, &columns, format);
+            (target, key, payload)
+        };
         let changelog = if self.to_kafka {
             let counts = self.counts;
-            let encode = move |row: &WindowResult<CsvKey, O>, format| {
+            let changelog_row = move |row: &WindowResult<CsvKey, O>, format| {
                 counts.borrow_mut().count(row.diff);
-                changelog_message(row, format)
+                let (key, payload) = changelog_message(row, format);
+                (0, key, payload)
             };
-            kafka_sink(results, kafka, encode, self.commit_error)
+            if self.checkpointed && self.late_to_kafka {
+                // Late rows go in the changelog's commits: one sink, one producer, both topics.
+                let rows = results
+                    .map(KafkaRow::Changelog)
+                    .concat(late.map(KafkaRow::Late));
+                let encode = move |row: &KafkaRow<O>, format| match row {
+                    KafkaRow::Changelog(row) => changelog_row(row, format),
+                    KafkaRow::Late(row) => late_row(row, format, 1),
+                };
+                return vec![kafka_sink(rows, kafka, encode, self.commit_error)];
+            }
+            kafka_sink(results, kafka, changelog_row, Rc::clone(&self.commit_error))
         } else if let Some(part) = self.parts.output {
             changelog_part_sink(results, part, self.counts, self.write_error)
         } else {
             changelog_sink(results, output, self.counts, self.write_error)
         };
-        let late_count = self.late_count;
         let late = match self.parts.late {
             Some(part) => late_part_sink(late, part, late_count, self.late_write_error),
+            None if self.late_to_kafka => {
+                let encode = move |row: &Late<CsvKey, LateFields>, format| late_row(row, format, 0);
+                kafka_sink(late, late_kafka, encode, self.commit_error)
+            }
             None => {
                 // Counted where the rows are written (worker 0 of process 0), so the summary
                 // counts every process's late records, as the file holds them.
@@ -1462,13 +1556,22 @@ impl<'scope> Sinks<'scope> {
 
 type Records<'scope> = StreamVec<'scope, u64, CsvItem>;
 
+/// A row of an exactly-once Kafka output that also takes the late rows: both kinds go through
+/// one sink, so an interval's late rows are in the same commit as its changelog rows.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum KafkaRow<O> {
+    Changelog(WindowResult<CsvKey, O>),
+    Late(Late<CsvKey, LateFields>),
+}
+
 /// This worker's source, before the type of what it sends is chosen (see [`Payload`]): a
 /// file's blocks, a Kafka topic's partitions (`kafka`: `Some`, with this worker's feed if it
 /// has partitions), or the single reader (`feed`, on worker 0 of process 0).
 struct JobSource<'a> {
     plan: Option<&'a Arc<BlockPlan>>,
     restored: Option<&'a [Option<SourceState>]>,
-    kafka: Option<Option<KafkaFeed>>,
+    /// A Kafka input: this worker's reader, if it reads a partition, and the partition count.
+    kafka: Option<(Option<KafkaFeed>, u32)>,
     feed: Option<CsvFeed>,
     options: SourceOptions,
     pacing: Pacing,
@@ -1495,7 +1598,9 @@ impl JobSource<'_> {
         match (plan, kafka) {
             (Some(plan), _) => block_source(scope, plan, options, pacing, error, cut, restored),
             // Every worker builds the source; those without partitions end it at once.
-            (None, Some(kafka)) => feed_source_paced(scope, kafka, options, pacing, error, cut),
+            (None, Some((kafka, partitions))) => {
+                kafka_source(scope, kafka, partitions, options, pacing, error, cut)
+            }
             (None, None) => feed_source_paced(scope, feed, options, pacing, error, cut),
         }
     }

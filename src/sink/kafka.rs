@@ -32,16 +32,18 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::StreamVec;
 use timely::ExchangeData;
 
+use super::LateFields;
 use crate::checkpoint::{begin_checkpoint, config_hash, crash, file, CrashPoint};
 use crate::source::kafka::{KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT};
+use crate::window::Late;
 
 /// Remembers the first failed delivery, and per partition the last message delivered,
 /// reported by librdkafka's delivery callback.
 #[derive(Clone, Default)]
 pub struct Deliveries {
     failed: Arc<Mutex<Option<String>>>,
-    /// Per partition, the [`Tail`] of the message of the highest offset delivered.
-    tails: Arc<Mutex<BTreeMap<i32, Tail>>>,
+    /// Per topic and partition, the [`Tail`] of the message of the highest offset delivered.
+    tails: Arc<Mutex<BTreeMap<(String, i32), Tail>>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -50,9 +52,9 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Err((e, _)) => {
+            Err((e, message)) => {
                 let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-                failed.get_or_insert_with(|| e.to_string());
+                failed.get_or_insert_with(|| format!("topic {}: {e}", message.topic()));
             }
             Ok(message) => {
                 // The row count is known only to the sender, which fills it in.
@@ -62,7 +64,8 @@ impl ProducerContext for Deliveries {
                     rows: 0,
                 };
                 let mut tails = self.tails.lock().unwrap_or_else(|p| p.into_inner());
-                let at = tails.entry(message.partition()).or_insert(tail);
+                let place = (message.topic().to_string(), message.partition());
+                let at = tails.entry(place).or_insert(tail);
                 if at.next < tail.next {
                     *at = tail;
                 }
@@ -99,9 +102,11 @@ pub fn row_crc(key: &[u8], payload: Option<&[u8]>) -> u32 {
     hasher.finalize()
 }
 
-/// A producer of one topic, on the worker that writes.
+/// A producer of one topic, or of several (the changelog's and the late rows'), on the worker
+/// that writes; errors name the first.
 pub struct KafkaWriter {
-    topic: KafkaTopic,
+    /// The topics, by the index [`kafka_sink`]'s `encode` gives a row.
+    topics: Vec<KafkaTopic>,
     producer: BaseProducer<Deliveries>,
     deliveries: Deliveries,
     /// The payload format of the messages.
@@ -140,7 +145,7 @@ impl KafkaWriter {
             .create_with_context(deliveries.clone())
             .map_err(|e| format!("{}: cannot create a Kafka producer: {e}", topic.url()))?;
         Ok(KafkaWriter {
-            topic: topic.clone(),
+            topics: vec![topic.clone()],
             producer,
             deliveries,
             format,
@@ -148,9 +153,23 @@ impl KafkaWriter {
         })
     }
 
-    /// Sends one message (waiting while librdkafka's queue is full).
-    pub fn send(&self, key: &str, payload: &[u8]) -> Result<(), String> {
-        self.send_record(BaseRecord::to(&self.topic.topic).key(key).payload(payload))
+    /// Sends one message to topic `target` (an index into the writer's topics; waiting while
+    /// librdkafka's queue is full).
+    pub fn send(&self, target: usize, key: &str, payload: &[u8]) -> Result<(), String> {
+        let topic = &self.topic(target)?.topic;
+        self.send_record(BaseRecord::to(topic).key(key).payload(payload))
+    }
+
+    /// Topic `target`; errors when the writer has no such topic.
+    fn topic(&self, target: usize) -> Result<&KafkaTopic, String> {
+        self.topics
+            .get(target)
+            .ok_or_else(|| self.failure(format!("no output topic {target}")))
+    }
+
+    /// The first topic's address, which errors name.
+    fn url(&self) -> String {
+        self.topics.first().map(KafkaTopic::url).unwrap_or_default()
     }
 
     /// Sends `record` (waiting while librdkafka's queue is full).
@@ -198,13 +217,13 @@ impl KafkaWriter {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match failed.as_ref() {
-            Some(e) => Err(format!("writing {}: {e}", self.topic.url())),
+            Some(e) => Err(format!("writing {}: {e}", self.url())),
             None => Ok(()),
         }
     }
 
     fn failure(&self, e: impl std::fmt::Display) -> String {
-        format!("writing {}: {e}", self.topic.url())
+        format!("writing {}: {e}", self.url())
     }
 }
 
@@ -236,18 +255,54 @@ pub fn changelog_message<K: AsRef<str>, O: std::fmt::Display>(
             // Plain fields into memory: cannot fail.
             serde_json::to_vec(&row).unwrap_or_default()
         }
-        PayloadFormat::Csv => {
-            let mut line = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::Any(b'\n'))
-                .from_writer(Vec::new());
-            // Into memory: cannot fail.
-            let _ = super::write_changelog_row(&mut line, row);
-            let mut bytes = line.into_inner().unwrap_or_default();
-            if bytes.last() == Some(&b'\n') {
-                bytes.pop();
+        PayloadFormat::Csv => csv_line(|line| super::write_changelog_row(line, row)),
+    };
+    (key, payload)
+}
+
+/// One CSV line, as `write` writes it, without its terminator.
+fn csv_line(write: impl FnOnce(&mut csv::Writer<Vec<u8>>) -> csv::Result<()>) -> Vec<u8> {
+    let mut line = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Into memory: cannot fail.
+    let _ = write(&mut line);
+    let mut bytes = line.into_inner().unwrap_or_default();
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    bytes
+}
+
+/// A late row as a message: keyed by its record's key, the payload in `format`. `columns` are
+/// the late output's columns ([`super::late_header`]): the input row's fields, then
+/// `window_start`, `window_end` and, with `--emit updates`, `diff`. JSON: one object with
+/// those fields in that order, the input's fields as strings (as read), the window's bounds
+/// and the diff as numbers, e.g.
+/// `{"ts":"1500","key":"a","value":"3","window_start":1000,"window_end":2000}`. CSV: the line
+/// a late file holds, without the header.
+pub fn late_message<K: AsRef<str>>(
+    late: &Late<K, LateFields>,
+    columns: &[String],
+    format: PayloadFormat,
+) -> (String, Vec<u8>) {
+    let key = late.key.as_ref().to_string();
+    let payload = match format {
+        PayloadFormat::Json => {
+            let name = |c: &String| serde_json::to_string(c).unwrap_or_default();
+            let mut fields: Vec<String> = columns
+                .iter()
+                .zip(&late.record.row)
+                .map(|(c, v)| format!("{}:{}", name(c), name(v)))
+                .collect();
+            fields.push(format!("\"window_start\":{}", late.window.start));
+            fields.push(format!("\"window_end\":{}", late.window.end));
+            if let Some(diff) = late.record.diff {
+                fields.push(format!("\"diff\":{diff}"));
             }
-            bytes
+            format!("{{{}}}", fields.join(",")).into_bytes()
         }
+        PayloadFormat::Csv => csv_line(|line| super::write_late_row(line, late)),
     };
     (key, payload)
 }
@@ -298,14 +353,17 @@ pub fn changelog_message<K: AsRef<str>, O: std::fmt::Display>(
 /// messages), not the whole output; a partition where the job has no rows yet is read from its
 /// beginning (only other jobs' messages can be there).
 pub struct KafkaCommit {
+    /// The producer of the changelog's topic and, with a Kafka late output, the late rows'.
     writer: KafkaWriter,
     group: BaseConsumer,
     /// The job: transactional id, consumer group and `tidemark-job` header.
     job: String,
-    /// The output topic's partition count.
-    partitions: u32,
-    /// `None` with transactions; with deterministic replay, per output partition, the job's
-    /// rows found there and not yet matched by this run.
+    /// Per topic of `writer` (by the same index), its partition count and the index of its
+    /// partition 0 in the per-partition vectors below (a *slot*: the changelog's partitions
+    /// come first, then the late topic's).
+    partitions: Vec<(u32, usize)>,
+    /// `None` with transactions; with deterministic replay, per output partition (slot), the
+    /// job's rows found there and not yet matched by this run.
     logged: Option<Vec<Logged>>,
     /// Checkpoint every this many milliseconds of event time (positive).
     pub interval: u64,
@@ -334,7 +392,8 @@ pub struct KafkaCommit {
 struct Progress {
     /// The job (its `tidemark-job` header).
     job: String,
-    /// Per output partition, where the job's rows end (`None`: no row there yet).
+    /// Per output partition (the changelog topic's, then the late topic's), where the job's
+    /// rows end (`None`: no row there yet).
     tails: Vec<Option<Tail>>,
 }
 
@@ -436,18 +495,30 @@ fn supports_transactions(topic: &KafkaTopic) -> Result<bool, String> {
 }
 
 impl KafkaCommit {
-    /// Opens the exactly-once output of `topic` as `job` (the transactional id, the consumer
-    /// group, the `tidemark-job` header): with transactions when the broker has them (fencing
-    /// any earlier instance), else by deterministic replay (reading the job's rows already in
-    /// the topic, from the tails saved in checkpoint directory `dir` if it holds them); and
-    /// reads the committed checkpoint. Errors name the topic, or the checkpoint file.
+    /// Opens the exactly-once output of `topics` as `job` (the transactional id, the consumer
+    /// group, the `tidemark-job` header): the changelog's topic, then, with a Kafka late output,
+    /// the late rows' (written alike, by one producer: in the same transactions, or replayed
+    /// by the same rule). With transactions when the broker has them (fencing any earlier
+    /// instance), else by deterministic replay (reading the job's rows already in the topics,
+    /// from the tails saved in checkpoint directory `dir` if it holds them); and reads the
+    /// committed checkpoint (the changelog topic's group offset). Errors name the topic, or
+    /// the checkpoint file.
     pub fn open(
-        topic: &KafkaTopic,
+        topics: &[KafkaTopic],
         format: PayloadFormat,
         job: &str,
         dir: &Path,
     ) -> Result<Self, String> {
-        let partitions = topic.partitions()?;
+        let topic = topics
+            .first()
+            .ok_or_else(|| "an exactly-once Kafka output needs a topic".to_string())?;
+        let mut partitions = Vec::new();
+        let mut slots = 0;
+        for t in topics {
+            let n = t.partitions()?;
+            partitions.push((n, slots));
+            slots += n as usize;
+        }
         let transactions = supports_transactions(topic)?;
         let url = topic.url();
         let fail = |what: &str, e: KafkaError| format!("{url}: {what}: {e}");
@@ -483,23 +554,27 @@ impl KafkaCommit {
             _ => None,
         };
         let progress = (!transactions).then(|| dir.join(PROGRESS_FILE));
-        let mut tails = vec![None; partitions as usize];
+        let mut tails = vec![None; slots];
         let mut read_back = 0;
         let logged = match (&progress, resumed) {
             (None, _) | (Some(_), Some(_)) => None,
             (Some(file), None) => {
-                if let Some(saved) = read_progress(file, job, partitions)? {
+                if let Some(saved) = read_progress(file, job, slots)? {
                     tails = saved;
                 }
-                let (rows, read) = job_rows(topic, job, &tails, file)?;
-                read_back = read;
+                let mut rows = Vec::new();
+                for (t, &(n, base)) in topics.iter().zip(&partitions) {
+                    let (found, read) = job_rows(t, job, &tails[base..base + n as usize], file)?;
+                    rows.extend(found);
+                    read_back += read;
+                }
                 Some(rows)
             }
         };
         let skip = tails.iter().map(|t| t.map_or(0, |t| t.rows)).collect();
         Ok(KafkaCommit {
             writer: KafkaWriter {
-                topic: topic.clone(),
+                topics: topics.to_vec(),
                 producer,
                 deliveries,
                 format,
@@ -514,7 +589,7 @@ impl KafkaCommit {
             resumed,
             progress,
             tails,
-            counted: vec![0; partitions as usize],
+            counted: vec![0; slots],
             skip,
             read_back,
         })
@@ -547,8 +622,10 @@ impl KafkaCommit {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        for (partition, mut tail) in delivered {
-            let p = partition as usize;
+        for ((topic, partition), mut tail) in delivered {
+            let Some(p) = self.slot_of(&topic, partition) else {
+                continue;
+            };
             if let (Some(slot), Some(rows)) = (self.tails.get_mut(p), self.counted.get(p)) {
                 // Every row sent is acknowledged, and rows are sent only past the ones found
                 // in the topic: the last one delivered is the partition's last row so far.
@@ -592,8 +669,9 @@ impl KafkaCommit {
         self.logged.iter().flatten().map(VecDeque::len).sum()
     }
 
-    /// Commits checkpoint `cut` with `rows` (the interval's rows, in the sink's order).
-    fn commit(&mut self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
+    /// Commits checkpoint `cut` with `rows` (the interval's rows, `(topic, key, payload)` in
+    /// the sink's order; the topic an index into those [`KafkaCommit::open`] was given).
+    fn commit(&mut self, rows: &[Row], cut: u64) -> Result<(), String> {
         if self.logged.is_some() {
             self.commit_replayed(rows, cut)
         } else {
@@ -601,9 +679,11 @@ impl KafkaCommit {
         }
     }
 
-    /// Sends `rows` in one transaction whose commit also commits `cut` as the job's progress.
-    fn commit_transaction(&self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
-        let url = self.writer.topic.url();
+    /// Sends `rows` in one transaction whose commit also commits `cut` as the job's progress:
+    /// the changelog's rows and the late rows of the interval alike (one producer writes both
+    /// topics in one transaction).
+    fn commit_transaction(&self, rows: &[Row], cut: u64) -> Result<(), String> {
+        let url = self.writer.url();
         let fail = |what: &str, e: KafkaError| format!("writing {url}: {what}: {e}");
         begin_checkpoint();
         let producer = &self.writer.producer;
@@ -611,16 +691,16 @@ impl KafkaCommit {
             .begin_transaction()
             .map_err(|e| fail("cannot begin a transaction", e))?;
         let half = rows.len() / 2;
-        for (key, payload) in &rows[..half] {
-            self.writer.send(key, payload)?;
+        for (target, key, payload) in &rows[..half] {
+            self.writer.send(*target, key, payload)?;
         }
         // A crash in the middle of an interval's rows, which are in the topic by then, in the
         // open transaction that the restart aborts (as for deterministic replay, so that the
         // tests' crash leaves rows to abort, not only rows still queued in this process).
         self.writer.flush()?;
         crash(CrashPoint::Output);
-        for (key, payload) in &rows[half..] {
-            self.writer.send(key, payload)?;
+        for (target, key, payload) in &rows[half..] {
+            self.writer.send(*target, key, payload)?;
         }
         let offset = if cut == u64::MAX { END } else { cut as i64 };
         let progress = self.progress(offset)?;
@@ -644,25 +724,25 @@ impl KafkaCommit {
     fn progress(&self, offset: i64) -> Result<TopicPartitionList, String> {
         let mut progress = TopicPartitionList::new();
         progress
-            .add_partition_offset(&self.writer.topic.topic, 0, Offset::Offset(offset))
-            .map_err(|e| format!("writing {}: progress: {e}", self.writer.topic.url()))?;
+            .add_partition_offset(&self.writer.topic(0)?.topic, 0, Offset::Offset(offset))
+            .map_err(|e| format!("writing {}: progress: {e}", self.url()))?;
         Ok(progress)
     }
 
     /// Sends those of `rows` that are not in the topic yet and waits until every one is
     /// acknowledged; at the end of the input (`cut` is `u64::MAX`) marks the job complete.
-    fn commit_replayed(&mut self, rows: &[(String, Vec<u8>)], cut: u64) -> Result<(), String> {
+    fn commit_replayed(&mut self, rows: &[Row], cut: u64) -> Result<(), String> {
         begin_checkpoint();
         let half = rows.len() / 2;
-        for (key, payload) in &rows[..half] {
-            self.put(key, payload)?;
+        for (target, key, payload) in &rows[..half] {
+            self.put(*target, key, payload)?;
         }
         // A crash in the middle of an interval's rows, which are in the topic by then (a dead
         // process's requests still on their way would race the restart's reading).
         self.writer.flush()?;
         crash(CrashPoint::Output);
-        for (key, payload) in &rows[half..] {
-            self.put(key, payload)?;
+        for (target, key, payload) in &rows[half..] {
+            self.put(*target, key, payload)?;
         }
         self.writer.flush()?;
         if cut != u64::MAX {
@@ -670,10 +750,10 @@ impl KafkaCommit {
         }
         if cut == u64::MAX {
             let mut logged = self.logged.iter().flatten().enumerate();
-            if let Some((partition, (_, _, offset))) =
+            if let Some((slot, (_, _, offset))) =
                 logged.find_map(|(p, rows)| rows.front().map(|row| (p, row)))
             {
-                return Err(self.mismatch(partition as i32, *offset));
+                return Err(self.mismatch(slot, *offset));
             }
             if let Some((p, tail)) = self.unreached() {
                 return Err(self.mismatch(p, tail.next - 1));
@@ -687,20 +767,42 @@ impl KafkaCommit {
         Ok(())
     }
 
-    /// A partition (and its saved tail) whose rows up to the tail this run did not all
-    /// produce.
-    fn unreached(&self) -> Option<(i32, Tail)> {
+    /// A partition (its slot, and its saved tail) whose rows up to the tail this run did not
+    /// all produce.
+    fn unreached(&self) -> Option<(usize, Tail)> {
         let short = |p: usize| self.counted[p] < self.skip[p];
         (0..self.skip.len())
             .find(|p| short(*p))
-            .and_then(|p| Some((p as i32, self.tails[p]?)))
+            .and_then(|p| Some((p, self.tails[p]?)))
     }
 
-    /// One row with deterministic replay: skipped when the saved tail covers it, checked
-    /// against the next row of the job already in its partition, or sent when there is none.
-    fn put(&mut self, key: &str, payload: &[u8]) -> Result<(), String> {
-        let partition = partition_of(key, self.partitions);
-        let p = partition as usize;
+    /// The slot of partition `partition` of the topic named `topic`.
+    fn slot_of(&self, topic: &str, partition: i32) -> Option<usize> {
+        let target = self.writer.topics.iter().position(|t| t.topic == topic)?;
+        let (n, base) = *self.partitions.get(target)?;
+        (0..n as i32)
+            .contains(&partition)
+            .then_some(base + partition as usize)
+    }
+
+    /// The topic (its index) and partition of slot `slot`.
+    fn place_of(&self, slot: usize) -> (usize, i32) {
+        let target = self
+            .partitions
+            .iter()
+            .rposition(|(_, base)| *base <= slot)
+            .unwrap_or_default();
+        let base = self.partitions.get(target).map_or(0, |(_, base)| *base);
+        (target, (slot - base) as i32)
+    }
+
+    /// One row for topic `target` with deterministic replay: skipped when the saved tail
+    /// covers it, checked against the next row of the job already in its partition, or sent
+    /// when there is none.
+    fn put(&mut self, target: usize, key: &str, payload: &[u8]) -> Result<(), String> {
+        let (partitions, base) = self.partitions.get(target).copied().unwrap_or_default();
+        let partition = partition_of(key, partitions);
+        let p = base + partition as usize;
         if let (Some(counted), Some(skip)) = (self.counted.get_mut(p), self.skip.get(p)) {
             *counted += 1;
             if *counted <= *skip {
@@ -708,13 +810,10 @@ impl KafkaCommit {
             }
         }
         let count = self.counted.get(p).copied().unwrap_or_default();
-        let logged = self
-            .logged
-            .as_mut()
-            .and_then(|l| l.get_mut(partition as usize));
+        let logged = self.logged.as_mut().and_then(|l| l.get_mut(p));
         match logged.and_then(VecDeque::pop_front) {
-            Some((k, p, offset)) if k == key && p == payload => {
-                if let Some(slot) = self.tails.get_mut(partition as usize) {
+            Some((k, row, offset)) if k == key && row == payload => {
+                if let Some(slot) = self.tails.get_mut(p) {
                     let crc = row_crc(key.as_bytes(), Some(payload));
                     *slot = Some(Tail {
                         next: offset + 1,
@@ -724,13 +823,13 @@ impl KafkaCommit {
                 }
                 Ok(())
             }
-            Some((_, _, offset)) => Err(self.mismatch(partition, offset)),
+            Some((_, _, offset)) => Err(self.mismatch(p, offset)),
             None => {
                 let headers = OwnedHeaders::new().insert(Header {
                     key: JOB_HEADER,
                     value: Some(self.job.as_str()),
                 });
-                let record = BaseRecord::to(&self.writer.topic.topic)
+                let record = BaseRecord::to(&self.writer.topic(target)?.topic)
                     .partition(partition)
                     .key(key)
                     .payload(payload)
@@ -741,28 +840,35 @@ impl KafkaCommit {
     }
 
     fn url(&self) -> String {
-        self.writer.topic.url()
+        self.writer.url()
     }
 
-    fn mismatch(&self, partition: i32, offset: i64) -> String {
+    /// The error for the row at `offset` of slot `slot`, which this run does not produce.
+    fn mismatch(&self, slot: usize, offset: i64) -> String {
+        let (target, partition) = self.place_of(slot);
+        let url = self
+            .writer
+            .topics
+            .get(target)
+            .map(KafkaTopic::url)
+            .unwrap_or_default();
         format!(
-            "writing {}: partition {partition} offset {offset} holds a row of job {} that this \
-             run does not produce there: the input or the query changed since that run; write \
-             to a fresh topic or use another --checkpoint-dir",
-            self.url(),
+            "writing {url}: partition {partition} offset {offset} holds a row of job {} that \
+             this run does not produce there: the input or the query changed since that run; \
+             write to a fresh topic or use another --checkpoint-dir",
             self.job
         )
     }
 }
 
 /// The sink state saved in `file` at the last commit of `job` (see [`KafkaCommit`]): the
-/// tails of the topic's `partitions`; `None` without a file, or with
+/// tails of the topics' `partitions` (all of them); `None` without a file, or with
 /// one of another job (the directory reused with other flags: that job's rows are not this
 /// one's). Errors: the file cannot be read or is damaged, or names another partition count.
 fn read_progress(
     file: &Path,
     job: &str,
-    partitions: u32,
+    partitions: usize,
 ) -> Result<Option<Vec<Option<Tail>>>, String> {
     if !file.exists() {
         return Ok(None);
@@ -773,10 +879,10 @@ fn read_progress(
     if progress.job != job {
         return Ok(None);
     }
-    if progress.tails.len() != partitions as usize {
+    if progress.tails.len() != partitions {
         return Err(format!(
-            "checkpoint {}: job {job} wrote to {} output partitions, the topic has {partitions} \
-             now; write to a fresh topic or use another --checkpoint-dir",
+            "checkpoint {}: job {job} wrote to {} output partitions, the topics have \
+             {partitions} now; write to a fresh topic or use another --checkpoint-dir",
             file.display(),
             progress.tails.len()
         ));
@@ -949,8 +1055,12 @@ fn job_rows(
     Ok((rows, read))
 }
 
-/// Rows waiting for their checkpoint, per time: `(key, payload)`.
-type Pending = BTreeMap<u64, Vec<(String, Vec<u8>)>>;
+/// A row for a Kafka output: its topic (an index into the writer's topics: the changelog's,
+/// then the late rows'), key and payload.
+pub type Row = (usize, String, Vec<u8>);
+
+/// Rows waiting for their checkpoint, per time.
+type Pending = BTreeMap<u64, Vec<Row>>;
 
 /// What worker 0 of process 0 writes a Kafka output with.
 pub enum KafkaOut {
@@ -962,12 +1072,13 @@ pub enum KafkaOut {
 }
 
 /// Sends each record of `stream` through worker 0's `out` (every other worker passes `None`);
-/// `encode` gives a record's key and payload (and is called on every worker, which may count).
+/// `encode` gives a record's topic (an index into the topics of `out`'s writer: the changelog's,
+/// then the late rows'), key and payload (and is called on every worker, which may count).
 ///
 /// [`KafkaOut::Plain`] sends rows as they arrive and, once the input is complete, flushes and
 /// checks every delivery. [`KafkaOut::Exactly`] holds each row by its timely time until the
 /// frontier passes the next checkpoint time `c = k * interval` (and `min_pause` passed since the
-/// last commit), then sends the rows at times `<= c`, ordered by (time, payload, key), as one
+/// last commit), then sends the rows at times `<= c`, ordered by (time, topic, payload, key), as one
 /// commit (see [`KafkaCommit`]); rows at times up to the checkpoint resumed from are
 /// dropped (the topic holds them), intervals without rows commit nothing, and the end of the
 /// input commits at once. The first error is stored in `error` and stops the sink.
@@ -983,7 +1094,7 @@ pub fn kafka_sink<'scope, D, E>(
 ) -> StreamVec<'scope, u64, ()>
 where
     D: ExchangeData,
-    E: FnMut(&D, PayloadFormat) -> (String, Vec<u8>) + 'static,
+    E: FnMut(&D, PayloadFormat) -> Row + 'static,
 {
     let mut out = out;
     let mut pending: Pending = BTreeMap::new();
@@ -1009,13 +1120,16 @@ where
                 input.for_each(|cap, data| {
                     let time = *cap.least().expect("u64 stamps are never empty");
                     for row in data.iter() {
-                        let (key, payload) = encode(row, format);
+                        let (target, key, payload) = encode(row, format);
                         match &out {
                             Some(KafkaOut::Plain(writer)) if result.is_ok() => {
-                                result = writer.send(&key, &payload);
+                                result = writer.send(target, &key, &payload);
                             }
                             Some(KafkaOut::Exactly(_)) if resumed.is_none_or(|c| time > c) => {
-                                pending.entry(time).or_default().push((key, payload));
+                                pending
+                                    .entry(time)
+                                    .or_default()
+                                    .push((target, key, payload));
                             }
                             _ => {}
                         }
@@ -1053,7 +1167,7 @@ where
                         };
                         let mut rows = Vec::new();
                         for (_, mut at) in std::mem::replace(&mut pending, later) {
-                            at.sort_unstable_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+                            at.sort_unstable_by(|a, b| (a.0, &a.2, &a.1).cmp(&(b.0, &b.2, &b.1)));
                             rows.extend(at);
                         }
                         commit.commit(&rows, cut)?;

@@ -87,10 +87,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::Operator;
 use timely::dataflow::{Scope, StreamVec};
 use timely::scheduling::Activator;
 
@@ -100,7 +96,8 @@ use super::csv::{
 };
 use super::lines::{is_terminator, LineCount, LineCursor};
 use super::{
-    feed_source_paced, Feed, Pacing, Payload, Poll, Position, SourceOptions, SourceState, Stamped,
+    feed_source_paced, side_channel, Feed, Outbox, Pacing, Payload, Poll, Position, SourceOptions,
+    SourceState, Stamped,
 };
 use crate::stash::Cut;
 use crate::time::Watermark;
@@ -335,12 +332,9 @@ fn relocate(error: &mut ReadError, first: u64) {
 /// A worker's view of every block, shared by its feed and the operators that exchange
 /// summaries.
 struct Shared {
-    /// This worker's plan shape and block summaries, to broadcast.
-    outbox: Vec<Summary>,
-    /// This worker publishes no more summaries.
-    published: bool,
-    /// Wakes the operator that broadcasts the outbox.
-    out_activator: Option<Activator>,
+    /// This worker's plan shape and block summaries, to broadcast (closed once it publishes
+    /// no more).
+    outbox: Rc<RefCell<Outbox<Summary>>>,
     /// Wakes the feed's source when summaries arrive.
     feed_activator: Option<Activator>,
     /// Summaries received, by block: those not yet known, and the leader's not yet reported
@@ -370,9 +364,7 @@ struct Shared {
 impl Shared {
     fn new(plan: &BlockPlan, keep: bool) -> Self {
         Shared {
-            outbox: Vec::new(),
-            published: false,
-            out_activator: None,
+            outbox: Rc::default(),
             feed_activator: None,
             infos: BTreeMap::new(),
             blocks: plan.blocks,
@@ -869,13 +861,11 @@ impl BlockFeed {
     }
 
     fn publish(&mut self, info: Option<BlockInfo>) {
-        let mut shared = self.shared.borrow_mut();
+        let shared = self.shared.borrow();
+        let mut outbox = shared.outbox.borrow_mut();
         match info {
-            Some(info) => shared.outbox.push(Summary::Block(info)),
-            None => shared.published = true,
-        }
-        if let Some(activator) = &shared.out_activator {
-            activator.activate();
+            Some(info) => outbox.push(Summary::Block(info)),
+            None => outbox.close(),
         }
     }
 }
@@ -960,7 +950,7 @@ impl BlockFeed {
         }
         if self.current.is_none() {
             if self.next >= self.plan.blocks {
-                if !self.shared.borrow().published {
+                if !self.shared.borrow().outbox.borrow().is_closed() {
                     self.publish(None);
                 }
                 // Done once every block is known (so that the position past the last block
@@ -1092,50 +1082,31 @@ pub fn block_source<'scope, P: Payload<CsvItem>>(
     // Every worker first tells the others the shape of its plan: processes that cut different
     // files fail at once, instead of waiting for blocks that no worker reads.
     let own_shape = plan.shape();
-    shared.borrow_mut().outbox.push(Summary::Plan {
+    let outbox = Rc::clone(&shared.borrow().outbox);
+    outbox.borrow_mut().push(Summary::Plan {
         worker: scope.index() as u64,
         shape: own_shape,
     });
-    let outgoing = Rc::clone(&shared);
-    source(scope, "BlockSummaries", move |cap, info| {
-        outgoing.borrow_mut().out_activator = Some(scope.activator_for(info.address));
-        let mut cap = Some(cap);
-        move |output| {
-            let mut shared = outgoing.borrow_mut();
-            if let Some(held) = &cap {
-                if !shared.outbox.is_empty() {
-                    output.session(held).give_iterator(shared.outbox.drain(..));
-                }
-                if shared.published {
-                    cap = None;
-                }
-            }
-        }
-    })
-    .container::<Vec<Summary>>()
-    .broadcast()
-    .sink(Pipeline, "BlockSummariesIn", {
+    side_channel(scope, "BlockSummaries", outbox, {
         let shared = Rc::clone(&shared);
-        move |(input, _frontier)| {
+        move |data| {
             let mut shared = shared.borrow_mut();
-            input.for_each(|_cap, data| {
-                for summary in data.drain(..) {
-                    match summary {
-                        Summary::Plan { worker, shape } => {
-                            if shape != own_shape && shared.other_plan.is_none() {
-                                shared.other_plan = Some((worker, shape));
-                            }
-                        }
-                        Summary::Block(mut info) => {
-                            if !leader {
-                                // Only the leader reports them.
-                                info.warnings = Vec::new();
-                            }
-                            shared.insert(info);
+            for summary in data.drain(..) {
+                match summary {
+                    Summary::Plan { worker, shape } => {
+                        if shape != own_shape && shared.other_plan.is_none() {
+                            shared.other_plan = Some((worker, shape));
                         }
                     }
+                    Summary::Block(mut info) => {
+                        if !leader {
+                            // Only the leader reports them.
+                            info.warnings = Vec::new();
+                        }
+                        shared.insert(info);
+                    }
                 }
-            });
+            }
             if let Some(activator) = &shared.feed_activator {
                 activator.activate();
             }

@@ -17,12 +17,33 @@
 //! a partition is behind the others (it was idle, see below) its records are stamped at least at
 //! the source's watermark.
 //!
+//! # Idle partitions
+//!
 //! `--idle-timeout`: a partition without a record for that long is left out of the minimum until
 //! it has a record again, so an idle partition does not hold every window open. Its clock starts
 //! at its first fetch answer (a record, or librdkafka's partition EOF), never before: while the
 //! consumer starts, a partition's first records may be on their way, and judging it idle then
-//! let the watermark run ahead of them (they were late). When all of a worker's partitions are
-//! idle ([`Feed::may_idle`]), the source's watermark follows processing time, as for a file.
+//! let the watermark run ahead of them (they were late). A reader none of whose partitions is
+//! active (all idle, empty or done) holds no window open either, as Flink's Kafka source marks
+//! such a reader idle:
+//!
+//! * its watermark moves up to the highest of its partitions' watermarks (not the minimum at
+//!   the moment they went idle, which held the windows of its other partitions back);
+//! * with more than one worker, the readers tell each other their watermarks and whether they
+//!   have an active partition ([`kafka_source`]); the reader follows the minimum over the
+//!   readers that have one, or, when none has, the highest of the others' watermarks. So a
+//!   worker (or a process) whose partitions are all empty does not hold the windows at its own
+//!   watermark, which never saw a record (with epoch-millisecond event times, it held them
+//!   open forever);
+//! * once no reader has an active partition, every watermark follows processing time from
+//!   there ([`Feed::may_idle`]), as for a file.
+//!
+//! A record of a partition back from idle is stamped at least at its reader's watermark, so
+//! it may be late by what the other partitions passed meanwhile (as in Flink). A run that reads
+//! every record before any partition's timeout runs out stamps exactly as without the option:
+//! each record by its own partition's rule.
+//!
+//! # Reading to the end
 //!
 //! `--exit-at-end`: each partition ends where its first fetch answer says, as of the start: the
 //! larger of the end offset the broker lists (ListOffsets) when the feed starts and the high
@@ -84,7 +105,9 @@
 //! `--on-bad-line skip`, a warning); a broker that cannot be reached or a missing topic fail
 //! before the run starts.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,9 +119,14 @@ use rdkafka::message::{Message, Timestamp};
 use rdkafka::{Offset, TopicPartitionList};
 
 use serde::{Deserialize, Serialize};
+use timely::dataflow::{Scope, StreamVec};
 
 use super::csv::{warn_skipped, BadLines, Columns, CsvItem, FeedStats, Layout, ReadError};
-use super::{Feed, Poll, Position, SourceState, Stamped};
+use super::{
+    feed_source_paced, side_channel, Feed, Outbox, Pacing, Payload, Poll, Position, SourceOptions,
+    SourceState, Stamped,
+};
+use crate::stash::Cut;
 use crate::time::Watermark;
 
 /// The scheme of a Kafka address.
@@ -401,7 +429,8 @@ impl Partition {
     /// partition's end as its last batch's first offset plus one, short of the batch's other
     /// records, while its fetch answers give the true high watermark (Kafka gives the same in
     /// both). The fetch was answered after the start, so every record in the partition at the
-    /// start lies before that end.
+    /// start lies before that end. Call it while [`Partition::unsettled`], with each answer
+    /// until one carries a high watermark (the first does).
     fn settle(&mut self, consumer: &BaseConsumer, topic: &str) {
         let Some(listed) = self.listed else {
             return;
@@ -410,6 +439,12 @@ impl Partition {
             self.end = Some(listed.max(high));
             self.listed = None;
         }
+    }
+
+    /// Whether the partition's end is still to be settled (`--exit-at-end`, before its first
+    /// fetch answer): see [`Partition::settle`].
+    fn unsettled(&self) -> bool {
+        self.listed.is_some()
     }
 
     /// The offset of the next message this partition expects from librdkafka.
@@ -430,6 +465,9 @@ pub struct KafkaFeed {
     idle_timeout: Option<Duration>,
     /// The source's watermark: the minimum over the partitions not idle; never decreases.
     watermark: Watermark,
+    /// What the other workers' readers said, and what this one tells them (`--idle-timeout`
+    /// with more than one worker, see [`kafka_source`]).
+    peers: Option<Rc<RefCell<Peers>>>,
     stats: Arc<FeedStats>,
     /// One message's fields as a CSV row, reused.
     row: csv::ByteRecord,
@@ -563,6 +601,7 @@ impl KafkaFeed {
             partitions: mine,
             idle_timeout: options.idle_timeout,
             watermark: restore.map_or(Watermark::new(0), |s| s.watermark.clone()),
+            peers: None,
             stats,
             row: csv::ByteRecord::new(),
         })
@@ -606,7 +645,9 @@ impl KafkaFeed {
             let Some(index) = feed.index_of(message.partition()) else {
                 continue;
             };
-            feed.partitions[index].settle(&feed.consumer, &feed.topic.topic);
+            if feed.partitions[index].unsettled() {
+                feed.partitions[index].settle(&feed.consumer, &feed.topic.topic);
+            }
             let end = feed.partitions[index].end;
             if first[index].is_some() || end.is_some_and(|end| message.offset() >= end) {
                 continue;
@@ -683,23 +724,46 @@ impl KafkaFeed {
         self.format.header().len()
     }
 
-    /// Advances the source's watermark to the minimum over partitions not done and not idle;
-    /// returns whether it moved.
     /// The index in `partitions` of partition `id`, `None` if this feed does not read it.
     fn index_of(&self, id: i32) -> Option<usize> {
         self.partitions.iter().position(|p| p.id == id)
     }
 
+    /// Advances the source's watermark to the minimum over partitions not done and not idle;
+    /// when there is none, to the highest partition watermark, or to what the other readers
+    /// hold ([`Peers::follow`]) if that is higher: a reader without an active partition holds
+    /// no window open (see the module docs, "Idle partitions"). Tells the other readers where
+    /// it stands; returns whether the watermark moved.
     fn advance(&mut self) -> bool {
         let before = self.watermark.current();
         let now = Instant::now();
         let active = self
             .partitions
             .iter()
-            .filter(|p| !p.done() && !self.idle(p, now));
-        if let Some(min) = active.map(|p| p.watermark.current()).min() {
-            // A watermark of a fresh `Watermark::new(0)` moves to `min` when stamped with it.
-            self.watermark.stamp(min);
+            .filter(|p| !p.done() && !self.idle(p, now))
+            .map(|p| p.watermark.current())
+            .min();
+        let target = match active {
+            Some(min) => Some(min),
+            None => {
+                let highest = self.partitions.iter().map(|p| p.watermark.current()).max();
+                let others = self
+                    .peers
+                    .as_ref()
+                    .and_then(|peers| peers.borrow().follow());
+                highest.max(others)
+            }
+        };
+        if let Some(target) = target {
+            // A watermark of a fresh `Watermark::new(0)` moves to `target` when stamped with it.
+            self.watermark.stamp(target);
+        }
+        if let Some(peers) = &self.peers {
+            let reading = match active {
+                Some(_) => Reading::Active,
+                None => Reading::Idle,
+            };
+            peers.borrow_mut().tell(self.watermark.current(), reading);
         }
         self.watermark.current() > before
     }
@@ -723,7 +787,9 @@ impl KafkaFeed {
         let Some(index) = self.index_of(id) else {
             return Ok(());
         };
-        self.partitions[index].settle(&self.consumer, &self.topic.topic);
+        if self.partitions[index].unsettled() {
+            self.partitions[index].settle(&self.consumer, &self.topic.topic);
+        }
         let high = fetched_high(&self.consumer, &self.topic.topic, id);
         let partition = &mut self.partitions[index];
         partition.last_record.get_or_insert_with(Instant::now);
@@ -961,7 +1027,10 @@ impl Feed for KafkaFeed {
             let Some(index) = self.index_of(id) else {
                 continue;
             };
-            self.partitions[index].settle(&self.consumer, &self.topic.topic);
+            if self.partitions[index].unsettled() {
+                // The partition's first fetch answer: its end is settled now.
+                self.partitions[index].settle(&self.consumer, &self.topic.topic);
+            }
             if self.partitions[index].done() {
                 continue;
             }
@@ -1010,6 +1079,9 @@ impl Feed for KafkaFeed {
             self.read(index, offset, &payload, timestamp, out)?;
         }
         if self.partitions.iter().all(Partition::done) {
+            if let Some(peers) = &self.peers {
+                peers.borrow_mut().finish(self.watermark.current());
+            }
             return Ok(Poll::Done);
         }
         let moved = self.advance();
@@ -1041,11 +1113,186 @@ impl Feed for KafkaFeed {
     }
 
     /// Every partition not done is idle by its own clock (see `KafkaFeed::idle`): one not
-    /// yet fetched from holds the watermark, as the module docs say.
+    /// yet fetched from holds the watermark, as the module docs say; and no other worker's
+    /// reader has an active partition (while one has, this one follows it instead, see
+    /// [`Peers::follow`]).
     fn may_idle(&self) -> bool {
         let now = Instant::now();
         self.partitions
             .iter()
             .all(|p| p.done() || self.idle(p, now))
+            && !self
+                .peers
+                .as_ref()
+                .is_some_and(|peers| peers.borrow().others_active())
     }
+}
+
+/// Where a worker's Kafka reader stands, as it tells the others ([`Peers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Reading {
+    /// A partition of it is neither idle nor done (or not fetched from yet): its watermark,
+    /// the minimum over those, holds the windows.
+    Active,
+    /// Every partition of it is idle or done: it holds no window open.
+    Idle,
+    /// Every partition of it is done (`--exit-at-end`): it sends nothing more.
+    Done,
+}
+
+/// A reader's message to the others: its watermark and how it reads, numbered by the reader
+/// (a receiver keeps the newest: timely does not promise an order between messages).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Status {
+    worker: usize,
+    seq: u64,
+    watermark: u64,
+    reading: Reading,
+}
+
+/// How long a reader waits before it tells the others a watermark that moved while its
+/// reading stayed the same (`Active` or `Idle`): a changed reading goes at once. Bounds the
+/// messages of a reader that reads on, or follows processing time (every millisecond), at
+/// the cost of others following it this much late.
+const TELL_PAUSE: Duration = Duration::from_millis(10);
+
+/// What a worker's Kafka reader knows of the other workers' readers under `--idle-timeout`,
+/// and what it tells them (see the module docs, "Idle partitions").
+struct Peers {
+    me: usize,
+    /// By global worker index, for every worker that reads a partition: the newest status
+    /// received. Before one arrives, `Active` at 0: a reader not heard from yet may hold
+    /// windows, and whether it does is not known.
+    latest: Vec<Status>,
+    outbox: Rc<RefCell<Outbox<Status>>>,
+    /// The last status sent, and when.
+    sent: Option<(Status, Instant)>,
+}
+
+impl Peers {
+    /// For worker `me`, of `readers` workers reading partitions (workers `0 .. readers`).
+    fn new(me: usize, readers: usize, outbox: Rc<RefCell<Outbox<Status>>>) -> Peers {
+        let unknown = |worker| Status {
+            worker,
+            seq: 0,
+            watermark: 0,
+            reading: Reading::Active,
+        };
+        Peers {
+            me,
+            latest: (0..readers).map(unknown).collect(),
+            outbox,
+            sent: None,
+        }
+    }
+
+    fn receive(&mut self, status: Status) {
+        if let Some(latest) = self.latest.get_mut(status.worker) {
+            if status.seq > latest.seq {
+                *latest = status;
+            }
+        }
+    }
+
+    fn others(&self) -> impl Iterator<Item = &Status> {
+        self.latest.iter().filter(|s| s.worker != self.me)
+    }
+
+    /// Whether another reader has an active partition (or was not heard from yet).
+    fn others_active(&self) -> bool {
+        self.others().any(|s| s.reading == Reading::Active)
+    }
+
+    /// The watermark a reader without an active partition follows: the minimum over the
+    /// other readers with an active one (the input's watermark without this reader's idle
+    /// partitions, Flink's rule), or, when no reader has one, the highest of the other idle
+    /// readers' (every partition is idle: the input's watermark starts from the highest
+    /// partition watermark, and follows processing time from there). `None` when every other
+    /// reader is done.
+    fn follow(&self) -> Option<u64> {
+        let active = self.others().filter(|s| s.reading == Reading::Active);
+        match active.map(|s| s.watermark).min() {
+            Some(min) => Some(min),
+            None => self
+                .others()
+                .filter(|s| s.reading == Reading::Idle)
+                .map(|s| s.watermark)
+                .max(),
+        }
+    }
+
+    /// Tells the other readers this one's `watermark` and `reading`: a changed reading at
+    /// once, a moved watermark at most every [`TELL_PAUSE`] (called on every poll, so a
+    /// change held back goes out with a later call).
+    fn tell(&mut self, watermark: u64, reading: Reading) {
+        let due = match &self.sent {
+            None => true,
+            Some((sent, at)) => {
+                sent.reading != reading
+                    || (sent.watermark != watermark && at.elapsed() >= TELL_PAUSE)
+            }
+        };
+        if due {
+            let seq = self.sent.map_or(1, |(sent, _)| sent.seq + 1);
+            let status = Status {
+                worker: self.me,
+                seq,
+                watermark,
+                reading,
+            };
+            self.outbox.borrow_mut().push(status);
+            self.sent = Some((status, Instant::now()));
+        }
+    }
+
+    /// Every partition of this reader is done: tells the others so, and sends no more.
+    fn finish(&mut self, watermark: u64) {
+        if self.outbox.borrow().is_closed() {
+            return;
+        }
+        self.tell(watermark, Reading::Done);
+        self.outbox.borrow_mut().close();
+    }
+}
+
+/// The source of a topic read by `feed` on this worker (`None` on a worker that reads no
+/// partition), as [`feed_source_paced`] sends it. Every worker of every process calls it.
+///
+/// With `--idle-timeout` (`options.idle_timeout`) and more than one worker, the readers of
+/// the `partitions` partitions tell each other their watermarks and whether they have an
+/// active partition, on a [`side_channel`]: a reader whose partitions are all idle or empty
+/// follows the others instead of holding every window open at its own watermark (with event
+/// times in epoch milliseconds, a reader that never had a record would hold them at 0
+/// forever). See the module docs, "Idle partitions".
+pub fn kafka_source<'scope, P: Payload<CsvItem>>(
+    scope: Scope<'scope, u64>,
+    feed: Option<KafkaFeed>,
+    partitions: u32,
+    options: SourceOptions,
+    pacing: Pacing,
+    error: Rc<RefCell<Option<ReadError>>>,
+    cut: Cut<Option<SourceState>>,
+) -> StreamVec<'scope, u64, P> {
+    let mut feed = feed;
+    if options.idle_timeout.is_some() && scope.peers() > 1 {
+        let outbox = Rc::new(RefCell::new(Outbox::default()));
+        let readers = scope.peers().min(partitions as usize);
+        let peers = Rc::new(RefCell::new(Peers::new(
+            scope.index(),
+            readers,
+            Rc::clone(&outbox),
+        )));
+        match feed.as_mut() {
+            Some(feed) => feed.peers = Some(Rc::clone(&peers)),
+            // Nothing to tell.
+            None => outbox.borrow_mut().close(),
+        }
+        side_channel(scope, "KafkaWatermarks", outbox, move |statuses| {
+            let mut peers = peers.borrow_mut();
+            for status in statuses.drain(..) {
+                peers.receive(status);
+            }
+        });
+    }
+    feed_source_paced(scope, feed, options, pacing, error, cut)
 }

@@ -101,9 +101,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::Operator;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use timely::scheduling::Activator;
+use timely::ExchangeData;
 
 use crate::stash::Cut;
 use crate::time::Watermark;
@@ -224,6 +228,85 @@ pub trait Feed: 'static {
     fn may_idle(&self) -> bool {
         true
     }
+}
+
+/// One worker's end of a [`side_channel`]: the messages it has yet to send, and whether it
+/// sends any more.
+pub(crate) struct Outbox<T> {
+    items: Vec<T>,
+    closed: bool,
+    /// Wakes the operator that sends them.
+    activator: Option<Activator>,
+}
+
+impl<T> Default for Outbox<T> {
+    fn default() -> Self {
+        Outbox {
+            items: Vec::new(),
+            closed: false,
+            activator: None,
+        }
+    }
+}
+
+impl<T> Outbox<T> {
+    /// Queues `item` for every worker.
+    pub(crate) fn push(&mut self, item: T) {
+        self.items.push(item);
+        self.wake();
+    }
+
+    /// Sends nothing after what is queued: this worker's part of the channel ends.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+        self.wake();
+    }
+
+    /// Whether [`Outbox::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    fn wake(&self) {
+        if let Some(activator) = &self.activator {
+            activator.activate();
+        }
+    }
+}
+
+/// A broadcast timely stream from every worker's `outbox` to every worker's `receive` (called
+/// with each batch of messages that arrives, this worker's own included), by which the readers
+/// of one input tell each other what they know: the maxima of file blocks ([`blocks`]), Kafka
+/// readers' watermarks under `--idle-timeout` ([`kafka`]). It is disconnected from the records'
+/// dataflow, so its capability (at time 0) holds no window open; the capability goes once the
+/// outbox is closed, and the dataflow ends only after every worker closed its own. Every
+/// worker must build it, in the same place of the dataflow, as for any operator.
+pub(crate) fn side_channel<T: ExchangeData + Clone>(
+    scope: Scope<'_, u64>,
+    name: &str,
+    outbox: Rc<RefCell<Outbox<T>>>,
+    mut receive: impl FnMut(&mut Vec<T>) + 'static,
+) {
+    source(scope, name, move |cap, info| {
+        outbox.borrow_mut().activator = Some(scope.activator_for(info.address));
+        let mut cap = Some(cap);
+        move |output| {
+            let mut outbox = outbox.borrow_mut();
+            if let Some(held) = &cap {
+                if !outbox.items.is_empty() {
+                    output.session(held).give_iterator(outbox.items.drain(..));
+                }
+                if outbox.closed {
+                    cap = None;
+                }
+            }
+        }
+    })
+    .container::<Vec<T>>()
+    .broadcast()
+    .sink(Pipeline, &format!("{name}In"), move |(input, _frontier)| {
+        input.for_each(|_cap, data| receive(data));
+    });
 }
 
 /// A feed over records in memory, in order: `(event time, record)`.
