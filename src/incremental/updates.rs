@@ -192,6 +192,9 @@ impl<D: Eq + Hash + 'static> Waiting<D> for Totals<D> {
     }
 }
 
+/// How many times [`move_updates`] releases in one activation.
+const RELEASES: usize = 256;
+
 /// [`delay_to`] and [`retime`]: each update waits in a `W` for `max(t, when(&data))`.
 fn move_updates<'scope, D, F, W>(
     collection: VecCollection<'scope, u64, D>,
@@ -202,9 +205,11 @@ where
     F: Fn(&D) -> u64 + 'static,
     W: Waiting<D>,
 {
+    let scope = collection.inner.scope();
     collection
         .inner
-        .unary_frontier(Pipeline, "DelayTo", move |_cap, _info| {
+        .unary_frontier(Pipeline, "DelayTo", move |_cap, info| {
+            let activator = scope.activator_for(info.address);
             let mut now: Vec<(D, u64, isize)> = Vec::new();
             let mut later: Stash<W> = Stash::new();
             move |(input, frontier), output| {
@@ -224,11 +229,19 @@ where
                 });
                 // Release every time up to the frontier's least: no update can come for a time
                 // it passed, and one for its least comes under a capability for exactly that
-                // time, so it is released in the activation it comes in, after these.
-                while let Some((at, [cap], pending)) = later.pop_through(limit(frontier.frontier()))
-                {
+                // time, so it is released after these. At most `RELEASES` times an activation:
+                // each time is a message, and a buffer, of its own downstream (8 KiB each
+                // across an exchange), so releasing a frontier's jump of thousands of times at
+                // once held them all at the same moment; the rest wait for the next activation
+                // (their capabilities hold the frontier, so nothing downstream runs ahead).
+                for _ in 0..RELEASES {
+                    let Some((at, [cap], pending)) = later.pop_through(limit(frontier.frontier()))
+                    else {
+                        return;
+                    };
                     output.session(&cap).give_iterator(pending.release(at));
                 }
+                activator.activate();
             }
         })
         .container::<Vec<_>>()
