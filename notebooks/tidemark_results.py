@@ -231,30 +231,56 @@ def round_sig(values, digits: int = 9):
     return pd.Series(out, index=values.index) if isinstance(values, pd.Series) else out
 
 
-def load_kafka() -> tuple[dict, pd.DataFrame, dict, pd.DataFrame]:
-    """`experiments/kafka/results.json`: `(machine, throughput, ceiling, latency)`.
+def load_kafka() -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`experiments/kafka/results.json`: `(machine, throughput, ceiling, latency)`, one row per
+    run, each with its `repetition` (0 to N-1 for `run.py --repeat N`; 0 in a file written
+    before `--repeat`).
 
-    `throughput` has one row per checkpoint interval (`interval`: `none` or milliseconds as
-    text, `records_per_s`, `records`, `seconds`), in the run's order; `ceiling` is kcat's
-    `produce_per_s` and `consume_per_s`; `latency` has one row per interval with `p50`, `p90`,
-    `p99`, `max` and `mean` (ms from a window's end to its row's output message), `rows`,
-    `rate` (records/s produced) and `seconds`. Raises `MissingResults` without the file or
-    without any of the three measures."""
+    `throughput` has one row per run of a checkpoint interval (`interval`: `none` or
+    milliseconds as text, `records_per_s`, `records`, `seconds`), in the run's order;
+    `ceiling` one per run of kcat (`produce_per_s`, `consume_per_s`, `records`); `latency` one
+    per run of an interval with `p50`, `p90`, `p99`, `max` and `mean` (ms from a window's end
+    to its row's output message; NaN for a run whose output had no rows), `rows`, `rate`
+    (records/s produced) and `seconds`. `machine` is run.py's machine object, with `repeat`
+    (1 in a file written before `--repeat`). Raises `MissingResults` without the file or
+    without any of the three measures. Summarize with `kafka_spread`."""
     if not KAFKA_RESULTS.is_file():
         raise MissingResults(f"{KAFKA_RESULTS}: no results (experiments/kafka/run.py --json)")
     data = json.loads(KAFKA_RESULTS.read_text())
-    runs = data.get("runs", [])
-    ceiling = next((r for r in runs if r.get("measure") == "kcat_ceiling"), None)
-    tput = pd.DataFrame(
-        [{"interval": str(r["checkpoint_interval_ms"]), **r} for r in runs
-         if r.get("measure") == "throughput"])
+    runs = [{"repetition": 0, **r} for r in data.get("runs", [])]
+    of = lambda measure: [r for r in runs if r.get("measure") == measure]
+    ceiling = pd.DataFrame(of("kcat_ceiling"))
+    tput = pd.DataFrame([{"interval": str(r["checkpoint_interval_ms"]), **r}
+                         for r in of("throughput")])
     lat = pd.DataFrame(
-        [{"interval": str(r["checkpoint_interval_ms"]), "rows": r["rows"], "rate": r["rate"],
-          "seconds": r["seconds"], **r["latency_ms"]} for r in runs
-         if r.get("measure") == "latency"])
-    if ceiling is None or tput.empty or lat.empty:
+        [{"interval": str(r["checkpoint_interval_ms"]), "repetition": r["repetition"],
+          "rows": r["rows"], "rate": r.get("rate", np.nan), "seconds": r.get("seconds", np.nan),
+          **r.get("latency_ms", {q: np.nan for q in ["p50", "p90", "p99", "max", "mean"]})}
+         for r in of("latency")])
+    if ceiling.empty or tput.empty or lat.empty:
         raise MissingResults(f"{KAFKA_RESULTS}: lacks the kcat ceiling, throughput or latency")
-    return data.get("machine", {}), tput, ceiling, lat
+    machine = {"repeat": 1, **data.get("machine", {})}
+    return machine, tput, ceiling, lat
+
+
+def kafka_spread(df: pd.DataFrame, columns: list[str], by: str | None = "interval"
+                 ) -> pd.DataFrame:
+    """The runs of `load_kafka`'s frames summarized per value of `by` (in the order of first
+    appearance; `None`: all rows as one group): for each of `columns`, the median over the runs
+    (`<column>`), the smallest (`<column>_lo`) and the largest (`<column>_hi`); `runs` counts
+    the runs with a value (a latency run without output rows has none, and is left out)."""
+    key = df[by] if by else pd.Series(0, index=df.index)
+    out = []
+    for value in dict.fromkeys(key):
+        group = df[key == value]
+        row = {by: value} if by else {}
+        row["runs"] = int(group[columns].notna().all(axis=1).sum())
+        for c in columns:
+            row[c] = group[c].median()
+            row[f"{c}_lo"] = group[c].min()
+            row[f"{c}_hi"] = group[c].max()
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def kafka_interval_label(interval: str) -> str:

@@ -359,31 +359,74 @@ def checkpoints(m: Macros):
     m.add("RecTputWorst", rr(rec.throughput_ratio.min()), src)
 
 
+def kafka_label(interval: str) -> str:
+    """A checkpoint interval for text: `none` -> `no checkpoints`, `10000` -> `10\\,s`."""
+    return "no checkpoints" if interval == "none" else dur_ns(float(interval) * 1e6)
+
+
 def kafka(m: Macros):
-    """Kafka end to end through tansu (experiments/kafka/results.json, one sitting)."""
+    """Kafka end to end through tansu (experiments/kafka/results.json, `run.py --repeat N`): every
+    number is the median of a point's runs, with `...Range` the smallest to the largest run;
+    the machine, its load, the build and N come from the file's machine object."""
     src = "experiments/kafka/results.json"
     info, tput, ceiling, live = tr.load_kafka()
+    t = tr.kafka_spread(tput, ["records_per_s"])
+    c = tr.kafka_spread(ceiling, ["produce_per_s", "consume_per_s"], by=None).iloc[0]
+    l = tr.kafka_spread(live, ["p50", "max"])
+
+    def spread(name, s, column, fmt):
+        m.add(name, fmt(s[column]), src)
+        m.add(f"{name}Range", f"{fmt(s[column + '_lo'])}--{fmt(s[column + '_hi'])}", src)
+
+    def load(which):
+        avg = info.get(f"load_at_{which}")
+        return ", ".join(f"{x:.1f}" for x in avg) if avg else "?"
+
     m.add("KafkaCores", str(info.get("cores", "?")), src)
+    m.add("KafkaCPU", tex_escape(info.get("cpu_model") or "unknown CPU"), src)
+    gib = info.get("memory_gib")
+    m.add("KafkaMemory", f"{gib:.0f}\\,GiB" if gib else "unknown memory", src)
     m.add("KafkaDate", tex_escape(str(info.get("date", "?"))[:10]), src)
+    m.add("KafkaLoadStart", load("start"), src)
+    m.add("KafkaLoadEnd", load("end"), src)
+    rev = str(info.get("git_rev") or "unknown")[:10]
+    dirty = info.get("git_dirty")
+    if info.get("binary_in_checkout") is False:
+        rev = f"unknown (binary built outside the checkout at {rev})"
+    m.add("KafkaRev", tex_escape(rev + (" with uncommitted changes" if dirty else "")), src)
+    # N as measured: a latency run without output rows is left out of its point's median.
+    runs = sorted(set(t.runs) | set(l.runs) | {int(c.runs)})
+    m.add("KafkaRepeat", str(runs[0]) if len(runs) == 1 else f"{runs[0]} to {runs[-1]}", src)
     m.add("KafkaRecords", f"{int(tput.records.iloc[0]):,}".replace(",", "{,}"), src)
-    m.add("KafkaProduce", rate(ceiling["produce_per_s"]), src)
-    m.add("KafkaConsume", rate(ceiling["consume_per_s"]), src)
-    checkpointed = sorted((i for i in tput.interval if i != "none"), key=float)
+    spread("KafkaProduce", c, "produce_per_s", rate)
+    spread("KafkaConsume", c, "consume_per_s", rate)
+    checkpointed = sorted((i for i in t.interval if i != "none"), key=float)
     names = [("None", "none")]
     if checkpointed:
         names += [("Shortest", checkpointed[0]), ("Longest", checkpointed[-1])]
     for name, interval in names:
-        t = tput[tput.interval == interval]
-        row = live[live.interval == interval]
-        if not len(t) or not len(row):
+        tp = t[t.interval == interval]
+        row = l[l.interval == interval]
+        if not len(tp) or not len(row) or not row.runs.iloc[0]:
             raise tr.MissingResults(f"{src}: no throughput or latency at interval {interval}")
         if interval != "none":
             m.add(f"KafkaInt{name}", dur_ns(float(interval) * 1e6), src)
-        m.add(f"KafkaTput{name}", rate(t.records_per_s.iloc[0]), src)
-        m.add(f"KafkaLat{name}", lat(row.p50.iloc[0]), src)
-        m.add(f"KafkaLat{name}Max", lat(row["max"].iloc[0]), src)
-    m.add("KafkaLiveRate", rate(live.rate.iloc[0]), src)
-    m.add("KafkaLiveSeconds", f"{live.seconds.iloc[0]:g}\\,s", src)
+        spread(f"KafkaTput{name}", tp.iloc[0], "records_per_s", rate)
+        spread(f"KafkaLat{name}", row.iloc[0], "p50", lat)
+        spread(f"KafkaLat{name}Max", row.iloc[0], "max", lat)
+    # Rows per latency run: every interval's run covers the same windows, so the most rows any
+    # run gave is the full count; a point whose runs gave fewer lost its latest windows (their
+    # rows were not out when the job was stopped), and the text must say so.
+    full = int(live.rows.max())
+    short = [(interval, g.rows) for interval, g in live.groupby("interval", sort=False)
+             if (g.rows < full).any()]
+    note = "; ".join(
+        f"{int(rows.min())}" + (f" to {int(rows.max())}" if rows.max() != rows.min() else "")
+        + f" of {full} rows at {kafka_label(interval)}" for interval, rows in short)
+    m.add("KafkaRowsFull", str(full), src)
+    m.add("KafkaRowsShort", tex_escape(note) if note else "none", src)
+    m.add("KafkaLiveRate", rate(live.rate.dropna().iloc[0]), src)
+    m.add("KafkaLiveSeconds", f"{live.seconds.dropna().iloc[0]:g}\\,s", src)
 
 
 def main() -> int:

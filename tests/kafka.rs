@@ -749,6 +749,109 @@ fn kafka_late_output_is_refused_where_it_cannot_be_exact() {
     assert!(late.exists());
 }
 
+/// rev13c: `--late-output` naming the `--output` topic through another spelling of the same
+/// broker (`localhost` for `127.0.0.1`) must be refused like the same URL is: otherwise the late
+/// rows land in the changelog topic, and with `--checkpoint-dir` a restart after a kill -9
+/// finds both streams' rows past the last commit and refuses to finish ("holds a row ... that
+/// this run does not produce there"; /tmp/rev13c/alias-loop.sh). Fails at 75d6485.
+#[test]
+fn kafka_late_output_naming_the_output_topic_by_another_address_is_refused() {
+    let partitions = partitioned_events(2, 50, 300, 1);
+    let broker = broker_with("in", &partitions);
+    broker.create_topic("out", 1);
+    let alias = broker.url("out").replace("127.0.0.1", "localhost");
+    let out = window_cmd(&broker.url("in"), &broker.url("out"))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(["--late-output", &alias])
+        .output()
+        .expect("binary runs");
+    assert!(
+        !out.status.success(),
+        "accepted --late-output {alias} beside --output {}; the topic now holds {} messages",
+        broker.url("out"),
+        broker.records("out").len()
+    );
+    let err = common::cli::one_error_line(&stderr(&out));
+    assert!(err.contains("same topic"), "{err}");
+}
+
+/// Every pair of `--input`, `--output` and `--late-output` is one topic when the brokers are
+/// spelt differently but reach one cluster (`localhost` for `127.0.0.1`): refused in one line
+/// before anything is written, as the same URL is (a job reading its own output feeds on
+/// itself). The input/output pair was accepted before the cluster was compared.
+#[test]
+fn kafka_input_named_again_by_another_address_is_refused() {
+    let broker = Broker::start();
+    broker.create_topic("t", 1);
+    let messages = [
+        (0, r#"{"ts":100,"key":"a"}"#),
+        (0, r#"{"ts":1500,"key":"b"}"#),
+    ];
+    let messages: Vec<(i32, String)> = messages.iter().map(|(p, m)| (*p, m.to_string())).collect();
+    broker.produce("t", &messages);
+    let alias = broker.url("t").replace("127.0.0.1", "localhost");
+    let dir = scratch("kafka_input_alias");
+    let file = dir.join("o.csv");
+    let cases = [
+        (alias.as_str(), vec![]),
+        (s(&file), vec!["--late-output", &alias]),
+    ];
+    for (output, flags) in cases {
+        let out = window_cmd(&broker.url("t"), output)
+            .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+            .args(&flags)
+            .output()
+            .expect("binary runs");
+        assert!(
+            !out.status.success(),
+            "accepted --output {output} {flags:?} beside --input {}",
+            broker.url("t")
+        );
+        let err = common::cli::one_error_line(&stderr(&out));
+        assert!(
+            err.contains("same topic") && err.contains("--input"),
+            "{err}"
+        );
+        assert_eq!(
+            broker.records("t").len(),
+            2,
+            "{output} {flags:?} wrote into the input topic"
+        );
+    }
+}
+
+/// The same topic name on another cluster is another topic: a Kafka input on tansu and an
+/// output of the same name on librdkafka's mock cluster run (the mock's topic holds the
+/// reference). A checkpointed Kafka output writes its late rows with the same producer, so a
+/// late topic on another cluster is refused in one line (it would have gone to a topic of that
+/// name on the output's cluster).
+#[test]
+fn kafka_same_topic_name_on_another_cluster_is_another_topic() {
+    let partitions = partitioned_events(2, 50, 300, 1);
+    let broker = broker_with("t", &partitions);
+    let other = Broker::mock();
+    other.create_topic("t", 1);
+    let (window, agg, params) = queries().swap_remove(0);
+    let expected = per_partition_reference(&partitions, &params);
+    run_ok(window_cmd(&broker.url("t"), &other.url("t")).args(query_flags(window, agg, &params)));
+    let rows: Vec<String> = other.records("t").into_iter().map(|r| r.value).collect();
+    assert_eq!(consolidate_json(&rows), expected);
+    broker.create_topic("out", 1);
+    other.create_topic("late", 1);
+    broker.create_topic("late", 1);
+    let dir = scratch("kafka_late_other_cluster");
+    let out = window_cmd(&broker.url("t"), &broker.url("out"))
+        .args(["--window", "tumbling:1s", "--agg", "count", "--exit-at-end"])
+        .args(["--late-output", &other.url("late")])
+        .args(["--checkpoint-dir", s(&dir.join("ckpt"))])
+        .output()
+        .expect("binary runs");
+    assert!(!out.status.success());
+    let err = common::cli::one_error_line(&stderr(&out));
+    assert!(err.contains("cluster of --output"), "{err}");
+    assert!(broker.records("late").is_empty() && broker.records("out").is_empty());
+}
+
 /// A late row as the tests compare them: the input's `ts`, `key` and `value` fields (as read,
 /// strings) and the missed window's start and end.
 type LateRow = (String, String, String, i64, u64);
@@ -958,8 +1061,19 @@ fn exactly_once_cmd(
     workers: &str,
     crash: Option<String>,
 ) -> std::process::Command {
+    exactly_once_cmd_at(&broker.url("in"), &broker.url(topic), ckpt, workers, crash)
+}
+
+/// [`exactly_once_cmd`] from the topic `input` into the topic `output` (addresses).
+fn exactly_once_cmd_at(
+    input: &str,
+    output: &str,
+    ckpt: &Path,
+    workers: &str,
+    crash: Option<String>,
+) -> std::process::Command {
     let (window, agg, params) = queries().swap_remove(1);
-    let mut command = window_cmd(&broker.url("in"), &broker.url(topic));
+    let mut command = window_cmd(input, output);
     command
         .args(query_flags(window, agg, &params))
         .args(["--checkpoint-dir", s(ckpt)])
@@ -1016,6 +1130,23 @@ fn kafka_exactly_once_rerun_of_a_finished_job_adds_nothing() {
     let rows = uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"));
     // The job's committed checkpoint says the end: running it again adds nothing.
     let out = exactly_once_run(&broker, "out", &dir.join("ckpt"), "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("complete"), "{}", stderr(&out));
+    assert_eq!(committed_rows(&broker, "out"), rows);
+}
+
+/// A rerun naming the broker by another address (`localhost` for `127.0.0.1`) is the same job,
+/// which the committed checkpoint says is complete: it adds nothing. (The job id hashed the
+/// addresses as written, so the rerun was a new job that wrote the whole result again.)
+#[test]
+fn kafka_exactly_once_rerun_naming_the_broker_by_another_address_adds_nothing() {
+    let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_alias", 200);
+    let rows = uninterrupted(&broker, &partitions, "out", &dir.join("ckpt"));
+    let alias = |topic: &str| broker.url(topic).replace("127.0.0.1", "localhost");
+    let out = exactly_once_cmd_at(&alias("in"), &alias("out"), &dir.join("ckpt"), "2", None)
+        .args(["--checkpoint-interval", "500"])
+        .output()
+        .expect("binary runs");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("complete"), "{}", stderr(&out));
     assert_eq!(committed_rows(&broker, "out"), rows);

@@ -36,10 +36,27 @@ pub struct Run {
 /// A run of the window operator on a case's events: keyed by `key_by`, or (`fused`) read as
 /// `Option`s, each record followed by a `None` at its time, and keyed by a filtering map that
 /// drops the `None`s (`key_by_with`: fused into the window's input on one worker, an operator of
-/// its own before the exchange otherwise).
+/// its own before the exchange otherwise). The keys are the case's strings, or (`integer`)
+/// integers standing for them (see [`integer_key`]).
 struct Windows<'a> {
     case: Case<'a, Event>,
     fused: bool,
+    integer: Option<bool>,
+}
+
+/// The integer standing for a generated key: its position in [`gen::KEYS`], and when `far`,
+/// the odd positions moved far out of a dense key table's range (`2^40` times), so that a
+/// table of small keys meets one mid-stream and turns hashed.
+fn integer_key(key: &str, far: bool) -> u64 {
+    let index = gen::KEYS
+        .iter()
+        .position(|k| *k == key)
+        .expect("a generated key") as u64;
+    if far && index % 2 == 1 {
+        index << 40
+    } else {
+        index
+    }
 }
 
 impl WithAgg for Windows<'_> {
@@ -48,52 +65,113 @@ impl WithAgg for Windows<'_> {
     where
         A: Aggregator<Rec> + Send + Sync,
     {
-        let fused = self.fused;
-        let input = keyed_records(self.case.input)
+        let (_, _, partitioner) = self.case.windows();
+        let Some(far) = self.integer else {
+            let run = run_keyed(&self, agg, mantissa, |key| key.to_string(), partitioner);
+            return Run {
+                changelog: run.changelog,
+                late: run.late,
+            };
+        };
+        let integer = |key: &String| integer_key(key, far);
+        let partitioner = match partitioner {
+            Partitioner::Range(split) => {
+                let mut split: Vec<u64> = split.iter().map(integer).collect();
+                split.sort_unstable();
+                Partitioner::Range(split)
+            }
+            Partitioner::Hash => Partitioner::Hash,
+            Partitioner::Random => Partitioner::Random,
+            Partitioner::Broadcast => Partitioner::Broadcast,
+        };
+        let key_of = move |key: &str| integer_key(key, far);
+        let run = run_keyed(&self, agg, mantissa, key_of, partitioner);
+        // Back to the reference's keys: each integer stands for one generated key.
+        let text = |key: u64| {
+            gen::KEYS
+                .iter()
+                .find(|k| integer_key(k, far) == key)
+                .expect("an integer of a generated key")
+                .to_string()
+        };
+        let mut changelog: Vec<Row> = run
+            .changelog
             .into_iter()
-            .flat_map(|(time, record)| {
-                let decoy = fused.then_some((time, None));
-                [Some((time, Some(record))), decoy].into_iter().flatten()
-            })
+            .map(|(start, end, key, value, diff)| (start, end, text(key), value, diff))
             .collect();
-        let (changelog, late) = (Collect::new(), Collect::new());
-        let (out, late_out) = (changelog.clone(), late.clone());
-        let (assigner, lateness, partitioner) = self.case.windows();
-        run_fed(
-            self.case.workers,
-            input,
-            self.case.p.max_delay,
-            move |scope, feed| {
-                let (out, late_out) = (out.clone(), late_out.clone());
-                let items = source(scope, feed);
-                let keyed = |item: Option<(String, Rec)>| item;
-                let windowed = if fused {
-                    items
-                        .key_by_with(partitioner.clone(), keyed)
-                        .window(assigner)
-                        .allowed_lateness(lateness)
-                        .aggregate(|r: &Rec| r.0, agg.clone())
-                } else {
-                    items
-                        .flat_map(keyed)
-                        .key_by(partitioner.clone())
-                        .window(assigner)
-                        .allowed_lateness(lateness)
-                        .aggregate(|r: &Rec| r.0, agg.clone())
-                };
-                windowed.results.inspect(move |r| {
-                    let value = mantissa(&r.value);
-                    out.push((r.window.start, r.window.end, r.key.clone(), value, r.diff));
-                });
-                windowed.late.inspect(move |l| {
-                    late_out.push((l.record.2, l.window.start, l.window.end));
-                });
-            },
-        );
+        changelog.sort();
         Run {
-            changelog: changelog.sorted(),
-            late: late.sorted(),
+            changelog,
+            late: run.late,
         }
+    }
+}
+
+/// A run's sorted changelog over keys of type `K`, and its late rows.
+struct KeyedRun<K> {
+    changelog: Vec<(i64, u64, K, i128, i64)>,
+    late: Vec<(usize, i64, u64)>,
+}
+
+/// [`Windows`]' run with each generated key replaced by `key_of(key)`, routed by `partitioner`.
+fn run_keyed<K, A>(
+    windows: &Windows<'_>,
+    agg: A,
+    mantissa: fn(&A::Output) -> i128,
+    key_of: impl Fn(&str) -> K,
+    partitioner: Partitioner<K>,
+) -> KeyedRun<K>
+where
+    K: tidemark::keyed::Key + Send + Sync,
+    A: Aggregator<Rec> + Send + Sync,
+{
+    let fused = windows.fused;
+    let input = keyed_records(windows.case.input)
+        .into_iter()
+        .flat_map(|(time, (key, record))| {
+            let decoy = fused.then_some((time, None));
+            [Some((time, Some((key_of(&key), record)))), decoy]
+                .into_iter()
+                .flatten()
+        })
+        .collect();
+    let (changelog, late) = (Collect::new(), Collect::new());
+    let (out, late_out) = (changelog.clone(), late.clone());
+    let (assigner, lateness, _) = windows.case.windows();
+    run_fed(
+        windows.case.workers,
+        input,
+        windows.case.p.max_delay,
+        move |scope, feed| {
+            let (out, late_out) = (out.clone(), late_out.clone());
+            let items = source(scope, feed);
+            let keyed = |item: Option<(K, Rec)>| item;
+            let windowed = if fused {
+                items
+                    .key_by_with(partitioner.clone(), keyed)
+                    .window(assigner)
+                    .allowed_lateness(lateness)
+                    .aggregate(|r: &Rec| r.0, agg.clone())
+            } else {
+                items
+                    .flat_map(keyed)
+                    .key_by(partitioner.clone())
+                    .window(assigner)
+                    .allowed_lateness(lateness)
+                    .aggregate(|r: &Rec| r.0, agg.clone())
+            };
+            windowed.results.inspect(move |r| {
+                let value = mantissa(&r.value);
+                out.push((r.window.start, r.window.end, r.key.clone(), value, r.diff));
+            });
+            windowed.late.inspect(move |l| {
+                late_out.push((l.record.2, l.window.start, l.window.end));
+            });
+        },
+    );
+    KeyedRun {
+        changelog: changelog.sorted(),
+        late: late.sorted(),
     }
 }
 
@@ -104,13 +182,33 @@ fn run_engine(
     partitioner: &Partitioner<String>,
     fused: bool,
 ) -> Run {
+    run_engine_keyed(events, p, workers, partitioner, fused, None)
+}
+
+/// [`run_engine`] with the keys as integers (`integer`: whether some are far; see
+/// [`integer_key`]) or as the generated strings (`None`).
+fn run_engine_keyed(
+    events: &[Event],
+    p: &Params,
+    workers: usize,
+    partitioner: &Partitioner<String>,
+    fused: bool,
+    integer: Option<bool>,
+) -> Run {
     let case = Case {
         input: events,
         p,
         workers,
         partitioner,
     };
-    with_agg(p.agg, Windows { case, fused })
+    with_agg(
+        p.agg,
+        Windows {
+            case,
+            fused,
+            integer,
+        },
+    )
 }
 
 fn check(events: &[Event], p: &Params) {
@@ -138,6 +236,26 @@ proptest! {
         prop_assert_eq!(&first, &run_engine(&events, &p, 1, &Partitioner::Hash, false));
         same_on_every_layout(&first, &format!("{p:?}"), |workers, partitioner| {
             run_engine(&events, &p, workers, partitioner, true)
+        });
+    }
+}
+
+proptest! {
+    // Half the cases of the tests below, as for the filtering map.
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Integer keys (which the window's key tables index densely while they are small, and
+    /// hash once one is far out of range, mid-stream when `far`) give the reference's windows,
+    /// and the same changelog as the string keys they stand for, on every layout.
+    #[test]
+    fn windows_over_integer_keys_match_reference_under_all_layouts(events in gen::events(40), p in gen::params(), far in any::<bool>(), fused in any::<bool>()) {
+        let expected: Outcome = reference(&events, &p);
+        let integer = Some(far);
+        let first = run_engine_keyed(&events, &p, 1, &Partitioner::Hash, fused, integer);
+        expected.assert_run(first.changelog.iter().cloned(), &first.late, &format!("{p:?}"));
+        prop_assert_eq!(&first, &run_engine(&events, &p, 1, &Partitioner::Hash, fused));
+        same_on_every_layout(&first, &format!("{p:?}, far {far}"), |workers, partitioner| {
+            run_engine_keyed(&events, &p, workers, partitioner, fused, integer)
         });
     }
 }

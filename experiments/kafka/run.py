@@ -23,10 +23,19 @@ answer ("ApiVersionRequest failed: Local: Read underflow"; `-X api.version.reque
 2.12 that the rdkafka crate builds (`target/*/build/rdkafka-sys-*/out/src`, `--librdkafka`) on
 `LD_LIBRARY_PATH`.
 
-    python3 experiments/kafka/run.py --binary target/release/tidemark --records 200000 \\
-        --intervals none 1000 10000 --json experiments/kafka/results.json
+With `--repeat N` (default 3) every measurement runs N times, interleaved: the ceiling, each
+interval's throughput and each interval's latency, then all of them again, so that a burst of
+load on a shared machine spreads over the points instead of landing on one; each result carries
+its `repetition` (0 to N-1), and the notebook and `paper/gen_results.py` report the median of
+the N and their range.
 
-Prints one JSON object per measurement; `--json FILE` writes them all, with the machine.
+    python3 experiments/kafka/run.py --binary target/release/tidemark --records 200000 \\
+        --intervals none 500 2000 10000 --seconds 20 --rate 2000 --repeat 3 \\
+        --json experiments/kafka/results.json
+
+Prints one JSON object per measurement; `--json FILE` writes them all, with the machine: cores,
+CPU model, memory, `uptime` and load averages at start and end, the build (git revision of the checkout, whether
+its tracked files differ from it, the binary's modification time) and `repeat`.
 """
 
 import argparse
@@ -176,8 +185,12 @@ def latency(broker, binary, rate, seconds, partitions, interval, work, index):
             proc.stdin.flush()
             sent += per_tick
         time.sleep(0.01)
-    # Let the last windows close: event time goes on without data rows, on every partition.
-    for _ in range(30):
+    # Let the last windows close, and with a checkpoint interval also the checkpoint that
+    # commits their rows (checkpoints follow event time): event time goes on without data rows,
+    # on every partition, for 3 s plus one interval. (Results before this rule stopped after
+    # 3 s, so a 10 s interval lost its last windows' rows.)
+    ticks = 30 + (int(interval) // 100 if interval != "none" else 0)
+    for _ in range(ticks):
         now = int(time.time() * 1000)
         for proc in producers:
             proc.stdin.write(f'{{"ts":{now},"key":"tick","value":0}}\n'.encode())
@@ -217,6 +230,63 @@ def latency(broker, binary, rate, seconds, partitions, interval, work, index):
                 "mean": round(statistics.mean(lat))}}
 
 
+def git(*args):
+    """Output of `git ARGS` in the checkout, or None where git fails (no checkout, no git)."""
+    try:
+        run = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+    except OSError:
+        return None
+    return run.stdout.strip() if run.returncode == 0 else None
+
+
+def uptime():
+    """`uptime`'s line (wall clock, up time, users, load averages), or None without it."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def hardware():
+    """The CPU model and memory (GiB) from /proc, or None where /proc lacks them."""
+    def field(path, name):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            return None
+        found = re.search(rf"^{name}\s*:\s*(.+)$", text, re.MULTILINE)
+        return found.group(1).strip() if found else None
+
+    mem_kb = field("/proc/meminfo", "MemTotal")
+    return {"cpu_model": field("/proc/cpuinfo", "model name"),
+            "memory_gib": round(int(mem_kb.split()[0]) / 2**20, 1) if mem_kb else None}
+
+
+def build_info(binary):
+    """The build measured: the checkout's revision and whether its tracked files differ from it
+    (a binary built from a dirty tree is not that revision), and the binary's modification time
+    (UTC), to compare with the revision's date."""
+    status = git("status", "--porcelain", "--untracked-files=no")
+    # The revision is the checkout's: it names the binary only when the binary is built here.
+    return {"binary_in_checkout": binary.resolve().is_relative_to(ROOT),
+            "git_rev": git("rev-parse", "HEAD"),
+            "git_dirty": None if status is None else bool(status),
+            "binary_mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                          time.gmtime(Path(binary).stat().st_mtime))}
+
+
+def ceiling(broker, records, partitions, index):
+    """kcat's own produce and consume rate on a fresh topic of `records` JSON lines."""
+    data = [lines(p, records // partitions, 0) for p in range(partitions)]
+    topic = f"ceiling{index}"
+    broker.create(topic, partitions)
+    total = sum(len(d) for d in data)
+    produced = produce(broker, topic, data)
+    consumed = consume(broker, topic, total)
+    return {"measure": "kcat_ceiling", "records": total,
+            "produce_per_s": round(total / produced), "consume_per_s": round(total / consumed)}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -229,47 +299,60 @@ def main():
     parser.add_argument("--rate", type=int, default=2000, help="latency runs: records/s")
     parser.add_argument("--seconds", type=int, default=10, help="latency runs: how long")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of every measurement, interleaved (default 3)")
     parser.add_argument("--json")
     parser.add_argument("--librdkafka", default=librdkafka_dir(),
                         help="a directory with a librdkafka.so.1 for kcat")
     a = parser.parse_args()
     if a.librdkafka:
         os.environ["LD_LIBRARY_PATH"] = a.librdkafka
-    load_at_start = os.getloadavg()
+    if a.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    binary = Path(a.binary)
+    if not binary.is_file():
+        parser.error(f"--binary {a.binary}: no such file")
+    machine = {"host": platform.node(), "cores": os.cpu_count(), **hardware(),
+               "uptime_at_start": uptime(), "load_at_start": os.getloadavg(),
+               "date_start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "binary": a.binary, **build_info(binary), "tansu": a.tansu,
+               "kcat_librdkafka": a.librdkafka, "repeat": a.repeat}
     broker = Tansu(a.tansu)
     results = []
-    try:
-        with tempfile.TemporaryDirectory() as work:
-            work = Path(work)
-            data = [lines(p, a.records // a.partitions, 0) for p in range(a.partitions)]
-            broker.create("ceiling", a.partitions)
-            total = sum(len(d) for d in data)
-            produced = produce(broker, "ceiling", data)
-            consumed = consume(broker, "ceiling", total)
-            results.append({"measure": "kcat_ceiling", "records": total,
-                            "produce_per_s": round(total / produced),
-                            "consume_per_s": round(total / consumed)})
-            print(json.dumps(results[-1]), flush=True)
-            for i, interval in enumerate(a.intervals):
-                results.append(throughput(broker, a.binary, a.records, a.partitions, interval,
-                                          work, i))
-                print(json.dumps(results[-1]), flush=True)
-            if not a.skip_latency:
-                for i, interval in enumerate(a.intervals):
-                    results.append(latency(broker, a.binary, a.rate, a.seconds, a.partitions,
-                                           interval, work, i))
-                    print(json.dumps(results[-1]), flush=True)
-    finally:
-        broker.stop()
-    if a.json:
-        machine = {"host": platform.node(), "cores": os.cpu_count(),
-                   "load_at_start": load_at_start,
-                   "load_at_end": os.getloadavg(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                          time.gmtime()),
-                   "binary": a.binary, "tansu": a.tansu, "kcat_librdkafka": a.librdkafka}
+
+    def write(final):
+        """Writes `--json`: after every measurement too, so that a sitting cut short (or a
+        failed run, which exits) leaves what it measured, marked `complete: false`."""
+        if not a.json:
+            return
+        machine.update({"uptime_at_end": uptime(), "load_at_end": os.getloadavg(),
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "complete": final})
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps({"machine": machine, "runs": results}, indent=1)
                                 + "\n")
+
+    def record(result, repetition):
+        results.append({"repetition": repetition, **result})
+        print(json.dumps(results[-1]), flush=True)
+        write(False)
+
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            work = Path(work)
+            for r in range(a.repeat):
+                # Topic and checkpoint names carry the repetition: every run starts fresh.
+                record(ceiling(broker, a.records, a.partitions, r), r)
+                for i, interval in enumerate(a.intervals):
+                    record(throughput(broker, a.binary, a.records, a.partitions, interval, work,
+                                      f"{r}_{i}"), r)
+                if not a.skip_latency:
+                    for i, interval in enumerate(a.intervals):
+                        record(latency(broker, a.binary, a.rate, a.seconds, a.partitions,
+                                       interval, work, f"{r}_{i}"), r)
+    finally:
+        broker.stop()
+    write(True)
 
 
 if __name__ == "__main__":

@@ -279,6 +279,29 @@ fn kafka_address(path: &Path) -> anyhow::Result<Option<KafkaTopic>> {
     }
 }
 
+/// Refuses two of the flags' Kafka topics that are one topic ([`KafkaTopic::same_topic`]: the
+/// same name on the same cluster, however the brokers are spelt): a job reading its own output
+/// feeds on itself, and late rows in the changelog topic corrupt it (and a checkpointed
+/// restart then finds rows it does not produce there). Errors: one line naming both flags.
+fn refuse_shared_topics(flags: &[(&str, Option<&KafkaTopic>)]) -> anyhow::Result<()> {
+    let named: Vec<(&str, &KafkaTopic)> = flags
+        .iter()
+        .filter_map(|(flag, topic)| topic.map(|t| (*flag, t)))
+        .collect();
+    for (i, (flag, topic)) in named.iter().enumerate() {
+        for (other_flag, other) in &named[i + 1..] {
+            if let Some(cluster) = topic.same_topic(other) {
+                bail!(
+                    "{flag} {} and {other_flag} {} are the same topic ({cluster})",
+                    topic.url(),
+                    other.url()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks the Kafka flags and the topic (broker reachable, topic present) before the run starts.
 fn open_kafka_input(
     job: &WindowJob,
@@ -410,12 +433,12 @@ struct Checkpointing {
 /// and repeated rows); the worker count is checked apart, with its own message
 /// ([`Restore::from`]).
 fn job_text(job: &WindowJob) -> anyhow::Result<String> {
-    let input = if kafka_address(&job.input)?.is_some() {
-        // A topic has no identity but its address; how messages are read changes the rows.
+    let input = if let Some(topic) = kafka_address(&job.input)? {
+        // How messages are read changes the rows.
         let kafka = &job.kafka;
         format!(
             "{} {:?} {:?}",
-            job.input.display(),
+            topic.identity(),
             kafka.format,
             kafka.columns
         )
@@ -431,12 +454,15 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
         let input = std::fs::canonicalize(&job.input).unwrap_or_else(|_| job.input.clone());
         format!("{} {} {modified}", input.display(), meta.len())
     };
-    let late = job.late_output.as_ref().map(|p| p.display().to_string());
+    let late = match job.late_output.as_deref() {
+        Some(path) => Some(path_identity(path)?),
+        None => None,
+    };
     Ok(format!(
         "input={input}\noutput={} {:?}\nlate={late:?}\nwindow={:?}\nagg={:?}\n\
          columns={} {} {} {}\nemit={:?}\nmax_delay={}\nlateness={}\nbad={:?}\ninterval={}\n\
          partition={:?}\nreaders={:?} {}\nidle={:?}\n",
-        job.output.display(),
+        path_identity(&job.output)?,
         job.kafka.output_format,
         job.window,
         job.agg,
@@ -454,6 +480,16 @@ fn job_text(job: &WindowJob) -> anyhow::Result<String> {
         job.read_block,
         job.idle_timeout,
     ))
+}
+
+/// An output path as the job's identity: a file's name, or a topic's [`KafkaTopic::identity`]
+/// (so that a restart naming the broker by another address is the same job, not a new one
+/// writing every row again).
+fn path_identity(path: &Path) -> anyhow::Result<String> {
+    Ok(match kafka_address(path)? {
+        Some(topic) => topic.identity(),
+        None => path.display().to_string(),
+    })
 }
 
 /// Refuses what a checkpointed run cannot replay or take back.
@@ -825,29 +861,37 @@ where
         retractions: job.emit == EmitMode::Updates,
     };
     let kafka_out = kafka_address(&job.output)?;
-    let kafka_input = match kafka_address(&job.input)? {
-        Some(topic) => {
-            if kafka_out.as_ref().is_some_and(|out| *out == topic) {
-                bail!("--input and --output are the same topic, {}", topic.url());
-            }
-            Some(Arc::new(open_kafka_input(&job, topic, columns.clone())?))
-        }
-        None => None,
-    };
+    let kafka_in = kafka_address(&job.input)?;
     let kafka_late = match job.late_output.as_deref() {
         Some(path) => kafka_address(path)?,
         None => None,
     };
-    if let Some(late) = &kafka_late {
-        let input = kafka_input.as_ref().map(|k| &k.topic);
-        if input == Some(late) || kafka_out.as_ref() == Some(late) {
-            bail!(
-                "--late-output {}: the same topic as --input or --output",
-                late.url()
-            );
-        }
-    }
+    refuse_shared_topics(&[
+        ("--input", kafka_in.as_ref()),
+        ("--output", kafka_out.as_ref()),
+        ("--late-output", kafka_late.as_ref()),
+    ])?;
+    let kafka_input = match kafka_in {
+        Some(topic) => Some(Arc::new(open_kafka_input(&job, topic, columns.clone())?)),
+        None => None,
+    };
     if job.checkpoint_dir.is_some() {
+        if let (Some(out), Some(late)) = (&kafka_out, &kafka_late) {
+            // One producer, connected to the output's brokers, writes both topics in the same
+            // transactions (or replay): it would write the late rows to a topic of that name
+            // on the output's cluster.
+            // An unreachable broker or a missing topic is said as such first.
+            late.partitions().map_err(|e| anyhow!(e))?;
+            if out.same_cluster(late).is_none() {
+                bail!(
+                    "--late-output {} with --checkpoint-dir must be on the cluster of --output \
+                     {}: the late rows go out in the output's exactly-once commits, which cannot \
+                     span two clusters",
+                    late.url(),
+                    out.url()
+                );
+            }
+        }
         if kafka_out.is_none() && kafka_late.is_some() {
             // A file output's commit cannot hold rows sent to a topic.
             bail!(

@@ -223,6 +223,105 @@ impl KafkaTopic {
     pub fn url(&self) -> String {
         format!("{SCHEME}{}/{}", self.broker, self.topic)
     }
+
+    /// `Some` (how the clusters were found to be one) when `self` and `other` name one topic:
+    /// the same topic name on the same cluster
+    /// ([`KafkaTopic::same_cluster`]), however the brokers are spelt (`localhost` for
+    /// `127.0.0.1`, another broker of the cluster). Asks the brokers only when the topic names
+    /// are equal and the broker lists differ as text.
+    pub fn same_topic(&self, other: &KafkaTopic) -> Option<Cluster> {
+        if self.topic != other.topic {
+            return None;
+        }
+        self.same_cluster(other)
+    }
+
+    /// `Some` (how they were found to be one) when the brokers of `self` and `other` belong to
+    /// one cluster: their cluster ids (Kafka's identity of a cluster, asked of each broker
+    /// within [`BROKER_TIMEOUT`]) are equal, or, where a broker tells none (one that predates
+    /// cluster ids, or cannot be reached), their broker lists resolve to a common socket
+    /// address. A broker list equal as text is one cluster without asking.
+    pub fn same_cluster(&self, other: &KafkaTopic) -> Option<Cluster> {
+        if self.broker == other.broker {
+            return Some(Cluster::Address(self.broker.clone()));
+        }
+        if let (Some(a), Some(b)) = (self.cluster_id(), other.cluster_id()) {
+            return (a == b).then_some(Cluster::Id(a));
+        }
+        let theirs = other.addresses();
+        self.addresses()
+            .into_iter()
+            .find(|a| theirs.contains(a))
+            .map(|a| Cluster::Address(a.to_string()))
+    }
+
+    /// The topic as a job's identity: its name on the cluster of the id its broker reports,
+    /// whatever address names the broker; the address as written where the broker reports no
+    /// id (or cannot be reached, which the run then reports).
+    pub fn identity(&self) -> String {
+        match self.cluster_id() {
+            Some(id) => format!("kafka cluster {id} topic {}", self.topic),
+            None => self.url(),
+        }
+    }
+
+    /// The cluster id the broker reports (`None`: it reports none, or cannot be reached);
+    /// asked once per broker list and process (a run asks for the same addresses several
+    /// times, and an unreachable broker would cost [`BROKER_TIMEOUT`] each time).
+    fn cluster_id(&self) -> Option<String> {
+        static KNOWN: std::sync::Mutex<Vec<(String, Option<String>)>> =
+            std::sync::Mutex::new(Vec::new());
+        let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, id)) = known.iter().find(|(broker, _)| *broker == self.broker) {
+            return id.clone();
+        }
+        let id = self
+            .config()
+            .create::<BaseConsumer>()
+            .ok()
+            .and_then(|consumer| consumer.client().fetch_cluster_id(BROKER_TIMEOUT));
+        known.push((self.broker.clone(), id.clone()));
+        id
+    }
+
+    /// The socket addresses of the broker list (`[PROTOCOL://]HOST[:PORT]`, comma-separated, as
+    /// librdkafka reads `bootstrap.servers`; port 9092 by default); names that do not resolve
+    /// add none.
+    fn addresses(&self) -> Vec<std::net::SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let mut addresses = Vec::new();
+        for broker in self.broker.split(',').map(str::trim) {
+            let broker = broker.split_once("://").map_or(broker, |(_, rest)| rest);
+            // A port follows the last colon outside an IPv6 literal's brackets.
+            let has_port = broker
+                .rsplit_once(':')
+                .is_some_and(|(host, _)| !host.contains(':') || host.ends_with(']'));
+            let broker = match has_port {
+                true => broker.to_string(),
+                false => format!("{broker}:9092"),
+            };
+            addresses.extend(broker.to_socket_addrs().into_iter().flatten());
+        }
+        addresses
+    }
+}
+
+/// How two Kafka addresses were found to reach one cluster, for the message that says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cluster {
+    /// Both brokers report this cluster id.
+    Id(String),
+    /// Both broker lists reach this address (or are this text).
+    Address(String),
+}
+
+impl std::fmt::Display for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cluster::Id(id) => write!(f, "both brokers report cluster id {id}"),
+            Cluster::Address(address) => write!(f, "both reach the broker at {address}"),
+        }
+    }
 }
 
 /// How a message's payload is read.
@@ -1295,4 +1394,35 @@ pub fn kafka_source<'scope, P: Payload<CsvItem>>(
         });
     }
     feed_source_paced(scope, feed, options, pacing, error, cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KafkaTopic;
+    use std::net::SocketAddr;
+
+    fn addresses(broker: &str) -> Vec<SocketAddr> {
+        KafkaTopic {
+            broker: broker.to_string(),
+            topic: "t".to_string(),
+        }
+        .addresses()
+    }
+
+    /// Broker lists resolve as librdkafka reads `bootstrap.servers`: comma-separated,
+    /// an optional `PROTOCOL://`, port 9092 when none is given, IPv6 literals in brackets.
+    #[test]
+    fn broker_lists_resolve_to_socket_addresses() {
+        let at = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(addresses("127.0.0.1:9093"), [at("127.0.0.1:9093")]);
+        assert_eq!(addresses("PLAINTEXT://127.0.0.1"), [at("127.0.0.1:9092")]);
+        assert_eq!(addresses("[::1]:9093"), [at("[::1]:9093")]);
+        assert_eq!(addresses("[::1]"), [at("[::1]:9092")]);
+        assert_eq!(
+            addresses("10.0.0.1:1, 10.0.0.2"),
+            [at("10.0.0.1:1"), at("10.0.0.2:9092")]
+        );
+        assert!(addresses("localhost:9093").contains(&at("127.0.0.1:9093")));
+        assert!(addresses("no such host.invalid:9092").is_empty());
+    }
 }

@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::hash::Hash;
 
-use super::keys::KeyTable;
+use super::keys::{KeyTable, Probe};
 
 use super::driver::WindowState;
 use super::{Aggregator, Emit, Late, Panes, WindowResult};
@@ -137,8 +137,8 @@ pub(crate) struct FixedWindows<K, V, A: Aggregator<V>> {
     pane: Option<PaneHint>,
     hot: usize,
     dirty: Vec<(u64, K)>,
-    /// Hashed records of the hot path, between its two passes.
-    chunk: Vec<(u64, K, V)>,
+    /// Probed records of the hot path, between its two passes.
+    chunk: Vec<(Probe, K, V)>,
     /// Tables of freed windows, cleared, kept to spare the next windows their growth.
     spare: Vec<KeyTable<K, A::Acc>>,
     gauge: StateGauge,
@@ -192,7 +192,7 @@ impl StateGauge {
 
 impl<K, V, A> FixedWindows<K, V, A>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + 'static,
     A: Aggregator<V>,
 {
     pub(crate) fn new(size: u64, slide: u64, lateness: u64, agg: A, gauge: StateGauge) -> Self {
@@ -359,7 +359,9 @@ where
 
     fn state(&self) -> Self::State {
         // Sorted by key so that equal states are equal values whatever the tables' order.
-        fn entries<K: Hash + Ord + Clone, T: Clone>(table: &KeyTable<K, T>) -> Vec<(K, T)> {
+        fn entries<K: Hash + Ord + Clone + 'static, T: Clone>(
+            table: &KeyTable<K, T>,
+        ) -> Vec<(K, T)> {
             let mut entries: Vec<_> = table.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             entries
@@ -398,7 +400,7 @@ where
 
     fn restore(&mut self, state: Self::State) {
         debug_assert!(self.windows.is_empty(), "restored into a fresh state");
-        fn table<K: Hash + Eq, T>(entries: Vec<(K, T)>) -> KeyTable<K, T> {
+        fn table<K: Hash + Eq + 'static, T>(entries: Vec<(K, T)>) -> KeyTable<K, T> {
             let mut table = KeyTable::default();
             for (key, value) in entries {
                 table.insert(key, value);
@@ -483,11 +485,12 @@ where
                 self.pending = Some(pane);
                 (&self.agg, &mut self.pane_keys, &self.pane_gauge)
             };
-            // A table that fits in the cache is probed as each record comes, and a run of one
-            // key (a hot key, or the one key of a window over all records, NEXMark q7's) folds
-            // into the slot it found: no copy into the chunk and back.
+            // A table that fits in the cache, or a dense one (indexed by key: nothing to hash
+            // ahead), is probed as each record comes, and a run of one key (a hot key, or the
+            // one key of a window over all records, NEXMark q7's) folds into the slot it found:
+            // no copy into the chunk and back.
             let bytes = std::mem::size_of::<(K, A::Acc)>().saturating_mul(keys.capacity());
-            if bytes <= self.cached_table {
+            if bytes <= self.cached_table || keys.is_dense() {
                 let mut run: Option<(K, &mut A::Acc)> = None;
                 for part in parts.by_ref() {
                     match part {
@@ -515,10 +518,10 @@ where
             // A run of records of one key (a hot key, or the one key of a window over all
             // records, NEXMark q7's) is folded into its slot with one probe. By index, not by
             // draining: records are read in place, not moved out first.
-            let fold = |chunk: &mut Vec<(u64, K, V)>, keys: &mut KeyTable<K, A::Acc>| {
+            let fold = |chunk: &mut Vec<(Probe, K, V)>, keys: &mut KeyTable<K, A::Acc>| {
                 let mut i = 0;
-                while let Some((hash, key, record)) = chunk.get(i) {
-                    let slot = keys.slot_hashed(*hash, key, gauge, || agg.init());
+                while let Some((probe, key, record)) = chunk.get(i) {
+                    let slot = keys.slot_probed(*probe, key, gauge, || agg.init());
                     agg.add(slot, record);
                     i += 1;
                     while let Some((_, _, record)) = chunk.get(i).filter(|(_, k, _)| k == key) {
@@ -531,7 +534,7 @@ where
             for part in parts.by_ref() {
                 match part {
                     Part::Record { key, ts, record } if pane.lo <= ts && ts < pane.hi => {
-                        chunk.push((keys.hash(&key), key, record));
+                        chunk.push((keys.probe(&key), key, record));
                         if chunk.len() == HOT_CHUNK {
                             fold(chunk, keys);
                         }
@@ -648,28 +651,39 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::window::state::tests::agree;
+    use crate::window::state::tests::{agree, far_key};
     use crate::window::Count;
 
-    /// `offer_batch`'s hot loops, probing as records come (a table in the cache) or hashing a
-    /// chunk first (a larger one), leave the state and emit exactly what offering the same parts
-    /// one by one does: runs of one key, several keys, panes of sliding windows, records behind
-    /// the watermark, late, with and without lateness.
+    /// `offer_batch`'s hot loops, probing as records come (a table in the cache, or a dense
+    /// one) or hashing a chunk first (a larger hashed one), leave the state and emit exactly
+    /// what offering the same parts one by one does: runs of one key, several keys, panes of
+    /// sliding windows, records behind the watermark, late, with and without lateness; with
+    /// dense keys, hashed keys, and integer keys one of which leaves the dense range.
     #[test]
     fn the_batch_hot_loops_agree_with_offering_part_by_part() {
-        for (size, slide, lateness) in [(5, 5, 0), (5, 5, 9), (10, 3, 0), (10, 2, 7), (1, 1, 2)] {
-            let mut states = [(usize::MAX, true), (0, true), (usize::MAX, false)].map(
-                |(cached_table, batched)| {
-                    let mut state =
-                        FixedWindows::new(size, slide, lateness, Count, StateGauge::default());
-                    state.cached_table = cached_table;
-                    (state, batched)
-                },
-            );
-            let what = format!("size {size}, slide {slide}, lateness {lateness}");
-            let results = agree(&mut states, size, &what);
-            assert!(results > 100, "{what}: {results} results, too few");
+        fn agree_with<K>(key_of: fn(u8) -> K, keys: &str)
+        where
+            K: Hash + Ord + Clone + std::fmt::Debug + serde::Serialize + 'static,
+            K: serde::de::DeserializeOwned,
+        {
+            for (size, slide, lateness) in [(5, 5, 0), (5, 5, 9), (10, 3, 0), (10, 2, 7), (1, 1, 2)]
+            {
+                let mut states = [(usize::MAX, true), (0, true), (usize::MAX, false)].map(
+                    |(cached_table, batched)| {
+                        let mut state =
+                            FixedWindows::new(size, slide, lateness, Count, StateGauge::default());
+                        state.cached_table = cached_table;
+                        (state, batched)
+                    },
+                );
+                let what = format!("{keys}, size {size}, slide {slide}, lateness {lateness}");
+                let results = agree(&mut states, size, key_of, &what);
+                assert!(results > 100, "{what}: {results} results, too few");
+            }
         }
+        agree_with(|k| k, "dense keys");
+        agree_with(|k| (k,), "hashed keys");
+        agree_with(far_key, "keys leaving the dense range");
     }
 
     /// The kept count of closed windows agrees with a scan, whatever mix of on-time records,

@@ -1,10 +1,27 @@
-//! The per-window key table: one hash lookup per record, and a key clone only when a key is new.
+//! The per-window key table: one lookup per record, and a key clone only when a key is new.
 //!
 //! `hashbrown::HashMap::entry` takes the key by value, which would clone (and for text keys
 //! allocate) on every record that contributes to more than one window. This table looks keys
 //! up by reference and clones only on insertion. It uses hashbrown's default hasher, the same
 //! map a hand-written baseline would use.
+//!
+//! Keys that are small integers skip hashing: a hand-written loop over such keys (YSB's campaign
+//! ids) indexes a dense array by key, and so does this table while it can. A key type says it is an
+//! integer through [`dense_index`]: the primitive integer types (`u8` to `u64`, `usize`, and the
+//! signed ones at non-negative values), and `()`, the one key of a window over all records. Such a
+//! table starts *dense*: an array indexed by key holds each key's position in a vector of entries.
+//! It stays dense while every key inserted is below [`DENSE_LIMIT`], so that the array (16 KiB at
+//! most) and the entries stay in a core's cache, as a hand-written array of YSB's 100 campaigns
+//! does, and otherwise moves its entries into a hash table for good (a cleared table keeps its
+//! layout, as it keeps its allocation). Larger key domains (NEXMark's growing auction and bidder
+//! ids) are hashed, where the hot loops hash a chunk of keys ahead to overlap the probes' cache
+//! misses; a table whose first key is beyond the limit turns hashed before it holds anything. Every
+//! other key type is hashed from its first insert. Both layouts hold the same entries, so lookups,
+//! results and checkpoints (which sort entries by key) are the same; only the order of
+//! [`KeyTable::iter`] differs (insertion order when dense, the hash table's otherwise), and no
+//! caller relies on it.
 
+use std::any::Any;
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::hash_table::Entry;
@@ -12,128 +29,517 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::fixed::StateGauge;
 
-/// A hash map from keys to slots, looked up by reference.
+/// A dense table admits keys below this (its index array is then at most 16 KiB).
+const DENSE_LIMIT: u64 = 4096;
+
+/// `key`'s index in a dense array when `K` is a primitive integer type and `key` is not
+/// negative, or `()` (index 0); `None` for every other type (which is then always hashed).
+///
+/// The downcasts are decided at compile time: for a given `K` this compiles to the integer
+/// conversion or to `None` (checked on the assembly of a copy of this function, rustc 1.95
+/// `-O`, for `u32`, `u64` and `String`).
+#[inline]
+pub(crate) fn dense_index<K: 'static>(key: &K) -> Option<u64> {
+    let key = key as &dyn Any;
+    macro_rules! integer {
+        ($($t:ty),*) => {$(
+            if let Some(k) = key.downcast_ref::<$t>() {
+                return u64::try_from(*k).ok();
+            }
+        )*};
+    }
+    integer!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+    // The one key of a window over all records (NEXMark q7's).
+    if key.is::<()>() {
+        return Some(0);
+    }
+    None
+}
+
+/// Where a table keeps its entries; see the module docs.
+enum Store<K, V> {
+    /// `index[dense_index(key)]` is one plus the key's position in `entries`, 0 if absent.
+    Dense {
+        index: Vec<u32>,
+        entries: Vec<(K, V)>,
+    },
+    Hashed(HashTable<(K, V)>),
+}
+
+/// A key looked up ahead of its probe: its hash when the table is hashed. A hot loop hashes a
+/// run of keys first and probes after, so that the processor overlaps the probes' cache
+/// misses; a dense table has nothing to compute ahead.
+#[derive(Clone, Copy)]
+pub(crate) enum Probe {
+    /// The table was dense: the probe reads the key's index from the key.
+    Dense,
+    /// The key's hash (from the table's hasher).
+    Hash(u64),
+}
+
+/// A map from keys to slots, looked up by reference: dense for small integer keys, hashed
+/// otherwise (see the module docs).
 pub(crate) struct KeyTable<K, V> {
-    table: HashTable<(K, V)>,
+    store: Store<K, V>,
     hasher: DefaultHashBuilder,
 }
 
 impl<K, V> Default for KeyTable<K, V> {
+    /// An empty dense table; one whose keys are not integers turns hashed at its first insert.
     fn default() -> Self {
         KeyTable {
-            table: HashTable::new(),
+            store: Store::Dense {
+                index: Vec::new(),
+                entries: Vec::new(),
+            },
             hasher: DefaultHashBuilder::default(),
         }
     }
 }
 
-impl<K: Hash + Eq, V> KeyTable<K, V> {
-    /// The hash this table files `key` under.
+/// The items of whichever of two iterators is given (a table's dense or hashed entries).
+fn either<T>(
+    dense: Option<impl Iterator<Item = T>>,
+    hashed: Option<impl Iterator<Item = T>>,
+) -> impl Iterator<Item = T> {
+    dense
+        .into_iter()
+        .flatten()
+        .chain(hashed.into_iter().flatten())
+}
+
+/// Where a key is, or would go, in a table.
+enum Place {
+    /// At this position of a dense table's entries.
+    At(usize),
+    /// Absent from a dense table that admits it at this index.
+    Vacant(usize),
+    /// In the hash table, or to go there.
+    Hashed,
+}
+
+impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
+    /// Where `key` is (or would be inserted) in this table as it is now.
     #[inline]
-    pub(crate) fn hash(&self, key: &K) -> u64 {
-        self.hasher.hash_one(key)
+    fn place(&self, key: &K) -> Place {
+        let Store::Dense { index, .. } = &self.store else {
+            return Place::Hashed;
+        };
+        let Some(i) = dense_index(key) else {
+            return Place::Hashed;
+        };
+        match usize::try_from(i).ok().and_then(|i| index.get(i)) {
+            Some(&at) if at != 0 => Place::At(at as usize - 1),
+            _ if i < DENSE_LIMIT => Place::Vacant(i as usize),
+            _ => Place::Hashed,
+        }
+    }
+
+    /// Moves a dense table's entries into a hash table (for a key the dense array cannot
+    /// take); a hashed table is left as it is.
+    #[cold]
+    fn rehash(&mut self) {
+        let Store::Dense { entries, .. } = &mut self.store else {
+            return;
+        };
+        let entries = std::mem::take(entries);
+        let hasher = &self.hasher;
+        let mut table = HashTable::with_capacity(entries.len());
+        for entry in entries {
+            table.insert_unique(hasher.hash_one(&entry.0), entry, |(k, _)| {
+                hasher.hash_one(k)
+            });
+        }
+        self.store = Store::Hashed(table);
+    }
+
+    /// The probe of `key`, to pass to [`KeyTable::get_probed_mut`] or
+    /// [`KeyTable::slot_probed`] later; valid whatever the table does in between.
+    #[inline]
+    pub(crate) fn probe(&self, key: &K) -> Probe {
+        match self.store {
+            Store::Dense { .. } if dense_index(key).is_some() => Probe::Dense,
+            _ => Probe::Hash(self.hasher.hash_one(key)),
+        }
+    }
+
+    /// The hash of `probe`'s key, computed now if the probe was taken while the table was
+    /// dense.
+    #[inline]
+    fn hash_of(&self, probe: Probe, key: &K) -> u64 {
+        match probe {
+            Probe::Hash(hash) => hash,
+            Probe::Dense => self.hasher.hash_one(key),
+        }
     }
 
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.get_hashed_mut(self.hasher.hash_one(key), key)
+        self.get_probed_mut(Probe::Dense, key)
     }
 
-    /// [`KeyTable::get_mut`] with the key's hash (from [`KeyTable::hash`]) already computed:
-    /// a hot loop hashes a run of keys first and probes after, so that the processor overlaps
-    /// the probes' cache misses.
+    /// [`KeyTable::get_mut`] with the key's probe (from [`KeyTable::probe`]) taken ahead.
     #[inline]
-    pub(crate) fn get_hashed_mut(&mut self, hash: u64, key: &K) -> Option<&mut V> {
-        self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    pub(crate) fn get_probed_mut(&mut self, probe: Probe, key: &K) -> Option<&mut V> {
+        match self.place(key) {
+            Place::At(at) => match &mut self.store {
+                Store::Dense { entries, .. } => Some(&mut entries[at].1),
+                Store::Hashed(_) => unreachable!("a dense place"),
+            },
+            Place::Vacant(_) => None,
+            Place::Hashed => {
+                let hash = self.hash_of(probe, key);
+                match &mut self.store {
+                    Store::Dense { .. } => None,
+                    Store::Hashed(table) => table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v),
+                }
+            }
+        }
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        let hash = self.hasher.hash_one(key);
-        self.table.find(hash, |(k, _)| k == key).map(|(_, v)| v)
+        match (self.place(key), &self.store) {
+            (Place::At(at), Store::Dense { entries, .. }) => Some(&entries[at].1),
+            (_, Store::Dense { .. }) => None,
+            (_, Store::Hashed(table)) => {
+                let hash = self.hasher.hash_one(key);
+                table.find(hash, |(k, _)| k == key).map(|(_, v)| v)
+            }
+        }
     }
 
     /// Removes `key`'s entry, if any, and returns its value.
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        let hash = self.hasher.hash_one(key);
-        match self.table.find_entry(hash, |(k, _)| k == key) {
-            Ok(entry) => Some(entry.remove().0 .1),
-            Err(_) => None,
+        let place = self.place(key);
+        let hash = matches!(place, Place::Hashed).then(|| self.hasher.hash_one(key));
+        match (&mut self.store, place) {
+            (Store::Dense { index, entries }, Place::At(at)) => {
+                let (key, value) = entries.swap_remove(at);
+                index[dense_index(&key).expect("a dense key") as usize] = 0;
+                if let Some((moved, _)) = entries.get(at) {
+                    index[dense_index(moved).expect("a dense key") as usize] = at as u32 + 1;
+                }
+                Some(value)
+            }
+            (Store::Hashed(table), Place::Hashed) => {
+                let hash = hash.expect("computed for a hashed place");
+                match table.find_entry(hash, |(k, _)| k == key) {
+                    Ok(entry) => Some(entry.remove().0 .1),
+                    Err(_) => None,
+                }
+            }
+            _ => None,
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len() == 0
     }
 
     /// Inserts `key`, which must be absent.
     pub(crate) fn insert(&mut self, key: K, value: V) {
-        let hasher = &self.hasher;
-        let hash = hasher.hash_one(&key);
-        self.table
-            .insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+        match self.place(&key) {
+            Place::At(_) => debug_assert!(false, "inserting a present key"),
+            Place::Vacant(i) => {
+                self.push_dense(i, key, value);
+            }
+            Place::Hashed => {
+                self.rehash();
+                let Store::Hashed(table) = &mut self.store else {
+                    unreachable!("rehashed")
+                };
+                let hasher = &self.hasher;
+                let hash = hasher.hash_one(&key);
+                table.insert_unique(hash, (key, value), |(k, _)| hasher.hash_one(k));
+            }
+        }
     }
 
-    /// Removes every entry, keeping the allocation.
+    /// Appends `key` (of dense index `i`, absent) to a dense table and returns its value.
+    #[inline]
+    fn push_dense(&mut self, i: usize, key: K, value: V) -> &mut V {
+        let Store::Dense { index, entries } = &mut self.store else {
+            unreachable!("a vacant dense place")
+        };
+        if i >= index.len() {
+            index.resize(i + 1, 0);
+        }
+        entries.push((key, value));
+        index[i] = entries.len() as u32;
+        &mut entries.last_mut().expect("just pushed").1
+    }
+
+    /// Removes every entry, keeping the allocation (and the layout).
     pub(crate) fn clear(&mut self) {
-        self.table.clear();
+        match &mut self.store {
+            Store::Dense { index, entries } => {
+                for (key, _) in entries.drain(..) {
+                    index[dense_index(&key).expect("a dense key") as usize] = 0;
+                }
+            }
+            Store::Hashed(table) => table.clear(),
+        }
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.table.iter().map(|(k, v)| (k, v))
+        let (dense, hashed) = match &self.store {
+            Store::Dense { entries, .. } => (Some(entries.iter()), None),
+            Store::Hashed(table) => (None, Some(table.iter())),
+        };
+        either(dense, hashed).map(|(k, v)| (k, v))
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
-        self.table.iter_mut().map(|(k, v)| (&*k, v))
+        let (dense, hashed) = match &mut self.store {
+            Store::Dense { entries, .. } => (Some(entries.iter_mut()), None),
+            Store::Hashed(table) => (None, Some(table.iter_mut())),
+        };
+        either(dense, hashed).map(|(k, v)| (&*k, v))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.table.len()
+        match &self.store {
+            Store::Dense { entries, .. } => entries.len(),
+            Store::Hashed(table) => table.len(),
+        }
     }
 
     /// How many entries the table holds without growing.
     pub(crate) fn capacity(&self) -> usize {
-        self.table.capacity()
+        match &self.store {
+            Store::Dense { entries, .. } => entries.capacity(),
+            Store::Hashed(table) => table.capacity(),
+        }
+    }
+
+    /// Whether the table is dense now: probed by index, with no cache miss that hashing
+    /// ahead could overlap while its array is small.
+    pub(crate) fn is_dense(&self) -> bool {
+        matches!(self.store, Store::Dense { .. })
     }
 }
 
-impl<K: Hash + Eq + Clone, V> KeyTable<K, V> {
+impl<K: Hash + Eq + Clone + 'static, V> KeyTable<K, V> {
     /// The slot of `key`, inserted (and counted on `gauge`) with `init` if absent.
     #[inline]
     pub(crate) fn slot(&mut self, key: &K, gauge: &StateGauge, init: impl FnOnce() -> V) -> &mut V {
-        let hash = self.hash(key);
-        self.slot_hashed(hash, key, gauge, init)
+        self.slot_probed(Probe::Dense, key, gauge, init)
     }
 
     /// The slot of `key`, inserted with `init` if absent (for tables whose entries are not
     /// what a gauge counts).
     pub(crate) fn slot_uncounted(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
-        let hash = self.hash(key);
-        self.entry_hashed(hash, key, init).0
+        self.entry_probed(Probe::Dense, key, init).0
     }
 
-    /// [`KeyTable::slot`] with the key's hash (from [`KeyTable::hash`]) already computed.
+    /// [`KeyTable::slot`] with the key's probe (from [`KeyTable::probe`]) taken ahead.
     #[inline]
-    pub(crate) fn slot_hashed(
+    pub(crate) fn slot_probed(
         &mut self,
-        hash: u64,
+        probe: Probe,
         key: &K,
         gauge: &StateGauge,
         init: impl FnOnce() -> V,
     ) -> &mut V {
-        let (slot, inserted) = self.entry_hashed(hash, key, init);
+        let (slot, inserted) = self.entry_probed(probe, key, init);
         if inserted {
             gauge.add(1);
         }
         slot
     }
 
-    /// The slot of `key` (of hash `hash`), inserted with `init` if absent, and whether it was.
+    /// The slot of `key`, inserted with `init` if absent, and whether it was.
     #[inline]
-    fn entry_hashed(&mut self, hash: u64, key: &K, init: impl FnOnce() -> V) -> (&mut V, bool) {
-        let hasher = &self.hasher;
-        let eq = |(k, _): &(K, V)| k == key;
-        match self.table.entry(hash, eq, |(k, _)| hasher.hash_one(k)) {
-            Entry::Occupied(entry) => (&mut entry.into_mut().1, false),
-            Entry::Vacant(entry) => (&mut entry.insert((key.clone(), init())).into_mut().1, true),
+    fn entry_probed(&mut self, probe: Probe, key: &K, init: impl FnOnce() -> V) -> (&mut V, bool) {
+        match self.place(key) {
+            Place::At(at) => match &mut self.store {
+                Store::Dense { entries, .. } => (&mut entries[at].1, false),
+                Store::Hashed(_) => unreachable!("a dense place"),
+            },
+            Place::Vacant(i) => (self.push_dense(i, key.clone(), init()), true),
+            Place::Hashed => {
+                let hash = self.hash_of(probe, key);
+                self.rehash();
+                let Store::Hashed(table) = &mut self.store else {
+                    unreachable!("rehashed")
+                };
+                let hasher = &self.hasher;
+                let eq = |(k, _): &(K, V)| k == key;
+                match table.entry(hash, eq, |(k, _)| hasher.hash_one(k)) {
+                    Entry::Occupied(entry) => (&mut entry.into_mut().1, false),
+                    Entry::Vacant(entry) => {
+                        (&mut entry.insert((key.clone(), init())).into_mut().1, true)
+                    }
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fmt::Debug;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A key type that is not an integer: its tables are hashed from the start.
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+    struct Opaque(i64);
+
+    /// One step of a table's life.
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Adds the value to the key's slot, inserting it at 0 if absent.
+        Add(i64, u64),
+        /// Reads the key.
+        Get(i64),
+        /// Removes the key.
+        Remove(i64),
+        /// Inserts the key with the value if absent.
+        Insert(i64, u64),
+        /// Takes the keys' probes, then adds 1 to each key's slot with its probe (a chunk of
+        /// the hot loops: the table may turn hashed between a probe and its use).
+        Probed(Vec<i64>),
+        /// Empties the table.
+        Clear,
+    }
+
+    /// Mostly small keys, some in the dense range's margin, some far out of it, and a few
+    /// negative ones (which no dense table takes).
+    fn key() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            8 => 0i64..40,
+            2 => 0i64..20_000,
+            1 => any::<i64>(),
+            1 => -5i64..0,
+        ]
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (key(), 0u64..100).prop_map(|(k, v)| Op::Add(k, v)),
+            2 => key().prop_map(Op::Get),
+            2 => key().prop_map(Op::Remove),
+            1 => (key(), 0u64..100).prop_map(|(k, v)| Op::Insert(k, v)),
+            2 => prop::collection::vec(key(), 0..12).prop_map(Op::Probed),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    /// Runs `ops` on a table of keys `key_of(k)` and on a `BTreeMap`, asserting after each
+    /// step that they hold the same entries and answer alike.
+    fn follow<K>(ops: &[Op], key_of: impl Fn(i64) -> K)
+    where
+        K: Hash + Eq + Ord + Clone + Debug + 'static,
+    {
+        let gauge = StateGauge::default();
+        let mut table: KeyTable<K, u64> = KeyTable::default();
+        let mut model: BTreeMap<K, u64> = BTreeMap::new();
+        for (step, op) in ops.iter().enumerate() {
+            match op {
+                Op::Add(k, v) => {
+                    *table.slot(&key_of(*k), &gauge, || 0) += v;
+                    *model.entry(key_of(*k)).or_insert(0) += v;
+                }
+                Op::Get(k) => {
+                    let key = key_of(*k);
+                    assert_eq!(table.get(&key), model.get(&key), "step {step}");
+                    assert_eq!(table.get_mut(&key).copied(), model.get(&key).copied());
+                }
+                Op::Remove(k) => {
+                    let key = key_of(*k);
+                    assert_eq!(table.remove(&key), model.remove(&key), "step {step}");
+                }
+                Op::Insert(k, v) => {
+                    let key = key_of(*k);
+                    if let std::collections::btree_map::Entry::Vacant(entry) =
+                        model.entry(key.clone())
+                    {
+                        table.insert(key, *v);
+                        entry.insert(*v);
+                    }
+                }
+                Op::Probed(keys) => {
+                    let keys: Vec<K> = keys.iter().map(|k| key_of(*k)).collect();
+                    let probes: Vec<Probe> = keys.iter().map(|k| table.probe(k)).collect();
+                    for (i, (probe, key)) in probes.into_iter().zip(&keys).enumerate() {
+                        // Every other one reads first, as the session loop does.
+                        if i % 2 == 0 {
+                            let got = table.get_probed_mut(probe, key).copied();
+                            assert_eq!(got, model.get(key).copied(), "step {step}");
+                        }
+                        *table.slot_probed(probe, key, &gauge, || 0) += 1;
+                        *model.entry(key.clone()).or_insert(0) += 1;
+                    }
+                }
+                Op::Clear => {
+                    table.clear();
+                    model.clear();
+                }
+            }
+            let mut entries: Vec<(K, u64)> = table.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            entries.sort();
+            let expected: Vec<(K, u64)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            assert_eq!(entries, expected, "step {step}: {op:?}");
+            assert_eq!(table.len(), model.len());
+            assert_eq!(table.is_empty(), model.is_empty());
+            assert_eq!(table.iter_mut().count(), model.len());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Dense tables (integer keys, which may leave the dense range mid-stream and turn the
+        /// table hashed) and hashed ones (keys that are not integers) hold the same entries
+        /// as a `BTreeMap` after every step, whatever the mix of adds, reads, removals,
+        /// inserts, probes taken ahead and clears.
+        #[test]
+        fn dense_and_hashed_tables_agree_with_a_map(ops in prop::collection::vec(op(), 0..200)) {
+            follow(&ops, |k| k);
+            follow(&ops, |k| k as u64);
+            follow(&ops, |k| k as u32);
+            follow(&ops, |k| k as u8);
+            follow(&ops, Opaque);
+        }
+    }
+
+    /// Small integer keys keep a table dense; a key beyond the bound turns it hashed at once,
+    /// with its entries; a negative key never enters a dense table.
+    #[test]
+    fn a_table_is_dense_while_its_keys_are_small() {
+        let gauge = StateGauge::default();
+        let mut table: KeyTable<u32, u64> = KeyTable::default();
+        for key in 0..100 {
+            *table.slot(&key, &gauge, || 0) += 1;
+        }
+        *table.slot(&(DENSE_LIMIT as u32 - 1), &gauge, || 0) += 1;
+        assert!(table.is_dense());
+        *table.slot(&(DENSE_LIMIT as u32 + 1000), &gauge, || 0) += 1;
+        assert!(!table.is_dense());
+        assert_eq!(table.len(), 102);
+        assert_eq!(table.get(&7), Some(&1));
+        assert_eq!(gauge.live(), 102);
+
+        let mut signed: KeyTable<i64, u64> = KeyTable::default();
+        signed.insert(3, 1);
+        assert!(signed.is_dense());
+        signed.insert(-3, 1);
+        assert!(!signed.is_dense());
+        assert_eq!((signed.get(&3), signed.get(&-3)), (Some(&1), Some(&1)));
+
+        let mut opaque: KeyTable<Opaque, u64> = KeyTable::default();
+        opaque.insert(Opaque(3), 1);
+        assert!(
+            !opaque.is_dense(),
+            "other keys are hashed from their first insert"
+        );
+
+        assert_eq!(dense_index(&7u16), Some(7));
+        assert_eq!(dense_index(&-1i32), None);
+        assert_eq!(dense_index(&()), Some(0));
+        assert_eq!(dense_index(&"7"), None);
     }
 }

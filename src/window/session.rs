@@ -53,7 +53,7 @@ use smallvec::SmallVec;
 
 use super::driver::WindowState;
 use super::fixed::{Part, StateGauge, HOT_CHUNK};
-use super::keys::KeyTable;
+use super::keys::{KeyTable, Probe};
 use super::{Aggregator, Emit, Late, Window, WindowResult};
 
 /// One session of a key. An emitted session's accumulator never changes again (a record that
@@ -211,9 +211,9 @@ pub(crate) struct Sessions<K, V, A: Aggregator<V>> {
     frees: BTreeSet<(u64, K)>,
     dirty: Vec<K>,
     gauge: StateGauge,
-    /// On-time records of [`WindowState::offer_batch`]'s hot loop with their keys' hashes,
+    /// On-time records of [`WindowState::offer_batch`]'s hot loop with their keys' probes,
     /// between its two passes.
-    chunk: Vec<(u64, K, u64, V)>,
+    chunk: Vec<(Probe, K, u64, V)>,
 }
 
 impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
@@ -304,7 +304,7 @@ where
         None
     }
 
-    /// The hot loop: on-time records are hashed a chunk at a time, then each is folded in
+    /// The hot loop: on-time records' keys are hashed (or found dense) a chunk at a time, then each is folded in
     /// place into its key's newest session when it falls inside it (`apply`'s hot path, for
     /// the usual next record of a key in order), and applied by `offer` otherwise. In order:
     /// every part is applied or deferred exactly as `offer` would, in the batch's order.
@@ -318,7 +318,7 @@ where
         for part in parts {
             match part {
                 Part::Record { key, ts, record } if ts >= time => {
-                    chunk.push((self.keys.hash(&key), key, ts, record));
+                    chunk.push((self.keys.probe(&key), key, ts, record));
                     if chunk.len() == HOT_CHUNK {
                         self.extend_sessions(&mut chunk, time, defer);
                     }
@@ -533,7 +533,7 @@ where
     V: Clone + 'static,
     A: Aggregator<V>,
 {
-    /// Applies `chunk`'s on-time records (`ts >= time`, each with its key's hash), in order:
+    /// Applies `chunk`'s on-time records (`ts >= time`, each with its key's probe), in order:
     /// one inside its key's newest session, which is open, is folded into it in place; any
     /// other goes through `offer`. The fold is `apply`'s hot path: the newest session starts
     /// at or before `ts` and ends after it, so it is the one kept session the record's own
@@ -541,15 +541,15 @@ where
     /// `ts >= time`, so its close is queued.
     fn extend_sessions(
         &mut self,
-        chunk: &mut Vec<(u64, K, u64, V)>,
+        chunk: &mut Vec<(Probe, K, u64, V)>,
         time: u64,
         defer: &mut Vec<Part<K, V, A::Acc>>,
     ) {
         let gap = self.gap;
-        for (hash, key, ts, record) in chunk.drain(..) {
+        for (probe, key, ts, record) in chunk.drain(..) {
             let newest = self
                 .keys
-                .get_hashed_mut(hash, &key)
+                .get_probed_mut(probe, &key)
                 .and_then(|sessions| sessions.last_mut());
             if let Some(session) = newest {
                 if !session.emitted && session.start <= ts && ts < session.last.saturating_add(gap)
@@ -568,7 +568,7 @@ where
 
 impl<K, V, A> Sessions<K, V, A>
 where
-    K: Hash + Eq + Ord + Clone,
+    K: Hash + Eq + Ord + Clone + 'static,
     A: Aggregator<V>,
 {
     /// Emits the not yet emitted sessions of `key` whose close time satisfies `due`.
@@ -608,7 +608,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::window::state::tests::agree;
+    use crate::window::state::tests::{agree, far_key};
     use crate::window::Count;
 
     /// q11's key slot (a bidder and its sessions of a count) is as small as the hand-written
@@ -658,21 +658,33 @@ mod tests {
 
     /// `offer_batch`'s hot loop leaves the state and emits exactly what offering the same
     /// parts one by one does: records extending a key's newest session, opening a new one,
-    /// merging sessions, behind the watermark, late, with and without lateness.
+    /// merging sessions, behind the watermark, late, with and without lateness; with dense
+    /// keys, hashed keys, and integer keys one of which leaves the dense range (a probe taken
+    /// while the table was dense, used after it turned hashed).
     #[test]
     fn the_batch_hot_loop_agrees_with_offering_part_by_part() {
-        for (gap, lateness) in [(5, 0), (5, 9), (1, 2), (30, 0), (30, 40)] {
-            let mut states = [true, false].map(|batched| {
-                (
-                    Sessions::new(gap, lateness, Count, StateGauge::default()),
-                    batched,
-                )
-            });
-            let results = agree(&mut states, gap, &format!("gap {gap}, lateness {lateness}"));
-            assert!(
-                results > 100,
-                "gap {gap}: {results} results, too few to cover closes"
-            );
+        fn agree_with<K>(key_of: fn(u8) -> K, keys: &str)
+        where
+            K: Hash + Ord + Clone + std::fmt::Debug + serde::Serialize + 'static,
+            K: serde::de::DeserializeOwned,
+        {
+            for (gap, lateness) in [(5, 0), (5, 9), (1, 2), (30, 0), (30, 40)] {
+                let mut states = [true, false].map(|batched| {
+                    (
+                        Sessions::new(gap, lateness, Count, StateGauge::default()),
+                        batched,
+                    )
+                });
+                let what = format!("{keys}, gap {gap}, lateness {lateness}");
+                let results = agree(&mut states, gap, key_of, &what);
+                assert!(
+                    results > 100,
+                    "{what}: {results} results, too few to cover closes"
+                );
+            }
         }
+        agree_with(|k| k, "dense keys");
+        agree_with(|k| (k,), "hashed keys");
+        agree_with(far_key, "keys leaving the dense range");
     }
 }

@@ -95,6 +95,16 @@ pub(crate) mod tests {
     use crate::window::fixed::Part;
     use crate::window::Emit;
 
+    /// A key of [`agree`] that is a small integer except for key 5, far out of a dense key
+    /// table's range: the table turns hashed when 5 first arrives, mid-stream.
+    pub(crate) fn far_key(k: u8) -> u64 {
+        if k == 5 {
+            5 << 40
+        } else {
+            u64::from(k)
+        }
+    }
+
     /// Runs `state` through the steps the driver takes for one batch of `parts` at `time`, with
     /// `offer_batch` (`batched`) or with `offer` part by part: closes before `time`, the
     /// offers, the deferred parts applied at `time`, and frees up to `time`.
@@ -129,11 +139,20 @@ pub(crate) mod tests {
     /// a little after the time, often a run of one key), sometimes behind it, with now and then
     /// a pause longer than `span` (a window's size or a session's gap). Asserts that their
     /// states agree after every batch and that they emitted the same rows; returns how many
-    /// results they emitted.
-    pub(crate) fn agree<S>(states: &mut [(S, bool)], span: u64, what: &str) -> usize
+    /// results they emitted. The six keys are `key_of(0..6)`: small integers probe a dense key
+    /// table, other key types a hashed one, and an integer far out of the dense range turns a
+    /// dense table hashed when it first arrives.
+    pub(crate) fn agree<K, S>(
+        states: &mut [(S, bool)],
+        span: u64,
+        key_of: impl Fn(u8) -> K,
+        what: &str,
+    ) -> usize
     where
-        S: WindowState<Part = Part<u8, u64, u64>, Out = Emit<u8, u64, u64>>,
+        K: Clone,
+        S: WindowState<Part = Part<K, u64, u64>, Out = Emit<K, u64, u64>>,
         S::State: Debug,
+        S::Out: Debug,
     {
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
@@ -143,7 +162,7 @@ pub(crate) mod tests {
             rng
         };
         let mut outs: Vec<Vec<S::Out>> = states.iter().map(|_| Vec::new()).collect();
-        let (mut time, mut key) = (0u64, 0u8);
+        let (mut time, mut key) = (0u64, key_of(0));
         for round in 0..400u64 {
             let parts: Vec<_> = (0..next() % 48)
                 .map(|_| {
@@ -154,10 +173,10 @@ pub(crate) mod tests {
                         time + (r >> 8) % (2 * span + 3)
                     };
                     if r % 3 != 0 {
-                        key = (r >> 20) as u8 % 6;
+                        key = key_of((r >> 20) as u8 % 6);
                     }
                     Part::Record {
-                        key,
+                        key: key.clone(),
                         ts,
                         record: ts,
                     }
