@@ -109,7 +109,7 @@ where
     D: Data + Hash,
     F: Fn(&D) -> u64 + 'static,
 {
-    move_updates(collection, when, true)
+    move_updates::<D, F, Totals<D>>(collection, when)
 }
 
 /// Sends every update at its own time: differential may send an update under a capability for
@@ -139,66 +139,109 @@ pub fn retime<'scope, D>(collection: VecCollection<'scope, u64, D>) -> VecCollec
 where
     D: Data + Hash,
 {
-    move_updates(collection, |_| 0, false)
+    move_updates::<D, _, Ordered<D>>(collection, |_| 0)
 }
 
-/// Updates waiting for their time: in arrival order, or consolidated.
-struct Waiting<D> {
-    ordered: Vec<(D, isize)>,
-    totals: HashMap<D, isize>,
+/// Updates waiting for their time in [`move_updates`]: [`Totals`] for [`delay_to`],
+/// [`Ordered`] for [`retime`].
+trait Waiting<D>: Default + 'static {
+    /// Whether an update already at its message's time leaves at once, ahead of any updates
+    /// waiting for that time (only where their order does not matter).
+    const OVERTAKES: bool;
+    /// Adds an update of `datum` by `diff`.
+    fn add(&mut self, datum: D, diff: isize);
+    /// The waiting updates, released at `time`.
+    fn release(self, time: u64) -> impl Iterator<Item = (D, u64, isize)>;
 }
 
-impl<D> Default for Waiting<D> {
+/// Updates waiting in arrival order ([`retime`]).
+struct Ordered<D>(Vec<(D, isize)>);
+
+impl<D> Default for Ordered<D> {
     fn default() -> Self {
-        Waiting {
-            ordered: Vec::new(),
-            totals: HashMap::new(),
-        }
+        Ordered(Vec::new())
     }
 }
 
-/// [`delay_to`] (`consolidate`: updates that wait are summed per datum and time) and
-/// [`retime`] (they wait in order).
-fn move_updates<'scope, D, F>(
+impl<D: 'static> Waiting<D> for Ordered<D> {
+    const OVERTAKES: bool = false;
+    fn add(&mut self, datum: D, diff: isize) {
+        self.0.push((datum, diff));
+    }
+    fn release(self, time: u64) -> impl Iterator<Item = (D, u64, isize)> {
+        self.0.into_iter().map(move |(d, r)| (d, time, r))
+    }
+}
+
+/// Updates waiting summed per datum ([`delay_to`]).
+struct Totals<D>(HashMap<D, isize>);
+
+impl<D> Default for Totals<D> {
+    fn default() -> Self {
+        Totals(HashMap::new())
+    }
+}
+
+impl<D: Eq + Hash + 'static> Waiting<D> for Totals<D> {
+    const OVERTAKES: bool = true;
+    fn add(&mut self, datum: D, diff: isize) {
+        *self.0.entry(datum).or_insert(0) += diff;
+    }
+    fn release(self, time: u64) -> impl Iterator<Item = (D, u64, isize)> {
+        nonzero_at(self.0, time)
+    }
+}
+
+/// How many times [`move_updates`] releases in one activation.
+const RELEASES: usize = 256;
+
+/// [`delay_to`] and [`retime`]: each update waits in a `W` for `max(t, when(&data))`.
+fn move_updates<'scope, D, F, W>(
     collection: VecCollection<'scope, u64, D>,
     when: F,
-    consolidate: bool,
 ) -> VecCollection<'scope, u64, D>
 where
     D: Data + Hash,
     F: Fn(&D) -> u64 + 'static,
+    W: Waiting<D>,
 {
+    let scope = collection.inner.scope();
     collection
         .inner
-        .unary_frontier(Pipeline, "DelayTo", move |_cap, _info| {
+        .unary_frontier(Pipeline, "DelayTo", move |_cap, info| {
+            let activator = scope.activator_for(info.address);
             let mut now: Vec<(D, u64, isize)> = Vec::new();
-            let mut later: Stash<Waiting<D>> = Stash::new();
+            let mut later: Stash<W> = Stash::new();
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     let time = *cap.least().expect("u64 stamps are never empty");
                     for (d, t, r) in batches.flat_map(|batch| batch.drain(..)) {
                         let at = t.max(when(&d));
-                        if !consolidate {
-                            // Even at the message's time: an earlier message may have left
-                            // updates at `at` waiting, which go first.
-                            later.at_time(&cap, at).ordered.push((d, r));
-                        } else if at == time {
+                        if W::OVERTAKES && at == time {
                             now.push((d, at, r));
                         } else {
-                            *later.at_time(&cap, at).totals.entry(d).or_insert(0) += r;
+                            // Where order matters, even at the message's time: an earlier
+                            // message may have left updates at `at` waiting, which go first.
+                            later.at_time(&cap, at).add(d, r);
                         }
                     }
                     output.session(&cap).give_iterator(now.drain(..));
                 });
                 // Release every time up to the frontier's least: no update can come for a time
                 // it passed, and one for its least comes under a capability for exactly that
-                // time, so it is released in the activation it comes in, after these.
-                while let Some((at, [cap], pending)) = later.pop_through(limit(frontier.frontier()))
-                {
-                    let mut session = output.session(&cap);
-                    session.give_iterator(pending.ordered.into_iter().map(|(d, r)| (d, at, r)));
-                    session.give_iterator(nonzero_at(pending.totals, at));
+                // time, so it is released after these. At most `RELEASES` times an activation:
+                // each time is a message, and a buffer, of its own downstream (8 KiB each
+                // across an exchange), so releasing a frontier's jump of thousands of times at
+                // once held them all at the same moment; the rest wait for the next activation
+                // (their capabilities hold the frontier, so nothing downstream runs ahead).
+                for _ in 0..RELEASES {
+                    let Some((at, [cap], pending)) = later.pop_through(limit(frontier.frontier()))
+                    else {
+                        return;
+                    };
+                    output.session(&cap).give_iterator(pending.release(at));
                 }
+                activator.activate();
             }
         })
         .container::<Vec<_>>()

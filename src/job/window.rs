@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use clap::ValueEnum;
-use differential_dataflow::AsCollection;
+use differential_dataflow::{AsCollection, VecCollection};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concat, Exchange, Inspect, Operator, Probe};
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
@@ -50,7 +50,7 @@ use crate::sink::kafka::{
 use crate::sink::parts::{is_part_dir, open_part, part_path};
 use crate::sink::{
     changelog_part_sink, changelog_sink, late_header, late_part_sink, late_sink, ChangelogCounts,
-    LateFields, SharedWriter, CHANGELOG_HEADER,
+    LateFields, SharedWriter, Written, CHANGELOG_HEADER,
 };
 use crate::source::blocks::{block_source, BlockPlan};
 use crate::source::csv::FeedStats;
@@ -185,9 +185,22 @@ pub fn run(job: WindowJob) -> anyhow::Result<()> {
     }
 }
 
-/// How many batches the reader may run ahead of the operators that consume its records: the
-/// window operators (`--emit final`), the differential view (`--emit updates`).
+/// How many batches the readers of a run may run ahead, in all, of the writers of the rows
+/// their records become (see [`Sinks::write`]); shared among the readers, but at least
+/// [`MIN_AHEAD`] each (see [`ahead_per_reader`]).
 const AHEAD: usize = 16;
+
+/// The fewest batches one reader may run ahead: with one, a reader would wait for each batch
+/// to be written before it reads the next.
+const MIN_AHEAD: usize = 2;
+
+/// How many batches each of `readers` readers may run ahead: [`AHEAD`] shared among them, so
+/// that what waits for the writers stays about the same whatever the number of readers (each
+/// worker reads blocks of a file; Kafka partitions are spread over the workers), instead of
+/// growing with it: 16 workers each reading 16 batches ahead held 16 times one worker's.
+fn ahead_per_reader(readers: usize) -> usize {
+    (AHEAD / readers.max(1)).max(MIN_AHEAD)
+}
 
 /// What a worker counted, summed into the run's summary line at the end (not a bench
 /// [`Report`](crate::harness::report::Report)).
@@ -1236,18 +1249,21 @@ where
             (Some(collector), None) => Checkpoints::new(Rc::clone(collector) as _),
             (None, _) => Checkpoints::default(),
         };
+        let readers = match (&plan, &kafka_input) {
+            (Some(_), _) => worker.peers(),
+            (None, Some(kafka)) => worker.peers().min(kafka.partitions as usize),
+            (None, None) => 1,
+        };
         let probe = worker.dataflow::<u64, _, _>(|scope| {
-            // The reader is held back while the operators that consume its records are more
-            // than `AHEAD` batches behind: the window operators (whose late output's frontier is
-            // their input's) with `--emit final`, the differential view's changelog with
-            // `--emit updates`. With `--emit final` on-time records go at the watermark (exact
+            // Each reader is held back while the writers (and so every operator before them)
+            // are more than its share of `AHEAD` batches behind (see `Sinks::write`). With `--emit final` on-time records go at the watermark (exact
             // for the window operators, see `source`); with `--emit updates` a batch goes at
             // the watermark too, each record carrying its stamp as its update's time (exact for
             // differential, see `source`).
             let consumed = ProbeHandle::new();
             let pacing = Pacing {
                 send_at: SendAt::Watermark,
-                ahead: Some((consumed.clone(), AHEAD)),
+                ahead: Some((consumed.clone(), ahead_per_reader(readers))),
             };
             // The source registers first: its id is `0:Source` on every worker.
             let (cut, _own) = checkpoints.cut_restored::<Option<SourceState>>("Source");
@@ -1422,16 +1438,38 @@ struct Sinks<'scope> {
     /// Whether the late rows go to Kafka: every worker builds their Kafka sink then (with
     /// `checkpointed`, the changelog's, which commits both).
     late_to_kafka: bool,
-    /// The probe the source is paced by: the operators that consume its records join it
-    /// (`final_windows`, `incremental_windows`), and so does a Kafka sink's progress, so the
-    /// source also waits for rows not yet written.
+    /// The probe the source is paced by: what every sink has written joins it (see
+    /// [`Sinks::write`]), so the source waits for the rows its records become, up to the
+    /// writer (and the operators between).
     paced: ProbeHandle<u64>,
     /// This worker's operator snapshots, for the committing sink (with `--emit final`).
     snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
 }
 
 impl<'scope> Sinks<'scope> {
+    /// Whether the changelog's rows all go to worker 0 (of process 0) to be written: unless
+    /// each process writes a part file of its own (and the run neither commits nor writes to
+    /// Kafka, whose sinks gather on worker 0).
+    fn gathers_changelog(&self) -> bool {
+        self.checkpointed || self.to_kafka || self.parts.output.is_none()
+    }
+
+    /// Whether the late rows all go to worker 0 (of process 0) to be written: unless each
+    /// process writes a late part file of its own, and the late rows do not go along with a
+    /// committing changelog (the file sink's, or Kafka's when the late rows go to Kafka too).
+    fn gathers_late(&self) -> bool {
+        let committed = self.checkpointed && (!self.to_kafka || self.late_to_kafka);
+        committed || self.parts.late.is_none()
+    }
+
     /// Writes the changelog and the late rows (counting both); returns the changelog's probe.
+    ///
+    /// The source is paced by the writers (`paced` joins what each has written), not by the
+    /// operators before them: with one output file every row goes to worker 0, and a reader
+    /// paced by the operators alone filled worker 0's queue without limit when it wrote more
+    /// slowly than the others computed (`--emit updates` writes about two rows per input row:
+    /// 4 workers held 0.5 GB at 200 k rows, 0.64 GB at 1 M). The writers' frontier is at or
+    /// behind every operator's before them, so this paces those too.
     fn write<O>(
         self,
         results: StreamVec<'scope, u64, WindowResult<CsvKey, O>>,
@@ -1441,11 +1479,27 @@ impl<'scope> Sinks<'scope> {
         O: timely::ExchangeData + Display + Clone,
     {
         let (probe, results) = results.probe();
+        let paced = self.paced.clone();
+        for written in self.written(results, late) {
+            written.probe_with(&paced);
+        }
+        probe
+    }
+
+    /// The sinks of [`Self::write`]; returns what each has written (see [`Written`]).
+    fn written<O>(
+        self,
+        results: StreamVec<'scope, u64, WindowResult<CsvKey, O>>,
+        late: StreamVec<'scope, u64, Late<CsvKey, LateFields>>,
+    ) -> Vec<Written<'scope>>
+    where
+        O: timely::ExchangeData + Display + Clone,
+    {
         let mut kafka = None;
         let mut late_columns = None;
         let (output, late_output) = match self.writers {
             Some(Writers::Commit(files)) => {
-                commit_sink(
+                let written = commit_sink(
                     results,
                     late,
                     self.snapshots,
@@ -1454,7 +1508,7 @@ impl<'scope> Sinks<'scope> {
                     self.late_count,
                     self.commit_error,
                 );
-                return probe;
+                return vec![written];
             }
             Some(Writers::Plain { output, late }) => (output.map(|o| *o), late),
             Some(Writers::Kafka { output, late }) => {
@@ -1481,7 +1535,7 @@ impl<'scope> Sinks<'scope> {
         };
         if self.checkpointed && !self.to_kafka {
             // Not the writing worker of a checkpointed run: its rows go to worker 0's sink.
-            commit_sink(
+            let written = commit_sink(
                 results,
                 late,
                 self.snapshots,
@@ -1490,7 +1544,7 @@ impl<'scope> Sinks<'scope> {
                 self.late_count,
                 self.commit_error,
             );
-            return probe;
+            return vec![written];
         }
         // The late rows' encoder for a Kafka late output: counted where written (worker 0 of
         // process 0), as for a file.
@@ -1502,7 +1556,7 @@ impl<'scope> Sinks<'scope> {
             let (key, payload) = late_message(row, &columns, format);
             (target, key, payload)
         };
-        if self.to_kafka {
+        let changelog = if self.to_kafka {
             let counts = self.counts;
             let changelog_row = move |row: &WindowResult<CsvKey, O>, format| {
                 counts.borrow_mut().count(row.diff);
@@ -1518,23 +1572,19 @@ impl<'scope> Sinks<'scope> {
                     KafkaRow::Changelog(row) => changelog_row(row, format),
                     KafkaRow::Late(row) => late_row(row, format, 1),
                 };
-                let written = kafka_sink(rows, kafka, encode, self.commit_error);
-                written.probe_with(&self.paced);
-                return probe;
+                return vec![kafka_sink(rows, kafka, encode, self.commit_error)];
             }
-            let written = kafka_sink(results, kafka, changelog_row, Rc::clone(&self.commit_error));
-            written.probe_with(&self.paced);
+            kafka_sink(results, kafka, changelog_row, Rc::clone(&self.commit_error))
         } else if let Some(part) = self.parts.output {
-            changelog_part_sink(results, part, self.counts, self.write_error);
+            changelog_part_sink(results, part, self.counts, self.write_error)
         } else {
-            changelog_sink(results, output, self.counts, self.write_error);
-        }
-        match self.parts.late {
+            changelog_sink(results, output, self.counts, self.write_error)
+        };
+        let late = match self.parts.late {
             Some(part) => late_part_sink(late, part, late_count, self.late_write_error),
             None if self.late_to_kafka => {
                 let encode = move |row: &Late<CsvKey, LateFields>, format| late_row(row, format, 0);
-                let written = kafka_sink(late, late_kafka, encode, self.commit_error);
-                written.probe_with(&self.paced);
+                kafka_sink(late, late_kafka, encode, self.commit_error)
             }
             None => {
                 // Counted where the rows are written (worker 0 of process 0), so the summary
@@ -1542,10 +1592,10 @@ impl<'scope> Sinks<'scope> {
                 let late = late
                     .exchange(|_| 0)
                     .inspect(move |_| *late_count.borrow_mut() += 1);
-                late_sink(late, late_output, self.late_write_error);
+                late_sink(late, late_output, self.late_write_error)
             }
-        }
-        probe
+        };
+        vec![changelog, late]
     }
 }
 
@@ -1602,7 +1652,7 @@ impl JobSource<'_> {
 }
 
 /// `--emit final`: the timely window operators; returns the probe of the results. The source
-/// is paced by the late output (`sinks.paced`), whose frontier is the window operators' input's.
+/// is paced by the writers (see [`Sinks::write`]).
 fn final_windows<'scope, A>(
     records: Records<'scope>,
     checkpoints: &Checkpoints,
@@ -1624,8 +1674,7 @@ where
         .window(assigner)
         .allowed_lateness(lateness)
         .aggregate(|r: &CsvRecord| r.ts, agg);
-    let late = windowed.late.probe_with(&sinks.paced);
-    let late = late.map(move |late: Late<CsvKey, CsvRecord>| {
+    let late = windowed.late.map(move |late: Late<CsvKey, CsvRecord>| {
         let row = late
             .record
             .row
@@ -1661,7 +1710,7 @@ impl Invalid {
 }
 
 /// `--emit updates`: the differential view; returns the probe of the changelog. The source is
-/// paced by the view's results (`sinks.paced`): it reads ahead of them by a bounded number of
+/// paced by the writers (see [`Sinks::write`]): it reads ahead of them by a bounded number of
 /// batches.
 fn incremental_windows<'scope, A>(
     records: StreamVec<'scope, u64, Stamped<CsvItem>>,
@@ -1684,35 +1733,40 @@ where
         })
         .as_collection();
     let view = updates.window_view(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
-    let results = retime(view.results).inner.probe_with(&sinks.paced).map(
-        |((window, key, value), _time, diff)| WindowResult {
+    // Rows that are written on worker 0 go there before they are re-timed: an update travels
+    // in the view's batches (one message for many times), and re-timed it travels in a message
+    // of its own time. Across the exchange, each message fills a buffer of its own (8 KiB), so
+    // re-timing first multiplied what waits for worker 0 by about a hundred: 4 workers held
+    // 0.5 GB at 200 k rows and 0.7 GB at 1 M with `--emit updates`, 1 worker 90 MB.
+    let results = gathered(view.results, sinks.gathers_changelog());
+    let late = gathered(view.late, sinks.gathers_late());
+    let results = retime(results)
+        .inner
+        .map(|((window, key, value), _time, diff)| WindowResult {
             window,
             key,
             value,
             diff: diff as i64,
-        },
-    );
+        });
     // One late row per late input row, with its diff (+1 or -1): an update of multiplicity
     // `n` (identical late rows, consolidated) is `n` rows. Re-timed like the results:
     // differential may send an update under an earlier time's capability, which depends on
     // scheduling, and the committing sink cuts by the time a row travels at.
-    let late = retime(view.late)
-        .inner
-        .flat_map(move |(late, _time, diff)| {
-            let row = late
-                .record
-                .row
-                .expect("with retractions every record keeps its row");
-            let late = Late {
-                window: late.window,
-                key: late.key,
-                record: LateFields {
-                    row,
-                    diff: Some(diff.signum() as i64),
-                },
-            };
-            std::iter::repeat_n(late, diff.unsigned_abs())
-        });
+    let late = retime(late).inner.flat_map(move |(late, _time, diff)| {
+        let row = late
+            .record
+            .row
+            .expect("with retractions every record keeps its row");
+        let late = Late {
+            window: late.window,
+            key: late.key,
+            record: LateFields {
+                row,
+                diff: Some(diff.signum() as i64),
+            },
+        };
+        std::iter::repeat_n(late, diff.unsigned_abs())
+    });
     let probe = sinks.write(results, late);
     view.invalid.inner.sink(
         timely::dataflow::channels::pact::Pipeline,
@@ -1727,4 +1781,19 @@ where
         },
     );
     probe
+}
+
+/// `updates` moved to worker 0 (of process 0) if `gathers`, else left where they are.
+fn gathered<'scope, D>(
+    updates: VecCollection<'scope, u64, D>,
+    gathers: bool,
+) -> VecCollection<'scope, u64, D>
+where
+    D: differential_dataflow::ExchangeData,
+{
+    if gathers {
+        updates.inner.exchange(|_| 0).as_collection()
+    } else {
+        updates
+    }
 }

@@ -265,7 +265,9 @@ type Pending = BTreeMap<u64, (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
 
 /// Writes `results` and `late` exactly once through `files` (on worker 0 of process 0; every
 /// other worker passes `None`), counting changelog rows in `counts` and late rows in
-/// `late_count`. A write or commit error stops writing and is stored in `error`.
+/// `late_count`. A write or commit error stops writing and is stored in `error`. Returns what
+/// reached the sink (see [`super::Written`]): rows are passed once they are in its pending
+/// commits, so a source paced by it waits for rows still queued in the exchange to worker 0.
 ///
 /// `snapshots`, with operator snapshots (see [`snapshot_stream`]), go to worker 0 too: a
 /// commit at `c` waits for every worker's states at `c` and writes one snapshot file per
@@ -279,7 +281,8 @@ pub fn commit_sink<'scope, K, O>(
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
     error: Rc<RefCell<Option<String>>>,
-) where
+) -> super::Written<'scope>
+where
     K: ExchangeData + AsRef<str>,
     O: ExchangeData + Display,
 {
@@ -325,6 +328,7 @@ pub fn commit_sink<'scope, K, O>(
         }
         None => late,
     };
+    // Nothing is sent and no capability kept: the output's frontier is the inputs'.
     results.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
         late,
         Exchange::new(|_: &WindowResult<K, O>| 0),
@@ -422,7 +426,7 @@ pub fn commit_sink<'scope, K, O>(
                 }
             }
         },
-    );
+    )
 }
 
 /// A byte buffer the CSV encoder writes into and the sink takes rows out of.
