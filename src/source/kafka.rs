@@ -140,6 +140,10 @@ pub const PREFETCH_MESSAGES: usize = 10_000;
 /// its largest message, 1 MB by default).
 const FETCH_BYTES: usize = 1 << 20;
 
+/// How long librdkafka waits before fetching again for a partition whose queue was full
+/// (`fetch.queue.backoff.ms`, ms; librdkafka's default is 1000).
+const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
+
 /// How long to wait for the broker's answer before calling it unreachable.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -660,6 +664,11 @@ impl KafkaFeed {
             // queue's bounds before it fetches, not within a response, and tansu 0.6 applies
             // only this request-wide limit, not the per-partition one.
             .set("fetch.max.bytes", FETCH_BYTES.to_string())
+            // When the queue is at those bounds, librdkafka (2.1 and later) postpones the
+            // partition's next fetch by `fetch.queue.backoff.ms`, 1 s by default: the source
+            // drains its queue in milliseconds, so a second-long pause capped a reader at about
+            // one queue a second (25 k records/s). Look again soon instead.
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
             // A partition's end as a fetch finds it (`--exit-at-end`, and the first fetch
             // answer of an empty partition, see `last_record`).
             .set("enable.partition.eof", "true")
