@@ -1162,9 +1162,9 @@ fn kafka_exactly_once_rerun_naming_the_broker_by_another_address_adds_nothing() 
 
 /// A broker list whose first broker is down (`kafka://DEAD,LIVE/TOPIC`, as librdkafka's
 /// `bootstrap.servers` allows) names the same cluster: an exactly-once run into it commits the
-/// same rows as into the live broker alone. (rev13d, failing: the sink's ApiVersions probe
-/// connects to the first broker as written only: "asking the broker's API versions: Connection
-/// refused".)
+/// same rows as into the live broker alone. (Found by review rev13d: the sink's ApiVersions
+/// probe connected to the first broker as written only: "asking the broker's API versions:
+/// Connection refused".)
 #[test]
 fn kafka_exactly_once_output_named_by_a_broker_list_with_a_dead_first_broker() {
     let (partitions, broker, dir) = exactly_once_input("kafka_exactly_once_dead_first", 200);
@@ -1183,8 +1183,8 @@ fn kafka_exactly_once_output_named_by_a_broker_list_with_a_dead_first_broker() {
 }
 
 /// The same broker list as `--input` of a plain run reads the same records as the live broker
-/// alone. (rev13d, failing: "Message consumption error: BrokerTransportFailure", the refused
-/// bootstrap connection taken for a lost broker.)
+/// alone. (Found by review rev13d: "Message consumption error: BrokerTransportFailure", the
+/// refused bootstrap connection taken for a lost broker.)
 #[test]
 fn kafka_input_named_by_a_broker_list_with_a_dead_first_broker() {
     let (partitions, broker, dir) = exactly_once_input("kafka_input_dead_first", 200);
