@@ -571,8 +571,8 @@ impl Partition {
     /// partition's end as its last batch's first offset plus one, short of the batch's other
     /// records, while its fetch answers give the true high watermark (Kafka gives the same in
     /// both). The fetch was answered after the start, so every record in the partition at the
-    /// start lies before that end. Call it while [`Partition::unsettled`], with each answer
-    /// until one carries a high watermark (the first does).
+    /// start lies before that end. Call it with each answer: it does nothing once the end is
+    /// settled (at the first answer that carries a high watermark; the first does).
     fn settle(&mut self, consumer: &BaseConsumer, topic: &str) {
         let Some(listed) = self.listed else {
             return;
@@ -581,12 +581,6 @@ impl Partition {
             self.end = Some(listed.max(high));
             self.listed = None;
         }
-    }
-
-    /// Whether the partition's end is still to be settled (`--exit-at-end`, before its first
-    /// fetch answer): see [`Partition::settle`].
-    fn unsettled(&self) -> bool {
-        self.listed.is_some()
     }
 
     /// The offset of the next message this partition expects from librdkafka.
@@ -792,9 +786,7 @@ impl KafkaFeed {
             let Some(index) = feed.index_of(message.partition()) else {
                 continue;
             };
-            if feed.partitions[index].unsettled() {
-                feed.partitions[index].settle(&feed.consumer, &feed.topic.topic);
-            }
+            feed.partitions[index].settle(&feed.consumer, &feed.topic.topic);
             let end = feed.partitions[index].end;
             if first[index].is_some() || end.is_some_and(|end| message.offset() >= end) {
                 continue;
@@ -934,9 +926,7 @@ impl KafkaFeed {
         let Some(index) = self.index_of(id) else {
             return Ok(());
         };
-        if self.partitions[index].unsettled() {
-            self.partitions[index].settle(&self.consumer, &self.topic.topic);
-        }
+        self.partitions[index].settle(&self.consumer, &self.topic.topic);
         let high = fetched_high(&self.consumer, &self.topic.topic, id);
         let partition = &mut self.partitions[index];
         partition.last_record.get_or_insert_with(Instant::now);
@@ -1175,10 +1165,8 @@ impl Feed for KafkaFeed {
             let Some(index) = self.index_of(id) else {
                 continue;
             };
-            if self.partitions[index].unsettled() {
-                // The partition's first fetch answer: its end is settled now.
-                self.partitions[index].settle(&self.consumer, &self.topic.topic);
-            }
+            // At the partition's first fetch answer, its end is settled.
+            self.partitions[index].settle(&self.consumer, &self.topic.topic);
             if self.partitions[index].done() {
                 continue;
             }
