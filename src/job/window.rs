@@ -247,13 +247,17 @@ impl Input {
 }
 
 /// What the readers of a file hold of its blocks, in all, in nominal bytes: blocks of
-/// `--read-block` (256 KiB by default) for up to 4 readers, smaller ones for more (see
-/// [`read_block`]).
-const READ_BYTES: u64 = 1 << 20;
+/// `--read-block` (256 KiB by default) for up to 2 readers, smaller ones for more (see
+/// [`read_block`]). At 1 MiB (64 KiB blocks for 16 readers), the readers' parsed rows were
+/// 15 MB of the 45 MB heap peak of 16 workers on the issue-14 file (about 1 MB each), and the
+/// peak 3.1x one worker's; at 512 KiB 2.3x (see experiments/ingest/memory-2026-11-30-ingest11.md).
+const READ_BYTES: u64 = 1 << 19;
 
 /// The smallest block [`read_block`] makes: below it, the blocks' summaries (one message to
-/// every worker per block) and the parser's start per block begin to cost.
-const MIN_READ_BLOCK: u64 = 1 << 16;
+/// every worker per block), the parser's start and a poll (so a capability downgrade) per block
+/// begin to cost: 16 workers on 2 cores took some 15% more user CPU with 32 KiB blocks than
+/// with 64 KiB, and 25% more again with 16 KiB (which brought the peak to 1.8x one worker's).
+const MIN_READ_BLOCK: u64 = 1 << 15;
 
 /// The nominal block of each of `readers` readers of a file, given `--read-block`: at most
 /// [`READ_BYTES`] shared among them, at least [`MIN_READ_BLOCK`]. A reader holds its block's

@@ -463,10 +463,6 @@ impl Rows {
         self.rows.clear();
     }
 
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-
     /// Appends `record`'s fields and position.
     fn push(&mut self, record: &csv::ByteRecord) {
         self.bytes.extend_from_slice(record.as_slice());
@@ -531,10 +527,11 @@ pub struct BlockFeed {
     buffer: Vec<u8>,
     buffer_at: u64,
     /// The record being parsed, the block's good rows (see [`Rows`]) with what was parsed of
-    /// each (row index, row), and the record a row is loaded into to be sent.
+    /// each (`parsed[i]` is row `i` of `rows`: the two grow together), and the record a row is
+    /// loaded into to be sent.
     record: csv::ByteRecord,
     rows: Rows,
-    parsed: Vec<(usize, Parsed)>,
+    parsed: Vec<Parsed>,
     sending: csv::ByteRecord,
     current: Option<Current>,
     watermark: Watermark,
@@ -632,13 +629,13 @@ impl BlockFeed {
                 line: first,
             };
         };
-        let (byte, line) = match self.parsed.get(current.sent) {
-            Some((record, _)) => {
-                let at = usize::try_from(self.rows.at(*record)).unwrap_or(usize::MAX);
-                let line = first + self.lines().record_line(&self.buffer, at);
-                (self.byte_of(span.start, *record), line)
-            }
-            None => (span.end, first + span.lines),
+        let record = current.sent;
+        let (byte, line) = if record < self.parsed.len() {
+            let at = usize::try_from(self.rows.at(record)).unwrap_or(usize::MAX);
+            let line = first + self.lines().record_line(&self.buffer, at);
+            (self.byte_of(span.start, record), line)
+        } else {
+            (span.end, first + span.lines)
         };
         Position {
             block: current.block as u64,
@@ -847,7 +844,7 @@ impl BlockFeed {
                     Ok(parsed) => {
                         info.max = info.max.max(Some(parsed.ts));
                         info.records += 1;
-                        self.parsed.push((self.rows.len(), parsed));
+                        self.parsed.push(parsed);
                         self.rows.push(record);
                     }
                     Err(e) if self.plan.bad_lines == BadLines::Skip => {
@@ -1071,13 +1068,13 @@ impl BlockFeed {
             current.caught_up = true;
         }
         let upto = (current.sent + max.max(1)).min(self.parsed.len());
-        for (record, parsed) in &self.parsed[current.sent..upto] {
+        for (record, parsed) in self.parsed[..upto].iter().enumerate().skip(current.sent) {
             if bound.is_some_and(|b| self.watermark.current() > b) {
                 // The checkpoint cut falls before this record.
                 return Ok(Poll::Ready);
             }
             let time = self.watermark.stamp(parsed.ts);
-            self.rows.load(*record, &mut self.sending);
+            self.rows.load(record, &mut self.sending);
             out.push(self.plan.layout.item(&self.sending, parsed, time));
             current.sent += 1;
         }
