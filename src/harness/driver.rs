@@ -2,7 +2,8 @@
 //!
 //! Method (README, "`tidemark bench`"): event `j` of the workload's single logical stream is due
 //! at `j * 1e9 / rate` nanoseconds after the common start (workers start together behind a
-//! barrier; worker `w` of `P` sends events `w, w + P, ...`). Each event is stamped with its due
+//! barrier, and the workers of a process share one start instant, see [`run_engine`]; worker `w`
+//! of `P` sends events `w, w + P, ...`). Each event is stamped with its due
 //! time as event time and sent at its epoch (`due - due % epoch`). Every loop sends what is
 //! due, advances the input to the current epoch and steps the worker. An epoch `[e, e + epoch)`
 //! is due at `e + epoch`; its latency is the wall time at which the output probe has passed it
@@ -48,7 +49,7 @@ use timely::worker::Worker;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::profile::{Profiler, WorkerProfile};
 use super::recorder::Recorder;
@@ -572,7 +573,8 @@ impl Pending {
 
 /// The open loop over `system` for worker `index` of `peers`; `next(k, due)` is event `k` of
 /// the worker's stream, stamped with `due` (`k` increases by one per call, except after a
-/// failure, when it starts again from the checkpoint's position). Starts its clock when called.
+/// failure, when it starts again from the checkpoint's position). Its clock runs from `start`
+/// (the run ends at `start` plus the duration): the instant the run's workers share.
 ///
 /// With `config.fail_at_ns` (open loop only), the first loop at or after that time calls
 /// [`SystemUnderTest::fail`] and goes on from the position it returns: the events from there
@@ -587,6 +589,7 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
     index: usize,
     peers: usize,
     bar: &ProgressBar,
+    start: Instant,
 ) -> WorkerOutcome {
     let mut recorder = Recorder::new(config.warmup_ns, config.intervals);
     if let Some(from) = config.tail_from_ns {
@@ -606,7 +609,6 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
     let (epoch_ns, duration, warmup) = (config.epoch_ns, config.duration_ns, config.warmup_ns);
     let bound = in_flight_bound(config.rate, epoch_ns, peers);
     let may_stop_at = warmup + MIN_MEASURED_NS.min(duration - warmup);
-    let start = Instant::now();
     let elapsed = |start: &Instant| start.elapsed().as_nanos() as u64;
     let (mut k, mut measured_events, mut retired_events) = (0u64, 0u64, 0u64);
     // The system's input time: every event is sent at it, and it never exceeds an event's time.
@@ -803,12 +805,26 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
 
 /// Runs `workload` through the engine on this worker, its stateful operators handing their
 /// state to `writer` at each cut (`None`: no checkpoints), and rebuilt from the last
-/// checkpoint at `config.fail_at_ns`; every worker must call it.
+/// checkpoint at `config.fail_at_ns`; every worker must call it, each process's workers with
+/// one `start` cell, empty, for the run.
+///
+/// The first worker of a process past the start barrier sets `start` to the instant its clock
+/// starts from, and the others start theirs from it too. Each worker sees the barrier pass at
+/// its own time, tens of milliseconds apart on a loaded machine. With clocks of their own, the
+/// worker that saw it first stamped its events that much ahead of the others' input times, so
+/// its events waited that long to retire and it sent one in-flight bound per wait, while the
+/// late worker, unpaced, also ran on alone after the first had ended and closed its input: in
+/// a short closed-loop run on 2 workers under load, one worker put 1.31 M of 7.52 M events into
+/// its input (the closed-loop share test of `tests/bench_cli.rs`), and 3.1 M of 140 M with one
+/// worker held back 500 ms. With one start instant the inputs' times agree and every worker
+/// stops sending at the same instant. Across processes the instants differ by how late each
+/// process sees the barrier.
 pub fn run_engine<W: Workload>(
     worker: &mut Worker,
     workload: &W,
     config: &RunConfig,
     writer: Option<&Arc<Writer>>,
+    start: &OnceLock<Instant>,
 ) -> WorkerOutcome {
     let (index, peers) = (worker.index(), worker.peers());
     let (replay, generator_rate) = pool(workload, config, index, peers);
@@ -852,6 +868,7 @@ pub fn run_engine<W: Workload>(
     let (input, probe) = build(worker, &checkpoints);
     let mut barrier = Barrier::new(worker);
     barrier.wait();
+    let start = *start.get_or_init(Instant::now);
     let mut system = EngineSystem {
         worker,
         input,
@@ -865,18 +882,20 @@ pub fn run_engine<W: Workload>(
             build,
         }),
     };
-    let outcome = replayed_loop(&mut system, replay, generator_rate, config, index, peers);
+    let clock = (generator_rate, start);
+    let outcome = replayed_loop(&mut system, replay, clock, config, index, peers);
     let profile = profiler.map(|p| p.finish(system.worker));
     WorkerOutcome { profile, ..outcome }
 }
 
 /// [`open_loop`] over `system` fed from `replay`, for worker (or baseline copy) `index` of
 /// `peers`, with its progress bar (shown by index 0 only) and the generator's rate (events/s)
-/// in the outcome. The engine and the baselines both run through it, after their start barrier.
+/// in the outcome, its clock running from `start`. The engine and the baselines both run
+/// through it, after their start barrier.
 fn replayed_loop<W: Workload, S: SystemUnderTest<W::Event>>(
     system: &mut S,
     mut replay: Replay<W>,
-    generator_rate: f64,
+    (generator_rate, start): (f64, Instant),
     config: &RunConfig,
     index: usize,
     peers: usize,
@@ -889,6 +908,7 @@ fn replayed_loop<W: Workload, S: SystemUnderTest<W::Event>>(
         index,
         peers,
         &bar,
+        start,
     );
     WorkerOutcome {
         generator_rate,
@@ -922,7 +942,10 @@ pub fn run_baselines<W: Workload>(
                         out: Vec::new(),
                     };
                     start.wait();
-                    replayed_loop(&mut system, replay, generator_rate, config, index, workers)
+                    // Each copy's own clock: they share nothing, and one that starts late still
+                    // runs (and reports) the whole duration.
+                    let clock = (generator_rate, Instant::now());
+                    replayed_loop(&mut system, replay, clock, config, index, workers)
                 })
             })
             .collect();
@@ -1042,6 +1065,7 @@ mod tests {
             0,
             1,
             &ProgressBar::hidden(),
+            Instant::now(),
         );
         // Events 0..30 000 are due before the end (event j at j * 10 us); those due after the
         // last loop's clock reading are not sent.
@@ -1073,6 +1097,7 @@ mod tests {
                 1,
                 2,
                 &ProgressBar::hidden(),
+                Instant::now(),
             );
             (system.sent, outcome)
         };
@@ -1097,6 +1122,7 @@ mod tests {
             0,
             1,
             &ProgressBar::hidden(),
+            Instant::now(),
         );
         assert_eq!(
             system.sent,
@@ -1134,6 +1160,7 @@ mod tests {
             0,
             1,
             &ProgressBar::hidden(),
+            Instant::now(),
         );
         assert!(system.failed);
         let failure = outcome.failure.clone().expect("the run failed");

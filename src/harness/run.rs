@@ -5,7 +5,7 @@
 //! The CLI (`tidemark bench`) only parses and checks flags and calls [`run`]; benchmarks and
 //! tests can call it directly.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clap::ValueEnum;
 
@@ -202,8 +202,10 @@ fn run_with<W: Workload>(
             };
             let (workload, config) = (workload.clone(), config.clone());
             let hooks = writer.clone();
+            // The instant this process's workers start their clocks at (see `run_engine`).
+            let start = Arc::new(OnceLock::new());
             let running = cluster.execute(move |worker| {
-                let outcome = run_engine(worker, &workload, &config, hooks.as_ref());
+                let outcome = run_engine(worker, &workload, &config, hooks.as_ref(), &start);
                 gather(worker, outcome)
             })?;
             let outcomes = running

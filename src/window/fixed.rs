@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::hash::Hash;
 
-use super::keys::{KeyTable, Probe};
+use super::keys::KeyTable;
 
 use super::driver::WindowState;
 use super::{Aggregator, Emit, Late, Panes, WindowResult};
@@ -137,8 +137,6 @@ pub(crate) struct FixedWindows<K, V, A: Aggregator<V>> {
     pane: Option<PaneHint>,
     hot: usize,
     dirty: Vec<(u64, K)>,
-    /// Probed records of the hot path, between its two passes.
-    chunk: Vec<(Probe, K, V)>,
     /// Tables of freed windows, cleared, kept to spare the next windows their growth.
     spare: Vec<KeyTable<K, A::Acc>>,
     gauge: StateGauge,
@@ -150,16 +148,7 @@ pub(crate) struct FixedWindows<K, V, A: Aggregator<V>> {
     /// Counts `pane_keys`' entries, which are not window state: the windows count them when
     /// the pane is merged into them. Read by nothing.
     pane_gauge: StateGauge,
-    /// [`CACHED_TABLE`] (tests lower it to run the chunked hot loop on small tables).
-    cached_table: usize,
 }
-
-/// Records hashed ahead of probing on the hot path (here and in `super::session`).
-pub(super) const HOT_CHUNK: usize = 32;
-
-/// The largest key table (bytes of its slots) that the hot loop probes record by record, with
-/// no chunk: one that fits in a core's first- or second-level cache has no miss to overlap.
-const CACHED_TABLE: usize = 64 << 10;
 
 /// How many freed key tables are kept for reuse.
 const SPARE_TABLES: usize = 4;
@@ -205,13 +194,11 @@ where
             pane: None,
             hot: 0,
             dirty: Vec::new(),
-            chunk: Vec::with_capacity(HOT_CHUNK),
             spare: Vec::new(),
             gauge,
             pending: None,
             pane_keys: KeyTable::default(),
             pane_gauge: StateGauge::default(),
-            cached_table: CACHED_TABLE,
         }
     }
 
@@ -485,58 +472,24 @@ where
                 self.pending = Some(pane);
                 (&self.agg, &mut self.pane_keys, &self.pane_gauge)
             };
-            // A table that fits in the cache, or a dense one (indexed by key: nothing to hash
-            // ahead), is probed as each record comes, and a run of one key (a hot key, or the
-            // one key of a window over all records, NEXMark q7's) folds into the slot it found:
-            // no copy into the chunk and back.
-            let bytes = std::mem::size_of::<(K, A::Acc)>().saturating_mul(keys.capacity());
-            if bytes <= self.cached_table || keys.is_dense() {
-                let mut run: Option<(K, &mut A::Acc)> = None;
-                for part in parts.by_ref() {
-                    match part {
-                        Part::Record { key, ts, record } if pane.lo <= ts && ts < pane.hi => {
-                            match &mut run {
-                                Some((k, slot)) if *k == key => agg.add(slot, &record),
-                                _ => {
-                                    let slot = keys.slot(&key, gauge, || agg.init());
-                                    agg.add(slot, &record);
-                                    run = Some((key, slot));
-                                }
-                            }
-                        }
-                        other => {
-                            carried = Some(other);
-                            break;
-                        }
-                    }
-                }
-                continue;
-            }
-            // Two passes over short runs: hashing first keeps the probe loop small, so the
-            // processor overlaps more of the probes' cache misses.
-            let chunk = &mut self.chunk;
-            // A run of records of one key (a hot key, or the one key of a window over all
-            // records, NEXMark q7's) is folded into its slot with one probe. By index, not by
-            // draining: records are read in place, not moved out first.
-            let fold = |chunk: &mut Vec<(Probe, K, V)>, keys: &mut KeyTable<K, A::Acc>| {
-                let mut i = 0;
-                while let Some((probe, key, record)) = chunk.get(i) {
-                    let slot = keys.slot_probed(*probe, key, gauge, || agg.init());
-                    agg.add(slot, record);
-                    i += 1;
-                    while let Some((_, _, record)) = chunk.get(i).filter(|(_, k, _)| k == key) {
-                        agg.add(slot, record);
-                        i += 1;
-                    }
-                }
-                chunk.clear();
-            };
+            // Each record is probed as it comes, as a hand-written loop does, and a run of one
+            // key (a hot key, or the one key of a window over all records, NEXMark q7's) folds
+            // into the slot it found. Hashing a chunk of records ahead of their probes, so that
+            // the processor would overlap the probes' cache misses, cost more than it saved:
+            // NEXMark q5's window (auction ids, hashed) took 96 instructions an event with it
+            // and 54 without (callgrind), and ran at 0.75-0.81 of its baseline with it, 0.89-1.04
+            // without (2-core VM, one sitting, 3 runs each).
+            let mut run: Option<(K, &mut A::Acc)> = None;
             for part in parts.by_ref() {
                 match part {
                     Part::Record { key, ts, record } if pane.lo <= ts && ts < pane.hi => {
-                        chunk.push((keys.probe(&key), key, record));
-                        if chunk.len() == HOT_CHUNK {
-                            fold(chunk, keys);
+                        match &mut run {
+                            Some((k, slot)) if *k == key => agg.add(slot, &record),
+                            _ => {
+                                let slot = keys.slot(&key, gauge, || agg.init());
+                                agg.add(slot, &record);
+                                run = Some((key, slot));
+                            }
                         }
                     }
                     other => {
@@ -545,7 +498,6 @@ where
                     }
                 }
             }
-            fold(chunk, keys);
         }
     }
 
@@ -654,9 +606,8 @@ mod tests {
     use crate::window::state::tests::{agree, far_key};
     use crate::window::Count;
 
-    /// `offer_batch`'s hot loops, probing as records come (a table in the cache, or a dense
-    /// one) or hashing a chunk first (a larger hashed one), leave the state and emit exactly
-    /// what offering the same parts one by one does: runs of one key, several keys, panes of
+    /// `offer_batch`'s hot loop leaves the state and emits exactly what offering the same
+    /// parts one by one does: runs of one key, several keys, panes of
     /// sliding windows, records behind the watermark, late, with and without lateness; with
     /// dense keys, hashed keys, and integer keys one of which leaves the dense range.
     #[test]
@@ -668,14 +619,11 @@ mod tests {
         {
             for (size, slide, lateness) in [(5, 5, 0), (5, 5, 9), (10, 3, 0), (10, 2, 7), (1, 1, 2)]
             {
-                let mut states = [(usize::MAX, true), (0, true), (usize::MAX, false)].map(
-                    |(cached_table, batched)| {
-                        let mut state =
-                            FixedWindows::new(size, slide, lateness, Count, StateGauge::default());
-                        state.cached_table = cached_table;
-                        (state, batched)
-                    },
-                );
+                let mut states = [true, false].map(|batched| {
+                    let state =
+                        FixedWindows::new(size, slide, lateness, Count, StateGauge::default());
+                    (state, batched)
+                });
                 let what = format!("{keys}, size {size}, slide {slide}, lateness {lateness}");
                 let results = agree(&mut states, size, key_of, &what);
                 assert!(results > 100, "{what}: {results} results, too few");

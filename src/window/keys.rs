@@ -14,8 +14,8 @@
 //! most) and the entries stay in a core's cache, as a hand-written array of YSB's 100 campaigns
 //! does, and otherwise moves its entries into a hash table for good (a cleared table keeps its
 //! layout, as it keeps its allocation). Larger key domains (NEXMark's growing auction and bidder
-//! ids) are hashed, where the hot loops hash a chunk of keys ahead to overlap the probes' cache
-//! misses; a table whose first key is beyond the limit turns hashed before it holds anything. Every
+//! ids) are hashed, probed record by record as a hand-written loop's map is; a table whose first
+//! key is beyond the limit turns hashed before it holds anything. Every
 //! other key type is hashed from its first insert. Both layouts hold the same entries, so lookups,
 //! results and checkpoints (which sort entries by key) are the same; only the order of
 //! [`KeyTable::iter`] differs (insertion order when dense, the hash table's otherwise), and no
@@ -64,17 +64,6 @@ enum Store<K, V> {
         entries: Vec<(K, V)>,
     },
     Hashed(HashTable<(K, V)>),
-}
-
-/// A key looked up ahead of its probe: its hash when the table is hashed. A hot loop hashes a
-/// run of keys first and probes after, so that the processor overlaps the probes' cache
-/// misses; a dense table has nothing to compute ahead.
-#[derive(Clone, Copy)]
-pub(crate) enum Probe {
-    /// The table was dense: the probe reads the key's index from the key.
-    Dense,
-    /// The key's hash (from the table's hasher).
-    Hash(u64),
 }
 
 /// A map from keys to slots, looked up by reference: dense for small integer keys, hashed
@@ -153,33 +142,7 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         self.store = Store::Hashed(table);
     }
 
-    /// The probe of `key`, to pass to [`KeyTable::get_probed_mut`] or
-    /// [`KeyTable::slot_probed`] later; valid whatever the table does in between.
-    #[inline]
-    pub(crate) fn probe(&self, key: &K) -> Probe {
-        match self.store {
-            Store::Dense { .. } if dense_index(key).is_some() => Probe::Dense,
-            _ => Probe::Hash(self.hasher.hash_one(key)),
-        }
-    }
-
-    /// The hash of `probe`'s key, computed now if the probe was taken while the table was
-    /// dense.
-    #[inline]
-    fn hash_of(&self, probe: Probe, key: &K) -> u64 {
-        match probe {
-            Probe::Hash(hash) => hash,
-            Probe::Dense => self.hasher.hash_one(key),
-        }
-    }
-
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.get_probed_mut(Probe::Dense, key)
-    }
-
-    /// [`KeyTable::get_mut`] with the key's probe (from [`KeyTable::probe`]) taken ahead.
-    #[inline]
-    pub(crate) fn get_probed_mut(&mut self, probe: Probe, key: &K) -> Option<&mut V> {
         match self.place(key) {
             Place::At(at) => match &mut self.store {
                 Store::Dense { entries, .. } => Some(&mut entries[at].1),
@@ -187,7 +150,7 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
             },
             Place::Vacant(_) => None,
             Place::Hashed => {
-                let hash = self.hash_of(probe, key);
+                let hash = self.hasher.hash_one(key);
                 match &mut self.store {
                     Store::Dense { .. } => None,
                     Store::Hashed(table) => table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v),
@@ -243,7 +206,11 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
                 self.push_dense(i, key, value);
             }
             Place::Hashed => {
-                self.rehash();
+                // Checked here, not only in `rehash`: on a hashed table's hot path this is one
+                // compare, where the call (never inlined) cost q5 3% of its samples.
+                if self.is_dense() {
+                    self.rehash();
+                }
                 let Store::Hashed(table) = &mut self.store else {
                     unreachable!("rehashed")
                 };
@@ -311,8 +278,8 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         }
     }
 
-    /// Whether the table is dense now: probed by index, with no cache miss that hashing
-    /// ahead could overlap while its array is small.
+    /// Whether the table is dense now: probed by index.
+    #[inline]
     pub(crate) fn is_dense(&self) -> bool {
         matches!(self.store, Store::Dense { .. })
     }
@@ -322,34 +289,22 @@ impl<K: Hash + Eq + Clone + 'static, V> KeyTable<K, V> {
     /// The slot of `key`, inserted (and counted on `gauge`) with `init` if absent.
     #[inline]
     pub(crate) fn slot(&mut self, key: &K, gauge: &StateGauge, init: impl FnOnce() -> V) -> &mut V {
-        self.slot_probed(Probe::Dense, key, gauge, init)
-    }
-
-    /// The slot of `key`, inserted with `init` if absent (for tables whose entries are not
-    /// what a gauge counts).
-    pub(crate) fn slot_uncounted(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
-        self.entry_probed(Probe::Dense, key, init).0
-    }
-
-    /// [`KeyTable::slot`] with the key's probe (from [`KeyTable::probe`]) taken ahead.
-    #[inline]
-    pub(crate) fn slot_probed(
-        &mut self,
-        probe: Probe,
-        key: &K,
-        gauge: &StateGauge,
-        init: impl FnOnce() -> V,
-    ) -> &mut V {
-        let (slot, inserted) = self.entry_probed(probe, key, init);
+        let (slot, inserted) = self.entry(key, init);
         if inserted {
             gauge.add(1);
         }
         slot
     }
 
+    /// The slot of `key`, inserted with `init` if absent (for tables whose entries are not
+    /// what a gauge counts).
+    pub(crate) fn slot_uncounted(&mut self, key: &K, init: impl FnOnce() -> V) -> &mut V {
+        self.entry(key, init).0
+    }
+
     /// The slot of `key`, inserted with `init` if absent, and whether it was.
     #[inline]
-    fn entry_probed(&mut self, probe: Probe, key: &K, init: impl FnOnce() -> V) -> (&mut V, bool) {
+    fn entry(&mut self, key: &K, init: impl FnOnce() -> V) -> (&mut V, bool) {
         match self.place(key) {
             Place::At(at) => match &mut self.store {
                 Store::Dense { entries, .. } => (&mut entries[at].1, false),
@@ -357,8 +312,12 @@ impl<K: Hash + Eq + Clone + 'static, V> KeyTable<K, V> {
             },
             Place::Vacant(i) => (self.push_dense(i, key.clone(), init()), true),
             Place::Hashed => {
-                let hash = self.hash_of(probe, key);
-                self.rehash();
+                let hash = self.hasher.hash_one(key);
+                // Checked here, not only in `rehash`: on a hashed table's hot path this is one
+                // compare, where the call (never inlined) cost q5 3% of its samples.
+                if self.is_dense() {
+                    self.rehash();
+                }
                 let Store::Hashed(table) = &mut self.store else {
                     unreachable!("rehashed")
                 };
@@ -399,9 +358,6 @@ mod tests {
         Remove(i64),
         /// Inserts the key with the value if absent.
         Insert(i64, u64),
-        /// Takes the keys' probes, then adds 1 to each key's slot with its probe (a chunk of
-        /// the hot loops: the table may turn hashed between a probe and its use).
-        Probed(Vec<i64>),
         /// Empties the table.
         Clear,
     }
@@ -423,7 +379,6 @@ mod tests {
             2 => key().prop_map(Op::Get),
             2 => key().prop_map(Op::Remove),
             1 => (key(), 0u64..100).prop_map(|(k, v)| Op::Insert(k, v)),
-            2 => prop::collection::vec(key(), 0..12).prop_map(Op::Probed),
             1 => Just(Op::Clear),
         ]
     }
@@ -461,19 +416,6 @@ mod tests {
                         entry.insert(*v);
                     }
                 }
-                Op::Probed(keys) => {
-                    let keys: Vec<K> = keys.iter().map(|k| key_of(*k)).collect();
-                    let probes: Vec<Probe> = keys.iter().map(|k| table.probe(k)).collect();
-                    for (i, (probe, key)) in probes.into_iter().zip(&keys).enumerate() {
-                        // Every other one reads first, as the session loop does.
-                        if i % 2 == 0 {
-                            let got = table.get_probed_mut(probe, key).copied();
-                            assert_eq!(got, model.get(key).copied(), "step {step}");
-                        }
-                        *table.slot_probed(probe, key, &gauge, || 0) += 1;
-                        *model.entry(key.clone()).or_insert(0) += 1;
-                    }
-                }
                 Op::Clear => {
                     table.clear();
                     model.clear();
@@ -495,7 +437,7 @@ mod tests {
         /// Dense tables (integer keys, which may leave the dense range mid-stream and turn the
         /// table hashed) and hashed ones (keys that are not integers) hold the same entries
         /// as a `BTreeMap` after every step, whatever the mix of adds, reads, removals,
-        /// inserts, probes taken ahead and clears.
+        /// inserts and clears.
         #[test]
         fn dense_and_hashed_tables_agree_with_a_map(ops in prop::collection::vec(op(), 0..200)) {
             follow(&ops, |k| k);
