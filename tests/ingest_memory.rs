@@ -108,16 +108,21 @@ const UPDATES_ROWS: u64 = 100_000;
 /// per time (see experiments/ingest/memory-2026-11-30-ingest8.md and -ingest10.md).
 #[test]
 fn peak_memory_with_emit_updates_on_4_workers_stays_near_1_worker() {
-    let dir = scratch("peak-updates");
+    assert_near_1_worker("peak-updates", UPDATES_ROWS, 4, &["--emit", "updates"], 2.0);
+}
+
+/// Asserts that the peak memory of `workers` workers on a file of `rows` rows (in a scratch
+/// directory named after `name`) is below `bound` times that of 1 worker, both with `args`.
+fn assert_near_1_worker(name: &str, rows: u64, workers: usize, args: &[&str], bound: f64) {
+    let dir = scratch(name);
     let input = dir.join("input.csv");
-    write_input(&input, UPDATES_ROWS);
-    let args = ["--emit", "updates"];
-    let one = peak_kib(&input, &dir.join("out-1.csv"), 1, &args);
-    let four = peak_kib(&input, &dir.join("out-4.csv"), 4, &args);
-    let ratio = four as f64 / one as f64;
+    write_input(&input, rows);
+    let one = peak_kib(&input, &dir.join("out-1.csv"), 1, args);
+    let many = peak_kib(&input, &dir.join("out-many.csv"), workers, args);
+    let ratio = many as f64 / one as f64;
     assert!(
-        one > 0 && ratio < 2.0,
-        "--emit updates: peak {four} KiB on 4 workers, {one} KiB on 1 worker (ratio {ratio:.2})"
+        one > 0 && ratio < bound,
+        "{args:?}: peak {many} KiB on {workers} workers, {one} KiB on 1 worker (ratio {ratio:.2})"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -136,17 +141,7 @@ const WORKERS_ROWS: u64 = 500_000;
 /// (see [`WORKERS_RATIO`] and experiments/ingest/memory-2026-11-30-ingest11.md).
 #[test]
 fn peak_memory_on_16_workers_stays_near_1_worker() {
-    let dir = scratch("peak-workers");
-    let input = dir.join("input.csv");
-    write_input(&input, WORKERS_ROWS);
-    let one = peak_kib(&input, &dir.join("out-1.csv"), 1, &[]);
-    let sixteen = peak_kib(&input, &dir.join("out-16.csv"), 16, &[]);
-    let ratio = sixteen as f64 / one as f64;
-    assert!(
-        one > 0 && ratio < WORKERS_RATIO,
-        "peak {sixteen} KiB on 16 workers, {one} KiB on 1 worker (ratio {ratio:.2})"
-    );
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_near_1_worker("peak-workers", WORKERS_ROWS, 16, &[], WORKERS_RATIO);
 }
 
 /// The bound of [`peak_memory_on_16_workers_stays_near_1_worker`], between the debug build's
