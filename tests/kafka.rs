@@ -1547,6 +1547,42 @@ fn kafka_transactional_output_stops_in_one_line_when_fenced() {
     );
 }
 
+/// A broker that lists EndTxn but refuses every transactional producer (nisshi 0.8.1, tansu's
+/// successor, answers InitProducerId with a transactional id TRANSACTIONAL_ID_AUTHORIZATION_
+/// FAILED; injected here on the mock cluster): the run says so in one line and writes by
+/// deterministic replay, outside transactions, the per-partition reference; a rerun finds the
+/// job complete. (It used to stop with "cannot start transactions", so no exactly-once run
+/// could write to nisshi.)
+#[test]
+fn kafka_exactly_once_falls_back_to_replay_where_the_broker_refuses_transactional_ids() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let (partitions, broker, ckpt) = transactional_job(19, "kafka_transactional_refused");
+    let refused = RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    broker.fail_next(RDKafkaApiKey::InitProducerId, &[refused]);
+    let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("refuses a transactional producer"))
+        .collect();
+    assert!(
+        said.len() == 1 && said[0].contains("deterministic replay"),
+        "{err}"
+    );
+    let records = broker.records("out");
+    assert!(
+        !records.is_empty() && records.iter().all(|r| !r.transactional),
+        "written outside transactions"
+    );
+    assert_reference(&partitions, committed_rows(&broker, "out"));
+    broker.fail_next(RDKafkaApiKey::InitProducerId, &[refused]);
+    let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("complete"), "{}", stderr(&out));
+    assert_eq!(broker.records("out").len(), records.len());
+}
+
 /// Records a partition for the transactional tests: more than one commit's worth (see
 /// [`exactly_once_input`]).
 const TRANSACTIONS: usize = 3_000;

@@ -742,6 +742,13 @@ fn open_transactional(
         ));
         return Ok(None);
     }
+    if let Some(why) = commit.transactions_refused() {
+        crate::abort::say(format_args!(
+            "tidemark window: {} lists EndTxn but refuses a transactional producer ({why}); \
+             writing by deterministic replay",
+            topic.url()
+        ));
+    }
     if let Some(time) = commit.resumed {
         crate::abort::say(format_args!(
             "tidemark window: resuming from the checkpoint at time {time} committed to {}",
