@@ -1008,6 +1008,10 @@ fn job_rows(
         .set("group.id", job)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // It reads to the end and no further: a broker holds a fetch at the end of a
+        // partition for this long before it answers that nothing more is there (librdkafka's
+        // default 500 ms: a fresh output's restart waited that long for each empty read).
+        .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| fail(&e))?;
     let mut assignment = TopicPartitionList::new();
