@@ -4,8 +4,9 @@
 //!
 //! Every stateful operator of the engine that must not act on a time before its input is
 //! complete (the window driver's deferred parts, the rolling reduce's updates, the NEXMark
-//! auction operators' bids, `delay_to`'s updates moved to later times) keeps its pending
-//! input in a [`Stash`]. Invariants:
+//! auction operators' bids) keeps its pending input in a [`Stash`]; `delay_to` and `retime`
+//! in [`crate::incremental`], whose updates wait at thousands of times, keep theirs under one
+//! capability instead (see there). Invariants:
 //!
 //! * Each stashed time holds one capability per output port at that time, so the operator's
 //!   output frontier cannot pass a time whose data has not been released.
@@ -156,8 +157,7 @@ impl<D: Default, const PORTS: usize> Stash<D, PORTS> {
     /// once the cut is taken up to the next one ([`Cut::pending`]); and, with the frontier's
     /// [`limit`] as `bound`, a time the input frontier has *reached*, for an operator that
     /// sends what arrives at a time at once and stashes only data moved to later times, so
-    /// that nothing can add to a stashed time once the frontier reaches it (`delay_to` in
-    /// [`crate::incremental`]).
+    /// that nothing can add to a stashed time once the frontier reaches it.
     #[inline]
     pub fn pop_through(
         &mut self,

@@ -104,7 +104,8 @@ const UPDATES_ROWS: u64 = 100_000;
 /// message, and an 8 KiB buffer, of its own, and a jump of the frontier released thousands at
 /// once: in a debug build, 4 workers took 2.3x the memory of 1 on this file without the
 /// gathering on worker 0 and the cap on releases (7x on 300 k rows on main, release build);
-/// with them, 1.75x. The margin is narrow: see experiments/ingest/memory-2026-11-30-ingest8.md.
+/// with them, 1.75x, and 1.59x once the capped releases hold one capability instead of one
+/// per time (see experiments/ingest/memory-2026-11-30-ingest8.md and -ingest10.md).
 #[test]
 fn peak_memory_with_emit_updates_on_4_workers_stays_near_1_worker() {
     let dir = scratch("peak-updates");

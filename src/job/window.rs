@@ -50,7 +50,7 @@ use crate::sink::kafka::{
 use crate::sink::parts::{is_part_dir, open_part, part_path};
 use crate::sink::{
     changelog_part_sink, changelog_sink, late_header, late_part_sink, late_sink, ChangelogCounts,
-    LateFields, SharedWriter, Written, CHANGELOG_HEADER,
+    LateFields, SharedWriter, CHANGELOG_HEADER,
 };
 use crate::source::blocks::{block_source, BlockPlan};
 use crate::source::csv::FeedStats;
@@ -246,6 +246,27 @@ impl Input {
     }
 }
 
+/// What the readers of a file hold of its blocks, in all, in nominal bytes: blocks of
+/// `--read-block` (256 KiB by default) for up to 4 readers, smaller ones for more (see
+/// [`read_block`]).
+const READ_BYTES: u64 = 1 << 20;
+
+/// The smallest block [`read_block`] makes: below it, the blocks' summaries (one message to
+/// every worker per block) and the parser's start per block begin to cost.
+const MIN_READ_BLOCK: u64 = 1 << 16;
+
+/// The nominal block of each of `readers` readers of a file, given `--read-block`: at most
+/// [`READ_BYTES`] shared among them, at least [`MIN_READ_BLOCK`]. A reader holds its block's
+/// bytes and parsed rows (several times the bytes), so with one block size for all, what the
+/// readers held grew with their number: 16 workers took 6x the peak memory of one on the
+/// issue-14 file (126 MB against 21 MB, 2 M rows, `tumbling:10s`). Every block size reads the
+/// same records with the same stamps (see [`crate::source::blocks`]); the processes of a
+/// cluster compute the same size, and compare their plans anyway.
+fn read_block(block: u64, readers: usize) -> u64 {
+    let share = READ_BYTES / readers.max(1) as u64;
+    block.min(share.max(MIN_READ_BLOCK))
+}
+
 /// Opens the input for one reader or for all; returns it with its header.
 fn open_input(
     job: &WindowJob,
@@ -254,7 +275,9 @@ fn open_input(
 ) -> anyhow::Result<(Input, csv::StringRecord)> {
     let (bad, delay) = (job.on_bad_line, job.max_delay);
     Ok(if parallel {
-        let (plan, header) = BlockPlan::open(&job.input, columns, bad, delay, job.read_block)?;
+        let readers = job.cluster.workers * job.cluster.addresses.len().max(1);
+        let block = read_block(job.read_block, readers);
+        let (plan, header) = BlockPlan::open(&job.input, columns, bad, delay, block)?;
         (Input::All(plan), header)
     } else {
         let (feed, header) = CsvFeed::open(&job.input, columns, bad, delay)?;
@@ -1443,9 +1466,9 @@ struct Sinks<'scope> {
     /// Whether the late rows go to Kafka: every worker builds their Kafka sink then (with
     /// `checkpointed`, the changelog's, which commits both).
     late_to_kafka: bool,
-    /// The probe the source is paced by: what every sink has written joins it (see
-    /// [`Sinks::write`]), so the source waits for the rows its records become, up to the
-    /// writer (and the operators between).
+    /// The probe the source is paced by: every sink's input joins it where the writer reads
+    /// it (see [`Sinks::write`]), so the source waits for the rows its records become, up to
+    /// the writer (and the operators between).
     paced: ProbeHandle<u64>,
     /// This worker's operator snapshots, for the committing sink (with `--emit final`).
     snapshots: Option<StreamVec<'scope, u64, WorkerSnapshot>>,
@@ -1469,7 +1492,7 @@ impl<'scope> Sinks<'scope> {
 
     /// Writes the changelog and the late rows (counting both); returns the changelog's probe.
     ///
-    /// The source is paced by the writers (`paced` joins what each has written), not by the
+    /// The source is paced by the writers (`paced` probes what reaches each), not by the
     /// operators before them: with one output file every row goes to worker 0, and a reader
     /// paced by the operators alone filled worker 0's queue without limit when it wrote more
     /// slowly than the others computed (`--emit updates` writes about two rows per input row:
@@ -1484,27 +1507,25 @@ impl<'scope> Sinks<'scope> {
         O: timely::ExchangeData + Display + Clone,
     {
         let (probe, results) = results.probe();
-        let paced = self.paced.clone();
-        for written in self.written(results, late) {
-            written.probe_with(&paced);
-        }
+        self.written(results, late);
         probe
     }
 
-    /// The sinks of [`Self::write`]; returns what each has written (see [`Written`]).
+    /// The sinks of [`Self::write`], each paced by `self.paced`: the file sinks probe what
+    /// reaches their writer, the Kafka sinks return what they have taken in.
     fn written<O>(
         self,
         results: StreamVec<'scope, u64, WindowResult<CsvKey, O>>,
         late: StreamVec<'scope, u64, Late<CsvKey, LateFields>>,
-    ) -> Vec<Written<'scope>>
-    where
+    ) where
         O: timely::ExchangeData + Display + Clone,
     {
+        let paced = &self.paced;
         let mut kafka = None;
         let mut late_columns = None;
         let (output, late_output) = match self.writers {
             Some(Writers::Commit(files)) => {
-                let written = commit_sink(
+                commit_sink(
                     results,
                     late,
                     self.snapshots,
@@ -1512,8 +1533,9 @@ impl<'scope> Sinks<'scope> {
                     self.counts,
                     self.late_count,
                     self.commit_error,
+                    paced,
                 );
-                return vec![written];
+                return;
             }
             Some(Writers::Plain { output, late }) => (output.map(|o| *o), late),
             Some(Writers::Kafka { output, late }) => {
@@ -1540,7 +1562,7 @@ impl<'scope> Sinks<'scope> {
         };
         if self.checkpointed && !self.to_kafka {
             // Not the writing worker of a checkpointed run: its rows go to worker 0's sink.
-            let written = commit_sink(
+            commit_sink(
                 results,
                 late,
                 self.snapshots,
@@ -1548,8 +1570,9 @@ impl<'scope> Sinks<'scope> {
                 self.counts,
                 self.late_count,
                 self.commit_error,
+                paced,
             );
-            return vec![written];
+            return;
         }
         // The late rows' encoder for a Kafka late output: counted where written (worker 0 of
         // process 0), as for a file.
@@ -1561,7 +1584,7 @@ impl<'scope> Sinks<'scope> {
             let (key, payload) = late_message(row, &columns, format);
             (target, key, payload)
         };
-        let changelog = if self.to_kafka {
+        if self.to_kafka {
             let counts = self.counts;
             let changelog_row = move |row: &WindowResult<CsvKey, O>, format| {
                 counts.borrow_mut().count(row.diff);
@@ -1577,19 +1600,21 @@ impl<'scope> Sinks<'scope> {
                     KafkaRow::Changelog(row) => changelog_row(row, format),
                     KafkaRow::Late(row) => late_row(row, format, 1),
                 };
-                return vec![kafka_sink(rows, kafka, encode, self.commit_error)];
+                kafka_sink(rows, kafka, encode, self.commit_error).probe_with(paced);
+                return;
             }
             kafka_sink(results, kafka, changelog_row, Rc::clone(&self.commit_error))
+                .probe_with(paced);
         } else if let Some(part) = self.parts.output {
-            changelog_part_sink(results, part, self.counts, self.write_error)
+            changelog_part_sink(results, part, self.counts, self.write_error, paced);
         } else {
-            changelog_sink(results, output, self.counts, self.write_error)
-        };
-        let late = match self.parts.late {
-            Some(part) => late_part_sink(late, part, late_count, self.late_write_error),
+            changelog_sink(results, output, self.counts, self.write_error, paced);
+        }
+        match self.parts.late {
+            Some(part) => late_part_sink(late, part, late_count, self.late_write_error, paced),
             None if self.late_to_kafka => {
                 let encode = move |row: &Late<CsvKey, LateFields>, format| late_row(row, format, 0);
-                kafka_sink(late, late_kafka, encode, self.commit_error)
+                kafka_sink(late, late_kafka, encode, self.commit_error).probe_with(paced);
             }
             None => {
                 // Counted where the rows are written (worker 0 of process 0), so the summary
@@ -1597,10 +1622,9 @@ impl<'scope> Sinks<'scope> {
                 let late = late
                     .exchange(|_| 0)
                     .inspect(move |_| *late_count.borrow_mut() += 1);
-                late_sink(late, late_output, self.late_write_error)
+                late_sink(late, late_output, self.late_write_error, paced);
             }
-        };
-        vec![changelog, late]
+        }
     }
 }
 

@@ -37,10 +37,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::operators::{Concat, Operator};
-use timely::dataflow::{Scope, StreamVec};
+use timely::dataflow::operators::{Concat, Exchange as _, Operator, Probe};
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use timely::scheduling::Activator;
 use timely::ExchangeData;
 
@@ -265,9 +265,9 @@ type Pending = BTreeMap<u64, (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
 
 /// Writes `results` and `late` exactly once through `files` (on worker 0 of process 0; every
 /// other worker passes `None`), counting changelog rows in `counts` and late rows in
-/// `late_count`. A write or commit error stops writing and is stored in `error`. Returns what
-/// reached the sink (see [`super::Written`]): rows are passed once they are in its pending
-/// commits, so a source paced by it waits for rows still queued in the exchange to worker 0.
+/// `late_count`. A write or commit error stops writing and is stored in `error`. `written`
+/// probes both inputs after their exchange to worker 0 (see [`super::csv_sink`]): a source
+/// paced by it waits for rows still queued there.
 ///
 /// `snapshots`, with operator snapshots (see [`snapshot_stream`]), go to worker 0 too: a
 /// commit at `c` waits for every worker's states at `c` and writes one snapshot file per
@@ -281,8 +281,8 @@ pub fn commit_sink<'scope, K, O>(
     counts: Rc<RefCell<ChangelogCounts>>,
     late_count: Rc<RefCell<u64>>,
     error: Rc<RefCell<Option<String>>>,
-) -> super::Written<'scope>
-where
+    written: &ProbeHandle<u64>,
+) where
     K: ExchangeData + AsRef<str>,
     O: ExchangeData + Display,
 {
@@ -303,6 +303,8 @@ where
     // gathering operator emits nothing), so a cut passed by both inputs has every worker's.
     let gathered = Rc::new(RefCell::new(Gathered::default()));
     let with_states = snapshots.is_some();
+    let results = results.exchange(|_| 0).probe_with(written);
+    let late = late.exchange(|_| 0);
     let late = match snapshots {
         Some(snapshots) => {
             let store = Rc::clone(&gathered);
@@ -327,12 +329,13 @@ where
             late.concat(frontier_only)
         }
         None => late,
-    };
-    // Nothing is sent and no capability kept: the output's frontier is the inputs'.
+    }
+    .probe_with(written);
+    // Nothing is sent (timely has no sink of two inputs): the output is left unconnected.
     results.binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
         late,
-        Exchange::new(|_: &WindowResult<K, O>| 0),
-        Exchange::new(|_: &Late<K, LateFields>| 0),
+        Pipeline,
+        Pipeline,
         "CommitSink",
         |_cap, info| {
             let activator = scope.activator_for(info.address);
@@ -426,7 +429,7 @@ where
                 }
             }
         },
-    )
+    );
 }
 
 /// A byte buffer the CSV encoder writes into and the sink takes rows out of.

@@ -17,11 +17,9 @@ use std::io::Write;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Exchange as _;
-use timely::dataflow::operators::Operator;
-use timely::dataflow::StreamVec;
+use timely::dataflow::operators::{Exchange as _, Operator, Probe};
+use timely::dataflow::{ProbeHandle, StreamVec};
 use timely::ExchangeData;
 
 use crate::window::{Late, WindowResult};
@@ -65,24 +63,23 @@ pub enum SinkWriter<W: Write> {
 /// A CSV writer shared by the workers of one process: a part file's.
 pub type SharedWriter<W> = Arc<Mutex<csv::Writer<W>>>;
 
-/// What a sink has written, as a stream: it carries nothing, and its frontier is the writer's
-/// input frontier. A time is passed only once every row at or before it has been written,
-/// rows still queued in the exchange to the writing worker included; a source paced by a
-/// probe on it (see [`crate::source::Pacing`]) cannot run ahead of a slow writer.
-pub type Written<'scope> = StreamVec<'scope, u64, ()>;
-
 /// Writes each record of `stream` with `encode` into `writer` (see [`SinkWriter`]), a batch at
 /// a time (under the lock, for a shared writer), flushing after each activation that wrote;
 /// `encode` writes the fields of one row and its terminator. The first error stops this
-/// worker's writing and is stored in `error` (the caller ends the run). Returns what was
-/// written (see [`Written`]).
+/// worker's writing and is stored in `error` (the caller ends the run).
+///
+/// `written` probes the stream the writer reads, after the exchange to worker 0: a time is
+/// passed only once every row at or before it has reached the writer, rows still queued in
+/// the exchange included (and the writer takes in what reached it in the same round of its
+/// worker), so a source paced by it (see [`crate::source::Pacing`]) cannot run ahead of a
+/// slow writer.
 pub fn csv_sink<'scope, D, W, E>(
     stream: StreamVec<'scope, u64, D>,
     writer: SinkWriter<W>,
     mut encode: E,
     error: Rc<RefCell<Option<csv::Error>>>,
-) -> Written<'scope>
-where
+    written: &ProbeHandle<u64>,
+) where
     D: ExchangeData,
     W: Write + 'static,
     E: FnMut(&mut csv::Writer<W>, &D) -> csv::Result<()> + 'static,
@@ -91,39 +88,33 @@ where
         SinkWriter::One(writer) => (stream.exchange(|_| 0), writer.map(Slot::Own)),
         SinkWriter::Part(shared) => (stream, Some(Slot::Shared(shared))),
     };
-    // The initial capability is dropped at once and nothing is sent, so the output's frontier
-    // is the input's.
-    stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
-        Pipeline,
-        "CsvSink",
-        move |_cap, _info| {
-            move |(input, _frontier), _output| {
-                let Some(slot) = writer.as_mut() else {
-                    input.for_each(|_cap, _data| {});
-                    return;
-                };
-                let result = slot.with(|out| {
-                    let (mut wrote, mut result) = (false, Ok(()));
-                    input.for_each(|_cap, data| {
-                        for item in data.iter() {
-                            if result.is_ok() {
-                                result = encode(out, item);
-                                wrote = true;
-                            }
+    stream
+        .probe_with(written)
+        .sink(Pipeline, "CsvSink", move |(input, _frontier)| {
+            let Some(slot) = writer.as_mut() else {
+                input.for_each(|_cap, _data| {});
+                return;
+            };
+            let result = slot.with(|out| {
+                let (mut wrote, mut result) = (false, Ok(()));
+                input.for_each(|_cap, data| {
+                    for item in data.iter() {
+                        if result.is_ok() {
+                            result = encode(out, item);
+                            wrote = true;
                         }
-                    });
-                    match result {
-                        Ok(()) if wrote => out.flush().map_err(csv::Error::from),
-                        other => other,
                     }
                 });
-                if let Err(e) = result {
-                    *error.borrow_mut() = Some(e);
-                    writer = None;
+                match result {
+                    Ok(()) if wrote => out.flush().map_err(csv::Error::from),
+                    other => other,
                 }
+            });
+            if let Err(e) = result {
+                *error.borrow_mut() = Some(e);
+                writer = None;
             }
-        },
-    )
+        });
 }
 
 /// Where a sink's writer lives: its own, or one shared by the process's workers.
@@ -191,15 +182,15 @@ impl std::ops::AddAssign for ChangelogCounts {
 }
 
 /// [`changelog_sink`] into a part file: this worker's rows into its process's `writer`; the
-/// counts are the whole run's, on worker 0 (see [`count_on_leader`]). Returns what was
-/// written (see [`Written`]).
+/// counts are the whole run's, on worker 0 (see [`count_on_leader`]). `written` probes what
+/// reached the writer (see [`csv_sink`]).
 pub fn changelog_part_sink<'scope, K, O, W>(
     stream: StreamVec<'scope, u64, WindowResult<K, O>>,
     writer: SharedWriter<W>,
     counts: Rc<RefCell<ChangelogCounts>>,
     error: Rc<RefCell<Option<csv::Error>>>,
-) -> Written<'scope>
-where
+    written: &ProbeHandle<u64>,
+) where
     K: ExchangeData + AsRef<str> + Clone,
     O: ExchangeData + Display + Clone,
     W: Write + 'static,
@@ -214,19 +205,20 @@ where
         SinkWriter::Part(writer),
         |out, row| write_changelog_row(out, row),
         error,
+        written,
     )
 }
 
 /// [`late_sink`] into a part file: this worker's late rows into its process's `writer`,
-/// counted into `count` on worker 0 (see [`count_on_leader`]). Returns what was written (see
-/// [`Written`]).
+/// counted into `count` on worker 0 (see [`count_on_leader`]). `written` probes what reached
+/// the writer (see [`csv_sink`]).
 pub fn late_part_sink<'scope, K, W>(
     stream: StreamVec<'scope, u64, Late<K, LateFields>>,
     writer: SharedWriter<W>,
     count: Rc<RefCell<u64>>,
     error: Rc<RefCell<Option<csv::Error>>>,
-) -> Written<'scope>
-where
+    written: &ProbeHandle<u64>,
+) where
     K: ExchangeData + Clone,
     W: Write + 'static,
 {
@@ -236,18 +228,19 @@ where
         SinkWriter::Part(writer),
         |out, late| write_late_row(out, late),
         error,
+        written,
     )
 }
 
 /// Writes a window changelog (`window_start,window_end,key,value,diff`) and counts its rows.
-/// Returns what was written (see [`Written`]).
+/// `written` probes what reached the writer (see [`csv_sink`]).
 pub fn changelog_sink<'scope, K, O, W>(
     stream: StreamVec<'scope, u64, WindowResult<K, O>>,
     writer: Option<csv::Writer<W>>,
     counts: Rc<RefCell<ChangelogCounts>>,
     error: Rc<RefCell<Option<csv::Error>>>,
-) -> Written<'scope>
-where
+    written: &ProbeHandle<u64>,
+) where
     K: ExchangeData + AsRef<str>,
     O: ExchangeData + Display,
     W: Write + 'static,
@@ -256,7 +249,13 @@ where
         counts.borrow_mut().count(row.diff);
         write_changelog_row(out, row)
     };
-    csv_sink(stream, SinkWriter::One(writer.map(Box::new)), encode, error)
+    csv_sink(
+        stream,
+        SinkWriter::One(writer.map(Box::new)),
+        encode,
+        error,
+        written,
+    )
 }
 
 /// Writes one changelog row (`window_start,window_end,key,value,diff` and its terminator).
@@ -370,14 +369,14 @@ pub fn late_header<'a>(
 }
 
 /// Writes late records in the column order of [`late_header`]: the input row, the missed
-/// window's `window_start,window_end`, then the diff if the row has one. Returns what was
-/// written (see [`Written`]).
+/// window's `window_start,window_end`, then the diff if the row has one. `written` probes what
+/// reached the writer (see [`csv_sink`]).
 pub fn late_sink<'scope, K, W>(
     stream: StreamVec<'scope, u64, Late<K, LateFields>>,
     writer: Option<csv::Writer<W>>,
     error: Rc<RefCell<Option<csv::Error>>>,
-) -> Written<'scope>
-where
+    written: &ProbeHandle<u64>,
+) where
     K: ExchangeData,
     W: Write + 'static,
 {
@@ -386,6 +385,7 @@ where
         SinkWriter::One(writer.map(Box::new)),
         |out, late| write_late_row(out, late),
         error,
+        written,
     )
 }
 

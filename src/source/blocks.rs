@@ -440,6 +440,67 @@ enum From {
     },
 }
 
+/// The good rows of a block, end to end: their fields' bytes, their field ends, and per row
+/// where it ends in both and where it stood in the block's buffer.
+///
+/// A `csv::ByteRecord` per row (three allocations, some 240 bytes for a 17-byte row of the
+/// issue-14 file) made a parsed block weigh about 16 times its bytes, and every reader holds
+/// one: 16 workers held 100 MB more than one worker on that file.
+#[derive(Default)]
+struct Rows {
+    bytes: Vec<u8>,
+    /// Each field's end, counted from its row's first byte.
+    ends: Vec<usize>,
+    /// Per row: its end in `bytes` and in `ends`, and its byte offset in the buffer (the
+    /// parser's position at its start).
+    rows: Vec<(usize, usize, u64)>,
+}
+
+impl Rows {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.rows.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Appends `record`'s fields and position.
+    fn push(&mut self, record: &csv::ByteRecord) {
+        self.bytes.extend_from_slice(record.as_slice());
+        let mut end = 0;
+        for field in record {
+            end += field.len();
+            self.ends.push(end);
+        }
+        let at = record.position().map_or(0, |p| p.byte());
+        self.rows.push((self.bytes.len(), self.ends.len(), at));
+    }
+
+    /// The byte offset in the buffer of row `row`.
+    fn at(&self, row: usize) -> u64 {
+        self.rows[row].2
+    }
+
+    /// Row `row`'s fields, into `record`.
+    fn load(&self, row: usize, record: &mut csv::ByteRecord) {
+        let (bytes_from, ends_from) = match row.checked_sub(1) {
+            Some(before) => (self.rows[before].0, self.rows[before].1),
+            None => (0, 0),
+        };
+        let (bytes_to, ends_to, _) = self.rows[row];
+        let bytes = &self.bytes[bytes_from..bytes_to];
+        record.clear();
+        let mut start = 0;
+        for &end in &self.ends[ends_from..ends_to] {
+            record.push_field(&bytes[start..end]);
+            start = end;
+        }
+    }
+}
+
 /// The block a worker is sending.
 struct Current {
     block: usize,
@@ -469,9 +530,12 @@ pub struct BlockFeed {
     /// file of `buffer[0]`.
     buffer: Vec<u8>,
     buffer_at: u64,
-    /// The block's records (reused from block to block) and its good rows: record index, row.
-    records: Vec<csv::ByteRecord>,
+    /// The record being parsed, the block's good rows (see [`Rows`]) with what was parsed of
+    /// each (row index, row), and the record a row is loaded into to be sent.
+    record: csv::ByteRecord,
+    rows: Rows,
     parsed: Vec<(usize, Parsed)>,
+    sending: csv::ByteRecord,
     current: Option<Current>,
     watermark: Watermark,
     shared: Rc<RefCell<Shared>>,
@@ -523,8 +587,10 @@ impl BlockFeed {
             next,
             buffer: Vec::new(),
             buffer_at: 0,
-            records: Vec::new(),
+            record: csv::ByteRecord::new(),
+            rows: Rows::default(),
             parsed: Vec::new(),
+            sending: csv::ByteRecord::new(),
             current: None,
             watermark,
             shared,
@@ -537,13 +603,12 @@ impl BlockFeed {
         })
     }
 
-    /// The byte offset in the file of record `record` (an index into `records`) of the block
-    /// that starts at `start`.
-    fn byte_of(&self, start: u64, record: usize) -> u64 {
-        let at = self.records[record].position();
+    /// The byte offset in the file of row `row` (an index into `rows`) of the block that
+    /// starts at `start`.
+    fn byte_of(&self, start: u64, row: usize) -> u64 {
         // Positions count the byte before the block (see `parse`); the first record's is the
         // block's start.
-        start + at.map_or(0, |p| p.byte().saturating_sub(PREFIX as u64))
+        start + self.rows.at(row).saturating_sub(PREFIX as u64)
     }
 
     /// Where this reader stands: the next record it sends (see [`Position`]). Known where the
@@ -569,8 +634,7 @@ impl BlockFeed {
         };
         let (byte, line) = match self.parsed.get(current.sent) {
             Some((record, _)) => {
-                let at = self.records[*record].position().map_or(0, |p| p.byte());
-                let at = usize::try_from(at).unwrap_or(usize::MAX);
+                let at = usize::try_from(self.rows.at(*record)).unwrap_or(usize::MAX);
                 let line = first + self.lines().record_line(&self.buffer, at);
                 (self.byte_of(span.start, *record), line)
             }
@@ -658,7 +722,7 @@ impl BlockFeed {
         Ok((start, whole))
     }
 
-    /// Reads and parses block `block` from `from` into `records` and `parsed`; returns its
+    /// Reads and parses block `block` from `from` into `rows` and `parsed`; returns its
     /// summary. Lines in its errors count from the block's start (see [`relocate`]).
     ///
     /// One parse finds the block's end and reads its rows: the CSV parser the single reader
@@ -732,7 +796,7 @@ impl BlockFeed {
         info
     }
 
-    /// Parses the records in `buffer` (after the byte before the block) into `records` and
+    /// Parses the records in `buffer` (after the byte before the block) into `rows` and
     /// `parsed`, up to and with the first that ends after `limit` (a byte of the file), or up
     /// to the data's end where the buffer holds it (`whole`); returns where that record ends in
     /// the buffer. `None` when the buffer ends before such a record is known to end (a record
@@ -749,12 +813,9 @@ impl BlockFeed {
             .from_reader(&self.buffer[..]);
         // Lines are counted only for the records that report one, in order: one pass at most.
         let mut lines = self.lines();
-        let mut n = 0;
+        self.rows.clear();
+        let record = &mut self.record;
         loop {
-            if self.records.len() == n {
-                self.records.push(csv::ByteRecord::new());
-            }
-            let record = &mut self.records[n];
             match reader.read_byte_record(record) {
                 Ok(true) => {}
                 Ok(false) => return whole.then_some(self.buffer.len()),
@@ -786,8 +847,8 @@ impl BlockFeed {
                     Ok(parsed) => {
                         info.max = info.max.max(Some(parsed.ts));
                         info.records += 1;
-                        self.parsed.push((n, parsed));
-                        n += 1;
+                        self.parsed.push((self.rows.len(), parsed));
+                        self.rows.push(record);
                     }
                     Err(e) if self.plan.bad_lines == BadLines::Skip => {
                         info.bad += 1;
@@ -1016,7 +1077,8 @@ impl BlockFeed {
                 return Ok(Poll::Ready);
             }
             let time = self.watermark.stamp(parsed.ts);
-            out.push(self.plan.layout.item(&self.records[*record], parsed, time));
+            self.rows.load(*record, &mut self.sending);
+            out.push(self.plan.layout.item(&self.sending, parsed, time));
             current.sent += 1;
         }
         if current.sent == self.parsed.len() {
