@@ -1535,16 +1535,74 @@ fn kafka_transactional_restart_after_a_kill_in_the_first_transaction_commits_the
 #[test]
 fn kafka_transactional_output_stops_in_one_line_when_fenced() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let (_, broker, ckpt) = transactional_job(11, "kafka_transactional_fenced");
     let fenced = RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED;
-    broker.fail_next(RDKafkaApiKey::EndTxn, &[fenced]);
-    let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
+    let (_, _, _, out) = injected_run(
+        11,
+        "kafka_transactional_fenced",
+        RDKafkaApiKey::EndTxn,
+        fenced,
+    );
     let err = stderr(&out);
     assert!(
         out.status.code() == Some(1) && err.contains("fenced") && err.trim().lines().count() == 1,
         "{:?}: {err}",
         out.status
     );
+}
+
+/// A broker that lists EndTxn but refuses every transactional producer (nisshi 0.8.1, tansu's
+/// successor, answers InitProducerId with a transactional id TRANSACTIONAL_ID_AUTHORIZATION_
+/// FAILED; injected here on the mock cluster): the run says so in one line and writes by
+/// deterministic replay, outside transactions, the per-partition reference; a rerun finds the
+/// job complete. (It used to stop with "cannot start transactions", so no exactly-once run
+/// could write to nisshi.)
+#[test]
+fn kafka_exactly_once_falls_back_to_replay_where_the_broker_refuses_transactional_ids() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let refused = RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    let name = "kafka_transactional_refused";
+    let (partitions, broker, ckpt, out) =
+        injected_run(19, name, RDKafkaApiKey::InitProducerId, refused);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("refuses a transactional producer"))
+        .collect();
+    assert!(
+        said.len() == 1 && said[0].contains("deterministic replay"),
+        "{err}"
+    );
+    let records = broker.records("out");
+    assert!(
+        !records.is_empty() && records.iter().all(|r| !r.transactional),
+        "written outside transactions"
+    );
+    assert_reference(&partitions, committed_rows(&broker, "out"));
+    broker.fail_next(RDKafkaApiKey::InitProducerId, &[refused]);
+    let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("complete"), "{}", stderr(&out));
+    assert_eq!(broker.records("out").len(), records.len());
+}
+
+/// [`transactional_job`] (seeded `seed`, in scratch directory `name`) whose mock cluster answers
+/// the next request of kind `api` with `error`, then an exactly-once run of it on 2 workers.
+fn injected_run(
+    seed: u64,
+    name: &str,
+    api: rdkafka::types::RDKafkaApiKey,
+    error: rdkafka::types::RDKafkaRespErr,
+) -> (
+    Vec<Vec<Event>>,
+    Broker,
+    std::path::PathBuf,
+    std::process::Output,
+) {
+    let (partitions, broker, ckpt) = transactional_job(seed, name);
+    broker.fail_next(api, &[error]);
+    let out = exactly_once_run(&broker, "out", &ckpt, "2", None);
+    (partitions, broker, ckpt, out)
 }
 
 /// Records a partition for the transactional tests: more than one commit's worth (see

@@ -769,6 +769,13 @@ fn open_transactional(
         ));
         return Ok(None);
     }
+    if let Some(why) = commit.transactions_refused() {
+        crate::abort::say(format_args!(
+            "tidemark window: {} lists EndTxn but refuses a transactional producer ({why}); \
+             writing by deterministic replay",
+            topic.url()
+        ));
+    }
     if let Some(time) = commit.resumed {
         crate::abort::say(format_args!(
             "tidemark window: resuming from the checkpoint at time {time} committed to {}",
@@ -1057,9 +1064,8 @@ where
                     feed.as_ref().map_or(1, Input::header_line)
                 )
             })?;
-        let writers = match &job.checkpoint_dir {
-            Some(dir) if kafka_out.is_some() => {
-                let topic = kafka_out.as_ref().expect("checked just above");
+        let writers = match (&job.checkpoint_dir, kafka_out.as_ref()) {
+            (Some(dir), Some(topic)) => {
                 match open_transactional(&job, topic, kafka_late.as_ref(), dir)? {
                     Some(commit) => Writers::KafkaCommit {
                         commit: Box::new(commit),
@@ -1068,7 +1074,7 @@ where
                     None => return Ok(()),
                 }
             }
-            Some(dir) => match open_committed(&job, late_columns, dir, &mut results)? {
+            (Some(dir), None) => match open_committed(&job, late_columns, dir, &mut results)? {
                 Some((files, state, restored)) => {
                     restore = restored;
                     checkpointing = Some(state);
@@ -1076,7 +1082,7 @@ where
                 }
                 None => return Ok(()),
             },
-            None => {
+            (None, _) => {
                 parts = Parts::open(&job, cluster.process, Some(&header), &mut results)?;
                 let output = match &kafka_out {
                     Some(topic) => {
@@ -1091,10 +1097,9 @@ where
                         Ok(Some(Box::new(output)))
                     }
                 };
-                let late = match (&job.late_output, late_columns) {
-                    (Some(_), Some(_)) if parts.late.is_some() => None,
-                    (Some(_), Some(columns)) if kafka_late.is_some() => {
-                        let topic = kafka_late.as_ref().expect("matched just above");
+                let late = match (&job.late_output, late_columns, kafka_late.as_ref()) {
+                    (Some(_), Some(_), _) if parts.late.is_some() => None,
+                    (Some(_), Some(columns), Some(topic)) => {
                         let format = job.kafka.output_format;
                         let writer = KafkaWriter::open(topic, format).map_err(|e| anyhow!(e))?;
                         Some(LateWriter::Kafka {
@@ -1102,7 +1107,7 @@ where
                             columns,
                         })
                     }
-                    (Some(path), Some(late_columns)) => {
+                    (Some(path), Some(late_columns), _) => {
                         let (result, mut late) = create(path)?;
                         results.push(result);
                         late.write_record(&late_columns)?;

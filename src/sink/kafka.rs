@@ -202,11 +202,25 @@ impl KafkaWriter {
         self.check()
     }
 
-    /// Waits until every message sent was acknowledged; errors if one was not.
+    /// Waits until every message sent was acknowledged (within three broker timeouts); errors
+    /// if one was not.
     pub fn flush(&self) -> Result<(), String> {
-        self.producer
-            .flush(BROKER_TIMEOUT * 3)
-            .map_err(|e| self.failure(e))?;
+        // Not rdkafka's `flush`: it waits in whole 100 ms polls (rdkafka 0.38's `poll` returns
+        // at its deadline, not at the first delivery report), so every flush with a message in
+        // flight took at least 100 ms. An exactly-once commit flushes twice, so checkpoints
+        // could not commit more often than about five times a second, whatever the broker's
+        // answer time (about 1 ms on tansu), and a run spent most of its time waiting there.
+        let deadline = Instant::now() + BROKER_TIMEOUT * 3;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(self.failure(format!(
+                    "{} messages not acknowledged within {} s",
+                    self.producer.in_flight_count(),
+                    (BROKER_TIMEOUT * 3).as_secs()
+                )));
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
         self.check()
     }
 
@@ -309,7 +323,8 @@ pub fn late_message<K: AsRef<str>>(
 
 /// The exactly-once output of a checkpointed run (`--checkpoint-dir` with a Kafka output), and
 /// where the previous run of the same job got to. Two ways, by what the broker supports (asked
-/// with an ApiVersions request when it opens: does it answer EndTxn?):
+/// with an ApiVersions request when it opens: does it answer EndTxn? and then, does it grant
+/// the job's transactional id?):
 ///
 /// **Transactions** (Kafka 0.11 and later). The commit point of a checkpoint at time `c` is the
 /// commit of the Kafka transaction that holds the checkpoint interval's rows *and*, as a
@@ -322,7 +337,9 @@ pub fn late_message<K: AsRef<str>>(
 /// is read back from the output topic.
 ///
 /// **Deterministic replay** (brokers without EndTxn, such as tansu 0.6, on which no
-/// transaction can ever commit: librdkafka refuses `commit_transaction` there). Every row is
+/// transaction can ever commit: librdkafka refuses `commit_transaction` there; and brokers that
+/// list EndTxn but answer the transactional producer's InitProducerId with
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, such as nisshi 0.8.1 for every id). Every row is
 /// sent by an idempotent producer to partition `crc32(key) mod partitions` with the header
 /// `tidemark-job` naming the job, in the sink's order (times ascending, within a time by
 /// payload then key). That order, and so each partition's sequence of rows, depends only on the
@@ -384,6 +401,9 @@ pub struct KafkaCommit {
     skip: Vec<u64>,
     /// The messages read back from the topic when opening (deterministic replay).
     read_back: u64,
+    /// Why the output is replayed on a broker that lists EndTxn: its refusal of the
+    /// transactional producer (`None` when it has transactions or lists no EndTxn).
+    refused: Option<String>,
 }
 
 /// The sink state of a deterministic-replay output at a commit (see [`KafkaCommit`]); its
@@ -533,28 +553,48 @@ impl KafkaCommit {
             partitions.push((n, slots));
             slots += n as usize;
         }
-        let transactions = supports_transactions(topic)?;
+        let mut transactions = supports_transactions(topic)?;
         let url = topic.url();
         let fail = |what: &str, e: KafkaError| format!("{url}: {what}: {e}");
         let deliveries = Deliveries::default();
-        let mut config = topic.config();
-        config
-            .set("enable.idempotence", "true")
-            .set("message.timeout.ms", "30000")
-            .set("batch.num.messages", REPLAY_BATCH.to_string());
-        if transactions {
+        let producer = |transactional: bool| {
+            let mut config = topic.config();
             config
-                .set("transactional.id", job)
-                .set("transaction.timeout.ms", "60000");
-        }
-        let producer: BaseProducer<Deliveries> = config
-            .create_with_context(deliveries.clone())
-            .map_err(|e| fail("cannot create a Kafka producer", e))?;
-        if transactions {
-            producer
-                .init_transactions(BROKER_TIMEOUT * 3)
-                .map_err(|e| fail("cannot start transactions", e))?;
-        }
+                .set("enable.idempotence", "true")
+                .set("message.timeout.ms", "30000")
+                .set("batch.num.messages", REPLAY_BATCH.to_string());
+            if transactional {
+                config
+                    .set("transactional.id", job)
+                    .set("transaction.timeout.ms", "60000");
+            }
+            config
+                .create_with_context::<_, BaseProducer<Deliveries>>(deliveries.clone())
+                .map_err(|e| fail("cannot create a Kafka producer", e))
+        };
+        let mut refused = None;
+        let producer = match producer(transactions)? {
+            transactional if transactions => {
+                match transactional.init_transactions(BROKER_TIMEOUT * 3) {
+                    Ok(()) => transactional,
+                    // A broker that lists EndTxn may still refuse every transactional producer:
+                    // nisshi 0.8.1 (tansu's successor) answers InitProducerId with a transactional
+                    // id so, as Kafka does for a principal the id is not granted to. No transaction
+                    // can start there, so the output is written as where EndTxn is missing.
+                    Err(e)
+                        if e.rdkafka_error_code()
+                            == Some(RDKafkaErrorCode::TransactionalIdAuthorizationFailed) =>
+                    {
+                        drop(transactional);
+                        refused = Some(e.to_string());
+                        transactions = false;
+                        producer(false)?
+                    }
+                    Err(e) => return Err(fail("cannot start transactions", e)),
+                }
+            }
+            idempotent => idempotent,
+        };
         let group: BaseConsumer = topic
             .config()
             .set("group.id", job)
@@ -606,7 +646,15 @@ impl KafkaCommit {
             counted: vec![0; slots],
             skip,
             read_back,
+            refused,
         })
+    }
+
+    /// Why the output is written by deterministic replay although the broker lists EndTxn: its
+    /// answer to the transactional producer's InitProducerId (TRANSACTIONAL_ID_AUTHORIZATION_
+    /// FAILED), as librdkafka words it; `None` otherwise.
+    pub fn transactions_refused(&self) -> Option<&str> {
+        self.refused.as_deref()
     }
 
     /// The messages read back from the topic when opening: with deterministic replay, those
@@ -960,6 +1008,10 @@ fn job_rows(
         .set("group.id", job)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // It reads to the end and no further: a broker holds a fetch at the end of a
+        // partition for this long before it answers that nothing more is there (librdkafka's
+        // default 500 ms: a fresh output's restart waited that long for each empty read).
+        .set("fetch.wait.max.ms", "10")
         .create()
         .map_err(|e| fail(&e))?;
     let mut assignment = TopicPartitionList::new();
