@@ -515,10 +515,7 @@ where
         if let Some(feed) = feed.as_mut() {
             feed.set_activator(activator.clone());
         }
-        // Grows to what a poll returns, not reserved at `batch` records (some 460 KB of CSV
-        // items at 4096): a parallel reader's poll ends at its block's end, so with the small
-        // blocks of many readers each worker's buffer stays small (see `job::window::read_block`).
-        let mut buffer: Vec<Stamped<F::Item>> = Vec::new();
+        let mut buffer: Vec<Stamped<F::Item>> = Vec::with_capacity(options.batch);
         // Records behind the watermark, in input order (so in stamp order: the watermark never
         // decreases), for `SendAt::Watermark`.
         let mut behind: Vec<Stamped<F::Item>> = Vec::new();
