@@ -1288,10 +1288,11 @@ where
         };
         let probe = worker.dataflow::<u64, _, _>(|scope| {
             // Each reader is held back while the writers (and so every operator before them)
-            // are more than its share of `AHEAD` batches behind (see `Sinks::write`). With `--emit final` on-time records go at the watermark (exact
-            // for the window operators, see `source`); with `--emit updates` a batch goes at
-            // the watermark too, each record carrying its stamp as its update's time (exact for
-            // differential, see `source`).
+            // are more than its share of `AHEAD` batches behind (see `Sinks::write`). With
+            // `--emit final` on-time records go at the watermark (exact for the window
+            // operators, see `source`); with `--emit updates` a batch goes at the watermark
+            // too, each record carrying its stamp as its update's time (exact for differential,
+            // see `source`).
             let consumed = ProbeHandle::new();
             let pacing = Pacing {
                 send_at: SendAt::Watermark,

@@ -407,7 +407,8 @@ pub struct Pacing {
     pub send_at: SendAt,
     /// `(probe, n)`: read no further while `n` batches that the capability has moved past are
     /// not yet passed by `probe` (which sits where records are consumed, after the exchange:
-    /// `tidemark window` places it after the writers); see the module docs. `None`: read as fast as the feed allows.
+    /// `tidemark window` places it after the writers); see the module docs. `None`: read as
+    /// fast as the feed allows.
     pub ahead: Option<(ProbeHandle<u64>, usize)>,
 }
 
