@@ -164,8 +164,8 @@ impl SnapshotSink for Collector {
 /// The stream of this worker's [`WorkerSnapshot`]s, each at its first cut's time: the states
 /// for a range of cuts are sent once all `checkpoints.operators()` operators of the worker
 /// handed over a state for its first cut, and the range ends at the first end of theirs. Its
-/// frontier passing `c` so means that the worker's states at `c` are on their way; it never
-/// holds back the records' dataflow.
+/// frontier passing `c` so means that the worker's states at `c` are on their way, and it stands
+/// at the next cut whose states are still to come; it never holds back the records' dataflow.
 pub fn snapshot_stream<'scope>(
     scope: Scope<'scope, u64>,
     collector: Rc<RefCell<Collector>>,
@@ -211,7 +211,16 @@ pub fn snapshot_stream<'scope>(
                     states,
                 });
                 match until.checked_add(collector.interval) {
-                    Some(later) => next = later,
+                    // Held at the next cut at once, not until its states are in: the frontier
+                    // passes the cut just sent. A probe of this stream paces the sources; held
+                    // at the last cut sent, it stood a whole interval behind them, and readers
+                    // that need more than their allowance of batches to cross an interval
+                    // waited for a cut they were to reach (2 workers, 1 KB blocks, 2 s
+                    // interval: no checkpoint ever committed).
+                    Some(later) => {
+                        next = later;
+                        held.downgrade(&next);
+                    }
                     None => {
                         cap = None;
                         return;
