@@ -158,7 +158,8 @@ pub(crate) struct Layout {
     key: usize,
     value: Option<usize>,
     diff: Option<usize>,
-    width: usize,
+    /// The header's field names, in order: a row of another width is told which it lacks.
+    header: Vec<String>,
     pub(crate) columns: Columns,
 }
 
@@ -445,7 +446,7 @@ impl Layout {
             key: find(&columns.key)?,
             value: columns.value.as_deref().map(find).transpose()?,
             diff: header.iter().position(|h| h == columns.diff),
-            width: header.len(),
+            header: header.iter().map(|h| h.to_string()).collect(),
             columns,
         };
         Ok((layout, header))
@@ -471,8 +472,22 @@ impl Layout {
             message,
         };
         let row = Row::new(record).ok_or_else(|| bad(None, "not valid UTF-8".into()))?;
-        if row.len() != self.width {
-            let message = format!("expected {} fields, found {}", self.width, row.len());
+        let width = self.header.len();
+        if row.len() < width {
+            // The first field the row lacks: the fields of a short row are the header's first.
+            let message = format!(
+                "missing: the row has {} of the header's {width} fields ({})",
+                row.len(),
+                self.header.join(", ")
+            );
+            return Err(bad(Some(&self.header[row.len()]), message));
+        }
+        if row.len() > width {
+            let message = format!(
+                "expected {width} fields ({}), found {}",
+                self.header.join(", "),
+                row.len()
+            );
             return Err(bad(None, message));
         }
         let time_field = Some(self.columns.time.as_str());
