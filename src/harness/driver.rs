@@ -571,10 +571,16 @@ impl Pending {
     }
 }
 
+/// The wall time since `start` (ns): the clock of a real run.
+pub fn wall_clock(start: Instant) -> impl Fn() -> u64 {
+    move || start.elapsed().as_nanos() as u64
+}
+
 /// The open loop over `system` for worker `index` of `peers`; `next(k, due)` is event `k` of
 /// the worker's stream, stamped with `due` (`k` increases by one per call, except after a
-/// failure, when it starts again from the checkpoint's position). Its clock runs from `start`
-/// (the run ends at `start` plus the duration): the instant the run's workers share.
+/// failure, when it starts again from the checkpoint's position). `clock()` reads the time since
+/// the run's start (ns; the run ends when it reaches the duration): [`wall_clock`] from the
+/// instant the run's workers share, or a simulated one in tests.
 ///
 /// With `config.fail_at_ns` (open loop only), the first loop at or after that time calls
 /// [`SystemUnderTest::fail`] and goes on from the position it returns: the events from there
@@ -589,7 +595,7 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
     index: usize,
     peers: usize,
     bar: &ProgressBar,
-    start: Instant,
+    clock: impl Fn() -> u64,
 ) -> WorkerOutcome {
     let mut recorder = Recorder::new(config.warmup_ns, config.intervals);
     if let Some(from) = config.tail_from_ns {
@@ -609,14 +615,13 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
     let (epoch_ns, duration, warmup) = (config.epoch_ns, config.duration_ns, config.warmup_ns);
     let bound = in_flight_bound(config.rate, epoch_ns, peers);
     let may_stop_at = warmup + MIN_MEASURED_NS.min(duration - warmup);
-    let elapsed = |start: &Instant| start.elapsed().as_nanos() as u64;
     let (mut k, mut measured_events, mut retired_events) = (0u64, 0u64, 0u64);
     // The system's input time: every event is sent at it, and it never exceeds an event's time.
     let mut sent_time = 0u64;
     let (mut last_bar, mut backlog, mut stopped) = (0u64, 0u64, None);
     let mut staged: Vec<E> = Vec::with_capacity(MAX_SEND_BATCH);
     loop {
-        let now = elapsed(&start);
+        let now = clock();
         if now >= duration {
             break;
         }
@@ -740,7 +745,7 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
             sent_time = target;
         }
         system.step();
-        let now = elapsed(&start);
+        let now = clock();
         let retired = pending.retire(
             now.min(duration),
             sent_time,
@@ -908,7 +913,7 @@ fn replayed_loop<W: Workload, S: SystemUnderTest<W::Event>>(
         index,
         peers,
         &bar,
-        start,
+        wall_clock(start),
     );
     WorkerOutcome {
         generator_rate,
@@ -1065,7 +1070,7 @@ mod tests {
             0,
             1,
             &ProgressBar::hidden(),
-            Instant::now(),
+            wall_clock(Instant::now()),
         );
         // Events 0..30 000 are due before the end (event j at j * 10 us); those due after the
         // last loop's clock reading are not sent.
@@ -1097,7 +1102,7 @@ mod tests {
                 1,
                 2,
                 &ProgressBar::hidden(),
-                Instant::now(),
+                wall_clock(Instant::now()),
             );
             (system.sent, outcome)
         };
@@ -1122,7 +1127,7 @@ mod tests {
             0,
             1,
             &ProgressBar::hidden(),
-            Instant::now(),
+            wall_clock(Instant::now()),
         );
         assert_eq!(
             system.sent,
@@ -1160,7 +1165,7 @@ mod tests {
             0,
             1,
             &ProgressBar::hidden(),
-            Instant::now(),
+            wall_clock(Instant::now()),
         );
         assert!(system.failed);
         let failure = outcome.failure.clone().expect("the run failed");
