@@ -36,15 +36,16 @@
 //! those sent from the warm-up's end on. Events due in the warm-up that a system works off in
 //! the measured part do not count, so an open-loop run never achieves more than its offered
 //! rate (by at most the one event that rounding due times to nanoseconds can add). At the end
-//! of its clock the run drains: it sends nothing more, moves the input to the end, and steps
-//! until every measured event sent is processed, for at most the drain limit (the larger of
-//! [`HOPELESS_NS`] and two epochs, plus any injected delay). So the last epoch, which retires
+//! of its clock the run drains, for at most the drain limit (the larger of [`HOPELESS_NS`] and
+//! two epochs, plus any injected delay): it sends what of the measured part is still unsent
+//! (a run a little behind; events due after the end are never sent), moves the input to the
+//! end, and steps until every measured event is processed. So the last epoch, which retires
 //! only once the input leaves it, counts in full however long the epochs are, and a run that
-//! keeps up achieves its offered rate. The epochs completed in the drain are measured epochs:
-//! their latencies are recorded (an epoch that the run's end cuts short never completes and
-//! is not). What the drain leaves is not counted, and makes the run overloaded; events due in
-//! the measured part and never sent (the run was behind, or they fell due after the last
-//! loop's clock reading) are not counted either. A run stopped as hopeless is not drained.
+//! keeps up, or keeps pace a little behind, achieves its offered rate. The epochs completed in
+//! the drain are measured epochs: their latencies are recorded (an epoch that the run's end
+//! cuts short never completes, and is not). What the drain leaves, unsent or unprocessed, is
+//! not counted, and makes the run overloaded. A run stopped as hopeless is not drained: it is
+//! overloaded whatever the drain would show, and it was stopped to save that time.
 //!
 //! Events are pre-generated into a pool per worker before the timed part (generation is not the
 //! system under test) and replayed with shifted event times. With `rate = None` the driver runs
@@ -596,12 +597,12 @@ impl Pending {
     }
 }
 
-/// How long the drain at the end of a run ([`open_loop`]) waits for the measured events sent to
-/// be processed (ns): [`HOPELESS_NS`], or two epochs if longer, plus the injected output delay.
-/// An event not processed by then was more than a second late, as late as the unsent events
-/// that make a run overloaded. Two epochs: a system that keeps up may work on an epoch only
-/// once its input leaves the epoch, at the drain's start for the last one, and take up to an
-/// epoch to do it. The injected delay holds every epoch back by that long by design.
+/// How long the drain at the end of a run ([`open_loop`]) may take to send and retire the
+/// measured events (ns): [`HOPELESS_NS`], or two epochs if longer, plus the injected output
+/// delay. An event not processed by then was more than a second late, as late as the unsent
+/// events that make a run overloaded. Two epochs: a system that keeps up may work on an epoch
+/// only once its input leaves the epoch, at the drain's start for the last one, and take up to
+/// an epoch to do it. The injected delay holds every epoch back by that long by design.
 fn drain_limit(config: &RunConfig) -> u64 {
     HOPELESS_NS
         .max(config.epoch_ns.saturating_mul(2))
@@ -656,13 +657,31 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
     // The system's input time: every event is sent at it, and it never exceeds an event's time.
     let mut sent_time = 0u64;
     let (mut last_bar, mut backlog, mut stopped) = (0u64, 0u64, None);
+    // Open loop: whether an event of the measured part is still unsent at stream index `k`.
+    let unsent = |k: u64| {
+        config
+            .rate
+            .is_some_and(|rate| due(index as u64 + k * peers as u64, rate) < duration)
+    };
+    // From the end of the clock: until when the drain may go on, and the backlog at the end.
+    let (mut drain_until, mut backlog_at_end) = (None, 0u64);
     let mut staged: Vec<E> = Vec::with_capacity(MAX_SEND_BATCH);
     loop {
         let now = clock();
-        if now >= duration {
-            break;
+        if now >= duration && drain_until.is_none() {
+            drain_until = Some(now.saturating_add(drain_limit(config)));
+            backlog_at_end = backlog;
         }
-        if fail_at.is_some_and(|at| now >= at) && failure.is_none() {
+        let draining = drain_until.is_some();
+        if let Some(until) = drain_until {
+            // Done once every measured event is sent and retired and the input is at the end
+            // (so that the last epoch's completion was seen).
+            let done = pending.measured == 0 && sent_time >= duration && !unsent(k);
+            if done || now >= until {
+                break;
+            }
+        }
+        if !draining && fail_at.is_some_and(|at| now >= at) && failure.is_none() {
             input_at_failure = sent_time;
             // Retirement is in sending order: the events below this index are retired.
             retired_k = k - pending.events;
@@ -715,6 +734,8 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
                     allowed -= 1;
                 }
             }
+            // The closed loop's drain sends nothing.
+            None if draining => {}
             None => {
                 // Closed loop: a new batch while this worker's own events in flight are within
                 // the bound. Not "once the probe has passed the input time": the probe is
@@ -748,6 +769,9 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         // is due was sent; else to the epoch of the next unsent event, or within that epoch
         // when the in-flight bound is full of it (so that the probe can show progress in it).
         let now_epoch = now - now % epoch_ns;
+        // In the drain the input goes to the end of the run and no further: an epoch that the
+        // end cuts short is never completed, and not recorded.
+        let horizon = if draining { duration } else { now_epoch };
         let target = match config.rate {
             // Closed loop: the current epoch; within it (to `now`, not above any event sent
             // later, which is stamped `now` or after) when the bound is full of this epoch
@@ -758,9 +782,9 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
                         .entries
                         .front()
                         .is_some_and(|&(t, _, _)| t - t % epoch_ns == now_epoch);
-                if now_epoch > sent_time {
-                    now_epoch
-                } else if full_of_this_epoch {
+                if horizon > sent_time {
+                    horizon
+                } else if full_of_this_epoch && !draining {
                     now
                 } else {
                     sent_time
@@ -770,7 +794,7 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
                 let next_due = due(index as u64 + k * peers as u64, rate);
                 if next_due > now || next_due >= duration {
                     backlog = 0;
-                    now_epoch
+                    horizon
                 } else {
                     backlog = now - next_due;
                     let epoch = next_due - next_due % epoch_ns;
@@ -792,7 +816,8 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         let now = clock();
         retired_events += pending.retire(now, sent_time, |t| system.passed(t), &mut recorder);
         let recovering = match &mut failure {
-            Some(failure) if failure.recovery_ns.is_none() => {
+            // Recovery is measured within the run's clock.
+            Some(failure) if failure.recovery_ns.is_none() && !draining => {
                 let caught_up =
                     sent_time > input_at_failure && backlog == 0 && system.passed(input_at_failure);
                 if caught_up {
@@ -802,13 +827,15 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
             }
             _ => false,
         };
-        if backlog > HOPELESS_NS && now >= may_stop_at && !recovering {
+        if backlog > HOPELESS_NS && now >= may_stop_at && !recovering && !draining {
             stopped = Some(now.min(duration));
             break;
         }
         if now - last_bar > 100_000_000 {
             bar.set_position(now / 1_000_000);
-            let phase = if now < warmup {
+            let phase = if draining {
+                "draining"
+            } else if now < warmup {
                 "warming up"
             } else {
                 "measuring"
@@ -822,27 +849,12 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         }
     }
     bar.finish_and_clear();
-    // The drain: nothing more is sent; the input moves to the end of the run (above the input
-    // time of every event sent, which is at most its due time, before the end; an epoch ending
-    // after it is cut short, and not recorded), and the system works until every measured event
-    // sent is retired, or for the drain limit. Epochs completed meanwhile are measured ones:
-    // their latencies are recorded. A run stopped as hopeless is not drained: it is overloaded
-    // whatever the drain would show, and it was stopped to save that time.
-    let drained = error.is_none() && stopped.is_none();
-    if drained {
-        if duration > sent_time {
-            system.advance_to(duration);
-            sent_time = duration;
-        }
-        let limit = clock().max(duration).saturating_add(drain_limit(config));
-        loop {
-            let now = clock();
-            retired_events += pending.retire(now, sent_time, |t| system.passed(t), &mut recorder);
-            if pending.measured == 0 || now >= limit {
-                break;
-            }
-            system.step();
-        }
+    // A run that reached the end of its clock (not stopped as hopeless, no error) was drained;
+    // what its drain left, unsent or unprocessed, was more than the drain limit late.
+    let drained = drain_until.is_some();
+    let left = drained && (pending.measured > 0 || unsent(k));
+    if !drained {
+        backlog_at_end = backlog;
     }
     if error.is_none() {
         system.finish();
@@ -857,9 +869,8 @@ pub fn open_loop<E, S: SystemUnderTest<E>>(
         retired_events,
         measured_ns: end.saturating_sub(warmup),
         generator_rate: 0.0,
-        backlog_ns: backlog,
-        // Measured events left by the drain were not processed within a second of the end.
-        overloaded: stopped.is_some() || backlog > HOPELESS_NS || (drained && pending.measured > 0),
+        backlog_ns: backlog_at_end,
+        overloaded: stopped.is_some() || backlog_at_end > HOPELESS_NS || left,
         profile: None,
         failure,
         error,
@@ -1130,10 +1141,12 @@ mod tests {
             &ProgressBar::hidden(),
             wall_clock(Instant::now()),
         );
-        // Events 0..30 000 are due before the end (event j at j * 10 us); those due after the
-        // last loop's clock reading are not sent.
-        assert!((20_000..=30_000).contains(&system.sent), "{}", system.sent);
-        assert!(outcome.measured_events <= 20_000);
+        // Events 0..30 000 are due before the end (event j at j * 10 us): all are sent (those
+        // due after the last loop's clock reading in the drain), none due after it; 20 000 of
+        // them in the measured part, all retired.
+        assert_eq!(system.sent, 30_000);
+        assert_eq!(outcome.measured_events, 20_000);
+        assert_eq!(outcome.retired_events, 20_000);
         assert!(!outcome.overloaded);
         assert_eq!(outcome.measured_ns, 200_000_000);
         let recorder = Recorder::from_bytes(&outcome.recorder);
@@ -1343,15 +1356,15 @@ mod tests {
                 1_000
             }
         });
-        // Events 100 000 to 299 999 are due in the measured part; all but those due after the
-        // last loop's clock reading (the last step's 9) are sent, and all sent are drained.
-        assert_eq!(outcome.measured_events, 199_991, "{outcome:?}");
-        assert_eq!(outcome.retired_events, 199_991, "{outcome:?}");
+        // Events 100 000 to 299 999 are due in the measured part; all are sent (those due after
+        // the last loop's clock reading in the drain) and retired.
+        assert_eq!(outcome.measured_events, 200_000, "{outcome:?}");
+        assert_eq!(outcome.retired_events, 200_000, "{outcome:?}");
         assert!(achieved(&outcome) <= 100_000.0, "{}", achieved(&outcome));
         assert!(!outcome.overloaded);
-        // Every epoch due (ending) from the warm-up's end on is recorded, 1.000 s to 3.000 s
-        // (the recorder's rule), the last one completed in the drain.
-        assert_eq!(Recorder::from_bytes(&outcome.recorder).samples(), 2_001);
+        // Every measured epoch is recorded, the last one completed in the drain: those ending
+        // at 1.001 s to 3.000 s (the one ending at 1.000 s holds warm-up events only).
+        assert_eq!(Recorder::from_bytes(&outcome.recorder).samples(), 2_000);
     }
 
     /// 500 ms epochs on a system that keeps up: the last epoch retires only once the input
@@ -1407,10 +1420,10 @@ mod tests {
                 }
             },
         );
-        // Sent: every event due before the last loop's clock reading (99 991). Processed: those
-        // sent before the step that ends at 900 ms, due up to 899.8 ms; retired by whole input
-        // times (1 ms epochs here): those of epochs 0 to 898 ms, 89 900.
-        assert_eq!(outcome.measured_events, 99_991);
+        // Sent: every event due before the end (the last 9 in the drain). Processed: those sent
+        // before the step that ends at 900 ms, due up to 899.8 ms; retired by whole input times
+        // (1 ms epochs here): those of epochs 0 to 898 ms, 89 900.
+        assert_eq!(outcome.measured_events, 100_000);
         assert_eq!(outcome.retired_events, 89_900, "{outcome:?}");
         assert!(outcome.overloaded, "{outcome:?}");
         assert!(
