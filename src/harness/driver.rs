@@ -190,7 +190,8 @@ pub struct WorkerOutcome {
     pub measured_ns: u64,
     /// Events per second this worker's generator produced while filling its pool.
     pub generator_rate: f64,
-    /// How far overdue this worker's oldest unsent event was when the run ended (ns).
+    /// How far overdue this worker's oldest unsent event was at the end of the run's clock, or
+    /// where the run was stopped (ns; before the drain).
     pub backlog_ns: u64,
     /// Whether this worker fell hopelessly behind (stopped early, or ended more than
     /// [`HOPELESS_NS`] behind).
