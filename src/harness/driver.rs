@@ -27,7 +27,7 @@
 //!   engine working through it;
 //! * a run whose unsent events are more than [`HOPELESS_NS`] overdue is stopped as soon as it has
 //!   measured `min(1 s, measured duration)`, and reported as overloaded, as is a run that ends
-//!   that far behind, or whose drain (below) leaves measured events unprocessed.
+//!   that far behind, or whose drain (below) leaves measured events unsent or unprocessed.
 //!
 //! # Counting
 //!
