@@ -1,15 +1,16 @@
 //! The latency recorder: one per worker, merged across workers and processes.
 //!
-//! Invariants: latencies are nanoseconds in an HdrHistogram with three significant digits (so
-//! every reported percentile is within 0.1% of the recorded value) up to one hour; samples whose
-//! epoch was due during the warm-up are discarded; when interval logging is on, the samples of
-//! each one-second interval (by due time since the start) are also kept apart, for
-//! latency-over-time plots (only with `--hlog`: the current interval as a histogram, finished
-//! ones compressed, a few hundred bytes each); with a tail, the samples due at or after a given
-//! time are also kept in one histogram of their own (the late part of a run that the
-//! sustainability check looks at). Without intervals a recorder's memory does not grow with
-//! the length of the run. A recorder travels between workers as bytes (HdrHistogram's V2
-//! format), so merging across processes uses timely's own channels.
+//! Invariants: latencies are nanoseconds in an HdrHistogram with three significant digits (so every
+//! reported percentile is within 0.1% of the recorded value) up to one hour; samples whose epoch
+//! was due during the warm-up or at its end are discarded (an epoch due at the warm-up's end holds
+//! only events due in the warm-up, which the achieved rate does not count either); when interval
+//! logging is on, the samples of each one-second interval (by due time since the start) are also
+//! kept apart, for latency-over-time plots (only with `--hlog`: the current interval as a
+//! histogram, finished ones compressed, a few hundred bytes each); with a tail, the samples due at
+//! or after a given time are also kept in one histogram of their own (the late part of a run that
+//! the sustainability check looks at). Without intervals a recorder's memory does not grow with the
+//! length of the run. A recorder travels between workers as bytes (HdrHistogram's V2 format), so
+//! merging across processes uses timely's own channels.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -133,7 +134,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// A recorder discarding samples due before `warmup_ns`; `intervals` keeps per-second ones.
+    /// A recorder discarding samples due at or before `warmup_ns`; `intervals` keeps per-second
+    /// ones.
     pub fn new(warmup_ns: u64, intervals: bool) -> Self {
         Recorder {
             warmup_ns,
@@ -150,10 +152,11 @@ impl Recorder {
         self
     }
 
-    /// Records the latency of an epoch due at `due_ns` (since the start) and retired at `now_ns`.
+    /// Records the latency of an epoch due at `due_ns` (since the start) and retired at `now_ns`
+    /// (discarded if due at or before the warm-up's end).
     #[inline]
     pub fn record(&mut self, due_ns: u64, now_ns: u64) {
-        if due_ns < self.warmup_ns {
+        if due_ns <= self.warmup_ns {
             return;
         }
         let latency = now_ns.saturating_sub(due_ns).clamp(1, MAX_LATENCY_NS);
@@ -325,9 +328,10 @@ mod tests {
         assert!(kept < 100 * 8_192, "{kept} bytes for 100 intervals");
         let all = intervals.histograms();
         assert_eq!(all.len(), 100);
-        assert_eq!(all.iter().map(|(_, h)| h.len()).sum::<u64>(), 100_001);
+        // All but the sample due at 0, the end of the (empty) warm-up.
+        assert_eq!(all.iter().map(|(_, h)| h.len()).sum::<u64>(), 100_000);
         assert_eq!(all[3].1.len(), 1_001);
-        assert_eq!(Recorder::from_bytes(&r.to_bytes()).samples(), 100_001);
+        assert_eq!(Recorder::from_bytes(&r.to_bytes()).samples(), 100_000);
     }
 
     #[test]
@@ -345,6 +349,7 @@ mod tests {
     fn discards_warmup_and_merges_through_bytes() {
         let mut a = Recorder::new(1_000, true).with_tail(INTERVAL_NS);
         a.record(500, 10_500); // warm-up: dropped
+        a.record(1_000, 1_500); // due at the warm-up's end: a warm-up epoch, dropped
         a.record(2_000, 3_000); // 1 us
         let mut b = Recorder::new(1_000, true).with_tail(INTERVAL_NS);
         b.record(INTERVAL_NS + 5, INTERVAL_NS + 5 + 2_000_000); // 2 ms, second interval

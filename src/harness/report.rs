@@ -39,14 +39,19 @@ pub struct Report {
     pub ceiling: bool,
     /// Offered events per second; `null` for a closed-loop (`--rate max`) run.
     pub offered_rate: Option<u64>,
-    /// Events per second processed during the measured part of the run.
+    /// `events` per second of the measured part (each worker's over its measured time, summed;
+    /// events/s). Open loop: at most `offered_rate` (by one event over the measured time at
+    /// most, the rounding of due times), below it when the system fell behind.
     pub achieved_rate: f64,
-    /// Events processed during the measured part (events whose processing the output probe
-    /// showed between the end of the warm-up and the end of the run, in wall time).
+    /// Events of the measured part that the output probe showed processed: open loop, those due
+    /// in it (`[warm-up end, run end)`); closed loop, those sent in it; counted until the drain
+    /// that follows the run's clock ends (see [`super::driver`], "Counting"). Events due in the
+    /// warm-up do not count, whenever they were processed.
     pub events: u64,
     /// Whether the run could not keep up with the offered rate: it fell more than a second
-    /// behind in sending (and was stopped early, see [`super::driver`]), or no measured epoch
-    /// completed. An overloaded run is never sustainable; its latency is unbounded.
+    /// behind in sending (and was stopped early, see [`super::driver`]), its drain left
+    /// measured events unsent or unprocessed, or no measured epoch completed. An overloaded run is never
+    /// sustainable; its latency is unbounded.
     #[serde(default)]
     pub overloaded: bool,
     /// Length of the measured part (seconds, warm-up excluded; shorter than asked when an
@@ -368,11 +373,11 @@ fn rate(r: f64) -> String {
 const LEGEND: [(&str, &str); 6] = [
     (
         "achieved rate",
-        "events processed per measured second (all workers); below the offered rate when the system fell behind",
+        "events due in the measured part (closed loop: sent in it) and processed, per measured second (all workers); at most the offered rate, below it when the system fell behind",
     ),
     (
         "events",
-        "events the output showed processed during the measured part (warm-up excluded)",
+        "events due in the measured part (closed loop: sent in it) that the output showed processed, the last ones in a drain after the clock; warm-up events excluded",
     ),
     (
         "latency",
