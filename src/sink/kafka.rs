@@ -131,6 +131,19 @@ fn sink_delay() -> Result<Duration, String> {
     }
 }
 
+/// Has an idempotent (not transactional) `producer` ask for its producer id now: librdkafka
+/// asks for it on its first metadata answer, or else on a timer 500 ms after the producer is
+/// created, and again 500 ms later if no broker connection was up then. Its first message waits
+/// for the id, so a run writing to Kafka for about a second spent up to a second at its end
+/// waiting for the acknowledgements of its last rows (strace on tansu: the producer's first
+/// connection 0.5 s after the start, its InitProducerId 0.5 s after that). A failure here is
+/// left to librdkafka's timer, which asks again.
+fn ask_for_producer_id(producer: &BaseProducer<Deliveries>, topic: &KafkaTopic) {
+    let _ = producer
+        .client()
+        .fetch_metadata(Some(&topic.topic), BROKER_TIMEOUT);
+}
+
 impl KafkaWriter {
     /// Connects a producer to `topic` and checks that the topic exists (errors in one line
     /// naming it: unreachable broker, no such topic).
@@ -144,6 +157,7 @@ impl KafkaWriter {
             .set("message.timeout.ms", "30000")
             .create_with_context(deliveries.clone())
             .map_err(|e| format!("{}: cannot create a Kafka producer: {e}", topic.url()))?;
+        ask_for_producer_id(&producer, topic);
         Ok(KafkaWriter {
             topics: vec![topic.clone()],
             producer,
@@ -219,7 +233,14 @@ impl KafkaWriter {
                     (BROKER_TIMEOUT * 3).as_secs()
                 )));
             }
-            self.producer.poll(Duration::from_millis(1));
+            // Not `poll(1 ms)`: rdkafka 0.38 polls again until its deadline, and once less than
+            // a millisecond is left it polls without waiting, so each call spun for most of its
+            // millisecond (perf: a fifth of a worker's time in `clock_gettime` while a run waited
+            // for acknowledgements). Serve the reports, then sleep.
+            self.producer.poll(Duration::ZERO);
+            if self.producer.in_flight_count() > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         self.check()
     }
@@ -595,6 +616,9 @@ impl KafkaCommit {
             }
             idempotent => idempotent,
         };
+        if !transactions {
+            ask_for_producer_id(&producer, topic);
+        }
         let group: BaseConsumer = topic
             .config()
             .set("group.id", job)
