@@ -97,6 +97,21 @@ fn either<T>(
         .chain(hashed.into_iter().flatten())
 }
 
+/// A hashed table's entries, borrowed for lookups ([`KeyTable::hashed_mut`]).
+pub(crate) struct HashedMut<'a, K, V> {
+    table: &'a mut HashTable<(K, V)>,
+    hasher: &'a DefaultHashBuilder,
+}
+
+impl<K: Hash + Eq, V> HashedMut<'_, K, V> {
+    /// The slot of `key`, if present: [`KeyTable::get_mut`] on a hashed table.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
 /// Where a key is, or would go, in a table.
 enum Place {
     /// At this position of a dense table's entries.
@@ -279,6 +294,19 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         match &self.store {
             Store::Dense { entries, .. } => entries.capacity(),
             Store::Hashed(table) => table.capacity(),
+        }
+    }
+
+    /// The hash table and its hasher while the table is hashed, `None` while it is dense: for
+    /// a hot loop that probes record after record with the layout tested once, not per probe.
+    #[inline]
+    pub(crate) fn hashed_mut(&mut self) -> Option<HashedMut<'_, K, V>> {
+        match &mut self.store {
+            Store::Hashed(table) => Some(HashedMut {
+                table,
+                hasher: &self.hasher,
+            }),
+            Store::Dense { .. } => None,
         }
     }
 
