@@ -157,10 +157,11 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         self.store = Store::Hashed(table);
     }
 
-    /// The slot of `key`, if present. Inlined into the session hot loop, whose one probe per
-    /// record it is: as a call (never inlined, from `place`'s two layouts) it took 10 more
-    /// instructions a record than the hand-written q11's inlined `HashMap::get_mut`, a seventh
-    /// of the window's (callgrind, experiments/README.md "*One probe inlined*").
+    /// The slot of `key`, if present. Inlinable: as a call (never inlined, through `place`'s
+    /// two layouts) it cost q11's session hot loop 10 instructions a record more than the
+    /// hand-written q11's inlined `HashMap::get_mut`, a seventh of the window's (callgrind,
+    /// experiments/README.md "*One probe inlined*"). That loop now probes a hashed table
+    /// through [`HashedMut`], and a dense one through this.
     #[inline]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         match &mut self.store {
