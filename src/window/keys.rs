@@ -97,6 +97,21 @@ fn either<T>(
         .chain(hashed.into_iter().flatten())
 }
 
+/// A hashed table's entries, borrowed for lookups ([`KeyTable::hashed_mut`]).
+pub(crate) struct HashedMut<'a, K, V> {
+    table: &'a mut HashTable<(K, V)>,
+    hasher: &'a DefaultHashBuilder,
+}
+
+impl<K: Hash + Eq, V> HashedMut<'_, K, V> {
+    /// The slot of `key`, if present: [`KeyTable::get_mut`] on a hashed table.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
 /// Where a key is, or would go, in a table.
 enum Place {
     /// At this position of a dense table's entries.
@@ -142,19 +157,24 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         self.store = Store::Hashed(table);
     }
 
+    /// The slot of `key`, if present. Inlinable: as a call (never inlined, through `place`'s
+    /// two layouts) it cost q11's session hot loop 10 instructions a record more than the
+    /// hand-written q11's inlined `HashMap::get_mut`, a seventh of the window's (callgrind,
+    /// experiments/README.md "*One probe inlined*"). That loop now probes a hashed table
+    /// through [`HashedMut`], and a dense one through this.
+    #[inline]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        match self.place(key) {
-            Place::At(at) => match &mut self.store {
-                Store::Dense { entries, .. } => Some(&mut entries[at].1),
-                Store::Hashed(_) => unreachable!("a dense place"),
-            },
-            Place::Vacant(_) => None,
-            Place::Hashed => {
+        match &mut self.store {
+            Store::Hashed(table) => {
                 let hash = self.hasher.hash_one(key);
-                match &mut self.store {
-                    Store::Dense { .. } => None,
-                    Store::Hashed(table) => table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v),
-                }
+                table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+            }
+            // A key with no dense index (not an integer, or negative) is absent from a dense
+            // table: `insert` and `entry` turn the table hashed before such a key goes in.
+            Store::Dense { index, entries } => {
+                let at = *index.get(usize::try_from(dense_index(key)?).ok()?)?;
+                let at = (at as usize).checked_sub(1)?;
+                Some(&mut entries[at].1)
             }
         }
     }
@@ -275,6 +295,19 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         match &self.store {
             Store::Dense { entries, .. } => entries.capacity(),
             Store::Hashed(table) => table.capacity(),
+        }
+    }
+
+    /// The hash table and its hasher while the table is hashed, `None` while it is dense: for
+    /// a hot loop that probes record after record with the layout tested once, not per probe.
+    #[inline]
+    pub(crate) fn hashed_mut(&mut self) -> Option<HashedMut<'_, K, V>> {
+        match &mut self.store {
+            Store::Hashed(table) => Some(HashedMut {
+                table,
+                hasher: &self.hasher,
+            }),
+            Store::Dense { .. } => None,
         }
     }
 
