@@ -521,3 +521,82 @@ fn output_directories_get_one_part_per_process_with_the_single_files_rows() {
     assert!(!dir.join("ck-out").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A live input (a FIFO) whose rows come in bursts of whole 1024-row reader batches: a burst
+/// that follows a silence longer than `--idle-timeout` restarts the idle clock, so a burst
+/// right after it is on time. Polled in chunks of 512 records, such a burst ended its batch with
+/// the next chunk's `Pending` and left the clock at the silence's start: the watermark then
+/// jumped the silence's length past the burst, and 1928 of the next rows were late (review
+/// rev16). The timings only decide whether the fault can show: the silence (3 s) is well over
+/// the timeout (1 s), the next burst follows in 0.1 s; the answer is that of a regular file.
+#[test]
+fn a_burst_after_a_silence_restarts_the_idle_clock() {
+    let dir = scratch("idle-burst");
+    let starts = [0u64, 100_000, 101_024, 102_048];
+    let burst = |start: u64| -> String {
+        (0..1024u64)
+            .map(|i| format!("{},k{},1\n", start + i, i % 4))
+            .collect()
+    };
+    let all: String = starts.iter().map(|&t| burst(t)).collect();
+    let file = write(&dir, "events.csv", &format!("ts,key,value\n{all}"));
+    let fifo = dir.join("events.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let window = ["--window", "tumbling:1000", "--agg", "count"];
+    let idle = ["--idle-timeout", "1s"];
+    let reference = dir.join("reference.csv");
+    let out = cli::bin()
+        .args([
+            "window",
+            "--input",
+            cli::s(&file),
+            "--output",
+            cli::s(&reference),
+        ])
+        .args(window)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", cli::stderr(&out));
+    let output = dir.join("out.csv");
+    let late = dir.join("late.csv");
+    let child = cli::bin()
+        .args([
+            "window",
+            "--input",
+            cli::s(&fifo),
+            "--output",
+            cli::s(&output),
+        ])
+        .args(["--late-output", cli::s(&late)])
+        .args(window)
+        .args(idle)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        writer.write_all(b"ts,key,value\n").unwrap();
+        for (n, &start) in starts.iter().enumerate() {
+            writer.write_all(burst(start).as_bytes()).unwrap();
+            writer.flush().unwrap();
+            let pause = if n == 0 { 3000 } else { 100 };
+            std::thread::sleep(std::time::Duration::from_millis(pause));
+        }
+    }
+    let (status, errors) = finish(child);
+    assert!(status.success(), "{errors}");
+    let sorted = |path: &Path| {
+        let mut lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&late).len(), 1, "late rows: {errors}");
+    assert_eq!(sorted(&output), sorted(&reference));
+}

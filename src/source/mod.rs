@@ -645,6 +645,14 @@ where
                     break poll;
                 }
             };
+            // A batch that read records is a ready one even if its last chunk found nothing
+            // (the feed ran dry at a chunk's end): one poll of the batch would have said so,
+            // and a pending one would leave the idle clock standing at the batch before, so
+            // that `--idle-timeout` advanced the watermark past records just read.
+            let poll = match poll {
+                Ok(Poll::Pending) if polled > 0 => Ok(Poll::Ready),
+                poll => poll,
+            };
             if let Some(upto) = upto {
                 // Several batches at one time are one entry: a probe tells only times apart.
                 if pacing.ahead.is_some() && sent.back() != Some(&upto) {
