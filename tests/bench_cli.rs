@@ -113,10 +113,12 @@ fn injected_output_delay_shows_in_reported_latency() {
         let args = ["wordcount", "--rate", "100k", "--inject-delay", delay];
         let (_, r) = short_report(&dir, name, &args);
         let latency = &r["latency_ns"];
-        (
-            latency["p50"].as_u64().unwrap(),
-            latency["p99"].as_u64().unwrap(),
-        )
+        let percentile = |p: &str| {
+            latency[p]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name}: no {p} (no measured epoch completed): {r}"))
+        };
+        (percentile("p50"), percentile("p99"))
     };
     let (base, base_p99) = run("0", "base.json");
     let (delayed, _) = run("25ms", "delayed.json");

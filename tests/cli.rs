@@ -158,7 +158,10 @@ fn bad_input_gets_one_line_naming_file_line_and_field() {
             "short.csv",
             Some("ts,key,value\n1,a\n"),
             &[],
-            "short.csv:2: field 'value': missing: the row has 2 of the header's 3 fields (ts, key, value)",
+            concat!(
+                "short.csv:2: field 'value': missing: ",
+                "the row has 2 of the header's 3 fields (ts, key, value)"
+            ),
         ),
         (
             "long.csv",
@@ -170,7 +173,10 @@ fn bad_input_gets_one_line_naming_file_line_and_field() {
             "shortkey.csv",
             Some("key,ts,value\nb,3,4\na\n"),
             &["--workers", "2", "--read-block", "8"],
-            "shortkey.csv:3: field 'ts': missing: the row has 1 of the header's 3 fields (key, ts, value)",
+            concat!(
+                "shortkey.csv:3: field 'ts': missing: ",
+                "the row has 1 of the header's 3 fields (key, ts, value)"
+            ),
         ),
         (
             "badvalue.csv",

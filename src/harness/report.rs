@@ -50,8 +50,8 @@ pub struct Report {
     pub events: u64,
     /// Whether the run could not keep up with the offered rate: it fell more than a second
     /// behind in sending (and was stopped early, see [`super::driver`]), its drain left
-    /// measured events unsent or unprocessed, or no measured epoch completed. An overloaded run is never
-    /// sustainable; its latency is unbounded.
+    /// measured events unsent or unprocessed, or no measured epoch completed. An overloaded run
+    /// is never sustainable; its latency is unbounded.
     #[serde(default)]
     pub overloaded: bool,
     /// Length of the measured part (seconds, warm-up excluded; shorter than asked when an
