@@ -543,34 +543,14 @@ fn a_burst_after_a_silence_restarts_the_idle_clock() {
     let fifo = dir.join("events.fifo");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let window = ["--window", "tumbling:1000", "--agg", "count"];
-    let idle = ["--idle-timeout", "1s"];
     let reference = dir.join("reference.csv");
-    let out = cli::bin()
-        .args([
-            "window",
-            "--input",
-            cli::s(&file),
-            "--output",
-            cli::s(&reference),
-        ])
-        .args(window)
-        .output()
-        .unwrap();
+    let out = cli::run_window(cli::s(&file), &reference, "tumbling:1000", "count", &[]);
     assert!(out.status.success(), "{}", cli::stderr(&out));
     let output = dir.join("out.csv");
     let late = dir.join("late.csv");
-    let child = cli::bin()
-        .args([
-            "window",
-            "--input",
-            cli::s(&fifo),
-            "--output",
-            cli::s(&output),
-        ])
+    let child = cli::window(&fifo, &output, "tumbling:1000", "count")
         .args(["--late-output", cli::s(&late)])
-        .args(window)
-        .args(idle)
+        .args(["--idle-timeout", "1s"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -588,15 +568,6 @@ fn a_burst_after_a_silence_restarts_the_idle_clock() {
     }
     let (status, errors) = finish(child);
     assert!(status.success(), "{errors}");
-    let sorted = |path: &Path| {
-        let mut lines: Vec<String> = std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        lines.sort();
-        lines
-    };
-    assert_eq!(sorted(&late).len(), 1, "late rows: {errors}");
-    assert_eq!(sorted(&output), sorted(&reference));
+    assert_eq!(sorted_rows(&late).len(), 1, "late rows: {errors}");
+    assert_eq!(sorted_rows(&output), sorted_rows(&reference));
 }
