@@ -34,7 +34,9 @@ use timely::ExchangeData;
 
 use super::LateFields;
 use crate::checkpoint::{begin_checkpoint, config_hash, crash, file, CrashPoint};
-use crate::source::kafka::{passing, KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT};
+use crate::source::kafka::{
+    passing, KafkaTopic, PayloadFormat, Reseek, BROKER_TIMEOUT, FETCH_WAIT_MS,
+};
 use crate::window::Late;
 
 /// Remembers the first failed delivery, and per partition the last message delivered,
@@ -1035,7 +1037,7 @@ fn job_rows(
         // It reads to the end and no further: a broker holds a fetch at the end of a
         // partition for this long before it answers that nothing more is there (librdkafka's
         // default 500 ms: a fresh output's restart waited that long for each empty read).
-        .set("fetch.wait.max.ms", "10")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
         .create()
         .map_err(|e| fail(&e))?;
     let mut assignment = TopicPartitionList::new();

@@ -150,8 +150,8 @@ const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
 /// tansu 0.6 holds every fetch for about its wait, with data or without: at 500 ms a reader got
 /// one 1 MB fetch (some 20 k records) every quarter to half a second, and a run of 200 k
 /// records took 1.5 s for 0.45 s of CPU (`kcat -C` on the same topic with 1 MB fetches: 1.86 s
-/// at 500 ms, 0.15 s at 10 ms).
-const FETCH_WAIT_MS: u32 = 10;
+/// at 500 ms, 0.15 s at 10 ms). The sink's read-back of its output fetches with it too.
+pub(crate) const FETCH_WAIT_MS: u32 = 10;
 
 /// How long to wait for the broker's answer before calling it unreachable.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
