@@ -575,7 +575,12 @@ where
                 };
                 let got = buffer.len();
                 polled += got;
-                if let Some(latest) = buffer.iter().map(|s| s.time).max() {
+                // Only a paced source needs the batch's latest time.
+                let latest = pacing
+                    .ahead
+                    .as_ref()
+                    .and_then(|_| buffer.iter().map(|s| s.time).max());
+                if let Some(latest) = latest {
                     // Stamped records come out of a differential computation at their stamps.
                     let latest = match pacing.send_at {
                         _ if P::STAMPED => latest,
@@ -655,7 +660,7 @@ where
             };
             if let Some(upto) = upto {
                 // Several batches at one time are one entry: a probe tells only times apart.
-                if pacing.ahead.is_some() && sent.back() != Some(&upto) {
+                if sent.back() != Some(&upto) {
                     sent.push_back(upto);
                 }
             }
