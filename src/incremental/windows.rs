@@ -17,9 +17,10 @@
 //!
 //! So, for the same input, the consolidated [`View::results`] equal the consolidated changelog
 //! of the final operators, for every number of workers and every batching. For sessions the
-//! order of updates matters: each carries its time and its number on the worker it entered on
-//! (the input order, where one worker reads the input), and the view replays a key's updates
-//! in that order.
+//! order of updates matters: each carries its time and its number, its position in the input
+//! where one is given ([`WindowedCollection::window_view_ordered`], for inputs that several
+//! workers read), else its number on the worker it entered on (the input order, where one
+//! worker reads the input), and the view replays a key's updates in that order.
 //!
 //! # Bounded state
 //!
@@ -132,6 +133,35 @@ pub trait WindowedCollection<'scope, K: ExchangeData + Hash, V: ExchangeData + H
             partitioner,
             lateness,
             time,
+            order: None,
+            agg,
+        })
+    }
+
+    /// As [`WindowedCollection::window_view`], with updates that share a time replayed in the
+    /// order of `order`, a record's position in the input, instead of the order they entered
+    /// the dataflow in on each worker: where several workers read one input, that order
+    /// depends on which worker read which record (see
+    /// [`crate::keyed::window::WindowedStream::ordered_by`]). Only sessions depend on it.
+    fn window_view_ordered<A, F>(
+        self,
+        partitioner: Partitioner<K>,
+        assigner: WindowAssigner,
+        lateness: u64,
+        (time, order): (F, fn(&V) -> u64),
+        agg: A,
+    ) -> View<'scope, K, V, A::Output>
+    where
+        A: Aggregator<V>,
+        A::Output: ExchangeData + Ord,
+        F: Fn(&V) -> u64 + Clone + 'static,
+    {
+        assigner.with_kind(ViewOf {
+            input: self.into(),
+            partitioner,
+            lateness,
+            time,
+            order: Some(order),
             agg,
         })
     }
@@ -148,6 +178,8 @@ struct ViewOf<'scope, K: 'static, V: 'static, A, F> {
     partitioner: Partitioner<K>,
     lateness: u64,
     time: F,
+    /// The input order of records, where it is not the order they entered in on each worker.
+    order: Option<fn(&V) -> u64>,
     agg: A,
 }
 
@@ -277,19 +309,26 @@ where
     /// Sessions: each key's updates replayed in order; see the module documentation.
     fn sessions(self, gap: u64) -> Self::Out {
         let ViewOf {
-            input, time, agg, ..
+            input,
+            time,
+            order,
+            agg,
+            ..
         } = self;
         let lateness = self.lateness;
         // Lateness depends on the order of records (Flink's rule for merging windows):
-        // each update carries its time and its number on the worker it entered on (the
-        // reading worker sees the input order), and the reduce replays them in order.
+        // each update carries its time and its number, and the reduce replays them in order.
+        // The number is the record's position in the input where one is given (several
+        // workers read the input), else its number on the worker it entered on (the reading
+        // worker sees the input order).
         let mut counter = (input.inner.scope().index() as u64) << 40;
         let keyed = input
             .inner
             .map(move |((key, record), t, r)| {
                 counter += 1;
+                let seq = order.map_or(counter, |order| order(&record));
                 let ts = time(&record);
-                ((key, (t, counter, ts, record)), t, r)
+                ((key, (t, seq, ts, record)), t, r)
             })
             .as_collection();
         let sessions = reduce_placed(

@@ -1707,6 +1707,8 @@ where
         .checkpoints(checkpoints)
         .window(assigner)
         .allowed_lateness(lateness)
+        // Records that share a time in input order, which several readers do not keep.
+        .ordered_by(CsvRecord::pos)
         .aggregate(|r: &CsvRecord| r.ts, agg);
     let late = windowed.late.map(move |late: Late<CsvKey, CsvRecord>| {
         let row = late
@@ -1766,7 +1768,15 @@ where
             ((key, record), stamped.time, diff)
         })
         .as_collection();
-    let view = updates.window_view(partitioner, assigner, lateness, |r: &CsvRecord| r.ts, agg);
+    // Sessions replay records that share a time in input order, which several readers do
+    // not keep: each record's position gives it.
+    let view = updates.window_view_ordered(
+        partitioner,
+        assigner,
+        lateness,
+        (|r: &CsvRecord| r.ts, CsvRecord::pos),
+        agg,
+    );
     // Rows that are written on worker 0 go there before they are re-timed: an update travels
     // in the view's batches (one message for many times), and re-timed it travels in a message
     // of its own time. Across the exchange, each message fills a buffer of its own (8 KiB), so

@@ -372,17 +372,20 @@ pub(crate) fn spread<'scope, D: ExchangeData>(
     })
 }
 
-/// As [`spread`], with each record's number (its position in its sender's output, the
-/// sender's index in the high bits): the input order, for operators that apply records of one
-/// time in that order.
+/// As [`spread`], with each record's number: the input order, for operators that apply
+/// records of one time in that order. The number is `order`'s for the record where it is
+/// given (the record's position in an input that several workers read), else its position in
+/// its sender's output, with the sender's index in the high bits (where one worker reads).
 pub(crate) fn spread_numbered<'scope, K: ExchangeData, V: ExchangeData>(
     stream: StreamVec<'scope, u64, (K, V)>,
+    order: Option<fn(&V) -> u64>,
 ) -> StreamVec<'scope, u64, (K, V, u64)> {
     let mut counter = (stream.scope().index() as u64) << 40;
     stream
         .map(move |(key, value)| {
             counter += 1;
-            (key, value, counter)
+            let seq = order.map_or(counter, |order| order(&value));
+            (key, value, seq)
         })
         .exchange(|(_, _, seq)| route_hash(seq))
 }

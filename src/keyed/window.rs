@@ -25,6 +25,7 @@ pub struct WindowedStream<'scope, K, V, I = (K, V), P = Pairs> {
     assigner: WindowAssigner,
     pub(crate) lateness: u64,
     gauge: StateGauge,
+    order: Option<fn(&V) -> u64>,
 }
 
 /// The two outputs of a keyed window aggregation.
@@ -73,6 +74,7 @@ impl<'scope, K: Key, V: Value, I, P> KeyedStream<'scope, K, V, I, P> {
             assigner,
             lateness: 0,
             gauge: StateGauge::default(),
+            order: None,
         }
     }
 }
@@ -124,6 +126,64 @@ where
     /// ```
     pub fn allowed_lateness(mut self, lateness: u64) -> Self {
         self.lateness = lateness;
+        self
+    }
+
+    /// Applies records that share a time in the order of `order`, a record's position in the
+    /// input, instead of the order they arrive in.
+    ///
+    /// Only session windows need it: whether a record behind the watermark is late depends on
+    /// the sessions the records of its time before it opened (Flink's rule for merging windows,
+    /// see [`crate::window::session`]). Where one worker reads the input, arrival order is the
+    /// input order and this is not needed. Where several workers read one input (a file's
+    /// blocks, a topic's partitions), records that share a time arrive from several readers in
+    /// an order that depends on timing, and results with them; `order` makes them the
+    /// results of the input order. Numbers must be distinct among records that share a time
+    /// and key, and increase in the input order (`tidemark window` uses
+    /// [`crate::source::csv::CsvRecord::pos`]).
+    ///
+    /// # Examples
+    ///
+    /// Two records behind the watermark at time 21 arrive in the reverse of their input order.
+    /// In input order, event time 0 comes first: its session `[0, 14)` is beyond the lateness
+    /// (`14 + 6 <= 21`), so it is late, and event time 10 opens `[10, 24)` alone. In arrival
+    /// order, 10 would come first and 0 would merge into `[0, 24)`.
+    ///
+    /// ```
+    /// use timely::dataflow::operators::capture::{Capture, Extract};
+    /// use timely::dataflow::InputHandleVec;
+    /// use tidemark::keyed::KeyBy;
+    /// use tidemark::partition::Partitioner;
+    /// use tidemark::window::{Count, Window, WindowAssigner};
+    ///
+    /// /// An event time and a position in the input.
+    /// type Event = (u64, u64);
+    /// let (results, late) = timely::execute_directly(|worker| {
+    ///     let mut input = InputHandleVec::<u64, (char, Event)>::new();
+    ///     let captured = worker.dataflow::<u64, _, _>(|scope| {
+    ///         let windowed = input
+    ///             .to_stream(scope)
+    ///             .key_by(Partitioner::Hash)
+    ///             .window(WindowAssigner::Session(14))
+    ///             .allowed_lateness(6)
+    ///             .ordered_by(|e: &Event| e.1)
+    ///             .aggregate(|e: &Event| e.0, Count);
+    ///         (windowed.results.capture(), windowed.late.capture())
+    ///     });
+    ///     input.advance_to(21);
+    ///     input.send(('a', (10, 1)));
+    ///     input.send(('a', (0, 0)));
+    ///     captured
+    /// });
+    /// let rows: Vec<_> = results.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|r| (r.window, r.value)).collect();
+    /// assert_eq!(rows, vec![(Window { start: 10, end: 24 }, 1)]);
+    /// let late: Vec<_> = late.extract().into_iter().flat_map(|(_, rows)| rows)
+    ///     .map(|l| (l.window, l.record)).collect();
+    /// assert_eq!(late, vec![(Window { start: 0, end: 14 }, (0, 0))]);
+    /// ```
+    pub fn ordered_by(mut self, order: fn(&V) -> u64) -> Self {
+        self.order = Some(order);
         self
     }
 
@@ -232,7 +292,8 @@ where
 
     fn sessions(self, gap: u64) -> Self::Out {
         let (lateness, gauge) = (self.windowed.lateness, self.windowed.gauge.clone());
-        let state = Sessions::new(gap, lateness, self.agg.clone(), gauge);
+        let state =
+            Sessions::new(gap, lateness, self.agg.clone(), gauge).ordered_by(self.windowed.order);
         let fold = self.fold_sessions(gap);
         route(self.windowed, self.event_time, state, fold)
     }
@@ -260,7 +321,10 @@ where
     P: Prepare<I, K, V>,
 {
     let WindowedStream {
-        keyed, assigner, ..
+        keyed,
+        assigner,
+        order,
+        ..
     } = windowed;
     let routing = keyed.routing();
     let name = keyed.name("Window", || assigner.describe(1_000_000));
@@ -295,7 +359,7 @@ where
         }
         Routing::TwoPhase => {
             let pairs = prepare.pairs(stream, &prepare_name);
-            let partials = phase_one(spread_numbered(pairs), fold);
+            let partials = phase_one(spread_numbered(pairs, order), fold);
             let pact = Exchange::new(|part: &Part<K, V, Acc>| route_hash(part.key()));
             drive(partials, pact, &name, Some, state, cut)
         }

@@ -480,6 +480,14 @@ impl Rows {
         self.rows[row].2
     }
 
+    /// The byte offset in the file of row `row`, these being the rows of the block that starts
+    /// at `start`.
+    fn byte_of(&self, start: u64, row: usize) -> u64 {
+        // Positions count the byte before the block (see `parse`); the first record's is the
+        // block's start.
+        start + self.at(row).saturating_sub(PREFIX as u64)
+    }
+
     /// Row `row`'s fields, into `record`.
     fn load(&self, row: usize, record: &mut csv::ByteRecord) {
         let (bytes_from, ends_from) = match row.checked_sub(1) {
@@ -600,14 +608,6 @@ impl BlockFeed {
         })
     }
 
-    /// The byte offset in the file of row `row` (an index into `rows`) of the block that
-    /// starts at `start`.
-    fn byte_of(&self, start: u64, row: usize) -> u64 {
-        // Positions count the byte before the block (see `parse`); the first record's is the
-        // block's start.
-        start + self.rows.at(row).saturating_sub(PREFIX as u64)
-    }
-
     /// Where this reader stands: the next record it sends (see [`Position`]). Known where the
     /// blocks before are: within a block caught up with them, or past the last block once all
     /// are known.
@@ -633,7 +633,7 @@ impl BlockFeed {
         let (byte, line) = if record < self.parsed.len() {
             let at = usize::try_from(self.rows.at(record)).unwrap_or(usize::MAX);
             let line = first + self.lines().record_line(&self.buffer, at);
-            (self.byte_of(span.start, record), line)
+            (self.rows.byte_of(span.start, record), line)
         } else {
             (span.end, first + span.lines)
         };
@@ -1068,6 +1068,7 @@ impl BlockFeed {
             current.caught_up = true;
         }
         let upto = (current.sent + max.max(1)).min(self.parsed.len());
+        let start = current.span.map_or(0, |span| span.start);
         for (record, parsed) in self.parsed[..upto].iter().enumerate().skip(current.sent) {
             if bound.is_some_and(|b| self.watermark.current() > b) {
                 // The checkpoint cut falls before this record.
@@ -1075,7 +1076,8 @@ impl BlockFeed {
             }
             let time = self.watermark.stamp(parsed.ts);
             self.rows.load(record, &mut self.sending);
-            out.push(self.plan.layout.item(&self.sending, parsed, time));
+            let pos = self.rows.byte_of(start, record);
+            out.push(self.plan.layout.item(&self.sending, parsed, time, pos));
             current.sent += 1;
         }
         if current.sent == self.parsed.len() {

@@ -92,9 +92,10 @@ pub struct Columns {
 
 /// One input record.
 ///
-/// Records are equal when all their fields are: a retraction cancels the insertion of an
-/// identical row.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Records are equal when their input fields are (`ts`, `value`, `row`), wherever they were
+/// read: a retraction cancels the insertion of an identical row, which was read at another
+/// position. Equality, order and hash ignore [`CsvRecord::pos`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CsvRecord {
     /// Event time.
     pub ts: u64,
@@ -104,6 +105,51 @@ pub struct CsvRecord {
     /// watermark (only those can be late, and the late output repeats the input columns) and,
     /// when retractions are allowed, for every record (a row is what a retraction names).
     pub row: Option<Vec<String>>,
+    /// Where the record was read, as a number that orders records as their input does: for a
+    /// file or standard input, the byte offset at which its row starts (the same for the
+    /// single reader and every parallel reader of the file); for Kafka, see
+    /// [`crate::source::kafka`]. Session windows apply records that share a time in this order
+    /// ([`crate::keyed::window::WindowedStream::ordered_by`]), so that results do not depend on
+    /// which worker read which record.
+    pub pos: u64,
+}
+
+impl CsvRecord {
+    /// The fields that make a record's identity: all but its position.
+    fn identity(&self) -> (u64, &Fixed, &Option<Vec<String>>) {
+        (self.ts, &self.value, &self.row)
+    }
+
+    /// The record's position in its input ([`CsvRecord::pos`]).
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+}
+
+impl PartialEq for CsvRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for CsvRecord {}
+
+impl PartialOrd for CsvRecord {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CsvRecord {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
+
+impl std::hash::Hash for CsvRecord {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
 }
 
 /// Counters shared with whoever reports on the run.
@@ -548,6 +594,7 @@ impl Layout {
         record: &csv::ByteRecord,
         parsed: &Parsed,
         time: u64,
+        pos: u64,
     ) -> Stamped<CsvItem> {
         let behind = time > parsed.ts;
         // Only a record behind the watermark can be late, and the late output repeats its
@@ -569,6 +616,7 @@ impl Layout {
             ts: parsed.ts,
             value: parsed.value,
             row,
+            pos,
         };
         Stamped {
             time,
@@ -705,7 +753,8 @@ impl CsvFeed {
             {
                 Ok(parsed) => {
                     let time = self.watermark.stamp(parsed.ts);
-                    out.push(self.layout.item(record, &parsed, time));
+                    let pos = record.position().map_or(0, |p| p.byte());
+                    out.push(self.layout.item(record, &parsed, time, pos));
                     records += 1;
                 }
                 Err(e) if self.bad_lines == BadLines::Skip => {

@@ -43,6 +43,13 @@
 //! every record before any partition's timeout runs out stamps exactly as without the option:
 //! each record by its own partition's rule.
 //!
+//! # Order among partitions
+//!
+//! Kafka orders a partition's records, never two partitions'. Where order matters, session
+//! windows applying records that share a time, a record's position ([`super::csv::CsvRecord::pos`]) orders
+//! partitions by id and each by offset ([`position`]), so results do not depend on how the
+//! partitions' fetches interleave, and a replay from a checkpoint repeats them.
+//!
 //! # Reading to the end
 //!
 //! `--exit-at-end`: each partition ends where its first fetch answer says, as of the start: the
@@ -1094,7 +1101,10 @@ impl KafkaFeed {
                     .watermark
                     .stamp(parsed.ts)
                     .max(self.watermark.current());
-                out.push(self.layout.item(&self.row, &parsed, time));
+                out.push(
+                    self.layout
+                        .item(&self.row, &parsed, time, position(id, offset)),
+                );
                 self.stats.records.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -1443,10 +1453,41 @@ pub fn kafka_source<'scope, P: Payload<CsvItem>>(
     feed_source_paced(scope, feed, options, pacing, error, cut)
 }
 
+/// The position ([`super::csv::CsvRecord::pos`]) of the record at `offset` of partition `id`:
+/// the id in the high 16 bits, the offset in the low 48. Ids up to 65535 and offsets up to
+/// 2^48 - 1 (some 2.8 * 10^14) are kept exact; larger ones saturate, which loses only their
+/// order among records that share a time.
+fn position(id: i32, offset: i64) -> u64 {
+    const OFFSET_BITS: u32 = 48;
+    let offset = u64::try_from(offset)
+        .unwrap_or(0)
+        .min((1 << OFFSET_BITS) - 1);
+    let id = u64::try_from(id).unwrap_or(0).min(u64::from(u16::MAX));
+    (id << OFFSET_BITS) | offset
+}
+
 #[cfg(test)]
 mod tests {
-    use super::KafkaTopic;
+    use super::{position, KafkaTopic};
     use std::net::SocketAddr;
+
+    #[test]
+    fn positions_order_partitions_by_id_and_each_by_offset() {
+        let order = [
+            (0, 0),
+            (0, 1),
+            (0, (1 << 48) - 1),
+            (1, 0),
+            (1, 7),
+            (2, 0),
+            (65535, 3),
+        ];
+        let positions: Vec<u64> = order.iter().map(|&(id, o)| position(id, o)).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        // Beyond the exact ranges, positions saturate instead of wrapping into others.
+        assert_eq!(position(0, 1 << 50), position(0, (1 << 48) - 1));
+        assert!(position(70000, 0) >= position(65535, 0));
+    }
 
     fn addresses(broker: &str) -> Vec<SocketAddr> {
         KafkaTopic {

@@ -63,7 +63,7 @@
 //!   frontier alone (a reduce computes each time once, when the frontier passes it);
 //! * order among a batch's records with equal stamps is their order in the input, as in
 //!   [`SendAt::Stamp`] (whose sort is stable), for what numbers updates in arrival order (the
-//!   session view).
+//!   session view, where one worker reads; records read by several carry their positions).
 //!
 //! So the view's changelog has the same rows at the same times, while a batch costs one
 //! message and one progress round instead of one per distinct stamp. What leaves the view

@@ -51,7 +51,9 @@ pub enum Part<K, V, Acc> {
         ts: u64,
         /// The record.
         record: V,
-        /// Position in the sender's output (the input order).
+        /// Its number in the input order: its position in the input where the stream gives
+        /// one ([`crate::keyed::window::WindowedStream::ordered_by`]), else in its sender's
+        /// output.
         seq: u64,
     },
     /// A partial aggregate of records of one key whose event times lie in `[lo, hi]` and that

@@ -15,10 +15,14 @@
 //! forgotten session stays as it was emitted, even where a later session overlaps it (a record
 //! that would have bridged it to an open session merges with the open one only).
 //!
-//! Records that share a time are applied in the order they were sent (the input order: one
-//! worker reads the input, and a channel between two workers keeps order; with random
+//! Records that share a time are applied in the input order. Where one worker reads the input,
+//! that is the order they were sent in (a channel between two workers keeps order; with random
 //! partitioning, where records reach the operator by several paths, phase one numbers them and
-//! the operator sorts by that number). A record ahead of the watermark never changes whether an
+//! the operator sorts by that number). Where several workers read one input (a file's blocks,
+//! a topic's partitions), records that share a time reach the operator from several readers in
+//! an order that depends on timing: the records then carry their position in the input, and
+//! the operator sorts by it ([`crate::keyed::window::WindowedStream::ordered_by`]; phase one
+//! numbers records by it too). A record ahead of the watermark never changes whether an
 //! earlier record is late, and never meets a forgotten session (it only touches sessions ending
 //! after its own time), so applying it on arrival gives the outcome of input order, for every
 //! number of workers and processes, every partitioner and every batching.
@@ -222,6 +226,8 @@ pub(crate) struct Sessions<K, V, A: Aggregator<V>> {
     frees: BTreeSet<(u64, K)>,
     dirty: Vec<K>,
     gauge: StateGauge,
+    /// The input order of records, where it is not their arrival order (see the module docs).
+    order: Option<fn(&V) -> u64>,
 }
 
 impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
@@ -235,7 +241,15 @@ impl<K, V, A: Aggregator<V>> Sessions<K, V, A> {
             frees: BTreeSet::new(),
             dirty: Vec::new(),
             gauge,
+            order: None,
         }
+    }
+
+    /// Applies records that share a time in the order `order` gives them, not in arrival
+    /// order (see [`crate::keyed::window::WindowedStream::ordered_by`]).
+    pub(crate) fn ordered_by(mut self, order: Option<fn(&V) -> u64>) -> Self {
+        self.order = order;
+        self
     }
 }
 
@@ -374,9 +388,12 @@ where
 
     fn order(&self, parts: &mut [Self::Part]) {
         // Sequenced parts all come from random partitioning's phase one, and are the only
-        // deferred parts there (its pieces are on time); a stable sort keeps any others' order.
+        // deferred parts there (its pieces are on time). Records are numbered by the input's
+        // order, where one is given; a stable sort keeps any others' order.
+        let order = self.order;
         parts.sort_by_key(|part| match part {
             Part::Sequenced { seq, .. } => *seq,
+            Part::Record { record, .. } => order.map_or(0, |order| order(record)),
             _ => 0,
         });
     }

@@ -55,7 +55,8 @@ pub(crate) trait WindowState: 'static {
         }
     }
     /// Puts the deferred parts of one time in the order they must be applied in; they come in
-    /// arrival order, which is right unless parts carry their own sequence numbers.
+    /// arrival order, which is right unless parts carry their own sequence numbers or the
+    /// records their positions in the input (several workers read it).
     fn order(&self, _parts: &mut [Self::Part]) {}
     /// Applies a deferred `part` at `time`; late records and corrections go to `out`.
     ///
