@@ -45,10 +45,11 @@
 //!
 //! # Order among partitions
 //!
-//! Kafka orders a partition's records, never two partitions'. Where order matters, session
-//! windows applying records that share a time, a record's position ([`super::csv::CsvRecord::pos`]) orders
-//! partitions by id and each by offset ([`position`]), so results do not depend on how the
-//! partitions' fetches interleave, and a replay from a checkpoint repeats them.
+//! Kafka orders a partition's records, never two partitions'. Where order matters (session
+//! windows apply records that share a time in input order), a record's position
+//! ([`super::csv::CsvRecord::pos`]) orders partitions by id and each by offset ([`position`]),
+//! so results do not depend on how the partitions' fetches interleave, and a replay from a
+//! checkpoint repeats them.
 //!
 //! # Reading to the end
 //!
