@@ -178,6 +178,14 @@ pub fn snapshot_stream<'scope>(
         let mut next = collector.borrow().first;
         move |output| {
             let Some(held) = cap.as_mut() else { return };
+            // Nothing goes out before the next cut: held there from the start, not at the
+            // initial 0 until the first cut's states are in. A run restored from a checkpoint
+            // starts its cuts an interval later, and its readers, paced by a probe of this
+            // stream, waited at 0 for a cut they could not reach (2 workers, 7-byte blocks, a
+            // 20 ms interval: the restart never ended).
+            if *held.time() < next {
+                held.downgrade(&next);
+            }
             let operators = checkpoints.operators();
             if operators == 0 {
                 cap = None;
