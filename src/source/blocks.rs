@@ -78,7 +78,7 @@
 //! a regular file (a pipe cannot be read again by block).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -519,6 +519,9 @@ struct Current {
     caught_up: bool,
     /// The error that stopped the block after its rows.
     error: Option<ReadError>,
+    /// Parsed again after a restore for its summary only (see [`BlockFeed::quiet`]): its rows
+    /// went out before the checkpoint's cut.
+    quiet: bool,
 }
 
 /// One worker's share of a [`BlockPlan`] as a [`Feed`]: blocks `index, index + peers, ...`.
@@ -551,6 +554,14 @@ pub struct BlockFeed {
     skipped: u64,
     /// Restored from a checkpoint: where to parse block `next` from.
     resume: Option<From>,
+    /// Restored from a checkpoint: blocks this worker parsed before the cut that lie after the
+    /// earliest block any worker resumes in, oldest first. Their rows were all sent, but the
+    /// blocks after them need their ends and line counts (the start of the next block, and its
+    /// first line), which the states do not hold: without them a later block's guessed start
+    /// went unchecked (read inside a quoted field, it gave rows that are no rows) and its
+    /// lines unknown. This worker parses them again first, checked against the blocks before
+    /// as any block is, and publishes their summaries without sending or counting a row.
+    quiet: VecDeque<usize>,
     /// `(block, largest event time)` of every block parsed (for [`SourceState::blocks`]),
     /// starting with the restored state's.
     maxima: Vec<(u64, Option<u64>)>,
@@ -563,8 +574,22 @@ impl BlockFeed {
         peers: usize,
         shared: Rc<RefCell<Shared>>,
         restored: Option<&SourceState>,
+        first_resumed: u64,
     ) -> Result<Self, ReadError> {
         let file = File::open(&plan.path).map_err(|e| ReadError::io(&plan.layout.name, e))?;
+        let quiet = restored
+            .map(|state| {
+                let mut quiet: Vec<usize> = state
+                    .blocks
+                    .iter()
+                    .map(|(b, _)| *b)
+                    .filter(|b| *b > first_resumed && *b != state.position.block)
+                    .filter_map(|b| usize::try_from(b).ok())
+                    .collect();
+                quiet.sort_unstable();
+                quiet.into()
+            })
+            .unwrap_or_default();
         let (next, watermark, resume, maxima) = match restored {
             // The block the cut fell in is parsed again from the position on; the watermark
             // there already accounts for the earlier blocks.
@@ -603,6 +628,7 @@ impl BlockFeed {
             reported: 0,
             skipped: 0,
             resume,
+            quiet,
             maxima,
             plan,
         })
@@ -865,11 +891,19 @@ impl BlockFeed {
     /// Parses block `block` from `from` (the `attempt`-th time), makes it the current block and
     /// publishes its summary.
     fn start(&mut self, block: usize, from: From, attempt: u32) {
-        let info = self.parse(block, from, attempt);
+        let mut info = self.parse(block, from, attempt);
         self.maxima.retain(|(b, _)| *b != block as u64);
         self.maxima.push((block as u64, info.max));
         let span = info.span;
         let restored = matches!(from, From::Restored { .. });
+        // A block before this worker's resumed one is parsed again for its summary only: its
+        // rows were counted and reported in the run that sent them.
+        let quiet = !restored && block < self.next;
+        if quiet {
+            info.records = 0;
+            info.bad = 0;
+            info.warnings = Vec::new();
+        }
         self.current = Some(Current {
             block,
             attempt,
@@ -880,6 +914,7 @@ impl BlockFeed {
             sent: 0,
             caught_up: restored,
             error: info.error.clone(),
+            quiet,
         });
         self.publish(Some(info));
     }
@@ -1007,6 +1042,11 @@ impl BlockFeed {
             return Ok(Poll::Pending);
         }
         if self.current.is_none() {
+            if let Some(block) = self.quiet.pop_front() {
+                self.start(block, From::Guess, 0);
+            }
+        }
+        if self.current.is_none() {
             if self.next >= self.plan.blocks {
                 if !self.shared.borrow().outbox.borrow().is_closed() {
                     self.publish(None);
@@ -1058,6 +1098,17 @@ impl BlockFeed {
         let Some(current) = self.current.as_mut() else {
             return Ok(Poll::Pending);
         };
+        if current.quiet {
+            // Its start is checked (a wrong guess was parsed again above): nothing to send,
+            // and the watermark stays the restored one. Never caught up, so no cut's state is
+            // taken at it.
+            if current.error.is_some() {
+                self.stopped = true;
+            } else {
+                self.current = None;
+            }
+            return Ok(Poll::Ready);
+        }
         if !current.caught_up {
             let shared = self.shared.borrow();
             // The watermark of the single reader at this block's first record.
@@ -1119,13 +1170,20 @@ pub fn block_source<'scope, P: Payload<CsvItem>>(
 ) -> StreamVec<'scope, u64, P> {
     let leader = scope.index() == 0;
     let shared = Rc::new(RefCell::new(Shared::new(plan, leader)));
+    // The earliest block a worker resumes in: the blocks after it that workers parsed before
+    // the cut are parsed again by them for their summaries (see `BlockFeed::quiet`).
+    let first_resumed = restored
+        .and_then(|states| states.iter().flatten().map(|s| s.position.block).min())
+        .unwrap_or(0);
     if let Some(states) = restored {
-        // Blocks that some worker parses again publish their summaries again; the others are
-        // known from the states (rows counted once, in the run that read them).
+        // Blocks that some worker parses again publish their summaries again; the others,
+        // those before the earliest block resumed in, are known from the states (rows counted
+        // once, in the run that read them): the block resumed in starts at a known byte and
+        // line, which the blocks after it follow from.
         let again: Vec<u64> = states.iter().flatten().map(|s| s.position.block).collect();
         let mut shared = shared.borrow_mut();
         for (block, max) in states.iter().flatten().flat_map(|s| s.blocks.iter()) {
-            if !again.contains(block) {
+            if !again.contains(block) && *block < first_resumed {
                 shared.insert(BlockInfo {
                     block: *block,
                     attempt: 0,
@@ -1179,6 +1237,7 @@ pub fn block_source<'scope, P: Payload<CsvItem>>(
         scope.peers(),
         shared,
         own_state.as_ref(),
+        first_resumed,
     );
     let feed = match feed {
         Ok(feed) => Some(feed),
