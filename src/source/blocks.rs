@@ -530,6 +530,8 @@ pub struct BlockFeed {
     file: File,
     /// Worker 0 of process 0: counts rows, reports skipped rows and the first error.
     leader: bool,
+    /// This worker's global index: it reads blocks `index, index + peers, ...`.
+    index: usize,
     peers: usize,
     /// The next block to parse.
     next: usize,
@@ -613,6 +615,7 @@ impl BlockFeed {
         Ok(BlockFeed {
             file,
             leader: index == 0,
+            index,
             peers: peers.max(1),
             next,
             buffer: Vec::new(),
@@ -999,6 +1002,14 @@ impl Feed for BlockFeed {
 
     fn watermark(&mut self) -> &mut Watermark {
         &mut self.watermark
+    }
+
+    /// Whether the first block the readers do not know is this worker's: every reader of a
+    /// later block waits for its summary, which this worker publishes once it has sent the
+    /// rows of the block before (or parsed this one again from its true start).
+    fn awaited(&self) -> bool {
+        let known = self.shared.borrow().known;
+        !self.stopped && known < self.plan.blocks && known % self.peers == self.index
     }
 
     fn set_activator(&mut self, activator: Activator) {

@@ -222,6 +222,12 @@ pub trait Feed: 'static {
         let _ = done;
         None
     }
+    /// Whether other workers' feeds wait for this one's next records: then a source paced by
+    /// [`Pacing::ahead`] reads on (a parallel file reader whose next block is the first one
+    /// the readers do not know, see [`blocks`]). The default: no.
+    fn awaited(&self) -> bool {
+        false
+    }
     /// Whether the watermark may follow processing time once the feed produced nothing for
     /// the idle timeout (`--idle-timeout`). The default: yes. A feed of several parts says no
     /// while a part is not idle by its own account (a Kafka partition not yet fetched from).
@@ -542,7 +548,13 @@ where
             if let Some((probe, batches)) = &pacing.ahead {
                 sent.retain(|t| probe.less_than(t));
                 let now = *held.time();
-                if sent.iter().filter(|t| **t < now).count() >= *batches {
+                // A feed that other readers wait for reads on: held back, it could hold back the
+                // very frontier its pacing waits for (2 workers, 7-byte blocks of a file with
+                // quoted newlines, a 20 ms checkpoint interval: one reader was paced, the other
+                // waited for its next block and so could not take its cut, the snapshot stream
+                // waited for that cut, and the pacing probe for the snapshot stream; the run
+                // never ended). It reads past its allowance until the others have its block.
+                if sent.iter().filter(|t| **t < now).count() >= *batches && !reader.awaited() {
                     // The workers are behind: look again shortly (a source has no input whose
                     // progress would wake it).
                     activator.activate_after(Duration::from_micros(200));
