@@ -1344,3 +1344,52 @@ fn paced_block_readers_publish_the_block_the_others_wait_for() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An uninterrupted checkpointed run of two block readers on 1-byte blocks (200 rows in event
+/// time order, 2 rows per millisecond, cuts every 20 ms) ends. Review (rev27) found it hung
+/// after the cut at 20, the paced reader holding back the block the other waited for (fixed
+/// with `Feed::awaited`, see `paced_block_readers_publish_the_block_the_others_wait_for`).
+#[test]
+fn checkpointed_run_of_block_readers_on_one_byte_blocks_ends() {
+    let dir = scratch("one-byte-blocks");
+    let mut text = String::from("ts,key,value\n");
+    for i in 0..200u64 {
+        text.push_str(&format!("{},k{},{i}\n", i / 2, i % 3));
+    }
+    let input = common::cli::write(&dir, "in.csv", &text);
+    let run = |output: &str, ckpt: Option<&str>| {
+        let mut command = bin();
+        command
+            .args(["window", "--input", s(&input), "--output"])
+            .arg(dir.join(output))
+            .args(["--window", "tumbling:10", "--agg", "count"])
+            .args(["--workers", "2", "--read-block", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(ckpt) = ckpt {
+            command.arg("--checkpoint-dir").arg(dir.join(ckpt)).args([
+                "--checkpoint-interval",
+                "20",
+                "--checkpoint-min-pause",
+                "0",
+            ]);
+        }
+        // `finish` fails the test if the run hangs.
+        finish(command.spawn().unwrap())
+    };
+    let (status, err) = run("plain.csv", None);
+    assert!(status.success(), "{err}");
+    let (status, err) = run("out.csv", Some("ckpt"));
+    assert!(status.success(), "{err}");
+    let rows = |name: &str| {
+        let mut rows: Vec<String> = std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(rows("out.csv"), rows("plain.csv"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
