@@ -1203,21 +1203,7 @@ fn restart_of_block_readers_on_tiny_blocks_ends() {
 #[test]
 fn restarts_of_block_readers_check_every_block_start_after_the_resumed_blocks() {
     let dir = scratch("quoted-blocks");
-    let mut text = String::from("ts,key,value\n");
-    for i in 0..300u64 {
-        let ts = if i % 7 == 3 {
-            (i / 3).saturating_sub(6)
-        } else {
-            i / 3
-        };
-        let key = match i % 4 {
-            0 => format!("\"k\n{}\"", i % 3),
-            1 => format!("\"k,{}\"", i % 2),
-            _ => format!("k{}", i % 5),
-        };
-        text.push_str(&format!("{ts},{key},{}\n", i % 11));
-    }
-    let input = common::cli::write(&dir, "in.csv", &text);
+    let input = common::cli::write(&dir, "in.csv", &quoted_rows(300, 3));
     let run = |output: &str, ckpt: &str, workers: &str, block: &str, crash: Option<&str>| {
         let mut command = bin();
         command
@@ -1280,21 +1266,8 @@ fn restarts_of_block_readers_check_every_block_start_after_the_resumed_blocks() 
 #[test]
 fn paced_block_readers_publish_the_block_the_others_wait_for() {
     let dir = scratch("awaited-blocks");
-    let mut text = String::from("ts,key,value\n");
-    for i in 0..1500u64 {
-        let ts = if i % 7 == 3 {
-            (i * 7 / 8).saturating_sub(6)
-        } else {
-            i * 7 / 8
-        };
-        let key = match i % 4 {
-            0 => format!("\"k\n{}\"", i % 3),
-            1 => format!("\"k,{}\"", i % 2),
-            _ => format!("k{}", i % 5),
-        };
-        text.push_str(&format!("{ts},{key},{}\n", i % 11));
-    }
-    let input = common::cli::write(&dir, "in.csv", &text);
+    // Event times rise 7 in 8 rows.
+    let input = common::cli::write(&dir, "in.csv", &quoted_rows(1500, 0));
     let run = |output: &str, extra: &[&str]| {
         let mut command = bin();
         command
@@ -1392,4 +1365,26 @@ fn checkpointed_run_of_block_readers_on_one_byte_blocks_ends() {
     };
     assert_eq!(rows("out.csv"), rows("plain.csv"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A CSV file of `rows` rows whose keys are quoted with a newline, quoted with a comma, or
+/// plain, in turn, and whose event times rise one every `per` rows (`0`: 7 every 8 rows),
+/// every seventh row 6 behind.
+fn quoted_rows(rows: u64, per: u64) -> String {
+    let mut text = String::from("ts,key,value\n");
+    for i in 0..rows {
+        let rising = i.checked_div(per).unwrap_or(i * 7 / 8);
+        let ts = if i % 7 == 3 {
+            rising.saturating_sub(6)
+        } else {
+            rising
+        };
+        let key = match i % 4 {
+            0 => format!("\"k\n{}\"", i % 3),
+            1 => format!("\"k,{}\"", i % 2),
+            _ => format!("k{}", i % 5),
+        };
+        text.push_str(&format!("{ts},{key},{}\n", i % 11));
+    }
+    text
 }

@@ -213,43 +213,29 @@ fn sessions_on_parallel_readers_apply_rows_of_one_time_in_file_order() {
                 15,k2,-32\n\n0,k0,-38\r\n0,k2,20\r\n2,k2,34\r";
     let input = write(&dir, "events.csv", text);
     for emit in ["final", "updates"] {
-        let (_, late) = {
-            let flags = [
-                "--max-delay",
-                "2",
-                "--allowed-lateness",
-                "6",
-                "--emit",
-                emit,
-            ];
-            let run = window(&input, &dir, ("session:14", "count", &flags), &[])
-                .output()
-                .unwrap();
-            assert!(
-                run.status.success(),
-                "{}",
-                String::from_utf8_lossy(&run.stderr)
-            );
-            (
-                sorted_rows(&dir.join("out.csv")),
-                sorted_rows(&dir.join("late.csv")),
-            )
-        };
+        let late_flags = [
+            "--max-delay",
+            "2",
+            "--allowed-lateness",
+            "6",
+            "--emit",
+            emit,
+        ];
+        let run = window(&input, &dir, ("session:14", "count", &late_flags), &[])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let late = sorted_rows(&dir.join("late.csv"));
         assert!(
             late.iter().any(|row| row.contains("0,k2,20")),
             "{emit}: the row is late: {late:?}"
         );
         for partition in ["hash", "random"] {
-            let flags = [
-                "--max-delay",
-                "2",
-                "--allowed-lateness",
-                "6",
-                "--emit",
-                emit,
-                "--partition",
-                partition,
-            ];
+            let flags = [&late_flags[..], &["--partition", partition]].concat();
             check(&input, &dir, ("session:14", "count", &flags));
         }
     }
