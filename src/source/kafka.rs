@@ -49,7 +49,7 @@
 //! windows apply records that share a time in input order), a record's position
 //! ([`super::csv::CsvRecord::pos`]) orders partitions by id and each by offset ([`position`]),
 //! so results do not depend on how the partitions' fetches interleave, and a replay from a
-//! checkpoint repeats them.
+//! checkpoint repeats them (without `--idle-timeout`, whose advances follow processing time).
 //!
 //! # Reading to the end
 //!
