@@ -1205,18 +1205,9 @@ fn restarts_of_block_readers_check_every_block_start_after_the_resumed_blocks() 
     let dir = scratch("quoted-blocks");
     let input = common::cli::write(&dir, "in.csv", &quoted_rows(300, 3));
     let run = |output: &str, ckpt: &str, workers: &str, block: &str, crash: Option<&str>| {
-        let mut command = bin();
+        let mut command = common::cli::window(&input, dir.join(output), "session:4", "count");
         command
-            .args(["window", "--input", s(&input), "--output"])
-            .arg(dir.join(output))
-            .args([
-                "--window",
-                "session:4",
-                "--agg",
-                "count",
-                "--max-delay",
-                "3",
-            ])
+            .args(["--max-delay", "3"])
             .args([
                 "--allowed-lateness",
                 "4",
@@ -1269,19 +1260,16 @@ fn paced_block_readers_publish_the_block_the_others_wait_for() {
     // Event times rise 7 in 8 rows.
     let input = common::cli::write(&dir, "in.csv", &quoted_rows(1500, 0));
     let run = |output: &str, extra: &[&str]| {
-        let mut command = bin();
+        let mut command = common::cli::window(&input, dir.join(output), "tumbling:10", "count");
         command
-            .args(["window", "--input", s(&input), "--output"])
-            .arg(dir.join(output))
             .args([
-                "--window",
-                "tumbling:10",
-                "--agg",
-                "count",
                 "--max-delay",
                 "3",
+                "--allowed-lateness",
+                "4",
+                "--read-block",
+                "7",
             ])
-            .args(["--allowed-lateness", "4", "--read-block", "7"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -536,6 +536,14 @@ type Windows = (
     Vec<(u64, CsvRecord, i64, u64)>,
 );
 
+/// `tidemark window`'s pacing: on-time records at the watermark, a batch ahead of `consumed`.
+fn paced_by(consumed: &ProbeHandle<u64>) -> Pacing {
+    Pacing {
+        send_at: SendAt::Watermark,
+        ahead: Some((consumed.clone(), 1)),
+    }
+}
+
 /// The final windows (count) of the file as `tidemark window --emit final` computes them, bad
 /// lines skipped: on-time records at the watermark, the reader paced; the changelog and late
 /// rows with their times.
@@ -559,17 +567,14 @@ fn windows(
     };
     let (error, _, _) = drive(skipping, move |scope, source, failed, index| {
         let consumed = ProbeHandle::new();
-        let pacing = Pacing {
-            send_at: SendAt::Watermark,
-            ahead: Some((consumed.clone(), 1)),
-        };
+        let pacing = paced_by(&consumed);
         let stream = source.stream(scope, index, 2, pacing, failed);
         let w = stream
             .map(|(key, record, _)| (key, record))
             .key_by(partitioner.clone())
             .window(assigner)
             .allowed_lateness(lateness)
-            .ordered_by(CsvRecord::pos)
+            .ordered_by(|r: &CsvRecord| r.pos)
             .aggregate(|r: &CsvRecord| r.ts, Count);
         out.timed(w.results, |time, r| {
             let (start, end) = (r.window.start, r.window.end);
@@ -628,10 +633,7 @@ fn views(
     };
     let (error, _, _) = drive(skipping, move |scope, source, failed, index| {
         let consumed = ProbeHandle::new();
-        let pacing = Pacing {
-            send_at: SendAt::Watermark,
-            ahead: Some((consumed.clone(), 1)),
-        };
+        let pacing = paced_by(&consumed);
         let stream = source.stream::<Stamped<CsvItem>>(scope, index, 2, pacing, failed);
         let view = stream
             .map(|stamped| {
@@ -643,7 +645,7 @@ fn views(
                 partitioner.clone(),
                 assigner,
                 lateness,
-                (|r: &CsvRecord| r.ts, CsvRecord::pos),
+                (|r: &CsvRecord| r.ts, |r: &CsvRecord| r.pos),
                 Count,
             );
         out.timed(view.results.inner, |_, ((w, key, count), t, r)| {

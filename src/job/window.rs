@@ -1708,7 +1708,7 @@ where
         .window(assigner)
         .allowed_lateness(lateness)
         // Records that share a time in input order, which several readers do not keep.
-        .ordered_by(CsvRecord::pos)
+        .ordered_by(|r: &CsvRecord| r.pos)
         .aggregate(|r: &CsvRecord| r.ts, agg);
     let late = windowed.late.map(move |late: Late<CsvKey, CsvRecord>| {
         let row = late
@@ -1774,7 +1774,7 @@ where
         partitioner,
         assigner,
         lateness,
-        (|r: &CsvRecord| r.ts, CsvRecord::pos),
+        (|r: &CsvRecord| r.ts, |r: &CsvRecord| r.pos),
         agg,
     );
     // Rows that are written on worker 0 go there before they are re-timed: an update travels

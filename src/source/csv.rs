@@ -119,11 +119,6 @@ impl CsvRecord {
     fn identity(&self) -> (u64, &Fixed, &Option<Vec<String>>) {
         (self.ts, &self.value, &self.row)
     }
-
-    /// The record's position in its input ([`CsvRecord::pos`]).
-    pub fn pos(&self) -> u64 {
-        self.pos
-    }
 }
 
 impl PartialEq for CsvRecord {
