@@ -440,44 +440,48 @@ enum From {
     },
 }
 
-/// The good rows of a block, end to end: their fields' bytes, their field ends, and per row
-/// where it ends in both and where it stood in the block's buffer.
+/// The good rows of a block: per row its key's bytes (end to end, each row's
+/// [`Parsed::key`] being its range here) and where it stood in the block's buffer. A row's
+/// other fields are parsed again from the buffer only where its record carries its row (see
+/// [`Layout::keeps_row`]: a record behind the watermark, or any with retractions), by
+/// [`RowParser`].
 ///
 /// A `csv::ByteRecord` per row (three allocations, some 240 bytes for a 17-byte row of the
 /// issue-14 file) made a parsed block weigh about 16 times its bytes, and every reader holds
-/// one: 16 workers held 100 MB more than one worker on that file.
+/// one: 16 workers held 100 MB more than one worker on that file. Every field's bytes and end
+/// (some 63 bytes a row of that file) still made the rows half the readers' heap at 16
+/// workers; the keys and positions are some 13.
 #[derive(Default)]
 struct Rows {
-    bytes: Vec<u8>,
-    /// Each field's end, counted from its row's first byte.
-    ends: Vec<usize>,
-    /// Per row: its end in `bytes` and in `ends`, and its byte offset in the buffer (the
-    /// parser's position at its start).
-    rows: Vec<(usize, usize, u64)>,
+    keys: Vec<u8>,
+    /// Per row: its byte offset in the buffer (the parser's position at its start).
+    at: Vec<u64>,
 }
 
 impl Rows {
     fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-        self.rows.clear();
+        self.keys.clear();
+        self.at.clear();
     }
 
-    /// Appends `record`'s fields and position.
-    fn push(&mut self, record: &csv::ByteRecord) {
-        self.bytes.extend_from_slice(record.as_slice());
-        let mut end = 0;
-        for field in record {
-            end += field.len();
-            self.ends.push(end);
-        }
-        let at = record.position().map_or(0, |p| p.byte());
-        self.rows.push((self.bytes.len(), self.ends.len(), at));
+    /// Appends `record`'s key and position; `parsed`, parsed from `record`, then names its
+    /// key's range in [`Rows::key`].
+    fn push(&mut self, record: &csv::ByteRecord, parsed: &mut Parsed) {
+        let from = self.keys.len();
+        self.keys
+            .extend_from_slice(&record.as_slice()[parsed.key.clone()]);
+        parsed.key = from..self.keys.len();
+        self.at.push(record.position().map_or(0, |p| p.byte()));
+    }
+
+    /// The key's bytes of the row `parsed` was pushed with.
+    fn key(&self, parsed: &Parsed) -> &[u8] {
+        &self.keys[parsed.key.clone()]
     }
 
     /// The byte offset in the buffer of row `row`.
     fn at(&self, row: usize) -> u64 {
-        self.rows[row].2
+        self.at[row]
     }
 
     /// The byte offset in the file of row `row`, these being the rows of the block that starts
@@ -487,21 +491,54 @@ impl Rows {
         // block's start.
         start + self.at(row).saturating_sub(PREFIX as u64)
     }
+}
 
-    /// Row `row`'s fields, into `record`.
-    fn load(&self, row: usize, record: &mut csv::ByteRecord) {
-        let (bytes_from, ends_from) = match row.checked_sub(1) {
-            Some(before) => (self.rows[before].0, self.rows[before].1),
-            None => (0, 0),
-        };
-        let (bytes_to, ends_to, _) = self.rows[row];
-        let bytes = &self.bytes[bytes_from..bytes_to];
-        record.clear();
-        let mut start = 0;
-        for &end in &self.ends[ends_from..ends_to] {
-            record.push_field(&bytes[start..end]);
-            start = end;
+/// Parses one record again, from where it starts in a block's buffer, into its fields: the
+/// CSV parser that [`BlockFeed::parse_rows`] runs (the `csv` crate's reader is this parser,
+/// configured alike: `,`, `"` doubled inside quotes, `\r`, `\n` or `\r\n` ending a record),
+/// from its state at a record's start, so it finds the same fields. Kept across rows: its
+/// buffers are reused and nothing is allocated per row.
+struct RowParser {
+    parser: csv_core::Reader,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Default for RowParser {
+    fn default() -> Self {
+        RowParser {
+            parser: csv_core::Reader::new(),
+            bytes: vec![0; 256],
+            ends: vec![0; 16],
         }
+    }
+}
+
+impl RowParser {
+    /// The fields of the record that starts at `input`'s start (the record ends within
+    /// `input`, or at its end: the data's end).
+    fn fields<'a>(&'a mut self, mut input: &[u8]) -> impl Iterator<Item = &'a [u8]> {
+        use csv_core::ReadRecordResult as Read;
+        self.parser.reset();
+        let (mut bytes, mut ends) = (0, 0);
+        loop {
+            let (result, read, wrote, ended) =
+                self.parser
+                    .read_record(input, &mut self.bytes[bytes..], &mut self.ends[ends..]);
+            input = &input[read..];
+            bytes += wrote;
+            ends += ended;
+            match result {
+                // An empty input is the end of the data, which ends the record.
+                Read::InputEmpty => {}
+                Read::OutputFull => self.bytes.resize(2 * self.bytes.len(), 0),
+                Read::OutputEndsFull => self.ends.resize(2 * self.ends.len(), 0),
+                Read::Record | Read::End => break,
+            }
+        }
+        let (bytes, ends) = (&self.bytes[..bytes], &self.ends[..ends]);
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts.zip(ends).map(move |(from, &to)| &bytes[from..to])
     }
 }
 
@@ -540,12 +577,12 @@ pub struct BlockFeed {
     buffer: Vec<u8>,
     buffer_at: u64,
     /// The record being parsed, the block's good rows (see [`Rows`]) with what was parsed of
-    /// each (`parsed[i]` is row `i` of `rows`: the two grow together), and the record a row is
-    /// loaded into to be sent.
+    /// each (`parsed[i]` is row `i` of `rows`: the two grow together), and the parser of the
+    /// rows that records carry.
     record: csv::ByteRecord,
     rows: Rows,
     parsed: Vec<Parsed>,
-    sending: csv::ByteRecord,
+    again: RowParser,
     current: Option<Current>,
     watermark: Watermark,
     shared: Rc<RefCell<Shared>>,
@@ -623,7 +660,7 @@ impl BlockFeed {
             record: csv::ByteRecord::new(),
             rows: Rows::default(),
             parsed: Vec::new(),
-            sending: csv::ByteRecord::new(),
+            again: RowParser::default(),
             current: None,
             watermark,
             shared,
@@ -870,11 +907,11 @@ impl BlockFeed {
                     layout.error(lines.record_line(&self.buffer, at), bad)
                 };
                 match layout.parse(record).map_err(located) {
-                    Ok(parsed) => {
+                    Ok(mut parsed) => {
                         info.max = info.max.max(Some(parsed.ts));
                         info.records += 1;
+                        self.rows.push(record, &mut parsed);
                         self.parsed.push(parsed);
-                        self.rows.push(record);
                     }
                     Err(e) if self.plan.bad_lines == BadLines::Skip => {
                         info.bad += 1;
@@ -1137,9 +1174,13 @@ impl BlockFeed {
                 return Ok(Poll::Ready);
             }
             let time = self.watermark.stamp(parsed.ts);
-            self.rows.load(record, &mut self.sending);
+            let layout = &self.plan.layout;
+            let row = layout.keeps_row(parsed, time).then(|| {
+                let at = usize::try_from(self.rows.at(record)).unwrap_or(usize::MAX);
+                layout.row(self.again.fields(&self.buffer[at..]))
+            });
             let pos = self.rows.byte_of(start, record);
-            out.push(self.plan.layout.item(&self.sending, parsed, time, pos));
+            out.push(layout.stamped(self.rows.key(parsed), row, parsed, time, pos));
             current.sent += 1;
         }
         if current.sent == self.parsed.len() {

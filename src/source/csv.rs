@@ -591,22 +591,42 @@ impl Layout {
         time: u64,
         pos: u64,
     ) -> Stamped<CsvItem> {
-        let behind = time > parsed.ts;
-        // Only a record behind the watermark can be late, and the late output repeats its
-        // input columns; a retraction names its row.
-        let keep = behind || self.columns.retractions;
-        let row = keep.then(|| {
-            record
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| Some(*i) != self.diff)
-                .map(|(_, field)| String::from_utf8_lossy(field).into_owned())
-                .collect()
-        });
+        let key = &record.as_slice()[parsed.key.clone()];
+        let row = self
+            .keeps_row(parsed, time)
+            .then(|| self.row(record.iter()));
+        self.stamped(key, row, parsed, time, pos)
+    }
+
+    /// Whether the record of `parsed`, stamped `time`, carries its row: only a record behind
+    /// the watermark can be late, and the late output repeats its input columns; a retraction
+    /// names its row.
+    pub(crate) fn keeps_row(&self, parsed: &Parsed, time: u64) -> bool {
+        time > parsed.ts || self.columns.retractions
+    }
+
+    /// A record's row: its fields but the `diff` column's, as text.
+    pub(crate) fn row<'a>(&self, fields: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
+        fields
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != self.diff)
+            .map(|(_, field)| String::from_utf8_lossy(field).into_owned())
+            .collect()
+    }
+
+    /// The record of a parsed row whose key field is `key` and whose row (where
+    /// [`Layout::keeps_row`]) is `row`, stamped `time`.
+    pub(crate) fn stamped(
+        &self,
+        key: &[u8],
+        row: Option<Vec<String>>,
+        parsed: &Parsed,
+        time: u64,
+        pos: u64,
+    ) -> Stamped<CsvItem> {
         // The row was checked to be UTF-8 as a whole, and the key's range is cut at ASCII
         // delimiters, so this never fails.
-        let key = std::str::from_utf8(&record.as_slice()[parsed.key.clone()]).unwrap_or_default();
-        let key = CsvKey::new(key);
+        let key = CsvKey::new(std::str::from_utf8(key).unwrap_or_default());
         let record = CsvRecord {
             ts: parsed.ts,
             value: parsed.value,
@@ -615,7 +635,7 @@ impl Layout {
         };
         Stamped {
             time,
-            behind,
+            behind: time > parsed.ts,
             record: (key, record, parsed.diff),
         }
     }
