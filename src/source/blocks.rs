@@ -347,11 +347,15 @@ struct Shared {
     keep: bool,
     /// Blocks `0 .. known` are all received, each parsed from its true start.
     known: usize,
-    /// `maxima[i]`, for `i <= known`: the largest event time in blocks `0 .. i`.
-    maxima: Vec<Option<u64>>,
-    /// `lines[i]`, for `i <= known`: the line of block `i`'s start (`None` after a block known
-    /// only from a checkpoint's state).
-    lines: Vec<Option<u64>>,
+    /// `maxima[i - base]`, for `base <= i <= known`: the largest event time in blocks `0 .. i`.
+    /// Those before `base` no reader of this worker asks for any more (see
+    /// [`Shared::forget_before`]): kept, two numbers per block of the file on every worker grew
+    /// with the file (16 workers, the issue-14 file of 10 M rows: 2.8 MB).
+    maxima: VecDeque<Option<u64>>,
+    /// `lines[i - base]`, for `base <= i <= known`: the line of block `i`'s start (`None` after
+    /// a block known only from a checkpoint's state).
+    lines: VecDeque<Option<u64>>,
+    base: usize,
     /// Where block `known` truly starts: the end of block `known - 1`, or the data's start
     /// (`None` after a block known only from a checkpoint's state).
     next_start: Option<u64>,
@@ -370,8 +374,9 @@ impl Shared {
             blocks: plan.blocks,
             keep,
             known: 0,
-            maxima: vec![None],
-            lines: vec![Some(plan.first_line)],
+            maxima: VecDeque::from([None]),
+            lines: VecDeque::from([Some(plan.first_line)]),
+            base: 0,
             next_start: Some(plan.start),
             first_error: None,
             other_plan: None,
@@ -400,26 +405,47 @@ impl Shared {
                         Some(line) => Some(line),
                         // Parsed from a wrong start: its reader parses it again.
                         None if self.next_start.is_some_and(|s| s != span.start) => break,
-                        None => self.lines[self.known],
+                        None => self.lines[self.known - self.base],
                     };
-                    self.lines[self.known] = line;
-                    self.lines.push(line.map(|l| l + span.lines));
+                    self.lines[self.known - self.base] = line;
+                    self.lines.push_back(line.map(|l| l + span.lines));
                     self.next_start = Some(span.end);
                 }
                 None => {
-                    self.lines.push(None);
+                    self.lines.push_back(None);
                     self.next_start = None;
                 }
             }
             if info.error.is_some() && self.first_error.is_none() {
                 self.first_error = Some(self.known);
             }
-            let max = self.maxima[self.known].max(info.max);
-            self.maxima.push(max);
+            let max = self.maxima[self.known - self.base].max(info.max);
+            self.maxima.push_back(max);
             if !self.keep {
                 self.infos.remove(&self.known);
             }
             self.known += 1;
+        }
+    }
+
+    /// The largest event time in the blocks before `block` (`None` where they hold none), for
+    /// `block` from [`Shared::forget_before`]'s `block` to `known`.
+    fn max_before(&self, block: usize) -> Option<u64> {
+        self.maxima[block - self.base]
+    }
+
+    /// The line of block `block`'s start, where known (see [`Shared::max_before`]).
+    fn line(&self, block: usize) -> Option<u64> {
+        self.lines.get(block - self.base).copied().flatten()
+    }
+
+    /// Drops what is known of the blocks before `block` (all but the last known block's): the
+    /// worker asks only about `block` and later blocks from now on.
+    fn forget_before(&mut self, block: usize) {
+        while self.base < block.min(self.known) {
+            self.maxima.pop_front();
+            self.lines.pop_front();
+            self.base += 1;
         }
     }
 }
@@ -698,7 +724,7 @@ impl BlockFeed {
     pub fn position(&self) -> Position {
         let Some(current) = &self.current else {
             let block = self.next.min(self.plan.blocks);
-            let line = self.shared.borrow().lines.get(block).copied().flatten();
+            let line = self.shared.borrow().line(block);
             return Position {
                 block: block as u64,
                 byte: self.plan.end,
@@ -987,7 +1013,7 @@ impl BlockFeed {
             let Some(mut info) = shared.infos.remove(&self.reported) else {
                 break;
             };
-            let first = shared.lines[self.reported].unwrap_or(0);
+            let first = shared.line(self.reported).unwrap_or(0);
             let stats = &self.plan.stats;
             stats.records.fetch_add(info.records, Ordering::Relaxed);
             stats.bad_lines.fetch_add(info.bad, Ordering::Relaxed);
@@ -1105,6 +1131,18 @@ impl BlockFeed {
         if self.leader {
             self.report()?;
         }
+        // The earliest block this worker asks about from now on: its current one, the blocks it
+        // parses again (oldest first, all before `next`) or reads, and the leader's next to
+        // report.
+        let floor = [
+            self.current.as_ref().map(|c| c.block),
+            self.quiet.front().copied(),
+            Some(self.next),
+            self.leader.then_some(self.reported),
+        ];
+        if let Some(floor) = floor.into_iter().flatten().min() {
+            self.shared.borrow_mut().forget_before(floor);
+        }
         if self.stopped {
             // Held for good: the leader reports the error that stopped the input.
             return Ok(Poll::Pending);
@@ -1180,10 +1218,10 @@ impl BlockFeed {
         if !current.caught_up {
             let shared = self.shared.borrow();
             // The watermark of the single reader at this block's first record.
-            if let Some(max) = shared.maxima[current.block] {
+            if let Some(max) = shared.max_before(current.block) {
                 self.watermark.stamp(max);
             }
-            current.line = shared.lines[current.block];
+            current.line = shared.line(current.block);
             current.caught_up = true;
         }
         let upto = (current.sent + max.max(1)).min(self.parsed.len());
