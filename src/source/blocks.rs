@@ -1358,3 +1358,94 @@ pub fn block_source<'scope, P: Payload<CsvItem>>(
     };
     feed_source_paced(scope, feed, options, pacing, error, cut)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan over a file whose data is `blocks` bytes, in blocks of one byte (only the plan's
+    /// shape is used: no row is read).
+    fn plan(blocks: usize) -> BlockPlan {
+        let path = std::env::temp_dir().join(format!(
+            "tidemark-blocks-{}-{blocks}.csv",
+            std::process::id()
+        ));
+        std::fs::write(&path, format!("ts,key\n{}", "x".repeat(blocks))).unwrap();
+        let columns = Columns {
+            time: "ts".into(),
+            key: "key".into(),
+            value: None,
+            diff: "diff".into(),
+            retractions: false,
+        };
+        let (plan, _) = BlockPlan::open(&path, columns, BadLines::Fail, 0, 1).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(plan.blocks, blocks);
+        plan
+    }
+
+    /// Summaries arriving in any order give every block's prefix maximum and first line as a
+    /// brute-force prefix over the blocks does, for every block from the forgetting floor on;
+    /// and what a worker keeps is the blocks from that floor to the last known, however many
+    /// blocks the file has (it grew by two numbers a block, on every worker).
+    #[test]
+    fn prefix_maxima_and_lines_match_a_prefix_and_only_unforgotten_blocks_are_kept() {
+        let blocks = 300;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20 {
+            let plan = plan(blocks);
+            // Per block: its largest event time (none in some) and its line ends.
+            let maxima: Vec<Option<u64>> = (0..blocks)
+                .map(|_| (next() % 4 != 0).then(|| next() % 1000))
+                .collect();
+            let lines: Vec<u64> = (0..blocks).map(|_| next() % 5).collect();
+            let mut order: Vec<usize> = (0..blocks).collect();
+            // Each summary arrives up to 8 places away from its block's place.
+            for i in 0..blocks {
+                let j = (i + (next() % 8) as usize).min(blocks - 1);
+                order.swap(i, j);
+            }
+            let mut shared = Shared::new(&plan, false);
+            let mut floor = 0;
+            for block in order {
+                let start = plan.start + block as u64;
+                shared.insert(BlockInfo {
+                    block: block as u64,
+                    attempt: 0,
+                    span: Some(Span {
+                        start,
+                        end: start + 1,
+                        lines: lines[block],
+                        line: None,
+                    }),
+                    max: maxima[block],
+                    records: 0,
+                    bad: 0,
+                    warnings: Vec::new(),
+                    error: None,
+                });
+                if next() % 3 == 0 {
+                    floor = (floor + (next() % 4) as usize).min(shared.known);
+                    shared.forget_before(floor);
+                }
+                for b in floor..=shared.known {
+                    let max = maxima[..b].iter().copied().max().flatten();
+                    assert_eq!(shared.max_before(b), max, "block {b}");
+                    let line = plan.first_line + lines[..b].iter().sum::<u64>();
+                    assert_eq!(shared.line(b), Some(line), "block {b}");
+                }
+                assert_eq!(shared.maxima.len(), shared.known + 1 - shared.base);
+                assert_eq!(shared.lines.len(), shared.maxima.len());
+                assert!(shared.base <= floor.min(shared.known));
+                assert!(shared.maxima.len() <= shared.known + 1 - floor);
+            }
+            assert_eq!(shared.known, blocks);
+        }
+    }
+}
