@@ -73,8 +73,9 @@ pub const FLUSH_ROWS: usize = 1024;
 
 /// Writes each record of `stream` with `encode` into `writer` (see [`SinkWriter`]), a batch at
 /// a time (under the lock, for a shared writer), flushing after each activation that wrote and
-/// after every [`FLUSH_ROWS`] rows; `encode` writes the fields of one row and its terminator. The first error stops this
-/// worker's writing and is stored in `error` (the caller ends the run).
+/// after every [`FLUSH_ROWS`] rows; `encode` writes the fields of one row and its terminator.
+/// The first error stops this worker's writing and is stored in `error` (the caller ends the
+/// run).
 ///
 /// `written` probes the stream the writer reads, after the exchange to worker 0: a time is
 /// passed only once every row at or before it has reached the writer, rows still queued in
