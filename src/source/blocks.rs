@@ -564,6 +564,14 @@ impl RowParser {
     fn fields<'a>(&'a mut self, mut input: &[u8]) -> impl Iterator<Item = &'a [u8]> {
         use csv_core::ReadRecordResult as Read;
         self.parser.reset();
+        // A reset parser drops a byte order mark at the start of the input it reads first; the
+        // block's reader, which starts at the terminator before the block, never does, and
+        // keeps it in a row's first field (where it also makes a `"` after it no quote). An
+        // empty line first, which the parser skips, so it drops none.
+        let (primed, ..) = self
+            .parser
+            .read_record(b"\n", &mut self.bytes, &mut self.ends);
+        debug_assert_eq!(primed, Read::InputEmpty);
         let (mut bytes, mut ends) = (0, 0);
         loop {
             let (result, read, wrote, ended) =
@@ -1447,5 +1455,64 @@ mod tests {
             }
             assert_eq!(shared.known, blocks);
         }
+    }
+
+    /// [`RowParser`], one kept across rows as a reader keeps it, gives every record the fields
+    /// that the `csv` crate's reader (configured as [`BlockFeed::parse_rows`] configures it)
+    /// gave, parsing from the record's position to the buffer's end: on random bytes of
+    /// quotes, doubled quotes, commas, `\r`, `\n`, empty lines, byte order marks (kept by the
+    /// reader but at its input's start, which is a terminator), long fields and many fields
+    /// (past its first buffers), with or without a last terminator.
+    #[test]
+    fn rows_parsed_again_have_the_fields_the_reader_gave() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pieces: [&[u8]; 11] = [
+            b"a",
+            b"bc",
+            b",",
+            b"\"",
+            b"\"\"",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"\xef\xbb\xbf",
+            b" ",
+            b"x",
+        ];
+        let mut again = RowParser::default();
+        let mut records = 0;
+        for round in 0..2000 {
+            // As a block's buffer, the terminator before the rows first.
+            let mut buffer = vec![[b'\n', b'\r'][(next() % 2) as usize]];
+            let len = next() % 60;
+            for _ in 0..len {
+                let piece = pieces[(next() % pieces.len() as u64) as usize];
+                // Now and then a long run of it: fields past 256 bytes, rows past 16 fields.
+                let times = if next() % 16 == 0 { 40 } else { 1 };
+                for _ in 0..times {
+                    buffer.extend_from_slice(piece);
+                }
+            }
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(&buffer[..]);
+            let mut record = csv::ByteRecord::new();
+            while reader.read_byte_record(&mut record).unwrap() {
+                let at = record.position().unwrap().byte() as usize;
+                let fields: Vec<&[u8]> = again.fields(&buffer[at..]).collect();
+                let want: Vec<&[u8]> = record.iter().collect();
+                assert_eq!(fields, want, "round {round}, record at {at} of {buffer:?}");
+                records += 1;
+            }
+        }
+        // Most rounds have records, so the comparison cannot pass on nothing.
+        assert!(records > 2000, "{records} records");
     }
 }
