@@ -278,8 +278,9 @@ fn a_byte_order_mark_inside_the_file_is_part_of_its_line() {
 }
 
 /// A late row whose first field starts with a byte order mark (before a quote, which then
-/// opens no quoted field) keeps it in the late output on every reader: the parallel readers'
-/// parse of a late row again, from its place in the block, dropped it and read `"hi"` as `hi`.
+/// opens no quoted field) keeps it in the late output on every reader, and a retraction of
+/// such a row retracts it: the parallel readers' parse of a row again, from its place in the
+/// block, dropped the mark (read `"hi"` as `hi`) unless the row started the block.
 #[test]
 fn a_byte_order_mark_starting_a_late_row_is_kept_in_the_late_output() {
     let dir = scratch("bom-late");
@@ -302,6 +303,21 @@ fn a_byte_order_mark_starting_a_late_row_is_kept_in_the_late_output() {
             late.iter().any(|l| l.starts_with(row)),
             "{row:?} in {late:?}"
         );
+    }
+    // A retraction names its row: one parsed at a block's start and one within a block were
+    // different rows (`the input retracts rows it never inserted` at blocks of 14, 20, 30 and
+    // 60 bytes).
+    let text = "note,ts,key,value,diff\nn,1000,a,1,1\n\u{feff}x,1100,a,5,1\nn,1200,a,1,1\n\
+                n,1300,a,1,1\nn,1400,a,1,1\n\u{feff}x,1100,a,5,-1\nn,9000,a,1,1\n";
+    std::fs::write(&input, text).unwrap();
+    let args: Flags = ("tumbling:1s", "sum", &["--emit", "updates"]);
+    let mut one = window(&input, &dir, args, &["--readers".into(), "one".into()]);
+    let one = outcome(&one.output().unwrap(), &dir);
+    assert!(one.success, "{one:?}");
+    for block in ["10", "14", "20", "30", "40", "60"] {
+        let extra = ["--read-block", block, "--workers", "2"].map(String::from);
+        let all = outcome(&window(&input, &dir, args, &extra).output().unwrap(), &dir);
+        assert_eq!(all, one, "{extra:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
