@@ -474,17 +474,24 @@ where
                 self.pending = Some(pane);
                 (&self.agg, &mut self.pane_keys, &self.pane_gauge)
             };
-            // Each record is probed as it comes, as a hand-written loop does, and a run of one
-            // key (a hot key, or the one key of a window over all records, NEXMark q7's) folds
-            // into the slot it found. Hashing a chunk of records ahead of their probes, so that
-            // the processor would overlap the probes' cache misses, cost more than it saved:
-            // NEXMark q5's window (auction ids, hashed) took 96 instructions an event with it
-            // and 54 without (callgrind), and ran at 0.75-0.81 of its baseline with it, 0.89-1.04
-            // without (2-core VM, one sitting, 3 runs each).
+            // Each record is probed as it comes, as a hand-written loop does. Hashing a chunk of
+            // records ahead of their probes, so that the processor would overlap the probes'
+            // cache misses, cost more than it saved: NEXMark q5's window (auction ids, hashed)
+            // took 96 instructions an event with it and 54 without (callgrind), and ran at
+            // 0.75-0.81 of its baseline with it, 0.89-1.04 without (2-core VM, one sitting, 3
+            // runs each). `ts - lo < width` is the pane test `lo <= ts < hi` in one compare
+            // (below `lo` the difference wraps past `width`).
+            let width = pane.hi - pane.lo;
+            if keys.is_dense() && std::mem::size_of::<K>() != 0 {
+                carried = fold_dense_run(&mut parts, keys, agg, gauge, pane.lo, width);
+                continue;
+            }
+            // A hashed table, or the one key of a window over all records (a zero-sized key,
+            // NEXMark q7's): a run of one key folds into the slot it found.
             let mut run: Option<(K, &mut A::Acc)> = None;
             for part in parts.by_ref() {
                 match part {
-                    Part::Record { key, ts, record } if pane.lo <= ts && ts < pane.hi => {
+                    Part::Record { key, ts, record } if ts.wrapping_sub(pane.lo) < width => {
                         match &mut run {
                             Some((k, slot)) if *k == key => agg.add(slot, &record),
                             _ => {
@@ -600,6 +607,42 @@ where
             self.hot = self.hot.saturating_sub(1);
         }
     }
+}
+
+/// The hot loop over a dense key table (YSB's campaigns): folds the records that follow in the
+/// pane `[lo, lo + width)` into `keys` and returns the part that ended the run, if any. Probing
+/// the dense table, a bounds check and a test, costs what a test for a run of one key would, so
+/// there is none; a key the table lacks is inserted through `slot`, which may turn the table
+/// hashed (later probes then miss and go through `slot` too, still exact).
+///
+/// Not inlined: inlined beside the hashed loop, it made the compiler stop inlining the input's
+/// preparation into that loop, and NEXMark q5's window (hashed keys) took 2.5 instructions an
+/// event more (callgrind).
+#[inline(never)]
+fn fold_dense_run<K, V, A>(
+    parts: &mut impl Iterator<Item = Part<K, V, A::Acc>>,
+    keys: &mut KeyTable<K, A::Acc>,
+    agg: &A,
+    gauge: &StateGauge,
+    lo: u64,
+    width: u64,
+) -> Option<Part<K, V, A::Acc>>
+where
+    K: Hash + Eq + Clone + 'static,
+    A: Aggregator<V>,
+{
+    for part in parts {
+        match part {
+            Part::Record { key, ts, record } if ts.wrapping_sub(lo) < width => {
+                match keys.dense_get_mut(&key) {
+                    Some(slot) => agg.add(slot, &record),
+                    None => agg.add(keys.slot(&key, gauge, || agg.init()), &record),
+                }
+            }
+            other => return Some(other),
+        }
+    }
+    None
 }
 
 #[cfg(test)]

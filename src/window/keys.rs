@@ -9,17 +9,19 @@
 //! ids) indexes a dense array by key, and so does this table while it can. A key type says it is an
 //! integer through [`dense_index`]: the primitive integer types (`u8` to `u64`, `usize`, and the
 //! signed ones at non-negative values), and `()`, the one key of a window over all records. Such a
-//! table starts *dense*: an array indexed by key holds each key's position in a vector of entries.
-//! It stays dense while every key inserted is below [`DENSE_LIMIT`], so that the array (16 KiB at
-//! most) and the entries stay in a core's cache, as a hand-written array of YSB's 100 campaigns
-//! does, and otherwise moves its entries into a hash table for good (a cleared table keeps its
-//! layout, as it keeps its allocation). Larger key domains (NEXMark's growing auction and bidder
-//! ids) are hashed, probed record by record as a hand-written loop's map is; a table whose first
-//! key is beyond the limit turns hashed before it holds anything. Every
-//! other key type is hashed from its first insert. Both layouts hold the same entries, so lookups,
-//! results and checkpoints (which sort entries by key) are the same; only the order of
-//! [`KeyTable::iter`] differs (insertion order when dense, the hash table's otherwise), and no
-//! caller relies on it.
+//! table starts *dense*: an array indexed by key holds each key's entry (or nothing), so that a
+//! lookup is one bounds check and one test, as a hand-written array's. It stays dense while every
+//! key inserted is below [`dense_limit`] (at most 4096, and fewer for entries so large that the
+//! array would pass 64 KiB), so that the array stays in a core's cache, as a hand-written array
+//! of YSB's 100 campaigns does, and otherwise moves its entries into a hash table for good (a
+//! cleared table keeps its layout, as it keeps its allocation). Larger key domains (NEXMark's
+//! growing auction and bidder ids) are hashed, probed record by record as a hand-written loop's
+//! map is; a table whose first key is beyond the limit turns hashed before it holds anything.
+//! Every other key type is hashed from its first insert. Both layouts hold the same entries, so
+//! lookups, results and checkpoints (which sort entries by key) are the same; only the order of
+//! [`KeyTable::iter`] differs (key order when dense, the hash table's otherwise), and no caller
+//! relies on it. A dense table's iteration and clearing cost its array's length, not its entries:
+//! at most the limit, once per window or pane.
 
 use std::any::Any;
 use std::hash::{BuildHasher, Hash};
@@ -29,8 +31,19 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::fixed::StateGauge;
 
-/// A dense table admits keys below this (its index array is then at most 16 KiB).
+/// A dense table admits keys below this, or below [`dense_limit`] for large entries.
 const DENSE_LIMIT: u64 = 4096;
+
+/// The most bytes a dense table's array takes (see [`dense_limit`]).
+const DENSE_BYTES: usize = 64 * 1024;
+
+/// The keys a dense table of entries `(K, V)` admits are those below this: [`DENSE_LIMIT`], or
+/// fewer where that many slots would take more than [`DENSE_BYTES`]. Decided at compile time.
+#[inline]
+fn dense_limit<K, V>() -> u64 {
+    let slots = DENSE_BYTES / std::mem::size_of::<Option<(K, V)>>().max(1);
+    DENSE_LIMIT.min(slots as u64)
+}
 
 /// `key`'s index in a dense array when `K` is a primitive integer type and `key` is not
 /// negative, or `()` (index 0); `None` for every other type (which is then always hashed).
@@ -58,10 +71,13 @@ pub(crate) fn dense_index<K: 'static>(key: &K) -> Option<u64> {
 
 /// Where a table keeps its entries; see the module docs.
 enum Store<K, V> {
-    /// `index[dense_index(key)]` is one plus the key's position in `entries`, 0 if absent.
+    /// `slots[dense_index(key)]` is the key's entry, `None` if absent (as are keys past the
+    /// end); `len` counts the entries. One level, not an index into a vector of entries: the
+    /// two levels cost YSB's window 13 instructions a lookup, two bounds checks and a test
+    /// (callgrind, experiments/README.md "*One-level dense tables*").
     Dense {
-        index: Vec<u32>,
-        entries: Vec<(K, V)>,
+        slots: Vec<Option<(K, V)>>,
+        len: usize,
     },
     Hashed(HashTable<(K, V)>),
 }
@@ -78,8 +94,8 @@ impl<K, V> Default for KeyTable<K, V> {
     fn default() -> Self {
         KeyTable {
             store: Store::Dense {
-                index: Vec::new(),
-                entries: Vec::new(),
+                slots: Vec::new(),
+                len: 0,
             },
             hasher: DefaultHashBuilder::default(),
         }
@@ -114,7 +130,7 @@ impl<K: Hash + Eq, V> HashedMut<'_, K, V> {
 
 /// Where a key is, or would go, in a table.
 enum Place {
-    /// At this position of a dense table's entries.
+    /// In a dense table's slot of this index.
     At(usize),
     /// Absent from a dense table that admits it at this index.
     Vacant(usize),
@@ -126,15 +142,15 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
     /// Where `key` is (or would be inserted) in this table as it is now.
     #[inline]
     fn place(&self, key: &K) -> Place {
-        let Store::Dense { index, .. } = &self.store else {
+        let Store::Dense { slots, .. } = &self.store else {
             return Place::Hashed;
         };
         let Some(i) = dense_index(key) else {
             return Place::Hashed;
         };
-        match usize::try_from(i).ok().and_then(|i| index.get(i)) {
-            Some(&at) if at != 0 => Place::At(at as usize - 1),
-            _ if i < DENSE_LIMIT => Place::Vacant(i as usize),
+        match usize::try_from(i).ok().and_then(|i| slots.get(i)) {
+            Some(Some(_)) => Place::At(i as usize),
+            _ if i < dense_limit::<K, V>() => Place::Vacant(i as usize),
             _ => Place::Hashed,
         }
     }
@@ -143,13 +159,13 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
     /// take); a hashed table is left as it is.
     #[cold]
     fn rehash(&mut self) {
-        let Store::Dense { entries, .. } = &mut self.store else {
+        let Store::Dense { slots, len } = &mut self.store else {
             return;
         };
-        let entries = std::mem::take(entries);
+        let slots = std::mem::take(slots);
         let hasher = &self.hasher;
-        let mut table = HashTable::with_capacity(entries.len());
-        for entry in entries {
+        let mut table = HashTable::with_capacity(*len);
+        for entry in slots.into_iter().flatten() {
             table.insert_unique(hasher.hash_one(&entry.0), entry, |(k, _)| {
                 hasher.hash_one(k)
             });
@@ -169,19 +185,33 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
                 let hash = self.hasher.hash_one(key);
                 table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
             }
-            // A key with no dense index (not an integer, or negative) is absent from a dense
-            // table: `insert` and `entry` turn the table hashed before such a key goes in.
-            Store::Dense { index, entries } => {
-                let at = *index.get(usize::try_from(dense_index(key)?).ok()?)?;
-                let at = (at as usize).checked_sub(1)?;
-                Some(&mut entries[at].1)
-            }
+            Store::Dense { slots, .. } => Self::dense_slot(slots, key),
         }
+    }
+
+    /// The slot of `key` if the table is dense and holds it; `None` otherwise (a hashed table,
+    /// or a key the dense table lacks, which [`KeyTable::slot`] inserts). The dense hot loop's
+    /// probe, which [`KeyTable::get_mut`] would make test for a hashed table and hash first.
+    #[inline]
+    pub(crate) fn dense_get_mut(&mut self, key: &K) -> Option<&mut V> {
+        match &mut self.store {
+            Store::Dense { slots, .. } => Self::dense_slot(slots, key),
+            Store::Hashed(_) => None,
+        }
+    }
+
+    /// `key`'s value in a dense table's slots, if present. A key with no dense index (not an
+    /// integer, or negative) is absent from a dense table: `insert` and `entry` turn the table
+    /// hashed before such a key goes in.
+    #[inline]
+    fn dense_slot<'a>(slots: &'a mut [Option<(K, V)>], key: &K) -> Option<&'a mut V> {
+        let i = usize::try_from(dense_index(key)?).ok()?;
+        slots.get_mut(i)?.as_mut().map(|(_, v)| v)
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
         match (self.place(key), &self.store) {
-            (Place::At(at), Store::Dense { entries, .. }) => Some(&entries[at].1),
+            (Place::At(i), Store::Dense { slots, .. }) => slots[i].as_ref().map(|(_, v)| v),
             (_, Store::Dense { .. }) => None,
             (_, Store::Hashed(table)) => {
                 let hash = self.hasher.hash_one(key);
@@ -195,13 +225,9 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         let place = self.place(key);
         let hash = matches!(place, Place::Hashed).then(|| self.hasher.hash_one(key));
         match (&mut self.store, place) {
-            (Store::Dense { index, entries }, Place::At(at)) => {
-                let (key, value) = entries.swap_remove(at);
-                index[dense_index(&key).expect("a dense key") as usize] = 0;
-                if let Some((moved, _)) = entries.get(at) {
-                    index[dense_index(moved).expect("a dense key") as usize] = at as u32 + 1;
-                }
-                Some(value)
+            (Store::Dense { slots, len }, Place::At(i)) => {
+                *len -= 1;
+                slots[i].take().map(|(_, value)| value)
             }
             (Store::Hashed(table), Place::Hashed) => {
                 let hash = hash.expect("computed for a hashed place");
@@ -241,27 +267,25 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
         }
     }
 
-    /// Appends `key` (of dense index `i`, absent) to a dense table and returns its value.
+    /// Puts `key` (of dense index `i`, absent) in a dense table and returns its value.
     #[inline]
     fn push_dense(&mut self, i: usize, key: K, value: V) -> &mut V {
-        let Store::Dense { index, entries } = &mut self.store else {
+        let Store::Dense { slots, len } = &mut self.store else {
             unreachable!("a vacant dense place")
         };
-        if i >= index.len() {
-            index.resize(i + 1, 0);
+        if i >= slots.len() {
+            slots.resize_with(i + 1, || None);
         }
-        entries.push((key, value));
-        index[i] = entries.len() as u32;
-        &mut entries.last_mut().expect("just pushed").1
+        *len += 1;
+        &mut slots[i].insert((key, value)).1
     }
 
     /// Removes every entry, keeping the allocation (and the layout).
     pub(crate) fn clear(&mut self) {
         match &mut self.store {
-            Store::Dense { index, entries } => {
-                for (key, _) in entries.drain(..) {
-                    index[dense_index(&key).expect("a dense key") as usize] = 0;
-                }
+            Store::Dense { slots, len } => {
+                slots.clear();
+                *len = 0;
             }
             Store::Hashed(table) => table.clear(),
         }
@@ -269,7 +293,7 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         let (dense, hashed) = match &self.store {
-            Store::Dense { entries, .. } => (Some(entries.iter()), None),
+            Store::Dense { slots, .. } => (Some(slots.iter().flatten()), None),
             Store::Hashed(table) => (None, Some(table.iter())),
         };
         either(dense, hashed).map(|(k, v)| (k, v))
@@ -277,7 +301,7 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         let (dense, hashed) = match &mut self.store {
-            Store::Dense { entries, .. } => (Some(entries.iter_mut()), None),
+            Store::Dense { slots, .. } => (Some(slots.iter_mut().flatten()), None),
             Store::Hashed(table) => (None, Some(table.iter_mut())),
         };
         either(dense, hashed).map(|(k, v)| (&*k, v))
@@ -285,15 +309,16 @@ impl<K: Hash + Eq + 'static, V> KeyTable<K, V> {
 
     pub(crate) fn len(&self) -> usize {
         match &self.store {
-            Store::Dense { entries, .. } => entries.len(),
+            Store::Dense { len, .. } => *len,
             Store::Hashed(table) => table.len(),
         }
     }
 
-    /// How many entries the table holds without growing.
+    /// How many entries the table holds without growing (a dense table: how many keys its
+    /// array's allocation indexes, which its clearing costs).
     pub(crate) fn capacity(&self) -> usize {
         match &self.store {
-            Store::Dense { entries, .. } => entries.capacity(),
+            Store::Dense { slots, .. } => slots.capacity(),
             Store::Hashed(table) => table.capacity(),
         }
     }
@@ -339,8 +364,11 @@ impl<K: Hash + Eq + Clone + 'static, V> KeyTable<K, V> {
     #[inline]
     fn entry(&mut self, key: &K, init: impl FnOnce() -> V) -> (&mut V, bool) {
         match self.place(key) {
-            Place::At(at) => match &mut self.store {
-                Store::Dense { entries, .. } => (&mut entries[at].1, false),
+            Place::At(i) => match &mut self.store {
+                Store::Dense { slots, .. } => match &mut slots[i] {
+                    Some((_, value)) => (value, false),
+                    None => unreachable!("a present dense place"),
+                },
                 Store::Hashed(_) => unreachable!("a dense place"),
             },
             Place::Vacant(i) => (self.push_dense(i, key.clone(), init()), true),
@@ -481,8 +509,9 @@ mod tests {
         }
     }
 
-    /// Small integer keys keep a table dense; a key beyond the bound turns it hashed at once,
-    /// with its entries; a negative key never enters a dense table.
+    /// Small integer keys keep a table dense; a key at the bound turns it hashed at once, with
+    /// its entries; a negative key never enters a dense table. The bound keeps the array within
+    /// 64 KiB.
     #[test]
     fn a_table_is_dense_while_its_keys_are_small() {
         let gauge = StateGauge::default();
@@ -490,9 +519,10 @@ mod tests {
         for key in 0..100 {
             *table.slot(&key, &gauge, || 0) += 1;
         }
-        *table.slot(&(DENSE_LIMIT as u32 - 1), &gauge, || 0) += 1;
+        let limit = dense_limit::<u32, u64>() as u32;
+        *table.slot(&(limit - 1), &gauge, || 0) += 1;
         assert!(table.is_dense());
-        *table.slot(&(DENSE_LIMIT as u32 + 1000), &gauge, || 0) += 1;
+        *table.slot(&limit, &gauge, || 0) += 1;
         assert!(!table.is_dense());
         assert_eq!(table.len(), 102);
         assert_eq!(table.get(&7), Some(&1));
@@ -512,6 +542,8 @@ mod tests {
             "other keys are hashed from their first insert"
         );
 
+        assert_eq!(dense_limit::<u32, u64>(), 65536 / 24);
+        assert_eq!(dense_limit::<(), u64>(), 4096);
         assert_eq!(dense_index(&7u16), Some(7));
         assert_eq!(dense_index(&-1i32), None);
         assert_eq!(dense_index(&()), Some(0));
