@@ -615,9 +615,9 @@ where
 /// there is none; a key the table lacks is inserted through `slot`, which may turn the table
 /// hashed (later probes then miss and go through `slot` too, still exact).
 ///
-/// Not inlined: inlined beside the hashed loop, it made the compiler stop inlining the input's
-/// preparation into that loop, and NEXMark q5's window (hashed keys) took 2.5 instructions an
-/// event more (callgrind).
+/// Not inlined: as a function of its own the loop took YSB's window 14.8 instructions an event,
+/// inlined into `offer_batch` beside the run loop 16.1 (callgrind, experiments/README.md
+/// "*One-level dense tables*").
 #[inline(never)]
 fn fold_dense_run<K, V, A>(
     parts: &mut impl Iterator<Item = Part<K, V, A::Acc>>,
