@@ -549,4 +549,60 @@ mod tests {
         assert_eq!(dense_index(&()), Some(0));
         assert_eq!(dense_index(&"7"), None);
     }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Entries wide enough that the array bound, not [`DENSE_LIMIT`], sets the dense range
+        /// (240 keys for `(u64, [u64; 32])`): keys on both sides of it, arriving in any order,
+        /// removed and re-inserted, and cleared, give a `BTreeMap`'s entries; a dense table
+        /// iterates in key order and turns hashed exactly at the first key at the bound.
+        #[test]
+        fn wide_entries_agree_with_a_map_across_the_array_bound(
+            ops in prop::collection::vec((0u64..300, 0u8..4), 0..300),
+        ) {
+            let limit = dense_limit::<u64, [u64; 32]>();
+            prop_assert_eq!(limit, 65536 / 272);
+            let gauge = StateGauge::default();
+            let mut table: KeyTable<u64, [u64; 32]> = KeyTable::default();
+            let mut model: BTreeMap<u64, [u64; 32]> = BTreeMap::new();
+            let mut crossed = false;
+            for (key, op) in ops {
+                match op {
+                    0 | 1 => {
+                        table.slot(&key, &gauge, || [0; 32])[(key % 32) as usize] += 1;
+                        model.entry(key).or_insert([0; 32])[(key % 32) as usize] += 1;
+                        crossed |= key >= limit;
+                    }
+                    2 => prop_assert_eq!(table.remove(&key), model.remove(&key)),
+                    _ => {
+                        prop_assert_eq!(table.get_mut(&key).copied(), model.get(&key).copied());
+                        prop_assert_eq!(table.dense_get_mut(&key).is_some(),
+                            table.is_dense() && model.contains_key(&key));
+                    }
+                }
+                prop_assert_eq!(table.is_dense(), !crossed);
+                let entries: Vec<(u64, [u64; 32])> = table.iter().map(|(k, v)| (*k, *v)).collect();
+                let mut sorted = entries.clone();
+                sorted.sort();
+                if table.is_dense() {
+                    prop_assert_eq!(&entries, &sorted, "a dense table iterates in key order");
+                }
+                let expected: Vec<(u64, [u64; 32])> = model.iter().map(|(k, v)| (*k, *v)).collect();
+                prop_assert_eq!(sorted, expected);
+                prop_assert_eq!(table.len(), model.len());
+            }
+            // A restore inserts entries sorted by key, into a fresh table that then grows.
+            let mut restored: KeyTable<u64, [u64; 32]> = KeyTable::default();
+            for (k, v) in &model {
+                restored.insert(*k, *v);
+            }
+            restored.insert(10_000, [1; 32]);
+            model.insert(10_000, [1; 32]);
+            prop_assert!(!restored.is_dense());
+            let mut back: Vec<(u64, [u64; 32])> = restored.iter().map(|(k, v)| (*k, *v)).collect();
+            back.sort();
+            prop_assert_eq!(back, model.into_iter().collect::<Vec<_>>());
+        }
+    }
 }
