@@ -227,9 +227,11 @@ where
             }
             end += self.panes.slide;
         }
-        // Clearing costs the table's capacity, not its entries: a large table that held few
-        // keys this time (records switching panes often, out of order) is dropped instead, so
-        // that a flush costs what the pane's records added.
+        // Clearing costs the table's capacity, not its entries: a large hashed table that held
+        // few keys this time (records switching panes often, out of order) is dropped instead,
+        // so that a flush costs what the pane's records added. A dense table (small integer
+        // keys) costs its array's length either way, the largest key's index plus one: at most
+        // 64 KiB of slots (`keys::dense_limit`), even for a pane of a few sparse keys (rev29).
         if self.pane_keys.capacity() > 4 * self.pane_keys.len() + 64 {
             self.pane_keys = KeyTable::default();
         } else {
