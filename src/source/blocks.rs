@@ -1371,6 +1371,16 @@ pub fn block_source<'scope, P: Payload<CsvItem>>(
 mod tests {
     use super::*;
 
+    /// A deterministic pseudo-random sequence (xorshift) from `state`, not 0.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// A plan over a file whose data is `blocks` bytes, in blocks of one byte (only the plan's
     /// shape is used: no row is read).
     fn plan(blocks: usize) -> BlockPlan {
@@ -1399,18 +1409,12 @@ mod tests {
     #[test]
     fn prefix_maxima_and_lines_match_a_prefix_and_only_unforgotten_blocks_are_kept() {
         let blocks = 300;
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for _ in 0..20 {
             let plan = plan(blocks);
             // Per block: its largest event time (none in some) and its line ends.
             let maxima: Vec<Option<u64>> = (0..blocks)
-                .map(|_| (next() % 4 != 0).then(|| next() % 1000))
+                .map(|_| (!next().is_multiple_of(4)).then(|| next() % 1000))
                 .collect();
             let lines: Vec<u64> = (0..blocks).map(|_| next() % 5).collect();
             let mut order: Vec<usize> = (0..blocks).collect();
@@ -1438,7 +1442,7 @@ mod tests {
                     warnings: Vec::new(),
                     error: None,
                 });
-                if next() % 3 == 0 {
+                if next().is_multiple_of(3) {
                     floor = (floor + (next() % 4) as usize).min(shared.known);
                     shared.forget_before(floor);
                 }
@@ -1465,13 +1469,7 @@ mod tests {
     /// (past its first buffers), with or without a last terminator.
     #[test]
     fn rows_parsed_again_have_the_fields_the_reader_gave() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         let pieces: [&[u8]; 11] = [
             b"a",
             b"bc",
@@ -1494,7 +1492,7 @@ mod tests {
             for _ in 0..len {
                 let piece = pieces[(next() % pieces.len() as u64) as usize];
                 // Now and then a long run of it: fields past 256 bytes, rows past 16 fields.
-                let times = if next() % 16 == 0 { 40 } else { 1 };
+                let times = if next().is_multiple_of(16) { 40 } else { 1 };
                 for _ in 0..times {
                     buffer.extend_from_slice(piece);
                 }
