@@ -1275,13 +1275,7 @@ fn paced_block_readers_publish_the_block_the_others_wait_for() {
             .stderr(Stdio::piped());
         let (status, err) = finish(command.spawn().unwrap());
         assert!(status.success(), "{extra:?}: {err}");
-        let mut rows: Vec<String> = std::fs::read_to_string(dir.join(output))
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect();
-        rows.sort();
-        rows
+        sorted_lines(&dir.join(output))
     };
     let reference = run("ref.csv", &["--workers", "1"]);
     for workers in ["2", "3"] {
@@ -1342,16 +1336,10 @@ fn checkpointed_run_of_block_readers_on_one_byte_blocks_ends() {
     assert!(status.success(), "{err}");
     let (status, err) = run("out.csv", Some("ckpt"));
     assert!(status.success(), "{err}");
-    let rows = |name: &str| {
-        let mut rows: Vec<String> = std::fs::read_to_string(dir.join(name))
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        rows.sort();
-        rows
-    };
-    assert_eq!(rows("out.csv"), rows("plain.csv"));
+    assert_eq!(
+        sorted_lines(&dir.join("out.csv")),
+        sorted_lines(&dir.join("plain.csv"))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
