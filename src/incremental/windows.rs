@@ -38,6 +38,16 @@
 //! A record's diff may be negative (the input retracts an earlier record). A window whose
 //! records have a negative total multiplicity (more retractions than insertions of some record)
 //! has no meaningful aggregate: it appears in [`View::invalid`] instead of `results`.
+//!
+//! A retraction meets the windows its insertion met: for a tumbling or sliding window the rule
+//! above gives that (the retraction's time is at or after its insertion's, so a window the
+//! insertion missed, the retraction misses too). A session view replays the record's copies and
+//! cancels one where it went (a kept session, a forgotten one, or the window a late insertion
+//! missed; see `sessions`), so a retraction of a late insertion is late for the same window
+//! even where a session formed since would take the record now, and a retraction that cancels
+//! no copy is reported in `invalid`, late or not. A tumbling or sliding window's input is
+//! retired at `end + L`, so a retraction that arrives later is late whether or not its record
+//! was ever inserted: it is not checked.
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -459,8 +469,14 @@ enum SessionOut<O, V> {
 ///
 /// A session is the run of its counted records' times, each less than `gap` after the
 /// previous: a merge joins one run, and a retraction that removes a record's last copy may cut
-/// its session in two. A retraction of a record counted only in a forgotten session is late
-/// for that session. Each update costs a walk over the kept sessions and its session.
+/// its session in two. A retraction cancels a copy of its record where that copy went: in the
+/// kept session that counts it; else it is late for the forgotten session that counts it; else
+/// it is late for the window that a late insertion of the record missed (the earliest such
+/// insertion not yet cancelled), even where a session formed since would take the record now.
+/// A retraction with no copy left to cancel is an over-retraction: counted, it makes its
+/// session [`Outcome::Negative`]; late, it is reported as a negative session of the window it
+/// missed, since it would otherwise pass as a late row. Each update costs a walk over the kept
+/// sessions and its session.
 fn sessions<V: Clone + Ord, A: Aggregator<V>>(
     gap: u64,
     lateness: u64,
@@ -478,7 +494,11 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
     // Kept sessions, pairwise disjoint, and forgotten ones.
     let mut kept: Vec<Members<V>> = Vec::new();
     let mut forgotten: Vec<Members<V>> = Vec::new();
+    // Late insertions not yet cancelled, per record: the window each missed and its copies,
+    // in input order.
+    let mut late_copies: BTreeMap<(u64, &V), Vec<(Window, isize)>> = BTreeMap::new();
     for ((time, seq, ts, record), copies) in updates {
+        let mut copies = *copies;
         // Updates come in time order, so a session forgotten at `time` stays forgotten.
         let (gone, still): (Vec<_>, Vec<_>) = std::mem::take(&mut kept)
             .into_iter()
@@ -486,7 +506,7 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
         forgotten.extend(gone);
         kept = still;
         let member = (*ts, record);
-        if *copies < 0 && !kept.iter().any(|m| m.contains_key(&member)) {
+        if copies < 0 && !kept.iter().any(|m| m.contains_key(&member)) {
             // A retraction of a record counted only in a forgotten session: late for that
             // session, which can no longer change (its state is gone, as in Flink).
             if let Some(members) = forgotten.iter().find(|m| m.contains_key(&member)) {
@@ -494,8 +514,28 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
                     start: start_of(members) as i64,
                     end: end_of(members),
                 };
-                output.push((SessionOut::Late(window, *seq, record.clone()), *copies));
+                output.push((SessionOut::Late(window, *seq, record.clone()), copies));
                 continue;
+            }
+            // A retraction of a record whose insertions were late: late where they were,
+            // earliest first.
+            if let Some(missed) = late_copies.get_mut(&member) {
+                while copies < 0 && !missed.is_empty() {
+                    let (window, left) = &mut missed[0];
+                    let cancelled = (-copies).min(*left);
+                    output.push((SessionOut::Late(*window, *seq, record.clone()), -cancelled));
+                    *left -= cancelled;
+                    copies += cancelled;
+                    if *left == 0 {
+                        missed.remove(0);
+                    }
+                }
+                if missed.is_empty() {
+                    late_copies.remove(&member);
+                }
+                if copies == 0 {
+                    continue;
+                }
             }
         }
         let own_end = ts.saturating_add(gap);
@@ -510,7 +550,16 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
                 start: start as i64,
                 end,
             };
-            output.push((SessionOut::Late(window, *seq, record.clone()), *copies));
+            if copies > 0 {
+                output.push((SessionOut::Late(window, *seq, record.clone()), copies));
+                late_copies
+                    .entry(member)
+                    .or_default()
+                    .push((window, copies));
+            } else {
+                // No copy anywhere to cancel (see above).
+                output.push((SessionOut::Session(window, Outcome::Negative), 1));
+            }
             kept.extend(joined);
             continue;
         }
