@@ -37,11 +37,13 @@ pub struct Run {
 /// `Option`s, each record followed by a `None` at its time, and keyed by a filtering map that
 /// drops the `None`s (`key_by_with`: fused into the window's input on one worker, an operator of
 /// its own before the exchange otherwise). The keys are the case's strings, or (`integer`)
-/// integers standing for them (see [`integer_key`]).
+/// integers standing for them (see [`integer_key`]). With `local`, the window aggregates
+/// locally before the exchange (`local_aggregation`).
 struct Windows<'a> {
     case: Case<'a, Event>,
     fused: bool,
     integer: Option<bool>,
+    local: bool,
 }
 
 /// The integer standing for a generated key: its position in [`gen::KEYS`], and when `far`,
@@ -125,7 +127,7 @@ where
     K: tidemark::keyed::Key + Send + Sync,
     A: Aggregator<Rec> + Send + Sync,
 {
-    let fused = windows.fused;
+    let (fused, local) = (windows.fused, windows.local);
     let input = keyed_records(windows.case.input)
         .into_iter()
         .flat_map(|(time, (key, record))| {
@@ -147,18 +149,28 @@ where
             let items = source(scope, feed);
             let keyed = |item: Option<(K, Rec)>| item;
             let windowed = if fused {
-                items
+                let windows = items
                     .key_by_with(partitioner.clone(), keyed)
                     .window(assigner)
-                    .allowed_lateness(lateness)
-                    .aggregate(|r: &Rec| r.0, agg.clone())
+                    .allowed_lateness(lateness);
+                let windows = if local {
+                    windows.local_aggregation()
+                } else {
+                    windows
+                };
+                windows.aggregate(|r: &Rec| r.0, agg.clone())
             } else {
-                items
+                let windows = items
                     .flat_map(keyed)
                     .key_by(partitioner.clone())
                     .window(assigner)
-                    .allowed_lateness(lateness)
-                    .aggregate(|r: &Rec| r.0, agg.clone())
+                    .allowed_lateness(lateness);
+                let windows = if local {
+                    windows.local_aggregation()
+                } else {
+                    windows
+                };
+                windows.aggregate(|r: &Rec| r.0, agg.clone())
             };
             windowed.results.inspect(move |r| {
                 let value = mantissa(&r.value);
@@ -182,11 +194,12 @@ fn run_engine(
     partitioner: &Partitioner<String>,
     fused: bool,
 ) -> Run {
-    run_engine_keyed(events, p, workers, partitioner, fused, None)
+    run_engine_keyed(events, p, workers, partitioner, fused, None, false)
 }
 
 /// [`run_engine`] with the keys as integers (`integer`: whether some are far; see
-/// [`integer_key`]) or as the generated strings (`None`).
+/// [`integer_key`]) or as the generated strings (`None`), aggregating locally before the
+/// exchange where `local`.
 fn run_engine_keyed(
     events: &[Event],
     p: &Params,
@@ -194,6 +207,7 @@ fn run_engine_keyed(
     partitioner: &Partitioner<String>,
     fused: bool,
     integer: Option<bool>,
+    local: bool,
 ) -> Run {
     let case = Case {
         input: events,
@@ -207,19 +221,26 @@ fn run_engine_keyed(
             case,
             fused,
             integer,
+            local,
         },
     )
 }
 
-fn check(events: &[Event], p: &Params) {
+/// The reference's windows on 1 worker, and the same changelog on every layout, with or
+/// without (`local`) local aggregation before the exchange.
+fn check(events: &[Event], p: &Params, local: bool) {
     let expected: Outcome = reference(events, p);
     let first = run_engine(events, p, 1, &Partitioner::Hash, false);
     let what = format!("1 worker, hash, {p:?}");
     expected.assert_run(first.changelog.iter().cloned(), &first.late, &what);
     // The raw changelog and late rows, not only their consolidation, are the same everywhere.
-    same_on_every_layout(&first, &format!("{p:?}"), |workers, partitioner| {
-        run_engine(events, p, workers, partitioner, false)
-    });
+    same_on_every_layout(
+        &first,
+        &format!("{p:?}, local {local}"),
+        |workers, partitioner| {
+            run_engine_keyed(events, p, workers, partitioner, false, None, local)
+        },
+    );
 }
 
 proptest! {
@@ -234,8 +255,9 @@ proptest! {
         let first = run_engine(&events, &p, 1, &Partitioner::Hash, true);
         expected.assert_run(first.changelog.iter().cloned(), &first.late, &format!("{p:?}"));
         prop_assert_eq!(&first, &run_engine(&events, &p, 1, &Partitioner::Hash, false));
+        // Fused, and aggregated locally as the benchmark workloads are.
         same_on_every_layout(&first, &format!("{p:?}"), |workers, partitioner| {
-            run_engine(&events, &p, workers, partitioner, true)
+            run_engine_keyed(&events, &p, workers, partitioner, true, None, true)
         });
     }
 }
@@ -248,14 +270,14 @@ proptest! {
     /// hash once one is far out of range, mid-stream when `far`) give the reference's windows,
     /// and the same changelog as the string keys they stand for, on every layout.
     #[test]
-    fn windows_over_integer_keys_match_reference_under_all_layouts(events in gen::events(40), p in gen::params(), far in any::<bool>(), fused in any::<bool>()) {
+    fn windows_over_integer_keys_match_reference_under_all_layouts(events in gen::events(40), p in gen::params(), far in any::<bool>(), fused in any::<bool>(), local in any::<bool>()) {
         let expected: Outcome = reference(&events, &p);
         let integer = Some(far);
-        let first = run_engine_keyed(&events, &p, 1, &Partitioner::Hash, fused, integer);
+        let first = run_engine_keyed(&events, &p, 1, &Partitioner::Hash, fused, integer, false);
         expected.assert_run(first.changelog.iter().cloned(), &first.late, &format!("{p:?}"));
         prop_assert_eq!(&first, &run_engine(&events, &p, 1, &Partitioner::Hash, fused));
-        same_on_every_layout(&first, &format!("{p:?}, far {far}"), |workers, partitioner| {
-            run_engine_keyed(&events, &p, workers, partitioner, fused, integer)
+        same_on_every_layout(&first, &format!("{p:?}, far {far}, local {local}"), |workers, partitioner| {
+            run_engine_keyed(&events, &p, workers, partitioner, fused, integer, local)
         });
     }
 }
@@ -264,14 +286,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn windows_match_reference_under_all_workers_and_partitioners(events in gen::events(40), p in gen::params()) {
-        check(&events, &p);
+    fn windows_match_reference_under_all_workers_and_partitioners(events in gen::events(40), p in gen::params(), local in any::<bool>()) {
+        check(&events, &p, local);
     }
 
     #[test]
-    fn windows_match_reference_at_the_end_of_the_time_domain(events in gen::events_near_the_end(30), p in gen::params()) {
+    fn windows_match_reference_at_the_end_of_the_time_domain(events in gen::events_near_the_end(30), p in gen::params(), local in any::<bool>()) {
         prop_assert_eq!(gen::MAX_TIME, tidemark::time::MAX_TIME);
-        check(&events, &p);
+        check(&events, &p, local);
     }
 }
 

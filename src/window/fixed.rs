@@ -437,9 +437,9 @@ where
         None
     }
 
-    /// The tight loop for in-order records: while records stay in the pane of the last one,
-    /// fold them straight into its window's table (tumbling), or into the pane table (sliding:
-    /// see the module docs).
+    /// The tight loop for in-order records: while records (or phase one's partials) stay in
+    /// the pane of the last one, fold them straight into its window's table (tumbling), or into
+    /// the pane table (sliding: see the module docs).
     fn offer_batch(
         &mut self,
         parts: impl Iterator<Item = Self::Part>,
@@ -452,6 +452,7 @@ where
         while let Some(part) = carried.take().or_else(|| parts.next()) {
             let ts = match &part {
                 Part::Record { ts, .. } => Some(*ts),
+                Part::Partial { lo, .. } => Some(*lo),
                 _ => None,
             };
             if let Some(part) = self.offer(part, time) {
@@ -499,6 +500,18 @@ where
                             _ => {
                                 let slot = keys.slot(&key, gauge, || agg.init());
                                 agg.add(slot, &record);
+                                run = Some((key, slot));
+                            }
+                        }
+                    }
+                    // Phase one's partials (one per key and pane) merge as their records
+                    // would fold.
+                    Part::Partial { key, lo, acc, .. } if lo.wrapping_sub(pane.lo) < width => {
+                        match &mut run {
+                            Some((k, slot)) if *k == key => agg.merge(slot, &acc),
+                            _ => {
+                                let slot = keys.slot(&key, gauge, || agg.init());
+                                agg.merge(slot, &acc);
                                 run = Some((key, slot));
                             }
                         }
@@ -611,8 +624,9 @@ where
     }
 }
 
-/// The hot loop over a dense key table (YSB's campaigns): folds the records that follow in the
-/// pane `[lo, lo + width)` into `keys` and returns the part that ended the run, if any. Probing
+/// The hot loop over a dense key table (YSB's campaigns): folds the records (and merges the
+/// partials) that follow in the pane `[lo, lo + width)` into `keys` and returns the part that
+/// ended the run, if any. Probing
 /// the dense table, a bounds check and a test, costs what a test for a run of one key would, so
 /// there is none; a key the table lacks is inserted through `slot`, which may turn the table
 /// hashed (later probes then miss and go through `slot` too, still exact).
@@ -641,6 +655,12 @@ where
                     None => agg.add(keys.slot(&key, gauge, || agg.init()), &record),
                 }
             }
+            Part::Partial {
+                key, lo: at, acc, ..
+            } if at.wrapping_sub(lo) < width => match keys.dense_get_mut(&key) {
+                Some(slot) => agg.merge(slot, &acc),
+                None => agg.merge(keys.slot(&key, gauge, || agg.init()), &acc),
+            },
             other => return Some(other),
         }
     }

@@ -138,7 +138,8 @@ pub(crate) mod tests {
     /// Runs each of `states`, each offering by batch or part by part (its flag, see [`step`]),
     /// through the same 400 random batches of records at growing times: mostly in order (at or
     /// a little after the time, often a run of one key), sometimes behind it, with now and then
-    /// a pause longer than `span` (a window's size or a session's gap). Asserts that their
+    /// a pause longer than `span` (a window's size or a session's gap), with partial aggregates
+    /// (of phase one) among the records. Asserts that their
     /// states agree after every batch and that they emitted the same rows; returns how many
     /// results they emitted. The six keys are `key_of(0..6)`: small integers probe a dense key
     /// table, other key types a hashed one, and an integer far out of the dense range turns a
@@ -175,6 +176,15 @@ pub(crate) mod tests {
                     };
                     if r % 3 != 0 {
                         key = key_of((r >> 20) as u8 % 6);
+                    }
+                    // Now and then a partial aggregate of phase one, as on time as its records.
+                    if r % 5 == 1 && ts >= time {
+                        return Part::Partial {
+                            key: key.clone(),
+                            lo: ts,
+                            hi: ts,
+                            acc: 1 + (r >> 30) % 3,
+                        };
                     }
                     Part::Record {
                         key: key.clone(),
