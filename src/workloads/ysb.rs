@@ -204,6 +204,7 @@ impl Workload for Ysb {
                 WindowAssigner::Tumbling(self.window_ns).describe(1)
             ))
             .window(WindowAssigner::Tumbling(self.window_ns))
+            .local_aggregation()
             .aggregate(|time: &u64| *time, Count)
             .results
             .map(|row| (row.window.end, row.key, row.value))

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::StreamVec;
 
-use super::windows::{random_windows, Slot, TumblingSlots};
+use super::windows::{keyed_windows, Slot, TumblingSlots};
 use super::{filter_map, Event, Output, Word};
 use crate::keyed::{Join, KeyBy};
 use crate::partition::Partitioner;
@@ -212,7 +212,7 @@ pub(super) fn new_users<'scope>(
     events: StreamVec<'scope, u64, Event>,
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    random_windows(
+    keyed_windows(
         events,
         activity,
         "q8 persons-auctions",

@@ -83,10 +83,13 @@ impl Aggregator<AuctionBids> for MostBids {
     }
 }
 
-/// The pairs `pair` picks from `events`, spread at random over the workers (hot keys form
-/// partials before the exchange) into `assigner`'s windows, named `Window[{what}, {assigner}]`
-/// in timely's logs. On one worker `pair` runs inside the window operator's input.
-pub(super) fn random_windows<'scope, K: Key, V: Value, F>(
+/// The pairs `pair` picks from `events` into `assigner`'s windows, named
+/// `Window[{what}, {assigner}]` in timely's logs. On one worker `pair` runs inside the window
+/// operator's input. Tumbling and sliding windows are keyed by hash with local aggregation
+/// ([`WindowedStream::local_aggregation`]): each worker folds the pairs it picks into partials
+/// before the exchange (hot keys included), in the operator that picks them. Sessions spread the pairs at random first (two-phase aggregation: hot keys
+/// form partials on every worker).
+pub(super) fn keyed_windows<'scope, K: Key, V: Value, F>(
     events: StreamVec<'scope, u64, Event>,
     pair: F,
     what: &str,
@@ -95,10 +98,15 @@ pub(super) fn random_windows<'scope, K: Key, V: Value, F>(
 where
     F: Fn(Event) -> Option<(K, V)> + 'static,
 {
+    let partitioner = match assigner {
+        WindowAssigner::Session(_) => Partitioner::Random,
+        WindowAssigner::Tumbling(_) | WindowAssigner::Sliding(..) => Partitioner::Hash,
+    };
     events
-        .key_by_with(Partitioner::Random, pair)
+        .key_by_with(partitioner, pair)
         .named(&format!("{what}, {}", assigner.describe(1)))
         .window(assigner)
+        .local_aggregation()
 }
 
 /// q5 in the engine: bids counted per auction in sliding windows, then per window the
@@ -108,7 +116,7 @@ pub(super) fn hot_items<'scope>(
     size: u64,
     slide: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    random_windows(
+    keyed_windows(
         events,
         auction_bid,
         "q5 bids per auction",
@@ -226,7 +234,7 @@ pub(super) fn highest_bid<'scope>(
     events: StreamVec<'scope, u64, Event>,
     size: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    random_windows(
+    keyed_windows(
         events,
         |event| timed_bid(event).map(|bid| ((), bid)),
         "q7 highest bid",
@@ -242,7 +250,7 @@ pub(super) fn user_sessions<'scope>(
     events: StreamVec<'scope, u64, Event>,
     gap: u64,
 ) -> StreamVec<'scope, u64, Output> {
-    random_windows(
+    keyed_windows(
         events,
         bidder_bid,
         "q11 bids per session",
