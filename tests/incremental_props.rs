@@ -10,7 +10,7 @@
 mod common;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use differential_dataflow::logging::{DifferentialEvent, DifferentialEventBuilder};
@@ -93,6 +93,8 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
             let mut sessions: BTreeMap<String, Vec<Members>> = BTreeMap::new();
             // (key, record) -> the windows its late insertions missed, not yet cancelled
             let mut missed: BTreeMap<(String, Record), Vec<(i64, u64)>> = BTreeMap::new();
+            // (key, record) whose copy in a forgotten session a retraction has cancelled
+            let mut cancelled: BTreeSet<(String, Record)> = BTreeSet::new();
             for (i, u) in updates.iter().enumerate() {
                 let time = stamp(i);
                 let record = (u.event.ts, u.event.value, u.id);
@@ -102,7 +104,10 @@ fn reference(updates: &[Update], p: &Params) -> (Answer, LateRows) {
                 let kept = |m: &Members| window_of(m).1 + lateness > time;
                 if u.diff < 0 && !mine.iter().any(|m| kept(m) && m.contains_key(&record)) {
                     // Retracting a record counted only in a forgotten session: late for it.
-                    if let Some(m) = mine.iter().find(|m| m.contains_key(&record)) {
+                    let forgotten = mine.iter().find(|m| m.contains_key(&record));
+                    if let Some(m) =
+                        forgotten.filter(|_| cancelled.insert((u.event.key.clone(), record)))
+                    {
                         let (start, end) = window_of(m);
                         late.push((u.id, start as i64, end as u64, u.diff));
                         continue;
@@ -553,6 +558,42 @@ fn a_retraction_of_a_late_row_is_late_where_its_insertion_was() {
     let stderr = cli::stderr(&out);
     assert!(
         stderr.contains("retracts rows it never inserted") && stderr.contains("[100, 400)"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn each_copy_in_a_forgotten_session_is_cancelled_once() {
+    let dir = cli::scratch("forgotten-retraction");
+    // Rows 1 and 2 form [400, 800), forgotten at watermark 2800 (800 + 300 <= 2800). Row 4
+    // inserts row 2's row again, late for its own session [500, 800). Its two retractions
+    // cancel the forgotten session's copy, then the late one: each copy once.
+    let csv = "ts,key,value,diff\n400,k,1,1\n500,k,2,1\n3000,k,1,1\n500,k,2,1\n\
+               500,k,2,-1\n500,k,2,-1\n";
+    let (out, late) = sessions_cli(&dir, csv);
+    assert!(out.status.success(), "{}", cli::stderr(&out));
+    let answer = cli::consolidated(&dir.join("out.csv"));
+    let sessions = [("400", "800", "k", "3"), ("3000", "3300", "k", "1")];
+    assert_eq!(answer, cli::answer(&sessions));
+    assert_eq!(
+        late,
+        vec![
+            "500,k,2,400,800,-1",
+            "500,k,2,500,800,-1",
+            "500,k,2,500,800,1",
+            "ts,key,value,window_start,window_end,diff",
+        ]
+    );
+
+    // A second retraction of a row inserted once: nothing is left to cancel, so it is named.
+    let csv = "ts,key,value,diff\n400,k,1,1\n500,k,2,1\n3000,k,1,1\n500,k,2,-1\n\
+               500,k,2,-1\n";
+    let (out, _) = sessions_cli(&dir, csv);
+    assert!(!out.status.success());
+    let stderr = cli::stderr(&out);
+    assert!(
+        stderr.contains("retracts rows it never inserted") && stderr.contains("[500, 800)"),
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).ok();

@@ -470,7 +470,8 @@ enum SessionOut<O, V> {
 /// A session is the run of its counted records' times, each less than `gap` after the
 /// previous: a merge joins one run, and a retraction that removes a record's last copy may cut
 /// its session in two. A retraction cancels a copy of its record where that copy went: in the
-/// kept session that counts it; else it is late for the forgotten session that counts it; else
+/// kept session that counts it; else it is late for a forgotten session that counts it (each
+/// counted copy cancelled once); else
 /// it is late for the window that a late insertion of the record missed (the earliest such
 /// insertion not yet cancelled), even where a session formed since would take the record now.
 /// A retraction with no copy left to cancel is an over-retraction: counted, it makes its
@@ -491,9 +492,10 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
         last.saturating_add(gap)
     };
     let start_of = |members: &Members<V>| members.keys().next().map_or(0, |(ts, _)| *ts);
-    // Kept sessions, pairwise disjoint, and forgotten ones.
+    // Kept sessions, pairwise disjoint, and forgotten ones, each with the copies of its
+    // records that no retraction has cancelled yet.
     let mut kept: Vec<Members<V>> = Vec::new();
-    let mut forgotten: Vec<Members<V>> = Vec::new();
+    let mut forgotten: Vec<(Members<V>, Members<V>)> = Vec::new();
     // Late insertions not yet cancelled, per record: the window each missed and its copies,
     // in input order.
     let mut late_copies: BTreeMap<(u64, &V), Vec<(Window, isize)>> = BTreeMap::new();
@@ -503,18 +505,32 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
         let (gone, still): (Vec<_>, Vec<_>) = std::mem::take(&mut kept)
             .into_iter()
             .partition(|members| end_of(members).saturating_add(lateness) <= *time);
-        forgotten.extend(gone);
+        forgotten.extend(gone.into_iter().map(|members| (members.clone(), members)));
         kept = still;
         let member = (*ts, record);
         if copies < 0 && !kept.iter().any(|m| m.contains_key(&member)) {
-            // A retraction of a record counted only in a forgotten session: late for that
-            // session, which can no longer change (its state is gone, as in Flink).
-            if let Some(members) = forgotten.iter().find(|m| m.contains_key(&member)) {
+            // A retraction of a record counted only in forgotten sessions: late for them,
+            // which can no longer change (their state is gone, as in Flink), each copy once.
+            for (members, left) in &mut forgotten {
+                let Some(uncancelled) = left.get_mut(&member).filter(|n| **n > 0) else {
+                    continue;
+                };
                 let window = Window {
                     start: start_of(members) as i64,
                     end: end_of(members),
                 };
-                output.push((SessionOut::Late(window, *seq, record.clone()), copies));
+                let cancelled = (-copies).min(*uncancelled);
+                output.push((SessionOut::Late(window, *seq, record.clone()), -cancelled));
+                *uncancelled -= cancelled;
+                if *uncancelled == 0 {
+                    left.remove(&member);
+                }
+                copies += cancelled;
+                if copies == 0 {
+                    break;
+                }
+            }
+            if copies == 0 {
                 continue;
             }
             // A retraction of a record whose insertions were late: late where they were,
@@ -585,7 +601,7 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
             kept.push(run);
         }
     }
-    for members in forgotten.iter().chain(&kept) {
+    for members in forgotten.iter().map(|(members, _)| members).chain(&kept) {
         let window = Window {
             start: start_of(members) as i64,
             end: end_of(members),
