@@ -198,10 +198,11 @@ where
     /// for the records themselves), merged with [`Aggregator::merge`], and a record behind the
     /// watermark is still sent once per window it missed (see `crate::window::partial`).
     ///
-    /// It pays where keys repeat within a time (few or hot keys: NEXMark q5 on 2 workers ran
-    /// 3.4x faster with it) and costs a table probe per record where they seldom do; where a
-    /// time's partials outnumber half its records, records pass unfolded for a while (16
-    /// times, doubling up to 1024) and folding is tried again. Even so, a file of 10 k keys
+    /// It pays where keys repeat within a timestamp (few or hot keys: NEXMark q5 on 2 workers
+    /// ran 3.4x to 4.6x faster with it, see `experiments/README.md`) and costs a table probe
+    /// per record where they seldom do; where a timestamp's batch of 256 records or more folds
+    /// into more partials than half its records, records pass unfolded for the next 16 batches
+    /// (doubling up to 1024) and folding is tried again. Even so, a file of 10 k keys
     /// read in blocks took 1.25x the CPU time with it on 2 workers, so it is off unless asked
     /// for. Session windows, one worker and the other partitioners ignore it (the random
     /// partitioner always aggregates in two phases).

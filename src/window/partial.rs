@@ -177,17 +177,21 @@ pub(crate) trait Combine<K, V, Acc>: 'static {
     fn part(&self, key: K, record: V) -> Part<K, V, Acc>;
 }
 
-/// A time whose partials number more than this fraction of its records (keys that seldom
-/// repeat within a time: a file of many keys, read in small batches) turns folding off: the
-/// fold's probe per record then costs more than the exchange saves (a 10 M-row file of 10 k
-/// keys took 1.4x the CPU time folded on 2 workers; 1.25x with this rule, which is why local
-/// aggregation is asked for, not the default). Records then pass unfolded, as phase two
-/// takes them anyway, for [`PASS_MIN`] times, doubled after each further such time up to
-/// [`PASS_MAX`], and folding is tried again. Exact either way.
+/// A stamp (the records of one timestamp that one activation of the operator finds) whose
+/// partials number more than this fraction of its records (keys that seldom repeat within a
+/// timestamp: a file of many keys, read in small batches) turns folding off: the fold's probe
+/// per record then costs more than the exchange saves (a 10 M-row file of 10 k keys took 1.4x
+/// the CPU time folded on 2 workers; 1.25x with this rule, which is why local aggregation is
+/// asked for, not the default). Records then pass unfolded, as phase two takes them anyway,
+/// for [`PASS_MIN`] stamps, doubled after each further such stamp up to [`PASS_MAX`], and
+/// folding is tried again. Exact either way.
 const FOLD_MAX_SHARE: f64 = 0.5;
-/// Times passed unfolded after the first time that folded too little.
+/// Stamps of fewer records fold, whatever their share, and do not count for or against
+/// folding: they cost little to fold and say little about how often keys repeat.
+const FOLD_JUDGED: usize = 256;
+/// Stamps passed unfolded after the first stamp that folded too little.
 const PASS_MIN: u32 = 16;
-/// The most times passed unfolded between two tries.
+/// The most stamps passed unfolded between two tries.
 const PASS_MAX: u32 = 1024;
 
 /// Phase one's fold for tumbling and sliding windows one record at a time (see
@@ -300,8 +304,8 @@ where
 
 /// Phase one fused with `prepare` (see [`Combine`]): each item of `stream` prepared and folded
 /// by `combine`, the partials of each time sent at that time, by an operator named `name`;
-/// where folding reduces a time's records less than [`FOLD_MAX_SHARE`] says, the records of
-/// the next times pass unfolded.
+/// where folding reduces a stamp's records less than [`FOLD_MAX_SHARE`] says, the records of
+/// the next stamps pass unfolded.
 pub(crate) fn combined<'scope, I, K, V, Acc, P, C>(
     stream: StreamVec<'scope, u64, I>,
     mut prepare: P,
@@ -319,7 +323,7 @@ where
     stream
         .unary(Pipeline, name, move |_cap, _info| {
             let mut out = Vec::new();
-            // Times left to pass unfolded, and how many the next poor fold earns.
+            // Stamps left to pass unfolded, and how many the next poor fold earns.
             let (mut passing, mut earned) = (0u32, PASS_MIN);
             move |input, output| {
                 input.for_each_stamp(|cap, batches| {
@@ -344,7 +348,9 @@ where
                             }
                         }
                         let partials = combine.flush(&mut out);
-                        if partials as f64 > FOLD_MAX_SHARE * records as f64 {
+                        if records < FOLD_JUDGED {
+                            // Too few to judge by.
+                        } else if partials as f64 > FOLD_MAX_SHARE * records as f64 {
                             passing = earned;
                             earned = (earned * 2).min(PASS_MAX);
                         } else {

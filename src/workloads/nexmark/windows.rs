@@ -1,10 +1,12 @@
 //! NEXMark q5 (hot items), q7 (highest bid) and q11 (user sessions): keyed windows over bids.
 //!
 //! The engine builds each from `key_by(..).window(..).aggregate(..)`. Hot auctions and hot
-//! bidders receive most bids, so q5 and q11 use random partitioning: every worker
-//! pre-aggregates its share per key and the partials meet on the key's worker, which keeps one
-//! hot key from loading one worker. q7's maximum is over all bids of a window (a single key),
-//! which random partitioning also turns into a two-phase aggregation.
+//! bidders receive most bids, so no key's records should all cross to one worker: q5's sliding
+//! and q7's tumbling windows (and q8's, in `joins`) are keyed by hash with local aggregation
+//! (each worker folds its share per key and pane before the exchange, and the partials meet
+//! on the key's worker; q7's maximum is over all bids of a window, a single key), and q11's
+//! sessions use random partitioning (two-phase aggregation: partials per worker, merged by
+//! key).
 //!
 //! q5 post-processes its window counts with a second keyed step: per window (the key), the
 //! auctions with the most bids, aggregated over a one-nanosecond window at the instant the
