@@ -469,11 +469,10 @@ enum SessionOut<O, V> {
 ///
 /// A session is the run of its counted records' times, each less than `gap` after the
 /// previous: a merge joins one run, and a retraction that removes a record's last copy may cut
-/// its session in two. A retraction cancels a copy of its record where that copy went: in the
-/// kept session that counts it; else it is late for a forgotten session that counts it (each
-/// counted copy cancelled once); else
-/// it is late for the window that a late insertion of the record missed (the earliest such
-/// insertion not yet cancelled), even where a session formed since would take the record now.
+/// its session in two. A retraction cancels copies of its record where they went, each copy
+/// once, in this order: in the kept session that counts it; late for a forgotten session that
+/// counts it; late for the window that a late insertion of the record missed (the earliest
+/// such insertion first), even where a session formed since would take the record now.
 /// A retraction with no copy left to cancel is an over-retraction: counted, it makes its
 /// session [`Outcome::Negative`]; late, it is reported as a negative session of the window it
 /// missed, since it would otherwise pass as a late row. Each update costs a walk over the kept
@@ -508,10 +507,22 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
         forgotten.extend(gone.into_iter().map(|members| (members.clone(), members)));
         kept = still;
         let member = (*ts, record);
-        if copies < 0 && !kept.iter().any(|m| m.contains_key(&member)) {
-            // A retraction of a record counted only in forgotten sessions: late for them,
-            // which can no longer change (their state is gone, as in Flink), each copy once.
+        if copies < 0 {
+            // The copies the kept session that counts the record cancels (kept sessions are
+            // disjoint: one at most counts it); the rest of the retraction goes on below.
+            let in_kept: isize = kept
+                .iter()
+                .filter_map(|members| members.get(&member))
+                .filter(|n| **n > 0)
+                .sum();
+            let for_kept = (-copies).min(in_kept);
+            copies += for_kept;
+            // The rest, for copies counted only in forgotten sessions: late for them, which
+            // can no longer change (their state is gone, as in Flink), each copy once.
             for (members, left) in &mut forgotten {
+                if copies == 0 {
+                    break;
+                }
                 let Some(uncancelled) = left.get_mut(&member).filter(|n| **n > 0) else {
                     continue;
                 };
@@ -526,15 +537,8 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
                     left.remove(&member);
                 }
                 copies += cancelled;
-                if copies == 0 {
-                    break;
-                }
             }
-            if copies == 0 {
-                continue;
-            }
-            // A retraction of a record whose insertions were late: late where they were,
-            // earliest first.
+            // Then for late insertions of the record: late where they were, earliest first.
             if let Some(missed) = late_copies.get_mut(&member) {
                 while copies < 0 && !missed.is_empty() {
                     let (window, left) = &mut missed[0];
@@ -549,9 +553,11 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
                 if missed.is_empty() {
                     late_copies.remove(&member);
                 }
-                if copies == 0 {
-                    continue;
-                }
+            }
+            // What no copy cancelled is an over-retraction, counted with the kept share.
+            copies -= for_kept;
+            if copies == 0 {
+                continue;
             }
         }
         let own_end = ts.saturating_add(gap);
@@ -608,5 +614,40 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
         };
         let members: Vec<(&V, isize)> = members.iter().map(|((_, v), c)| (*v, *c)).collect();
         output.push((SessionOut::Session(window, aggregate(agg, &members)), 1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::Count;
+
+    /// A retraction of two copies where the kept session counts one and a forgotten session
+    /// the other cancels both, one in each: no over-retraction.
+    #[test]
+    fn a_retraction_spills_from_the_kept_session_to_a_forgotten_one() {
+        // Gap 10, lateness 0. Record 1 at ts 5 forms [5, 15), forgotten at time 20; then at
+        // time 20, ts 20 and ts 14 form [14, 30), which record 1 at ts 5 inserted again joins.
+        let updates: Vec<Arrival<u64>> = vec![
+            (0, 0, 5, 1),
+            (20, 1, 20, 2),
+            (20, 2, 14, 3),
+            (20, 3, 5, 1),
+            (20, 4, 5, 1),
+        ];
+        let diffs = [1, 1, 1, 1, -2];
+        let updates: Vec<(&Arrival<u64>, isize)> = updates.iter().zip(diffs).collect();
+        let mut output = Vec::new();
+        sessions(10, 0, &Count, &updates, &mut output);
+        output.sort();
+        let window = |start: i64, end: u64| Window { start, end };
+        assert_eq!(
+            output,
+            vec![
+                (SessionOut::Session(window(5, 15), Outcome::Value(1)), 1),
+                (SessionOut::Session(window(14, 30), Outcome::Value(2)), 1),
+                (SessionOut::Late(window(5, 15), 4, 1), -1),
+            ]
+        );
     }
 }
