@@ -454,9 +454,10 @@ fn local_aggregation_that_passes_records_unfolded_changes_no_row() {
     let mut state = 7u64;
     for round in 0..120u64 {
         let time = 10 * round;
-        // Rounds 0-59: 600 records of 500 keys (too few repeats to fold); then 600 of 8 keys.
-        let keys = if round < 60 { 500 } else { 8 };
-        let records = (0..600)
+        // Rounds 0-59: 2000 records of 2000 keys (too few repeats to fold; 1000 a worker, far
+        // above the 256 a stamp needs to decide); then 2000 of 8 keys.
+        let keys = if round < 60 { 2000 } else { 8 };
+        let records = (0..2000)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 7;

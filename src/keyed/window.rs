@@ -200,9 +200,10 @@ where
     ///
     /// It pays where keys repeat within a timestamp (few or hot keys: NEXMark q5 on 2 workers
     /// ran 3.4x to 4.6x faster with it, see `experiments/README.md`) and costs a table probe
-    /// per record where they seldom do; where a timestamp's batch of 256 records or more folds
-    /// into more partials than half its records, records pass unfolded for the next 16 batches
-    /// (doubling up to 1024) and folding is tried again. Even so, a file of 10 k keys
+    /// per record where they seldom do; where a timestamp's records as one activation of the
+    /// keying operator finds them (a stamp), 256 or more, fold into more partials than half
+    /// their number, records pass unfolded for the next 16 stamps (doubling up to 1024) and
+    /// folding is tried again. Even so, a file of 10 k keys
     /// read in blocks took 1.25x the CPU time with it on 2 workers, so it is off unless asked
     /// for. Session windows, one worker and the other partitioners ignore it (the random
     /// partitioner always aggregates in two phases).

@@ -186,8 +186,9 @@ pub(crate) trait Combine<K, V, Acc>: 'static {
 /// for [`PASS_MIN`] stamps, doubled after each further such stamp up to [`PASS_MAX`], and
 /// folding is tried again. Exact either way.
 const FOLD_MAX_SHARE: f64 = 0.5;
-/// Stamps of fewer records fold, whatever their share, and do not count for or against
-/// folding: they cost little to fold and say little about how often keys repeat.
+/// Stamps of fewer records do not decide whether to fold: they cost little to fold and say
+/// little about how often keys repeat. While folding is on they fold, whatever their share;
+/// while it is off they pass, and count among the stamps passed.
 const FOLD_JUDGED: usize = 256;
 /// Stamps passed unfolded after the first stamp that folded too little.
 const PASS_MIN: u32 = 16;
