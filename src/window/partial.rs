@@ -75,41 +75,19 @@ where
     /// time's records into partial aggregates per key and pane, and late records (beyond the
     /// allowed lateness) once per window missed.
     pub(crate) fn fold_fixed(&self, panes_of: Panes) -> impl Fold<K, V, A::Acc> {
-        let (lateness, event_time, agg) = (
+        let mut combine = PaneCombine::new(
+            panes_of,
             self.windowed.lateness,
             self.event_time.clone(),
             self.agg.clone(),
         );
-        let mut panes: HashMap<(K, u64), (u64, A::Acc)> = HashMap::new();
         move |time, batches, out| {
-            let is_late = |window: &Window| window.end.saturating_add(lateness) <= time;
             for batch in batches {
                 for (key, record, _seq) in batch.drain(..) {
-                    let ts = event_time(&record);
-                    if ts < time {
-                        for window in panes_of.windows_of(ts).filter(is_late) {
-                            let late = Late {
-                                window,
-                                key: key.clone(),
-                                record: record.clone(),
-                            };
-                            out.push(Part::Late(late));
-                        }
-                    }
-                    let pane = panes_of.pane_start(ts);
-                    let entry = panes.entry((key, pane)).or_insert_with(|| (ts, agg.init()));
-                    entry.0 = entry.0.min(ts);
-                    agg.add(&mut entry.1, &record);
+                    combine.add(time, key, record, out);
                 }
             }
-            for ((key, _), (lo, acc)) in panes.drain() {
-                out.push(Part::Partial {
-                    key,
-                    lo,
-                    hi: lo,
-                    acc,
-                });
-            }
+            combine.flush(out);
         }
     }
 
@@ -195,9 +173,9 @@ const PASS_MIN: u32 = 16;
 /// The most stamps passed unfolded between two tries.
 const PASS_MAX: u32 = 1024;
 
-/// Phase one's fold for tumbling and sliding windows one record at a time (see
-/// [`Aggregate::fold_fixed`], which it equals): partial aggregates per key and pane, in a
-/// key table per pane ([`KeyTable`]: small integer keys index an array, as in the window
+/// Phase one's fold for tumbling and sliding windows, one record at a time (local aggregation,
+/// and the random partitioner's [`Aggregate::fold_fixed`]): partial aggregates per key and
+/// pane, in a key table per pane ([`KeyTable`]: small integer keys index an array, as in the window
 /// itself), and late records once per window missed.
 pub(crate) struct PaneCombine<K, V, A: Aggregator<V>, T> {
     panes_of: Panes,
