@@ -492,7 +492,7 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
     };
     let start_of = |members: &Members<V>| members.keys().next().map_or(0, |(ts, _)| *ts);
     // Kept sessions, pairwise disjoint, and forgotten ones, each with the copies of its
-    // records that no retraction has cancelled yet.
+    // records that retractions have cancelled since.
     let mut kept: Vec<Members<V>> = Vec::new();
     let mut forgotten: Vec<(Members<V>, Members<V>)> = Vec::new();
     // Late insertions not yet cancelled, per record: the window each missed and its copies,
@@ -504,7 +504,7 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
         let (gone, still): (Vec<_>, Vec<_>) = std::mem::take(&mut kept)
             .into_iter()
             .partition(|members| end_of(members).saturating_add(lateness) <= *time);
-        forgotten.extend(gone.into_iter().map(|members| (members.clone(), members)));
+        forgotten.extend(gone.into_iter().map(|members| (members, Members::new())));
         kept = still;
         let member = (*ts, record);
         if copies < 0 {
@@ -519,24 +519,25 @@ fn sessions<V: Clone + Ord, A: Aggregator<V>>(
             copies += for_kept;
             // The rest, for copies counted only in forgotten sessions: late for them, which
             // can no longer change (their state is gone, as in Flink), each copy once.
-            for (members, left) in &mut forgotten {
+            for (members, cancelled) in &mut forgotten {
                 if copies == 0 {
                     break;
                 }
-                let Some(uncancelled) = left.get_mut(&member).filter(|n| **n > 0) else {
+                let Some(&counted) = members.get(&member).filter(|n| **n > 0) else {
                     continue;
                 };
+                let spent = cancelled.entry(member).or_insert(0);
+                if counted <= *spent {
+                    continue;
+                }
                 let window = Window {
                     start: start_of(members) as i64,
                     end: end_of(members),
                 };
-                let cancelled = (-copies).min(*uncancelled);
-                output.push((SessionOut::Late(window, *seq, record.clone()), -cancelled));
-                *uncancelled -= cancelled;
-                if *uncancelled == 0 {
-                    left.remove(&member);
-                }
-                copies += cancelled;
+                let now = (-copies).min(counted - *spent);
+                output.push((SessionOut::Late(window, *seq, record.clone()), -now));
+                *spent += now;
+                copies += now;
             }
             // Then for late insertions of the record: late where they were, earliest first.
             if let Some(missed) = late_copies.get_mut(&member) {
