@@ -89,8 +89,8 @@ impl Aggregator<AuctionBids> for MostBids {
 /// `Window[{what}, {assigner}]` in timely's logs. On one worker `pair` runs inside the window
 /// operator's input. Tumbling and sliding windows are keyed by hash with local aggregation
 /// ([`WindowedStream::local_aggregation`]): each worker folds the pairs it picks into partials
-/// before the exchange (hot keys included), in the operator that picks them. Sessions spread the pairs at random first (two-phase aggregation: hot keys
-/// form partials on every worker).
+/// before the exchange (hot keys included), in the operator that picks them. Sessions spread
+/// the pairs at random first (two-phase aggregation: hot keys form partials on every worker).
 pub(super) fn keyed_windows<'scope, K: Key, V: Value, F>(
     events: StreamVec<'scope, u64, Event>,
     pair: F,
